@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/pgwarden/pgwarden/proxy"
+)
+
+// fileConfig is the YAML configuration file. Flags override it.
+type fileConfig struct {
+	Listen   string `yaml:"listen"`
+	Upstream struct {
+		URL        string `yaml:"url"`
+		TLSMode    string `yaml:"tls_mode"`
+		CAFile     string `yaml:"ca_file"`
+		ServerName string `yaml:"server_name"`
+	} `yaml:"upstream"`
+	ClientTLS struct {
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+	} `yaml:"client_tls"`
+	Limits struct {
+		MaxConnections      int      `yaml:"max_connections"`
+		MaxMessageSize      int      `yaml:"max_message_size"`
+		StartupTimeout      duration `yaml:"startup_timeout"`
+		IdleTimeout         duration `yaml:"idle_timeout"`
+		ShutdownTimeout     duration `yaml:"shutdown_timeout"`
+		MaxRowsPerStatement int64    `yaml:"max_rows_per_statement"`
+	} `yaml:"limits"`
+	Catalog struct {
+		URL string   `yaml:"url"`
+		TTL duration `yaml:"ttl"`
+	} `yaml:"catalog"`
+	Log struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"log"`
+}
+
+// duration is a time.Duration written as "30s" in YAML.
+type duration time.Duration
+
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q (want e.g. 30s, 5m)", n.Line, n.Value)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// loadConfigFile reads path strictly: unknown keys are errors with line numbers.
+func loadConfigFile(path string) (*fileConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var fc fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &fc, nil
+}
+
+// upstreamSettings turns an upstream URL (postgres://host:port/db?sslmode=...
+// &sslrootcert=...) and explicit settings into the proxy's fields.
+func upstreamSettings(rawURL, tlsMode, caFile, serverName string) (addr string, mode proxy.TLSMode, tc *tls.Config, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("upstream URL: %w", err)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return "", "", nil, fmt.Errorf("upstream URL %q: want postgres://host:port", rawURL)
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		return "", "", nil, fmt.Errorf("upstream URL %q has no host", rawURL)
+	}
+	if port == "" {
+		port = "5432"
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return "", "", nil, fmt.Errorf("upstream URL %q: bad port", rawURL)
+	}
+	addr = net.JoinHostPort(host, port)
+	q := u.Query()
+	if tlsMode == "" {
+		tlsMode = q.Get("sslmode")
+	}
+	if caFile == "" {
+		caFile = q.Get("sslrootcert")
+	}
+	switch tlsMode {
+	case "":
+		mode = proxy.TLSDisable
+		if caFile != "" {
+			mode = proxy.TLSVerifyFull
+		}
+	case "disable":
+		mode = proxy.TLSDisable
+	case "require":
+		mode = proxy.TLSRequire
+	case "verify-full":
+		mode = proxy.TLSVerifyFull
+	default:
+		return "", "", nil, fmt.Errorf("upstream TLS mode %q: want disable, require or verify-full", tlsMode)
+	}
+	if mode == proxy.TLSDisable {
+		return addr, mode, nil, nil
+	}
+	tc = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return "", "", nil, fmt.Errorf("upstream CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return "", "", nil, fmt.Errorf("upstream CA file %s holds no PEM certificate", caFile)
+		}
+		tc.RootCAs = pool
+	}
+	return addr, mode, tc, nil
+}
+
+// clientTLSConfig loads the certificate pgwarden presents to clients.
+func clientTLSConfig(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("client TLS needs both a certificate and a key file")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("client TLS: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// newLogger builds the process logger.
+func newLogger(w *os.File, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(orDefault(level, "info")))); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch orDefault(format, "text") {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,65 @@
+// Command pgwarden is a PostgreSQL proxy that guards customer data against
+// bulk exfiltration. See README.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `pgwarden: a PostgreSQL proxy that guards customer data against bulk exfiltration
+
+Usage:
+  pgwarden serve [flags]     run the proxy in front of a PostgreSQL server
+  pgwarden version           print the version
+  pgwarden help [command]    show help for a command
+
+Run 'pgwarden <command> --help' for the flags of a command.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = runServe(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "pgwarden", version)
+	case "help", "-h", "--help":
+		if len(rest) > 0 {
+			return run([]string{rest[0], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "pgwarden: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "pgwarden: %v\n", err)
+		return 1
+	}
+}
+
+// errUsage reports a command line error already explained to the user.
+var errUsage = errors.New("usage error")

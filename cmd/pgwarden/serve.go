@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/pgwarden/pgwarden/proxy"
+)
+
+const serveUsage = `Usage: pgwarden serve [flags]
+
+Runs the proxy: clients connect to --listen as they would to PostgreSQL and
+are relayed to --upstream. Flags override the --config file.
+
+Environment:
+  PGWARDEN_CONFIG            config file, when --config is not given
+
+Flags:
+`
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, serveUsage); fs.PrintDefaults() }
+	var (
+		configPath   = fs.String("config", os.Getenv("PGWARDEN_CONFIG"), "YAML config `file`")
+		listen       = fs.String("listen", "", "client listen `address` (default 127.0.0.1:6432)")
+		upstream     = fs.String("upstream", "", "upstream PostgreSQL `URL`, postgres://host:port[/db][?sslmode=...&sslrootcert=...]")
+		upTLSMode    = fs.String("upstream-tls-mode", "", "upstream TLS: disable, require or verify-full (default verify-full when a CA file is given, else disable)")
+		upCAFile     = fs.String("upstream-ca-file", "", "PEM `file` of CAs trusted for the upstream certificate (default: system roots)")
+		upServerName = fs.String("upstream-server-name", "", "TLS server `name` for SNI and verification (default: the upstream host)")
+		tlsCert      = fs.String("tls-cert", "", "certificate `file` presented to clients that ask for TLS")
+		tlsKey       = fs.String("tls-key", "", "private key `file` for --tls-cert")
+		maxConns     = fs.Int("max-connections", 0, "maximum concurrent client connections (default 1000)")
+		maxMsg       = fs.Int("max-message-size", 0, "maximum message size in `bytes` (default 1 GiB, as PostgreSQL)")
+		startupTO    = fs.Duration("startup-timeout", 0, "time allowed from connect to the first ReadyForQuery (default 30s)")
+		idleTO       = fs.Duration("idle-timeout", 0, "end sessions idle this long outside a statement (default 0: never)")
+		shutdownTO   = fs.Duration("shutdown-timeout", 0, "on SIGTERM, time sessions get to finish before they are closed (default 30s)")
+		maxRows      = fs.Int64("max-rows-per-statement", 0, "block statements that return more rows than this (default 0: no limit)")
+		logLevel     = fs.String("log-level", "", "debug, info, warn or error (default info)")
+		logFormat    = fs.String("log-format", "", "text or json (default text)")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pgwarden serve: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+
+	fc := &fileConfig{}
+	if *configPath != "" {
+		var err error
+		if fc, err = loadConfigFile(*configPath); err != nil {
+			return err
+		}
+	}
+	set := func(dst *string, flagVal string) {
+		if flagVal != "" {
+			*dst = flagVal
+		}
+	}
+	set(&fc.Listen, *listen)
+	set(&fc.Upstream.URL, *upstream)
+	set(&fc.Upstream.TLSMode, *upTLSMode)
+	set(&fc.Upstream.CAFile, *upCAFile)
+	set(&fc.Upstream.ServerName, *upServerName)
+	set(&fc.ClientTLS.CertFile, *tlsCert)
+	set(&fc.ClientTLS.KeyFile, *tlsKey)
+	set(&fc.Log.Level, *logLevel)
+	set(&fc.Log.Format, *logFormat)
+	if *maxConns > 0 {
+		fc.Limits.MaxConnections = *maxConns
+	}
+	if *maxMsg > 0 {
+		fc.Limits.MaxMessageSize = *maxMsg
+	}
+	if *startupTO > 0 {
+		fc.Limits.StartupTimeout = duration(*startupTO)
+	}
+	if *idleTO > 0 {
+		fc.Limits.IdleTimeout = duration(*idleTO)
+	}
+	if *shutdownTO > 0 {
+		fc.Limits.ShutdownTimeout = duration(*shutdownTO)
+	}
+	if *maxRows > 0 {
+		fc.Limits.MaxRowsPerStatement = *maxRows
+	}
+	if fc.Listen == "" {
+		fc.Listen = "127.0.0.1:6432"
+	}
+	if fc.Upstream.URL == "" {
+		fmt.Fprintln(stderr, "pgwarden serve: --upstream (or upstream.url in the config file) is required")
+		return errUsage
+	}
+	if fc.Limits.ShutdownTimeout <= 0 {
+		fc.Limits.ShutdownTimeout = duration(30 * time.Second)
+	}
+
+	logger, err := newLogger(os.Stderr, fc.Log.Level, fc.Log.Format)
+	if err != nil {
+		return err
+	}
+	addr, mode, upTLS, err := upstreamSettings(fc.Upstream.URL, fc.Upstream.TLSMode, fc.Upstream.CAFile, fc.Upstream.ServerName)
+	if err != nil {
+		return err
+	}
+	clientTLS, err := clientTLSConfig(fc.ClientTLS.CertFile, fc.ClientTLS.KeyFile)
+	if err != nil {
+		return err
+	}
+	cfg := proxy.Config{
+		UpstreamAddr:    addr,
+		UpstreamTLSMode: mode,
+		UpstreamTLS:     upTLS,
+		ClientTLS:       clientTLS,
+		MaxConnections:  fc.Limits.MaxConnections,
+		MaxMessageSize:  fc.Limits.MaxMessageSize,
+		StartupTimeout:  time.Duration(fc.Limits.StartupTimeout),
+		IdleTimeout:     time.Duration(fc.Limits.IdleTimeout),
+		Logger:          logger,
+	}
+	if n := fc.Limits.MaxRowsPerStatement; n > 0 {
+		cfg.Inspector = &proxy.RowLimit{Max: n}
+	}
+	srv, err := proxy.NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", fc.Listen)
+	if err != nil {
+		return err
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "upstream", addr, "upstream_tls", string(mode),
+		"client_tls", clientTLS != nil, "max_rows_per_statement", fc.Limits.MaxRowsPerStatement)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case sig := <-sigs:
+		logger.Info("shutting_down", "signal", sig.String(), "sessions", srv.Sessions(),
+			"deadline", time.Duration(fc.Limits.ShutdownTimeout).String())
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(fc.Limits.ShutdownTimeout))
+		defer cancel()
+		go func() {
+			// A second signal closes the remaining sessions at once.
+			<-sigs
+			cancel()
+		}()
+		if err := srv.Shutdown(ctx); err != nil {
+			logger.Warn("shutdown_deadline_passed", "closed_sessions", true)
+		}
+		<-errc
+		logger.Info("stopped")
+		return nil
+	}
+}

@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// TLSMode says how pgwarden secures its connection to the upstream server.
+type TLSMode string
+
+// Upstream TLS modes, as libpq's sslmode of the same names.
+const (
+	TLSDisable    TLSMode = "disable"     // plain TCP
+	TLSRequire    TLSMode = "require"     // TLS, certificate not verified
+	TLSVerifyFull TLSMode = "verify-full" // TLS, certificate chain and host name verified
+)
+
+// Config configures a Server. The zero value of every field but UpstreamAddr
+// has a sensible default; CheckAndSetDefaults fills them in.
+type Config struct {
+	// UpstreamAddr is the PostgreSQL server, host:port.
+	UpstreamAddr string
+	// UpstreamTLSMode defaults to TLSVerifyFull when UpstreamTLS is set and
+	// to TLSDisable otherwise.
+	UpstreamTLSMode TLSMode
+	// UpstreamTLS carries the root CAs and the server name (SNI and
+	// verification) for the upstream connection; ServerName defaults to the
+	// host of UpstreamAddr.
+	UpstreamTLS *tls.Config
+	// DialTimeout bounds connecting to the upstream server, TLS included.
+	DialTimeout time.Duration
+
+	// ClientTLS is offered to clients that send SSLRequest. Nil refuses TLS
+	// ('N'), which libpq's default sslmode=prefer accepts.
+	ClientTLS *tls.Config
+
+	// MaxConnections caps concurrent client connections (default 1000);
+	// clients past it get SQLSTATE 53300, as from PostgreSQL.
+	MaxConnections int
+	// MaxMessageSize caps a message body in either direction (default 1 GiB,
+	// PostgreSQL's own limit).
+	MaxMessageSize int
+	// StartupTimeout bounds the time from accept to the first ReadyForQuery,
+	// authentication included (default 30s).
+	StartupTimeout time.Duration
+	// IdleTimeout ends sessions whose client has sent nothing for this long
+	// while no statement is running (default 0, never).
+	IdleTimeout time.Duration
+	// CancelTimeout bounds forwarding a cancel request upstream (default 5s).
+	CancelTimeout time.Duration
+
+	// Inspector sees every session's traffic; nil relays without decoding.
+	Inspector Inspector
+	// OnDDL, if set, is called after the server reports a command that may
+	// change relation or column names (the catalog cache invalidates on it).
+	OnDDL func()
+	// IsDDLTag classifies command tags for OnDDL.
+	IsDDLTag func(tag []byte) bool
+
+	// Logger receives the proxy's structured logs (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// CheckAndSetDefaults validates the configuration and fills in defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	if c.UpstreamAddr == "" {
+		return errors.New("upstream address is required")
+	}
+	host, _, err := net.SplitHostPort(c.UpstreamAddr)
+	if err != nil {
+		return fmt.Errorf("upstream address %q: %w", c.UpstreamAddr, err)
+	}
+	switch c.UpstreamTLSMode {
+	case "":
+		c.UpstreamTLSMode = TLSDisable
+		if c.UpstreamTLS != nil {
+			c.UpstreamTLSMode = TLSVerifyFull
+		}
+	case TLSDisable, TLSRequire, TLSVerifyFull:
+	default:
+		return fmt.Errorf("upstream TLS mode %q: want disable, require or verify-full", c.UpstreamTLSMode)
+	}
+	if c.UpstreamTLSMode != TLSDisable {
+		t := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.UpstreamTLS != nil {
+			t = c.UpstreamTLS.Clone()
+		}
+		if t.ServerName == "" {
+			t.ServerName = host
+		}
+		t.InsecureSkipVerify = c.UpstreamTLSMode == TLSRequire
+		c.UpstreamTLS = t
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 1000
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.StartupTimeout <= 0 {
+		c.StartupTimeout = 30 * time.Second
+	}
+	if c.CancelTimeout <= 0 {
+		c.CancelTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+const (
+	// headerLen is the type byte plus the int32 length of every message after startup.
+	headerLen = 5
+
+	// readBufSize is the steady-state size of a direction's read buffer. Frames
+	// larger than this are read into a temporary buffer sized for them.
+	readBufSize = 64 * 1024
+
+	// writeBufSize is the size of a direction's write buffer; it is flushed when
+	// full, when the reader has no complete frame left, and at protocol sync points.
+	writeBufSize = 64 * 1024
+
+	// DefaultMaxMessageSize is PostgreSQL's own limit on a message (MaxAllocSize).
+	DefaultMaxMessageSize = 1<<30 - 1
+)
+
+// FrameError reports a frame that violates the protocol's framing: a length
+// below 4 or above the configured maximum.
+type FrameError struct {
+	Type   byte
+	Length int64 // the length field, including itself
+	Max    int
+}
+
+func (e *FrameError) Error() string {
+	if e.Length < 4 {
+		return fmt.Sprintf("invalid message length %d for message type %q", e.Length, e.Type)
+	}
+	return fmt.Sprintf("message type %q of %d bytes exceeds the maximum of %d bytes", e.Type, e.Length-4, e.Max)
+}
+
+// frameReader reads whole protocol frames (type byte, length, body) from r
+// into a buffer it owns. A frame returned by next is valid until the next call.
+//
+// Before each read that may block, it calls starve, which the relay uses to
+// flush what it has buffered for the other side: output is flushed exactly
+// when the input has nothing more to offer.
+type frameReader struct {
+	r       io.Reader
+	buf     []byte
+	start   int // first unread byte
+	end     int // end of buffered data
+	maxBody int
+	starve  func() error
+}
+
+func newFrameReader(r io.Reader, maxBody int, starve func() error) *frameReader {
+	if maxBody <= 0 {
+		maxBody = DefaultMaxMessageSize
+	}
+	return &frameReader{r: r, buf: make([]byte, readBufSize), maxBody: maxBody, starve: starve}
+}
+
+// buffered reports the number of bytes read but not yet returned.
+func (fr *frameReader) buffered() int { return fr.end - fr.start }
+
+// next returns the next frame, header included. The frame aliases the
+// reader's buffer.
+func (fr *frameReader) next() (frame []byte, err error) {
+	for {
+		if n := fr.end - fr.start; n >= headerLen {
+			length := int64(binary.BigEndian.Uint32(fr.buf[fr.start+1:]))
+			if length < 4 || length-4 > int64(fr.maxBody) {
+				return nil, &FrameError{Type: fr.buf[fr.start], Length: length, Max: fr.maxBody}
+			}
+			total := int(length) + 1
+			if n >= total {
+				frame = fr.buf[fr.start : fr.start+total]
+				fr.start += total
+				return frame, nil
+			}
+			if err := fr.fill(total); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := fr.fill(headerLen); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fill reads until at least need bytes are buffered from start.
+func (fr *frameReader) fill(need int) error {
+	if fr.starve != nil {
+		if err := fr.starve(); err != nil {
+			return err
+		}
+	}
+	n := fr.end - fr.start
+	switch {
+	case len(fr.buf) > readBufSize && need <= readBufSize:
+		// The previous frame was oversized; return to the steady-state buffer
+		// so one huge message does not pin memory for the whole session.
+		nb := make([]byte, readBufSize)
+		copy(nb, fr.buf[fr.start:fr.end])
+		fr.buf, fr.start, fr.end = nb, 0, n
+	case need > len(fr.buf):
+		// A frame larger than the buffer: read it into one sized for it.
+		nb := make([]byte, need)
+		copy(nb, fr.buf[fr.start:fr.end])
+		fr.buf, fr.start, fr.end = nb, 0, n
+	case fr.start+need > len(fr.buf) || (n == 0 && fr.start > 0):
+		copy(fr.buf, fr.buf[fr.start:fr.end])
+		fr.start, fr.end = 0, n
+	}
+	for fr.end-fr.start < need {
+		m, err := fr.r.Read(fr.buf[fr.end:])
+		fr.end += m
+		if err != nil {
+			if err == io.EOF && fr.end-fr.start > 0 {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// frameWriter buffers frames for one connection.
+type frameWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func newFrameWriter(w io.Writer) *frameWriter {
+	return &frameWriter{w: w, buf: make([]byte, 0, writeBufSize)}
+}
+
+// write queues p, flushing first when it does not fit. Frames larger than the
+// buffer are written through.
+func (fw *frameWriter) write(p []byte) error {
+	if len(fw.buf)+len(p) > cap(fw.buf) {
+		if err := fw.flush(); err != nil {
+			return err
+		}
+		if len(p) > cap(fw.buf) {
+			_, err := fw.w.Write(p)
+			return err
+		}
+	}
+	fw.buf = append(fw.buf, p...)
+	return nil
+}
+
+// pending reports the number of queued bytes.
+func (fw *frameWriter) pending() int { return len(fw.buf) }
+
+func (fw *frameWriter) flush() error {
+	if len(fw.buf) == 0 {
+		return nil
+	}
+	_, err := fw.w.Write(fw.buf)
+	fw.buf = fw.buf[:0]
+	return err
+}

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Action is what an inspector wants done with the message it was shown.
+type Action uint8
+
+const (
+	// Continue forwards the message.
+	Continue Action = iota
+	// Block stops the current result: no more of it reaches the client, the
+	// upstream query is cancelled, and the client receives SQLSTATE 42501.
+	// The session stays usable.
+	Block
+	// Kill ends the session after telling the client why.
+	Kill
+)
+
+func (a Action) String() string {
+	switch a {
+	case Continue:
+		return "continue"
+	case Block:
+		return "block"
+	case Kill:
+		return "kill"
+	}
+	return "unknown"
+}
+
+// Verdict is an inspector's answer. The zero Verdict forwards the message.
+type Verdict struct {
+	Action Action
+	// Reason completes the message the client receives after "pgwarden: ",
+	// for example "statement returned more than 1000 rows".
+	Reason string
+}
+
+// SessionInfo is the identity of a session, known once the client has
+// authenticated to the upstream server.
+type SessionInfo struct {
+	ID              string // pgwarden's session id, as in the logs
+	User            string // database user from the startup message
+	Database        string
+	ApplicationName string
+	ClientAddr      net.Addr
+	ClientTLS       bool
+	UpstreamTLS     bool
+	StartedAt       time.Time
+	// Parameters is every startup parameter the client sent.
+	Parameters map[string]string
+}
+
+// Statement is one unit of work the client asked for: a simple Query message
+// (which may hold several SQL statements), an Execute of a portal, or a
+// fast-path FunctionCall. Results are matched to it through the pipeline of
+// pending responses.
+type Statement struct {
+	// Seq numbers the session's statements from 1.
+	Seq uint64
+	// Kind tells which message carried the statement.
+	Kind StatementKind
+	// SQL is the query text: the Query message, or the Parse that created the
+	// portal's prepared statement. Empty for a FunctionCall.
+	SQL string
+	// Name is the prepared statement name and Portal the portal name, for
+	// Execute ("" is the unnamed one).
+	Name, Portal string
+	// MaxRows is the Execute row limit; 0 means all rows.
+	MaxRows uint32
+}
+
+// StatementKind is the message that carried a Statement.
+type StatementKind uint8
+
+// Statement kinds.
+const (
+	SimpleQuery StatementKind = iota + 1
+	ExtendedExecute
+	FunctionCall
+)
+
+func (k StatementKind) String() string {
+	switch k {
+	case SimpleQuery:
+		return "query"
+	case ExtendedExecute:
+		return "execute"
+	case FunctionCall:
+		return "function_call"
+	}
+	return "unknown"
+}
+
+// Inspector is the policy's view of the proxy. The proxy calls StartSession
+// once a client has authenticated; a non-nil error refuses the session and its
+// text reaches the client after "pgwarden: ".
+type Inspector interface {
+	StartSession(ctx context.Context, info *SessionInfo) (SessionInspector, error)
+}
+
+// SessionInspector sees one session's traffic. Methods on the client path
+// (Statement) are called from the goroutine reading the client; all the others
+// from the goroutine reading the server, in wire order. Slices passed in alias
+// the relay's buffers and are valid only during the call: copy what you keep.
+//
+// Embed NopSessionInspector to implement only what you need.
+type SessionInspector interface {
+	// Statement reports a statement as the client sends it (client -> server).
+	Statement(st *Statement)
+	// RowDescription reports the shape of the next rows of st. For an Execute
+	// it is the description the client obtained with Describe, if any.
+	RowDescription(st *Statement, fields []pgproto3.FieldDescription)
+	// DataRow is shown each row before it is forwarded.
+	DataRow(st *Statement, values [][]byte) Verdict
+	// CopyOut reports the start of COPY TO STDOUT.
+	CopyOut(st *Statement, resp *pgproto3.CopyOutResponse)
+	// CopyData is shown each CopyData of a COPY TO STDOUT before it is forwarded.
+	CopyData(st *Statement, data []byte) Verdict
+	// CommandComplete reports the end of one SQL statement's result.
+	CommandComplete(st *Statement, tag []byte)
+	// Error reports an ErrorResponse the server sent for st.
+	Error(st *Statement, err *pgproto3.ErrorResponse)
+	// ReadyForQuery reports the end of a simple query or of an extended
+	// protocol batch (Sync), with the transaction status ('I', 'T' or 'E').
+	ReadyForQuery(txStatus byte)
+	// Blocked reports that the proxy acted on a verdict for st.
+	Blocked(st *Statement, v Verdict)
+	// EndSession is called once, after both directions have stopped.
+	EndSession(err error)
+}
+
+// NopSessionInspector implements SessionInspector and does nothing.
+type NopSessionInspector struct{}
+
+func (NopSessionInspector) Statement(*Statement)                                   {}
+func (NopSessionInspector) RowDescription(*Statement, []pgproto3.FieldDescription) {}
+func (NopSessionInspector) DataRow(*Statement, [][]byte) Verdict                   { return Verdict{} }
+func (NopSessionInspector) CopyOut(*Statement, *pgproto3.CopyOutResponse)          {}
+func (NopSessionInspector) CopyData(*Statement, []byte) Verdict                    { return Verdict{} }
+func (NopSessionInspector) CommandComplete(*Statement, []byte)                     {}
+func (NopSessionInspector) Error(*Statement, *pgproto3.ErrorResponse)              {}
+func (NopSessionInspector) ReadyForQuery(byte)                                     {}
+func (NopSessionInspector) Blocked(*Statement, Verdict)                            {}
+func (NopSessionInspector) EndSession(error)                                       {}

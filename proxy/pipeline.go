@@ -1,0 +1,275 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// The pipeline: every client message that the server answers leaves an entry
+// in a FIFO queue, pushed by the client -> server goroutine before the message
+// is forwarded and popped by the server -> client goroutine as the answers come
+// back. Responses arrive in request order
+// (https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-PIPELINING),
+// so the head of the queue always names the request a response belongs to,
+// however many requests the client has in flight.
+
+type pendingKind uint8
+
+const (
+	pendQuery          pendingKind = iota + 1 // Query: any results, then ReadyForQuery
+	pendFunctionCall                          // FunctionCall: FunctionCallResponse, then ReadyForQuery
+	pendParse                                 // ParseComplete
+	pendBind                                  // BindComplete
+	pendDescribeStmt                          // ParameterDescription, then RowDescription or NoData
+	pendDescribePortal                        // RowDescription or NoData
+	pendExecute                               // rows or COPY, then CommandComplete, EmptyQueryResponse or PortalSuspended
+	pendClose                                 // CloseComplete
+	pendSync                                  // ReadyForQuery
+)
+
+// endsWithReady reports whether the entry is answered last by ReadyForQuery.
+func (k pendingKind) endsWithReady() bool {
+	return k == pendQuery || k == pendFunctionCall || k == pendSync
+}
+
+// executes reports whether the entry runs SQL on the server.
+func (k pendingKind) executes() bool {
+	return k == pendQuery || k == pendFunctionCall || k == pendExecute
+}
+
+type pending struct {
+	kind   pendingKind
+	stmt   *Statement
+	ps     *preparedStmt // Parse, Describe statement
+	portal *portal       // Bind, Describe portal, Execute
+
+	// described is set once the RowDescription for this entry's rows has
+	// been reported to the inspector.
+	described bool
+}
+
+// preparedStmt is a statement created by Parse. desc is written by the
+// server -> client goroutine when the Describe answer arrives.
+type preparedStmt struct {
+	sql  string
+	desc []pgproto3.FieldDescription
+}
+
+// portal is a portal created by Bind.
+type portal struct {
+	ps            *preparedStmt
+	resultFormats []int16
+	desc          []pgproto3.FieldDescription // from Describe portal
+	fields        []pgproto3.FieldDescription // desc or ps.desc with the Bind's result formats applied
+}
+
+// rowFields returns the description of the portal's rows, if the client
+// asked for one.
+func (p *portal) rowFields() []pgproto3.FieldDescription {
+	if p.desc != nil {
+		return p.desc
+	}
+	if p.fields != nil || p.ps == nil || p.ps.desc == nil {
+		return p.fields
+	}
+	fields := make([]pgproto3.FieldDescription, len(p.ps.desc))
+	copy(fields, p.ps.desc)
+	for i := range fields {
+		switch len(p.resultFormats) {
+		case 0:
+			fields[i].Format = 0
+		case 1:
+			fields[i].Format = p.resultFormats[0]
+		default:
+			if i < len(p.resultFormats) {
+				fields[i].Format = p.resultFormats[i]
+			}
+		}
+	}
+	p.fields = fields
+	return fields
+}
+
+// pendingQueue is the FIFO shared by the two directions of a session.
+type pendingQueue struct {
+	mu    sync.Mutex
+	items []*pending
+	head  int
+}
+
+func (q *pendingQueue) push(p *pending) {
+	q.mu.Lock()
+	q.items = append(q.items, p)
+	q.mu.Unlock()
+}
+
+// peek returns the oldest entry or nil.
+func (q *pendingQueue) peek() *pending {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return nil
+	}
+	return q.items[q.head]
+}
+
+// pop removes the oldest entry.
+func (q *pendingQueue) pop() {
+	q.mu.Lock()
+	if q.head < len(q.items) {
+		q.items[q.head] = nil
+		q.head++
+		if q.head == len(q.items) {
+			q.items, q.head = q.items[:0], 0
+		}
+	}
+	q.mu.Unlock()
+}
+
+// skipToSync drops the entries an extended-protocol error makes the server
+// skip: everything up to, not including, the next Sync.
+func (q *pendingQueue) skipToSync() {
+	q.mu.Lock()
+	for q.head < len(q.items) && q.items[q.head].kind != pendSync {
+		q.items[q.head] = nil
+		q.head++
+	}
+	q.mu.Unlock()
+}
+
+// len reports the number of entries waiting for answers.
+func (q *pendingQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) - q.head
+}
+
+// onlyBatchAfterHead reports whether nothing that executes SQL waits behind
+// the head's batch: a cancel aimed at the head can then only stop the head or
+// statements of its own batch, which an error there would skip anyway.
+func (q *pendingQueue) onlyBatchAfterHead() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return true
+	}
+	i := q.head
+	if !q.items[i].kind.endsWithReady() {
+		for i++; i < len(q.items) && q.items[i].kind != pendSync; i++ {
+		}
+	}
+	for i++; i < len(q.items); i++ {
+		if q.items[i].kind.executes() {
+			return false
+		}
+	}
+	return true
+}
+
+var errMalformed = errors.New("malformed message")
+
+// cstring splits a NUL-terminated string off the front of b.
+func cstring(b []byte) (s, rest []byte, err error) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return nil, nil, errMalformed
+	}
+	return b[:i], b[i+1:], nil
+}
+
+// bindNames decodes the names and result formats of a Bind body without
+// decoding its parameters.
+func bindNames(body []byte) (portalName, stmtName []byte, resultFormats []int16, err error) {
+	if portalName, body, err = cstring(body); err != nil {
+		return
+	}
+	if stmtName, body, err = cstring(body); err != nil {
+		return
+	}
+	// parameter format codes
+	if len(body) < 2 {
+		return nil, nil, nil, errMalformed
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	if len(body) < 2+2*n+2 {
+		return nil, nil, nil, errMalformed
+	}
+	body = body[2+2*n:]
+	// parameter values
+	n = int(binary.BigEndian.Uint16(body))
+	body = body[2:]
+	for ; n > 0; n-- {
+		if len(body) < 4 {
+			return nil, nil, nil, errMalformed
+		}
+		l := int32(binary.BigEndian.Uint32(body))
+		body = body[4:]
+		if l > 0 {
+			if int(l) > len(body) {
+				return nil, nil, nil, errMalformed
+			}
+			body = body[l:]
+		}
+	}
+	if len(body) < 2 {
+		return nil, nil, nil, errMalformed
+	}
+	n = int(binary.BigEndian.Uint16(body))
+	body = body[2:]
+	if len(body) < 2*n {
+		return nil, nil, nil, errMalformed
+	}
+	if n > 0 {
+		resultFormats = make([]int16, n)
+		for i := range resultFormats {
+			resultFormats[i] = int16(binary.BigEndian.Uint16(body[2*i:]))
+		}
+	}
+	return portalName, stmtName, resultFormats, nil
+}
+
+// decodeDataRow splits a DataRow body into its values, reusing dst. NULL is a
+// nil slice; values alias body.
+func decodeDataRow(body []byte, dst [][]byte) ([][]byte, error) {
+	if len(body) < 2 {
+		return dst, errMalformed
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	rp := 2
+	dst = dst[:0]
+	for ; n > 0; n-- {
+		if len(body)-rp < 4 {
+			return dst, errMalformed
+		}
+		l := int32(binary.BigEndian.Uint32(body[rp:]))
+		rp += 4
+		if l < 0 {
+			dst = append(dst, nil)
+			continue
+		}
+		if int(l) > len(body)-rp {
+			return dst, errMalformed
+		}
+		dst = append(dst, body[rp:rp+int(l):rp+int(l)])
+		rp += int(l)
+	}
+	return dst, nil
+}
+
+// copyFields decodes a RowDescription body into fields the caller owns.
+func copyFields(body []byte) ([]pgproto3.FieldDescription, error) {
+	var rd pgproto3.RowDescription
+	if err := rd.Decode(body); err != nil {
+		return nil, err
+	}
+	fields := make([]pgproto3.FieldDescription, len(rd.Fields))
+	copy(fields, rd.Fields)
+	for i := range fields {
+		fields[i].Name = bytes.Clone(fields[i].Name)
+	}
+	return fields, nil
+}

@@ -1,0 +1,449 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// relay runs both directions until one ends, then stops the other.
+func (s *session) relay() error {
+	s.fromClient.starve = s.clientStarve
+	s.fromServer.starve = s.toClient.flush
+	errc := make(chan error, 2)
+	go func() { errc <- s.clientToServer() }()
+	go func() { errc <- s.serverToClient() }()
+	err := <-errc
+	s.interrupt()
+	<-errc
+	return err
+}
+
+// clientStarve runs before the client reader blocks: it flushes what the
+// client sent, and arms the idle timeout when nothing is in flight.
+func (s *session) clientStarve() error {
+	if err := s.toServer.flush(); err != nil {
+		return fmt.Errorf("write to upstream: %w", err)
+	}
+	if s.cfg.IdleTimeout > 0 {
+		s.armIdle(false)
+	}
+	return nil
+}
+
+// armIdle sets the client read deadline to the idle timeout when no request
+// awaits an answer, and clears it otherwise. Both directions call it; the
+// queue lock orders their calls.
+func (s *session) armIdle(fromServer bool) {
+	s.queue.mu.Lock()
+	defer s.queue.mu.Unlock()
+	if len(s.queue.items)-s.queue.head == 0 {
+		s.client.SetReadDeadline(s.cfg.Now().Add(s.cfg.IdleTimeout))
+	} else if !fromServer {
+		s.client.SetReadDeadline(time.Time{})
+	}
+}
+
+// clientToServer relays client -> server, recording each request that the
+// server will answer.
+func (s *session) clientToServer() error {
+	for {
+		frame, err := s.fromClient.next()
+		if err != nil {
+			if isTimeout(err) && s.reason.Load() == nil && s.cfg.IdleTimeout > 0 {
+				return fatalf(codeIdleSessionTimeout, nil, "terminating connection due to idle-session timeout")
+			}
+			var fe *FrameError
+			if errors.As(err, &fe) {
+				return fatalf(codeProtocolViolation, err, "%v", err)
+			}
+			return err
+		}
+		typ, body := frame[0], frame[headerLen:]
+		switch typ {
+		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
+			if err := s.trackRequest(typ, body); err != nil {
+				return fatalf(codeProtocolViolation, err, "invalid %q message from client", typ)
+			}
+		case 'X':
+			s.toServer.write(frame)
+			s.toServer.flush()
+			return errClientTerminated
+		}
+		if err := s.toServer.write(frame); err != nil {
+			return fmt.Errorf("write to upstream: %w", err)
+		}
+	}
+}
+
+// trackRequest queues the answer a request expects; with an inspector it
+// also follows prepared statements and portals so that each Execute is known
+// by its SQL.
+func (s *session) trackRequest(typ byte, body []byte) error {
+	if s.insp == nil {
+		var k pendingKind
+		switch typ {
+		case 'Q':
+			k = pendQuery
+		case 'F':
+			k = pendFunctionCall
+		case 'P':
+			k = pendParse
+		case 'B':
+			k = pendBind
+		case 'D':
+			k = pendDescribePortal
+			if len(body) > 0 && body[0] == 'S' {
+				k = pendDescribeStmt
+			}
+		case 'E':
+			k = pendExecute
+		case 'C':
+			k = pendClose
+		case 'S':
+			k = pendSync
+		}
+		s.queue.push(&pending{kind: k})
+		return nil
+	}
+
+	switch typ {
+	case 'Q':
+		sql, _, err := cstring(body)
+		if err != nil {
+			return err
+		}
+		st := s.newStatement(SimpleQuery, string(sql))
+		s.insp.Statement(st)
+		s.queue.push(&pending{kind: pendQuery, stmt: st})
+	case 'F':
+		st := s.newStatement(FunctionCall, "")
+		s.insp.Statement(st)
+		s.queue.push(&pending{kind: pendFunctionCall, stmt: st})
+	case 'P':
+		name, rest, err := cstring(body)
+		if err != nil {
+			return err
+		}
+		sql, _, err := cstring(rest)
+		if err != nil {
+			return err
+		}
+		ps := &preparedStmt{sql: string(sql)}
+		s.prepared[string(name)] = ps
+		s.queue.push(&pending{kind: pendParse, ps: ps})
+	case 'B':
+		portalName, stmtName, formats, err := bindNames(body)
+		if err != nil {
+			return err
+		}
+		ps := s.prepared[string(stmtName)]
+		if ps == nil {
+			// Prepared with SQL PREPARE, or unknown: the server will say.
+			ps = &preparedStmt{}
+		}
+		p := &portal{ps: ps, resultFormats: formats}
+		s.portals[string(portalName)] = p
+		s.queue.push(&pending{kind: pendBind, portal: p})
+	case 'D':
+		if len(body) < 2 {
+			return errMalformed
+		}
+		name, _, err := cstring(body[1:])
+		if err != nil {
+			return err
+		}
+		if body[0] == 'S' {
+			ps := s.prepared[string(name)]
+			if ps == nil {
+				ps = &preparedStmt{}
+			}
+			s.queue.push(&pending{kind: pendDescribeStmt, ps: ps})
+		} else {
+			p := s.portals[string(name)]
+			if p == nil {
+				p = &portal{}
+			}
+			s.queue.push(&pending{kind: pendDescribePortal, portal: p})
+		}
+	case 'E':
+		name, rest, err := cstring(body)
+		if err != nil || len(rest) < 4 {
+			return errMalformed
+		}
+		p := s.portals[string(name)]
+		if p == nil {
+			p = &portal{ps: &preparedStmt{}}
+		}
+		st := s.newStatement(ExtendedExecute, p.ps.sql)
+		st.Portal = string(name)
+		st.MaxRows = binary.BigEndian.Uint32(rest)
+		s.insp.Statement(st)
+		s.queue.push(&pending{kind: pendExecute, stmt: st, portal: p})
+	case 'C':
+		if len(body) < 2 {
+			return errMalformed
+		}
+		name, _, err := cstring(body[1:])
+		if err != nil {
+			return err
+		}
+		if body[0] == 'S' {
+			delete(s.prepared, string(name))
+		} else {
+			delete(s.portals, string(name))
+		}
+		s.queue.push(&pending{kind: pendClose})
+	case 'S':
+		s.queue.push(&pending{kind: pendSync})
+	}
+	return nil
+}
+
+func (s *session) newStatement(kind StatementKind, sql string) *Statement {
+	s.seq++
+	return &Statement{Seq: s.seq, Kind: kind, SQL: sql}
+}
+
+// serverToClient relays server -> client. It matches every response to the
+// request at the head of the pending queue, shows results to the inspector,
+// and carries out its verdicts.
+func (s *session) serverToClient() error {
+	for {
+		frame, err := s.fromServer.next()
+		if err != nil {
+			var fe *FrameError
+			if errors.As(err, &fe) {
+				return fatalf(codeProtocolViolation, err, "invalid message from the upstream server")
+			}
+			if isClosedConn(err) && s.reason.Load() == nil {
+				return fatalf(codeConnectionFailure, err, "upstream server closed the connection")
+			}
+			return err
+		}
+		forward, err := s.onServerMessage(frame)
+		if err != nil {
+			return err
+		}
+		if forward {
+			if err := s.toClient.write(frame); err != nil {
+				return fmt.Errorf("write to client: %w", err)
+			}
+		}
+	}
+}
+
+// onServerMessage does the bookkeeping for one server message and reports
+// whether to forward it.
+func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
+	typ, body := frame[0], frame[headerLen:]
+	switch typ {
+	case 'D': // DataRow
+		if s.insp == nil {
+			return true, nil
+		}
+		if s.blocked {
+			return false, nil
+		}
+		return s.onRow(body)
+	case 'd': // CopyData
+		if s.insp == nil || !s.copyOut {
+			return !s.blocked, nil
+		}
+		if s.blocked {
+			return false, nil
+		}
+		e := s.queue.peek()
+		if e == nil {
+			return true, nil
+		}
+		return s.act(e, s.insp.CopyData(e.stmt, body))
+	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
+		s.copyOut = false
+		e := s.queue.peek()
+		if typ == 'C' {
+			tag := body
+			if n := len(tag); n > 0 && tag[n-1] == 0 {
+				tag = tag[:n-1]
+			}
+			if s.cfg.OnDDL != nil && s.cfg.IsDDLTag != nil && s.cfg.IsDDLTag(tag) {
+				s.cfg.OnDDL()
+			}
+			if s.insp != nil && e != nil && !s.blocked {
+				s.insp.CommandComplete(e.stmt, tag)
+			}
+		}
+		if e != nil && e.kind == pendExecute {
+			s.queue.pop()
+		}
+	case 'Z': // ReadyForQuery
+		for e := s.queue.peek(); e != nil; e = s.queue.peek() {
+			s.queue.pop()
+			if e.kind.endsWithReady() {
+				break
+			}
+		}
+		if len(body) > 0 {
+			s.txStatus = body[0]
+		}
+		s.copyOut = false
+		if s.insp != nil {
+			s.insp.ReadyForQuery(s.txStatus)
+		}
+		if s.cfg.IdleTimeout > 0 {
+			s.armIdle(true)
+		}
+		s.blocked = false
+		return true, nil
+	case 'E': // ErrorResponse
+		s.copyOut = false
+		e := s.queue.peek()
+		if e == nil {
+			break
+		}
+		if s.insp != nil && !s.blocked {
+			var er pgproto3.ErrorResponse
+			if err := er.Decode(body); err == nil {
+				s.insp.Error(e.stmt, &er)
+			}
+		}
+		if !e.kind.endsWithReady() {
+			s.queue.skipToSync()
+		}
+	case '1', '2', '3': // ParseComplete, BindComplete, CloseComplete
+		s.queue.pop()
+	case 'n': // NoData
+		s.queue.pop()
+	case 'T': // RowDescription
+		e := s.queue.peek()
+		if e == nil || s.insp == nil {
+			if e != nil && e.kind != pendQuery {
+				s.queue.pop()
+			}
+			break
+		}
+		switch e.kind {
+		case pendQuery:
+			if err := s.rowDesc.Decode(body); err != nil {
+				return false, fatalf(codeProtocolViolation, err, "invalid RowDescription from the upstream server")
+			}
+			if !s.blocked {
+				s.insp.RowDescription(e.stmt, s.rowDesc.Fields)
+			}
+		case pendDescribeStmt, pendDescribePortal:
+			fields, err := copyFields(body)
+			if err != nil {
+				return false, fatalf(codeProtocolViolation, err, "invalid RowDescription from the upstream server")
+			}
+			if e.kind == pendDescribeStmt {
+				e.ps.desc = fields
+			} else {
+				e.portal.desc = fields
+			}
+			s.queue.pop()
+		default:
+			s.queue.pop()
+		}
+	case 'H': // CopyOutResponse
+		s.copyOut = true
+		if e := s.queue.peek(); s.insp != nil && e != nil && !s.blocked {
+			var r pgproto3.CopyOutResponse
+			if err := r.Decode(body); err == nil {
+				s.insp.CopyOut(e.stmt, &r)
+			}
+		}
+	case 'c': // CopyDone
+		s.copyOut = false
+	case 'S', 'A': // ParameterStatus, NotificationResponse: never suppressed
+		return true, nil
+	}
+	return !s.blocked, nil
+}
+
+// onRow shows a DataRow to the inspector.
+func (s *session) onRow(body []byte) (bool, error) {
+	e := s.queue.peek()
+	if e == nil {
+		return true, nil
+	}
+	vals, err := decodeDataRow(body, s.row)
+	s.row = vals
+	if err != nil {
+		return false, fatalf(codeProtocolViolation, err, "invalid DataRow from the upstream server")
+	}
+	if e.kind == pendExecute && !e.described {
+		e.described = true
+		if e.portal != nil {
+			if fields := e.portal.rowFields(); fields != nil {
+				s.insp.RowDescription(e.stmt, fields)
+			}
+		}
+	}
+	return s.act(e, s.insp.DataRow(e.stmt, vals))
+}
+
+// act carries out a verdict on the message at hand.
+func (s *session) act(e *pending, v Verdict) (bool, error) {
+	switch v.Action {
+	case Continue:
+		return true, nil
+	case Block:
+		return false, s.block(e, v)
+	case Kill:
+		s.insp.Blocked(e.stmt, v)
+		s.log.Warn("session_killed", "statement_seq", seqOf(e.stmt), "reason", v.Reason)
+		return false, &wireError{Severity: "FATAL", Code: codeInsufficientPrivilege, Message: v.Reason}
+	}
+	return true, nil
+}
+
+// block stops the result in progress: the client is told at once with
+// SQLSTATE 42501, the upstream query is cancelled, and everything the server
+// still sends for it is dropped up to the ReadyForQuery that ends its batch,
+// which is forwarded with the true transaction status.
+// https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-CANCELING-REQUESTS
+func (s *session) block(e *pending, v Verdict) error {
+	s.blocked = true
+	s.copyOut = false
+	s.insp.Blocked(e.stmt, v)
+	s.log.Warn("statement_blocked", "statement_seq", seqOf(e.stmt), "reason", v.Reason)
+	if err := s.toClient.write(errorFrame(&wireError{Code: codeInsufficientPrivilege, Message: v.Reason})); err != nil {
+		return err
+	}
+	if err := s.toClient.flush(); err != nil {
+		return err
+	}
+
+	// Hold back the client's next requests until the cancel has landed, so
+	// that it cannot hit them. If requests of a later batch are already on
+	// their way, a cancel could hit those: then the rest of this result is
+	// only drained.
+	gate := make(chan struct{})
+	s.gate.Store(&gate)
+	if !s.queue.onlyBatchAfterHead() {
+		s.gate.Store(nil)
+		close(gate)
+		return nil
+	}
+	go func() {
+		defer close(gate)
+		defer s.gate.Store(nil)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CancelTimeout)
+		defer cancel()
+		if err := s.cancelUpstream(ctx); err != nil {
+			s.log.Warn("cancel_after_block_failed", "error", err)
+		}
+	}()
+	return nil
+}
+
+func seqOf(st *Statement) uint64 {
+	if st == nil {
+		return 0
+	}
+	return st.Seq
+}

@@ -1,0 +1,213 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("pgwarden: server closed")
+
+// Server accepts PostgreSQL clients and relays each to the upstream server.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	byPID     map[uint32]*session // pgwarden's BackendKeyData process id -> session
+	closing   bool
+
+	conns    atomic.Int64 // client connections open, including those in startup
+	sessWG   sync.WaitGroup
+	shutdown chan struct{}
+}
+
+// NewServer validates cfg and returns a Server.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+		byPID:     make(map[uint32]*session),
+		shutdown:  make(chan struct{}),
+	}, nil
+}
+
+// Serve accepts connections on ln until Shutdown or Close. It always returns
+// a non-nil error; ErrServerClosed after a shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.shutdown:
+				return ErrServerClosed
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				// Out of file descriptors or similar: back off, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept_failed", "error", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.conns.Add(1)
+		s.sessWG.Add(1)
+		go func() {
+			defer s.sessWG.Done()
+			defer s.conns.Add(-1)
+			s.serveConn(conn)
+		}()
+	}
+}
+
+// Shutdown stops accepting, then waits for sessions to end by themselves
+// until ctx is done, and then closes the remaining ones, telling each client
+// why. It returns ctx.Err() if sessions had to be closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.shutdown)
+	}
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.sessWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.terminate(fatalf(codeAdminShutdown, nil, "terminating connection because pgwarden is shutting down"))
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// Close closes the listeners and every session at once.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.Shutdown(ctx)
+	return nil
+}
+
+// Sessions reports the number of client connections open.
+func (s *Server) Sessions() int { return int(s.conns.Load()) }
+
+// register gives sess a BackendKeyData of pgwarden's own, unique among live
+// sessions, sized like the upstream server's key.
+func (s *Server) register(sess *session, keyLen int) (pid uint32, secret []byte) {
+	secret = make([]byte, keyLen)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		var b [4]byte
+		rand.Read(b[:])
+		pid = binary.BigEndian.Uint32(b[:]) &^ (1 << 31) // positive, as a real pid
+		if _, taken := s.byPID[pid]; !taken && pid != 0 {
+			break
+		}
+	}
+	rand.Read(secret)
+	sess.key = cancelKey{pid: pid, secret: secret}
+	s.byPID[pid] = sess
+	s.sessions[sess] = struct{}{}
+	return pid, secret
+}
+
+func (s *Server) unregister(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byPID[sess.key.pid] == sess {
+		delete(s.byPID, sess.key.pid)
+	}
+	delete(s.sessions, sess)
+}
+
+// cancelKey is a BackendKeyData: process id and secret.
+type cancelKey struct {
+	pid    uint32
+	secret []byte
+}
+
+// forwardCancel maps a client's CancelRequest to the upstream key of the
+// session it names and forwards it. A request whose secret does not match
+// cancels nothing, and the client learns nothing either way.
+func (s *Server) forwardCancel(pid uint32, secret []byte, log *slog.Logger) {
+	s.mu.Lock()
+	sess := s.byPID[pid]
+	s.mu.Unlock()
+	if sess == nil || subtle.ConstantTimeCompare(sess.key.secret, secret) != 1 {
+		log.Info("cancel_request_unmatched")
+		return
+	}
+	log.Info("cancel_request_forwarded", "target_session_id", sess.id)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CancelTimeout)
+	defer cancel()
+	if err := sess.cancelUpstream(ctx); err != nil {
+		log.Warn("cancel_request_failed", "target_session_id", sess.id, "error", err)
+	}
+}
+
+// serveConn runs one client connection from accept to close.
+func (s *Server) serveConn(conn net.Conn) {
+	sess := newSession(s, conn)
+	defer s.unregister(sess)
+	sess.run()
+}
+
+func newSessionID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// isClosedConn reports errors that mean the peer went away, which are logged
+// as a normal end rather than a failure.
+func isClosedConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscallECONNRESET) || errors.Is(err, syscallEPIPE)
+}

@@ -1,0 +1,416 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// session is one client connection and its upstream connection. Its life:
+// startup (SSL/GSSENC negotiation, StartupMessage, or a CancelRequest),
+// authentication relayed to the upstream server, then the relay, one
+// goroutine per direction, until either side ends; then teardown.
+type session struct {
+	srv *Server
+	cfg *Config
+	id  string
+	log *slog.Logger
+
+	connMu sync.Mutex // guards client and server while they may be replaced or set
+	client net.Conn
+	server net.Conn
+
+	serverCert  *x509.Certificate // upstream TLS leaf, for SCRAM channel binding
+	key         cancelKey         // pgwarden's key given to the client
+	upstreamKey cancelKey         // the upstream server's key
+
+	info SessionInfo
+	insp SessionInspector
+
+	fromClient, fromServer *frameReader
+	toClient, toServer     *frameWriter
+
+	queue pendingQueue
+	// gate, when set, holds client -> server writes until it is closed: a
+	// block waits there for its CancelRequest to land so that the cancel
+	// cannot reach a later statement.
+	gate atomic.Pointer[chan struct{}]
+
+	// client -> server goroutine state
+	prepared map[string]*preparedStmt
+	portals  map[string]*portal
+	seq      uint64
+
+	// server -> client goroutine state
+	row      [][]byte
+	rowDesc  pgproto3.RowDescription
+	blocked  bool // a verdict stopped a result: suppress until ReadyForQuery
+	copyOut  bool
+	txStatus byte
+
+	reason    atomic.Pointer[wireError] // why the session is being terminated from outside
+	stop      chan struct{}             // closed by interrupt
+	stopOnce  sync.Once
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newSession(srv *Server, conn net.Conn) *session {
+	id := newSessionID()
+	return &session{
+		srv:      srv,
+		cfg:      &srv.cfg,
+		id:       id,
+		log:      srv.log.With("session_id", id, "client_addr", conn.RemoteAddr().String()),
+		client:   conn,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		txStatus: 'I',
+	}
+}
+
+// errCancelRequest ends a connection that carried a CancelRequest.
+var errCancelRequest = errors.New("cancel request")
+
+// errClientTerminated ends a session whose client sent Terminate.
+var errClientTerminated = errors.New("client terminated the session")
+
+// aLongTimeAgo is a deadline that has passed: setting it unblocks reads and
+// writes in progress.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (s *session) run() {
+	start := s.cfg.Now()
+	defer close(s.done)
+	err := s.startup()
+	if err == nil {
+		s.log = s.log.With("user", s.info.User, "database", s.info.Database)
+		s.log.Info("session_started", "application_name", s.info.ApplicationName,
+			"client_tls", s.info.ClientTLS, "upstream_tls", s.info.UpstreamTLS)
+		err = s.relay()
+	}
+	s.teardown(err)
+	if s.insp != nil {
+		s.insp.EndSession(err)
+	}
+	switch {
+	case errors.Is(err, errCancelRequest):
+	case err == nil, errors.Is(err, errClientTerminated):
+		s.log.Info("session_ended", "duration", s.cfg.Now().Sub(start))
+	default:
+		if s.insp == nil && s.info.User == "" {
+			s.log.Warn("startup_failed", "error", err)
+			return
+		}
+		s.log.Info("session_ended", "duration", s.cfg.Now().Sub(start), "error", err)
+	}
+}
+
+// terminate ends the session from another goroutine, telling the client why.
+func (s *session) terminate(why *wireError) {
+	s.reason.CompareAndSwap(nil, why)
+	s.interrupt()
+}
+
+// interrupt unblocks every read and write in progress on both connections.
+func (s *session) interrupt() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.client.SetDeadline(aLongTimeAgo)
+	if s.server != nil {
+		s.server.SetDeadline(aLongTimeAgo)
+	}
+}
+
+// teardown tells the client why the session ends (when pgwarden ends it and
+// the wire is between messages), ends the upstream session, and closes both.
+func (s *session) teardown(err error) {
+	s.closeOnce.Do(func() {
+		if r := s.reason.Load(); r != nil {
+			err = r
+		}
+		s.connMu.Lock()
+		client, server := s.client, s.server
+		s.connMu.Unlock()
+		deadline := s.cfg.Now().Add(time.Second)
+		if we, ok := asWireError(err); ok && we.Severity == "FATAL" && !errors.Is(err, errCancelRequest) {
+			client.SetDeadline(deadline)
+			// A startup-phase error has no toClient yet; a relay error is
+			// written only if nothing half-written precedes it.
+			if s.toClient == nil || s.toClient.pending() == 0 || !isTimeout(err) {
+				client.Write(errorFrame(we))
+			}
+		}
+		if server != nil {
+			if !errors.Is(err, errClientTerminated) {
+				if s.queue.len() > 0 && s.upstreamKey.pid != 0 {
+					ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CancelTimeout)
+					s.cancelUpstream(ctx)
+					cancel()
+				}
+				server.SetDeadline(deadline)
+				server.Write([]byte{'X', 0, 0, 0, 4})
+			}
+			server.Close()
+		}
+		client.Close()
+	})
+}
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// startup runs the startup phase up to the first ReadyForQuery.
+func (s *session) startup() error {
+	s.client.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
+	var sslSeen, gssSeen bool
+	var sm *startupMessage
+	for sm == nil {
+		msg, err := readStartupPacket(s.client)
+		if err != nil {
+			if _, ok := asWireError(err); ok || isClosedConn(err) || isTimeout(err) {
+				return err
+			}
+			return fatalf(codeProtocolViolation, err, "%v", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.SSLRequest:
+			if sslSeen {
+				return fatalf(codeProtocolViolation, nil, "duplicate SSLRequest")
+			}
+			sslSeen = true
+			if s.cfg.ClientTLS == nil {
+				if _, err := s.client.Write([]byte{'N'}); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := s.client.Write([]byte{'S'}); err != nil {
+				return err
+			}
+			tc := tls.Server(s.client, s.cfg.ClientTLS)
+			if err := tc.Handshake(); err != nil {
+				return fmt.Errorf("client TLS handshake: %w", err)
+			}
+			s.connMu.Lock()
+			s.client = tc
+			s.connMu.Unlock()
+			s.info.ClientTLS = true
+		case *pgproto3.GSSEncRequest:
+			if gssSeen {
+				return fatalf(codeProtocolViolation, nil, "duplicate GSSENCRequest")
+			}
+			gssSeen = true
+			// Refused: libpq then falls back to SSL or plain.
+			if _, err := s.client.Write([]byte{'N'}); err != nil {
+				return err
+			}
+		case *pgproto3.CancelRequest:
+			s.srv.forwardCancel(m.ProcessID, m.SecretKey, s.log)
+			return errCancelRequest
+		case *startupMessage:
+			sm = m
+		}
+	}
+
+	if s.srv.conns.Load() > int64(s.cfg.MaxConnections) {
+		return fatalf(codeTooManyConnections, nil, "sorry, too many clients already")
+	}
+	select {
+	case <-s.srv.shutdown:
+		return fatalf(codeCannotConnectNow, nil, "pgwarden is shutting down")
+	default:
+	}
+	if _, ok := sm.Parameters["replication"]; ok && sm.Parameters["replication"] != "false" && sm.Parameters["replication"] != "0" && sm.Parameters["replication"] != "off" && sm.Parameters["replication"] != "no" {
+		return fatalf(codeInsufficientPrivilege, nil, "replication connections are not allowed through pgwarden")
+	}
+	s.info.ID = s.id
+	s.info.User = sm.Parameters["user"]
+	s.info.Database = sm.Parameters["database"]
+	if s.info.Database == "" {
+		s.info.Database = s.info.User
+	}
+	s.info.ApplicationName = sm.Parameters["application_name"]
+	s.info.ClientAddr = s.client.RemoteAddr()
+	s.info.Parameters = sm.Parameters
+	s.info.StartedAt = s.cfg.Now()
+
+	server, err := s.dialUpstream(context.Background())
+	if err != nil {
+		return fatalf(codeConnectionFailure, err, "could not connect to the upstream server")
+	}
+	s.connMu.Lock()
+	s.server = server
+	s.connMu.Unlock()
+	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
+	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
+
+	s.fromClient = newFrameReader(s.client, s.cfg.MaxMessageSize, nil)
+	s.fromServer = newFrameReader(server, s.cfg.MaxMessageSize, nil)
+	s.toClient = newFrameWriter(s.client)
+	s.toServer = newFrameWriter(gatedWriter{s})
+
+	if _, err := server.Write(sm.encode()); err != nil {
+		return fatalf(codeConnectionFailure, err, "could not send the startup message upstream")
+	}
+	if err := s.authenticate(); err != nil {
+		return err
+	}
+	if err := s.finishStartup(); err != nil {
+		return err
+	}
+	s.client.SetDeadline(time.Time{})
+	server.SetDeadline(time.Time{})
+	return nil
+}
+
+// dialUpstream connects to the upstream server, negotiating TLS as configured.
+func (s *session) dialUpstream(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", s.cfg.UpstreamAddr)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.UpstreamTLSMode == TLSDisable {
+		return conn, nil
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	req := []byte{0, 0, 0, 8, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(req[4:], sslRequestCode)
+	var resp [1]byte
+	if _, err := conn.Write(req); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if _, err := io.ReadFull(conn, resp[:]); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if resp[0] != 'S' {
+		conn.Close()
+		return nil, errors.New("upstream server does not support TLS")
+	}
+	tc := tls.Client(conn, s.cfg.UpstreamTLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
+	}
+	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+		s.serverCert = certs[0]
+	}
+	conn.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+// cancelUpstream sends a CancelRequest with the upstream key on a new
+// connection and waits for the server to close it, which it does after
+// signalling the backend.
+func (s *session) cancelUpstream(ctx context.Context) error {
+	conn, err := s.dialUpstream(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	req := make([]byte, 12+len(s.upstreamKey.secret)-4)
+	binary.BigEndian.PutUint32(req, uint32(len(req)))
+	binary.BigEndian.PutUint32(req[4:], cancelRequestCode)
+	binary.BigEndian.PutUint32(req[8:], s.upstreamKey.pid)
+	copy(req[12:], s.upstreamKey.secret)
+	if _, err := conn.Write(req); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, conn)
+	if err != nil && !isClosedConn(err) {
+		return err
+	}
+	return nil
+}
+
+// finishStartup relays what follows AuthenticationOk up to ReadyForQuery,
+// replacing the server's BackendKeyData with pgwarden's own.
+func (s *session) finishStartup() error {
+	for {
+		frame, err := s.fromServer.next()
+		if err != nil {
+			return fatalf(codeConnectionFailure, err, "upstream connection lost during startup")
+		}
+		switch frame[0] {
+		case 'K':
+			var kd pgproto3.BackendKeyData
+			if err := kd.Decode(frame[headerLen:]); err != nil {
+				return fatalf(codeProtocolViolation, err, "invalid BackendKeyData from upstream")
+			}
+			s.upstreamKey = cancelKey{pid: kd.ProcessID, secret: kd.SecretKey}
+			pid, secret := s.srv.register(s, len(kd.SecretKey))
+			out, _ := (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: secret}).Encode(nil)
+			if err := s.toClient.write(out); err != nil {
+				return err
+			}
+			continue
+		case 'E':
+			s.toClient.write(frame)
+			s.toClient.flush()
+			return fmt.Errorf("upstream refused the session: %s", errorMessage(frame))
+		case 'Z':
+			if s.cfg.Inspector != nil {
+				insp, err := s.cfg.Inspector.StartSession(context.Background(), &s.info)
+				if err != nil {
+					return &wireError{Severity: "FATAL", Code: codeInsufficientPrivilege, Message: err.Error(), Err: err}
+				}
+				s.insp = insp
+				s.prepared = make(map[string]*preparedStmt)
+				s.portals = make(map[string]*portal)
+			}
+			if err := s.toClient.write(frame); err != nil {
+				return err
+			}
+			return s.toClient.flush()
+		}
+		if err := s.toClient.write(frame); err != nil {
+			return err
+		}
+	}
+}
+
+// errorMessage extracts the message field of an ErrorResponse frame.
+func errorMessage(frame []byte) string {
+	var e pgproto3.ErrorResponse
+	if err := e.Decode(frame[headerLen:]); err != nil {
+		return "malformed ErrorResponse"
+	}
+	return e.Severity + ": " + e.Message
+}
+
+// gatedWriter writes to the upstream connection, waiting first for any gate
+// a block has set.
+type gatedWriter struct{ s *session }
+
+func (g gatedWriter) Write(p []byte) (int, error) {
+	if ch := g.s.gate.Load(); ch != nil {
+		select {
+		case <-*ch:
+		case <-g.s.stop:
+			return 0, net.ErrClosed
+		}
+	}
+	return g.s.server.Write(p)
+}
