@@ -125,10 +125,13 @@ func (fr *frameReader) fill(need int) error {
 	return nil
 }
 
-// frameWriter buffers frames for one connection.
+// frameWriter buffers frames for one connection. After a failed write the
+// peer may have received part of a frame, so the writer refuses further
+// writes: err is sticky.
 type frameWriter struct {
 	w   io.Writer
 	buf []byte
+	err error
 }
 
 func newFrameWriter(w io.Writer) *frameWriter {
@@ -138,13 +141,16 @@ func newFrameWriter(w io.Writer) *frameWriter {
 // write queues p, flushing first when it does not fit. Frames larger than the
 // buffer are written through.
 func (fw *frameWriter) write(p []byte) error {
+	if fw.err != nil {
+		return fw.err
+	}
 	if len(fw.buf)+len(p) > cap(fw.buf) {
 		if err := fw.flush(); err != nil {
 			return err
 		}
 		if len(p) > cap(fw.buf) {
-			_, err := fw.w.Write(p)
-			return err
+			_, fw.err = fw.w.Write(p)
+			return fw.err
 		}
 	}
 	fw.buf = append(fw.buf, p...)
@@ -155,10 +161,10 @@ func (fw *frameWriter) write(p []byte) error {
 func (fw *frameWriter) pending() int { return len(fw.buf) }
 
 func (fw *frameWriter) flush() error {
-	if len(fw.buf) == 0 {
-		return nil
+	if fw.err != nil || len(fw.buf) == 0 {
+		return fw.err
 	}
-	_, err := fw.w.Write(fw.buf)
+	_, fw.err = fw.w.Write(fw.buf)
 	fw.buf = fw.buf[:0]
-	return err
+	return fw.err
 }

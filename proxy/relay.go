@@ -63,6 +63,7 @@ func (s *session) clientToServer() error {
 			}
 			return err
 		}
+		s.idle.Store(false)
 		typ, body := frame[0], frame[headerLen:]
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
@@ -232,6 +233,17 @@ func (s *session) serverToClient() error {
 		if forward {
 			if err := s.toClient.write(frame); err != nil {
 				return fmt.Errorf("write to client: %w", err)
+			}
+		}
+		if frame[0] == 'Z' && s.txStatus == 'I' && s.queue.len() == 0 {
+			s.idle.Store(true)
+			if s.srv.isShuttingDown() {
+				// Between transactions with nothing in flight: a clean
+				// point to end the session during a graceful shutdown.
+				if err := s.toClient.flush(); err != nil {
+					return err
+				}
+				return errShutdownIdle
 			}
 		}
 	}

@@ -110,6 +110,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
+	// Sessions waiting for their client between transactions end now;
+	// the others end as soon as they reach that point, or at the deadline.
+	s.mu.Lock()
+	for sess := range s.sessions {
+		if sess.idle.Load() {
+			sess.terminate(errShutdownIdle)
+		}
+	}
+	s.mu.Unlock()
+
 	done := make(chan struct{})
 	go func() { s.sessWG.Wait(); close(done) }()
 	select {
@@ -133,6 +143,18 @@ func (s *Server) Close() error {
 	s.Shutdown(ctx)
 	return nil
 }
+
+func (s *Server) isShuttingDown() bool {
+	select {
+	case <-s.shutdown:
+		return true
+	default:
+		return false
+	}
+}
+
+// errShutdownIdle ends a session at a clean point during a graceful shutdown.
+var errShutdownIdle = fatalf(codeAdminShutdown, nil, "terminating connection because pgwarden is shutting down")
 
 // Sessions reports the number of client connections open.
 func (s *Server) Sessions() int { return int(s.conns.Load()) }

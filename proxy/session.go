@@ -60,6 +60,9 @@ type session struct {
 	copyOut  bool
 	txStatus byte
 
+	// idle is set while the session waits for the client outside any
+	// transaction, with nothing in flight: a point where shutdown may end it.
+	idle      atomic.Bool
 	reason    atomic.Pointer[wireError] // why the session is being terminated from outside
 	stop      chan struct{}             // closed by interrupt
 	stopOnce  sync.Once
@@ -146,12 +149,14 @@ func (s *session) teardown(err error) {
 		client, server := s.client, s.server
 		s.connMu.Unlock()
 		deadline := s.cfg.Now().Add(time.Second)
-		if we, ok := asWireError(err); ok && we.Severity == "FATAL" && !errors.Is(err, errCancelRequest) {
+		if we, ok := asWireError(err); ok && we.Severity == "FATAL" {
+			// Complete frames still buffered go first; after a failed
+			// write the client may hold half a frame and gets nothing more.
 			client.SetDeadline(deadline)
-			// A startup-phase error has no toClient yet; a relay error is
-			// written only if nothing half-written precedes it.
-			if s.toClient == nil || s.toClient.pending() == 0 || !isTimeout(err) {
+			if s.toClient == nil {
 				client.Write(errorFrame(we))
+			} else if s.toClient.write(errorFrame(we)) == nil {
+				s.toClient.flush()
 			}
 		}
 		if server != nil {
@@ -330,7 +335,7 @@ func (s *session) cancelUpstream(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	req := make([]byte, 12+len(s.upstreamKey.secret)-4)
+	req := make([]byte, 12+len(s.upstreamKey.secret))
 	binary.BigEndian.PutUint32(req, uint32(len(req)))
 	binary.BigEndian.PutUint32(req[4:], cancelRequestCode)
 	binary.BigEndian.PutUint32(req[8:], s.upstreamKey.pid)
