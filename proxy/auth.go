@@ -186,6 +186,11 @@ func (s *session) scramOnBehalf(mechanisms []string) error {
 				return fatalf(codeInvalidAuthorization, err, "the upstream server failed to prove it knows the password")
 			}
 		case authOK:
+			if !sc.Verified() {
+				// A server that skips SASLFinal never proved it knows the
+				// password: it could be anyone.
+				return fatalf(codeInvalidAuthorization, nil, "the upstream server ended SCRAM without proving it knows the password")
+			}
 			return s.toClient.write(frame)
 		default:
 			return fatalf(codeProtocolViolation, nil, "unexpected authentication request during SCRAM")

@@ -269,14 +269,14 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		if s.blocked {
 			return false, nil
 		}
-		e := s.queue.peek()
+		e := s.head()
 		if e == nil {
 			return true, nil
 		}
 		return s.act(e, s.insp.CopyData(e.stmt, body))
 	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
 		s.copyOut = false
-		e := s.queue.peek()
+		e := s.head()
 		if typ == 'C' {
 			tag := body
 			if n := len(tag); n > 0 && tag[n-1] == 0 {
@@ -284,23 +284,29 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			}
 			if s.cfg.OnDDL != nil && s.cfg.IsDDLTag != nil && s.cfg.IsDDLTag(tag) {
 				s.cfg.OnDDL()
+				// Other connections see the change only once it commits.
+				s.ddlInTx = true
 			}
 			if s.insp != nil && e != nil && !s.blocked {
 				s.insp.CommandComplete(e.stmt, tag)
 			}
 		}
 		if e != nil && e.kind == pendExecute {
-			s.queue.pop()
+			s.popHead()
 		}
 	case 'Z': // ReadyForQuery
-		for e := s.queue.peek(); e != nil; e = s.queue.peek() {
-			s.queue.pop()
+		for e := s.head(); e != nil; e = s.head() {
+			s.popHead()
 			if e.kind.endsWithReady() {
 				break
 			}
 		}
 		if len(body) > 0 {
 			s.txStatus = body[0]
+		}
+		if s.ddlInTx && s.txStatus == 'I' {
+			s.ddlInTx = false
+			s.cfg.OnDDL()
 		}
 		s.copyOut = false
 		if s.insp != nil {
@@ -313,7 +319,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		return true, nil
 	case 'E': // ErrorResponse
 		s.copyOut = false
-		e := s.queue.peek()
+		e := s.head()
 		if e == nil {
 			break
 		}
@@ -324,17 +330,17 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			}
 		}
 		if !e.kind.endsWithReady() {
-			s.queue.skipToSync()
+			s.skipToSync()
 		}
 	case '1', '2', '3': // ParseComplete, BindComplete, CloseComplete
-		s.queue.pop()
+		s.popHead()
 	case 'n': // NoData
-		s.queue.pop()
+		s.popHead()
 	case 'T': // RowDescription
-		e := s.queue.peek()
+		e := s.head()
 		if e == nil || s.insp == nil {
 			if e != nil && e.kind != pendQuery {
-				s.queue.pop()
+				s.popHead()
 			}
 			break
 		}
@@ -356,13 +362,13 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			} else {
 				e.portal.desc = fields
 			}
-			s.queue.pop()
+			s.popHead()
 		default:
-			s.queue.pop()
+			s.popHead()
 		}
 	case 'H': // CopyOutResponse
 		s.copyOut = true
-		if e := s.queue.peek(); s.insp != nil && e != nil && !s.blocked {
+		if e := s.head(); s.insp != nil && e != nil && !s.blocked {
 			var r pgproto3.CopyOutResponse
 			if err := r.Decode(body); err == nil {
 				s.insp.CopyOut(e.stmt, &r)
@@ -378,7 +384,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 
 // onRow shows a DataRow to the inspector.
 func (s *session) onRow(body []byte) (bool, error) {
-	e := s.queue.peek()
+	e := s.head()
 	if e == nil {
 		return true, nil
 	}
@@ -458,4 +464,24 @@ func seqOf(st *Statement) uint64 {
 		return 0
 	}
 	return st.Seq
+}
+
+// head returns the oldest pending request. Only the server -> client
+// goroutine removes entries, so it may keep the head between messages
+// instead of locking the queue for every row.
+func (s *session) head() *pending {
+	if s.cur == nil {
+		s.cur = s.queue.peek()
+	}
+	return s.cur
+}
+
+func (s *session) popHead() {
+	s.queue.pop()
+	s.cur = nil
+}
+
+func (s *session) skipToSync() {
+	s.queue.skipToSync()
+	s.cur = nil
 }

@@ -54,10 +54,12 @@ type session struct {
 	seq      uint64
 
 	// server -> client goroutine state
+	cur      *pending // cached head of queue
 	row      [][]byte
 	rowDesc  pgproto3.RowDescription
 	blocked  bool // a verdict stopped a result: suppress until ReadyForQuery
 	copyOut  bool
+	ddlInTx  bool // DDL seen since the last ReadyForQuery 'I'
 	txStatus byte
 
 	// idle is set while the session waits for the client outside any

@@ -18,7 +18,8 @@
 //	server -> AuthenticationOk
 //
 // An AuthenticationOk is only to be believed after ServerFinal returned nil:
-// that is when the server has proved it holds the password's secret.
+// that is when the server has proved it holds the password's secret, and
+// what Verified reports.
 //
 // Passwords are prepared with SASLprep exactly as PostgreSQL prepares them when
 // it stores the secret, including its rule that a password SASLprep rejects is

@@ -272,6 +272,11 @@ func (c *Client) ServerFinal(serverFinal []byte) error {
 	return nil
 }
 
+// Verified reports whether ServerFinal has verified the server's signature.
+// A caller must not accept AuthenticationOk before it is true: a server (or a
+// man in the middle) that skips AuthenticationSASLFinal proves nothing.
+func (c *Client) Verified() bool { return c.state == stateDone }
+
 func computeHMAC(key []byte, msg string) []byte {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(msg))

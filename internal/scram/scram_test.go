@@ -243,6 +243,9 @@ func TestServerFinalRejects(t *testing.T) {
 			if err := c.ServerFinal(tt.tamper(final)); !errors.Is(err, tt.want) {
 				t.Fatalf("ServerFinal error = %v, want %v", err, tt.want)
 			}
+			if c.Verified() {
+				t.Fatal("Verified after a rejected server-final-message")
+			}
 			// A failed exchange stays failed, even given the genuine message.
 			if err := c.ServerFinal(final); err == nil {
 				t.Fatal("ServerFinal accepted a message after a failure")
@@ -319,8 +322,14 @@ func TestOutOfOrder(t *testing.T) {
 	if _, err := c.ServerFirst([]byte("r=x,s=AAAA,i=1")); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("second ServerFirst: %v, want ErrProtocol", err)
 	}
+	if c.Verified() {
+		t.Fatal("Verified before ServerFinal")
+	}
 	if err := c.ServerFinal(final); err != nil {
 		t.Fatal(err)
+	}
+	if !c.Verified() {
+		t.Fatal("not Verified after ServerFinal")
 	}
 	if err := c.ServerFinal(final); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("second ServerFinal: %v, want ErrProtocol", err)

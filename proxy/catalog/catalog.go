@@ -164,9 +164,9 @@ func (r *Resolver) Table(ctx context.Context, oid uint32) (*Table, error) {
 // Column resolves one RowDescription field. AttNum 0 (a whole-row reference
 // such as SELECT c FROM customers c) resolves to Name "*", and negative
 // attribute numbers to the system column names of PostgreSQL 12 and later.
-// An attribute number that the cached table lacks makes the table be read
-// again once, since a column may have been added by a session pgwarden does
-// not see; if it is still missing, the error wraps ErrNotFound.
+// A positive attribute number that the cached table lacks makes that lookup
+// read the table again, since a column may have been added by a session
+// pgwarden does not see; if it is still missing, the error wraps ErrNotFound.
 func (r *Resolver) Column(ctx context.Context, tableOID uint32, attNum int16) (Column, error) {
 	t, err := r.Table(ctx, tableOID)
 	if err != nil {

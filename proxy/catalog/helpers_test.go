@@ -1,0 +1,200 @@
+package catalog
+
+import (
+	"context"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// testPool is a small Querier over a few connections, standing in for
+// *pgxpool.Pool. A connection goes back to the pool when its rows are closed.
+type testPool struct {
+	cfg   *pgx.ConnConfig
+	conns chan *pgx.Conn
+}
+
+func newTestPool(t *testing.T, cfg *pgx.ConnConfig, size int) *testPool {
+	t.Helper()
+	p := &testPool{cfg: cfg, conns: make(chan *pgx.Conn, size)}
+	for range size {
+		conn, err := pgx.ConnectConfig(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.conns <- conn
+	}
+	t.Cleanup(func() {
+		for range size {
+			conn := <-p.conns
+			conn.Close(context.Background())
+		}
+	})
+	return p
+}
+
+func (p *testPool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	var conn *pgx.Conn
+	select {
+	case conn = <-p.conns:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		p.release(conn)
+		return nil, err
+	}
+	return &pooledRows{Rows: rows, release: func() { p.release(conn) }}, nil
+}
+
+// release returns conn to the pool, replacing it if a cancelled query closed it.
+func (p *testPool) release(conn *pgx.Conn) {
+	if conn.IsClosed() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if fresh, err := pgx.ConnectConfig(ctx, p.cfg); err == nil {
+			conn = fresh
+		}
+	}
+	p.conns <- conn
+}
+
+type pooledRows struct {
+	pgx.Rows
+	once    sync.Once
+	release func()
+}
+
+func (r *pooledRows) Close() {
+	r.Rows.Close()
+	r.once.Do(r.release)
+}
+
+// tracer counts the Resolver's catalog queries. gate, when set, runs at the
+// start of each one and may block it.
+type tracer struct {
+	queries atomic.Int64
+	gate    atomic.Pointer[func(ctx context.Context)]
+}
+
+func (tr *tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if data.SQL == tableQuery {
+		tr.queries.Add(1)
+		if g := tr.gate.Load(); g != nil {
+			(*g)(ctx)
+		}
+	}
+	return ctx
+}
+
+func (tr *tracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// clock is a settable Config.Now.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// env is one test's database, pool, tracer, clock and resolver.
+type env struct {
+	db    *pgtest.Cluster
+	pool  *testPool
+	tr    *tracer
+	clock *clock
+	r     *Resolver
+}
+
+const testTTL = time.Minute
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	db := pgtest.Shared(t)
+	cfg, err := pgx.ParseConfig(db.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &tracer{}
+	cfg.Tracer = tr
+	e := &env{
+		db:    db,
+		pool:  newTestPool(t, cfg, 4),
+		tr:    tr,
+		clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	e.r, err = New(Config{Pool: e.pool, TTL: testTTL, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// schema creates a fresh schema, dropped when the test ends, and returns its
+// quoted name.
+func (e *env) schema(t *testing.T, name string) string {
+	t.Helper()
+	q := pgx.Identifier{name}.Sanitize()
+	e.db.Exec(t, "DROP SCHEMA IF EXISTS "+q+" CASCADE; CREATE SCHEMA "+q)
+	t.Cleanup(func() {
+		// t.Context is already cancelled when cleanups run.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, e.db.DSN(pgtest.SuperUser))
+		if err != nil {
+			t.Errorf("drop schema %s: %v", q, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+q+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", q, err)
+		}
+	})
+	return q
+}
+
+// oid returns the OID of the relation named by regclass, a possibly quoted
+// and schema-qualified name.
+func (e *env) oid(t *testing.T, regclass string) uint32 {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), e.db.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var oid uint32
+	if err := conn.QueryRow(t.Context(), "SELECT $1::regclass::oid", regclass).Scan(&oid); err != nil {
+		t.Fatalf("oid of %s: %v", regclass, err)
+	}
+	return oid
+}
+
+// waitFor polls cond until it holds, failing the test after ten seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
