@@ -106,7 +106,7 @@ func (s *session) run() {
 			"client_tls", s.info.ClientTLS, "upstream_tls", s.info.UpstreamTLS)
 		err = s.relay()
 	}
-	s.teardown(err)
+	err = s.teardown(err)
 	if s.insp != nil {
 		s.insp.EndSession(err)
 	}
@@ -142,7 +142,7 @@ func (s *session) interrupt() {
 
 // teardown tells the client why the session ends (when pgwarden ends it and
 // the wire is between messages), ends the upstream session, and closes both.
-func (s *session) teardown(err error) {
+func (s *session) teardown(err error) error {
 	s.closeOnce.Do(func() {
 		if r := s.reason.Load(); r != nil {
 			err = r
@@ -175,6 +175,7 @@ func (s *session) teardown(err error) {
 		}
 		client.Close()
 	})
+	return err
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

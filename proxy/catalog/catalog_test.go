@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -17,7 +19,7 @@ func TestNewConfig(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Error("New without a pool succeeded")
 	}
-	pool := &testPool{}
+	pool := &pgxpool.Pool{} // never queried here
 	if _, err := New(Config{Pool: pool, TTL: -time.Second}); err == nil {
 		t.Error("New with a negative TTL succeeded")
 	}

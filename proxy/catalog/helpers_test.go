@@ -9,74 +9,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-// testPool is a small Querier over a few connections, standing in for
-// *pgxpool.Pool. A connection goes back to the pool when its rows are closed.
-type testPool struct {
-	cfg   *pgx.ConnConfig
-	conns chan *pgx.Conn
-}
-
-func newTestPool(t *testing.T, cfg *pgx.ConnConfig, size int) *testPool {
-	t.Helper()
-	p := &testPool{cfg: cfg, conns: make(chan *pgx.Conn, size)}
-	for range size {
-		conn, err := pgx.ConnectConfig(t.Context(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.conns <- conn
-	}
-	t.Cleanup(func() {
-		for range size {
-			conn := <-p.conns
-			conn.Close(context.Background())
-		}
-	})
-	return p
-}
-
-func (p *testPool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	var conn *pgx.Conn
-	select {
-	case conn = <-p.conns:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	rows, err := conn.Query(ctx, sql, args...)
-	if err != nil {
-		p.release(conn)
-		return nil, err
-	}
-	return &pooledRows{Rows: rows, release: func() { p.release(conn) }}, nil
-}
-
-// release returns conn to the pool, replacing it if a cancelled query closed it.
-func (p *testPool) release(conn *pgx.Conn) {
-	if conn.IsClosed() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if fresh, err := pgx.ConnectConfig(ctx, p.cfg); err == nil {
-			conn = fresh
-		}
-	}
-	p.conns <- conn
-}
-
-type pooledRows struct {
-	pgx.Rows
-	once    sync.Once
-	release func()
-}
-
-func (r *pooledRows) Close() {
-	r.Rows.Close()
-	r.once.Do(r.release)
-}
 
 // tracer counts the Resolver's catalog queries. gate, when set, runs at the
 // start of each one and may block it.
@@ -118,7 +55,7 @@ func (c *clock) Advance(d time.Duration) {
 // env is one test's database, pool, tracer, clock and resolver.
 type env struct {
 	db    *pgtest.Cluster
-	pool  *testPool
+	pool  *pgxpool.Pool
 	tr    *tracer
 	clock *clock
 	r     *Resolver
@@ -129,15 +66,21 @@ const testTTL = time.Minute
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	db := pgtest.Shared(t)
-	cfg, err := pgx.ParseConfig(db.DSN(pgtest.SuperUser))
+	cfg, err := pgxpool.ParseConfig(db.DSN(pgtest.SuperUser))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := &tracer{}
-	cfg.Tracer = tr
+	cfg.ConnConfig.Tracer = tr
+	cfg.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
 	e := &env{
 		db:    db,
-		pool:  newTestPool(t, cfg, 4),
+		pool:  pool,
 		tr:    tr,
 		clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
