@@ -46,10 +46,6 @@ type pending struct {
 	stmt   *Statement
 	ps     *preparedStmt // Parse, Describe statement
 	portal *portal       // Bind, Describe portal, Execute
-
-	// described is set once the RowDescription for this entry's rows has
-	// been reported to the inspector.
-	described bool
 }
 
 // preparedStmt is a statement created by Parse. desc is written by the
@@ -65,6 +61,8 @@ type portal struct {
 	resultFormats []int16
 	desc          []pgproto3.FieldDescription // from Describe portal
 	fields        []pgproto3.FieldDescription // desc or ps.desc with the Bind's result formats applied
+	described     bool                        // the inspector has been shown fields (server -> client goroutine)
+	stmt          *Statement                  // the statement its first Execute started
 }
 
 // rowFields returns the description of the portal's rows, if the client
@@ -99,10 +97,21 @@ type pendingQueue struct {
 	mu    sync.Mutex
 	items []*pending
 	head  int
+	// batches counts the entries answered by ReadyForQuery (Query,
+	// FunctionCall, Sync): the batches in flight.
+	batches int
+	// emptyc, when set, is closed when the queue becomes empty.
+	emptyc chan struct{}
+	// readyc, when set, is closed when an entry answered by ReadyForQuery
+	// leaves the queue.
+	readyc chan struct{}
 }
 
 func (q *pendingQueue) push(p *pending) {
 	q.mu.Lock()
+	if p.kind.endsWithReady() {
+		q.batches++
+	}
 	q.items = append(q.items, p)
 	q.mu.Unlock()
 }
@@ -121,13 +130,57 @@ func (q *pendingQueue) peek() *pending {
 func (q *pendingQueue) pop() {
 	q.mu.Lock()
 	if q.head < len(q.items) {
+		if q.items[q.head].kind.endsWithReady() {
+			q.batches--
+			if q.readyc != nil {
+				close(q.readyc)
+				q.readyc = nil
+			}
+		}
 		q.items[q.head] = nil
 		q.head++
 		if q.head == len(q.items) {
 			q.items, q.head = q.items[:0], 0
+			q.signalEmpty()
 		}
 	}
 	q.mu.Unlock()
+}
+
+// signalEmpty wakes a waitEmpty; q.mu is held.
+func (q *pendingQueue) signalEmpty() {
+	if q.emptyc != nil {
+		close(q.emptyc)
+		q.emptyc = nil
+	}
+}
+
+// emptied returns a channel that is closed once every entry has been
+// answered, or nil if none waits.
+func (q *pendingQueue) emptied() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return nil
+	}
+	if q.emptyc == nil {
+		q.emptyc = make(chan struct{})
+	}
+	return q.emptyc
+}
+
+// awaitingReady returns a channel that is closed when the next entry
+// answered by ReadyForQuery leaves the queue, or nil when there is none.
+func (q *pendingQueue) awaitingReady() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.batches == 0 {
+		return nil
+	}
+	if q.readyc == nil {
+		q.readyc = make(chan struct{})
+	}
+	return q.readyc
 }
 
 // skipToSync drops the entries an extended-protocol error makes the server
@@ -135,8 +188,16 @@ func (q *pendingQueue) pop() {
 func (q *pendingQueue) skipToSync() {
 	q.mu.Lock()
 	for q.head < len(q.items) && q.items[q.head].kind != pendSync {
+		if q.items[q.head].kind.endsWithReady() {
+			// A Query sent before the Sync is skipped by the server too.
+			q.batches--
+		}
 		q.items[q.head] = nil
 		q.head++
+	}
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+		q.signalEmpty()
 	}
 	q.mu.Unlock()
 }

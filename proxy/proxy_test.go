@@ -285,25 +285,35 @@ func TestPipelineMatchesResultsToStatements(t *testing.T) {
 	m := mockUpstream(t)
 	rec := &recorder{}
 	addr := startProxy(t, Config{UpstreamAddr: m.Addr(), Inspector: rec})
+	// The client pipelines four batches; the proxy forwards each batch once
+	// the one before it is answered, and the server answers batch by batch.
 	m.Push(append(pgmock.AcceptTrust(),
 		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Describe{}), pgmock.ExpectType(&pgproto3.Sync{}),
-		pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}), pgmock.ExpectType(&pgproto3.Sync{}),
-		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Describe{}),
-		pgmock.ExpectType(&pgproto3.Execute{}), pgmock.ExpectType(&pgproto3.Execute{}), pgmock.ExpectType(&pgproto3.Sync{}),
-		pgmock.ExpectType(&pgproto3.Query{}),
+		pgmock.ExpectNothing(50*time.Millisecond),
 		pgmock.Send(
 			// batch 1: prepare s1 and describe it
 			&pgproto3.ParseComplete{}, &pgproto3.ParameterDescription{},
 			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{intCol("a")}},
-			&pgproto3.ReadyForQuery{TxStatus: 'I'},
+			&pgproto3.ReadyForQuery{TxStatus: 'I'}),
+		pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}), pgmock.ExpectType(&pgproto3.Sync{}),
+		pgmock.Send(
 			// batch 2: execute s1, binary results
 			&pgproto3.BindComplete{}, row("\x00\x00\x00\x01"), &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
-			&pgproto3.ReadyForQuery{TxStatus: 'I'},
-			// batch 3: unnamed statement, portal described, executed in two parts
+			&pgproto3.ReadyForQuery{TxStatus: 'I'}),
+		// batch 3: unnamed statement, portal described, executed in two
+		// parts; with two Executes, the proxy holds the Sync until they are
+		// answered, asking the server to flush its output meanwhile
+		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Describe{}),
+		pgmock.ExpectType(&pgproto3.Execute{}), pgmock.ExpectType(&pgproto3.Execute{}), pgmock.Expect(&pgproto3.Flush{}),
+		pgmock.ExpectNothing(50*time.Millisecond),
+		pgmock.Send(
 			&pgproto3.ParseComplete{}, &pgproto3.BindComplete{},
 			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{intCol("b")}},
-			row("1"), &pgproto3.PortalSuspended{}, row("2"), &pgproto3.CommandComplete{CommandTag: []byte("SELECT 2")},
-			&pgproto3.ReadyForQuery{TxStatus: 'I'},
+			row("1"), &pgproto3.PortalSuspended{}, row("2"), &pgproto3.CommandComplete{CommandTag: []byte("SELECT 2")}),
+		pgmock.ExpectType(&pgproto3.Sync{}),
+		pgmock.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'}),
+		pgmock.ExpectType(&pgproto3.Query{}),
+		pgmock.Send(
 			// simple query with two statements
 			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{intCol("c")}}, row("3"),
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
@@ -322,8 +332,7 @@ func TestPipelineMatchesResultsToStatements(t *testing.T) {
 	waitMock(t, m)
 	equalLines(t, "statements", rec.statements(), []string{
 		`statement execute "select a from t"`,
-		`statement execute "select b from t"`,
-		`statement execute "select b from t"`,
+		`statement execute "select b from t"`, // resuming the portal continues it
 		`statement query "select c from t;"`,
 	})
 	equalLines(t, "results", rec.lines(), []string{
@@ -334,7 +343,6 @@ func TestPipelineMatchesResultsToStatements(t *testing.T) {
 		`ready I`,
 		`describe "select b from t" b/16384/2/fmt0`,
 		`row "select b from t" 1`,
-		`describe "select b from t" b/16384/2/fmt0`,
 		`row "select b from t" 2`,
 		`complete "select b from t" SELECT 2`,
 		`ready I`,
@@ -360,10 +368,12 @@ func TestExtendedErrorSkipsToSync(t *testing.T) {
 	addr := startProxy(t, Config{UpstreamAddr: m.Addr(), Inspector: rec})
 	m.Push(append(pgmock.AcceptTrust(),
 		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}),
-		pgmock.ExpectType(&pgproto3.Sync{}), pgmock.ExpectType(&pgproto3.Query{}),
+		pgmock.ExpectType(&pgproto3.Sync{}),
 		pgmock.Send(
 			&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: "syntax error"},
-			&pgproto3.ReadyForQuery{TxStatus: 'I'},
+			&pgproto3.ReadyForQuery{TxStatus: 'I'}),
+		pgmock.ExpectType(&pgproto3.Query{}),
+		pgmock.Send(
 			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{intCol("x")}}, row("7"),
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
 			&pgproto3.ReadyForQuery{TxStatus: 'I'},
@@ -422,7 +432,10 @@ func TestBlockCancelsUpstreamAndKeepsSession(t *testing.T) {
 	}
 }
 
-func TestBlockWithLaterBatchInFlightDoesNotCancel(t *testing.T) {
+// TestLaterBatchWaitsSoBlockCanCancel pipelines a second query behind one
+// that gets blocked: the proxy holds the second until the first is answered,
+// so the cancel it sends can only hit the blocked query.
+func TestLaterBatchWaitsSoBlockCanCancel(t *testing.T) {
 	m := mockUpstream(t)
 	rec := &recorder{verdict: func(st *Statement, row int) Verdict {
 		if st.SQL == "select * from big" && row >= 2 {
@@ -433,10 +446,12 @@ func TestBlockWithLaterBatchInFlightDoesNotCancel(t *testing.T) {
 	addr := startProxy(t, Config{UpstreamAddr: m.Addr(), Inspector: rec})
 	m.Push(append(pgmock.AcceptTrust(),
 		pgmock.Expect(&pgproto3.Query{String: "select * from big"}),
+		pgmock.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{intCol("x")}}, row("1"), row("2"), row("3")),
+		pgmock.ExpectNothing(100*time.Millisecond),
+		pgmock.Send(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "57014", Message: "canceling statement due to user request"},
+			&pgproto3.ReadyForQuery{TxStatus: 'I'}),
 		pgmock.Expect(&pgproto3.Query{String: "select 1"}),
-		pgmock.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{intCol("x")}}, row("1"), row("2"), row("3"),
-			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 3")}, &pgproto3.ReadyForQuery{TxStatus: 'I'},
-			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{intCol("x")}}, row("1"),
+		pgmock.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{intCol("x")}}, row("1"),
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'}),
 	))
 	c := connect(t, addr)
@@ -446,9 +461,8 @@ func TestBlockWithLaterBatchInFlightDoesNotCancel(t *testing.T) {
 		"RowDescription", "DataRow 1", "CommandComplete SELECT 1", "ReadyForQuery I",
 	})
 	waitMock(t, m)
-	time.Sleep(50 * time.Millisecond)
-	if n := len(m.Cancels()); n != 0 {
-		t.Errorf("%d cancel requests sent; a cancel could have hit the next query", n)
+	if n := len(m.Cancels()); n != 1 {
+		t.Errorf("%d cancel requests sent, want 1", n)
 	}
 }
 
@@ -464,13 +478,19 @@ func TestBlockInExtendedBatchSkipsRestOfBatch(t *testing.T) {
 	m.Push(append(pgmock.AcceptTrust(),
 		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}),
 		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}),
-		pgmock.ExpectType(&pgproto3.Sync{}),
-		// The server finishes before the cancel lands: the proxy must still
-		// drop everything up to the batch's ReadyForQuery.
+		pgmock.Expect(&pgproto3.Flush{}),
+		// The server finishes before the cancel lands: the proxy must drop
+		// everything up to the batch's ReadyForQuery, and make the server
+		// fail the batch before its Sync so that the second statement,
+		// which the client was told did not run, does not commit.
 		pgmock.Send(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, row("1"), row("2"), row("3"),
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 3")},
 			&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, row("9"),
-			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'}),
+			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}),
+		pgmock.Expect(&pgproto3.Execute{Portal: "pgwarden: batch blocked"}),
+		pgmock.ExpectType(&pgproto3.Sync{}),
+		pgmock.Send(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "34000", Message: `portal "pgwarden: batch blocked" does not exist`},
+			&pgproto3.ReadyForQuery{TxStatus: 'I'}),
 		pgmock.Expect(&pgproto3.Query{String: "select 1"}),
 		pgmock.Send(&pgproto3.EmptyQueryResponse{}, &pgproto3.ReadyForQuery{TxStatus: 'I'}),
 	))
@@ -490,8 +510,10 @@ func TestCancelRequestMapsKeys(t *testing.T) {
 	addr := startProxy(t, Config{UpstreamAddr: m.Addr()})
 	m.Push(append(pgmock.AcceptTrust(), pgmock.ExpectType(&pgproto3.Terminate{})))
 	c := connect(t, addr)
-	if c.key.ProcessID == pgmock.Key.ProcessID || bytes.Equal(c.key.SecretKey, pgmock.Key.SecretKey) {
-		t.Fatalf("client got the upstream key %+v", c.key)
+	// The process id is the server's (so that pg_backend_pid() and
+	// notifications agree with it); the secret is pgwarden's own.
+	if c.key.ProcessID != pgmock.Key.ProcessID || bytes.Equal(c.key.SecretKey, pgmock.Key.SecretKey) {
+		t.Fatalf("client got key %+v, want the upstream pid with a secret of pgwarden's own", c.key)
 	}
 	sendCancel := func(pid uint32, secret []byte) {
 		t.Helper()
@@ -511,7 +533,7 @@ func TestCancelRequestMapsKeys(t *testing.T) {
 	wrong := bytes.Clone(c.key.SecretKey)
 	wrong[0] ^= 0xff
 	sendCancel(c.key.ProcessID, wrong)
-	sendCancel(pgmock.Key.ProcessID, pgmock.Key.SecretKey)
+	sendCancel(pgmock.Key.ProcessID, pgmock.Key.SecretKey) // the upstream secret is no key to pgwarden
 	if n := len(m.Cancels()); n != 0 {
 		t.Fatalf("wrong keys forwarded %d cancel requests", n)
 	}
@@ -580,5 +602,29 @@ func TestOversizedFrameEndsOnlyThatSession(t *testing.T) {
 	waitMock(t, m) // the bad session's upstream saw the connection close
 	good.send(&pgproto3.Query{String: "select 1"})
 	equalLines(t, "other session", good.until(1), []string{"EmptyQueryResponse", "ReadyForQuery I"})
+	waitMock(t, m)
+}
+
+// TestQueryAfterUnsyncedErrorIsSkipped sends a Query behind an extended
+// batch that fails before its Sync: the server skips the Query too, and the
+// session must still serve the batches after the Sync.
+func TestQueryAfterUnsyncedErrorIsSkipped(t *testing.T) {
+	m := mockUpstream(t)
+	addr := startProxy(t, Config{UpstreamAddr: m.Addr(), Inspector: &recorder{}})
+	m.Push(append(pgmock.AcceptTrust(),
+		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Query{}), pgmock.ExpectType(&pgproto3.Sync{}),
+		pgmock.Send(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: "syntax error"},
+			&pgproto3.ReadyForQuery{TxStatus: 'I'}),
+		pgmock.ExpectType(&pgproto3.Query{}),
+		pgmock.Send(&pgproto3.EmptyQueryResponse{}, &pgproto3.ReadyForQuery{TxStatus: 'I'}),
+		pgmock.ExpectType(&pgproto3.Query{}),
+		pgmock.Send(&pgproto3.EmptyQueryResponse{}, &pgproto3.ReadyForQuery{TxStatus: 'I'}),
+	))
+	c := connect(t, addr)
+	c.send(&pgproto3.Parse{Query: "selec"}, &pgproto3.Query{String: "skipped"})
+	c.send(&pgproto3.Sync{})
+	equalLines(t, "batch", c.until(1), []string{"ErrorResponse 42601 syntax error", "ReadyForQuery I"})
+	c.send(&pgproto3.Query{String: ""}, &pgproto3.Query{String: ""})
+	equalLines(t, "after", c.until(2), []string{"EmptyQueryResponse", "ReadyForQuery I", "EmptyQueryResponse", "ReadyForQuery I"})
 	waitMock(t, m)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -67,6 +68,18 @@ func (s *session) clientToServer() error {
 		typ, body := frame[0], frame[headerLen:]
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
+			// A Sync runs nothing and may be what the server needs to
+			// answer the batch in flight (after an error), so it is never held.
+			if s.insp != nil && typ != 'S' {
+				if err := s.awaitBatch(); err != nil {
+					return err
+				}
+			}
+			if typ == 'S' && s.batchExecutes > 1 {
+				if err := s.settleBatch(); err != nil {
+					return err
+				}
+			}
 			if err := s.trackRequest(typ, body); err != nil {
 				return fatalf(codeProtocolViolation, err, "invalid %q message from client", typ)
 			}
@@ -79,6 +92,65 @@ func (s *session) clientToServer() error {
 			return fmt.Errorf("write to upstream: %w", err)
 		}
 	}
+}
+
+// awaitBatch holds a request of a new batch until the batches before it
+// are answered (their ReadyForQuery has arrived), in inspected sessions. A
+// block can then always cancel the upstream query: no later batch is on the
+// server for the cancel to hit. Clients that do not pipeline across Syncs
+// never wait here.
+func (s *session) awaitBatch() error {
+	for {
+		ch := s.queue.awaitingReady()
+		if ch == nil {
+			return nil
+		}
+		if err := s.toServer.flush(); err != nil {
+			return fmt.Errorf("write to upstream: %w", err)
+		}
+		select {
+		case <-ch:
+		case <-s.stop:
+			return net.ErrClosed
+		}
+	}
+}
+
+// abortPortal names a portal no client can have bound: executing it makes
+// the server fail the batch it is in.
+var flushMsg = []byte{'H', 0, 0, 0, 4}
+
+var abortPortal, _ = (&pgproto3.Execute{Portal: "pgwarden: batch blocked"}).Encode(nil)
+
+// settleBatch runs before the Sync of an extended-protocol batch with more
+// than one Execute, in inspected sessions. It waits until the server has
+// answered the batch, and if a statement of it was blocked, makes the server
+// fail the batch before the Sync commits it: the client was told the batch
+// failed, so the statements after the blocked one, which the server may have
+// run when the cancel came too late, must not take effect. The cost is one
+// round trip per multi-statement batch.
+func (s *session) settleBatch() error {
+	// The server holds its output until a Sync or a Flush.
+	if err := s.toServer.write(flushMsg); err != nil {
+		return fmt.Errorf("write to upstream: %w", err)
+	}
+	if err := s.toServer.flush(); err != nil {
+		return fmt.Errorf("write to upstream: %w", err)
+	}
+	if ch := s.queue.emptied(); ch != nil {
+		select {
+		case <-ch:
+		case <-s.stop:
+			return net.ErrClosed
+		}
+	}
+	if !s.batchBlocked.Swap(false) {
+		return nil
+	}
+	// Its ErrorResponse is dropped with everything else the server sends
+	// for a blocked batch.
+	s.queue.push(&pending{kind: pendExecute})
+	return s.toServer.write(abortPortal)
 }
 
 // trackRequest queues the answer a request expects; with an inspector it
@@ -180,10 +252,17 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 		if p == nil {
 			p = &portal{ps: &preparedStmt{}}
 		}
-		st := s.newStatement(ExtendedExecute, p.ps.sql)
-		st.Portal = string(name)
-		st.MaxRows = binary.BigEndian.Uint32(rest)
-		s.insp.Statement(st)
+		// Executes that resume a suspended portal continue its statement:
+		// a result fetched a few rows at a time is still one result.
+		s.batchExecutes++
+		st := p.stmt
+		if st == nil {
+			st = s.newStatement(ExtendedExecute, p.ps.sql)
+			st.Portal = string(name)
+			st.MaxRows = binary.BigEndian.Uint32(rest)
+			s.insp.Statement(st)
+			p.stmt = st
+		}
 		s.queue.push(&pending{kind: pendExecute, stmt: st, portal: p})
 	case 'C':
 		if len(body) < 2 {
@@ -200,6 +279,7 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 		}
 		s.queue.push(&pending{kind: pendClose})
 	case 'S':
+		s.batchExecutes = 0
 		s.queue.push(&pending{kind: pendSync})
 	}
 	return nil
@@ -393,12 +473,10 @@ func (s *session) onRow(body []byte) (bool, error) {
 	if err != nil {
 		return false, fatalf(codeProtocolViolation, err, "invalid DataRow from the upstream server")
 	}
-	if e.kind == pendExecute && !e.described {
-		e.described = true
-		if e.portal != nil {
-			if fields := e.portal.rowFields(); fields != nil {
-				s.insp.RowDescription(e.stmt, fields)
-			}
+	if e.kind == pendExecute && e.portal != nil && !e.portal.described {
+		e.portal.described = true
+		if fields := e.portal.rowFields(); fields != nil {
+			s.insp.RowDescription(e.stmt, fields)
 		}
 	}
 	return s.act(e, s.insp.DataRow(e.stmt, vals))
@@ -426,6 +504,9 @@ func (s *session) act(e *pending, v Verdict) (bool, error) {
 // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-CANCELING-REQUESTS
 func (s *session) block(e *pending, v Verdict) error {
 	s.blocked = true
+	if e.kind == pendExecute {
+		s.batchBlocked.Store(true)
+	}
 	s.copyOut = false
 	s.insp.Blocked(e.stmt, v)
 	s.log.Warn("statement_blocked", "statement_seq", seqOf(e.stmt), "reason", v.Reason)

@@ -160,23 +160,26 @@ var errShutdownIdle = fatalf(codeAdminShutdown, nil, "terminating connection bec
 func (s *Server) Sessions() int { return int(s.conns.Load()) }
 
 // register gives sess a BackendKeyData of pgwarden's own, unique among live
-// sessions, sized like the upstream server's key.
-func (s *Server) register(sess *session, keyLen int) (pid uint32, secret []byte) {
+// sessions, sized like the upstream server's key. The process id is the
+// upstream backend's when no other session has it, so that it matches
+// pg_backend_pid() and the pid in the session's own NotificationResponses;
+// the secret is always pgwarden's own.
+func (s *Server) register(sess *session, upstreamPID uint32, keyLen int) (pid uint32, secret []byte) {
 	secret = make([]byte, keyLen)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	pid = upstreamPID
 	for {
-		var b [4]byte
-		rand.Read(b[:])
-		pid = binary.BigEndian.Uint32(b[:]) &^ (1 << 31) // positive, as a real pid
 		if _, taken := s.byPID[pid]; !taken && pid != 0 {
 			break
 		}
+		var b [4]byte
+		rand.Read(b[:])
+		pid = binary.BigEndian.Uint32(b[:]) &^ (1 << 31) // positive, as a real pid
 	}
 	rand.Read(secret)
 	sess.key = cancelKey{pid: pid, secret: secret}
 	s.byPID[pid] = sess
-	s.sessions[sess] = struct{}{}
 	return pid, secret
 }
 
@@ -217,6 +220,11 @@ func (s *Server) forwardCancel(pid uint32, secret []byte, log *slog.Logger) {
 // serveConn runs one client connection from accept to close.
 func (s *Server) serveConn(conn net.Conn) {
 	sess := newSession(s, conn)
+	// Known to Shutdown from the start, so that a client that never
+	// finishes startup cannot hold it past its deadline.
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
 	defer s.unregister(sess)
 	sess.run()
 }

@@ -49,9 +49,14 @@ type session struct {
 	gate atomic.Pointer[chan struct{}]
 
 	// client -> server goroutine state
-	prepared map[string]*preparedStmt
-	portals  map[string]*portal
-	seq      uint64
+	prepared      map[string]*preparedStmt
+	portals       map[string]*portal
+	seq           uint64
+	batchExecutes int // Executes since the last Sync
+
+	// batchBlocked is set by a block in an extended-protocol batch and
+	// taken by the Sync that ends it (see settleBatch).
+	batchBlocked atomic.Bool
 
 	// server -> client goroutine state
 	cur      *pending // cached head of queue
@@ -182,7 +187,9 @@ func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // startup runs the startup phase up to the first ReadyForQuery.
 func (s *session) startup() error {
-	s.client.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
+	if err := s.setStartupDeadline(s.client, s.cfg.Now().Add(s.cfg.StartupTimeout)); err != nil {
+		return err
+	}
 	var sslSeen, gssSeen bool
 	var sm *startupMessage
 	for sm == nil {
@@ -279,9 +286,23 @@ func (s *session) startup() error {
 	if err := s.finishStartup(); err != nil {
 		return err
 	}
-	s.client.SetDeadline(time.Time{})
-	server.SetDeadline(time.Time{})
-	return nil
+	if err := s.setStartupDeadline(s.client, time.Time{}); err != nil {
+		return err
+	}
+	return s.setStartupDeadline(server, time.Time{})
+}
+
+// setStartupDeadline sets a deadline during startup unless the session has
+// been interrupted (Shutdown), whose deadline in the past must stay.
+func (s *session) setStartupDeadline(c net.Conn, t time.Time) error {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	select {
+	case <-s.stop:
+		return net.ErrClosed
+	default:
+	}
+	return c.SetDeadline(t)
 }
 
 // dialUpstream connects to the upstream server, negotiating TLS as configured.
@@ -368,7 +389,7 @@ func (s *session) finishStartup() error {
 				return fatalf(codeProtocolViolation, err, "invalid BackendKeyData from upstream")
 			}
 			s.upstreamKey = cancelKey{pid: kd.ProcessID, secret: kd.SecretKey}
-			pid, secret := s.srv.register(s, len(kd.SecretKey))
+			pid, secret := s.srv.register(s, kd.ProcessID, len(kd.SecretKey))
 			out, _ := (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: secret}).Encode(nil)
 			if err := s.toClient.write(out); err != nil {
 				return err

@@ -20,7 +20,13 @@ import (
 
 // Step is one action of a script.
 type Step interface {
-	Step(*pgproto3.Backend) error
+	Step(*Conn) error
+}
+
+// Conn is the server side of one connection.
+type Conn struct {
+	*pgproto3.Backend
+	Net net.Conn
 }
 
 // Script is the conversation of one connection.
@@ -28,7 +34,7 @@ type Script []Step
 
 type expectStep struct{ want pgproto3.FrontendMessage }
 
-func (e expectStep) Step(b *pgproto3.Backend) error {
+func (e expectStep) Step(b *Conn) error {
 	got, err := b.Receive()
 	if err != nil {
 		return fmt.Errorf("expecting %T: %w", e.want, err)
@@ -59,7 +65,7 @@ func Expect(want pgproto3.FrontendMessage) Step { return expectStep{want} }
 
 type expectTypeStep struct{ want pgproto3.FrontendMessage }
 
-func (e expectTypeStep) Step(b *pgproto3.Backend) error {
+func (e expectTypeStep) Step(b *Conn) error {
 	got, err := b.Receive()
 	if err != nil {
 		return fmt.Errorf("expecting %T: %w", e.want, err)
@@ -75,7 +81,7 @@ func ExpectType(want pgproto3.FrontendMessage) Step { return expectTypeStep{want
 
 type startupStep struct{}
 
-func (startupStep) Step(b *pgproto3.Backend) error {
+func (startupStep) Step(b *Conn) error {
 	m, err := b.ReceiveStartupMessage()
 	if err != nil {
 		return err
@@ -91,7 +97,7 @@ func ExpectStartup() Step { return startupStep{} }
 
 type sendStep struct{ msgs []pgproto3.BackendMessage }
 
-func (s sendStep) Step(b *pgproto3.Backend) error {
+func (s sendStep) Step(b *Conn) error {
 	for _, m := range s.msgs {
 		b.Send(m)
 	}
@@ -103,7 +109,7 @@ func Send(msgs ...pgproto3.BackendMessage) Step { return sendStep{msgs} }
 
 type funcStep func(*pgproto3.Backend) error
 
-func (f funcStep) Step(b *pgproto3.Backend) error { return f(b) }
+func (f funcStep) Step(b *Conn) error { return f(b.Backend) }
 
 // Func runs f as a step.
 func Func(f func(*pgproto3.Backend) error) Step { return funcStep(f) }
@@ -228,7 +234,7 @@ func (s *Server) serve(conn net.Conn) {
 		return
 	}
 	r := io.MultiReader(bytesReader(hdr[:]), conn)
-	b := pgproto3.NewBackend(r, conn)
+	b := &Conn{Backend: pgproto3.NewBackend(r, conn), Net: conn}
 	for i, st := range sc {
 		if err := st.Step(b); err != nil {
 			s.errs <- fmt.Errorf("pgmock: step %d: %w", i, err)
@@ -253,7 +259,7 @@ func (r *byteReader) Read(p []byte) (int, error) {
 
 type waitCloseStep struct{}
 
-func (waitCloseStep) Step(b *pgproto3.Backend) error {
+func (waitCloseStep) Step(b *Conn) error {
 	for {
 		if _, err := b.Receive(); err != nil {
 			return nil
@@ -263,3 +269,24 @@ func (waitCloseStep) Step(b *pgproto3.Backend) error {
 
 // WaitClose reads and discards until the frontend closes the connection.
 func WaitClose() Step { return waitCloseStep{} }
+
+type quietStep struct{ d time.Duration }
+
+func (q quietStep) Step(b *Conn) error {
+	b.Net.SetReadDeadline(time.Now().Add(q.d))
+	defer b.Net.SetReadDeadline(time.Now().Add(30 * time.Second))
+	msg, err := b.Receive()
+	if err == nil {
+		return fmt.Errorf("got %T while the frontend should be waiting", msg)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return err
+}
+
+// ExpectNothing expects the frontend to send nothing for d. It must come
+// where the next message would start: a timeout mid-message desynchronises
+// the connection.
+func ExpectNothing(d time.Duration) Step { return quietStep{d} }

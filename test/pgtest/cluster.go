@@ -42,7 +42,7 @@ type Options struct {
 // adopted from PGWARDEN_TEST_DSN by Main.
 type Cluster struct {
 	Host     string // "127.0.0.1"
-	Port     int
+	Port     int    // free TCP port chosen at start
 	Database string // "pgwarden_test", unless an adopted DSN names another one
 	Dir      string // temporary directory holding everything; empty when adopted
 
@@ -58,12 +58,12 @@ type Cluster struct {
 	superUser     string
 	superPassword string
 
-	srv *server    // nil when adopted
-	ca  *authority // nil when adopted
-	mu  sync.Mutex // guards seq
-	seq int        // numbers the files IssueCert writes
-	end sync.Once  // makes Stop idempotent
-	err error      // result of the first Stop
+	srv      *server    // nil when adopted
+	ca       *authority // nil when adopted
+	mu       sync.Mutex // guards seq
+	seq      int        // numbers the files IssueCert writes
+	stopOnce sync.Once  // makes Stop idempotent
+	stopErr  error      // result of the first Stop
 }
 
 // Start creates and starts a new cluster. It is for benchmarks and commands; tests
@@ -114,12 +114,12 @@ func adopt(ctx context.Context, dsn string) (*Cluster, error) {
 // Stop shuts the server down and removes Dir. It does nothing to an adopted server.
 // Calling it again returns the first result.
 func (c *Cluster) Stop() error {
-	c.end.Do(func() {
+	c.stopOnce.Do(func() {
 		if c.srv != nil {
-			c.err = c.srv.close()
+			c.stopErr = c.srv.close()
 		}
 	})
-	return c.err
+	return c.stopErr
 }
 
 // Addr returns the server's TCP address, "127.0.0.1:port".
@@ -195,7 +195,9 @@ func (c *Cluster) connect(ctx context.Context, database string) (*pgx.Conn, erro
 
 // IssueCert writes a new certificate and its key, signed by the cluster's CA, into
 // Dir and returns the two file names. client selects the client-auth extended key
-// usage instead of server-auth. It fails on an adopted server, which has no CA.
+// usage instead of server-auth. When pgtest runs as root the files belong to the
+// postgres user, so the server can read them too. It fails on an adopted server,
+// which has no CA.
 func (c *Cluster) IssueCert(commonName string, dnsNames []string, ips []net.IP, client bool) (certFile, keyFile string, err error) {
 	if c.ca == nil || c.Dir == "" {
 		return "", "", errors.New("pgtest: IssueCert: cluster has no CA (adopted from PGWARDEN_TEST_DSN)")
@@ -204,7 +206,7 @@ func (c *Cluster) IssueCert(commonName string, dnsNames []string, ips []net.IP, 
 	c.seq++
 	name := fmt.Sprintf("issued-%d-%s", c.seq, fileSafe(commonName))
 	c.mu.Unlock()
-	return c.ca.issueFiles(c.Dir, name, commonName, dnsNames, ips, client, nil)
+	return c.ca.issueFiles(c.Dir, name, commonName, dnsNames, ips, client, c.srv.own)
 }
 
 // fileSafe maps s to a string usable in a file name.

@@ -207,7 +207,7 @@ func (s *server) startPostmaster(ctx context.Context) (int, error) {
 			s.logf("port %d taken, trying another", port)
 			continue
 		}
-		return 0, fmt.Errorf("pgtest: %w\n%s", err, tail)
+		return 0, fmt.Errorf("%w\n%s", err, tail)
 	}
 }
 
@@ -257,14 +257,25 @@ func (s *server) stopPostmaster() error {
 	return fmt.Errorf("pgtest: postmaster %d does not exit: %w", pid, err)
 }
 
-// postmasterPID reads the postmaster's pid from postmaster.pid.
+// postmasterPID reads the server's pid from postmaster.pid.
 func (s *server) postmasterPID() (int, error) {
 	b, err := os.ReadFile(filepath.Join(s.data, "postmaster.pid"))
 	if err != nil {
 		return 0, err
 	}
 	line, _, _ := bytes.Cut(b, []byte("\n"))
-	return strconv.Atoi(string(bytes.TrimSpace(line)))
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(line)))
+	if err != nil {
+		return 0, err
+	}
+	// A single-user backend (initdb's) writes its pid negated.
+	if pid < 0 {
+		pid = -pid
+	}
+	if pid <= 1 {
+		return 0, fmt.Errorf("postmaster.pid holds pid %d", pid)
+	}
+	return pid, nil
 }
 
 // watchdogScript waits for stdin to close, which happens when the test binary exits
@@ -331,7 +342,7 @@ func (s *server) run(ctx context.Context, name string, args ...string) error {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
 		}
-		return fmt.Errorf("%s: %w\n%s", what, err, bytes.TrimSpace(out))
+		return fmt.Errorf("pgtest: %s: %w\n%s", what, err, bytes.TrimSpace(out))
 	}
 	return nil
 }
