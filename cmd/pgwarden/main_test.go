@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	// Re-executed by the tests as the pgwarden binary.
+	if os.Getenv("PGWARDEN_TEST_RUN_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(pgtest.Main(m))
+}
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		inStdout string
+		inStderr string
+	}{
+		{"no command", nil, 2, "", "Usage:"},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"help", []string{"help"}, 0, "pgwarden serve", ""},
+		{"serve help", []string{"serve", "--help"}, 0, "", "Usage: pgwarden serve"},
+		{"help serve", []string{"help", "serve"}, 0, "", "Usage: pgwarden serve"},
+		{"version", []string{"version"}, 0, "pgwarden", ""},
+		{"serve without upstream", []string{"serve"}, 2, "", "--upstream"},
+		{"serve bad flag", []string{"serve", "--nope"}, 2, "", "flag provided but not defined"},
+		{"serve stray argument", []string{"serve", "--upstream", "postgres://h", "extra"}, 2, "", `unexpected argument "extra"`},
+		{"serve bad upstream scheme", []string{"serve", "--upstream", "mysql://h:1"}, 1, "", "want postgres://host:port"},
+		{"serve bad tls mode", []string{"serve", "--upstream", "postgres://h", "--upstream-tls-mode", "prefer"}, 1, "", "want disable, require or verify-full"},
+		{"serve missing CA", []string{"serve", "--upstream", "postgres://h?sslmode=verify-full&sslrootcert=/nonexistent"}, 1, "", "upstream CA file"},
+		{"serve half TLS", []string{"serve", "--upstream", "postgres://h", "--tls-cert", "x.pem"}, 1, "", "both a certificate and a key"},
+		{"serve bad log level", []string{"serve", "--upstream", "postgres://h", "--log-level", "loud"}, 1, "", "log level"},
+		{"serve missing config", []string{"serve", "--config", "/nonexistent.yaml"}, 1, "", "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(tt.args...)
+			if code != tt.code || !strings.Contains(stdout, tt.inStdout) || !strings.Contains(stderr, tt.inStderr) {
+				t.Errorf("pgwarden %q: exit %d, stdout %q, stderr %q; want exit %d with %q / %q",
+					tt.args, code, stdout, stderr, tt.code, tt.inStdout, tt.inStderr)
+			}
+		})
+	}
+}
+
+func TestConfigFileErrorsNameTheLine(t *testing.T) {
+	dir := t.TempDir()
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"unknown key":  {"listen: 127.0.0.1:1\nupstream:\n  urll: postgres://h\n", "line 3"},
+		"bad duration": {"limits:\n  startup_timeout: soon\n", "line 2"},
+		"not yaml":     {"listen: [\n", "line"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
+			os.WriteFile(path, []byte(tc.yaml), 0o600)
+			code, _, stderr := runCLI("serve", "--config", path)
+			if code != 1 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, path) {
+				t.Errorf("exit %d, stderr %q; want exit 1 naming %s and %q", code, stderr, path, tc.want)
+			}
+		})
+	}
+}
+
+func TestUpstreamSettings(t *testing.T) {
+	tests := []struct {
+		url, mode, ca string
+		addr          string
+		want          proxy.TLSMode
+	}{
+		{"postgres://db:6543/app", "", "", "db:6543", proxy.TLSDisable},
+		{"postgresql://db", "", "", "db:5432", proxy.TLSDisable},
+		{"postgres://db?sslmode=require", "", "", "db:5432", proxy.TLSRequire},
+		{"postgres://db?sslmode=require", "verify-full", "", "db:5432", proxy.TLSVerifyFull},
+		{"postgres://[::1]:5433", "disable", "", "[::1]:5433", proxy.TLSDisable},
+	}
+	for _, tt := range tests {
+		addr, mode, tc, err := upstreamSettings(tt.url, tt.mode, tt.ca, "")
+		if err != nil || addr != tt.addr || mode != tt.want || (mode == proxy.TLSDisable) != (tc == nil) {
+			t.Errorf("upstreamSettings(%q, %q) = %q, %q, %v, %v; want %q, %q", tt.url, tt.mode, addr, mode, tc != nil, err, tt.addr, tt.want)
+		}
+	}
+}
+
+// TestServeAndSIGTERM runs the binary with a config file in front of the
+// test server, relays a query, and stops it with SIGTERM: a busy session may
+// finish its statement, then the process exits 0.
+func TestServeAndSIGTERM(t *testing.T) {
+	c := pgtest.Shared(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(t.TempDir(), "pgwarden.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: %s
+upstream:
+  url: postgres://%s
+limits:
+  shutdown_timeout: 10s
+  max_rows_per_statement: 5
+log:
+  format: json
+`, listen, c.Addr())), 0o600)
+
+	cmd := exec.Command(os.Args[0], "serve", "--config", cfg)
+	cmd.Env = append(os.Environ(), "PGWARDEN_TEST_RUN_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, listen, c.Database)
+	var conn *pgx.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if conn, err = pgx.Connect(ctx, dsn); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("connect through pgwarden: %v\n%s", err, stderr.String())
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM generate_series(1, 100)").Scan(&n); err != nil || n != 100 {
+		t.Fatalf("query: %d, %v", n, err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT generate_series(1, 6)"); err == nil || !strings.Contains(err.Error(), "pgwarden:") {
+		t.Fatalf("6 rows with a limit of 5 from the config file: err = %v", err)
+	}
+
+	// A statement running when SIGTERM arrives is allowed to finish.
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.5)")
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Errorf("statement running at SIGTERM: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("pgwarden exited with %v\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("pgwarden did not exit after SIGTERM\n%s", stderr.String())
+	}
+	for _, want := range []string{`"msg":"listening"`, `"msg":"statement_blocked"`, `"msg":"shutting_down"`, `"msg":"stopped"`, `"session_id"`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, stderr.String())
+		}
+	}
+}
