@@ -1,0 +1,41 @@
+# pgwarden: build, test, demo, benchmark.
+GO ?= go
+
+.PHONY: build test test-short fuzz demo
+
+build:
+	$(GO) build -o bin/pgwarden ./cmd/pgwarden
+
+# The test command CI runs: needs only the PostgreSQL server binaries
+# (the harness starts its own cluster).
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-short:
+	$(GO) test -count=1 -short ./...
+
+# Fuzz the frame reader and the startup parser for a while each.
+FUZZTIME ?= 30s
+# A throwaway PostgreSQL, seeded customers, and a bulk read blocked by pgwarden.
+demo:
+	./scripts/demo.sh
+
+fuzz:
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzStartupPacket$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
+
+# pgx v5's own test suite, direct and through pgwarden, compared (see
+# test/compat/README.md). Takes a while; e.g.
+#   make compat COMPAT_FLAGS='--packages ./pgconn --log-dir /tmp/compat'
+.PHONY: compat
+compat:
+	$(GO) run ./test/compat $(COMPAT_FLAGS)
+
+# Direct PostgreSQL vs pgwarden vs PgBouncer (session mode), same run, targets
+# rotated each round (see test/bench/README.md). About 8 minutes by default; e.g.
+#   make bench BENCH_FLAGS='-T 3 -rounds 1 -json /tmp/bench.json'
+.PHONY: bench
+bench:
+	$(GO) run ./test/bench $(BENCH_FLAGS)
