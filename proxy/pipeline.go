@@ -100,8 +100,13 @@ type pendingQueue struct {
 	// batches counts the entries answered by ReadyForQuery (Query,
 	// FunctionCall, Sync): the batches in flight.
 	batches int
-	// emptyc, when set, is closed when the queue becomes empty.
-	emptyc chan struct{}
+	// failing is set from an extended-protocol error until the Sync's
+	// ReadyForQuery: the server skips every request until that Sync.
+	failing bool
+	// settledc, when set, is closed when the queue becomes empty or the
+	// server starts failing the batch: either way nothing more will answer
+	// the requests queued before the next Sync.
+	settledc chan struct{}
 	// readyc, when set, is closed when an entry answered by ReadyForQuery
 	// leaves the queue.
 	readyc chan struct{}
@@ -131,6 +136,7 @@ func (q *pendingQueue) pop() {
 	q.mu.Lock()
 	if q.head < len(q.items) {
 		if q.items[q.head].kind.endsWithReady() {
+			q.failing = false
 			q.batches--
 			if q.readyc != nil {
 				close(q.readyc)
@@ -141,32 +147,33 @@ func (q *pendingQueue) pop() {
 		q.head++
 		if q.head == len(q.items) {
 			q.items, q.head = q.items[:0], 0
-			q.signalEmpty()
+			q.signalSettled()
 		}
 	}
 	q.mu.Unlock()
 }
 
-// signalEmpty wakes a waitEmpty; q.mu is held.
-func (q *pendingQueue) signalEmpty() {
-	if q.emptyc != nil {
-		close(q.emptyc)
-		q.emptyc = nil
+// signalSettled wakes a settled waiter; q.mu is held.
+func (q *pendingQueue) signalSettled() {
+	if q.settledc != nil {
+		close(q.settledc)
+		q.settledc = nil
 	}
 }
 
-// emptied returns a channel that is closed once every entry has been
-// answered, or nil if none waits.
-func (q *pendingQueue) emptied() <-chan struct{} {
+// settled returns a channel that is closed once every entry has been
+// answered or the server is skipping to the next Sync, or nil if that is
+// already so.
+func (q *pendingQueue) settled() <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head == len(q.items) {
+	if q.head == len(q.items) || q.failing {
 		return nil
 	}
-	if q.emptyc == nil {
-		q.emptyc = make(chan struct{})
+	if q.settledc == nil {
+		q.settledc = make(chan struct{})
 	}
-	return q.emptyc
+	return q.settledc
 }
 
 // awaitingReady returns a channel that is closed when the next entry
@@ -187,6 +194,8 @@ func (q *pendingQueue) awaitingReady() <-chan struct{} {
 // skip: everything up to, not including, the next Sync.
 func (q *pendingQueue) skipToSync() {
 	q.mu.Lock()
+	q.failing = true
+	q.signalSettled()
 	for q.head < len(q.items) && q.items[q.head].kind != pendSync {
 		if q.items[q.head].kind.endsWithReady() {
 			// A Query sent before the Sync is skipped by the server too.
@@ -197,9 +206,15 @@ func (q *pendingQueue) skipToSync() {
 	}
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
-		q.signalEmpty()
 	}
 	q.mu.Unlock()
+}
+
+// isFailing reports whether the server is skipping to the next Sync.
+func (q *pendingQueue) isFailing() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.failing
 }
 
 // len reports the number of entries waiting for answers.

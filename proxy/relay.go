@@ -137,14 +137,15 @@ func (s *session) settleBatch() error {
 	if err := s.toServer.flush(); err != nil {
 		return fmt.Errorf("write to upstream: %w", err)
 	}
-	if ch := s.queue.emptied(); ch != nil {
+	if ch := s.queue.settled(); ch != nil {
 		select {
 		case <-ch:
 		case <-s.stop:
 			return net.ErrClosed
 		}
 	}
-	if !s.batchBlocked.Swap(false) {
+	if !s.batchBlocked.Swap(false) || s.queue.isFailing() {
+		// Not blocked, or the server is failing the batch already.
 		return nil
 	}
 	// Its ErrorResponse is dropped with everything else the server sends
