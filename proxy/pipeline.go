@@ -103,6 +103,10 @@ type pendingQueue struct {
 	// failing is set from an extended-protocol error until the Sync's
 	// ReadyForQuery: the server skips every request until that Sync.
 	failing bool
+	// skipping is set while the server is failing a batch whose Sync the
+	// client has not sent yet: until that Sync, the server answers nothing
+	// the client sends, so nothing is queued.
+	skipping bool
 	// settledc, when set, is closed when the queue becomes empty or the
 	// server starts failing the batch: either way nothing more will answer
 	// the requests queued before the next Sync.
@@ -114,6 +118,13 @@ type pendingQueue struct {
 
 func (q *pendingQueue) push(p *pending) {
 	q.mu.Lock()
+	if q.skipping {
+		if p.kind != pendSync {
+			q.mu.Unlock()
+			return
+		}
+		q.skipping = false
+	}
 	if p.kind.endsWithReady() {
 		q.batches++
 	}
@@ -191,7 +202,8 @@ func (q *pendingQueue) awaitingReady() <-chan struct{} {
 }
 
 // skipToSync drops the entries an extended-protocol error makes the server
-// skip: everything up to, not including, the next Sync.
+// skip: everything up to, not including, the next Sync. If that Sync is not
+// queued yet, what the client sends before it is not queued either.
 func (q *pendingQueue) skipToSync() {
 	q.mu.Lock()
 	q.failing = true
@@ -205,6 +217,7 @@ func (q *pendingQueue) skipToSync() {
 		q.head++
 	}
 	if q.head == len(q.items) {
+		q.skipping = true
 		q.items, q.head = q.items[:0], 0
 	}
 	q.mu.Unlock()

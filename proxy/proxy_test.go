@@ -628,3 +628,31 @@ func TestQueryAfterUnsyncedErrorIsSkipped(t *testing.T) {
 	equalLines(t, "after", c.until(2), []string{"EmptyQueryResponse", "ReadyForQuery I", "EmptyQueryResponse", "ReadyForQuery I"})
 	waitMock(t, m)
 }
+
+// TestQuerySentAfterUnsyncedErrorIsSkipped sends a Query after the server has
+// failed an extended batch and before that batch's Sync: the server skips the
+// Query without an answer, so it must not be awaited (an inspected session
+// holds the next batch until the ones before it are answered).
+func TestQuerySentAfterUnsyncedErrorIsSkipped(t *testing.T) {
+	m := mockUpstream(t)
+	addr := startProxy(t, Config{UpstreamAddr: m.Addr(), Inspector: &recorder{}})
+	m.Push(append(pgmock.AcceptTrust(),
+		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}),
+		pgmock.ExpectType(&pgproto3.Flush{}),
+		pgmock.Send(&pgproto3.ParseComplete{}, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "22012", Message: "division by zero"}),
+		pgmock.ExpectType(&pgproto3.Query{}), // skipped by the server
+		pgmock.ExpectType(&pgproto3.Sync{}),
+		pgmock.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'}),
+		pgmock.ExpectType(&pgproto3.Query{}),
+		pgmock.Send(&pgproto3.EmptyQueryResponse{}, &pgproto3.ReadyForQuery{TxStatus: 'I'}),
+	))
+	c := connect(t, addr)
+	c.send(&pgproto3.Parse{Query: "select 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	equalLines(t, "error", []string{describe(c.receive()), describe(c.receive())},
+		[]string{"ParseComplete", "ErrorResponse 22012 division by zero"})
+	c.send(&pgproto3.Query{String: "skipped"}, &pgproto3.Sync{})
+	equalLines(t, "sync", c.until(1), []string{"ReadyForQuery I"})
+	c.send(&pgproto3.Query{String: ""})
+	equalLines(t, "after", c.until(1), []string{"EmptyQueryResponse", "ReadyForQuery I"})
+	waitMock(t, m)
+}
