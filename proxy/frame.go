@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync"
 )
 
 const (
@@ -14,9 +15,6 @@ const (
 	// larger than this are read into a temporary buffer sized for them.
 	readBufSize = 64 * 1024
 
-	// writeBufSize is the size of a direction's write buffer; it is flushed when
-	// full, when the reader has no complete frame left, and at protocol sync points.
-	writeBufSize = 64 * 1024
 
 	// DefaultMaxMessageSize is PostgreSQL's own limit on a message (MaxAllocSize).
 	DefaultMaxMessageSize = 1<<30 - 1
@@ -52,11 +50,31 @@ type frameReader struct {
 	starve  func() error
 }
 
+// bufPool recycles the steady-state buffers of readers and writers: a
+// session holds four, and allocating them for every connection costs more
+// than the connection's own set-up.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+func getBuf() []byte { return *(bufPool.Get().(*[]byte)) }
+
+func putBuf(b []byte) {
+	if cap(b) == readBufSize {
+		b = b[:readBufSize]
+		bufPool.Put(&b)
+	}
+}
+
 func newFrameReader(r io.Reader, maxBody int, starve func() error) *frameReader {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxMessageSize
 	}
-	return &frameReader{r: r, buf: make([]byte, readBufSize), maxBody: maxBody, starve: starve}
+	return &frameReader{r: r, buf: getBuf(), maxBody: maxBody, starve: starve}
+}
+
+// release returns the reader's buffer to the pool; the reader is unusable after.
+func (fr *frameReader) release() {
+	putBuf(fr.buf)
+	fr.buf, fr.start, fr.end = nil, 0, 0
 }
 
 // buffered reports the number of bytes read but not yet returned.
@@ -100,7 +118,7 @@ func (fr *frameReader) fill(need int) error {
 	case len(fr.buf) > readBufSize && need <= readBufSize:
 		// The previous frame was oversized; return to the steady-state buffer
 		// so one huge message does not pin memory for the whole session.
-		nb := make([]byte, readBufSize)
+		nb := getBuf()
 		copy(nb, fr.buf[fr.start:fr.end])
 		fr.buf, fr.start, fr.end = nb, 0, n
 	case need > len(fr.buf):
@@ -135,7 +153,13 @@ type frameWriter struct {
 }
 
 func newFrameWriter(w io.Writer) *frameWriter {
-	return &frameWriter{w: w, buf: make([]byte, 0, writeBufSize)}
+	return &frameWriter{w: w, buf: getBuf()[:0]}
+}
+
+// release returns the writer's buffer to the pool; the writer is unusable after.
+func (fw *frameWriter) release() {
+	putBuf(fw.buf)
+	fw.buf, fw.err = nil, io.ErrClosedPipe
 }
 
 // write queues p, flushing first when it does not fit. Frames larger than the

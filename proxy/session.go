@@ -112,6 +112,16 @@ func (s *session) run() {
 		err = s.relay()
 	}
 	err = s.teardown(err)
+	for _, fr := range []*frameReader{s.fromClient, s.fromServer} {
+		if fr != nil {
+			fr.release()
+		}
+	}
+	for _, fw := range []*frameWriter{s.toClient, s.toServer} {
+		if fw != nil {
+			fw.release()
+		}
+	}
 	if s.insp != nil {
 		s.insp.EndSession(err)
 	}
