@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -193,6 +194,15 @@ func (s *session) teardown(err error) error {
 	return err
 }
 
+// isFalse reports a boolean startup parameter that PostgreSQL reads as off.
+func isFalse(v string) bool {
+	switch strings.ToLower(v) {
+	case "false", "off", "no", "0", "f", "n":
+		return true
+	}
+	return false
+}
+
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // startup runs the startup phase up to the first ReadyForQuery.
@@ -258,7 +268,8 @@ func (s *session) startup() error {
 		return fatalf(codeCannotConnectNow, nil, "pgwarden is shutting down")
 	default:
 	}
-	if _, ok := sm.Parameters["replication"]; ok && sm.Parameters["replication"] != "false" && sm.Parameters["replication"] != "0" && sm.Parameters["replication"] != "off" && sm.Parameters["replication"] != "no" {
+	if v, ok := sm.Parameters["replication"]; ok && !isFalse(v) {
+		// Physical or logical replication streams data past the guard.
 		return fatalf(codeInsufficientPrivilege, nil, "replication connections are not allowed through pgwarden")
 	}
 	s.info.ID = s.id
