@@ -212,6 +212,7 @@ func (s *session) startup() error {
 	}
 	var sslSeen, gssSeen bool
 	var sm *startupMessage
+	var early *earlyDial
 	for sm == nil {
 		msg, err := readStartupPacket(s.client)
 		if err != nil {
@@ -232,6 +233,10 @@ func (s *session) startup() error {
 				}
 				continue
 			}
+			// The upstream connection (and its TLS handshake) is made
+			// while the client's TLS handshake runs, not after it.
+			early = s.dialEarly()
+			defer early.discard()
 			if _, err := s.client.Write([]byte{'S'}); err != nil {
 				return err
 			}
@@ -283,9 +288,14 @@ func (s *session) startup() error {
 	s.info.Parameters = sm.Parameters
 	s.info.StartedAt = s.cfg.Now()
 
-	server, err := s.dialUpstream(context.Background())
+	server, err := early.take(s)
 	if err != nil {
 		return fatalf(codeConnectionFailure, err, "could not connect to the upstream server")
+	}
+	if tc, ok := server.(*tls.Conn); ok {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			s.serverCert = certs[0]
+		}
 	}
 	s.connMu.Lock()
 	s.server = server
@@ -326,6 +336,47 @@ func (s *session) setStartupDeadline(c net.Conn, t time.Time) error {
 	return c.SetDeadline(t)
 }
 
+// earlyDial is an upstream connection being made ahead of need.
+type earlyDial struct {
+	done  chan struct{}
+	conn  net.Conn
+	err   error
+	taken bool
+}
+
+// dialEarly starts connecting to the upstream server.
+func (s *session) dialEarly() *earlyDial {
+	d := &earlyDial{done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		d.conn, d.err = s.dialUpstream(context.Background())
+	}()
+	return d
+}
+
+// take returns the early connection, or dials now if there is none.
+func (d *earlyDial) take(s *session) (net.Conn, error) {
+	if d == nil {
+		return s.dialUpstream(context.Background())
+	}
+	<-d.done
+	d.taken = true
+	return d.conn, d.err
+}
+
+// discard closes an early connection that startup did not use.
+func (d *earlyDial) discard() {
+	if d == nil || d.taken {
+		return
+	}
+	go func() {
+		<-d.done
+		if d.conn != nil {
+			d.conn.Close()
+		}
+	}()
+}
+
 // dialUpstream connects to the upstream server, negotiating TLS as configured.
 func (s *session) dialUpstream(ctx context.Context) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
@@ -360,9 +411,6 @@ func (s *session) dialUpstream(ctx context.Context) (net.Conn, error) {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
-	}
-	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-		s.serverCert = certs[0]
 	}
 	conn.SetDeadline(time.Time{})
 	return tc, nil
