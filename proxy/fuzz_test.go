@@ -90,7 +90,8 @@ func FuzzSession(f *testing.F) {
 	f.Fuzz(func(t *testing.T, fromClient, fromServer []byte) {
 		rec := &recorder{}
 		insp, _ := rec.StartSession(nil, nil)
-		s := &session{cfg: &Config{}, insp: insp, prepared: map[string]*preparedStmt{}, portals: map[string]*portal{}}
+		s := &session{cfg: &Config{}, insp: insp, prepared: map[string]*preparedStmt{}, portals: map[string]*portal{},
+			toServer: newFrameWriter(io.Discard)}
 		cr := newFrameReader(bytes.NewReader(fromClient), 1<<16, nil)
 		sr := newFrameReader(bytes.NewReader(fromServer), 1<<16, nil)
 		for cr != nil || sr != nil {

@@ -46,6 +46,9 @@ type pending struct {
 	stmt   *Statement
 	ps     *preparedStmt // Parse, Describe statement
 	portal *portal       // Bind, Describe portal, Execute
+	// hidden marks a Describe pgwarden sent itself: its answer is not
+	// forwarded to the client.
+	hidden bool
 }
 
 // preparedStmt is a statement created by Parse. desc is written by the
@@ -53,6 +56,9 @@ type pending struct {
 type preparedStmt struct {
 	sql  string
 	desc []pgproto3.FieldDescription
+	// described is set when the client asked to describe the statement
+	// (client -> server goroutine only).
+	described bool
 }
 
 // portal is a portal created by Bind.
@@ -62,6 +68,7 @@ type portal struct {
 	desc          []pgproto3.FieldDescription // from Describe portal
 	fields        []pgproto3.FieldDescription // desc or ps.desc with the Bind's result formats applied
 	described     bool                        // the inspector has been shown fields (server -> client goroutine)
+	descRequested bool                        // a Describe of the portal was sent (client -> server goroutine)
 	stmt          *Statement                  // the statement its first Execute started
 }
 

@@ -367,8 +367,9 @@ func TestExtendedErrorSkipsToSync(t *testing.T) {
 	rec := &recorder{}
 	addr := startProxy(t, Config{UpstreamAddr: m.Addr(), Inspector: rec})
 	m.Push(append(pgmock.AcceptTrust(),
-		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}),
-		pgmock.ExpectType(&pgproto3.Sync{}),
+		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}),
+		pgmock.Expect(&pgproto3.Describe{ObjectType: 'P'}), // pgwarden's own, the client sent none
+		pgmock.ExpectType(&pgproto3.Execute{}), pgmock.ExpectType(&pgproto3.Sync{}),
 		pgmock.Send(
 			&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: "syntax error"},
 			&pgproto3.ReadyForQuery{TxStatus: 'I'}),
@@ -476,16 +477,20 @@ func TestBlockInExtendedBatchSkipsRestOfBatch(t *testing.T) {
 	}}
 	addr := startProxy(t, Config{UpstreamAddr: m.Addr(), Inspector: rec})
 	m.Push(append(pgmock.AcceptTrust(),
-		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}),
-		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}),
+		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}),
+		pgmock.ExpectType(&pgproto3.Describe{}), pgmock.ExpectType(&pgproto3.Execute{}),
+		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}),
+		pgmock.ExpectType(&pgproto3.Describe{}), pgmock.ExpectType(&pgproto3.Execute{}),
 		pgmock.Expect(&pgproto3.Flush{}),
 		// The server finishes before the cancel lands: the proxy must drop
 		// everything up to the batch's ReadyForQuery, and make the server
 		// fail the batch before its Sync so that the second statement,
 		// which the client was told did not run, does not commit.
-		pgmock.Send(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, row("1"), row("2"), row("3"),
+		// The answers to pgwarden's own Describes are not forwarded.
+		pgmock.Send(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{},
+			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{intCol("x")}}, row("1"), row("2"), row("3"),
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 3")},
-			&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, row("9"),
+			&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, &pgproto3.NoData{}, row("9"),
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}),
 		pgmock.Expect(&pgproto3.Execute{Portal: "pgwarden: batch blocked"}),
 		pgmock.ExpectType(&pgproto3.Sync{}),
@@ -637,7 +642,8 @@ func TestQuerySentAfterUnsyncedErrorIsSkipped(t *testing.T) {
 	m := mockUpstream(t)
 	addr := startProxy(t, Config{UpstreamAddr: m.Addr(), Inspector: &recorder{}})
 	m.Push(append(pgmock.AcceptTrust(),
-		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}), pgmock.ExpectType(&pgproto3.Execute{}),
+		pgmock.ExpectType(&pgproto3.Parse{}), pgmock.ExpectType(&pgproto3.Bind{}),
+		pgmock.ExpectType(&pgproto3.Describe{}), pgmock.ExpectType(&pgproto3.Execute{}),
 		pgmock.ExpectType(&pgproto3.Flush{}),
 		pgmock.Send(&pgproto3.ParseComplete{}, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "22012", Message: "division by zero"}),
 		pgmock.ExpectType(&pgproto3.Query{}), // skipped by the server

@@ -120,6 +120,12 @@ func (s *session) awaitBatch() error {
 // the server fail the batch it is in.
 var flushMsg = []byte{'H', 0, 0, 0, 4}
 
+// describePortalFrame encodes Describe of the named portal.
+func describePortalFrame(name []byte) []byte {
+	b, _ := (&pgproto3.Describe{ObjectType: 'P', Name: string(name)}).Encode(nil)
+	return b
+}
+
 var abortPortal, _ = (&pgproto3.Execute{Portal: "pgwarden: batch blocked"}).Encode(nil)
 
 // settleBatch runs before the Sync of an extended-protocol batch with more
@@ -236,12 +242,14 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 			if ps == nil {
 				ps = &preparedStmt{}
 			}
+			ps.described = true
 			s.queue.push(&pending{kind: pendDescribeStmt, ps: ps})
 		} else {
 			p := s.portals[string(name)]
 			if p == nil {
 				p = &portal{}
 			}
+			p.descRequested = true
 			s.queue.push(&pending{kind: pendDescribePortal, portal: p})
 		}
 	case 'E':
@@ -252,6 +260,16 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 		p := s.portals[string(name)]
 		if p == nil {
 			p = &portal{ps: &preparedStmt{}}
+		}
+		if !p.descRequested && !p.ps.described {
+			// The client never asked what the rows look like, so the server
+			// would send no RowDescription: ask for it, ahead of the
+			// Execute, and keep the answer from the client.
+			p.descRequested = true
+			s.queue.push(&pending{kind: pendDescribePortal, portal: p, hidden: true})
+			if err := s.toServer.write(describePortalFrame(name)); err != nil {
+				return err
+			}
 		}
 		// Executes that resume a suspended portal continue its statement:
 		// a result fetched a few rows at a time is still one result.
@@ -416,6 +434,10 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 	case '1', '2', '3': // ParseComplete, BindComplete, CloseComplete
 		s.popHead()
 	case 'n': // NoData
+		if e := s.head(); e != nil && e.hidden {
+			s.popHead()
+			return false, nil
+		}
 		s.popHead()
 	case 'T': // RowDescription
 		e := s.head()
@@ -444,6 +466,9 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 				e.portal.desc = fields
 			}
 			s.popHead()
+			if e.hidden {
+				return false, nil
+			}
 		default:
 			s.popHead()
 		}
