@@ -15,7 +15,6 @@ const (
 	// larger than this are read into a temporary buffer sized for them.
 	readBufSize = 64 * 1024
 
-
 	// DefaultMaxMessageSize is PostgreSQL's own limit on a message (MaxAllocSize).
 	DefaultMaxMessageSize = 1<<30 - 1
 )
