@@ -9,6 +9,8 @@ build:
 # The test command CI runs: needs only the PostgreSQL server binaries
 # (the harness starts its own cluster).
 test:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
