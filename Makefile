@@ -17,7 +17,8 @@ test:
 test-short:
 	$(GO) test -count=1 -short ./...
 
-# Fuzz the frame reader and the startup parser for a while each.
+# Fuzz the frame reader, the startup parser, a session's bookkeeping and the
+# policy parser for a while each.
 FUZZTIME ?= 30s
 # A throwaway PostgreSQL, seeded customers, and a bulk read blocked by pgwarden.
 demo:
@@ -27,6 +28,7 @@ fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzStartupPacket$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 # pgx v5's own test suite, direct and through pgwarden, compared (see
 # test/compat/README.md). Takes a while; e.g.

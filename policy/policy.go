@@ -1,0 +1,159 @@
+package policy
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// cacheSize bounds the Classify cache: enough for the columns of a large
+// schema, so that steady-state lookups are a map hit.
+const cacheSize = 8192
+
+// maxFileSize bounds what Load reads; a policy is a few kilobytes.
+const maxFileSize = 4 << 20
+
+// Policy is a parsed, validated policy file. It is immutable and safe for
+// concurrent use; a reload builds a new Policy and swaps it in whole.
+type Policy struct {
+	name      string
+	exact     map[colKey]Category
+	globs     []columnRule // in file order
+	exclExact map[colKey]struct{}
+	exclGlobs []*namePattern
+	detectors DetectorConfig
+	cache     *lru.Cache[colKey, verdict]
+}
+
+// columnRule is a declared column whose match has a glob.
+type columnRule struct {
+	pattern  *namePattern
+	category Category
+}
+
+// verdict is what the cache remembers about a column.
+type verdict struct {
+	category Category // "" when the column is not declared
+	excluded bool
+}
+
+// DetectorConfig says which content detectors run. It is plain data; the
+// detector package compiles it.
+type DetectorConfig struct {
+	// Enabled turns content detection on; declared columns are counted
+	// either way.
+	Enabled bool
+	// Categories lists the built-in detectors to run, by category name.
+	Categories []string
+	// Custom are the policy's own regular-expression detectors.
+	Custom []CustomDetector
+}
+
+// CustomDetector is a policy-defined detector: values matching Pattern (Go
+// regexp syntax, already checked to compile) count as Category.
+type CustomDetector struct {
+	Name     string
+	Category string
+	Pattern  string
+}
+
+func newPolicy(name string) *Policy {
+	cache, err := lru.New[colKey, verdict](cacheSize)
+	if err != nil {
+		panic(err) // only for a non-positive size
+	}
+	return &Policy{
+		name:      name,
+		exact:     make(map[colKey]Category),
+		exclExact: make(map[colKey]struct{}),
+		cache:     cache,
+	}
+}
+
+// Default returns the built-in policy: no declared columns, nothing
+// excluded, every built-in content detector on.
+func Default() *Policy {
+	p := newPolicy("<default>")
+	p.detectors = DetectorConfig{
+		Enabled:    true,
+		Categories: append([]string(nil), detectorCategories...),
+	}
+	return p
+}
+
+// Load reads and parses the policy file at path.
+func Load(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if len(data) > maxFileSize {
+		return nil, ErrorList{{File: path, Msg: fmt.Sprintf("file larger than %d bytes", maxFileSize)}}
+	}
+	return Parse(path, data)
+}
+
+// Name is the file name the policy was parsed from.
+func (p *Policy) Name() string { return p.name }
+
+// Classify returns the category of a column the policy declares. Exact
+// entries win over globs; among globs the first in file order wins. An
+// excluded column is never declared. Names are compared case-sensitively,
+// as the catalog stores them. Results are cached, so repeated lookups of
+// the same column are a map hit and do not allocate.
+func (p *Policy) Classify(schema, table, column string) (Category, bool) {
+	v := p.lookup(colKey{schema, table, column})
+	return v.category, v.category != ""
+}
+
+// Excluded reports whether the policy excludes a column from counting, so
+// that neither its declaration nor content detectors count its values.
+func (p *Policy) Excluded(schema, table, column string) bool {
+	return p.lookup(colKey{schema, table, column}).excluded
+}
+
+// Detectors returns the content detector settings. The slices are copies.
+func (p *Policy) Detectors() DetectorConfig {
+	d := p.detectors
+	d.Categories = slices.Clone(d.Categories)
+	d.Custom = slices.Clone(d.Custom)
+	return d
+}
+
+func (p *Policy) lookup(k colKey) verdict {
+	if v, ok := p.cache.Get(k); ok {
+		return v
+	}
+	v := p.resolve(k)
+	p.cache.Add(k, v)
+	return v
+}
+
+// resolve computes a column's verdict without the cache.
+func (p *Policy) resolve(k colKey) verdict {
+	if _, ok := p.exclExact[k]; ok {
+		return verdict{excluded: true}
+	}
+	for _, g := range p.exclGlobs {
+		if g.match(k) {
+			return verdict{excluded: true}
+		}
+	}
+	if c, ok := p.exact[k]; ok {
+		return verdict{category: c}
+	}
+	for _, r := range p.globs {
+		if r.pattern.match(k) {
+			return verdict{category: r.category}
+		}
+	}
+	return verdict{}
+}
