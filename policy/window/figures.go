@@ -1,0 +1,123 @@
+package window
+
+import "github.com/pgwarden/pgwarden/policy/hll"
+
+// Category indexes Figures.PIIValues. The built-in categories mirror the
+// names of policy.Category (email, name, ...); custom categories are counted
+// by name in Figures.Custom.
+type Category uint8
+
+// Built-in categories.
+const (
+	Email Category = iota
+	Name
+	Phone
+	NationalID
+	Card
+	Address
+	DateOfBirth
+	IP
+	IBAN
+	NumCategories int = iota
+)
+
+var categoryNames = [NumCategories]string{
+	"email", "name", "phone", "national_id", "card", "address", "date_of_birth", "ip", "iban",
+}
+
+// String returns the policy name of c, such as "national_id".
+func (c Category) String() string {
+	if int(c) < NumCategories {
+		return categoryNames[c]
+	}
+	return "unknown"
+}
+
+// CategoryOf returns the built-in category named name (a policy.Category
+// value), or false for a custom category.
+func CategoryOf(name string) (Category, bool) {
+	for i, n := range categoryNames {
+		if n == name {
+			return Category(i), true
+		}
+	}
+	return 0, false
+}
+
+// Figures are the counted quantities of a statement, or of a window once
+// summed.
+//
+// PII values of the built-in categories live in a fixed array, so counting
+// them never allocates; only custom categories use the Custom map, which is
+// nil when there are none. Distinct data subjects arrive either as
+// SubjectHashes (64-bit hashes from hll.Hash64 and friends: cheapest for the
+// few subjects of a typical statement) or as a Subjects sketch (for large
+// results; any precision, cheapest at DefaultPrecision since a finer one is
+// folded register by register). Sum returns Subjects only, never
+// SubjectHashes.
+type Figures struct {
+	Statements int64
+	Rows       int64
+	PIIRows    int64 // rows with at least one PII value
+	Bytes      int64 // bytes sent to the client
+	PIIValues  [NumCategories]int64
+	Custom     map[string]int64 // PII values of custom categories, by name
+
+	SubjectHashes []uint64
+	Subjects      *hll.Sketch
+}
+
+// DistinctSubjects returns the estimated number of distinct data subjects,
+// counting the sketch and the hashes; 0 when there are neither.
+func (f *Figures) DistinctSubjects() uint64 {
+	if len(f.SubjectHashes) == 0 {
+		if f.Subjects == nil {
+			return 0
+		}
+		return f.Subjects.Estimate()
+	}
+	p := DefaultPrecision
+	if f.Subjects != nil {
+		p = min(p, f.Subjects.Precision())
+	}
+	s := hll.New(p)
+	if f.Subjects != nil {
+		_ = s.MergeFolded(f.Subjects) // s is never finer than f.Subjects
+	}
+	for _, h := range f.SubjectHashes {
+		s.Add(h)
+	}
+	return s.Estimate()
+}
+
+// PIIValuesTotal returns the PII values of every category, custom included.
+func (f *Figures) PIIValuesTotal() int64 {
+	var n int64
+	for _, v := range f.PIIValues {
+		n += v
+	}
+	for _, v := range f.Custom {
+		n += v
+	}
+	return n
+}
+
+// addCounts adds o's counters (not its subjects) to f, allocating f.Custom
+// only when o has custom categories.
+func (f *Figures) addCounts(o *Figures) {
+	f.Statements += o.Statements
+	f.Rows += o.Rows
+	f.PIIRows += o.PIIRows
+	f.Bytes += o.Bytes
+	for i, v := range o.PIIValues {
+		f.PIIValues[i] += v
+	}
+	if len(o.Custom) > 0 {
+		if f.Custom == nil {
+			f.Custom = make(map[string]int64, len(o.Custom))
+		}
+		for k, v := range o.Custom {
+			f.Custom[k] += v
+		}
+	}
+}
