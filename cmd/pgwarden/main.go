@@ -14,6 +14,7 @@ const usage = `pgwarden: a PostgreSQL proxy that guards customer data against bu
 
 Usage:
   pgwarden serve [flags]     run the proxy in front of a PostgreSQL server
+  pgwarden audit [command]   verify or query the tamper-evident audit log
   pgwarden version           print the version
   pgwarden help [command]    show help for a command
 
@@ -37,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		err = runServe(rest, stdout, stderr)
+	case "audit":
+		err = runAudit(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "pgwarden", version)
 	case "help", "-h", "--help":

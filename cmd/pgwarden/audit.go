@@ -1,0 +1,229 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pgwarden/pgwarden/audit"
+)
+
+const auditUsage = `Usage: pgwarden audit verify DIR [--key-file FILE]
+       pgwarden audit query DIR [--user NAME] [--since TIME] [--type TYPE] [--json]
+
+verify checks the audit log in DIR: the hash chain across lines and files,
+sequence numbers, and, with a key, every checkpoint's HMAC. It prints one
+line and exits 0 when the log is intact, or names the file, line and seq of
+the first problem and exits 1.
+
+query prints the events of DIR that match, one per line.
+
+Environment:
+  PGWARDEN_AUDIT_KEY   checkpoint HMAC key in hex, when --key-file is not given
+`
+
+const auditVerifyUsage = `Usage: pgwarden audit verify DIR [--key-file FILE]
+
+Checks the hash chain, sequence numbers, file links and (with a key) the
+checkpoint HMACs of the audit log in DIR. Exits 0 when intact, 1 otherwise.
+Without a key only the chain is checked, which someone who rewrites every
+line can forge. The key is read from --key-file, else from
+PGWARDEN_AUDIT_KEY; both hold it in hex.
+
+Flags:
+`
+
+const auditQueryUsage = `Usage: pgwarden audit query DIR [--user NAME] [--since TIME] [--type TYPE] [--json]
+
+Prints the audit events of DIR that match every filter given, in order, as
+tab-separated lines (seq, time, type, employee, session, data) or, with
+--json, as JSON lines. The chain is not checked: run 'pgwarden audit verify'.
+Checkpoint and file_start events are shown only when --type asks for them.
+
+Flags:
+`
+
+// auditKeyEnv holds the checkpoint key in hex.
+const auditKeyEnv = "PGWARDEN_AUDIT_KEY"
+
+func runAudit(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, auditUsage)
+		return errUsage
+	}
+	switch sub, rest := args[0], args[1:]; sub {
+	case "verify":
+		return runAuditVerify(rest, stdout, stderr)
+	case "query":
+		return runAuditQuery(rest, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stderr, auditUsage)
+		return flag.ErrHelp
+	default:
+		fmt.Fprintf(stderr, "pgwarden audit: unknown subcommand %q\n\n%s", sub, auditUsage)
+		return errUsage
+	}
+}
+
+// parseWithDir parses flags that may come before or after the one DIR
+// argument.
+func parseWithDir(fs *flag.FlagSet, args []string, stderr io.Writer) (string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return "", err
+			}
+			return "", errUsage
+		}
+		if args = fs.Args(); len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	switch len(pos) {
+	case 0:
+		fmt.Fprintf(stderr, "pgwarden audit %s: missing DIR\n", fs.Name())
+		return "", errUsage
+	case 1:
+		return pos[0], nil
+	default:
+		fmt.Fprintf(stderr, "pgwarden audit %s: unexpected argument %q\n", fs.Name(), pos[1])
+		return "", errUsage
+	}
+}
+
+func runAuditVerify(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, auditVerifyUsage); fs.PrintDefaults() }
+	keyFile := fs.String("key-file", "", "`file` holding the checkpoint HMAC key in hex (default: $"+auditKeyEnv+")")
+	dir, err := parseWithDir(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	key, err := loadAuditKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	rep, err := audit.Verify(dir, key)
+	var p *audit.Problem
+	if errors.As(err, &p) {
+		return fmt.Errorf("audit log %s is NOT intact: %v (%d events checked before it)", dir, p, rep.Events)
+	}
+	if err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("audit log %s intact: %d events in %d files, last seq %d", dir, rep.Events, rep.Files, rep.LastSeq)
+	if key != nil {
+		msg += fmt.Sprintf(", %d checkpoint HMACs verified (key id %s)", rep.Checkpoints, strings.Join(rep.KeyIDs, ", "))
+	} else {
+		msg += ", checkpoint HMACs NOT checked (no key: --key-file or " + auditKeyEnv + ")"
+	}
+	if rep.Unsigned > 0 {
+		msg += fmt.Sprintf(", %d events after the last checkpoint", rep.Unsigned)
+	}
+	if rep.TornTail {
+		msg += ", torn final line from a crash (removed when pgwarden next opens the log)"
+	}
+	fmt.Fprintln(stdout, msg)
+	return nil
+}
+
+// loadAuditKey reads the hex key from path, else from the environment; nil
+// when neither is set. Errors never quote the key.
+func loadAuditKey(path string) ([]byte, error) {
+	src, text := auditKeyEnv, os.Getenv(auditKeyEnv)
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("audit key: %w", err)
+		}
+		src, text = "key file "+path, string(b)
+	}
+	text = strings.TrimSpace(text)
+	if text == "" {
+		if path != "" {
+			return nil, fmt.Errorf("audit key: %s is empty", src)
+		}
+		return nil, nil
+	}
+	key, err := hex.DecodeString(text)
+	if err != nil {
+		return nil, fmt.Errorf("audit key: %s does not hold a hex key", src)
+	}
+	return key, nil
+}
+
+func runAuditQuery(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("query", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, auditQueryUsage); fs.PrintDefaults() }
+	var (
+		user    = fs.String("user", "", "only events of this employee")
+		since   = fs.String("since", "", "only events at or after `TIME`: RFC 3339 (2026-11-28T09:00:00Z) or a duration ago (24h)")
+		typ     = fs.String("type", "", "only events of this `type` (session_start, statement, decision, checkpoint, ...)")
+		asJSON  = fs.Bool("json", false, "print JSON lines")
+		sinceAt time.Time
+	)
+	dir, err := parseWithDir(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	if *since != "" {
+		if sinceAt, err = parseSince(*since, time.Now()); err != nil {
+			fmt.Fprintf(stderr, "pgwarden audit query: %v\n", err)
+			return errUsage
+		}
+	}
+	filter := func(ev audit.Event) bool {
+		switch {
+		case *typ != "" && ev.Type != *typ:
+			return false
+		case *typ == "" && (ev.Type == audit.TypeCheckpoint || ev.Type == audit.TypeFileStart):
+			return false
+		case *user != "" && ev.Employee != *user:
+			return false
+		case !sinceAt.IsZero() && ev.Time.Before(sinceAt):
+			return false
+		}
+		return true
+	}
+	return audit.Read(dir, filter, func(ev audit.Event) error {
+		if *asJSON {
+			b, err := json.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(stdout, "%s\n", b)
+			return err
+		}
+		_, err := fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, ev.Time.Format(time.RFC3339Nano),
+			ev.Type, dash(ev.Employee), dash(ev.SessionID), dash(string(ev.Data)))
+		return err
+	})
+}
+
+// parseSince reads an RFC 3339 time or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time or a duration such as 24h", s)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
