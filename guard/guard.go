@@ -1,0 +1,332 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/hll"
+	"github.com/pgwarden/pgwarden/policy/window"
+	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/proxy/catalog"
+)
+
+// Resolver maps a result column to its catalog name; *catalog.Resolver is one.
+type Resolver interface {
+	Column(ctx context.Context, tableOID uint32, attNum int16) (catalog.Column, error)
+}
+
+// AuditLog receives one event per statement; *audit.Log is one.
+type AuditLog interface {
+	Append(ctx context.Context, ev audit.Event) (uint64, error)
+}
+
+// Config configures a Guard.
+type Config struct {
+	// Policy classifies columns; policy.Default() when nil.
+	Policy *policy.Policy
+	// Catalog resolves result columns; without one, every column is scanned
+	// by the detectors and no declared column is recognised.
+	Catalog Resolver
+	// Windows receives each statement's figures under the employee's name;
+	// a fresh registry when nil.
+	Windows *window.Registry
+	// Audit, if set, receives a "statement" event per statement.
+	Audit AuditLog
+	// CatalogTimeout bounds a catalog lookup (default 2s).
+	CatalogTimeout time.Duration
+	Now            func() time.Time
+	Logger         *slog.Logger
+}
+
+// Guard implements proxy.Inspector.
+type Guard struct {
+	cfg       Config
+	detectors *detect.Set // nil when the policy turns detectors off
+}
+
+// New validates cfg, compiles the policy's detectors and returns a Guard.
+func New(cfg Config) (*Guard, error) {
+	if cfg.Policy == nil {
+		cfg.Policy = policy.Default()
+	}
+	if cfg.Windows == nil {
+		w, err := window.NewRegistry(window.Config{})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Windows = w
+	}
+	if cfg.CatalogTimeout <= 0 {
+		cfg.CatalogTimeout = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Guard{cfg: cfg}
+	dc := cfg.Policy.Detectors()
+	if dc.Enabled {
+		var builtins []detect.Category
+		for _, c := range dc.Categories {
+			builtins = append(builtins, detect.Category(c))
+		}
+		var custom []detect.Custom
+		for _, c := range dc.Custom {
+			custom = append(custom, detect.Custom{Name: c.Name, Category: detect.Category(c.Category), Pattern: c.Pattern})
+		}
+		set, err := detect.New(builtins, custom)
+		if err != nil {
+			return nil, err
+		}
+		g.detectors = set
+	}
+	return g, nil
+}
+
+// Windows returns the per-employee windows the guard feeds.
+func (g *Guard) Windows() *window.Registry { return g.cfg.Windows }
+
+// StartSession implements proxy.Inspector.
+func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.SessionInspector, error) {
+	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.User)}
+	s.appendEvent(audit.TypeSessionStart, map[string]any{
+		"user": info.User, "database": info.Database, "application_name": info.ApplicationName,
+		"client_addr": addrString(info), "client_tls": info.ClientTLS, "upstream_tls": info.UpstreamTLS,
+	})
+	return s, nil
+}
+
+func addrString(info *proxy.SessionInfo) string {
+	if info.ClientAddr == nil {
+		return ""
+	}
+	return info.ClientAddr.String()
+}
+
+// Figures are one statement's counts.
+type Figures struct {
+	Rows      int64
+	Bytes     int64
+	PIIRows   int64
+	PIIValues detect.Counts // per category; declared columns counted here too
+	subjects  *hll.Sketch
+	Tables    map[string]struct{}
+	Started   time.Time
+}
+
+// DistinctSubjects estimates the distinct PII values (data subjects) seen.
+func (f *Figures) DistinctSubjects() uint64 {
+	if f.subjects == nil {
+		return 0
+	}
+	return f.subjects.Estimate()
+}
+
+// colPlan says how one result column is counted.
+type colPlan struct {
+	declared detect.Category // counted by declaration when set
+	scan     bool            // scanned by the detectors
+}
+
+type session struct {
+	proxy.NopSessionInspector
+	g    *Guard
+	info proxy.SessionInfo
+	log  *slog.Logger
+
+	cur  *proxy.Statement
+	fig  *Figures
+	plan []colPlan // nil: no description, scan everything
+	// done holds statements finished by CommandComplete but not yet
+	// recorded, which happens at ReadyForQuery.
+	open map[*proxy.Statement]*Figures
+}
+
+func (s *session) figures(st *proxy.Statement) *Figures {
+	if st == s.cur && s.fig != nil {
+		return s.fig
+	}
+	if s.open == nil {
+		s.open = make(map[*proxy.Statement]*Figures)
+	}
+	f := s.open[st]
+	if f == nil {
+		f = &Figures{Started: s.g.cfg.Now()}
+		s.open[st] = f
+	}
+	s.cur, s.fig, s.plan = st, f, nil
+	return f
+}
+
+// RowDescription classifies the result's columns.
+func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDescription) {
+	f := s.figures(st)
+	plan := make([]colPlan, len(fields))
+	for i, fd := range fields {
+		plan[i].scan = s.g.detectors != nil && scannable(fd)
+		if fd.TableOID == 0 || s.g.cfg.Catalog == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+		col, err := s.g.cfg.Catalog.Column(ctx, fd.TableOID, int16(fd.TableAttributeNumber))
+		cancel()
+		if err != nil {
+			if !errors.Is(err, catalog.ErrNotFound) {
+				s.log.Warn("catalog_lookup_failed", "table_oid", fd.TableOID, "error", err)
+			}
+			continue
+		}
+		if f.Tables == nil {
+			f.Tables = make(map[string]struct{})
+		}
+		f.Tables[col.Schema+"."+col.Table] = struct{}{}
+		p := s.g.cfg.Policy
+		if p.Excluded(col.Schema, col.Table, col.Name) {
+			plan[i] = colPlan{}
+			continue
+		}
+		if cat, ok := p.Classify(col.Schema, col.Table, col.Name); ok {
+			plan[i] = colPlan{declared: detect.Category(cat)}
+		}
+	}
+	s.plan = plan
+}
+
+// scannable reports whether the detectors can read the column's values:
+// text format, or binary format of a type whose binary form is its text.
+func scannable(fd pgproto3.FieldDescription) bool {
+	if fd.Format == 0 {
+		return true
+	}
+	switch fd.DataTypeOID {
+	case 25, 1043, 1042, 19, 114, 3802, 142: // text, varchar, bpchar, name, json, jsonb, xml
+		return true
+	}
+	return false
+}
+
+// DataRow counts one row.
+func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
+	f := s.figures(st)
+	f.Rows++
+	pii := false
+	for i, v := range values {
+		f.Bytes += int64(len(v))
+		if v == nil {
+			continue
+		}
+		var c colPlan
+		if s.plan == nil {
+			c.scan = s.g.detectors != nil
+		} else if i < len(s.plan) {
+			c = s.plan[i]
+		}
+		switch {
+		case c.declared != "":
+			f.PIIValues.Add(c.declared, 1)
+			s.subject(f, v)
+			pii = true
+		case c.scan:
+			if s.g.detectors.Scan(v, &f.PIIValues) > 0 {
+				s.subject(f, v)
+				pii = true
+			}
+		}
+	}
+	if pii {
+		f.PIIRows++
+	}
+	return proxy.Verdict{}
+}
+
+func (s *session) subject(f *Figures, v []byte) {
+	if f.subjects == nil {
+		f.subjects = hll.NewDefault()
+	}
+	f.subjects.AddBytes(v)
+}
+
+// CopyData counts one COPY TO STDOUT message: a row in text and CSV format.
+func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
+	f := s.figures(st)
+	f.Rows++
+	f.Bytes += int64(len(data))
+	if s.g.detectors != nil && s.g.detectors.Scan(data, &f.PIIValues) > 0 {
+		f.PIIRows++
+		s.subject(f, data)
+	}
+	return proxy.Verdict{}
+}
+
+// ReadyForQuery records every statement of the batch that just ended.
+func (s *session) ReadyForQuery(byte) {
+	for st, f := range s.open {
+		s.record(st, f)
+	}
+	clear(s.open)
+	s.cur, s.fig, s.plan = nil, nil, nil
+}
+
+// record hands a statement's figures to the windows and the audit log.
+func (s *session) record(st *proxy.Statement, f *Figures) {
+	now := s.g.cfg.Now()
+	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes, Subjects: f.subjects}
+	values := make(map[string]int, 4)
+	f.PIIValues.Each(func(c detect.Category, n int) {
+		values[string(c)] = n
+		if wc, ok := window.CategoryOf(string(c)); ok {
+			wf.PIIValues[wc] += int64(n)
+		} else {
+			if wf.Custom == nil {
+				wf.Custom = make(map[string]int64)
+			}
+			wf.Custom[string(c)] += int64(n)
+		}
+	})
+	s.g.cfg.Windows.Add(s.info.User, now, wf)
+	tables := make([]string, 0, len(f.Tables))
+	for t := range f.Tables {
+		tables = append(tables, t)
+	}
+	s.log.Debug("statement_counted", "statement_seq", st.Seq, "rows", f.Rows, "pii_rows", f.PIIRows,
+		"pii_values", f.PIIValues.Total(), "bytes", f.Bytes)
+	s.appendEvent(audit.TypeStatement, map[string]any{
+		"seq": st.Seq, "kind": st.Kind.String(), "rows": f.Rows, "bytes": f.Bytes,
+		"pii_rows": f.PIIRows, "pii_values": values, "distinct_subjects": f.DistinctSubjects(),
+		"tables": tables, "duration_ms": now.Sub(f.Started).Milliseconds(),
+	})
+}
+
+// EndSession records what is left and the session's end.
+func (s *session) EndSession(err error) {
+	s.ReadyForQuery(0)
+	data := map[string]any{}
+	if err != nil {
+		data["error"] = err.Error()
+	}
+	s.appendEvent(audit.TypeSessionEnd, data)
+}
+
+func (s *session) appendEvent(typ string, data map[string]any) {
+	if s.g.cfg.Audit == nil {
+		return
+	}
+	raw, err := audit.MarshalData(data)
+	if err != nil {
+		s.log.Error("audit_marshal_failed", "error", err)
+		return
+	}
+	ev := audit.Event{Type: typ, SessionID: s.info.ID, Employee: s.info.User, Data: raw}
+	if _, err := s.g.cfg.Audit.Append(context.Background(), ev); err != nil {
+		s.log.Error("audit_append_failed", "error", err)
+	}
+}

@@ -1,0 +1,216 @@
+package guard_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/proxy/catalog"
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// events is an AuditLog that keeps statement events in memory.
+type events struct {
+	mu  sync.Mutex
+	all []audit.Event
+}
+
+func (e *events) Append(_ context.Context, ev audit.Event) (uint64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, ev)
+	return uint64(len(e.all)), nil
+}
+
+// stmt is the data of a statement event.
+type stmt struct {
+	Rows      int64          `json:"rows"`
+	PIIRows   int64          `json:"pii_rows"`
+	PIIValues map[string]int `json:"pii_values"`
+	Distinct  uint64         `json:"distinct_subjects"`
+	Tables    []string       `json:"tables"`
+}
+
+// last returns the data of the last statement event.
+func (e *events) last(t *testing.T) stmt {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := len(e.all) - 1; i >= 0; i-- {
+		if e.all[i].Type == audit.TypeStatement {
+			var s stmt
+			if err := json.Unmarshal(e.all[i].Data, &s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+	}
+	t.Fatal("no statement event")
+	return stmt{}
+}
+
+const testPolicy = `version: 1
+pii:
+  columns:
+    - match: public.customers.email
+      category: email
+    - match: public.customers.full_name
+      category: name
+  exclude:
+    - match: public.customers.support_note
+`
+
+func setup(t *testing.T) (*events, *pgx.Conn) {
+	t.Helper()
+	db := pgtest.Shared(t)
+	ctx := context.Background()
+	db.Exec(t, `DROP TABLE IF EXISTS customers;
+CREATE TABLE customers (id int PRIMARY KEY, full_name text, email text, phone text, support_note text);
+INSERT INTO customers SELECT i, 'Customer ' || i, 'customer' || i || '@example.com',
+  '+1415555' || lpad(i::text, 4, '0'), 'contact help@example.org'
+FROM generate_series(1, 1000) i;
+GRANT SELECT ON customers TO ` + pgtest.TrustUser)
+	pool, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	res, err := catalog.New(catalog.Config{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Parse("test.yaml", []byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &events{}
+	g, err := guard.New(guard.Config{Policy: pol, Catalog: res, Audit: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.NewServer(proxy.Config{UpstreamAddr: db.Addr(), Inspector: g, OnDDL: res.Invalidate, IsDDLTag: catalog.IsDDLTag})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, ln.Addr(), db.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return ev, conn
+}
+
+// TestCountsMatchTruth runs query shapes from THREATS.md classes V, P, X and
+// C through the guard and compares its counts with what the query returns.
+func TestCountsMatchTruth(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tests := []struct {
+		name    string
+		sql     string
+		mode    pgx.QueryExecMode
+		rows    int64
+		piiRows int64
+		values  map[string]int
+	}{
+		{"declared columns, simple protocol", "SELECT id, full_name, email FROM customers WHERE id <= 100",
+			pgx.QueryExecModeSimpleProtocol, 100, 100, map[string]int{"email": 100, "name": 100}},
+		{"declared columns, extended protocol", "SELECT id, full_name, email FROM customers WHERE id <= 100",
+			pgx.QueryExecModeCacheStatement, 100, 100, map[string]int{"email": 100, "name": 100}},
+		{"undeclared column found by the detectors", "SELECT phone FROM customers WHERE id <= 40",
+			pgx.QueryExecModeSimpleProtocol, 40, 40, map[string]int{"phone": 40}},
+		{"excluded column not counted", "SELECT support_note FROM customers WHERE id <= 40",
+			pgx.QueryExecModeSimpleProtocol, 40, 0, map[string]int{}},
+		{"expression hides the column", "SELECT lower(email) FROM customers WHERE id <= 50",
+			pgx.QueryExecModeSimpleProtocol, 50, 50, map[string]int{"email": 50}},
+		{"packed with string_agg", "SELECT string_agg(email, ',') FROM customers WHERE id <= 500",
+			pgx.QueryExecModeSimpleProtocol, 1, 1, map[string]int{"email": 500}},
+		// Each packed row carries two addresses: the email and the one in
+		// support_note, whose exclusion applies to the column, not to its
+		// value packed into another.
+		{"packed with json_agg", "SELECT json_agg(c) FROM customers c WHERE id <= 20",
+			pgx.QueryExecModeSimpleProtocol, 1, 1, map[string]int{"email": 40, "phone": 20}},
+		{"binary extended protocol", "SELECT email::text || '' FROM customers WHERE id <= 10",
+			pgx.QueryExecModeCacheStatement, 10, 10, map[string]int{"email": 10}},
+		{"not a leak: length", "SELECT length(email) FROM customers",
+			pgx.QueryExecModeSimpleProtocol, 1000, 0, map[string]int{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := conn.Query(ctx, tt.sql, tt.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			for rows.Next() {
+				n++
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if n != tt.rows {
+				t.Fatalf("query returned %d rows, want %d", n, tt.rows)
+			}
+			got := ev.last(t)
+			if got.Rows != tt.rows || got.PIIRows != tt.piiRows || !sameCounts(got.PIIValues, tt.values) {
+				t.Errorf("counted rows %d, PII rows %d, values %v; want %d, %d, %v",
+					got.Rows, got.PIIRows, got.PIIValues, tt.rows, tt.piiRows, tt.values)
+			}
+		})
+	}
+
+	t.Run("COPY TO STDOUT", func(t *testing.T) {
+		var sb strings.Builder
+		tag, err := conn.PgConn().CopyTo(ctx, &sb, "COPY (SELECT email, phone FROM customers WHERE id <= 30) TO STDOUT (FORMAT csv)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ev.last(t)
+		if got.Rows != tag.RowsAffected() || got.PIIValues["email"] != 30 || got.PIIValues["phone"] != 30 {
+			t.Errorf("COPY counted %+v, want 30 rows with 30 emails and 30 phones", got)
+		}
+	})
+	t.Run("distinct subjects and tables", func(t *testing.T) {
+		if _, err := conn.Exec(ctx, "SELECT email FROM customers WHERE id <= 200", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		got := ev.last(t)
+		if got.Distinct < 194 || got.Distinct > 206 || len(got.Tables) != 1 || got.Tables[0] != "public.customers" {
+			t.Errorf("distinct %d, tables %v; want about 200 and [public.customers]", got.Distinct, got.Tables)
+		}
+	})
+}
+
+func sameCounts(got, want map[string]int) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
