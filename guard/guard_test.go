@@ -84,7 +84,7 @@ CREATE TABLE customers (id int PRIMARY KEY, full_name text, email text, phone te
 INSERT INTO customers SELECT i, 'Customer ' || i, 'customer' || i || '@example.com',
   '+1415555' || lpad(i::text, 4, '0'), 'contact help@example.org'
 FROM generate_series(1, 1000) i;
-GRANT SELECT ON customers TO ` + pgtest.TrustUser)
+GRANT SELECT ON customers TO `+pgtest.TrustUser)
 	pool, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
 	if err != nil {
 		t.Fatal(err)
