@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -39,6 +40,9 @@ type Config struct {
 	Windows *window.Registry
 	// Audit, if set, receives a "statement" event per statement.
 	Audit AuditLog
+	// MaxRowsPerStatement blocks a statement whose result passes this many
+	// rows (0: no limit).
+	MaxRowsPerStatement int64
 	// CatalogTimeout bounds a catalog lookup (default 2s).
 	CatalogTimeout time.Duration
 	Now            func() time.Time
@@ -123,7 +127,10 @@ type Figures struct {
 	Started   time.Time
 }
 
-// DistinctSubjects estimates the distinct PII values (data subjects) seen.
+// DistinctSubjects estimates the distinct data subjects seen: each PII row
+// stands for one, keyed by its first PII value. A value packing many
+// subjects (string_agg) counts as one subject, though all its PII values
+// are counted.
 func (f *Figures) DistinctSubjects() uint64 {
 	if f.subjects == nil {
 		return 0
@@ -217,8 +224,12 @@ func scannable(fd pgproto3.FieldDescription) bool {
 // DataRow counts one row.
 func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	f := s.figures(st)
+	if v := s.rowLimit(f); v.Action != proxy.Continue {
+		return v
+	}
 	f.Rows++
-	pii := false
+	// The row's first PII value stands for its data subject.
+	var subject []byte
 	for i, v := range values {
 		f.Bytes += int64(len(v))
 		if v == nil {
@@ -233,17 +244,27 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		switch {
 		case c.declared != "":
 			f.PIIValues.Add(c.declared, 1)
-			s.subject(f, v)
-			pii = true
-		case c.scan:
-			if s.g.detectors.Scan(v, &f.PIIValues) > 0 {
-				s.subject(f, v)
-				pii = true
-			}
+		case c.scan && s.g.detectors.Scan(v, &f.PIIValues) > 0:
+		default:
+			continue
+		}
+		if subject == nil {
+			subject = v
 		}
 	}
-	if pii {
+	if subject != nil {
 		f.PIIRows++
+		s.subject(f, subject)
+	}
+	return proxy.Verdict{}
+}
+
+// rowLimit blocks the row that would pass MaxRowsPerStatement; the figures
+// count what the client received.
+func (s *session) rowLimit(f *Figures) proxy.Verdict {
+	if max := s.g.cfg.MaxRowsPerStatement; max > 0 && f.Rows >= max {
+		return proxy.Verdict{Action: proxy.Block,
+			Reason: fmt.Sprintf("statement returned more than %d rows (limit max_rows_per_statement)", max)}
 	}
 	return proxy.Verdict{}
 }
@@ -258,6 +279,9 @@ func (s *session) subject(f *Figures, v []byte) {
 // CopyData counts one COPY TO STDOUT message: a row in text and CSV format.
 func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	f := s.figures(st)
+	if v := s.rowLimit(f); v.Action != proxy.Continue {
+		return v
+	}
 	f.Rows++
 	f.Bytes += int64(len(data))
 	if s.g.detectors != nil && s.g.detectors.Scan(data, &f.PIIValues) > 0 {
@@ -304,6 +328,11 @@ func (s *session) record(st *proxy.Statement, f *Figures) {
 		"pii_rows": f.PIIRows, "pii_values": values, "distinct_subjects": f.DistinctSubjects(),
 		"tables": tables, "duration_ms": now.Sub(f.Started).Milliseconds(),
 	})
+}
+
+// Blocked records the block in the audit trail.
+func (s *session) Blocked(st *proxy.Statement, v proxy.Verdict) {
+	s.appendEvent(audit.TypeDecision, map[string]any{"seq": st.Seq, "action": v.Action.String(), "reason": v.Reason})
 }
 
 // EndSession records what is left and the session's end.

@@ -75,7 +75,7 @@ pii:
     - match: public.customers.support_note
 `
 
-func setup(t *testing.T) (*events, *pgx.Conn) {
+func setup(t *testing.T, opts ...func(*guard.Config)) (*events, *pgx.Conn) {
 	t.Helper()
 	db := pgtest.Shared(t)
 	ctx := context.Background()
@@ -99,7 +99,11 @@ GRANT SELECT ON customers TO `+pgtest.TrustUser)
 		t.Fatal(err)
 	}
 	ev := &events{}
-	g, err := guard.New(guard.Config{Policy: pol, Catalog: res, Audit: ev})
+	cfg := guard.Config{Policy: pol, Catalog: res, Audit: ev}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	g, err := guard.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,12 +197,12 @@ func TestCountsMatchTruth(t *testing.T) {
 		}
 	})
 	t.Run("distinct subjects and tables", func(t *testing.T) {
-		if _, err := conn.Exec(ctx, "SELECT email FROM customers WHERE id <= 200", pgx.QueryExecModeSimpleProtocol); err != nil {
+		if _, err := conn.Exec(ctx, "SELECT full_name, email FROM customers WHERE id <= 200", pgx.QueryExecModeSimpleProtocol); err != nil {
 			t.Fatal(err)
 		}
 		got := ev.last(t)
 		if got.Distinct < 194 || got.Distinct > 206 || len(got.Tables) != 1 || got.Tables[0] != "public.customers" {
-			t.Errorf("distinct %d, tables %v; want about 200 and [public.customers]", got.Distinct, got.Tables)
+			t.Errorf("distinct %d, tables %v; want about 200 (one subject per row, not per value) and [public.customers]", got.Distinct, got.Tables)
 		}
 	})
 }
@@ -213,4 +217,33 @@ func sameCounts(got, want map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// TestRowLimitBlocks checks the guard's per-statement row limit: the row past
+// it is blocked with 42501, the decision is in the audit trail, and the
+// session carries on.
+func TestRowLimitBlocks(t *testing.T) {
+	ev, conn := setup(t, func(c *guard.Config) { c.MaxRowsPerStatement = 5 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := conn.Exec(ctx, "SELECT email FROM customers WHERE id <= 6", pgx.QueryExecModeSimpleProtocol)
+	if err == nil || !strings.Contains(err.Error(), "pgwarden: statement returned more than 5 rows") || !strings.Contains(err.Error(), "42501") {
+		t.Fatalf("6 rows with a limit of 5: %v", err)
+	}
+	var decided bool
+	ev.mu.Lock()
+	for _, e := range ev.all {
+		decided = decided || (e.Type == audit.TypeDecision && strings.Contains(string(e.Data), `"action":"block"`))
+	}
+	ev.mu.Unlock()
+	if !decided {
+		t.Error("no block decision in the audit trail")
+	}
+	if got := ev.last(t); got.Rows != 5 || got.PIIValues["email"] != 5 {
+		t.Errorf("blocked statement counted %+v, want the 5 rows and emails the client received", got)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&n); err != nil || n != 1000 {
+		t.Fatalf("session after the block: %d, %v", n, err)
+	}
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL with a customers table, pgwarden in front of it, and
 # psql through pgwarden: a point lookup passes, a bulk read is blocked
-# mid-result, and the session carries on. Everything is removed on exit.
+# mid-result, the session carries on, and the audit log shows the PII each
+# statement sent. Everything is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,9 +38,23 @@ SELECT i, 'Customer ' || i, 'customer' || i || '@example.com', '+1555' || lpad(i
 FROM generate_series(1, 10000) i;
 SQL
 
+cat >"$work/policy.yaml" <<'YAML'
+version: 1
+pii:
+  columns:
+    - match: public.customers.email
+      category: email
+    - match: public.customers.full_name
+      category: name
+    - match: public.customers.phone
+      category: phone
+YAML
+export PGWARDEN_AUDIT_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+
 listen=127.0.0.1:${PGWARDEN_DEMO_PORT:-6432}
-step "starting pgwarden on $listen (limit: 100 rows per statement)"
+step "starting pgwarden on $listen (policy: customers' email, name and phone; limit: 100 rows per statement)"
 "$work/pgwarden" serve --listen "$listen" --upstream "postgres://$PGHOST:$PGPORT" \
+  --policy "$work/policy.yaml" --catalog-url "$PGWARDEN_TEST_DSN" --audit-dir "$work/audit" \
   --max-rows-per-statement 100 2>"$work/pgwarden.log" &
 pids+=($!)
 for _ in $(seq 1 50); do psql -h "${listen%:*}" -p "${listen#*:}" -c 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
@@ -50,8 +65,15 @@ psql -h "${listen%:*}" -p "${listen#*:}" -e <<'SQL'
 SELECT id, full_name, email FROM customers WHERE id = 42;
 SELECT * FROM customers;
 SELECT count(*) AS customers_total FROM customers;
+SELECT string_agg(email, ',') AS packed FROM customers WHERE id <= 60 \gset
+SELECT length(:'packed') AS packed_length;
 SQL
 set -e
+
+step "what pgwarden recorded: every statement, with the PII it sent (hash-chained audit log)"
+kill "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
+"$work/pgwarden" audit query "$work/audit" --type statement
+"$work/pgwarden" audit verify "$work/audit"
 
 step "pgwarden's log"
 cat "$work/pgwarden.log"

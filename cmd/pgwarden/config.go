@@ -23,6 +23,7 @@ import (
 // fileConfig is the YAML configuration file. Flags override it.
 type fileConfig struct {
 	Listen   string `yaml:"listen"`
+	Policy   string `yaml:"policy"`
 	Upstream struct {
 		URL        string `yaml:"url"`
 		TLSMode    string `yaml:"tls_mode"`
@@ -45,6 +46,11 @@ type fileConfig struct {
 		URL string   `yaml:"url"`
 		TTL duration `yaml:"ttl"`
 	} `yaml:"catalog"`
+	Audit struct {
+		Dir     string `yaml:"dir"`
+		KeyFile string `yaml:"key_file"`
+		Sync    string `yaml:"sync"`
+	} `yaml:"audit"`
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`

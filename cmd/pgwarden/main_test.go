@@ -185,3 +185,66 @@ log:
 		}
 	}
 }
+
+// TestServeCountsIntoAuditLog runs the binary with a policy, a catalog
+// connection and an audit log: a query's PII is counted, the statement is
+// in the log after SIGTERM, and the log verifies.
+func TestServeCountsIntoAuditLog(t *testing.T) {
+	c := pgtest.Shared(t)
+	c.Exec(t, `DROP TABLE IF EXISTS serve_people;
+CREATE TABLE serve_people (id int, email text);
+INSERT INTO serve_people SELECT i, 'p' || i || '@example.com' FROM generate_series(1, 25) i;
+GRANT SELECT ON serve_people TO `+pgtest.TrustUser)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte("version: 1\npii:\n  columns:\n    - match: public.serve_people.email\n      category: email\n  detectors:\n    enabled: false\n"), 0o600)
+	auditDir := filepath.Join(dir, "audit")
+	const key = "00112233445566778899aabbccddeeff"
+
+	cmd := exec.Command(os.Args[0], "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(),
+		"--policy", pol, "--catalog-url", c.DSN(pgtest.SuperUser), "--audit-dir", auditDir, "--log-format", "json")
+	cmd.Env = append(os.Environ(), "PGWARDEN_TEST_RUN_MAIN=1", "PGWARDEN_AUDIT_KEY="+key)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, listen, c.Database)
+	var conn *pgx.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if conn, err = pgx.Connect(ctx, dsn); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("connect through pgwarden: %v\n%s", err, stderr.String())
+	}
+	rows, _ := conn.Query(ctx, "SELECT id, email FROM serve_people")
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("pgwarden exited with %v\n%s", err, stderr.String())
+	}
+
+	t.Setenv("PGWARDEN_AUDIT_KEY", key)
+	if code, stdout, errOut := runCLI("audit", "verify", auditDir); code != 0 {
+		t.Fatalf("audit verify: exit %d\n%s%s", code, stdout, errOut)
+	}
+	code, stdout, errOut := runCLI("audit", "query", auditDir, "--type", "statement", "--json")
+	if code != 0 || !strings.Contains(stdout, `"pii_values":{"email":25}`) || !strings.Contains(stdout, `"public.serve_people"`) {
+		t.Fatalf("audit query: exit %d, want a statement with 25 emails from public.serve_people:\n%s%s", code, stdout, errOut)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/proxy/catalog"
 )
 
 const serveUsage = `Usage: pgwarden serve [flags]
@@ -20,8 +21,15 @@ const serveUsage = `Usage: pgwarden serve [flags]
 Runs the proxy: clients connect to --listen as they would to PostgreSQL and
 are relayed to --upstream. Flags override the --config file.
 
+pgwarden counts the rows and PII values every statement sends: columns the
+policy declares (resolved through --catalog-url) and values its content
+detectors recognise, per employee in sliding windows, and records each
+statement in the audit log when --audit-dir is given.
+
 Environment:
   PGWARDEN_CONFIG            config file, when --config is not given
+  PGWARDEN_CATALOG_PASSWORD  password for --catalog-url, when the URL has none
+  PGWARDEN_AUDIT_KEY         audit checkpoint HMAC key in hex, when --audit-key-file is not given
 
 Flags:
 `
@@ -45,6 +53,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		idleTO       = fs.Duration("idle-timeout", 0, "end sessions idle this long outside a statement (default 0: never)")
 		shutdownTO   = fs.Duration("shutdown-timeout", 0, "on SIGTERM, time sessions get to finish before they are closed (default 30s)")
 		maxRows      = fs.Int64("max-rows-per-statement", 0, "block statements that return more rows than this (default 0: no limit)")
+		policyPath   = fs.String("policy", "", "policy `file` (default: the built-in policy, content detectors only)")
+		catalogURL   = fs.String("catalog-url", "", "`URL` of pgwarden's own connection for resolving result columns (needed for declared columns)")
+		auditDir     = fs.String("audit-dir", "", "`directory` of the hash-chained audit log (default: no audit log)")
+		auditKeyFile = fs.String("audit-key-file", "", "`file` holding the audit checkpoint key in hex (default: $PGWARDEN_AUDIT_KEY)")
+		auditSync    = fs.String("audit-sync", "", "audit durability: always, interval or never (default always)")
 		logLevel     = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat    = fs.String("log-format", "", "text or json (default text)")
 	)
@@ -79,6 +92,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	set(&fc.ClientTLS.CertFile, *tlsCert)
 	set(&fc.ClientTLS.KeyFile, *tlsKey)
 	set(&fc.Log.Level, *logLevel)
+	set(&fc.Policy, *policyPath)
+	set(&fc.Catalog.URL, *catalogURL)
+	set(&fc.Audit.Dir, *auditDir)
+	set(&fc.Audit.KeyFile, *auditKeyFile)
+	set(&fc.Audit.Sync, *auditSync)
 	set(&fc.Log.Format, *logFormat)
 	if *maxConns > 0 {
 		fc.Limits.MaxConnections = *maxConns
@@ -132,8 +150,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:     time.Duration(fc.Limits.IdleTimeout),
 		Logger:          logger,
 	}
-	if n := fc.Limits.MaxRowsPerStatement; n > 0 {
-		cfg.Inspector = &proxy.RowLimit{Max: n}
+	g, closeGuard, err := newGuard(fc, logger)
+	if err != nil {
+		return err
+	}
+	defer closeGuard()
+	cfg.Inspector = g.guard
+	if g.catalog != nil {
+		cfg.OnDDL, cfg.IsDDLTag = g.catalog.Invalidate, catalog.IsDDLTag
 	}
 	srv, err := proxy.NewServer(cfg)
 	if err != nil {

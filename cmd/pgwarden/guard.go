@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/catalog"
+)
+
+// guardParts is the inspector serve runs and what it was built from.
+type guardParts struct {
+	guard   *guard.Guard
+	catalog *catalog.Resolver
+	audit   *audit.Log
+}
+
+// newGuard builds the guard from the configuration: the policy, the catalog
+// connection and the audit log. The returned func releases them.
+func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) {
+	var parts guardParts
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (*guardParts, func(), error) {
+		closeAll()
+		return nil, nil, err
+	}
+
+	pol := policy.Default()
+	if fc.Policy != "" {
+		var err error
+		if pol, err = policy.Load(fc.Policy); err != nil {
+			return fail(err)
+		}
+	}
+
+	if fc.Catalog.URL != "" {
+		pcfg, err := pgxpool.ParseConfig(fc.Catalog.URL)
+		if err != nil {
+			return fail(fmt.Errorf("catalog URL: %w", err))
+		}
+		if pw := os.Getenv("PGWARDEN_CATALOG_PASSWORD"); pw != "" && pcfg.ConnConfig.Password == "" {
+			pcfg.ConnConfig.Password = pw
+		}
+		pcfg.MaxConns = 4
+		pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+		if err != nil {
+			return fail(fmt.Errorf("catalog connection: %w", err))
+		}
+		closers = append(closers, pool.Close)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = pool.Ping(ctx)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("catalog connection to %s@%s:%d: %w", pcfg.ConnConfig.User, pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err))
+		}
+		if parts.catalog, err = catalog.New(catalog.Config{Pool: pool, TTL: time.Duration(fc.Catalog.TTL), Logger: logger}); err != nil {
+			return fail(err)
+		}
+	} else {
+		logger.Warn("no_catalog_connection", "consequence", "declared PII columns cannot be recognised; content detectors only",
+			"fix", "set --catalog-url (or catalog.url)")
+	}
+
+	if fc.Audit.Dir != "" {
+		key, err := loadAuditKey(fc.Audit.KeyFile)
+		if err != nil {
+			return fail(err)
+		}
+		if key == nil {
+			return fail(fmt.Errorf("the audit log needs a checkpoint key: --audit-key-file or %s", auditKeyEnv))
+		}
+		acfg := audit.Config{Dir: fc.Audit.Dir, Key: key, Logger: logger}
+		if fc.Audit.Sync != "" {
+			if acfg.Sync, err = audit.ParseSyncPolicy(fc.Audit.Sync); err != nil {
+				return fail(err)
+			}
+		}
+		if parts.audit, err = audit.Open(acfg); err != nil {
+			return fail(err)
+		}
+		al := parts.audit
+		closers = append(closers, func() {
+			if err := al.Close(); err != nil {
+				logger.Error("audit_close_failed", "error", err)
+			}
+		})
+	}
+
+	gcfg := guard.Config{Policy: pol, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement, Logger: logger}
+	if parts.catalog != nil {
+		gcfg.Catalog = parts.catalog
+	}
+	if parts.audit != nil {
+		gcfg.Audit = parts.audit
+	}
+	g, err := guard.New(gcfg)
+	if err != nil {
+		return fail(err)
+	}
+	parts.guard = g
+	logger.Info("guard_ready", "policy", pol.Name(), "catalog", parts.catalog != nil, "audit_dir", fc.Audit.Dir)
+	return &parts, closeAll, nil
+}
