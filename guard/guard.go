@@ -40,6 +40,10 @@ type Config struct {
 	Windows *window.Registry
 	// Audit, if set, receives a "statement" event per statement.
 	Audit AuditLog
+	// AuditFailOpen lets sessions go on when the audit log cannot be
+	// written. By default (fail closed) a session whose events cannot be
+	// recorded is refused or ended before it is told its batch completed.
+	AuditFailOpen bool
 	// MaxRowsPerStatement blocks a statement whose result passes this many
 	// rows (0: no limit).
 	MaxRowsPerStatement int64
@@ -102,12 +106,19 @@ func (g *Guard) Windows() *window.Registry { return g.cfg.Windows }
 // StartSession implements proxy.Inspector.
 func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.SessionInspector, error) {
 	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.User)}
-	s.appendEvent(audit.TypeSessionStart, map[string]any{
+	err := s.appendEvent(audit.TypeSessionStart, map[string]any{
 		"user": info.User, "database": info.Database, "application_name": info.ApplicationName,
 		"client_addr": addrString(info), "client_tls": info.ClientTLS, "upstream_tls": info.UpstreamTLS,
 	})
+	if err != nil && !g.cfg.AuditFailOpen {
+		return nil, errAuditUnavailable
+	}
 	return s, nil
 }
+
+// errAuditUnavailable is what a client is told when fail-closed auditing
+// stops it.
+var errAuditUnavailable = errors.New("the audit log cannot be written, and pgwarden fails closed: try again later")
 
 func addrString(info *proxy.SessionInfo) string {
 	if info.ClientAddr == nil {
@@ -153,9 +164,14 @@ type session struct {
 	cur  *proxy.Statement
 	fig  *Figures
 	plan []colPlan // nil: no description, scan everything
-	// done holds statements finished by CommandComplete but not yet
-	// recorded, which happens at ReadyForQuery.
+	// open holds the statements of the batch in progress; they are
+	// recorded at ReadyForQuery.
 	open map[*proxy.Statement]*Figures
+	// total sums the session's statements, for its session_end event.
+	total struct {
+		statements, rows, bytes, piiRows int64
+		piiValues                        map[string]int64
+	}
 }
 
 func (s *session) figures(st *proxy.Statement) *Figures {
@@ -291,17 +307,26 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	return proxy.Verdict{}
 }
 
-// ReadyForQuery records every statement of the batch that just ended.
-func (s *session) ReadyForQuery(byte) {
+// ReadyForQuery records every statement of the batch that just ended,
+// before the client is told the batch is done. When the audit log fails
+// and auditing fails closed, the session ends instead.
+func (s *session) ReadyForQuery(byte) proxy.Verdict {
+	var failed bool
 	for st, f := range s.open {
-		s.record(st, f)
+		if err := s.record(st, f); err != nil {
+			failed = true
+		}
 	}
 	clear(s.open)
 	s.cur, s.fig, s.plan = nil, nil, nil
+	if failed && !s.g.cfg.AuditFailOpen {
+		return proxy.Verdict{Action: proxy.Kill, Reason: errAuditUnavailable.Error()}
+	}
+	return proxy.Verdict{}
 }
 
 // record hands a statement's figures to the windows and the audit log.
-func (s *session) record(st *proxy.Statement, f *Figures) {
+func (s *session) record(st *proxy.Statement, f *Figures) error {
 	now := s.g.cfg.Now()
 	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes, Subjects: f.subjects}
 	values := make(map[string]int, 4)
@@ -317,13 +342,24 @@ func (s *session) record(st *proxy.Statement, f *Figures) {
 		}
 	})
 	s.g.cfg.Windows.Add(s.info.User, now, wf)
+	t := &s.total
+	t.statements++
+	t.rows += f.Rows
+	t.bytes += f.Bytes
+	t.piiRows += f.PIIRows
+	for c, n := range values {
+		if t.piiValues == nil {
+			t.piiValues = make(map[string]int64)
+		}
+		t.piiValues[c] += int64(n)
+	}
 	tables := make([]string, 0, len(f.Tables))
 	for t := range f.Tables {
 		tables = append(tables, t)
 	}
 	s.log.Debug("statement_counted", "statement_seq", st.Seq, "rows", f.Rows, "pii_rows", f.PIIRows,
 		"pii_values", f.PIIValues.Total(), "bytes", f.Bytes)
-	s.appendEvent(audit.TypeStatement, map[string]any{
+	return s.appendEvent(audit.TypeStatement, map[string]any{
 		"seq": st.Seq, "kind": st.Kind.String(), "rows": f.Rows, "bytes": f.Bytes,
 		"pii_rows": f.PIIRows, "pii_values": values, "distinct_subjects": f.DistinctSubjects(),
 		"tables": tables, "duration_ms": now.Sub(f.Started).Milliseconds(),
@@ -338,24 +374,28 @@ func (s *session) Blocked(st *proxy.Statement, v proxy.Verdict) {
 // EndSession records what is left and the session's end.
 func (s *session) EndSession(err error) {
 	s.ReadyForQuery(0)
-	data := map[string]any{}
+	t := &s.total
+	data := map[string]any{"statements": t.statements, "rows": t.rows, "bytes": t.bytes,
+		"pii_rows": t.piiRows, "pii_values": t.piiValues}
 	if err != nil {
 		data["error"] = err.Error()
 	}
 	s.appendEvent(audit.TypeSessionEnd, data)
 }
 
-func (s *session) appendEvent(typ string, data map[string]any) {
+func (s *session) appendEvent(typ string, data map[string]any) error {
 	if s.g.cfg.Audit == nil {
-		return
+		return nil
 	}
 	raw, err := audit.MarshalData(data)
 	if err != nil {
 		s.log.Error("audit_marshal_failed", "error", err)
-		return
+		return err
 	}
 	ev := audit.Event{Type: typ, SessionID: s.info.ID, Employee: s.info.User, Data: raw}
 	if _, err := s.g.cfg.Audit.Append(context.Background(), ev); err != nil {
-		s.log.Error("audit_append_failed", "error", err)
+		s.log.Error("audit_append_failed", "event_type", typ, "error", err, "fail_open", s.g.cfg.AuditFailOpen)
+		return err
 	}
+	return nil
 }

@@ -247,3 +247,76 @@ func TestRowLimitBlocks(t *testing.T) {
 		t.Fatalf("session after the block: %d, %v", n, err)
 	}
 }
+
+// failingLog is an AuditLog that fails from its n-th append on.
+type failingLog struct {
+	mu    sync.Mutex
+	n, at int
+}
+
+func (f *failingLog) Append(context.Context, audit.Event) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.at++
+	if f.at >= f.n {
+		return 0, fmt.Errorf("disk full")
+	}
+	return uint64(f.at), nil
+}
+
+// TestAuditFailClosed: with the audit log failing, a new session is refused
+// and a running one ends before it is told its statement completed, unless
+// auditing fails open.
+func TestAuditFailClosed(t *testing.T) {
+	db := pgtest.Shared(t)
+	start := func(t *testing.T, log guard.AuditLog, failOpen bool) string {
+		g, err := guard.New(guard.Config{Audit: log, AuditFailOpen: failOpen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := proxy.NewServer(proxy.Config{UpstreamAddr: db.Addr(), Inspector: g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, ln.Addr(), db.Database)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	t.Run("new session refused", func(t *testing.T) {
+		_, err := pgx.Connect(ctx, start(t, &failingLog{n: 1}, false))
+		if err == nil || !strings.Contains(err.Error(), "audit log cannot be written") {
+			t.Fatalf("connect with a failing audit log: %v", err)
+		}
+	})
+	t.Run("running session ended", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, start(t, &failingLog{n: 2}, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
+		if err == nil || !strings.Contains(err.Error(), "audit log cannot be written") || !strings.Contains(err.Error(), "FATAL") {
+			t.Fatalf("statement with a failing audit log: %v", err)
+		}
+		if !conn.IsClosed() {
+			t.Error("session still open")
+		}
+	})
+	t.Run("fail open carries on", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, start(t, &failingLog{n: 1}, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -128,8 +128,10 @@ type SessionInspector interface {
 	// Error reports an ErrorResponse the server sent for st.
 	Error(st *Statement, err *pgproto3.ErrorResponse)
 	// ReadyForQuery reports the end of a simple query or of an extended
-	// protocol batch (Sync), with the transaction status ('I', 'T' or 'E').
-	ReadyForQuery(txStatus byte)
+	// protocol batch (Sync), with the transaction status ('I', 'T' or 'E'),
+	// before it is forwarded: the client learns its batch is done only after
+	// this returns. Kill ends the session instead; other actions continue.
+	ReadyForQuery(txStatus byte) Verdict
 	// Blocked reports that the proxy acted on a verdict for st.
 	Blocked(st *Statement, v Verdict)
 	// EndSession is called once, after both directions have stopped.
@@ -146,6 +148,6 @@ func (NopSessionInspector) CopyOut(*Statement, *pgproto3.CopyOutResponse)       
 func (NopSessionInspector) CopyData(*Statement, []byte) Verdict                    { return Verdict{} }
 func (NopSessionInspector) CommandComplete(*Statement, []byte)                     {}
 func (NopSessionInspector) Error(*Statement, *pgproto3.ErrorResponse)              {}
-func (NopSessionInspector) ReadyForQuery(byte)                                     {}
+func (NopSessionInspector) ReadyForQuery(byte) Verdict                             { return Verdict{} }
 func (NopSessionInspector) Blocked(*Statement, Verdict)                            {}
 func (NopSessionInspector) EndSession(error)                                       {}

@@ -112,7 +112,10 @@ func (s *recorderSession) CommandComplete(st *Statement, tag []byte) {
 func (s *recorderSession) Error(st *Statement, e *pgproto3.ErrorResponse) {
 	s.r.add("error %q %s", sqlOf(st), e.Code)
 }
-func (s *recorderSession) ReadyForQuery(tx byte) { s.r.add("ready %c", tx) }
+func (s *recorderSession) ReadyForQuery(tx byte) Verdict {
+	s.r.add("ready %c", tx)
+	return Verdict{}
+}
 func (s *recorderSession) Blocked(st *Statement, v Verdict) {
 	s.r.add("blocked %q %s", sqlOf(st), v.Action)
 }

@@ -409,7 +409,10 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		}
 		s.copyOut = false
 		if s.insp != nil {
-			s.insp.ReadyForQuery(s.txStatus)
+			if v := s.insp.ReadyForQuery(s.txStatus); v.Action == Kill {
+				s.log.Warn("session_killed", "reason", v.Reason)
+				return false, &wireError{Severity: "FATAL", Code: codeInsufficientPrivilege, Message: v.Reason}
+			}
 		}
 		if s.cfg.IdleTimeout > 0 {
 			s.armIdle(true)

@@ -50,6 +50,9 @@ type fileConfig struct {
 		Dir     string `yaml:"dir"`
 		KeyFile string `yaml:"key_file"`
 		Sync    string `yaml:"sync"`
+		// FailOpen lets sessions continue when the audit log cannot be
+		// written; the default stops them.
+		FailOpen bool `yaml:"fail_open"`
 	} `yaml:"audit"`
 	Log struct {
 		Level  string `yaml:"level"`

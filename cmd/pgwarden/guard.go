@@ -98,7 +98,8 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		})
 	}
 
-	gcfg := guard.Config{Policy: pol, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement, Logger: logger}
+	gcfg := guard.Config{Policy: pol, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement,
+		AuditFailOpen: fc.Audit.FailOpen, Logger: logger}
 	if parts.catalog != nil {
 		gcfg.Catalog = parts.catalog
 	}

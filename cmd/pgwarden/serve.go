@@ -58,6 +58,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		auditDir     = fs.String("audit-dir", "", "`directory` of the hash-chained audit log (default: no audit log)")
 		auditKeyFile = fs.String("audit-key-file", "", "`file` holding the audit checkpoint key in hex (default: $PGWARDEN_AUDIT_KEY)")
 		auditSync    = fs.String("audit-sync", "", "audit durability: always, interval or never (default always)")
+		auditOpen    = fs.Bool("audit-fail-open", false, "let sessions continue when the audit log cannot be written (default: stop them)")
 		logLevel     = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat    = fs.String("log-format", "", "text or json (default text)")
 	)
@@ -97,6 +98,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	set(&fc.Audit.Dir, *auditDir)
 	set(&fc.Audit.KeyFile, *auditKeyFile)
 	set(&fc.Audit.Sync, *auditSync)
+	if *auditOpen {
+		fc.Audit.FailOpen = true
+	}
 	set(&fc.Log.Format, *logFormat)
 	if *maxConns > 0 {
 		fc.Limits.MaxConnections = *maxConns

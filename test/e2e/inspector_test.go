@@ -117,7 +117,10 @@ func (s *recordedSession) Error(st *proxy.Statement, err *pgproto3.ErrorResponse
 	s.add("error %s %s", stmtName(st), err.Code)
 }
 
-func (s *recordedSession) ReadyForQuery(status byte) { s.add("ready %c", status) }
+func (s *recordedSession) ReadyForQuery(status byte) proxy.Verdict {
+	s.add("ready %c", status)
+	return proxy.Verdict{}
+}
 
 func (s *recordedSession) Blocked(st *proxy.Statement, v proxy.Verdict) {
 	s.add("blocked %s", stmtName(st))
