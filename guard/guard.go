@@ -135,7 +135,10 @@ type Figures struct {
 	PIIValues detect.Counts // per category; declared columns counted here too
 	subjects  *hll.Sketch
 	Tables    map[string]struct{}
-	Started   time.Time
+	// Channels counts PII values that left other than in rows: in notices,
+	// error messages and notifications.
+	Channels map[string]int
+	Started  time.Time
 }
 
 // DistinctSubjects estimates the distinct data subjects seen: each PII row
@@ -178,6 +181,13 @@ func (s *session) figures(st *proxy.Statement) *Figures {
 	if st == s.cur && s.fig != nil {
 		return s.fig
 	}
+	f := s.lookup(st)
+	s.cur, s.fig, s.plan = st, f, nil
+	return f
+}
+
+// lookup returns st's figures without making st the current statement.
+func (s *session) lookup(st *proxy.Statement) *Figures {
 	if s.open == nil {
 		s.open = make(map[*proxy.Statement]*Figures)
 	}
@@ -186,8 +196,52 @@ func (s *session) figures(st *proxy.Statement) *Figures {
 		f = &Figures{Started: s.g.cfg.Now()}
 		s.open[st] = f
 	}
-	s.cur, s.fig, s.plan = st, f, nil
 	return f
+}
+
+// between stands for "no statement": notifications, and notices between
+// statements, are recorded under it.
+var between = &proxy.Statement{}
+
+// scanChannel counts PII found in the texts of a message that is not a row.
+func (s *session) scanChannel(st *proxy.Statement, channel string, texts ...string) {
+	if s.g.detectors == nil {
+		return
+	}
+	var c detect.Counts
+	n := 0
+	for _, t := range texts {
+		if t != "" {
+			n += s.g.detectors.Scan([]byte(t), &c)
+		}
+	}
+	if n == 0 {
+		return
+	}
+	if st == nil {
+		st = between
+	}
+	f := s.lookup(st)
+	c.Each(func(cat detect.Category, k int) { f.PIIValues.Add(cat, k) })
+	if f.Channels == nil {
+		f.Channels = make(map[string]int)
+	}
+	f.Channels[channel] += n
+}
+
+// Error scans an error's texts: a failed cast or constraint quotes values.
+func (s *session) Error(st *proxy.Statement, e *pgproto3.ErrorResponse) {
+	s.scanChannel(st, "error", e.Message, e.Detail, e.Hint, e.Where)
+}
+
+// Notice scans a notice: RAISE NOTICE can carry anything.
+func (s *session) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) {
+	s.scanChannel(st, "notice", n.Message, n.Detail, n.Hint, n.Where)
+}
+
+// Notification scans a NOTIFY payload.
+func (s *session) Notification(n *pgproto3.NotificationResponse) {
+	s.scanChannel(nil, "notification", n.Channel, n.Payload)
 }
 
 // RowDescription classifies the result's columns.
@@ -359,11 +413,19 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	}
 	s.log.Debug("statement_counted", "statement_seq", st.Seq, "rows", f.Rows, "pii_rows", f.PIIRows,
 		"pii_values", f.PIIValues.Total(), "bytes", f.Bytes)
-	return s.appendEvent(audit.TypeStatement, map[string]any{
-		"seq": st.Seq, "kind": st.Kind.String(), "rows": f.Rows, "bytes": f.Bytes,
+	kind := st.Kind.String()
+	if st == between {
+		kind = "between_statements"
+	}
+	data := map[string]any{
+		"seq": st.Seq, "kind": kind, "rows": f.Rows, "bytes": f.Bytes,
 		"pii_rows": f.PIIRows, "pii_values": values, "distinct_subjects": f.DistinctSubjects(),
 		"tables": tables, "duration_ms": now.Sub(f.Started).Milliseconds(),
-	})
+	}
+	if len(f.Channels) > 0 {
+		data["channels"] = f.Channels
+	}
+	return s.appendEvent(audit.TypeStatement, data)
 }
 
 // Blocked records the block in the audit trail.

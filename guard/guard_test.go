@@ -320,3 +320,62 @@ func TestAuditFailClosed(t *testing.T) {
 		}
 	})
 }
+
+// TestOtherChannels counts PII that leaves in a notice, an error message and
+// a notification payload (THREATS.md class C).
+func TestOtherChannels(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	channel := func(t *testing.T, name string) stmt {
+		t.Helper()
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		for i := len(ev.all) - 1; i >= 0; i-- {
+			var s struct {
+				stmt
+				Channels map[string]int `json:"channels"`
+			}
+			if ev.all[i].Type == audit.TypeStatement && json.Unmarshal(ev.all[i].Data, &s) == nil && s.Channels[name] > 0 {
+				return s.stmt
+			}
+		}
+		t.Fatalf("no statement event with PII in channel %q", name)
+		return stmt{}
+	}
+	t.Run("notice", func(t *testing.T) {
+		_, err := conn.Exec(ctx, `DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT email FROM customers WHERE id <= 7 LOOP RAISE NOTICE 'leak %', r.email; END LOOP; END $$`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := channel(t, "notice"); got.PIIValues["email"] != 7 {
+			t.Errorf("notices counted %v, want 7 emails", got.PIIValues)
+		}
+	})
+	t.Run("error message", func(t *testing.T) {
+		_, err := conn.Exec(ctx, "SELECT ('x' || email)::int FROM customers WHERE id = 3", pgx.QueryExecModeSimpleProtocol)
+		if err == nil {
+			t.Fatal("cast succeeded")
+		}
+		if got := channel(t, "error"); got.PIIValues["email"] != 1 {
+			t.Errorf("error counted %v, want 1 email", got.PIIValues)
+		}
+	})
+	t.Run("notification", func(t *testing.T) {
+		if _, err := conn.Exec(ctx, "LISTEN leak"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT pg_notify('leak', string_agg(email, ' ')) FROM customers WHERE id <= 4", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		// The notification arrives with the statement; the next batch
+		// boundary records it.
+		if _, err := conn.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if got := channel(t, "notification"); got.PIIValues["email"] != 4 {
+			t.Errorf("notification counted %v, want 4 emails", got.PIIValues)
+		}
+	})
+}

@@ -127,6 +127,11 @@ type SessionInspector interface {
 	CommandComplete(st *Statement, tag []byte)
 	// Error reports an ErrorResponse the server sent for st.
 	Error(st *Statement, err *pgproto3.ErrorResponse)
+	// Notice reports a NoticeResponse (RAISE NOTICE, warnings) sent while st
+	// ran; st is nil between statements.
+	Notice(st *Statement, n *pgproto3.NoticeResponse)
+	// Notification reports a NotificationResponse (NOTIFY) to the client.
+	Notification(n *pgproto3.NotificationResponse)
 	// ReadyForQuery reports the end of a simple query or of an extended
 	// protocol batch (Sync), with the transaction status ('I', 'T' or 'E'),
 	// before it is forwarded: the client learns its batch is done only after
@@ -148,6 +153,8 @@ func (NopSessionInspector) CopyOut(*Statement, *pgproto3.CopyOutResponse)       
 func (NopSessionInspector) CopyData(*Statement, []byte) Verdict                    { return Verdict{} }
 func (NopSessionInspector) CommandComplete(*Statement, []byte)                     {}
 func (NopSessionInspector) Error(*Statement, *pgproto3.ErrorResponse)              {}
+func (NopSessionInspector) Notice(*Statement, *pgproto3.NoticeResponse)            {}
+func (NopSessionInspector) Notification(*pgproto3.NotificationResponse)            {}
 func (NopSessionInspector) ReadyForQuery(byte) Verdict                             { return Verdict{} }
 func (NopSessionInspector) Blocked(*Statement, Verdict)                            {}
 func (NopSessionInspector) EndSession(error)                                       {}

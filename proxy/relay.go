@@ -485,8 +485,27 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		}
 	case 'c': // CopyDone
 		s.copyOut = false
-	case 'S', 'A': // ParameterStatus, NotificationResponse: never suppressed
+	case 'A': // NotificationResponse: never suppressed
+		if s.insp != nil {
+			var n pgproto3.NotificationResponse
+			if err := n.Decode(body); err == nil {
+				s.insp.Notification(&n)
+			}
+		}
 		return true, nil
+	case 'S': // ParameterStatus: never suppressed
+		return true, nil
+	case 'N': // NoticeResponse
+		if s.insp != nil && !s.blocked {
+			var n pgproto3.NoticeResponse
+			if err := n.Decode(body); err == nil {
+				var st *Statement
+				if e := s.head(); e != nil {
+					st = e.stmt
+				}
+				s.insp.Notice(st, &n)
+			}
+		}
 	}
 	return !s.blocked, nil
 }

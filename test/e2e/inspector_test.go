@@ -126,6 +126,14 @@ func (s *recordedSession) Blocked(st *proxy.Statement, v proxy.Verdict) {
 	s.add("blocked %s", stmtName(st))
 }
 
+func (s *recordedSession) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) {
+	s.add("notice %s %s", stmtName(st), n.Message)
+}
+
+func (s *recordedSession) Notification(n *pgproto3.NotificationResponse) {
+	s.add("notification %s %s", n.Channel, n.Payload)
+}
+
 func (s *recordedSession) EndSession(error) {}
 
 // only keeps the events whose kind is one of kinds.
