@@ -70,6 +70,7 @@ type config struct {
 	rows        int      // rows of bench_rows
 	conns       int      // connections of the connect workload
 	pgwardenBin string   // prebuilt binary; "" builds ./cmd/pgwarden
+	guard       string   // -guard: detect (built-in policy) or declared
 	verbose     bool
 	args        []string // the command line, for the report
 }
@@ -91,6 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.conns, "connections", 500, "sequential connections made by the connect workload")
 	fs.StringVar(&cfg.pgwardenBin, "pgwarden", "", "use this pgwarden `binary` instead of building ./cmd/pgwarden")
 	fs.BoolVar(&cfg.verbose, "v", false, "also log the cluster's startup steps")
+	fs.StringVar(&cfg.guard, "guard", "detect", "pgwarden's counting: `detect` (built-in policy: content detectors scan every value) or declared (the tables' columns declared PII, detectors off, resolved through a catalog connection)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -99,6 +101,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintln(stderr, "bench:", err)
 		fs.Usage()
 		return cfg, err
+	}
+	if cfg.guard != "detect" && cfg.guard != "declared" {
+		return fail("-guard %q: want detect or declared", cfg.guard)
 	}
 	if fs.NArg() > 0 {
 		return fail("unexpected argument %q", fs.Arg(0))

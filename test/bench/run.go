@@ -115,7 +115,16 @@ func (b *bench) run(ctx context.Context) (err error) {
 	}
 
 	if pgwardenBin != "" {
-		p, port, err := startPgwarden(ctx, pgwardenBin, tmp, cluster.Addr())
+		var extra []string
+		if b.cfg.guard == "declared" {
+			pol := filepath.Join(tmp, "policy.yaml")
+			err := os.WriteFile(pol, []byte(declaredPolicy), 0o600)
+			if err != nil {
+				return err
+			}
+			extra = []string{"--policy", pol, "--catalog-url", cluster.DSN(pgtest.SuperUser)}
+		}
+		p, port, err := startPgwarden(ctx, pgwardenBin, tmp, cluster.Addr(), extra...)
 		if err != nil {
 			return err
 		}

@@ -194,7 +194,7 @@ func buildPgwarden(ctx context.Context, dir string) (bin, root string, err error
 }
 
 // startPgwarden runs `pgwarden serve` on a free port in front of upstream.
-func startPgwarden(ctx context.Context, bin, dir, upstream string) (*proxyProc, int, error) {
+func startPgwarden(ctx context.Context, bin, dir, upstream string, extra ...string) (*proxyProc, int, error) {
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
@@ -206,6 +206,7 @@ func startPgwarden(ctx context.Context, bin, dir, upstream string) (*proxyProc, 
 			"--upstream", "postgres://" + upstream,
 			"--max-rows-per-statement", maxRowsPerStatement,
 			"--log-level", "warn"}
+		argv = append(argv, extra...)
 		p, err := startProxy(targetPgwarden, argv, filepath.Join(dir, "pgwarden.log"), syscall.SIGKILL)
 		if err != nil {
 			return nil, 0, err
