@@ -111,6 +111,23 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		return fail(err)
 	}
 	parts.guard = g
+	// Employees idle for a day leave the windows.
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(10 * time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case now := <-t.C:
+				if n := g.Windows().Sweep(now); n > 0 {
+					logger.Debug("windows_swept", "employees", n)
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	closers = append(closers, func() { close(stop) })
 	logger.Info("guard_ready", "policy", pol.Name(), "catalog", parts.catalog != nil, "audit_dir", fc.Audit.Dir)
 	return &parts, closeAll, nil
 }

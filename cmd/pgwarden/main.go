@@ -15,6 +15,7 @@ const usage = `pgwarden: a PostgreSQL proxy that guards customer data against bu
 Usage:
   pgwarden serve [flags]     run the proxy in front of a PostgreSQL server
   pgwarden audit [command]   verify or query the tamper-evident audit log
+  pgwarden discover [flags]  propose a PII classification by sampling a database
   pgwarden version           print the version
   pgwarden help [command]    show help for a command
 
@@ -40,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runServe(rest, stdout, stderr)
 	case "audit":
 		err = runAudit(rest, stdout, stderr)
+	case "discover":
+		err = runDiscover(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "pgwarden", version)
 	case "help", "-h", "--help":
