@@ -47,7 +47,10 @@ type fileConfig struct {
 		TTL duration `yaml:"ttl"`
 	} `yaml:"catalog"`
 	Audit struct {
-		Dir     string `yaml:"dir"`
+		Dir string `yaml:"dir"`
+		// URL is a PostgreSQL database for a central copy of the trail
+		// (password: PGWARDEN_AUDIT_PASSWORD).
+		URL     string `yaml:"url"`
 		KeyFile string `yaml:"key_file"`
 		Sync    string `yaml:"sync"`
 		// FailOpen lets sessions continue when the audit log cannot be

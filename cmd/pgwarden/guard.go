@@ -20,6 +20,49 @@ type guardParts struct {
 	guard   *guard.Guard
 	catalog *catalog.Resolver
 	audit   *audit.Log
+	pgAudit *audit.PGSink
+}
+
+// auditTee appends each event to every sink, in order; an event counts as
+// recorded only when all have it.
+type auditTee []guard.AuditLog
+
+func (t auditTee) Append(ctx context.Context, ev audit.Event) (uint64, error) {
+	var seq uint64
+	for i, s := range t {
+		n, err := s.Append(ctx, ev)
+		if err != nil {
+			return 0, err
+		}
+		if i == 0 {
+			seq = n
+		}
+	}
+	return seq, nil
+}
+
+// newPool connects pgwarden's own pool to url, taking the password from env
+// when the URL has none, and checks the connection.
+func newPool(what, url, env string, maxConns int32) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("%s URL: %w", what, err)
+	}
+	if pw := os.Getenv(env); pw != "" && pcfg.ConnConfig.Password == "" {
+		pcfg.ConnConfig.Password = pw
+	}
+	pcfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s connection: %w", what, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s connection to %s@%s:%d: %w", what, pcfg.ConnConfig.User, pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err)
+	}
+	return pool, nil
 }
 
 // newGuard builds the guard from the configuration: the policy, the catalog
@@ -46,25 +89,11 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	}
 
 	if fc.Catalog.URL != "" {
-		pcfg, err := pgxpool.ParseConfig(fc.Catalog.URL)
+		pool, err := newPool("catalog", fc.Catalog.URL, "PGWARDEN_CATALOG_PASSWORD", 4)
 		if err != nil {
-			return fail(fmt.Errorf("catalog URL: %w", err))
-		}
-		if pw := os.Getenv("PGWARDEN_CATALOG_PASSWORD"); pw != "" && pcfg.ConnConfig.Password == "" {
-			pcfg.ConnConfig.Password = pw
-		}
-		pcfg.MaxConns = 4
-		pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
-		if err != nil {
-			return fail(fmt.Errorf("catalog connection: %w", err))
+			return fail(err)
 		}
 		closers = append(closers, pool.Close)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = pool.Ping(ctx)
-		cancel()
-		if err != nil {
-			return fail(fmt.Errorf("catalog connection to %s@%s:%d: %w", pcfg.ConnConfig.User, pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err))
-		}
 		if parts.catalog, err = catalog.New(catalog.Config{Pool: pool, TTL: time.Duration(fc.Catalog.TTL), Logger: logger}); err != nil {
 			return fail(err)
 		}
@@ -98,13 +127,36 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		})
 	}
 
+	if fc.Audit.URL != "" {
+		pool, err := newPool("audit", fc.Audit.URL, "PGWARDEN_AUDIT_PASSWORD", 4)
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, pool.Close)
+		if parts.pgAudit, err = audit.NewPGSink(context.Background(), audit.PGSinkConfig{Pool: pool, Logger: logger}); err != nil {
+			return fail(err)
+		}
+		sink := parts.pgAudit
+		closers = append(closers, func() { sink.Close() })
+	}
+
 	gcfg := guard.Config{Policy: pol, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement,
 		AuditFailOpen: fc.Audit.FailOpen, Logger: logger}
 	if parts.catalog != nil {
 		gcfg.Catalog = parts.catalog
 	}
+	var sinks auditTee
 	if parts.audit != nil {
-		gcfg.Audit = parts.audit
+		sinks = append(sinks, parts.audit)
+	}
+	if parts.pgAudit != nil {
+		sinks = append(sinks, parts.pgAudit)
+	}
+	switch len(sinks) {
+	case 1:
+		gcfg.Audit = sinks[0]
+	case 2:
+		gcfg.Audit = sinks
 	}
 	g, err := guard.New(gcfg)
 	if err != nil {
@@ -128,6 +180,7 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		}
 	}()
 	closers = append(closers, func() { close(stop) })
-	logger.Info("guard_ready", "policy", pol.Name(), "catalog", parts.catalog != nil, "audit_dir", fc.Audit.Dir)
+	logger.Info("guard_ready", "policy", pol.Name(), "catalog", parts.catalog != nil, "audit_dir", fc.Audit.Dir,
+		"audit_db", parts.pgAudit != nil, "audit_fail_open", fc.Audit.FailOpen)
 	return &parts, closeAll, nil
 }

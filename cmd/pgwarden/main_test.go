@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/audit"
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
@@ -187,8 +190,8 @@ log:
 }
 
 // TestServeCountsIntoAuditLog runs the binary with a policy, a catalog
-// connection and an audit log: a query's PII is counted, the statement is
-// in the log after SIGTERM, and the log verifies.
+// connection, an audit log and a central audit table: a query's PII is
+// counted, the statement is in both after SIGTERM, and both verify.
 func TestServeCountsIntoAuditLog(t *testing.T) {
 	c := pgtest.Shared(t)
 	c.Exec(t, `DROP TABLE IF EXISTS serve_people;
@@ -208,7 +211,9 @@ GRANT SELECT ON serve_people TO `+pgtest.TrustUser)
 	const key = "00112233445566778899aabbccddeeff"
 
 	cmd := exec.Command(os.Args[0], "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(),
-		"--policy", pol, "--catalog-url", c.DSN(pgtest.SuperUser), "--audit-dir", auditDir, "--log-format", "json")
+		"--policy", pol, "--catalog-url", c.DSN(pgtest.SuperUser), "--audit-dir", auditDir,
+		"--audit-url", c.DSN(pgtest.SuperUser), "--log-format", "json")
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_audit")
 	cmd.Env = append(os.Environ(), "PGWARDEN_TEST_RUN_MAIN=1", "PGWARDEN_AUDIT_KEY="+key)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -246,5 +251,18 @@ GRANT SELECT ON serve_people TO `+pgtest.TrustUser)
 	code, stdout, errOut := runCLI("audit", "query", auditDir, "--type", "statement", "--json")
 	if code != 0 || !strings.Contains(stdout, `"pii_values":{"email":25}`) || !strings.Contains(stdout, `"public.serve_people"`) {
 		t.Fatalf("audit query: exit %d, want a statement with 25 emails from public.serve_people:\n%s%s", code, stdout, errOut)
+	}
+
+	pool, err := pgxpool.New(ctx, c.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pgwarden_audit WHERE type = 'statement' AND (data->'pii_values'->>'email')::int = 25`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("central audit table: %d matching statements, %v; want 1", n, err)
+	}
+	if _, err := audit.VerifyPG(ctx, pool, "pgwarden_audit"); err != nil {
+		t.Fatalf("central audit table does not verify: %v", err)
 	}
 }

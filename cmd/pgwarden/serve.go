@@ -30,6 +30,7 @@ Environment:
   PGWARDEN_CONFIG            config file, when --config is not given
   PGWARDEN_CATALOG_PASSWORD  password for --catalog-url, when the URL has none
   PGWARDEN_AUDIT_KEY         audit checkpoint HMAC key in hex, when --audit-key-file is not given
+  PGWARDEN_AUDIT_PASSWORD    password for --audit-url, when the URL has none
 
 Flags:
 `
@@ -58,6 +59,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		auditDir     = fs.String("audit-dir", "", "`directory` of the hash-chained audit log (default: no audit log)")
 		auditKeyFile = fs.String("audit-key-file", "", "`file` holding the audit checkpoint key in hex (default: $PGWARDEN_AUDIT_KEY)")
 		auditSync    = fs.String("audit-sync", "", "audit durability: always, interval or never (default always)")
+		auditURL     = fs.String("audit-url", "", "PostgreSQL `URL` of a central audit table (pgwarden_audit), in addition to or instead of --audit-dir")
 		auditOpen    = fs.Bool("audit-fail-open", false, "let sessions continue when the audit log cannot be written (default: stop them)")
 		logLevel     = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat    = fs.String("log-format", "", "text or json (default text)")
@@ -98,6 +100,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	set(&fc.Audit.Dir, *auditDir)
 	set(&fc.Audit.KeyFile, *auditKeyFile)
 	set(&fc.Audit.Sync, *auditSync)
+	set(&fc.Audit.URL, *auditURL)
 	if *auditOpen {
 		fc.Audit.FailOpen = true
 	}
