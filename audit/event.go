@@ -47,6 +47,19 @@ type Event struct {
 	Prev string `json:"prev"`
 }
 
+// encodeLine is an event's line as the chain hashes it: JSON in field order,
+// HTML escaping off (SQL's < > & stay readable), no trailing newline. Both
+// the file log and the PostgreSQL sink use it.
+func encodeLine(ev *Event) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return nil, fmt.Errorf("audit: encode event: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // MarshalData encodes v for Event.Data, leaving < > & unescaped so that SQL
 // text stays readable in the files.
 func MarshalData(v any) (json.RawMessage, error) {

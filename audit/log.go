@@ -453,14 +453,12 @@ func (l *Log) writeLine(ev *Event) error {
 	ev.Seq = l.seq + 1
 	ev.Time = l.cfg.Now().UTC()
 	ev.Prev = hex.EncodeToString(l.prev[:])
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // keep SQL's < > & readable
-	if err := enc.Encode(ev); err != nil {
+	line, err := encodeLine(ev)
+	if err != nil {
 		// Bad Data from the caller: nothing was written, the log is fine.
-		return fmt.Errorf("audit: encode event: %w", err)
+		return err
 	}
-	line := buf.Bytes() // ends in the newline
+	line = append(line, '\n')
 	n, err := l.f.Write(line)
 	l.size += int64(n)
 	if err != nil {

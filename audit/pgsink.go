@@ -206,15 +206,7 @@ func scanRow(row pgx.Row) (Event, error) {
 // file Log writes it (without the newline). Data must be as PostgreSQL
 // prints the jsonb and Time a whole number of microseconds, so that the
 // line can be recomputed from the row.
-func pgLine(ev *Event) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ev); err != nil {
-		return nil, fmt.Errorf("audit: encode event: %w", err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+func pgLine(ev *Event) ([]byte, error) { return encodeLine(ev) }
 
 // querier is what reading the tail needs of a pool.
 type querier interface {

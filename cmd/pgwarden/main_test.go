@@ -37,6 +37,37 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// startBinary runs the test binary as pgwarden with args; it is killed when
+// the test ends if it is still running.
+func startBinary(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), "PGWARDEN_TEST_RUN_MAIN=1"), env...)
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, stderr
+}
+
+// connectThrough connects to pgwarden at listen as the trust user, waiting
+// for it to start listening.
+func connectThrough(t *testing.T, ctx context.Context, c *pgtest.Cluster, listen string, stderr *bytes.Buffer) *pgx.Conn {
+	t.Helper()
+	dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, listen, c.Database)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			return conn
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connect through pgwarden: %v\n%s", err, stderr.String())
+		}
+	}
+}
+
 func TestCommandLine(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -132,27 +163,10 @@ log:
   format: json
 `, listen, c.Addr())), 0o600)
 
-	cmd := exec.Command(os.Args[0], "serve", "--config", cfg)
-	cmd.Env = append(os.Environ(), "PGWARDEN_TEST_RUN_MAIN=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-
+	cmd, stderr := startBinary(t, nil, "serve", "--config", cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, listen, c.Database)
-	var conn *pgx.Conn
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if conn, err = pgx.Connect(ctx, dsn); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("connect through pgwarden: %v\n%s", err, stderr.String())
-	}
+	conn := connectThrough(t, ctx, c, listen, stderr)
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM generate_series(1, 100)").Scan(&n); err != nil || n != 100 {
 		t.Fatalf("query: %d, %v", n, err)
@@ -210,29 +224,13 @@ GRANT SELECT ON serve_people TO `+pgtest.TrustUser)
 	auditDir := filepath.Join(dir, "audit")
 	const key = "00112233445566778899aabbccddeeff"
 
-	cmd := exec.Command(os.Args[0], "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(),
-		"--policy", pol, "--catalog-url", c.DSN(pgtest.SuperUser), "--audit-dir", auditDir,
-		"--audit-url", c.DSN(pgtest.SuperUser), "--log-format", "json")
 	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_audit")
-	cmd.Env = append(os.Environ(), "PGWARDEN_TEST_RUN_MAIN=1", "PGWARDEN_AUDIT_KEY="+key)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd, stderr := startBinary(t, []string{"PGWARDEN_AUDIT_KEY=" + key}, "serve", "--listen", listen,
+		"--upstream", "postgres://"+c.Addr(), "--policy", pol, "--catalog-url", c.DSN(pgtest.SuperUser),
+		"--audit-dir", auditDir, "--audit-url", c.DSN(pgtest.SuperUser), "--log-format", "json")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, listen, c.Database)
-	var conn *pgx.Conn
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if conn, err = pgx.Connect(ctx, dsn); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("connect through pgwarden: %v\n%s", err, stderr.String())
-	}
+	conn := connectThrough(t, ctx, c, listen, stderr)
 	rows, _ := conn.Query(ctx, "SELECT id, email FROM serve_people")
 	rows.Close()
 	if err := rows.Err(); err != nil {
