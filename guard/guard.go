@@ -133,7 +133,10 @@ type Figures struct {
 	Bytes     int64
 	PIIRows   int64
 	PIIValues detect.Counts // per category; declared columns counted here too
-	subjects  *hll.Sketch
+	// Subjects are kept as hashes while few (most statements touch a
+	// handful), then in a sketch.
+	hashes   []uint64
+	subjects *hll.Sketch
 	Tables    map[string]struct{}
 	// Channels counts PII values that left other than in rows: in notices,
 	// error messages and notifications.
@@ -146,11 +149,19 @@ type Figures struct {
 // subjects (string_agg) counts as one subject, though all its PII values
 // are counted.
 func (f *Figures) DistinctSubjects() uint64 {
-	if f.subjects == nil {
-		return 0
+	if f.subjects != nil {
+		return f.subjects.Estimate()
 	}
-	return f.subjects.Estimate()
+	seen := make(map[uint64]struct{}, len(f.hashes))
+	for _, h := range f.hashes {
+		seen[h] = struct{}{}
+	}
+	return uint64(len(seen))
 }
+
+// maxSubjectHashes is how many subject hashes a statement keeps before it
+// switches to a sketch.
+const maxSubjectHashes = 64
 
 // colPlan says how one result column is counted.
 type colPlan struct {
@@ -340,10 +351,19 @@ func (s *session) rowLimit(f *Figures) proxy.Verdict {
 }
 
 func (s *session) subject(f *Figures, v []byte) {
+	h := hll.Hash64(v, 0)
 	if f.subjects == nil {
+		if len(f.hashes) < maxSubjectHashes {
+			f.hashes = append(f.hashes, h)
+			return
+		}
 		f.subjects = hll.NewDefault()
+		for _, x := range f.hashes {
+			f.subjects.Add(x)
+		}
+		f.hashes = nil
 	}
-	f.subjects.AddBytes(v)
+	f.subjects.Add(h)
 }
 
 // CopyData counts one COPY TO STDOUT message: a row in text and CSV format.
@@ -382,7 +402,8 @@ func (s *session) ReadyForQuery(byte) proxy.Verdict {
 // record hands a statement's figures to the windows and the audit log.
 func (s *session) record(st *proxy.Statement, f *Figures) error {
 	now := s.g.cfg.Now()
-	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes, Subjects: f.subjects}
+	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes,
+		SubjectHashes: f.hashes, Subjects: f.subjects}
 	values := make(map[string]int, 4)
 	f.PIIValues.Each(func(c detect.Category, n int) {
 		values[string(c)] = n
