@@ -13,6 +13,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/detect"
 	"github.com/pgwarden/pgwarden/policy/hll"
+	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
@@ -47,6 +48,9 @@ type Config struct {
 	// MaxRowsPerStatement blocks a statement whose result passes this many
 	// rows (0: no limit).
 	MaxRowsPerStatement int64
+	// SQL reads statement texts for the audit trail (fingerprint, text with
+	// literals redacted, cursor names); a fresh cache when nil.
+	SQL *sqltext.Analyzer
 	// CatalogTimeout bounds a catalog lookup (default 2s).
 	CatalogTimeout time.Duration
 	Now            func() time.Time
@@ -70,6 +74,9 @@ func New(cfg Config) (*Guard, error) {
 			return nil, err
 		}
 		cfg.Windows = w
+	}
+	if cfg.SQL == nil {
+		cfg.SQL = sqltext.New(0)
 	}
 	if cfg.CatalogTimeout <= 0 {
 		cfg.CatalogTimeout = 2 * time.Second
@@ -127,6 +134,14 @@ func addrString(info *proxy.SessionInfo) string {
 	return info.ClientAddr.String()
 }
 
+// cursorTotal is what the fetches from one cursor have returned so far.
+type cursorTotal struct {
+	Fetches   int64            `json:"fetches"`
+	Rows      int64            `json:"rows"`
+	PIIRows   int64            `json:"pii_rows"`
+	PIIValues map[string]int64 `json:"pii_values"`
+}
+
 // Figures are one statement's counts.
 type Figures struct {
 	Rows      int64
@@ -181,6 +196,8 @@ type session struct {
 	// open holds the statements of the batch in progress; they are
 	// recorded at ReadyForQuery.
 	open map[*proxy.Statement]*Figures
+	// cursors sums the fetches of each open server-side cursor.
+	cursors map[string]*cursorTotal
 	// total sums the session's statements, for its session_end event.
 	total struct {
 		statements, rows, bytes, piiRows int64
@@ -240,8 +257,20 @@ func (s *session) scanChannel(st *proxy.Statement, channel string, texts ...stri
 	f.Channels[channel] += n
 }
 
-// Error scans an error's texts: a failed cast or constraint quotes values.
+// CommandComplete makes sure a statement that returned no rows (BEGIN,
+// DECLARE, an UPDATE) is recorded too.
+func (s *session) CommandComplete(st *proxy.Statement, _ []byte) {
+	if st != nil {
+		s.lookup(st)
+	}
+}
+
+// Error records the failed statement and scans the error's texts: a failed
+// cast or constraint quotes values.
 func (s *session) Error(st *proxy.Statement, e *pgproto3.ErrorResponse) {
+	if st != nil {
+		s.lookup(st)
+	}
 	s.scanChannel(st, "error", e.Message, e.Detail, e.Hint, e.Where)
 }
 
@@ -446,7 +475,51 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	if len(f.Channels) > 0 {
 		data["channels"] = f.Channels
 	}
+	if s.g.cfg.Audit != nil && st.SQL != "" {
+		info := s.g.cfg.SQL.Analyze(st.SQL)
+		if info.Fingerprint != "" {
+			// Literals are redacted: the trail says what was asked, not
+			// the values typed into it.
+			data["fingerprint"], data["sql"] = info.Fingerprint, info.Normalized
+		} else {
+			data["sql_unparsed"] = true
+		}
+		if info.Cursor != "" {
+			data["cursor"] = info.Cursor
+			if ct := s.cursorFetched(info, f, values); ct != nil {
+				data["cursor_total"] = ct
+			}
+		}
+	}
 	return s.appendEvent(audit.TypeStatement, data)
+}
+
+// cursorFetched rolls a FETCH up into its cursor's total; DECLARE and CLOSE
+// start and end one.
+func (s *session) cursorFetched(info *sqltext.Info, f *Figures, values map[string]int) *cursorTotal {
+	switch info.CursorOp {
+	case "declare", "close":
+		delete(s.cursors, info.Cursor)
+		return nil
+	case "fetch":
+	default:
+		return nil
+	}
+	if s.cursors == nil {
+		s.cursors = make(map[string]*cursorTotal)
+	}
+	ct := s.cursors[info.Cursor]
+	if ct == nil {
+		ct = &cursorTotal{PIIValues: make(map[string]int64)}
+		s.cursors[info.Cursor] = ct
+	}
+	ct.Fetches++
+	ct.Rows += f.Rows
+	ct.PIIRows += f.PIIRows
+	for c, n := range values {
+		ct.PIIValues[c] += int64(n)
+	}
+	return ct
 }
 
 // Blocked records the block in the audit trail.

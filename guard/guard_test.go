@@ -379,3 +379,55 @@ func TestOtherChannels(t *testing.T) {
 		}
 	})
 }
+
+// TestCursorFetchesRollUp reads a server-side cursor in pieces: each FETCH
+// is a statement of its own, and the trail also carries the cursor's total.
+// Statement texts are recorded with their literals redacted.
+func TestCursorFetchesRollUp(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "DECLARE c CURSOR FOR SELECT email FROM customers WHERE id <= 30 AND full_name <> 'nobody'"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := tx.Exec(ctx, "FETCH 10 FROM c", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev.mu.Lock()
+	var last struct {
+		stmt
+		SQL         string `json:"sql"`
+		Cursor      string `json:"cursor"`
+		CursorTotal struct {
+			Fetches   int64            `json:"fetches"`
+			Rows      int64            `json:"rows"`
+			PIIValues map[string]int64 `json:"pii_values"`
+		} `json:"cursor_total"`
+	}
+	var declare string
+	for _, e := range ev.all {
+		if e.Type != audit.TypeStatement {
+			continue
+		}
+		if strings.Contains(string(e.Data), "DECLARE") {
+			declare = string(e.Data)
+		}
+		if strings.Contains(string(e.Data), `"cursor":"c"`) {
+			json.Unmarshal(e.Data, &last)
+		}
+	}
+	ev.mu.Unlock()
+	if last.Rows != 10 || last.CursorTotal.Fetches != 3 || last.CursorTotal.Rows != 30 || last.CursorTotal.PIIValues["email"] != 30 {
+		t.Errorf("last fetch: %+v", last)
+	}
+	if strings.Contains(declare, "nobody") || !strings.Contains(declare, "full_name <> $") {
+		t.Errorf("DECLARE not recorded, or recorded with its literal: %q", declare)
+	}
+}

@@ -1,0 +1,110 @@
+// Package sqltext reads what pgwarden needs from a statement's text with
+// PostgreSQL's own parser (pg_query): a fingerprint that groups statements
+// differing only in their literals, the text with literals replaced by
+// placeholders (so that the audit trail records what was asked without the
+// values typed into it), and the cursor a DECLARE, FETCH, MOVE or CLOSE
+// names. Results are cached by text: prepared statements and repeated
+// queries are parsed once.
+package sqltext
+
+import (
+	"strings"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+)
+
+// Info is what the text of one Query or Parse message says.
+type Info struct {
+	// Fingerprint is pg_query's fingerprint, hex; "" when the text does not
+	// parse.
+	Fingerprint string
+	// Normalized is the text with every literal replaced by $n; "" when the
+	// text does not parse (the raw text is then never recorded).
+	Normalized string
+	// Cursor is the cursor a DECLARE, FETCH, MOVE or CLOSE statement names
+	// (the first such statement of the text), and CursorOp which of them.
+	Cursor   string
+	CursorOp string
+}
+
+// Analyzer caches Info by statement text. Safe for concurrent use.
+type Analyzer struct {
+	cache *lru.Cache[string, *Info]
+}
+
+// maxCachedText bounds the texts kept as cache keys.
+const maxCachedText = 16 << 10
+
+// New returns an Analyzer caching up to size texts (default 4096).
+func New(size int) *Analyzer {
+	if size <= 0 {
+		size = 4096
+	}
+	c, err := lru.New[string, *Info](size)
+	if err != nil {
+		panic(err) // only for a non-positive size
+	}
+	return &Analyzer{cache: c}
+}
+
+// Analyze returns what sql says. The result is shared: do not modify it.
+func (a *Analyzer) Analyze(sql string) *Info {
+	if info, ok := a.cache.Get(sql); ok {
+		return info
+	}
+	info := analyze(sql)
+	if len(sql) <= maxCachedText {
+		a.cache.Add(sql, info)
+	}
+	return info
+}
+
+func analyze(sql string) *Info {
+	info := &Info{}
+	fp, err := pg_query.Fingerprint(sql)
+	if err != nil {
+		return info
+	}
+	norm, err := pg_query.Normalize(sql)
+	if err != nil {
+		return info
+	}
+	info.Fingerprint, info.Normalized = fp, norm
+	if mayNameCursor(sql) {
+		info.Cursor, info.CursorOp = cursorOf(sql)
+	}
+	return info
+}
+
+// mayNameCursor is a cheap test that spares the full parse for statements
+// that cannot be cursor commands.
+func mayNameCursor(sql string) bool {
+	u := strings.ToUpper(sql)
+	return strings.Contains(u, "FETCH") || strings.Contains(u, "MOVE") ||
+		strings.Contains(u, "DECLARE") || strings.Contains(u, "CLOSE")
+}
+
+// cursorOf parses sql and returns the cursor its first cursor command names.
+func cursorOf(sql string) (name, op string) {
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return "", ""
+	}
+	for _, raw := range tree.GetStmts() {
+		n := raw.GetStmt()
+		switch {
+		case n.GetDeclareCursorStmt() != nil:
+			return n.GetDeclareCursorStmt().GetPortalname(), "declare"
+		case n.GetFetchStmt() != nil:
+			f := n.GetFetchStmt()
+			if f.GetIsmove() {
+				return f.GetPortalname(), "move"
+			}
+			return f.GetPortalname(), "fetch"
+		case n.GetClosePortalStmt() != nil:
+			return n.GetClosePortalStmt().GetPortalname(), "close"
+		}
+	}
+	return "", ""
+}
