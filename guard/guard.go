@@ -152,7 +152,7 @@ type Figures struct {
 	// handful), then in a sketch.
 	hashes   []uint64
 	subjects *hll.Sketch
-	Tables    map[string]struct{}
+	Tables   map[string]struct{}
 	// Channels counts PII values that left other than in rows: in notices,
 	// error messages and notifications.
 	Channels map[string]int
