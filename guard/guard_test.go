@@ -431,3 +431,58 @@ func TestCursorFetchesRollUp(t *testing.T) {
 		t.Errorf("DECLARE not recorded, or recorded with its literal: %q", declare)
 	}
 }
+
+// TestMoreShapes covers further ways of reading customers (THREATS.md V, C,
+// O): each must be counted as the PII it returns.
+func TestMoreShapes(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db := pgtest.Shared(t)
+	db.Exec(t, `CREATE OR REPLACE FUNCTION customer_emails(n int) RETURNS SETOF text LANGUAGE sql AS
+  'SELECT email FROM customers WHERE id <= n';
+GRANT EXECUTE ON FUNCTION customer_emails(int) TO `+pgtest.TrustUser+`;
+CREATE TABLE IF NOT EXISTS scratch (id int, email text);
+GRANT ALL ON scratch TO `+pgtest.TrustUser)
+	tests := []struct {
+		name   string
+		sql    string
+		email  int
+		phones int
+	}{
+		{"TABLE", "TABLE customers LIMIT 15", 15, 15},                           // support_note is excluded as a column
+		{"whole-row value", "SELECT c FROM customers c WHERE id <= 12", 24, 12}, // packed: support_note's address too
+		{"function returning a set", "SELECT * FROM customer_emails(9)", 9, 0},
+		{"UNION with a harmless table", "SELECT email FROM customers WHERE id <= 5 UNION ALL SELECT 'none' FROM generate_series(1, 3)", 5, 0},
+		{"CTE", "WITH x AS (SELECT email FROM customers WHERE id <= 6) SELECT * FROM x", 6, 0},
+		{"RETURNING", "WITH u AS (INSERT INTO scratch SELECT id, email FROM customers WHERE id <= 8 RETURNING email) SELECT email FROM u", 8, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := conn.Exec(ctx, tt.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Fatal(err)
+			}
+			got := ev.last(t)
+			if got.PIIValues["email"] != tt.email || got.PIIValues["phone"] != tt.phones {
+				t.Errorf("counted %v, want %d emails and %d phones", got.PIIValues, tt.email, tt.phones)
+			}
+		})
+	}
+	t.Run("two statements in one Query", func(t *testing.T) {
+		if _, err := conn.Exec(ctx, "SELECT email FROM customers WHERE id <= 3; SELECT phone FROM customers WHERE id <= 4"); err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.last(t); got.PIIValues["email"] != 3 || got.PIIValues["phone"] != 4 || got.Rows != 7 {
+			t.Errorf("counted %+v, want 3 emails and 4 phones in 7 rows", got)
+		}
+	})
+	t.Run("COPY binary", func(t *testing.T) {
+		var sb strings.Builder
+		if _, err := conn.PgConn().CopyTo(ctx, &sb, "COPY (SELECT email FROM customers WHERE id <= 11) TO STDOUT (FORMAT binary)"); err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.last(t); got.PIIValues["email"] != 11 {
+			t.Errorf("binary COPY counted %v, want 11 emails", got.PIIValues)
+		}
+	})
+}
