@@ -182,6 +182,9 @@ const maxSubjectHashes = 64
 type colPlan struct {
 	declared detect.Category // counted by declaration when set
 	scan     bool            // scanned by the detectors
+	// derived is the category of a declared column the value is computed
+	// from (md5(email)): counted once when the detectors find nothing.
+	derived detect.Category
 }
 
 type session struct {
@@ -315,7 +318,55 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 			plan[i] = colPlan{declared: detect.Category(cat)}
 		}
 	}
+	s.derive(st, fields, plan)
 	s.plan = plan
+}
+
+// derive marks the expression columns (no table in RowDescription) whose
+// SQL computes them from a declared PII column.
+func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription, plan []colPlan) {
+	if st == nil || st.SQL == "" {
+		return
+	}
+	var lin *sqltext.Lineage
+	for i, fd := range fields {
+		if fd.TableOID != 0 || plan[i].declared != "" {
+			continue
+		}
+		if lin == nil {
+			if lin = s.g.cfg.SQL.Lineage(st.SQL); lin == nil || len(lin.Targets) != len(fields) {
+				return
+			}
+		}
+		for _, ref := range lin.Targets[i].Refs {
+			if cat, ok := s.declaredRef(lin, ref); ok {
+				plan[i].derived = cat
+				break
+			}
+		}
+	}
+}
+
+// declaredRef finds the declared column a reference names among the FROM
+// relations. Unqualified tables are taken to be in schema public.
+func (s *session) declaredRef(lin *sqltext.Lineage, ref sqltext.ColumnRef) (detect.Category, bool) {
+	p := s.g.cfg.Policy
+	for _, rel := range lin.From {
+		if ref.Qualifier != "" && ref.Qualifier != rel.Alias && (rel.Alias != "" || ref.Qualifier != rel.Table) {
+			continue
+		}
+		schema := rel.Schema
+		if schema == "" {
+			schema = "public"
+		}
+		if p.Excluded(schema, rel.Table, ref.Column) {
+			continue
+		}
+		if cat, ok := p.Classify(schema, rel.Table, ref.Column); ok {
+			return detect.Category(cat), true
+		}
+	}
+	return "", false
 }
 
 // scannable reports whether the detectors can read the column's values:
@@ -355,6 +406,10 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		case c.declared != "":
 			f.PIIValues.Add(c.declared, 1)
 		case c.scan && s.g.detectors.Scan(v, &f.PIIValues) > 0:
+		case c.derived != "":
+			// Transformed past recognition (md5, reverse, base64): still
+			// the declared column's value.
+			f.PIIValues.Add(c.derived, 1)
 		default:
 			continue
 		}

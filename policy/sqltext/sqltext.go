@@ -30,7 +30,8 @@ type Info struct {
 
 // Analyzer caches Info by statement text. Safe for concurrent use.
 type Analyzer struct {
-	cache *lru.Cache[string, *Info]
+	cache   *lru.Cache[string, *Info]
+	lineage *lru.Cache[string, *Lineage]
 }
 
 // maxCachedText bounds the texts kept as cache keys.
@@ -45,7 +46,11 @@ func New(size int) *Analyzer {
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
-	return &Analyzer{cache: c}
+	l, err := lru.New[string, *Lineage](size)
+	if err != nil {
+		panic(err)
+	}
+	return &Analyzer{cache: c, lineage: l}
 }
 
 // Analyze returns what sql says. The result is shared: do not modify it.

@@ -1,6 +1,9 @@
 package sqltext
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestAnalyze(t *testing.T) {
 	a := New(0)
@@ -50,5 +53,51 @@ func BenchmarkAnalyzeUncached(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		a.Analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 12345")
 		a.cache.Purge()
+	}
+}
+
+func TestLineage(t *testing.T) {
+	a := New(0)
+	tests := []struct {
+		sql  string
+		want string // per target, refs as q.col joined by ",", targets by " | "; "nil" when unknown
+	}{
+		{"SELECT md5(email), id FROM customers", "email | id"},
+		{"SELECT reverse(c.email) AS r FROM public.customers c", "c.email"},
+		{"SELECT encode(convert_to(email, 'UTF8'), 'base64') FROM customers", "email"},
+		{"SELECT length(email), count(DISTINCT email), email IS NULL FROM customers", " |  | "},
+		{"SELECT split_part(email, '@', 2) FROM customers", ""},
+		{"SELECT split_part(email, '@', 1) FROM customers", "email"},
+		{"SELECT a.full_name || ' ' || b.email FROM customers a JOIN customers b ON a.id = b.id", "a.full_name,b.email"},
+		{"SELECT * FROM customers", "nil"},
+		{"SELECT c.* FROM customers c", "nil"},
+		{"SELECT 1; SELECT 2", "nil"},
+		{"UPDATE customers SET email = 'x'", "nil"},
+	}
+	for _, tt := range tests {
+		l := a.Lineage(tt.sql)
+		got := "nil"
+		if l != nil {
+			var targets []string
+			for _, tg := range l.Targets {
+				var refs []string
+				for _, r := range tg.Refs {
+					if r.Qualifier != "" {
+						refs = append(refs, r.Qualifier+"."+r.Column)
+					} else {
+						refs = append(refs, r.Column)
+					}
+				}
+				targets = append(targets, strings.Join(refs, ","))
+			}
+			got = strings.Join(targets, " | ")
+		}
+		if got != tt.want {
+			t.Errorf("Lineage(%q) = %q, want %q", tt.sql, got, tt.want)
+		}
+	}
+	l := a.Lineage("SELECT md5(c.email) FROM public.customers AS c JOIN orders o ON o.cid = c.id")
+	if l == nil || len(l.From) != 2 || l.From[0] != (Relation{Schema: "public", Table: "customers", Alias: "c"}) || l.From[1].Table != "orders" {
+		t.Errorf("From = %+v", l)
 	}
 }
