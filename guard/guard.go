@@ -22,6 +22,7 @@ import (
 // Resolver maps a result column to its catalog name; *catalog.Resolver is one.
 type Resolver interface {
 	Column(ctx context.Context, tableOID uint32, attNum int16) (catalog.Column, error)
+	ViewDefinition(ctx context.Context, oid uint32) (string, error)
 }
 
 // AuditLog receives one event per statement; *audit.Log is one.
@@ -316,6 +317,11 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		}
 		if cat, ok := p.Classify(col.Schema, col.Table, col.Name); ok {
 			plan[i] = colPlan{declared: detect.Category(cat)}
+			continue
+		}
+		if col.RelKind == 'v' || col.RelKind == 'm' {
+			// A view is as sensitive as the columns it exposes.
+			plan[i].derived = s.viewColumn(fd.TableOID, int(fd.TableAttributeNumber))
 		}
 	}
 	s.derive(st, fields, plan)
@@ -345,6 +351,27 @@ func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription
 			}
 		}
 	}
+}
+
+// viewColumn traces column attNum of a view through its definition to a
+// declared base column, and returns that column's category, or "".
+func (s *session) viewColumn(oid uint32, attNum int) detect.Category {
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+	def, err := s.g.cfg.Catalog.ViewDefinition(ctx, oid)
+	cancel()
+	if err != nil {
+		return ""
+	}
+	lin := s.g.cfg.SQL.Lineage(def)
+	if lin == nil || attNum < 1 || attNum > len(lin.Targets) {
+		return ""
+	}
+	for _, ref := range lin.Targets[attNum-1].Refs {
+		if cat, ok := s.declaredRef(lin, ref); ok {
+			return cat
+		}
+	}
+	return ""
 }
 
 // declaredRef finds the declared column a reference names among the FROM

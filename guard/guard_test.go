@@ -519,3 +519,22 @@ func TestExpressionsOverDeclaredColumns(t *testing.T) {
 		}
 	}
 }
+
+// TestViewsExposeBaseColumns: a view over customers is as sensitive as
+// customers (THREATS.md O), its columns traced to the declared ones.
+func TestViewsExposeBaseColumns(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pgtest.Shared(t).Exec(t, `CREATE OR REPLACE VIEW customer_contacts AS
+  SELECT id, upper(full_name) AS who, email AS contact FROM customers;
+GRANT SELECT ON customer_contacts TO `+pgtest.TrustUser)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		if _, err := conn.Exec(ctx, "SELECT who, contact, id FROM customer_contacts WHERE id <= 9", mode); err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.last(t); got.PIIValues["email"] != 9 || got.PIIValues["name"] != 9 || got.PIIRows != 9 {
+			t.Errorf("view (%v): counted %+v, want 9 names and 9 emails in 9 PII rows", mode, got)
+		}
+	}
+}

@@ -104,6 +104,7 @@ type Resolver struct {
 	now   func() time.Time
 	log   *slog.Logger
 	cache *lru.Cache[uint32, entry]
+	views *lru.Cache[uint32, viewDef] // pg_get_viewdef by OID
 
 	hits, misses atomic.Uint64
 
@@ -134,14 +135,55 @@ func New(cfg Config) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
+	views, err := lru.New[uint32, viewDef](cfg.Size)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
 	return &Resolver{
 		pool:     cfg.Pool,
 		ttl:      cfg.TTL,
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		cache:    cache,
+		views:    views,
 		inflight: make(map[uint32]*fetch),
 	}, nil
+}
+
+// viewDef is a cached view definition.
+type viewDef struct {
+	sql  string
+	read time.Time
+}
+
+// ViewDefinition returns the SELECT that defines the view or materialized
+// view oid (pg_get_viewdef), cached like tables: for TTL, and until
+// Invalidate. The text is what the classifier traces a view column through
+// to the base columns it exposes.
+func (r *Resolver) ViewDefinition(ctx context.Context, oid uint32) (string, error) {
+	if v, ok := r.views.Get(oid); ok && r.now().Sub(v.read) < r.ttl {
+		return v.sql, nil
+	}
+	rows, err := r.pool.Query(ctx, "SELECT pg_get_viewdef($1::oid)", oid)
+	if err != nil {
+		return "", fmt.Errorf("catalog: view definition of %d: %w", oid, err)
+	}
+	var def *string
+	for rows.Next() {
+		if err := rows.Scan(&def); err != nil {
+			rows.Close()
+			return "", fmt.Errorf("catalog: view definition of %d: %w", oid, err)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("catalog: view definition of %d: %w", oid, err)
+	}
+	if def == nil {
+		return "", ErrNotFound
+	}
+	r.views.Add(oid, viewDef{sql: *def, read: r.now()})
+	return *def, nil
 }
 
 // Table returns the relation with the given OID, from the cache when it was
@@ -219,6 +261,7 @@ func (r *Resolver) Invalidate() {
 	r.gen++
 	r.inflight = make(map[uint32]*fetch)
 	r.cache.Purge()
+	r.views.Purge()
 	r.mu.Unlock()
 	r.log.Debug("catalog_invalidated")
 }
