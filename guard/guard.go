@@ -283,6 +283,19 @@ func (s *session) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) {
 	s.scanChannel(st, "notice", n.Message, n.Detail, n.Hint, n.Where)
 }
 
+// FunctionResult counts the result of a fast-path function call (lo_get,
+// loread) as a row of one value, scanned by the detectors.
+func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdict {
+	f := s.lookup(st)
+	f.Rows++
+	f.Bytes += int64(len(result))
+	if result != nil && s.g.detectors != nil && s.g.detectors.Scan(result, &f.PIIValues) > 0 {
+		f.PIIRows++
+		s.subject(f, result)
+	}
+	return proxy.Verdict{}
+}
+
 // Notification scans a NOTIFY payload.
 func (s *session) Notification(n *pgproto3.NotificationResponse) {
 	s.scanChannel(nil, "notification", n.Channel, n.Payload)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/audit"
@@ -79,7 +81,7 @@ func setup(t *testing.T, opts ...func(*guard.Config)) (*events, *pgx.Conn) {
 	t.Helper()
 	db := pgtest.Shared(t)
 	ctx := context.Background()
-	db.Exec(t, `DROP TABLE IF EXISTS customers;
+	db.Exec(t, `DROP TABLE IF EXISTS customers CASCADE;
 CREATE TABLE customers (id int PRIMARY KEY, full_name text, email text, phone text, support_note text);
 INSERT INTO customers SELECT i, 'Customer ' || i, 'customer' || i || '@example.com',
   '+1415555' || lpad(i::text, 4, '0'), 'contact help@example.org'
@@ -536,5 +538,51 @@ GRANT SELECT ON customer_contacts TO `+pgtest.TrustUser)
 		if got := ev.last(t); got.PIIValues["email"] != 9 || got.PIIValues["name"] != 9 || got.PIIRows != 9 {
 			t.Errorf("view (%v): counted %+v, want 9 names and 9 emails in 9 PII rows", mode, got)
 		}
+	}
+}
+
+// TestFastPathFunctionCall counts what a fast-path FunctionCall returns
+// (THREATS.md C): here btrim(text) by OID, fed an address.
+func TestFastPathFunctionCall(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := conn.Config()
+	pc, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, cfg.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Conn.Close()
+	var fnOID uint32
+	if err := conn.QueryRow(ctx, "SELECT 'btrim(text)'::regprocedure::oid").Scan(&fnOID); err != nil {
+		t.Fatal(err)
+	}
+	hc.Frontend.Send(&pgproto3.FunctionCall{Function: fnOID, ArgFormatCodes: []uint16{0},
+		Arguments: [][]byte{[]byte("  ann.lee@example.com  ")}, ResultFormatCode: 0})
+	if err := hc.Frontend.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var result string
+	for {
+		msg, err := hc.Frontend.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, ok := msg.(*pgproto3.FunctionCallResponse); ok {
+			result = string(r.Result)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if result != "ann.lee@example.com" {
+		t.Fatalf("function result %q", result)
+	}
+	if got := ev.last(t); got.PIIValues["email"] != 1 || got.Rows != 1 {
+		t.Errorf("fast-path call counted %+v, want 1 email", got)
 	}
 }

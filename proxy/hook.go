@@ -132,6 +132,10 @@ type SessionInspector interface {
 	Notice(st *Statement, n *pgproto3.NoticeResponse)
 	// Notification reports a NotificationResponse (NOTIFY) to the client.
 	Notification(n *pgproto3.NotificationResponse)
+	// FunctionResult is shown the result of a fast-path FunctionCall
+	// (lo_get, loread, any function by OID) before it is forwarded; nil is
+	// NULL.
+	FunctionResult(st *Statement, result []byte) Verdict
 	// ReadyForQuery reports the end of a simple query or of an extended
 	// protocol batch (Sync), with the transaction status ('I', 'T' or 'E'),
 	// before it is forwarded: the client learns its batch is done only after
@@ -155,6 +159,7 @@ func (NopSessionInspector) CommandComplete(*Statement, []byte)                  
 func (NopSessionInspector) Error(*Statement, *pgproto3.ErrorResponse)              {}
 func (NopSessionInspector) Notice(*Statement, *pgproto3.NoticeResponse)            {}
 func (NopSessionInspector) Notification(*pgproto3.NotificationResponse)            {}
+func (NopSessionInspector) FunctionResult(*Statement, []byte) Verdict              { return Verdict{} }
 func (NopSessionInspector) ReadyForQuery(byte) Verdict                             { return Verdict{} }
 func (NopSessionInspector) Blocked(*Statement, Verdict)                            {}
 func (NopSessionInspector) EndSession(error)                                       {}

@@ -495,6 +495,16 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		return true, nil
 	case 'S': // ParameterStatus: never suppressed
 		return true, nil
+	case 'V': // FunctionCallResponse
+		if s.insp != nil && !s.blocked {
+			if e := s.head(); e != nil {
+				var r pgproto3.FunctionCallResponse
+				if err := r.Decode(body); err != nil {
+					return false, fatalf(codeProtocolViolation, err, "invalid FunctionCallResponse from the upstream server")
+				}
+				return s.act(e, s.insp.FunctionResult(e.stmt, r.Result))
+			}
+		}
 	case 'N': // NoticeResponse
 		if s.insp != nil && !s.blocked {
 			var n pgproto3.NoticeResponse

@@ -134,6 +134,11 @@ func (s *recordedSession) Notification(n *pgproto3.NotificationResponse) {
 	s.add("notification %s %s", n.Channel, n.Payload)
 }
 
+func (s *recordedSession) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdict {
+	s.add("function_result %s %q", stmtName(st), result)
+	return proxy.Verdict{}
+}
+
 func (s *recordedSession) EndSession(error) {}
 
 // only keeps the events whose kind is one of kinds.
