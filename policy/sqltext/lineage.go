@@ -59,8 +59,27 @@ func lineageOf(sql string) *Lineage {
 	if err != nil || len(tree.GetStmts()) != 1 {
 		return nil
 	}
-	sel := tree.GetStmts()[0].GetStmt().GetSelectStmt()
-	if sel == nil || len(sel.GetTargetList()) == 0 {
+	return selectLineage(tree.GetStmts()[0].GetStmt().GetSelectStmt())
+}
+
+// selectLineage reads one SELECT; a set operation (UNION, INTERSECT,
+// EXCEPT) merges its branches column by column.
+func selectLineage(sel *pg_query.SelectStmt) *Lineage {
+	if sel == nil {
+		return nil
+	}
+	if sel.GetOp() != pg_query.SetOperation_SET_OPERATION_UNDEFINED && sel.GetOp() != pg_query.SetOperation_SETOP_NONE {
+		left, right := selectLineage(sel.GetLarg()), selectLineage(sel.GetRarg())
+		if left == nil || right == nil || len(left.Targets) != len(right.Targets) {
+			return nil
+		}
+		l := &Lineage{From: append(left.From, right.From...)}
+		for i := range left.Targets {
+			l.Targets = append(l.Targets, Target{Refs: append(left.Targets[i].Refs, right.Targets[i].Refs...)})
+		}
+		return l
+	}
+	if len(sel.GetTargetList()) == 0 {
 		return nil
 	}
 	l := &Lineage{}

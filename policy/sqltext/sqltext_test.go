@@ -69,6 +69,8 @@ func TestLineage(t *testing.T) {
 		{"SELECT split_part(email, '@', 2) FROM customers", ""},
 		{"SELECT split_part(email, '@', 1) FROM customers", "email"},
 		{"SELECT a.full_name || ' ' || b.email FROM customers a JOIN customers b ON a.id = b.id", "a.full_name,b.email"},
+		{"SELECT md5(email) FROM customers UNION ALL SELECT 'x' FROM generate_series(1, 3)", "email"},
+		{"SELECT id, 'x' FROM t UNION SELECT 1, reverse(email) FROM customers", "id | email"},
 		{"SELECT * FROM customers", "nil"},
 		{"SELECT c.* FROM customers c", "nil"},
 		{"SELECT 1; SELECT 2", "nil"},
