@@ -264,3 +264,66 @@ GRANT SELECT ON serve_people TO `+pgtest.TrustUser)
 		t.Fatalf("central audit table does not verify: %v", err)
 	}
 }
+
+// TestKill9KeepsAcknowledgedStatements kills pgwarden with SIGKILL while it
+// streams a large result: every statement the client saw complete is in the
+// audit log, which still verifies, and a restarted pgwarden continues it.
+func TestKill9KeepsAcknowledgedStatements(t *testing.T) {
+	c := pgtest.Shared(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	auditDir := filepath.Join(t.TempDir(), "audit")
+	const key = "00112233445566778899aabbccddeeff"
+	env := []string{"PGWARDEN_AUDIT_KEY=" + key}
+	args := []string{"serve", "--listen", listen, "--upstream", "postgres://" + c.Addr(), "--audit-dir", auditDir}
+	cmd, stderr := startBinary(t, env, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := connectThrough(t, ctx, c, listen, stderr)
+	const acknowledged = 5
+	for i := 0; i < acknowledged; i++ {
+		if _, err := conn.Exec(ctx, "SELECT 'someone@example.com'", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := conn.Query(ctx, "SELECT i, 'person' || i || '@example.com' FROM generate_series(1, 5000000) i", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; rows.Next(); n++ {
+		if n == 1000 {
+			cmd.Process.Kill()
+		}
+	}
+	rows.Close()
+	cmd.Wait()
+
+	t.Setenv("PGWARDEN_AUDIT_KEY", key)
+	if code, stdout, errOut := runCLI("audit", "verify", auditDir); code != 0 {
+		t.Fatalf("audit verify after kill -9: exit %d\n%s%s", code, stdout, errOut)
+	}
+	_, stdout, _ := runCLI("audit", "query", auditDir, "--type", "statement", "--json")
+	if n := strings.Count(stdout, `"sql":"SELECT $1"`); n != acknowledged {
+		t.Fatalf("%d acknowledged statements in the log, want %d:\n%s", n, acknowledged, stdout)
+	}
+	if strings.Contains(stdout, "someone@example.com") {
+		t.Error("a literal of the statement text reached the audit log")
+	}
+
+	// A restart continues the same chain.
+	cmd, stderr = startBinary(t, env, args...)
+	conn2 := connectThrough(t, ctx, c, listen, stderr)
+	if _, err := conn2.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	conn2.Close(ctx)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if code, stdout, errOut := runCLI("audit", "verify", auditDir); code != 0 {
+		t.Fatalf("audit verify after restart: exit %d\n%s%s", code, stdout, errOut)
+	}
+}
