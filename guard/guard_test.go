@@ -586,3 +586,64 @@ func TestFastPathFunctionCall(t *testing.T) {
 		t.Errorf("fast-path call counted %+v, want 1 email", got)
 	}
 }
+
+// TestPortalFetchedInPieces reads one portal ten rows at a time with
+// Execute row limits, as JDBC does with a fetch size: the pieces are one
+// statement, counted in full.
+func TestPortalFetchedInPieces(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := conn.Config()
+	pc, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, cfg.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Conn.Close()
+	fe := hc.Frontend
+	fe.Send(&pgproto3.Query{String: "BEGIN"})
+	fe.Send(&pgproto3.Parse{Query: "SELECT email FROM customers WHERE id <= 35"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Describe{ObjectType: 'P'})
+	for i := 0; i < 4; i++ {
+		fe.Send(&pgproto3.Execute{MaxRows: 10})
+	}
+	fe.Send(&pgproto3.Sync{})
+	fe.Send(&pgproto3.Query{String: "COMMIT"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	rows, ready := 0, 0
+	for ready < 3 {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			rows++
+		case *pgproto3.ReadyForQuery:
+			ready++
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("%s: %s", m.Code, m.Message)
+		}
+	}
+	if rows != 35 {
+		t.Fatalf("client read %d rows, want 35", rows)
+	}
+	ev.mu.Lock()
+	var found bool
+	for _, e := range ev.all {
+		if e.Type == audit.TypeStatement && strings.Contains(string(e.Data), `"rows":35`) && strings.Contains(string(e.Data), `"pii_values":{"email":35}`) {
+			found = true
+		}
+	}
+	ev.mu.Unlock()
+	if !found {
+		t.Error("no statement counted the portal's 35 rows and emails as one")
+	}
+}
