@@ -511,6 +511,8 @@ func TestExpressionsOverDeclaredColumns(t *testing.T) {
 		{"SELECT length(email) FROM customers WHERE id <= 14", 0, 0},
 		{"SELECT count(DISTINCT email) FROM customers", 0, 0},
 		{"SELECT split_part(email, '@', 2) FROM customers WHERE id <= 15", 0, 0},
+		{"WITH x AS (SELECT md5(email) AS h FROM customers WHERE id <= 16) SELECT h FROM x", 16, 0},
+		{"SELECT s.r FROM (SELECT reverse(full_name) AS r FROM customers WHERE id <= 17) s", 0, 17},
 	}
 	for _, tt := range tests {
 		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {

@@ -59,23 +59,53 @@ func lineageOf(sql string) *Lineage {
 	if err != nil || len(tree.GetStmts()) != 1 {
 		return nil
 	}
-	return selectLineage(tree.GetStmts()[0].GetStmt().GetSelectStmt())
+	return selectLineage(tree.GetStmts()[0].GetStmt().GetSelectStmt(), nil)
 }
 
-// selectLineage reads one SELECT; a set operation (UNION, INTERSECT,
-// EXCEPT) merges its branches column by column.
-func selectLineage(sel *pg_query.SelectStmt) *Lineage {
+// derived is a CTE or a subquery in FROM: a relation whose columns are
+// themselves computed from others.
+type derived struct {
+	lin   *Lineage
+	names []string // output column names, in order
+}
+
+// selectLineage reads one SELECT. A set operation (UNION, INTERSECT,
+// EXCEPT) merges its branches column by column; a reference to a CTE or to
+// a subquery in FROM is replaced by what that column is computed from.
+// scope holds the CTEs visible from enclosing queries.
+func selectLineage(sel *pg_query.SelectStmt, scope map[string]*derived) *Lineage {
 	if sel == nil {
 		return nil
 	}
+	if w := sel.GetWithClause(); w != nil {
+		inner := make(map[string]*derived, len(scope)+len(w.GetCtes()))
+		for k, v := range scope {
+			inner[k] = v
+		}
+		for _, c := range w.GetCtes() {
+			cte := c.GetCommonTableExpr()
+			sub := cte.GetCtequery().GetSelectStmt()
+			if l := selectLineage(sub, inner); l != nil {
+				names := outputNames(sub)
+				for i, a := range cte.GetAliascolnames() {
+					if i < len(names) {
+						names[i] = a.GetString_().GetSval()
+					}
+				}
+				inner[cte.GetCtename()] = &derived{lin: l, names: names}
+			}
+		}
+		scope = inner
+	}
 	if sel.GetOp() != pg_query.SetOperation_SET_OPERATION_UNDEFINED && sel.GetOp() != pg_query.SetOperation_SETOP_NONE {
-		left, right := selectLineage(sel.GetLarg()), selectLineage(sel.GetRarg())
+		left, right := selectLineage(sel.GetLarg(), scope), selectLineage(sel.GetRarg(), scope)
 		if left == nil || right == nil || len(left.Targets) != len(right.Targets) {
 			return nil
 		}
-		l := &Lineage{From: append(left.From, right.From...)}
+		l := &Lineage{From: append(append([]Relation(nil), left.From...), right.From...)}
 		for i := range left.Targets {
-			l.Targets = append(l.Targets, Target{Refs: append(left.Targets[i].Refs, right.Targets[i].Refs...)})
+			refs := append(append([]ColumnRef(nil), left.Targets[i].Refs...), right.Targets[i].Refs...)
+			l.Targets = append(l.Targets, Target{Refs: refs})
 		}
 		return l
 	}
@@ -83,9 +113,11 @@ func selectLineage(sel *pg_query.SelectStmt) *Lineage {
 		return nil
 	}
 	l := &Lineage{}
+	virtual := make(map[string]*derived)
 	for _, n := range sel.GetFromClause() {
-		collectRelations(n, &l.From)
+		collectRelations(n, &l.From, virtual, scope)
 	}
+	added := make(map[*derived]bool)
 	for _, n := range sel.GetTargetList() {
 		rt := n.GetResTarget()
 		if rt == nil {
@@ -94,11 +126,63 @@ func selectLineage(sel *pg_query.SelectStmt) *Lineage {
 		if cr := rt.GetVal().GetColumnRef(); cr != nil && hasStar(cr) {
 			return nil // the output columns are not known from the text
 		}
+		var refs []ColumnRef
+		walk(rt.GetVal().ProtoReflect(), &refs)
 		var t Target
-		walk(rt.GetVal().ProtoReflect(), &t.Refs)
+		for _, r := range refs {
+			d, idx := resolveDerived(r, virtual)
+			if d == nil {
+				t.Refs = append(t.Refs, r)
+				continue
+			}
+			t.Refs = append(t.Refs, d.lin.Targets[idx].Refs...)
+			if !added[d] {
+				added[d] = true
+				l.From = append(l.From, d.lin.From...)
+			}
+		}
 		l.Targets = append(l.Targets, t)
 	}
 	return l
+}
+
+// resolveDerived finds the CTE or subquery column a reference names.
+func resolveDerived(r ColumnRef, virtual map[string]*derived) (*derived, int) {
+	for alias, d := range virtual {
+		if r.Qualifier != "" && r.Qualifier != alias {
+			continue
+		}
+		for i, name := range d.names {
+			if name == r.Column && i < len(d.lin.Targets) {
+				return d, i
+			}
+		}
+	}
+	return nil, 0
+}
+
+// outputNames names a SELECT's output columns as PostgreSQL does: the
+// alias, else the column's or function's name.
+func outputNames(sel *pg_query.SelectStmt) []string {
+	for sel.GetOp() != pg_query.SetOperation_SET_OPERATION_UNDEFINED && sel.GetOp() != pg_query.SetOperation_SETOP_NONE {
+		sel = sel.GetLarg()
+	}
+	var names []string
+	for _, n := range sel.GetTargetList() {
+		rt := n.GetResTarget()
+		name := rt.GetName()
+		if name == "" {
+			if cr := rt.GetVal().GetColumnRef(); cr != nil && len(cr.GetFields()) > 0 {
+				name = cr.GetFields()[len(cr.GetFields())-1].GetString_().GetSval()
+			} else if fc := rt.GetVal().GetFuncCall(); fc != nil {
+				name = funcName(fc)
+			} else {
+				name = "?column?"
+			}
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
 func hasStar(cr *pg_query.ColumnRef) bool {
@@ -110,15 +194,30 @@ func hasStar(cr *pg_query.ColumnRef) bool {
 	return false
 }
 
-// collectRelations adds the relations of a FROM item, through joins.
-func collectRelations(n *pg_query.Node, out *[]Relation) {
+// collectRelations adds the relations of a FROM item, through joins; CTE
+// references and subqueries go to virtual, by the name the query uses.
+func collectRelations(n *pg_query.Node, out *[]Relation, virtual, scope map[string]*derived) {
 	switch {
 	case n.GetRangeVar() != nil:
 		rv := n.GetRangeVar()
-		*out = append(*out, Relation{Schema: rv.GetSchemaname(), Table: rv.GetRelname(), Alias: rv.GetAlias().GetAliasname()})
+		name := rv.GetAlias().GetAliasname()
+		if d := scope[rv.GetRelname()]; d != nil && rv.GetSchemaname() == "" {
+			if name == "" {
+				name = rv.GetRelname()
+			}
+			virtual[name] = d
+			return
+		}
+		*out = append(*out, Relation{Schema: rv.GetSchemaname(), Table: rv.GetRelname(), Alias: name})
+	case n.GetRangeSubselect() != nil:
+		rs := n.GetRangeSubselect()
+		sub := rs.GetSubquery().GetSelectStmt()
+		if l := selectLineage(sub, scope); l != nil {
+			virtual[rs.GetAlias().GetAliasname()] = &derived{lin: l, names: outputNames(sub)}
+		}
 	case n.GetJoinExpr() != nil:
-		collectRelations(n.GetJoinExpr().GetLarg(), out)
-		collectRelations(n.GetJoinExpr().GetRarg(), out)
+		collectRelations(n.GetJoinExpr().GetLarg(), out, virtual, scope)
+		collectRelations(n.GetJoinExpr().GetRarg(), out, virtual, scope)
 	}
 }
 

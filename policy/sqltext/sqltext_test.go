@@ -71,6 +71,10 @@ func TestLineage(t *testing.T) {
 		{"SELECT a.full_name || ' ' || b.email FROM customers a JOIN customers b ON a.id = b.id", "a.full_name,b.email"},
 		{"SELECT md5(email) FROM customers UNION ALL SELECT 'x' FROM generate_series(1, 3)", "email"},
 		{"SELECT id, 'x' FROM t UNION SELECT 1, reverse(email) FROM customers", "id | email"},
+		{"WITH x AS (SELECT md5(email) AS h, id FROM customers) SELECT h, id FROM x", "email | id"},
+		{"WITH x(a) AS (SELECT reverse(email) FROM customers) SELECT upper(x.a) FROM x", "email"},
+		{"SELECT s.e FROM (SELECT encode(convert_to(email, 'UTF8'), 'base64') AS e FROM customers) s", "email"},
+		{"WITH x AS (SELECT email FROM customers), y AS (SELECT email AS m FROM x) SELECT md5(m) FROM y", "email"},
 		{"SELECT * FROM customers", "nil"},
 		{"SELECT c.* FROM customers c", "nil"},
 		{"SELECT 1; SELECT 2", "nil"},
@@ -97,6 +101,9 @@ func TestLineage(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("Lineage(%q) = %q, want %q", tt.sql, got, tt.want)
 		}
+	}
+	if l := a.Lineage("WITH x AS (SELECT md5(c.email) AS h FROM public.customers c) SELECT h FROM x"); l == nil || len(l.From) != 1 || l.From[0].Table != "customers" || l.From[0].Alias != "c" {
+		t.Errorf("CTE From = %+v", l)
 	}
 	l := a.Lineage("SELECT md5(c.email) FROM public.customers AS c JOIN orders o ON o.cid = c.id")
 	if l == nil || len(l.From) != 2 || l.From[0] != (Relation{Schema: "public", Table: "customers", Alias: "c"}) || l.From[1].Table != "orders" {
