@@ -85,7 +85,8 @@ func setup(t *testing.T, opts ...func(*guard.Config)) (*events, *pgx.Conn) {
 CREATE TABLE customers (id int PRIMARY KEY, full_name text, email text, phone text, support_note text);
 INSERT INTO customers SELECT i, 'Customer ' || i, 'customer' || i || '@example.com',
   '+1415555' || lpad(i::text, 4, '0'), 'contact help@example.org'
-FROM generate_series(1, 1000) i;
+FROM generate_series(1, 100000) i;
+ANALYZE customers;
 GRANT SELECT ON customers TO `+pgtest.TrustUser)
 	pool, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
 	if err != nil {
@@ -161,7 +162,7 @@ func TestCountsMatchTruth(t *testing.T) {
 		{"binary extended protocol", "SELECT email::text || '' FROM customers WHERE id <= 10",
 			pgx.QueryExecModeCacheStatement, 10, 10, map[string]int{"email": 10}},
 		{"not a leak: length", "SELECT length(email) FROM customers",
-			pgx.QueryExecModeSimpleProtocol, 1000, 0, map[string]int{}},
+			pgx.QueryExecModeSimpleProtocol, 100000, 0, map[string]int{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,6 +197,32 @@ func TestCountsMatchTruth(t *testing.T) {
 		got := ev.last(t)
 		if got.Rows != tag.RowsAffected() || got.PIIValues["email"] != 30 || got.PIIValues["phone"] != 30 {
 			t.Errorf("COPY counted %+v, want 30 rows with 30 emails and 30 phones", got)
+		}
+	})
+	t.Run("planner statistics", func(t *testing.T) {
+		// pg_stats.most_common_vals quotes the commonest values of a
+		// column: support_note's one address is there.
+		if _, err := conn.Exec(ctx, "SELECT most_common_vals FROM pg_stats WHERE tablename = 'customers' AND attname = 'support_note'", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.last(t); got.PIIValues["email"] != 1 {
+			t.Errorf("pg_stats counted %v, want the 1 address", got.PIIValues)
+		}
+	})
+	t.Run("whole table", func(t *testing.T) {
+		var want int64
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT full_name, email, phone FROM customers", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		got := ev.last(t)
+		if got.Rows != want || got.PIIRows != want || got.PIIValues["email"] != int(want) || got.PIIValues["name"] != int(want) || got.PIIValues["phone"] != int(want) {
+			t.Errorf("whole table counted %+v, want %d of each", got, want)
+		}
+		if d := float64(got.Distinct); d < 0.97*float64(want) || d > 1.03*float64(want) {
+			t.Errorf("distinct subjects %d, want %d within 3%%", got.Distinct, want)
 		}
 	})
 	t.Run("distinct subjects and tables", func(t *testing.T) {
@@ -245,7 +272,7 @@ func TestRowLimitBlocks(t *testing.T) {
 		t.Errorf("blocked statement counted %+v, want the 5 rows and emails the client received", got)
 	}
 	var n int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&n); err != nil || n != 1000 {
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&n); err != nil || n != 100000 {
 		t.Fatalf("session after the block: %d, %v", n, err)
 	}
 }
