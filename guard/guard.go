@@ -364,6 +364,21 @@ func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription
 			}
 		}
 	}
+	// The tables the SQL reads count as touched even when no result column
+	// names them (expressions only).
+	if lin != nil {
+		f := s.lookup(st)
+		for _, rel := range lin.From {
+			schema := rel.Schema
+			if schema == "" {
+				schema = "public"
+			}
+			if f.Tables == nil {
+				f.Tables = make(map[string]struct{})
+			}
+			f.Tables[schema+"."+rel.Table] = struct{}{}
+		}
+	}
 }
 
 // viewColumn traces column attNum of a view through its definition to a

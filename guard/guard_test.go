@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -549,6 +550,9 @@ func TestExpressionsOverDeclaredColumns(t *testing.T) {
 			got := ev.last(t)
 			if got.PIIValues["email"] != tt.email || got.PIIValues["name"] != tt.name {
 				t.Errorf("%s (%v): counted %v, want %d emails and %d names", tt.sql, mode, got.PIIValues, tt.email, tt.name)
+			}
+			if !slices.Contains(got.Tables, "public.customers") {
+				t.Errorf("%s (%v): tables %v, want public.customers", tt.sql, mode, got.Tables)
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -169,6 +170,7 @@ func runAuditQuery(args []string, stdout, stderr io.Writer) error {
 		user    = fs.String("user", "", "only events of this employee")
 		since   = fs.String("since", "", "only events at or after `TIME`: RFC 3339 (2026-11-28T09:00:00Z) or a duration ago (24h)")
 		typ     = fs.String("type", "", "only events of this `type` (session_start, statement, decision, checkpoint, ...)")
+		table   = fs.String("table", "", "only statements that touched this `table` (schema.table)")
 		asJSON  = fs.Bool("json", false, "print JSON lines")
 		sinceAt time.Time
 	)
@@ -192,6 +194,8 @@ func runAuditQuery(args []string, stdout, stderr io.Writer) error {
 			return false
 		case !sinceAt.IsZero() && ev.Time.Before(sinceAt):
 			return false
+		case *table != "" && !touches(ev, *table):
+			return false
 		}
 		return true
 	}
@@ -208,6 +212,18 @@ func runAuditQuery(args []string, stdout, stderr io.Writer) error {
 			ev.Type, dash(ev.Employee), dash(ev.SessionID), dash(string(ev.Data)))
 		return err
 	})
+}
+
+// touches reports whether a statement event lists table among the tables
+// it touched.
+func touches(ev audit.Event, table string) bool {
+	var d struct {
+		Tables []string `json:"tables"`
+	}
+	if ev.Type != audit.TypeStatement || json.Unmarshal(ev.Data, &d) != nil {
+		return false
+	}
+	return slices.Contains(d.Tables, table)
 }
 
 // parseSince reads an RFC 3339 time or a duration before now.

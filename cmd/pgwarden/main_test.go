@@ -250,6 +250,12 @@ GRANT SELECT ON serve_people TO `+pgtest.TrustUser)
 	if code != 0 || !strings.Contains(stdout, `"pii_values":{"email":25}`) || !strings.Contains(stdout, `"public.serve_people"`) {
 		t.Fatalf("audit query: exit %d, want a statement with 25 emails from public.serve_people:\n%s%s", code, stdout, errOut)
 	}
+	if code, stdout, _ := runCLI("audit", "query", auditDir, "--table", "public.serve_people"); code != 0 || strings.Count(stdout, "\tstatement\t") != 1 {
+		t.Errorf("audit query --table public.serve_people: exit %d, want the one statement:\n%s", code, stdout)
+	}
+	if code, stdout, _ := runCLI("audit", "query", auditDir, "--table", "public.other"); code != 0 || stdout != "" {
+		t.Errorf("audit query --table public.other: exit %d, want nothing:\n%s", code, stdout)
+	}
 
 	pool, err := pgxpool.New(ctx, c.DSN(pgtest.SuperUser))
 	if err != nil {
