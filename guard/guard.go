@@ -1,10 +1,12 @@
 package guard
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -525,8 +527,14 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 // and auditing fails closed, the session ends instead.
 func (s *session) ReadyForQuery(byte) proxy.Verdict {
 	var failed bool
-	for st, f := range s.open {
-		if err := s.record(st, f); err != nil {
+	// In the order the client sent them.
+	stmts := make([]*proxy.Statement, 0, len(s.open))
+	for st := range s.open {
+		stmts = append(stmts, st)
+	}
+	slices.SortFunc(stmts, func(a, b *proxy.Statement) int { return cmp.Compare(a.Seq, b.Seq) })
+	for _, st := range stmts {
+		if err := s.record(st, s.open[st]); err != nil {
 			failed = true
 		}
 	}

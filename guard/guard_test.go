@@ -683,3 +683,32 @@ func TestPortalFetchedInPieces(t *testing.T) {
 		t.Error("no statement counted the portal's 35 rows and emails as one")
 	}
 }
+
+// TestBatchRecordedInOrder: the statements of one pipelined batch reach
+// the trail in the order the client sent them.
+func TestBatchRecordedInOrder(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := &pgx.Batch{}
+	for i := 1; i <= 6; i++ {
+		b.Queue(fmt.Sprintf("SELECT email FROM customers WHERE id = %d", i))
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	var seqs []int
+	for _, e := range ev.all {
+		var d struct {
+			Seq int `json:"seq"`
+		}
+		if e.Type == audit.TypeStatement && json.Unmarshal(e.Data, &d) == nil {
+			seqs = append(seqs, d.Seq)
+		}
+	}
+	if len(seqs) < 6 || !slices.IsSorted(seqs[len(seqs)-6:]) {
+		t.Errorf("statement seqs in the trail: %v, want the batch's six in order", seqs)
+	}
+}
