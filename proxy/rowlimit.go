@@ -8,8 +8,9 @@ import (
 // RowLimit is an Inspector that blocks any statement whose result passes
 // Max rows (DataRow messages, or CopyData messages of COPY TO STDOUT, which
 // carry a row each in text and CSV format). With Kill set it ends the session
-// instead. It is the simplest guard pgwarden has, and the one its tests use to
-// prove that a result can be stopped mid-stream.
+// instead. It is the inspector the proxy's own tests and the end-to-end suite
+// use to prove that a result can be stopped mid-stream, with nothing else in
+// the way; pgwarden serve runs package guard, which has the same limit.
 type RowLimit struct {
 	Max  int64
 	Kill bool
