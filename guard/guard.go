@@ -564,6 +564,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		}
 	})
 	s.g.cfg.Windows.Add(s.info.User, now, wf)
+	s.g.cfg.Windows.Add(SessionKey(s.info.ID), now, wf)
 	t := &s.total
 	t.statements++
 	t.rows += f.Rows
@@ -645,6 +646,10 @@ func (s *session) Blocked(st *proxy.Statement, v proxy.Verdict) {
 	s.appendEvent(audit.TypeDecision, map[string]any{"seq": st.Seq, "action": v.Action.String(), "reason": v.Reason})
 }
 
+// SessionKey is the key under which a session's own windows are kept in
+// the registry, beside its employee's.
+func SessionKey(id string) string { return "session:" + id }
+
 // EndSession records what is left and the session's end.
 func (s *session) EndSession(err error) {
 	s.ReadyForQuery(0)
@@ -655,6 +660,7 @@ func (s *session) EndSession(err error) {
 		data["error"] = err.Error()
 	}
 	s.appendEvent(audit.TypeSessionEnd, data)
+	s.g.cfg.Windows.Delete(SessionKey(s.info.ID))
 }
 
 func (s *session) appendEvent(typ string, data map[string]any) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
 	"github.com/pgwarden/pgwarden/test/pgtest"
@@ -80,6 +81,12 @@ pii:
 
 func setup(t *testing.T, opts ...func(*guard.Config)) (*events, *pgx.Conn) {
 	t.Helper()
+	ev, conn, _ := setupGuard(t, opts...)
+	return ev, conn
+}
+
+func setupGuard(t *testing.T, opts ...func(*guard.Config)) (*events, *pgx.Conn, *guard.Guard) {
+	t.Helper()
 	db := pgtest.Shared(t)
 	ctx := context.Background()
 	db.Exec(t, `DROP TABLE IF EXISTS customers CASCADE;
@@ -126,7 +133,7 @@ GRANT SELECT ON customers TO `+pgtest.TrustUser)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	return ev, conn
+	return ev, conn, g
 }
 
 // TestCountsMatchTruth runs query shapes from THREATS.md classes V, P, X and
@@ -710,5 +717,39 @@ func TestBatchRecordedInOrder(t *testing.T) {
 	}
 	if len(seqs) < 6 || !slices.IsSorted(seqs[len(seqs)-6:]) {
 		t.Errorf("statement seqs in the trail: %v, want the batch's six in order", seqs)
+	}
+}
+
+// TestWindowsPerEmployeeAndSession: a statement's figures land in the
+// employee's windows and in the session's, which go when the session ends.
+func TestWindowsPerEmployeeAndSession(t *testing.T) {
+	ev, conn, g := setupGuard(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before, _ := g.Windows().GetCounts(pgtest.TrustUser, time.Now())
+	if _, err := conn.Exec(ctx, "SELECT email FROM customers WHERE id <= 21", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	after, ok := g.Windows().GetCounts(pgtest.TrustUser, now)
+	if !ok || after[window.Minute].PIIRows-before[window.Minute].PIIRows != 21 || after[window.Day].PIIRows-before[window.Day].PIIRows != 21 {
+		t.Errorf("employee windows: before %+v, after %+v; want 21 more PII rows in each", before[window.Minute], after[window.Minute])
+	}
+	ev.mu.Lock()
+	session := ev.all[len(ev.all)-1].SessionID
+	ev.mu.Unlock()
+	if sw, ok := g.Windows().GetCounts(guard.SessionKey(session), now); !ok || sw[window.Hour].PIIRows < 21 {
+		t.Errorf("session windows: %+v, %v; want the 21 PII rows", sw[window.Hour], ok)
+	}
+	conn.Close(ctx)
+	eventually := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := g.Windows().GetCounts(guard.SessionKey(session), time.Now()); !ok {
+			break
+		}
+		if time.Now().After(eventually) {
+			t.Fatal("the session's windows outlived the session")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
