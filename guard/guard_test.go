@@ -590,16 +590,7 @@ func TestFastPathFunctionCall(t *testing.T) {
 	ev, conn := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg := conn.Config()
-	pc, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, cfg.Database))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Conn.Close()
+	hc := rawConn(t, ctx, conn)
 	var fnOID uint32
 	if err := conn.QueryRow(ctx, "SELECT 'btrim(text)'::regprocedure::oid").Scan(&fnOID); err != nil {
 		t.Fatal(err)
@@ -637,16 +628,7 @@ func TestPortalFetchedInPieces(t *testing.T) {
 	ev, conn := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg := conn.Config()
-	pc, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, cfg.Database))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Conn.Close()
+	hc := rawConn(t, ctx, conn)
 	fe := hc.Frontend
 	fe.Send(&pgproto3.Query{String: "BEGIN"})
 	fe.Send(&pgproto3.Parse{Query: "SELECT email FROM customers WHERE id <= 35"})
@@ -752,4 +734,22 @@ func TestWindowsPerEmployeeAndSession(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// rawConn opens a second connection to the proxy conn goes through and
+// hands over its wire, for messages pgx does not send (FunctionCall,
+// Execute row limits). It is closed when the test ends.
+func rawConn(t *testing.T, ctx context.Context, conn *pgx.Conn) *pgconn.HijackedConn {
+	t.Helper()
+	cfg := conn.Config()
+	pc, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, cfg.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hc.Conn.Close() })
+	return hc
 }

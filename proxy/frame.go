@@ -76,9 +76,6 @@ func (fr *frameReader) release() {
 	fr.buf, fr.start, fr.end = nil, 0, 0
 }
 
-// buffered reports the number of bytes read but not yet returned.
-func (fr *frameReader) buffered() int { return fr.end - fr.start }
-
 // next returns the next frame, header included. The frame aliases the
 // reader's buffer.
 func (fr *frameReader) next() (frame []byte, err error) {
@@ -179,9 +176,6 @@ func (fw *frameWriter) write(p []byte) error {
 	fw.buf = append(fw.buf, p...)
 	return nil
 }
-
-// pending reports the number of queued bytes.
-func (fw *frameWriter) pending() int { return len(fw.buf) }
 
 func (fw *frameWriter) flush() error {
 	if fw.err != nil || len(fw.buf) == 0 {

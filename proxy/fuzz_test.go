@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"testing"
@@ -89,7 +90,7 @@ func FuzzSession(f *testing.F) {
 		[]byte("1\x00\x00\x00\x042\x00\x00\x00\x04D\x00\x00\x00\x06\x00\x01\xff\xff\xff\xffC\x00\x00\x00\x0dSELECT 1\x00Z\x00\x00\x00\x05I"))
 	f.Fuzz(func(t *testing.T, fromClient, fromServer []byte) {
 		rec := &recorder{}
-		insp, _ := rec.StartSession(nil, nil)
+		insp, _ := rec.StartSession(context.Background(), nil)
 		s := &session{cfg: &Config{}, insp: insp, prepared: map[string]*preparedStmt{}, portals: map[string]*portal{},
 			toServer: newFrameWriter(io.Discard)}
 		cr := newFrameReader(bytes.NewReader(fromClient), 1<<16, nil)
