@@ -1,7 +1,7 @@
 # pgwarden: build, test, demo, benchmark.
 GO ?= go
 
-.PHONY: build test test-short fuzz demo
+.PHONY: build test test-short lint fuzz demo
 
 build:
 	$(GO) build -o bin/pgwarden ./cmd/pgwarden
@@ -13,6 +13,10 @@ test:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+
+# staticcheck from the Go module proxy: unused code, misuse of the standard library.
+lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 test-short:
 	$(GO) test -count=1 -short ./...
