@@ -25,6 +25,9 @@ import (
 type Resolver interface {
 	Column(ctx context.Context, tableOID uint32, attNum int16) (catalog.Column, error)
 	ViewDefinition(ctx context.Context, oid uint32) (string, error)
+	Functions(ctx context.Context, schema, name string) ([]catalog.Function, error)
+	RelationSchemas(ctx context.Context, name string) ([]string, error)
+	RoleSearchPath(ctx context.Context, role, database string) (string, bool, error)
 }
 
 // AuditLog receives one event per statement; *audit.Log is one.
@@ -202,6 +205,8 @@ type session struct {
 	// open holds the statements of the batch in progress; they are
 	// recorded at ReadyForQuery.
 	open map[*proxy.Statement]*Figures
+	// path is the session's search_path, resolved when first needed.
+	path searchPath
 	// cursors sums the fetches of each open server-side cursor.
 	cursors map[string]*cursorTotal
 	// total sums the session's statements, for its session_end event.
@@ -265,9 +270,13 @@ func (s *session) scanChannel(st *proxy.Statement, channel string, texts ...stri
 
 // CommandComplete makes sure a statement that returned no rows (BEGIN,
 // DECLARE, an UPDATE) is recorded too.
-func (s *session) CommandComplete(st *proxy.Statement, _ []byte) {
+func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 	if st != nil {
 		s.lookup(st)
+	}
+	if len(tag) > 0 && (tag[0] == 'S' || tag[0] == 'R') {
+		// SET, RESET, or a SELECT calling set_config().
+		s.followPath(st)
 	}
 }
 
@@ -341,89 +350,6 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	}
 	s.derive(st, fields, plan)
 	s.plan = plan
-}
-
-// derive marks the expression columns (no table in RowDescription) whose
-// SQL computes them from a declared PII column.
-func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription, plan []colPlan) {
-	if st == nil || st.SQL == "" {
-		return
-	}
-	var lin *sqltext.Lineage
-	for i, fd := range fields {
-		if fd.TableOID != 0 || plan[i].declared != "" {
-			continue
-		}
-		if lin == nil {
-			if lin = s.g.cfg.SQL.Lineage(st.SQL); lin == nil || len(lin.Targets) != len(fields) {
-				return
-			}
-		}
-		for _, ref := range lin.Targets[i].Refs {
-			if cat, ok := s.declaredRef(lin, ref); ok {
-				plan[i].derived = cat
-				break
-			}
-		}
-	}
-	// The tables the SQL reads count as touched even when no result column
-	// names them (expressions only).
-	if lin != nil {
-		f := s.lookup(st)
-		for _, rel := range lin.From {
-			schema := rel.Schema
-			if schema == "" {
-				schema = "public"
-			}
-			if f.Tables == nil {
-				f.Tables = make(map[string]struct{})
-			}
-			f.Tables[schema+"."+rel.Table] = struct{}{}
-		}
-	}
-}
-
-// viewColumn traces column attNum of a view through its definition to a
-// declared base column, and returns that column's category, or "".
-func (s *session) viewColumn(oid uint32, attNum int) detect.Category {
-	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-	def, err := s.g.cfg.Catalog.ViewDefinition(ctx, oid)
-	cancel()
-	if err != nil {
-		return ""
-	}
-	lin := s.g.cfg.SQL.Lineage(def)
-	if lin == nil || attNum < 1 || attNum > len(lin.Targets) {
-		return ""
-	}
-	for _, ref := range lin.Targets[attNum-1].Refs {
-		if cat, ok := s.declaredRef(lin, ref); ok {
-			return cat
-		}
-	}
-	return ""
-}
-
-// declaredRef finds the declared column a reference names among the FROM
-// relations. Unqualified tables are taken to be in schema public.
-func (s *session) declaredRef(lin *sqltext.Lineage, ref sqltext.ColumnRef) (detect.Category, bool) {
-	p := s.g.cfg.Policy
-	for _, rel := range lin.From {
-		if ref.Qualifier != "" && ref.Qualifier != rel.Alias && (rel.Alias != "" || ref.Qualifier != rel.Table) {
-			continue
-		}
-		schema := rel.Schema
-		if schema == "" {
-			schema = "public"
-		}
-		if p.Excluded(schema, rel.Table, ref.Column) {
-			continue
-		}
-		if cat, ok := p.Classify(schema, rel.Table, ref.Column); ok {
-			return detect.Category(cat), true
-		}
-	}
-	return "", false
 }
 
 // scannable reports whether the detectors can read the column's values:
@@ -525,7 +451,10 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 // ReadyForQuery records every statement of the batch that just ended,
 // before the client is told the batch is done. When the audit log fails
 // and auditing fails closed, the session ends instead.
-func (s *session) ReadyForQuery(byte) proxy.Verdict {
+func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
+	if txStatus == 'I' {
+		s.endTransaction()
+	}
 	var failed bool
 	// In the order the client sent them.
 	stmts := make([]*proxy.Statement, 0, len(s.open))

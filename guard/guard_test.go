@@ -753,3 +753,126 @@ func rawConn(t *testing.T, ctx context.Context, conn *pgx.Conn) *pgconn.Hijacked
 	t.Cleanup(func() { hc.Conn.Close() })
 	return hc
 }
+
+// TestSQLFunctionBodies: a SQL function's result carries the PII its body
+// reads, whether called in the select list or in FROM (THREATS.md O).
+func TestSQLFunctionBodies(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pgtest.Shared(t).Exec(t, `
+CREATE OR REPLACE FUNCTION hashed_emails(n int) RETURNS SETOF text LANGUAGE sql
+  AS 'SELECT md5(email) FROM customers WHERE id <= n';
+CREATE OR REPLACE FUNCTION contact_of(i int) RETURNS text LANGUAGE sql
+  RETURN (SELECT reverse(full_name) FROM public.customers WHERE id = i);
+CREATE OR REPLACE FUNCTION contacts(n int) RETURNS TABLE (cid int, who text, hint text) LANGUAGE sql
+  BEGIN ATOMIC SELECT id, md5(full_name), 'none' FROM customers WHERE id <= n; END;
+CREATE OR REPLACE FUNCTION wrapped(n int) RETURNS SETOF text LANGUAGE sql
+  AS 'SELECT upper(h) FROM hashed_emails(n) h';
+CREATE OR REPLACE FUNCTION email_lengths(n int) RETURNS SETOF int LANGUAGE sql
+  AS 'SELECT length(email) FROM customers WHERE id <= n';`)
+	tests := []struct {
+		sql         string
+		email, name int
+	}{
+		{"SELECT hashed_emails(10)", 10, 0},
+		{"SELECT * FROM hashed_emails(11)", 11, 0},
+		{"SELECT h FROM hashed_emails(12) AS h", 12, 0},
+		{"SELECT contact_of(id) FROM generate_series(1, 13) id", 0, 13},
+		{"SELECT who, cid FROM contacts(14)", 0, 14},
+		{"SELECT cid, hint FROM contacts(14)", 0, 0},
+		{"SELECT * FROM contacts(15)", 0, 15},
+		{"SELECT wrapped(16)", 16, 0},
+		{"SELECT email_lengths(17)", 0, 0},
+	}
+	for _, tt := range tests {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+			if _, err := conn.Exec(ctx, tt.sql, mode); err != nil {
+				t.Fatalf("%s: %v", tt.sql, err)
+			}
+			got := ev.last(t)
+			if got.PIIValues["email"] != tt.email || got.PIIValues["name"] != tt.name {
+				t.Errorf("%s (%v): counted %v, want %d emails and %d names", tt.sql, mode, got.PIIValues, tt.email, tt.name)
+			}
+		}
+	}
+}
+
+// TestSearchPath: an unqualified table is the one the session's search_path
+// finds, however the path was set.
+func TestSearchPath(t *testing.T) {
+	db := pgtest.Shared(t)
+	db.Exec(t, `DROP SCHEMA IF EXISTS crm CASCADE;
+CREATE SCHEMA crm;
+CREATE TABLE crm.contacts (id int, email text);
+INSERT INTO crm.contacts SELECT i, 'crm' || i || '@example.com' FROM generate_series(1, 20) i;
+DROP TABLE IF EXISTS public.contacts;
+CREATE TABLE public.contacts (id int, email text);
+INSERT INTO public.contacts SELECT i, 'not-pii-' || i FROM generate_series(1, 20) i;
+GRANT USAGE ON SCHEMA crm TO `+pgtest.TrustUser+`;
+GRANT SELECT ON crm.contacts, public.contacts TO `+pgtest.TrustUser)
+	const pol = `version: 1
+pii:
+  columns:
+    - match: crm.contacts.email
+      category: email
+`
+	ev, conn := setup(t, func(c *guard.Config) {
+		p, err := policy.Parse("crm.yaml", []byte(pol))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy = p
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const q = "SELECT md5(email) FROM contacts WHERE id <= 5"
+	check := func(c *pgx.Conn, step string, want int) {
+		t.Helper()
+		if _, err := c.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.last(t); got.PIIValues["email"] != want {
+			t.Errorf("%s: counted %v, want %d emails", step, got.PIIValues, want)
+		}
+	}
+	exec := func(c *pgx.Conn, sql string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(conn, "default path", 0)
+	exec(conn, "SET search_path TO crm, public")
+	check(conn, "SET", 5)
+	exec(conn, "RESET search_path")
+	check(conn, "RESET", 0)
+	exec(conn, "SELECT set_config('search_path', 'crm', false)")
+	check(conn, "set_config", 5)
+	exec(conn, "SET search_path = public")
+	exec(conn, "BEGIN")
+	exec(conn, "SET LOCAL search_path = crm")
+	check(conn, "SET LOCAL", 5)
+	exec(conn, "COMMIT")
+	check(conn, "after the transaction", 0)
+	exec(conn, "SELECT set_config('search_path', (SELECT 'crm'), false)")
+	check(conn, "unreadable path", 5) // every schema holding the name
+
+	cfg := conn.Config().Copy()
+	cfg.RuntimeParams["search_path"] = "crm"
+	c2, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(ctx)
+	check(c2, "startup search_path", 5)
+
+	db.Exec(t, "ALTER ROLE "+pgtest.TrustUser+" IN DATABASE "+db.Database+" SET search_path = crm")
+	defer db.Exec(t, "ALTER ROLE "+pgtest.TrustUser+" IN DATABASE "+db.Database+" RESET search_path")
+	c3, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close(ctx)
+	check(c3, "ALTER ROLE ... SET search_path", 5)
+}

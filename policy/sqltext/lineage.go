@@ -17,11 +17,16 @@ type Lineage struct {
 	From []Relation
 	// Targets has one entry per output column.
 	Targets []Target
+	// Star is set, with no Targets, for SELECT * over a single function in
+	// FROM: output column i is the function's output column i.
+	Star bool
 }
 
-// Relation is a table or view named in FROM.
+// Relation is a table or view named in FROM, or a function called there
+// (Func set, Table the function's name).
 type Relation struct {
 	Schema, Table, Alias string
+	Func                 bool
 }
 
 // Target is what one output column is computed from.
@@ -29,9 +34,12 @@ type Target struct {
 	Refs []ColumnRef
 }
 
-// ColumnRef is a column reference, with its qualifier if written.
+// ColumnRef is a column reference, with its qualifier if written, or the
+// result of a function call (Func set, FuncSchema if written): a SQL
+// function's body may read PII the text of the call does not show.
 type ColumnRef struct {
 	Qualifier, Column string
+	FuncSchema, Func  string
 }
 
 // concealing lists functions whose result reveals nothing of their
@@ -42,7 +50,8 @@ var concealing = map[string]bool{
 }
 
 // Lineage returns the lineage of sql when it is a single SELECT whose
-// output columns can be listed from the text (no *), else nil. Cached.
+// output columns can be listed from the text (no *, except over a single
+// function), else nil. Cached.
 func (a *Analyzer) Lineage(sql string) *Lineage {
 	if l, ok := a.lineage.Get(sql); ok {
 		return l
@@ -60,6 +69,67 @@ func lineageOf(sql string) *Lineage {
 		return nil
 	}
 	return selectLineage(tree.GetStmts()[0].GetStmt().GetSelectStmt(), nil)
+}
+
+// FunctionLineage returns the lineage of a SQL function's result from its
+// body: the body's last statement when it is a SELECT (what the function
+// returns), or the expression of a RETURN. body is pg_proc.prosrc, or for a
+// function written with a SQL-standard body, what pg_get_function_sqlbody
+// returns (BEGIN ATOMIC ... END, or RETURN expr). Cached.
+func (a *Analyzer) FunctionLineage(body string) *Lineage {
+	key := "\x00fn\x00" + body
+	if l, ok := a.lineage.Get(key); ok {
+		return l
+	}
+	l := functionLineage(body)
+	if len(body) <= maxCachedText {
+		a.lineage.Add(key, l)
+	}
+	return l
+}
+
+func functionLineage(body string) *Lineage {
+	trimmed := strings.ToUpper(strings.TrimSpace(body))
+	if strings.HasPrefix(trimmed, "BEGIN") || strings.HasPrefix(trimmed, "RETURN") {
+		// A SQL-standard body: parse it as the body of a function.
+		tree, err := pg_query.Parse("CREATE FUNCTION f() RETURNS void LANGUAGE sql " + body)
+		if err != nil || len(tree.GetStmts()) != 1 {
+			return nil
+		}
+		stmts := tree.GetStmts()[0].GetStmt().GetCreateFunctionStmt().GetSqlBody()
+		if l := stmts.GetList(); l != nil {
+			// BEGIN ATOMIC: a list holding the list of statements.
+			items := l.GetItems()
+			if len(items) == 1 && items[0].GetList() != nil {
+				items = items[0].GetList().GetItems()
+			}
+			if len(items) == 0 {
+				return nil
+			}
+			return statementLineage(items[len(items)-1])
+		}
+		return statementLineage(stmts)
+	}
+	tree, err := pg_query.Parse(body)
+	if err != nil || len(tree.GetStmts()) == 0 {
+		return nil
+	}
+	stmts := tree.GetStmts()
+	return statementLineage(stmts[len(stmts)-1].GetStmt())
+}
+
+// statementLineage reads a SELECT, or a RETURN expression as a one-column
+// result.
+func statementLineage(n *pg_query.Node) *Lineage {
+	if r := n.GetReturnStmt(); r != nil {
+		l := &Lineage{}
+		var t Target
+		w := walker{refs: &t.Refs, from: &l.From}
+		w.walk(r.GetReturnval().ProtoReflect())
+		l.Targets = []Target{t}
+		return l
+	}
+	return selectLineage(n.GetSelectStmt(), nil)
 }
 
 // derived is a CTE or a subquery in FROM: a relation whose columns are
@@ -85,7 +155,7 @@ func selectLineage(sel *pg_query.SelectStmt, scope map[string]*derived) *Lineage
 		for _, c := range w.GetCtes() {
 			cte := c.GetCommonTableExpr()
 			sub := cte.GetCtequery().GetSelectStmt()
-			if l := selectLineage(sub, inner); l != nil {
+			if l := selectLineage(sub, inner); l != nil && !l.Star {
 				names := outputNames(sub)
 				for i, a := range cte.GetAliascolnames() {
 					if i < len(names) {
@@ -99,7 +169,7 @@ func selectLineage(sel *pg_query.SelectStmt, scope map[string]*derived) *Lineage
 	}
 	if sel.GetOp() != pg_query.SetOperation_SET_OPERATION_UNDEFINED && sel.GetOp() != pg_query.SetOperation_SETOP_NONE {
 		left, right := selectLineage(sel.GetLarg(), scope), selectLineage(sel.GetRarg(), scope)
-		if left == nil || right == nil || len(left.Targets) != len(right.Targets) {
+		if left == nil || right == nil || left.Star || right.Star || len(left.Targets) != len(right.Targets) {
 			return nil
 		}
 		l := &Lineage{From: append(append([]Relation(nil), left.From...), right.From...)}
@@ -124,10 +194,16 @@ func selectLineage(sel *pg_query.SelectStmt, scope map[string]*derived) *Lineage
 			return nil
 		}
 		if cr := rt.GetVal().GetColumnRef(); cr != nil && hasStar(cr) {
-			return nil // the output columns are not known from the text
+			// The output columns are not known from the text, unless the
+			// only thing in FROM is a function: its columns are its body's.
+			if len(sel.GetTargetList()) == 1 && len(l.From) == 1 && l.From[0].Func && len(virtual) == 0 {
+				return &Lineage{From: l.From, Star: true}
+			}
+			return nil
 		}
 		var refs []ColumnRef
-		walk(rt.GetVal().ProtoReflect(), &refs)
+		w := walker{refs: &refs, from: &l.From, scope: scope}
+		w.walk(rt.GetVal().ProtoReflect())
 		var t Target
 		for _, r := range refs {
 			d, idx := resolveDerived(r, virtual)
@@ -148,6 +224,9 @@ func selectLineage(sel *pg_query.SelectStmt, scope map[string]*derived) *Lineage
 
 // resolveDerived finds the CTE or subquery column a reference names.
 func resolveDerived(r ColumnRef, virtual map[string]*derived) (*derived, int) {
+	if r.Func != "" {
+		return nil, 0
+	}
 	for alias, d := range virtual {
 		if r.Qualifier != "" && r.Qualifier != alias {
 			continue
@@ -212,8 +291,23 @@ func collectRelations(n *pg_query.Node, out *[]Relation, virtual, scope map[stri
 	case n.GetRangeSubselect() != nil:
 		rs := n.GetRangeSubselect()
 		sub := rs.GetSubquery().GetSelectStmt()
-		if l := selectLineage(sub, scope); l != nil {
+		if l := selectLineage(sub, scope); l != nil && !l.Star {
 			virtual[rs.GetAlias().GetAliasname()] = &derived{lin: l, names: outputNames(sub)}
+		}
+	case n.GetRangeFunction() != nil:
+		rf := n.GetRangeFunction()
+		for _, item := range rf.GetFunctions() {
+			// Each item is a list: the call, then its column definitions.
+			for _, fn := range item.GetList().GetItems() {
+				if fc := fn.GetFuncCall(); fc != nil {
+					schema, name := funcQualifiedName(fc)
+					alias := rf.GetAlias().GetAliasname()
+					if alias == "" {
+						alias = name
+					}
+					*out = append(*out, Relation{Schema: schema, Table: name, Alias: alias, Func: true})
+				}
+			}
 		}
 	case n.GetJoinExpr() != nil:
 		collectRelations(n.GetJoinExpr().GetLarg(), out, virtual, scope)
@@ -221,9 +315,17 @@ func collectRelations(n *pg_query.Node, out *[]Relation, virtual, scope map[stri
 	}
 }
 
-// walk collects the column references of an expression, skipping the
-// arguments of concealing functions and IS [NOT] NULL tests.
-func walk(m protoreflect.Message, refs *[]ColumnRef) {
+// walker collects the column references of an expression, skipping the
+// arguments of concealing functions and IS [NOT] NULL tests. A function
+// call is itself a reference (its body may read PII); a scalar subquery's
+// references are collected with its relations, which join from.
+type walker struct {
+	refs  *[]ColumnRef
+	from  *[]Relation
+	scope map[string]*derived
+}
+
+func (w walker) walk(m protoreflect.Message) {
 	if !m.IsValid() {
 		return
 	}
@@ -237,17 +339,31 @@ func walk(m protoreflect.Message, refs *[]ColumnRef) {
 		}
 		switch len(parts) {
 		case 1:
-			*refs = append(*refs, ColumnRef{Column: parts[0]})
+			*w.refs = append(*w.refs, ColumnRef{Column: parts[0]})
 		case 0:
 		default:
-			*refs = append(*refs, ColumnRef{Qualifier: parts[len(parts)-2], Column: parts[len(parts)-1]})
+			*w.refs = append(*w.refs, ColumnRef{Qualifier: parts[len(parts)-2], Column: parts[len(parts)-1]})
 		}
 		return
 	case *pg_query.FuncCall:
 		if name := funcName(v); concealing[name] || isEmailDomain(v) {
 			return
 		}
+		schema, name := funcQualifiedName(v)
+		*w.refs = append(*w.refs, ColumnRef{FuncSchema: schema, Func: name})
 	case *pg_query.NullTest, *pg_query.BooleanTest:
+		return
+	case *pg_query.SubLink:
+		if v.GetSubLinkType() == pg_query.SubLinkType_EXPR_SUBLINK || v.GetSubLinkType() == pg_query.SubLinkType_ARRAY_SUBLINK {
+			// (SELECT email FROM ...) and ARRAY(SELECT ...) return values;
+			// EXISTS, IN and comparisons return booleans.
+			if l := selectLineage(v.GetSubselect().GetSelectStmt(), w.scope); l != nil && !l.Star {
+				for _, t := range l.Targets {
+					*w.refs = append(*w.refs, t.Refs...)
+				}
+				*w.from = append(*w.from, l.From...)
+			}
+		}
 		return
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
@@ -256,11 +372,11 @@ func walk(m protoreflect.Message, refs *[]ColumnRef) {
 			if fd.Kind() == protoreflect.MessageKind {
 				list := val.List()
 				for i := 0; i < list.Len(); i++ {
-					walk(list.Get(i).Message(), refs)
+					w.walk(list.Get(i).Message())
 				}
 			}
 		case fd.Kind() == protoreflect.MessageKind:
-			walk(val.Message(), refs)
+			w.walk(val.Message())
 		}
 		return true
 	})
@@ -275,9 +391,18 @@ func isEmailDomain(f *pg_query.FuncCall) bool {
 }
 
 func funcName(f *pg_query.FuncCall) string {
+	_, name := funcQualifiedName(f)
+	return strings.ToLower(name)
+}
+
+// funcQualifiedName returns a call's schema (if written) and name.
+func funcQualifiedName(f *pg_query.FuncCall) (schema, name string) {
 	names := f.GetFuncname()
-	if len(names) == 0 {
-		return ""
+	switch len(names) {
+	case 0:
+		return "", ""
+	case 1:
+		return "", names[0].GetString_().GetSval()
 	}
-	return strings.ToLower(names[len(names)-1].GetString_().GetSval())
+	return names[len(names)-2].GetString_().GetSval(), names[len(names)-1].GetString_().GetSval()
 }

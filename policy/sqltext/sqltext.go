@@ -26,6 +26,8 @@ type Info struct {
 	// (the first such statement of the text), and CursorOp which of them.
 	Cursor   string
 	CursorOp string
+	// SearchPath is the last change of search_path the text makes, if any.
+	SearchPath *PathChange
 }
 
 // Analyzer caches Info by statement text. Safe for concurrent use.
@@ -78,6 +80,9 @@ func analyze(sql string) *Info {
 	info.Fingerprint, info.Normalized = fp, norm
 	if mayNameCursor(sql) {
 		info.Cursor, info.CursorOp = cursorOf(sql)
+	}
+	if strings.Contains(strings.ToLower(sql), "search_path") {
+		info.SearchPath = searchPathChange(sql)
 	}
 	return info
 }

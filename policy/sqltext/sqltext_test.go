@@ -1,6 +1,7 @@
 package sqltext
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -62,33 +63,48 @@ func TestLineage(t *testing.T) {
 		sql  string
 		want string // per target, refs as q.col joined by ",", targets by " | "; "nil" when unknown
 	}{
-		{"SELECT md5(email), id FROM customers", "email | id"},
-		{"SELECT reverse(c.email) AS r FROM public.customers c", "c.email"},
-		{"SELECT encode(convert_to(email, 'UTF8'), 'base64') FROM customers", "email"},
+		{"SELECT md5(email), id FROM customers", "md5(),email | id"},
+		{"SELECT reverse(c.email) AS r FROM public.customers c", "reverse(),c.email"},
+		{"SELECT encode(convert_to(email, 'UTF8'), 'base64') FROM customers", "encode(),convert_to(),email"},
 		{"SELECT length(email), count(DISTINCT email), email IS NULL FROM customers", " |  | "},
 		{"SELECT split_part(email, '@', 2) FROM customers", ""},
-		{"SELECT split_part(email, '@', 1) FROM customers", "email"},
+		{"SELECT split_part(email, '@', 1) FROM customers", "split_part(),email"},
 		{"SELECT a.full_name || ' ' || b.email FROM customers a JOIN customers b ON a.id = b.id", "a.full_name,b.email"},
-		{"SELECT md5(email) FROM customers UNION ALL SELECT 'x' FROM generate_series(1, 3)", "email"},
-		{"SELECT id, 'x' FROM t UNION SELECT 1, reverse(email) FROM customers", "id | email"},
-		{"WITH x AS (SELECT md5(email) AS h, id FROM customers) SELECT h, id FROM x", "email | id"},
-		{"WITH x(a) AS (SELECT reverse(email) FROM customers) SELECT upper(x.a) FROM x", "email"},
-		{"SELECT s.e FROM (SELECT encode(convert_to(email, 'UTF8'), 'base64') AS e FROM customers) s", "email"},
-		{"WITH x AS (SELECT email FROM customers), y AS (SELECT email AS m FROM x) SELECT md5(m) FROM y", "email"},
+		{"SELECT md5(email) FROM customers UNION ALL SELECT 'x' FROM generate_series(1, 3)", "md5(),email"},
+		{"SELECT id, 'x' FROM t UNION SELECT 1, reverse(email) FROM customers", "id | reverse(),email"},
+		{"WITH x AS (SELECT md5(email) AS h, id FROM customers) SELECT h, id FROM x", "md5(),email | id"},
+		{"WITH x(a) AS (SELECT reverse(email) FROM customers) SELECT upper(x.a) FROM x", "upper(),reverse(),email"},
+		{"SELECT s.e FROM (SELECT encode(convert_to(email, 'UTF8'), 'base64') AS e FROM customers) s", "encode(),convert_to(),email"},
+		{"WITH x AS (SELECT email FROM customers), y AS (SELECT email AS m FROM x) SELECT md5(m) FROM y", "md5(),email"},
 		{"SELECT * FROM customers", "nil"},
 		{"SELECT c.* FROM customers c", "nil"},
 		{"SELECT 1; SELECT 2", "nil"},
+		{"SELECT crm.leak(id), id FROM t", "crm.leak(),id | id"},
+		{"SELECT * FROM leak_emails()", "*"},
+		{"SELECT * FROM leak_emails() e JOIN t ON true", "nil"},
+		{"SELECT e.x FROM leak_emails() e", "e.x"},
+		{"SELECT (SELECT email FROM customers c WHERE c.id = o.cid) FROM orders o", "email"},
+		{"SELECT ARRAY(SELECT reverse(email) FROM customers)", "reverse(),email"},
+		{"SELECT EXISTS (SELECT email FROM customers) FROM t", ""},
 		{"UPDATE customers SET email = 'x'", "nil"},
 	}
 	for _, tt := range tests {
 		l := a.Lineage(tt.sql)
 		got := "nil"
-		if l != nil {
+		if l != nil && l.Star {
+			got = "*"
+		} else if l != nil {
 			var targets []string
 			for _, tg := range l.Targets {
 				var refs []string
 				for _, r := range tg.Refs {
-					if r.Qualifier != "" {
+					if r.Func != "" {
+						name := r.Func + "()"
+						if r.FuncSchema != "" {
+							name = r.FuncSchema + "." + name
+						}
+						refs = append(refs, name)
+					} else if r.Qualifier != "" {
 						refs = append(refs, r.Qualifier+"."+r.Column)
 					} else {
 						refs = append(refs, r.Column)
@@ -108,5 +124,80 @@ func TestLineage(t *testing.T) {
 	l := a.Lineage("SELECT md5(c.email) FROM public.customers AS c JOIN orders o ON o.cid = c.id")
 	if l == nil || len(l.From) != 2 || l.From[0] != (Relation{Schema: "public", Table: "customers", Alias: "c"}) || l.From[1].Table != "orders" {
 		t.Errorf("From = %+v", l)
+	}
+}
+
+func TestLineageRelations(t *testing.T) {
+	a := New(0)
+	l := a.Lineage("SELECT * FROM crm.leak_emails(3) AS e")
+	if l == nil || !l.Star || len(l.From) != 1 || l.From[0] != (Relation{Schema: "crm", Table: "leak_emails", Alias: "e", Func: true}) {
+		t.Errorf("function star = %+v", l)
+	}
+	l = a.Lineage("SELECT (SELECT email FROM customers c WHERE c.id = o.cid) FROM orders o")
+	if l == nil || len(l.From) != 2 || l.From[1].Table != "customers" {
+		t.Errorf("scalar subquery From = %+v", l)
+	}
+}
+
+func TestFunctionLineage(t *testing.T) {
+	a := New(0)
+	tests := []struct{ body, want string }{
+		{"SELECT email FROM customers WHERE id = $1", "email"},
+		{"UPDATE t SET n = n + 1; SELECT md5(c.email) FROM public.customers c", "md5(),c.email"},
+		{"BEGIN ATOMIC\n SELECT 1;\n SELECT full_name FROM customers;\nEND", "full_name"},
+		{"RETURN (SELECT email FROM customers WHERE id = 1)", "email"},
+		{"RETURN upper($1)", "upper()"},
+		{"not sql at all", "nil"},
+	}
+	for _, tt := range tests {
+		l := a.FunctionLineage(tt.body)
+		got := "nil"
+		if l != nil {
+			var parts []string
+			for _, tg := range l.Targets {
+				for _, r := range tg.Refs {
+					switch {
+					case r.Func != "":
+						parts = append(parts, r.Func+"()")
+					case r.Qualifier != "":
+						parts = append(parts, r.Qualifier+"."+r.Column)
+					default:
+						parts = append(parts, r.Column)
+					}
+				}
+			}
+			got = strings.Join(parts, ",")
+		}
+		if got != tt.want {
+			t.Errorf("FunctionLineage(%q) = %q, want %q", tt.body, got, tt.want)
+		}
+	}
+}
+
+func TestSearchPathChange(t *testing.T) {
+	a := New(0)
+	tests := []struct {
+		sql  string
+		want *PathChange
+	}{
+		{`SET search_path TO crm, "$user", public`, &PathChange{Schemas: []string{"crm", "$user", "public"}}},
+		{`SET search_path = 'crm, "Sales"'`, &PathChange{Schemas: []string{"crm", "Sales"}}},
+		{`set LOCAL SEARCH_PATH = billing`, &PathChange{Schemas: []string{"billing"}, Local: true}},
+		{`RESET search_path`, &PathChange{Reset: true}},
+		{`SET search_path TO DEFAULT`, &PathChange{Reset: true}},
+		{`SELECT set_config('search_path', 'crm,public', false)`, &PathChange{Schemas: []string{"crm", "public"}}},
+		{`SELECT set_config('search_path', 'crm', true)`, &PathChange{Schemas: []string{"crm"}, Local: true}},
+		{`SELECT set_config('search_path', current_user, false)`, &PathChange{Unknown: true}},
+		{`SELECT 'search_path'`, nil},
+		{`SET work_mem = '4MB'`, nil},
+	}
+	for _, tt := range tests {
+		got := a.Analyze(tt.sql).SearchPath
+		if (got == nil) != (tt.want == nil) || got != nil && (!slices.Equal(got.Schemas, tt.want.Schemas) || got.Reset != tt.want.Reset || got.Local != tt.want.Local || got.Unknown != tt.want.Unknown) {
+			t.Errorf("%s: SearchPath = %+v, want %+v", tt.sql, got, tt.want)
+		}
+	}
+	if got := ParseSearchPath(` "$user" , Public,"a""b",`); !slices.Equal(got, []string{"$user", "public", `a"b`}) {
+		t.Errorf("ParseSearchPath = %q", got)
 	}
 }

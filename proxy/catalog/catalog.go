@@ -105,6 +105,8 @@ type Resolver struct {
 	log   *slog.Logger
 	cache *lru.Cache[uint32, entry]
 	views *lru.Cache[uint32, viewDef] // pg_get_viewdef by OID
+	funcs named[[]Function]           // functions by schema and name
+	rels  named[[]string]             // schemas of relations by name
 
 	hits, misses atomic.Uint64
 
@@ -139,7 +141,17 @@ func New(cfg Config) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
+	funcs, err := newNamed[[]Function](cfg.Size)
+	if err != nil {
+		return nil, err
+	}
+	rels, err := newNamed[[]string](cfg.Size)
+	if err != nil {
+		return nil, err
+	}
 	return &Resolver{
+		funcs:    funcs,
+		rels:     rels,
 		pool:     cfg.Pool,
 		ttl:      cfg.TTL,
 		now:      cfg.Now,
@@ -262,6 +274,8 @@ func (r *Resolver) Invalidate() {
 	r.inflight = make(map[uint32]*fetch)
 	r.cache.Purge()
 	r.views.Purge()
+	r.funcs.cache.Purge()
+	r.rels.cache.Purge()
 	r.mu.Unlock()
 	r.log.Debug("catalog_invalidated")
 }

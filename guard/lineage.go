@@ -1,0 +1,317 @@
+package guard
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/sqltext"
+	"github.com/pgwarden/pgwarden/proxy"
+)
+
+// maxFunctionDepth bounds how deep calls of SQL functions from SQL
+// functions are followed.
+const maxFunctionDepth = 4
+
+// derive marks the expression columns (no table in RowDescription) whose
+// SQL computes them from a declared PII column, directly, through a view or
+// through the body of a SQL function.
+func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription, plan []colPlan) {
+	if st == nil || st.SQL == "" {
+		return
+	}
+	var lin *sqltext.Lineage
+	for i, fd := range fields {
+		if fd.TableOID != 0 || plan[i].declared != "" {
+			continue
+		}
+		if lin == nil {
+			if lin = s.g.cfg.SQL.Lineage(st.SQL); lin == nil {
+				return
+			}
+			if lin.Star {
+				// SELECT * FROM f(): column i is f's output column i.
+				rel := lin.From[0]
+				for j := range fields {
+					if fields[j].TableOID == 0 && plan[j].declared == "" {
+						plan[j].derived = s.functionColumn(rel.Schema, rel.Table, j, "", 0)
+					}
+				}
+				break
+			}
+			if len(lin.Targets) != len(fields) {
+				return
+			}
+		}
+		plan[i].derived = s.targetCategory(lin, lin.Targets[i], 0)
+	}
+	// The tables the SQL reads count as touched even when no result column
+	// names them (expressions only).
+	if lin != nil {
+		f := s.lookup(st)
+		for _, rel := range lin.From {
+			if rel.Func {
+				continue
+			}
+			if f.Tables == nil {
+				f.Tables = make(map[string]struct{})
+			}
+			f.Tables[s.resolveSchemas(rel)[0]+"."+rel.Table] = struct{}{}
+		}
+	}
+}
+
+// targetCategory returns the category of the first declared column an
+// output column is computed from, or "".
+func (s *session) targetCategory(lin *sqltext.Lineage, t sqltext.Target, depth int) detect.Category {
+	// Plain references first: they need no catalog read.
+	for _, ref := range t.Refs {
+		if ref.Func == "" {
+			if cat, ok := s.declaredRef(lin, ref, depth); ok {
+				return cat
+			}
+		}
+	}
+	for _, ref := range t.Refs {
+		if ref.Func != "" {
+			if cat := s.functionColumn(ref.FuncSchema, ref.Func, 0, "", depth); cat != "" {
+				return cat
+			}
+		}
+	}
+	return ""
+}
+
+// viewColumn traces column attNum of a view through its definition to a
+// declared base column, and returns that column's category, or "".
+func (s *session) viewColumn(oid uint32, attNum int) detect.Category {
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+	def, err := s.g.cfg.Catalog.ViewDefinition(ctx, oid)
+	cancel()
+	if err != nil {
+		return ""
+	}
+	lin := s.g.cfg.SQL.Lineage(def)
+	if lin == nil || lin.Star || attNum < 1 || attNum > len(lin.Targets) {
+		return ""
+	}
+	return s.targetCategory(lin, lin.Targets[attNum-1], 0)
+}
+
+// functionColumn returns the category of a declared column that output
+// column index (or the column called name, when set) of the SQL functions
+// called schema.name computes, or "". Overloads are not told apart: if any
+// of them returns PII, the call is taken to (the side of caution).
+func (s *session) functionColumn(schema, name string, index int, column string, depth int) detect.Category {
+	if s.g.cfg.Catalog == nil || depth >= maxFunctionDepth {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+	fns, err := s.g.cfg.Catalog.Functions(ctx, schema, name)
+	cancel()
+	if err != nil {
+		s.log.Warn("catalog_lookup_failed", "function", name, "error", err)
+		return ""
+	}
+	for _, fn := range fns {
+		if fn.Language != "sql" || fn.Body == "" || schema == "" && !s.onPath(fn.Schema) {
+			continue
+		}
+		lin := s.g.cfg.SQL.FunctionLineage(fn.Body)
+		if lin == nil || lin.Star {
+			continue
+		}
+		i := index
+		if column != "" {
+			i = slices.Index(fn.OutNames, column)
+		}
+		if i >= 0 && i < len(lin.Targets) {
+			if cat := s.targetCategory(lin, lin.Targets[i], depth+1); cat != "" {
+				return cat
+			}
+			continue
+		}
+		// A column the body does not name in order: any of its outputs.
+		for _, t := range lin.Targets {
+			if cat := s.targetCategory(lin, t, depth+1); cat != "" {
+				return cat
+			}
+		}
+	}
+	return ""
+}
+
+// declaredRef finds the declared column a reference names among the FROM
+// relations, unqualified tables resolved along the session's search_path.
+// A reference to a function in FROM is traced through its body.
+func (s *session) declaredRef(lin *sqltext.Lineage, ref sqltext.ColumnRef, depth int) (detect.Category, bool) {
+	p := s.g.cfg.Policy
+	for _, rel := range lin.From {
+		if ref.Qualifier != "" && ref.Qualifier != rel.Alias && (rel.Alias != "" || ref.Qualifier != rel.Table) {
+			continue
+		}
+		if rel.Func {
+			if cat := s.functionColumn(rel.Schema, rel.Table, -1, ref.Column, depth); cat != "" {
+				return cat, true
+			}
+			continue
+		}
+		for _, schema := range s.resolveSchemas(rel) {
+			if p.Excluded(schema, rel.Table, ref.Column) {
+				continue
+			}
+			if cat, ok := p.Classify(schema, rel.Table, ref.Column); ok {
+				return detect.Category(cat), true
+			}
+		}
+	}
+	return "", false
+}
+
+// searchPath is a session's search_path as far as pgwarden can follow it.
+type searchPath struct {
+	resolved bool
+	schemas  []string // "$user" expanded
+	// saved is the path to return to when a SET LOCAL ends; base the one
+	// RESET returns to.
+	saved, base []string
+	local       bool
+	// unknown is set once the session changed its path to a value pgwarden
+	// cannot read; unqualified names are then looked for in every schema.
+	unknown bool
+}
+
+// defaultSearchPath is PostgreSQL's.
+var defaultSearchPath = []string{"$user", "public"}
+
+// resolveSchemas returns the schemas an unqualified relation may be in:
+// the first schema on the session's path that holds it when the catalog
+// tells, else every schema holding it (a path changed in ways pgwarden
+// cannot follow), else the path itself.
+func (s *session) resolveSchemas(rel sqltext.Relation) []string {
+	if rel.Schema != "" {
+		return []string{rel.Schema}
+	}
+	s.resolvePath()
+	if s.g.cfg.Catalog == nil {
+		return s.path.schemas
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+	holding, err := s.g.cfg.Catalog.RelationSchemas(ctx, rel.Table)
+	cancel()
+	if err != nil || len(holding) == 0 {
+		return s.path.schemas
+	}
+	if !s.path.unknown {
+		for _, p := range s.path.schemas {
+			if slices.Contains(holding, p) {
+				return []string{p}
+			}
+		}
+	}
+	return holding
+}
+
+// onPath reports whether schema is on the session's search_path (always
+// true once the path is unknown). pg_catalog always is.
+func (s *session) onPath(schema string) bool {
+	s.resolvePath()
+	return s.path.unknown || schema == "pg_catalog" || slices.Contains(s.path.schemas, schema)
+}
+
+// resolvePath sets the session's starting path: from the startup message
+// (search_path, or -c search_path= in options), else from ALTER ROLE /
+// ALTER DATABASE settings, else PostgreSQL's default.
+func (s *session) resolvePath() {
+	if s.path.resolved {
+		return
+	}
+	s.path.resolved = true
+	path := defaultSearchPath
+	if v, ok := startupSearchPath(s.info.Parameters); ok {
+		path = sqltext.ParseSearchPath(v)
+	} else if s.g.cfg.Catalog != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+		v, ok, err := s.g.cfg.Catalog.RoleSearchPath(ctx, s.info.User, s.info.Database)
+		cancel()
+		switch {
+		case err != nil:
+			s.log.Warn("catalog_lookup_failed", "search_path_of", s.info.User, "error", err)
+			s.path.unknown = true
+		case ok:
+			path = sqltext.ParseSearchPath(v)
+		}
+	}
+	s.path.base = s.expand(path)
+	s.path.schemas = s.path.base
+}
+
+// startupSearchPath finds search_path among startup parameters.
+func startupSearchPath(params map[string]string) (string, bool) {
+	if v, ok := params["search_path"]; ok {
+		return v, true
+	}
+	opts := params["options"]
+	for _, key := range []string{"-c search_path=", "-csearch_path=", "--search_path="} {
+		if i := strings.Index(opts, key); i >= 0 {
+			v := opts[i+len(key):]
+			// Options are separated by unescaped spaces; "\ " is a space.
+			var b strings.Builder
+			for j := 0; j < len(v); j++ {
+				if v[j] == '\\' && j+1 < len(v) {
+					j++
+				} else if v[j] == ' ' {
+					break
+				}
+				b.WriteByte(v[j])
+			}
+			return b.String(), true
+		}
+	}
+	return "", false
+}
+
+func (s *session) expand(path []string) []string {
+	out := make([]string, 0, len(path))
+	for _, p := range path {
+		if p == "$user" {
+			p = s.info.User
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// followPath applies a statement's change of search_path once the server
+// has accepted it.
+func (s *session) followPath(st *proxy.Statement) {
+	if st == nil || st.SQL == "" {
+		return
+	}
+	c := s.g.cfg.SQL.Analyze(st.SQL).SearchPath
+	if c == nil {
+		return
+	}
+	s.resolvePath()
+	if c.Local && !s.path.local {
+		s.path.saved, s.path.local = s.path.schemas, true
+	}
+	switch {
+	case c.Unknown:
+		s.path.unknown = true
+	case c.Reset:
+		s.path.schemas = s.path.base
+	default:
+		s.path.schemas = s.expand(c.Schemas)
+	}
+}
+
+// endTransaction ends SET LOCAL changes of search_path.
+func (s *session) endTransaction() {
+	if s.path.local {
+		s.path.schemas, s.path.saved, s.path.local = s.path.saved, nil, false
+	}
+}

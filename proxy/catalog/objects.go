@@ -1,0 +1,169 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Function is one function of a name, as the classifier needs it to trace
+// what a call returns.
+type Function struct {
+	Schema, Name string
+	// Language is pg_language.lanname: "sql", "plpgsql", "internal", "c", ...
+	Language string
+	// Body is the SQL of a LANGUAGE sql function: prosrc, or for a
+	// SQL-standard body the text of pg_get_function_sqlbody. Empty for other
+	// languages.
+	Body string
+	// OutNames names the function's output columns (OUT, INOUT and TABLE
+	// arguments), in order; empty when it returns an unnamed value or type.
+	OutNames []string
+}
+
+// named caches answers keyed by name for TTL, and until Invalidate.
+type named[T any] struct {
+	cache *lru.Cache[string, namedEntry[T]]
+}
+
+type namedEntry[T any] struct {
+	v    T
+	read time.Time
+}
+
+func newNamed[T any](size int) (named[T], error) {
+	c, err := lru.New[string, namedEntry[T]](size)
+	if err != nil {
+		return named[T]{}, fmt.Errorf("catalog: %w", err)
+	}
+	return named[T]{cache: c}, nil
+}
+
+const functionsQuery = `SELECT n.nspname, p.proname, l.lanname,
+  CASE WHEN l.lanname <> 'sql' THEN ''
+       WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid)
+       ELSE p.prosrc END,
+  coalesce(p.proargnames, '{}'::text[]), coalesce(p.proargmodes::text[], '{}'::text[])
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang
+WHERE p.proname = $1 AND ($2 = '' OR n.nspname = $2)`
+
+// functionsQueryPre14 is functionsQuery for servers without SQL-standard
+// function bodies (before PostgreSQL 14).
+const functionsQueryPre14 = `SELECT n.nspname, p.proname, l.lanname,
+  CASE WHEN l.lanname <> 'sql' THEN '' ELSE p.prosrc END,
+  coalesce(p.proargnames, '{}'::text[]), coalesce(p.proargmodes::text[], '{}'::text[])
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang
+WHERE p.proname = $1 AND ($2 = '' OR n.nspname = $2)`
+
+// Functions returns every function called name, in schema if it is not
+// empty, else in any schema (the caller applies its search_path). Overloads
+// are all returned. Cached like tables.
+func (r *Resolver) Functions(ctx context.Context, schema, name string) ([]Function, error) {
+	key := schema + "\x00" + name
+	if e, ok := r.funcs.cache.Get(key); ok && r.now().Sub(e.read) < r.ttl {
+		return e.v, nil
+	}
+	fns, err := r.queryFunctions(ctx, functionsQuery, schema, name)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42703" { // undefined_column: prosqlbody
+		fns, err = r.queryFunctions(ctx, functionsQueryPre14, schema, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("catalog: functions named %q: %w", name, err)
+	}
+	r.funcs.cache.Add(key, namedEntry[[]Function]{v: fns, read: r.now()})
+	return fns, nil
+}
+
+func (r *Resolver) queryFunctions(ctx context.Context, q, schema, name string) ([]Function, error) {
+	rows, err := r.pool.Query(ctx, q, name, schema)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var fns []Function
+	for rows.Next() {
+		var f Function
+		var argNames, argModes []string
+		if err := rows.Scan(&f.Schema, &f.Name, &f.Language, &f.Body, &argNames, &argModes); err != nil {
+			return nil, err
+		}
+		for i, n := range argNames {
+			if i < len(argModes) && (argModes[i] == "o" || argModes[i] == "b" || argModes[i] == "t") {
+				f.OutNames = append(f.OutNames, n)
+			}
+		}
+		fns = append(fns, f)
+	}
+	return fns, rows.Err()
+}
+
+// RelationSchemas returns the schemas holding a relation (table, view,
+// materialized view, foreign table) called name, so that an unqualified
+// name in a statement can be resolved along the session's search_path.
+// Cached like tables.
+func (r *Resolver) RelationSchemas(ctx context.Context, name string) ([]string, error) {
+	if e, ok := r.rels.cache.Get(name); ok && r.now().Sub(e.read) < r.ttl {
+		return e.v, nil
+	}
+	rows, err := r.pool.Query(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, name)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: relations named %q: %w", name, err)
+	}
+	defer rows.Close()
+	var schemas []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("catalog: relations named %q: %w", name, err)
+		}
+		schemas = append(schemas, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: relations named %q: %w", name, err)
+	}
+	r.rels.cache.Add(name, namedEntry[[]string]{v: schemas, read: r.now()})
+	return schemas, nil
+}
+
+// RoleSearchPath returns the search_path a new session of role in database
+// starts with, as ALTER ROLE ... [IN DATABASE ...] SET and ALTER DATABASE
+// ... SET configure it (most specific first), and false when none is set.
+// Not cached: it is read once per session, and only when needed.
+func (r *Resolver) RoleSearchPath(ctx context.Context, role, database string) (string, bool, error) {
+	rows, err := r.pool.Query(ctx, `SELECT cfg FROM pg_db_role_setting s,
+  unnest(s.setconfig) cfg
+WHERE s.setrole IN (0, coalesce((SELECT oid FROM pg_roles WHERE rolname = $1), 0))
+  AND s.setdatabase IN (0, coalesce((SELECT oid FROM pg_database WHERE datname = $2), 0))
+  AND cfg LIKE 'search\_path=%'
+ORDER BY s.setrole <> 0 AND s.setdatabase <> 0 DESC, s.setrole <> 0 DESC, s.setdatabase <> 0 DESC
+LIMIT 1`, role, database)
+	if err != nil {
+		return "", false, fmt.Errorf("catalog: search_path of role %q: %w", role, err)
+	}
+	defer rows.Close()
+	var cfg string
+	found := false
+	for rows.Next() {
+		if err := rows.Scan(&cfg); err != nil {
+			return "", false, fmt.Errorf("catalog: search_path of role %q: %w", role, err)
+		}
+		found = true
+	}
+	if err := rows.Err(); err != nil {
+		return "", false, fmt.Errorf("catalog: search_path of role %q: %w", role, err)
+	}
+	if !found {
+		return "", false, nil
+	}
+	return cfg[len("search_path="):], true, nil
+}
