@@ -71,6 +71,7 @@ type config struct {
 	conns       int      // connections of the connect workload
 	pgwardenBin string   // prebuilt binary; "" builds ./cmd/pgwarden
 	guard       string   // -guard: detect (built-in policy) or declared
+	data        string   // -data: hex (md5 text) or pii (people)
 	verbose     bool
 	args        []string // the command line, for the report
 }
@@ -93,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.pgwardenBin, "pgwarden", "", "use this pgwarden `binary` instead of building ./cmd/pgwarden")
 	fs.BoolVar(&cfg.verbose, "v", false, "also log the cluster's startup steps")
 	fs.StringVar(&cfg.guard, "guard", "detect", "pgwarden's counting: `detect` (built-in policy: content detectors scan every value) or declared (the tables' columns declared PII, detectors off, resolved through a catalog connection)")
+	fs.StringVar(&cfg.data, "data", "hex", "rows of the select and copy workloads: `hex` (an int and 140 characters of md5 hex) or pii (id, name, email, phone, SSN, address of synthetic people)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -104,6 +106,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.guard != "detect" && cfg.guard != "declared" {
 		return fail("-guard %q: want detect or declared", cfg.guard)
+	}
+	if cfg.data != "hex" && cfg.data != "pii" {
+		return fail("-data %q: want hex or pii", cfg.data)
 	}
 	if fs.NArg() > 0 {
 		return fail("unexpected argument %q", fs.Arg(0))

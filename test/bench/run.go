@@ -118,7 +118,11 @@ func (b *bench) run(ctx context.Context) (err error) {
 		var extra []string
 		if b.cfg.guard == "declared" {
 			pol := filepath.Join(tmp, "policy.yaml")
-			err := os.WriteFile(pol, []byte(declaredPolicy), 0o600)
+			text := declaredPolicy
+			if b.cfg.data == "pii" {
+				text = declaredPIIPolicy
+			}
+			err := os.WriteFile(pol, []byte(text), 0o600)
 			if err != nil {
 				return err
 			}
@@ -188,10 +192,14 @@ func (b *bench) prepare(ctx context.Context, cluster *pgtest.Cluster, direct *ta
 	}
 	if b.selected("select") || b.selected("copy") {
 		b.prog.logf("creating %s: %d rows of ~150 bytes", benchTable, b.cfg.rows)
+		create, fill := hexTable, hexRows
+		if b.cfg.data == "pii" {
+			create, fill = piiTable, piiRows
+		}
 		for _, sql := range []string{
 			"DROP TABLE IF EXISTS " + benchTable,
-			"CREATE TABLE " + benchTable + " (id int NOT NULL, a text NOT NULL)",
-			fmt.Sprintf("INSERT INTO %s SELECT g, left(repeat(md5(g::text), 5), 140) FROM generate_series(1, %d) g", benchTable, b.cfg.rows),
+			"CREATE TABLE " + benchTable + create,
+			fmt.Sprintf("INSERT INTO %s "+fill, benchTable, b.cfg.rows),
 			// Sets the hint bits now, so that the first scan does not write.
 			"VACUUM (FREEZE, ANALYZE) " + benchTable,
 		} {

@@ -15,9 +15,31 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// benchTable is the table of the select and copy workloads: rows of an int and
-// 140 characters, about 150 bytes each on the wire.
+// benchTable is the table of the select and copy workloads, about 150 bytes
+// a row on the wire either way.
 const benchTable = "bench_rows"
+
+// -data hex: an int and 140 characters of md5 hex (digit-rich, which keeps
+// the digit scanners busy, and no PII).
+const (
+	hexTable = " (id int NOT NULL, a text NOT NULL)"
+	hexRows  = "SELECT g, left(repeat(md5(g::text), 5), 140) FROM generate_series(1, %d) g"
+)
+
+// -data pii: synthetic people, every row a name, an email, a phone number,
+// a US SSN and a postal address.
+const (
+	piiTable = " (id int NOT NULL, full_name text NOT NULL, email text NOT NULL, phone text NOT NULL, ssn text NOT NULL, address text NOT NULL)"
+	piiRows  = `SELECT g, f || ' ' || l,
+  lower(f) || '.' || lower(l) || g || '@example.com',
+  '+1 415 555 ' || lpad((mod(g, 10000))::text, 4, '0'),
+  (100 + mod(g, 500)) || '-' || lpad((1 + mod(g, 98))::text, 2, '0') || '-' || lpad((1 + mod(g, 9998))::text, 4, '0'),
+  (100 + mod(g, 9000)) || ' ' || s || ' Street, Apt ' || (1 + mod(g, 300)) || ', Springfield, IL 62' || lpad((mod(g, 1000))::text, 3, '0')
+FROM generate_series(1, %d) g,
+  LATERAL (SELECT (ARRAY['Maria','James','Wei','Aisha','Olga','Carlos','Yuki','Fatima','John','Priya'])[1 + mod(g, 10)] AS f,
+    (ARRAY['Garcia','Smith','Zhang','Okafor','Ivanova','Silva','Tanaka','Haddad','Miller','Patel'])[1 + mod(g / 10, 10)] AS l,
+    (ARRAY['Oak','Maple','Cedar','Elm','Pine','Birch','Walnut','Willow'])[1 + mod(g / 100, 8)] AS s) p`
+)
 
 // declaredPolicy is the policy of -guard declared: every column of the
 // benchmark's tables is declared PII, detectors are off, so each value is
@@ -28,6 +50,22 @@ pii:
   columns:
     - match: public.bench_rows.*
       category: custom:bench
+    - match: public.pgbench_accounts.*
+      category: custom:bench
+  detectors:
+    enabled: false
+`
+
+// declaredPIIPolicy is declaredPolicy for -data pii: the people's columns
+// declared with their categories, the id not.
+const declaredPIIPolicy = `version: 1
+pii:
+  columns:
+    - {match: public.bench_rows.full_name, category: name}
+    - {match: public.bench_rows.email, category: email}
+    - {match: public.bench_rows.phone, category: phone}
+    - {match: public.bench_rows.ssn, category: national_id}
+    - {match: public.bench_rows.address, category: address}
     - match: public.pgbench_accounts.*
       category: custom:bench
   detectors:
@@ -147,7 +185,7 @@ func selectRows(ctx context.Context, b *bench, t *target, m *meter) (measurement
 	defer conn.Close(context.WithoutCancel(ctx))
 	var n, size int64
 	m.start()
-	rows, err := conn.Query(ctx, "SELECT id, a FROM "+benchTable)
+	rows, err := conn.Query(ctx, "SELECT * FROM "+benchTable)
 	if err == nil {
 		for rows.Next() {
 			for _, v := range rows.RawValues() {
@@ -185,7 +223,7 @@ func copyOut(ctx context.Context, b *bench, t *target, m *meter) (measurement, e
 	defer conn.Close(context.WithoutCancel(ctx))
 	var w countingDiscard
 	m.start()
-	tag, err := conn.PgConn().CopyTo(ctx, &w, "COPY (SELECT id, a FROM "+benchTable+") TO STDOUT")
+	tag, err := conn.PgConn().CopyTo(ctx, &w, "COPY "+benchTable+" TO STDOUT")
 	m.stop()
 	if err != nil {
 		return measurement{}, err
