@@ -74,6 +74,8 @@ type Statement struct {
 	Name, Portal string
 	// MaxRows is the Execute row limit; 0 means all rows.
 	MaxRows uint32
+	// FunctionOID is the function a FunctionCall calls.
+	FunctionOID uint32
 }
 
 // StatementKind is the message that carried a Statement.
@@ -112,8 +114,13 @@ type Inspector interface {
 //
 // Embed NopSessionInspector to implement only what you need.
 type SessionInspector interface {
-	// Statement reports a statement as the client sends it (client -> server).
-	Statement(st *Statement)
+	// Statement reports a statement as the client sends it (client -> server),
+	// before it is forwarded. Block refuses it: the server never runs it
+	// (pgwarden sends the server a request that fails in its place, so the
+	// transaction state stays the server's), and the client receives SQLSTATE
+	// 42501 with the verdict's reason instead of the server's error. A portal
+	// refused once stays refused. Kill ends the session.
+	Statement(st *Statement) Verdict
 	// RowDescription reports the shape of the next rows of st. For an Execute
 	// it is the description the client obtained with Describe, if any.
 	RowDescription(st *Statement, fields []pgproto3.FieldDescription)
@@ -150,7 +157,7 @@ type SessionInspector interface {
 // NopSessionInspector implements SessionInspector and does nothing.
 type NopSessionInspector struct{}
 
-func (NopSessionInspector) Statement(*Statement)                                   {}
+func (NopSessionInspector) Statement(*Statement) Verdict                           { return Verdict{} }
 func (NopSessionInspector) RowDescription(*Statement, []pgproto3.FieldDescription) {}
 func (NopSessionInspector) DataRow(*Statement, [][]byte) Verdict                   { return Verdict{} }
 func (NopSessionInspector) CopyOut(*Statement, *pgproto3.CopyOutResponse)          {}

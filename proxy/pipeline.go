@@ -49,6 +49,10 @@ type pending struct {
 	// hidden marks a Describe pgwarden sent itself: its answer is not
 	// forwarded to the client.
 	hidden bool
+	// denied is set when the inspector refused the statement before it ran:
+	// the server was sent a request that fails, and its error is replaced
+	// with this verdict's.
+	denied *Verdict
 }
 
 // preparedStmt is a statement created by Parse. desc is written by the
@@ -64,6 +68,7 @@ type preparedStmt struct {
 // portal is a portal created by Bind.
 type portal struct {
 	ps            *preparedStmt
+	denied        *Verdict // the inspector refused the portal's statement
 	resultFormats []int16
 	desc          []pgproto3.FieldDescription // from Describe portal
 	fields        []pgproto3.FieldDescription // desc or ps.desc with the Bind's result formats applied

@@ -66,7 +66,10 @@ func sqlOf(st *Statement) string {
 	return st.SQL
 }
 
-func (s *recorderSession) Statement(st *Statement) { s.r.add("statement %s %q", st.Kind, st.SQL) }
+func (s *recorderSession) Statement(st *Statement) Verdict {
+	s.r.add("statement %s %q", st.Kind, st.SQL)
+	return Verdict{}
+}
 func (s *recorderSession) RowDescription(st *Statement, fields []pgproto3.FieldDescription) {
 	var parts []string
 	for _, f := range fields {

@@ -80,8 +80,16 @@ func (s *session) clientToServer() error {
 					return err
 				}
 			}
-			if err := s.trackRequest(typ, body); err != nil {
+			replace, err := s.trackRequest(typ, body)
+			if err != nil {
+				var we *wireError
+				if errors.As(err, &we) {
+					return err
+				}
 				return fatalf(codeProtocolViolation, err, "invalid %q message from client", typ)
+			}
+			if replace != nil {
+				frame = replace
 			}
 		case 'X':
 			s.toServer.write(frame)
@@ -160,10 +168,35 @@ func (s *session) settleBatch() error {
 	return s.toServer.write(abortPortal)
 }
 
+// Requests sent to the server in place of a statement the inspector refused:
+// each fails, so the server ends the batch (and fails the transaction, if one
+// is open) as it would have for an error of its own.
+var (
+	deniedQuery, _   = (&pgproto3.Query{String: "pgwarden: statement refused"}).Encode(nil)
+	deniedExecute, _ = (&pgproto3.Execute{Portal: "pgwarden: statement refused"}).Encode(nil)
+	deniedCall, _    = (&pgproto3.FunctionCall{Function: 0}).Encode(nil)
+)
+
+// screen shows a new statement to the inspector. It returns the verdict when
+// the statement is refused, and a *wireError for Kill.
+func (s *session) screen(st *Statement) (*Verdict, error) {
+	v := s.insp.Statement(st)
+	switch v.Action {
+	case Block:
+		return &v, nil
+	case Kill:
+		s.insp.Blocked(st, v)
+		s.log.Warn("session_killed", "statement_seq", st.Seq, "reason", v.Reason)
+		return nil, &wireError{Severity: "FATAL", Code: codeInsufficientPrivilege, Message: v.Reason}
+	}
+	return nil, nil
+}
+
 // trackRequest queues the answer a request expects; with an inspector it
 // also follows prepared statements and portals so that each Execute is known
-// by its SQL.
-func (s *session) trackRequest(typ byte, body []byte) error {
+// by its SQL, and returns the frame to send instead when the inspector
+// refused the statement.
+func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 	if s.insp == nil {
 		var k pendingKind
 		switch typ {
@@ -188,30 +221,46 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 			k = pendSync
 		}
 		s.queue.push(&pending{kind: k})
-		return nil
+		return nil, nil
 	}
 
 	switch typ {
 	case 'Q':
 		sql, _, err := cstring(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		st := s.newStatement(SimpleQuery, string(sql))
-		s.insp.Statement(st)
-		s.queue.push(&pending{kind: pendQuery, stmt: st})
+		denied, err := s.screen(st)
+		if err != nil {
+			return nil, err
+		}
+		s.queue.push(&pending{kind: pendQuery, stmt: st, denied: denied})
+		if denied != nil {
+			return deniedQuery, nil
+		}
 	case 'F':
+		if len(body) < 4 {
+			return nil, errMalformed
+		}
 		st := s.newStatement(FunctionCall, "")
-		s.insp.Statement(st)
-		s.queue.push(&pending{kind: pendFunctionCall, stmt: st})
+		st.FunctionOID = binary.BigEndian.Uint32(body)
+		denied, err := s.screen(st)
+		if err != nil {
+			return nil, err
+		}
+		s.queue.push(&pending{kind: pendFunctionCall, stmt: st, denied: denied})
+		if denied != nil {
+			return deniedCall, nil
+		}
 	case 'P':
 		name, rest, err := cstring(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		sql, _, err := cstring(rest)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ps := &preparedStmt{sql: string(sql)}
 		s.prepared[string(name)] = ps
@@ -219,7 +268,7 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 	case 'B':
 		portalName, stmtName, formats, err := bindNames(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ps := s.prepared[string(stmtName)]
 		if ps == nil {
@@ -231,11 +280,11 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 		s.queue.push(&pending{kind: pendBind, portal: p})
 	case 'D':
 		if len(body) < 2 {
-			return errMalformed
+			return nil, errMalformed
 		}
 		name, _, err := cstring(body[1:])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if body[0] == 'S' {
 			ps := s.prepared[string(name)]
@@ -255,7 +304,7 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 	case 'E':
 		name, rest, err := cstring(body)
 		if err != nil || len(rest) < 4 {
-			return errMalformed
+			return nil, errMalformed
 		}
 		p := s.portals[string(name)]
 		if p == nil {
@@ -268,7 +317,7 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 			p.descRequested = true
 			s.queue.push(&pending{kind: pendDescribePortal, portal: p, hidden: true})
 			if err := s.toServer.write(describePortalFrame(name)); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		// Executes that resume a suspended portal continue its statement:
@@ -279,17 +328,23 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 			st = s.newStatement(ExtendedExecute, p.ps.sql)
 			st.Portal = string(name)
 			st.MaxRows = binary.BigEndian.Uint32(rest)
-			s.insp.Statement(st)
-			p.stmt = st
+			denied, err := s.screen(st)
+			if err != nil {
+				return nil, err
+			}
+			p.stmt, p.denied = st, denied
 		}
-		s.queue.push(&pending{kind: pendExecute, stmt: st, portal: p})
+		s.queue.push(&pending{kind: pendExecute, stmt: st, portal: p, denied: p.denied})
+		if p.denied != nil {
+			return deniedExecute, nil
+		}
 	case 'C':
 		if len(body) < 2 {
-			return errMalformed
+			return nil, errMalformed
 		}
 		name, _, err := cstring(body[1:])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if body[0] == 'S' {
 			delete(s.prepared, string(name))
@@ -301,7 +356,7 @@ func (s *session) trackRequest(typ byte, body []byte) error {
 		s.batchExecutes = 0
 		s.queue.push(&pending{kind: pendSync})
 	}
-	return nil
+	return nil, nil
 }
 
 func (s *session) newStatement(kind StatementKind, sql string) *Statement {
@@ -424,6 +479,19 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		e := s.head()
 		if e == nil {
 			break
+		}
+		if e.denied != nil {
+			// The failure pgwarden caused in place of a refused statement:
+			// the client hears why instead.
+			s.insp.Blocked(e.stmt, *e.denied)
+			s.log.Warn("statement_refused", "statement_seq", seqOf(e.stmt), "reason", e.denied.Reason)
+			if !e.kind.endsWithReady() {
+				s.skipToSync()
+			}
+			if s.blocked {
+				return false, nil
+			}
+			return false, s.toClient.write(errorFrame(&wireError{Code: codeInsufficientPrivilege, Message: e.denied.Reason}))
 		}
 		if s.insp != nil && !s.blocked {
 			var er pgproto3.ErrorResponse

@@ -72,8 +72,9 @@ func stmtName(st *proxy.Statement) string {
 	return fmt.Sprintf("%s#%d", st.Kind, st.Seq)
 }
 
-func (s *recordedSession) Statement(st *proxy.Statement) {
+func (s *recordedSession) Statement(st *proxy.Statement) proxy.Verdict {
 	s.add("statement %s %q max_rows=%d", stmtName(st), st.SQL, st.MaxRows)
+	return proxy.Verdict{}
 }
 
 func (s *recordedSession) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDescription) {
