@@ -28,6 +28,12 @@ type Info struct {
 	CursorOp string
 	// SearchPath is the last change of search_path the text makes, if any.
 	SearchPath *PathChange
+	// Kinds are the kinds of the text's statements (KindSelect, ...), each
+	// once, in order; nil when the text does not parse.
+	Kinds []string
+	// Relations are the tables and views the text names (CTEs excepted),
+	// each once, schema empty when unqualified.
+	Relations []Relation
 }
 
 // Analyzer caches Info by statement text. Safe for concurrent use.
@@ -78,6 +84,9 @@ func analyze(sql string) *Info {
 		return info
 	}
 	info.Fingerprint, info.Normalized = fp, norm
+	if tree, err := pg_query.Parse(sql); err == nil {
+		info.Kinds, info.Relations = classify(tree)
+	}
 	if mayNameCursor(sql) {
 		info.Cursor, info.CursorOp = cursorOf(sql)
 	}

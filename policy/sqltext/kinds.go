@@ -1,0 +1,143 @@
+package sqltext
+
+import (
+	"slices"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Statement kinds, named as policy rules name them.
+const (
+	KindSelect        = "select"
+	KindCopyToStdout  = "copy_to_stdout"
+	KindCopyToFile    = "copy_to_file"
+	KindCopyToProgram = "copy_to_program"
+	KindCopyFrom      = "copy_from"
+	KindCreateTableAs = "create_table_as"
+	KindInsertSelect  = "insert_select"
+	KindLoExport      = "lo_export"
+	KindDblink        = "dblink"
+	KindDDL           = "ddl"
+	KindDML           = "dml"
+	KindOther         = "other"
+)
+
+// classify returns the kinds of the statements in a parsed text, and the
+// relations they name anywhere (FROM, JOIN, subqueries, INSERT and COPY
+// targets, CTEs excepted), each once.
+func classify(tree *pg_query.ParseResult) (kinds []string, rels []Relation) {
+	add := func(k string) {
+		if !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	for _, raw := range tree.GetStmts() {
+		n := raw.GetStmt()
+		switch {
+		case n.GetSelectStmt() != nil:
+			if n.GetSelectStmt().GetIntoClause() != nil {
+				add(KindCreateTableAs)
+			} else {
+				add(KindSelect)
+			}
+		case n.GetCopyStmt() != nil:
+			c := n.GetCopyStmt()
+			switch {
+			case c.GetIsFrom():
+				add(KindCopyFrom)
+			case c.GetIsProgram():
+				add(KindCopyToProgram)
+			case c.GetFilename() != "":
+				add(KindCopyToFile)
+			default:
+				add(KindCopyToStdout)
+			}
+		case n.GetCreateTableAsStmt() != nil:
+			add(KindCreateTableAs)
+		case n.GetInsertStmt() != nil:
+			add(KindDML)
+			if sel := n.GetInsertStmt().GetSelectStmt().GetSelectStmt(); sel != nil && len(sel.GetValuesLists()) == 0 {
+				add(KindInsertSelect)
+			}
+		case n.GetUpdateStmt() != nil, n.GetDeleteStmt() != nil, n.GetMergeStmt() != nil:
+			add(KindDML)
+		case n.GetCreateForeignServerStmt() != nil, n.GetImportForeignSchemaStmt() != nil,
+			n.GetCreateUserMappingStmt() != nil, n.GetCreateForeignTableStmt() != nil:
+			// Setting up a link to another server.
+			add(KindDblink)
+			add(KindDDL)
+		default:
+			if isDDL(n) {
+				add(KindDDL)
+			} else {
+				add(KindOther)
+			}
+		}
+		scanCalls(n.ProtoReflect(), add, &rels, nil)
+	}
+	return kinds, rels
+}
+
+// isDDL reports whether a statement defines or changes schema objects or
+// privileges.
+func isDDL(n *pg_query.Node) bool {
+	name := string(n.ProtoReflect().WhichOneof(n.ProtoReflect().Descriptor().Oneofs().ByName("node")).Name())
+	for _, p := range []string{"create", "alter", "drop", "grant", "rename", "comment", "truncate", "reindex", "cluster", "vacuum", "refresh", "define", "index", "view"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// scanCalls walks a statement for the functions that send data off the
+// server (lo_export, dblink*) and the relations it names. ctes holds the
+// CTE names in scope, which are not relations.
+func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes []string) {
+	if !m.IsValid() {
+		return
+	}
+	switch v := m.Interface().(type) {
+	case *pg_query.FuncCall:
+		switch name := funcName(v); {
+		case name == "lo_export":
+			add(KindLoExport)
+		case strings.HasPrefix(name, "dblink"):
+			add(KindDblink)
+		}
+	case *pg_query.WithClause:
+		for _, c := range v.GetCtes() {
+			ctes = append(ctes, c.GetCommonTableExpr().GetCtename())
+		}
+	case *pg_query.SelectStmt:
+		if w := v.GetWithClause(); w != nil {
+			for _, c := range w.GetCtes() {
+				ctes = append(ctes, c.GetCommonTableExpr().GetCtename())
+			}
+		}
+	case *pg_query.RangeVar:
+		if v.GetSchemaname() != "" || !slices.Contains(ctes, v.GetRelname()) {
+			r := Relation{Schema: v.GetSchemaname(), Table: v.GetRelname()}
+			if !slices.Contains(*rels, r) {
+				*rels = append(*rels, r)
+			}
+		}
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
+		switch {
+		case fd.IsList():
+			if fd.Kind() == protoreflect.MessageKind {
+				list := val.List()
+				for i := 0; i < list.Len(); i++ {
+					scanCalls(list.Get(i).Message(), add, rels, ctes)
+				}
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			scanCalls(val.Message(), add, rels, ctes)
+		}
+		return true
+	})
+}
