@@ -167,3 +167,30 @@ LIMIT 1`, role, database)
 	}
 	return cfg[len("search_path="):], true, nil
 }
+
+// RoleMemberships returns which of roles the user is a member of, directly
+// or through other roles (pg_has_role MEMBER), the user's own name
+// included when listed. Not cached: callers read it once per session.
+func (r *Resolver) RoleMemberships(ctx context.Context, user string, roles []string) ([]string, error) {
+	if len(roles) == 0 {
+		return nil, nil
+	}
+	rows, err := r.pool.Query(ctx, `SELECT g.rolname FROM pg_roles g
+WHERE g.rolname = ANY($2) AND EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname = $1 AND pg_has_role(u.oid, g.oid, 'MEMBER'))`, user, roles)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: roles of %q: %w", user, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("catalog: roles of %q: %w", user, err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: roles of %q: %w", user, err)
+	}
+	return out, nil
+}
