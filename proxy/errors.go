@@ -18,6 +18,7 @@ const (
 	codeIdleSessionTimeout    = "57P05"
 	codeInvalidAuthorization  = "28000"
 	codeFeatureNotSupported   = "0A000"
+	codeInternalError         = "XX000"
 )
 
 // wireError is an error the client is told about in an ErrorResponse.

@@ -20,6 +20,9 @@ const (
 	Block
 	// Kill ends the session after telling the client why.
 	Kill
+	// Rewrite forwards the DataRow with the verdict's Values in place of
+	// the server's (redaction). Only DataRow honours it.
+	Rewrite
 )
 
 func (a Action) String() string {
@@ -30,6 +33,8 @@ func (a Action) String() string {
 		return "block"
 	case Kill:
 		return "kill"
+	case Rewrite:
+		return "rewrite"
 	}
 	return "unknown"
 }
@@ -40,6 +45,9 @@ type Verdict struct {
 	// Reason completes the message the client receives after "pgwarden: ",
 	// for example "statement returned more than 1000 rows".
 	Reason string
+	// Values replace the row's values with Rewrite, one per column; nil
+	// is NULL. The slices may alias the row shown to DataRow.
+	Values [][]byte
 }
 
 // SessionInfo is the identity of a session, known once the client has
@@ -55,6 +63,9 @@ type SessionInfo struct {
 	StartedAt       time.Time
 	// Parameters is every startup parameter the client sent.
 	Parameters map[string]string
+	// Done is closed when the session is ending: an inspector waiting
+	// inside a call (a result held for approval) must return.
+	Done <-chan struct{}
 }
 
 // Statement is one unit of work the client asked for: a simple Query message

@@ -361,6 +361,26 @@ func decodeDataRow(body []byte, dst [][]byte) ([][]byte, error) {
 	return dst, nil
 }
 
+// encodeDataRow appends a DataRow frame holding values (nil is NULL).
+func encodeDataRow(dst []byte, values [][]byte) []byte {
+	n := headerLen + 2
+	for _, v := range values {
+		n += 4 + len(v)
+	}
+	dst = append(dst, 'D')
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n-1))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(values)))
+	for _, v := range values {
+		if v == nil {
+			dst = binary.BigEndian.AppendUint32(dst, 0xFFFFFFFF)
+			continue
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
 // copyFields decodes a RowDescription body into fields the caller owns.
 func copyFields(body []byte) ([]pgproto3.FieldDescription, error) {
 	var rd pgproto3.RowDescription

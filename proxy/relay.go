@@ -605,7 +605,15 @@ func (s *session) onRow(body []byte) (bool, error) {
 			s.insp.RowDescription(e.stmt, fields)
 		}
 	}
-	return s.act(e, s.insp.DataRow(e.stmt, vals))
+	v := s.insp.DataRow(e.stmt, vals)
+	if v.Action == Rewrite {
+		if len(v.Values) != len(vals) {
+			return false, fatalf(codeInternalError, nil, "inspector rewrote a row of %d values with %d", len(vals), len(v.Values))
+		}
+		s.rowBuf = encodeDataRow(s.rowBuf[:0], v.Values)
+		return false, s.toClient.write(s.rowBuf)
+	}
+	return s.act(e, v)
 }
 
 // act carries out a verdict on the message at hand.

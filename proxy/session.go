@@ -62,6 +62,7 @@ type session struct {
 	// server -> client goroutine state
 	cur      *pending // cached head of queue
 	row      [][]byte
+	rowBuf   []byte // a rewritten DataRow
 	rowDesc  pgproto3.RowDescription
 	blocked  bool // a verdict stopped a result: suppress until ReadyForQuery
 	copyOut  bool
@@ -286,6 +287,7 @@ func (s *session) startup() error {
 	s.info.ApplicationName = sm.Parameters["application_name"]
 	s.info.ClientAddr = s.client.RemoteAddr()
 	s.info.Parameters = sm.Parameters
+	s.info.Done = s.stop
 	s.info.StartedAt = s.cfg.Now()
 
 	server, err := early.take(s)
