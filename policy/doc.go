@@ -1,13 +1,18 @@
 // Package policy reads the DBA's policy file and answers the questions the
 // counting code asks about it: is this column personal data, and of which
-// category; is it excluded from counting; which content detectors run.
+// category; is it excluded from counting; which content detectors run; and
+// which rules apply to a statement, and whether its counts exceed them.
 //
 // What flows in: a YAML file, once, at start or on reload (Parse, Load), or
 // the built-in Default. What flows out: an immutable *Policy. The proxy
 // resolves each result column to schema.table.column through the catalog and
 // calls Classify; columns the policy does not declare are left to the
-// content detectors, which another package compiles from Detectors. The
-// package is pure logic: no network, no wire protocol, no clock.
+// content detectors, which another package compiles from Detectors. For
+// each statement the caller builds a Context (who, from where, when, which
+// tables, which kind of statement) and asks each of Rules whether it
+// Applies; while rows flow, and for windows once they are summed, it asks
+// Exceeded with the Figures of the rule's Scope. The package is pure logic:
+// no network, no wire protocol, no clock (the caller passes the time).
 //
 // # File format
 //
@@ -31,6 +36,26 @@
 //	        pattern: 'EMP-[0-9]{6}'   # Go regexp syntax
 //	  exclude:                        # never counted, even if detectors match
 //	    - match: public.settings.*
+//	mode: enforce                     # or shadow; default enforce
+//	timezone: Europe/Paris            # for hours and days; default UTC
+//	groups:
+//	  support: [alice, bob]           # employees by name
+//	  analysts: {roles: [analyst]}    # members of PostgreSQL roles
+//	  oncall: {members: [carol], roles: [dba]}
+//	rules:
+//	  - name: email-bulk              # required, unique: letters, digits, '_', '.', '-'
+//	    description: free text
+//	    subjects: [group:support, alice, role:analyst]   # default ["*"], everyone
+//	    except: [group:oncall]
+//	    scope: statement              # statement (default), session, 1m, 10m, 1h, 24h
+//	    when:                         # required; every condition given must hold
+//	      pii_values: {email: 100}    # or one limit on the total: pii_values: 1000
+//	      tables: [public.customers, "crm.*"]
+//	    action: alert                 # required: log, alert, redact, hold, block, kill, quarantine
+//	    redact: mask                  # action redact: mask (default) or "null"
+//	    hold_timeout: 5m              # action hold: blocked when not approved in time
+//	    shadow: false                 # true: only log "would alert"
+//	    severity: high                # low, medium, high, critical
 //
 // Categories are email, name, phone, national_id, card, address,
 // date_of_birth, ip, iban, and custom:<name> (letters, digits, '_', '-').
@@ -53,15 +78,94 @@
 // file order, the first match winning. Results are cached in a bounded LRU,
 // so the per-row cost is a map hit.
 //
+// # Rules
+//
+// A rule fires when its subjects include the employee, its except does not,
+// and every condition of its when holds. Conditions are of two sorts.
+//
+// Thresholds compare counts with a limit and hold when the count is greater
+// than the limit (equal does not fire): pii_values (a limit on the total of
+// all categories, or a mapping of limits per category, such as {email: 100,
+// national_id: 1}, where custom:<name> categories are allowed and "any"
+// stands for the total), pii_rows (rows holding PII), distinct_subjects,
+// rows, and bytes (sent to the client; an integer, or a string with a unit:
+// B, kB, MB, GB, TB in powers of 1000, KiB, MiB, GiB, TiB in powers of
+// 1024, such as 50MB). Limits are non-negative integers. A rule's
+// thresholds are compared with the counts of its scope: the statement, the
+// session so far, or the employee's sliding window of 1m, 10m, 1h or 24h.
+//
+// Context conditions are known before the statement runs: tables (the
+// statement touches or names any of these schema.table globs, with the
+// syntax of match), statements (its kind is any of these), hours (local
+// time of day in the policy's timezone, "22:00-06:00", including the start
+// and excluding the end, wrapping midnight when the end is not after the
+// start; or a list of such ranges), days (mon..sun, the local weekday; days
+// and hours are checked separately, so days: [fri] with hours: 22:00-06:00
+// holds early and late on Friday, not early on Saturday), client and
+// not_client (the client address is, or is not, in any of these CIDR
+// prefixes or addresses; an unknown address, from a Unix socket, is in
+// none), application and not_application (application_name matches, or
+// does not match, any of these globs: '*', '?', classes and '\' as in
+// match; "" is an empty application_name). A rule with context conditions
+// only is a context rule, decided before the statement runs; its scope
+// must stay statement.
+//
+// Statement kinds, as the caller classifies SQL: select, copy_to_stdout,
+// copy_to_file, copy_to_program, copy_from, create_table_as (also SELECT
+// INTO and CREATE MATERIALIZED VIEW), insert_select, lo_export, dblink
+// (dblink functions and postgres_fdw foreign tables), function_call (the
+// fast-path protocol), ddl, dml and other. server_egress is short for
+// copy_to_file, copy_to_program, lo_export and dblink: data that leaves
+// through the server, where pgwarden cannot count it.
+//
+// Subjects: "*" is everyone; a bare name is that employee (exact and
+// case-sensitive, as pgwarden identifies employees); group:NAME a member of
+// the group; role:NAME a member of that PostgreSQL role, or the employee of
+// that name. A group lists employees by name (a list, or members:) and
+// PostgreSQL roles (roles:) whose members belong to it, as role:NAME
+// subjects would (the employee of the role's name included). The caller resolves
+// role memberships, direct or inherited, for the roles GroupRoles lists.
+//
+// Actions, from the mildest: log, alert, redact (the result goes on, but
+// the PII values of each later row reach the client masked, j***@example.com
+// and ***-**-1234, or as NULL with redact: null), hold (the result pauses,
+// nothing more leaves the database, until security approves; a denial or
+// hold_timeout, default 5m, blocks it), block (refuse the statement, or stop
+// its result), kill (end the session), quarantine (end the session and
+// refuse the employee's new ones until a DBA releases them). When several
+// rules fire the caller acts on the strongest (Action.Severity). With
+// mode: shadow, or shadow: true on a rule, the rule only logs or alerts
+// "would <action>". A rule's severity defaults to medium for log, alert and
+// redact, high for hold and block, critical for kill and quarantine.
+//
+// # Built-in policy
+//
+// Without a policy file pgwarden runs Default, whose text is DefaultYAML:
+// no declared columns, every built-in content detector on, and these rules,
+// generous, alerting before blocking:
+//
+//   - server-egress: statements [server_egress], block.
+//   - statement-pii-alert: more than 1000 PII values in one statement, alert.
+//   - statement-pii-block: more than 10000 in one statement, block.
+//   - session-pii-alert: more than 20000 in one session, alert.
+//   - daily-pii-alert: more than 50000 in 24 hours, alert.
+//   - daily-pii-block: more than 200000 in 24 hours, block.
+//
+// A policy file replaces the built-in policy whole: a file without rules has
+// none.
+//
 // # Errors
 //
 // Unknown keys, unknown categories, malformed matches and globs, regular
 // expressions that do not compile, repeated keys, YAML aliases, and
 // duplicate entries (the same match twice, whatever its category) are all
-// errors. Parse reports every one of them, as an ErrorList of *Error
+// errors; so are, in groups and rules, rule and group names defined twice,
+// group:NAME subjects naming no group, members and roles that are not
+// strings, negative or non-integer limits, unknown units, times, days,
+// statement kinds, actions, scopes and severities, bad CIDR prefixes and
+// addresses, a bad timezone, empty condition lists, a rule without any
+// condition, and a scope other than statement on a rule without
+// thresholds. Parse reports every one of them, as an ErrorList of *Error
 // each carrying the file name, line and column; a file that fails to parse
 // yields no Policy, so a broken file never replaces a good one.
-//
-// The root mapping is open to later sections (subjects, rules, actions) but
-// today any key other than version and pii is an error.
 package policy

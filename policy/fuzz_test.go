@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // FuzzParse checks that no input makes Parse panic, that it returns either
@@ -16,6 +18,11 @@ func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		string(example),
 		classifyPolicy,
+		rulesPolicy,
+		appliesPolicy,
+		exceededPolicy,
+		DefaultYAML,
+		"version: 1\nrules:\n  - {name: a, subjects: [group:g], when: {hours: '23:59-00:01', bytes: 1KiB}, action: log}\ngroups: {g: {roles: [r]}}\n",
 		"",
 		"version: 1\n",
 		"version: 1\npii:\n  columns:\n    - {match: '\"a.b\".[!x-z]*.c?', category: email}\n",
@@ -42,5 +49,21 @@ func FuzzParse(f *testing.F) {
 			p.Excluded(k.schema, k.table, k.column)
 		}
 		p.Detectors()
+		c := &Context{
+			User: "alice", Roles: []string{"r", "analyst"}, ClientAddr: netip.MustParseAddr("10.0.0.1"),
+			Application: "psql", Time: time.Date(2024, 1, 15, 23, 59, 0, 0, time.UTC),
+			Tables: []string{"public.customers", "a.b.c"}, Kinds: []StatementKind{KindSelect, KindDblink},
+		}
+		f := &Figures{Rows: 10, Bytes: 1 << 20, PIIRows: 5, DistinctSubjects: 3, PIIValues: map[Category]int64{CategoryEmail: 7}}
+		for _, e := range p.Explain(c) {
+			if e.Rule.Applies(c) != e.Applies || e.Applies != (e.Why == "") {
+				t.Fatalf("rule %s: Explain %+v disagrees with Applies", e.Rule.Name, e)
+			}
+			e.Rule.Exceeded(f)
+			e.Rule.Limits()
+			e.Rule.Scope.Window()
+		}
+		p.GroupRoles()
+		p.Location()
 	})
 }

@@ -66,6 +66,15 @@ func (n *namePattern) canonical() string {
 // stores them (PostgreSQL folds unquoted SQL identifiers to lower case).
 func parseMatch(s string) (*namePattern, error) {
 	var n namePattern
+	if err := parseName(s, n.parts[:], "schema.table.column"); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// parseName parses a dotted name of len(parts) parts, each quoted or a glob
+// as parseMatch describes, into parts; shape names the parts for errors.
+func parseName(s string, parts []namePart, shape string) error {
 	count := 0
 	i := 0
 	for {
@@ -73,7 +82,7 @@ func parseMatch(s string) (*namePattern, error) {
 		if i < len(s) && s[i] == '"' {
 			lit, next, err := quotedIdent(s, i)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			part.lit, i = lit, next
 		} else {
@@ -83,23 +92,23 @@ func parseMatch(s string) (*namePattern, error) {
 				case c == '\\' && j+1 < len(s):
 					j++
 				case c == '"':
-					return nil, fmt.Errorf("unexpected '\"' in %q: quote a whole name part", s)
+					return fmt.Errorf("unexpected '\"' in %q: quote a whole name part", s)
 				case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-					return nil, fmt.Errorf("whitespace in unquoted name part %q: quote the name", s[i:j+1])
+					return fmt.Errorf("whitespace in unquoted name part %q: quote the name", s[i:j+1])
 				}
 				j++
 			}
 			if j == i {
-				return nil, fmt.Errorf("empty name part in %q: want schema.table.column", s)
+				return fmt.Errorf("empty name part in %q: want %s", s, shape)
 			}
 			lit, re, err := compileGlob(s[i:j])
 			if err != nil {
-				return nil, fmt.Errorf("malformed glob %q: %w", s[i:j], err)
+				return fmt.Errorf("malformed glob %q: %w", s[i:j], err)
 			}
 			part.lit, part.re, i = lit, re, j
 		}
-		if count < 3 {
-			n.parts[count] = part
+		if count < len(parts) {
+			parts[count] = part
 		}
 		count++
 		if i == len(s) {
@@ -108,13 +117,13 @@ func parseMatch(s string) (*namePattern, error) {
 		// s[i] == '.': quotedIdent and the unquoted loop stop only there.
 		i++
 		if i == len(s) {
-			return nil, fmt.Errorf("empty name part in %q: want schema.table.column", s)
+			return fmt.Errorf("empty name part in %q: want %s", s, shape)
 		}
 	}
-	if count != 3 {
-		return nil, fmt.Errorf("%q has %d name parts, want schema.table.column", s, count)
+	if count != len(parts) {
+		return fmt.Errorf("%q has %d name parts, want %s", s, count, shape)
 	}
-	return &n, nil
+	return nil
 }
 
 // quotedIdent reads the double-quoted identifier starting at s[i] and returns

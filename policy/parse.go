@@ -21,12 +21,15 @@ const currentVersion = 1
 // problem found, each with its line and column.
 func Parse(name string, data []byte) (*Policy, error) {
 	ps := &parser{
-		file:     name,
-		p:        newPolicy(name),
-		columns:  make(map[string]seenEntry),
-		excludes: make(map[string]seenEntry),
+		file:       name,
+		p:          newPolicy(name),
+		columns:    make(map[string]seenEntry),
+		excludes:   make(map[string]seenEntry),
+		groupNodes: make(map[string]*yaml.Node),
+		ruleNodes:  make(map[string]*yaml.Node),
+		roles:      make(map[string]struct{}),
 	}
-	ps.p.detectors = Default().detectors
+	ps.p.detectors = defaultDetectors()
 	ps.parse(data)
 	if len(ps.errs) > 0 {
 		ps.errs.sort()
@@ -44,6 +47,11 @@ type parser struct {
 	p        *Policy
 	columns  map[string]seenEntry // canonical match -> first declaration
 	excludes map[string]seenEntry
+
+	groupNodes map[string]*yaml.Node // group name -> its key
+	ruleNodes  map[string]*yaml.Node // rule name -> its name value
+	groupRefs  []groupRef
+	roles      map[string]struct{} // roles named by role:NAME subjects
 }
 
 // seenEntry remembers where a match was first given, for duplicate errors.
@@ -83,14 +91,18 @@ func (ps *parser) parse(data []byte) {
 		ps.errs = append(ps.errs, &Error{File: ps.file, Msg: "empty policy file"})
 		return
 	}
-	// Later sections (subjects, rules, actions) become entries here.
 	seen := ps.mapping(root, "policy", map[string]field{
-		"version": ps.version,
-		"pii":     ps.pii,
+		"version":  ps.version,
+		"pii":      ps.pii,
+		"mode":     ps.mode,
+		"timezone": ps.timezone,
+		"groups":   ps.groups,
+		"rules":    ps.rules,
 	})
 	if seen != nil && !seen["version"] {
 		ps.errorf(root, "missing required key %q", "version")
 	}
+	ps.resolve()
 }
 
 func (ps *parser) syntaxError(err error) {

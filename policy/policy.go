@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -26,6 +27,12 @@ type Policy struct {
 	exclGlobs []*namePattern
 	detectors DetectorConfig
 	cache     *lru.Cache[colKey, verdict]
+
+	shadow     bool // mode: shadow
+	loc        *time.Location
+	groups     map[string]*group
+	rules      []*Rule // in file order
+	groupRoles []string
 }
 
 // columnRule is a declared column whose match has a glob.
@@ -70,16 +77,82 @@ func newPolicy(name string) *Policy {
 		exact:     make(map[colKey]Category),
 		exclExact: make(map[colKey]struct{}),
 		cache:     cache,
+		loc:       time.UTC,
+		groups:    make(map[string]*group),
 	}
 }
 
-// Default returns the built-in policy: no declared columns, nothing
-// excluded, every built-in content detector on.
-func Default() *Policy {
-	p := newPolicy("<default>")
-	p.detectors = DetectorConfig{
+// defaultDetectors are the detector settings of a file that gives none:
+// every built-in content detector on.
+func defaultDetectors() DetectorConfig {
+	return DetectorConfig{
 		Enabled:    true,
 		Categories: append([]string(nil), detectorCategories...),
+	}
+}
+
+// DefaultYAML is the built-in policy, as a file: what runs when no policy
+// file is given, and a starting point for one. Default parses it.
+const DefaultYAML = `# pgwarden's built-in policy: what runs when no policy file is given.
+# Start your own from it; ` + "`pgwarden policy check FILE`" + ` validates one.
+version: 1
+mode: enforce                   # shadow: every rule only logs "would <action>"
+timezone: UTC                   # for hours and days conditions
+
+pii:
+  detectors:
+    enabled: true               # every built-in content detector; no declared columns
+
+rules:
+  # COPY ... TO a file or a program, lo_export and dblink or postgres_fdw
+  # move data through the server, where pgwarden cannot count it.
+  - name: server-egress
+    description: data leaves through the server, uncounted
+    when:
+      statements: [server_egress]
+    action: block
+
+  # One statement returning a lot of PII: alert, then block.
+  - name: statement-pii-alert
+    description: more than 1000 PII values in one statement
+    when:
+      pii_values: 1000
+    action: alert
+  - name: statement-pii-block
+    description: more than 10000 PII values in one statement
+    when:
+      pii_values: 10000
+    action: block
+
+  # A session, then a day of work, adding up to a lot of PII.
+  - name: session-pii-alert
+    description: more than 20000 PII values in one session
+    scope: session
+    when:
+      pii_values: 20000
+    action: alert
+  - name: daily-pii-alert
+    description: more than 50000 PII values in 24 hours
+    scope: 24h
+    when:
+      pii_values: 50000
+    action: alert
+  - name: daily-pii-block
+    description: more than 200000 PII values in 24 hours
+    scope: 24h
+    when:
+      pii_values: 200000
+    action: block
+`
+
+// Default returns the built-in policy, DefaultYAML: no declared columns,
+// nothing excluded, every built-in content detector on, and rules that
+// block egress through the server and alert, then block, on large amounts
+// of PII per statement, session and day.
+func Default() *Policy {
+	p, err := Parse("<default>", []byte(DefaultYAML))
+	if err != nil {
+		panic("policy: DefaultYAML does not parse: " + err.Error()) // a test parses it
 	}
 	return p
 }
