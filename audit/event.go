@@ -19,10 +19,11 @@ const (
 
 // Event types written by the proxy.
 const (
-	TypeSessionStart = "session_start"
-	TypeSessionEnd   = "session_end"
-	TypeStatement    = "statement"
-	TypeDecision     = "decision"
+	TypeSessionStart   = "session_start"
+	TypeSessionEnd     = "session_end"
+	TypeStatement      = "statement"
+	TypeDecision       = "decision"
+	TypeSessionRefused = "session_refused"
 )
 
 // zeroPrev is the Prev of the very first event of a log.

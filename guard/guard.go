@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/detect"
 	"github.com/pgwarden/pgwarden/policy/hll"
@@ -28,6 +31,7 @@ type Resolver interface {
 	Functions(ctx context.Context, schema, name string) ([]catalog.Function, error)
 	RelationSchemas(ctx context.Context, name string) ([]string, error)
 	RoleSearchPath(ctx context.Context, role, database string) (string, bool, error)
+	RoleMemberships(ctx context.Context, user string, roles []string) ([]string, error)
 }
 
 // AuditLog receives one event per statement; *audit.Log is one.
@@ -57,6 +61,11 @@ type Config struct {
 	// SQL reads statement texts for the audit trail (fingerprint, text with
 	// literals redacted, cursor names); a fresh cache when nil.
 	SQL *sqltext.Analyzer
+	// Alerts receives alerts and blocks for security; none are sent when nil.
+	Alerts Alerter
+	// Quarantine is the list of employees whose new sessions are refused;
+	// the quarantine action needs it.
+	Quarantine *quarantine.List
 	// CatalogTimeout bounds a catalog lookup (default 2s).
 	CatalogTimeout time.Duration
 	Now            func() time.Time
@@ -65,9 +74,52 @@ type Config struct {
 
 // Guard implements proxy.Inspector.
 type Guard struct {
-	cfg       Config
+	cfg Config
+	cur atomic.Pointer[compiled] // the policy in force
+}
+
+// compiled is a policy with its detectors built.
+type compiled struct {
+	p         *policy.Policy
 	detectors *detect.Set // nil when the policy turns detectors off
 }
+
+func compile(p *policy.Policy) (*compiled, error) {
+	c := &compiled{p: p}
+	dc := p.Detectors()
+	if !dc.Enabled {
+		return c, nil
+	}
+	var builtins []detect.Category
+	for _, cat := range dc.Categories {
+		builtins = append(builtins, detect.Category(cat))
+	}
+	var custom []detect.Custom
+	for _, cd := range dc.Custom {
+		custom = append(custom, detect.Custom{Name: cd.Name, Category: detect.Category(cd.Category), Pattern: cd.Pattern})
+	}
+	set, err := detect.New(builtins, custom)
+	if err != nil {
+		return nil, err
+	}
+	c.detectors = set
+	return c, nil
+}
+
+// SetPolicy puts p in force. Running sessions apply it from their next
+// statement; a statement in progress finishes under the policy it started
+// with.
+func (g *Guard) SetPolicy(p *policy.Policy) error {
+	c, err := compile(p)
+	if err != nil {
+		return err
+	}
+	g.cur.Store(c)
+	return nil
+}
+
+// Policy returns the policy in force.
+func (g *Guard) Policy() *policy.Policy { return g.cur.Load().p }
 
 // New validates cfg, compiles the policy's detectors and returns a Guard.
 func New(cfg Config) (*Guard, error) {
@@ -94,21 +146,8 @@ func New(cfg Config) (*Guard, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Guard{cfg: cfg}
-	dc := cfg.Policy.Detectors()
-	if dc.Enabled {
-		var builtins []detect.Category
-		for _, c := range dc.Categories {
-			builtins = append(builtins, detect.Category(c))
-		}
-		var custom []detect.Custom
-		for _, c := range dc.Custom {
-			custom = append(custom, detect.Custom{Name: c.Name, Category: detect.Category(c.Category), Pattern: c.Pattern})
-		}
-		set, err := detect.New(builtins, custom)
-		if err != nil {
-			return nil, err
-		}
-		g.detectors = set
+	if err := g.SetPolicy(cfg.Policy); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
@@ -118,7 +157,12 @@ func (g *Guard) Windows() *window.Registry { return g.cfg.Windows }
 
 // StartSession implements proxy.Inspector.
 func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.SessionInspector, error) {
-	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.User)}
+	if err := g.checkQuarantine(info); err != nil {
+		g.refused(info, err)
+		return nil, err
+	}
+	s := &session{g: g, c: g.cur.Load(), info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.User)}
+	s.enf.roles = g.roles(info)
 	err := s.appendEvent(audit.TypeSessionStart, map[string]any{
 		"user": info.User, "database": info.Database, "application_name": info.ApplicationName,
 		"client_addr": addrString(info), "client_tls": info.ClientTLS, "upstream_tls": info.UpstreamTLS,
@@ -196,6 +240,7 @@ type colPlan struct {
 type session struct {
 	proxy.NopSessionInspector
 	g    *Guard
+	c    *compiled // the policy of the statement in progress
 	info proxy.SessionInfo
 	log  *slog.Logger
 
@@ -205,8 +250,11 @@ type session struct {
 	// open holds the statements of the batch in progress; they are
 	// recorded at ReadyForQuery.
 	open map[*proxy.Statement]*Figures
-	// path is the session's search_path, resolved when first needed.
-	path searchPath
+	// path is the session's search_path, resolved when first needed;
+	// both goroutines read it, under pathMu.
+	path   searchPath
+	pathMu sync.Mutex
+	enf    enforcement
 	// cursors sums the fetches of each open server-side cursor.
 	cursors map[string]*cursorTotal
 	// total sums the session's statements, for its session_end event.
@@ -222,6 +270,7 @@ func (s *session) figures(st *proxy.Statement) *Figures {
 	}
 	f := s.lookup(st)
 	s.cur, s.fig, s.plan = st, f, nil
+	s.begin(st)
 	return f
 }
 
@@ -244,14 +293,14 @@ var between = &proxy.Statement{}
 
 // scanChannel counts PII found in the texts of a message that is not a row.
 func (s *session) scanChannel(st *proxy.Statement, channel string, texts ...string) {
-	if s.g.detectors == nil {
+	if s.c.detectors == nil {
 		return
 	}
 	var c detect.Counts
 	n := 0
 	for _, t := range texts {
 		if t != "" {
-			n += s.g.detectors.Scan([]byte(t), &c)
+			n += s.c.detectors.Scan([]byte(t), &c)
 		}
 	}
 	if n == 0 {
@@ -297,10 +346,21 @@ func (s *session) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) {
 // FunctionResult counts the result of a fast-path function call (lo_get,
 // loread) as a row of one value, scanned by the detectors.
 func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdict {
-	f := s.lookup(st)
+	f := s.figures(st)
+	pii := false
+	if len(s.enf.active) > 0 {
+		s.enf.row.Reset()
+		pii = result != nil && s.c.detectors != nil && s.c.detectors.Scan(result, &s.enf.row) > 0
+		if v := s.check(st, f, pii, int64(len(result))); v.Action != proxy.Continue {
+			return v
+		}
+		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
+	} else {
+		pii = result != nil && s.c.detectors != nil && s.c.detectors.Scan(result, &f.PIIValues) > 0
+	}
 	f.Rows++
 	f.Bytes += int64(len(result))
-	if result != nil && s.g.detectors != nil && s.g.detectors.Scan(result, &f.PIIValues) > 0 {
+	if pii {
 		f.PIIRows++
 		s.subject(f, result)
 	}
@@ -317,7 +377,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	f := s.figures(st)
 	plan := make([]colPlan, len(fields))
 	for i, fd := range fields {
-		plan[i].scan = s.g.detectors != nil && scannable(fd)
+		plan[i].scan = s.c.detectors != nil && scannable(fd)
 		if fd.TableOID == 0 || s.g.cfg.Catalog == nil {
 			continue
 		}
@@ -334,7 +394,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 			f.Tables = make(map[string]struct{})
 		}
 		f.Tables[col.Schema+"."+col.Table] = struct{}{}
-		p := s.g.cfg.Policy
+		p := s.c.p
 		if p.Excluded(col.Schema, col.Table, col.Name) {
 			plan[i] = colPlan{}
 			continue
@@ -365,34 +425,42 @@ func scannable(fd pgproto3.FieldDescription) bool {
 	return false
 }
 
-// DataRow counts one row.
+// DataRow counts one row. With rules in force, the row is counted apart
+// first: a row that crosses a limit is blocked before the client receives
+// it, and is left out of the figures, which count what the client received.
 func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	f := s.figures(st)
 	if v := s.rowLimit(f); v.Action != proxy.Continue {
 		return v
 	}
-	f.Rows++
+	enforcing := len(s.enf.active) > 0
+	counts := &f.PIIValues
+	if enforcing {
+		s.enf.row.Reset()
+		counts = &s.enf.row
+	}
+	var rowBytes int64
 	// The row's first PII value stands for its data subject.
 	var subject []byte
 	for i, v := range values {
-		f.Bytes += int64(len(v))
+		rowBytes += int64(len(v))
 		if v == nil {
 			continue
 		}
 		var c colPlan
 		if s.plan == nil {
-			c.scan = s.g.detectors != nil
+			c.scan = s.c.detectors != nil
 		} else if i < len(s.plan) {
 			c = s.plan[i]
 		}
 		switch {
 		case c.declared != "":
-			f.PIIValues.Add(c.declared, 1)
-		case c.scan && s.g.detectors.Scan(v, &f.PIIValues) > 0:
+			counts.Add(c.declared, 1)
+		case c.scan && s.c.detectors.Scan(v, counts) > 0:
 		case c.derived != "":
 			// Transformed past recognition (md5, reverse, base64): still
 			// the declared column's value.
-			f.PIIValues.Add(c.derived, 1)
+			counts.Add(c.derived, 1)
 		default:
 			continue
 		}
@@ -400,6 +468,14 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 			subject = v
 		}
 	}
+	if enforcing {
+		if v := s.check(st, f, subject != nil, rowBytes); v.Action != proxy.Continue {
+			return v
+		}
+		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
+	}
+	f.Rows++
+	f.Bytes += rowBytes
 	if subject != nil {
 		f.PIIRows++
 		s.subject(f, subject)
@@ -439,9 +515,20 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	if v := s.rowLimit(f); v.Action != proxy.Continue {
 		return v
 	}
+	pii := false
+	if len(s.enf.active) > 0 {
+		s.enf.row.Reset()
+		pii = s.c.detectors != nil && s.c.detectors.Scan(data, &s.enf.row) > 0
+		if v := s.check(st, f, pii, int64(len(data))); v.Action != proxy.Continue {
+			return v
+		}
+		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
+	} else {
+		pii = s.c.detectors != nil && s.c.detectors.Scan(data, &f.PIIValues) > 0
+	}
 	f.Rows++
 	f.Bytes += int64(len(data))
-	if s.g.detectors != nil && s.g.detectors.Scan(data, &f.PIIValues) > 0 {
+	if pii {
 		f.PIIRows++
 		s.subject(f, data)
 	}

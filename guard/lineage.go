@@ -148,7 +148,7 @@ func (s *session) functionColumn(schema, name string, index int, column string, 
 // relations, unqualified tables resolved along the session's search_path.
 // A reference to a function in FROM is traced through its body.
 func (s *session) declaredRef(lin *sqltext.Lineage, ref sqltext.ColumnRef, depth int) (detect.Category, bool) {
-	p := s.g.cfg.Policy
+	p := s.c.p
 	for _, rel := range lin.From {
 		if ref.Qualifier != "" && ref.Qualifier != rel.Alias && (rel.Alias != "" || ref.Qualifier != rel.Table) {
 			continue
@@ -195,6 +195,8 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 	if rel.Schema != "" {
 		return []string{rel.Schema}
 	}
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
 	s.resolvePath()
 	if s.g.cfg.Catalog == nil {
 		return s.path.schemas
@@ -218,6 +220,8 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 // onPath reports whether schema is on the session's search_path (always
 // true once the path is unknown). pg_catalog always is.
 func (s *session) onPath(schema string) bool {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
 	s.resolvePath()
 	return s.path.unknown || schema == "pg_catalog" || slices.Contains(s.path.schemas, schema)
 }
@@ -295,6 +299,8 @@ func (s *session) followPath(st *proxy.Statement) {
 	if c == nil {
 		return
 	}
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
 	s.resolvePath()
 	if c.Local && !s.path.local {
 		s.path.saved, s.path.local = s.path.schemas, true
@@ -311,6 +317,8 @@ func (s *session) followPath(st *proxy.Statement) {
 
 // endTransaction ends SET LOCAL changes of search_path.
 func (s *session) endTransaction() {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
 	if s.path.local {
 		s.path.schemas, s.path.saved, s.path.local = s.path.saved, nil, false
 	}

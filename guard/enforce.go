@@ -1,0 +1,470 @@
+package guard
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/audit/notify"
+	"github.com/pgwarden/pgwarden/internal/quarantine"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/sqltext"
+	"github.com/pgwarden/pgwarden/policy/window"
+	"github.com/pgwarden/pgwarden/proxy"
+)
+
+// Alerter receives the decisions security must hear about;
+// *notify.Notifier is one.
+type Alerter interface {
+	Notify(a notify.Alert) error
+}
+
+// Function OIDs of the server-side large object export, which a client
+// can call through the fast-path protocol.
+const oidLoExport = 765 // lo_export(oid, text)
+
+// prepared is what Statement decided about a statement, handed to the
+// goroutine that reads its results.
+type prepared struct {
+	c     *compiled
+	rules []*activeRule
+	pctx  policy.Context
+}
+
+// activeRule is a rule with thresholds that applies to the statement in
+// progress, and the figures its scope had when the statement began.
+type activeRule struct {
+	r    *policy.Rule
+	base policy.Figures
+	done bool // decided for this statement (log and alert fire once)
+}
+
+// enforcement is a session's rule state.
+type enforcement struct {
+	mu   sync.Mutex
+	prep map[*proxy.Statement]*prepared // written by the client goroutine
+
+	active      []*activeRule // of the current statement
+	pctx        *policy.Context
+	needsRows   bool // a threshold on rows or bytes: evaluate every row
+	needsSubjs  bool // a threshold on distinct subjects
+	eval        policy.Figures
+	row         detect.Counts
+	alertedOnce map[string]bool // session and window rules that alerted
+	roles       []string
+}
+
+var alertSeq atomic.Uint64
+
+// context builds the policy context of a statement.
+func (s *session) policyContext(c *compiled, st *proxy.Statement) policy.Context {
+	pc := policy.Context{
+		User:        s.info.User,
+		Roles:       s.enf.roles,
+		Application: s.info.ApplicationName,
+		Time:        s.g.cfg.Now().In(c.p.Location()),
+	}
+	if a, ok := s.info.ClientAddr.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			pc.ClientAddr = ip.Unmap()
+		}
+	}
+	switch st.Kind {
+	case proxy.FunctionCall:
+		pc.Kinds = append(pc.Kinds, policy.KindFunctionCall)
+		if st.FunctionOID == oidLoExport {
+			pc.Kinds = append(pc.Kinds, policy.KindLoExport)
+		}
+	default:
+		info := s.g.cfg.SQL.Analyze(st.SQL)
+		for _, k := range info.Kinds {
+			pc.Kinds = append(pc.Kinds, policy.StatementKind(k))
+		}
+		for _, rel := range info.Relations {
+			pc.Tables = append(pc.Tables, s.qualify(rel))
+		}
+	}
+	return pc
+}
+
+// qualify names a relation schema.table along the search_path.
+func (s *session) qualify(rel sqltext.Relation) string {
+	if rel.Schema != "" {
+		return rel.Schema + "." + rel.Table
+	}
+	return s.resolveSchemas(rel)[0] + "." + rel.Table
+}
+
+// Statement decides the rules that need no counts (statement kinds,
+// tables, time, client, application) before the statement runs, and
+// prepares those with thresholds.
+func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
+	c := s.g.cur.Load()
+	rules := c.p.Rules()
+	p := &prepared{c: c}
+	if len(rules) > 0 {
+		p.pctx = s.policyContext(c, st)
+	}
+	var verdict proxy.Verdict
+	for _, r := range rules {
+		if !r.Applies(&p.pctx) {
+			continue
+		}
+		if r.Thresholded() {
+			p.rules = append(p.rules, &activeRule{r: r})
+			continue
+		}
+		v := s.decide(st, r, policy.Breach{}, "statement refused by rule "+r.Name+describeContext(r, &p.pctx))
+		if v.Action > verdict.Action {
+			verdict = v
+		}
+	}
+	s.enf.mu.Lock()
+	if s.enf.prep == nil {
+		s.enf.prep = make(map[*proxy.Statement]*prepared)
+	}
+	s.enf.prep[st] = p
+	s.enf.mu.Unlock()
+	return verdict
+}
+
+func describeContext(r *policy.Rule, pc *policy.Context) string {
+	if r.Description != "" {
+		return " (" + r.Description + ")"
+	}
+	var kinds []string
+	for _, k := range pc.Kinds {
+		kinds = append(kinds, string(k))
+	}
+	return " (statement: " + strings.Join(kinds, ", ") + ")"
+}
+
+// begin makes st's rules the ones evaluated, on the goroutine reading
+// results, when st's first result message arrives.
+func (s *session) begin(st *proxy.Statement) {
+	s.enf.mu.Lock()
+	p := s.enf.prep[st]
+	for old := range s.enf.prep {
+		// Statements before st are done, whether they had results or not.
+		if old.Seq <= st.Seq {
+			delete(s.enf.prep, old)
+		}
+	}
+	s.enf.mu.Unlock()
+	e := &s.enf
+	e.active, e.pctx, e.needsRows, e.needsSubjs = nil, nil, false, false
+	if p == nil {
+		return
+	}
+	s.c = p.c
+	if len(p.rules) == 0 {
+		return
+	}
+	e.active, e.pctx = p.rules, &p.pctx
+	var totals window.Totals
+	var haveTotals bool
+	for _, a := range p.rules {
+		for _, l := range a.r.Limits() {
+			switch l.Measure {
+			case "rows", "bytes":
+				e.needsRows = true
+			case "distinct_subjects":
+				e.needsSubjs = true
+			}
+		}
+		switch a.r.Scope {
+		case policy.ScopeSession:
+			a.base = s.sessionFigures()
+		case policy.ScopeStatement:
+		default:
+			if !haveTotals {
+				if e.needsSubjs {
+					totals, _ = s.g.cfg.Windows.Get(s.info.User, s.g.cfg.Now())
+				} else {
+					totals, _ = s.g.cfg.Windows.GetCounts(s.info.User, s.g.cfg.Now())
+				}
+				haveTotals = true
+			}
+			a.base = windowFigures(&totals[spanOf(a.r.Scope)])
+		}
+	}
+	if e.eval.PIIValues == nil {
+		e.eval.PIIValues = make(map[policy.Category]int64)
+	}
+}
+
+func spanOf(sc policy.Scope) window.Span {
+	switch sc {
+	case policy.Scope1m:
+		return window.Minute
+	case policy.Scope10m:
+		return window.TenMinutes
+	case policy.Scope1h:
+		return window.Hour
+	}
+	return window.Day
+}
+
+func windowFigures(w *window.Figures) policy.Figures {
+	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows,
+		DistinctSubjects: int64(w.DistinctSubjects()), PIIValues: make(map[policy.Category]int64)}
+	for i, n := range w.PIIValues {
+		if n > 0 {
+			f.PIIValues[policy.Category(window.Category(i).String())] += n
+		}
+	}
+	for name, n := range w.Custom {
+		f.PIIValues[policy.Category(name)] += n
+	}
+	return f
+}
+
+func (s *session) sessionFigures() policy.Figures {
+	t := &s.total
+	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, PIIValues: make(map[policy.Category]int64)}
+	for c, n := range t.piiValues {
+		f.PIIValues[policy.Category(c)] = n
+	}
+	return f
+}
+
+// check evaluates the thresholds of the statement's rules with the row
+// just counted in row (not yet added to f), and returns the strongest
+// verdict. rowPII tells whether the row carried PII.
+func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes int64) proxy.Verdict {
+	e := &s.enf
+	if len(e.active) == 0 || !rowPII && !e.needsRows {
+		return proxy.Verdict{}
+	}
+	var verdict proxy.Verdict
+	for _, a := range e.active {
+		if a.done {
+			continue
+		}
+		ev := &e.eval
+		ev.Rows = a.base.Rows + f.Rows + 1
+		ev.Bytes = a.base.Bytes + f.Bytes + rowBytes
+		ev.PIIRows = a.base.PIIRows + f.PIIRows
+		if rowPII {
+			ev.PIIRows++
+		}
+		ev.DistinctSubjects = 0
+		if e.needsSubjs {
+			ev.DistinctSubjects = a.base.DistinctSubjects + int64(f.DistinctSubjects())
+			if rowPII {
+				ev.DistinctSubjects++
+			}
+		}
+		clear(ev.PIIValues)
+		for c, n := range a.base.PIIValues {
+			ev.PIIValues[c] = n
+		}
+		f.PIIValues.Each(func(c detect.Category, n int) { ev.PIIValues[policy.Category(c)] += int64(n) })
+		e.row.Each(func(c detect.Category, n int) { ev.PIIValues[policy.Category(c)] += int64(n) })
+		b, ok := a.r.Exceeded(ev)
+		if !ok {
+			continue
+		}
+		v := s.decide(st, a.r, b, "")
+		switch {
+		case v.Action != proxy.Continue:
+		case a.r.Scope == policy.ScopeStatement:
+			a.done = true
+		default:
+			// Session and window rules that only alert do so once per
+			// session; those that block go on blocking.
+			a.done = true
+			if e.alertedOnce == nil {
+				e.alertedOnce = make(map[string]bool)
+			}
+			e.alertedOnce[a.r.Name] = true
+		}
+		if v.Action > verdict.Action {
+			verdict = v
+		}
+	}
+	return verdict
+}
+
+// decide carries out a rule that fired: the decision is recorded in the
+// audit trail, security is alerted (except for log), and the verdict for
+// the proxy returned. In shadow mode the verdict is always Continue.
+func (s *session) decide(st *proxy.Statement, r *policy.Rule, b policy.Breach, reason string) proxy.Verdict {
+	if r.Scope != policy.ScopeStatement && r.Action == policy.ActionAlert && s.enf.alertedOnce[r.Name] {
+		return proxy.Verdict{}
+	}
+	if reason == "" {
+		reason = fmt.Sprintf("%s received more than %s %s %s (rule %s)", s.info.User,
+			formatCount(b.Limit), measureText(b.Measure), scopeText(r.Scope), r.Name)
+	}
+	action := string(r.Action)
+	if r.Shadow {
+		action = "would " + action
+	}
+	data := map[string]any{"seq": seqOf(st), "rule": r.Name, "action": action, "shadow": r.Shadow,
+		"scope": string(r.Scope), "reason": reason}
+	if b.Measure != "" {
+		data["measure"], data["observed"], data["limit"] = b.Measure, b.Observed, b.Limit
+	}
+	var auditSeq uint64
+	if s.g.cfg.Audit != nil {
+		if raw, err := audit.MarshalData(data); err == nil {
+			auditSeq, _ = s.g.cfg.Audit.Append(context.Background(),
+				audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: s.info.User, Data: raw})
+		}
+	}
+	s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "reason", reason)
+	if r.Action != policy.ActionLog && s.g.cfg.Alerts != nil {
+		a := notify.Alert{
+			ID:   fmt.Sprintf("%s-%d-%s-%d", s.info.ID, seqOf(st), r.Name, alertSeq.Add(1)),
+			Time: s.g.cfg.Now(), Action: action, Shadow: r.Shadow, Employee: s.info.User,
+			Role: s.info.User, Rule: r.Name, Reason: reason, Observed: b.Observed, Limit: b.Limit,
+			Measure: b.Measure, Scope: string(r.Scope), SessionID: s.info.ID,
+			ClientAddr: addrString(&s.info), Application: s.info.ApplicationName,
+			Database: s.info.Database, Severity: r.Severity,
+		}
+		if st != nil && st.SQL != "" {
+			a.Statement = s.g.cfg.SQL.Analyze(st.SQL).Normalized
+		}
+		if auditSeq != 0 {
+			a.AuditSeqs = []uint64{auditSeq}
+		}
+		if err := s.g.cfg.Alerts.Notify(a); err != nil {
+			s.log.Error("alert_not_queued", "rule", r.Name, "error", err)
+		}
+	}
+	if r.Shadow {
+		return proxy.Verdict{}
+	}
+	switch r.Action {
+	case policy.ActionBlock:
+		return proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason}
+	case policy.ActionKill:
+		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended: " + reason}
+	case policy.ActionQuarantine:
+		if q := s.g.cfg.Quarantine; q != nil {
+			if _, err := q.Add(quarantine.Entry{Employee: s.info.User, Since: s.g.cfg.Now().UTC(),
+				Rule: r.Name, Reason: reason, SessionID: s.info.ID}); err != nil {
+				s.log.Error("quarantine_failed", "error", err)
+			}
+		} else {
+			s.log.Error("quarantine_unavailable", "rule", r.Name, "hint", "set --state-dir")
+		}
+		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended and " + s.info.User +
+			" quarantined until security releases them: " + reason}
+	}
+	return proxy.Verdict{}
+}
+
+// roles resolves the PostgreSQL roles the policy's groups name that the
+// user is a member of.
+func (g *Guard) roles(info *proxy.SessionInfo) []string {
+	want := g.cur.Load().p.GroupRoles()
+	if len(want) == 0 || g.cfg.Catalog == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.CatalogTimeout)
+	defer cancel()
+	roles, err := g.cfg.Catalog.RoleMemberships(ctx, info.User, want)
+	if err != nil {
+		g.cfg.Logger.Warn("catalog_lookup_failed", "session_id", info.ID, "roles_of", info.User, "error", err)
+	}
+	return roles
+}
+
+// refused records a session refused before it started.
+func (g *Guard) refused(info *proxy.SessionInfo, why error) {
+	g.cfg.Logger.Warn("session_refused", "session_id", info.ID, "employee", info.User, "reason", why.Error())
+	if g.cfg.Audit == nil {
+		return
+	}
+	raw, err := audit.MarshalData(map[string]any{"user": info.User, "database": info.Database,
+		"client_addr": addrString(info), "application_name": info.ApplicationName, "reason": why.Error()})
+	if err == nil {
+		g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeSessionRefused, SessionID: info.ID, Employee: info.User, Data: raw})
+	}
+}
+
+// checkQuarantine refuses a quarantined employee's new session.
+func (g *Guard) checkQuarantine(info *proxy.SessionInfo) error {
+	if g.cfg.Quarantine == nil {
+		return nil
+	}
+	e, ok := g.cfg.Quarantine.Get(info.User)
+	if !ok {
+		return nil
+	}
+	msg := fmt.Sprintf("%s is quarantined since %s", info.User, e.Since.UTC().Format(time.RFC3339))
+	if e.Rule != "" {
+		msg += " (rule " + e.Rule + ")"
+	}
+	return fmt.Errorf("%s: security must release them (pgwarden users release %s)", msg, info.User)
+}
+
+func measureText(m string) string {
+	switch m {
+	case "pii_values":
+		return "PII values"
+	case "pii_rows":
+		return "rows with PII"
+	case "distinct_subjects":
+		return "distinct data subjects"
+	case "rows", "bytes":
+		return m
+	}
+	if c, ok := strings.CutPrefix(m, "pii_values."); ok {
+		return c + " values"
+	}
+	return m
+}
+
+func scopeText(sc policy.Scope) string {
+	switch sc {
+	case policy.ScopeStatement, "":
+		return "in one statement"
+	case policy.ScopeSession:
+		return "in one session"
+	case policy.Scope1m:
+		return "in 1 minute"
+	case policy.Scope10m:
+		return "in 10 minutes"
+	case policy.Scope1h:
+		return "in 1 hour"
+	}
+	return "in 24 hours"
+}
+
+// formatCount writes n with thousands separators: 12,400.
+func formatCount(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	if n < 0 || len(s) <= 3 {
+		return s
+	}
+	var b strings.Builder
+	pre := len(s) % 3
+	if pre > 0 {
+		b.WriteString(s[:pre])
+	}
+	for i := pre; i < len(s); i += 3 {
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s[i : i+3])
+	}
+	return b.String()
+}
+
+func seqOf(st *proxy.Statement) uint64 {
+	if st == nil {
+		return 0
+	}
+	return st.Seq
+}

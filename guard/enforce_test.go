@@ -1,0 +1,429 @@
+package guard_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/audit/notify"
+	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/internal/quarantine"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+// alerts is an Alerter that keeps what it is given.
+type alerts struct {
+	mu  sync.Mutex
+	all []notify.Alert
+}
+
+func (a *alerts) Notify(al notify.Alert) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.all = append(a.all, al)
+	return nil
+}
+
+func (a *alerts) take() []notify.Alert {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := a.all
+	a.all = nil
+	return out
+}
+
+func withRules(t *testing.T, rules string) func(*guard.Config) {
+	t.Helper()
+	return func(c *guard.Config) {
+		p, err := policy.Parse("rules.yaml", []byte(testPolicy+rules))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy = p
+	}
+}
+
+// decisions returns the decision events recorded since the last call.
+func (e *events) decisions(t *testing.T) []map[string]any {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []map[string]any
+	for _, ev := range e.all {
+		if ev.Type != audit.TypeDecision {
+			continue
+		}
+		var d map[string]any
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := d["rule"]; ok {
+			out = append(out, d)
+		}
+	}
+	var kept []audit.Event
+	for _, ev := range e.all {
+		if ev.Type != audit.TypeDecision {
+			kept = append(kept, ev)
+		}
+	}
+	e.all = kept
+	return out
+}
+
+func wantRuleBlock(t *testing.T, err error, rule string) {
+	t.Helper()
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || pgErr.Code != "42501" || !strings.HasPrefix(pgErr.Message, "pgwarden: statement blocked:") || !strings.Contains(pgErr.Message, "rule "+rule) {
+		t.Fatalf("got %v, want a 42501 block naming rule %s", err, rule)
+	}
+}
+
+func asPgError(err error, target **pgconn.PgError) bool {
+	pe, ok := err.(*pgconn.PgError)
+	if !ok {
+		return false
+	}
+	*target = pe
+	return true
+}
+
+var allModes = []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement,
+	pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec}
+
+// TestRuleBlocksMidResult: a statement-scope limit stops the result at the
+// limit, in every exec mode and for COPY; the client never receives more
+// than the limit, and the audit trail counts exactly what it received.
+func TestRuleBlocksMidResult(t *testing.T) {
+	al := &alerts{}
+	ev, conn := setup(t, withRules(t, `rules:
+  - name: email-bulk
+    when:
+      pii_values: {email: 50}
+    action: block
+`), func(c *guard.Config) { c.Alerts = al })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, mode := range allModes {
+		n, err := countRows(ctx, conn, "SELECT id, email FROM customers ORDER BY id", mode)
+		wantRuleBlock(t, err, "email-bulk")
+		if n > 50 {
+			t.Errorf("%v: client received %d rows, limit 50", mode, n)
+		}
+		got := ev.last(t)
+		if got.PIIValues["email"] != 50 || got.Rows != 50 {
+			t.Errorf("%v: audit counted %+v, want the 50 rows received", mode, got)
+		}
+		d := ev.decisions(t)
+		if len(d) != 1 || d[0]["action"] != "block" || d[0]["rule"] != "email-bulk" || d[0]["observed"] != float64(51) {
+			t.Errorf("%v: decisions %v", mode, d)
+		}
+		a := al.take()
+		if len(a) != 1 || a[0].Action != "block" || a[0].Limit != 50 || a[0].Employee != pgtest.TrustUser || a[0].Statement == "" || len(a[0].AuditSeqs) != 1 {
+			t.Errorf("%v: alerts %+v", mode, a)
+		}
+		// Under the limit nothing happens, and the session goes on.
+		if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 50", mode); err != nil || n != 50 {
+			t.Fatalf("%v: 50 rows: %d, %v", mode, n, err)
+		}
+	}
+
+	// COPY TO STDOUT, csv.
+	var sb strings.Builder
+	_, err := conn.PgConn().CopyTo(ctx, &writerFunc{&sb}, "COPY (SELECT email FROM customers ORDER BY id) TO STDOUT (FORMAT csv)")
+	wantRuleBlock(t, err, "email-bulk")
+	if lines := strings.Count(sb.String(), "\n"); lines > 50 {
+		t.Errorf("COPY delivered %d lines, limit 50", lines)
+	}
+
+	// Packed into one value: blocked at that value, none delivered.
+	n, err := countRows(ctx, conn, "SELECT string_agg(email, ',') FROM customers WHERE id <= 500", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "email-bulk")
+	if n != 0 {
+		t.Errorf("packed value delivered")
+	}
+}
+
+type writerFunc struct{ sb *strings.Builder }
+
+func (w *writerFunc) Write(p []byte) (int, error) { return w.sb.Write(p) }
+
+func countRows(ctx context.Context, conn *pgx.Conn, sql string, mode pgx.QueryExecMode) (int, error) {
+	rows, err := conn.Query(ctx, sql, mode)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	rows.Close()
+	return n, rows.Err()
+}
+
+// TestSessionAndWindowScopes: a leak split over cursor fetches, statements
+// and sessions is caught by session and window limits.
+func TestSessionAndWindowScopes(t *testing.T) {
+	ev, conn, g := setupGuard(t, withRules(t, `rules:
+  - name: session-emails
+    scope: session
+    when:
+      pii_values: {email: 100}
+    action: block
+  - name: hourly-emails
+    scope: 1h
+    when:
+      pii_values: 150
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "DECLARE c CURSOR FOR SELECT email FROM customers ORDER BY id"); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for i := range 5 {
+		n, err := countRows(ctx, conn, "FETCH 30 FROM c", pgx.QueryExecModeSimpleProtocol)
+		total += n
+		if i < 3 && err != nil {
+			t.Fatalf("fetch %d: %v", i, err)
+		}
+		if i == 3 {
+			wantRuleBlock(t, err, "session-emails")
+			break
+		}
+	}
+	tx.Rollback(ctx)
+	if total != 100 {
+		t.Errorf("fetched %d emails before the block, want exactly the session limit 100", total)
+	}
+	_ = ev
+
+	// A second session of the same employee: the hour's window holds 100
+	// already, so it gets 50 more.
+	cfg := conn.Config().Copy()
+	c2, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(ctx)
+	n, err := countRows(ctx, c2, "SELECT email FROM customers WHERE id <= 1000", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "hourly-emails")
+	if n != 50 {
+		t.Errorf("second session received %d, want the 50 left in the hour", n)
+	}
+	// Statements without PII still run.
+	if _, err := c2.Exec(ctx, "SELECT count(*) FROM customers"); err != nil {
+		t.Fatal(err)
+	}
+	_ = g
+}
+
+// TestContextRulesRefuseBeforeRunning: rules on statement kinds and tables
+// refuse the statement before the server runs it (THREATS.md S).
+func TestContextRulesRefuseBeforeRunning(t *testing.T) {
+	al := &alerts{}
+	_, conn := setup(t, withRules(t, `rules:
+  - name: no-staging
+    when:
+      statements: [create_table_as, insert_select]
+      tables: [public.customers]
+    action: block
+  - name: server-egress
+    when:
+      statements: [server_egress]
+    action: block
+  - name: copy-watch
+    when:
+      statements: [copy_to_stdout]
+    action: alert
+`), func(c *guard.Config) { c.Alerts = al })
+	db := pgtest.Shared(t)
+	db.Exec(t, "DROP TABLE IF EXISTS stash; GRANT CREATE ON SCHEMA public TO "+pgtest.TrustUser)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		for _, sql := range []string{
+			"CREATE TABLE stash AS SELECT email FROM customers",
+			"SELECT email INTO stash FROM public.customers",
+		} {
+			_, err := conn.Exec(ctx, sql, mode)
+			var pgErr *pgconn.PgError
+			if !asPgError(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, "rule no-staging") {
+				t.Errorf("%s: %v", sql, err)
+			}
+		}
+		_, err := conn.Exec(ctx, "SELECT lo_export(lo_from_bytea(0, 'x'), '/tmp/pgwarden-test-export')", mode)
+		var pgErr *pgconn.PgError
+		if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "rule server-egress") {
+			t.Errorf("lo_export: %v", err)
+		}
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('public.stash') IS NOT NULL").Scan(&exists); err != nil || exists {
+		t.Fatalf("stash created: %v %v", exists, err)
+	}
+	// Creating a table from something else is allowed.
+	if _, err := conn.Exec(ctx, "CREATE TABLE stash AS SELECT 1 AS x"); err != nil {
+		t.Fatal(err)
+	}
+	db.Exec(t, "DROP TABLE stash")
+	al.take()
+	var sb strings.Builder
+	if _, err := conn.PgConn().CopyTo(ctx, &writerFunc{&sb}, "COPY (SELECT id FROM customers WHERE id <= 3) TO STDOUT"); err != nil {
+		t.Fatal(err)
+	}
+	if a := al.take(); len(a) != 1 || a[0].Rule != "copy-watch" || a[0].Action != "alert" {
+		t.Errorf("copy alert: %+v", a)
+	}
+}
+
+// TestShadowMode: a shadow rule only records what it would have done.
+func TestShadowMode(t *testing.T) {
+	al := &alerts{}
+	ev, conn := setup(t, withRules(t, `rules:
+  - name: email-bulk
+    when:
+      pii_values: {email: 50}
+    action: block
+    shadow: true
+`), func(c *guard.Config) { c.Alerts = al })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 200", pgx.QueryExecModeSimpleProtocol)
+	if err != nil || n != 200 {
+		t.Fatalf("shadow rule stopped the result: %d, %v", n, err)
+	}
+	d := ev.decisions(t)
+	if len(d) != 1 || d[0]["action"] != "would block" || d[0]["shadow"] != true {
+		t.Errorf("decisions %v", d)
+	}
+	if a := al.take(); len(a) != 1 || !a[0].Shadow || a[0].Action != "would block" {
+		t.Errorf("alerts %+v", a)
+	}
+}
+
+// TestKillAndQuarantine: kill ends the session; quarantine also refuses
+// the employee's new sessions until released, across restarts of the list.
+func TestKillAndQuarantine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "quarantine.json")
+	q, err := quarantine.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, conn := setup(t, withRules(t, `rules:
+  - name: mass-read
+    when:
+      pii_rows: 20
+    action: quarantine
+`), func(c *guard.Config) { c.Quarantine = q })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 100", pgx.QueryExecModeSimpleProtocol)
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || pgErr.Severity != "FATAL" || !strings.Contains(pgErr.Message, "quarantined") {
+		t.Fatalf("got %v", err)
+	}
+	if n > 20 {
+		t.Errorf("received %d rows, limit 20", n)
+	}
+	if d := ev.decisions(t); len(d) != 1 || d[0]["action"] != "quarantine" {
+		t.Errorf("decisions %v", d)
+	}
+	_, err = pgx.ConnectConfig(ctx, conn.Config().Copy())
+	if err == nil || !strings.Contains(err.Error(), "quarantined") || !strings.Contains(err.Error(), "mass-read") {
+		t.Fatalf("new session of a quarantined employee: %v", err)
+	}
+	// Released by another process (pgwarden users release).
+	other, err := quarantine.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := other.Release(pgtest.TrustUser); !ok || err != nil {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+		if err == nil {
+			c.Close(ctx)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused after release: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestReloadAppliesToRunningSessions: SetPolicy changes the rules of a
+// session that stays connected.
+func TestReloadAppliesToRunningSessions(t *testing.T) {
+	_, conn, g := setupGuard(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 100", pgx.QueryExecModeSimpleProtocol); err != nil || n != 100 {
+		t.Fatalf("before reload: %d %v", n, err)
+	}
+	p, err := policy.Parse("new.yaml", []byte(testPolicy+`rules:
+  - name: tight
+    when:
+      pii_rows: 10
+    action: block
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.SetPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 100", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "tight")
+	if n != 10 {
+		t.Errorf("received %d, want 10", n)
+	}
+}
+
+// TestGroupsByRole: a group defined by a PostgreSQL role applies to its
+// members only.
+func TestGroupsByRole(t *testing.T) {
+	db := pgtest.Shared(t)
+	db.Exec(t, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgw_support') THEN CREATE ROLE pgw_support; END IF; END$$;
+GRANT pgw_support TO `+pgtest.TrustUser)
+	defer db.Exec(t, "REVOKE pgw_support FROM "+pgtest.TrustUser)
+	_, conn := setup(t, withRules(t, `groups:
+  support: {roles: [pgw_support]}
+  others: [nobody]
+rules:
+  - name: support-limit
+    subjects: [group:support]
+    when:
+      pii_rows: 5
+    action: block
+  - name: others-limit
+    subjects: [group:others]
+    when:
+      pii_rows: 1
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "support-limit")
+	if n != 5 {
+		t.Errorf("received %d, want 5", n)
+	}
+}
