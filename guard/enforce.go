@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/audit/notify"
+	"github.com/pgwarden/pgwarden/internal/holds"
 	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/detect"
@@ -27,6 +28,13 @@ type Alerter interface {
 	Notify(a notify.Alert) error
 }
 
+// HoldApprover asks security to approve a held result and waits for the
+// answer; *holds.Registry is one. It returns false when denied, and an
+// error when ctx ends first.
+type HoldApprover interface {
+	Request(ctx context.Context, h holds.Hold) (bool, error)
+}
+
 // Function OIDs of the server-side large object export, which a client
 // can call through the fast-path protocol.
 const oidLoExport = 765 // lo_export(oid, text)
@@ -34,9 +42,10 @@ const oidLoExport = 765 // lo_export(oid, text)
 // prepared is what Statement decided about a statement, handed to the
 // goroutine that reads its results.
 type prepared struct {
-	c     *compiled
-	rules []*activeRule
-	pctx  policy.Context
+	c      *compiled
+	rules  []*activeRule
+	pctx   policy.Context
+	redact *policy.Rule // a context rule redacts the whole result
 }
 
 // activeRule is a rule with thresholds that applies to the statement in
@@ -60,6 +69,14 @@ type enforcement struct {
 	row         detect.Counts
 	alertedOnce map[string]bool // session and window rules that alerted
 	roles       []string
+
+	// redacting is the redact rule in force for the current statement.
+	redacting *policy.Rule
+	// redactAlways are session and window redact rules that fired: later
+	// statements they apply to are redacted from their first row.
+	redactAlways map[string]bool
+	piiCols      []int    // columns of the current row that held PII
+	redacted     [][]byte // the rewritten row
 }
 
 var alertSeq atomic.Uint64
@@ -123,6 +140,12 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 			continue
 		}
 		v := s.decide(st, r, policy.Breach{}, "statement refused by rule "+r.Name+describeContext(r, &p.pctx))
+		if r.Action == policy.ActionRedact && !r.Shadow {
+			p.redact = r
+		}
+		if r.Action == policy.ActionHold && !r.Shadow {
+			v = s.hold(st, r, "statement held by rule "+r.Name+describeContext(r, &p.pctx))
+		}
 		if v.Action > verdict.Action {
 			verdict = v
 		}
@@ -160,11 +183,17 @@ func (s *session) begin(st *proxy.Statement) {
 	}
 	s.enf.mu.Unlock()
 	e := &s.enf
-	e.active, e.pctx, e.needsRows, e.needsSubjs = nil, nil, false, false
+	e.active, e.pctx, e.needsRows, e.needsSubjs, e.redacting = nil, nil, false, false, nil
 	if p == nil {
 		return
 	}
 	s.c = p.c
+	e.redacting = p.redact
+	for _, a := range p.rules {
+		if e.redactAlways[a.r.Name] {
+			e.redacting, a.done = a.r, true
+		}
+	}
 	if len(p.rules) == 0 {
 		return
 	}
@@ -274,6 +303,18 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 			continue
 		}
 		v := s.decide(st, a.r, b, "")
+		if a.r.Action == policy.ActionHold && !a.r.Shadow {
+			v = s.hold(st, a.r, s.thresholdReason(a.r, b))
+		}
+		if a.r.Action == policy.ActionRedact && !a.r.Shadow {
+			e.redacting = a.r
+			if a.r.Scope != policy.ScopeStatement {
+				if e.redactAlways == nil {
+					e.redactAlways = make(map[string]bool)
+				}
+				e.redactAlways[a.r.Name] = true
+			}
+		}
 		switch {
 		case v.Action != proxy.Continue:
 		case a.r.Scope == policy.ScopeStatement:
@@ -302,8 +343,7 @@ func (s *session) decide(st *proxy.Statement, r *policy.Rule, b policy.Breach, r
 		return proxy.Verdict{}
 	}
 	if reason == "" {
-		reason = fmt.Sprintf("%s received more than %s %s %s (rule %s)", s.info.User,
-			formatCount(b.Limit), measureText(b.Measure), scopeText(r.Scope), r.Name)
+		reason = s.thresholdReason(r, b)
 	}
 	action := string(r.Action)
 	if r.Shadow {
@@ -390,6 +430,66 @@ func (g *Guard) refused(info *proxy.SessionInfo, why error) {
 		"client_addr": addrString(info), "application_name": info.ApplicationName, "reason": why.Error()})
 	if err == nil {
 		g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeSessionRefused, SessionID: info.ID, Employee: info.User, Data: raw})
+	}
+}
+
+func (s *session) thresholdReason(r *policy.Rule, b policy.Breach) string {
+	return fmt.Sprintf("%s received more than %s %s %s (rule %s)", s.info.User,
+		formatCount(b.Limit), measureText(b.Measure), scopeText(r.Scope), r.Name)
+}
+
+// hold pauses the session where it is (between two rows, or before the
+// statement is sent), so that nothing more leaves the database, until
+// security approves; denied, timed out or without an approver, the
+// statement is blocked. The outcome is a decision in the audit trail.
+func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy.Verdict {
+	blocked := proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason + ": not approved"}
+	if s.g.cfg.Holds == nil {
+		s.log.Error("hold_unavailable", "rule", r.Name, "hint", "set --state-dir")
+		s.holdOutcome(st, r, "no approver configured")
+		return blocked
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.HoldTimeout)
+	defer cancel()
+	if s.info.Done != nil {
+		go func() {
+			select {
+			case <-s.info.Done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	h := holds.Hold{ID: fmt.Sprintf("%s-%d-%d", s.info.ID, seqOf(st), alertSeq.Add(1)), Employee: s.info.User,
+		Rule: r.Name, Reason: reason, SessionID: s.info.ID, Since: s.g.cfg.Now().UTC(),
+		Deadline: s.g.cfg.Now().UTC().Add(r.HoldTimeout)}
+	if st != nil && st.SQL != "" {
+		h.Statement = s.g.cfg.SQL.Analyze(st.SQL).Normalized
+	}
+	s.log.Warn("statement_held", "hold_id", h.ID, "rule", r.Name, "timeout", r.HoldTimeout)
+	approved, err := s.g.cfg.Holds.Request(ctx, h)
+	switch {
+	case approved:
+		s.holdOutcome(st, r, "approved")
+		return proxy.Verdict{}
+	case err != nil:
+		s.holdOutcome(st, r, "not approved in time")
+		blocked.Reason = "statement blocked: " + reason + ": not approved within " + r.HoldTimeout.String()
+	default:
+		s.holdOutcome(st, r, "denied")
+		blocked.Reason = "statement blocked: " + reason + ": denied by security"
+	}
+	return blocked
+}
+
+func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome string) {
+	s.log.Warn("hold_ended", "rule", r.Name, "statement_seq", seqOf(st), "outcome", outcome)
+	if s.g.cfg.Audit == nil {
+		return
+	}
+	raw, err := audit.MarshalData(map[string]any{"seq": seqOf(st), "rule": r.Name, "action": "hold", "outcome": outcome})
+	if err == nil {
+		s.g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: s.info.User, Data: raw})
 	}
 }
 

@@ -3,6 +3,7 @@ package guard_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/internal/holds"
 	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
@@ -425,5 +427,139 @@ rules:
 	wantRuleBlock(t, err, "support-limit")
 	if n != 5 {
 		t.Errorf("received %d, want 5", n)
+	}
+}
+
+// TestRedactPastTheLimit: after the limit, PII values reach the client
+// masked, in text and binary formats, the rest of the row intact.
+func TestRedactPastTheLimit(t *testing.T) {
+	ev, conn := setup(t, withRules(t, `rules:
+  - name: mask-after-5
+    when:
+      pii_rows: 5
+    action: redact
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, mode := range allModes {
+		rows, err := conn.Query(ctx, "SELECT id, email, full_name, phone, support_note FROM customers WHERE id <= 8 ORDER BY id", mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			var id int32
+			var email, name, phone, note string
+			if err := rows.Scan(&id, &email, &name, &phone, &note); err != nil {
+				t.Fatalf("%v: %v", mode, err)
+			}
+			n++
+			clear := n <= 5
+			if clear && (email != fmt.Sprintf("customer%d@example.com", id) || !strings.HasPrefix(name, "Customer ")) {
+				t.Errorf("%v row %d: %q %q before the limit", mode, n, email, name)
+			}
+			if !clear && (email != "c***@example.com" || name != "C***" || phone != fmt.Sprintf("+*******%04d", id) || note != "contact help@example.org") {
+				t.Errorf("%v row %d: %q %q %q %q, want masked", mode, n, email, name, phone, note)
+			}
+			if id != int32(n) {
+				t.Errorf("%v: id %d at row %d", mode, id, n)
+			}
+		}
+		if err := rows.Err(); err != nil || n != 8 {
+			t.Fatalf("%v: %d rows, %v", mode, n, err)
+		}
+		got := ev.last(t)
+		if got.Rows != 8 || got.PIIRows != 5 || got.PIIValues["email"] != 5 {
+			t.Errorf("%v: counted %+v, want 8 rows of which 5 with PII received", mode, got)
+		}
+	}
+	// redact: null
+	_, conn2 := setup(t, withRules(t, `rules:
+  - name: null-after-2
+    when:
+      pii_rows: 2
+    action: redact
+    redact: "null"
+`))
+	rows, err := conn2.Query(ctx, "SELECT id, email FROM customers WHERE id <= 3 ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var id int32
+		var email *string
+		if err := rows.Scan(&id, &email); err != nil {
+			t.Fatal(err)
+		}
+		if email == nil {
+			got = append(got, "NULL")
+		} else {
+			got = append(got, *email)
+		}
+	}
+	if rows.Err() != nil || strings.Join(got, ",") != "customer1@example.com,customer2@example.com,NULL" {
+		t.Errorf("redact null: %v %v", got, rows.Err())
+	}
+}
+
+// TestHoldApprovedOrDenied: a held result waits for security; approved it
+// goes on, denied or timed out it is blocked, and meanwhile nothing more
+// reaches the client.
+func TestHoldApprovedOrDenied(t *testing.T) {
+	reg, err := holds.Open(filepath.Join(t.TempDir(), "holds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, conn := setup(t, withRules(t, `rules:
+  - name: hold-bulk
+    when:
+      pii_rows: 10
+    action: hold
+    hold_timeout: 3s
+`), func(c *guard.Config) { c.Holds = reg })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	decide := func(approve bool) {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			l, _ := reg.List()
+			if len(l) == 1 {
+				if l[0].Rule != "hold-bulk" || l[0].Employee != pgtest.TrustUser {
+					t.Errorf("hold %+v", l[0])
+				}
+				if _, err := reg.Decide(l[0].ID, approve, "security"); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+		}
+		t.Error("no hold appeared")
+	}
+	go decide(true)
+	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30", pgx.QueryExecModeSimpleProtocol); err != nil || n != 30 {
+		t.Fatalf("approved: %d rows, %v", n, err)
+	}
+	go decide(false)
+	n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30", pgx.QueryExecModeCacheStatement)
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "denied by security") || n != 10 {
+		t.Fatalf("denied: %d rows, %v", n, err)
+	}
+	start := time.Now()
+	n, err = countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30", pgx.QueryExecModeSimpleProtocol)
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "not approved within 3s") || n != 10 {
+		t.Fatalf("timed out: %d rows, %v", n, err)
+	}
+	if d := time.Since(start); d < 3*time.Second {
+		t.Errorf("hold ended after %v, before its timeout", d)
+	}
+	checkUsable(t, ctx, conn)
+}
+
+func checkUsable(t *testing.T, ctx context.Context, conn *pgx.Conn) {
+	t.Helper()
+	var one int
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("session not usable: %v", err)
 	}
 }

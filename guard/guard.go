@@ -66,6 +66,8 @@ type Config struct {
 	// Quarantine is the list of employees whose new sessions are refused;
 	// the quarantine action needs it.
 	Quarantine *quarantine.List
+	// Holds asks security to approve held results; without it, hold blocks.
+	Holds HoldApprover
 	// CatalogTimeout bounds a catalog lookup (default 2s).
 	CatalogTimeout time.Duration
 	Now            func() time.Time
@@ -203,6 +205,8 @@ type Figures struct {
 	hashes   []uint64
 	subjects *hll.Sketch
 	Tables   map[string]struct{}
+	// Redacted counts PII values the client received masked.
+	Redacted int64
 	// Channels counts PII values that left other than in rows: in notices,
 	// error messages and notifications.
 	Channels map[string]int
@@ -235,6 +239,9 @@ type colPlan struct {
 	// derived is the category of a declared column the value is computed
 	// from (md5(email)): counted once when the detectors find nothing.
 	derived detect.Category
+	// textual is set when a masked string is a valid value of the column
+	// (a text type, in either format); other columns are redacted to NULL.
+	textual bool
 }
 
 type session struct {
@@ -354,6 +361,9 @@ func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdi
 		if v := s.check(st, f, pii, int64(len(result))); v.Action != proxy.Continue {
 			return v
 		}
+		if pii && s.enf.redacting != nil {
+			return s.cannotRedact(st, "a fast-path function call")
+		}
 		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
 	} else {
 		pii = result != nil && s.c.detectors != nil && s.c.detectors.Scan(result, &f.PIIValues) > 0
@@ -378,6 +388,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	plan := make([]colPlan, len(fields))
 	for i, fd := range fields {
 		plan[i].scan = s.c.detectors != nil && scannable(fd)
+		plan[i].textual = textual(fd.DataTypeOID)
 		if fd.TableOID == 0 || s.g.cfg.Catalog == nil {
 			continue
 		}
@@ -396,11 +407,11 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		f.Tables[col.Schema+"."+col.Table] = struct{}{}
 		p := s.c.p
 		if p.Excluded(col.Schema, col.Table, col.Name) {
-			plan[i] = colPlan{}
+			plan[i] = colPlan{textual: plan[i].textual}
 			continue
 		}
 		if cat, ok := p.Classify(col.Schema, col.Table, col.Name); ok {
-			plan[i] = colPlan{declared: detect.Category(cat)}
+			plan[i] = colPlan{declared: detect.Category(cat), textual: plan[i].textual}
 			continue
 		}
 		if col.RelKind == 'v' || col.RelKind == 'm' {
@@ -442,6 +453,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	var rowBytes int64
 	// The row's first PII value stands for its data subject.
 	var subject []byte
+	s.enf.piiCols = s.enf.piiCols[:0]
 	for i, v := range values {
 		rowBytes += int64(len(v))
 		if v == nil {
@@ -464,6 +476,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		default:
 			continue
 		}
+		s.enf.piiCols = append(s.enf.piiCols, i)
 		if subject == nil {
 			subject = v
 		}
@@ -471,6 +484,9 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	if enforcing {
 		if v := s.check(st, f, subject != nil, rowBytes); v.Action != proxy.Continue {
 			return v
+		}
+		if s.enf.redacting != nil && subject != nil {
+			return s.redact(f, values)
 		}
 		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
 	}
@@ -521,6 +537,9 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 		pii = s.c.detectors != nil && s.c.detectors.Scan(data, &s.enf.row) > 0
 		if v := s.check(st, f, pii, int64(len(data))); v.Action != proxy.Continue {
 			return v
+		}
+		if pii && s.enf.redacting != nil {
+			return s.cannotRedact(st, "COPY")
 		}
 		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
 	} else {
@@ -609,6 +628,9 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	}
 	if len(f.Channels) > 0 {
 		data["channels"] = f.Channels
+	}
+	if f.Redacted > 0 {
+		data["redacted_values"] = f.Redacted
 	}
 	if s.g.cfg.Audit != nil && st.SQL != "" {
 		info := s.g.cfg.SQL.Analyze(st.SQL)

@@ -1,0 +1,112 @@
+package guard
+
+import (
+	"bytes"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/proxy"
+)
+
+// textual reports whether a type's values, text or binary, are its text:
+// a masked string is then a valid value of the column.
+func textual(oid uint32) bool {
+	switch oid {
+	case 25, 1043, 1042, 19, 0, 705: // text, varchar, bpchar, name, unspecified, unknown
+		return true
+	}
+	return false
+}
+
+// redact forwards the row with its PII values masked (or NULL), counts it
+// as a row received, and its PII values as redacted, not received.
+func (s *session) redact(f *Figures, values [][]byte) proxy.Verdict {
+	e := &s.enf
+	out := e.redacted[:0]
+	out = append(out, values...)
+	null := e.redacting.RedactWith == "null"
+	var n int
+	e.row.Each(func(_ detect.Category, k int) { n += k })
+	for _, i := range e.piiCols {
+		var c colPlan
+		if i < len(s.plan) {
+			c = s.plan[i]
+		} else if s.plan == nil {
+			c.textual = true
+		}
+		if null || !c.textual {
+			out[i] = nil
+			continue
+		}
+		out[i] = mask(values[i])
+	}
+	e.redacted = out
+	var size int64
+	for _, v := range out {
+		size += int64(len(v))
+	}
+	f.Rows++
+	f.Bytes += size
+	f.Redacted += int64(n)
+	return proxy.Verdict{Action: proxy.Rewrite, Values: out}
+}
+
+// mask hides a value but its shape: the first letter and the domain of an
+// address (j***@example.com), the last four digits of a number
+// (***-**-1234), the first letter of anything else (J***). A value packing
+// several (string_agg, json) becomes "***".
+func mask(v []byte) []byte {
+	if len(v) > 64 || bytes.Count(v, []byte("@")) > 1 || bytes.ContainsAny(v, ",;{}[]\n\t") {
+		return []byte("***")
+	}
+	if at := bytes.IndexByte(v, '@'); at > 0 {
+		r, size := utf8.DecodeRune(v)
+		if r == utf8.RuneError {
+			size = 1
+		}
+		out := append([]byte(nil), v[:size]...)
+		out = append(out, "***"...)
+		return append(out, v[at:]...)
+	}
+	digits := 0
+	for _, b := range v {
+		if b >= '0' && b <= '9' {
+			digits++
+		}
+	}
+	if digits >= 4 {
+		out := make([]byte, len(v))
+		seen := 0
+		for i, b := range v {
+			switch {
+			case b >= '0' && b <= '9':
+				if seen < digits-4 {
+					out[i] = '*'
+				} else {
+					out[i] = b
+				}
+				seen++
+			case b == '-' || b == ' ' || b == '.' || b == '(' || b == ')' || b == '+' || b == '/':
+				out[i] = b
+			default:
+				out[i] = '*'
+			}
+		}
+		return out
+	}
+	r, size := utf8.DecodeRune(v)
+	if r == utf8.RuneError || len(v) == 0 {
+		return []byte("***")
+	}
+	return append(append([]byte(nil), v[:size]...), "***"...)
+}
+
+// cannotRedact blocks a result whose PII cannot be masked in place (COPY
+// data, a fast-path result): the rule asked for the values to be hidden.
+func (s *session) cannotRedact(st *proxy.Statement, what string) proxy.Verdict {
+	r := s.enf.redacting
+	reason := fmt.Sprintf("%s received PII past the limit of rule %s, and %s cannot be redacted", s.info.User, r.Name, what)
+	s.log.Warn("redaction_impossible", "rule", r.Name, "statement_seq", seqOf(st))
+	return proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason}
+}
