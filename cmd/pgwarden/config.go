@@ -61,6 +61,27 @@ type fileConfig struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
+	// StateDir keeps what must survive a restart: the quarantine list,
+	// held results and the notification outbox.
+	StateDir string `yaml:"state_dir"`
+	Notify   struct {
+		Webhook struct {
+			URL string `yaml:"url"`
+			// SecretFile holds the HMAC key (else PGWARDEN_WEBHOOK_SECRET).
+			SecretFile string `yaml:"secret_file"`
+		} `yaml:"webhook"`
+		Slack struct {
+			// URL is a secret; PGWARDEN_SLACK_URL is read when it is empty.
+			URL string `yaml:"url"`
+		} `yaml:"slack"`
+		Syslog struct {
+			Addr    string `yaml:"addr"`
+			Network string `yaml:"network"`
+			Format  string `yaml:"format"`
+		} `yaml:"syslog"`
+		DedupeWindow    duration `yaml:"dedupe_window"`
+		RatePerEmployee int      `yaml:"rate_per_employee"`
+	} `yaml:"notify"`
 }
 
 // duration is a time.Duration written as "30s" in YAML.

@@ -18,6 +18,7 @@ import (
 // guardParts is the inspector serve runs and what it was built from.
 type guardParts struct {
 	guard   *guard.Guard
+	state   *stateParts
 	catalog *catalog.Resolver
 	audit   *audit.Log
 	pgAudit *audit.PGSink
@@ -140,8 +141,21 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		closers = append(closers, func() { sink.Close() })
 	}
 
+	st, closeState, err := openState(fc, pol, logger)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, closeState)
+	parts.state = st
+
 	gcfg := guard.Config{Policy: pol, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement,
-		AuditFailOpen: fc.Audit.FailOpen, Logger: logger}
+		AuditFailOpen: fc.Audit.FailOpen, Logger: logger, Quarantine: st.quarantine}
+	if st.holds != nil {
+		gcfg.Holds = st.holds
+	}
+	if st.notifier != nil {
+		gcfg.Alerts = st.notifier
+	}
 	if parts.catalog != nil {
 		gcfg.Catalog = parts.catalog
 	}
@@ -180,7 +194,8 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		}
 	}()
 	closers = append(closers, func() { close(stop) })
-	logger.Info("guard_ready", "policy", pol.Name(), "catalog", parts.catalog != nil, "audit_dir", fc.Audit.Dir,
-		"audit_db", parts.pgAudit != nil, "audit_fail_open", fc.Audit.FailOpen)
+	logger.Info("guard_ready", "policy", pol.Name(), "rules", len(pol.Rules()), "shadow", pol.Shadow(),
+		"catalog", parts.catalog != nil, "audit_dir", fc.Audit.Dir,
+		"audit_db", parts.pgAudit != nil, "audit_fail_open", fc.Audit.FailOpen, "state_dir", fc.StateDir)
 	return &parts, closeAll, nil
 }

@@ -16,6 +16,9 @@ Usage:
   pgwarden serve [flags]     run the proxy in front of a PostgreSQL server
   pgwarden audit [command]   verify or query the tamper-evident audit log
   pgwarden discover [flags]  propose a PII classification by sampling a database
+  pgwarden policy [command]  check a policy file, explain which rules apply, print the default
+  pgwarden users [command]   list quarantined employees, release one
+  pgwarden holds [command]   list results held for approval, approve or deny one
   pgwarden version           print the version
   pgwarden help [command]    show help for a command
 
@@ -43,6 +46,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runAudit(rest, stdout, stderr)
 	case "discover":
 		err = runDiscover(rest, stdout, stderr)
+	case "policy":
+		err = runPolicy(rest, stdout, stderr)
+	case "users":
+		err = runUsers(rest, stdout, stderr)
+	case "holds":
+		err = runHolds(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "pgwarden", version)
 	case "help", "-h", "--help":

@@ -26,8 +26,15 @@ policy declares (resolved through --catalog-url) and values its content
 detectors recognise, per employee in sliding windows, and records each
 statement in the audit log when --audit-dir is given.
 
+Policies: --policy FILE is reloaded on SIGHUP and when the file changes; a
+file with errors is refused (logged, and alerted when notifications are on)
+and the policy in force stays. Without --policy the built-in policy runs
+(pgwarden policy default prints it).
+
 Environment:
   PGWARDEN_CONFIG            config file, when --config is not given
+  PGWARDEN_WEBHOOK_SECRET    webhook signing secret, when --webhook-secret-file is not given
+  PGWARDEN_SLACK_URL         Slack-compatible incoming webhook URL for alerts (notify.slack.url)
   PGWARDEN_CATALOG_PASSWORD  password for --catalog-url, when the URL has none
   PGWARDEN_AUDIT_KEY         audit checkpoint HMAC key in hex, when --audit-key-file is not given
   PGWARDEN_AUDIT_PASSWORD    password for --audit-url, when the URL has none
@@ -61,6 +68,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		auditSync    = fs.String("audit-sync", "", "audit durability: always, interval or never (default always)")
 		auditURL     = fs.String("audit-url", "", "PostgreSQL `URL` of a central audit table (pgwarden_audit), in addition to or instead of --audit-dir")
 		auditOpen    = fs.Bool("audit-fail-open", false, "let sessions continue when the audit log cannot be written (default: stop them)")
+		stateDir     = fs.String("state-dir", "", "`directory` for state that survives restarts: quarantine list, held results, notification outbox")
+		webhookURL   = fs.String("webhook-url", "", "`URL` that receives alerts and blocks as signed JSON (secret: --webhook-secret-file or $PGWARDEN_WEBHOOK_SECRET)")
+		webhookKey   = fs.String("webhook-secret-file", "", "`file` holding the webhook's HMAC-SHA256 signing secret")
+		syslogAddr   = fs.String("syslog-addr", "", "syslog receiver `host:port` for alerts (RFC 5424)")
+		syslogNet    = fs.String("syslog-network", "", "syslog transport: udp, tcp or tcp+tls (default udp)")
+		syslogFormat = fs.String("syslog-format", "", "syslog message format: rfc5424 or cef (default rfc5424)")
 		logLevel     = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat    = fs.String("log-format", "", "text or json (default text)")
 	)
@@ -105,6 +118,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		fc.Audit.FailOpen = true
 	}
 	set(&fc.Log.Format, *logFormat)
+	set(&fc.StateDir, *stateDir)
+	set(&fc.Notify.Webhook.URL, *webhookURL)
+	set(&fc.Notify.Webhook.SecretFile, *webhookKey)
+	set(&fc.Notify.Syslog.Addr, *syslogAddr)
+	set(&fc.Notify.Syslog.Network, *syslogNet)
+	set(&fc.Notify.Syslog.Format, *syslogFormat)
 	if *maxConns > 0 {
 		fc.Limits.MaxConnections = *maxConns
 	}
@@ -180,6 +199,29 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	if fc.Policy != "" {
+		r := &reloader{path: fc.Policy, g: g.guard, log: logger}
+		if g.state.notifier != nil {
+			r.alerts = g.state.notifier
+		}
+		go r.watch(watchCtx, 2*time.Second)
+		go func() {
+			for range hups {
+				r.reload("SIGHUP")
+			}
+		}()
+	} else {
+		go func() {
+			for range hups {
+				logger.Info("policy_reload_skipped", "reason", "the built-in policy is in force (no --policy)")
+			}
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

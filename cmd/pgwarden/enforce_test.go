@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgwarden/pgwarden/audit/notify"
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+// receiver is a webhook endpoint that checks signatures and keeps alerts.
+type receiver struct {
+	mu     sync.Mutex
+	alerts []notify.Alert
+	bad    int
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := notify.VerifySignature([]byte("hook-secret"), []byte(req.Header.Get(notify.HeaderTimestamp)), body,
+		req.Header.Get(notify.HeaderSignature), time.Now(), time.Minute)
+	if err != nil {
+		r.bad++
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	var a notify.Alert
+	json.Unmarshal(body, &a)
+	r.alerts = append(r.alerts, a)
+}
+
+// waitFor returns the first alert of rule, waiting for it.
+func (r *receiver) waitFor(t *testing.T, rule string) notify.Alert {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		r.mu.Lock()
+		for _, a := range r.alerts {
+			if a.Rule == rule {
+				r.mu.Unlock()
+				return a
+			}
+		}
+		r.mu.Unlock()
+	}
+	t.Fatalf("no alert of rule %s arrived", rule)
+	return notify.Alert{}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+const servePolicy = `version: 1
+rules:
+  - name: email-block
+    when:
+      pii_values: {email: %d}
+    action: block
+  - name: no-copy-to-file
+    when:
+      statements: [copy_to_file, copy_to_program]
+    action: block
+  - name: quarantine-dump
+    when:
+      pii_values: 1000
+    action: quarantine
+`
+
+// TestServeEnforcesAndReloads runs the binary with a policy, a state
+// directory and a webhook: a block reaches the client and security (signed),
+// a broken policy file is refused and alerted while the old one stays, a
+// good one applies to the running session, and a quarantine outlives a
+// restart until released with the CLI.
+func TestServeEnforcesAndReloads(t *testing.T) {
+	c := pgtest.Shared(t)
+	rcv := &receiver{}
+	hook := httptest.NewServer(rcv)
+	defer hook.Close()
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 10)), 0o600)
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("hook-secret\n"), 0o600)
+	state := filepath.Join(dir, "state")
+	listen := freeAddr(t)
+	args := []string{"serve", "--listen", listen, "--upstream", "postgres://" + c.Addr(), "--policy", pol,
+		"--state-dir", state, "--webhook-url", hook.URL, "--webhook-secret-file", secret, "--log-format", "json"}
+	cmd, stderr := startBinary(t, nil, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn := connectThrough(t, ctx, c, listen, stderr)
+	const q = "SELECT 'person' || i || '@example.com' FROM generate_series(1, 100) i"
+	count := func(conn *pgx.Conn) (int, error) {
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		return n, rows.Err()
+	}
+	n, err := count(conn)
+	if err == nil || !strings.Contains(err.Error(), "rule email-block") || n != 10 {
+		t.Fatalf("got %d rows, %v; want 10 and a block", n, err)
+	}
+	a := rcv.waitFor(t, "email-block")
+	if a.Action != "block" || a.Limit != 10 || a.Employee != pgtest.TrustUser {
+		t.Errorf("alert %+v", a)
+	}
+	if _, err := conn.Exec(ctx, "COPY (SELECT 1) TO '/tmp/pgwarden-never'"); err == nil || !strings.Contains(err.Error(), "no-copy-to-file") {
+		t.Errorf("COPY TO file: %v", err)
+	}
+
+	// A broken file is refused; the limit of 10 stays.
+	os.WriteFile(pol, []byte("version: 1\nrules:\n  - name: x\n    action: nope\n"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	rcv.waitFor(t, "policy-reload")
+	if n, err := count(conn); err == nil || n != 10 {
+		t.Fatalf("after a broken reload: %d rows, %v", n, err)
+	}
+	// A good file applies to the same session, found by the watcher.
+	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 50)), 0o600)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n, err := count(conn)
+		if n == 50 {
+			if err == nil {
+				t.Fatal("no block at 50")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new policy not applied: %d rows, %v", n, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Quarantine, kept across a restart.
+	_, err = conn.Exec(ctx, "SELECT string_agg('p' || i || '@example.com', ',') FROM generate_series(1, 2000) i")
+	if err == nil || !strings.Contains(err.Error(), "quarantined") {
+		t.Fatalf("dump: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	code, out, errOut := runCLI("users", "list", "--state-dir", state)
+	if code != 0 || !strings.Contains(out, pgtest.TrustUser) || !strings.Contains(out, "quarantine-dump") {
+		t.Fatalf("users list: %d %q %q", code, out, errOut)
+	}
+	cmd, stderr = startBinary(t, nil, args...)
+	dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, listen, c.Database)
+	var refused error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		c2, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			c2.Close(ctx)
+			t.Fatal("quarantined employee connected after a restart")
+		}
+		if strings.Contains(err.Error(), "quarantined") {
+			refused = err
+			break
+		}
+	}
+	if refused == nil {
+		t.Fatalf("no quarantine refusal after restart\n%s", stderr.String())
+	}
+	if code, out, _ := runCLI("users", "release", pgtest.TrustUser, "--state-dir", state); code != 0 || !strings.Contains(out, "released") {
+		t.Fatalf("users release: %d %q", code, out)
+	}
+	conn2 := connectThrough(t, ctx, c, listen, stderr)
+	conn2.Close(ctx)
+	if code, _, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-dir", state); code != 1 || !strings.Contains(errOut, "not quarantined") {
+		t.Errorf("second release: %d %q", code, errOut)
+	}
+	rcv.mu.Lock()
+	if rcv.bad != 0 {
+		t.Errorf("%d webhook requests with a bad signature", rcv.bad)
+	}
+	rcv.mu.Unlock()
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+}
+
+func TestPolicyCommands(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("version: 1\nrules:\n  - name: x\n    when: {rows: lots}\n    action: block\n"), 0o600)
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte(fmt.Sprintf(servePolicy, 10)), 0o600)
+	if code, out, _ := runCLI("policy", "check", good); code != 0 || !strings.Contains(out, "ok (3 rules)") {
+		t.Errorf("check good: %d %q", code, out)
+	}
+	if code, out, _ := runCLI("policy", "check", bad, good); code != 1 || !strings.Contains(out, "bad.yaml:4:") {
+		t.Errorf("check bad: %d %q", code, out)
+	}
+	code, out, errOut := runCLI("policy", "explain", "--policy", good, "--user", "alice", "--sql", "COPY customers TO PROGRAM 'curl x'")
+	if code != 0 || !strings.Contains(out, "copy_to_program") || !strings.Contains(out, "+  no-copy-to-file") || !strings.Contains(out, "block before the statement runs") {
+		t.Errorf("explain: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := runCLI("policy", "default"); code != 0 || !strings.Contains(out, "server-egress") {
+		t.Errorf("default: %d %q", code, out)
+	}
+	if code, _, errOut := runCLI("users", "list"); code != 2 || !strings.Contains(errOut, "--state-dir") {
+		t.Errorf("users without a state dir: %d %q", code, errOut)
+	}
+	if code, out, _ := runCLI("holds", "list", "--state-dir", dir); code != 0 || !strings.Contains(out, "no result is held") {
+		t.Errorf("holds list: %d %q", code, out)
+	}
+	if code, _, errOut := runCLI("holds", "approve", "nope", "--state-dir", dir); code != 1 || !strings.Contains(errOut, "no pending hold") {
+		t.Errorf("holds approve: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI("serve", "--upstream", "postgres://127.0.0.1:1", "--webhook-url", "http://127.0.0.1:1/x"); code != 1 || !strings.Contains(errOut, "state") {
+		t.Errorf("webhook without state dir: %d %q", code, errOut)
+	}
+}

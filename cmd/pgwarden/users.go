@@ -1,0 +1,174 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pgwarden/pgwarden/internal/holds"
+	"github.com/pgwarden/pgwarden/internal/quarantine"
+)
+
+const usersUsage = `Usage:
+  pgwarden users list [--state-dir DIR]           employees in quarantine
+  pgwarden users release NAME [--state-dir DIR]   let a quarantined employee connect again
+
+The state directory is serve's --state-dir (default $PGWARDEN_STATE_DIR). A
+running pgwarden sees a release within a second.
+`
+
+const holdsUsage = `Usage:
+  pgwarden holds list [--state-dir DIR]           results paused for approval
+  pgwarden holds approve ID [--state-dir DIR]     let a held result go on
+  pgwarden holds deny ID [--state-dir DIR]        block it
+
+The state directory is serve's --state-dir (default $PGWARDEN_STATE_DIR).
+`
+
+// stateFlags parses --state-dir and the positional arguments around it.
+func stateFlags(name, usage string, args []string, stderr io.Writer) (dir string, pos []string, err error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	d := fs.String("state-dir", os.Getenv("PGWARDEN_STATE_DIR"), "pgwarden's state `directory`")
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return "", nil, err
+			}
+			return "", nil, errUsage
+		}
+		if args = fs.Args(); len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if *d == "" {
+		fmt.Fprintf(stderr, "pgwarden %s: --state-dir (or PGWARDEN_STATE_DIR) is required\n", name)
+		return "", nil, errUsage
+	}
+	return *d, pos, nil
+}
+
+func runUsers(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usersUsage)
+		return errUsage
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stderr, usersUsage)
+		return flag.ErrHelp
+	case "list", "release":
+	default:
+		fmt.Fprintf(stderr, "pgwarden users: unknown subcommand %q\n\n%s", sub, usersUsage)
+		return errUsage
+	}
+	dir, pos, err := stateFlags("users "+sub, usersUsage, rest, stderr)
+	if err != nil {
+		return err
+	}
+	q, err := quarantine.Open(filepath.Join(dir, quarantineFile))
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "pgwarden users list: unexpected argument %q\n", pos[0])
+			return errUsage
+		}
+		all, err := q.All()
+		if err != nil {
+			return err
+		}
+		if len(all) == 0 {
+			fmt.Fprintln(stdout, "no employee is quarantined")
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "EMPLOYEE\tSINCE\tRULE\tREASON")
+		for _, e := range all {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Employee, e.Since.UTC().Format(time.RFC3339), e.Rule, e.Reason)
+		}
+		return tw.Flush()
+	default:
+		if len(pos) != 1 {
+			fmt.Fprintln(stderr, "pgwarden users release: want exactly one NAME")
+			return errUsage
+		}
+		e, ok, err := q.Release(pos[0])
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%s is not quarantined", pos[0])
+		}
+		fmt.Fprintf(stdout, "released %s (quarantined since %s by rule %s)\n", e.Employee, e.Since.UTC().Format(time.RFC3339), e.Rule)
+		return nil
+	}
+}
+
+func runHolds(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, holdsUsage)
+		return errUsage
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stderr, holdsUsage)
+		return flag.ErrHelp
+	case "list", "approve", "deny":
+	default:
+		fmt.Fprintf(stderr, "pgwarden holds: unknown subcommand %q\n\n%s", sub, holdsUsage)
+		return errUsage
+	}
+	dir, pos, err := stateFlags("holds "+sub, holdsUsage, rest, stderr)
+	if err != nil {
+		return err
+	}
+	reg, err := holds.Open(filepath.Join(dir, holdsDir))
+	if err != nil {
+		return err
+	}
+	if sub == "list" {
+		all, err := reg.List()
+		if err != nil {
+			return err
+		}
+		if len(all) == 0 {
+			fmt.Fprintln(stdout, "no result is held")
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tEMPLOYEE\tSINCE\tDEADLINE\tRULE\tREASON")
+		for _, h := range all {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.Employee, h.Since.Format(time.RFC3339), h.Deadline.Format(time.RFC3339), h.Rule, h.Reason)
+		}
+		return tw.Flush()
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "pgwarden holds %s: want exactly one ID\n", sub)
+		return errUsage
+	}
+	by := os.Getenv("USER")
+	if by == "" {
+		by = "cli"
+	}
+	h, err := reg.Decide(pos[0], sub == "approve", by)
+	if errors.Is(err, holds.ErrNotFound) {
+		return fmt.Errorf("no pending hold %q (decided, timed out, or its session ended)", pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s %s (%s, rule %s)\n", h.Status, h.ID, h.Employee, h.Rule)
+	return nil
+}
