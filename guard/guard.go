@@ -503,8 +503,10 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 // count what the client received.
 func (s *session) rowLimit(f *Figures) proxy.Verdict {
 	if max := s.g.cfg.MaxRowsPerStatement; max > 0 && f.Rows >= max {
-		return proxy.Verdict{Action: proxy.Block,
-			Reason: fmt.Sprintf("statement returned more than %d rows (limit max_rows_per_statement)", max)}
+		reason := fmt.Sprintf("statement returned more than %d rows (limit max_rows_per_statement)", max)
+		s.appendEvent(audit.TypeDecision, map[string]any{"seq": seqOf(s.cur), "rule": "max_rows_per_statement",
+			"action": "block", "scope": "statement", "measure": "rows", "observed": f.Rows + 1, "limit": max, "reason": reason})
+		return proxy.Verdict{Action: proxy.Block, Reason: reason}
 	}
 	return proxy.Verdict{}
 }
@@ -611,10 +613,21 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		}
 		t.piiValues[c] += int64(n)
 	}
+	if st.SQL != "" {
+		// The tables the text names count as touched, whether or not a
+		// result column comes from them (a WHERE, a join, a subquery).
+		for _, rel := range s.g.cfg.SQL.Analyze(st.SQL).Relations {
+			if f.Tables == nil {
+				f.Tables = make(map[string]struct{})
+			}
+			f.Tables[s.qualify(rel)] = struct{}{}
+		}
+	}
 	tables := make([]string, 0, len(f.Tables))
 	for t := range f.Tables {
 		tables = append(tables, t)
 	}
+	slices.Sort(tables)
 	s.log.Debug("statement_counted", "statement_seq", st.Seq, "rows", f.Rows, "pii_rows", f.PIIRows,
 		"pii_values", f.PIIValues.Total(), "bytes", f.Bytes)
 	kind := st.Kind.String()
@@ -679,9 +692,10 @@ func (s *session) cursorFetched(info *sqltext.Info, f *Figures, values map[strin
 	return ct
 }
 
-// Blocked records the block in the audit trail.
+// Blocked is told when the proxy carried out a verdict; the decision itself
+// is already in the audit trail, recorded when it was made.
 func (s *session) Blocked(st *proxy.Statement, v proxy.Verdict) {
-	s.appendEvent(audit.TypeDecision, map[string]any{"seq": st.Seq, "action": v.Action.String(), "reason": v.Reason})
+	s.log.Debug("verdict_carried_out", "statement_seq", seqOf(st), "action", v.Action.String())
 }
 
 // SessionKey is the key under which a session's own windows are kept in

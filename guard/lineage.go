@@ -199,7 +199,18 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 	defer s.pathMu.Unlock()
 	s.resolvePath()
 	if s.g.cfg.Catalog == nil {
-		return s.path.schemas
+		// Without the catalog it is unknown whether the user's own schema
+		// exists; it rarely does, so it goes last.
+		out := make([]string, 0, len(s.path.schemas))
+		for _, p := range s.path.schemas {
+			if p != s.info.User {
+				out = append(out, p)
+			}
+		}
+		if len(out) < len(s.path.schemas) {
+			out = append(out, s.info.User)
+		}
+		return out
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
 	holding, err := s.g.cfg.Catalog.RelationSchemas(ctx, rel.Table)
