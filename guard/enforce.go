@@ -212,6 +212,7 @@ func (s *session) begin(st *proxy.Statement) {
 		switch a.r.Scope {
 		case policy.ScopeSession:
 			a.base = s.sessionFigures()
+			s.addOpen(&a.base, st)
 		case policy.ScopeStatement:
 		default:
 			if !haveTotals {
@@ -223,6 +224,7 @@ func (s *session) begin(st *proxy.Statement) {
 				haveTotals = true
 			}
 			a.base = windowFigures(&totals[spanOf(a.r.Scope)])
+			s.addOpen(&a.base, st)
 		}
 	}
 	if e.eval.PIIValues == nil {
@@ -254,6 +256,22 @@ func windowFigures(w *window.Figures) policy.Figures {
 		f.PIIValues[policy.Category(name)] += n
 	}
 	return f
+}
+
+// addOpen adds to f the statements of the batch in progress other than st:
+// they reach the session and the windows only when the batch ends, and a
+// pipeline must not split a leak into statements that each start from
+// the same total.
+func (s *session) addOpen(f *policy.Figures, st *proxy.Statement) {
+	for o, of := range s.open {
+		if o == st {
+			continue
+		}
+		f.Rows += of.Rows
+		f.Bytes += of.Bytes
+		f.PIIRows += of.PIIRows
+		of.PIIValues.Each(func(c detect.Category, n int) { f.PIIValues[policy.Category(c)] += int64(n) })
+	}
 }
 
 func (s *session) sessionFigures() policy.Figures {

@@ -563,3 +563,122 @@ func checkUsable(t *testing.T, ctx context.Context, conn *pgx.Conn) {
 		t.Fatalf("session not usable: %v", err)
 	}
 }
+
+// TestPipelineCannotSplitALeak: statements pipelined in one batch count
+// towards session and window limits before the batch ends.
+func TestPipelineCannotSplitALeak(t *testing.T) {
+	_, conn := setup(t, withRules(t, `rules:
+  - name: session-emails
+    scope: session
+    when:
+      pii_values: {email: 100}
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	batch := &pgx.Batch{}
+	for i := range 5 {
+		batch.Queue(fmt.Sprintf("SELECT email FROM customers WHERE id > %d AND id <= %d", i*30, (i+1)*30))
+	}
+	br := conn.SendBatch(ctx, batch)
+	received := 0
+	var blockErr error
+	for range 5 {
+		rows, err := br.Query()
+		if err != nil {
+			blockErr = err
+			break
+		}
+		for rows.Next() {
+			received++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			blockErr = err
+			break
+		}
+	}
+	br.Close()
+	wantRuleBlock(t, blockErr, "session-emails")
+	if received != 100 {
+		t.Errorf("the pipeline received %d emails, the session limit is 100", received)
+	}
+	checkUsable(t, ctx, conn)
+}
+
+// TestBlockInsideTransaction: a block inside a transaction fails it, as a
+// server error would; the client rolls back and goes on.
+func TestBlockInsideTransaction(t *testing.T) {
+	_, conn := setup(t, withRules(t, `rules:
+  - name: email-bulk
+    when:
+      pii_values: {email: 20}
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, mode := range allModes {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 100", mode)
+		wantRuleBlock(t, err, "email-bulk")
+		if n > 20 {
+			t.Errorf("%v: %d rows", mode, n)
+		}
+		_, err = tx.Exec(ctx, "SELECT 1")
+		var pgErr *pgconn.PgError
+		if !asPgError(err, &pgErr) || pgErr.Code != "25P02" {
+			t.Errorf("%v: after a block in a transaction: %v, want 25P02", mode, err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkUsable(t, ctx, conn)
+	}
+}
+
+// TestContextConditions: application, client address and time of day
+// decide whether a rule applies (the clock injected).
+func TestContextConditions(t *testing.T) {
+	now := time.Date(2026, 11, 28, 23, 30, 0, 0, time.UTC) // a Saturday night
+	_, conn := setup(t, withRules(t, `timezone: UTC
+rules:
+  - name: night-bulk
+    when:
+      pii_rows: 5
+      hours: "22:00-06:00"
+    action: block
+  - name: not-from-the-tool
+    when:
+      pii_rows: 3
+      not_application: ["crm-*"]
+      client: ["127.0.0.0/8"]
+    action: block
+`), func(c *guard.Config) { c.Now = func() time.Time { return now } })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// pgx's application_name is empty: not-from-the-tool applies at 3.
+	n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "not-from-the-tool")
+	if n != 3 {
+		t.Errorf("%d rows", n)
+	}
+	cfg := conn.Config().Copy()
+	cfg.RuntimeParams["application_name"] = "crm-web"
+	tool, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tool.Close(ctx)
+	n, err = countRows(ctx, tool, "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "night-bulk")
+	if n != 5 {
+		t.Errorf("night: %d rows", n)
+	}
+	now = time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
+	if n, err := countRows(ctx, tool, "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol); err != nil || n != 10 {
+		t.Errorf("afternoon: %d rows, %v", n, err)
+	}
+}

@@ -46,8 +46,8 @@ type pending struct {
 	stmt   *Statement
 	ps     *preparedStmt // Parse, Describe statement
 	portal *portal       // Bind, Describe portal, Execute
-	// hidden marks a Describe pgwarden sent itself: its answer is not
-	// forwarded to the client.
+	// hidden marks a Describe or Query pgwarden sent itself: its answer is
+	// not forwarded to the client.
 	hidden bool
 	// denied is set when the inspector refused the statement before it ran:
 	// the server was sent a request that fails, and its error is replaced

@@ -66,6 +66,18 @@ func (s *session) clientToServer() error {
 		}
 		s.idle.Store(false)
 		typ, body := frame[0], frame[headerLen:]
+		if s.failTx.Swap(false) && typ != 'X' {
+			// A block inside a transaction block: the client was told the
+			// transaction failed; make it so on the server, as an error of
+			// its own would have, before anything else runs in it.
+			if err := s.awaitBatch(); err != nil {
+				return err
+			}
+			s.queue.push(&pending{kind: pendQuery, hidden: true})
+			if err := s.toServer.write(failTxQuery); err != nil {
+				return fmt.Errorf("write to upstream: %w", err)
+			}
+		}
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
 			// A Sync runs nothing and may be what the server needs to
@@ -167,6 +179,9 @@ func (s *session) settleBatch() error {
 	s.queue.push(&pending{kind: pendExecute})
 	return s.toServer.write(abortPortal)
 }
+
+// failTxQuery fails the server's transaction block after a block.
+var failTxQuery, _ = (&pgproto3.Query{String: "pgwarden: transaction failed after a block"}).Encode(nil)
 
 // Requests sent to the server in place of a statement the inspector refused:
 // each fails, so the server ends the batch (and fails the transaction, if one
@@ -449,14 +464,28 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			s.popHead()
 		}
 	case 'Z': // ReadyForQuery
+		hidden := false
 		for e := s.head(); e != nil; e = s.head() {
 			s.popHead()
 			if e.kind.endsWithReady() {
+				hidden = e.hidden
 				break
 			}
 		}
 		if len(body) > 0 {
 			s.txStatus = body[0]
+		}
+		if hidden {
+			// The end of pgwarden's own query.
+			return false, nil
+		}
+		if s.blocked && s.txStatus == 'T' && len(body) > 0 {
+			// The server finished the blocked statement before the cancel
+			// landed, so its transaction is healthy; the client, told of an
+			// error, must see it failed, and the server is made to agree
+			// before the client's next request.
+			body[0], s.txStatus = 'E', 'E'
+			s.failTx.Store(true)
 		}
 		if s.ddlInTx && s.txStatus == 'I' {
 			s.ddlInTx = false
@@ -479,6 +508,9 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		e := s.head()
 		if e == nil {
 			break
+		}
+		if e.hidden && e.kind == pendQuery {
+			return false, nil
 		}
 		if e.denied != nil {
 			// The failure pgwarden caused in place of a refused statement:

@@ -58,6 +58,11 @@ type session struct {
 	// batchBlocked is set by a block in an extended-protocol batch and
 	// taken by the Sync that ends it (see settleBatch).
 	batchBlocked atomic.Bool
+	// failTx is set when a block ended a batch inside a transaction block
+	// the server still thinks healthy: the client was told 'E', and the
+	// client -> server goroutine makes the server's transaction fail too
+	// before the client's next request.
+	failTx atomic.Bool
 
 	// server -> client goroutine state
 	cur      *pending // cached head of queue

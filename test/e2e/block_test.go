@@ -488,3 +488,43 @@ func TestBlockOverTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockFailsTransactionBlock: a block inside a transaction block fails
+// the transaction even when the server finished the statement before the
+// cancel landed: the client sees 'E', the server agrees, and a COMMIT rolls
+// back what the transaction did.
+func TestBlockFailsTransactionBlock(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, withRowLimit(blockLimit))
+	for _, mode := range execModes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			ctx := testCtx(t, 0)
+			super := superConn(t, ctx)
+			table := uniqueName(t)
+			mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+			mustExec(t, ctx, super, "GRANT INSERT, SELECT ON "+table+" TO "+pgtest.TrustUser)
+			t.Cleanup(func() { super.Exec(context.Background(), "DROP TABLE "+table) })
+			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+			mustExec(t, ctx, conn, "BEGIN")
+			mustExec(t, ctx, conn, "INSERT INTO "+table+" VALUES (1)")
+			// Small enough to complete on the server before any cancel.
+			_, err := queryCount(ctx, conn, "SELECT generate_series(1, 20)")
+			wantBlocked(t, err)
+			if st := conn.PgConn().TxStatus(); st != 'E' {
+				t.Errorf("transaction status after the block %q, want E", st)
+			}
+			_, err = conn.Exec(ctx, "SELECT 1")
+			wantCode(t, err, "25P02")
+			tag, err := conn.Exec(ctx, "COMMIT")
+			if err != nil || tag.String() != "ROLLBACK" {
+				t.Errorf("COMMIT: %q, %v; want ROLLBACK", tag.String(), err)
+			}
+			var n int
+			if err := super.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 0 {
+				t.Errorf("%d rows committed after a blocked transaction (%v)", n, err)
+			}
+			checkUsable(t, ctx, conn)
+		})
+	}
+}
