@@ -200,6 +200,21 @@ func (s *session) begin(st *proxy.Statement) {
 	e.active, e.pctx = p.rules, &p.pctx
 	var totals window.Totals
 	var haveTotals bool
+	// The fetches of a server-side cursor are one statement: each starts
+	// from what the cursor returned so far (psql's FETCH_COUNT, JDBC fetch
+	// sizes over DECLARE).
+	var cursorBase policy.Figures
+	if st.SQL != "" {
+		if info := s.g.cfg.SQL.Analyze(st.SQL); info.CursorOp == "fetch" {
+			if ct := s.cursors[info.Cursor]; ct != nil {
+				cursorBase = policy.Figures{Rows: ct.Rows, Bytes: ct.Bytes, PIIRows: ct.PIIRows,
+					PIIValues: make(map[policy.Category]int64, len(ct.PIIValues))}
+				for c, n := range ct.PIIValues {
+					cursorBase.PIIValues[policy.Category(c)] = n
+				}
+			}
+		}
+	}
 	for _, a := range p.rules {
 		for _, l := range a.r.Limits() {
 			switch l.Measure {
@@ -214,6 +229,7 @@ func (s *session) begin(st *proxy.Statement) {
 			a.base = s.sessionFigures()
 			s.addOpen(&a.base, st)
 		case policy.ScopeStatement:
+			a.base = cursorBase
 		default:
 			if !haveTotals {
 				if e.needsSubjs {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -680,5 +682,41 @@ rules:
 	now = time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
 	if n, err := countRows(ctx, tool, "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol); err != nil || n != 10 {
 		t.Errorf("afternoon: %d rows, %v", n, err)
+	}
+}
+
+// TestPsqlSeesTheBlock: psql, plain and with FETCH_COUNT (a cursor fetched
+// in pieces), gets the block with the rule's name, and never more rows
+// than the limit.
+func TestPsqlSeesTheBlock(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Skip("psql not installed")
+	}
+	_, conn := setup(t, withRules(t, `rules:
+  - name: email-bulk
+    when:
+      pii_values: {email: 25}
+    action: block
+`))
+	cfg := conn.Config()
+	for _, fetch := range []string{"", "10"} {
+		args := []string{"-X", "-A", "-t", "-h", cfg.Host, "-p", fmt.Sprint(cfg.Port), "-U", cfg.User, "-d", cfg.Database}
+		if fetch != "" {
+			args = append(args, "-v", "FETCH_COUNT="+fetch)
+		}
+		args = append(args, "-c", "SELECT email FROM customers ORDER BY id")
+		cmd := exec.Command(psql, args...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
+		runErr := cmd.Run()
+		rows := strings.Count(out.String(), "@example.com")
+		if runErr == nil || !strings.Contains(errb.String(), "pgwarden: statement blocked") || !strings.Contains(errb.String(), "rule email-bulk") {
+			t.Errorf("FETCH_COUNT=%q: %v, stderr %q", fetch, runErr, errb.String())
+		}
+		if rows > 25 {
+			t.Errorf("FETCH_COUNT=%q: psql printed %d rows, limit 25", fetch, rows)
+		}
 	}
 }

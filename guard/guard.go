@@ -190,6 +190,7 @@ func addrString(info *proxy.SessionInfo) string {
 type cursorTotal struct {
 	Fetches   int64            `json:"fetches"`
 	Rows      int64            `json:"rows"`
+	Bytes     int64            `json:"bytes"`
 	PIIRows   int64            `json:"pii_rows"`
 	PIIValues map[string]int64 `json:"pii_values"`
 }
@@ -685,6 +686,7 @@ func (s *session) cursorFetched(info *sqltext.Info, f *Figures, values map[strin
 	}
 	ct.Fetches++
 	ct.Rows += f.Rows
+	ct.Bytes += f.Bytes
 	ct.PIIRows += f.PIIRows
 	for c, n := range values {
 		ct.PIIValues[c] += int64(n)
