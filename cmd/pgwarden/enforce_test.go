@@ -237,3 +237,57 @@ func TestPolicyCommands(t *testing.T) {
 		t.Errorf("webhook without state dir: %d %q", code, errOut)
 	}
 }
+
+// TestAlertsOutliveRestart: alerts raised while the receiver is down are
+// kept in the outbox across a restart of pgwarden and delivered, once,
+// when the receiver comes up.
+func TestAlertsOutliveRestart(t *testing.T) {
+	c := pgtest.Shared(t)
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 10)), 0o600)
+	hookAddr := freeAddr(t) // nothing listens there yet
+	listen := freeAddr(t)
+	args := []string{"serve", "--listen", listen, "--upstream", "postgres://" + c.Addr(), "--policy", pol,
+		"--state-dir", filepath.Join(dir, "state"), "--webhook-url", "http://" + hookAddr + "/hook"}
+	env := []string{"PGWARDEN_WEBHOOK_SECRET=hook-secret"}
+	cmd, stderr := startBinary(t, env, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn := connectThrough(t, ctx, c, listen, stderr)
+	if _, err := conn.Exec(ctx, "SELECT 'a' || i || '@example.com' FROM generate_series(1, 50) i"); err == nil {
+		t.Fatal("no block")
+	}
+	conn.Close(ctx)
+	time.Sleep(500 * time.Millisecond) // a delivery attempt or two fail
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	rcv := &receiver{}
+	ln, err := net.Listen("tcp", hookAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: rcv}
+	go srv.Serve(ln)
+	defer srv.Close()
+	cmd, _ = startBinary(t, env, args...)
+	a := rcv.waitFor(t, "email-block")
+	if a.Employee != pgtest.TrustUser || a.ID == "" {
+		t.Errorf("alert %+v", a)
+	}
+	time.Sleep(500 * time.Millisecond)
+	rcv.mu.Lock()
+	ids := map[string]int{}
+	for _, x := range rcv.alerts {
+		ids[x.ID]++
+	}
+	rcv.mu.Unlock()
+	for id, n := range ids {
+		if n > 1 {
+			t.Errorf("alert %s delivered %d times", id, n)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+}
