@@ -53,7 +53,102 @@ type prepared struct {
 type activeRule struct {
 	r    *policy.Rule
 	base policy.Figures
-	done bool // decided for this statement (log and alert fire once)
+	// checks are the rule's thresholds less what the scope had already
+	// received: per row only the statement's own running counts are
+	// compared, without building any map.
+	checks []limitCheck
+	done   bool // decided for this statement (log and alert fire once)
+}
+
+type measureKind uint8
+
+const (
+	measurePIIValues measureKind = iota
+	measurePIICategory
+	measurePIIRows
+	measureDistinct
+	measureRows
+	measureBytes
+)
+
+// limitCheck is one threshold of an active rule.
+type limitCheck struct {
+	kind  measureKind
+	cat   detect.Category // measurePIICategory
+	limit policy.Limit
+	left  int64 // limit - the scope's count before the statement
+}
+
+// prepare computes the rule's checks from its base.
+func (a *activeRule) prepare() {
+	a.checks = a.checks[:0]
+	for _, l := range a.r.Limits() {
+		c := limitCheck{limit: l}
+		var base int64
+		switch {
+		case l.Measure == "pii_values":
+			c.kind = measurePIIValues
+			for _, n := range a.base.PIIValues {
+				base += n
+			}
+		case strings.HasPrefix(l.Measure, "pii_values."):
+			c.kind = measurePIICategory
+			c.cat = detect.Category(strings.TrimPrefix(l.Measure, "pii_values."))
+			base = a.base.PIIValues[policy.Category(c.cat)]
+		case l.Measure == "pii_rows":
+			c.kind, base = measurePIIRows, a.base.PIIRows
+		case l.Measure == "distinct_subjects":
+			c.kind, base = measureDistinct, a.base.DistinctSubjects
+		case l.Measure == "rows":
+			c.kind, base = measureRows, a.base.Rows
+		case l.Measure == "bytes":
+			c.kind, base = measureBytes, a.base.Bytes
+		default:
+			continue // a measure this build does not count
+		}
+		c.left = l.Limit - base
+		a.checks = append(a.checks, c)
+	}
+}
+
+// exceeded reports whether every threshold of the rule is exceeded with
+// the row counted in row (not yet in f), as policy.Rule.Exceeded would with
+// the scope's full figures, and describes the first.
+func (a *activeRule) exceeded(f *Figures, row *detect.Counts, rowPII bool, rowBytes int64, subjects bool) (policy.Breach, bool) {
+	var first policy.Breach
+	for i := range a.checks {
+		c := &a.checks[i]
+		var cur int64
+		switch c.kind {
+		case measurePIIValues:
+			cur = int64(f.PIIValues.Total() + row.Total())
+		case measurePIICategory:
+			cur = int64(f.PIIValues.Get(c.cat) + row.Get(c.cat))
+		case measurePIIRows:
+			cur = f.PIIRows
+			if rowPII {
+				cur++
+			}
+		case measureDistinct:
+			if subjects {
+				cur = int64(f.DistinctSubjects())
+				if rowPII {
+					cur++
+				}
+			}
+		case measureRows:
+			cur = f.Rows + 1
+		case measureBytes:
+			cur = f.Bytes + rowBytes
+		}
+		if cur <= c.left {
+			return policy.Breach{}, false
+		}
+		if i == 0 {
+			first = policy.Breach{Measure: c.limit.Measure, Observed: cur + c.limit.Limit - c.left, Limit: c.limit.Limit}
+		}
+	}
+	return first, len(a.checks) > 0
 }
 
 // enforcement is a session's rule state.
@@ -65,7 +160,6 @@ type enforcement struct {
 	pctx        *policy.Context
 	needsRows   bool // a threshold on rows or bytes: evaluate every row
 	needsSubjs  bool // a threshold on distinct subjects
-	eval        policy.Figures
 	row         detect.Counts
 	alertedOnce map[string]bool // session and window rules that alerted
 	roles       []string
@@ -242,9 +336,7 @@ func (s *session) begin(st *proxy.Statement) {
 			a.base = windowFigures(&totals[spanOf(a.r.Scope)])
 			s.addOpen(&a.base, st)
 		}
-	}
-	if e.eval.PIIValues == nil {
-		e.eval.PIIValues = make(map[policy.Category]int64)
+		a.prepare()
 	}
 }
 
@@ -312,27 +404,7 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 		if a.done {
 			continue
 		}
-		ev := &e.eval
-		ev.Rows = a.base.Rows + f.Rows + 1
-		ev.Bytes = a.base.Bytes + f.Bytes + rowBytes
-		ev.PIIRows = a.base.PIIRows + f.PIIRows
-		if rowPII {
-			ev.PIIRows++
-		}
-		ev.DistinctSubjects = 0
-		if e.needsSubjs {
-			ev.DistinctSubjects = a.base.DistinctSubjects + int64(f.DistinctSubjects())
-			if rowPII {
-				ev.DistinctSubjects++
-			}
-		}
-		clear(ev.PIIValues)
-		for c, n := range a.base.PIIValues {
-			ev.PIIValues[c] = n
-		}
-		f.PIIValues.Each(func(c detect.Category, n int) { ev.PIIValues[policy.Category(c)] += int64(n) })
-		e.row.Each(func(c detect.Category, n int) { ev.PIIValues[policy.Category(c)] += int64(n) })
-		b, ok := a.r.Exceeded(ev)
+		b, ok := a.exceeded(f, &e.row, rowPII, rowBytes, e.needsSubjs)
 		if !ok {
 			continue
 		}

@@ -115,18 +115,18 @@ func (b *bench) run(ctx context.Context) (err error) {
 	}
 
 	if pgwardenBin != "" {
-		var extra []string
+		pol := filepath.Join(tmp, "policy.yaml")
+		text := detectPolicy
+		extra := []string{"--policy", pol}
 		if b.cfg.guard == "declared" {
-			pol := filepath.Join(tmp, "policy.yaml")
-			text := declaredPolicy
+			text = declaredPolicy
 			if b.cfg.data == "pii" {
 				text = declaredPIIPolicy
 			}
-			err := os.WriteFile(pol, []byte(text), 0o600)
-			if err != nil {
-				return err
-			}
-			extra = []string{"--policy", pol, "--catalog-url", cluster.DSN(pgtest.SuperUser)}
+			extra = append(extra, "--catalog-url", cluster.DSN(pgtest.SuperUser))
+		}
+		if err := os.WriteFile(pol, []byte(text+benchRules), 0o600); err != nil {
+			return err
 		}
 		p, port, err := startPgwarden(ctx, pgwardenBin, tmp, cluster.Addr(), extra...)
 		if err != nil {

@@ -41,6 +41,23 @@ FROM generate_series(1, %d) g,
     (ARRAY['Oak','Maple','Cedar','Elm','Pine','Birch','Walnut','Willow'])[1 + mod(g / 100, 8)] AS s) p`
 )
 
+// detectPolicy is the policy of -guard detect: the built-in one's
+// detectors, nothing declared.
+const detectPolicy = `version: 1
+`
+
+// benchRules are the built-in policy's threshold rules with limits no
+// workload reaches: every row with PII is checked against five rules, as
+// with the built-in policy, and nothing is blocked.
+const benchRules = `rules:
+  - {name: statement-alert, when: {pii_values: 1000000000000}, action: alert}
+  - {name: statement-block, when: {pii_values: 1000000000000}, action: block}
+  - {name: session-alert, scope: session, when: {pii_values: 1000000000000}, action: alert}
+  - {name: daily-alert, scope: 24h, when: {pii_values: 1000000000000}, action: alert}
+  - {name: daily-block, scope: 24h, when: {pii_values: 1000000000000}, action: block}
+  - {name: server-egress, when: {statements: [server_egress]}, action: block}
+`
+
 // declaredPolicy is the policy of -guard declared: every column of the
 // benchmark's tables is declared PII, detectors are off, so each value is
 // counted by declaration (with a distinct-subject estimate) and none is
