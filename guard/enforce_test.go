@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/audit/notify"
@@ -718,5 +719,40 @@ func TestPsqlSeesTheBlock(t *testing.T) {
 		if rows > 25 {
 			t.Errorf("FETCH_COUNT=%q: psql printed %d rows, limit 25", fetch, rows)
 		}
+	}
+}
+
+// TestFastPathLoExportRefused: lo_export called through the fast-path
+// protocol, by OID, is server-side egress like the SQL call.
+func TestFastPathLoExportRefused(t *testing.T) {
+	_, conn := setup(t, withRules(t, `rules:
+  - name: server-egress
+    when:
+      statements: [server_egress]
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hc := rawConn(t, ctx, conn)
+	hc.Frontend.Send(&pgproto3.FunctionCall{Function: 765, ArgFormatCodes: []uint16{0},
+		Arguments: [][]byte{[]byte("12345"), []byte("/tmp/pgwarden-never")}})
+	if err := hc.Frontend.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		msg, err := hc.Frontend.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			got = append(got, e.Code+" "+e.Message)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if len(got) != 1 || !strings.HasPrefix(got[0], "42501 pgwarden: statement blocked: statement refused by rule server-egress") {
+		t.Errorf("fast-path lo_export: %q", got)
 	}
 }
