@@ -66,11 +66,60 @@ func BenchmarkScan(b *testing.B) {
 	}
 }
 
+// peopleCorpus returns n rows of synthetic people as the end-to-end
+// benchmark's -data pii workload returns them (test/bench/workloads.go):
+// id, full name, email, phone, SSN and postal address, one value per
+// column, as "1234 | Maria Garcia | maria.garcia1234@example.com |
+// +1 415 555 1234 | 123-45-6789 | 1234 Oak Street, Apt 12, Springfield,
+// IL 62123".
+func peopleCorpus(n int) [][6][]byte {
+	first := []string{"Maria", "James", "Wei", "Aisha", "Olga", "Carlos", "Yuki", "Fatima", "John", "Priya"}
+	last := []string{"Garcia", "Smith", "Zhang", "Okafor", "Ivanova", "Silva", "Tanaka", "Haddad", "Miller", "Patel"}
+	street := []string{"Oak", "Maple", "Cedar", "Elm", "Pine", "Birch", "Walnut", "Willow"}
+	rows := make([][6][]byte, n)
+	for k := range rows {
+		g := k + 1
+		f, l, s := first[g%10], last[g/10%10], street[g/100%8]
+		rows[k] = [6][]byte{
+			fmt.Appendf(nil, "%d", g),
+			fmt.Appendf(nil, "%s %s", f, l),
+			fmt.Appendf(nil, "%s.%s%d@example.com", strings.ToLower(f), strings.ToLower(l), g),
+			fmt.Appendf(nil, "+1 415 555 %04d", g%10000),
+			fmt.Appendf(nil, "%d-%02d-%04d", 100+g%500, 1+g%98, 1+g%9998),
+			fmt.Appendf(nil, "%d %s Street, Apt %d, Springfield, IL 62%03d", 100+g%9000, s, 1+g%300, g%1000),
+		}
+	}
+	return rows
+}
+
+// benchPeople scans each row's six column values separately, as the proxy
+// does with a DataRow; one op is one row.
+func benchPeople(b *testing.B, s *Set, rows [][6][]byte) {
+	total := 0
+	for _, r := range rows {
+		for _, v := range r {
+			total += len(v)
+		}
+	}
+	b.SetBytes(int64(total / len(rows)))
+	var c Counts
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		for _, v := range &rows[i%len(rows)] {
+			s.Scan(v, &c)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/row")
+	b.ReportMetric(float64(total/len(rows)), "B/row")
+}
+
 // BenchmarkScanAll measures Default, every built-in detector at once.
 func BenchmarkScanAll(b *testing.B) {
-	rows, clean := rowCorpus(256), cleanCorpus(64)
+	rows, clean, people := rowCorpus(256), cleanCorpus(64), peopleCorpus(1000)
 	b.Run("rows", func(b *testing.B) { benchRows(b, Default(), rows) })
 	b.Run("clean", func(b *testing.B) { benchRows(b, Default(), clean) })
+	b.Run("people", func(b *testing.B) { benchPeople(b, Default(), people) })
 }
 
 func TestRowCorpusCounts(t *testing.T) {
@@ -81,6 +130,20 @@ func TestRowCorpusCounts(t *testing.T) {
 			t.Errorf("row %q: %d values (%s)", r, n, describe(&c))
 		}
 		c.Reset()
+	}
+	for _, r := range peopleCorpus(1000) {
+		// An email, a phone number and an SSN; the id and address none.
+		for col, v := range r {
+			want := 0
+			switch col {
+			case 2, 3, 4:
+				want = 1
+			}
+			if n := Default().Scan(v, &c); n != want {
+				t.Errorf("people column %d %q: %d values, want %d (%s)", col, v, n, want, describe(&c))
+			}
+			c.Reset()
+		}
 	}
 	for _, r := range cleanCorpus(4) {
 		if n := Default().Scan(r, &c); n != 0 {

@@ -84,26 +84,39 @@ func cardGrouping(g []uint8) bool {
 // cardIIN reports whether d starts with an issuer prefix of a major network
 // and has a length that network issues.
 func cardIIN(d []byte) bool {
-	n := len(d)
-	p2 := int(d[0])*10 + int(d[1])
-	p4 := p2*100 + int(d[2])*10 + int(d[3])
+	return cardLengths(d)>>len(d)&1 != 0
+}
+
+// cardLengths returns the lengths, as a bit set (bit n for n digits), of
+// the card numbers a major network issues under the issuer prefix that
+// starts d, at least four digits, or 0 when no network uses that prefix.
+// d holds the digits as values 0-9 or as ASCII '0'-'9'.
+func cardLengths(d []byte) uint32 {
+	const (
+		l13to19 = 1<<20 - 1<<13
+		l14to19 = 1<<20 - 1<<14
+		l16to19 = 1<<20 - 1<<16
+	)
+	d0, d1 := int(d[0]&0xf), int(d[1]&0xf)
+	p2 := d0*10 + d1
+	p4 := p2*100 + int(d[2]&0xf)*10 + int(d[3]&0xf)
 	switch {
-	case d[0] == 4: // Visa
-		return n == 13 || n == 16 || n == 19
+	case d0 == 4: // Visa
+		return 1<<13 | 1<<16 | 1<<19
 	case p2 >= 51 && p2 <= 55, p4 >= 2221 && p4 <= 2720: // Mastercard
-		return n == 16
+		return 1 << 16
 	case p2 == 34 || p2 == 37: // American Express
-		return n == 15
+		return 1 << 15
 	case p2 == 36 || p2 == 38 || p2 == 39 || (p4 >= 3000 && p4 <= 3059): // Diners
-		return n >= 14 && n <= 19
+		return l14to19
 	case p4 >= 3528 && p4 <= 3589: // JCB
-		return n >= 16 && n <= 19
+		return l16to19
 	case p4 == 6011 || p2 == 65 || (p4 >= 6440 && p4 <= 6499), p2 == 62: // Discover, UnionPay
-		return n >= 16 && n <= 19
+		return l16to19
 	case p2 == 50 || (p2 >= 56 && p2 <= 58) || p2 == 63 || p2 == 67: // Maestro
-		return n >= 13 && n <= 19
+		return l13to19
 	}
-	return false
+	return 0
 }
 
 // luhn reports whether the digits carry a valid Luhn check digit.

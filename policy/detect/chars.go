@@ -1,5 +1,11 @@
 package detect
 
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
+
 // Byte classes, looked up in one table so the scanners' inner loops cost a
 // load and a test per byte.
 const (
@@ -76,4 +82,59 @@ func skipToken(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// Constants for working on eight bytes at once, one per 8-bit lane of a
+// uint64.
+const (
+	lanes01 = 0x0101010101010101
+	lanes7f = 0x7f * lanes01
+	lanes80 = 0x80 * lanes01
+)
+
+// triggerLanes returns the lanes of w (eight bytes) that hold a trigger
+// byte, 0-9 + ( :, as the high bit of each such lane; every other bit is 0.
+// It works on the low seven bits of each lane, so no lane carries into the
+// next, and drops lanes whose byte is 0x80 or above, which never trigger.
+func triggerLanes(w uint64) uint64 {
+	x := w & lanes7f
+	ge0 := x + (0x80-'0')*lanes01          // high bit: x >= '0'
+	gtColon := x + (0x7f-':')*lanes01      // high bit: x > ':'
+	neParen := (x ^ '('*lanes01) + lanes7f // high bit: x != '('
+	nePlus := (x ^ '+'*lanes01) + lanes7f  // high bit: x != '+'
+	return (ge0&^gtColon | ^neParen | ^nePlus) &^ w & lanes80
+}
+
+// nextTrigger returns the index of the first trigger byte (0-9 + ( :) in
+// b[i:], or len(b) if there is none. It tests eight bytes at a time; the
+// last, partial eight are tested as the last eight bytes of b, less the
+// lanes before i.
+func nextTrigger(b []byte, i int) int {
+	if len(b) < 8 {
+		for i < len(b) && class[b[i]]&clTrigger == 0 {
+			i++
+		}
+		return i
+	}
+	for ; i+8 < len(b); i += 8 {
+		if m := triggerLanes(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	if i >= len(b) {
+		return len(b)
+	}
+	last := len(b) - 8
+	if m := triggerLanes(binary.LittleEndian.Uint64(b[last:])) >> (uint(i-last) * 8); m != 0 {
+		return i + bits.TrailingZeros64(m)>>3
+	}
+	return len(b)
+}
+
+// indexAt returns the index of the first '@' in b[i:], or -1.
+func indexAt(b []byte, i int) int {
+	if k := bytes.IndexByte(b[i:], '@'); k >= 0 {
+		return i + k
+	}
+	return -1
 }

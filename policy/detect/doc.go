@@ -17,17 +17,19 @@
 //   - bytes.IndexByte finds each '@'; an email is expanded left over
 //     local-part characters and right over a dotted domain whose last label
 //     is 2+ letters.
-//   - between emails, a table lookup per byte skips everything but the
-//     trigger bytes 0-9 + ( and ':'. At a digit that starts a word the
-//     candidate is tried against the shapes from most to least specific:
-//     SSN (ddd-dd-dddd), IPv4, card, phone. A digit right after two
-//     upper-case letters may start an IBAN; a ':' may sit in an IPv6
-//     address.
+//   - between emails, everything but the trigger bytes 0-9 + ( and ':' is
+//     skipped eight bytes at a time (one uint64 test per eight bytes). At
+//     a digit that starts a word the candidate is tried against the shapes
+//     from most to least specific: SSN (ddd-dd-dddd), IPv4, card, phone,
+//     each only when the digit run and the byte after it can begin it. A
+//     digit right after two upper-case letters may start an IBAN; a ':'
+//     may sit in an IPv6 address.
 //
-// A field without '@' and digits therefore costs a table lookup per byte,
-// and Scan never allocates for the built-ins. Each byte range counts once,
-// in its most specific category; a Set that leaves a built-in out still
-// runs its scanner so that, say, a card number is never counted as a phone.
+// A field without '@' and digits therefore costs a few operations per
+// eight bytes, and Scan never allocates for the built-ins. Each byte range
+// counts once, in its most specific category; a Set that leaves a built-in
+// out still runs its scanner so that, say, a card number is never counted
+// as a phone.
 //
 // Custom detectors are RE2 patterns from the policy. They run after the
 // built-ins over the whole field and count non-overlapping, non-empty

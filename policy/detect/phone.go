@@ -24,12 +24,14 @@ const maxPhoneGroups = 7
 // and amounts do not fit these shapes.
 func matchPhone(b []byte, i int) (int, bool) {
 	var (
-		groups [maxPhoneGroups]uint8    // digits per group
-		ends   [maxPhoneGroups]int      // end of each group in b
-		seps   [maxPhoneGroups]uint8    // separators used up to each group: 1 space, 2 dash, 4 dot
-		spaced [maxPhoneGroups + 1]bool // a space precedes group k
+		groups [maxPhoneGroups]uint8 // digits per group
+		nds    [maxPhoneGroups]uint8 // digits up to the end of each group
+		ends   [maxPhoneGroups]int   // end of each group in b
+		seps   [maxPhoneGroups]uint8 // separators used up to each group: 1 space, 2 dash, 4 dot
+		spaced uint16                // bit k: a space precedes group k
 	)
-	ng := 0
+	ng, nd := 0, 0
+	short := maxPhoneGroups // the first group not of 2-8 digits
 	j := i
 	plus := b[j] == '+'
 	if plus {
@@ -45,6 +47,7 @@ func matchPhone(b []byte, i int) (int, bool) {
 			break
 		}
 		afterParen = false
+		var d int // digits in this group
 		if j < len(b) && b[j] == '(' {
 			if paren || ng > 1 {
 				return 0, false
@@ -53,14 +56,13 @@ func matchPhone(b []byte, i int) (int, bool) {
 			for k < len(b) && isDigit(b[k]) {
 				k++
 			}
-			d := k - j - 1
+			d = k - j - 1
 			if d < 1 || d > 4 || k >= len(b) || b[k] != ')' {
 				return 0, false
 			}
 			if ng == 0 {
 				first = b[j+1]
 			}
-			groups[ng] = uint8(d)
 			paren, afterParen = true, true
 			j = k + 1
 		} else {
@@ -68,17 +70,20 @@ func matchPhone(b []byte, i int) (int, bool) {
 			for k < len(b) && isDigit(b[k]) && k-j <= 12 {
 				k++
 			}
-			d := k - j
+			d = k - j
 			if d == 0 || d > 12 {
 				return 0, false
 			}
 			if ng == 0 {
 				first = b[j]
 			}
-			groups[ng] = uint8(d)
 			j = k
 		}
-		ends[ng], seps[ng] = j, used
+		nd += d
+		if (d < 2 || d > 8) && short == maxPhoneGroups {
+			short = ng
+		}
+		groups[ng], ends[ng], seps[ng], nds[ng] = uint8(d), j, used, uint8(nd)
 		ng++
 		if j >= len(b) {
 			break
@@ -103,7 +108,9 @@ func matchPhone(b []byte, i int) (int, bool) {
 			if !afterParen {
 				used |= sep
 			}
-			spaced[ng] = sep == 1
+			if sep == 1 {
+				spaced |= 1 << ng
+			}
 			j++
 			continue
 		}
@@ -111,48 +118,30 @@ func matchPhone(b []byte, i int) (int, bool) {
 	}
 	// Take the longest run of groups that is a phone number; a shorter one
 	// may end only where a space follows, as in string_agg(phone, ' ').
+	// The shapes are those of the doc comment, tested on the digit
+	// counts and group lengths kept while reading.
 	for cut := ng; cut >= 1; cut-- {
-		if cut < ng && !spaced[cut] {
+		if cut < ng && spaced&(1<<cut) == 0 {
 			continue
 		}
-		if cut == ng && (truncated && !spaced[ng] || !truncated && !rightOK(b, ends[cut-1])) {
+		if cut == ng && (truncated && spaced&(1<<ng) == 0 || !truncated && !rightOK(b, ends[cut-1])) {
 			continue
 		}
-		if phoneShape(groups[:cut], seps[cut-1], first, plus) {
+		nd, sp := nds[cut-1], seps[cut-1]
+		if nd > 15 || sp&4 != 0 && sp != 4 {
+			continue
+		}
+		if plus {
+			if nd >= 8 && first != '0' {
+				return ends[cut-1], true
+			}
+			continue
+		}
+		if cut >= 2 && (nd == 10 && cut == 3 && groups[0] == 3 && groups[1] == 3 && groups[2] == 4 && first >= '2' ||
+			nd == 11 && cut == 4 && first == '1' && groups[0] == 1 && groups[1] == 3 && groups[2] == 3 && groups[3] == 4 ||
+			first == '0' && (nd == 10 || nd == 11) && cut <= 6 && groups[0] >= 2 && groups[0] <= 5 && cut <= short) {
 			return ends[cut-1], true
 		}
 	}
 	return 0, false
-}
-
-// phoneShape reports whether digit groups g, joined by the separator kinds
-// in seps, are one of the accepted phone number shapes.
-func phoneShape(g []uint8, seps uint8, first byte, plus bool) bool {
-	nd := 0
-	for _, l := range g {
-		nd += int(l)
-	}
-	if nd > 15 || seps&4 != 0 && seps != 4 {
-		return false
-	}
-	if plus {
-		return nd >= 8 && first != '0'
-	}
-	if len(g) < 2 {
-		return false
-	}
-	switch {
-	case nd == 10 && len(g) == 3 && g[0] == 3 && g[1] == 3 && g[2] == 4 && first >= '2':
-		return true
-	case nd == 11 && len(g) == 4 && first == '1' && g[0] == 1 && g[1] == 3 && g[2] == 3 && g[3] == 4:
-		return true
-	case first == '0' && (nd == 10 || nd == 11) && len(g) <= 6 && g[0] >= 2 && g[0] <= 5:
-		for _, l := range g {
-			if l < 2 || l > 8 {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }

@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
 )
@@ -92,29 +91,30 @@ func New(builtinCats []Category, custom []Custom) (*Set, error) {
 // which allocates a little per match.
 func (s *Set) Scan(b []byte, counts *Counts) int {
 	track := len(s.custom) > 0
+	at := indexAt(b, 0)
+	if at < 0 && !track {
+		// Most values hold no '@': scan them whole.
+		if s.digits {
+			return s.scanSegment(b, 0, counts, false)
+		}
+		return 0
+	}
 	if track {
 		counts.spans = counts.spans[:0]
 	}
 	n := 0
-	pos := 0    // bytes before pos are claimed or scanned
-	atFrom := 0 // where to look for the next '@'
-	for pos <= len(b) {
+	pos := 0 // bytes before pos are claimed or scanned
+	for {
 		es, ee := -1, -1
 		// Emails are matched even when not counted, so that the digits
-		// of a local part are never taken for a phone or an id.
-		for atFrom < len(b) {
-			k := bytes.IndexByte(b[atFrom:], '@')
-			if k < 0 {
-				atFrom = len(b)
-				break
-			}
-			at := atFrom + k
+		// of a local part are never taken for a phone or an id. at is
+		// the next '@' to try, or -1.
+		for at >= 0 {
 			if st, e, ok := matchEmail(b, pos, at); ok {
 				es, ee = st, e
-				atFrom = e
 				break
 			}
-			atFrom = at + 1
+			at = indexAt(b, at+1)
 		}
 		end := len(b)
 		if es >= 0 {
@@ -128,8 +128,11 @@ func (s *Set) Scan(b []byte, counts *Counts) int {
 		}
 		n += s.hit(idxEmail, es, ee, counts, track)
 		pos = ee
+		if at = -1; ee < len(b) {
+			at = indexAt(b, ee)
+		}
 	}
-	if len(s.custom) > 0 {
+	if track {
 		n += s.scanCustom(b, counts)
 	}
 	return n
