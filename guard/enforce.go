@@ -114,14 +114,14 @@ func (a *activeRule) prepare() {
 // exceeded reports whether every threshold of the rule is exceeded with
 // the row counted in row (not yet in f), as policy.Rule.Exceeded would with
 // the scope's full figures, and describes the first.
-func (a *activeRule) exceeded(f *Figures, row *detect.Counts, rowPII bool, rowBytes int64, subjects bool) (policy.Breach, bool) {
+func (a *activeRule) exceeded(f *Figures, row *detect.Counts, total int64, rowPII bool, rowBytes int64, subjects bool) (policy.Breach, bool) {
 	var first policy.Breach
 	for i := range a.checks {
 		c := &a.checks[i]
 		var cur int64
 		switch c.kind {
 		case measurePIIValues:
-			cur = int64(f.PIIValues.Total() + row.Total())
+			cur = total
 		case measurePIICategory:
 			cur = int64(f.PIIValues.Get(c.cat) + row.Get(c.cat))
 		case measurePIIRows:
@@ -400,11 +400,12 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 		return proxy.Verdict{}
 	}
 	var verdict proxy.Verdict
+	total := int64(f.PIIValues.Total() + e.row.Total())
 	for _, a := range e.active {
 		if a.done {
 			continue
 		}
-		b, ok := a.exceeded(f, &e.row, rowPII, rowBytes, e.needsSubjs)
+		b, ok := a.exceeded(f, &e.row, total, rowPII, rowBytes, e.needsSubjs)
 		if !ok {
 			continue
 		}

@@ -1,0 +1,106 @@
+package guard_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/proxy/catalog"
+)
+
+// fakeCatalog resolves table OID 1000's columns by attribute number.
+type fakeCatalog struct{ cols []string }
+
+func (f fakeCatalog) Column(_ context.Context, oid uint32, att int16) (catalog.Column, error) {
+	if oid != 1000 || int(att) < 1 || int(att) > len(f.cols) {
+		return catalog.Column{}, catalog.ErrNotFound
+	}
+	return catalog.Column{Schema: "public", Table: "people", Name: f.cols[att-1], RelKind: 'r'}, nil
+}
+func (fakeCatalog) ViewDefinition(context.Context, uint32) (string, error) {
+	return "", catalog.ErrNotFound
+}
+func (fakeCatalog) Functions(context.Context, string, string) ([]catalog.Function, error) {
+	return nil, nil
+}
+func (fakeCatalog) RelationSchemas(context.Context, string) ([]string, error) { return nil, nil }
+func (fakeCatalog) RoleSearchPath(context.Context, string, string) (string, bool, error) {
+	return "", false, nil
+}
+func (fakeCatalog) RoleMemberships(context.Context, string, []string) ([]string, error) {
+	return nil, nil
+}
+
+const benchDeclared = `version: 1
+pii:
+  columns:
+    - {match: public.people.full_name, category: name}
+    - {match: public.people.email, category: email}
+    - {match: public.people.phone, category: phone}
+    - {match: public.people.ssn, category: national_id}
+    - {match: public.people.address, category: address}
+  detectors:
+    enabled: %v
+`
+
+const benchRules = `rules:
+  - {name: statement-alert, when: {pii_values: 1000000000000}, action: alert}
+  - {name: statement-block, when: {pii_values: 1000000000000}, action: block}
+  - {name: session-alert, scope: session, when: {pii_values: 1000000000000}, action: alert}
+  - {name: daily-alert, scope: 24h, when: {pii_values: 1000000000000}, action: alert}
+  - {name: email-block, scope: 24h, when: {pii_values: {email: 1000000000000}}, action: block}
+`
+
+// BenchmarkDataRow is the guard's cost per row of synthetic people, with
+// the columns declared or scanned by the detectors, with and without five
+// threshold rules in force.
+func BenchmarkDataRow(b *testing.B) {
+	cols := []string{"id", "full_name", "email", "phone", "ssn", "address"}
+	row := [][]byte{[]byte("123456"), []byte("Maria Garcia"), []byte("maria.garcia123456@example.com"),
+		[]byte("+1 415 555 3456"), []byte("223-45-6789"), []byte("1234 Oak Street, Apt 12, Springfield, IL 62123")}
+	fields := make([]pgproto3.FieldDescription, len(cols))
+	for i, c := range cols {
+		fields[i] = pgproto3.FieldDescription{Name: []byte(c), TableOID: 1000, TableAttributeNumber: uint16(i + 1), DataTypeOID: 25}
+	}
+	for _, declared := range []bool{true, false} {
+		for _, rules := range []bool{false, true} {
+			name := fmt.Sprintf("declared=%v/rules=%v", declared, rules)
+			b.Run(name, func(b *testing.B) {
+				text := fmt.Sprintf(benchDeclared, !declared)
+				if !declared {
+					text = "version: 1\n"
+				}
+				if rules {
+					text += benchRules
+				}
+				p, err := policy.Parse("bench.yaml", []byte(text))
+				if err != nil {
+					b.Fatal(err)
+				}
+				g, err := guard.New(guard.Config{Policy: p, Catalog: fakeCatalog{cols}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				si, err := g.StartSession(context.Background(), &proxy.SessionInfo{ID: "bench", User: "alice"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				st := &proxy.Statement{Seq: 1, Kind: proxy.SimpleQuery, SQL: "SELECT * FROM people"}
+				si.Statement(st)
+				si.RowDescription(st, fields)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					if v := si.DataRow(st, row); v.Action != proxy.Continue {
+						b.Fatal(v.Reason)
+					}
+				}
+			})
+		}
+	}
+}
