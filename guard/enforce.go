@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,10 @@ type prepared struct {
 	rules  []*activeRule
 	pctx   policy.Context
 	redact *policy.Rule // a context rule redacts the whole result
+	// later are the rules that did not apply to the tables the text names;
+	// they are checked again once the result names the tables it really
+	// reads (a view's base tables).
+	later []*policy.Rule
 }
 
 // activeRule is a rule with thresholds that applies to the statement in
@@ -164,6 +169,10 @@ type enforcement struct {
 	alertedOnce map[string]bool // session and window rules that alerted
 	roles       []string
 
+	// later and pending: rules to check again with the result's tables,
+	// and a verdict for the statement's first row decided then.
+	later   []*policy.Rule
+	pending proxy.Verdict
 	// redacting is the redact rule in force for the current statement.
 	redacting *policy.Rule
 	// redactAlways are session and window redact rules that fired: later
@@ -227,6 +236,7 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 	var verdict proxy.Verdict
 	for _, r := range rules {
 		if !r.Applies(&p.pctx) {
+			p.later = append(p.later, r)
 			continue
 		}
 		if r.Thresholded() {
@@ -278,22 +288,39 @@ func (s *session) begin(st *proxy.Statement) {
 	s.enf.mu.Unlock()
 	e := &s.enf
 	e.active, e.pctx, e.needsRows, e.needsSubjs, e.redacting = nil, nil, false, false, nil
+	e.later, e.pending = nil, proxy.Verdict{}
 	if p == nil {
 		return
 	}
 	s.c = p.c
+	e.pctx, e.later = &p.pctx, p.later
 	e.redacting = p.redact
 	for _, a := range p.rules {
 		if e.redactAlways[a.r.Name] {
 			e.redacting, a.done = a.r, true
 		}
 	}
-	if len(p.rules) == 0 {
+	e.active = p.rules
+	s.activate(st, p.rules)
+}
+
+// activate sets each rule's base, the figures of its scope before st, and
+// its checks.
+func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
+	if len(rules) == 0 {
 		return
 	}
-	e.active, e.pctx = p.rules, &p.pctx
-	var totals window.Totals
-	var haveTotals bool
+	e := &s.enf
+	for _, a := range rules {
+		for _, l := range a.r.Limits() {
+			switch l.Measure {
+			case "rows", "bytes":
+				e.needsRows = true
+			case "distinct_subjects":
+				e.needsSubjs = true
+			}
+		}
+	}
 	// The fetches of a server-side cursor are one statement: each starts
 	// from what the cursor returned so far (psql's FETCH_COUNT, JDBC fetch
 	// sizes over DECLARE).
@@ -309,15 +336,9 @@ func (s *session) begin(st *proxy.Statement) {
 			}
 		}
 	}
-	for _, a := range p.rules {
-		for _, l := range a.r.Limits() {
-			switch l.Measure {
-			case "rows", "bytes":
-				e.needsRows = true
-			case "distinct_subjects":
-				e.needsSubjs = true
-			}
-		}
+	var totals window.Totals
+	var haveTotals bool
+	for _, a := range rules {
 		switch a.r.Scope {
 		case policy.ScopeSession:
 			a.base = s.sessionFigures()
@@ -338,6 +359,52 @@ func (s *session) begin(st *proxy.Statement) {
 		}
 		a.prepare()
 	}
+}
+
+// widen checks again, once the result is described, the rules that did
+// not apply to the tables the text names, with the tables the result
+// really comes from: a view over customers is customers (THREATS.md O).
+// A context rule that now applies decides the statement's first row.
+func (s *session) widen(st *proxy.Statement, f *Figures) {
+	e := &s.enf
+	if len(e.later) == 0 || e.pctx == nil {
+		return
+	}
+	grown := false
+	for t := range f.Tables {
+		if !slices.Contains(e.pctx.Tables, t) {
+			e.pctx.Tables = append(e.pctx.Tables, t)
+			grown = true
+		}
+	}
+	later := e.later
+	e.later = nil
+	if !grown {
+		return
+	}
+	var add []*activeRule
+	for _, r := range later {
+		if !r.Applies(e.pctx) {
+			continue
+		}
+		if r.Thresholded() {
+			add = append(add, &activeRule{r: r})
+			continue
+		}
+		v := s.decide(st, r, policy.Breach{}, "statement refused by rule "+r.Name+describeContext(r, e.pctx))
+		switch {
+		case r.Shadow:
+		case r.Action == policy.ActionRedact:
+			e.redacting = r
+		case r.Action == policy.ActionHold:
+			v = s.hold(st, r, "statement held by rule "+r.Name+describeContext(r, e.pctx))
+		}
+		if v.Action > e.pending.Action {
+			e.pending = v
+		}
+	}
+	s.activate(st, add)
+	e.active = append(e.active, add...)
 }
 
 func spanOf(sc policy.Scope) window.Span {

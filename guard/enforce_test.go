@@ -756,3 +756,39 @@ func TestFastPathLoExportRefused(t *testing.T) {
 		t.Errorf("fast-path lo_export: %q", got)
 	}
 }
+
+// TestRulesSeeThroughViews: a rule on a table applies to a view over it,
+// with thresholds and without (THREATS.md O).
+func TestRulesSeeThroughViews(t *testing.T) {
+	_, conn := setup(t, withRules(t, `rules:
+  - name: customers-bulk
+    when:
+      tables: [public.customers]
+      pii_rows: 5
+    action: block
+`))
+	pgtest.Shared(t).Exec(t, `CREATE OR REPLACE VIEW contact_list AS SELECT id, email AS contact FROM customers;
+GRANT SELECT ON contact_list TO `+pgtest.TrustUser)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, mode := range allModes {
+		n, err := countRows(ctx, conn, "SELECT contact FROM contact_list WHERE id <= 20", mode)
+		wantRuleBlock(t, err, "customers-bulk")
+		if n != 5 {
+			t.Errorf("%v: %d rows through the view", mode, n)
+		}
+	}
+	_, conn2 := setup(t, withRules(t, `rules:
+  - name: no-customers
+    when:
+      tables: [public.customers]
+    action: block
+`))
+	pgtest.Shared(t).Exec(t, `CREATE OR REPLACE VIEW contact_list AS SELECT id, email AS contact FROM customers;
+GRANT SELECT ON contact_list TO `+pgtest.TrustUser)
+	n, err := countRows(ctx, conn2, "SELECT id, contact FROM contact_list WHERE id <= 3", pgx.QueryExecModeSimpleProtocol)
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "rule no-customers") || n != 0 {
+		t.Errorf("context rule through a view: %d rows, %v", n, err)
+	}
+}

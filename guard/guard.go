@@ -418,10 +418,12 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		if col.RelKind == 'v' || col.RelKind == 'm' {
 			// A view is as sensitive as the columns it exposes.
 			plan[i].derived = s.viewColumn(fd.TableOID, int(fd.TableAttributeNumber))
+			s.viewTables(fd.TableOID, f)
 		}
 	}
 	s.derive(st, fields, plan)
 	s.plan = plan
+	s.widen(st, f)
 }
 
 // scannable reports whether the detectors can read the column's values:
@@ -443,6 +445,9 @@ func scannable(fd pgproto3.FieldDescription) bool {
 func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	f := s.figures(st)
 	if v := s.rowLimit(f); v.Action != proxy.Continue {
+		return v
+	}
+	if v := s.enf.pending; v.Action != proxy.Continue && v.Action != proxy.Rewrite {
 		return v
 	}
 	enforcing := len(s.enf.active) > 0

@@ -101,6 +101,23 @@ func (s *session) viewColumn(oid uint32, attNum int) detect.Category {
 	return s.targetCategory(lin, lin.Targets[attNum-1], 0)
 }
 
+// viewTables adds the relations a view reads to the tables touched.
+func (s *session) viewTables(oid uint32, f *Figures) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+	def, err := s.g.cfg.Catalog.ViewDefinition(ctx, oid)
+	cancel()
+	if err != nil {
+		return
+	}
+	info := s.g.cfg.SQL.Analyze(def)
+	for _, rel := range info.Relations {
+		if f.Tables == nil {
+			f.Tables = make(map[string]struct{})
+		}
+		f.Tables[s.qualify(rel)] = struct{}{}
+	}
+}
+
 // functionColumn returns the category of a declared column that output
 // column index (or the column called name, when set) of the SQL functions
 // called schema.name computes, or "". Overloads are not told apart: if any
