@@ -61,7 +61,7 @@ func FuzzParse(f *testing.F) {
 			}
 			e.Rule.Exceeded(f)
 			e.Rule.Limits()
-			e.Rule.Scope.Window()
+			_ = e.Rule.Scope.Window()
 		}
 		p.GroupRoles()
 		p.Location()

@@ -154,7 +154,8 @@ func (r *Registry) write(h Hold) error {
 		return fmt.Errorf("holds: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err == nil {
+	_, err = tmp.Write(append(data, '\n'))
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
