@@ -24,6 +24,7 @@ const (
 	TypeStatement      = "statement"
 	TypeDecision       = "decision"
 	TypeSessionRefused = "session_refused"
+	TypeAdmin          = "admin" // an action through the admin API
 )
 
 // zeroPrev is the Prev of the very first event of a log.

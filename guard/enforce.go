@@ -536,6 +536,10 @@ func (s *session) decide(st *proxy.Statement, r *policy.Rule, b policy.Breach, r
 		}
 	}
 	s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "reason", reason)
+	s.g.decisions.write(Decision{Time: s.g.cfg.Now().UTC(), Employee: s.info.User, SessionID: s.info.ID,
+		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: "rule", Rule: r.Name, Scope: string(r.Scope),
+		Measure: b.Measure, Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
+		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName})
 	if r.Action != policy.ActionLog && s.g.cfg.Alerts != nil {
 		a := notify.Alert{
 			ID:   fmt.Sprintf("%s-%d-%s-%d", s.info.ID, seqOf(st), r.Name, alertSeq.Add(1)),

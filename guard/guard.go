@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -68,6 +69,8 @@ type Config struct {
 	Quarantine *quarantine.List
 	// Holds asks security to approve held results; without it, hold blocks.
 	Holds HoldApprover
+	// DecisionLog, if set, receives a JSON line per decision (Decision).
+	DecisionLog io.Writer
 	// CatalogTimeout bounds a catalog lookup (default 2s).
 	CatalogTimeout time.Duration
 	Now            func() time.Time
@@ -76,8 +79,9 @@ type Config struct {
 
 // Guard implements proxy.Inspector.
 type Guard struct {
-	cfg Config
-	cur atomic.Pointer[compiled] // the policy in force
+	cfg       Config
+	cur       atomic.Pointer[compiled] // the policy in force
+	decisions *decisionLog
 }
 
 // compiled is a policy with its detectors built.
@@ -148,6 +152,9 @@ func New(cfg Config) (*Guard, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Guard{cfg: cfg}
+	if cfg.DecisionLog != nil {
+		g.decisions = &decisionLog{w: cfg.DecisionLog}
+	}
 	if err := g.SetPolicy(cfg.Policy); err != nil {
 		return nil, err
 	}

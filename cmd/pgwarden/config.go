@@ -61,6 +61,17 @@ type fileConfig struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
+	// Clock is "wall" (default) or "virtual": time moves only through the
+	// admin API (POST /v1/clock), for simulations and replays.
+	Clock      string `yaml:"clock"`
+	ClockStart string `yaml:"clock_start"` // RFC 3339; default now
+	// DecisionLog is a JSON Lines file receiving every decision.
+	DecisionLog string `yaml:"decision_log"`
+	Admin       struct {
+		Listen string `yaml:"listen"`
+		// TokenFile holds the bearer token (else PGWARDEN_ADMIN_TOKEN).
+		TokenFile string `yaml:"token_file"`
+	} `yaml:"admin"`
 	// StateDir keeps what must survive a restart: the quarantine list,
 	// held results and the notification outbox.
 	StateDir string `yaml:"state_dir"`

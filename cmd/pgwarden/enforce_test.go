@@ -291,3 +291,75 @@ func TestAlertsOutliveRestart(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 }
+
+// TestVirtualClockAndDecisionLog: with --clock virtual, time moves only
+// through the admin API; windows follow it, and the decision log carries
+// the virtual time.
+func TestVirtualClockAndDecisionLog(t *testing.T) {
+	c := pgtest.Shared(t)
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte(`version: 1
+rules:
+  - name: hourly-emails
+    scope: 1h
+    when:
+      pii_values: {email: 15}
+    action: block
+`), 0o600)
+	decisions := filepath.Join(dir, "decisions.jsonl")
+	listen, adminAddr := freeAddr(t), freeAddr(t)
+	const token = "test-admin-token-0123456789"
+	cmd, stderr := startBinary(t, []string{"PGWARDEN_ADMIN_TOKEN=" + token}, "serve", "--listen", listen,
+		"--upstream", "postgres://"+c.Addr(), "--policy", pol, "--clock", "virtual",
+		"--clock-start", "2026-03-02T09:00:00Z", "--admin-listen", adminAddr, "--decision-log", decisions)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn := connectThrough(t, ctx, c, listen, stderr)
+	read := func() (int, error) {
+		rows, err := conn.Query(ctx, "SELECT 'x' || i || '@example.com' FROM generate_series(1, 10) i")
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		return n, rows.Err()
+	}
+	setClock := func(body string, wantCode int) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+adminAddr+"/v1/clock", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != wantCode {
+			t.Fatalf("POST /v1/clock %s: %d, want %d", body, resp.StatusCode, wantCode)
+		}
+	}
+	if n, err := read(); err != nil || n != 10 {
+		t.Fatalf("first read: %d %v", n, err)
+	}
+	if n, err := read(); err == nil || n != 5 {
+		t.Fatalf("second read in the same hour: %d %v", n, err)
+	}
+	setClock(`{"advance": "2h"}`, 200)
+	if n, err := read(); err != nil || n != 10 {
+		t.Fatalf("two virtual hours later: %d %v", n, err)
+	}
+	setClock(`{"time": "2026-03-01T00:00:00Z"}`, 409)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	b, err := os.ReadFile(decisions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"time":"2026-03-02T09:00:00Z"`) || !strings.Contains(lines[0], `"rule":"hourly-emails"`) {
+		t.Errorf("decision log: %q", lines)
+	}
+}

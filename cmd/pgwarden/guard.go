@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
 )
@@ -19,9 +20,17 @@ import (
 type guardParts struct {
 	guard   *guard.Guard
 	state   *stateParts
+	clock   *clock.Virtual // nil on the wall clock
+	now     func() time.Time
+	trail   auditAppender // nil without an audit trail
 	catalog *catalog.Resolver
 	audit   *audit.Log
 	pgAudit *audit.PGSink
+}
+
+// auditAppender is the audit trail as serve's other parts write to it.
+type auditAppender interface {
+	Append(ctx context.Context, ev audit.Event) (uint64, error)
 }
 
 // auditTee appends each event to every sink, in order; an event counts as
@@ -79,6 +88,25 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	fail := func(err error) (*guardParts, func(), error) {
 		closeAll()
 		return nil, nil, err
+	}
+
+	parts.now = time.Now
+	switch fc.Clock {
+	case "", "wall":
+	case "virtual":
+		start := time.Now().UTC()
+		if fc.ClockStart != "" {
+			t, err := time.Parse(time.RFC3339, fc.ClockStart)
+			if err != nil {
+				return fail(fmt.Errorf("--clock-start: %w", err))
+			}
+			start = t
+		}
+		parts.clock = clock.NewVirtual(start)
+		parts.now = parts.clock.Now
+		logger.Warn("virtual_clock", "time", start, "note", "time moves only through POST /v1/clock on the admin listener")
+	default:
+		return fail(fmt.Errorf("--clock %q: want wall or virtual", fc.Clock))
 	}
 
 	pol := policy.Default()
@@ -149,7 +177,15 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	parts.state = st
 
 	gcfg := guard.Config{Policy: pol, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement,
-		AuditFailOpen: fc.Audit.FailOpen, Logger: logger, Quarantine: st.quarantine}
+		AuditFailOpen: fc.Audit.FailOpen, Logger: logger, Quarantine: st.quarantine, Now: parts.now}
+	if fc.DecisionLog != "" {
+		f, err := os.OpenFile(fc.DecisionLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fail(fmt.Errorf("decision log: %w", err))
+		}
+		closers = append(closers, func() { f.Close() })
+		gcfg.DecisionLog = f
+	}
 	if st.holds != nil {
 		gcfg.Holds = st.holds
 	}
@@ -169,8 +205,10 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	switch len(sinks) {
 	case 1:
 		gcfg.Audit = sinks[0]
+		parts.trail = sinks[0]
 	case 2:
 		gcfg.Audit = sinks
+		parts.trail = sinks
 	}
 	g, err := guard.New(gcfg)
 	if err != nil {
@@ -184,8 +222,8 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		defer t.Stop()
 		for {
 			select {
-			case now := <-t.C:
-				if n := g.Windows().Sweep(now); n > 0 {
+			case <-t.C:
+				if n := g.Windows().Sweep(parts.now()); n > 0 {
 					logger.Debug("windows_swept", "employees", n)
 				}
 			case <-stop:

@@ -34,6 +34,7 @@ and the policy in force stays. Without --policy the built-in policy runs
 Environment:
   PGWARDEN_CONFIG            config file, when --config is not given
   PGWARDEN_WEBHOOK_SECRET    webhook signing secret, when --webhook-secret-file is not given
+  PGWARDEN_ADMIN_TOKEN       admin API bearer token, when --admin-token-file is not given
   PGWARDEN_SLACK_URL         Slack-compatible incoming webhook URL for alerts (notify.slack.url)
   PGWARDEN_CATALOG_PASSWORD  password for --catalog-url, when the URL has none
   PGWARDEN_AUDIT_KEY         audit checkpoint HMAC key in hex, when --audit-key-file is not given
@@ -74,6 +75,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		syslogAddr   = fs.String("syslog-addr", "", "syslog receiver `host:port` for alerts (RFC 5424)")
 		syslogNet    = fs.String("syslog-network", "", "syslog transport: udp, tcp or tcp+tls (default udp)")
 		syslogFormat = fs.String("syslog-format", "", "syslog message format: rfc5424 or cef (default rfc5424)")
+		clockMode    = fs.String("clock", "", "wall, or virtual: time moves only through POST /v1/clock on the admin listener (simulations, replays)")
+		clockStart   = fs.String("clock-start", "", "the virtual clock's start `time`, RFC 3339 (default now)")
+		decisionLog  = fs.String("decision-log", "", "append every decision as a JSON line to `file`")
+		adminListen  = fs.String("admin-listen", "", "admin API listen `address` (off by default; loopback recommended), bearer token from --admin-token-file or $PGWARDEN_ADMIN_TOKEN")
+		adminToken   = fs.String("admin-token-file", "", "`file` holding the admin API bearer token")
 		logLevel     = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat    = fs.String("log-format", "", "text or json (default text)")
 	)
@@ -119,6 +125,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	set(&fc.Log.Format, *logFormat)
 	set(&fc.StateDir, *stateDir)
+	set(&fc.Clock, *clockMode)
+	set(&fc.ClockStart, *clockStart)
+	set(&fc.DecisionLog, *decisionLog)
+	set(&fc.Admin.Listen, *adminListen)
+	set(&fc.Admin.TokenFile, *adminToken)
 	set(&fc.Notify.Webhook.URL, *webhookURL)
 	set(&fc.Notify.Webhook.SecretFile, *webhookKey)
 	set(&fc.Notify.Syslog.Addr, *syslogAddr)
@@ -221,6 +232,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				logger.Info("policy_reload_skipped", "reason", "the built-in policy is in force (no --policy)")
 			}
 		}()
+	}
+	if fc.Admin.Listen != "" {
+		stopAdmin, err := startAdmin(fc, g, logger)
+		if err != nil {
+			return err
+		}
+		defer stopAdmin()
+	} else if g.clock != nil {
+		return errors.New("--clock virtual needs the admin listener (--admin-listen) to move the clock")
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

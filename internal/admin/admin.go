@@ -1,0 +1,152 @@
+// Package admin is pgwarden's HTTP control interface: off by default,
+// loopback by default when on, every request but the health check
+// authenticated with a bearer token compared in constant time. It serves
+// JSON. Today: health, and the virtual clock that simulations and replays
+// drive.
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pgwarden/pgwarden/internal/clock"
+)
+
+// Config configures the admin handler.
+type Config struct {
+	// Token authenticates requests ("Authorization: Bearer <token>");
+	// required, at least 16 bytes.
+	Token []byte
+	// Clock is the virtual clock /v1/clock moves; nil when pgwarden runs
+	// on the wall clock.
+	Clock *clock.Virtual
+	// Now tells the time the proxy uses (the virtual clock's or the wall's).
+	Now func() time.Time
+	// Audit records each admin action that changes something; may be nil.
+	Audit func(action string, data map[string]any)
+	// Logger; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// Handler serves the admin API.
+type Handler struct {
+	cfg   Config
+	token [sha256.Size]byte
+	mux   *http.ServeMux
+}
+
+// minTokenLen guards against trivially guessable tokens.
+const minTokenLen = 16
+
+// New validates cfg and returns the handler.
+func New(cfg Config) (*Handler, error) {
+	if len(cfg.Token) < minTokenLen {
+		return nil, fmt.Errorf("admin: the token must be at least %d bytes", minTokenLen)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Handler{cfg: cfg, token: sha256.Sum256(cfg.Token), mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /v1/health", h.health)
+	h.mux.Handle("GET /v1/clock", h.auth(h.getClock))
+	h.mux.Handle("POST /v1/clock", h.auth(h.setClock))
+	return h, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// auth admits requests carrying the token. Both sides are hashed first so
+// that the comparison takes the same time whatever the lengths.
+func (h *Handler) auth(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pgwarden"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			h.cfg.Logger.Warn("admin_unauthorized", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			return
+		}
+		next(w, r)
+	})
+}
+
+func (h *Handler) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+}
+
+type clockState struct {
+	Time    time.Time `json:"time"`
+	Virtual bool      `json:"virtual"`
+}
+
+func (h *Handler) getClock(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, clockState{Time: h.cfg.Now(), Virtual: h.cfg.Clock != nil})
+}
+
+// setClock moves the virtual clock: {"time": "2026-01-05T09:00:00Z"} or
+// {"advance": "10m"}.
+func (h *Handler) setClock(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Clock == nil {
+		writeError(w, http.StatusConflict, "pgwarden runs on the wall clock (start it with --clock virtual)")
+		return
+	}
+	var req struct {
+		Time    *time.Time `json:"time"`
+		Advance string     `json:"advance"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	var err error
+	switch {
+	case req.Time != nil && req.Advance != "":
+		writeError(w, http.StatusBadRequest, "give time or advance, not both")
+		return
+	case req.Time != nil:
+		err = h.cfg.Clock.Set(*req.Time)
+	case req.Advance != "":
+		d, perr := time.ParseDuration(req.Advance)
+		if perr != nil {
+			writeError(w, http.StatusBadRequest, "advance: "+perr.Error())
+			return
+		}
+		err = h.cfg.Clock.Advance(d)
+	default:
+		writeError(w, http.StatusBadRequest, "give time or advance")
+		return
+	}
+	if errors.Is(err, clock.ErrBackwards) {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	now := h.cfg.Clock.Now()
+	if h.cfg.Audit != nil {
+		h.cfg.Audit("clock_set", map[string]any{"time": now})
+	}
+	writeJSON(w, http.StatusOK, clockState{Time: now, Virtual: true})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

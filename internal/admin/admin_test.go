@@ -1,0 +1,79 @@
+package admin
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgwarden/pgwarden/internal/clock"
+)
+
+func TestAuthAndClock(t *testing.T) {
+	start := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	vc := clock.NewVirtual(start)
+	var audited []string
+	h, err := New(Config{Token: []byte("0123456789abcdef-token"), Clock: vc, Now: vc.Now,
+		Audit: func(a string, _ map[string]any) { audited = append(audited, a) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	do := func(method, path, token, body string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		n, _ := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		return resp.StatusCode, b.String()
+	}
+	if code, _ := do("GET", "/v1/health", "", ""); code != 200 {
+		t.Errorf("health: %d", code)
+	}
+	for _, tok := range []string{"", "wrong", "0123456789abcdef-toke", "0123456789abcdef-tokenX"} {
+		if code, _ := do("GET", "/v1/clock", tok, ""); code != 401 {
+			t.Errorf("token %q: %d, want 401", tok, code)
+		}
+	}
+	const tok = "0123456789abcdef-token"
+	if code, body := do("POST", "/v1/clock", tok, `{"advance": "90m"}`); code != 200 || !strings.Contains(body, "2026-01-05T10:30:00Z") {
+		t.Errorf("advance: %d %s", code, body)
+	}
+	if code, _ := do("POST", "/v1/clock", tok, `{"time": "2026-01-01T00:00:00Z"}`); code != 409 {
+		t.Errorf("backwards: %d", code)
+	}
+	if code, _ := do("POST", "/v1/clock", tok, `{"time": "2026-02-01T00:00:00Z", "advance": "1m"}`); code != 400 {
+		t.Errorf("both: %d", code)
+	}
+	if code, _ := do("POST", "/v1/clock", tok, `{"bogus": 1}`); code != 400 {
+		t.Errorf("unknown field: %d", code)
+	}
+	if code, body := do("POST", "/v1/clock", tok, `{"time": "2026-02-01T00:00:00Z"}`); code != 200 || !vc.Now().Equal(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("set: %d %s", code, body)
+	}
+	if len(audited) != 2 {
+		t.Errorf("audited %v", audited)
+	}
+	if _, err := New(Config{Token: []byte("short")}); err == nil {
+		t.Error("short token accepted")
+	}
+	wall, _ := New(Config{Token: []byte(tok)})
+	ws := httptest.NewServer(wall)
+	defer ws.Close()
+	req, _ := http.NewRequest("POST", ws.URL+"/v1/clock", strings.NewReader(`{"advance":"1m"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 409 {
+		t.Errorf("wall clock set: %v %v", resp.StatusCode, err)
+	}
+}

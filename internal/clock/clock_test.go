@@ -1,0 +1,27 @@
+package clock
+
+import (
+	"testing"
+	"time"
+)
+
+func TestVirtual(t *testing.T) {
+	start := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	v := NewVirtual(start)
+	if !v.Now().Equal(start) {
+		t.Fatal("start")
+	}
+	if err := v.Advance(90 * time.Minute); err != nil || !v.Now().Equal(start.Add(90*time.Minute)) {
+		t.Fatalf("advance: %v %v", v.Now(), err)
+	}
+	if err := v.Set(start); err != ErrBackwards {
+		t.Errorf("set backwards: %v", err)
+	}
+	if err := v.Advance(-time.Second); err != ErrBackwards {
+		t.Errorf("advance backwards: %v", err)
+	}
+	later := start.Add(48 * time.Hour)
+	if err := v.Set(later); err != nil || !v.Now().Equal(later) {
+		t.Errorf("set: %v %v", v.Now(), err)
+	}
+}
