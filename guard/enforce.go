@@ -173,6 +173,8 @@ type enforcement struct {
 	// and a verdict for the statement's first row decided then.
 	later   []*policy.Rule
 	pending proxy.Verdict
+	// canaries counts the honeytoken values the session has received.
+	canaries int
 	// redacting is the redact rule in force for the current statement.
 	redacting *policy.Rule
 	// redactAlways are session and window redact rules that fired: later

@@ -792,3 +792,55 @@ GRANT SELECT ON contact_list TO `+pgtest.TrustUser)
 		t.Errorf("context rule through a view: %d rows, %v", n, err)
 	}
 }
+
+// TestCanaries: a honeytoken row read once is alerted; a bulk read that
+// reaches a second one is blocked before it arrives, however it is packed.
+func TestCanaries(t *testing.T) {
+	al := &alerts{}
+	ev, conn := setup(t, withRules(t, `canaries:
+  values: [canary.one@example.com, canary.two@example.com, canary.three@example.com]
+`), func(c *guard.Config) { c.Alerts = al })
+	pgtest.Shared(t).Exec(t, `INSERT INTO customers VALUES
+  (100001, 'Canary One', 'canary.one@example.com', '+14155550001', ''),
+  (100002, 'Canary Two', 'canary.two@example.com', '+14155550002', ''),
+  (100003, 'Canary Three', 'canary.three@example.com', '+14155550003', '')`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id = 100002", pgx.QueryExecModeSimpleProtocol); err != nil || n != 1 {
+		t.Fatalf("single canary lookup: %d %v", n, err)
+	}
+	if a := al.take(); len(a) != 1 || a[0].Rule != "canary" || a[0].Action != "alert" {
+		t.Errorf("alerts after one canary: %+v", a)
+	}
+	ev.decisions(t)
+	// A second session: its first canary is only alerted, the one after
+	// blocked, here inside a dump ordered so that they come last.
+	for _, q := range []string{
+		"SELECT id, email FROM customers WHERE id > 99990 ORDER BY id",
+		"SELECT string_agg(email, ',') FROM customers WHERE id > 99000",
+	} {
+		c2, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := countRows(ctx, c2, q, pgx.QueryExecModeSimpleProtocol)
+		var pgErr *pgconn.PgError
+		if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "canary") {
+			t.Errorf("%s: %d rows, %v; want a canary block", q, n, err)
+		}
+		if strings.Contains(q, "ORDER BY") && n != 11 {
+			t.Errorf("dump: %d rows received, want the 10 before the canaries and the first canary", n)
+		}
+		c2.Close(ctx)
+	}
+	var sb strings.Builder
+	c3, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close(ctx)
+	_, err = c3.PgConn().CopyTo(ctx, &writerFunc{&sb}, "COPY (SELECT email FROM customers WHERE id > 99990 ORDER BY id) TO STDOUT")
+	if err == nil || !strings.Contains(err.Error(), "canary") || strings.Contains(sb.String(), "canary.two") {
+		t.Errorf("COPY: %v, received %q", err, sb.String())
+	}
+}

@@ -88,10 +88,11 @@ type Guard struct {
 type compiled struct {
 	p         *policy.Policy
 	detectors *detect.Set // nil when the policy turns detectors off
+	canaries  *canarySet  // nil when the policy names none
 }
 
 func compile(p *policy.Policy) (*compiled, error) {
-	c := &compiled{p: p}
+	c := &compiled{p: p, canaries: newCanarySet(p)}
 	dc := p.Detectors()
 	if !dc.Enabled {
 		return c, nil
@@ -467,10 +468,14 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	// The row's first PII value stands for its data subject.
 	var subject []byte
 	s.enf.piiCols = s.enf.piiCols[:0]
+	canaries := 0
 	for i, v := range values {
 		rowBytes += int64(len(v))
 		if v == nil {
 			continue
+		}
+		if s.c.canaries != nil {
+			canaries += s.c.canaries.count(v)
 		}
 		var c colPlan
 		if s.plan == nil {
@@ -492,6 +497,11 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		s.enf.piiCols = append(s.enf.piiCols, i)
 		if subject == nil {
 			subject = v
+		}
+	}
+	if canaries > 0 {
+		if v := s.canaryHit(st, canaries); v.Action != proxy.Continue {
+			return v
 		}
 	}
 	if enforcing {
@@ -545,6 +555,13 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	f := s.figures(st)
 	if v := s.rowLimit(f); v.Action != proxy.Continue {
 		return v
+	}
+	if s.c.canaries != nil {
+		if n := s.c.canaries.countIn(data); n > 0 {
+			if v := s.canaryHit(st, n); v.Action != proxy.Continue {
+				return v
+			}
+		}
 	}
 	pii := false
 	if len(s.enf.active) > 0 {

@@ -138,6 +138,19 @@
 // "would <action>". A rule's severity defaults to medium for log, alert and
 // redact, high for hold and block, critical for kill and quarantine.
 //
+// # Canaries
+//
+//	canaries:
+//	  values: [canary.7f3a@example.com, "+1 415 555 0199"]   # 6 characters or more
+//	  block_at: 2                     # default 2
+//
+// Canaries are honeytoken values planted in the data (rows no legitimate
+// work touches). A session that receives one is alerted (rule "canary");
+// one that reaches block_at within the session is blocked before the
+// value arrives (rule "canary-bulk"). A value equal to a canary counts, and
+// so does a canary packed into a longer value (string_agg, json, a COPY
+// line).
+//
 // # Built-in policy
 //
 // Without a policy file pgwarden runs Default, whose text is DefaultYAML:

@@ -98,6 +98,7 @@ func (ps *parser) parse(data []byte) {
 		"timezone": ps.timezone,
 		"groups":   ps.groups,
 		"rules":    ps.rules,
+		"canaries": ps.canaryConfig,
 	})
 	if seen != nil && !seen["version"] {
 		ps.errorf(root, "missing required key %q", "version")

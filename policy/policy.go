@@ -26,6 +26,7 @@ type Policy struct {
 	exclExact map[colKey]struct{}
 	exclGlobs []*namePattern
 	detectors DetectorConfig
+	canaries  Canaries
 	cache     *lru.Cache[colKey, verdict]
 
 	shadow     bool // mode: shadow

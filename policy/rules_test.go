@@ -867,3 +867,33 @@ rules:
 		t.Errorf("severities %q %q", r[0].Severity, r[2].Severity)
 	}
 }
+
+func TestCanaries(t *testing.T) {
+	p, err := Parse("c.yaml", []byte(`version: 1
+canaries:
+  values: [canary.7f3a@example.com, "+1 415 555 0199"]
+  block_at: 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := p.Canaries(); len(c.Values) != 2 || c.BlockAt != 3 || c.Values[1] != "+1 415 555 0199" {
+		t.Errorf("Canaries = %+v", c)
+	}
+	if c := Default().Canaries(); len(c.Values) != 0 {
+		t.Errorf("default canaries %+v", c)
+	}
+	_, err = Parse("c.yaml", []byte(`version: 1
+canaries:
+  values: [abc, canary.7f3a@example.com, canary.7f3a@example.com]
+  block_at: 0
+`))
+	want := []string{
+		`c.yaml:3:12: canaries.values: "abc" is shorter than 6 characters and would match ordinary data`,
+		`c.yaml:3:42: canaries.values: "canary.7f3a@example.com" listed twice (first at line 3)`,
+		`c.yaml:4:13: canaries.block_at: want at least 1`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
