@@ -139,7 +139,7 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		if key == nil {
 			return fail(fmt.Errorf("the audit log needs a checkpoint key: --audit-key-file or %s", auditKeyEnv))
 		}
-		acfg := audit.Config{Dir: fc.Audit.Dir, Key: key, Logger: logger}
+		acfg := audit.Config{Dir: fc.Audit.Dir, Key: key, Logger: logger, Now: parts.now}
 		if fc.Audit.Sync != "" {
 			if acfg.Sync, err = audit.ParseSyncPolicy(fc.Audit.Sync); err != nil {
 				return fail(err)
@@ -162,7 +162,7 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 			return fail(err)
 		}
 		closers = append(closers, pool.Close)
-		if parts.pgAudit, err = audit.NewPGSink(context.Background(), audit.PGSinkConfig{Pool: pool, Logger: logger}); err != nil {
+		if parts.pgAudit, err = audit.NewPGSink(context.Background(), audit.PGSinkConfig{Pool: pool, Logger: logger, Now: parts.now}); err != nil {
 			return fail(err)
 		}
 		sink := parts.pgAudit
