@@ -363,3 +363,50 @@ rules:
 		t.Errorf("decision log: %q", lines)
 	}
 }
+
+// TestReplayCommand records real traffic with no rules in force, then
+// replays the trail against a stricter policy.
+func TestReplayCommand(t *testing.T) {
+	c := pgtest.Shared(t)
+	dir := t.TempDir()
+	auditDir := filepath.Join(dir, "audit")
+	listen := freeAddr(t)
+	lax := filepath.Join(dir, "lax.yaml")
+	os.WriteFile(lax, []byte("version: 1\n"), 0o600)
+	env := []string{"PGWARDEN_AUDIT_KEY=" + strings.Repeat("ab", 32)}
+	cmd, stderr := startBinary(t, env, "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(),
+		"--policy", lax, "--audit-dir", auditDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn := connectThrough(t, ctx, c, listen, stderr)
+	for range 3 {
+		if _, err := conn.Exec(ctx, "SELECT 'r' || i || '@example.com' FROM generate_series(1, 50) i"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Exec(ctx, "COPY (SELECT 1) TO '/tmp/pgwarden-replay-never'") // refused by the server: no privilege
+	conn.Close(ctx)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	strict := filepath.Join(dir, "strict.yaml")
+	os.WriteFile(strict, []byte(`version: 1
+rules:
+  - {name: big, when: {pii_values: 40}, action: block}
+  - {name: hourly, scope: 1h, when: {pii_values: 120}, action: alert}
+  - {name: egress, when: {statements: [server_egress]}, action: block}
+`), 0o600)
+	code, out, errOut := runCLI("replay", "--audit", auditDir, "--policy", strict, "--decisions")
+	if code != 0 {
+		t.Fatalf("replay: %d %s", code, errOut)
+	}
+	for _, want := range []string{pgtest.TrustUser, "big x3", "hourly x1", "egress x1", "1 alerts, 4 blocks"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("replay output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCLI("replay", "--audit", auditDir, "--policy", strict, "--json")
+	if code != 0 || strings.Count(out, "\n") != 5 || !strings.Contains(out, `"rule":"egress"`) {
+		t.Errorf("replay --json: %d\n%s", code, out)
+	}
+}

@@ -19,6 +19,7 @@ Usage:
   pgwarden policy [command]  check a policy file, explain which rules apply, print the default
   pgwarden users [command]   list quarantined employees, release one
   pgwarden holds [command]   list results held for approval, approve or deny one
+  pgwarden replay [flags]    run a policy over a recorded audit trail: what it would have done
   pgwarden version           print the version
   pgwarden help [command]    show help for a command
 
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runUsers(rest, stdout, stderr)
 	case "holds":
 		err = runHolds(rest, stdout, stderr)
+	case "replay":
+		err = runReplay(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "pgwarden", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,234 @@
+// Package replay runs a policy over recorded statements, as pgwarden would
+// have run it live, so that a DBA can see what a policy would alert and
+// block before putting it in force. It is pure logic: the caller reads
+// the audit trail and feeds sessions and statements in order.
+//
+// Replay sees each statement's recorded totals, not its rows: a threshold
+// is "exceeded" when the statement's figures, added to its scope's, pass
+// the limit. Live, the statement would have been stopped at the limit.
+package replay
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/sqltext"
+	"github.com/pgwarden/pgwarden/policy/window"
+)
+
+// Session is what a session_start event says.
+type Session struct {
+	ID, Employee, ClientAddr, Application string
+	Roles                                 []string // PostgreSQL roles, if the caller knows them
+}
+
+// Statement is what a statement event says.
+type Statement struct {
+	Session          string
+	Time             time.Time
+	SQL              string // normalized text as recorded
+	Function         bool   // a fast-path function call
+	Rows, Bytes      int64
+	PIIRows          int64
+	DistinctSubjects int64
+	PIIValues        map[string]int64
+	Tables           []string
+}
+
+// Decision is a rule that would have fired.
+type Decision struct {
+	Time      time.Time `json:"time"`
+	Employee  string    `json:"employee"`
+	SessionID string    `json:"session_id"`
+	Rule      string    `json:"rule"`
+	Action    string    `json:"action"`
+	Shadow    bool      `json:"shadow,omitempty"`
+	Scope     string    `json:"scope"`
+	Measure   string    `json:"measure,omitempty"`
+	Observed  int64     `json:"observed,omitempty"`
+	Limit     int64     `json:"limit,omitempty"`
+	SQL       string    `json:"sql,omitempty"`
+}
+
+// Replayer holds the sessions and windows of a replay.
+type Replayer struct {
+	p        *policy.Policy
+	sql      *sqltext.Analyzer
+	windows  *window.Registry
+	sessions map[string]*session
+}
+
+type session struct {
+	Session
+	addr  netip.Addr
+	total policy.Figures
+}
+
+// New returns a Replayer for p.
+func New(p *policy.Policy) (*Replayer, error) {
+	w, err := window.NewRegistry(window.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return &Replayer{p: p, sql: sqltext.New(0), windows: w, sessions: make(map[string]*session)}, nil
+}
+
+// StartSession begins a session.
+func (r *Replayer) StartSession(s Session) {
+	ss := &session{Session: s, total: policy.Figures{PIIValues: map[policy.Category]int64{}}}
+	host := s.ClientAddr
+	if h, _, ok := strings.Cut(host, "]:"); ok {
+		host = strings.TrimPrefix(h, "[")
+	} else if i := strings.LastIndexByte(host, ':'); i > 0 && strings.Count(host, ":") == 1 {
+		host = host[:i]
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		ss.addr = a.Unmap()
+	}
+	r.sessions[s.ID] = ss
+}
+
+// EndSession forgets a session.
+func (r *Replayer) EndSession(id string) { delete(r.sessions, id) }
+
+// Statement replays one statement and returns the rules that would have
+// fired on it, in policy order.
+func (r *Replayer) Statement(st Statement) []Decision {
+	s := r.sessions[st.Session]
+	if s == nil {
+		// The trail started mid-session: an anonymous session.
+		r.StartSession(Session{ID: st.Session})
+		s = r.sessions[st.Session]
+	}
+	c := policy.Context{User: s.Employee, Roles: s.Roles, ClientAddr: s.addr, Application: s.Application,
+		Time: st.Time.In(r.p.Location()), Tables: st.Tables}
+	if st.Function {
+		c.Kinds = []policy.StatementKind{policy.KindFunctionCall}
+	} else if st.SQL != "" {
+		info := r.sql.Analyze(st.SQL)
+		for _, k := range info.Kinds {
+			c.Kinds = append(c.Kinds, policy.StatementKind(k))
+		}
+		for _, rel := range info.Relations {
+			name := rel.Table
+			if rel.Schema != "" {
+				name = rel.Schema + "." + rel.Table
+			} else {
+				name = "public." + rel.Table
+			}
+			c.Tables = append(c.Tables, name)
+		}
+	}
+	own := policy.Figures{Rows: st.Rows, Bytes: st.Bytes, PIIRows: st.PIIRows, DistinctSubjects: st.DistinctSubjects,
+		PIIValues: make(map[policy.Category]int64, len(st.PIIValues))}
+	for k, n := range st.PIIValues {
+		own.PIIValues[policy.Category(k)] = n
+	}
+	var totals window.Totals
+	haveTotals := false
+	var out []Decision
+	for _, rule := range r.p.Rules() {
+		if !rule.Applies(&c) || rule.Thresholded() && !contributes(rule, &own) {
+			continue
+		}
+		var f policy.Figures
+		switch rule.Scope {
+		case policy.ScopeStatement:
+			f = own
+		case policy.ScopeSession:
+			f = sum(s.total, own)
+		default:
+			if !haveTotals {
+				totals, _ = r.windows.Get(s.Employee, st.Time)
+				haveTotals = true
+			}
+			f = sum(windowFigures(&totals[spanOf(rule.Scope)]), own)
+		}
+		b, ok := rule.Exceeded(&f)
+		if !ok {
+			continue
+		}
+		action := string(rule.Action)
+		if rule.Shadow {
+			action = "would " + action
+		}
+		out = append(out, Decision{Time: st.Time, Employee: s.Employee, SessionID: s.ID, Rule: rule.Name,
+			Action: action, Shadow: rule.Shadow, Scope: string(rule.Scope), Measure: b.Measure,
+			Observed: b.Observed, Limit: b.Limit, SQL: st.SQL})
+	}
+	s.total = sum(s.total, own)
+	wf := window.Figures{Statements: 1, Rows: st.Rows, PIIRows: st.PIIRows, Bytes: st.Bytes}
+	for k, n := range st.PIIValues {
+		if wc, ok := window.CategoryOf(k); ok {
+			wf.PIIValues[wc] += n
+		} else {
+			if wf.Custom == nil {
+				wf.Custom = make(map[string]int64)
+			}
+			wf.Custom[k] += n
+		}
+	}
+	r.windows.Add(s.Employee, st.Time, wf)
+	return out
+}
+
+// contributes reports whether a statement adds to what a rule's
+// thresholds count: live, thresholds are checked on rows that carry PII,
+// or on every row when the rule limits rows or bytes.
+func contributes(r *policy.Rule, own *policy.Figures) bool {
+	if own.PIIRows > 0 {
+		return true
+	}
+	for _, n := range own.PIIValues {
+		if n > 0 {
+			return true
+		}
+	}
+	for _, l := range r.Limits() {
+		if (l.Measure == "rows" || l.Measure == "bytes") && own.Rows > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func sum(a, b policy.Figures) policy.Figures {
+	out := policy.Figures{Rows: a.Rows + b.Rows, Bytes: a.Bytes + b.Bytes, PIIRows: a.PIIRows + b.PIIRows,
+		DistinctSubjects: a.DistinctSubjects + b.DistinctSubjects,
+		PIIValues:        make(map[policy.Category]int64, len(a.PIIValues)+len(b.PIIValues))}
+	for k, n := range a.PIIValues {
+		out.PIIValues[k] += n
+	}
+	for k, n := range b.PIIValues {
+		out.PIIValues[k] += n
+	}
+	return out
+}
+
+func windowFigures(w *window.Figures) policy.Figures {
+	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, DistinctSubjects: int64(w.DistinctSubjects()),
+		PIIValues: make(map[policy.Category]int64)}
+	for i, n := range w.PIIValues {
+		if n > 0 {
+			f.PIIValues[policy.Category(window.Category(i).String())] += n
+		}
+	}
+	for name, n := range w.Custom {
+		f.PIIValues[policy.Category(name)] += n
+	}
+	return f
+}
+
+func spanOf(sc policy.Scope) window.Span {
+	switch sc {
+	case policy.Scope1m:
+		return window.Minute
+	case policy.Scope10m:
+		return window.TenMinutes
+	case policy.Scope1h:
+		return window.Hour
+	}
+	return window.Day
+}
