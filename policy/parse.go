@@ -99,6 +99,7 @@ func (ps *parser) parse(data []byte) {
 		"groups":   ps.groups,
 		"rules":    ps.rules,
 		"canaries": ps.canaryConfig,
+		"norms":    ps.normsConfig,
 	})
 	if seen != nil && !seen["version"] {
 		ps.errorf(root, "missing required key %q", "version")

@@ -27,6 +27,7 @@ type Policy struct {
 	exclGlobs []*namePattern
 	detectors DetectorConfig
 	canaries  Canaries
+	norms     NormConfig
 	cache     *lru.Cache[colKey, verdict]
 
 	shadow     bool // mode: shadow

@@ -897,3 +897,29 @@ canaries:
 		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
 	}
 }
+
+func TestNormsSection(t *testing.T) {
+	if Default().Norms().Enabled {
+		t.Log("built-in policy runs norms")
+	}
+	p, err := Parse("n.yaml", []byte("version: 1\nnorms:\n  learning_days: 3\n  block_score: 6\n  statement_factor: 20\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := p.Norms()
+	if !n.Enabled || n.LearningDays != 3 || n.BlockScore != 6 || n.StatementFactor != 20 || n.MinActiveDays != 5 || n.AlertScore != 1 {
+		t.Errorf("norms %+v", n)
+	}
+	if p, _ := Parse("n.yaml", []byte("version: 1\n")); p.Norms().Enabled {
+		t.Error("norms on without a section")
+	}
+	_, err = Parse("n.yaml", []byte("version: 1\nnorms:\n  learning_days: 0\n  alert_score: 2\n  block_score: 1\n  max_daily_rise: lots\n"))
+	want := []string{
+		"n.yaml:3:3: norms: block_score 1 is below alert_score 2",
+		"n.yaml:3:18: norms.learning_days: want at least 1",
+		`n.yaml:6:19: norms.max_daily_rise: want a number of at least 0, got str "lots"`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
