@@ -1,0 +1,320 @@
+package norm
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+var windowPhrases = [numWindows]string{"10 minutes", "an hour", "one day"}
+
+func (m *Model) label(f int) string {
+	switch f {
+	case fPIIValues:
+		return "PII values"
+	case fPIIRows:
+		return "rows with PII"
+	case fSubjects:
+		return "distinct data subjects"
+	case fBytes:
+		return "bytes"
+	case fStatements:
+		return "statements"
+	case fFailed:
+		return "failed statements"
+	}
+	return m.catNames[f-numFixed] + " values"
+}
+
+// num formats v for people: 12,400 or 2.5.
+func num(v float64) string {
+	if v != math.Trunc(v) && math.Abs(v) < 100 {
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	s := strconv.FormatInt(int64(math.Round(v)), 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// basis says whose norm a figure came from.
+func (m *Model) basis(e *employee, ns *normSet, peer bool) string {
+	switch {
+	case ns == nil:
+		return fmt.Sprintf("%s has no history yet and peer group %q has no norm; the default", e.name, e.peer)
+	case peer:
+		return fmt.Sprintf("%s has too little history of their own; for peer group %q the usual", e.name, e.peer)
+	}
+	return fmt.Sprintf("over %d active days the usual", len(e.days))
+}
+
+// volume reports the features the observation raised above their threshold
+// in an open bucket: per kind ("volume", "failed_statements") the one with
+// the highest score, so that one statement makes one alert; the others are
+// remembered as reported.
+func (m *Model) volume(e *employee, o *Observation, ns *normSet, peer, learning bool, out []Anomaly) []Anomaly {
+	type cand struct {
+		w, f     int
+		obs, hi  float64
+		score    float64
+		reported bool
+	}
+	var best [2]cand
+	for w := range numWindows {
+		bucket := e.day
+		switch w {
+		case w10m:
+			bucket = e.b10
+		case w1h:
+			bucket = e.b1h
+		}
+		for f, dv := range e.delta {
+			if dv <= 0 || f == fCopy {
+				continue
+			}
+			obs := float64(e.cur[w][f])
+			hi := ns.high(w, f)
+			if obs < hi {
+				continue
+			}
+			score := obs / hi
+			k, kcode := 0, kVolume
+			if f == fFailed {
+				k, kcode = 1, kFailed
+			}
+			key := repKey{Kind: kcode, Feature: int32(f), Window: uint8(w), Bucket: bucket}
+			if ns == nil {
+				// Without any norm, one alert per kind and day is enough.
+				key = repKey{Kind: kcode, Feature: -1, Window: w1d, Bucket: e.day}
+			}
+			if last, ok := e.reported[key]; ok && (ns == nil || score < 2*last) {
+				continue
+			}
+			e.reported[key] = score
+			if !best[k].reported || score > best[k].score {
+				best[k] = cand{w, f, obs, hi, score, true}
+			}
+		}
+	}
+	for k, c := range best {
+		if !c.reported {
+			continue
+		}
+		kind := "volume"
+		if k == 1 {
+			kind = "failed_statements"
+		}
+		var expl string
+		if ns == nil {
+			expl = fmt.Sprintf("%s received %s %s in %s; %s threshold is %s",
+				e.name, num(c.obs), m.label(c.f), windowPhrases[c.w], m.basis(e, ns, peer), num(c.hi))
+		} else {
+			what := "maximum for " + windowPhrases[c.w]
+			if c.w == w1d {
+				what = "daily total"
+			}
+			expl = fmt.Sprintf("%s received %s %s in %s; %s %s is %s (alert threshold %s)",
+				e.name, num(c.obs), m.label(c.f), windowPhrases[c.w], m.basis(e, ns, peer), what, num(ns.median(c.w, c.f)), num(c.hi))
+		}
+		out = append(out, Anomaly{
+			Employee: e.name, Kind: kind, Feature: m.featureName(c.f), Window: windowNames[c.w],
+			Observed: c.obs, Norm: c.hi, Score: c.score, Learning: learning, PeerNorm: peer,
+			Explanation: expl, At: o.Time,
+		})
+	}
+	return out
+}
+
+// offHours reports PII read in an hour of the day (or on a weekend) in which
+// the employee is (almost) never active.
+func (m *Model) offHours(e *employee, o *Observation, ns *normSet, peer, learning bool, hour int64, out []Anomaly) []Anomaly {
+	obs := float64(e.cur[w1h][fPIIValues])
+	if ns == nil || ns.Provisional || e.delta[fPIIValues] <= 0 || obs < offHoursFloor || hour < 0 || hour >= 24 {
+		return out
+	}
+	wk := weekend(e.day)
+	if ns.Usual&(1<<hour) != 0 && (!wk || !ns.WeekendKnown || ns.WeekendOK) {
+		return out
+	}
+	score := 1 + math.Log10(obs/offHoursFloor)
+	key := repKey{Kind: kOffHours, Feature: fPIIValues, Window: w1h, Bucket: e.b1h}
+	if last, ok := e.reported[key]; ok && score < 2*last {
+		return out
+	}
+	e.reported[key] = score
+	when := "at that hour"
+	if ns.Usual&(1<<hour) != 0 {
+		when = "on weekends"
+	}
+	whose := e.name + " is"
+	if peer {
+		whose = fmt.Sprintf("peer group %q is", e.peer)
+	}
+	day := "a weekday"
+	if wk {
+		day = "a weekend day"
+	}
+	out = append(out, Anomaly{
+		Employee: e.name, Kind: "off_hours", Feature: "pii_values", Window: "1h",
+		Observed: obs, Norm: offHoursFloor, Score: score, Learning: learning, PeerNorm: peer,
+		Explanation: fmt.Sprintf("%s received %s PII values between %02d:00 and %02d:00 on %s; %s (almost) never active %s",
+			e.name, num(obs), hour, (hour+1)%24, day, whose, when),
+		At: o.Time,
+	})
+	return out
+}
+
+// novelty records the tables, client address and application of the
+// observation and, after the learning period, reports the first-ever ones
+// (tables and applications only when no one in the peer group uses them)
+// and a first COPY TO STDOUT carrying PII.
+func (m *Model) novelty(e *employee, o *Observation, learning bool, out []Anomaly) []Anomaly {
+	report := func(kind, feature, name, what string) {
+		out = append(out, Anomaly{
+			Employee: e.name, Kind: kind, Feature: feature, Window: fmt.Sprintf("%dd", m.cfg.HistoryDays),
+			Observed: 1, Norm: 0, Score: noveltyScore, At: o.Time,
+			Explanation: fmt.Sprintf("%s used %s %q for the first time in %d days", e.name, what, name, m.cfg.HistoryDays),
+		})
+	}
+	for _, t := range o.Tables {
+		if _, ok := e.tables[t]; !ok && !learning && !m.peerUses(e, t, func(x *employee) map[string]int64 { return x.tables }) {
+			report("novel_table", "tables", t, "table")
+		}
+		e.tables[t] = e.day
+	}
+	if a := o.ClientAddr; a != "" {
+		if _, ok := e.clients[a]; !ok && !learning {
+			report("novel_client", "clients", a, "client address")
+		}
+		e.clients[a] = e.day
+	}
+	if a := o.Application; a != "" {
+		if _, ok := e.apps[a]; !ok && !learning && !m.peerUses(e, a, func(x *employee) map[string]int64 { return x.apps }) {
+			report("novel_application", "applications", a, "application")
+		}
+		e.apps[a] = e.day
+	}
+	if o.Copy > 0 && e.delta[fPIIValues] > 0 && !learning && e.cur[w1d][fCopy] == o.Copy && !m.copied(e) {
+		key := repKey{Kind: kCopy, Feature: fCopy, Window: w1d, Bucket: e.day}
+		if _, ok := e.reported[key]; !ok {
+			e.reported[key] = noveltyScore
+			_, peer := m.normsFor(e)
+			out = append(out, Anomaly{
+				Employee: e.name, Kind: "copy", Feature: "copy", Window: "1d",
+				Observed: float64(e.delta[fPIIValues]), Score: noveltyScore, PeerNorm: peer, At: o.Time,
+				Explanation: fmt.Sprintf("%s ran COPY TO STDOUT returning %s PII values; neither %s nor peer group %q has used COPY in %d days",
+					e.name, num(float64(e.delta[fPIIValues])), e.name, e.peer, m.cfg.HistoryDays),
+			})
+		}
+	}
+	return out
+}
+
+// peerUses reports whether another member of e's peer group has name in
+// the set that set returns.
+func (m *Model) peerUses(e *employee, name string, set func(*employee) map[string]int64) bool {
+	if e.peer == "" {
+		return false
+	}
+	for _, n := range m.names {
+		x := m.emps[n]
+		if x != e && x.peer == e.peer {
+			if _, ok := set(x)[name]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// copied reports whether e or its peer group has used COPY in the history.
+func (m *Model) copied(e *employee) bool {
+	for i := range e.days {
+		if e.days[i].get(w1d, fCopy) > 0 {
+			return true
+		}
+	}
+	ns := m.peerNorms(e.peer)
+	return ns != nil && ns.Copy
+}
+
+// drift compares, for the day just closed, the totals of the last N active
+// days with N times the usual daily total, which comes from the days before
+// them and is rise-capped. The anomaly with the highest score, if any, goes
+// to m.pending, for Advance.
+func (m *Model) drift(e *employee) {
+	n := len(e.days)
+	at := m.dayEnd(e.day)
+	learning := at.Before(e.firstSeen.Add(timeDays(m.cfg.LearningDays)))
+	var buf [64]float64
+	var best Anomaly
+	for j, nd := range driftDays {
+		if n < nd {
+			continue
+		}
+		win, hist := e.days[n-nd:], e.days[:n-nd]
+		for _, f := range driftFeatures {
+			var sum float64
+			for i := range win {
+				sum += float64(win[i].get(w1d, f))
+			}
+			var base, sigma, h float64
+			rel, peer := driftRel[j], false
+			switch {
+			case e.established() && len(hist) >= m.cfg.MinActiveDays:
+				v := buf[:0]
+				for i := range hist {
+					v = append(v, float64(hist[i].get(w1d, f)))
+				}
+				usual, sig := usualDay(v)
+				capped, _ := e.own.dayMed(f)
+				base, sigma, h = min(usual, capped), sig, float64(len(hist))
+			case e.established():
+				base, sigma = e.own.dayMed(f)
+				h = float64(n)
+			default:
+				pn := m.peerNorms(e.peer)
+				if pn == nil {
+					continue
+				}
+				base, sigma = pn.dayMed(f)
+				rel, peer, h = driftPeerRel, true, 1e9
+			}
+			// The N-day sum varies with the days (N*sigma^2) and with the
+			// error of a usual figure learned from h days (N^2*1.2*sigma^2/h).
+			fn := float64(nd)
+			sigma = max(sigma, driftMinSigma*base)
+			sd := sigma * math.Sqrt(fn+fn*fn*1.2/h)
+			margin := max(driftK*sd, rel*fn*base, driftFloor[f][j])
+			excess := sum - fn*base
+			if excess < margin || excess/margin <= best.Score {
+				continue
+			}
+			whose := "the usual for " + e.name
+			if peer {
+				whose = fmt.Sprintf("the usual for peer group %q", e.peer)
+			}
+			best = Anomaly{
+				Employee: e.name, Kind: "drift", Feature: m.featureName(f), Window: fmt.Sprintf("%dd", nd),
+				Observed: sum, Norm: fn * base, Score: excess / margin, Learning: learning, PeerNorm: peer,
+				Explanation: fmt.Sprintf("%s received %s %s over the last %d active days; %s is %s a day (%s for %d days), and more than %s is beyond normal variation",
+					e.name, num(sum), m.label(f), nd, whose, num(base), num(fn*base), nd, num(fn*base+margin)),
+				At: at,
+			}
+		}
+	}
+	if best.Score > 0 {
+		m.pending = append(m.pending, best)
+	}
+}

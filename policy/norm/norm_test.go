@@ -1,0 +1,469 @@
+package norm
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNormalWorkHasFewFalseAnomalies(t *testing.T) {
+	var anomalies, learning, empDays int
+	kinds := map[string]int{}
+	for seed := uint64(1); seed <= 4; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		m := newModel(t)
+		ws := population(20, rng)
+		got := run(t, m, ws, 0, 30, rng, nil)
+		for _, w := range ws {
+			for d := range 30 {
+				if len(workday(w, d, rand.New(rand.NewPCG(9, 9)))) > 0 {
+					empDays++
+				}
+			}
+		}
+		for _, a := range got {
+			anomalies++
+			kinds[a.Kind]++
+			if a.Learning {
+				learning++
+			}
+			t.Logf("seed %d: %s %s %s %s %s score %.2f learning=%v peer=%v: %s", seed, a.At.Format(time.DateTime), a.Employee, a.Kind, a.Feature, a.Window, a.Score, a.Learning, a.PeerNorm, a.Explanation)
+		}
+	}
+	rate := float64(anomalies) / float64(empDays)
+	t.Logf("%d anomalies (%d in learning) %v over %d active employee-days: %.4f per employee-day", anomalies, learning, kinds, empDays, rate)
+	if rate > 0.01 {
+		t.Errorf("false anomaly rate %.4f per employee-day, want <= 0.01", rate)
+	}
+}
+
+// established returns a model that has learned 14 days of a population.
+func established(t testing.TB, seed uint64) (*Model, []worker, *rand.Rand) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 2))
+	m := newModel(t)
+	ws := population(6, rng)
+	run(t, m, ws, 0, 14, rng, nil)
+	return m, ws, rng
+}
+
+func find(as []Anomaly, employee, kind string) []Anomaly {
+	var out []Anomaly
+	for _, a := range as {
+		if a.Employee == employee && (kind == "" || a.Kind == kind) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func TestBulkDumpIsScoredWithNumbers(t *testing.T) {
+	m, ws, _ := established(t, 3)
+	agent := ws[0]
+	at := dayStart(14).Add(10*time.Hour + 5*time.Minute) // a Monday morning
+	got := m.Observe(lookup(agent, at, 2000))            // 6,000 values: about 100x the 10-minute norm
+	vol := find(got, agent.name, "volume")
+	if len(vol) == 0 {
+		t.Fatalf("no volume anomaly for a bulk dump: %+v", got)
+	}
+	var a Anomaly
+	for _, x := range vol {
+		if x.Feature == "pii_values" && x.Window == "10m" {
+			a = x
+		}
+	}
+	if a.Score < 1 || a.Learning || a.PeerNorm || a.Observed != 6000 {
+		t.Errorf("anomaly %+v", a)
+	}
+	if !strings.Contains(a.Explanation, "6,000 PII values in 10 minutes") || !strings.Contains(a.Explanation, num(a.Norm)) {
+		t.Errorf("explanation %q lacks the numbers", a.Explanation)
+	}
+	t.Logf("%s (score %.1f)", a.Explanation, a.Score)
+	// Within the same bucket, the anomaly is not repeated unless the score doubles.
+	if again := find(m.Observe(lookup(agent, at.Add(time.Second), 1)), agent.name, "volume"); len(again) != 0 {
+		t.Errorf("repeated: %+v", again)
+	}
+	if again := find(m.Observe(lookup(agent, at.Add(2*time.Second), 3000)), agent.name, "volume"); len(again) == 0 {
+		t.Errorf("a doubled score was not reported again")
+	}
+}
+
+func TestPagingManyStatementsInMinutes(t *testing.T) {
+	m, ws, _ := established(t, 4)
+	agent := ws[1]
+	at := dayStart(14).Add(11 * time.Hour)
+	var got []Anomaly
+	for i := range 40 { // LIMIT 50 OFFSET 50*i, a statement every 5 seconds
+		got = append(got, m.Observe(lookup(agent, at.Add(time.Duration(i)*5*time.Second), 50))...)
+	}
+	if len(find(got, agent.name, "volume")) == 0 {
+		t.Fatalf("paging not caught: %+v", got)
+	}
+}
+
+func TestSeasonality(t *testing.T) {
+	m, ws, _ := established(t, 5)
+	var agent, batch worker
+	for _, w := range ws {
+		switch w.role {
+		case "support":
+			agent = w
+		case "batch":
+			batch = w
+		}
+	}
+	at := dayStart(14).Add(2*time.Hour + time.Minute)
+	var batchGot []Anomaly
+	for _, o := range workday(batch, 14, rand.New(rand.NewPCG(1, 2))) {
+		batchGot = append(batchGot, m.Observe(o)...)
+	}
+	if len(batchGot) != 0 {
+		t.Errorf("the nightly batch raised %+v", batchGot)
+	}
+	var got []Anomaly
+	for i := range 10 {
+		got = append(got, m.Observe(lookup(agent, at.Add(time.Duration(i)*time.Minute), 1))...)
+	}
+	off := find(got, agent.name, "off_hours")
+	if len(off) != 1 || off[0].Score < 1 {
+		t.Fatalf("agent at 02:00: %+v", got)
+	}
+	t.Log(off[0].Explanation)
+	// Weekend work is unusual for an agent too.
+	sat := dayStart(19).Add(11 * time.Hour)
+	got = nil
+	for i := range 10 {
+		got = append(got, m.Observe(lookup(agent, sat.Add(time.Duration(i)*time.Minute), 1))...)
+	}
+	if len(find(got, agent.name, "off_hours")) != 1 {
+		t.Errorf("agent on Saturday: %+v", got)
+	}
+}
+
+func TestNewHireUsesPeerNormFromDayOne(t *testing.T) {
+	m, ws, rng := established(t, 6)
+	hire := worker{name: "newbie", role: "support", addr: "10.0.1.1", app: "crm", scale: 1, start: 9}
+	// Normal work on the first days raises nothing.
+	got := run(t, m, append(ws, hire), 14, 17, rng, nil)
+	if a := find(got, hire.name, ""); len(a) != 0 {
+		t.Errorf("new hire's normal work: %+v", a)
+	}
+	n := m.Norm(hire.name, dayStart(17))
+	if !n.PeerNorm || !n.Learning || n.Peer != "support" {
+		t.Errorf("norm %+v", n)
+	}
+	got = m.Observe(lookup(hire, dayStart(17).Add(10*time.Hour), 500))
+	vol := find(got, hire.name, "volume")
+	if len(vol) == 0 || !vol[0].PeerNorm || !vol[0].Learning {
+		t.Fatalf("new hire bulk: %+v", got)
+	}
+	t.Log(vol[0].Explanation)
+}
+
+func TestRoleChangeSwitchesPeer(t *testing.T) {
+	m, ws, rng := established(t, 7)
+	var analyst worker
+	for _, w := range ws {
+		if w.role == "analyst" {
+			analyst = w
+			break
+		}
+	}
+	if n := m.Norm(analyst.name, dayStart(14)); n.PeerNorm || n.Peer != "analyst" {
+		t.Fatalf("before: %+v", n)
+	}
+	moved := analyst
+	moved.role, moved.scale, moved.start = "support", 1, 9
+	var others []worker
+	for _, w := range ws {
+		if w.name != analyst.name {
+			others = append(others, w)
+		}
+	}
+	got := run(t, m, append(others, moved), 14, 16, rng, nil)
+	if a := find(got, moved.name, ""); len(a) != 0 {
+		t.Errorf("support work after a role change: %+v", a)
+	}
+	if n := m.Norm(moved.name, dayStart(16)); !n.PeerNorm || n.Peer != "support" {
+		t.Errorf("after the change: %+v", n)
+	}
+	// Bulk under the new role is scored against the new peers.
+	got = m.Observe(lookup(moved, dayStart(16).Add(10*time.Hour), 400))
+	if vol := find(got, moved.name, "volume"); len(vol) == 0 || !vol[0].PeerNorm {
+		t.Errorf("bulk after role change: %+v", got)
+	}
+	run(t, m, append(others, moved), 17, 26, rng, nil)
+	if n := m.Norm(moved.name, dayStart(26)); n.PeerNorm || n.ActiveDays < 5 {
+		t.Errorf("after enough history under the new peer: PeerNorm %v, %d active days", n.PeerNorm, n.ActiveDays)
+	}
+}
+
+// slowAndLow runs 20 days of normal work, then adds x times agent a's mean
+// daily volume spread over working hours, and returns the number of working
+// days of attack until the first drift anomaly (0: never, in 10 days) and
+// until the first anomaly of any kind.
+func slowAndLow(t *testing.T, x float64, seed uint64) (drift, anyKind int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 3))
+	m := newModel(t)
+	ws := population(6, rng)
+	run(t, m, ws, 0, 21, rng, nil) // day 21 is a Monday after a weekend
+	a := ws[0]
+	daily := lookupsPerHour * a.scale * 8 * 1.4 // customers a day, search listings included
+	attackDays := 0
+	for d := 21; d < 35; d++ {
+		var extra func(int) []Observation
+		if !isWeekend(d) {
+			attackDays++
+			extra = func(d int) []Observation {
+				n := int(x*daily + 0.5)
+				var out []Observation
+				for i := range n {
+					out = append(out, lookup(a, dayStart(d).Add(9*time.Hour+time.Duration(i)*8*time.Hour/time.Duration(n)), 1))
+				}
+				return out
+			}
+		}
+		got := find(run(t, m, ws, d, d+1, rng, extra), a.name, "")
+		for _, an := range got {
+			if anyKind == 0 {
+				anyKind = attackDays
+				t.Logf("%.1fx: first anomaly on attack day %d: %s %s %s: %s", x, attackDays, an.Kind, an.Feature, an.Window, an.Explanation)
+			}
+			if an.Kind == "drift" && drift == 0 {
+				drift = attackDays
+				t.Logf("%.1fx: first drift on attack day %d: %s", x, attackDays, an.Explanation)
+			}
+		}
+		if drift != 0 {
+			return drift, anyKind
+		}
+	}
+	return drift, anyKind
+}
+
+func TestSlowAndLow(t *testing.T) {
+	for _, tt := range []struct {
+		x       float64
+		maxDays int
+	}{{2, 2}, {1, 3}, {0.5, 0}} { // 0.5x: reported, not required
+		t.Run(fmt.Sprintf("%.1fx", tt.x), func(t *testing.T) {
+			for seed := uint64(1); seed <= 3; seed++ {
+				d, first := slowAndLow(t, tt.x, seed)
+				t.Logf("seed %d: drift on attack day %d, first anomaly on attack day %d", seed, d, first)
+				if tt.maxDays > 0 && (d == 0 || d > tt.maxDays) {
+					t.Errorf("seed %d: drift on working day %d, want 1..%d", seed, d, tt.maxDays)
+				}
+			}
+		})
+	}
+}
+
+func TestRampIsNotLearned(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 3))
+	m := newModel(t)
+	ws := population(6, rng)
+	run(t, m, ws, 0, 10, rng, nil)
+	a := ws[0]
+	daily := lookupsPerHour * a.scale * 8 * 1.4
+	flagged := map[int]bool{}
+	for d := 10; d < 40; d++ {
+		k := d - 10
+		extra := func(d int) []Observation {
+			if isWeekend(d) {
+				return nil
+			}
+			n := int(daily*(pow(1.2, k)-1) + 0.5) // volume 1.2^k times the normal
+			var out []Observation
+			for i := range n {
+				out = append(out, lookup(a, dayStart(d).Add(9*time.Hour+time.Duration(i)*8*time.Hour/time.Duration(n)), 1))
+			}
+			return out
+		}
+		if len(find(run(t, m, ws, d, d+1, rng, extra), a.name, "")) > 0 {
+			flagged[k] = true
+		}
+	}
+	var days []int
+	for k := range 30 {
+		if flagged[k] {
+			days = append(days, k)
+		}
+	}
+	t.Logf("ramp flagged on days %v", days)
+	for k := 25; k < 30; k++ {
+		if !isWeekend(k+10) && !flagged[k] {
+			t.Errorf("ramp day %d (volume x%.0f) not flagged: the norm followed", k, pow(1.2, k))
+		}
+	}
+}
+
+func pow(b float64, k int) float64 {
+	r := 1.0
+	for range k {
+		r *= b
+	}
+	return r
+}
+
+func TestNovelty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 3))
+	m := newModel(t)
+	ws := population(3, rng)
+	a := ws[0]
+	run(t, m, ws, 0, 2, rng, nil)
+	// During learning: nothing is reported, the new things are learned.
+	o := lookup(a, dayStart(2).Add(10*time.Hour), 1)
+	o.Tables, o.ClientAddr, o.Application = []string{"public.invoices"}, "192.168.1.1", "excel"
+	if got := m.Observe(o); len(got) != 0 {
+		t.Errorf("during learning: %+v", got)
+	}
+	run(t, m, ws, 2, 10, rng, nil)
+	o = lookup(a, dayStart(10).Add(11*time.Hour), 1)
+	o.Tables = []string{"public.invoices", "hr.salaries", "public.orders"} // orders: known; invoices: learned
+	o.ClientAddr, o.Application = "203.0.113.7", "python-requests"
+	got := m.Observe(o)
+	want := map[string]bool{"novel_table": true, "novel_client": true, "novel_application": true}
+	for _, x := range got {
+		if !want[x.Kind] || x.Score < 1 || x.Score > 1.1 || x.Learning {
+			t.Errorf("unexpected %+v", x)
+		}
+		delete(want, x.Kind)
+		t.Log(x.Explanation)
+	}
+	if len(want) != 0 || len(got) != 3 {
+		t.Errorf("got %+v, missing %v", got, want)
+	}
+	// Known now: not repeated.
+	o.Time = o.Time.Add(time.Minute)
+	if got := m.Observe(o); len(got) != 0 {
+		t.Errorf("repeated: %+v", got)
+	}
+	// A table a peer uses is not novel.
+	p := lookup(ws[1], dayStart(10).Add(12*time.Hour), 1)
+	p.Tables = []string{"hr.salaries"}
+	if got := m.Observe(p); len(got) != 0 {
+		t.Errorf("table known to the peer group: %+v", got)
+	}
+	// A first COPY with PII.
+	c := lookup(ws[2], dayStart(10).Add(13*time.Hour), 5)
+	c.Copy = 1
+	if got := m.Observe(c); len(find(got, ws[2].name, "copy")) != 1 {
+		t.Errorf("first COPY: %+v", got)
+	}
+}
+
+func TestSnapshotRestoreRoundTrip(t *testing.T) {
+	rngA := rand.New(rand.NewPCG(13, 3))
+	a := newModel(t)
+	ws := population(4, rngA)
+	run(t, a, ws, 0, 15, rngA, nil)
+	// Leave a bucket open, with an anomaly already reported in it.
+	a.Observe(lookup(ws[0], dayStart(15).Add(10*time.Hour), 1000))
+	var buf bytes.Buffer
+	if err := a.Snapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	b := newModel(t)
+	if err := b.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	if err := b.Snapshot(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), again.Bytes()) {
+		t.Fatal("snapshot of the restored model differs")
+	}
+	extra := func(d int) []Observation {
+		if d == 20 {
+			return []Observation{lookup(ws[1], dayStart(d).Add(3*time.Hour), 700)}
+		}
+		return nil
+	}
+	seed := uint64(99)
+	gotA := run(t, a, ws, 15, 25, rand.New(rand.NewPCG(seed, 1)), extra)
+	gotB := run(t, b, ws, 15, 25, rand.New(rand.NewPCG(seed, 1)), extra)
+	if sa, sb := fmt.Sprint(norm(gotA)), fmt.Sprint(norm(gotB)); sa != sb {
+		t.Errorf("after restore:\n%s\nwant\n%s", sb, sa)
+	}
+	if len(gotA) == 0 {
+		t.Error("no anomalies to compare")
+	}
+	var sa, sb bytes.Buffer
+	_ = a.Snapshot(&sa)
+	_ = b.Snapshot(&sb)
+	if !bytes.Equal(sa.Bytes(), sb.Bytes()) {
+		t.Error("final snapshots differ")
+	}
+	if err := b.Restore(strings.NewReader(`{"version":2}`)); err == nil {
+		t.Error("restored an unknown version")
+	}
+}
+
+func norm(as []Anomaly) []Anomaly {
+	for i := range as {
+		as[i].At = as[i].At.UTC()
+	}
+	return as
+}
+
+func TestDeterministic(t *testing.T) {
+	var outs []string
+	for range 2 {
+		rng := rand.New(rand.NewPCG(21, 3))
+		m := newModel(t)
+		ws := population(4, rng)
+		got := run(t, m, ws, 0, 12, rng, func(d int) []Observation {
+			return []Observation{lookup(ws[0], dayStart(d).Add(3*time.Hour), 30)}
+		})
+		var buf bytes.Buffer
+		_ = m.Snapshot(&buf)
+		outs = append(outs, fmt.Sprint(got)+buf.String())
+	}
+	if outs[0] != outs[1] {
+		t.Error("same inputs, different outputs")
+	}
+}
+
+func TestConfig(t *testing.T) {
+	if _, err := New(Config{LearningDays: -1}); err == nil {
+		t.Error("negative LearningDays accepted")
+	}
+	loc := time.FixedZone("UTC+5:30", 5*3600+1800)
+	m, err := New(Config{Location: loc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 23:50 local on one day and 00:05 local the next are different days.
+	o := Observation{Employee: "x", Time: time.Date(2026, 3, 2, 23, 50, 0, 0, loc), Features: Features{Statements: 1}}
+	m.Observe(o)
+	o.Time = o.Time.Add(15 * time.Minute)
+	m.Observe(o)
+	if n := m.Norm("x", o.Time); n.ActiveDays != 1 {
+		t.Errorf("%d active days, want 1", n.ActiveDays)
+	}
+}
+
+// BenchmarkObserve measures the common path: an established agent's
+// lookup, one a minute through weekday working hours, below every
+// threshold (buckets, hours and days close along the way).
+func BenchmarkObserve(b *testing.B) {
+	m, ws, _ := established(b, 8)
+	agent := ws[0]
+	o := lookup(agent, dayStart(14), 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var n int
+	for i := range b.N {
+		day := 14 + 7*(i/2400) + (i/480)%5 // weekdays from Monday the 14th
+		o.Time = dayStart(day).Add(9*time.Hour + time.Duration(i%480)*time.Minute)
+		n += len(m.Observe(o))
+	}
+	if n > b.N/100 {
+		b.Fatalf("%d anomalies in %d statements", n, b.N)
+	}
+}
