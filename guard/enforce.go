@@ -63,6 +63,8 @@ type activeRule struct {
 	// compared, without building any map.
 	checks []limitCheck
 	done   bool // decided for this statement (log and alert fire once)
+	// fixed rules (a norm's) come with their checks; they have no base.
+	fixed bool
 }
 
 type measureKind uint8
@@ -86,6 +88,9 @@ type limitCheck struct {
 
 // prepare computes the rule's checks from its base.
 func (a *activeRule) prepare() {
+	if a.fixed {
+		return
+	}
 	a.checks = a.checks[:0]
 	for _, l := range a.r.Limits() {
 		c := limitCheck{limit: l}
@@ -256,6 +261,7 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 			verdict = v
 		}
 	}
+	p.rules = append(p.rules, s.normRules(c, s.g.cfg.Now())...)
 	s.enf.mu.Lock()
 	if s.enf.prep == nil {
 		s.enf.prep = make(map[*proxy.Statement]*prepared)
@@ -341,6 +347,9 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 	var totals window.Totals
 	var haveTotals bool
 	for _, a := range rules {
+		if a.fixed {
+			continue
+		}
 		switch a.r.Scope {
 		case policy.ScopeSession:
 			a.base = s.sessionFigures()
@@ -515,6 +524,16 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 // audit trail, security is alerted (except for log), and the verdict for
 // the proxy returned. In shadow mode the verdict is always Continue.
 func (s *session) decide(st *proxy.Statement, r *policy.Rule, b policy.Breach, reason string) proxy.Verdict {
+	return s.decideAs(st, r, b, reason, decisionExtra{source: "rule"})
+}
+
+// decisionExtra says where a decision comes from, for the logs.
+type decisionExtra struct {
+	source, kind, window string
+	score                float64
+}
+
+func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach, reason string, x decisionExtra) proxy.Verdict {
 	if r.Scope != policy.ScopeStatement && r.Action == policy.ActionAlert && s.enf.alertedOnce[r.Name] {
 		return proxy.Verdict{}
 	}
@@ -526,7 +545,10 @@ func (s *session) decide(st *proxy.Statement, r *policy.Rule, b policy.Breach, r
 		action = "would " + action
 	}
 	data := map[string]any{"seq": seqOf(st), "rule": r.Name, "action": action, "shadow": r.Shadow,
-		"scope": string(r.Scope), "reason": reason}
+		"scope": string(r.Scope), "reason": reason, "source": x.source}
+	if x.source == "norm" {
+		data["kind"], data["score"], data["window"] = x.kind, x.score, x.window
+	}
 	if b.Measure != "" {
 		data["measure"], data["observed"], data["limit"] = b.Measure, b.Observed, b.Limit
 	}
@@ -539,7 +561,7 @@ func (s *session) decide(st *proxy.Statement, r *policy.Rule, b policy.Breach, r
 	}
 	s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "reason", reason)
 	s.g.decisions.write(Decision{Time: s.g.cfg.Now().UTC(), Employee: s.info.User, SessionID: s.info.ID,
-		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: "rule", Rule: r.Name, Scope: string(r.Scope),
+		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
 		Measure: b.Measure, Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
 		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName})
 	if r.Action != policy.ActionLog && s.g.cfg.Alerts != nil {

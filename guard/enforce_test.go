@@ -22,6 +22,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/holds"
 	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -842,5 +843,84 @@ func TestCanaries(t *testing.T) {
 	_, err = c3.PgConn().CopyTo(ctx, &writerFunc{&sb}, "COPY (SELECT email FROM customers WHERE id > 99990 ORDER BY id) TO STDOUT")
 	if err == nil || !strings.Contains(err.Error(), "canary") || strings.Contains(sb.String(), "canary.two") {
 		t.Errorf("COPY: %v, received %q", err, sb.String())
+	}
+}
+
+// TestNorms: a week of ordinary lookups teaches alice's norm; a burst far
+// above it is alerted with an explanation, the adaptive statement limit
+// stops a large read, and a block from the norm holds for the window.
+func TestNorms(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC) // a Monday
+	clock := func() time.Time { return now }
+	model, err := norm.New(norm.Config{LearningDays: 2, MinActiveDays: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	ev, conn := setup(t, withRules(t, `norms:
+  learning_days: 2
+  min_active_days: 3
+  block_score: 3
+  statement_factor: 4
+  statement_floor: 40
+`), func(c *guard.Config) { c.Now, c.Norms, c.Alerts = clock, model, al })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	id := 1
+	lookup := func(n int) (int, error) {
+		q := fmt.Sprintf("SELECT email FROM customers WHERE id >= %d AND id < %d", id, id+n)
+		id += n
+		return countRows(ctx, conn, q, pgx.QueryExecModeSimpleProtocol)
+	}
+	// Eight working days of 3-6 lookups of 1-3 customers an hour.
+	for day := 0; day < 10; day++ {
+		d := now.AddDate(0, 0, day)
+		if wd := d.Weekday(); wd == time.Saturday || wd == time.Sunday {
+			continue
+		}
+		for h := 9; h < 17; h++ {
+			for k := 0; k < 3+(day+h)%4; k++ {
+				now = time.Date(d.Year(), d.Month(), d.Day(), h, 5+k*12, 0, 0, time.UTC)
+				if _, err := lookup(1 + (h+k)%3); err != nil {
+					t.Fatalf("normal work on day %d: %v", day, err)
+				}
+			}
+		}
+	}
+	if d := ev.decisions(t); len(d) != 0 {
+		t.Errorf("decisions on normal work: %v", d)
+	}
+	al.take()
+	// Day 11 (a Friday), 10:00: a read of 300 customers in one statement.
+	now = time.Date(2026, 3, 13, 10, 0, 0, 0, time.UTC)
+	n, err := lookup(300)
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "norm:statement") {
+		t.Fatalf("a read 100x the norm: %d rows, %v", n, err)
+	}
+	if n >= 300 || n < 40 {
+		t.Errorf("%d rows before the adaptive limit", n)
+	}
+	var sawVolume bool
+	for _, a := range al.take() {
+		if a.Rule == "norm:volume" && strings.Contains(a.Reason, "10 minutes") {
+			sawVolume = true
+		}
+	}
+	if !sawVolume {
+		t.Errorf("no norm:volume alert with an explanation")
+	}
+	// Blocked for the rest of the bucket: even a small read with PII.
+	now = now.Add(2 * time.Minute)
+	if _, err := lookup(1); !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "norm:block") {
+		t.Errorf("a lookup right after: %v", err)
+	}
+	// A statement without PII still runs.
+	if _, err := conn.Exec(ctx, "SELECT count(*) FROM customers"); err != nil {
+		t.Errorf("count after a norm block: %v", err)
+	}
+	now = now.Add(2 * time.Hour)
+	if _, err := lookup(1); err != nil {
+		t.Errorf("two hours later: %v", err)
 	}
 }

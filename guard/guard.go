@@ -19,6 +19,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/detect"
 	"github.com/pgwarden/pgwarden/policy/hll"
+	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -71,6 +72,9 @@ type Config struct {
 	Holds HoldApprover
 	// DecisionLog, if set, receives a JSON line per decision (Decision).
 	DecisionLog io.Writer
+	// Norms is the learned-behaviour model fed with every statement and
+	// consulted when the policy's norms section is enabled; none when nil.
+	Norms *norm.Model
 	// CatalogTimeout bounds a catalog lookup (default 2s).
 	CatalogTimeout time.Duration
 	Now            func() time.Time
@@ -82,6 +86,7 @@ type Guard struct {
 	cfg       Config
 	cur       atomic.Pointer[compiled] // the policy in force
 	decisions *decisionLog
+	norms     normState
 }
 
 // compiled is a policy with its detectors built.
@@ -173,6 +178,11 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 	}
 	s := &session{g: g, c: g.cur.Load(), info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.User)}
 	s.enf.roles = g.roles(info)
+	if groups := s.c.p.GroupsOf(&policy.Context{User: info.User, Roles: s.enf.roles}); len(groups) > 0 {
+		s.peer = groups[0]
+	} else if len(s.enf.roles) > 0 {
+		s.peer = s.enf.roles[0]
+	}
 	err := s.appendEvent(audit.TypeSessionStart, map[string]any{
 		"user": info.User, "database": info.Database, "application_name": info.ApplicationName,
 		"client_addr": addrString(info), "client_tls": info.ClientTLS, "upstream_tls": info.UpstreamTLS,
@@ -216,6 +226,8 @@ type Figures struct {
 	Tables   map[string]struct{}
 	// Redacted counts PII values the client received masked.
 	Redacted int64
+	// Failed is set when the statement ended in an error.
+	Failed bool
 	// Channels counts PII values that left other than in rows: in notices,
 	// error messages and notifications.
 	Channels map[string]int
@@ -271,6 +283,7 @@ type session struct {
 	path   searchPath
 	pathMu sync.Mutex
 	enf    enforcement
+	peer   string // the employee's peer group for norms
 	// cursors sums the fetches of each open server-side cursor.
 	cursors map[string]*cursorTotal
 	// total sums the session's statements, for its session_end event.
@@ -349,7 +362,7 @@ func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 // cast or constraint quotes values.
 func (s *session) Error(st *proxy.Statement, e *pgproto3.ErrorResponse) {
 	if st != nil {
-		s.lookup(st)
+		s.lookup(st).Failed = true
 	}
 	s.scanChannel(st, "error", e.Message, e.Detail, e.Hint, e.Where)
 }
@@ -658,6 +671,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		tables = append(tables, t)
 	}
 	slices.Sort(tables)
+	s.observe(st, f, tables, now)
 	s.log.Debug("statement_counted", "statement_seq", st.Seq, "rows", f.Rows, "pii_rows", f.PIIRows,
 		"pii_values", f.PIIValues.Total(), "bytes", f.Bytes)
 	kind := st.Kind.String()

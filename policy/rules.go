@@ -622,3 +622,17 @@ func (p *Policy) Explain(c *Context) []Explanation {
 	}
 	return out
 }
+
+// GroupsOf returns, sorted, the names of the policy's groups the context's
+// user belongs to (by name or through c.Roles). The first is the
+// employee's peer group for norms.
+func (p *Policy) GroupsOf(c *Context) []string {
+	var out []string
+	for name, g := range p.groups {
+		if g.has(c) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -923,3 +923,28 @@ func TestNormsSection(t *testing.T) {
 		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
 	}
 }
+
+func TestGroupsOf(t *testing.T) {
+	p, err := Parse("g.yaml", []byte(`version: 1
+groups:
+  support: [alice, bob]
+  analysts: {roles: [analyst]}
+  everyone_else: [carol]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		c    Context
+		want string
+	}{
+		{Context{User: "alice"}, "support"},
+		{Context{User: "dave", Roles: []string{"analyst"}}, "analysts"},
+		{Context{User: "bob", Roles: []string{"analyst"}}, "analysts,support"},
+		{Context{User: "zed"}, ""},
+	} {
+		if got := strings.Join(p.GroupsOf(&tc.c), ","); got != tc.want {
+			t.Errorf("GroupsOf(%+v) = %q, want %q", tc.c, got, tc.want)
+		}
+	}
+}

@@ -22,7 +22,8 @@ func startAdmin(fc *fileConfig, g *guardParts, logger *slog.Logger) (func(), err
 	if err != nil {
 		return nil, err
 	}
-	cfg := admin.Config{Token: token, Clock: g.clock, Now: g.now, Logger: logger}
+	cfg := admin.Config{Token: token, Clock: g.clock, Now: g.now, Logger: logger,
+		Norm: func(name string) (any, bool) { return g.guard.NormOf(name, g.now()) }}
 	if g.trail != nil {
 		trail := g.trail
 		cfg.Audit = func(action string, data map[string]any) {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -409,4 +410,73 @@ rules:
 	if code != 0 || strings.Count(out, "\n") != 5 || !strings.Contains(out, `"rule":"egress"`) {
 		t.Errorf("replay --json: %d\n%s", code, out)
 	}
+}
+
+// TestNormsPersist: what the norm model learned is saved in the state
+// directory at exit and restored at start.
+func TestNormsPersist(t *testing.T) {
+	c := pgtest.Shared(t)
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte("version: 1\nnorms:\n  learning_days: 1\n"), 0o600)
+	state := filepath.Join(dir, "state")
+	listen, adminAddr := freeAddr(t), freeAddr(t)
+	const token = "test-admin-token-0123456789"
+	args := []string{"serve", "--listen", listen, "--upstream", "postgres://" + c.Addr(), "--policy", pol,
+		"--clock", "virtual", "--clock-start", "2026-03-02T09:00:00Z", "--admin-listen", adminAddr, "--state-dir", state}
+	env := []string{"PGWARDEN_ADMIN_TOKEN=" + token}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	get := func(path string) map[string]any {
+		req, _ := http.NewRequest("GET", "http://"+adminAddr+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out
+	}
+	post := func(body string) {
+		req, _ := http.NewRequest("POST", "http://"+adminAddr+"/v1/clock", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	cmd, stderr := startBinary(t, env, args...)
+	conn := connectThrough(t, ctx, c, listen, stderr)
+	for day := range 3 {
+		for range 3 {
+			if _, err := conn.Exec(ctx, "SELECT 'n' || i || '@example.com' FROM generate_series(1, 5) i"); err != nil {
+				t.Fatal(err)
+			}
+			post(`{"advance": "1h"}`)
+		}
+		_ = day
+		post(`{"advance": "21h"}`)
+	}
+	conn.Close(ctx)
+	before := get("/v1/employees/" + pgtest.TrustUser + "/norm")
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if _, err := os.Stat(filepath.Join(state, "norms.json")); err != nil {
+		t.Fatalf("no norms saved: %v", err)
+	}
+	args[slices.Index(args, "--clock-start")+1] = "2026-03-06T09:00:00Z" // restart later on
+	cmd, stderr = startBinary(t, env, args...)
+	connectThrough(t, ctx, c, listen, stderr).Close(ctx)
+	after := get("/v1/employees/" + pgtest.TrustUser + "/norm")
+	// Days still open before the restart were closed at exit.
+	b, _ := before["ActiveDays"].(float64)
+	a, _ := after["ActiveDays"].(float64)
+	if b < 2 || a < b || after["FirstSeen"] != "2026-03-02T09:00:00Z" {
+		t.Errorf("norm before %v, after restart %v", before["ActiveDays"], after)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
 }

@@ -210,28 +210,50 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		gcfg.Audit = sinks
 		parts.trail = sinks
 	}
+	model, saveNorms, err := openNorms(fc, pol, logger)
+	if err != nil {
+		return fail(err)
+	}
+	gcfg.Norms = model
 	g, err := guard.New(gcfg)
 	if err != nil {
 		return fail(err)
 	}
 	parts.guard = g
-	// Employees idle for a day leave the windows.
+	// Employees idle for a day leave the windows; the norm model closes its
+	// buckets and days as the clock moves (drift is found then), and its
+	// state is saved now and then and at exit.
 	stop := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(10 * time.Minute)
-		defer t.Stop()
+		defer close(done)
+		sweep := time.NewTicker(10 * time.Minute)
+		defer sweep.Stop()
+		advance := time.NewTicker(2 * time.Second)
+		defer advance.Stop()
+		save := time.NewTicker(time.Minute)
+		defer save.Stop()
 		for {
 			select {
-			case <-t.C:
+			case <-sweep.C:
 				if n := g.Windows().Sweep(parts.now()); n > 0 {
 					logger.Debug("windows_swept", "employees", n)
 				}
+			case <-advance.C:
+				g.AdvanceNorms(parts.now())
+			case <-save.C:
+				saveNorms()
 			case <-stop:
 				return
 			}
 		}
 	}()
-	closers = append(closers, func() { close(stop) })
+	closers = append(closers, func() {
+		close(stop)
+		<-done
+		g.AdvanceNorms(parts.now())
+		saveNorms()
+	})
 	logger.Info("guard_ready", "policy", pol.Name(), "rules", len(pol.Rules()), "shadow", pol.Shadow(),
 		"catalog", parts.catalog != nil, "audit_dir", fc.Audit.Dir,
 		"audit_db", parts.pgAudit != nil, "audit_fail_open", fc.Audit.FailOpen, "state_dir", fc.StateDir)

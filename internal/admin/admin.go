@@ -30,6 +30,9 @@ type Config struct {
 	Clock *clock.Virtual
 	// Now tells the time the proxy uses (the virtual clock's or the wall's).
 	Now func() time.Time
+	// Norm describes what the norm model learned of an employee; nil when
+	// there is no model.
+	Norm func(employee string) (any, bool)
 	// Audit records each admin action that changes something; may be nil.
 	Audit func(action string, data map[string]any)
 	// Logger; slog.Default() when nil.
@@ -61,6 +64,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /v1/health", h.health)
 	h.mux.Handle("GET /v1/clock", h.auth(h.getClock))
 	h.mux.Handle("POST /v1/clock", h.auth(h.setClock))
+	h.mux.Handle("GET /v1/employees/{name}/norm", h.auth(h.norm))
 	return h, nil
 }
 
@@ -139,6 +143,19 @@ func (h *Handler) setClock(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Audit("clock_set", map[string]any{"time": now})
 	}
 	writeJSON(w, http.StatusOK, clockState{Time: now, Virtual: true})
+}
+
+func (h *Handler) norm(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Norm == nil {
+		writeError(w, http.StatusNotFound, "no norm model")
+		return
+	}
+	n, ok := h.cfg.Norm(r.PathValue("name"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no norm model")
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -1,0 +1,204 @@
+package guard
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/proxy"
+)
+
+// normState is what the guard keeps beside the model: employees blocked
+// by a norm until a time, and each employee's adaptive statement limit.
+type normState struct {
+	mu      sync.Mutex
+	blocked map[string]normBlock
+	limits  map[string]stmtLimit
+}
+
+type normBlock struct {
+	until  time.Time
+	reason string
+}
+
+type stmtLimit struct {
+	limit    int64 // 0: none
+	computed time.Time
+}
+
+// limitRefresh is how often an employee's adaptive statement limit is
+// computed again from the model.
+const limitRefresh = 10 * time.Minute
+
+// observe feeds a finished statement to the norm model and acts on the
+// anomalies it reports.
+func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at time.Time) {
+	m := s.g.cfg.Norms
+	nc := s.c.p.Norms()
+	if m == nil || !nc.Enabled || st == between {
+		return
+	}
+	o := norm.Observation{Employee: s.info.User, Peer: s.peer, Time: at, ClientAddr: clientIP(&s.info),
+		Application: s.info.ApplicationName, SessionID: s.info.ID,
+		Features: norm.Features{PIIRows: f.PIIRows, Subjects: int64(f.DistinctSubjects()), Rows: f.Rows,
+			Bytes: f.Bytes, Statements: 1, Tables: tables}}
+	if f.PIIValues.Total() > 0 {
+		o.PIIValues = make(map[string]int64, 2)
+		f.PIIValues.Each(func(c detect.Category, n int) { o.PIIValues[string(c)] = int64(n) })
+	}
+	if f.Failed {
+		o.Failed = 1
+	}
+	if st.SQL != "" {
+		for _, k := range s.g.cfg.SQL.Analyze(st.SQL).Kinds {
+			if k == "copy_to_stdout" {
+				o.Copy = 1
+			}
+		}
+	}
+	for _, a := range m.Observe(o) {
+		s.normDecision(st, a, nc)
+	}
+}
+
+// normDecision turns an anomaly into a decision: alerted from
+// AlertScore, and from BlockScore (outside the learning period, and never
+// for a novelty) the employee's statements with PII are blocked until the
+// anomaly's window ends.
+func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.NormConfig) {
+	if a.Score < nc.AlertScore {
+		return
+	}
+	action := policy.ActionAlert
+	novelty := strings.HasPrefix(a.Kind, "novel_") || a.Kind == "copy"
+	if nc.BlockScore > 0 && a.Score >= nc.BlockScore && !a.Learning && !novelty {
+		action = policy.ActionBlock
+	}
+	r := &policy.Rule{Name: "norm:" + a.Kind, Action: action, Shadow: nc.Shadow || s.c.p.Shadow(),
+		Scope: policy.ScopeStatement, Severity: "medium"}
+	if action == policy.ActionBlock {
+		r.Severity = "high"
+	}
+	b := policy.Breach{Measure: a.Feature, Observed: int64(a.Observed), Limit: int64(a.Norm)}
+	reason := a.Explanation
+	if a.Learning {
+		reason += " (learning period: alert only)"
+	}
+	s.decideAs(st, r, b, reason, decisionExtra{source: "norm", kind: a.Kind, score: a.Score, window: a.Window})
+	if action == policy.ActionBlock && !r.Shadow {
+		until := windowEnd(a.At, a.Window, s.c.p.Location())
+		g := s.g
+		g.norms.mu.Lock()
+		if g.norms.blocked == nil {
+			g.norms.blocked = make(map[string]normBlock)
+		}
+		g.norms.blocked[s.info.User] = normBlock{until: until, reason: reason}
+		g.norms.mu.Unlock()
+		s.log.Warn("norm_block", "until", until, "reason", reason)
+	}
+}
+
+// windowEnd is when the bucket of an anomaly ends: the employee stays
+// blocked until then.
+func windowEnd(at time.Time, window string, loc *time.Location) time.Time {
+	t := at.In(loc)
+	switch window {
+	case "10m":
+		return t.Truncate(10 * time.Minute).Add(10 * time.Minute)
+	case "1h":
+		return t.Truncate(time.Hour).Add(time.Hour)
+	}
+	y, mo, d := t.Date()
+	return time.Date(y, mo, d, 0, 0, 0, 0, loc).AddDate(0, 0, 1)
+}
+
+// normRules are the synthetic rules a statement starts with: the
+// employee's norm block, and the adaptive statement limit.
+func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
+	m := s.g.cfg.Norms
+	nc := c.p.Norms()
+	if m == nil || !nc.Enabled {
+		return nil
+	}
+	g := s.g
+	shadow := nc.Shadow || c.p.Shadow()
+	var out []*activeRule
+	g.norms.mu.Lock()
+	nb, blocked := g.norms.blocked[s.info.User]
+	if blocked && !now.Before(nb.until) {
+		delete(g.norms.blocked, s.info.User)
+		blocked = false
+	}
+	lim, have := g.norms.limits[s.info.User]
+	g.norms.mu.Unlock()
+	if blocked {
+		r := &policy.Rule{Name: "norm:block", Action: policy.ActionBlock, Shadow: shadow, Scope: policy.ScopeStatement, Severity: "high",
+			Description: nb.reason}
+		out = append(out, fixedRule(r, 0))
+	}
+	if nc.StatementFactor > 0 {
+		if !have || now.Sub(lim.computed) >= limitRefresh || now.Before(lim.computed) {
+			lim = stmtLimit{computed: now}
+			en := m.Norm(s.info.User, now)
+			if fn, ok := en.Features["pii_values/10m"]; ok && !en.Learning {
+				lim.limit = max(nc.StatementFloor, int64(nc.StatementFactor*fn.High))
+			}
+			g.norms.mu.Lock()
+			if g.norms.limits == nil {
+				g.norms.limits = make(map[string]stmtLimit)
+			}
+			g.norms.limits[s.info.User] = lim
+			g.norms.mu.Unlock()
+		}
+		if lim.limit > 0 {
+			r := &policy.Rule{Name: "norm:statement", Action: policy.ActionBlock, Shadow: shadow, Scope: policy.ScopeStatement, Severity: "high"}
+			out = append(out, fixedRule(r, lim.limit))
+		}
+	}
+	return out
+}
+
+// fixedRule is an active rule whose only threshold is PII values > limit
+// in the statement.
+func fixedRule(r *policy.Rule, limit int64) *activeRule {
+	return &activeRule{r: r, fixed: true,
+		checks: []limitCheck{{kind: measurePIIValues, limit: policy.Limit{Measure: "pii_values", Limit: limit}, left: limit}}}
+}
+
+// AdvanceNorms closes the norm model's buckets and days up to now and acts
+// on the anomalies that reports (drift). serve calls it every few seconds.
+func (g *Guard) AdvanceNorms(now time.Time) {
+	m := g.cfg.Norms
+	c := g.cur.Load()
+	nc := c.p.Norms()
+	if m == nil || !nc.Enabled {
+		return
+	}
+	for _, a := range m.Advance(now) {
+		s := &session{g: g, c: c, info: proxy.SessionInfo{ID: "norms", User: a.Employee},
+			log: g.cfg.Logger.With("employee", a.Employee)}
+		s.normDecision(nil, a, nc)
+	}
+}
+
+// NormOf describes what the model learned of an employee.
+func (g *Guard) NormOf(employee string, now time.Time) (norm.EmployeeNorm, bool) {
+	if g.cfg.Norms == nil {
+		return norm.EmployeeNorm{}, false
+	}
+	return g.cfg.Norms.Norm(employee, now), true
+}
+
+func clientIP(info *proxy.SessionInfo) string {
+	if info.ClientAddr == nil {
+		return ""
+	}
+	if host, _, err := net.SplitHostPort(info.ClientAddr.String()); err == nil {
+		return host
+	}
+	return info.ClientAddr.String()
+}
