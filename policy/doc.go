@@ -151,6 +151,27 @@
 // so does a canary packed into a longer value (string_agg, json, a COPY
 // line).
 //
+// # Norms
+//
+//	norms:
+//	  enabled: true                   # default true when the section is given
+//	  learning_days: 7                # alerts only, for each employee's first days
+//	  min_active_days: 5              # before that, the peer group's norm is used
+//	  history_days: 30
+//	  max_daily_rise: 0.25            # a norm rises at most 25% a day: ramps are not learned
+//	  alert_score: 1                  # anomalies scoring this or more are alerted
+//	  block_score: 0                  # ... blocked until their window ends (0: never)
+//	  statement_factor: 0             # stop a statement past N x the usual 10-minute high
+//	  statement_floor: 500            # ... but never below this
+//	  shadow: false
+//
+// Norms are learned per employee (package policy/norm): volume per 10
+// minutes, hour and day against the employee's own history (or, for a
+// new hire or after a role change, their peer group's: the first policy
+// group they belong to), activity outside their usual hours, a first
+// table, client address or application, and drift over several days.
+// Novelties are only ever alerted.
+//
 // # Built-in policy
 //
 // Without a policy file pgwarden runs Default, whose text is DefaultYAML:
