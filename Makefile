@@ -47,3 +47,11 @@ compat:
 .PHONY: bench
 bench:
 	$(GO) run ./test/bench $(BENCH_FLAGS)
+
+# Detection quality: a month of simulated employees and labelled attacks
+# through a real pgwarden on a virtual clock (see test/sim). About a minute by
+# default; e.g.
+#   make simulate SIM_FLAGS='--employees 20 --days 10 --json /tmp/sim.json'
+.PHONY: simulate
+simulate:
+	$(GO) run ./test/sim $(SIM_FLAGS)
