@@ -218,8 +218,34 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement) policy.Context
 		for _, rel := range info.Relations {
 			pc.Tables = append(pc.Tables, s.qualify(rel))
 		}
+		if c.estimate && info.Estimable != "" && s.g.cfg.Catalog != nil {
+			pc.EstimatedRows = s.estimate(info.Estimable)
+		}
 	}
 	return pc
+}
+
+// estimate asks the planner, as the employee, how many rows a query
+// returns; 0 when it cannot tell.
+func (s *session) estimate(query string) int64 {
+	s.pathMu.Lock()
+	s.resolvePath()
+	path := s.path.schemas
+	s.pathMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+	defer cancel()
+	n, err := s.g.cfg.Catalog.Estimate(ctx, s.info.User, path, query)
+	if err != nil {
+		if strings.Contains(err.Error(), "SET LOCAL ROLE") || strings.Contains(err.Error(), "estimate as") {
+			s.g.estimateWarn.Do(func() {
+				s.log.Warn("no_estimate", "error", err, "consequence", "estimated_rows conditions do not apply",
+					"fix", "the catalog connection's role must be able to SET ROLE to employees (a superuser, or a member of their roles)")
+			})
+		}
+		s.log.Debug("no_estimate", "error", err)
+		return 0
+	}
+	return n
 }
 
 // qualify names a relation schema.table along the search_path.

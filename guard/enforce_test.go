@@ -163,8 +163,8 @@ type writerFunc struct{ sb *strings.Builder }
 
 func (w *writerFunc) Write(p []byte) (int, error) { return w.sb.Write(p) }
 
-func countRows(ctx context.Context, conn *pgx.Conn, sql string, mode pgx.QueryExecMode) (int, error) {
-	rows, err := conn.Query(ctx, sql, mode)
+func countRows(ctx context.Context, conn *pgx.Conn, sql string, mode pgx.QueryExecMode, args ...any) (int, error) {
+	rows, err := conn.Query(ctx, sql, append([]any{mode}, args...)...)
 	if err != nil {
 		return 0, err
 	}
@@ -922,5 +922,63 @@ func TestNorms(t *testing.T) {
 	now = now.Add(2 * time.Hour)
 	if _, err := lookup(1); err != nil {
 		t.Errorf("two hours later: %v", err)
+	}
+}
+
+// TestEstimatedRowsRefuseBeforeAnyRow: a statement the planner expects to
+// return more than the limit is refused before it runs: nothing leaks.
+func TestEstimatedRowsRefuseBeforeAnyRow(t *testing.T) {
+	_, conn := setup(t, withRules(t, `rules:
+  - name: big-reads
+    when:
+      tables: [public.customers]
+      estimated_rows: 1000
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, sql := range []string{
+		"SELECT * FROM customers",
+		"SELECT email FROM customers WHERE id > 10",
+		"COPY customers TO STDOUT",
+		"COPY (SELECT email, phone FROM customers) TO STDOUT",
+	} {
+		var err error
+		n := 0
+		if strings.HasPrefix(sql, "COPY") {
+			var sb strings.Builder
+			_, err = conn.PgConn().CopyTo(ctx, &writerFunc{&sb}, sql)
+			n = strings.Count(sb.String(), "\n")
+		} else {
+			n, err = countRows(ctx, conn, sql, pgx.QueryExecModeSimpleProtocol)
+		}
+		var pgErr *pgconn.PgError
+		if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "big-reads") || n != 0 {
+			t.Errorf("%s: %d rows, %v", sql, n, err)
+		}
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, "DECLARE c CURSOR FOR SELECT email FROM customers")
+	if err == nil || !strings.Contains(err.Error(), "big-reads") {
+		t.Errorf("DECLARE of a big cursor: %v", err)
+	}
+	tx.Rollback(ctx)
+	// Selective statements pass.
+	for _, sql := range []string{
+		"SELECT email FROM customers WHERE id = 42",
+		"SELECT email FROM customers WHERE id BETWEEN 1 AND 50",
+		"SELECT count(*) FROM customers",
+	} {
+		if _, err := countRows(ctx, conn, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	// With parameters there is no estimate: the statement runs (and
+	// thresholds, if any, stop it mid-result).
+	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id > $1", pgx.QueryExecModeCacheStatement, 99990); err != nil || n != 10 {
+		t.Errorf("parameterized: %d %v", n, err)
 	}
 }

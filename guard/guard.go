@@ -34,6 +34,7 @@ type Resolver interface {
 	RelationSchemas(ctx context.Context, name string) ([]string, error)
 	RoleSearchPath(ctx context.Context, role, database string) (string, bool, error)
 	RoleMemberships(ctx context.Context, user string, roles []string) ([]string, error)
+	Estimate(ctx context.Context, role string, searchPath []string, query string) (int64, error)
 }
 
 // AuditLog receives one event per statement; *audit.Log is one.
@@ -87,6 +88,8 @@ type Guard struct {
 	cur       atomic.Pointer[compiled] // the policy in force
 	decisions *decisionLog
 	norms     normState
+	// estimateWarn logs once that the planner cannot be asked as employees.
+	estimateWarn sync.Once
 }
 
 // compiled is a policy with its detectors built.
@@ -94,10 +97,15 @@ type compiled struct {
 	p         *policy.Policy
 	detectors *detect.Set // nil when the policy turns detectors off
 	canaries  *canarySet  // nil when the policy names none
+	// estimate is set when a rule has an estimated_rows condition.
+	estimate bool
 }
 
 func compile(p *policy.Policy) (*compiled, error) {
 	c := &compiled{p: p, canaries: newCanarySet(p)}
+	for _, r := range p.Rules() {
+		c.estimate = c.estimate || r.NeedsEstimate()
+	}
 	dc := p.Detectors()
 	if !dc.Enabled {
 		return c, nil

@@ -51,6 +51,7 @@
 //	    when:                         # required; every condition given must hold
 //	      pii_values: {email: 100}    # or one limit on the total: pii_values: 1000
 //	      tables: [public.customers, "crm.*"]
+//	      estimated_rows: 1000          # the planner expects more rows than this
 //	    action: alert                 # required: log, alert, redact, hold, block, kill, quarantine
 //	    redact: mask                  # action redact: mask (default) or "null"
 //	    hold_timeout: 5m              # action hold: blocked when not approved in time
@@ -106,7 +107,11 @@
 // prefixes or addresses; an unknown address, from a Unix socket, is in
 // none), application and not_application (application_name matches, or
 // does not match, any of these globs: '*', '?', classes and '\' as in
-// match; "" is an empty application_name). A rule with context conditions
+// match; "" is an empty application_name), estimated_rows (PostgreSQL's
+// planner expects the statement to return more rows than this: EXPLAIN,
+// planned as the employee, for a SELECT, a DECLARE of a cursor or a COPY TO
+// STDOUT without parameters; statements it cannot estimate do not match,
+// and are still subject to thresholds). A rule with context conditions
 // only is a context rule, decided before the statement runs; its scope
 // must stay statement.
 //

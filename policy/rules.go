@@ -144,6 +144,9 @@ type Context struct {
 	// Tables are the tables the statement touches or names, each
 	// "schema.table" as the catalog spells the names, unquoted.
 	Tables []string
+	// EstimatedRows is the planner's estimate of the rows the statement
+	// returns, for estimated_rows conditions; 0 when unknown.
+	EstimatedRows int64
 	// Kinds classify the statement.
 	Kinds []StatementKind
 }
@@ -174,6 +177,7 @@ type Rule struct {
 	thresholds []threshold // in Exceeded order
 	tables     []tableCond
 	kinds      []StatementKind
+	estRows    int64 // estimated_rows: the planner's estimate must exceed it; -1: no condition
 	hours      []hourRange
 	hoursText  []string
 	days       uint8 // bit 1<<time.Weekday; 0: no days condition
@@ -352,6 +356,11 @@ type appCond struct {
 // one is a context rule, decided before the statement runs.
 func (r *Rule) Thresholded() bool { return len(r.thresholds) > 0 }
 
+// NeedsEstimate reports whether the rule has an estimated_rows condition:
+// the caller then asks the planner how many rows the statement returns and
+// sets Context.EstimatedRows before Applies.
+func (r *Rule) NeedsEstimate() bool { return r.estRows >= 0 }
+
 // Exceeded compares f with the rule's thresholds. A rule fires only when
 // every one of its thresholds is exceeded (observed > limit: equal is not
 // exceeded), so Exceeded reports true only then, with the Breach of the
@@ -435,6 +444,15 @@ func (r *Rule) check(c *Context, explain bool) (bool, string) {
 			return false, ""
 		}
 		return false, fmt.Sprintf("statements: %s is none of %s", kindList(c.Kinds), kindList(r.kinds))
+	}
+	if r.estRows >= 0 && c.EstimatedRows <= r.estRows {
+		if !explain {
+			return false, ""
+		}
+		if c.EstimatedRows == 0 {
+			return false, fmt.Sprintf("estimated_rows: no estimate (want more than %d)", r.estRows)
+		}
+		return false, fmt.Sprintf("estimated_rows: the planner expects %d rows, not more than %d", c.EstimatedRows, r.estRows)
 	}
 	if r.hours != nil || r.days != 0 {
 		local := c.Time.In(r.location())

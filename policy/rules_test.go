@@ -291,7 +291,7 @@ rules:
 `, []string{
 			`3:21: when: no condition (a rule needs at least one)`,
 			`4:21: when: expected a mapping, got null "~"`,
-			`5:31: unknown key "color" in when (want application, bytes, client, days, distinct_subjects, hours, not_application, not_client, pii_rows, pii_values, rows, statements, tables)`,
+			`5:31: unknown key "color" in when (want application, bytes, client, days, distinct_subjects, estimated_rows, hours, not_application, not_client, pii_rows, pii_values, rows, statements, tables)`,
 		}},
 		{"scope without thresholds", `version: 1
 rules:
@@ -946,5 +946,35 @@ groups:
 		if got := strings.Join(p.GroupsOf(&tc.c), ","); got != tc.want {
 			t.Errorf("GroupsOf(%+v) = %q, want %q", tc.c, got, tc.want)
 		}
+	}
+}
+
+func TestEstimatedRows(t *testing.T) {
+	p, err := Parse("e.yaml", []byte(`version: 1
+rules:
+  - name: big-reads
+    when: {tables: [public.customers], estimated_rows: 100}
+    action: block
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Rules()[0]
+	if !r.NeedsEstimate() || r.Thresholded() {
+		t.Fatalf("NeedsEstimate %v Thresholded %v", r.NeedsEstimate(), r.Thresholded())
+	}
+	c := &Context{User: "a", Tables: []string{"public.customers"}}
+	for est, want := range map[int64]bool{0: false, 100: false, 101: true, 50000: true} {
+		c.EstimatedRows = est
+		if got := r.Applies(c); got != want {
+			t.Errorf("estimate %d: Applies %v", est, got)
+		}
+	}
+	c.EstimatedRows = 5
+	if e := p.Explain(c); e[0].Applies || !strings.Contains(e[0].Why, "expects 5 rows") {
+		t.Errorf("explain %+v", e[0])
+	}
+	if p.Rules()[0].NeedsEstimate() && Default().Rules()[0].NeedsEstimate() {
+		t.Error("built-in rules need no estimate")
 	}
 }

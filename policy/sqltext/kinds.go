@@ -141,3 +141,77 @@ func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes 
 		return true
 	})
 }
+
+// EstimableQuery returns the query whose row count a planner estimate
+// tells, for a text that is one SELECT, a DECLARE of a cursor, or a COPY
+// TO STDOUT of a query or a table; ok is false for anything else, and for
+// texts with parameters ($1), which cannot be planned without values.
+func EstimableQuery(sql string) (query string, ok bool) {
+	tree, err := pg_query.Parse(sql)
+	if err != nil || len(tree.GetStmts()) != 1 || hasParam(tree) {
+		return "", false
+	}
+	n := tree.GetStmts()[0].GetStmt()
+	var q *pg_query.Node
+	switch {
+	case n.GetSelectStmt() != nil:
+		if n.GetSelectStmt().GetIntoClause() != nil {
+			return "", false
+		}
+		return sql, true
+	case n.GetDeclareCursorStmt() != nil:
+		q = n.GetDeclareCursorStmt().GetQuery()
+	case n.GetCopyStmt() != nil && !n.GetCopyStmt().GetIsFrom() && n.GetCopyStmt().GetFilename() == "":
+		c := n.GetCopyStmt()
+		if c.GetQuery() != nil {
+			q = c.GetQuery()
+		} else if rv := c.GetRelation(); rv != nil {
+			name := quoteIdent(rv.GetRelname())
+			if rv.GetSchemaname() != "" {
+				name = quoteIdent(rv.GetSchemaname()) + "." + name
+			}
+			return "SELECT * FROM " + name, true
+		}
+	}
+	if q == nil || q.GetSelectStmt() == nil {
+		return "", false
+	}
+	out, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.GetVersion(), Stmts: []*pg_query.RawStmt{{Stmt: q}}})
+	if err != nil {
+		return "", false
+	}
+	return out, true
+}
+
+// hasParam reports whether a parse tree holds a $n parameter.
+func hasParam(tree *pg_query.ParseResult) bool {
+	found := false
+	var walk func(m protoreflect.Message)
+	walk = func(m protoreflect.Message) {
+		if found || !m.IsValid() {
+			return
+		}
+		if _, ok := m.Interface().(*pg_query.ParamRef); ok {
+			found = true
+			return
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
+			switch {
+			case fd.IsList():
+				if fd.Kind() == protoreflect.MessageKind {
+					list := val.List()
+					for i := 0; i < list.Len(); i++ {
+						walk(list.Get(i).Message())
+					}
+				}
+			case fd.Kind() == protoreflect.MessageKind:
+				walk(val.Message())
+			}
+			return !found
+		})
+	}
+	walk(tree.ProtoReflect())
+	return found
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

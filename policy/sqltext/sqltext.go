@@ -34,6 +34,9 @@ type Info struct {
 	// Relations are the tables and views the text names (CTEs excepted),
 	// each once, schema empty when unqualified.
 	Relations []Relation
+	// Estimable is the query a planner estimate of the text's result
+	// would be asked about (EstimableQuery), "" when none.
+	Estimable string
 }
 
 // Analyzer caches Info by statement text. Safe for concurrent use.
@@ -86,6 +89,7 @@ func analyze(sql string) *Info {
 	info.Fingerprint, info.Normalized = fp, norm
 	if tree, err := pg_query.Parse(sql); err == nil {
 		info.Kinds, info.Relations = classify(tree)
+		info.Estimable, _ = EstimableQuery(sql)
 	}
 	if mayNameCursor(sql) {
 		info.Cursor, info.CursorOp = cursorOf(sql)

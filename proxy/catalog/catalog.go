@@ -99,14 +99,15 @@ func (c *Config) validate() error {
 // them, to schema, table and column names. It is safe for concurrent use by
 // every session of the proxy.
 type Resolver struct {
-	pool  Querier
-	ttl   time.Duration
-	now   func() time.Time
-	log   *slog.Logger
-	cache *lru.Cache[uint32, entry]
-	views *lru.Cache[uint32, viewDef] // pg_get_viewdef by OID
-	funcs named[[]Function]           // functions by schema and name
-	rels  named[[]string]             // schemas of relations by name
+	pool      Querier
+	ttl       time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+	cache     *lru.Cache[uint32, entry]
+	views     *lru.Cache[uint32, viewDef] // pg_get_viewdef by OID
+	funcs     named[[]Function]           // functions by schema and name
+	rels      named[[]string]             // schemas of relations by name
+	estimates named[int64]                // planner estimates by role, path and query
 
 	hits, misses atomic.Uint64
 
@@ -149,16 +150,21 @@ func New(cfg Config) (*Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
+	estimates, err := newNamed[int64](cfg.Size)
+	if err != nil {
+		return nil, err
+	}
 	return &Resolver{
-		funcs:    funcs,
-		rels:     rels,
-		pool:     cfg.Pool,
-		ttl:      cfg.TTL,
-		now:      cfg.Now,
-		log:      cfg.Logger,
-		cache:    cache,
-		views:    views,
-		inflight: make(map[uint32]*fetch),
+		funcs:     funcs,
+		rels:      rels,
+		estimates: estimates,
+		pool:      cfg.Pool,
+		ttl:       cfg.TTL,
+		now:       cfg.Now,
+		log:       cfg.Logger,
+		cache:     cache,
+		views:     views,
+		inflight:  make(map[uint32]*fetch),
 	}, nil
 }
 
@@ -276,6 +282,7 @@ func (r *Resolver) Invalidate() {
 	r.views.Purge()
 	r.funcs.cache.Purge()
 	r.rels.cache.Purge()
+	r.estimates.cache.Purge()
 	r.mu.Unlock()
 	r.log.Debug("catalog_invalidated")
 }

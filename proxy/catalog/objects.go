@@ -2,11 +2,14 @@ package catalog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -193,4 +196,65 @@ WHERE g.rolname = ANY($2) AND EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname =
 		return nil, fmt.Errorf("catalog: roles of %q: %w", user, err)
 	}
 	return out, nil
+}
+
+// beginner is what Estimate needs of the pool beyond Querier.
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// ErrNoEstimate is returned when the planner cannot be asked.
+var ErrNoEstimate = errors.New("catalog: no estimate")
+
+// Estimate asks the planner how many rows query returns (EXPLAIN, which
+// runs nothing but planning). It plans as role (SET LOCAL ROLE), so that
+// whatever planning evaluates runs with the employee's privileges, not
+// pgwarden's, along searchPath, within a short statement timeout. query
+// must be a single SELECT without parameters. Answers are cached for TTL.
+func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []string, query string) (int64, error) {
+	key := role + "\x00" + strings.Join(searchPath, ",") + "\x00" + query
+	if e, ok := r.estimates.cache.Get(key); ok && r.now().Sub(e.read) < r.ttl {
+		return e.v, nil
+	}
+	b, ok := r.pool.(beginner)
+	if !ok {
+		return 0, ErrNoEstimate
+	}
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("catalog: estimate: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	path := make([]string, len(searchPath))
+	for i, s := range searchPath {
+		path[i] = pgx.Identifier{s}.Sanitize()
+	}
+	for _, stmt := range []string{
+		"SET LOCAL statement_timeout = 1000",
+		"SET LOCAL ROLE " + pgx.Identifier{role}.Sanitize(),
+	} {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return 0, fmt.Errorf("catalog: estimate as %q: %w", role, err)
+		}
+	}
+	if len(path) > 0 {
+		if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", strings.Join(path, ", ")); err != nil {
+			return 0, fmt.Errorf("catalog: estimate: %w", err)
+		}
+	}
+	var plan []byte
+	if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+query).Scan(&plan); err != nil {
+		return 0, fmt.Errorf("catalog: estimate: %w", err)
+	}
+	var out []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		} `json:"Plan"`
+	}
+	if err := json.Unmarshal(plan, &out); err != nil || len(out) != 1 {
+		return 0, fmt.Errorf("catalog: estimate: unexpected EXPLAIN output")
+	}
+	n := int64(out[0].Plan.Rows)
+	r.estimates.cache.Add(key, namedEntry[int64]{v: n, read: r.now()})
+	return n, nil
 }
