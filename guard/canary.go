@@ -70,7 +70,7 @@ func (cs *canarySet) countIn(data []byte) int {
 // first of a session is alerted; reaching the policy's block_at within
 // the session blocks, before the message reaches the client.
 func (s *session) canaryHit(st *proxy.Statement, n int) proxy.Verdict {
-	cs := s.c.canaries
+	cs := s.cc().canaries
 	seen := s.enf.canaries + n
 	if seen >= cs.blockAt {
 		b := policy.Breach{Measure: "canaries", Observed: int64(seen), Limit: int64(cs.blockAt - 1)}

@@ -218,11 +218,28 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement) policy.Context
 		for _, rel := range info.Relations {
 			pc.Tables = append(pc.Tables, s.qualify(rel))
 		}
-		if c.estimate && info.Estimable != "" && s.g.cfg.Catalog != nil {
+		if c.estimate && info.Estimable != "" && s.g.cfg.Catalog != nil && s.mayReturnPII(info.Estimable) {
 			pc.EstimatedRows = s.estimate(info.Estimable)
 		}
 	}
 	return pc
+}
+
+// mayReturnPII reports whether a query's result may carry declared PII:
+// an output column computed from a declared column, or columns the text
+// does not list (SELECT *). An aggregate such as count(*) or a grouping by
+// city returns no PII, however many rows the planner expects.
+func (s *session) mayReturnPII(query string) bool {
+	lin := s.g.cfg.SQL.Lineage(query)
+	if lin == nil || lin.Star {
+		return true
+	}
+	for _, t := range lin.Targets {
+		if s.targetCategory(lin, t, 0) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // estimate asks the planner, as the employee, how many rows a query
@@ -326,7 +343,7 @@ func (s *session) begin(st *proxy.Statement) {
 	if p == nil {
 		return
 	}
-	s.c = p.c
+	s.c.Store(p.c)
 	e.pctx, e.later = &p.pctx, p.later
 	e.redacting = p.redact
 	for _, a := range p.rules {

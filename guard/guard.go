@@ -184,9 +184,10 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 		g.refused(info, err)
 		return nil, err
 	}
-	s := &session{g: g, c: g.cur.Load(), info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.User)}
+	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.User)}
+	s.c.Store(g.cur.Load())
 	s.enf.roles = g.roles(info)
-	if groups := s.c.p.GroupsOf(&policy.Context{User: info.User, Roles: s.enf.roles}); len(groups) > 0 {
+	if groups := s.cc().p.GroupsOf(&policy.Context{User: info.User, Roles: s.enf.roles}); len(groups) > 0 {
 		s.peer = groups[0]
 	} else if len(s.enf.roles) > 0 {
 		s.peer = s.enf.roles[0]
@@ -275,8 +276,10 @@ type colPlan struct {
 
 type session struct {
 	proxy.NopSessionInspector
-	g    *Guard
-	c    *compiled // the policy of the statement in progress
+	g *Guard
+	// c is the policy of the statement in progress; both goroutines read
+	// it (cc), the one reading results sets it when a statement begins.
+	c    atomic.Pointer[compiled]
 	info proxy.SessionInfo
 	log  *slog.Logger
 
@@ -300,6 +303,9 @@ type session struct {
 		piiValues                        map[string]int64
 	}
 }
+
+// cc returns the policy of the statement in progress.
+func (s *session) cc() *compiled { return s.c.Load() }
 
 func (s *session) figures(st *proxy.Statement) *Figures {
 	if st == s.cur && s.fig != nil {
@@ -330,14 +336,14 @@ var between = &proxy.Statement{}
 
 // scanChannel counts PII found in the texts of a message that is not a row.
 func (s *session) scanChannel(st *proxy.Statement, channel string, texts ...string) {
-	if s.c.detectors == nil {
+	if s.cc().detectors == nil {
 		return
 	}
 	var c detect.Counts
 	n := 0
 	for _, t := range texts {
 		if t != "" {
-			n += s.c.detectors.Scan([]byte(t), &c)
+			n += s.cc().detectors.Scan([]byte(t), &c)
 		}
 	}
 	if n == 0 {
@@ -387,7 +393,7 @@ func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdi
 	pii := false
 	if len(s.enf.active) > 0 {
 		s.enf.row.Reset()
-		pii = result != nil && s.c.detectors != nil && s.c.detectors.Scan(result, &s.enf.row) > 0
+		pii = result != nil && s.cc().detectors != nil && s.cc().detectors.Scan(result, &s.enf.row) > 0
 		if v := s.check(st, f, pii, int64(len(result))); v.Action != proxy.Continue {
 			return v
 		}
@@ -396,7 +402,7 @@ func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdi
 		}
 		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
 	} else {
-		pii = result != nil && s.c.detectors != nil && s.c.detectors.Scan(result, &f.PIIValues) > 0
+		pii = result != nil && s.cc().detectors != nil && s.cc().detectors.Scan(result, &f.PIIValues) > 0
 	}
 	f.Rows++
 	f.Bytes += int64(len(result))
@@ -417,7 +423,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	f := s.figures(st)
 	plan := make([]colPlan, len(fields))
 	for i, fd := range fields {
-		plan[i].scan = s.c.detectors != nil && scannable(fd)
+		plan[i].scan = s.cc().detectors != nil && scannable(fd)
 		plan[i].textual = textual(fd.DataTypeOID)
 		if fd.TableOID == 0 || s.g.cfg.Catalog == nil {
 			continue
@@ -435,7 +441,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 			f.Tables = make(map[string]struct{})
 		}
 		f.Tables[col.Schema+"."+col.Table] = struct{}{}
-		p := s.c.p
+		p := s.cc().p
 		if p.Excluded(col.Schema, col.Table, col.Name) {
 			plan[i] = colPlan{textual: plan[i].textual}
 			continue
@@ -495,19 +501,19 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		if v == nil {
 			continue
 		}
-		if s.c.canaries != nil {
-			canaries += s.c.canaries.count(v)
+		if s.cc().canaries != nil {
+			canaries += s.cc().canaries.count(v)
 		}
 		var c colPlan
 		if s.plan == nil {
-			c.scan = s.c.detectors != nil
+			c.scan = s.cc().detectors != nil
 		} else if i < len(s.plan) {
 			c = s.plan[i]
 		}
 		switch {
 		case c.declared != "":
 			counts.Add(c.declared, 1)
-		case c.scan && s.c.detectors.Scan(v, counts) > 0:
+		case c.scan && s.cc().detectors.Scan(v, counts) > 0:
 		case c.derived != "":
 			// Transformed past recognition (md5, reverse, base64): still
 			// the declared column's value.
@@ -577,8 +583,8 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	if v := s.rowLimit(f); v.Action != proxy.Continue {
 		return v
 	}
-	if s.c.canaries != nil {
-		if n := s.c.canaries.countIn(data); n > 0 {
+	if s.cc().canaries != nil {
+		if n := s.cc().canaries.countIn(data); n > 0 {
 			if v := s.canaryHit(st, n); v.Action != proxy.Continue {
 				return v
 			}
@@ -587,7 +593,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	pii := false
 	if len(s.enf.active) > 0 {
 		s.enf.row.Reset()
-		pii = s.c.detectors != nil && s.c.detectors.Scan(data, &s.enf.row) > 0
+		pii = s.cc().detectors != nil && s.cc().detectors.Scan(data, &s.enf.row) > 0
 		if v := s.check(st, f, pii, int64(len(data))); v.Action != proxy.Continue {
 			return v
 		}
@@ -596,7 +602,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 		}
 		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
 	} else {
-		pii = s.c.detectors != nil && s.c.detectors.Scan(data, &f.PIIValues) > 0
+		pii = s.cc().detectors != nil && s.cc().detectors.Scan(data, &f.PIIValues) > 0
 	}
 	f.Rows++
 	f.Bytes += int64(len(data))

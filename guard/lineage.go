@@ -165,7 +165,7 @@ func (s *session) functionColumn(schema, name string, index int, column string, 
 // relations, unqualified tables resolved along the session's search_path.
 // A reference to a function in FROM is traced through its body.
 func (s *session) declaredRef(lin *sqltext.Lineage, ref sqltext.ColumnRef, depth int) (detect.Category, bool) {
-	p := s.c.p
+	p := s.cc().p
 	for _, rel := range lin.From {
 		if ref.Qualifier != "" && ref.Qualifier != rel.Alias && (rel.Alias != "" || ref.Qualifier != rel.Table) {
 			continue

@@ -38,7 +38,7 @@ const limitRefresh = 10 * time.Minute
 // anomalies it reports.
 func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at time.Time) {
 	m := s.g.cfg.Norms
-	nc := s.c.p.Norms()
+	nc := s.cc().p.Norms()
 	if m == nil || !nc.Enabled || st == between {
 		return
 	}
@@ -78,7 +78,7 @@ func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.No
 	if nc.BlockScore > 0 && a.Score >= nc.BlockScore && !a.Learning && !novelty {
 		action = policy.ActionBlock
 	}
-	r := &policy.Rule{Name: "norm:" + a.Kind, Action: action, Shadow: nc.Shadow || s.c.p.Shadow(),
+	r := &policy.Rule{Name: "norm:" + a.Kind, Action: action, Shadow: nc.Shadow || s.cc().p.Shadow(),
 		Scope: policy.ScopeStatement, Severity: "medium"}
 	if action == policy.ActionBlock {
 		r.Severity = "high"
@@ -90,7 +90,7 @@ func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.No
 	}
 	s.decideAs(st, r, b, reason, decisionExtra{source: "norm", kind: a.Kind, score: a.Score, window: a.Window})
 	if action == policy.ActionBlock && !r.Shadow {
-		until := windowEnd(a.At, a.Window, s.c.p.Location())
+		until := windowEnd(a.At, a.Window, s.cc().p.Location())
 		g := s.g
 		g.norms.mu.Lock()
 		if g.norms.blocked == nil {
@@ -179,8 +179,9 @@ func (g *Guard) AdvanceNorms(now time.Time) {
 		return
 	}
 	for _, a := range m.Advance(now) {
-		s := &session{g: g, c: c, info: proxy.SessionInfo{ID: "norms", User: a.Employee},
+		s := &session{g: g, info: proxy.SessionInfo{ID: "norms", User: a.Employee},
 			log: g.cfg.Logger.With("employee", a.Employee)}
+		s.c.Store(c)
 		s.normDecision(nil, a, nc)
 	}
 }
