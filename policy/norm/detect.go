@@ -23,6 +23,8 @@ func (m *Model) label(f int) string {
 		return "statements"
 	case fFailed:
 		return "failed statements"
+	case fPIIStatements:
+		return "statements with PII"
 	}
 	return m.catNames[f-numFixed] + " values"
 }
@@ -80,7 +82,7 @@ func (m *Model) volume(e *employee, o *Observation, ns *normSet, peer, learning 
 			bucket = e.b1h
 		}
 		for f, dv := range e.delta {
-			if dv <= 0 || f == fCopy {
+			if dv <= 0 || f == fCopy || f == fPIIStatements {
 				continue
 			}
 			obs := float64(e.cur[w][f])
@@ -93,7 +95,7 @@ func (m *Model) volume(e *employee, o *Observation, ns *normSet, peer, learning 
 			if f == fFailed {
 				k, kcode = 1, kFailed
 			}
-			key := repKey{Kind: kcode, Feature: int32(f), Window: uint8(w), Bucket: bucket}
+			key := repKey{Kind: kcode, Feature: int32(family(f)), Window: uint8(w), Bucket: bucket}
 			if ns == nil {
 				// Without any norm, one alert per kind and day is enough.
 				key = repKey{Kind: kcode, Feature: -1, Window: w1d, Bucket: e.day}
@@ -106,6 +108,9 @@ func (m *Model) volume(e *employee, o *Observation, ns *normSet, peer, learning 
 				best[k] = cand{w, f, obs, hi, score, true}
 			}
 		}
+	}
+	if best[0].reported && family(best[0].f) == fPIIValues && ns != nil {
+		m.markWindows(e, ns)
 	}
 	for k, c := range best {
 		if !c.reported {
@@ -136,6 +141,45 @@ func (m *Model) volume(e *employee, o *Observation, ns *normSet, peer, learning 
 	return out
 }
 
+// family is the feature under which a volume anomaly is remembered as
+// reported: the PII features (values, per category, rows, subjects) rise
+// together and are one family, told once per bucket (again only when the
+// score doubles); the operational features are their own.
+func family(f int) int {
+	switch f {
+	case fBytes, fStatements, fFailed, fCopy, fPIIStatements:
+		return f
+	}
+	return fPIIValues
+}
+
+// markWindows remembers, once a PII anomaly has been reported, each open
+// bucket's current PII score as reported: the longer windows hold the
+// excess just told, and report it again only when their score doubles
+// (so that the rest of a day's ordinary work, on top of an alerted burst,
+// does not alert the daily total hours later).
+func (m *Model) markWindows(e *employee, ns *normSet) {
+	for w := range numWindows {
+		bucket := e.day
+		switch w {
+		case w10m:
+			bucket = e.b10
+		case w1h:
+			bucket = e.b1h
+		}
+		var score float64
+		for f := range e.cur[w] {
+			if family(f) == fPIIValues {
+				score = max(score, float64(e.cur[w][f])/ns.high(w, f))
+			}
+		}
+		key := repKey{Kind: kVolume, Feature: fPIIValues, Window: uint8(w), Bucket: bucket}
+		if last, ok := e.reported[key]; !ok || score > last {
+			e.reported[key] = score
+		}
+	}
+}
+
 // offHours reports PII read in an hour of the day (or on a weekend) in which
 // the employee is (almost) never active.
 func (m *Model) offHours(e *employee, o *Observation, ns *normSet, peer, learning bool, hour int64, out []Anomaly) []Anomaly {
@@ -153,6 +197,7 @@ func (m *Model) offHours(e *employee, o *Observation, ns *normSet, peer, learnin
 		return out
 	}
 	e.reported[key] = score
+	m.markWindows(e, ns)
 	when := "at that hour"
 	if ns.Usual&(1<<hour) != 0 {
 		when = "on weekends"
@@ -254,16 +299,28 @@ func (m *Model) copied(e *employee) bool {
 // them and is rise-capped. The anomaly with the highest score, if any, goes
 // to m.pending, for Advance.
 func (m *Model) drift(e *employee) {
-	n := len(e.days)
 	at := m.dayEnd(e.day)
 	learning := at.Before(e.firstSeen.Add(timeDays(m.cfg.LearningDays)))
+	if k := len(e.days); k == 0 || e.days[k-1].Flagged {
+		return // the day's excess was reported as it happened
+	}
+	// Days whose excess was already reported are left out, of the N days
+	// and of the days before them.
+	var dbuf [64]dayRec
+	days := dbuf[:0]
+	for i := range e.days {
+		if !e.days[i].Flagged {
+			days = append(days, e.days[i])
+		}
+	}
+	n := len(days)
 	var buf [64]float64
 	var best Anomaly
 	for j, nd := range driftDays {
 		if n < nd {
 			continue
 		}
-		win, hist := e.days[n-nd:], e.days[:n-nd]
+		win, hist := days[n-nd:], days[:n-nd]
 		for _, f := range driftFeatures {
 			var sum float64
 			for i := range win {

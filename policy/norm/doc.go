@@ -5,7 +5,7 @@
 // What flows in: one Observation per statement (who, peer group, when, from
 // which client and application, and the Features it contributed: PII values
 // per category, PII rows, subjects, bytes, statements, failures, COPY, the
-// tables touched), and Advance(now) once a minute. What flows out:
+// tables touched; the model also counts the statements that returned PII), and Advance(now) once a minute. What flows out:
 // Anomalies, each with a Score (>= 1: alert-worthy; the caller maps kind
 // and score to an action) and an explanation with the numbers; Norm, what
 // was learned, for the admin API; Snapshot/Restore of the whole state.
@@ -60,7 +60,12 @@
 //   - volume (failed_statements for failures): a feature of an open bucket
 //     at or above High. Score = observed/High. One statement yields at most
 //     one anomaly per kind (the highest score); each (kind, feature, window,
-//     bucket) is reported once, again only when its score has doubled.
+//     bucket) is reported once, again only when its score has doubled. The
+//     PII features (values, per category, rows, subjects) rise together and
+//     count as one feature there; and once a PII volume or off-hours
+//     anomaly is reported, every open bucket's current PII score counts as
+//     reported, so that ordinary work after an alerted burst does not alert
+//     the hour or the day again (only a doubling does).
 //   - off_hours: PII in an unusual hour or on an unusual weekend; Score
 //     1 + log10(values/20).
 //   - novel_table, novel_client, novel_application: a first use in
@@ -69,14 +74,21 @@
 //     STDOUT carrying PII where neither the employee nor the peer group has
 //     used COPY. Score 1.05: alert, do not block.
 //   - drift (slow-and-low): when a day closes, the totals of PII values and
-//     of subjects over the last N = 2, 3 and 7 active days are compared with
-//     N times the usual daily total (the larger of median and 20%-trimmed
-//     mean of the days before those N, and no more than the rise-capped
-//     norm). The excess must pass max(3.5 sd, rel*N*usual, floor), where sd
-//     = sigma*sqrt(N + 1.2*N^2/h) counts the day-to-day variation (sigma
-//     from the MAD, at least 20% of the usual) and the error of a usual
-//     figure learned from h days; rel is 0.6 (0.5 for 7 days, 1 against a
-//     peer group). Score = excess/margin; the highest per day is reported.
+//     of statements that returned PII (the lookups: their number varies
+//     less from day to day than what each returns) over the last N = 2, 3
+//     and 7 active days are compared with N times the usual daily total
+//     (the larger of median and 20%-trimmed mean of the days before those
+//     N, and no more than the rise-capped norm). The excess must pass
+//     max(3.5 sd, rel*N*usual, floor), where sd = sigma*sqrt(N + 1.2*N^2/h)
+//     counts the day-to-day variation (sigma the larger of the standard
+//     deviation and 1.4826 MAD, since daily totals are skewed by the odd
+//     list; at least 20% of the usual) and the error of a usual figure
+//     learned from h days; rel is 0.6 (0.4 for 7 days, 1 against a peer
+//     group). Days with a reported PII volume or off-hours anomaly are left
+//     out (of the N days and of the days before): their excess was told as
+//     it happened, and is not told again for a week as drift; a day that is
+//     itself such a day is not judged. Score = excess/margin; the highest
+//     per day is reported.
 //     Drift found while closing days is returned by Advance (even when an
 //     Observe closed the day), with At = the end of the day.
 //
@@ -86,9 +98,10 @@
 // # Determinism, memory, cost
 //
 // The same calls give the same results: employees are visited in sorted
-// order, anomalies of Advance are sorted, and peer norms are recomputed
-// from the members whenever one of them changes. Snapshot writes JSON with
-// sorted keys (version 1); Restore of it continues identically. Per
+// order, anomalies of Advance are sorted, new PII categories are numbered
+// in name order, and peer norms are recomputed from the members whenever
+// one of them changes. Snapshot writes JSON with sorted keys (version 2;
+// Restore also reads version 1); Restore of it continues identically. Per
 // employee: HistoryDays records of 3 vectors of 7+categories int64 (under
 // 15 KiB for 30 days and a dozen categories), the novelty sets, and a small
 // map of what was reported today. Observe takes one mutex and, below every

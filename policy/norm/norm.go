@@ -174,10 +174,14 @@ const (
 	fStatements
 	fFailed
 	fCopy
+	// fPIIStatements counts the statements that returned PII: the
+	// lookups, whose number varies less from day to day than what each
+	// returns (drift only).
+	fPIIStatements
 	numFixed
 )
 
-var fixedNames = [numFixed]string{"pii_values", "pii_rows", "subjects", "bytes", "statements", "failed", "copy"}
+var fixedNames = [numFixed]string{"pii_values", "pii_rows", "subjects", "bytes", "statements", "failed", "copy", "pii_statements"}
 
 func (m *Model) numFeatures() int { return numFixed + len(m.catNames) }
 
@@ -254,6 +258,9 @@ type dayRec struct {
 	Total  []int64 `json:"total"`
 	Max10m []int64 `json:"max_10m"`
 	Max1h  []int64 `json:"max_1h"`
+	// Flagged: a volume or off-hours anomaly of PII was reported on the
+	// day. Its excess has been told; drift leaves the day out.
+	Flagged bool `json:"flagged,omitempty"`
 }
 
 func (d *dayRec) get(w, f int) int64 {
@@ -366,9 +373,10 @@ func (m *Model) closeDay(e *employee) {
 	}
 	rec := dayRec{
 		Day: e.day, Hours: e.hours,
-		Total:  slices.Clone(e.cur[w1d]),
-		Max10m: slices.Clone(e.dayMax[0]),
-		Max1h:  slices.Clone(e.dayMax[1]),
+		Total:   slices.Clone(e.cur[w1d]),
+		Max10m:  slices.Clone(e.dayMax[0]),
+		Max1h:   slices.Clone(e.dayMax[1]),
+		Flagged: e.flaggedToday(),
 	}
 	e.days = append(e.days, rec)
 	oldest := e.day - int64(m.cfg.HistoryDays) + 1
@@ -391,6 +399,17 @@ func (m *Model) closeDay(e *employee) {
 	if e.peer != "" {
 		m.markPeer(e.peer)
 	}
+}
+
+// flaggedToday reports whether a volume anomaly of a PII feature or an
+// off-hours anomaly was reported in the open day.
+func (e *employee) flaggedToday() bool {
+	for k := range e.reported {
+		if k.Kind == kOffHours || k.Kind == kVolume && k.Feature == fPIIValues {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Model) markPeer(peer string) {
@@ -425,10 +444,17 @@ func (m *Model) Observe(o Observation) []Anomaly {
 	defer m.mu.Unlock()
 	ls := m.local(o.Time)
 	e := m.employee(&o, ls)
+	var fresh []string
 	for cat := range o.PIIValues {
 		if _, ok := m.cats[cat]; !ok {
-			m.catIndex(cat)
+			fresh = append(fresh, cat)
 		}
+	}
+	// New categories are numbered in name order, not in the map's random
+	// order, so that the same calls give the same snapshot.
+	slices.Sort(fresh)
+	for _, cat := range fresh {
+		m.catIndex(cat)
 	}
 	m.roll(e, ls)
 	if o.Peer != "" && o.Peer != e.peer {
@@ -446,6 +472,9 @@ func (m *Model) Observe(o Observation) []Anomaly {
 	for cat, v := range o.PIIValues {
 		d[fPIIValues] += v
 		d[numFixed+m.cats[cat]] += v
+	}
+	if d[fPIIValues] > 0 {
+		d[fPIIStatements] = o.Statements
 	}
 	for w := range e.cur {
 		c := e.cur[w]

@@ -399,7 +399,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if !bytes.Equal(sa.Bytes(), sb.Bytes()) {
 		t.Error("final snapshots differ")
 	}
-	if err := b.Restore(strings.NewReader(`{"version":2}`)); err == nil {
+	if err := b.Restore(strings.NewReader(`{"version":3}`)); err == nil {
 		t.Error("restored an unknown version")
 	}
 }

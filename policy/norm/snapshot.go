@@ -9,8 +9,10 @@ import (
 	"time"
 )
 
-// snapshotVersion is the version of the Snapshot format.
-const snapshotVersion = 1
+// snapshotVersion is the version of the Snapshot format. Version 2 added
+// the fixed feature pii_statements; Restore reads version 1 too (that
+// feature then starts at zero).
+const snapshotVersion = 2
 
 type snapshot struct {
 	Version    int            `json:"version"`
@@ -43,7 +45,7 @@ type reportedSnap struct {
 	Score float64 `json:"score"`
 }
 
-// Snapshot writes all learned state as JSON (version 1), with sorted keys:
+// Snapshot writes all learned state as JSON (version 2), with sorted keys:
 // the same state always gives the same bytes.
 func (m *Model) Snapshot(w io.Writer) error {
 	m.mu.Lock()
@@ -78,7 +80,11 @@ func (m *Model) Restore(r io.Reader) error {
 	if err := json.NewDecoder(r).Decode(&s); err != nil {
 		return fmt.Errorf("norm: restore: %w", err)
 	}
-	if s.Version != snapshotVersion {
+	switch s.Version {
+	case snapshotVersion:
+	case 1:
+		s.upgrade1()
+	default:
 		return fmt.Errorf("norm: restore: snapshot version %d, want %d", s.Version, snapshotVersion)
 	}
 	cats := map[string]int{}
@@ -125,4 +131,46 @@ func orEmpty(s map[string]int64) map[string]int64 {
 		return map[string]int64{}
 	}
 	return s
+}
+
+// upgrade1 turns a version 1 snapshot into version 2: a zero for
+// pii_statements, inserted before the categories in every vector.
+func (s *snapshot) upgrade1() {
+	ins := func(v []int64) []int64 {
+		if len(v) < fPIIStatements {
+			return v
+		}
+		return slices.Insert(slices.Clone(v), fPIIStatements, 0)
+	}
+	insF := func(v []float64) []float64 {
+		if len(v) < fPIIStatements {
+			return v
+		}
+		return slices.Insert(slices.Clone(v), fPIIStatements, 0)
+	}
+	for i := range s.Employees {
+		es := &s.Employees[i]
+		for w := range es.Cur {
+			es.Cur[w] = ins(es.Cur[w])
+		}
+		for w := range es.DayMax {
+			es.DayMax[w] = ins(es.DayMax[w])
+		}
+		for k := range es.Days {
+			d := &es.Days[k]
+			d.Total, d.Max10m, d.Max1h = ins(d.Total), ins(d.Max10m), ins(d.Max1h)
+		}
+		if ns := es.Own; ns != nil {
+			for w := range ns.High {
+				ns.High[w], ns.Median[w] = insF(ns.High[w]), insF(ns.Median[w])
+			}
+			ns.DayMed, ns.DaySigma = insF(ns.DayMed), insF(ns.DaySigma)
+		}
+		for k := range es.Reported {
+			if f := es.Reported[k].Key.Feature; f >= fPIIStatements {
+				es.Reported[k].Key.Feature++
+			}
+		}
+	}
+	s.Version = snapshotVersion
 }

@@ -16,6 +16,8 @@ var floors = [numFixed][numWindows]float64{
 	fStatements: {300, 1000, 5000},
 	fFailed:     {20, 50, 200},
 	fCopy:       {math.MaxInt32, math.MaxInt32, math.MaxInt32}, // COPY is judged as a kind, not a volume
+	// statements with PII are judged by drift only
+	fPIIStatements: {math.MaxInt32, math.MaxInt32, math.MaxInt32},
 }
 
 // defaultFactor multiplies the floors when an employee has neither a norm
@@ -26,7 +28,7 @@ const defaultFactor = 4
 // daily maxima; PII features are judged tighter than operational ones.
 func factors(f int) (q75Factor, q95Factor float64) {
 	switch f {
-	case fBytes, fStatements, fFailed:
+	case fBytes, fStatements, fFailed, fPIIStatements:
 		return 4, 2
 	}
 	return 3, 1.5
@@ -42,13 +44,13 @@ func floorOf(w, f int) float64 {
 // Drift: the last N active days are compared with N times the daily norm.
 var (
 	driftDays = [...]int{2, 3, 7}
-	driftRel  = [...]float64{0.6, 0.6, 0.5} // excess at least this fraction of the N-day norm
+	driftRel  = [...]float64{0.6, 0.6, 0.4} // excess at least this fraction of the N-day norm
 	// driftPeerRel replaces driftRel against a peer group's norm, whose
 	// members differ more from each other than one employee from day to day.
 	driftPeerRel  = 1.0
-	driftFeatures = [...]int{fPIIValues, fSubjects}
+	driftFeatures = [...]int{fPIIValues, fPIIStatements}
 	// driftFloor is the least excess ever reported, per drift feature and N.
-	driftFloor = map[int][3]float64{fPIIValues: {120, 150, 250}, fSubjects: {30, 40, 70}}
+	driftFloor = map[int][len(driftDays)]float64{fPIIValues: {120, 150, 250}, fPIIStatements: {30, 40, 70}}
 )
 
 const (
@@ -131,11 +133,23 @@ func usualDay(v []float64) (usual, sigma float64) {
 		sum += x
 	}
 	usual = max(med, sum/float64(len(v)-2*cut))
+	var mean, ss float64
+	for _, x := range v {
+		mean += x
+	}
+	mean /= float64(len(v))
+	for _, x := range v {
+		ss += (x - mean) * (x - mean)
+	}
+	sd := 0.0
+	if len(v) > 1 {
+		sd = math.Sqrt(ss / float64(len(v)-1))
+	}
 	for i := range v {
 		v[i] = math.Abs(v[i] - med)
 	}
 	slices.Sort(v)
-	return usual, 1.4826 * quantile(v, 0.5)
+	return usual, max(1.4826*quantile(v, 0.5), sd)
 }
 
 // relearn recomputes e's own norm from its active days, each figure rising

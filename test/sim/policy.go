@@ -11,6 +11,11 @@ package main
 //
 // Normal work, for scale: a support lookup returns 3 values, a short list up
 // to 40; a busy support agent reads about 400 values a day, a quiet one 60.
+// So one statement is stopped at 60 values (no one's work needs more in one
+// statement), and 10 minutes at 200 (the 10-minute alert, 150, is never
+// reached by normal work). The norms section adds what a DBA cannot write
+// by hand: each employee's own norm (and drift, the slow-and-low reads),
+// blocking from 4 times it.
 const simPolicy = `# pgwarden sim policy: hard limits only (go run ./test/sim --print-policy)
 version: 1
 mode: enforce
@@ -40,12 +45,12 @@ rules:
   - name: statement-pii-alert
     except: [group:batch]
     when:
-      pii_values: 60
+      pii_values: 45
     action: alert
   - name: statement-pii-block
     except: [group:batch]
     when:
-      pii_values: 150
+      pii_values: 60
     action: block
 
   - name: 10m-pii-alert
@@ -58,7 +63,7 @@ rules:
     except: [group:batch]
     scope: 10m
     when:
-      pii_values: 400
+      pii_values: 200
     action: block
 
   - name: 1h-pii-alert
@@ -98,4 +103,11 @@ rules:
     when:
       pii_values: 6000
     action: alert
+
+norms:
+  learning_days: 5
+  min_active_days: 4
+  block_score: 4
+  statement_factor: 6
+  statement_floor: 60
 `
