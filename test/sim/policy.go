@@ -53,6 +53,15 @@ rules:
       pii_values: 60
     action: block
 
+  # A read the planner expects to return more customers than any lookup
+  # or list of normal work is refused before it runs: nothing leaks.
+  - name: planner-sees-a-dump
+    except: [group:batch]
+    when:
+      tables: [public.customers]
+      estimated_rows: 30
+    action: block
+
   - name: 10m-pii-alert
     except: [group:batch]
     scope: 10m

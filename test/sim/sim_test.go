@@ -66,8 +66,17 @@ func TestSimulationEndToEnd(t *testing.T) {
 	if bulk.Recall != 1 || bulk.Blocked != bulk.Episodes {
 		t.Errorf("bulk dump: recall %.2f, %d of %d blocked; want all detected and blocked", bulk.Recall, bulk.Blocked, bulk.Episodes)
 	}
-	if bulk.LeakPIIP95 > 200 || bulk.LeakPIIP95 == 0 {
-		t.Errorf("bulk dump leaked %v PII values at p95; want some, under the 150-value statement limit plus one row", bulk.LeakPIIP95)
+	// The planner sees SELECT * FROM customers coming: refused before any
+	// row leaves.
+	if bulk.LeakPIIP95 != 0 {
+		t.Errorf("bulk dump leaked %v PII values at p95; want 0 (refused on the planner's estimate)", bulk.LeakPIIP95)
+	}
+	// Floors for a short run (the full month is measured in docs/evaluation.md).
+	if rep.Recall < 1 {
+		t.Errorf("recall %.2f over %d episodes, want every one detected", rep.Recall, len(rep.Episodes))
+	}
+	if rep.Normal.FalseAlertsPerDay > 0.05 {
+		t.Errorf("%.4f false alerts per employee-day on normal work, want at most 0.05 in a short run", rep.Normal.FalseAlertsPerDay)
 	}
 	// No false block on normal traffic under the sim policy.
 	if rep.Normal.FalseBlocks != 0 || rep.Normal.FalseBlockedClient != 0 {
