@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgwarden/pgwarden/audit/notify"
+	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -405,6 +407,18 @@ rules:
 		if !strings.Contains(out, want) {
 			t.Errorf("replay output lacks %q:\n%s", want, out)
 		}
+	}
+	saved := filepath.Join(dir, "norms.json")
+	if code, _, errOut := runCLI("replay", "--audit", auditDir, "--policy", strict, "--save-norms", saved); code != 0 {
+		t.Fatalf("replay --save-norms: %d %s", code, errOut)
+	}
+	b, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := norm.New(norm.Config{})
+	if err := m.Restore(bytes.NewReader(b)); err != nil || m.Norm(pgtest.TrustUser, time.Now()).FirstSeen.IsZero() {
+		t.Errorf("the saved norms do not restore with the employee: %v", err)
 	}
 	code, out, _ = runCLI("replay", "--audit", auditDir, "--policy", strict, "--json")
 	if code != 0 || strings.Count(out, "\n") != 5 || !strings.Contains(out, `"rule":"egress"`) {

@@ -10,9 +10,11 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/policy/replay"
 )
 
@@ -34,6 +36,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		dir       = fs.String("audit", "", "audit log `directory` (pgwarden serve --audit-dir)")
 		path      = fs.String("policy", "", "policy `file` (default: the built-in policy)")
 		decisions = fs.Bool("decisions", false, "also list every decision")
+		saveNorms = fs.String("save-norms", "", "write the norms learned over the trail to `file` (a state directory's norms.json): replaying rebuilds them")
 		asJSON    = fs.Bool("json", false, "print decisions as JSON lines instead of the report")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -53,10 +56,17 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	r, err := replay.New(p)
+	nc := p.Norms()
+	model, err := norm.New(norm.Config{Location: p.Location(), LearningDays: nc.LearningDays,
+		MinActiveDays: nc.MinActiveDays, HistoryDays: nc.HistoryDays, MaxDailyRise: nc.MaxDailyRise})
 	if err != nil {
 		return err
 	}
+	r, err := replay.New(p, model)
+	if err != nil {
+		return err
+	}
+	var last time.Time
 	type dayKey struct{ day, employee string }
 	type dayRow struct {
 		statements, pii int64
@@ -93,6 +103,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("event %d: %w", ev.Seq, err)
 			}
 			statements++
+			last = ev.Time
 			ds := r.Statement(replay.Statement{Session: ev.SessionID, Time: ev.Time, SQL: d.SQL,
 				Function: d.Kind == "function_call", Rows: d.Rows, Bytes: d.Bytes, PIIRows: d.PIIRows,
 				DistinctSubjects: d.Distinct, PIIValues: d.PIIValues, Tables: d.Tables})
@@ -123,6 +134,15 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	})
 	if err != nil {
 		return err
+	}
+	if !last.IsZero() {
+		// Close the last day, as the clock would have.
+		all = append(all, r.Advance(last.Add(24*time.Hour))...)
+	}
+	if *saveNorms != "" {
+		if err := saveModel(model, *saveNorms); err != nil {
+			return fmt.Errorf("--save-norms: %w", err)
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/policy/window"
 )
@@ -35,6 +36,7 @@ type Statement struct {
 	DistinctSubjects int64
 	PIIValues        map[string]int64
 	Tables           []string
+	Failed           bool
 }
 
 // Decision is a rule that would have fired.
@@ -58,6 +60,12 @@ type Replayer struct {
 	sql      *sqltext.Analyzer
 	windows  *window.Registry
 	sessions map[string]*session
+	// norms, when set, learns from every statement as pgwarden would,
+	// and its anomalies are decisions when the policy's norms are on.
+	norms    *norm.Model
+	advanced time.Time
+	// Peer returns an employee's peer group, if the caller knows it.
+	Peer func(employee string) string
 }
 
 type session struct {
@@ -66,13 +74,49 @@ type session struct {
 	total policy.Figures
 }
 
-// New returns a Replayer for p.
-func New(p *policy.Policy) (*Replayer, error) {
+// New returns a Replayer for p; model, if not nil, is fed every statement
+// (replaying a trail rebuilds the norms) and scored when p's norms are on.
+func New(p *policy.Policy, model *norm.Model) (*Replayer, error) {
 	w, err := window.NewRegistry(window.Config{})
 	if err != nil {
 		return nil, err
 	}
-	return &Replayer{p: p, sql: sqltext.New(0), windows: w, sessions: make(map[string]*session)}, nil
+	return &Replayer{p: p, sql: sqltext.New(0), windows: w, sessions: make(map[string]*session), norms: model}, nil
+}
+
+// Advance lets the norm model close the buckets and days that ended by
+// now, and returns the drift decisions that reports.
+func (r *Replayer) Advance(now time.Time) []Decision {
+	if r.norms == nil {
+		return nil
+	}
+	r.advanced = now
+	var out []Decision
+	for _, a := range r.norms.Advance(now) {
+		if d, ok := r.normDecision(a, "", ""); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// normDecision maps an anomaly to a decision as the guard does.
+func (r *Replayer) normDecision(a norm.Anomaly, sessionID, sql string) (Decision, bool) {
+	nc := r.p.Norms()
+	if !nc.Enabled || a.Score < nc.AlertScore {
+		return Decision{}, false
+	}
+	action := "alert"
+	novelty := strings.HasPrefix(a.Kind, "novel_") || a.Kind == "copy"
+	if nc.BlockScore > 0 && a.Score >= nc.BlockScore && !a.Learning && !novelty {
+		action = "block"
+	}
+	shadow := nc.Shadow || r.p.Shadow()
+	if shadow {
+		action = "would " + action
+	}
+	return Decision{Time: a.At, Employee: a.Employee, SessionID: sessionID, Rule: "norm:" + a.Kind, Action: action,
+		Shadow: shadow, Scope: a.Window, Measure: a.Feature, Observed: int64(a.Observed), Limit: int64(a.Norm), SQL: sql}, true
 }
 
 // StartSession begins a session.
@@ -88,6 +132,13 @@ func (r *Replayer) StartSession(s Session) {
 		ss.addr = a.Unmap()
 	}
 	r.sessions[s.ID] = ss
+}
+
+func (s *session) addrText() string {
+	if s.addr.IsValid() {
+		return s.addr.String()
+	}
+	return ""
 }
 
 // EndSession forgets a session.
@@ -157,6 +208,30 @@ func (r *Replayer) Statement(st Statement) []Decision {
 		out = append(out, Decision{Time: st.Time, Employee: s.Employee, SessionID: s.ID, Rule: rule.Name,
 			Action: action, Shadow: rule.Shadow, Scope: string(rule.Scope), Measure: b.Measure,
 			Observed: b.Observed, Limit: b.Limit, SQL: st.SQL})
+	}
+	if r.norms != nil {
+		if st.Time.Sub(r.advanced) >= time.Minute {
+			out = append(out, r.Advance(st.Time)...)
+		}
+		o := norm.Observation{Employee: s.Employee, Time: st.Time, ClientAddr: s.addrText(), Application: s.Application,
+			SessionID: s.ID, Features: norm.Features{PIIValues: st.PIIValues, PIIRows: st.PIIRows,
+				Subjects: st.DistinctSubjects, Rows: st.Rows, Bytes: st.Bytes, Statements: 1, Tables: st.Tables}}
+		if r.Peer != nil {
+			o.Peer = r.Peer(s.Employee)
+		}
+		if st.Failed {
+			o.Failed = 1
+		}
+		for _, k := range c.Kinds {
+			if k == policy.KindCopyToStdout {
+				o.Copy = 1
+			}
+		}
+		for _, a := range r.norms.Observe(o) {
+			if d, ok := r.normDecision(a, s.ID, st.SQL); ok {
+				out = append(out, d)
+			}
+		}
 	}
 	s.total = sum(s.total, own)
 	wf := window.Figures{Statements: 1, Rows: st.Rows, PIIRows: st.PIIRows, Bytes: st.Bytes}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/norm"
 )
 
 func TestReplay(t *testing.T) {
@@ -19,7 +20,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(p)
+	r, err := New(p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,5 +63,44 @@ rules:
 				t.Errorf("shadow decision %+v", d)
 			}
 		}
+	}
+}
+
+// TestReplayNorms: the norm model learns from the replayed trail, and a
+// burst far above what it learned is a norm decision.
+func TestReplayNorms(t *testing.T) {
+	p, err := policy.Parse("p.yaml", []byte("version: 1\nnorms:\n  learning_days: 2\n  min_active_days: 3\n  block_score: 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := norm.New(norm.Config{LearningDays: 2, MinActiveDays: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.StartSession(Session{ID: "s", Employee: "alice", ClientAddr: "10.0.0.5:4000"})
+	day0 := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	var got []Decision
+	for d := 0; d < 10; d++ {
+		for h := 9; h < 17; h++ {
+			at := day0.AddDate(0, 0, d).Add(time.Duration(h)*time.Hour + 10*time.Minute)
+			got = append(got, r.Statement(Statement{Session: "s", Time: at, SQL: "SELECT email FROM customers WHERE id = 1",
+				Rows: 2, PIIRows: 2, PIIValues: map[string]int64{"email": 2}, Tables: []string{"public.customers"}})...)
+		}
+	}
+	if len(got) != 0 {
+		t.Fatalf("decisions on ordinary days: %+v", got)
+	}
+	at := day0.AddDate(0, 0, 10).Add(10 * time.Hour)
+	got = r.Statement(Statement{Session: "s", Time: at, SQL: "SELECT email FROM customers", Rows: 3000, PIIRows: 3000,
+		PIIValues: map[string]int64{"email": 3000}, Tables: []string{"public.customers"}})
+	if len(got) == 0 || got[0].Rule != "norm:volume" || got[0].Action != "block" {
+		t.Fatalf("burst: %+v", got)
+	}
+	if n := m.Norm("alice", at); n.ActiveDays < 10 {
+		t.Errorf("the replay taught %d active days", n.ActiveDays)
 	}
 }
