@@ -186,6 +186,9 @@ func (g *Guard) AdvanceNorms(now time.Time) {
 	}
 }
 
+// Norms returns the norm model, nil when there is none.
+func (g *Guard) Norms() *norm.Model { return g.cfg.Norms }
+
 // NormOf describes what the model learned of an employee.
 func (g *Guard) NormOf(employee string, now time.Time) (norm.EmployeeNorm, bool) {
 	if g.cfg.Norms == nil {

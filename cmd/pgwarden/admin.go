@@ -24,6 +24,9 @@ func startAdmin(fc *fileConfig, g *guardParts, logger *slog.Logger) (func(), err
 	}
 	cfg := admin.Config{Token: token, Clock: g.clock, Now: g.now, Logger: logger,
 		Norm: func(name string) (any, bool) { return g.guard.NormOf(name, g.now()) }}
+	if m := g.guard.Norms(); m != nil {
+		cfg.Snapshot, cfg.Restore = m.Snapshot, m.Restore
+	}
 	if g.trail != nil {
 		trail := g.trail
 		cfg.Audit = func(action string, data map[string]any) {

@@ -476,6 +476,29 @@ func TestNormsPersist(t *testing.T) {
 	}
 	conn.Close(ctx)
 	before := get("/v1/employees/" + pgtest.TrustUser + "/norm")
+	// The snapshot through the admin API restores into a fresh model.
+	req, _ := http.NewRequest("GET", "http://"+adminAddr+"/v1/norms/snapshot", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fresh, _ := norm.New(norm.Config{})
+	if err := fresh.Restore(bytes.NewReader(snap)); err != nil || fresh.Norm(pgtest.TrustUser, time.Now()).FirstSeen.IsZero() {
+		t.Errorf("GET /v1/norms/snapshot: %v (%d bytes)", err, len(snap))
+	}
+	req, _ = http.NewRequest("PUT", "http://"+adminAddr+"/v1/norms/snapshot", bytes.NewReader(snap))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("PUT /v1/norms/snapshot: %v", err)
+	}
+	req, _ = http.NewRequest("PUT", "http://"+adminAddr+"/v1/norms/snapshot", strings.NewReader("{garbage"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+		t.Errorf("PUT of garbage: %v %v", resp.StatusCode, err)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 	if _, err := os.Stat(filepath.Join(state, "norms.json")); err != nil {

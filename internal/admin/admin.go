@@ -33,6 +33,10 @@ type Config struct {
 	// Norm describes what the norm model learned of an employee; nil when
 	// there is no model.
 	Norm func(employee string) (any, bool)
+	// Snapshot writes all learned state; Restore replaces it. Nil when
+	// there is no model.
+	Snapshot func(w io.Writer) error
+	Restore  func(r io.Reader) error
 	// Audit records each admin action that changes something; may be nil.
 	Audit func(action string, data map[string]any)
 	// Logger; slog.Default() when nil.
@@ -65,6 +69,8 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.Handle("GET /v1/clock", h.auth(h.getClock))
 	h.mux.Handle("POST /v1/clock", h.auth(h.setClock))
 	h.mux.Handle("GET /v1/employees/{name}/norm", h.auth(h.norm))
+	h.mux.Handle("GET /v1/norms/snapshot", h.auth(h.snapshot))
+	h.mux.Handle("PUT /v1/norms/snapshot", h.auth(h.restore))
 	return h, nil
 }
 
@@ -156,6 +162,35 @@ func (h *Handler) norm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, n)
+}
+
+func (h *Handler) snapshot(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Snapshot == nil {
+		writeError(w, http.StatusNotFound, "no norm model")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if err := h.cfg.Snapshot(w); err != nil {
+		h.cfg.Logger.Error("admin_snapshot_failed", "error", err)
+	}
+}
+
+// maxSnapshot bounds a restored snapshot.
+const maxSnapshot = 1 << 30
+
+func (h *Handler) restore(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Restore == nil {
+		writeError(w, http.StatusNotFound, "no norm model")
+		return
+	}
+	if err := h.cfg.Restore(io.LimitReader(r.Body, maxSnapshot)); err != nil {
+		writeError(w, http.StatusBadRequest, "restore: "+err.Error())
+		return
+	}
+	if h.cfg.Audit != nil {
+		h.cfg.Audit("norms_restored", map[string]any{})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"restored": true})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
