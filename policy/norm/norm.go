@@ -163,7 +163,6 @@ const (
 )
 
 var windowNames = [numWindows]string{"10m", "1h", "1d"}
-var windowSeconds = [numWindows]int64{600, 3600, 86400}
 
 // Fixed features; category features follow, at numFixed+category index.
 const (

@@ -163,13 +163,11 @@ func (r *Replayer) Statement(st Statement) []Decision {
 			c.Kinds = append(c.Kinds, policy.StatementKind(k))
 		}
 		for _, rel := range info.Relations {
-			name := rel.Table
-			if rel.Schema != "" {
-				name = rel.Schema + "." + rel.Table
-			} else {
-				name = "public." + rel.Table
+			schema := rel.Schema
+			if schema == "" {
+				schema = "public" // the session's search_path is not in the trail
 			}
-			c.Tables = append(c.Tables, name)
+			c.Tables = append(c.Tables, schema+"."+rel.Table)
 		}
 	}
 	own := policy.Figures{Rows: st.Rows, Bytes: st.Bytes, PIIRows: st.PIIRows, DistinctSubjects: st.DistinctSubjects,
