@@ -35,6 +35,7 @@ func (fakeCatalog) RoleSearchPath(context.Context, string, string) (string, bool
 func (fakeCatalog) RoleMemberships(context.Context, string, []string) ([]string, error) {
 	return nil, nil
 }
+func (fakeCatalog) ExplainedKeys(context.Context, string, string) ([]string, error) { return nil, nil }
 func (fakeCatalog) Estimate(context.Context, string, []string, string) (int64, error) {
 	return 0, catalog.ErrNoEstimate
 }

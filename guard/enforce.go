@@ -76,6 +76,7 @@ const (
 	measureDistinct
 	measureRows
 	measureBytes
+	measureUnexplained
 )
 
 // limitCheck is one threshold of an active rule.
@@ -113,6 +114,8 @@ func (a *activeRule) prepare() {
 			c.kind, base = measureRows, a.base.Rows
 		case l.Measure == "bytes":
 			c.kind, base = measureBytes, a.base.Bytes
+		case l.Measure == "unexplained_rows":
+			c.kind, base = measureUnexplained, a.base.Unexplained
 		default:
 			continue // a measure this build does not count
 		}
@@ -124,7 +127,7 @@ func (a *activeRule) prepare() {
 // exceeded reports whether every threshold of the rule is exceeded with
 // the row counted in row (not yet in f), as policy.Rule.Exceeded would with
 // the scope's full figures, and describes the first.
-func (a *activeRule) exceeded(f *Figures, row *detect.Counts, total int64, rowPII bool, rowBytes int64, subjects bool) (policy.Breach, bool) {
+func (a *activeRule) exceeded(f *Figures, row *detect.Counts, total int64, rowPII bool, rowBytes int64, subjects, unexplained bool) (policy.Breach, bool) {
 	var first policy.Breach
 	for i := range a.checks {
 		c := &a.checks[i]
@@ -150,6 +153,11 @@ func (a *activeRule) exceeded(f *Figures, row *detect.Counts, total int64, rowPI
 			cur = f.Rows + 1
 		case measureBytes:
 			cur = f.Bytes + rowBytes
+		case measureUnexplained:
+			cur = f.Unexplained
+			if unexplained {
+				cur++
+			}
 		}
 		if cur <= c.left {
 			return policy.Breach{}, false
@@ -180,6 +188,9 @@ type enforcement struct {
 	pending proxy.Verdict
 	// canaries counts the honeytoken values the session has received.
 	canaries int
+	// rowUnexplained: the current row is of the explained_access table and
+	// its key is not among the employee's.
+	rowUnexplained bool
 	// redacting is the redact rule in force for the current statement.
 	redacting *policy.Rule
 	// redactAlways are session and window redact rules that fired: later
@@ -365,7 +376,7 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 	for _, a := range rules {
 		for _, l := range a.r.Limits() {
 			switch l.Measure {
-			case "rows", "bytes":
+			case "rows", "bytes", "unexplained_rows":
 				e.needsRows = true
 			case "distinct_subjects":
 				e.needsSubjs = true
@@ -474,7 +485,7 @@ func spanOf(sc policy.Scope) window.Span {
 }
 
 func windowFigures(w *window.Figures) policy.Figures {
-	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows,
+	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained,
 		DistinctSubjects: int64(w.DistinctSubjects()), PIIValues: make(map[policy.Category]int64)}
 	for i, n := range w.PIIValues {
 		if n > 0 {
@@ -499,13 +510,14 @@ func (s *session) addOpen(f *policy.Figures, st *proxy.Statement) {
 		f.Rows += of.Rows
 		f.Bytes += of.Bytes
 		f.PIIRows += of.PIIRows
+		f.Unexplained += of.Unexplained
 		of.PIIValues.Each(func(c detect.Category, n int) { f.PIIValues[policy.Category(c)] += int64(n) })
 	}
 }
 
 func (s *session) sessionFigures() policy.Figures {
 	t := &s.total
-	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, PIIValues: make(map[policy.Category]int64)}
+	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, Unexplained: t.unexplained, PIIValues: make(map[policy.Category]int64)}
 	for c, n := range t.piiValues {
 		f.PIIValues[policy.Category(c)] = n
 	}
@@ -526,7 +538,7 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 		if a.done {
 			continue
 		}
-		b, ok := a.exceeded(f, &e.row, total, rowPII, rowBytes, e.needsSubjs)
+		b, ok := a.exceeded(f, &e.row, total, rowPII, rowBytes, e.needsSubjs, e.rowUnexplained)
 		if !ok {
 			continue
 		}

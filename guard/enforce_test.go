@@ -984,3 +984,68 @@ func TestEstimatedRowsRefuseBeforeAnyRow(t *testing.T) {
 		t.Errorf("parameterized: %d %v", n, err)
 	}
 }
+
+// TestExplainedAccess: lookups of customers with an open ticket assigned
+// to the employee are explained; others count as unexplained rows, which a
+// rule limits apart from the explained ones, in text and binary formats.
+func TestExplainedAccess(t *testing.T) {
+	al := &alerts{}
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	_, conn := setup(t, withRules(t, `explained_access:
+  table: public.customers
+  key: id
+  query: "SELECT customer_id FROM tickets WHERE assignee = $1 AND status = 'open'"
+  refresh: 1m
+rules:
+  - name: unexplained-lookups
+    scope: 1h
+    when:
+      unexplained_rows: 3
+    action: block
+`), func(c *guard.Config) { c.Alerts, c.Now = al, func() time.Time { return now } })
+	pgtest.Shared(t).Exec(t, `DROP TABLE IF EXISTS tickets;
+CREATE TABLE tickets (id serial, customer_id int, assignee text, status text);
+INSERT INTO tickets (customer_id, assignee, status) SELECT i, '`+pgtest.TrustUser+`', 'open' FROM generate_series(1, 20) i;
+INSERT INTO tickets (customer_id, assignee, status) VALUES (21, 'someone_else', 'open'), (22, '`+pgtest.TrustUser+`', 'closed')`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Explained: any number of them, both protocols.
+	for id := 1; id <= 20; id++ {
+		mode := pgx.QueryExecModeSimpleProtocol
+		if id%2 == 0 {
+			mode = pgx.QueryExecModeCacheStatement // binary int4 key
+		}
+		if n, err := countRows(ctx, conn, "SELECT id, email FROM customers WHERE id = $1", mode, id); err != nil || n != 1 {
+			t.Fatalf("explained lookup %d: %d %v", id, n, err)
+		}
+	}
+	// Unexplained: the fourth is blocked.
+	for i, id := range []int{21, 22, 500, 501} {
+		n, err := countRows(ctx, conn, "SELECT id, email FROM customers WHERE id = $1", pgx.QueryExecModeCacheStatement, id)
+		if i < 3 && (err != nil || n != 1) {
+			t.Fatalf("unexplained lookup %d: %d %v", id, n, err)
+		}
+		if i == 3 {
+			wantRuleBlock(t, err, "unexplained-lookups")
+		}
+	}
+	// A result of customers without their key cannot be explained.
+	now = now.Add(61 * time.Minute)
+	for i := range 4 {
+		_, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id = 5", pgx.QueryExecModeSimpleProtocol)
+		if i == 3 {
+			wantRuleBlock(t, err, "unexplained-lookups")
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An hour later the window is clear, and a newly assigned ticket
+	// explains a customer once the keys are refreshed.
+	pgtest.Shared(t).Exec(t, `INSERT INTO tickets (customer_id, assignee, status) VALUES (777, '`+pgtest.TrustUser+`', 'open')`)
+	now = now.Add(61 * time.Minute)
+	for range 5 {
+		if _, err := countRows(ctx, conn, "SELECT id, email FROM customers WHERE id = 777", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("newly explained: %v", err)
+		}
+	}
+}

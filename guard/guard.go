@@ -35,6 +35,7 @@ type Resolver interface {
 	RoleSearchPath(ctx context.Context, role, database string) (string, bool, error)
 	RoleMemberships(ctx context.Context, user string, roles []string) ([]string, error)
 	Estimate(ctx context.Context, role string, searchPath []string, query string) (int64, error)
+	ExplainedKeys(ctx context.Context, query, employee string) ([]string, error)
 }
 
 // AuditLog receives one event per statement; *audit.Log is one.
@@ -90,6 +91,7 @@ type Guard struct {
 	norms     normState
 	// estimateWarn logs once that the planner cannot be asked as employees.
 	estimateWarn sync.Once
+	explained    explainedState
 }
 
 // compiled is a policy with its detectors built.
@@ -237,6 +239,9 @@ type Figures struct {
 	Redacted int64
 	// Failed is set when the statement ended in an error.
 	Failed bool
+	// Unexplained counts rows of the explained_access table the employee
+	// had no recorded reason to see.
+	Unexplained int64
 	// Channels counts PII values that left other than in rows: in notices,
 	// error messages and notifications.
 	Channels map[string]int
@@ -294,13 +299,14 @@ type session struct {
 	path   searchPath
 	pathMu sync.Mutex
 	enf    enforcement
-	peer   string // the employee's peer group for norms
+	peer   string    // the employee's peer group for norms
+	key    keyColumn // where the explained_access key is in the current result
 	// cursors sums the fetches of each open server-side cursor.
 	cursors map[string]*cursorTotal
 	// total sums the session's statements, for its session_end event.
 	total struct {
-		statements, rows, bytes, piiRows int64
-		piiValues                        map[string]int64
+		statements, rows, bytes, piiRows, unexplained int64
+		piiValues                                     map[string]int64
 	}
 }
 
@@ -313,6 +319,7 @@ func (s *session) figures(st *proxy.Statement) *Figures {
 	}
 	f := s.lookup(st)
 	s.cur, s.fig, s.plan = st, f, nil
+	s.key = keyColumn{index: -1}
 	s.begin(st)
 	return f
 }
@@ -391,6 +398,7 @@ func (s *session) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) {
 func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdict {
 	f := s.figures(st)
 	pii := false
+	s.enf.rowUnexplained = false
 	if len(s.enf.active) > 0 {
 		s.enf.row.Reset()
 		pii = result != nil && s.cc().detectors != nil && s.cc().detectors.Scan(result, &s.enf.row) > 0
@@ -442,6 +450,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		}
 		f.Tables[col.Schema+"."+col.Table] = struct{}{}
 		p := s.cc().p
+		findKeyColumn(p.Explained(), i, fd, col.Schema, col.Table, col.Name, &s.key)
 		if p.Excluded(col.Schema, col.Table, col.Name) {
 			plan[i] = colPlan{textual: plan[i].textual}
 			continue
@@ -531,6 +540,17 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 			return v
 		}
 	}
+	s.enf.rowUnexplained = false
+	switch k := s.key; {
+	case k.index == noKey:
+		// Columns of the table without its key: the row cannot be
+		// explained, so it is not (the side of caution).
+		s.enf.rowUnexplained = true
+	case k.index >= 0 && k.index < len(values) && values[k.index] != nil:
+		if key, ok := k.keyText(values[k.index]); ok && !s.explained(s.cc().p.Explained(), key) {
+			s.enf.rowUnexplained = true
+		}
+	}
 	if enforcing {
 		if v := s.check(st, f, subject != nil, rowBytes); v.Action != proxy.Continue {
 			return v
@@ -542,6 +562,9 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	}
 	f.Rows++
 	f.Bytes += rowBytes
+	if s.enf.rowUnexplained {
+		f.Unexplained++
+	}
 	if subject != nil {
 		f.PIIRows++
 		s.subject(f, subject)
@@ -591,6 +614,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 		}
 	}
 	pii := false
+	s.enf.rowUnexplained = false
 	if len(s.enf.active) > 0 {
 		s.enf.row.Reset()
 		pii = s.cc().detectors != nil && s.cc().detectors.Scan(data, &s.enf.row) > 0
@@ -643,7 +667,7 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 // record hands a statement's figures to the windows and the audit log.
 func (s *session) record(st *proxy.Statement, f *Figures) error {
 	now := s.g.cfg.Now()
-	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes,
+	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes, Unexplained: f.Unexplained,
 		SubjectHashes: f.hashes, Subjects: f.subjects}
 	values := make(map[string]int, 4)
 	f.PIIValues.Each(func(c detect.Category, n int) {
@@ -664,6 +688,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	t.rows += f.Rows
 	t.bytes += f.Bytes
 	t.piiRows += f.PIIRows
+	t.unexplained += f.Unexplained
 	for c, n := range values {
 		if t.piiValues == nil {
 			t.piiValues = make(map[string]int64)
@@ -702,6 +727,9 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	}
 	if f.Redacted > 0 {
 		data["redacted_values"] = f.Redacted
+	}
+	if f.Unexplained > 0 {
+		data["unexplained_rows"] = f.Unexplained
 	}
 	if s.g.cfg.Audit != nil && st.SQL != "" {
 		info := s.g.cfg.SQL.Analyze(st.SQL)

@@ -89,7 +89,7 @@
 // all categories, or a mapping of limits per category, such as {email: 100,
 // national_id: 1}, where custom:<name> categories are allowed and "any"
 // stands for the total), pii_rows (rows holding PII), distinct_subjects,
-// rows, and bytes (sent to the client; an integer, or a string with a unit:
+// unexplained_rows (see Explained access), rows, and bytes (sent to the client; an integer, or a string with a unit:
 // B, kB, MB, GB, TB in powers of 1000, KiB, MiB, GiB, TiB in powers of
 // 1024, such as 50MB). Limits are non-negative integers. A rule's
 // thresholds are compared with the counts of its scope: the statement, the
@@ -155,6 +155,20 @@
 // value arrives (rule "canary-bulk"). A value equal to a canary counts, and
 // so does a canary packed into a longer value (string_agg, json, a COPY
 // line).
+//
+// # Explained access
+//
+//	explained_access:
+//	  table: public.customers         # whose rows need a reason
+//	  key: id                         # the table's key column
+//	  query: "SELECT customer_id FROM tickets WHERE assignee = $1 AND status = 'open'"
+//	  refresh: 1m                     # how long an employee's keys are reused
+//
+// The query, run with the employee's name as $1, lists the keys of the
+// rows they have a reason to see. A result row of the table whose key is
+// not listed is unexplained; so is every row of a result that has columns
+// of the table but not its key. The threshold unexplained_rows limits them
+// in a rule, apart from explained ones.
 //
 // # Norms
 //

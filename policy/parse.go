@@ -92,14 +92,15 @@ func (ps *parser) parse(data []byte) {
 		return
 	}
 	seen := ps.mapping(root, "policy", map[string]field{
-		"version":  ps.version,
-		"pii":      ps.pii,
-		"mode":     ps.mode,
-		"timezone": ps.timezone,
-		"groups":   ps.groups,
-		"rules":    ps.rules,
-		"canaries": ps.canaryConfig,
-		"norms":    ps.normsConfig,
+		"version":          ps.version,
+		"pii":              ps.pii,
+		"mode":             ps.mode,
+		"timezone":         ps.timezone,
+		"groups":           ps.groups,
+		"rules":            ps.rules,
+		"canaries":         ps.canaryConfig,
+		"norms":            ps.normsConfig,
+		"explained_access": ps.explainedConfig,
 	})
 	if seen != nil && !seen["version"] {
 		ps.errorf(root, "missing required key %q", "version")

@@ -28,6 +28,7 @@ type Policy struct {
 	detectors DetectorConfig
 	canaries  Canaries
 	norms     NormConfig
+	explained ExplainedAccess
 	cache     *lru.Cache[colKey, verdict]
 
 	shadow     bool // mode: shadow

@@ -122,6 +122,9 @@ func (s Scope) Window() time.Duration {
 // of the session, or of a window, according to the rule's Scope.
 type Figures struct {
 	Rows, Bytes, PIIRows, DistinctSubjects int64
+	// Unexplained counts rows of the explained_access table whose key the
+	// employee has no recorded reason to see.
+	Unexplained int64
 	// PIIValues counts PII values per category; the total is the sum.
 	PIIValues map[Category]int64
 }
@@ -224,6 +227,7 @@ const (
 	measureDistinct
 	measureRows
 	measureBytes
+	measureUnexplained
 )
 
 type threshold struct {
@@ -249,6 +253,8 @@ func (t *threshold) observe(f *Figures) int64 {
 		return f.DistinctSubjects
 	case measureRows:
 		return f.Rows
+	case measureUnexplained:
+		return f.Unexplained
 	}
 	return f.Bytes
 }

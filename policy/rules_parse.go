@@ -121,7 +121,7 @@ func (ps *parser) rules(n *yaml.Node) {
 }
 
 // thresholdKeys are the keys of when that are thresholds.
-var thresholdKeys = []string{"pii_values", "pii_rows", "distinct_subjects", "rows", "bytes"}
+var thresholdKeys = []string{"pii_values", "pii_rows", "distinct_subjects", "rows", "bytes", "unexplained_rows"}
 
 func (ps *parser) rule(n *yaml.Node) {
 	const what = "rules entry"
@@ -370,6 +370,7 @@ func (ps *parser) when(n *yaml.Node, r *Rule) (map[string]bool, bool) {
 			{name: "distinct_subjects", measure: measureDistinct, limit: -1},
 			{name: "rows", measure: measureRows, limit: -1},
 			{name: "bytes", measure: measureBytes, limit: -1},
+			{name: "unexplained_rows", measure: measureUnexplained, limit: -1},
 		}
 	)
 	limitField := func(t *threshold) field {
@@ -393,6 +394,7 @@ func (ps *parser) when(n *yaml.Node, r *Rule) (map[string]bool, bool) {
 		"pii_rows":          limitField(&others[0]),
 		"distinct_subjects": limitField(&others[1]),
 		"rows":              limitField(&others[2]),
+		"unexplained_rows":  limitField(&others[4]),
 		"bytes": func(v *yaml.Node) {
 			b, good := ps.byteSize(v)
 			if good {

@@ -291,7 +291,7 @@ rules:
 `, []string{
 			`3:21: when: no condition (a rule needs at least one)`,
 			`4:21: when: expected a mapping, got null "~"`,
-			`5:31: unknown key "color" in when (want application, bytes, client, days, distinct_subjects, estimated_rows, hours, not_application, not_client, pii_rows, pii_values, rows, statements, tables)`,
+			`5:31: unknown key "color" in when (want application, bytes, client, days, distinct_subjects, estimated_rows, hours, not_application, not_client, pii_rows, pii_values, rows, statements, tables, unexplained_rows)`,
 		}},
 		{"scope without thresholds", `version: 1
 rules:
@@ -308,7 +308,7 @@ rules:
     when: {tables: [public.t], rows: -1}
     action: alert
 `, []string{
-			`4:12: scope: scope applies only to thresholds (pii_values, pii_rows, distinct_subjects, rows, bytes), and this rule has none`,
+			`4:12: scope: scope applies only to thresholds (pii_values, pii_rows, distinct_subjects, rows, bytes, unexplained_rows), and this rule has none`,
 			`13:38: rows: negative limit -1`,
 		}},
 		{"limits", `version: 1
@@ -976,5 +976,44 @@ rules:
 	}
 	if p.Rules()[0].NeedsEstimate() && Default().Rules()[0].NeedsEstimate() {
 		t.Error("built-in rules need no estimate")
+	}
+}
+
+func TestExplainedAccess(t *testing.T) {
+	p, err := Parse("x.yaml", []byte(`version: 1
+explained_access:
+  table: public.customers
+  key: id
+  query: "SELECT customer_id FROM tickets WHERE assignee = $1 AND status <> 'closed'"
+  refresh: 30s
+rules:
+  - {name: unexplained, scope: 1h, when: {unexplained_rows: 20}, action: alert}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := p.Explained()
+	if e.Schema != "public" || e.Table != "customers" || e.Key != "id" || e.Refresh != 30*time.Second || !strings.Contains(e.Query, "$1") {
+		t.Errorf("Explained = %+v", e)
+	}
+	r := p.Rules()[0]
+	if b, ok := r.Exceeded(&Figures{Unexplained: 21}); !ok || b.Measure != "unexplained_rows" {
+		t.Errorf("Exceeded = %+v %v", b, ok)
+	}
+	if _, ok := r.Exceeded(&Figures{Unexplained: 20, Rows: 1000}); ok {
+		t.Error("20 unexplained rows exceed a limit of 20")
+	}
+	_, err = Parse("x.yaml", []byte(`version: 1
+explained_access:
+  table: customers
+  key: id
+  query: "SELECT customer_id FROM tickets"
+`))
+	want := []string{
+		`x.yaml:3:10: explained_access.table: want schema.table, got "customers"`,
+		`x.yaml:5:10: explained_access.query: the employee's name is $1, and the query does not use it`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
 	}
 }

@@ -98,6 +98,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 				PIIValues map[string]int64 `json:"pii_values"`
 				Distinct  int64            `json:"distinct_subjects"`
 				Tables    []string         `json:"tables"`
+				Unexpl    int64            `json:"unexplained_rows"`
 			}
 			if err := json.Unmarshal(ev.Data, &d); err != nil {
 				return fmt.Errorf("event %d: %w", ev.Seq, err)
@@ -106,7 +107,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 			last = ev.Time
 			ds := r.Statement(replay.Statement{Session: ev.SessionID, Time: ev.Time, SQL: d.SQL,
 				Function: d.Kind == "function_call", Rows: d.Rows, Bytes: d.Bytes, PIIRows: d.PIIRows,
-				DistinctSubjects: d.Distinct, PIIValues: d.PIIValues, Tables: d.Tables})
+				DistinctSubjects: d.Distinct, PIIValues: d.PIIValues, Tables: d.Tables, Unexplained: d.Unexpl})
 			k := dayKey{ev.Time.In(p.Location()).Format("2006-01-02"), ev.Employee}
 			row := days[k]
 			if row == nil {

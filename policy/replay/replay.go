@@ -37,6 +37,7 @@ type Statement struct {
 	PIIValues        map[string]int64
 	Tables           []string
 	Failed           bool
+	Unexplained      int64 // rows without a recorded reason (explained_access)
 }
 
 // Decision is a rule that would have fired.
@@ -170,7 +171,7 @@ func (r *Replayer) Statement(st Statement) []Decision {
 			c.Tables = append(c.Tables, schema+"."+rel.Table)
 		}
 	}
-	own := policy.Figures{Rows: st.Rows, Bytes: st.Bytes, PIIRows: st.PIIRows, DistinctSubjects: st.DistinctSubjects,
+	own := policy.Figures{Rows: st.Rows, Bytes: st.Bytes, PIIRows: st.PIIRows, DistinctSubjects: st.DistinctSubjects, Unexplained: st.Unexplained,
 		PIIValues: make(map[policy.Category]int64, len(st.PIIValues))}
 	for k, n := range st.PIIValues {
 		own.PIIValues[policy.Category(k)] = n
@@ -232,7 +233,7 @@ func (r *Replayer) Statement(st Statement) []Decision {
 		}
 	}
 	s.total = sum(s.total, own)
-	wf := window.Figures{Statements: 1, Rows: st.Rows, PIIRows: st.PIIRows, Bytes: st.Bytes}
+	wf := window.Figures{Statements: 1, Rows: st.Rows, PIIRows: st.PIIRows, Bytes: st.Bytes, Unexplained: st.Unexplained}
 	for k, n := range st.PIIValues {
 		if wc, ok := window.CategoryOf(k); ok {
 			wf.PIIValues[wc] += n
@@ -260,7 +261,7 @@ func contributes(r *policy.Rule, own *policy.Figures) bool {
 		}
 	}
 	for _, l := range r.Limits() {
-		if (l.Measure == "rows" || l.Measure == "bytes") && own.Rows > 0 {
+		if (l.Measure == "rows" || l.Measure == "bytes" || l.Measure == "unexplained_rows") && own.Rows > 0 {
 			return true
 		}
 	}
@@ -268,7 +269,7 @@ func contributes(r *policy.Rule, own *policy.Figures) bool {
 }
 
 func sum(a, b policy.Figures) policy.Figures {
-	out := policy.Figures{Rows: a.Rows + b.Rows, Bytes: a.Bytes + b.Bytes, PIIRows: a.PIIRows + b.PIIRows,
+	out := policy.Figures{Rows: a.Rows + b.Rows, Bytes: a.Bytes + b.Bytes, PIIRows: a.PIIRows + b.PIIRows, Unexplained: a.Unexplained + b.Unexplained,
 		DistinctSubjects: a.DistinctSubjects + b.DistinctSubjects,
 		PIIValues:        make(map[policy.Category]int64, len(a.PIIValues)+len(b.PIIValues))}
 	for k, n := range a.PIIValues {
@@ -281,7 +282,7 @@ func sum(a, b policy.Figures) policy.Figures {
 }
 
 func windowFigures(w *window.Figures) policy.Figures {
-	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, DistinctSubjects: int64(w.DistinctSubjects()),
+	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained, DistinctSubjects: int64(w.DistinctSubjects()),
 		PIIValues: make(map[policy.Category]int64)}
 	for i, n := range w.PIIValues {
 		if n > 0 {

@@ -60,8 +60,11 @@ type Figures struct {
 	Rows       int64
 	PIIRows    int64 // rows with at least one PII value
 	Bytes      int64 // bytes sent to the client
-	PIIValues  [NumCategories]int64
-	Custom     map[string]int64 // PII values of custom categories, by name
+	// Unexplained counts rows the employee had no recorded reason to see
+	// (policy explained_access).
+	Unexplained int64
+	PIIValues   [NumCategories]int64
+	Custom      map[string]int64 // PII values of custom categories, by name
 
 	SubjectHashes []uint64
 	Subjects      *hll.Sketch
@@ -109,6 +112,7 @@ func (f *Figures) addCounts(o *Figures) {
 	f.Rows += o.Rows
 	f.PIIRows += o.PIIRows
 	f.Bytes += o.Bytes
+	f.Unexplained += o.Unexplained
 	for i, v := range o.PIIValues {
 		f.PIIValues[i] += v
 	}

@@ -258,3 +258,28 @@ func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []strin
 	r.estimates.cache.Add(key, namedEntry[int64]{v: n, read: r.now()})
 	return n, nil
 }
+
+// ExplainedKeys runs a policy's explained_access query with the employee
+// as $1 and returns the keys it lists, as text. The query is the DBA's,
+// run with pgwarden's catalog role; it must return one column.
+func (r *Resolver) ExplainedKeys(ctx context.Context, query, employee string) ([]string, error) {
+	rows, err := r.pool.Query(ctx, "SELECT k::text FROM ("+query+") AS explained(k)", employee)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: explained_access query: %w", err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k *string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("catalog: explained_access query: %w", err)
+		}
+		if k != nil {
+			keys = append(keys, *k)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: explained_access query: %w", err)
+	}
+	return keys, nil
+}

@@ -1,0 +1,110 @@
+package guard
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// explainedState caches each employee's explained keys.
+type explainedState struct {
+	mu   sync.Mutex
+	keys map[string]explainedKeys
+}
+
+type explainedKeys struct {
+	set     map[string]struct{}
+	fetched time.Time
+	failed  bool
+}
+
+// keyColumn is the result column that holds the explained_access table's
+// key, and how to read it.
+type keyColumn struct {
+	// index is the key's column; -1: the result has no column of the
+	// table; noKey: it has columns of the table but not its key, so its
+	// rows cannot be explained.
+	index  int
+	format int16
+	typ    uint32
+}
+
+// keyText reads a key value as the explained_access query returns it
+// (text): binary integers and UUIDs are converted; other binary types are
+// unknown ("", false).
+func (k keyColumn) keyText(v []byte) (string, bool) {
+	if k.format == 0 {
+		return string(v), true
+	}
+	switch {
+	case k.typ == 20 && len(v) == 8: // int8
+		return strconv.FormatInt(int64(binary.BigEndian.Uint64(v)), 10), true
+	case k.typ == 23 && len(v) == 4: // int4
+		return strconv.FormatInt(int64(int32(binary.BigEndian.Uint32(v))), 10), true
+	case k.typ == 21 && len(v) == 2: // int2
+		return strconv.FormatInt(int64(int16(binary.BigEndian.Uint16(v))), 10), true
+	case k.typ == 2950 && len(v) == 16: // uuid
+		h := hex.EncodeToString(v)
+		return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], true
+	case k.typ == 25 || k.typ == 1043 || k.typ == 1042: // text, varchar, bpchar
+		return string(v), true
+	}
+	return "", false
+}
+
+const noKey = -2
+
+// findKeyColumn locates the explained_access key among a result's
+// columns, resolved through the catalog.
+func findKeyColumn(e policy.ExplainedAccess, i int, fd pgproto3.FieldDescription, schema, table, column string, k *keyColumn) {
+	if e.Query == "" || schema != e.Schema || table != e.Table || k.index >= 0 {
+		return
+	}
+	if column == e.Key {
+		*k = keyColumn{index: i, format: fd.Format, typ: fd.DataTypeOID}
+		return
+	}
+	k.index = noKey
+}
+
+// explained reports whether the employee has a recorded reason to see the
+// row whose key is key. The employee's keys are fetched with the policy's
+// query and reused for its refresh period; when the query fails, every row
+// is unexplained until it works again (the side of caution), and the
+// failure is logged.
+func (s *session) explained(e policy.ExplainedAccess, key string) bool {
+	g := s.g
+	now := g.cfg.Now()
+	g.explained.mu.Lock()
+	k, ok := g.explained.keys[s.info.User]
+	g.explained.mu.Unlock()
+	if !ok || now.Sub(k.fetched) >= e.Refresh || now.Before(k.fetched) {
+		k = explainedKeys{fetched: now}
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.CatalogTimeout)
+		keys, err := g.cfg.Catalog.ExplainedKeys(ctx, e.Query, s.info.User)
+		cancel()
+		if err != nil {
+			s.log.Warn("explained_access_failed", "error", err)
+			k.failed = true
+		}
+		k.set = make(map[string]struct{}, len(keys))
+		for _, key := range keys {
+			k.set[key] = struct{}{}
+		}
+		g.explained.mu.Lock()
+		if g.explained.keys == nil {
+			g.explained.keys = make(map[string]explainedKeys)
+		}
+		g.explained.keys[s.info.User] = k
+		g.explained.mu.Unlock()
+	}
+	_, in := k.set[key]
+	return in
+}
