@@ -494,6 +494,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	if v := s.enf.pending; v.Action != proxy.Continue && v.Action != proxy.Rewrite {
 		return v
 	}
+	pol := s.cc()
 	enforcing := len(s.enf.active) > 0
 	counts := &f.PIIValues
 	if enforcing {
@@ -510,19 +511,19 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		if v == nil {
 			continue
 		}
-		if s.cc().canaries != nil {
-			canaries += s.cc().canaries.count(v)
+		if pol.canaries != nil {
+			canaries += pol.canaries.count(v)
 		}
 		var c colPlan
 		if s.plan == nil {
-			c.scan = s.cc().detectors != nil
+			c.scan = pol.detectors != nil
 		} else if i < len(s.plan) {
 			c = s.plan[i]
 		}
 		switch {
 		case c.declared != "":
 			counts.Add(c.declared, 1)
-		case c.scan && s.cc().detectors.Scan(v, counts) > 0:
+		case c.scan && pol.detectors.Scan(v, counts) > 0:
 		case c.derived != "":
 			// Transformed past recognition (md5, reverse, base64): still
 			// the declared column's value.
@@ -547,7 +548,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		// explained, so it is not (the side of caution).
 		s.enf.rowUnexplained = true
 	case k.index >= 0 && k.index < len(values) && values[k.index] != nil:
-		if key, ok := k.keyText(values[k.index]); ok && !s.explained(s.cc().p.Explained(), key) {
+		if key, ok := k.keyText(values[k.index]); ok && !s.explained(pol.p.Explained(), key) {
 			s.enf.rowUnexplained = true
 		}
 	}
