@@ -210,6 +210,9 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement) policy.Context
 		Application: s.info.ApplicationName,
 		Time:        s.g.cfg.Now().In(c.p.Location()),
 	}
+	s.g.openMu.Lock()
+	pc.Sessions = s.g.open[s.info.User]
+	s.g.openMu.Unlock()
 	if a, ok := s.info.ClientAddr.(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok {
 			pc.ClientAddr = ip.Unmap()

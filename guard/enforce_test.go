@@ -1049,3 +1049,48 @@ INSERT INTO tickets (customer_id, assignee, status) VALUES (21, 'someone_else', 
 		}
 	}
 }
+
+// TestParallelSessions: a rule on the number of the employee's open
+// sessions catches a leak split across them.
+func TestParallelSessions(t *testing.T) {
+	_, conn := setup(t, withRules(t, `rules:
+  - name: parallel-readers
+    when:
+      sessions: 2
+      pii_rows: 5
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol); err != nil || n != 10 {
+		t.Fatalf("one session: %d %v", n, err)
+	}
+	var extra []*pgx.Conn
+	for range 2 {
+		c, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		extra = append(extra, c)
+	}
+	n, err := countRows(ctx, extra[1], "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "parallel-readers")
+	if n != 5 {
+		t.Errorf("third session: %d rows", n)
+	}
+	for _, c := range extra {
+		c.Close(ctx)
+	}
+	// Once the others have ended, one session reads freely again.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol)
+		if err == nil && n == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the others closed: %d %v", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -89,6 +89,10 @@ type Guard struct {
 	cur       atomic.Pointer[compiled] // the policy in force
 	decisions *decisionLog
 	norms     normState
+	// open counts each employee's open sessions (a leak split across
+	// parallel sessions shows here).
+	openMu sync.Mutex
+	open   map[string]int
 	// estimateWarn logs once that the planner cannot be asked as employees.
 	estimateWarn sync.Once
 	explained    explainedState
@@ -201,6 +205,12 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 	if err != nil && !g.cfg.AuditFailOpen {
 		return nil, errAuditUnavailable
 	}
+	g.openMu.Lock()
+	if g.open == nil {
+		g.open = make(map[string]int)
+	}
+	g.open[info.User]++
+	g.openMu.Unlock()
 	return s, nil
 }
 
@@ -801,6 +811,12 @@ func (s *session) EndSession(err error) {
 	}
 	s.appendEvent(audit.TypeSessionEnd, data)
 	s.g.cfg.Windows.Delete(SessionKey(s.info.ID))
+	g := s.g
+	g.openMu.Lock()
+	if g.open[s.info.User]--; g.open[s.info.User] <= 0 {
+		delete(g.open, s.info.User)
+	}
+	g.openMu.Unlock()
 }
 
 func (s *session) appendEvent(typ string, data map[string]any) error {

@@ -111,7 +111,9 @@
 // planner expects the statement to return more rows than this: EXPLAIN,
 // planned as the employee, for a SELECT, a DECLARE of a cursor or a COPY TO
 // STDOUT without parameters; statements it cannot estimate do not match,
-// and are still subject to thresholds). A rule with context conditions
+// and are still subject to thresholds), sessions (the employee has more
+// sessions open than this, across all clients: a leak split over parallel
+// sessions). A rule with context conditions
 // only is a context rule, decided before the statement runs; its scope
 // must stay statement.
 //

@@ -150,6 +150,9 @@ type Context struct {
 	// EstimatedRows is the planner's estimate of the rows the statement
 	// returns, for estimated_rows conditions; 0 when unknown.
 	EstimatedRows int64
+	// Sessions is how many sessions the employee has open, this one
+	// included (across all of pgwarden's clients).
+	Sessions int
 	// Kinds classify the statement.
 	Kinds []StatementKind
 }
@@ -181,6 +184,7 @@ type Rule struct {
 	tables     []tableCond
 	kinds      []StatementKind
 	estRows    int64 // estimated_rows: the planner's estimate must exceed it; -1: no condition
+	sessions   int64 // sessions: the employee has more sessions open than this; -1: no condition
 	hours      []hourRange
 	hoursText  []string
 	days       uint8 // bit 1<<time.Weekday; 0: no days condition
@@ -450,6 +454,12 @@ func (r *Rule) check(c *Context, explain bool) (bool, string) {
 			return false, ""
 		}
 		return false, fmt.Sprintf("statements: %s is none of %s", kindList(c.Kinds), kindList(r.kinds))
+	}
+	if r.sessions >= 0 && int64(c.Sessions) <= r.sessions {
+		if !explain {
+			return false, ""
+		}
+		return false, fmt.Sprintf("sessions: %s has %d sessions open, not more than %d", c.User, c.Sessions, r.sessions)
 	}
 	if r.estRows >= 0 && c.EstimatedRows <= r.estRows {
 		if !explain {

@@ -125,7 +125,7 @@ var thresholdKeys = []string{"pii_values", "pii_rows", "distinct_subjects", "row
 
 func (ps *parser) rule(n *yaml.Node) {
 	const what = "rules entry"
-	r := &Rule{Line: n.Line, Scope: ScopeStatement, estRows: -1}
+	r := &Rule{Line: n.Line, Scope: ScopeStatement, estRows: -1, sessions: -1}
 	ok := true
 	var nameNode, scopeNode, whenNode, redactNode, holdNode *yaml.Node
 	var whenSeen map[string]bool
@@ -406,6 +406,13 @@ func (ps *parser) when(n *yaml.Node, r *Rule) (map[string]bool, bool) {
 			r.tables = ps.tables(v)
 			return r.tables != nil
 		}),
+		"sessions": func(v *yaml.Node) {
+			l, good := ps.limit(v, "sessions")
+			if good {
+				r.sessions = l
+			}
+			ok = ok && good
+		},
 		"estimated_rows": func(v *yaml.Node) {
 			l, good := ps.limit(v, "estimated_rows")
 			if good {

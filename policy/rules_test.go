@@ -291,7 +291,7 @@ rules:
 `, []string{
 			`3:21: when: no condition (a rule needs at least one)`,
 			`4:21: when: expected a mapping, got null "~"`,
-			`5:31: unknown key "color" in when (want application, bytes, client, days, distinct_subjects, estimated_rows, hours, not_application, not_client, pii_rows, pii_values, rows, statements, tables, unexplained_rows)`,
+			`5:31: unknown key "color" in when (want application, bytes, client, days, distinct_subjects, estimated_rows, hours, not_application, not_client, pii_rows, pii_values, rows, sessions, statements, tables, unexplained_rows)`,
 		}},
 		{"scope without thresholds", `version: 1
 rules:
@@ -1015,5 +1015,18 @@ explained_access:
 	}
 	if err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+func TestSessionsCondition(t *testing.T) {
+	p, err := Parse("s.yaml", []byte("version: 1\nrules:\n  - {name: many, when: {sessions: 3, pii_rows: 10}, action: block}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Rules()[0]
+	for n, want := range map[int]bool{1: false, 3: false, 4: true} {
+		if got := r.Applies(&Context{User: "a", Sessions: n}); got != want {
+			t.Errorf("%d sessions: Applies %v", n, got)
+		}
 	}
 }
