@@ -32,8 +32,13 @@ pii:
   detectors:
     enabled: true
 
+# Jobs are PostgreSQL roles (job_support, ...); the first group an employee
+# belongs to is also their peer group for the norms.
 groups:
+  analysts: {roles: [job_analyst]}
   batch: [billing_batch]
+  dbas: {roles: [job_dba]}
+  support: {roles: [job_support]}
 
 rules:
   - name: server-egress

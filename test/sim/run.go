@@ -238,6 +238,7 @@ func (c *clockClient) get(ctx context.Context) (time.Time, error) {
 // runner runs the events through pgwarden.
 type runner struct {
 	w       *world
+	super   string // superuser DSN, for the role change
 	host    string
 	port    int
 	db      string
@@ -468,6 +469,30 @@ func firstLine(s string) string {
 	return s
 }
 
+// jobRole is the PostgreSQL role of a job.
+func jobRole(job string) string { return "job_" + job }
+
+// changeRoles moves the employees whose role changes on day to their new
+// job's role, as an administrator would.
+func (r *runner) changeRoles(ctx context.Context, day int) error {
+	for _, e := range r.w.employees {
+		if e.ChangeDay == 0 || e.ChangeDay != day {
+			continue
+		}
+		conn, err := pgx.Connect(ctx, r.super)
+		if err != nil {
+			return err
+		}
+		_, err = conn.Exec(ctx, fmt.Sprintf("REVOKE %s FROM %s; GRANT %s TO %s", jobRole(e.Role), e.Name, jobRole(e.ChangeRole), e.Name))
+		conn.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return fmt.Errorf("role change of %s: %w", e.Name, err)
+		}
+		r.logf("role change: %s from %s to %s", e.Name, e.Role, e.ChangeRole)
+	}
+	return nil
+}
+
 // runAll moves the clock and runs every event in time order.
 func (r *runner) runAll(ctx context.Context, t0 time.Time) error {
 	curDay := -1
@@ -481,6 +506,9 @@ func (r *runner) runAll(ctx context.Context, t0 time.Time) error {
 			// Sessions last a working day.
 			r.closeAll(ctx)
 			for day := curDay + 1; day <= d; day++ {
+				if err := r.changeRoles(ctx, day); err != nil {
+					return err
+				}
 				if day == d || time.Now().After(nextLog) {
 					r.logf("virtual day %d/%d (%s): %d statements run, %d blocked of normal work, elapsed %s",
 						day+1, r.w.cfg.days, r.w.date(day).Format("Mon 2006-01-02"), r.stats.Statements, r.stats.NormalBlocked,
@@ -516,9 +544,15 @@ func setupDatabase(ctx context.Context, cluster *pgtest.Cluster, w *world) error
 	sqls = append(sqls,
 		"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'customers_owner') THEN CREATE ROLE customers_owner NOLOGIN; END IF; END$$",
 		"ALTER TABLE customers OWNER TO customers_owner")
+	// Each job is a PostgreSQL role the employees are members of: the
+	// policy's groups, and the peer groups of the norms, are those roles.
+	for _, job := range []string{roleSupport, roleAnalyst, roleDBA, roleBilling} {
+		sqls = append(sqls, fmt.Sprintf("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s NOLOGIN; END IF; END$$", jobRole(job)))
+	}
 	for _, e := range w.employees {
 		sqls = append(sqls, fmt.Sprintf("DROP ROLE IF EXISTS %s", e.Name),
-			fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", e.Name, employeePassword))
+			fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", e.Name, employeePassword),
+			fmt.Sprintf("GRANT %s TO %s", jobRole(e.Role), e.Name))
 		if e.Role == roleDBA {
 			sqls = append(sqls, fmt.Sprintf("GRANT customers_owner, pg_read_all_stats TO %s", e.Name))
 		}

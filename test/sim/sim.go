@@ -108,7 +108,7 @@ func simulate(ctx context.Context, cfg config, stdout, stderr io.Writer) (rep *r
 	} else if !got.Equal(cfg.start) {
 		return nil, fmt.Errorf("pgwarden's virtual clock shows %s, want %s", got, cfg.start)
 	}
-	r := &runner{w: w, host: "127.0.0.1", port: port, db: cluster.Database, clock: clock, logf: logf, verbose: cfg.verbose,
+	r := &runner{w: w, super: cluster.DSN(pgtest.SuperUser), host: "127.0.0.1", port: port, db: cluster.Database, clock: clock, logf: logf, verbose: cfg.verbose,
 		conns: map[string]*pgx.Conn{}, results: make([][]outcome, len(w.episodes)), stopped: make([]bool, len(w.episodes))}
 	runStart := time.Now()
 	runErr := r.runAll(ctx, runStart)
