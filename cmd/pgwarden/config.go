@@ -75,6 +75,10 @@ type fileConfig struct {
 	// StateDir keeps what must survive a restart: the quarantine list,
 	// held results and the notification outbox.
 	StateDir string `yaml:"state_dir"`
+	// StateURL is pgwarden's own PostgreSQL database for learned state
+	// (norms), instead of or beside the state directory (password:
+	// PGWARDEN_STATE_PASSWORD).
+	StateURL string `yaml:"state_url"`
 	Notify   struct {
 		Webhook struct {
 			URL string `yaml:"url"`

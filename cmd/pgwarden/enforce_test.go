@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/policy/norm"
@@ -430,14 +431,23 @@ rules:
 // directory at exit and restored at start.
 func TestNormsPersist(t *testing.T) {
 	c := pgtest.Shared(t)
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_state")
+	t.Run("state-dir", func(t *testing.T) { testNormsPersist(t, c, "--state-dir") })
+	t.Run("state-url", func(t *testing.T) { testNormsPersist(t, c, "--state-url") })
+}
+
+func testNormsPersist(t *testing.T, c *pgtest.Cluster, where string) {
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(pol, []byte("version: 1\nnorms:\n  learning_days: 1\n"), 0o600)
 	state := filepath.Join(dir, "state")
+	if where == "--state-url" {
+		state = c.DSN(pgtest.SuperUser)
+	}
 	listen, adminAddr := freeAddr(t), freeAddr(t)
 	const token = "test-admin-token-0123456789"
 	args := []string{"serve", "--listen", listen, "--upstream", "postgres://" + c.Addr(), "--policy", pol,
-		"--clock", "virtual", "--clock-start", "2026-03-02T09:00:00Z", "--admin-listen", adminAddr, "--state-dir", state}
+		"--clock", "virtual", "--clock-start", "2026-03-02T09:00:00Z", "--admin-listen", adminAddr, where, state}
 	env := []string{"PGWARDEN_ADMIN_TOKEN=" + token}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -501,8 +511,20 @@ func TestNormsPersist(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
-	if _, err := os.Stat(filepath.Join(state, "norms.json")); err != nil {
-		t.Fatalf("no norms saved: %v", err)
+	if where == "--state-dir" {
+		if _, err := os.Stat(filepath.Join(state, "norms.json")); err != nil {
+			t.Fatalf("no norms saved: %v", err)
+		}
+	} else {
+		pool, err := pgxpool.New(ctx, state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM pgwarden_state WHERE name = 'norms'").Scan(&n); err != nil || n != 1 {
+			t.Fatalf("norms in pgwarden_state: %d %v", n, err)
+		}
+		pool.Close()
 	}
 	args[slices.Index(args, "--clock-start")+1] = "2026-03-06T09:00:00Z" // restart later on
 	cmd, stderr = startBinary(t, env, args...)

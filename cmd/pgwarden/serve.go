@@ -35,6 +35,7 @@ Environment:
   PGWARDEN_CONFIG            config file, when --config is not given
   PGWARDEN_WEBHOOK_SECRET    webhook signing secret, when --webhook-secret-file is not given
   PGWARDEN_ADMIN_TOKEN       admin API bearer token, when --admin-token-file is not given
+  PGWARDEN_STATE_PASSWORD    password for --state-url, when the URL has none
   PGWARDEN_SLACK_URL         Slack-compatible incoming webhook URL for alerts (notify.slack.url)
   PGWARDEN_CATALOG_PASSWORD  password for --catalog-url, when the URL has none
   PGWARDEN_AUDIT_KEY         audit checkpoint HMAC key in hex, when --audit-key-file is not given
@@ -70,6 +71,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		auditURL     = fs.String("audit-url", "", "PostgreSQL `URL` of a central audit table (pgwarden_audit), in addition to or instead of --audit-dir")
 		auditOpen    = fs.Bool("audit-fail-open", false, "let sessions continue when the audit log cannot be written (default: stop them)")
 		stateDir     = fs.String("state-dir", "", "`directory` for state that survives restarts: quarantine list, held results, notification outbox")
+		stateURL     = fs.String("state-url", "", "PostgreSQL `URL` of pgwarden's own database for learned norms (table pgwarden_state), instead of or beside --state-dir")
 		webhookURL   = fs.String("webhook-url", "", "`URL` that receives alerts and blocks as signed JSON (secret: --webhook-secret-file or $PGWARDEN_WEBHOOK_SECRET)")
 		webhookKey   = fs.String("webhook-secret-file", "", "`file` holding the webhook's HMAC-SHA256 signing secret")
 		syslogAddr   = fs.String("syslog-addr", "", "syslog receiver `host:port` for alerts (RFC 5424)")
@@ -125,6 +127,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	set(&fc.Log.Format, *logFormat)
 	set(&fc.StateDir, *stateDir)
+	set(&fc.StateURL, *stateURL)
 	set(&fc.Clock, *clockMode)
 	set(&fc.ClockStart, *clockStart)
 	set(&fc.DecisionLog, *decisionLog)
