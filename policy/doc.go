@@ -206,6 +206,8 @@
 //   - daily-pii-alert: more than 50000 in 24 hours, alert.
 //   - daily-pii-block: more than 200000 in 24 hours, block.
 //
+// and norms learned per employee, alerting only (block_score 0).
+//
 // A policy file replaces the built-in policy whole: a file without rules has
 // none.
 //

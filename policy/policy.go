@@ -146,6 +146,13 @@ rules:
     when:
       pii_values: 200000
     action: block
+
+# Learned norms: each employee's own volume, hours, tables, clients and
+# applications, and slow drift over days. Out of the box they only alert;
+# set block_score (and statement_factor) once their alerts are trusted.
+norms:
+  learning_days: 7
+  block_score: 0
 `
 
 // Default returns the built-in policy, DefaultYAML: no declared columns,

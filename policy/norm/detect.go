@@ -53,6 +53,8 @@ func num(v float64) string {
 // basis says whose norm a figure came from.
 func (m *Model) basis(e *employee, ns *normSet, peer bool) string {
 	switch {
+	case ns == nil && e.peer == "":
+		return fmt.Sprintf("%s has no history yet and no peer group; the default", e.name)
 	case ns == nil:
 		return fmt.Sprintf("%s has no history yet and peer group %q has no norm; the default", e.name, e.peer)
 	case peer:
