@@ -77,6 +77,7 @@ const (
 	measureRows
 	measureBytes
 	measureUnexplained
+	measureSequential
 )
 
 // limitCheck is one threshold of an active rule.
@@ -116,6 +117,8 @@ func (a *activeRule) prepare() {
 			c.kind, base = measureBytes, a.base.Bytes
 		case l.Measure == "unexplained_rows":
 			c.kind, base = measureUnexplained, a.base.Unexplained
+		case l.Measure == "sequential_rows":
+			c.kind, base = measureSequential, a.base.Sequential
 		default:
 			continue // a measure this build does not count
 		}
@@ -127,7 +130,7 @@ func (a *activeRule) prepare() {
 // exceeded reports whether every threshold of the rule is exceeded with
 // the row counted in row (not yet in f), as policy.Rule.Exceeded would with
 // the scope's full figures, and describes the first.
-func (a *activeRule) exceeded(f *Figures, row *detect.Counts, total int64, rowPII bool, rowBytes int64, subjects, unexplained bool) (policy.Breach, bool) {
+func (a *activeRule) exceeded(f *Figures, row *detect.Counts, total int64, rowPII bool, rowBytes int64, subjects, unexplained, sequential bool) (policy.Breach, bool) {
 	var first policy.Breach
 	for i := range a.checks {
 		c := &a.checks[i]
@@ -156,6 +159,11 @@ func (a *activeRule) exceeded(f *Figures, row *detect.Counts, total int64, rowPI
 		case measureUnexplained:
 			cur = f.Unexplained
 			if unexplained {
+				cur++
+			}
+		case measureSequential:
+			cur = f.Sequential
+			if sequential {
 				cur++
 			}
 		}
@@ -191,6 +199,8 @@ type enforcement struct {
 	// rowUnexplained: the current row is of the explained_access table and
 	// its key is not among the employee's.
 	rowUnexplained bool
+	// rowSequential: its key is next to one the employee read recently.
+	rowSequential bool
 	// redacting is the redact rule in force for the current statement.
 	redacting *policy.Rule
 	// redactAlways are session and window redact rules that fired: later
@@ -379,7 +389,7 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 	for _, a := range rules {
 		for _, l := range a.r.Limits() {
 			switch l.Measure {
-			case "rows", "bytes", "unexplained_rows":
+			case "rows", "bytes", "unexplained_rows", "sequential_rows":
 				e.needsRows = true
 			case "distinct_subjects":
 				e.needsSubjs = true
@@ -488,7 +498,7 @@ func spanOf(sc policy.Scope) window.Span {
 }
 
 func windowFigures(w *window.Figures) policy.Figures {
-	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained,
+	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained, Sequential: w.Sequential,
 		DistinctSubjects: int64(w.DistinctSubjects()), PIIValues: make(map[policy.Category]int64)}
 	for i, n := range w.PIIValues {
 		if n > 0 {
@@ -514,13 +524,14 @@ func (s *session) addOpen(f *policy.Figures, st *proxy.Statement) {
 		f.Bytes += of.Bytes
 		f.PIIRows += of.PIIRows
 		f.Unexplained += of.Unexplained
+		f.Sequential += of.Sequential
 		of.PIIValues.Each(func(c detect.Category, n int) { f.PIIValues[policy.Category(c)] += int64(n) })
 	}
 }
 
 func (s *session) sessionFigures() policy.Figures {
 	t := &s.total
-	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, Unexplained: t.unexplained, PIIValues: make(map[policy.Category]int64)}
+	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, Unexplained: t.unexplained, Sequential: t.sequential, PIIValues: make(map[policy.Category]int64)}
 	for c, n := range t.piiValues {
 		f.PIIValues[policy.Category(c)] = n
 	}
@@ -541,7 +552,7 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 		if a.done {
 			continue
 		}
-		b, ok := a.exceeded(f, &e.row, total, rowPII, rowBytes, e.needsSubjs, e.rowUnexplained)
+		b, ok := a.exceeded(f, &e.row, total, rowPII, rowBytes, e.needsSubjs, e.rowUnexplained, e.rowSequential)
 		if !ok {
 			continue
 		}

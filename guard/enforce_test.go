@@ -1094,3 +1094,42 @@ func TestParallelSessions(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSequentialSweep: reading customers one after another by key is a
+// sweep, however small each statement; random lookups are not.
+func TestSequentialSweep(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	_, conn := setup(t, withRules(t, `explained_access:
+  table: public.customers
+  key: id
+rules:
+  - name: sweep
+    scope: 1h
+    when:
+      sequential_rows: 10
+    action: block
+`), func(c *guard.Config) { c.Now = func() time.Time { return now } })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Scattered lookups: keys far apart.
+	for i := range 40 {
+		id := 1 + i*997%90000
+		if _, err := countRows(ctx, conn, "SELECT id, email FROM customers WHERE id = $1", pgx.QueryExecModeCacheStatement, id); err != nil {
+			t.Fatalf("scattered lookup %d: %v", id, err)
+		}
+		now = now.Add(time.Minute)
+	}
+	// One after another: the eleventh neighbour is blocked.
+	var blocked error
+	for id := 50000; id < 50020 && blocked == nil; id++ {
+		_, blocked = countRows(ctx, conn, "SELECT id, email FROM customers WHERE id = $1", pgx.QueryExecModeCacheStatement, id)
+	}
+	wantRuleBlock(t, blocked, "sweep")
+	// A range read is a sweep within one statement.
+	now = now.Add(2 * time.Hour)
+	n, err := countRows(ctx, conn, "SELECT id, email FROM customers WHERE id BETWEEN 70000 AND 70100 ORDER BY id", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "sweep")
+	if n > 11 {
+		t.Errorf("range read: %d rows before the block", n)
+	}
+}

@@ -64,7 +64,7 @@ const noKey = -2
 // findKeyColumn locates the explained_access key among a result's
 // columns, resolved through the catalog.
 func findKeyColumn(e policy.ExplainedAccess, i int, fd pgproto3.FieldDescription, schema, table, column string, k *keyColumn) {
-	if e.Query == "" || schema != e.Schema || table != e.Table || k.index >= 0 {
+	if e.Schema == "" || schema != e.Schema || table != e.Table || k.index >= 0 {
 		return
 	}
 	if column == e.Key {
@@ -80,6 +80,9 @@ func findKeyColumn(e policy.ExplainedAccess, i int, fd pgproto3.FieldDescription
 // is unexplained until it works again (the side of caution), and the
 // failure is logged.
 func (s *session) explained(e policy.ExplainedAccess, key string) bool {
+	if e.Query == "" {
+		return true
+	}
 	g := s.g
 	now := g.cfg.Now()
 	g.explained.mu.Lock()
@@ -107,4 +110,57 @@ func (s *session) explained(e policy.ExplainedAccess, key string) bool {
 	}
 	_, in := k.set[key]
 	return in
+}
+
+// sweepSpan is how far back keys count as read, and sweepGap how close
+// two keys must be to be neighbours.
+const (
+	sweepSpan = time.Hour
+	sweepGap  = 2
+	// sweepKeep bounds each employee's remembered keys.
+	sweepKeep = 10000
+)
+
+// keyHistory is the numeric keys an employee read recently, for sweeps.
+type keyHistory struct {
+	at    map[int64]time.Time
+	order []int64 // oldest first, for trimming
+}
+
+// sweepState holds every employee's key history.
+type sweepState struct {
+	mu sync.Mutex
+	by map[string]*keyHistory
+}
+
+// sequential reports whether key is next to a key the employee read in
+// the last sweepSpan, and remembers it.
+func (g *Guard) sequential(employee string, key int64, now time.Time) bool {
+	g.sweeps.mu.Lock()
+	defer g.sweeps.mu.Unlock()
+	if g.sweeps.by == nil {
+		g.sweeps.by = make(map[string]*keyHistory)
+	}
+	h := g.sweeps.by[employee]
+	if h == nil {
+		h = &keyHistory{at: make(map[int64]time.Time)}
+		g.sweeps.by[employee] = h
+	}
+	near := false
+	for d := int64(1); d <= sweepGap && !near; d++ {
+		for _, k := range [2]int64{key - d, key + d} {
+			if t, ok := h.at[k]; ok && now.Sub(t) < sweepSpan {
+				near = true
+			}
+		}
+	}
+	if _, seen := h.at[key]; !seen {
+		h.order = append(h.order, key)
+	}
+	h.at[key] = now
+	for len(h.order) > sweepKeep {
+		delete(h.at, h.order[0])
+		h.order = h.order[1:]
+	}
+	return near
 }

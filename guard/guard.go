@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,7 @@ type Guard struct {
 	// estimateWarn logs once that the planner cannot be asked as employees.
 	estimateWarn sync.Once
 	explained    explainedState
+	sweeps       sweepState
 }
 
 // compiled is a policy with its detectors built.
@@ -250,8 +252,9 @@ type Figures struct {
 	// Failed is set when the statement ended in an error.
 	Failed bool
 	// Unexplained counts rows of the explained_access table the employee
-	// had no recorded reason to see.
-	Unexplained int64
+	// had no recorded reason to see; Sequential, rows whose key is next to
+	// one they read in the last hour.
+	Unexplained, Sequential int64
 	// Channels counts PII values that left other than in rows: in notices,
 	// error messages and notifications.
 	Channels map[string]int
@@ -315,8 +318,8 @@ type session struct {
 	cursors map[string]*cursorTotal
 	// total sums the session's statements, for its session_end event.
 	total struct {
-		statements, rows, bytes, piiRows, unexplained int64
-		piiValues                                     map[string]int64
+		statements, rows, bytes, piiRows, unexplained, sequential int64
+		piiValues                                                 map[string]int64
 	}
 }
 
@@ -408,7 +411,7 @@ func (s *session) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) {
 func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdict {
 	f := s.figures(st)
 	pii := false
-	s.enf.rowUnexplained = false
+	s.enf.rowUnexplained, s.enf.rowSequential = false, false
 	if len(s.enf.active) > 0 {
 		s.enf.row.Reset()
 		pii = result != nil && s.cc().detectors != nil && s.cc().detectors.Scan(result, &s.enf.row) > 0
@@ -551,15 +554,20 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 			return v
 		}
 	}
-	s.enf.rowUnexplained = false
+	s.enf.rowUnexplained, s.enf.rowSequential = false, false
 	switch k := s.key; {
 	case k.index == noKey:
 		// Columns of the table without its key: the row cannot be
 		// explained, so it is not (the side of caution).
 		s.enf.rowUnexplained = true
 	case k.index >= 0 && k.index < len(values) && values[k.index] != nil:
-		if key, ok := k.keyText(values[k.index]); ok && !s.explained(pol.p.Explained(), key) {
-			s.enf.rowUnexplained = true
+		if key, ok := k.keyText(values[k.index]); ok {
+			if !s.explained(pol.p.Explained(), key) {
+				s.enf.rowUnexplained = true
+			}
+			if n, err := strconv.ParseInt(key, 10, 64); err == nil {
+				s.enf.rowSequential = s.g.sequential(s.info.User, n, s.g.cfg.Now())
+			}
 		}
 	}
 	if enforcing {
@@ -575,6 +583,9 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	f.Bytes += rowBytes
 	if s.enf.rowUnexplained {
 		f.Unexplained++
+	}
+	if s.enf.rowSequential {
+		f.Sequential++
 	}
 	if subject != nil {
 		f.PIIRows++
@@ -625,7 +636,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 		}
 	}
 	pii := false
-	s.enf.rowUnexplained = false
+	s.enf.rowUnexplained, s.enf.rowSequential = false, false
 	if len(s.enf.active) > 0 {
 		s.enf.row.Reset()
 		pii = s.cc().detectors != nil && s.cc().detectors.Scan(data, &s.enf.row) > 0
@@ -678,7 +689,7 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 // record hands a statement's figures to the windows and the audit log.
 func (s *session) record(st *proxy.Statement, f *Figures) error {
 	now := s.g.cfg.Now()
-	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes, Unexplained: f.Unexplained,
+	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes, Unexplained: f.Unexplained, Sequential: f.Sequential,
 		SubjectHashes: f.hashes, Subjects: f.subjects}
 	values := make(map[string]int, 4)
 	f.PIIValues.Each(func(c detect.Category, n int) {
@@ -700,6 +711,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	t.bytes += f.Bytes
 	t.piiRows += f.PIIRows
 	t.unexplained += f.Unexplained
+	t.sequential += f.Sequential
 	for c, n := range values {
 		if t.piiValues == nil {
 			t.piiValues = make(map[string]int64)
@@ -741,6 +753,9 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	}
 	if f.Unexplained > 0 {
 		data["unexplained_rows"] = f.Unexplained
+	}
+	if f.Sequential > 0 {
+		data["sequential_rows"] = f.Sequential
 	}
 	if s.g.cfg.Audit != nil && st.SQL != "" {
 		info := s.g.cfg.SQL.Analyze(st.SQL)

@@ -89,7 +89,7 @@
 // all categories, or a mapping of limits per category, such as {email: 100,
 // national_id: 1}, where custom:<name> categories are allowed and "any"
 // stands for the total), pii_rows (rows holding PII), distinct_subjects,
-// unexplained_rows (see Explained access), rows, and bytes (sent to the client; an integer, or a string with a unit:
+// unexplained_rows and sequential_rows (see Explained access), rows, and bytes (sent to the client; an integer, or a string with a unit:
 // B, kB, MB, GB, TB in powers of 1000, KiB, MiB, GiB, TiB in powers of
 // 1024, such as 50MB). Limits are non-negative integers. A rule's
 // thresholds are compared with the counts of its scope: the statement, the
@@ -170,7 +170,10 @@
 // rows they have a reason to see. A result row of the table whose key is
 // not listed is unexplained; so is every row of a result that has columns
 // of the table but not its key. The threshold unexplained_rows limits them
-// in a rule, apart from explained ones.
+// in a rule, apart from explained ones. Without a query, table and key
+// still define the key space for sequential_rows: rows whose numeric key
+// is within 2 of one the employee read in the last hour, a sweep (paging
+// by id, ranges, one customer after another).
 //
 // # Norms
 //

@@ -123,8 +123,10 @@ func (s Scope) Window() time.Duration {
 type Figures struct {
 	Rows, Bytes, PIIRows, DistinctSubjects int64
 	// Unexplained counts rows of the explained_access table whose key the
-	// employee has no recorded reason to see.
-	Unexplained int64
+	// employee has no recorded reason to see; Sequential, rows whose key is
+	// next to one the employee read in the last hour (a sweep of the key
+	// space).
+	Unexplained, Sequential int64
 	// PIIValues counts PII values per category; the total is the sum.
 	PIIValues map[Category]int64
 }
@@ -232,6 +234,7 @@ const (
 	measureRows
 	measureBytes
 	measureUnexplained
+	measureSequential
 )
 
 type threshold struct {
@@ -259,6 +262,8 @@ func (t *threshold) observe(f *Figures) int64 {
 		return f.Rows
 	case measureUnexplained:
 		return f.Unexplained
+	case measureSequential:
+		return f.Sequential
 	}
 	return f.Bytes
 }

@@ -121,7 +121,7 @@ func (ps *parser) rules(n *yaml.Node) {
 }
 
 // thresholdKeys are the keys of when that are thresholds.
-var thresholdKeys = []string{"pii_values", "pii_rows", "distinct_subjects", "rows", "bytes", "unexplained_rows"}
+var thresholdKeys = []string{"pii_values", "pii_rows", "distinct_subjects", "rows", "bytes", "unexplained_rows", "sequential_rows"}
 
 func (ps *parser) rule(n *yaml.Node) {
 	const what = "rules entry"
@@ -371,6 +371,7 @@ func (ps *parser) when(n *yaml.Node, r *Rule) (map[string]bool, bool) {
 			{name: "rows", measure: measureRows, limit: -1},
 			{name: "bytes", measure: measureBytes, limit: -1},
 			{name: "unexplained_rows", measure: measureUnexplained, limit: -1},
+			{name: "sequential_rows", measure: measureSequential, limit: -1},
 		}
 	)
 	limitField := func(t *threshold) field {
@@ -395,6 +396,7 @@ func (ps *parser) when(n *yaml.Node, r *Rule) (map[string]bool, bool) {
 		"distinct_subjects": limitField(&others[1]),
 		"rows":              limitField(&others[2]),
 		"unexplained_rows":  limitField(&others[4]),
+		"sequential_rows":   limitField(&others[5]),
 		"bytes": func(v *yaml.Node) {
 			b, good := ps.byteSize(v)
 			if good {

@@ -99,6 +99,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 				Distinct  int64            `json:"distinct_subjects"`
 				Tables    []string         `json:"tables"`
 				Unexpl    int64            `json:"unexplained_rows"`
+				Seq       int64            `json:"sequential_rows"`
 			}
 			if err := json.Unmarshal(ev.Data, &d); err != nil {
 				return fmt.Errorf("event %d: %w", ev.Seq, err)
@@ -107,7 +108,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 			last = ev.Time
 			ds := r.Statement(replay.Statement{Session: ev.SessionID, Time: ev.Time, SQL: d.SQL,
 				Function: d.Kind == "function_call", Rows: d.Rows, Bytes: d.Bytes, PIIRows: d.PIIRows,
-				DistinctSubjects: d.Distinct, PIIValues: d.PIIValues, Tables: d.Tables, Unexplained: d.Unexpl})
+				DistinctSubjects: d.Distinct, PIIValues: d.PIIValues, Tables: d.Tables, Unexplained: d.Unexpl, Sequential: d.Seq})
 			k := dayKey{ev.Time.In(p.Location()).Format("2006-01-02"), ev.Employee}
 			row := days[k]
 			if row == nil {

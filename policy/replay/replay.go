@@ -38,6 +38,7 @@ type Statement struct {
 	Tables           []string
 	Failed           bool
 	Unexplained      int64 // rows without a recorded reason (explained_access)
+	Sequential       int64 // rows next to a key read in the last hour
 }
 
 // Decision is a rule that would have fired.
@@ -171,7 +172,7 @@ func (r *Replayer) Statement(st Statement) []Decision {
 			c.Tables = append(c.Tables, schema+"."+rel.Table)
 		}
 	}
-	own := policy.Figures{Rows: st.Rows, Bytes: st.Bytes, PIIRows: st.PIIRows, DistinctSubjects: st.DistinctSubjects, Unexplained: st.Unexplained,
+	own := policy.Figures{Rows: st.Rows, Bytes: st.Bytes, PIIRows: st.PIIRows, DistinctSubjects: st.DistinctSubjects, Unexplained: st.Unexplained, Sequential: st.Sequential,
 		PIIValues: make(map[policy.Category]int64, len(st.PIIValues))}
 	for k, n := range st.PIIValues {
 		own.PIIValues[policy.Category(k)] = n
@@ -233,7 +234,7 @@ func (r *Replayer) Statement(st Statement) []Decision {
 		}
 	}
 	s.total = sum(s.total, own)
-	wf := window.Figures{Statements: 1, Rows: st.Rows, PIIRows: st.PIIRows, Bytes: st.Bytes, Unexplained: st.Unexplained}
+	wf := window.Figures{Statements: 1, Rows: st.Rows, PIIRows: st.PIIRows, Bytes: st.Bytes, Unexplained: st.Unexplained, Sequential: st.Sequential}
 	for k, n := range st.PIIValues {
 		if wc, ok := window.CategoryOf(k); ok {
 			wf.PIIValues[wc] += n
@@ -261,7 +262,7 @@ func contributes(r *policy.Rule, own *policy.Figures) bool {
 		}
 	}
 	for _, l := range r.Limits() {
-		if (l.Measure == "rows" || l.Measure == "bytes" || l.Measure == "unexplained_rows") && own.Rows > 0 {
+		if (l.Measure == "rows" || l.Measure == "bytes" || l.Measure == "unexplained_rows" || l.Measure == "sequential_rows") && own.Rows > 0 {
 			return true
 		}
 	}
@@ -269,7 +270,7 @@ func contributes(r *policy.Rule, own *policy.Figures) bool {
 }
 
 func sum(a, b policy.Figures) policy.Figures {
-	out := policy.Figures{Rows: a.Rows + b.Rows, Bytes: a.Bytes + b.Bytes, PIIRows: a.PIIRows + b.PIIRows, Unexplained: a.Unexplained + b.Unexplained,
+	out := policy.Figures{Rows: a.Rows + b.Rows, Bytes: a.Bytes + b.Bytes, PIIRows: a.PIIRows + b.PIIRows, Unexplained: a.Unexplained + b.Unexplained, Sequential: a.Sequential + b.Sequential,
 		DistinctSubjects: a.DistinctSubjects + b.DistinctSubjects,
 		PIIValues:        make(map[policy.Category]int64, len(a.PIIValues)+len(b.PIIValues))}
 	for k, n := range a.PIIValues {
@@ -282,7 +283,7 @@ func sum(a, b policy.Figures) policy.Figures {
 }
 
 func windowFigures(w *window.Figures) policy.Figures {
-	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained, DistinctSubjects: int64(w.DistinctSubjects()),
+	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained, Sequential: w.Sequential, DistinctSubjects: int64(w.DistinctSubjects()),
 		PIIValues: make(map[policy.Category]int64)}
 	for i, n := range w.PIIValues {
 		if n > 0 {

@@ -61,10 +61,11 @@ type Figures struct {
 	PIIRows    int64 // rows with at least one PII value
 	Bytes      int64 // bytes sent to the client
 	// Unexplained counts rows the employee had no recorded reason to see
-	// (policy explained_access).
-	Unexplained int64
-	PIIValues   [NumCategories]int64
-	Custom      map[string]int64 // PII values of custom categories, by name
+	// (policy explained_access); Sequential, rows next to a key read in
+	// the last hour (a sweep).
+	Unexplained, Sequential int64
+	PIIValues               [NumCategories]int64
+	Custom                  map[string]int64 // PII values of custom categories, by name
 
 	SubjectHashes []uint64
 	Subjects      *hll.Sketch
@@ -113,6 +114,7 @@ func (f *Figures) addCounts(o *Figures) {
 	f.PIIRows += o.PIIRows
 	f.Bytes += o.Bytes
 	f.Unexplained += o.Unexplained
+	f.Sequential += o.Sequential
 	for i, v := range o.PIIValues {
 		f.PIIValues[i] += v
 	}
