@@ -629,6 +629,9 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 		}
 	}
 	s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "reason", reason)
+	if m := s.g.cfg.Metrics; m != nil {
+		m.Decisions.WithLabelValues(x.source, action, r.Name).Inc()
+	}
 	s.g.decisions.write(Decision{Time: s.g.cfg.Now().UTC(), Employee: s.info.User, SessionID: s.info.ID,
 		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
 		Measure: b.Measure, Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,

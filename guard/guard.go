@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/internal/metrics"
 	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/detect"
@@ -75,6 +76,8 @@ type Config struct {
 	Holds HoldApprover
 	// DecisionLog, if set, receives a JSON line per decision (Decision).
 	DecisionLog io.Writer
+	// Metrics, if set, receives the guard's counters and timings.
+	Metrics *metrics.Metrics
 	// Norms is the learned-behaviour model fed with every statement and
 	// consulted when the policy's norms section is enabled; none when nil.
 	Norms *norm.Model
@@ -190,6 +193,9 @@ func (g *Guard) Windows() *window.Registry { return g.cfg.Windows }
 func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.SessionInspector, error) {
 	if err := g.checkQuarantine(info); err != nil {
 		g.refused(info, err)
+		if m := g.cfg.Metrics; m != nil {
+			m.SessionsRefused.WithLabelValues("quarantine").Inc()
+		}
 		return nil, err
 	}
 	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.User)}
@@ -205,6 +211,9 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 		"client_addr": addrString(info), "client_tls": info.ClientTLS, "upstream_tls": info.UpstreamTLS,
 	})
 	if err != nil && !g.cfg.AuditFailOpen {
+		if m := g.cfg.Metrics; m != nil {
+			m.SessionsRefused.WithLabelValues("audit").Inc()
+		}
 		return nil, errAuditUnavailable
 	}
 	g.openMu.Lock()
@@ -213,6 +222,10 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 	}
 	g.open[info.User]++
 	g.openMu.Unlock()
+	if m := g.cfg.Metrics; m != nil {
+		m.SessionsStarted.Inc()
+		m.SessionsOpen.Inc()
+	}
 	return s, nil
 }
 
@@ -259,6 +272,7 @@ type Figures struct {
 	// error messages and notifications.
 	Channels map[string]int
 	Started  time.Time
+	wall     time.Time // Started on the wall clock, for latency metrics
 }
 
 // DistinctSubjects estimates the distinct data subjects seen: each PII row
@@ -344,7 +358,7 @@ func (s *session) lookup(st *proxy.Statement) *Figures {
 	}
 	f := s.open[st]
 	if f == nil {
-		f = &Figures{Started: s.g.cfg.Now()}
+		f = &Figures{Started: s.g.cfg.Now(), wall: time.Now()}
 		s.open[st] = f
 	}
 	return f
@@ -441,6 +455,9 @@ func (s *session) Notification(n *pgproto3.NotificationResponse) {
 
 // RowDescription classifies the result's columns.
 func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDescription) {
+	if m := s.g.cfg.Metrics; m != nil {
+		defer metrics.Since(m.DescribeTime, time.Now())
+	}
 	f := s.figures(st)
 	plan := make([]colPlan, len(fields))
 	for i, fd := range fields {
@@ -734,6 +751,16 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	}
 	slices.Sort(tables)
 	s.observe(st, f, tables, now)
+	if m := s.g.cfg.Metrics; m != nil && st != between {
+		m.Statements.Inc()
+		m.Rows.Add(float64(f.Rows))
+		m.Bytes.Add(float64(f.Bytes))
+		f.PIIValues.Each(func(c detect.Category, n int) { m.PIIValues.WithLabelValues(string(c)).Add(float64(n)) })
+		if f.Failed {
+			m.StatementErrors.Inc()
+		}
+		metrics.Since(m.StatementTime, f.wall)
+	}
 	s.log.Debug("statement_counted", "statement_seq", st.Seq, "rows", f.Rows, "pii_rows", f.PIIRows,
 		"pii_values", f.PIIValues.Total(), "bytes", f.Bytes)
 	kind := st.Kind.String()
@@ -832,6 +859,9 @@ func (s *session) EndSession(err error) {
 		delete(g.open, s.info.User)
 	}
 	g.openMu.Unlock()
+	if m := g.cfg.Metrics; m != nil {
+		m.SessionsOpen.Dec()
+	}
 }
 
 func (s *session) appendEvent(typ string, data map[string]any) error {
@@ -844,7 +874,13 @@ func (s *session) appendEvent(typ string, data map[string]any) error {
 		return err
 	}
 	ev := audit.Event{Type: typ, SessionID: s.info.ID, Employee: s.info.User, Data: raw}
+	if m := s.g.cfg.Metrics; m != nil {
+		defer metrics.Since(m.AuditAppendTime, time.Now())
+	}
 	if _, err := s.g.cfg.Audit.Append(context.Background(), ev); err != nil {
+		if m := s.g.cfg.Metrics; m != nil {
+			m.AuditFailures.Inc()
+		}
 		s.log.Error("audit_append_failed", "event_type", typ, "error", err, "fail_open", s.g.cfg.AuditFailOpen)
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/internal/admin"
 )
@@ -24,6 +26,9 @@ func startAdmin(fc *fileConfig, g *guardParts, logger *slog.Logger) (func(), err
 	}
 	cfg := admin.Config{Token: token, Clock: g.clock, Now: g.now, Logger: logger,
 		Norm: func(name string) (any, bool) { return g.guard.NormOf(name, g.now()) }}
+	if g.metrics != nil {
+		cfg.Metrics = promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})
+	}
 	if m := g.guard.Norms(); m != nil {
 		cfg.Snapshot, cfg.Restore = m.Snapshot, m.Restore
 	}

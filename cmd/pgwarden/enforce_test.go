@@ -539,3 +539,68 @@ func testNormsPersist(t *testing.T, c *pgtest.Cluster, where string) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 }
+
+// TestMetrics scrapes /metrics after a known workload.
+func TestMetrics(t *testing.T) {
+	c := pgtest.Shared(t)
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 10)), 0o600)
+	listen, adminAddr := freeAddr(t), freeAddr(t)
+	const token = "test-admin-token-0123456789"
+	cmd, stderr := startBinary(t, []string{"PGWARDEN_ADMIN_TOKEN=" + token}, "serve", "--listen", listen,
+		"--upstream", "postgres://"+c.Addr(), "--policy", pol, "--admin-listen", adminAddr)
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn := connectThrough(t, ctx, c, listen, stderr)
+	defer conn.Close(ctx)
+	for _, n := range []int{3, 4} {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("SELECT 'm' || i || '@example.com' FROM generate_series(1, %d) i", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT 'b' || i || '@example.com' FROM generate_series(1, 50) i"); err == nil {
+		t.Fatal("no block")
+	}
+	scrape := func(tok string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+adminAddr+"/metrics", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := scrape(""); code != 401 {
+		t.Errorf("/metrics without a token: %d", code)
+	}
+	if code, _ := scrape("wrong-token-0123456789"); code != 401 {
+		t.Errorf("/metrics with a wrong token: %d", code)
+	}
+	code, body := scrape(token)
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, want := range []string{
+		"pgwarden_sessions_open 1",
+		"pgwarden_sessions_started_total 1",
+		// 3 + 4 + the 10 received before the block, plus connect-time statements of pgx (none with PII).
+		`pgwarden_pii_values_total{category="email"} 17`,
+		`pgwarden_decisions_total{action="block",rule="email-block",source="rule"} 1`,
+		"pgwarden_statement_duration_seconds_count",
+		"pgwarden_inspect_describe_seconds_count",
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, pgtest.TrustUser) {
+		t.Error("/metrics names an employee")
+	}
+}

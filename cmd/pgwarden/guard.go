@@ -10,8 +10,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/internal/clock"
+	"github.com/pgwarden/pgwarden/internal/metrics"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
 )
@@ -23,6 +25,7 @@ type guardParts struct {
 	clock   *clock.Virtual // nil on the wall clock
 	now     func() time.Time
 	trail   auditAppender // nil without an audit trail
+	metrics *metrics.Metrics
 	catalog *catalog.Resolver
 	audit   *audit.Log
 	pgAudit *audit.PGSink
@@ -176,8 +179,28 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	closers = append(closers, closeState)
 	parts.state = st
 
+	parts.metrics = metrics.New()
+	if n := st.notifier; n != nil {
+		sum := func(f func(notify.SinkStats) float64) func() float64 {
+			return func() float64 {
+				var t float64
+				for _, ss := range n.Stats().Sinks {
+					t += f(ss)
+				}
+				return t
+			}
+		}
+		parts.metrics.GaugeFunc("pgwarden_notify_outbox_depth", "Alerts in the outbox not yet acknowledged by their sink.",
+			sum(func(s notify.SinkStats) float64 { return float64(s.Pending) }))
+		parts.metrics.CounterFunc("pgwarden_notify_delivered_total", "Alerts acknowledged by their sink.",
+			sum(func(s notify.SinkStats) float64 { return float64(s.Delivered) }))
+		parts.metrics.CounterFunc("pgwarden_notify_failures_total", "Failed delivery attempts.",
+			sum(func(s notify.SinkStats) float64 { return float64(s.Failed) }))
+		parts.metrics.CounterFunc("pgwarden_notify_dropped_total", "Alerts given up on (permanent error or attempts exhausted).",
+			sum(func(s notify.SinkStats) float64 { return float64(s.Dropped) }))
+	}
 	gcfg := guard.Config{Policy: pol, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement,
-		AuditFailOpen: fc.Audit.FailOpen, Logger: logger, Quarantine: st.quarantine, Now: parts.now}
+		AuditFailOpen: fc.Audit.FailOpen, Logger: logger, Quarantine: st.quarantine, Now: parts.now, Metrics: parts.metrics}
 	if fc.DecisionLog != "" {
 		f, err := os.OpenFile(fc.DecisionLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {

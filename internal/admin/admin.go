@@ -37,6 +37,9 @@ type Config struct {
 	// there is no model.
 	Snapshot func(w io.Writer) error
 	Restore  func(r io.Reader) error
+	// Metrics serves Prometheus metrics at /metrics (bearer token
+	// required, as for every endpoint but health); nil: none.
+	Metrics http.Handler
 	// Audit records each admin action that changes something; may be nil.
 	Audit func(action string, data map[string]any)
 	// Logger; slog.Default() when nil.
@@ -66,6 +69,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, token: sha256.Sum256(cfg.Token), mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /v1/health", h.health)
+	if cfg.Metrics != nil {
+		h.mux.Handle("GET /metrics", h.auth(cfg.Metrics.ServeHTTP))
+	}
 	h.mux.Handle("GET /v1/clock", h.auth(h.getClock))
 	h.mux.Handle("POST /v1/clock", h.auth(h.setClock))
 	h.mux.Handle("GET /v1/employees/{name}/norm", h.auth(h.norm))
