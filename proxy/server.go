@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,6 +159,57 @@ var errShutdownIdle = fatalf(codeAdminShutdown, nil, "terminating connection bec
 
 // Sessions reports the number of client connections open.
 func (s *Server) Sessions() int { return int(s.conns.Load()) }
+
+// SessionSnapshot is what the admin API shows of a live session.
+type SessionSnapshot struct {
+	ID          string    `json:"id"`
+	User        string    `json:"user"`
+	Database    string    `json:"database"`
+	Application string    `json:"application_name"`
+	ClientAddr  string    `json:"client_addr"`
+	ClientTLS   bool      `json:"client_tls"`
+	StartedAt   time.Time `json:"started_at"`
+}
+
+// List returns the sessions that have completed their startup, oldest
+// first.
+func (s *Server) List() []SessionSnapshot {
+	s.mu.Lock()
+	out := make([]SessionSnapshot, 0, len(s.sessions))
+	for sess := range s.sessions {
+		info := sess.published.Load()
+		if info == nil {
+			continue
+		}
+		snap := SessionSnapshot{ID: info.ID, User: info.User, Database: info.Database, Application: info.ApplicationName,
+			ClientTLS: info.ClientTLS, StartedAt: info.StartedAt}
+		if info.ClientAddr != nil {
+			snap.ClientAddr = info.ClientAddr.String()
+		}
+		out = append(out, snap)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b SessionSnapshot) int { return a.StartedAt.Compare(b.StartedAt) })
+	return out
+}
+
+// Kill ends the session with the given id, telling its client why (FATAL
+// 57P01), and reports whether there was one.
+func (s *Server) Kill(id, reason string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		if info := sess.published.Load(); info != nil && info.ID == id {
+			msg := "session ended by an administrator"
+			if reason != "" {
+				msg += ": " + reason
+			}
+			sess.terminate(&wireError{Severity: "FATAL", Code: codeAdminShutdown, Message: msg})
+			return true
+		}
+	}
+	return false
+}
 
 // register gives sess a BackendKeyData of pgwarden's own, unique among live
 // sessions, sized like the upstream server's key. The process id is the

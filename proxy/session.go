@@ -77,8 +77,9 @@ type session struct {
 	// idle is set while the session waits for the client outside any
 	// transaction, with nothing in flight: a point where shutdown may end it.
 	idle      atomic.Bool
-	reason    atomic.Pointer[wireError] // why the session is being terminated from outside
-	stop      chan struct{}             // closed by interrupt
+	reason    atomic.Pointer[wireError]   // why the session is being terminated from outside
+	published atomic.Pointer[SessionInfo] // the identity, once the session is ready (for List)
+	stop      chan struct{}               // closed by interrupt
 	stopOnce  sync.Once
 	done      chan struct{}
 	closeOnce sync.Once
@@ -485,6 +486,8 @@ func (s *session) finishStartup() error {
 				s.prepared = make(map[string]*preparedStmt)
 				s.portals = make(map[string]*portal)
 			}
+			info := s.info
+			s.published.Store(&info)
 			if err := s.toClient.write(frame); err != nil {
 				return err
 			}

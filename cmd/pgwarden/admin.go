@@ -15,11 +15,13 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/internal/admin"
+	"github.com/pgwarden/pgwarden/internal/holds"
+	"github.com/pgwarden/pgwarden/proxy"
 )
 
 // startAdmin serves the admin API on fc.Admin.Listen and returns a func
 // that stops it.
-func startAdmin(fc *fileConfig, g *guardParts, logger *slog.Logger) (func(), error) {
+func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, logger *slog.Logger) (func(), error) {
 	token, err := adminToken(fc.Admin.TokenFile)
 	if err != nil {
 		return nil, err
@@ -28,6 +30,36 @@ func startAdmin(fc *fileConfig, g *guardParts, logger *slog.Logger) (func(), err
 		Norm: func(name string) (any, bool) { return g.guard.NormOf(name, g.now()) }}
 	if g.metrics != nil {
 		cfg.Metrics = promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})
+	}
+	cfg.Sessions = func() any { return srv.List() }
+	cfg.KillSession = srv.Kill
+	if q := g.state.quarantine; q != nil {
+		cfg.Quarantine = func() (any, error) { return q.All() }
+		cfg.Release = func(who string) (bool, error) {
+			_, ok, err := q.Release(who)
+			return ok, err
+		}
+	}
+	if hs := g.state.holds; hs != nil {
+		cfg.Holds = func() (any, error) { return hs.List() }
+		cfg.DecideHold = func(id string, approve bool, by string) error {
+			_, err := hs.Decide(id, approve, by)
+			if errors.Is(err, holds.ErrNotFound) {
+				return admin.ErrNotFound
+			}
+			return err
+		}
+	}
+	cfg.Policy = func() any {
+		p := g.guard.Policy()
+		rules := make([]string, 0, len(p.Rules()))
+		for _, r := range p.Rules() {
+			rules = append(rules, r.Name)
+		}
+		return map[string]any{"name": p.Name(), "shadow": p.Shadow(), "rules": rules, "norms": p.Norms().Enabled}
+	}
+	if rl != nil {
+		cfg.Reload = func() error { return rl.reload("admin API") }
 	}
 	if m := g.guard.Norms(); m != nil {
 		cfg.Snapshot, cfg.Restore = m.Snapshot, m.Restore
@@ -56,9 +88,9 @@ func startAdmin(fc *fileConfig, g *guardParts, logger *slog.Logger) (func(), err
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
 		logger.Warn("admin_not_loopback", "addr", ln.Addr().String(), "note", "the admin API is reachable from the network; keep its token secret")
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("admin_stopped", "error", err)
 		}
 	}()
@@ -66,7 +98,7 @@ func startAdmin(fc *fileConfig, g *guardParts, logger *slog.Logger) (func(), err
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		hs.Shutdown(ctx)
 	}, nil
 }
 

@@ -604,3 +604,90 @@ func TestMetrics(t *testing.T) {
 		t.Error("/metrics names an employee")
 	}
 }
+
+// TestAdminAPI: sessions listed and killed, a quarantine released and a
+// policy reloaded through the admin API, each action in the audit trail.
+func TestAdminAPI(t *testing.T) {
+	c := pgtest.Shared(t)
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 10)), 0o600)
+	auditDir := filepath.Join(dir, "audit")
+	listen, adminAddr := freeAddr(t), freeAddr(t)
+	const token = "test-admin-token-0123456789"
+	cmd, stderr := startBinary(t, []string{"PGWARDEN_ADMIN_TOKEN=" + token, "PGWARDEN_AUDIT_KEY=" + strings.Repeat("cd", 32)},
+		"serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(), "--policy", pol, "--admin-listen", adminAddr,
+		"--state-dir", filepath.Join(dir, "state"), "--audit-dir", auditDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+adminAddr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	conn := connectThrough(t, ctx, c, listen, stderr)
+	code, body := call("GET", "/v1/sessions", "")
+	var sessions []struct {
+		ID   string `json:"id"`
+		User string `json:"user"`
+	}
+	json.Unmarshal([]byte(body), &sessions)
+	if code != 200 || len(sessions) != 1 || sessions[0].User != pgtest.TrustUser {
+		t.Fatalf("GET /v1/sessions: %d %s", code, body)
+	}
+	if code, _ := call("DELETE", "/v1/sessions/"+sessions[0].ID+"?reason=investigation", ""); code != 200 {
+		t.Errorf("kill: %d", code)
+	}
+	_, err := conn.Exec(ctx, "SELECT 1")
+	if err == nil || !strings.Contains(err.Error(), "ended by an administrator: investigation") {
+		t.Errorf("killed session: %v", err)
+	}
+	if code, _ := call("DELETE", "/v1/sessions/nope", ""); code != 404 {
+		t.Errorf("kill of an unknown session: %d", code)
+	}
+
+	// Quarantine through a rule, released through the API.
+	conn = connectThrough(t, ctx, c, listen, stderr)
+	conn.Exec(ctx, "SELECT string_agg('q' || i || '@example.com', ',') FROM generate_series(1, 2000) i")
+	if code, body := call("GET", "/v1/quarantine", ""); code != 200 || !strings.Contains(body, pgtest.TrustUser) {
+		t.Fatalf("GET /v1/quarantine: %d %s", code, body)
+	}
+	if code, _ := call("DELETE", "/v1/quarantine/"+pgtest.TrustUser, ""); code != 200 {
+		t.Errorf("release: %d", code)
+	}
+	connectThrough(t, ctx, c, listen, stderr).Close(ctx)
+	if code, _ := call("DELETE", "/v1/quarantine/"+pgtest.TrustUser, ""); code != 404 {
+		t.Errorf("second release: %d", code)
+	}
+	if code, body := call("GET", "/v1/holds", ""); code != 200 || strings.TrimSpace(body) != "null" && strings.TrimSpace(body) != "[]" {
+		t.Errorf("GET /v1/holds: %d %s", code, body)
+	}
+	if code, _ := call("POST", "/v1/holds/nope/approve", ""); code != 404 {
+		t.Errorf("approve of an unknown hold: %d", code)
+	}
+
+	// Reload: a broken file is refused, a good one applied.
+	os.WriteFile(pol, []byte("version: 1\nrules: [oops]\n"), 0o600)
+	if code, body := call("POST", "/v1/policy/reload", ""); code != 422 || !strings.Contains(body, "policy.yaml") {
+		t.Errorf("reload of a broken file: %d %s", code, body)
+	}
+	os.WriteFile(pol, []byte("version: 1\nrules:\n  - {name: only-one, when: {rows: 1000000}, action: alert}\n"), 0o600)
+	if code, body := call("POST", "/v1/policy/reload", ""); code != 200 || !strings.Contains(body, "only-one") {
+		t.Errorf("reload: %d %s", code, body)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	_, out, _ := runCLI("audit", "query", auditDir, "--type", "admin")
+	for _, want := range []string{"session_killed", "quarantine_released", "policy_reloaded"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit trail lacks the admin action %s:\n%s", want, out)
+		}
+	}
+}

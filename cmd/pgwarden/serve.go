@@ -218,8 +218,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer signal.Stop(hups)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
+	var rl *reloader
 	if fc.Policy != "" {
 		r := &reloader{path: fc.Policy, g: g.guard, log: logger}
+		rl = r
 		if g.state.notifier != nil {
 			r.alerts = g.state.notifier
 		}
@@ -237,7 +239,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}()
 	}
 	if fc.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(fc, g, logger)
+		stopAdmin, err := startAdmin(fc, g, srv, rl, logger)
 		if err != nil {
 			return err
 		}

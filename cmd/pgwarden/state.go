@@ -184,7 +184,7 @@ func statStamp(path string) (fileStamp, error) {
 }
 
 // reload reads the file now; why says what triggered it.
-func (r *reloader) reload(why string) {
+func (r *reloader) reload(why string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st, _ := statStamp(r.path)
@@ -199,9 +199,10 @@ func (r *reloader) reload(why string) {
 			r.alerts.Notify(notify.Alert{Action: "alert", Rule: "policy-reload", Severity: "high",
 				Reason: fmt.Sprintf("the policy file %s was not applied: %v", r.path, firstLine(err.Error()))})
 		}
-		return
+		return err
 	}
 	r.log.Info("policy_reloaded", "trigger", why, "policy", r.path, "rules", len(p.Rules()))
+	return nil
 }
 
 // watch polls the file's modification time and size.

@@ -37,6 +37,20 @@ type Config struct {
 	// there is no model.
 	Snapshot func(w io.Writer) error
 	Restore  func(r io.Reader) error
+	// Live sessions: the list, and ending one.
+	Sessions    func() any
+	KillSession func(id, reason string) bool
+	// Quarantine: the list, and releasing an employee (false: was not
+	// quarantined).
+	Quarantine func() (any, error)
+	Release    func(employee string) (bool, error)
+	// Holds: the pending ones, and deciding one (ErrNotFound: no such
+	// pending hold).
+	Holds      func() (any, error)
+	DecideHold func(id string, approve bool, by string) error
+	// Policy describes the policy in force; Reload reads its file again.
+	Policy func() any
+	Reload func() error
 	// Metrics serves Prometheus metrics at /metrics (bearer token
 	// required, as for every endpoint but health); nil: none.
 	Metrics http.Handler
@@ -75,6 +89,14 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.Handle("GET /v1/clock", h.auth(h.getClock))
 	h.mux.Handle("POST /v1/clock", h.auth(h.setClock))
 	h.mux.Handle("GET /v1/employees/{name}/norm", h.auth(h.norm))
+	h.mux.Handle("GET /v1/sessions", h.auth(h.sessions))
+	h.mux.Handle("DELETE /v1/sessions/{id}", h.auth(h.killSession))
+	h.mux.Handle("GET /v1/quarantine", h.auth(h.quarantine))
+	h.mux.Handle("DELETE /v1/quarantine/{employee}", h.auth(h.release))
+	h.mux.Handle("GET /v1/holds", h.auth(h.holds))
+	h.mux.Handle("POST /v1/holds/{id}/{decision}", h.auth(h.decideHold))
+	h.mux.Handle("GET /v1/policy", h.auth(h.policy))
+	h.mux.Handle("POST /v1/policy/reload", h.auth(h.reload))
 	h.mux.Handle("GET /v1/norms/snapshot", h.auth(h.snapshot))
 	h.mux.Handle("PUT /v1/norms/snapshot", h.auth(h.restore))
 	return h, nil
@@ -197,6 +219,124 @@ func (h *Handler) restore(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Audit("norms_restored", map[string]any{})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"restored": true})
+}
+
+// ErrNotFound is what DecideHold returns for a hold that is not pending.
+var ErrNotFound = errors.New("not found")
+
+func (h *Handler) audit(action string, data map[string]any) {
+	if h.cfg.Audit != nil {
+		h.cfg.Audit(action, data)
+	}
+}
+
+func (h *Handler) sessions(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Sessions == nil {
+		writeError(w, http.StatusNotFound, "not available")
+		return
+	}
+	writeJSON(w, http.StatusOK, h.cfg.Sessions())
+}
+
+func (h *Handler) killSession(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.KillSession == nil {
+		writeError(w, http.StatusNotFound, "not available")
+		return
+	}
+	id, reason := r.PathValue("id"), r.URL.Query().Get("reason")
+	if !h.cfg.KillSession(id, reason) {
+		writeError(w, http.StatusNotFound, "no session "+id)
+		return
+	}
+	h.audit("session_killed", map[string]any{"session_id": id, "reason": reason})
+	writeJSON(w, http.StatusOK, map[string]any{"killed": id})
+}
+
+func (h *Handler) quarantine(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Quarantine == nil {
+		writeError(w, http.StatusNotFound, "no state directory: quarantine is off")
+		return
+	}
+	list, err := h.cfg.Quarantine()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (h *Handler) release(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Release == nil {
+		writeError(w, http.StatusNotFound, "no state directory: quarantine is off")
+		return
+	}
+	who := r.PathValue("employee")
+	ok, err := h.cfg.Release(who)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	case !ok:
+		writeError(w, http.StatusNotFound, who+" is not quarantined")
+	default:
+		h.audit("quarantine_released", map[string]any{"employee": who})
+		writeJSON(w, http.StatusOK, map[string]any{"released": who})
+	}
+}
+
+func (h *Handler) holds(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Holds == nil {
+		writeError(w, http.StatusNotFound, "no state directory: holds are off")
+		return
+	}
+	list, err := h.cfg.Holds()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (h *Handler) decideHold(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.DecideHold == nil {
+		writeError(w, http.StatusNotFound, "no state directory: holds are off")
+		return
+	}
+	id, decision := r.PathValue("id"), r.PathValue("decision")
+	if decision != "approve" && decision != "deny" {
+		writeError(w, http.StatusNotFound, "want approve or deny")
+		return
+	}
+	err := h.cfg.DecideHold(id, decision == "approve", "admin-api")
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "no pending hold "+id)
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	default:
+		h.audit("hold_"+decision+"d", map[string]any{"hold_id": id})
+		writeJSON(w, http.StatusOK, map[string]any{"hold": id, "decision": decision})
+	}
+}
+
+func (h *Handler) policy(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Policy == nil {
+		writeError(w, http.StatusNotFound, "not available")
+		return
+	}
+	writeJSON(w, http.StatusOK, h.cfg.Policy())
+}
+
+func (h *Handler) reload(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Reload == nil {
+		writeError(w, http.StatusConflict, "the built-in policy is in force (no --policy file to reload)")
+		return
+	}
+	if err := h.cfg.Reload(); err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	h.audit("policy_reloaded", map[string]any{})
+	writeJSON(w, http.StatusOK, h.cfg.Policy())
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
