@@ -642,15 +642,20 @@ func TestAdminAPI(t *testing.T) {
 	if code != 200 || len(sessions) != 1 || sessions[0].User != pgtest.TrustUser {
 		t.Fatalf("GET /v1/sessions: %d %s", code, body)
 	}
-	if code, _ := call("DELETE", "/v1/sessions/"+sessions[0].ID+"?reason=investigation", ""); code != 200 {
-		t.Errorf("kill: %d", code)
+	// The CLI lists and kills through the API.
+	t.Setenv("PGWARDEN_ADMIN_TOKEN", token)
+	if code, out, errOut := runCLI("sessions", "list", "--admin", "http://"+adminAddr); code != 0 || !strings.Contains(out, sessions[0].ID) {
+		t.Errorf("sessions list: %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := runCLI("sessions", "kill", sessions[0].ID, "--reason", "investigation", "--admin", "http://"+adminAddr); code != 0 {
+		t.Errorf("sessions kill: %d %q %q", code, out, errOut)
 	}
 	_, err := conn.Exec(ctx, "SELECT 1")
 	if err == nil || !strings.Contains(err.Error(), "ended by an administrator: investigation") {
 		t.Errorf("killed session: %v", err)
 	}
-	if code, _ := call("DELETE", "/v1/sessions/nope", ""); code != 404 {
-		t.Errorf("kill of an unknown session: %d", code)
+	if code, _, errOut := runCLI("sessions", "kill", "nope", "--admin", "http://"+adminAddr); code != 1 || !strings.Contains(errOut, "no session nope") {
+		t.Errorf("kill of an unknown session: %d %q", code, errOut)
 	}
 
 	// Quarantine through a rule, released through the API.

@@ -20,6 +20,7 @@ Usage:
   pgwarden users [command]   list quarantined employees, release one
   pgwarden holds [command]   list results held for approval, approve or deny one
   pgwarden replay [flags]    run a policy over a recorded audit trail: what it would have done
+  pgwarden sessions [command] list or end live sessions (through the admin API)
   pgwarden version           print the version
   pgwarden help [command]    show help for a command
 
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runHolds(rest, stdout, stderr)
 	case "replay":
 		err = runReplay(rest, stdout, stderr)
+	case "sessions":
+		err = runSessions(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "pgwarden", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+const sessionsUsage = `Usage:
+  pgwarden sessions list [--admin URL]               live sessions
+  pgwarden sessions kill ID [--reason TEXT] [--admin URL]
+                                                     end a session (the client is told why)
+
+These talk to a running pgwarden's admin API (serve --admin-listen), with the
+bearer token from --admin-token-file or PGWARDEN_ADMIN_TOKEN.
+`
+
+// adminClient calls a running pgwarden's admin API.
+type adminClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func adminFlags(fs *flag.FlagSet) (base, tokenFile *string) {
+	base = fs.String("admin", orDefault(os.Getenv("PGWARDEN_ADMIN_URL"), "http://127.0.0.1:7070"), "admin API base `URL` (default $PGWARDEN_ADMIN_URL)")
+	tokenFile = fs.String("admin-token-file", "", "`file` holding the admin bearer token (default $PGWARDEN_ADMIN_TOKEN)")
+	return base, tokenFile
+}
+
+func newAdminClient(base, tokenFile string) (*adminClient, error) {
+	tok, err := adminToken(tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return &adminClient{base: strings.TrimRight(base, "/"), token: string(tok), http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// do calls method path and decodes a JSON answer into out; an error
+// answer becomes an error carrying the server's message.
+func (c *adminClient) do(method, path string, out any) error {
+	req, err := http.NewRequest(method, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("admin API: %s", e.Error)
+		}
+		return fmt.Errorf("admin API: %s", resp.Status)
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
+func runSessions(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, sessionsUsage)
+		return errUsage
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stderr, sessionsUsage)
+		return flag.ErrHelp
+	case "list", "kill":
+	default:
+		fmt.Fprintf(stderr, "pgwarden sessions: unknown subcommand %q\n\n%s", sub, sessionsUsage)
+		return errUsage
+	}
+	fs := flag.NewFlagSet("sessions "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, sessionsUsage); fs.PrintDefaults() }
+	base, tokenFile := adminFlags(fs)
+	reason := fs.String("reason", "", "why, as the client is told")
+	var pos []string
+	for {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return errUsage
+		}
+		if rest = fs.Args(); len(rest) == 0 {
+			break
+		}
+		pos, rest = append(pos, rest[0]), rest[1:]
+	}
+	c, err := newAdminClient(*base, *tokenFile)
+	if err != nil {
+		return err
+	}
+	if sub == "kill" {
+		if len(pos) != 1 {
+			fmt.Fprintln(stderr, "pgwarden sessions kill: want exactly one ID")
+			return errUsage
+		}
+		if err := c.do("DELETE", "/v1/sessions/"+url.PathEscape(pos[0])+"?reason="+url.QueryEscape(*reason), nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "killed %s\n", pos[0])
+		return nil
+	}
+	var list []struct {
+		ID          string    `json:"id"`
+		User        string    `json:"user"`
+		Database    string    `json:"database"`
+		Application string    `json:"application_name"`
+		ClientAddr  string    `json:"client_addr"`
+		StartedAt   time.Time `json:"started_at"`
+	}
+	if err := c.do("GET", "/v1/sessions", &list); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tEMPLOYEE\tDATABASE\tAPPLICATION\tCLIENT\tSTARTED")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.User, s.Database, orDash(s.Application), s.ClientAddr, s.StartedAt.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
