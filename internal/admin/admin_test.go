@@ -3,9 +3,13 @@ package admin
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/pgwarden/pgwarden/internal/clock"
 )
@@ -75,5 +79,34 @@ func TestAuthAndClock(t *testing.T) {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 409 {
 		t.Errorf("wall clock set: %v %v", resp.StatusCode, err)
+	}
+}
+
+// TestOpenAPICoversRoutes keeps docs/openapi.yaml in step with the routes
+// New registers.
+func TestOpenAPICoversRoutes(t *testing.T) {
+	src, err := os.ReadFile("admin.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := os.ReadFile("../../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(spec, &doc); err != nil {
+		t.Fatal(err)
+	}
+	routes := regexp.MustCompile(`Handle(?:Func)?\("(GET|POST|PUT|DELETE) ([^"]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(routes) < 10 {
+		t.Fatalf("found %d routes in admin.go", len(routes))
+	}
+	for _, r := range routes {
+		method, path := strings.ToLower(r[1]), r[2]
+		if _, ok := doc.Paths[path][method]; !ok {
+			t.Errorf("%s %s is not in docs/openapi.yaml", r[1], path)
+		}
 	}
 }
