@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/internal/admin"
+	"github.com/pgwarden/pgwarden/internal/alertlog"
 	"github.com/pgwarden/pgwarden/internal/holds"
 	"github.com/pgwarden/pgwarden/proxy"
 )
@@ -32,6 +33,14 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 		cfg.Metrics = promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})
 	}
 	cfg.Sessions = func() any { return srv.List() }
+	cfg.Alerts = func(employee string, unacked bool, limit int) any { return g.alerts.List(employee, unacked, limit) }
+	cfg.Ack = func(id, by string) error {
+		_, err := g.alerts.Ack(id, by, g.now())
+		if errors.Is(err, alertlog.ErrNotFound) {
+			return admin.ErrNotFound
+		}
+		return err
+	}
 	cfg.KillSession = srv.Kill
 	if q := g.state.quarantine; q != nil {
 		cfg.Quarantine = func() (any, error) { return q.All() }

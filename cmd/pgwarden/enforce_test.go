@@ -664,6 +664,23 @@ func TestAdminAPI(t *testing.T) {
 	if code, body := call("GET", "/v1/quarantine", ""); code != 200 || !strings.Contains(body, pgtest.TrustUser) {
 		t.Fatalf("GET /v1/quarantine: %d %s", code, body)
 	}
+	// The quarantine is in security's alert queue; acknowledging it
+	// takes it out of the unacknowledged view.
+	code, body = call("GET", "/v1/alerts?unacked=1", "")
+	var queue []struct {
+		ID   string `json:"id"`
+		Rule string `json:"rule"`
+	}
+	json.Unmarshal([]byte(body), &queue)
+	if code != 200 || len(queue) == 0 || queue[0].Rule != "quarantine-dump" {
+		t.Fatalf("GET /v1/alerts: %d %s", code, body)
+	}
+	if code, _ := call("POST", "/v1/alerts/"+queue[0].ID+"/ack?by=sec", ""); code != 200 {
+		t.Errorf("ack: %d", code)
+	}
+	if _, body := call("GET", "/v1/alerts?unacked=1", ""); strings.Contains(body, queue[0].ID) {
+		t.Errorf("acknowledged alert still unacknowledged: %s", body)
+	}
 	if code, _ := call("DELETE", "/v1/quarantine/"+pgtest.TrustUser, ""); code != 200 {
 		t.Errorf("release: %d", code)
 	}
@@ -690,7 +707,7 @@ func TestAdminAPI(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 	_, out, _ := runCLI("audit", "query", auditDir, "--type", "admin")
-	for _, want := range []string{"session_killed", "quarantine_released", "policy_reloaded"} {
+	for _, want := range []string{"session_killed", "quarantine_released", "policy_reloaded", "alert_acknowledged"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit trail lacks the admin action %s:\n%s", want, out)
 		}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,6 +15,7 @@ import (
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/internal/alertlog"
 	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/metrics"
 	"github.com/pgwarden/pgwarden/policy"
@@ -26,6 +30,7 @@ type guardParts struct {
 	now     func() time.Time
 	trail   auditAppender // nil without an audit trail
 	metrics *metrics.Metrics
+	alerts  *alertlog.Log // security's queue
 	catalog *catalog.Resolver
 	audit   *audit.Log
 	pgAudit *audit.PGSink
@@ -34,6 +39,28 @@ type guardParts struct {
 // auditAppender is the audit trail as serve's other parts write to it.
 type auditAppender interface {
 	Append(ctx context.Context, ev audit.Event) (uint64, error)
+}
+
+// alertTee hands each alert to the queue and the notifier, giving it an id
+// first if it has none.
+type alertTee []guard.Alerter
+
+func (t alertTee) Notify(a notify.Alert) error {
+	if a.ID == "" {
+		var b [16]byte
+		rand.Read(b[:])
+		a.ID = hex.EncodeToString(b[:])
+	}
+	if a.Time.IsZero() {
+		a.Time = time.Now().UTC()
+	}
+	var first error
+	for _, x := range t {
+		if err := x.Notify(a); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // auditTee appends each event to every sink, in order; an event counts as
@@ -212,9 +239,18 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	if st.holds != nil {
 		gcfg.Holds = st.holds
 	}
-	if st.notifier != nil {
-		gcfg.Alerts = st.notifier
+	alertsPath := ""
+	if fc.StateDir != "" {
+		alertsPath = filepath.Join(fc.StateDir, "alerts.json")
 	}
+	if parts.alerts, err = alertlog.Open(alertsPath); err != nil {
+		return fail(err)
+	}
+	tee := alertTee{parts.alerts}
+	if st.notifier != nil {
+		tee = append(tee, st.notifier)
+	}
+	gcfg.Alerts = tee
 	if parts.catalog != nil {
 		gcfg.Catalog = parts.catalog
 	}

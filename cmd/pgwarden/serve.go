@@ -222,8 +222,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if fc.Policy != "" {
 		r := &reloader{path: fc.Policy, g: g.guard, log: logger}
 		rl = r
+		r.alerts = alertTee{g.alerts}
 		if g.state.notifier != nil {
-			r.alerts = g.state.notifier
+			r.alerts = alertTee{g.alerts, g.state.notifier}
 		}
 		go r.watch(watchCtx, 2*time.Second)
 		go func() {

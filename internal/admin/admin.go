@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,10 @@ type Config struct {
 	// pending hold).
 	Holds      func() (any, error)
 	DecideHold func(id string, approve bool, by string) error
+	// Alerts lists security's queue (employee, unacknowledged only, at
+	// most limit); Ack acknowledges one (ErrNotFound: unknown).
+	Alerts func(employee string, unacked bool, limit int) any
+	Ack    func(id, by string) error
 	// Policy describes the policy in force; Reload reads its file again.
 	Policy func() any
 	Reload func() error
@@ -95,6 +100,8 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.Handle("DELETE /v1/quarantine/{employee}", h.auth(h.release))
 	h.mux.Handle("GET /v1/holds", h.auth(h.holds))
 	h.mux.Handle("POST /v1/holds/{id}/{decision}", h.auth(h.decideHold))
+	h.mux.Handle("GET /v1/alerts", h.auth(h.alerts))
+	h.mux.Handle("POST /v1/alerts/{id}/ack", h.auth(h.ack))
 	h.mux.Handle("GET /v1/policy", h.auth(h.policy))
 	h.mux.Handle("POST /v1/policy/reload", h.auth(h.reload))
 	h.mux.Handle("GET /v1/norms/snapshot", h.auth(h.snapshot))
@@ -315,6 +322,38 @@ func (h *Handler) decideHold(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.audit("hold_"+decision+"d", map[string]any{"hold_id": id})
 		writeJSON(w, http.StatusOK, map[string]any{"hold": id, "decision": decision})
+	}
+}
+
+func (h *Handler) alerts(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Alerts == nil {
+		writeError(w, http.StatusNotFound, "not available")
+		return
+	}
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	writeJSON(w, http.StatusOK, h.cfg.Alerts(q.Get("employee"), q.Get("unacked") == "1" || q.Get("unacked") == "true", limit))
+}
+
+func (h *Handler) ack(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Ack == nil {
+		writeError(w, http.StatusNotFound, "not available")
+		return
+	}
+	id := r.PathValue("id")
+	by := r.URL.Query().Get("by")
+	if by == "" {
+		by = "admin-api"
+	}
+	err := h.cfg.Ack(id, by)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "no alert "+id)
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	default:
+		h.audit("alert_acknowledged", map[string]any{"alert_id": id, "by": by})
+		writeJSON(w, http.StatusOK, map[string]any{"acknowledged": id})
 	}
 }
 
