@@ -101,6 +101,7 @@ type Guard struct {
 	estimateWarn sync.Once
 	explained    explainedState
 	sweeps       sweepState
+	timeline     timeline
 }
 
 // compiled is a policy with its detectors built.
@@ -721,6 +722,9 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		}
 	})
 	s.g.cfg.Windows.Add(s.info.User, now, wf)
+	if total := f.PIIValues.Total(); total > 0 {
+		s.g.timeline.add(s.info.User, now, int64(total))
+	}
 	s.g.cfg.Windows.Add(SessionKey(s.info.ID), now, wf)
 	t := &s.total
 	t.statements++

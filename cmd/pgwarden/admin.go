@@ -33,6 +33,33 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 		cfg.Metrics = promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})
 	}
 	cfg.Sessions = func() any { return srv.List() }
+	cfg.Timeline = func(name string, hours int) any {
+		out := map[string]any{"employee": name, "points": g.guard.Timeline(name, g.now(), hours)}
+		if n, ok := g.guard.NormOf(name, g.now()); ok {
+			if fn, ok := n.Features["pii_values/1h"]; ok {
+				out["norm"] = map[string]float64{"median": fn.Median, "high": fn.High}
+			}
+		}
+		return out
+	}
+	if fc.Audit.Dir != "" {
+		dir := fc.Audit.Dir
+		cfg.Events = func(employee, typ string, limit int) (any, error) {
+			// The newest limit events that match, oldest first.
+			var ring []audit.Event
+			err := audit.Read(dir, func(ev audit.Event) bool {
+				return (employee == "" || ev.Employee == employee) && (typ == "" || ev.Type == typ) &&
+					ev.Type != audit.TypeCheckpoint && ev.Type != audit.TypeFileStart
+			}, func(ev audit.Event) error {
+				ring = append(ring, ev)
+				if len(ring) > limit {
+					ring = ring[1:]
+				}
+				return nil
+			})
+			return ring, err
+		}
+	}
 	cfg.Alerts = func(employee string, unacked bool, limit int) any { return g.alerts.List(employee, unacked, limit) }
 	cfg.Ack = func(id, by string) error {
 		_, err := g.alerts.Ack(id, by, g.now())

@@ -8,6 +8,7 @@ package admin
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,12 @@ type Config struct {
 	// most limit); Ack acknowledges one (ErrNotFound: unknown).
 	Alerts func(employee string, unacked bool, limit int) any
 	Ack    func(id, by string) error
+	// Timeline is an employee's PII values per hour over the last hours,
+	// with their norm (for the dashboard's chart).
+	Timeline func(employee string, hours int) any
+	// Events searches the audit trail: newest last, of employee and type
+	// when set, at most limit.
+	Events func(employee, typ string, limit int) (any, error)
 	// Policy describes the policy in force; Reload reads its file again.
 	Policy func() any
 	Reload func() error
@@ -88,6 +95,11 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, token: sha256.Sum256(cfg.Token), mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /v1/health", h.health)
+	// The dashboard page itself is public; everything it shows comes from
+	// the API with the token the user gives it.
+	h.mux.HandleFunc("GET /ui/{$}", h.ui)
+	h.mux.Handle("GET /v1/employees/{name}/timeline", h.auth(h.timeline))
+	h.mux.Handle("GET /v1/audit", h.auth(h.events))
 	if cfg.Metrics != nil {
 		h.mux.Handle("GET /metrics", h.auth(cfg.Metrics.ServeHTTP))
 	}
@@ -125,6 +137,46 @@ func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 		}
 		next(w, r)
 	})
+}
+
+//go:embed ui/index.html
+var dashboard []byte
+
+func (h *Handler) ui(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Write(dashboard)
+}
+
+func (h *Handler) timeline(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Timeline == nil {
+		writeError(w, http.StatusNotFound, "not available")
+		return
+	}
+	hours, _ := strconv.Atoi(r.URL.Query().Get("hours"))
+	if hours <= 0 {
+		hours = 48
+	}
+	writeJSON(w, http.StatusOK, h.cfg.Timeline(r.PathValue("name"), hours))
+}
+
+func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Events == nil {
+		writeError(w, http.StatusNotFound, "no audit trail (serve --audit-dir)")
+		return
+	}
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	ev, err := h.cfg.Events(q.Get("employee"), q.Get("type"), limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, ev)
 }
 
 func (h *Handler) health(w http.ResponseWriter, _ *http.Request) {

@@ -104,7 +104,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		t.Fatalf("found %d routes in admin.go", len(routes))
 	}
 	for _, r := range routes {
-		method, path := strings.ToLower(r[1]), r[2]
+		method, path := strings.ToLower(r[1]), strings.TrimSuffix(r[2], "{$}")
 		if _, ok := doc.Paths[path][method]; !ok {
 			t.Errorf("%s %s is not in docs/openapi.yaml", r[1], path)
 		}

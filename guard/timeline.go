@@ -1,0 +1,78 @@
+package guard
+
+import (
+	"sync"
+	"time"
+)
+
+// timelineHours is how far back each employee's hourly series goes.
+const timelineHours = 7 * 24
+
+// timeline keeps, per employee, the PII values received in each of the
+// last timelineHours hours, for the dashboard's chart.
+type timeline struct {
+	mu sync.Mutex
+	by map[string]*series
+}
+
+type series struct {
+	hours  [timelineHours]int64
+	latest int64 // the hour (unix hours) of the newest slot
+}
+
+// Point is one hour of an employee's series.
+type Point struct {
+	Hour      time.Time `json:"hour"`
+	PIIValues int64     `json:"pii_values"`
+}
+
+func (t *timeline) add(employee string, at time.Time, pii int64) {
+	h := at.Unix() / 3600
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.by == nil {
+		t.by = make(map[string]*series)
+	}
+	s := t.by[employee]
+	if s == nil {
+		s = &series{latest: h}
+		t.by[employee] = s
+	}
+	s.advance(h)
+	if h > s.latest-timelineHours {
+		s.hours[h%timelineHours] += pii
+	}
+}
+
+// advance clears the slots between the newest hour and h.
+func (s *series) advance(h int64) {
+	if h <= s.latest {
+		return
+	}
+	for x := s.latest + 1; x <= h && x <= s.latest+timelineHours; x++ {
+		s.hours[x%timelineHours] = 0
+	}
+	s.latest = h
+}
+
+// Timeline returns the employee's PII values per hour over the last n
+// hours (at most a week) ending at now, oldest first.
+func (g *Guard) Timeline(employee string, now time.Time, n int) []Point {
+	n = min(max(n, 1), timelineHours)
+	h := now.Unix() / 3600
+	out := make([]Point, 0, n)
+	g.timeline.mu.Lock()
+	defer g.timeline.mu.Unlock()
+	s := g.timeline.by[employee]
+	if s != nil {
+		s.advance(h)
+	}
+	for x := h - int64(n) + 1; x <= h; x++ {
+		p := Point{Hour: time.Unix(x*3600, 0).UTC()}
+		if s != nil && x > s.latest-timelineHours {
+			p.PIIValues = s.hours[x%timelineHours]
+		}
+		out = append(out, p)
+	}
+	return out
+}
