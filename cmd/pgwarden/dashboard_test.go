@@ -90,7 +90,7 @@ rules:
 	dom := string(out)
 	for _, want := range []string{
 		`class="alert"`, "big-read", // the alert queue
-		`class="session"`,                        // the live session
+		`class="session"`,                                  // the live session
 		pgtest.TrustUser + ": 1", "PII values in 48 hours", // the chart's caption
 	} {
 		if !strings.Contains(dom, want) {
