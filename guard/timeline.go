@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -74,5 +75,27 @@ func (g *Guard) Timeline(employee string, now time.Time, n int) []Point {
 		}
 		out = append(out, p)
 	}
+	return out
+}
+
+// Employees lists, sorted, the employees with PII received in the last
+// week or known to the norm model.
+func (g *Guard) Employees() []string {
+	seen := map[string]bool{}
+	g.timeline.mu.Lock()
+	for name := range g.timeline.by {
+		seen[name] = true
+	}
+	g.timeline.mu.Unlock()
+	if m := g.cfg.Norms; m != nil {
+		for _, name := range m.Employees() {
+			seen[name] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for name := range seen {
+		out = append(out, name)
+	}
+	slices.Sort(out)
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,45 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 		cfg.Metrics = promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})
 	}
 	cfg.Sessions = func() any { return srv.List() }
+	cfg.Employees = func() any {
+		type row struct {
+			Employee       string `json:"employee"`
+			ActiveDays     int    `json:"active_days"`
+			Learning       bool   `json:"learning"`
+			Peer           string `json:"peer,omitempty"`
+			PIIValues24h   int64  `json:"pii_values_24h"`
+			UnackedAlerts  int    `json:"unacknowledged_alerts"`
+			OpenedSessions int    `json:"sessions_open"`
+		}
+		out := []row{}
+		open := map[string]int{}
+		for _, s := range srv.List() {
+			open[s.User]++
+		}
+		now := g.now()
+		names := g.guard.Employees()
+		for name := range open {
+			names = append(names, name)
+		}
+		for _, a := range g.alerts.List("", false, 0) {
+			names = append(names, a.Employee)
+		}
+		slices.Sort(names)
+		for _, name := range slices.Compact(names) {
+			if name == "" {
+				continue
+			}
+			r := row{Employee: name, UnackedAlerts: len(g.alerts.List(name, true, 0)), OpenedSessions: open[name]}
+			if n, ok := g.guard.NormOf(name, now); ok {
+				r.ActiveDays, r.Learning, r.Peer = n.ActiveDays, n.Learning, n.Peer
+			}
+			for _, p := range g.guard.Timeline(name, now, 24) {
+				r.PIIValues24h += p.PIIValues
+			}
+			out = append(out, r)
+		}
+		return out
+	}
 	cfg.Timeline = func(name string, hours int) any {
 		out := map[string]any{"employee": name, "points": g.guard.Timeline(name, g.now(), hours)}
 		if n, ok := g.guard.NormOf(name, g.now()); ok {

@@ -681,6 +681,9 @@ func TestAdminAPI(t *testing.T) {
 	if _, body := call("GET", "/v1/alerts?unacked=1", ""); strings.Contains(body, queue[0].ID) {
 		t.Errorf("acknowledged alert still unacknowledged: %s", body)
 	}
+	if code, body := call("GET", "/v1/employees", ""); code != 200 || !strings.Contains(body, `"employee":"`+pgtest.TrustUser+`"`) {
+		t.Errorf("GET /v1/employees: %d %s", code, body)
+	}
 	if code, _ := call("DELETE", "/v1/quarantine/"+pgtest.TrustUser, ""); code != 200 {
 		t.Errorf("release: %d", code)
 	}

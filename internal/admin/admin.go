@@ -54,6 +54,9 @@ type Config struct {
 	// most limit); Ack acknowledges one (ErrNotFound: unknown).
 	Alerts func(employee string, unacked bool, limit int) any
 	Ack    func(id, by string) error
+	// Employees lists the employees pgwarden knows, with their recent
+	// figures.
+	Employees func() any
 	// Timeline is an employee's PII values per hour over the last hours,
 	// with their norm (for the dashboard's chart).
 	Timeline func(employee string, hours int) any
@@ -105,6 +108,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h.mux.Handle("GET /v1/clock", h.auth(h.getClock))
 	h.mux.Handle("POST /v1/clock", h.auth(h.setClock))
+	h.mux.Handle("GET /v1/employees", h.auth(h.employees))
 	h.mux.Handle("GET /v1/employees/{name}/norm", h.auth(h.norm))
 	h.mux.Handle("GET /v1/sessions", h.auth(h.sessions))
 	h.mux.Handle("DELETE /v1/sessions/{id}", h.auth(h.killSession))
@@ -147,6 +151,14 @@ func (h *Handler) ui(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Write(dashboard)
+}
+
+func (h *Handler) employees(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Employees == nil {
+		writeError(w, http.StatusNotFound, "not available")
+		return
+	}
+	writeJSON(w, http.StatusOK, h.cfg.Employees())
 }
 
 func (h *Handler) timeline(w http.ResponseWriter, r *http.Request) {

@@ -577,3 +577,15 @@ func sortedKeys(s map[string]int64) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Employees lists, sorted, the employees the model has observed.
+func (m *Model) Employees() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.emps))
+	for name := range m.emps {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
