@@ -675,8 +675,11 @@ func TestAdminAPI(t *testing.T) {
 	if code != 200 || len(queue) == 0 || queue[0].Rule != "quarantine-dump" {
 		t.Fatalf("GET /v1/alerts: %d %s", code, body)
 	}
-	if code, _ := call("POST", "/v1/alerts/"+queue[0].ID+"/ack?by=sec", ""); code != 200 {
-		t.Errorf("ack: %d", code)
+	if code, out, errOut := runCLI("alerts", "list", "--admin", "http://"+adminAddr); code != 0 || !strings.Contains(out, queue[0].ID) {
+		t.Errorf("alerts list: %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := runCLI("alerts", "ack", queue[0].ID, "--by", "sec", "--admin", "http://"+adminAddr); code != 0 {
+		t.Errorf("alerts ack: %d %q %q", code, out, errOut)
 	}
 	if _, body := call("GET", "/v1/alerts?unacked=1", ""); strings.Contains(body, queue[0].ID) {
 		t.Errorf("acknowledged alert still unacknowledged: %s", body)

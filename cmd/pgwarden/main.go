@@ -21,6 +21,7 @@ Usage:
   pgwarden holds [command]   list results held for approval, approve or deny one
   pgwarden replay [flags]    run a policy over a recorded audit trail: what it would have done
   pgwarden sessions [command] list or end live sessions (through the admin API)
+  pgwarden alerts [command]  security's alert queue: list, acknowledge (through the admin API)
   pgwarden version           print the version
   pgwarden help [command]    show help for a command
 
@@ -58,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runReplay(rest, stdout, stderr)
 	case "sessions":
 		err = runSessions(rest, stdout, stderr)
+	case "alerts":
+		err = runAlerts(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "pgwarden", version)
 	case "help", "-h", "--help":
