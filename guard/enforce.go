@@ -430,6 +430,14 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 				} else {
 					totals, _ = s.g.cfg.Windows.GetCounts(s.info.User, s.g.cfg.Now())
 				}
+				if sh := s.g.cfg.Shared; sh != nil {
+					// The other instances' figures (distinct subjects are
+					// per instance).
+					remote, _ := sh.Remote().GetCounts(s.info.User, s.g.cfg.Now())
+					for i := range totals {
+						addWindow(&totals[i], &remote[i])
+					}
+				}
 				haveTotals = true
 			}
 			a.base = windowFigures(&totals[spanOf(a.r.Scope)])
@@ -483,6 +491,25 @@ func (s *session) widen(st *proxy.Statement, f *Figures) {
 	}
 	s.activate(st, add)
 	e.active = append(e.active, add...)
+}
+
+// addWindow adds o's counters to f.
+func addWindow(f, o *window.Figures) {
+	f.Statements += o.Statements
+	f.Rows += o.Rows
+	f.PIIRows += o.PIIRows
+	f.Bytes += o.Bytes
+	f.Unexplained += o.Unexplained
+	f.Sequential += o.Sequential
+	for i, n := range o.PIIValues {
+		f.PIIValues[i] += n
+	}
+	for c, n := range o.Custom {
+		if f.Custom == nil {
+			f.Custom = make(map[string]int64)
+		}
+		f.Custom[c] += n
+	}
 }
 
 func spanOf(sc policy.Scope) window.Span {

@@ -40,6 +40,13 @@ type Resolver interface {
 	ExplainedKeys(ctx context.Context, query, employee string) ([]string, error)
 }
 
+// Shared is the window figures of the other instances; *share.Sharer is
+// one.
+type Shared interface {
+	Add(employee string, at time.Time, f window.Figures)
+	Remote() *window.Registry
+}
+
 // AuditLog receives one event per statement; *audit.Log is one.
 type AuditLog interface {
 	Append(ctx context.Context, ev audit.Event) (uint64, error)
@@ -76,6 +83,9 @@ type Config struct {
 	Holds HoldApprover
 	// DecisionLog, if set, receives a JSON line per decision (Decision).
 	DecisionLog io.Writer
+	// Shared, if set, exchanges the employees' window figures with the
+	// other pgwarden instances: window limits count them all.
+	Shared Shared
 	// Metrics, if set, receives the guard's counters and timings.
 	Metrics *metrics.Metrics
 	// Norms is the learned-behaviour model fed with every statement and
@@ -722,6 +732,9 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		}
 	})
 	s.g.cfg.Windows.Add(s.info.User, now, wf)
+	if sh := s.g.cfg.Shared; sh != nil {
+		sh.Add(s.info.User, now, wf)
+	}
 	if total := f.PIIValues.Total(); total > 0 {
 		s.g.timeline.add(s.info.User, now, int64(total))
 	}

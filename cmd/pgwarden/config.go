@@ -79,7 +79,12 @@ type fileConfig struct {
 	// (norms), instead of or beside the state directory (password:
 	// PGWARDEN_STATE_PASSWORD).
 	StateURL string `yaml:"state_url"`
-	Notify   struct {
+	// ShareWindows exchanges window figures with the other instances
+	// through the state database; Instance names this one (default
+	// hostname and listen address).
+	ShareWindows bool   `yaml:"share_windows"`
+	Instance     string `yaml:"instance"`
+	Notify       struct {
 		Webhook struct {
 			URL string `yaml:"url"`
 			// SecretFile holds the HMAC key (else PGWARDEN_WEBHOOK_SECRET).

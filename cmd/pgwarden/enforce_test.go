@@ -719,3 +719,57 @@ func TestAdminAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestThreeInstancesActAsOne: an employee who splits a leak across three
+// pgwarden instances (and sessions) is caught as on one: the hour's window
+// counts what every instance relayed.
+func TestThreeInstancesActAsOne(t *testing.T) {
+	c := pgtest.Shared(t)
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_window_deltas")
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte(`version: 1
+rules:
+  - name: hourly-emails
+    scope: 1h
+    when:
+      pii_values: {email: 100}
+    action: block
+`), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var conns []*pgx.Conn
+	for i := range 3 {
+		listen := freeAddr(t)
+		cmd, stderr := startBinary(t, nil, "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(), "--policy", pol,
+			"--state-url", c.DSN(pgtest.SuperUser), "--share-windows", "--instance", fmt.Sprintf("pgw-%d", i))
+		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+		conn := connectThrough(t, ctx, c, listen, stderr)
+		defer conn.Close(ctx)
+		conns = append(conns, conn)
+	}
+	read := func(conn *pgx.Conn, tag string) (int, error) {
+		rows, err := conn.Query(ctx, fmt.Sprintf("SELECT '%s' || i || '@example.com' FROM generate_series(1, 40) i", tag))
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		return n, rows.Err()
+	}
+	// 40 through each of the first two, then the third has 20 left. The
+	// instances exchange figures every half second: wait out the bound.
+	for i, conn := range conns[:2] {
+		if n, err := read(conn, fmt.Sprint("i", i)); err != nil || n != 40 {
+			t.Fatalf("instance %d: %d %v", i, n, err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	n, err := read(conns[2], "i2")
+	if err == nil || !strings.Contains(err.Error(), "hourly-emails") || n != 20 {
+		t.Fatalf("third instance: %d rows, %v; want a block after the 20 left in the hour", n, err)
+	}
+}

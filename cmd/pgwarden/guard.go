@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/alertlog"
 	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/metrics"
+	"github.com/pgwarden/pgwarden/internal/share"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
 )
@@ -268,6 +270,50 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	case 2:
 		gcfg.Audit = sinks
 		parts.trail = sinks
+	}
+	if fc.ShareWindows {
+		if fc.StateURL == "" {
+			return fail(errors.New("--share-windows needs the state database: --state-url"))
+		}
+		pool, err := newPool("state", fc.StateURL, "PGWARDEN_STATE_PASSWORD", 2)
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, pool.Close)
+		name := fc.Instance
+		if name == "" {
+			host, _ := os.Hostname()
+			name = host + "/" + fc.Listen
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sharer, err := share.New(ctx, share.Config{Pool: pool, Instance: name, Now: parts.now, Logger: logger})
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+		gcfg.Shared = sharer
+		runCtx, stopShare := context.WithCancel(context.Background())
+		runDone := make(chan struct{})
+		go func() {
+			defer close(runDone)
+			sharer.Run(runCtx) // flushes once more when stopped
+		}()
+		go func() {
+			prune := time.NewTicker(time.Hour)
+			defer prune.Stop()
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-prune.C:
+					if err := sharer.Prune(runCtx); err != nil {
+						logger.Warn("share_prune_failed", "error", err)
+					}
+				}
+			}
+		}()
+		closers = append(closers, func() { stopShare(); <-runDone })
+		logger.Info("sharing_windows", "instance", name)
 	}
 	model, saveNorms, err := openNorms(fc, pol, logger)
 	if err != nil {

@@ -1,0 +1,324 @@
+// Package share makes several pgwarden instances behind a load balancer
+// act as one guard: each instance's per-employee window figures are
+// written to pgwarden's own PostgreSQL database in batches, and every
+// instance reads the others' into a registry of its own, which the guard
+// adds to its local windows. The hot path never waits on the database:
+// statements add to an in-memory batch; a background loop flushes it and
+// pulls the others' changes every Interval, so an instance's windows lag
+// the others' by at most about two Intervals plus a statement.
+//
+// When the database is unreachable, batches are kept (up to a bound) and
+// written when it returns; meanwhile each instance sees only its own
+// traffic, which is logged and visible in Healthy.
+package share
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/policy/window"
+)
+
+// Config configures a Sharer.
+type Config struct {
+	Pool     *pgxpool.Pool
+	Instance string        // unique per instance
+	Interval time.Duration // default 500ms
+	// Now is the clock of the figures (the guard's); default time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Sharer exchanges window figures with the other instances.
+type Sharer struct {
+	cfg    Config
+	remote *window.Registry
+
+	mu      sync.Mutex
+	pending map[key]*delta // not yet written
+	seen    map[rowKey]delta
+	since   time.Time // updated_at of the newest row pulled
+	healthy bool
+}
+
+type key struct {
+	employee string
+	minute   int64 // unix minutes
+}
+
+type rowKey struct {
+	instance string
+	key
+}
+
+// delta is one employee-minute's counts.
+type delta struct {
+	Statements, Rows, PIIRows, Bytes, Unexplained, Sequential int64
+	PIIValues                                                 map[string]int64
+}
+
+// maxPending bounds the batch kept while the database is unreachable.
+const maxPending = 100000
+
+const schema = `CREATE TABLE IF NOT EXISTS pgwarden_window_deltas (
+	instance    text NOT NULL,
+	employee    text NOT NULL,
+	minute      timestamptz NOT NULL,
+	statements  bigint NOT NULL,
+	rows        bigint NOT NULL,
+	pii_rows    bigint NOT NULL,
+	bytes       bigint NOT NULL,
+	unexplained bigint NOT NULL,
+	sequential  bigint NOT NULL,
+	pii_values  jsonb NOT NULL,
+	updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (instance, employee, minute)
+);
+CREATE INDEX IF NOT EXISTS pgwarden_window_deltas_updated ON pgwarden_window_deltas (updated_at)`
+
+// New creates the table if needed.
+func New(ctx context.Context, cfg Config) (*Sharer, error) {
+	if cfg.Instance == "" {
+		return nil, fmt.Errorf("share: an instance name is required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 500 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if _, err := cfg.Pool.Exec(ctx, schema); err != nil {
+		return nil, fmt.Errorf("share: %w", err)
+	}
+	remote, err := window.NewRegistry(window.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return &Sharer{cfg: cfg, remote: remote, pending: make(map[key]*delta), seen: make(map[rowKey]delta), healthy: true}, nil
+}
+
+// Remote is the registry of the other instances' figures.
+func (s *Sharer) Remote() *window.Registry { return s.remote }
+
+// Healthy reports whether the last exchange with the database worked.
+func (s *Sharer) Healthy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthy
+}
+
+// Add queues an employee's statement figures for the other instances.
+func (s *Sharer) Add(employee string, at time.Time, f window.Figures) {
+	k := key{employee, at.Unix() / 60}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.pending[k]
+	if d == nil {
+		if len(s.pending) >= maxPending {
+			return // unreachable for long: the oldest minutes are lost first
+		}
+		d = &delta{PIIValues: map[string]int64{}}
+		s.pending[k] = d
+	}
+	d.Statements += f.Statements
+	d.Rows += f.Rows
+	d.PIIRows += f.PIIRows
+	d.Bytes += f.Bytes
+	d.Unexplained += f.Unexplained
+	d.Sequential += f.Sequential
+	for i, n := range f.PIIValues {
+		if n != 0 {
+			d.PIIValues[window.Category(i).String()] += n
+		}
+	}
+	for c, n := range f.Custom {
+		d.PIIValues[c] += n
+	}
+}
+
+// Run flushes and pulls every Interval until ctx ends, then flushes once
+// more.
+func (s *Sharer) Run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			s.flush(fctx)
+			cancel()
+			return
+		case <-t.C:
+			s.Exchange(ctx)
+		}
+	}
+}
+
+// Exchange flushes this instance's batch and pulls the others' changes.
+func (s *Sharer) Exchange(ctx context.Context) {
+	err := s.flush(ctx)
+	if err == nil {
+		err = s.pull(ctx)
+	}
+	s.mu.Lock()
+	was := s.healthy
+	s.healthy = err == nil
+	s.mu.Unlock()
+	switch {
+	case err != nil && was:
+		s.cfg.Logger.Error("share_unavailable", "error", err, "consequence", "windows count this instance's traffic only until the state database returns")
+	case err == nil && !was:
+		s.cfg.Logger.Info("share_restored")
+	}
+}
+
+func (s *Sharer) flush(ctx context.Context) error {
+	s.mu.Lock()
+	batch := s.pending
+	s.pending = make(map[key]*delta)
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for k, d := range batch {
+		pv, _ := json.Marshal(d.PIIValues)
+		b.Queue(`INSERT INTO pgwarden_window_deltas AS w (instance, employee, minute, statements, rows, pii_rows, bytes, unexplained, sequential, pii_values)
+VALUES ($1, $2, to_timestamp($3 * 60), $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (instance, employee, minute) DO UPDATE SET
+	statements = w.statements + excluded.statements, rows = w.rows + excluded.rows,
+	pii_rows = w.pii_rows + excluded.pii_rows, bytes = w.bytes + excluded.bytes,
+	unexplained = w.unexplained + excluded.unexplained, sequential = w.sequential + excluded.sequential,
+	pii_values = (SELECT coalesce(jsonb_object_agg(k, coalesce((w.pii_values->>k)::bigint, 0) + coalesce((excluded.pii_values->>k)::bigint, 0)), '{}')
+		FROM (SELECT jsonb_object_keys(w.pii_values) UNION SELECT jsonb_object_keys(excluded.pii_values)) AS keys(k)),
+	updated_at = clock_timestamp()`,
+			s.cfg.Instance, k.employee, k.minute, d.Statements, d.Rows, d.PIIRows, d.Bytes, d.Unexplained, d.Sequential, pv)
+	}
+	if err := s.cfg.Pool.SendBatch(ctx, b).Close(); err != nil {
+		// Keep the batch for the next attempt.
+		s.mu.Lock()
+		for k, d := range batch {
+			if cur := s.pending[k]; cur != nil {
+				mergeInto(cur, d)
+			} else if len(s.pending) < maxPending {
+				s.pending[k] = d
+			}
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("share: flush: %w", err)
+	}
+	return nil
+}
+
+func mergeInto(dst, src *delta) {
+	dst.Statements += src.Statements
+	dst.Rows += src.Rows
+	dst.PIIRows += src.PIIRows
+	dst.Bytes += src.Bytes
+	dst.Unexplained += src.Unexplained
+	dst.Sequential += src.Sequential
+	for c, n := range src.PIIValues {
+		dst.PIIValues[c] += n
+	}
+}
+
+// pull reads the rows the other instances changed since the last pull and
+// adds to the remote registry what each row gained since it was last seen.
+func (s *Sharer) pull(ctx context.Context) error {
+	s.mu.Lock()
+	since := s.since
+	s.mu.Unlock()
+	// Rows are re-read with a margin: a transaction may commit a row whose
+	// updated_at is older than one already seen.
+	from := since.Add(-5 * time.Second)
+	if since.IsZero() {
+		from = time.Unix(0, 0) // everything the table holds (a day: Prune)
+	}
+	rows, err := s.cfg.Pool.Query(ctx, `SELECT instance, employee, extract(epoch FROM minute)::bigint / 60, statements, rows, pii_rows,
+	bytes, unexplained, sequential, pii_values, updated_at
+FROM pgwarden_window_deltas WHERE instance <> $1 AND updated_at >= $2`, s.cfg.Instance, from)
+	if err != nil {
+		return fmt.Errorf("share: pull: %w", err)
+	}
+	defer rows.Close()
+	newest := since
+	for rows.Next() {
+		var rk rowKey
+		var d delta
+		var pv []byte
+		var updated time.Time
+		if err := rows.Scan(&rk.instance, &rk.employee, &rk.minute, &d.Statements, &d.Rows, &d.PIIRows, &d.Bytes,
+			&d.Unexplained, &d.Sequential, &pv, &updated); err != nil {
+			return fmt.Errorf("share: pull: %w", err)
+		}
+		if err := json.Unmarshal(pv, &d.PIIValues); err != nil {
+			return fmt.Errorf("share: pull: %w", err)
+		}
+		if updated.After(newest) {
+			newest = updated
+		}
+		s.apply(rk, d)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("share: pull: %w", err)
+	}
+	s.mu.Lock()
+	s.since = newest
+	s.mu.Unlock()
+	return nil
+}
+
+// apply adds to the remote registry what a row gained since last seen.
+func (s *Sharer) apply(rk rowKey, d delta) {
+	s.mu.Lock()
+	prev := s.seen[rk]
+	s.seen[rk] = d
+	s.mu.Unlock()
+	f := window.Figures{Statements: d.Statements - prev.Statements, Rows: d.Rows - prev.Rows, PIIRows: d.PIIRows - prev.PIIRows,
+		Bytes: d.Bytes - prev.Bytes, Unexplained: d.Unexplained - prev.Unexplained, Sequential: d.Sequential - prev.Sequential}
+	changed := f.Statements != 0 || f.Rows != 0 || f.Bytes != 0
+	for c, n := range d.PIIValues {
+		gain := n - prev.PIIValues[c]
+		if gain == 0 {
+			continue
+		}
+		changed = true
+		if wc, ok := window.CategoryOf(c); ok {
+			f.PIIValues[wc] += gain
+		} else {
+			if f.Custom == nil {
+				f.Custom = map[string]int64{}
+			}
+			f.Custom[c] += gain
+		}
+	}
+	if changed {
+		s.remote.Add(rk.employee, time.Unix(rk.minute*60+30, 0), f)
+	}
+}
+
+// Prune deletes rows older than a day and forgets them.
+func (s *Sharer) Prune(ctx context.Context) error {
+	cut := s.cfg.Now().Add(-25 * time.Hour)
+	if _, err := s.cfg.Pool.Exec(ctx, `DELETE FROM pgwarden_window_deltas WHERE minute < $1`, cut); err != nil {
+		return fmt.Errorf("share: prune: %w", err)
+	}
+	s.mu.Lock()
+	for rk := range s.seen {
+		if rk.minute*60 < cut.Unix() {
+			delete(s.seen, rk)
+		}
+	}
+	s.mu.Unlock()
+	return nil
+}
