@@ -329,6 +329,11 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 		}
 	}
 	p.rules = append(p.rules, s.normRules(c, s.g.cfg.Now())...)
+	if sh := s.g.cfg.Shared; sh != nil && !s.g.cfg.AuditFailOpen && !sh.Healthy() {
+		r := &policy.Rule{Name: "shared-state-unavailable", Action: policy.ActionBlock, Scope: policy.ScopeStatement,
+			Severity: "high", Description: "the other instances' figures cannot be read, and pgwarden fails closed"}
+		p.rules = append(p.rules, fixedRule(r, 0))
+	}
 	s.enf.mu.Lock()
 	if s.enf.prep == nil {
 		s.enf.prep = make(map[*proxy.Statement]*prepared)
@@ -735,6 +740,11 @@ func (g *Guard) refused(info *proxy.SessionInfo, why error) {
 }
 
 func (s *session) thresholdReason(r *policy.Rule, b policy.Breach) string {
+	if r.Description != "" && b.Limit == 0 {
+		// A block at the first PII value (a norm's, the shared state's):
+		// the description says why.
+		return fmt.Sprintf("%s (rule %s)", r.Description, r.Name)
+	}
 	return fmt.Sprintf("%s received more than %s %s %s (rule %s)", s.info.User,
 		formatCount(b.Limit), measureText(b.Measure), scopeText(r.Scope), r.Name)
 }

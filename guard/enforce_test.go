@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -1131,5 +1133,44 @@ rules:
 	wantRuleBlock(t, err, "sweep")
 	if n > 11 {
 		t.Errorf("range read: %d rows before the block", n)
+	}
+}
+
+// fakeShared is a Shared whose health the test sets.
+type fakeShared struct {
+	remote  *window.Registry
+	healthy atomic.Bool
+}
+
+func (f *fakeShared) Add(string, time.Time, window.Figures) {}
+func (f *fakeShared) Remote() *window.Registry              { return f.remote }
+func (f *fakeShared) Healthy() bool                         { return f.healthy.Load() }
+
+// TestSharedStateUnavailable: failing closed, results with PII are blocked
+// while the other instances' figures cannot be read; failing open, they
+// go on.
+func TestSharedStateUnavailable(t *testing.T) {
+	for _, open := range []bool{false, true} {
+		reg, _ := window.NewRegistry(window.Config{})
+		sh := &fakeShared{remote: reg}
+		sh.healthy.Store(true)
+		_, conn := setup(t, func(c *guard.Config) { c.Shared, c.AuditFailOpen = sh, open })
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 3", pgx.QueryExecModeSimpleProtocol); err != nil || n != 3 {
+			t.Fatalf("healthy: %d %v", n, err)
+		}
+		sh.healthy.Store(false)
+		n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 3", pgx.QueryExecModeSimpleProtocol)
+		if open && (err != nil || n != 3) {
+			t.Errorf("fail open: %d %v", n, err)
+		}
+		if !open {
+			wantRuleBlock(t, err, "shared-state-unavailable")
+		}
+		// Statements without PII are not affected.
+		if _, err := countRows(ctx, conn, "SELECT count(*) FROM customers", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Errorf("open=%v, no PII: %v", open, err)
+		}
+		cancel()
 	}
 }

@@ -45,6 +45,10 @@ type Resolver interface {
 type Shared interface {
 	Add(employee string, at time.Time, f window.Figures)
 	Remote() *window.Registry
+	// Healthy is false while the other instances' figures cannot be read:
+	// failing closed (AuditFailOpen unset), results with PII are then
+	// blocked, as their windows cannot be known.
+	Healthy() bool
 }
 
 // AuditLog receives one event per statement; *audit.Log is one.
@@ -64,8 +68,8 @@ type Config struct {
 	Windows *window.Registry
 	// Audit, if set, receives a "statement" event per statement.
 	Audit AuditLog
-	// AuditFailOpen lets sessions go on when the audit log cannot be
-	// written. By default (fail closed) a session whose events cannot be
+	// AuditFailOpen lets sessions go on when the audit log (or, with
+	// Shared, the shared state) cannot be written. By default (fail closed) a session whose events cannot be
 	// recorded is refused or ended before it is told its batch completed.
 	AuditFailOpen bool
 	// MaxRowsPerStatement blocks a statement whose result passes this many
