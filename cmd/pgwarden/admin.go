@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,7 +30,7 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 	if err != nil {
 		return nil, err
 	}
-	cfg := admin.Config{Token: token, Clock: g.clock, Now: g.now, Logger: logger,
+	cfg := admin.Config{Token: token, Clock: g.clock, Now: g.now, Logger: logger, ClientCerts: fc.Admin.ClientCAFile != "",
 		Norm: func(name string) (any, bool) { return g.guard.NormOf(name, g.now()) }}
 	if g.metrics != nil {
 		cfg.Metrics = promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})
@@ -160,6 +162,30 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 	ln, err := net.Listen("tcp", fc.Admin.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	if fc.Admin.CertFile != "" || fc.Admin.KeyFile != "" {
+		tc, err := clientTLSConfig(fc.Admin.CertFile, fc.Admin.KeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("admin TLS: %w", err)
+		}
+		if fc.Admin.ClientCAFile != "" {
+			pem, err := os.ReadFile(fc.Admin.ClientCAFile)
+			if err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("admin client CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				ln.Close()
+				return nil, fmt.Errorf("admin client CA file %s holds no PEM certificate", fc.Admin.ClientCAFile)
+			}
+			tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+		}
+		ln = tls.NewListener(ln, tc)
+	} else if fc.Admin.ClientCAFile != "" {
+		ln.Close()
+		return nil, errors.New("--admin-client-ca needs TLS: --admin-tls-cert and --admin-tls-key")
 	}
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
 		logger.Warn("admin_not_loopback", "addr", ln.Addr().String(), "note", "the admin API is reachable from the network; keep its token secret")

@@ -71,6 +71,11 @@ type fileConfig struct {
 		Listen string `yaml:"listen"`
 		// TokenFile holds the bearer token (else PGWARDEN_ADMIN_TOKEN).
 		TokenFile string `yaml:"token_file"`
+		// TLS for the listener; with ClientCAFile, clients presenting a
+		// certificate it verifies need no token (mTLS).
+		CertFile     string `yaml:"cert_file"`
+		KeyFile      string `yaml:"key_file"`
+		ClientCAFile string `yaml:"client_ca_file"`
 	} `yaml:"admin"`
 	// StateDir keeps what must survive a restart: the quarantine list,
 	// held results and the notification outbox.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -771,5 +773,77 @@ rules:
 	n, err := read(conns[2], "i2")
 	if err == nil || !strings.Contains(err.Error(), "hourly-emails") || n != 20 {
 		t.Fatalf("third instance: %d rows, %v; want a block after the 20 left in the hour", n, err)
+	}
+}
+
+// TestAdminAuth: over TLS, no token, a wrong one and an expired one are
+// refused; a derived token works until it expires; a client certificate
+// from the configured CA works without a token (mTLS).
+func TestAdminAuth(t *testing.T) {
+	c := pgtest.Shared(t)
+	if c.CAFile == "" {
+		t.Skip("the cluster has no CA")
+	}
+	cert, key, err := c.IssueCert("127.0.0.1", nil, []net.IP{net.ParseIP("127.0.0.1")}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCert, clientKey, err := c.IssueCert("security-analyst", nil, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen, adminAddr := freeAddr(t), freeAddr(t)
+	const secret = "test-admin-token-0123456789"
+	cmd, stderr := startBinary(t, []string{"PGWARDEN_ADMIN_TOKEN=" + secret}, "serve", "--listen", listen,
+		"--upstream", "postgres://"+c.Addr(), "--admin-listen", adminAddr,
+		"--admin-tls-cert", cert, "--admin-tls-key", key, "--admin-client-ca", c.CAFile)
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	connectThrough(t, ctx, c, listen, stderr).Close(ctx)
+
+	pem, _ := os.ReadFile(c.CAFile)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	plain := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	get := func(cl *http.Client, tok string) (int, string) {
+		req, _ := http.NewRequest("GET", "https://"+adminAddr+"/v1/sessions", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	t.Setenv("PGWARDEN_ADMIN_TOKEN", secret)
+	_, derived, _ := runCLI("token", "--ttl", "1h")
+	_, short, _ := runCLI("token", "--ttl", "1s")
+	time.Sleep(1100 * time.Millisecond)
+	for _, tc := range []struct {
+		name, tok string
+		code      int
+		body      string
+	}{
+		{"no token", "", 401, "missing or wrong"},
+		{"wrong token", "not-the-token-0123456789", 401, "missing or wrong"},
+		{"expired token", strings.TrimSpace(short), 401, "expired"},
+		{"derived token", strings.TrimSpace(derived), 200, ""},
+		{"the secret", secret, 200, ""},
+	} {
+		if code, body := get(plain, tc.tok); code != tc.code || !strings.Contains(body, tc.body) {
+			t.Errorf("%s: %d %s", tc.name, code, body)
+		}
+	}
+	pair, err := tls.LoadX509KeyPair(clientCert, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtls := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}}}
+	if code, body := get(mtls, ""); code != 200 {
+		t.Errorf("client certificate, no token: %d %s", code, body)
 	}
 }

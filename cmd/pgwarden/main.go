@@ -22,6 +22,7 @@ Usage:
   pgwarden replay [flags]    run a policy over a recorded audit trail: what it would have done
   pgwarden sessions [command] list or end live sessions (through the admin API)
   pgwarden alerts [command]  security's alert queue: list, acknowledge (through the admin API)
+  pgwarden token [flags]     an admin API token that expires, derived from the admin secret
   pgwarden version           print the version
   pgwarden help [command]    show help for a command
 
@@ -61,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runSessions(rest, stdout, stderr)
 	case "alerts":
 		err = runAlerts(rest, stdout, stderr)
+	case "token":
+		err = runToken(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "pgwarden", version)
 	case "help", "-h", "--help":

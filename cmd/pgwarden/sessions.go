@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/admin"
 )
 
 const sessionsUsage = `Usage:
@@ -141,4 +143,35 @@ func runSessions(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.User, s.Database, orDash(s.Application), s.ClientAddr, s.StartedAt.UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()
+}
+
+const tokenUsage = `Usage: pgwarden token [--ttl 8h] [--admin-token-file FILE]
+
+Prints an admin API token derived from the admin secret (--admin-token-file
+or PGWARDEN_ADMIN_TOKEN) that expires after --ttl: give it to a person or a
+tool instead of the secret.
+`
+
+func runToken(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, tokenUsage); fs.PrintDefaults() }
+	ttl := fs.Duration("ttl", 8*time.Hour, "how long the token is valid")
+	tokenFile := fs.String("admin-token-file", "", "`file` holding the admin secret (default $PGWARDEN_ADMIN_TOKEN)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if *ttl <= 0 || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "pgwarden token: --ttl must be positive, and nothing else is expected")
+		return errUsage
+	}
+	secret, err := adminToken(*tokenFile)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, admin.IssueToken(secret, time.Now().Add(*ttl)))
+	return nil
 }

@@ -6,9 +6,11 @@
 package admin
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,6 +73,9 @@ type Config struct {
 	Metrics http.Handler
 	// Audit records each admin action that changes something; may be nil.
 	Audit func(action string, data map[string]any)
+	// ClientCerts admits requests whose TLS client certificate the server
+	// verified (mTLS, configured on the listener) without a token.
+	ClientCerts bool
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -127,20 +132,74 @@ func New(cfg Config) (*Handler, error) {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-// auth admits requests carrying the token. Both sides are hashed first so
-// that the comparison takes the same time whatever the lengths.
+// auth admits requests carrying the token, or a token derived from it
+// that has not expired (IssueToken). Comparisons are constant-time: the
+// static token through hashes of equal length, derived ones through
+// hmac.Equal.
 func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="pgwarden"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-			h.cfg.Logger.Warn("admin_unauthorized", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+		if h.cfg.ClientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			next(w, r)
 			return
 		}
-		next(w, r)
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		why := "missing or wrong bearer token"
+		if ok {
+			switch err := h.check(got); {
+			case err == nil:
+				next(w, r)
+				return
+			case errors.Is(err, errExpired):
+				why = "the bearer token has expired"
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pgwarden"`)
+		writeError(w, http.StatusUnauthorized, why)
+		h.cfg.Logger.Warn("admin_unauthorized", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
 	})
+}
+
+var errExpired = errors.New("admin: token expired")
+
+// tokenPrefix marks a derived token: pgw1.<unix expiry>.<hex HMAC>.
+const tokenPrefix = "pgw1."
+
+// check verifies a presented token.
+func (h *Handler) check(tok string) error {
+	if rest, ok := strings.CutPrefix(tok, tokenPrefix); ok {
+		exp, mac, ok := strings.Cut(rest, ".")
+		want := tokenMAC(h.cfg.Token, exp)
+		got, err := hex.DecodeString(mac)
+		if !ok || err != nil || !hmac.Equal(got, want) {
+			return errors.New("admin: bad token")
+		}
+		unix, err := strconv.ParseInt(exp, 10, 64)
+		if err != nil {
+			return errors.New("admin: bad token")
+		}
+		if !time.Now().Before(time.Unix(unix, 0)) {
+			return errExpired
+		}
+		return nil
+	}
+	sum := sha256.Sum256([]byte(tok))
+	if subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
+		return errors.New("admin: bad token")
+	}
+	return nil
+}
+
+func tokenMAC(secret []byte, exp string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(tokenPrefix + exp))
+	return m.Sum(nil)
+}
+
+// IssueToken derives from the admin secret a token valid until expires,
+// for a person or a tool that should not hold the secret itself.
+func IssueToken(secret []byte, expires time.Time) string {
+	exp := strconv.FormatInt(expires.Unix(), 10)
+	return tokenPrefix + exp + "." + hex.EncodeToString(tokenMAC(secret, exp))
 }
 
 //go:embed ui/index.html
