@@ -82,7 +82,7 @@ type Config struct {
 	Alerts Alerter
 	// Quarantine is the list of employees whose new sessions are refused;
 	// the quarantine action needs it.
-	Quarantine *quarantine.List
+	Quarantine quarantine.Store
 	// Holds asks security to approve held results; without it, hold blocks.
 	Holds HoldApprover
 	// DecisionLog, if set, receives a JSON line per decision (Decision).

@@ -111,7 +111,7 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 		return err
 	}
 	cfg.KillSession = srv.Kill
-	if q := g.state.quarantine; q != nil {
+	if q := g.quarantine; q != nil {
 		cfg.Quarantine = func() (any, error) { return q.All() }
 		cfg.Release = func(who string) (bool, error) {
 			_, ok, err := q.Release(who)

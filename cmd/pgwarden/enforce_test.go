@@ -847,3 +847,64 @@ func TestAdminAuth(t *testing.T) {
 		t.Errorf("client certificate, no token: %d %s", code, body)
 	}
 }
+
+// TestQuarantineSharedByInstances: with a state database, an employee
+// quarantined through one instance is refused by the others, and released
+// for all with pgwarden users release --state-url.
+func TestQuarantineSharedByInstances(t *testing.T) {
+	c := pgtest.Shared(t)
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_quarantine")
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 1000)), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var listens []string
+	for i := range 2 {
+		listen := freeAddr(t)
+		cmd, stderr := startBinary(t, nil, "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(), "--policy", pol,
+			"--state-url", c.DSN(pgtest.SuperUser), "--instance", fmt.Sprintf("q-%d", i))
+		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+		connectThrough(t, ctx, c, listen, stderr).Close(ctx)
+		listens = append(listens, listen)
+	}
+	dsn := func(listen string) string {
+		return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, listen, c.Database)
+	}
+	a, err := pgx.Connect(ctx, dsn(listens[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Exec(ctx, "SELECT string_agg('s' || i || '@example.com', ',') FROM generate_series(1, 2000) i")
+	if err == nil || !strings.Contains(err.Error(), "quarantined") {
+		t.Fatalf("dump through the first instance: %v", err)
+	}
+	refused := func() bool {
+		conn, err := pgx.Connect(ctx, dsn(listens[1]))
+		if err == nil {
+			conn.Close(ctx)
+			return false
+		}
+		return strings.Contains(err.Error(), "quarantined")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !refused() {
+		if time.Now().After(deadline) {
+			t.Fatal("the second instance lets the quarantined employee in")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, out, errOut := runCLI("users", "list", "--state-url", c.DSN(pgtest.SuperUser)); code != 0 || !strings.Contains(out, "quarantine-dump") {
+		t.Errorf("users list --state-url: %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-url", c.DSN(pgtest.SuperUser)); code != 0 {
+		t.Fatalf("users release --state-url: %d %q %q", code, out, errOut)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for refused() {
+		if time.Now().After(deadline) {
+			t.Fatal("still refused after release")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/alertlog"
 	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/metrics"
+	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/internal/share"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
@@ -33,9 +34,12 @@ type guardParts struct {
 	trail   auditAppender // nil without an audit trail
 	metrics *metrics.Metrics
 	alerts  *alertlog.Log // security's queue
-	catalog *catalog.Resolver
-	audit   *audit.Log
-	pgAudit *audit.PGSink
+	// quarantine is the list in force: the state directory's, or the state
+	// database's when configured (shared by instances); nil without either.
+	quarantine quarantine.Store
+	catalog    *catalog.Resolver
+	audit      *audit.Log
+	pgAudit    *audit.PGSink
 }
 
 // auditAppender is the audit trail as serve's other parts write to it.
@@ -229,7 +233,26 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 			sum(func(s notify.SinkStats) float64 { return float64(s.Dropped) }))
 	}
 	gcfg := guard.Config{Policy: pol, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement,
-		AuditFailOpen: fc.Audit.FailOpen, Logger: logger, Quarantine: st.quarantine, Now: parts.now, Metrics: parts.metrics}
+		AuditFailOpen: fc.Audit.FailOpen, Logger: logger, Now: parts.now, Metrics: parts.metrics}
+	if st.quarantine != nil {
+		gcfg.Quarantine, parts.quarantine = st.quarantine, st.quarantine
+	}
+	if fc.StateURL != "" {
+		// With a state database the quarantine list is shared by every
+		// instance.
+		pool, err := newPool("state", fc.StateURL, "PGWARDEN_STATE_PASSWORD", 2)
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, pool.Close)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		q, err := quarantine.OpenPG(ctx, pool)
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+		gcfg.Quarantine, parts.quarantine = q, q
+	}
 	if fc.DecisionLog != "" {
 		f, err := os.OpenFile(fc.DecisionLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {

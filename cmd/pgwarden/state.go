@@ -52,7 +52,7 @@ func openState(fc *fileConfig, pol *policy.Policy, logger *slog.Logger) (*stateP
 	st := &stateParts{}
 	if fc.StateDir == "" {
 		for _, r := range pol.Rules() {
-			if r.Action == policy.ActionQuarantine || r.Action == policy.ActionHold {
+			if r.Action == policy.ActionQuarantine && fc.StateURL == "" || r.Action == policy.ActionHold {
 				logger.Warn("no_state_dir", "rule", r.Name, "action", string(r.Action),
 					"consequence", "quarantine ends the session only; hold blocks at once", "fix", "set --state-dir")
 			}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,11 +17,13 @@ import (
 )
 
 const usersUsage = `Usage:
-  pgwarden users list [--state-dir DIR]           employees in quarantine
-  pgwarden users release NAME [--state-dir DIR]   let a quarantined employee connect again
+  pgwarden users list [--state-dir DIR | --state-url URL]           employees in quarantine
+  pgwarden users release NAME [--state-dir DIR | --state-url URL]   let a quarantined employee connect again
 
-The state directory is serve's --state-dir (default $PGWARDEN_STATE_DIR). A
-running pgwarden sees a release within a second.
+The list is where serve keeps it: in its state database (--state-url, shared
+by several instances; password PGWARDEN_STATE_PASSWORD) or its state
+directory (--state-dir, default $PGWARDEN_STATE_DIR). A running pgwarden sees
+a release within a second.
 `
 
 const holdsUsage = `Usage:
@@ -70,13 +74,51 @@ func runUsers(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "pgwarden users: unknown subcommand %q\n\n%s", sub, usersUsage)
 		return errUsage
 	}
-	dir, pos, err := stateFlags("users "+sub, usersUsage, rest, stderr)
-	if err != nil {
-		return err
+	var stateURL string
+	for i := 0; i < len(rest); i++ {
+		if a := rest[i]; a == "--state-url" || a == "-state-url" {
+			if i+1 >= len(rest) {
+				fmt.Fprintln(stderr, "pgwarden users: --state-url needs a URL")
+				return errUsage
+			}
+			stateURL = rest[i+1]
+			rest = append(rest[:i:i], rest[i+2:]...)
+			break
+		} else if v, ok := strings.CutPrefix(a, "--state-url="); ok {
+			stateURL = v
+			rest = append(rest[:i:i], rest[i+1:]...)
+			break
+		}
 	}
-	q, err := quarantine.Open(filepath.Join(dir, quarantineFile))
-	if err != nil {
-		return err
+	var q quarantine.Store
+	var pos []string
+	if stateURL != "" {
+		for _, a := range rest {
+			if strings.HasPrefix(a, "-") {
+				fmt.Fprintf(stderr, "pgwarden users: unexpected flag %q with --state-url\n", a)
+				return errUsage
+			}
+			pos = append(pos, a)
+		}
+		pool, err := newPool("state", stateURL, "PGWARDEN_STATE_PASSWORD", 1)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if q, err = quarantine.OpenPG(ctx, pool); err != nil {
+			return err
+		}
+	} else {
+		dir, p, err := stateFlags("users "+sub, usersUsage, rest, stderr)
+		if err != nil {
+			return err
+		}
+		pos = p
+		if q, err = quarantine.Open(filepath.Join(dir, quarantineFile)); err != nil {
+			return err
+		}
 	}
 	switch sub {
 	case "list":
