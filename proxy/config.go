@@ -55,6 +55,12 @@ type Config struct {
 
 	// Inspector sees every session's traffic; nil relays without decoding.
 	Inspector Inspector
+	// Observe, if set, is told of connection events for metrics:
+	// "connection" (accepted), "failed:<SQLSTATE>" (a session that ended
+	// in an error before or while it ran, with the code its client got)
+	// and "upstream_error" (the upstream server could not be reached, or
+	// dropped the connection). It must not block.
+	Observe func(event string)
 	// OnDDL, if set, is called after the server reports a command that may
 	// change relation or column names (the catalog cache invalidates on it).
 	OnDDL func()

@@ -271,6 +271,9 @@ func (s *Server) forwardCancel(pid uint32, secret []byte, log *slog.Logger) {
 
 // serveConn runs one client connection from accept to close.
 func (s *Server) serveConn(conn net.Conn) {
+	if s.cfg.Observe != nil {
+		s.cfg.Observe("connection")
+	}
 	sess := newSession(s, conn)
 	// Known to Shutdown from the start, so that a client that never
 	// finishes startup cannot hold it past its deadline.

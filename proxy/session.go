@@ -120,6 +120,15 @@ func (s *session) run() {
 		err = s.relay()
 	}
 	err = s.teardown(err)
+	if obs := s.cfg.Observe; obs != nil {
+		var we *wireError
+		if errors.As(err, &we) && we.Code != "" {
+			obs("failed:" + we.Code)
+			if we.Code == codeConnectionFailure {
+				obs("upstream_error")
+			}
+		}
+	}
 	for _, fr := range []*frameReader{s.fromClient, s.fromServer} {
 		if fr != nil {
 			fr.release()

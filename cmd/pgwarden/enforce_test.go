@@ -591,6 +591,7 @@ func TestMetrics(t *testing.T) {
 	for _, want := range []string{
 		"pgwarden_sessions_open 1",
 		"pgwarden_sessions_started_total 1",
+		"pgwarden_connections_total 1",
 		// 3 + 4 + the 10 received before the block, plus connect-time statements of pgx (none with PII).
 		`pgwarden_pii_values_total{category="email"} 17`,
 		`pgwarden_decisions_total{action="block",rule="email-block",source="rule"} 1`,

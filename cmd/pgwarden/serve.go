@@ -208,6 +208,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	defer closeGuard()
 	cfg.Inspector = g.guard
+	cfg.Observe = g.metrics.Observe
 	if g.catalog != nil {
 		cfg.OnDDL, cfg.IsDDLTag = g.catalog.Invalidate, catalog.IsDDLTag
 	}

@@ -14,6 +14,9 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
+	Connections     prometheus.Counter
+	Failed          *prometheus.CounterVec // sqlstate
+	UpstreamErrors  prometheus.Counter
 	SessionsStarted prometheus.Counter
 	SessionsRefused *prometheus.CounterVec // reason: quarantine, audit
 	SessionsOpen    prometheus.Gauge
@@ -34,6 +37,12 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: r,
+		Connections: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgwarden_connections_total",
+			Help: "Client connections accepted."}),
+		Failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgwarden_sessions_failed_total",
+			Help: "Sessions that ended in an error, by the SQLSTATE their client was sent."}, []string{"sqlstate"}),
+		UpstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgwarden_upstream_errors_total",
+			Help: "Sessions that could not reach the upstream server, or lost it."}),
 		SessionsStarted: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgwarden_sessions_started_total",
 			Help: "Client sessions that authenticated and started."}),
 		SessionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgwarden_sessions_refused_total",
@@ -61,7 +70,7 @@ func New() *Metrics {
 		AuditFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgwarden_audit_failures_total",
 			Help: "Audit events that could not be written."}),
 	}
-	r.MustRegister(m.SessionsStarted, m.SessionsRefused, m.SessionsOpen, m.Statements, m.StatementErrors,
+	r.MustRegister(m.Connections, m.Failed, m.UpstreamErrors, m.SessionsStarted, m.SessionsRefused, m.SessionsOpen, m.Statements, m.StatementErrors,
 		m.Rows, m.Bytes, m.PIIValues, m.Decisions, m.StatementTime, m.DescribeTime, m.AuditAppendTime, m.AuditFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -82,4 +91,16 @@ func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
 // CounterFunc registers a counter read at scrape time.
 func (m *Metrics) CounterFunc(name, help string, f func() float64) {
 	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}
+
+// Observe counts a proxy connection event (proxy.Config.Observe).
+func (m *Metrics) Observe(event string) {
+	switch {
+	case event == "connection":
+		m.Connections.Inc()
+	case event == "upstream_error":
+		m.UpstreamErrors.Inc()
+	case len(event) > 7 && event[:7] == "failed:":
+		m.Failed.WithLabelValues(event[7:]).Inc()
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -385,4 +387,35 @@ func TestSessionEndReleasesBackend(t *testing.T) {
 		})
 	}
 	wantSessions(t, p, 0)
+}
+
+// TestUpstreamDownObserved: with the upstream server unreachable the client
+// gets a clear 08006, and the proxy reports the failure for its metrics.
+func TestUpstreamDownObserved(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var events []string
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	p := startProxy(t, withConfig(func(c *proxy.Config) {
+		c.UpstreamAddr = deadAddr
+		c.Observe = func(e string) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+		}
+	}))
+	ctx := testCtx(t, 0)
+	_, err = tryConnect(ctx, p.DSN(pgtest.TrustUser))
+	wantCode(t, err, "08006")
+	eventually(t, 3*time.Second, "events observed", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		got := strings.Join(events, ",")
+		return got == "connection,failed:08006,upstream_error", got
+	})
 }
