@@ -42,6 +42,12 @@ const oidLoExport = 765 // lo_export(oid, text)
 
 // prepared is what Statement decided about a statement, handed to the
 // goroutine that reads its results.
+// preparedFor is a prepared statement in the queue.
+type preparedFor struct {
+	st *proxy.Statement
+	p  *prepared
+}
+
 type prepared struct {
 	c      *compiled
 	rules  []*activeRule
@@ -179,8 +185,11 @@ func (a *activeRule) exceeded(f *Figures, row *detect.Counts, total int64, rowPI
 
 // enforcement is a session's rule state.
 type enforcement struct {
-	mu   sync.Mutex
-	prep map[*proxy.Statement]*prepared // written by the client goroutine
+	mu sync.Mutex
+	// prep holds, in the order they were sent, the statements Statement
+	// prepared (written by the client goroutine); begin takes them off the
+	// front, so a pipeline of any length costs O(1) a statement.
+	prep []preparedFor
 
 	active      []*activeRule // of the current statement
 	pctx        *policy.Context
@@ -335,10 +344,7 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 		p.rules = append(p.rules, fixedRule(r, 0))
 	}
 	s.enf.mu.Lock()
-	if s.enf.prep == nil {
-		s.enf.prep = make(map[*proxy.Statement]*prepared)
-	}
-	s.enf.prep[st] = p
+	s.enf.prep = append(s.enf.prep, preparedFor{st, p})
 	s.enf.mu.Unlock()
 	return verdict
 }
@@ -358,13 +364,20 @@ func describeContext(r *policy.Rule, pc *policy.Context) string {
 // results, when st's first result message arrives.
 func (s *session) begin(st *proxy.Statement) {
 	s.enf.mu.Lock()
-	p := s.enf.prep[st]
-	for old := range s.enf.prep {
-		// Statements before st are done, whether they had results or not.
-		if old.Seq <= st.Seq {
-			delete(s.enf.prep, old)
+	var p *prepared
+	// Statements before st are done, whether they had results or not.
+	q := s.enf.prep
+	for len(q) > 0 && q[0].st.Seq <= st.Seq {
+		if q[0].st == st {
+			p = q[0].p
 		}
+		q[0] = preparedFor{}
+		q = q[1:]
 	}
+	if len(q) == 0 {
+		q = s.enf.prep[:0] // reuse the array
+	}
+	s.enf.prep = q
 	s.enf.mu.Unlock()
 	e := &s.enf
 	e.active, e.pctx, e.needsRows, e.needsSubjs, e.redacting = nil, nil, false, false, nil
@@ -547,18 +560,18 @@ func windowFigures(w *window.Figures) policy.Figures {
 // they reach the session and the windows only when the batch ends, and a
 // pipeline must not split a leak into statements that each start from
 // the same total.
-func (s *session) addOpen(f *policy.Figures, st *proxy.Statement) {
-	for o, of := range s.open {
-		if o == st {
-			continue
+func (s *session) addOpen(f *policy.Figures, _ *proxy.Statement) {
+	o := &s.openSum
+	f.Rows += o.rows
+	f.Bytes += o.bytes
+	f.PIIRows += o.piiRows
+	f.Unexplained += o.unexplained
+	f.Sequential += o.sequential
+	o.pii.Each(func(c detect.Category, n int) {
+		if n != 0 {
+			f.PIIValues[policy.Category(c)] += int64(n)
 		}
-		f.Rows += of.Rows
-		f.Bytes += of.Bytes
-		f.PIIRows += of.PIIRows
-		f.Unexplained += of.Unexplained
-		f.Sequential += of.Sequential
-		of.PIIValues.Each(func(c detect.Category, n int) { f.PIIValues[policy.Category(c)] += int64(n) })
-	}
+	})
 }
 
 func (s *session) sessionFigures() policy.Figures {

@@ -283,6 +283,8 @@ type Figures struct {
 	// had no recorded reason to see; Sequential, rows whose key is next to
 	// one they read in the last hour.
 	Unexplained, Sequential int64
+	// inSum: the figures are in the session's openSum.
+	inSum bool
 	// Channels counts PII values that left other than in rows: in notices,
 	// error messages and notifications.
 	Channels map[string]int
@@ -341,8 +343,11 @@ type session struct {
 	path   searchPath
 	pathMu sync.Mutex
 	enf    enforcement
-	peer   string    // the employee's peer group for norms
-	key    keyColumn // where the explained_access key is in the current result
+	peer   string // the employee's peer group for norms
+	// openSum sums the batch's statements other than the current one,
+	// not yet recorded (see figures).
+	openSum openSum
+	key     keyColumn // where the explained_access key is in the current result
 	// cursors sums the fetches of each open server-side cursor.
 	cursors map[string]*cursorTotal
 	// total sums the session's statements, for its session_end event.
@@ -359,7 +364,18 @@ func (s *session) figures(st *proxy.Statement) *Figures {
 	if st == s.cur && s.fig != nil {
 		return s.fig
 	}
+	if s.fig != nil && !s.fig.inSum {
+		// The statement before is done (for now): its figures join the
+		// batch's sum, which session and window limits add.
+		s.openSum.add(s.fig, 1)
+		s.fig.inSum = true
+	}
 	f := s.lookup(st)
+	if f.inSum {
+		// A portal resumed: current again.
+		s.openSum.add(f, -1)
+		f.inSum = false
+	}
 	s.cur, s.fig, s.plan = st, f, nil
 	s.key = keyColumn{index: -1}
 	s.begin(st)
@@ -711,6 +727,7 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 		}
 	}
 	clear(s.open)
+	s.openSum = openSum{}
 	s.cur, s.fig, s.plan = nil, nil, nil
 	if failed && !s.g.cfg.AuditFailOpen {
 		return proxy.Verdict{Action: proxy.Kill, Reason: errAuditUnavailable.Error()}
@@ -906,4 +923,20 @@ func (s *session) appendEvent(typ string, data map[string]any) error {
 		return err
 	}
 	return nil
+}
+
+// openSum is a running sum of statements' figures.
+type openSum struct {
+	rows, bytes, piiRows, unexplained, sequential int64
+	pii                                           detect.Counts
+}
+
+// add adds (sign 1) or removes (sign -1) f.
+func (o *openSum) add(f *Figures, sign int) {
+	o.rows += int64(sign) * f.Rows
+	o.bytes += int64(sign) * f.Bytes
+	o.piiRows += int64(sign) * f.PIIRows
+	o.unexplained += int64(sign) * f.Unexplained
+	o.sequential += int64(sign) * f.Sequential
+	f.PIIValues.Each(func(c detect.Category, n int) { o.pii.Add(c, sign*n) })
 }
