@@ -453,12 +453,13 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 					// per instance).
 					remote, _ := sh.Remote().GetCounts(s.info.User, s.g.cfg.Now())
 					for i := range totals {
-						addWindow(&totals[i], &remote[i])
+						totals[i].AddCounts(&remote[i])
 					}
 				}
 				haveTotals = true
 			}
-			a.base = windowFigures(&totals[spanOf(a.r.Scope)])
+			span, _ := a.r.Scope.Span()
+			a.base = policy.WindowFigures(&totals[span])
 			s.addOpen(&a.base, st)
 		}
 		a.prepare()
@@ -509,51 +510,6 @@ func (s *session) widen(st *proxy.Statement, f *Figures) {
 	}
 	s.activate(st, add)
 	e.active = append(e.active, add...)
-}
-
-// addWindow adds o's counters to f.
-func addWindow(f, o *window.Figures) {
-	f.Statements += o.Statements
-	f.Rows += o.Rows
-	f.PIIRows += o.PIIRows
-	f.Bytes += o.Bytes
-	f.Unexplained += o.Unexplained
-	f.Sequential += o.Sequential
-	for i, n := range o.PIIValues {
-		f.PIIValues[i] += n
-	}
-	for c, n := range o.Custom {
-		if f.Custom == nil {
-			f.Custom = make(map[string]int64)
-		}
-		f.Custom[c] += n
-	}
-}
-
-func spanOf(sc policy.Scope) window.Span {
-	switch sc {
-	case policy.Scope1m:
-		return window.Minute
-	case policy.Scope10m:
-		return window.TenMinutes
-	case policy.Scope1h:
-		return window.Hour
-	}
-	return window.Day
-}
-
-func windowFigures(w *window.Figures) policy.Figures {
-	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained, Sequential: w.Sequential,
-		DistinctSubjects: int64(w.DistinctSubjects()), PIIValues: make(map[policy.Category]int64)}
-	for i, n := range w.PIIValues {
-		if n > 0 {
-			f.PIIValues[policy.Category(window.Category(i).String())] += n
-		}
-	}
-	for name, n := range w.Custom {
-		f.PIIValues[policy.Category(name)] += n
-	}
-	return f
 }
 
 // addOpen adds to f the statements of the batch in progress other than st:

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,18 +42,9 @@ func runAlerts(args []string, stdout, stderr io.Writer) error {
 	all := fs.Bool("all", false, "acknowledged alerts too")
 	limit := fs.Int("limit", 50, "at most this many")
 	by := fs.String("by", "cli", "who acknowledges")
-	var pos []string
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return errUsage
-		}
-		if rest = fs.Args(); len(rest) == 0 {
-			break
-		}
-		pos, rest = append(pos, rest[0]), rest[1:]
+	pos, err := parseInterleaved(fs, rest)
+	if err != nil {
+		return err
 	}
 	c, err := newAdminClient(*base, *tokenFile)
 	if err != nil {

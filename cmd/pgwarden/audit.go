@@ -75,18 +75,9 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 // parseWithDir parses flags that may come before or after the one DIR
 // argument.
 func parseWithDir(fs *flag.FlagSet, args []string, stderr io.Writer) (string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return "", err
-			}
-			return "", errUsage
-		}
-		if args = fs.Args(); len(args) == 0 {
-			break
-		}
-		pos, args = append(pos, args[0]), args[1:]
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return "", err
 	}
 	switch len(pos) {
 	case 0:

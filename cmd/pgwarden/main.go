@@ -90,3 +90,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // errUsage reports a command line error already explained to the user.
 var errUsage = errors.New("usage error")
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments, and returns the positional ones. A parse error is
+// errUsage (the flag package has explained it); -h is flag.ErrHelp.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
+		}
+		if args = fs.Args(); len(args) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+}

@@ -98,18 +98,9 @@ func runSessions(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, sessionsUsage); fs.PrintDefaults() }
 	base, tokenFile := adminFlags(fs)
 	reason := fs.String("reason", "", "why, as the client is told")
-	var pos []string
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return errUsage
-		}
-		if rest = fs.Args(); len(rest) == 0 {
-			break
-		}
-		pos, rest = append(pos, rest[0]), rest[1:]
+	pos, err := parseInterleaved(fs, rest)
+	if err != nil {
+		return err
 	}
 	c, err := newAdminClient(*base, *tokenFile)
 	if err != nil {

@@ -40,17 +40,8 @@ func stateFlags(name, usage string, args []string, stderr io.Writer) (dir string
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	d := fs.String("state-dir", os.Getenv("PGWARDEN_STATE_DIR"), "pgwarden's state `directory`")
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return "", nil, err
-			}
-			return "", nil, errUsage
-		}
-		if args = fs.Args(); len(args) == 0 {
-			break
-		}
-		pos, args = append(pos, args[0]), args[1:]
+	if pos, err = parseInterleaved(fs, args); err != nil {
+		return "", nil, err
 	}
 	if *d == "" {
 		fmt.Fprintf(stderr, "pgwarden %s: --state-dir (or PGWARDEN_STATE_DIR) is required\n", name)

@@ -195,7 +195,8 @@ func (r *Replayer) Statement(st Statement) []Decision {
 				totals, _ = r.windows.Get(s.Employee, st.Time)
 				haveTotals = true
 			}
-			f = sum(windowFigures(&totals[spanOf(rule.Scope)]), own)
+			span, _ := rule.Scope.Span()
+			f = sum(policy.WindowFigures(&totals[span]), own)
 		}
 		b, ok := rule.Exceeded(&f)
 		if !ok {
@@ -280,30 +281,4 @@ func sum(a, b policy.Figures) policy.Figures {
 		out.PIIValues[k] += n
 	}
 	return out
-}
-
-func windowFigures(w *window.Figures) policy.Figures {
-	f := policy.Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained, Sequential: w.Sequential, DistinctSubjects: int64(w.DistinctSubjects()),
-		PIIValues: make(map[policy.Category]int64)}
-	for i, n := range w.PIIValues {
-		if n > 0 {
-			f.PIIValues[policy.Category(window.Category(i).String())] += n
-		}
-	}
-	for name, n := range w.Custom {
-		f.PIIValues[policy.Category(name)] += n
-	}
-	return f
-}
-
-func spanOf(sc policy.Scope) window.Span {
-	switch sc {
-	case policy.Scope1m:
-		return window.Minute
-	case policy.Scope10m:
-		return window.TenMinutes
-	case policy.Scope1h:
-		return window.Hour
-	}
-	return window.Day
 }

@@ -106,9 +106,9 @@ func (f *Figures) PIIValuesTotal() int64 {
 	return n
 }
 
-// addCounts adds o's counters (not its subjects) to f, allocating f.Custom
+// AddCounts adds o's counters (not its subjects) to f, allocating f.Custom
 // only when o has custom categories.
-func (f *Figures) addCounts(o *Figures) {
+func (f *Figures) AddCounts(o *Figures) {
 	f.Statements += o.Statements
 	f.Rows += o.Rows
 	f.PIIRows += o.PIIRows

@@ -134,7 +134,7 @@ func (w *Window) add(at time.Time, f *Figures) {
 		num = w.head // the clock went backward: count it now
 	}
 	b := w.slot(num)
-	b.f.addCounts(f)
+	b.f.AddCounts(f)
 	if len(f.SubjectHashes) == 0 && f.Subjects == nil {
 		return
 	}
@@ -184,7 +184,7 @@ func (w *Window) sum(now time.Time, subjects bool) Figures {
 		if b.num < oldest || b.num > num {
 			continue
 		}
-		out.addCounts(&b.f)
+		out.AddCounts(&b.f)
 		if subjects && b.hasSubjects {
 			if out.Subjects == nil {
 				out.Subjects = hll.New(p) // p only shrinks below
