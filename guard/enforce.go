@@ -71,6 +71,8 @@ type activeRule struct {
 	done   bool // decided for this statement (log and alert fire once)
 	// fixed rules (a norm's) come with their checks; they have no base.
 	fixed bool
+	// reason replaces the decision's description of the limit (fixed rules).
+	reason string
 }
 
 type measureKind uint8
@@ -339,9 +341,9 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 	}
 	p.rules = append(p.rules, s.normRules(c, s.g.cfg.Now())...)
 	if sh := s.g.cfg.Shared; sh != nil && !s.g.cfg.AuditFailOpen && !sh.Healthy() {
-		r := &policy.Rule{Name: "shared-state-unavailable", Action: policy.ActionBlock, Scope: policy.ScopeStatement,
-			Severity: "high", Description: "the other instances' figures cannot be read, and pgwarden fails closed"}
-		p.rules = append(p.rules, fixedRule(r, 0))
+		r := &policy.Rule{Name: "shared-state-unavailable", Action: policy.ActionBlock, Scope: policy.ScopeStatement, Severity: "high"}
+		p.rules = append(p.rules, fixedRule(r, 0,
+			"the other instances' figures cannot be read, and pgwarden fails closed (rule shared-state-unavailable)"))
 	}
 	s.enf.mu.Lock()
 	s.enf.prep = append(s.enf.prep, preparedFor{st, p})
@@ -557,7 +559,7 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 		if !ok {
 			continue
 		}
-		v := s.decide(st, a.r, b, "")
+		v := s.decide(st, a.r, b, a.reason)
 		if a.r.Action == policy.ActionHold && !a.r.Shadow {
 			v = s.hold(st, a.r, s.thresholdReason(a.r, b))
 		}
@@ -709,11 +711,6 @@ func (g *Guard) refused(info *proxy.SessionInfo, why error) {
 }
 
 func (s *session) thresholdReason(r *policy.Rule, b policy.Breach) string {
-	if r.Description != "" && b.Limit == 0 {
-		// A block at the first PII value (a norm's, the shared state's):
-		// the description says why.
-		return fmt.Sprintf("%s (rule %s)", r.Description, r.Name)
-	}
 	return fmt.Sprintf("%s received more than %s %s %s (rule %s)", s.info.User,
 		formatCount(b.Limit), measureText(b.Measure), scopeText(r.Scope), r.Name)
 }

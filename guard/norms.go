@@ -136,9 +136,8 @@ func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
 	lim, have := g.norms.limits[s.info.User]
 	g.norms.mu.Unlock()
 	if blocked {
-		r := &policy.Rule{Name: "norm:block", Action: policy.ActionBlock, Shadow: shadow, Scope: policy.ScopeStatement, Severity: "high",
-			Description: nb.reason}
-		out = append(out, fixedRule(r, 0))
+		r := &policy.Rule{Name: "norm:block", Action: policy.ActionBlock, Shadow: shadow, Scope: policy.ScopeStatement, Severity: "high"}
+		out = append(out, fixedRule(r, 0, nb.reason+" (rule norm:block)"))
 	}
 	if nc.StatementFactor > 0 {
 		if !have || now.Sub(lim.computed) >= limitRefresh || now.Before(lim.computed) {
@@ -156,16 +155,17 @@ func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
 		}
 		if lim.limit > 0 {
 			r := &policy.Rule{Name: "norm:statement", Action: policy.ActionBlock, Shadow: shadow, Scope: policy.ScopeStatement, Severity: "high"}
-			out = append(out, fixedRule(r, lim.limit))
+			out = append(out, fixedRule(r, lim.limit, ""))
 		}
 	}
 	return out
 }
 
 // fixedRule is an active rule whose only threshold is PII values > limit
-// in the statement.
-func fixedRule(r *policy.Rule, limit int64) *activeRule {
-	return &activeRule{r: r, fixed: true,
+// in the statement; reason, if set, is what the decision says instead of
+// the limit (a block at the first PII value says why).
+func fixedRule(r *policy.Rule, limit int64, reason string) *activeRule {
+	return &activeRule{r: r, fixed: true, reason: reason,
 		checks: []limitCheck{{kind: measurePIIValues, limit: policy.Limit{Measure: "pii_values", Limit: limit}, left: limit}}}
 }
 

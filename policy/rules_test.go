@@ -899,8 +899,8 @@ canaries:
 }
 
 func TestNormsSection(t *testing.T) {
-	if Default().Norms().Enabled {
-		t.Log("built-in policy runs norms")
+	if d := Default().Norms(); !d.Enabled || d.BlockScore != 0 || d.LearningDays != 7 {
+		t.Errorf("built-in norms %+v: want on, alerting only, 7 learning days", d)
 	}
 	p, err := Parse("n.yaml", []byte("version: 1\nnorms:\n  learning_days: 3\n  block_score: 6\n  statement_factor: 20\n"))
 	if err != nil {
@@ -974,8 +974,10 @@ rules:
 	if e := p.Explain(c); e[0].Applies || !strings.Contains(e[0].Why, "expects 5 rows") {
 		t.Errorf("explain %+v", e[0])
 	}
-	if p.Rules()[0].NeedsEstimate() && Default().Rules()[0].NeedsEstimate() {
-		t.Error("built-in rules need no estimate")
+	for _, r := range Default().Rules() {
+		if r.NeedsEstimate() {
+			t.Errorf("built-in rule %s needs an estimate: the default policy must not EXPLAIN", r.Name)
+		}
 	}
 }
 

@@ -66,7 +66,7 @@ func (s *session) clientToServer() error {
 		}
 		s.idle.Store(false)
 		typ, body := frame[0], frame[headerLen:]
-		if s.failTx.Swap(false) && typ != 'X' {
+		if s.failTx.Load() && s.failTx.Swap(false) && typ != 'X' {
 			// A block inside a transaction block: the client was told the
 			// transaction failed; make it so on the server, as an error of
 			// its own would have, before anything else runs in it.

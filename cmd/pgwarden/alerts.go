@@ -20,19 +20,9 @@ bearer token from --admin-token-file or PGWARDEN_ADMIN_TOKEN.
 `
 
 func runAlerts(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, alertsUsage)
-		return errUsage
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, alertsUsage)
-		return flag.ErrHelp
-	case "list", "ack":
-	default:
-		fmt.Fprintf(stderr, "pgwarden alerts: unknown subcommand %q\n\n%s", sub, alertsUsage)
-		return errUsage
+	sub, rest, err := subcommand("alerts", alertsUsage, args, stderr, "list", "ack")
+	if err != nil {
+		return err
 	}
 	fs := flag.NewFlagSet("alerts "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)

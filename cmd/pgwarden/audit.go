@@ -54,22 +54,17 @@ Flags:
 const auditKeyEnv = "PGWARDEN_AUDIT_KEY"
 
 func runAudit(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, auditUsage)
-		return errUsage
+	sub, rest, err := subcommand("audit", auditUsage, args, stderr, "verify", "query")
+	if err != nil {
+		return err
 	}
-	switch sub, rest := args[0], args[1:]; sub {
+	switch sub {
 	case "verify":
 		return runAuditVerify(rest, stdout, stderr)
 	case "query":
 		return runAuditQuery(rest, stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, auditUsage)
-		return flag.ErrHelp
-	default:
-		fmt.Fprintf(stderr, "pgwarden audit: unknown subcommand %q\n\n%s", sub, auditUsage)
-		return errUsage
 	}
+	return nil
 }
 
 // parseWithDir parses flags that may come before or after the one DIR

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 )
 
 const usage = `pgwarden: a PostgreSQL proxy that guards customer data against bulk exfiltration
@@ -94,6 +95,26 @@ var errUsage = errors.New("usage error")
 // parseInterleaved parses flags that may come before, between or after the
 // positional arguments, and returns the positional ones. A parse error is
 // errUsage (the flag package has explained it); -h is flag.ErrHelp.
+// subcommand takes the subcommand word off args for the command name. It
+// prints usage and returns flag.ErrHelp for a help word, or errUsage for no
+// word or one not in known.
+func subcommand(name, usage string, args []string, stderr io.Writer, known ...string) (string, []string, error) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return "", nil, errUsage
+	}
+	switch sub := args[0]; {
+	case sub == "-h" || sub == "-help" || sub == "--help" || sub == "help":
+		fmt.Fprint(stderr, usage)
+		return "", nil, flag.ErrHelp
+	case slices.Contains(known, sub):
+		return sub, args[1:], nil
+	default:
+		fmt.Fprintf(stderr, "pgwarden %s: unknown subcommand %q\n\n%s", name, sub, usage)
+		return "", nil, errUsage
+	}
+}
+
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {

@@ -92,6 +92,22 @@ func TestCommandLine(t *testing.T) {
 		{"serve bad log level", []string{"serve", "--upstream", "postgres://h", "--log-level", "loud"}, 1, "", "log level"},
 		{"serve missing config", []string{"serve", "--config", "/nonexistent.yaml"}, 1, "", "no such file"},
 	}
+	for _, group := range []struct{ name, sub string }{
+		{"policy", "explain"}, {"audit", "query"}, {"users", "release"},
+		{"holds", "approve"}, {"sessions", "kill"}, {"alerts", "ack"},
+	} {
+		tests = append(tests, []struct {
+			name     string
+			args     []string
+			code     int
+			inStdout string
+			inStderr string
+		}{
+			{group.name + " alone", []string{group.name}, 2, "", "pgwarden " + group.name + " " + group.sub},
+			{group.name + " help", []string{group.name, "--help"}, 0, "", "pgwarden " + group.name + " " + group.sub},
+			{group.name + " unknown", []string{group.name, "frob"}, 2, "", "pgwarden " + group.name + `: unknown subcommand "frob"`},
+		}...)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(tt.args...)

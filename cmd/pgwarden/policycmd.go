@@ -23,11 +23,11 @@ Run 'pgwarden policy <command> --help' for its flags.
 `
 
 func runPolicy(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, policyUsage)
-		return errUsage
+	sub, rest, err := subcommand("policy", policyUsage, args, stderr, "check", "explain", "default")
+	if err != nil {
+		return err
 	}
-	switch sub, rest := args[0], args[1:]; sub {
+	switch sub {
 	case "check":
 		return runPolicyCheck(rest, stdout, stderr)
 	case "explain":
@@ -35,13 +35,8 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 	case "default":
 		fmt.Fprint(stdout, policy.DefaultYAML)
 		return nil
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, policyUsage)
-		return flag.ErrHelp
-	default:
-		fmt.Fprintf(stderr, "pgwarden policy: unknown subcommand %q\n\n%s", sub, policyUsage)
-		return errUsage
 	}
+	return nil
 }
 
 func runPolicyCheck(args []string, stdout, stderr io.Writer) error {

@@ -79,19 +79,9 @@ func (c *adminClient) do(method, path string, out any) error {
 }
 
 func runSessions(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, sessionsUsage)
-		return errUsage
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, sessionsUsage)
-		return flag.ErrHelp
-	case "list", "kill":
-	default:
-		fmt.Fprintf(stderr, "pgwarden sessions: unknown subcommand %q\n\n%s", sub, sessionsUsage)
-		return errUsage
+	sub, rest, err := subcommand("sessions", sessionsUsage, args, stderr, "list", "kill")
+	if err != nil {
+		return err
 	}
 	fs := flag.NewFlagSet("sessions "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)

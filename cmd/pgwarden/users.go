@@ -51,19 +51,9 @@ func stateFlags(name, usage string, args []string, stderr io.Writer) (dir string
 }
 
 func runUsers(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usersUsage)
-		return errUsage
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, usersUsage)
-		return flag.ErrHelp
-	case "list", "release":
-	default:
-		fmt.Fprintf(stderr, "pgwarden users: unknown subcommand %q\n\n%s", sub, usersUsage)
-		return errUsage
+	sub, rest, err := subcommand("users", usersUsage, args, stderr, "list", "release")
+	if err != nil {
+		return err
 	}
 	var stateURL string
 	for i := 0; i < len(rest); i++ {
@@ -149,19 +139,9 @@ func runUsers(args []string, stdout, stderr io.Writer) error {
 }
 
 func runHolds(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, holdsUsage)
-		return errUsage
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, holdsUsage)
-		return flag.ErrHelp
-	case "list", "approve", "deny":
-	default:
-		fmt.Fprintf(stderr, "pgwarden holds: unknown subcommand %q\n\n%s", sub, holdsUsage)
-		return errUsage
+	sub, rest, err := subcommand("holds", holdsUsage, args, stderr, "list", "approve", "deny")
+	if err != nil {
+		return err
 	}
 	dir, pos, err := stateFlags("holds "+sub, holdsUsage, rest, stderr)
 	if err != nil {
