@@ -36,7 +36,7 @@ func (fakeCatalog) RoleMemberships(context.Context, string, []string) ([]string,
 	return nil, nil
 }
 func (fakeCatalog) ExplainedKeys(context.Context, string, string) ([]string, error) { return nil, nil }
-func (fakeCatalog) Estimate(context.Context, string, []string, string) (int64, error) {
+func (fakeCatalog) Estimate(context.Context, string, []string, string, *proxy.Params) (int64, error) {
 	return 0, catalog.ErrNoEstimate
 }
 

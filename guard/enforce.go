@@ -254,7 +254,15 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement) policy.Context
 			pc.Tables = append(pc.Tables, s.qualify(rel))
 		}
 		if c.estimate && info.Estimable != "" && s.g.cfg.Catalog != nil && s.mayReturnPII(info.Estimable) {
-			pc.EstimatedRows = s.estimate(info.Estimable)
+			var params *proxy.Params
+			if info.EstimableParams {
+				// Planned with the values the Execute binds; none
+				// kept (too large), no estimate.
+				params = st.Params()
+			}
+			if !info.EstimableParams || params != nil {
+				pc.EstimatedRows = s.estimate(info.Estimable, params)
+			}
 		}
 	}
 	return pc
@@ -279,14 +287,14 @@ func (s *session) mayReturnPII(query string) bool {
 
 // estimate asks the planner, as the employee, how many rows a query
 // returns; 0 when it cannot tell.
-func (s *session) estimate(query string) int64 {
+func (s *session) estimate(query string, params *proxy.Params) int64 {
 	s.pathMu.Lock()
 	s.resolvePath()
 	path := s.path.schemas
 	s.pathMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
 	defer cancel()
-	n, err := s.g.cfg.Catalog.Estimate(ctx, s.info.User, path, query)
+	n, err := s.g.cfg.Catalog.Estimate(ctx, s.info.User, path, query, params)
 	if err != nil {
 		if strings.Contains(err.Error(), "SET LOCAL ROLE") || strings.Contains(err.Error(), "estimate as") {
 			s.g.estimateWarn.Do(func() {

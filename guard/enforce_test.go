@@ -980,11 +980,30 @@ func TestEstimatedRowsRefuseBeforeAnyRow(t *testing.T) {
 			t.Errorf("%s: %v", sql, err)
 		}
 	}
-	// With parameters there is no estimate: the statement runs (and
-	// thresholds, if any, stop it mid-result).
-	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id > $1", pgx.QueryExecModeCacheStatement, 99990); err != nil || n != 10 {
-		t.Errorf("parameterized: %d %v", n, err)
+	// With parameters the planner is asked with the values the Execute
+	// binds, in whatever format and exec mode the client sends them.
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeDescribeExec} {
+		n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id > $1", mode, 10)
+		var pgErr *pgconn.PgError
+		if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "big-reads") || n != 0 {
+			t.Errorf("parameterized dump (%v): %d rows, %v", mode, n, err)
+		}
+		if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id > $1", mode, 99990); err != nil || n != 10 {
+			t.Errorf("parameterized lookup (%v): %d %v", mode, n, err)
+		}
+		if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE email LIKE $1", mode, "%"); !asPgError(err, &pgErr) || n != 0 {
+			t.Errorf("parameterized LIKE '%%' (%v): %d rows, %v", mode, n, err)
+		}
 	}
+	tx, err = conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, "DECLARE c CURSOR FOR SELECT email FROM customers WHERE id > $1", 5)
+	if err == nil || !strings.Contains(err.Error(), "big-reads") {
+		t.Errorf("DECLARE of a big parameterized cursor: %v", err)
+	}
+	tx.Rollback(ctx)
 }
 
 // TestExplainedAccess: lookups of customers with an open ticket assigned

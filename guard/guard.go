@@ -36,7 +36,7 @@ type Resolver interface {
 	RelationSchemas(ctx context.Context, name string) ([]string, error)
 	RoleSearchPath(ctx context.Context, role, database string) (string, bool, error)
 	RoleMemberships(ctx context.Context, user string, roles []string) ([]string, error)
-	Estimate(ctx context.Context, role string, searchPath []string, query string) (int64, error)
+	Estimate(ctx context.Context, role string, searchPath []string, query string, params *proxy.Params) (int64, error)
 	ExplainedKeys(ctx context.Context, query, employee string) ([]string, error)
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"net"
 	"time"
 
@@ -87,6 +88,59 @@ type Statement struct {
 	MaxRows uint32
 	// FunctionOID is the function a FunctionCall calls.
 	FunctionOID uint32
+
+	// params is the parameter section of the Bind that created the
+	// portal (format codes and values, as sent), and paramOIDs the types
+	// its Parse declared; see Params.
+	params    []byte
+	paramOIDs []uint32
+}
+
+// Params are the parameter values an Execute runs with, as the client sent
+// them, so that the statement can be planned with them (EXPLAIN).
+type Params struct {
+	// OIDs are the types the Parse declared; 0, or missing at the end,
+	// lets the server infer the type as it did for the statement.
+	OIDs []uint32
+	// Formats are the Bind's format codes: none means all text, one
+	// applies to every value.
+	Formats []int16
+	// Values are the values; nil is NULL.
+	Values [][]byte
+}
+
+// MaxKeptParams bounds the parameter bytes of a Bind that the proxy keeps
+// for Params: a portal bound with more (a bulk insert, a large document)
+// has none.
+const MaxKeptParams = 8 << 10
+
+// Params returns the parameters of an Execute's Bind; nil when there are
+// none, when they were over MaxKeptParams bytes, or for other statements.
+func (st *Statement) Params() *Params {
+	if len(st.params) < 4 {
+		return nil
+	}
+	b := st.params
+	n := int(binary.BigEndian.Uint16(b))
+	p := &Params{OIDs: st.paramOIDs, Formats: make([]int16, n)}
+	for i := range p.Formats {
+		p.Formats[i] = int16(binary.BigEndian.Uint16(b[2+2*i:]))
+	}
+	b = b[2+2*n:]
+	n = int(binary.BigEndian.Uint16(b))
+	if n == 0 {
+		return nil
+	}
+	b = b[2:]
+	p.Values = make([][]byte, n)
+	for i := range p.Values {
+		l := int32(binary.BigEndian.Uint32(b))
+		b = b[4:]
+		if l >= 0 {
+			p.Values[i], b = b[:l:l], b[l:]
+		}
+	}
+	return p
 }
 
 // StatementKind is the message that carried a Statement.

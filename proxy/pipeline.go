@@ -58,8 +58,9 @@ type pending struct {
 // preparedStmt is a statement created by Parse. desc is written by the
 // server -> client goroutine when the Describe answer arrives.
 type preparedStmt struct {
-	sql  string
-	desc []pgproto3.FieldDescription
+	sql       string
+	paramOIDs []uint32 // the types the Parse declared
+	desc      []pgproto3.FieldDescription
 	// described is set when the client asked to describe the statement
 	// (client -> server goroutine only).
 	described bool
@@ -70,6 +71,7 @@ type portal struct {
 	ps            *preparedStmt
 	denied        *Verdict // the inspector refused the portal's statement
 	resultFormats []int16
+	params        []byte                      // the Bind's parameter section, if at most MaxKeptParams bytes
 	desc          []pgproto3.FieldDescription // from Describe portal
 	fields        []pgproto3.FieldDescription // desc or ps.desc with the Bind's result formats applied
 	described     bool                        // the inspector has been shown fields (server -> client goroutine)
@@ -282,22 +284,24 @@ func cstring(b []byte) (s, rest []byte, err error) {
 	return b[:i], b[i+1:], nil
 }
 
-// bindNames decodes the names and result formats of a Bind body without
-// decoding its parameters.
-func bindNames(body []byte) (portalName, stmtName []byte, resultFormats []int16, err error) {
+// bindNames decodes the names and result formats of a Bind body, and
+// returns its parameter section (format codes and values, aliasing body)
+// without decoding the values.
+func bindNames(body []byte) (portalName, stmtName, params []byte, resultFormats []int16, err error) {
 	if portalName, body, err = cstring(body); err != nil {
 		return
 	}
 	if stmtName, body, err = cstring(body); err != nil {
 		return
 	}
+	params = body
 	// parameter format codes
 	if len(body) < 2 {
-		return nil, nil, nil, errMalformed
+		return nil, nil, nil, nil, errMalformed
 	}
 	n := int(binary.BigEndian.Uint16(body))
 	if len(body) < 2+2*n+2 {
-		return nil, nil, nil, errMalformed
+		return nil, nil, nil, nil, errMalformed
 	}
 	body = body[2+2*n:]
 	// parameter values
@@ -305,24 +309,25 @@ func bindNames(body []byte) (portalName, stmtName []byte, resultFormats []int16,
 	body = body[2:]
 	for ; n > 0; n-- {
 		if len(body) < 4 {
-			return nil, nil, nil, errMalformed
+			return nil, nil, nil, nil, errMalformed
 		}
 		l := int32(binary.BigEndian.Uint32(body))
 		body = body[4:]
 		if l > 0 {
 			if int(l) > len(body) {
-				return nil, nil, nil, errMalformed
+				return nil, nil, nil, nil, errMalformed
 			}
 			body = body[l:]
 		}
 	}
+	params = params[:len(params)-len(body)]
 	if len(body) < 2 {
-		return nil, nil, nil, errMalformed
+		return nil, nil, nil, nil, errMalformed
 	}
 	n = int(binary.BigEndian.Uint16(body))
 	body = body[2:]
 	if len(body) < 2*n {
-		return nil, nil, nil, errMalformed
+		return nil, nil, nil, nil, errMalformed
 	}
 	if n > 0 {
 		resultFormats = make([]int16, n)
@@ -330,7 +335,28 @@ func bindNames(body []byte) (portalName, stmtName []byte, resultFormats []int16,
 			resultFormats[i] = int16(binary.BigEndian.Uint16(body[2*i:]))
 		}
 	}
-	return portalName, stmtName, resultFormats, nil
+	return portalName, stmtName, params, resultFormats, nil
+}
+
+// parseParamOIDs decodes the parameter types that follow the query text in
+// a Parse body.
+func parseParamOIDs(rest []byte) ([]uint32, error) {
+	if len(rest) < 2 {
+		return nil, errMalformed
+	}
+	n := int(binary.BigEndian.Uint16(rest))
+	if n == 0 {
+		return nil, nil
+	}
+	rest = rest[2:]
+	if len(rest) < 4*n {
+		return nil, errMalformed
+	}
+	oids := make([]uint32, n)
+	for i := range oids {
+		oids[i] = binary.BigEndian.Uint32(rest[4*i:])
+	}
+	return oids, nil
 }
 
 // decodeDataRow splits a DataRow body into its values, reusing dst. NULL is a

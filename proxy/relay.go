@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -273,15 +274,19 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		sql, _, err := cstring(rest)
+		sql, rest, err := cstring(rest)
 		if err != nil {
 			return nil, err
 		}
-		ps := &preparedStmt{sql: string(sql)}
+		oids, err := parseParamOIDs(rest)
+		if err != nil {
+			return nil, err
+		}
+		ps := &preparedStmt{sql: string(sql), paramOIDs: oids}
 		s.prepared[string(name)] = ps
 		s.queue.push(&pending{kind: pendParse, ps: ps})
 	case 'B':
-		portalName, stmtName, formats, err := bindNames(body)
+		portalName, stmtName, params, formats, err := bindNames(body)
 		if err != nil {
 			return nil, err
 		}
@@ -291,6 +296,10 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 			ps = &preparedStmt{}
 		}
 		p := &portal{ps: ps, resultFormats: formats}
+		if len(params) > 4 && len(params) <= MaxKeptParams {
+			// Kept for Statement.Params: body is reused by the next read.
+			p.params = bytes.Clone(params)
+		}
 		s.portals[string(portalName)] = p
 		s.queue.push(&pending{kind: pendBind, portal: p})
 	case 'D':
@@ -343,6 +352,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 			st = s.newStatement(ExtendedExecute, p.ps.sql)
 			st.Portal = string(name)
 			st.MaxRows = binary.BigEndian.Uint32(rest)
+			st.params, st.paramOIDs = p.params, p.ps.paramOIDs
 			denied, err := s.screen(st)
 			if err != nil {
 				return nil, err

@@ -144,13 +144,19 @@ func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes 
 
 // EstimableQuery returns the query whose row count a planner estimate
 // tells, for a text that is one SELECT, a DECLARE of a cursor, or a COPY
-// TO STDOUT of a query or a table; ok is false for anything else, and for
-// texts with parameters ($1), which cannot be planned without values.
-func EstimableQuery(sql string) (query string, ok bool) {
+// TO STDOUT of a query or a table; ok is false for anything else. params
+// is set when the query holds parameters ($1): it can be planned only
+// with the values an Execute binds.
+func EstimableQuery(sql string) (query string, params, ok bool) {
 	tree, err := pg_query.Parse(sql)
-	if err != nil || len(tree.GetStmts()) != 1 || hasParam(tree) {
-		return "", false
+	if err != nil || len(tree.GetStmts()) != 1 {
+		return "", false, false
 	}
+	query, ok = estimable(tree, sql)
+	return query, ok && hasParam(tree), ok
+}
+
+func estimable(tree *pg_query.ParseResult, sql string) (query string, ok bool) {
 	n := tree.GetStmts()[0].GetStmt()
 	var q *pg_query.Node
 	switch {

@@ -37,6 +37,9 @@ type Info struct {
 	// Estimable is the query a planner estimate of the text's result
 	// would be asked about (EstimableQuery), "" when none.
 	Estimable string
+	// EstimableParams is set when Estimable holds parameters: it can be
+	// planned only with an Execute's values.
+	EstimableParams bool
 }
 
 // Analyzer caches Info by statement text. Safe for concurrent use.
@@ -89,7 +92,7 @@ func analyze(sql string) *Info {
 	info.Fingerprint, info.Normalized = fp, norm
 	if tree, err := pg_query.Parse(sql); err == nil {
 		info.Kinds, info.Relations = classify(tree)
-		info.Estimable, _ = EstimableQuery(sql)
+		info.Estimable, info.EstimableParams, _ = EstimableQuery(sql)
 	}
 	if mayNameCursor(sql) {
 		info.Cursor, info.CursorOp = cursorOf(sql)

@@ -248,20 +248,24 @@ func TestKindsAndRelations(t *testing.T) {
 }
 
 func TestEstimableQuery(t *testing.T) {
-	for _, tt := range []struct{ sql, want string }{
-		{"SELECT * FROM customers", "SELECT * FROM customers"},
-		{"DECLARE c CURSOR FOR SELECT email FROM customers WHERE id > 5", "SELECT email FROM customers WHERE id > 5"},
-		{"COPY (SELECT email FROM customers) TO STDOUT", "SELECT email FROM customers"},
-		{`COPY "My"."T" TO STDOUT`, `SELECT * FROM "My"."T"`},
-		{"SELECT email FROM customers WHERE id = $1", ""},
-		{"COPY customers TO '/tmp/x'", ""},
-		{"SELECT 1; SELECT 2", ""},
-		{"SELECT email INTO t FROM customers", ""},
-		{"UPDATE t SET a = 1", ""},
+	for _, tt := range []struct {
+		sql, want string
+		params    bool
+	}{
+		{"SELECT * FROM customers", "SELECT * FROM customers", false},
+		{"DECLARE c CURSOR FOR SELECT email FROM customers WHERE id > 5", "SELECT email FROM customers WHERE id > 5", false},
+		{"COPY (SELECT email FROM customers) TO STDOUT", "SELECT email FROM customers", false},
+		{`COPY "My"."T" TO STDOUT`, `SELECT * FROM "My"."T"`, false},
+		{"SELECT email FROM customers WHERE id = $1", "SELECT email FROM customers WHERE id = $1", true},
+		{"DECLARE c CURSOR FOR SELECT email FROM customers WHERE id > $1", "SELECT email FROM customers WHERE id > $1", true},
+		{"COPY customers TO '/tmp/x'", "", false},
+		{"SELECT 1; SELECT 2", "", false},
+		{"SELECT email INTO t FROM customers", "", false},
+		{"UPDATE t SET a = 1", "", false},
 	} {
-		got, ok := EstimableQuery(tt.sql)
-		if got != tt.want || ok != (tt.want != "") {
-			t.Errorf("EstimableQuery(%q) = %q, %v; want %q", tt.sql, got, ok, tt.want)
+		got, params, ok := EstimableQuery(tt.sql)
+		if got != tt.want || ok != (tt.want != "") || params != tt.params {
+			t.Errorf("EstimableQuery(%q) = %q, %v, %v; want %q, %v", tt.sql, got, params, ok, tt.want, tt.params)
 		}
 	}
 }

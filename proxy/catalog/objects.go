@@ -2,6 +2,8 @@ package catalog
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,9 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/proxy"
 )
 
 // Function is one function of a name, as the classifier needs it to trace
@@ -198,9 +203,10 @@ WHERE g.rolname = ANY($2) AND EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname =
 	return out, nil
 }
 
-// beginner is what Estimate needs of the pool beyond Querier.
-type beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
+// acquirer is what Estimate needs of the pool beyond Querier;
+// *pgxpool.Pool is one.
+type acquirer interface {
+	Acquire(ctx context.Context) (*pgxpool.Conn, error)
 }
 
 // ErrNoEstimate is returned when the planner cannot be asked.
@@ -210,53 +216,107 @@ var ErrNoEstimate = errors.New("catalog: no estimate")
 // runs nothing but planning). It plans as role (SET LOCAL ROLE), so that
 // whatever planning evaluates runs with the employee's privileges, not
 // pgwarden's, along searchPath, within a short statement timeout. query
-// must be a single SELECT without parameters. Answers are cached for TTL.
-func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []string, query string) (int64, error) {
+// must be a single SELECT; when it holds parameters, params are the values
+// an Execute binds, and the plan is the one those values get. The whole
+// exchange is one round trip. Answers are cached for TTL, keyed on a
+// digest of the values (the values themselves are not kept).
+func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []string, query string, params *proxy.Params) (int64, error) {
 	key := role + "\x00" + strings.Join(searchPath, ",") + "\x00" + query
+	if params != nil {
+		key += "\x00" + paramsDigest(params)
+	}
 	if e, ok := r.estimates.cache.Get(key); ok && r.now().Sub(e.read) < r.ttl {
 		return e.v, nil
 	}
-	b, ok := r.pool.(beginner)
+	a, ok := r.pool.(acquirer)
 	if !ok {
 		return 0, ErrNoEstimate
 	}
-	tx, err := b.Begin(ctx)
+	conn, err := a.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("catalog: estimate: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer conn.Release()
+	pc := conn.Conn().PgConn()
 	path := make([]string, len(searchPath))
 	for i, s := range searchPath {
 		path[i] = pgx.Identifier{s}.Sanitize()
 	}
-	for _, stmt := range []string{
-		"SET LOCAL statement_timeout = 1000",
-		"SET LOCAL ROLE " + pgx.Identifier{role}.Sanitize(),
-	} {
-		if _, err := tx.Exec(ctx, stmt); err != nil {
+	// One pipeline: the transaction, its settings, the EXPLAIN and the
+	// rollback. A step that fails skips the rest until the Sync.
+	var b pgconn.Batch
+	b.ExecParams("BEGIN", nil, nil, nil, nil)
+	b.ExecParams("SET LOCAL statement_timeout = 1000", nil, nil, nil, nil)
+	b.ExecParams("SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize(), nil, nil, nil, nil)
+	const roleStep = 2
+	if len(path) > 0 {
+		b.ExecParams("SELECT set_config('search_path', $1, true)", [][]byte{[]byte(strings.Join(path, ", "))}, nil, nil, nil)
+	}
+	explainStep := len(path) > 0
+	if params != nil {
+		b.ExecParams("EXPLAIN (FORMAT JSON) "+query, params.Values, params.OIDs, params.Formats, nil)
+	} else {
+		b.ExecParams("EXPLAIN (FORMAT JSON) "+query, nil, nil, nil, nil)
+	}
+	b.ExecParams("ROLLBACK", nil, nil, nil, nil)
+	results, err := pc.ExecBatch(ctx, &b).ReadAll()
+	if err != nil {
+		if pc.TxStatus() != 'I' {
+			// Left in a failed transaction block: end it, so the
+			// connection goes back to the pool clean.
+			pc.Exec(context.WithoutCancel(ctx), "ROLLBACK").ReadAll()
+		}
+		if len(results) > roleStep && results[roleStep].Err != nil {
 			return 0, fmt.Errorf("catalog: estimate as %q: %w", role, err)
 		}
-	}
-	if len(path) > 0 {
-		if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", strings.Join(path, ", ")); err != nil {
-			return 0, fmt.Errorf("catalog: estimate: %w", err)
-		}
-	}
-	var plan []byte
-	if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+query).Scan(&plan); err != nil {
 		return 0, fmt.Errorf("catalog: estimate: %w", err)
+	}
+	step := roleStep + 1
+	if explainStep {
+		step++
+	}
+	if len(results) <= step || len(results[step].Rows) != 1 || len(results[step].Rows[0]) != 1 {
+		return 0, fmt.Errorf("catalog: estimate: unexpected EXPLAIN output")
 	}
 	var out []struct {
 		Plan struct {
 			Rows float64 `json:"Plan Rows"`
 		} `json:"Plan"`
 	}
-	if err := json.Unmarshal(plan, &out); err != nil || len(out) != 1 {
+	if err := json.Unmarshal(results[step].Rows[0][0], &out); err != nil || len(out) != 1 {
 		return 0, fmt.Errorf("catalog: estimate: unexpected EXPLAIN output")
 	}
 	n := int64(out[0].Plan.Rows)
 	r.estimates.cache.Add(key, namedEntry[int64]{v: n, read: r.now()})
 	return n, nil
+}
+
+// paramsDigest is a cache key for parameter values that does not keep them.
+func paramsDigest(p *proxy.Params) string {
+	h := sha256.New()
+	var n [4]byte
+	word := func(v uint32) {
+		binary.BigEndian.PutUint32(n[:], v)
+		h.Write(n[:])
+	}
+	word(uint32(len(p.OIDs)))
+	for _, o := range p.OIDs {
+		word(o)
+	}
+	word(uint32(len(p.Formats)))
+	for _, f := range p.Formats {
+		word(uint32(f))
+	}
+	word(uint32(len(p.Values)))
+	for _, v := range p.Values {
+		if v == nil {
+			word(^uint32(0))
+			continue
+		}
+		word(uint32(len(v)))
+		h.Write(v)
+	}
+	return string(h.Sum(nil))
 }
 
 // ExplainedKeys runs a policy's explained_access query with the employee
