@@ -13,7 +13,7 @@ import (
 func TestSimulationEndToEnd(t *testing.T) {
 	cfg, err := parseFlags([]string{
 		"--employees", "8", "--days", "5", "--customers", "5000",
-		"--attacks", "bulk,string_agg,paging,parallel-sessions", "--episodes", "2",
+		"--attacks", "bulk,bulk-parameterized,string_agg,paging,parallel-sessions", "--episodes", "2",
 		"--seed", "7",
 	}, &bytes.Buffer{})
 	if err != nil {
@@ -53,23 +53,26 @@ func TestSimulationEndToEnd(t *testing.T) {
 			t.Errorf("episode %d: first alert at %s, outside the virtual run", er.ID, er.FirstAlert)
 		}
 	}
-	// The bulk dump was detected and blocked, with little leaked.
-	var bulk *typeResult
-	for i := range rep.Types {
-		if rep.Types[i].Type == atkBulk {
-			bulk = &rep.Types[i]
+	// The bulk dumps, in a literal text and with a bound parameter, were
+	// detected and blocked. The planner sees them coming, asked with the
+	// Execute's values for the parameterized one: refused before any row
+	// leaves.
+	for _, typ := range []string{atkBulk, atkBulkParam} {
+		var bulk *typeResult
+		for i := range rep.Types {
+			if rep.Types[i].Type == typ {
+				bulk = &rep.Types[i]
+			}
 		}
-	}
-	if bulk == nil || bulk.Episodes != 2 {
-		t.Fatalf("bulk episodes: %+v", bulk)
-	}
-	if bulk.Recall != 1 || bulk.Blocked != bulk.Episodes {
-		t.Errorf("bulk dump: recall %.2f, %d of %d blocked; want all detected and blocked", bulk.Recall, bulk.Blocked, bulk.Episodes)
-	}
-	// The planner sees SELECT * FROM customers coming: refused before any
-	// row leaves.
-	if bulk.LeakPIIP95 != 0 {
-		t.Errorf("bulk dump leaked %v PII values at p95; want 0 (refused on the planner's estimate)", bulk.LeakPIIP95)
+		if bulk == nil || bulk.Episodes != 2 {
+			t.Fatalf("%s episodes: %+v", typ, bulk)
+		}
+		if bulk.Recall != 1 || bulk.Blocked != bulk.Episodes {
+			t.Errorf("%s: recall %.2f, %d of %d blocked; want all detected and blocked", typ, bulk.Recall, bulk.Blocked, bulk.Episodes)
+		}
+		if bulk.LeakPIIP95 != 0 {
+			t.Errorf("%s leaked %v PII values at p95; want 0 (refused on the planner's estimate)", typ, bulk.LeakPIIP95)
+		}
 	}
 	// Floors for a short run (the full month is measured in docs/evaluation.md).
 	if rep.Recall < 1 {

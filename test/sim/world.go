@@ -119,6 +119,7 @@ type episode struct {
 // Attack types.
 const (
 	atkBulk      = "bulk"
+	atkBulkParam = "bulk-parameterized"
 	atkPaging    = "paging"
 	atkSlow      = "slow-and-low"
 	atkStringAgg = "string_agg"
@@ -130,14 +131,14 @@ const (
 	atkParallel  = "parallel-sessions"
 )
 
-var attackTypes = []string{atkBulk, atkPaging, atkSlow, atkStringAgg, atkJSONAgg, atkCopy, atkCursor, atkOffHours, atkStolen, atkParallel}
+var attackTypes = []string{atkBulk, atkBulkParam, atkPaging, atkSlow, atkStringAgg, atkJSONAgg, atkCopy, atkCursor, atkOffHours, atkStolen, atkParallel}
 
 func isAttackType(s string) bool { return slices.Contains(attackTypes, s) }
 
 // attackClass groups attack types for the leak figures.
 func attackClass(t string) string {
 	switch t {
-	case atkBulk, atkCopy:
+	case atkBulk, atkBulkParam, atkCopy:
 		return "single statement"
 	case atkStringAgg, atkJSONAgg:
 		return "packed"
@@ -447,6 +448,11 @@ func (w *world) makeEpisode(rng *rand.Rand, typ string, emp, day int) {
 	switch typ {
 	case atkBulk:
 		at(0, psql, stmt{SQL: "SELECT * FROM customers"})
+	case atkBulkParam:
+		// From the application's session, the way its code asks: the
+		// range comes as a bound parameter, so the text alone says
+		// nothing of how many rows it reads.
+		at(0, appSession, stmt{SQL: "SELECT id, full_name, email, phone FROM customers WHERE id > $1", Args: []any{0}})
 	case atkStringAgg:
 		at(0, psql, stmt{SQL: "SELECT string_agg(full_name || ' <' || email || '>', ', ') AS packed FROM customers WHERE id <= 2000"})
 	case atkJSONAgg:
