@@ -1,0 +1,487 @@
+// Package normshare makes several pgwarden instances learn one norm per
+// employee: every instance's observations (what each statement of an
+// employee received) are written in batches to pgwarden's own PostgreSQL
+// database, and every instance feeds the others' into its own norm model.
+// An employee who splits their work, or a leak, across instances is
+// measured against their norm with all of it, as on one instance, at most
+// about two Intervals late.
+//
+// The hot path never waits on the database: Observe updates the local
+// model and queues the observation, merged per employee, session and
+// second; a background loop writes the queue and reads the others' rows
+// every Interval. Each instance numbers its rows (seq) and writes them in
+// order, one transaction at a time, so a reader that has seen seq N of an
+// instance has seen all before it: a pull is exact, without margins.
+//
+// Snapshot writes the model with the sequence numbers it includes, so that
+// an instance restored from it catches up from the table without counting
+// anything twice: rows written after the snapshot, its own included, are
+// fed again; rows before are not.
+//
+// Anomalies found over a day's close (drift) would be reported by every
+// instance; one instance, the holder of a lease in the table
+// pgwarden_leases, reports them (Leader). When the database is
+// unreachable every instance reports for itself: an alert twice is better
+// than none.
+package normshare
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/policy/norm"
+)
+
+// Config configures a Sharer.
+type Config struct {
+	Pool     *pgxpool.Pool
+	Instance string // unique per instance, stable across restarts
+	Model    *norm.Model
+	// Interval is how often the queue is written and the others' rows
+	// read; default 500ms.
+	Interval time.Duration
+	// Lease is how long the reporting lease lasts without renewal;
+	// default 10s.
+	Lease time.Duration
+	// Retention is how long rows are kept (Prune); default 48h. It must
+	// exceed the time between snapshots by far.
+	Retention time.Duration
+	// OnRemote receives the anomalies that the other instances'
+	// observations show in this instance's model. Their instance decided
+	// on them; this one only enforces what follows (a block in force).
+	OnRemote func([]norm.Anomaly)
+	Logger   *slog.Logger
+}
+
+// Sharer exchanges norm observations with the other instances. Its
+// methods are safe for concurrent use.
+type Sharer struct {
+	cfg Config
+
+	// mu orders the model's observations with the sequence numbers, so
+	// that a snapshot and its watermark agree.
+	mu      sync.Mutex
+	pending map[mergeKey]*norm.Observation // not yet numbered
+	order   []mergeKey                     // pending's keys, first seen first
+	sealed  []row                          // numbered, not yet written
+	seq     int64                          // the last number given
+	applied map[string]int64               // per other instance, the last seq fed to the model
+	// catchUp is this instance's last seq in the table at start: rows of
+	// its own up to it that the restored model lacks are fed again.
+	catchUp int64
+
+	flushMu sync.Mutex // one flush at a time: rows are committed in seq order
+
+	healthy     atomic.Bool
+	leaderUntil atomic.Int64 // unix nanoseconds
+}
+
+type mergeKey struct {
+	employee, peer, client, app, session string
+	second                               int64
+}
+
+type row struct {
+	seq int64
+	o   *norm.Observation
+}
+
+// maxQueued bounds the observations kept while the database is
+// unreachable; beyond it the oldest are dropped (and logged).
+const maxQueued = 200000
+
+const schema = `CREATE TABLE IF NOT EXISTS pgwarden_norm_observations (
+	instance text NOT NULL,
+	seq      bigint NOT NULL,
+	at       timestamptz NOT NULL,
+	employee text NOT NULL,
+	obs      jsonb NOT NULL,
+	PRIMARY KEY (instance, seq)
+);
+CREATE INDEX IF NOT EXISTS pgwarden_norm_observations_at ON pgwarden_norm_observations (at);
+CREATE TABLE IF NOT EXISTS pgwarden_leases (
+	name   text PRIMARY KEY,
+	holder text NOT NULL,
+	until  timestamptz NOT NULL
+)`
+
+// New creates the tables if needed and reads where this instance's rows
+// end.
+func New(ctx context.Context, cfg Config) (*Sharer, error) {
+	if cfg.Pool == nil || cfg.Model == nil {
+		return nil, errors.New("normshare: Pool and Model are required")
+	}
+	if cfg.Instance == "" {
+		return nil, errors.New("normshare: an instance name is required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 500 * time.Millisecond
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 10 * time.Second
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 48 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if _, err := cfg.Pool.Exec(ctx, schema, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return nil, fmt.Errorf("normshare: %w", err)
+	}
+	s := &Sharer{cfg: cfg, pending: make(map[mergeKey]*norm.Observation), applied: make(map[string]int64)}
+	if err := cfg.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM pgwarden_norm_observations WHERE instance = $1`,
+		cfg.Instance).Scan(&s.seq); err != nil {
+		return nil, fmt.Errorf("normshare: %w", err)
+	}
+	// Until a snapshot says otherwise, the model holds none of the
+	// table's rows: all are fed, this instance's own included.
+	s.catchUp = s.seq
+	s.healthy.Store(true)
+	return s, nil
+}
+
+// Observe feeds a statement of this instance to the model, returning the
+// anomalies it shows, and queues it for the other instances.
+func (s *Sharer) Observe(o norm.Observation) []norm.Anomaly {
+	if o.Employee == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.cfg.Model.Observe(o)
+	k := mergeKey{o.Employee, o.Peer, o.ClientAddr, o.Application, o.SessionID, o.Time.Unix()}
+	if q := s.pending[k]; q != nil {
+		merge(q, &o)
+	} else {
+		c := o
+		c.PIIValues = maps.Clone(o.PIIValues)
+		c.Tables = slices.Clone(o.Tables)
+		s.pending[k] = &c
+		s.order = append(s.order, k)
+	}
+	return out
+}
+
+// merge adds b's figures to a: one observation standing for both.
+func merge(a, b *norm.Observation) {
+	a.PIIRows += b.PIIRows
+	a.Subjects += b.Subjects
+	a.Rows += b.Rows
+	a.Bytes += b.Bytes
+	a.Statements += b.Statements
+	a.Failed += b.Failed
+	a.Copy += b.Copy
+	if b.Time.After(a.Time) {
+		a.Time = b.Time
+	}
+	for c, n := range b.PIIValues {
+		if a.PIIValues == nil {
+			a.PIIValues = make(map[string]int64, len(b.PIIValues))
+		}
+		a.PIIValues[c] += n
+	}
+	for _, t := range b.Tables {
+		if !slices.Contains(a.Tables, t) {
+			a.Tables = append(a.Tables, t)
+		}
+	}
+}
+
+// sealLocked numbers the pending observations; s.mu must be held.
+func (s *Sharer) sealLocked() {
+	for _, k := range s.order {
+		s.seq++
+		s.sealed = append(s.sealed, row{seq: s.seq, o: s.pending[k]})
+	}
+	clear(s.pending)
+	s.order = s.order[:0]
+	if over := len(s.sealed) - maxQueued; over > 0 {
+		s.cfg.Logger.Error("normshare_queue_full", "dropped", over,
+			"consequence", "the other instances never see these observations")
+		s.sealed = slices.Delete(s.sealed, 0, over)
+	}
+}
+
+// Leader reports whether this instance reports the anomalies found as
+// days close: it holds the lease, or the database cannot be reached.
+func (s *Sharer) Leader() bool {
+	return !s.healthy.Load() || time.Now().UnixNano() < s.leaderUntil.Load()
+}
+
+// Healthy reports whether the last exchange with the database worked.
+func (s *Sharer) Healthy() bool { return s.healthy.Load() }
+
+// Run exchanges every Interval until ctx ends, then writes the queue
+// once more.
+func (s *Sharer) Run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
+	s.Exchange(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := s.flush(fctx); err != nil {
+				s.cfg.Logger.Warn("normshare_final_flush_failed", "error", err)
+			}
+			s.release(fctx)
+			cancel()
+			return
+		case <-t.C:
+			s.Exchange(ctx)
+		case <-prune.C:
+			if s.Leader() {
+				if err := s.Prune(ctx); err != nil {
+					s.cfg.Logger.Warn("normshare_prune_failed", "error", err)
+				}
+			}
+		}
+	}
+}
+
+// Exchange writes this instance's queue, reads the others' new rows into
+// the model and renews or takes the lease.
+func (s *Sharer) Exchange(ctx context.Context) {
+	err := s.flush(ctx)
+	if err == nil {
+		err = s.pull(ctx)
+	}
+	if err == nil {
+		err = s.lease(ctx)
+	}
+	was := s.healthy.Swap(err == nil)
+	switch {
+	case err != nil && was:
+		s.cfg.Logger.Error("normshare_unavailable", "error", err,
+			"consequence", "norms count only this instance's traffic until the database returns; every instance reports drift")
+	case err == nil && !was:
+		s.cfg.Logger.Info("normshare_restored")
+	}
+}
+
+func (s *Sharer) flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	s.sealLocked()
+	rows := slices.Clone(s.sealed)
+	s.mu.Unlock()
+	if len(rows) == 0 {
+		return nil
+	}
+	src := make([][]any, len(rows))
+	for i, r := range rows {
+		b, err := json.Marshal(r.o)
+		if err != nil {
+			return fmt.Errorf("normshare: %w", err)
+		}
+		src[i] = []any{s.cfg.Instance, r.seq, r.o.Time, r.o.Employee, string(b)}
+	}
+	if _, err := s.cfg.Pool.CopyFrom(ctx, pgx.Identifier{"pgwarden_norm_observations"},
+		[]string{"instance", "seq", "at", "employee", "obs"}, pgx.CopyFromRows(src)); err != nil {
+		// A COPY whose reply was lost may have committed: the next
+		// attempt writes only the rows the table lacks.
+		if ierr := s.dropWritten(ctx); ierr != nil {
+			return fmt.Errorf("normshare: flush: %w", err)
+		}
+		return fmt.Errorf("normshare: flush: %w", err)
+	}
+	s.mu.Lock()
+	s.sealed = slices.Delete(s.sealed, 0, len(rows))
+	s.mu.Unlock()
+	return nil
+}
+
+// dropWritten removes from the sealed queue the rows the table already
+// holds.
+func (s *Sharer) dropWritten(ctx context.Context) error {
+	var last int64
+	if err := s.cfg.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM pgwarden_norm_observations WHERE instance = $1`,
+		s.cfg.Instance).Scan(&last); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	i := 0
+	for i < len(s.sealed) && s.sealed[i].seq <= last {
+		i++
+	}
+	s.sealed = slices.Delete(s.sealed, 0, i)
+	s.mu.Unlock()
+	return nil
+}
+
+// pull feeds the model the rows of other instances past what it holds,
+// and, after a restore, this instance's own rows the snapshot lacks.
+func (s *Sharer) pull(ctx context.Context) error {
+	s.mu.Lock()
+	applied, _ := json.Marshal(s.applied)
+	catchUp := s.catchUp
+	s.mu.Unlock()
+	rows, err := s.cfg.Pool.Query(ctx, `SELECT instance, seq, obs FROM pgwarden_norm_observations
+WHERE seq > coalesce(($1::jsonb ->> instance)::bigint, 0) AND (instance <> $2 OR seq <= $3)
+ORDER BY instance, seq`, string(applied), s.cfg.Instance, catchUp)
+	if err != nil {
+		return fmt.Errorf("normshare: pull: %w", err)
+	}
+	type got struct {
+		instance string
+		seq      int64
+		o        norm.Observation
+	}
+	var batch []got
+	for rows.Next() {
+		var g got
+		var obs []byte
+		if err := rows.Scan(&g.instance, &g.seq, &obs); err != nil {
+			rows.Close()
+			return fmt.Errorf("normshare: pull: %w", err)
+		}
+		if err := json.Unmarshal(obs, &g.o); err != nil {
+			s.cfg.Logger.Error("normshare_row_undecodable", "instance", g.instance, "seq", g.seq, "error", err)
+		}
+		batch = append(batch, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("normshare: pull: %w", err)
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	var anomalies []norm.Anomaly
+	// In chunks: the instance's own statements wait on mu meanwhile.
+	for chunk := range slices.Chunk(batch, 256) {
+		s.mu.Lock()
+		for _, g := range chunk {
+			if g.seq <= s.applied[g.instance] {
+				continue
+			}
+			s.applied[g.instance] = g.seq
+			if g.o.Employee != "" {
+				anomalies = append(anomalies, s.cfg.Model.Observe(g.o)...)
+			}
+		}
+		s.mu.Unlock()
+	}
+	if len(anomalies) > 0 && s.cfg.OnRemote != nil {
+		s.cfg.OnRemote(anomalies)
+	}
+	return nil
+}
+
+// lease takes or renews the reporting lease.
+func (s *Sharer) lease(ctx context.Context) error {
+	start := time.Now()
+	var holder string
+	err := s.cfg.Pool.QueryRow(ctx, `INSERT INTO pgwarden_leases AS l (name, holder, until)
+VALUES ('norms', $1, clock_timestamp() + $2 * interval '1 millisecond')
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+	WHERE l.holder = excluded.holder OR l.until < clock_timestamp()
+RETURNING holder`, s.cfg.Instance, s.cfg.Lease.Milliseconds()).Scan(&holder)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		s.leaderUntil.Store(0)
+		return nil
+	case err != nil:
+		return fmt.Errorf("normshare: lease: %w", err)
+	}
+	// Counted from before the request, on this machine's clock: the
+	// lease ends here no later than in the database.
+	s.leaderUntil.Store(start.Add(s.cfg.Lease).UnixNano())
+	return nil
+}
+
+// release gives the lease up at shutdown, so that another instance takes
+// it at once.
+func (s *Sharer) release(ctx context.Context) {
+	if time.Now().UnixNano() >= s.leaderUntil.Load() {
+		return
+	}
+	s.leaderUntil.Store(0)
+	if _, err := s.cfg.Pool.Exec(ctx, `DELETE FROM pgwarden_leases WHERE name = 'norms' AND holder = $1`, s.cfg.Instance); err != nil {
+		s.cfg.Logger.Warn("normshare_release_failed", "error", err)
+	}
+}
+
+// Prune deletes rows older than Retention.
+func (s *Sharer) Prune(ctx context.Context) error {
+	cut := time.Now().Add(-s.cfg.Retention)
+	if _, err := s.cfg.Pool.Exec(ctx, `DELETE FROM pgwarden_norm_observations WHERE at < $1`, cut); err != nil {
+		return fmt.Errorf("normshare: prune: %w", err)
+	}
+	return nil
+}
+
+// envelope is a snapshot: the model and, per instance, the last seq it
+// includes.
+type envelope struct {
+	Version int              `json:"normshare_version"`
+	Applied map[string]int64 `json:"applied"`
+	Model   json.RawMessage  `json:"model"`
+}
+
+// Snapshot writes the model and the rows it includes.
+func (s *Sharer) Snapshot(w io.Writer) error {
+	var buf bytes.Buffer
+	s.mu.Lock()
+	// Observations queued now are in the model: numbered now, they are
+	// below the watermark, and are not fed again after a restore.
+	s.sealLocked()
+	err := s.cfg.Model.Snapshot(&buf)
+	env := envelope{Version: 1, Applied: maps.Clone(s.applied), Model: buf.Bytes()}
+	if env.Applied == nil {
+		env.Applied = map[string]int64{}
+	}
+	env.Applied[s.cfg.Instance] = max(s.seq, env.Applied[s.cfg.Instance])
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(w).Encode(env)
+}
+
+// Restore replaces the model with a snapshot written by Snapshot, or by
+// a model alone (an instance that did not share). Call it before Run.
+func (s *Sharer) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	var env envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return fmt.Errorf("normshare: restore: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if env.Version == 0 {
+		// A model without a watermark: it holds none of the table's rows
+		// (sharing starts now).
+		return s.cfg.Model.Restore(bytes.NewReader(b))
+	}
+	if err := s.cfg.Model.Restore(bytes.NewReader(env.Model)); err != nil {
+		return err
+	}
+	s.applied = make(map[string]int64, len(env.Applied))
+	for inst, seq := range env.Applied {
+		s.applied[inst] = seq
+	}
+	// This instance's rows up to the watermark are in the model; those
+	// after it, to where the table ends, are fed by the next pull.
+	return nil
+}

@@ -1,0 +1,275 @@
+package normshare
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+var day0 = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC) // a Monday
+
+func newModel(t *testing.T) *norm.Model {
+	t.Helper()
+	m, err := norm.New(norm.Config{Location: time.UTC, LearningDays: 3, MinActiveDays: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// fresh empties the tables and returns a pool on the shared cluster.
+func fresh(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	db := pgtest.Shared(t)
+	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_norm_observations, pgwarden_leases")
+	pool, err := pgxpool.New(context.Background(), db.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func newSharer(t *testing.T, pool *pgxpool.Pool, instance string, m *norm.Model, onRemote func([]norm.Anomaly)) *Sharer {
+	t.Helper()
+	s, err := New(context.Background(), Config{Pool: pool, Instance: instance, Model: m, OnRemote: onRemote, Lease: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func lookup(at time.Time, emails int64, session string) norm.Observation {
+	return norm.Observation{Employee: "alice", Peer: "support", Time: at, ClientAddr: "10.0.0.5", Application: "console",
+		SessionID: session, Features: norm.Features{PIIValues: map[string]int64{"email": emails}, PIIRows: emails,
+			Subjects: emails, Rows: emails, Bytes: 40 * emails, Statements: 1, Tables: []string{"public.customers"}}}
+}
+
+// openState is the part of a model's snapshot that counts what it was fed:
+// the open buckets and the closed days of every employee.
+func openState(t *testing.T, m *norm.Model) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := m.Snapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Employees []struct {
+			Name string          `json:"name"`
+			Open json.RawMessage `json:"open"`
+			Days json.RawMessage `json:"days"`
+		} `json:"employees"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(s.Employees)
+	return string(b)
+}
+
+// TestSplitAcrossInstancesLearnsOneNorm: an employee whose statements go
+// through two instances is learned, on each, exactly as one model fed
+// everything learns them; and a burst split across the instances is an
+// anomaly on the instance that receives its second half, which alone
+// would not see one.
+func TestSplitAcrossInstancesLearnsOneNorm(t *testing.T) {
+	pool := fresh(t)
+	ctx := context.Background()
+	ma, mb, ref := newModel(t), newModel(t), newModel(t)
+	var remoteB []norm.Anomaly
+	a := newSharer(t, pool, "a", ma, nil)
+	b := newSharer(t, pool, "b", mb, func(an []norm.Anomaly) { remoteB = append(remoteB, an...) })
+
+	// Five working days of 40 lookups, alternating between instances,
+	// exchanged every hour of the day.
+	for d := range 5 {
+		for h := 9; h < 17; h++ {
+			for k := range 5 {
+				o := lookup(day0.AddDate(0, 0, d).Add(time.Duration(h)*time.Hour+time.Duration(k)*7*time.Minute), 2, "s1")
+				ref.Observe(o)
+				if k%2 == 0 {
+					a.Observe(o)
+				} else {
+					b.Observe(o)
+				}
+				// As Run does, every half second: long before the
+				// next statement.
+				a.Exchange(ctx)
+				b.Exchange(ctx)
+			}
+		}
+	}
+	end := day0.AddDate(0, 0, 5)
+	for _, m := range []*norm.Model{ma, mb, ref} {
+		m.Advance(end)
+	}
+	want := openState(t, ref)
+	if got := openState(t, ma); got != want {
+		t.Errorf("instance a learned\n%s\nwant (one model fed everything)\n%s", got, want)
+	}
+	if got := openState(t, mb); got != want {
+		t.Errorf("instance b learned\n%s\nwant\n%s", got, want)
+	}
+	if na, nr := ma.Norm("alice", end), ref.Norm("alice", end); na.ActiveDays != 5 || na.Features["pii_values/1d"] != nr.Features["pii_values/1d"] {
+		t.Errorf("a's norm %+v, want %+v", na.Features["pii_values/1d"], nr.Features["pii_values/1d"])
+	}
+
+	// Day 6: 150 values through a, then 150 through b, in ten minutes.
+	t6 := end.Add(10 * time.Hour)
+	var fromA, fromB []norm.Anomaly
+	for k := range 15 {
+		fromA = append(fromA, a.Observe(lookup(t6.Add(time.Duration(k)*10*time.Second), 10, "s2"))...)
+	}
+	a.Exchange(ctx)
+	b.Exchange(ctx)
+	for k := range 15 {
+		fromB = append(fromB, b.Observe(lookup(t6.Add(5*time.Minute+time.Duration(k)*10*time.Second), 10, "s3"))...)
+	}
+	// b's own statements carry 150 values; the anomaly it reports counts
+	// a's too.
+	var most float64
+	for _, an := range fromB {
+		if an.Kind == "volume" && an.Window == "10m" {
+			most = max(most, an.Observed)
+		}
+	}
+	if most <= 150 {
+		t.Errorf("b's anomalies %+v count at most %v in the 10 minutes; want more than its own 150", fromB, most)
+	}
+	// a's statements, fed to b, showed the anomaly there too: b enforces
+	// what a decided.
+	if len(fromA) == 0 || len(remoteB) == 0 {
+		t.Errorf("anomalies: %d on a, %d of a's rows on b; want both", len(fromA), len(remoteB))
+	}
+}
+
+// TestSnapshotRestoreCountsOnce: an instance restored from a snapshot
+// catches up from the table, its own later rows included, and counts
+// nothing twice.
+func TestSnapshotRestoreCountsOnce(t *testing.T) {
+	pool := fresh(t)
+	ctx := context.Background()
+	ma, mb := newModel(t), newModel(t)
+	a := newSharer(t, pool, "a", ma, nil)
+	b := newSharer(t, pool, "b", mb, nil)
+	at := day0.Add(10 * time.Hour)
+	step := func(s *Sharer, n int) {
+		for range n {
+			at = at.Add(3 * time.Second)
+			s.Observe(lookup(at, 1, "s"))
+		}
+	}
+	step(a, 20)
+	step(b, 20)
+	a.Exchange(ctx)
+	b.Exchange(ctx)
+	a.Exchange(ctx)
+	step(a, 7) // queued, not yet written: in the snapshot
+	var snap bytes.Buffer
+	if err := a.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	step(a, 11) // after the snapshot: written, then a "crashes"
+	step(b, 13)
+	a.Exchange(ctx)
+	b.Exchange(ctx)
+	a.Exchange(ctx)
+	want := openState(t, ma)
+
+	m2 := newModel(t)
+	a2 := newSharer(t, pool, "a", m2, nil)
+	if err := a2.Restore(bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	a2.Exchange(ctx)
+	if got := openState(t, m2); got != want {
+		t.Errorf("restored instance holds\n%s\nwant\n%s", got, want)
+	}
+	// New observations of the restarted instance are numbered after
+	// its old rows, and reach b.
+	step(a2, 5)
+	a2.Exchange(ctx)
+	b.Exchange(ctx)
+	if got, want := openState(t, mb), openState(t, m2); got != want {
+		t.Errorf("b holds\n%s\nwant\n%s", got, want)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(DISTINCT seq) FROM pgwarden_norm_observations WHERE instance = 'a'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 20+7+11+5 {
+		t.Errorf("instance a wrote %d rows, want %d (one per statement second, none twice)", n, 20+7+11+5)
+	}
+}
+
+// TestLeaseOneReporter: one instance at a time reports; when it stops, the
+// other takes over; without the database, each reports for itself.
+func TestLeaseOneReporter(t *testing.T) {
+	pool := fresh(t)
+	ctx := context.Background()
+	a := newSharer(t, pool, "a", newModel(t), nil)
+	b := newSharer(t, pool, "b", newModel(t), nil)
+	a.Exchange(ctx)
+	b.Exchange(ctx)
+	if !a.Leader() || b.Leader() {
+		t.Fatalf("leaders: a %v, b %v; want a only", a.Leader(), b.Leader())
+	}
+	a.release(ctx)
+	b.Exchange(ctx)
+	a.Exchange(ctx)
+	if a.Leader() || !b.Leader() {
+		t.Fatalf("after a released: a %v, b %v; want b only", a.Leader(), b.Leader())
+	}
+	// b stops renewing: a takes over once the lease expired.
+	deadline := time.Now().Add(5 * time.Second)
+	for !a.Leader() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		a.Exchange(ctx)
+	}
+	if !a.Leader() {
+		t.Fatal("a never took over the expired lease")
+	}
+
+	// The database unreachable: every instance reports.
+	db := pgtest.Shared(t)
+	dead, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newSharer(t, dead, "c", newModel(t), nil)
+	dead.Close()
+	c.Observe(lookup(day0.Add(10*time.Hour), 1, "s"))
+	c.Exchange(ctx)
+	if c.Healthy() || !c.Leader() {
+		t.Errorf("without the database: healthy %v, leader %v; want false, true", c.Healthy(), c.Leader())
+	}
+	c.mu.Lock()
+	queued := len(c.sealed)
+	c.mu.Unlock()
+	if queued != 1 {
+		t.Errorf("%d observations kept for later, want 1", queued)
+	}
+}
+
+func TestMerge(t *testing.T) {
+	a := lookup(day0, 2, "s")
+	b := lookup(day0.Add(500*time.Millisecond), 3, "s")
+	b.Tables = []string{"public.customers", "public.orders"}
+	b.Failed = 1
+	merge(&a, &b)
+	if a.PIIValues["email"] != 5 || a.Statements != 2 || a.Failed != 1 || !a.Time.Equal(b.Time) ||
+		!slices.Equal(a.Tables, []string{"public.customers", "public.orders"}) {
+		t.Errorf("merged %+v", a)
+	}
+}
