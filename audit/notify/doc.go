@@ -14,9 +14,10 @@
 // process and is lost on restart, which at worst sends a duplicate.
 //
 // An alert that passes is written to the outbox, once per sink, in a single
-// bbolt transaction, and Notify returns after bbolt has fsync'd it. Notify
-// never waits for delivery; it fails only if the outbox cannot be written,
-// and then the alert was not accepted and the caller decides what to do.
+// transaction, and Notify returns after it committed (for bbolt, after the
+// fsync). Notify never waits for delivery; it fails only if the outbox cannot
+// be written, and then the alert was not accepted and the caller decides what
+// to do.
 //
 // # Delivery guarantees
 //
@@ -41,16 +42,54 @@
 //
 // # The outbox
 //
-// The outbox is the bucket "notify_outbox" in the bbolt database the caller
-// opens and passes as Config.DB, with one nested bucket per sink, named by
-// Sink.Name; keys are increasing sequence numbers. Sink names must therefore
+// The outbox holds one queue per sink, named by Sink.Name, so sink names must
 // be unique and stable across restarts. Entries for a sink that is no longer
-// configured stay in the outbox (New logs them). Every change is an fsync'd
-// bbolt transaction, unless the caller set DB.NoSync, which gives up
-// durability across machine crashes.
+// configured stay in the outbox (New logs them). It lives in one of two
+// places, behind a small internal interface.
+//
+// With Config.DB it is the bucket "notify_outbox" in the bbolt database the
+// caller opens, with one nested bucket per sink; keys are increasing sequence
+// numbers. Every change is an fsync'd bbolt transaction, unless the caller
+// set DB.NoSync, which gives up durability across machine crashes.
+//
+// # Several instances
+//
+// With Config.Pool it is in pgwarden's own PostgreSQL database, shared by the
+// instances behind a load balancer: table pgwarden_outbox (id bigserial,
+// sink, alert jsonb, attempts, enqueued_at), a queue being one sink's rows in
+// id order, and pgwarden_outbox_leases (sink, holder, expires_at). Enqueues
+// take a transaction-level advisory lock, so ids follow commit order and a
+// queue is delivered in the order its entries were committed, whichever
+// instance enqueued them. Only the instance holding a sink's lease delivers
+// that sink's queue: it takes or renews the lease with one conditional
+// upsert on the database's clock, renews it while it works, and releases it
+// when Run returns. If it dies, another instance takes over once the lease
+// (Config.Lease, 10s) expires. Instances without the lease, and a holder
+// whose queue is empty, look again every Config.PollInterval (1s), or at
+// once after a local Notify; so an alert enqueued by one instance may wait up
+// to a poll interval for the holder on another. Every instance must
+// configure the same sinks under the same names: an alert is enqueued for
+// the enqueuing instance's sinks.
+//
+// Each alert is delivered once in normal operation. Twice is possible when a
+// holder loses its lease in the middle of a delivery (it could not renew for
+// a whole lease: its database connection or its process stalled), when a
+// delivery is interrupted by the end of Run after the receiver got it, and
+// when the deletion after an acknowledgement fails: the next holder sends the
+// entry again, with the same Alert.ID. While the database is unreachable,
+// Notify returns an error and the workers retry at least once per lease,
+// resuming when it returns. Stats' Pending counts the shared queues (read
+// every PollInterval while Run runs), Flush waits for them to be empty
+// whoever delivers them, and the other counters are this instance's.
+//
+// Deduplication and rate limits stay in each instance's memory: with N
+// instances, an employee's alerts are rate limited per instance (up to N
+// times RatePerEmployee per minute in all), and the same (Employee, Rule,
+// Action) seen by two instances within DedupeWindow is sent by each.
 //
 // To shut down, call Flush with a deadline, then cancel Run's context and
 // wait for Run to return before closing the database. Whatever Flush did not
-// deliver stays in the outbox for the next process; the counts of dedupe and
+// deliver stays in the outbox for the next process (or, with a shared
+// outbox, for the other instances); the counts of dedupe and
 // rate-limit windows still open are not sent (they remain in Stats).
 package notify

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.etcd.io/bbolt"
 )
 
@@ -62,21 +64,42 @@ type Sink interface {
 	Deliver(ctx context.Context, a Alert) error
 }
 
-// Config configures a Notifier.
+// Config configures a Notifier. Exactly one of DB and Pool holds the outbox.
 type Config struct {
-	// DB holds the persistent outbox (bucket "notify_outbox"); required.
+	// DB holds the outbox of a single process (bucket "notify_outbox").
 	// Leave DB.NoSync false: the outbox is only as durable as its fsync.
-	DB    *bbolt.DB
+	DB *bbolt.DB
+	// Pool holds an outbox that several pgwarden instances share (tables
+	// pgwarden_outbox and pgwarden_outbox_leases, created if missing). Every
+	// instance must configure the same sinks under the same names.
+	Pool *pgxpool.Pool
+	// Instance names this instance among those sharing Pool; required with
+	// Pool. The lease rows name their holder "Instance/<random suffix>",
+	// the suffix telling apart two Notifiers, or two runs, of one instance.
+	Instance string
+	// Lease is how long a sink's queue stays with the instance delivering
+	// it after that instance last renewed its lease (default 10s, at least
+	// 100ms): an instance that dies is replaced after at most Lease. The
+	// holder renews every PollInterval while idle and every Lease/3 during a
+	// delivery. PollInterval is how often an instance looks for alerts that
+	// other instances enqueued and for a lease to take (default 1s, at most
+	// Lease/3). DBTimeout bounds each outbox statement (default 5s). These
+	// three apply only with Pool.
+	Lease, PollInterval, DBTimeout time.Duration
+
 	Sinks []Sink
 	// DedupeWindow: alerts with the same (Employee, Rule, Action) within
 	// DedupeWindow after one was accepted are counted, not sent again; when
 	// the window ends a summary ("and N more within 1m0s; the latest: ...") is sent.
-	// Default 1 minute; negative disables deduplication.
+	// Default 1 minute; negative disables deduplication. The window is kept
+	// per Notifier, also when instances share Pool.
 	DedupeWindow time.Duration
 	// RatePerEmployee: at most this many notifications per employee per
 	// minute are enqueued (default 20; negative disables the limit). Beyond
 	// that they are dropped from delivery but counted, and one "rate
 	// limited" notice is sent, followed by a count when the minute ends.
+	// The limit is per Notifier: N instances sharing Pool together enqueue
+	// up to N times as many.
 	RatePerEmployee int
 	// MaxAttempts per sink and alert; 0 (default) retries forever.
 	MaxAttempts int
@@ -96,6 +119,10 @@ type Stats struct {
 }
 
 // SinkStats are one sink's counters.
+//
+// With a shared outbox (Config.Pool), Pending is the depth of the shared
+// queue, refreshed every PollInterval while Run runs; the other counters
+// count this Notifier's own deliveries.
 type SinkStats struct {
 	Pending   int    // outbox depth: alerts not yet acknowledged by the sink
 	Delivered uint64 // alerts acknowledged
@@ -106,7 +133,10 @@ type SinkStats struct {
 // Notifier accepts alerts into a durable outbox and delivers them to its
 // sinks. Its methods are safe for concurrent use.
 type Notifier struct {
-	db          *bbolt.DB
+	store       outbox
+	shared      bool          // store is shared with other Notifiers (Config.Pool)
+	lease       time.Duration // with shared: the sink lease
+	poll        time.Duration // with shared: how often an idle worker looks again
 	sinks       []Sink
 	window      time.Duration
 	rate        int
@@ -154,13 +184,13 @@ func IsPermanent(err error) bool {
 }
 
 // New returns a Notifier. It reads the outbox left by a previous process,
-// whose entries Run delivers first.
+// whose entries Run delivers first. With Config.Pool it creates the outbox
+// tables if they are missing, so it fails when the database is unreachable.
 func New(cfg Config) (*Notifier, error) {
-	if cfg.DB == nil {
-		return nil, errors.New("notify: Config.DB is required")
+	if (cfg.DB == nil) == (cfg.Pool == nil) {
+		return nil, errors.New("notify: exactly one of Config.DB and Config.Pool is required")
 	}
 	n := &Notifier{
-		db:          cfg.DB,
 		sinks:       append([]Sink(nil), cfg.Sinks...),
 		window:      cfg.DedupeWindow,
 		rate:        cfg.RatePerEmployee,
@@ -213,10 +243,28 @@ func New(cfg Config) (*Notifier, error) {
 	}
 	n.lim = newLimiter(n.window, n.rate)
 	n.sinkSt = make([]SinkStats, len(n.sinks))
-	if n.db.NoSync {
-		n.log.Warn("notify_outbox_nosync", "detail", "bbolt DB has NoSync set; the outbox is not durable across machine crashes")
+	if cfg.DB != nil {
+		n.store = boltOutbox{cfg.DB}
+		if cfg.DB.NoSync {
+			n.log.Warn("notify_outbox_nosync", "detail", "bbolt DB has NoSync set; the outbox is not durable across machine crashes")
+		}
+	} else {
+		if cfg.Instance == "" {
+			return nil, errors.New("notify: Config.Instance is required with Config.Pool")
+		}
+		if cfg.Lease < 0 || (cfg.Lease > 0 && cfg.Lease < 100*time.Millisecond) {
+			return nil, fmt.Errorf("notify: Config.Lease %v is shorter than 100ms", cfg.Lease)
+		}
+		n.shared = true
+		n.lease = cmp.Or(cfg.Lease, 10*time.Second)
+		n.poll = min(cmp.Or(max(cfg.PollInterval, 0), time.Second), n.lease/3)
+		o, err := newPGOutbox(cfg.Pool, cfg.Instance+"/"+newID()[:12], n.lease, cmp.Or(max(cfg.DBTimeout, 0), 5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n.store = o
 	}
-	pending, orphans, err := n.loadDepths()
+	pending, orphans, err := n.loadDepths(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -231,9 +279,12 @@ func New(cfg Config) (*Notifier, error) {
 }
 
 // Notify accepts an alert: deduplicates and rate-limits it, then persists it
-// in the outbox once per sink in one fsync'd bbolt transaction, and returns.
-// It never waits for delivery. It returns an error only if the outbox cannot
-// be written, in which case the alert is not accepted.
+// in the outbox once per sink in one transaction (fsync'd by bbolt, or
+// committed by PostgreSQL), and returns. It never waits for delivery. It
+// returns an error only if the outbox cannot be written, in which case the
+// alert is not accepted; with Config.Pool an error after the statement was
+// sent (a timeout, a lost connection) may hide a commit, and an alert the
+// caller then notifies again may be delivered twice.
 func (n *Notifier) Notify(a Alert) error {
 	now := n.now()
 	if a.ID == "" {
@@ -284,6 +335,11 @@ func (n *Notifier) sweep() {
 // acknowledged it (or failed permanently, or MaxAttempts was reached).
 // Entries left by a previous process are delivered first. Run may be called
 // again after it returned, but not concurrently.
+//
+// With a shared outbox (Config.Pool) a worker delivers a sink's queue only
+// while it holds the sink's lease, and gives the lease up when Run returns;
+// the workers of the other instances look for the lease and for new
+// entries every PollInterval.
 func (n *Notifier) Run(ctx context.Context) error {
 	if !n.running.CompareAndSwap(false, true) {
 		return errors.New("notify: Run is already running")
@@ -292,6 +348,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i := range n.sinks {
 		wg.Go(func() { n.worker(ctx, i) })
+	}
+	if n.shared {
+		wg.Go(func() { n.watchDepths(ctx) })
 	}
 	wg.Go(func() {
 		t := time.NewTicker(n.sweepEvery)
@@ -310,10 +369,13 @@ func (n *Notifier) Run(ctx context.Context) error {
 }
 
 // Flush waits until every configured sink's queue in the outbox is empty or
-// ctx ends. It needs Run to be running to make progress. The summaries of
-// dedupe and rate-limit windows still open are not sent: they go out when
-// the window ends (checked by Run every second and by Notify).
+// ctx ends. It needs Run to be running to make progress; with a shared
+// outbox, Run on any instance sharing it will do, and Flush waits for the
+// alerts every instance enqueued. The summaries of dedupe and rate-limit
+// windows still open are not sent: they go out when the window ends (checked
+// by Run every second and by Notify).
 func (n *Notifier) Flush(ctx context.Context) error {
+	var dbErr error
 	for {
 		n.mu.Lock()
 		pending := 0
@@ -322,13 +384,57 @@ func (n *Notifier) Flush(ctx context.Context) error {
 		}
 		ch := n.changed
 		n.mu.Unlock()
-		if pending == 0 {
+		var poll *time.Timer
+		if n.shared {
+			// Other instances change the queues too: count them.
+			if p, err := n.refreshDepths(ctx); err != nil {
+				dbErr = err
+			} else {
+				pending, dbErr = p, nil
+			}
+			poll = time.NewTimer(n.poll)
+		}
+		if pending == 0 && dbErr == nil {
 			return nil
 		}
+		err := n.flushWait(ctx, ch, poll)
+		if err != nil && dbErr != nil {
+			return fmt.Errorf("notify: flush: %w (outbox: %w)", err, dbErr)
+		}
+		if err != nil {
+			return fmt.Errorf("notify: flush: %d alerts pending: %w", pending, err)
+		}
+	}
+}
+
+// flushWait waits for ctx, a change of the counts, or poll (which may be nil).
+func (n *Notifier) flushWait(ctx context.Context, changed <-chan struct{}, poll *time.Timer) error {
+	var tick <-chan time.Time
+	if poll != nil {
+		defer poll.Stop()
+		tick = poll.C
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-changed:
+	case <-tick:
+	}
+	return nil
+}
+
+// watchDepths keeps the pending counts of a shared outbox current.
+func (n *Notifier) watchDepths(ctx context.Context) {
+	t := time.NewTicker(n.poll)
+	defer t.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("notify: flush: %d alerts pending: %w", pending, ctx.Err())
-		case <-ch:
+			return
+		case <-t.C:
+			if _, err := n.refreshDepths(ctx); err != nil && ctx.Err() == nil {
+				n.log.Debug("notify_outbox_depth_failed", "error", err)
+			}
 		}
 	}
 }
@@ -350,26 +456,40 @@ func (n *Notifier) worker(ctx context.Context, i int) {
 	sink := n.sinks[i]
 	name := sink.Name()
 	log := n.log.With("sink", name)
+	// The outbox writes that record an outcome outlive ctx: a delivered alert
+	// left in the queue would be delivered again.
+	bg := context.WithoutCancel(ctx)
+	defer func() {
+		if err := n.store.release(bg, name); err != nil {
+			log.Warn("notify_lease_release_failed", "error", err,
+				"consequence", "another instance takes the sink's queue over when the lease expires")
+		}
+	}()
 	dbFailures := 0
 	for ctx.Err() == nil {
-		key, e, ok, err := n.oldest(i)
+		held, err := n.claim(ctx, i)
+		var e entry
+		ok := false
+		if err == nil && held {
+			e, ok, err = n.oldest(ctx, i)
+		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			dbFailures++
 			log.Error("notify_outbox_read_failed", "error", err)
-			n.sleep(ctx, dbFailures)
+			n.sleepOutbox(ctx, dbFailures)
 			continue
 		}
 		dbFailures = 0
 		if !ok {
-			select {
-			case <-ctx.Done():
-			case <-n.wake[i]:
-			}
+			n.idle(ctx, i)
 			continue
 		}
-		err = sink.Deliver(ctx, e.Alert)
+		err = n.deliver(ctx, i, e)
 		if err == nil {
-			if err := n.remove(i, key, func(s *SinkStats) { s.Delivered++ }); err != nil {
+			if err := n.remove(bg, i, e.key, func(s *SinkStats) { s.Delivered++ }); err != nil {
 				log.Error("notify_outbox_delete_failed", "alert_id", e.Alert.ID, "error", err)
 				n.sleep(ctx, 1)
 			}
@@ -383,16 +503,16 @@ func (n *Notifier) worker(ctx context.Context, i int) {
 		switch {
 		case IsPermanent(err):
 			log.Error("notify_alert_dropped", append(attrs, "why", "permanent failure")...)
-			n.drop(ctx, i, key, log)
+			n.drop(ctx, i, e.key, log)
 		case n.maxAttempts > 0 && e.Attempts >= n.maxAttempts:
 			log.Error("notify_alert_dropped", append(attrs, "why", "max attempts reached")...)
-			n.drop(ctx, i, key, log)
+			n.drop(ctx, i, e.key, log)
 		default:
 			log.Warn("notify_delivery_failed", attrs...)
 			n.mu.Lock()
 			n.sinkSt[i].Failed++
 			n.mu.Unlock()
-			if err := n.update(i, key, e); err != nil {
+			if err := n.store.setAttempts(bg, name, e.key, e); err != nil {
 				log.Error("notify_outbox_update_failed", "alert_id", e.Alert.ID, "error", err)
 			}
 			n.sleep(ctx, e.Attempts)
@@ -400,8 +520,23 @@ func (n *Notifier) worker(ctx context.Context, i int) {
 	}
 }
 
+// idle waits for a local enqueue or, with a shared outbox, PollInterval.
+func (n *Notifier) idle(ctx context.Context, i int) {
+	var poll <-chan time.Time
+	if n.shared {
+		t := time.NewTimer(n.poll)
+		defer t.Stop()
+		poll = t.C
+	}
+	select {
+	case <-ctx.Done():
+	case <-n.wake[i]:
+	case <-poll:
+	}
+}
+
 func (n *Notifier) drop(ctx context.Context, i int, key []byte, log *slog.Logger) {
-	err := n.remove(i, key, func(s *SinkStats) { s.Failed++; s.Dropped++ })
+	err := n.remove(context.WithoutCancel(ctx), i, key, func(s *SinkStats) { s.Failed++; s.Dropped++ })
 	if err != nil {
 		log.Error("notify_outbox_delete_failed", "error", err)
 		n.sleep(ctx, 1)
@@ -422,7 +557,22 @@ func (n *Notifier) backoff(attempts int) time.Duration {
 }
 
 func (n *Notifier) sleep(ctx context.Context, attempts int) {
-	t := time.NewTimer(n.backoff(attempts))
+	n.sleepFor(ctx, n.backoff(attempts))
+}
+
+// sleepOutbox waits after failures to read the outbox. A shared outbox is
+// tried again at least once per lease, so that an instance resumes soon
+// after the database returns.
+func (n *Notifier) sleepOutbox(ctx context.Context, failures int) {
+	d := n.backoff(failures)
+	if n.shared {
+		d = min(d, n.lease)
+	}
+	n.sleepFor(ctx, d)
+}
+
+func (n *Notifier) sleepFor(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

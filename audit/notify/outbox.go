@@ -1,62 +1,54 @@
 package notify
 
 import (
-	"encoding/binary"
-	"encoding/json"
+	"context"
 	"fmt"
-
-	"go.etcd.io/bbolt"
+	"time"
 )
 
-// The outbox is the bbolt bucket "notify_outbox" holding one nested bucket
-// per sink, named after Sink.Name. A sink's bucket maps an 8-byte big-endian
-// sequence number (from the bucket's NextSequence, so keys sort oldest first)
-// to a JSON-encoded entry.
-const outboxBucket = "notify_outbox"
+// outbox stores the queues a Notifier delivers from: one FIFO queue per sink,
+// named by Sink.Name. Keys are opaque to the Notifier; within a queue they
+// sort in enqueue order.
+type outbox interface {
+	// enqueue appends every alert to the queue of every named sink in one
+	// atomic, durable write.
+	enqueue(ctx context.Context, sinks []string, alerts []Alert) error
+	// oldest returns the first entry of sink's queue; ok is false when the
+	// queue is empty. An entry that cannot be decoded is returned with bad
+	// set, so that the Notifier can drop it.
+	oldest(ctx context.Context, sink string) (e entry, ok bool, err error)
+	// remove deletes an entry; found reports whether it was still there.
+	remove(ctx context.Context, sink string, key []byte) (found bool, err error)
+	// setAttempts records an entry's failed attempts, if it is still there.
+	setAttempts(ctx context.Context, sink string, key []byte, e entry) error
+	// depths counts the entries of every non-empty queue, configured or not.
+	depths(ctx context.Context) (map[string]int, error)
+	// claim reports whether this Notifier may deliver sink's queue now. An
+	// outbox that several Notifiers share takes or renews a lease here.
+	claim(ctx context.Context, sink string) (bool, error)
+	// release gives up what claim took.
+	release(ctx context.Context, sink string) error
+}
 
 type entry struct {
 	Alert    Alert `json:"alert"`
 	Attempts int   `json:"attempts"` // failed attempts so far
+
+	key []byte // the entry's key in its queue
+	bad error  // why the stored entry could not be decoded
 }
 
-// enqueue writes every alert into every sink's queue in one transaction
-// (which bbolt fsyncs on commit).
+// enqueue writes every alert into every sink's queue at once.
 func (n *Notifier) enqueue(alerts []Alert) error {
 	if len(alerts) == 0 || len(n.sinks) == 0 {
 		return nil
 	}
-	vals := make([][]byte, len(alerts))
-	for i, a := range alerts {
-		v, err := json.Marshal(entry{Alert: a})
-		if err != nil {
-			return fmt.Errorf("notify: encoding alert %s: %w", a.ID, err)
-		}
-		vals[i] = v
+	names := make([]string, len(n.sinks))
+	for i, s := range n.sinks {
+		names[i] = s.Name()
 	}
-	err := n.db.Update(func(tx *bbolt.Tx) error {
-		root, err := tx.CreateBucketIfNotExists([]byte(outboxBucket))
-		if err != nil {
-			return err
-		}
-		for _, s := range n.sinks {
-			b, err := root.CreateBucketIfNotExists([]byte(s.Name()))
-			if err != nil {
-				return err
-			}
-			for _, v := range vals {
-				seq, err := b.NextSequence()
-				if err != nil {
-					return err
-				}
-				if err := b.Put(seqKey(seq), v); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("notify: writing the outbox: %w", err)
+	if err := n.store.enqueue(context.Background(), names, alerts); err != nil {
+		return err
 	}
 	n.mu.Lock()
 	n.stats.Accepted += uint64(len(alerts))
@@ -74,60 +66,33 @@ func (n *Notifier) enqueue(alerts []Alert) error {
 	return nil
 }
 
-// oldest returns the first entry of sink i's queue.
-func (n *Notifier) oldest(i int) (key []byte, e entry, ok bool, err error) {
+// oldest returns the first entry of sink i's queue, dropping the undecodable
+// entries in its way: a corrupt entry would block the queue forever.
+func (n *Notifier) oldest(ctx context.Context, i int) (entry, bool, error) {
 	name := n.sinks[i].Name()
-	var bad []byte
-	err = n.db.View(func(tx *bbolt.Tx) error {
-		b := sinkBucket(tx, name)
-		if b == nil {
-			return nil
+	for {
+		e, ok, err := n.store.oldest(ctx, name)
+		if err != nil || !ok || e.bad == nil {
+			return e, ok, err
 		}
-		k, v := b.Cursor().First()
-		if k == nil {
-			return nil
+		n.log.Error("notify_outbox_entry_corrupt", "sink", name, "key", fmt.Sprintf("%x", e.key),
+			"detail", "undecodable entry dropped", "error", e.bad)
+		if err := n.remove(ctx, i, e.key, func(s *SinkStats) { s.Dropped++ }); err != nil {
+			return entry{}, false, err
 		}
-		key = append([]byte(nil), k...)
-		if err := json.Unmarshal(v, &e); err != nil {
-			bad = key
-			return nil
-		}
-		ok = true
-		return nil
-	})
-	if err != nil {
-		return nil, entry{}, false, fmt.Errorf("notify: reading the outbox: %w", err)
 	}
-	if bad != nil {
-		// A corrupt entry would block the queue forever: drop it.
-		n.log.Error("notify_outbox_entry_corrupt", "sink", name, "key", fmt.Sprintf("%x", bad), "detail", "undecodable entry dropped")
-		if err := n.remove(i, bad, func(s *SinkStats) { s.Dropped++ }); err != nil {
-			return nil, entry{}, false, err
-		}
-		return n.oldest(i)
-	}
-	return key, e, ok, nil
 }
 
 // remove deletes key from sink i's queue and, if it was there, applies count
 // to the sink's stats.
-func (n *Notifier) remove(i int, key []byte, count func(*SinkStats)) error {
-	name := n.sinks[i].Name()
-	found := false
-	err := n.db.Update(func(tx *bbolt.Tx) error {
-		b := sinkBucket(tx, name)
-		if b == nil || b.Get(key) == nil {
-			return nil
-		}
-		found = true
-		return b.Delete(key)
-	})
+func (n *Notifier) remove(ctx context.Context, i int, key []byte, count func(*SinkStats)) error {
+	found, err := n.store.remove(ctx, n.sinks[i].Name(), key)
 	if err != nil {
-		return fmt.Errorf("notify: deleting from the outbox: %w", err)
+		return err
 	}
 	if found {
 		n.mu.Lock()
-		n.sinkSt[i].Pending--
+		n.sinkSt[i].Pending = max(n.sinkSt[i].Pending-1, 0)
 		count(&n.sinkSt[i])
 		n.changedLocked()
 		n.mu.Unlock()
@@ -135,66 +100,77 @@ func (n *Notifier) remove(i int, key []byte, count func(*SinkStats)) error {
 	return nil
 }
 
-// update rewrites an entry (to record its attempt count).
-func (n *Notifier) update(i int, key []byte, e entry) error {
-	v, err := json.Marshal(e)
+// loadDepths counts the entries per configured sink, and per queue that no
+// configured sink owns.
+func (n *Notifier) loadDepths(ctx context.Context) (pending []int, orphans map[string]int, err error) {
+	d, err := n.store.depths(ctx)
 	if err != nil {
-		return fmt.Errorf("notify: encoding alert %s: %w", e.Alert.ID, err)
+		return nil, nil, err
 	}
-	name := n.sinks[i].Name()
-	err = n.db.Update(func(tx *bbolt.Tx) error {
-		b := sinkBucket(tx, name)
-		if b == nil || b.Get(key) == nil {
-			return nil
-		}
-		return b.Put(key, v)
-	})
-	if err != nil {
-		return fmt.Errorf("notify: updating the outbox: %w", err)
-	}
-	return nil
-}
-
-// loadDepths counts the entries per configured sink, and per sink bucket
-// that no configured sink owns.
-func (n *Notifier) loadDepths() (pending []int, orphans map[string]int, err error) {
 	pending = make([]int, len(n.sinks))
-	orphans = make(map[string]int)
-	idx := make(map[string]int, len(n.sinks))
 	for i, s := range n.sinks {
-		idx[s.Name()] = i
+		pending[i] = d[s.Name()]
+		delete(d, s.Name())
 	}
-	err = n.db.View(func(tx *bbolt.Tx) error {
-		root := tx.Bucket([]byte(outboxBucket))
-		if root == nil {
-			return nil
-		}
-		return root.ForEachBucket(func(name []byte) error {
-			c := root.Bucket(name).Stats().KeyN
-			if i, ok := idx[string(name)]; ok {
-				pending[i] = c
-			} else if c > 0 {
-				orphans[string(name)] = c
-			}
-			return nil
-		})
-	})
+	return pending, d, nil
+}
+
+// refreshDepths replaces the pending counts with the outbox's, which other
+// Notifiers sharing it change too.
+func (n *Notifier) refreshDepths(ctx context.Context) (total int, err error) {
+	pending, _, err := n.loadDepths(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("notify: reading the outbox: %w", err)
+		return 0, err
 	}
-	return pending, orphans, nil
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	changed := false
+	for i, p := range pending {
+		total += p
+		if n.sinkSt[i].Pending != p {
+			n.sinkSt[i].Pending = p
+			changed = true
+		}
+	}
+	if changed {
+		n.changedLocked()
+	}
+	return total, nil
 }
 
-func sinkBucket(tx *bbolt.Tx, name string) *bbolt.Bucket {
-	root := tx.Bucket([]byte(outboxBucket))
-	if root == nil {
-		return nil
-	}
-	return root.Bucket([]byte(name))
+// claim reports whether this Notifier may deliver sink i's queue now.
+func (n *Notifier) claim(ctx context.Context, i int) (bool, error) {
+	return n.store.claim(ctx, n.sinks[i].Name())
 }
 
-func seqKey(seq uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], seq)
-	return k[:]
+// deliver hands e to sink i, renewing the sink's lease while the sink works
+// when the outbox is shared.
+func (n *Notifier) deliver(ctx context.Context, i int, e entry) error {
+	sink := n.sinks[i]
+	if !n.shared {
+		return sink.Deliver(ctx, e.Alert)
+	}
+	done := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(n.lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				held, err := n.claim(ctx, i)
+				if (err != nil || !held) && ctx.Err() == nil {
+					n.log.Warn("notify_lease_lost", "sink", sink.Name(), "alert_id", e.Alert.ID, "error", err,
+						"consequence", "another instance may deliver this alert too")
+				}
+			}
+		}
+	}()
+	err := sink.Deliver(ctx, e.Alert)
+	close(done)
+	<-renewed
+	return err
 }
