@@ -927,6 +927,50 @@ func TestNorms(t *testing.T) {
 	}
 }
 
+// TestRemoteNormBlock: an anomaly another instance decided on, shown here
+// by its statements, blocks the employee here too, without a second
+// decision; a novelty or an anomaly in the learning period does not.
+func TestRemoteNormBlock(t *testing.T) {
+	now := time.Date(2026, 3, 13, 10, 0, 0, 0, time.UTC)
+	model, err := norm.New(norm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, conn, g := setupGuard(t, withRules(t, `norms:
+  block_score: 3
+`), func(c *guard.Config) { c.Now, c.Norms = func() time.Time { return now }, model })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lookup := func() error {
+		_, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id = 7", pgx.QueryExecModeSimpleProtocol)
+		return err
+	}
+	g.EnforceRemoteNorms([]norm.Anomaly{
+		{Employee: pgtest.TrustUser, Kind: "novel_table", Window: "1d", Score: 9, At: now},
+		{Employee: pgtest.TrustUser, Kind: "volume", Window: "10m", Score: 9, Learning: true, At: now},
+		{Employee: "someone-else", Kind: "volume", Window: "10m", Score: 9, At: now},
+	})
+	if err := lookup(); err != nil {
+		t.Fatalf("after a novelty, a learning-period anomaly and another employee's: %v", err)
+	}
+	g.EnforceRemoteNorms([]norm.Anomaly{{Employee: pgtest.TrustUser, Kind: "volume", Feature: "pii_values", Window: "10m",
+		Score: 5, At: now, Explanation: "read 900 emails in 10 minutes"}})
+	err = lookup()
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "another pgwarden instance") {
+		t.Fatalf("after another instance's block: %v", err)
+	}
+	for _, d := range ev.decisions(t) {
+		if d["rule"] == "norm:volume" {
+			t.Errorf("decided again here: %+v", d)
+		}
+	}
+	now = now.Add(10 * time.Minute) // the window ended
+	if err := lookup(); err != nil {
+		t.Errorf("after the window: %v", err)
+	}
+}
+
 // TestEstimatedRowsRefuseBeforeAnyRow: a statement the planner expects to
 // return more than the limit is refused before it runs: nothing leaks.
 func TestEstimatedRowsRefuseBeforeAnyRow(t *testing.T) {

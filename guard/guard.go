@@ -40,6 +40,16 @@ type Resolver interface {
 	ExplainedKeys(ctx context.Context, query, employee string) ([]string, error)
 }
 
+// NormShare feeds the norm model and shares its observations with the
+// other instances; *normshare.Sharer is one.
+type NormShare interface {
+	// Observe feeds the model a statement of this instance.
+	Observe(o norm.Observation) []norm.Anomaly
+	// Leader reports whether this instance reports the anomalies found
+	// as days close; the others only enforce them.
+	Leader() bool
+}
+
 // Shared is the window figures of the other instances; *share.Sharer is
 // one.
 type Shared interface {
@@ -95,6 +105,9 @@ type Config struct {
 	// Norms is the learned-behaviour model fed with every statement and
 	// consulted when the policy's norms section is enabled; none when nil.
 	Norms *norm.Model
+	// NormShare, if set, feeds Norms in the guard's place and shares what
+	// it is fed with the other pgwarden instances (*normshare.Sharer).
+	NormShare NormShare
 	// CatalogTimeout bounds a catalog lookup (default 2s).
 	CatalogTimeout time.Duration
 	Now            func() time.Time

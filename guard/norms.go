@@ -60,7 +60,13 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 			}
 		}
 	}
-	for _, a := range m.Observe(o) {
+	var anomalies []norm.Anomaly
+	if sh := s.g.cfg.NormShare; sh != nil {
+		anomalies = sh.Observe(o)
+	} else {
+		anomalies = m.Observe(o)
+	}
+	for _, a := range anomalies {
 		s.normDecision(st, a, nc)
 	}
 }
@@ -74,8 +80,7 @@ func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.No
 		return
 	}
 	action := policy.ActionAlert
-	novelty := strings.HasPrefix(a.Kind, "novel_") || a.Kind == "copy"
-	if nc.BlockScore > 0 && a.Score >= nc.BlockScore && !a.Learning && !novelty {
+	if blocks(a, nc) {
 		action = policy.ActionBlock
 	}
 	r := &policy.Rule{Name: "norm:" + a.Kind, Action: action, Shadow: nc.Shadow || s.cc().p.Shadow(),
@@ -90,15 +95,50 @@ func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.No
 	}
 	s.decideAs(st, r, b, reason, decisionExtra{source: "norm", kind: a.Kind, score: a.Score, window: a.Window})
 	if action == policy.ActionBlock && !r.Shadow {
-		until := windowEnd(a.At, a.Window, s.cc().p.Location())
-		g := s.g
-		g.norms.mu.Lock()
-		if g.norms.blocked == nil {
-			g.norms.blocked = make(map[string]normBlock)
-		}
-		g.norms.blocked[s.info.User] = normBlock{until: until, reason: reason}
-		g.norms.mu.Unlock()
+		until := s.g.normBlock(a, reason, s.cc().p.Location())
 		s.log.Warn("norm_block", "until", until, "reason", reason)
+	}
+}
+
+// blocks reports whether an anomaly blocks under the norms settings:
+// from BlockScore, outside the learning period, and never a novelty.
+func blocks(a norm.Anomaly, nc policy.NormConfig) bool {
+	novelty := strings.HasPrefix(a.Kind, "novel_") || a.Kind == "copy"
+	return nc.BlockScore > 0 && a.Score >= nc.BlockScore && !a.Learning && !novelty
+}
+
+// normBlock blocks the employee's statements with PII until the
+// anomaly's window ends, and returns when that is.
+func (g *Guard) normBlock(a norm.Anomaly, reason string, loc *time.Location) time.Time {
+	until := windowEnd(a.At, a.Window, loc)
+	g.norms.mu.Lock()
+	defer g.norms.mu.Unlock()
+	if g.norms.blocked == nil {
+		g.norms.blocked = make(map[string]normBlock)
+	}
+	if cur, ok := g.norms.blocked[a.Employee]; !ok || cur.until.Before(until) {
+		g.norms.blocked[a.Employee] = normBlock{until: until, reason: reason}
+	}
+	return until
+}
+
+// EnforceRemoteNorms applies anomalies that another instance decided on
+// (they showed here when its statements were fed to this instance's
+// model): a block it imposed is imposed here too, without a second
+// decision or alert.
+func (g *Guard) EnforceRemoteNorms(anomalies []norm.Anomaly) {
+	c := g.cur.Load()
+	nc := c.p.Norms()
+	if g.cfg.Norms == nil || !nc.Enabled || nc.Shadow || c.p.Shadow() {
+		return
+	}
+	for _, a := range anomalies {
+		if a.Score < nc.AlertScore || !blocks(a, nc) {
+			continue
+		}
+		reason := a.Explanation + " (decided by another pgwarden instance)"
+		until := g.normBlock(a, reason, c.p.Location())
+		g.cfg.Logger.Info("norm_block_shared", "employee", a.Employee, "until", until, "reason", a.Explanation)
 	}
 }
 
@@ -178,7 +218,13 @@ func (g *Guard) AdvanceNorms(now time.Time) {
 	if m == nil || !nc.Enabled {
 		return
 	}
-	for _, a := range m.Advance(now) {
+	anomalies := m.Advance(now)
+	if sh := g.cfg.NormShare; sh != nil && !sh.Leader() {
+		// Another instance reports them.
+		g.EnforceRemoteNorms(anomalies)
+		return
+	}
+	for _, a := range anomalies {
 		s := &session{g: g, info: proxy.SessionInfo{ID: "norms", User: a.Employee},
 			log: g.cfg.Logger.With("employee", a.Employee)}
 		s.c.Store(c)

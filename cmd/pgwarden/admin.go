@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +22,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/admin"
 	"github.com/pgwarden/pgwarden/internal/alertlog"
 	"github.com/pgwarden/pgwarden/internal/holds"
+	"github.com/pgwarden/pgwarden/internal/normshare"
 	"github.com/pgwarden/pgwarden/proxy"
 )
 
@@ -141,6 +144,18 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 	}
 	if m := g.guard.Norms(); m != nil {
 		cfg.Snapshot, cfg.Restore = m.Snapshot, m.Restore
+		if g.normSharer != nil {
+			// The shared form, with the rows it includes; a restore
+			// replaces this instance's model only.
+			cfg.Snapshot = g.normSharer.Snapshot
+			cfg.Restore = func(r io.Reader) error {
+				b, err := io.ReadAll(r)
+				if err != nil {
+					return err
+				}
+				return m.Restore(bytes.NewReader(normshare.ModelOnly(b)))
+			}
+		}
 	}
 	if g.trail != nil {
 		trail := g.trail

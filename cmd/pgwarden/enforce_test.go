@@ -726,9 +726,13 @@ func TestAdminAPI(t *testing.T) {
 // TestThreeInstancesActAsOne: an employee who splits a leak across three
 // pgwarden instances (and sessions) is caught as on one: the hour's window
 // counts what every instance relayed.
+//
+// The norms are learned from every instance's traffic too: a table read
+// through the first instance is in the employee's norm on the third.
 func TestThreeInstancesActAsOne(t *testing.T) {
 	c := pgtest.Shared(t)
-	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_window_deltas")
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_window_deltas, pgwarden_norm_observations, pgwarden_leases, norm_probe")
+	c.Exec(t, "CREATE TABLE norm_probe (id int); GRANT SELECT ON norm_probe TO PUBLIC")
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(pol, []byte(`version: 1
@@ -738,14 +742,22 @@ rules:
     when:
       pii_values: {email: 100}
     action: block
+norms:
+  enabled: true
 `), 0o600)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	const token = "three-instances-admin-token-0123"
+	admin := freeAddr(t)
 	var conns []*pgx.Conn
 	for i := range 3 {
 		listen := freeAddr(t)
-		cmd, stderr := startBinary(t, nil, "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(), "--policy", pol,
-			"--state-url", c.DSN(pgtest.SuperUser), "--share-windows", "--instance", fmt.Sprintf("pgw-%d", i))
+		args := []string{"serve", "--listen", listen, "--upstream", "postgres://" + c.Addr(), "--policy", pol,
+			"--state-url", c.DSN(pgtest.SuperUser), "--share-windows", "--instance", fmt.Sprintf("pgw-%d", i)}
+		if i == 2 {
+			args = append(args, "--admin-listen", admin)
+		}
+		cmd, stderr := startBinary(t, []string{"PGWARDEN_ADMIN_TOKEN=" + token}, args...)
 		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 		conn := connectThrough(t, ctx, c, listen, stderr)
 		defer conn.Close(ctx)
@@ -774,6 +786,28 @@ rules:
 	n, err := read(conns[2], "i2")
 	if err == nil || !strings.Contains(err.Error(), "hourly-emails") || n != 20 {
 		t.Fatalf("third instance: %d rows, %v; want a block after the 20 left in the hour", n, err)
+	}
+
+	// A table read only through the first instance reaches the third's
+	// norm model.
+	if _, err := conns[0].Exec(ctx, "SELECT * FROM norm_probe"); err != nil {
+		t.Fatal(err)
+	}
+	var norm struct{ Tables []string }
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", "http://"+admin+"/v1/employees/"+pgtest.TrustUser+"/norm", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&norm)
+			resp.Body.Close()
+		}
+		if slices.Contains(norm.Tables, "public.norm_probe") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the third instance's norm of %s lists tables %q; want public.norm_probe, read through the first", pgtest.TrustUser, norm.Tables)
+		}
 	}
 }
 

@@ -19,9 +19,11 @@ import (
 	"github.com/pgwarden/pgwarden/internal/alertlog"
 	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/metrics"
+	"github.com/pgwarden/pgwarden/internal/normshare"
 	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/internal/share"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
 )
 
@@ -40,6 +42,9 @@ type guardParts struct {
 	catalog    *catalog.Resolver
 	audit      *audit.Log
 	pgAudit    *audit.PGSink
+	// normSharer shares the norms with the other instances; nil unless
+	// --share-windows.
+	normSharer *normshare.Sharer
 }
 
 // auditAppender is the audit trail as serve's other parts write to it.
@@ -294,11 +299,13 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		gcfg.Audit = sinks
 		parts.trail = sinks
 	}
+	var sharing *normsSharing
+	var g *guard.Guard
 	if fc.ShareWindows {
 		if fc.StateURL == "" {
 			return fail(errors.New("--share-windows needs the state database: --state-url"))
 		}
-		pool, err := newPool("state", fc.StateURL, "PGWARDEN_STATE_PASSWORD", 2)
+		pool, err := newPool("state", fc.StateURL, "PGWARDEN_STATE_PASSWORD", 4)
 		if err != nil {
 			return fail(err)
 		}
@@ -337,17 +344,34 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		}()
 		closers = append(closers, func() { stopShare(); <-runDone })
 		logger.Info("sharing_windows", "instance", name)
+		// g is set before the norms' sharer runs.
+		sharing = &normsSharing{pool: pool, instance: name, onRemote: func(a []norm.Anomaly) { g.EnforceRemoteNorms(a) }}
 	}
-	model, saveNorms, err := openNorms(fc, pol, logger)
+	model, normSharer, saveNorms, err := openNorms(fc, pol, logger, sharing)
 	if err != nil {
 		return fail(err)
 	}
 	gcfg.Norms = model
-	g, err := guard.New(gcfg)
+	if normSharer != nil {
+		gcfg.NormShare = normSharer
+	}
+	g, err = guard.New(gcfg)
 	if err != nil {
 		return fail(err)
 	}
 	parts.guard = g
+	if normSharer != nil {
+		parts.normSharer = normSharer
+		runCtx, stop := context.WithCancel(context.Background())
+		runDone := make(chan struct{})
+		go func() {
+			defer close(runDone)
+			normSharer.Run(runCtx) // writes its queue once more when stopped
+		}()
+		// Closed after the guard's last save (closers run in reverse).
+		closers = append(closers, func() { stop(); <-runDone })
+		logger.Info("sharing_norms", "instance", sharing.instance)
+	}
 	// Employees idle for a day leave the windows; the norm model closes its
 	// buckets and days as the clock moves (drift is found then), and its
 	// state is saved now and then and at exit.

@@ -456,6 +456,17 @@ func (s *Sharer) Snapshot(w io.Writer) error {
 	return json.NewEncoder(w).Encode(env)
 }
 
+// ModelOnly returns the model's snapshot in b: b itself, or the model a
+// Snapshot envelope holds (for an instance that restores a shared
+// instance's state without sharing).
+func ModelOnly(b []byte) []byte {
+	var env envelope
+	if json.Unmarshal(b, &env) == nil && env.Version > 0 {
+		return env.Model
+	}
+	return b
+}
+
 // Restore replaces the model with a snapshot written by Snapshot, or by
 // a model alone (an instance that did not share). Call it before Run.
 func (s *Sharer) Restore(r io.Reader) error {

@@ -273,3 +273,28 @@ func TestMerge(t *testing.T) {
 		t.Errorf("merged %+v", a)
 	}
 }
+
+// TestModelOnly: a shared snapshot restores into a model that does not
+// share, and a model's own snapshot passes through.
+func TestModelOnly(t *testing.T) {
+	pool := fresh(t)
+	m := newModel(t)
+	s := newSharer(t, pool, "a", m, nil)
+	s.Observe(lookup(day0.Add(10*time.Hour), 3, "s"))
+	var env, plain bytes.Buffer
+	if err := s.Snapshot(&env); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Snapshot(&plain); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"shared": env.Bytes(), "plain": plain.Bytes()} {
+		m2 := newModel(t)
+		if err := m2.Restore(bytes.NewReader(ModelOnly(b))); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got, want := openState(t, m2), openState(t, m); got != want {
+			t.Errorf("%s: restored %s, want %s", name, got, want)
+		}
+	}
+}
