@@ -84,10 +84,12 @@ type fileConfig struct {
 	// (norms), instead of or beside the state directory (password:
 	// PGWARDEN_STATE_PASSWORD).
 	StateURL string `yaml:"state_url"`
-	// ShareWindows exchanges window figures with the other instances
-	// through the state database; Instance names this one (default
-	// hostname and listen address).
-	ShareWindows bool   `yaml:"share_windows"`
+	// ShareWindows (share_state, or its former name share_windows) makes
+	// several instances one guard: window figures, norms and the
+	// notification outbox live in the state database. Instance names
+	// this one (default hostname and listen address).
+	ShareWindows bool   `yaml:"share_state"`
+	ShareLegacy  bool   `yaml:"share_windows"`
 	Instance     string `yaml:"instance"`
 	Notify       struct {
 		Webhook struct {
@@ -133,6 +135,7 @@ func loadConfigFile(path string) (*fileConfig, error) {
 	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	fc.ShareWindows = fc.ShareWindows || fc.ShareLegacy
 	return &fc, nil
 }
 

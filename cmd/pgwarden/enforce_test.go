@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -808,6 +809,87 @@ norms:
 		if time.Now().After(deadline) {
 			t.Fatalf("the third instance's norm of %s lists tables %q; want public.norm_probe, read through the first", pgtest.TrustUser, norm.Tables)
 		}
+	}
+}
+
+// TestSharedOutbox: two instances with --share-state and no state
+// directory share one outbox in the state database: blocks through either
+// reach the webhook once each, and alerts raised while the receiver is
+// down are delivered by the instance still running after the other
+// stopped.
+func TestSharedOutbox(t *testing.T) {
+	c := pgtest.Shared(t)
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_outbox, pgwarden_outbox_leases, pgwarden_window_deltas, pgwarden_norm_observations, pgwarden_leases")
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 10)), 0o600)
+	// Every block is sent: no folding of repeats.
+	cfg := filepath.Join(dir, "pgwarden.yaml")
+	os.WriteFile(cfg, []byte("notify:\n  dedupe_window: -1s\n"), 0o600)
+	hookAddr := freeAddr(t) // nothing listens there yet
+	env := []string{"PGWARDEN_WEBHOOK_SECRET=hook-secret"}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cmds []*exec.Cmd
+	var conns []*pgx.Conn
+	for i := range 2 {
+		listen := freeAddr(t)
+		cmd, stderr := startBinary(t, env, "serve", "--config", cfg, "--listen", listen, "--upstream", "postgres://"+c.Addr(), "--policy", pol,
+			"--state-url", c.DSN(pgtest.SuperUser), "--share-state", "--instance", fmt.Sprintf("pgw-%d", i),
+			"--webhook-url", "http://"+hookAddr+"/hook")
+		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+		cmds = append(cmds, cmd)
+		conns = append(conns, connectThrough(t, ctx, c, listen, stderr))
+	}
+	for round := range 3 {
+		for i, conn := range conns {
+			q := fmt.Sprintf("SELECT 'r%d-i%d-' || n || '@example.com' FROM generate_series(1, 50) n", round, i)
+			if _, err := conn.Exec(ctx, q); err == nil || !strings.Contains(err.Error(), "email-block") {
+				t.Fatalf("instance %d: %v", i, err)
+			}
+		}
+	}
+	super, err := pgx.Connect(ctx, c.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close(ctx)
+	var queued int
+	if err := super.QueryRow(ctx, "SELECT count(*) FROM pgwarden_outbox").Scan(&queued); err != nil || queued != 6 {
+		t.Fatalf("outbox holds %d alerts, %v; want the 6 blocks", queued, err)
+	}
+	// The first instance stops; the second delivers everything once the
+	// receiver is up.
+	cmds[0].Process.Signal(syscall.SIGTERM)
+	cmds[0].Wait()
+	rcv := &receiver{}
+	ln, err := net.Listen("tcp", hookAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: rcv}
+	go srv.Serve(ln)
+	defer srv.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		rcv.mu.Lock()
+		n := len(rcv.alerts)
+		rcv.mu.Unlock()
+		if n >= 6 || time.Now().After(deadline) {
+			break
+		}
+	}
+	time.Sleep(700 * time.Millisecond)
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	ids := map[string]int{}
+	for _, a := range rcv.alerts {
+		ids[a.ID]++
+		if a.Rule != "email-block" {
+			t.Errorf("alert %+v", a)
+		}
+	}
+	if len(ids) != 6 || len(rcv.alerts) != 6 || rcv.bad != 0 {
+		t.Errorf("received %d alerts (%d distinct, %d badly signed); want the 6 blocks once each", len(rcv.alerts), len(ids), rcv.bad)
 	}
 }
 

@@ -43,7 +43,7 @@ type guardParts struct {
 	audit      *audit.Log
 	pgAudit    *audit.PGSink
 	// normSharer shares the norms with the other instances; nil unless
-	// --share-windows.
+	// --share-state.
 	normSharer *normshare.Sharer
 }
 
@@ -210,7 +210,24 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		closers = append(closers, func() { sink.Close() })
 	}
 
-	st, closeState, err := openState(fc, pol, logger)
+	// With --share-state, the instances share one state database.
+	var shared *sharedState
+	if fc.ShareWindows {
+		if fc.StateURL == "" {
+			return fail(errors.New("--share-state needs the state database: --state-url"))
+		}
+		pool, err := newPool("state", fc.StateURL, "PGWARDEN_STATE_PASSWORD", 6)
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, pool.Close)
+		shared = &sharedState{pool: pool, instance: fc.Instance}
+		if shared.instance == "" {
+			host, _ := os.Hostname()
+			shared.instance = host + "/" + fc.Listen
+		}
+	}
+	st, closeState, err := openState(fc, pol, logger, shared)
 	if err != nil {
 		return fail(err)
 	}
@@ -301,20 +318,8 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	}
 	var sharing *normsSharing
 	var g *guard.Guard
-	if fc.ShareWindows {
-		if fc.StateURL == "" {
-			return fail(errors.New("--share-windows needs the state database: --state-url"))
-		}
-		pool, err := newPool("state", fc.StateURL, "PGWARDEN_STATE_PASSWORD", 4)
-		if err != nil {
-			return fail(err)
-		}
-		closers = append(closers, pool.Close)
-		name := fc.Instance
-		if name == "" {
-			host, _ := os.Hostname()
-			name = host + "/" + fc.Listen
-		}
+	if shared != nil {
+		pool, name := shared.pool, shared.instance
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		sharer, err := share.New(ctx, share.Config{Pool: pool, Instance: name, Now: parts.now, Logger: logger})
 		cancel()

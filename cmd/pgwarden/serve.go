@@ -71,7 +71,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		auditURL     = fs.String("audit-url", "", "PostgreSQL `URL` of a central audit table (pgwarden_audit), in addition to or instead of --audit-dir")
 		auditOpen    = fs.Bool("audit-fail-open", false, "let sessions continue when the audit log cannot be written (default: stop them)")
 		stateDir     = fs.String("state-dir", "", "`directory` for state that survives restarts: quarantine list, held results, notification outbox")
-		shareWindows = fs.Bool("share-windows", false, "several instances act as one guard: exchange window figures through --state-url (at most about a second behind)")
+		shareState   = fs.Bool("share-state", false, "several instances act as one guard: window figures, norms and the notification outbox shared through --state-url (at most about a second behind)")
+		shareWindows = fs.Bool("share-windows", false, "the former name of --share-state")
 		instance     = fs.String("instance", "", "this instance's `name` among several (default hostname and listen address)")
 		stateURL     = fs.String("state-url", "", "PostgreSQL `URL` of pgwarden's own database for learned norms (table pgwarden_state), instead of or beside --state-dir")
 		webhookURL   = fs.String("webhook-url", "", "`URL` that receives alerts and blocks as signed JSON (secret: --webhook-secret-file or $PGWARDEN_WEBHOOK_SECRET)")
@@ -134,7 +135,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	set(&fc.StateDir, *stateDir)
 	set(&fc.StateURL, *stateURL)
 	set(&fc.Instance, *instance)
-	if *shareWindows {
+	if *shareState || *shareWindows {
 		fc.ShareWindows = true
 	}
 	set(&fc.Clock, *clockMode)

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.etcd.io/bbolt"
 
 	"github.com/pgwarden/pgwarden/audit/notify"
@@ -35,21 +38,42 @@ type stateParts struct {
 	db         *bbolt.DB
 }
 
+// sharedState is the state database several instances share
+// (--share-state), and this instance's name among them.
+type sharedState struct {
+	pool     *pgxpool.Pool
+	instance string
+}
+
 // openState opens the state directory and the notifier. Notifications need
-// the directory for their outbox; quarantine and hold rules need it to act.
-func openState(fc *fileConfig, pol *policy.Policy, logger *slog.Logger) (*stateParts, func(), error) {
+// the directory for their outbox, or with shared state the state database;
+// quarantine and hold rules need the directory to act.
+func openState(fc *fileConfig, pol *policy.Policy, logger *slog.Logger, shared *sharedState) (*stateParts, func(), error) {
 	n := &fc.Notify
 	if n.Slack.URL == "" {
 		n.Slack.URL = os.Getenv("PGWARDEN_SLACK_URL")
 	}
-	if fc.StateDir == "" && (n.Webhook.URL != "" || n.Slack.URL != "" || n.Syslog.Addr != "") {
-		return nil, nil, errors.New("notifications need a state directory for their outbox: set --state-dir (or state_dir)")
+	if fc.StateDir == "" && shared == nil && (n.Webhook.URL != "" || n.Slack.URL != "" || n.Syslog.Addr != "") {
+		return nil, nil, errors.New("notifications need a state directory for their outbox: set --state-dir (or state_dir), or share the state database (--share-state)")
 	}
 	sinks, err := notifySinks(fc)
 	if err != nil {
 		return nil, nil, err
 	}
 	st := &stateParts{}
+	if shared != nil && len(sinks) > 0 {
+		// One outbox for every instance, in the state database.
+		st.notifier, err = notify.New(notify.Config{Pool: shared.pool, Instance: shared.instance, Sinks: sinks,
+			DedupeWindow: time.Duration(fc.Notify.DedupeWindow), RatePerEmployee: fc.Notify.RatePerEmployee, Logger: logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		sinks = nil // the directory, if any, keeps no outbox
+	}
+	stop := func() {}
+	if st.notifier != nil {
+		stop = runNotifier(st.notifier, "pgwarden_outbox in the state database", logger)
+	}
 	if fc.StateDir == "" {
 		for _, r := range pol.Rules() {
 			if r.Action == policy.ActionQuarantine && fc.StateURL == "" || r.Action == policy.ActionHold {
@@ -57,19 +81,23 @@ func openState(fc *fileConfig, pol *policy.Policy, logger *slog.Logger) (*stateP
 					"consequence", "quarantine ends the session only; hold blocks at once", "fix", "set --state-dir")
 			}
 		}
-		return st, func() {}, nil
+		return st, stop, nil
+	}
+	fail := func(err error) (*stateParts, func(), error) {
+		stop()
+		return nil, nil, err
 	}
 	if err := os.MkdirAll(fc.StateDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("state directory: %w", err)
+		return fail(fmt.Errorf("state directory: %w", err))
 	}
 	if st.quarantine, err = quarantine.Open(filepath.Join(fc.StateDir, quarantineFile)); err != nil {
-		return nil, nil, err
+		return fail(err)
 	}
 	if st.holds, err = holds.Open(filepath.Join(fc.StateDir, holdsDir)); err != nil {
-		return nil, nil, err
+		return fail(err)
 	}
 	if len(sinks) == 0 {
-		return st, func() {}, nil
+		return st, stop, nil
 	}
 	st.db, err = bbolt.Open(filepath.Join(fc.StateDir, outboxFile), 0o600, &bbolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
@@ -81,31 +109,37 @@ func openState(fc *fileConfig, pol *policy.Policy, logger *slog.Logger) (*stateP
 		st.db.Close()
 		return nil, nil, err
 	}
+	stop = runNotifier(st.notifier, filepath.Join(fc.StateDir, outboxFile), logger)
+	return st, func() {
+		stop()
+		st.db.Close()
+	}, nil
+}
+
+// runNotifier delivers from n's outbox (named where) until the returned
+// func is called.
+func runNotifier(n *notify.Notifier, where string, logger *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := st.notifier.Run(ctx); err != nil {
+		if err := n.Run(ctx); err != nil {
 			logger.Error("notifier_stopped", "error", err)
 		}
 	}()
-	names := make([]string, len(sinks))
-	for i, s := range sinks {
-		names[i] = s.Name()
-	}
-	logger.Info("notifications_ready", "sinks", strings.Join(names, ","), "outbox", filepath.Join(fc.StateDir, outboxFile))
-	return st, func() {
+	names := slices.Sorted(maps.Keys(n.Stats().Sinks))
+	logger.Info("notifications_ready", "sinks", strings.Join(names, ","), "outbox", where)
+	return func() {
 		// Give deliveries in progress a moment; the outbox keeps the rest
 		// for the next start.
 		fctx, fcancel := context.WithTimeout(context.Background(), 3*time.Second)
-		if err := st.notifier.Flush(fctx); err != nil {
-			logger.Warn("notifications_pending_at_exit", "kept_in", filepath.Join(fc.StateDir, outboxFile))
+		if err := n.Flush(fctx); err != nil {
+			logger.Warn("notifications_pending_at_exit", "kept_in", where)
 		}
 		fcancel()
 		cancel()
 		<-done
-		st.db.Close()
-	}, nil
+	}
 }
 
 // notifySinks builds the configured alert destinations.
