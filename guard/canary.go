@@ -74,13 +74,13 @@ func (s *session) canaryHit(st *proxy.Statement, n int) proxy.Verdict {
 	seen := s.enf.canaries + n
 	if seen >= cs.blockAt {
 		b := policy.Breach{Measure: "canaries", Observed: int64(seen), Limit: int64(cs.blockAt - 1)}
-		v := s.decide(st, cs.block, b, fmt.Sprintf("%s received %d canary (honeytoken) values, which no legitimate work touches", s.info.User, seen))
+		v := s.decide(st, cs.block, b, fmt.Sprintf("%s received %d canary (honeytoken) values, which no legitimate work touches", s.info.Employee, seen))
 		if v.Action != proxy.Continue {
 			return v
 		}
 	} else if s.enf.canaries == 0 {
 		b := policy.Breach{Measure: "canaries", Observed: int64(seen)}
-		s.decide(st, cs.alert, b, fmt.Sprintf("%s received a canary (honeytoken) value, which no legitimate work touches", s.info.User))
+		s.decide(st, cs.alert, b, fmt.Sprintf("%s received a canary (honeytoken) value, which no legitimate work touches", s.info.Employee))
 	}
 	s.enf.canaries = seen
 	return proxy.Verdict{}

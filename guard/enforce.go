@@ -226,13 +226,13 @@ var alertSeq atomic.Uint64
 // context builds the policy context of a statement.
 func (s *session) policyContext(c *compiled, st *proxy.Statement) policy.Context {
 	pc := policy.Context{
-		User:        s.info.User,
+		User:        s.info.Employee,
 		Roles:       s.enf.roles,
 		Application: s.info.ApplicationName,
 		Time:        s.g.cfg.Now().In(c.p.Location()),
 	}
 	s.g.openMu.Lock()
-	pc.Sessions = s.g.open[s.info.User]
+	pc.Sessions = s.g.open[s.info.Employee]
 	s.g.openMu.Unlock()
 	if a, ok := s.info.ClientAddr.(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok {
@@ -454,14 +454,14 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 		default:
 			if !haveTotals {
 				if e.needsSubjs {
-					totals, _ = s.g.cfg.Windows.Get(s.info.User, s.g.cfg.Now())
+					totals, _ = s.g.cfg.Windows.Get(s.info.Employee, s.g.cfg.Now())
 				} else {
-					totals, _ = s.g.cfg.Windows.GetCounts(s.info.User, s.g.cfg.Now())
+					totals, _ = s.g.cfg.Windows.GetCounts(s.info.Employee, s.g.cfg.Now())
 				}
 				if sh := s.g.cfg.Shared; sh != nil {
 					// The other instances' figures (distinct subjects are
 					// per instance).
-					remote, _ := sh.Remote().GetCounts(s.info.User, s.g.cfg.Now())
+					remote, _ := sh.Remote().GetCounts(s.info.Employee, s.g.cfg.Now())
 					for i := range totals {
 						totals[i].AddCounts(&remote[i])
 					}
@@ -636,21 +636,21 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 	if s.g.cfg.Audit != nil {
 		if raw, err := audit.MarshalData(data); err == nil {
 			auditSeq, _ = s.g.cfg.Audit.Append(context.Background(),
-				audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: s.info.User, Data: raw})
+				audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: s.info.Employee, Data: raw})
 		}
 	}
 	s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "reason", reason)
 	if m := s.g.cfg.Metrics; m != nil {
 		m.Decisions.WithLabelValues(x.source, action, r.Name).Inc()
 	}
-	s.g.decisions.write(Decision{Time: s.g.cfg.Now().UTC(), Employee: s.info.User, SessionID: s.info.ID,
+	s.g.decisions.write(Decision{Time: s.g.cfg.Now().UTC(), Employee: s.info.Employee, SessionID: s.info.ID,
 		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
 		Measure: b.Measure, Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
 		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName})
 	if r.Action != policy.ActionLog && s.g.cfg.Alerts != nil {
 		a := notify.Alert{
 			ID:   fmt.Sprintf("%s-%d-%s-%d", s.info.ID, seqOf(st), r.Name, alertSeq.Add(1)),
-			Time: s.g.cfg.Now(), Action: action, Shadow: r.Shadow, Employee: s.info.User,
+			Time: s.g.cfg.Now(), Action: action, Shadow: r.Shadow, Employee: s.info.Employee,
 			Role: s.info.User, Rule: r.Name, Reason: reason, Observed: b.Observed, Limit: b.Limit,
 			Measure: b.Measure, Scope: string(r.Scope), SessionID: s.info.ID,
 			ClientAddr: addrString(&s.info), Application: s.info.ApplicationName,
@@ -676,14 +676,14 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended: " + reason}
 	case policy.ActionQuarantine:
 		if q := s.g.cfg.Quarantine; q != nil {
-			if _, err := q.Add(quarantine.Entry{Employee: s.info.User, Since: s.g.cfg.Now().UTC(),
+			if _, err := q.Add(quarantine.Entry{Employee: s.info.Employee, Since: s.g.cfg.Now().UTC(),
 				Rule: r.Name, Reason: reason, SessionID: s.info.ID}); err != nil {
 				s.log.Error("quarantine_failed", "error", err)
 			}
 		} else {
 			s.log.Error("quarantine_unavailable", "rule", r.Name, "hint", "set --state-dir")
 		}
-		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended and " + s.info.User +
+		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended and " + s.info.Employee +
 			" quarantined until security releases them: " + reason}
 	}
 	return proxy.Verdict{}
@@ -707,19 +707,19 @@ func (g *Guard) roles(info *proxy.SessionInfo) []string {
 
 // refused records a session refused before it started.
 func (g *Guard) refused(info *proxy.SessionInfo, why error) {
-	g.cfg.Logger.Warn("session_refused", "session_id", info.ID, "employee", info.User, "reason", why.Error())
+	g.cfg.Logger.Warn("session_refused", "session_id", info.ID, "employee", info.Employee, "reason", why.Error())
 	if g.cfg.Audit == nil {
 		return
 	}
-	raw, err := audit.MarshalData(map[string]any{"user": info.User, "database": info.Database,
+	raw, err := audit.MarshalData(map[string]any{"user": info.User, "employee": info.Employee, "identified_by": info.IdentifiedBy, "database": info.Database,
 		"client_addr": addrString(info), "application_name": info.ApplicationName, "reason": why.Error()})
 	if err == nil {
-		g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeSessionRefused, SessionID: info.ID, Employee: info.User, Data: raw})
+		g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeSessionRefused, SessionID: info.ID, Employee: info.Employee, Data: raw})
 	}
 }
 
 func (s *session) thresholdReason(r *policy.Rule, b policy.Breach) string {
-	return fmt.Sprintf("%s received more than %s %s %s (rule %s)", s.info.User,
+	return fmt.Sprintf("%s received more than %s %s %s (rule %s)", s.info.Employee,
 		formatCount(b.Limit), measureText(b.Measure), scopeText(r.Scope), r.Name)
 }
 
@@ -745,7 +745,7 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 			}
 		}()
 	}
-	h := holds.Hold{ID: fmt.Sprintf("%s-%d-%d", s.info.ID, seqOf(st), alertSeq.Add(1)), Employee: s.info.User,
+	h := holds.Hold{ID: fmt.Sprintf("%s-%d-%d", s.info.ID, seqOf(st), alertSeq.Add(1)), Employee: s.info.Employee,
 		Rule: r.Name, Reason: reason, SessionID: s.info.ID, Since: s.g.cfg.Now().UTC(),
 		Deadline: s.g.cfg.Now().UTC().Add(r.HoldTimeout)}
 	if st != nil && st.SQL != "" {
@@ -774,7 +774,7 @@ func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome strin
 	}
 	raw, err := audit.MarshalData(map[string]any{"seq": seqOf(st), "rule": r.Name, "action": "hold", "outcome": outcome})
 	if err == nil {
-		s.g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: s.info.User, Data: raw})
+		s.g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: s.info.Employee, Data: raw})
 	}
 }
 
@@ -783,15 +783,15 @@ func (g *Guard) checkQuarantine(info *proxy.SessionInfo) error {
 	if g.cfg.Quarantine == nil {
 		return nil
 	}
-	e, ok := g.cfg.Quarantine.Get(info.User)
+	e, ok := g.cfg.Quarantine.Get(info.Employee)
 	if !ok {
 		return nil
 	}
-	msg := fmt.Sprintf("%s is quarantined since %s", info.User, e.Since.UTC().Format(time.RFC3339))
+	msg := fmt.Sprintf("%s is quarantined since %s", info.Employee, e.Since.UTC().Format(time.RFC3339))
 	if e.Rule != "" {
 		msg += " (rule " + e.Rule + ")"
 	}
-	return fmt.Errorf("%s: security must release them (pgwarden users release %s)", msg, info.User)
+	return fmt.Errorf("%s: security must release them (pgwarden users release %s)", msg, info.Employee)
 }
 
 func measureText(m string) string {

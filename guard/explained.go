@@ -86,12 +86,12 @@ func (s *session) explained(e policy.ExplainedAccess, key string) bool {
 	g := s.g
 	now := g.cfg.Now()
 	g.explained.mu.Lock()
-	k, ok := g.explained.keys[s.info.User]
+	k, ok := g.explained.keys[s.info.Employee]
 	g.explained.mu.Unlock()
 	if !ok || now.Sub(k.fetched) >= e.Refresh || now.Before(k.fetched) {
 		k = explainedKeys{fetched: now}
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.CatalogTimeout)
-		keys, err := g.cfg.Catalog.ExplainedKeys(ctx, e.Query, s.info.User)
+		keys, err := g.cfg.Catalog.ExplainedKeys(ctx, e.Query, s.info.Employee)
 		cancel()
 		if err != nil {
 			s.log.Warn("explained_access_failed", "error", err)
@@ -105,7 +105,7 @@ func (s *session) explained(e policy.ExplainedAccess, key string) bool {
 		if g.explained.keys == nil {
 			g.explained.keys = make(map[string]explainedKeys)
 		}
-		g.explained.keys[s.info.User] = k
+		g.explained.keys[s.info.Employee] = k
 		g.explained.mu.Unlock()
 	}
 	_, in := k.set[key]

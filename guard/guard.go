@@ -219,6 +219,11 @@ func (g *Guard) Windows() *window.Registry { return g.cfg.Windows }
 
 // StartSession implements proxy.Inspector.
 func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.SessionInspector, error) {
+	if info.Employee == "" {
+		c := *info
+		c.Employee, c.IdentifiedBy = c.User, proxy.IdentifiedByRole
+		info = &c
+	}
 	if err := g.checkQuarantine(info); err != nil {
 		g.refused(info, err)
 		if m := g.cfg.Metrics; m != nil {
@@ -226,16 +231,16 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 		}
 		return nil, err
 	}
-	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.User)}
+	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.Employee)}
 	s.c.Store(g.cur.Load())
 	s.enf.roles = g.roles(info)
-	if groups := s.cc().p.GroupsOf(&policy.Context{User: info.User, Roles: s.enf.roles}); len(groups) > 0 {
+	if groups := s.cc().p.GroupsOf(&policy.Context{User: info.Employee, Roles: s.enf.roles}); len(groups) > 0 {
 		s.peer = groups[0]
 	} else if len(s.enf.roles) > 0 {
 		s.peer = s.enf.roles[0]
 	}
 	err := s.appendEvent(audit.TypeSessionStart, map[string]any{
-		"user": info.User, "database": info.Database, "application_name": info.ApplicationName,
+		"user": info.User, "employee": info.Employee, "identified_by": info.IdentifiedBy, "database": info.Database, "application_name": info.ApplicationName,
 		"client_addr": addrString(info), "client_tls": info.ClientTLS, "upstream_tls": info.UpstreamTLS,
 	})
 	if err != nil && !g.cfg.AuditFailOpen {
@@ -248,7 +253,7 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 	if g.open == nil {
 		g.open = make(map[string]int)
 	}
-	g.open[info.User]++
+	g.open[info.Employee]++
 	g.openMu.Unlock()
 	if m := g.cfg.Metrics; m != nil {
 		m.SessionsStarted.Inc()
@@ -627,7 +632,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 				s.enf.rowUnexplained = true
 			}
 			if n, err := strconv.ParseInt(key, 10, 64); err == nil {
-				s.enf.rowSequential = s.g.sequential(s.info.User, n, s.g.cfg.Now())
+				s.enf.rowSequential = s.g.sequential(s.info.Employee, n, s.g.cfg.Now())
 			}
 		}
 	}
@@ -765,12 +770,12 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 			wf.Custom[string(c)] += int64(n)
 		}
 	})
-	s.g.cfg.Windows.Add(s.info.User, now, wf)
+	s.g.cfg.Windows.Add(s.info.Employee, now, wf)
 	if sh := s.g.cfg.Shared; sh != nil {
-		sh.Add(s.info.User, now, wf)
+		sh.Add(s.info.Employee, now, wf)
 	}
 	if total := f.PIIValues.Total(); total > 0 {
-		s.g.timeline.add(s.info.User, now, int64(total))
+		s.g.timeline.add(s.info.Employee, now, int64(total))
 	}
 	s.g.cfg.Windows.Add(SessionKey(s.info.ID), now, wf)
 	t := &s.total
@@ -906,8 +911,8 @@ func (s *session) EndSession(err error) {
 	s.g.cfg.Windows.Delete(SessionKey(s.info.ID))
 	g := s.g
 	g.openMu.Lock()
-	if g.open[s.info.User]--; g.open[s.info.User] <= 0 {
-		delete(g.open, s.info.User)
+	if g.open[s.info.Employee]--; g.open[s.info.Employee] <= 0 {
+		delete(g.open, s.info.Employee)
 	}
 	g.openMu.Unlock()
 	if m := g.cfg.Metrics; m != nil {
@@ -924,7 +929,7 @@ func (s *session) appendEvent(typ string, data map[string]any) error {
 		s.log.Error("audit_marshal_failed", "error", err)
 		return err
 	}
-	ev := audit.Event{Type: typ, SessionID: s.info.ID, Employee: s.info.User, Data: raw}
+	ev := audit.Event{Type: typ, SessionID: s.info.ID, Employee: s.info.Employee, Data: raw}
 	if m := s.g.cfg.Metrics; m != nil {
 		defer metrics.Since(m.AuditAppendTime, time.Now())
 	}

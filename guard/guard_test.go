@@ -876,3 +876,32 @@ pii:
 	defer c3.Close(ctx)
 	check(c3, "ALTER ROLE ... SET search_path", 5)
 }
+
+// TestSessionNamesItsEmployee: the session's audit events name the
+// employee, how they were identified, the database role, the client
+// address and the application.
+func TestSessionNamesItsEmployee(t *testing.T) {
+	ev, conn := setup(t)
+	if _, err := conn.Exec(context.Background(), "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	var start *audit.Event
+	for i := range ev.all {
+		if ev.all[i].Type == audit.TypeSessionStart {
+			start = &ev.all[i]
+		}
+	}
+	if start == nil {
+		t.Fatal("no session_start event")
+	}
+	var d map[string]any
+	if err := json.Unmarshal(start.Data, &d); err != nil {
+		t.Fatal(err)
+	}
+	if start.Employee != pgtest.TrustUser || d["employee"] != pgtest.TrustUser || d["identified_by"] != "role" ||
+		d["user"] != pgtest.TrustUser || d["client_addr"] == "" || d["application_name"] == nil {
+		t.Errorf("session_start: employee %q, data %v", start.Employee, d)
+	}
+}

@@ -42,7 +42,7 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	if m == nil || !nc.Enabled || st == between {
 		return
 	}
-	o := norm.Observation{Employee: s.info.User, Peer: s.peer, Time: at, ClientAddr: clientIP(&s.info),
+	o := norm.Observation{Employee: s.info.Employee, Peer: s.peer, Time: at, ClientAddr: clientIP(&s.info),
 		Application: s.info.ApplicationName, SessionID: s.info.ID,
 		Features: norm.Features{PIIRows: f.PIIRows, Subjects: int64(f.DistinctSubjects()), Rows: f.Rows,
 			Bytes: f.Bytes, Statements: 1, Tables: tables}}
@@ -168,12 +168,12 @@ func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
 	shadow := nc.Shadow || c.p.Shadow()
 	var out []*activeRule
 	g.norms.mu.Lock()
-	nb, blocked := g.norms.blocked[s.info.User]
+	nb, blocked := g.norms.blocked[s.info.Employee]
 	if blocked && !now.Before(nb.until) {
-		delete(g.norms.blocked, s.info.User)
+		delete(g.norms.blocked, s.info.Employee)
 		blocked = false
 	}
-	lim, have := g.norms.limits[s.info.User]
+	lim, have := g.norms.limits[s.info.Employee]
 	g.norms.mu.Unlock()
 	if blocked {
 		r := &policy.Rule{Name: "norm:block", Action: policy.ActionBlock, Shadow: shadow, Scope: policy.ScopeStatement, Severity: "high"}
@@ -182,7 +182,7 @@ func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
 	if nc.StatementFactor > 0 {
 		if !have || now.Sub(lim.computed) >= limitRefresh || now.Before(lim.computed) {
 			lim = stmtLimit{computed: now}
-			en := m.Norm(s.info.User, now)
+			en := m.Norm(s.info.Employee, now)
 			if fn, ok := en.Features["pii_values/10m"]; ok && !en.Learning {
 				lim.limit = max(nc.StatementFloor, int64(nc.StatementFactor*fn.High))
 			}
@@ -190,7 +190,7 @@ func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
 			if g.norms.limits == nil {
 				g.norms.limits = make(map[string]stmtLimit)
 			}
-			g.norms.limits[s.info.User] = lim
+			g.norms.limits[s.info.Employee] = lim
 			g.norms.mu.Unlock()
 		}
 		if lim.limit > 0 {

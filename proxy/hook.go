@@ -54,20 +54,32 @@ type Verdict struct {
 // SessionInfo is the identity of a session, known once the client has
 // authenticated to the upstream server.
 type SessionInfo struct {
-	ID              string // pgwarden's session id, as in the logs
-	User            string // database user from the startup message
-	Database        string
-	ApplicationName string
-	ClientAddr      net.Addr
-	ClientTLS       bool
-	UpstreamTLS     bool
-	StartedAt       time.Time
+	ID   string // pgwarden's session id, as in the logs
+	User string // database user (role) from the startup message
+	// Employee is the person behind the session, on whom counts, norms
+	// and decisions are keyed, and IdentifiedBy says how pgwarden knows:
+	// IdentifiedByRole (Employee is User), IdentifiedByCertificate or
+	// IdentifiedByLogin.
+	Employee, IdentifiedBy string
+	Database               string
+	ApplicationName        string
+	ClientAddr             net.Addr
+	ClientTLS              bool
+	UpstreamTLS            bool
+	StartedAt              time.Time
 	// Parameters is every startup parameter the client sent.
 	Parameters map[string]string
 	// Done is closed when the session is ending: an inspector waiting
 	// inside a call (a result held for approval) must return.
 	Done <-chan struct{}
 }
+
+// How a session's employee was identified (SessionInfo.IdentifiedBy).
+const (
+	IdentifiedByRole        = "role"        // the startup message's database user
+	IdentifiedByCertificate = "certificate" // the client's TLS certificate
+	IdentifiedByLogin       = "login"       // pgwarden's own login
+)
 
 // Statement is one unit of work the client asked for: a simple Query message
 // (which may hold several SQL statements), an Execute of a portal, or a

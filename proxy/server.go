@@ -162,13 +162,15 @@ func (s *Server) Sessions() int { return int(s.conns.Load()) }
 
 // SessionSnapshot is what the admin API shows of a live session.
 type SessionSnapshot struct {
-	ID          string    `json:"id"`
-	User        string    `json:"user"`
-	Database    string    `json:"database"`
-	Application string    `json:"application_name"`
-	ClientAddr  string    `json:"client_addr"`
-	ClientTLS   bool      `json:"client_tls"`
-	StartedAt   time.Time `json:"started_at"`
+	ID           string    `json:"id"`
+	User         string    `json:"user"`
+	Employee     string    `json:"employee"`
+	IdentifiedBy string    `json:"identified_by"`
+	Database     string    `json:"database"`
+	Application  string    `json:"application_name"`
+	ClientAddr   string    `json:"client_addr"`
+	ClientTLS    bool      `json:"client_tls"`
+	StartedAt    time.Time `json:"started_at"`
 }
 
 // List returns the sessions that have completed their startup, oldest
@@ -181,7 +183,8 @@ func (s *Server) List() []SessionSnapshot {
 		if info == nil {
 			continue
 		}
-		snap := SessionSnapshot{ID: info.ID, User: info.User, Database: info.Database, Application: info.ApplicationName,
+		snap := SessionSnapshot{ID: info.ID, User: info.User, Employee: info.Employee, IdentifiedBy: info.IdentifiedBy,
+			Database: info.Database, Application: info.ApplicationName,
 			ClientTLS: info.ClientTLS, StartedAt: info.StartedAt}
 		if info.ClientAddr != nil {
 			snap.ClientAddr = info.ClientAddr.String()

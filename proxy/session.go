@@ -295,6 +295,7 @@ func (s *session) startup() error {
 	}
 	s.info.ID = s.id
 	s.info.User = sm.Parameters["user"]
+	s.info.Employee, s.info.IdentifiedBy = s.info.User, IdentifiedByRole
 	s.info.Database = sm.Parameters["database"]
 	if s.info.Database == "" {
 		s.info.Database = s.info.User

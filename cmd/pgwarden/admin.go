@@ -52,7 +52,7 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 		out := []row{}
 		open := map[string]int{}
 		for _, s := range srv.List() {
-			open[s.User]++
+			open[s.Employee]++
 		}
 		now := g.now()
 		names := g.guard.Employees()

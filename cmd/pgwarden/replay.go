@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -85,7 +86,9 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 				Application string `json:"application_name"`
 			}
 			json.Unmarshal(ev.Data, &d)
-			r.StartSession(replay.Session{ID: ev.SessionID, Employee: d.User, ClientAddr: d.ClientAddr, Application: d.Application})
+			// The event's employee; trails from before identities name
+			// only the database user.
+			r.StartSession(replay.Session{ID: ev.SessionID, Employee: cmp.Or(ev.Employee, d.User), ClientAddr: d.ClientAddr, Application: d.Application})
 		case audit.TypeSessionEnd:
 			r.EndSession(ev.SessionID)
 		case audit.TypeStatement:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -108,20 +109,23 @@ func runSessions(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	var list []struct {
-		ID          string    `json:"id"`
-		User        string    `json:"user"`
-		Database    string    `json:"database"`
-		Application string    `json:"application_name"`
-		ClientAddr  string    `json:"client_addr"`
-		StartedAt   time.Time `json:"started_at"`
+		ID           string    `json:"id"`
+		User         string    `json:"user"`
+		Employee     string    `json:"employee"`
+		IdentifiedBy string    `json:"identified_by"`
+		Database     string    `json:"database"`
+		Application  string    `json:"application_name"`
+		ClientAddr   string    `json:"client_addr"`
+		StartedAt    time.Time `json:"started_at"`
 	}
 	if err := c.do("GET", "/v1/sessions", &list); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tEMPLOYEE\tDATABASE\tAPPLICATION\tCLIENT\tSTARTED")
+	fmt.Fprintln(tw, "ID\tEMPLOYEE\tIDENTIFIED BY\tROLE\tDATABASE\tAPPLICATION\tCLIENT\tSTARTED")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.User, s.Database, orDash(s.Application), s.ClientAddr, s.StartedAt.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, cmp.Or(s.Employee, s.User), orDash(s.IdentifiedBy), s.User, s.Database,
+			orDash(s.Application), s.ClientAddr, s.StartedAt.UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()
 }
