@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -52,6 +53,14 @@ type Config struct {
 	IdleTimeout time.Duration
 	// CancelTimeout bounds forwarding a cancel request upstream (default 5s).
 	CancelTimeout time.Duration
+
+	// Identify, if set, decides who the employee behind a session is,
+	// once the client's startup message has been read (after TLS) and
+	// before anything is sent upstream. It may set info.Employee and
+	// info.IdentifiedBy (info.ClientCertificates holds the client's
+	// verified certificate chain, if it sent one). An error refuses the
+	// session: the client gets its text as FATAL 28000.
+	Identify func(ctx context.Context, info *SessionInfo) error
 
 	// Inspector sees every session's traffic; nil relays without decoding.
 	Inspector Inspector

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/binary"
 	"net"
 	"time"
@@ -65,8 +66,12 @@ type SessionInfo struct {
 	ApplicationName        string
 	ClientAddr             net.Addr
 	ClientTLS              bool
-	UpstreamTLS            bool
-	StartedAt              time.Time
+	// ClientCertificates is the certificate chain the client presented
+	// over TLS, leaf first, as the TLS configuration verified it; nil
+	// when it sent none.
+	ClientCertificates []*x509.Certificate
+	UpstreamTLS        bool
+	StartedAt          time.Time
 	// Parameters is every startup parameter the client sent.
 	Parameters map[string]string
 	// Done is closed when the session is ending: an inspector waiting

@@ -264,6 +264,7 @@ func (s *session) startup() error {
 			s.client = tc
 			s.connMu.Unlock()
 			s.info.ClientTLS = true
+			s.info.ClientCertificates = tc.ConnectionState().PeerCertificates
 		case *pgproto3.GSSEncRequest:
 			if gssSeen {
 				return fatalf(codeProtocolViolation, nil, "duplicate GSSENCRequest")
@@ -305,6 +306,15 @@ func (s *session) startup() error {
 	s.info.Parameters = sm.Parameters
 	s.info.Done = s.stop
 	s.info.StartedAt = s.cfg.Now()
+	if s.cfg.Identify != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartupTimeout)
+		err := s.cfg.Identify(ctx, &s.info)
+		cancel()
+		if err != nil {
+			s.log.Warn("session_unidentified", "user", s.info.User, "client_addr", s.info.ClientAddr.String(), "error", err)
+			return fatalf(codeInvalidAuthorization, err, "%s", err)
+		}
+	}
 
 	server, err := early.take(s)
 	if err != nil {
