@@ -194,6 +194,26 @@ func (w *world) afterEpisode(emp string, t time.Time) bool {
 	return false
 }
 
+// shorterEpisodeHolds reports whether t falls within, or 24 hours after,
+// another episode of episode i's employee whose window is shorter: an
+// alert then is that episode's (a slow-and-low month is not credited with
+// the alerts of a dump in the middle of it).
+func (w *world) shorterEpisodeHolds(i int, t time.Time) bool {
+	ep := &w.episodes[i]
+	from, to := ep.window()
+	for k := range w.episodes {
+		o := &w.episodes[k]
+		if k == i || o.Employee != ep.Employee {
+			continue
+		}
+		of, ot := o.window()
+		if ot.Sub(of) < to.Sub(from) && !t.Before(of) && !t.After(ot.Add(24*time.Hour)) {
+			return true
+		}
+	}
+	return false
+}
+
 func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 	rep := &report{}
 	sort.SliceStable(decisions, func(i, j int) bool { return decisions[i].Time.Before(decisions[j].Time) })
@@ -207,7 +227,7 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 		er := episodeResult{episode: ep}
 		from, to := ep.window()
 		for _, d := range decisions {
-			if d.Employee == ep.Employee && isAlert(d) && !d.Time.Before(from) && !d.Time.After(to) {
+			if d.Employee == ep.Employee && isAlert(d) && !d.Time.Before(from) && !d.Time.After(to) && !w.shorterEpisodeHolds(i, d.Time) {
 				t := d.Time
 				er.Detected, er.FirstAlert, er.FirstAlertRule = true, &t, d.Rule
 				if er.FirstAlertRule == "" {
