@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"slices"
 	"testing"
@@ -297,4 +298,35 @@ func TestModelOnly(t *testing.T) {
 			t.Errorf("%s: restored %s, want %s", name, got, want)
 		}
 	}
+}
+
+// BenchmarkObserve compares a statement's cost in the model alone and
+// through the Sharer, which also queues it (merged per employee, session
+// and second) for the other instances.
+func BenchmarkObserve(b *testing.B) {
+	emps := []string{"alice", "bob", "carol", "dave"}
+	obs := func(i int) norm.Observation {
+		o := lookup(day0.Add(10*time.Hour+time.Duration(i)*time.Millisecond), 3, "s")
+		o.Employee = emps[i%len(emps)]
+		return o
+	}
+	b.Run("model", func(b *testing.B) {
+		m, _ := norm.New(norm.Config{Location: time.UTC})
+		for i := 0; b.Loop(); i++ {
+			m.Observe(obs(i))
+		}
+	})
+	b.Run("sharer", func(b *testing.B) {
+		m, _ := norm.New(norm.Config{Location: time.UTC})
+		s := &Sharer{cfg: Config{Model: m, Logger: slog.Default()}, pending: make(map[mergeKey]*norm.Observation), applied: map[string]int64{}}
+		for i := 0; b.Loop(); i++ {
+			s.Observe(obs(i))
+			if i%1000 == 999 { // what Run's flush takes every half second
+				s.mu.Lock()
+				s.sealLocked()
+				s.sealed = s.sealed[:0]
+				s.mu.Unlock()
+			}
+		}
+	})
 }
