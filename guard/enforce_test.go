@@ -971,6 +971,36 @@ func TestRemoteNormBlock(t *testing.T) {
 	}
 }
 
+// TestDriftDecisionNamesTheEmployee: an anomaly found as days close (drift)
+// is decided for the employee the model names.
+func TestDriftDecisionNamesTheEmployee(t *testing.T) {
+	now := time.Date(2026, 3, 13, 10, 0, 0, 0, time.UTC)
+	model, err := norm.New(norm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := `{"version": 2, "categories": [], "employees": [], "pending": [{"Employee": "erin", "Kind": "drift",
+"Feature": "pii_values", "Window": "7d", "Observed": 900, "Norm": 300, "Score": 2, "Explanation": "erin received 900 PII values over the last 7 active days"}]}`
+	if err := model.Restore(strings.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	ev, _, g := setupGuard(t, withRules(t, "norms: {enabled: true}\n"), func(c *guard.Config) {
+		c.Now, c.Norms, c.Alerts = func() time.Time { return now }, model, al
+	})
+	g.AdvanceNorms(now)
+	var found bool
+	for _, d := range ev.decisions(t) {
+		if d["rule"] == "norm:drift" {
+			found = true
+		}
+	}
+	got := al.take()
+	if !found || len(got) != 1 || got[0].Employee != "erin" {
+		t.Errorf("drift: decision %v, alerts %+v; want one for erin", found, got)
+	}
+}
+
 // TestEstimatedRowsRefuseBeforeAnyRow: a statement the planner expects to
 // return more than the limit is refused before it runs: nothing leaks.
 func TestEstimatedRowsRefuseBeforeAnyRow(t *testing.T) {

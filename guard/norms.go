@@ -225,7 +225,9 @@ func (g *Guard) AdvanceNorms(now time.Time) {
 		return
 	}
 	for _, a := range anomalies {
-		s := &session{g: g, info: proxy.SessionInfo{ID: "norms", User: a.Employee},
+		// Found over the day, not in a session: the employee is the
+		// model's; no database role is known.
+		s := &session{g: g, info: proxy.SessionInfo{ID: "norms", Employee: a.Employee},
 			log: g.cfg.Logger.With("employee", a.Employee)}
 		s.c.Store(c)
 		s.normDecision(nil, a, nc)
