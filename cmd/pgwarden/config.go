@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/pgwarden/pgwarden/internal/identity"
 	"github.com/pgwarden/pgwarden/proxy"
 )
 
@@ -34,7 +36,9 @@ type fileConfig struct {
 		CertFile string `yaml:"cert_file"`
 		KeyFile  string `yaml:"key_file"`
 	} `yaml:"client_tls"`
-	Limits struct {
+	// ClientCerts names employees by their client certificates.
+	ClientCerts identity.CertConfig `yaml:"client_certs"`
+	Limits      struct {
 		MaxConnections      int      `yaml:"max_connections"`
 		MaxMessageSize      int      `yaml:"max_message_size"`
 		StartupTimeout      duration `yaml:"startup_timeout"`
@@ -236,4 +240,38 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// identifyConfig builds the proxy's Identify hook from the configured
+// identity modes; nil when employees are their database roles.
+func identifyConfig(fc *fileConfig, clientTLS *tls.Config, logger *slog.Logger) (func(context.Context, *proxy.SessionInfo) error, error) {
+	cc := fc.ClientCerts
+	if len(cc.CAFiles) == 0 {
+		if len(cc.CRLFiles) > 0 || len(cc.Rules) > 0 {
+			return nil, errors.New("client certificates: --client-crl and --require-client-cert need --client-ca")
+		}
+		return nil, nil
+	}
+	if clientTLS == nil {
+		return nil, errors.New("client certificates need TLS to clients: set --tls-cert and --tls-key")
+	}
+	cc.Logger = logger
+	certs, err := identity.NewCerts(cc)
+	if err != nil {
+		return nil, err
+	}
+	certs.ConfigureTLS(clientTLS)
+	logger.Info("client_certificates", "cas", len(cc.CAFiles), "crls", len(cc.CRLFiles), "rules", len(cc.Rules))
+	return certs.Identify, nil
 }

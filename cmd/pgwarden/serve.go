@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgwarden/pgwarden/internal/identity"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
 )
@@ -57,6 +58,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		upServerName = fs.String("upstream-server-name", "", "TLS server `name` for SNI and verification (default: the upstream host)")
 		tlsCert      = fs.String("tls-cert", "", "certificate `file` presented to clients that ask for TLS")
 		tlsKey       = fs.String("tls-key", "", "private key `file` for --tls-cert")
+		clientCA     = fs.String("client-ca", "", "comma-separated PEM `files` of the CAs of employees' client certificates: a certificate names the employee (needs --tls-cert)")
+		clientCRL    = fs.String("client-crl", "", "comma-separated revocation list `files` (PEM or DER) of --client-ca, reloaded when they change")
+		clientMap    = fs.String("client-cert-map", "", "what in a client certificate names the employee: email (the first SAN email, default), cn, or email,cn")
+		requireCert  = fs.String("require-client-cert", "", "comma-separated `database/role` patterns (* and ?) whose sessions must present a client certificate, e.g. 'prod/*'")
 		maxConns     = fs.Int("max-connections", 0, "maximum concurrent client connections (default 1000)")
 		maxMsg       = fs.Int("max-message-size", 0, "maximum message size in `bytes` (default 1 GiB, as PostgreSQL)")
 		startupTO    = fs.Duration("startup-timeout", 0, "time allowed from connect to the first ReadyForQuery (default 30s)")
@@ -121,6 +126,16 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	set(&fc.Upstream.ServerName, *upServerName)
 	set(&fc.ClientTLS.CertFile, *tlsCert)
 	set(&fc.ClientTLS.KeyFile, *tlsKey)
+	if *clientCA != "" {
+		fc.ClientCerts.CAFiles = splitList(*clientCA)
+	}
+	if *clientCRL != "" {
+		fc.ClientCerts.CRLFiles = splitList(*clientCRL)
+	}
+	set(&fc.ClientCerts.Map, *clientMap)
+	for _, target := range splitList(*requireCert) {
+		fc.ClientCerts.Rules = append(fc.ClientCerts.Rules, identity.CertRule{Target: target, Require: true})
+	}
 	set(&fc.Log.Level, *logLevel)
 	set(&fc.Policy, *policyPath)
 	set(&fc.Catalog.URL, *catalogURL)
@@ -192,7 +207,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	identify, err := identifyConfig(fc, clientTLS, logger)
+	if err != nil {
+		return err
+	}
 	cfg := proxy.Config{
+		Identify:        identify,
 		UpstreamAddr:    addr,
 		UpstreamTLSMode: mode,
 		UpstreamTLS:     upTLS,
