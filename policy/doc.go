@@ -113,9 +113,9 @@
 // STDOUT without parameters; statements it cannot estimate do not match,
 // and are still subject to thresholds), sessions (the employee has more
 // sessions open than this, across all clients: a leak split over parallel
-// sessions). A rule with context conditions
-// only is a context rule, decided before the statement runs; its scope
-// must stay statement.
+// sessions), service_account (see Service accounts). A rule with context
+// conditions only is a context rule, decided before the statement runs;
+// its scope must stay statement.
 //
 // Statement kinds, as the caller classifies SQL: select, copy_to_stdout,
 // copy_to_file, copy_to_program, copy_from, create_table_as (also SELECT
@@ -174,6 +174,39 @@
 // still define the key space for sequential_rows: rows whose numeric key
 // is within 2 of one the employee read in the last hour, a sweep (paging
 // by id, ranges, one customer after another).
+//
+// # Service accounts
+//
+//	service_accounts:
+//	  - role: crm_app                 # the database role the application shares
+//	    key_env: PGWARDEN_CRM_KEY     # or key_file: /etc/pgwarden/crm.key
+//	    applications: ["crm-*"]       # application_name globs it connects with
+//	    clients: ["10.1.0.0/16"]      # addresses it connects from
+//	    max_skew: 5m                  # accepted distance of a tag's time (default 5m)
+//
+// An application behind a connection pool runs every statement as one
+// role; it may name the employee each statement is for with a tag signed
+// by a key it holds (package internal/tag: a sqlcommenter comment per
+// statement, or SET application_name for what follows). pgwarden reads the
+// key from the environment variable or file named; the policy never holds
+// it. A statement with a valid tag is counted, limited, normed and
+// audited as its employee's; one without, or with a tag that is malformed,
+// badly signed or out of time (ignored, and alerted), as the role's own.
+// A session whose application or client address is outside the lists is
+// unusual: a person using the service's password.
+//
+// The condition service_account holds on statements of a service
+// account's sessions only, when any of its values does: any, tagged (a
+// valid tag names the employee), untagged (none does), bad_tag (a tag was
+// rejected), unusual. A service account used interactively:
+//
+//	rules:
+//	  - name: service-account-interactive   # PII without a tag: blocked
+//	    when: {service_account: untagged, pii_values: 0}
+//	    action: block
+//	  - name: service-account-unusual
+//	    when: {service_account: unusual}
+//	    action: alert
 //
 // # Norms
 //

@@ -52,6 +52,9 @@ type parser struct {
 	ruleNodes  map[string]*yaml.Node // rule name -> its name value
 	groupRefs  []groupRef
 	roles      map[string]struct{} // roles named by role:NAME subjects
+	// serviceRefs are the rules' service_account conditions, checked
+	// against service_accounts once the whole file is read.
+	serviceRefs []*yaml.Node
 }
 
 // seenEntry remembers where a match was first given, for duplicate errors.
@@ -101,6 +104,7 @@ func (ps *parser) parse(data []byte) {
 		"canaries":         ps.canaryConfig,
 		"norms":            ps.normsConfig,
 		"explained_access": ps.explainedConfig,
+		"service_accounts": ps.serviceAccounts,
 	})
 	if seen != nil && !seen["version"] {
 		ps.errorf(root, "missing required key %q", "version")

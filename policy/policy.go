@@ -36,6 +36,7 @@ type Policy struct {
 	groups     map[string]*group
 	rules      []*Rule // in file order
 	groupRoles []string
+	services   []*ServiceAccount // in file order
 }
 
 // columnRule is a declared column whose match has a glob.

@@ -157,6 +157,9 @@ type Context struct {
 	Sessions int
 	// Kinds classify the statement.
 	Kinds []StatementKind
+	// Service says whether the session's role is a service account, and
+	// how the statement's employee is known.
+	Service ServiceUse
 }
 
 // Rule is one entry of the policy's rules. Its exported fields are what the
@@ -194,7 +197,11 @@ type Rule struct {
 	notClients []netCond
 	apps       []appCond
 	notApps    []appCond
-	loc        *time.Location
+	// service is the service_account condition's values (service*
+	// bits); 0: no condition.
+	service     uint8
+	serviceText []string
+	loc         *time.Location
 }
 
 // Limit is one threshold of a rule: it is exceeded when the observed count
@@ -414,7 +421,7 @@ func (r *Rule) Limits() []Limit {
 
 // Applies reports whether the rule's subjects and except, and its context
 // conditions (tables, statements, hours, days, client, not_client,
-// application, not_application), hold for c. A condition the rule does not
+// application, not_application, service_account), hold for c. A condition the rule does not
 // have holds.
 func (r *Rule) Applies(c *Context) bool {
 	ok, _ := r.check(c, false)
@@ -532,6 +539,12 @@ func (r *Rule) check(c *Context, explain bool) (bool, string) {
 				return false, fmt.Sprintf("not_application: %q matches %s", c.Application, a.text)
 			}
 		}
+	}
+	if r.service != 0 && !serviceMatch(r.service, &c.Service) {
+		if !explain {
+			return false, ""
+		}
+		return false, serviceWhy(r.serviceText, &c.Service)
 	}
 	return true, ""
 }

@@ -344,6 +344,11 @@ func (ps *parser) resolve() {
 		r.Shadow = r.Shadow || ps.p.shadow
 		r.loc = ps.p.loc
 	}
+	if len(ps.p.services) == 0 {
+		for _, n := range ps.serviceRefs {
+			ps.errorf(n, "service_account: the policy lists no service_accounts")
+		}
+	}
 }
 
 func (ps *parser) groupNames() string {
@@ -449,6 +454,10 @@ func (ps *parser) when(n *yaml.Node, r *Rule) (map[string]bool, bool) {
 		"not_application": lists(func(v *yaml.Node) bool {
 			r.notApps = ps.apps(v, "not_application")
 			return r.notApps != nil
+		}),
+		"service_account": lists(func(v *yaml.Node) bool {
+			r.service, r.serviceText = ps.serviceConds(v)
+			return r.service != 0
 		}),
 	})
 	r.thresholds = perCategory

@@ -291,7 +291,7 @@ rules:
 `, []string{
 			`3:21: when: no condition (a rule needs at least one)`,
 			`4:21: when: expected a mapping, got null "~"`,
-			`5:31: unknown key "color" in when (want application, bytes, client, days, distinct_subjects, estimated_rows, hours, not_application, not_client, pii_rows, pii_values, rows, sequential_rows, sessions, statements, tables, unexplained_rows)`,
+			`5:31: unknown key "color" in when (want application, bytes, client, days, distinct_subjects, estimated_rows, hours, not_application, not_client, pii_rows, pii_values, rows, sequential_rows, service_account, sessions, statements, tables, unexplained_rows)`,
 		}},
 		{"scope without thresholds", `version: 1
 rules:
