@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -145,55 +147,78 @@ func (s *session) scramOnBehalf(mechanisms []string) error {
 	if err := pw.Decode(frame[headerLen:]); err != nil {
 		return fatalf(codeProtocolViolation, err, "invalid password message")
 	}
-	sc, err := scram.NewClient(mechanisms, pw.Password, s.serverCert)
-	if err != nil {
-		return fatalf(codeFeatureNotSupported, err, "cannot authenticate upstream")
+	okFrame, err := s.scramUpstream(mechanisms, pw.Password)
+	var ue *upstreamAuthError
+	if errors.As(err, &ue) {
+		s.toClient.write(ue.frame)
+		s.toClient.flush()
+		return fmt.Errorf("upstream refused authentication: %s", errorMessage(ue.frame))
 	}
-	out, _ = (&pgproto3.SASLInitialResponse{AuthMechanism: sc.Mechanism(), Data: sc.ClientFirst()}).Encode(nil)
+	if err != nil {
+		return err
+	}
+	return s.toClient.write(okFrame)
+}
+
+// upstreamAuthError is the server's ErrorResponse during authentication.
+type upstreamAuthError struct{ frame []byte }
+
+func (e *upstreamAuthError) Error() string {
+	return "upstream refused authentication: " + errorMessage(e.frame)
+}
+
+// scramUpstream authenticates to the server with SCRAM and password, after
+// its AuthenticationSASL offered mechanisms, and returns the server's
+// AuthenticationOk frame once the server has proved it knows the password.
+// The server's ErrorResponse is returned as an *upstreamAuthError.
+func (s *session) scramUpstream(mechanisms []string, password string) ([]byte, error) {
+	sc, err := scram.NewClient(mechanisms, password, s.serverCert)
+	if err != nil {
+		return nil, fatalf(codeFeatureNotSupported, err, "cannot authenticate upstream")
+	}
+	out, _ := (&pgproto3.SASLInitialResponse{AuthMechanism: sc.Mechanism(), Data: sc.ClientFirst()}).Encode(nil)
 	if _, err := s.server.Write(out); err != nil {
-		return fatalf(codeConnectionFailure, err, "upstream connection lost during authentication")
+		return nil, fatalf(codeConnectionFailure, err, "upstream connection lost during authentication")
 	}
 	for {
 		frame, err := s.fromServer.next()
 		if err != nil {
-			return fatalf(codeConnectionFailure, err, "upstream connection lost during authentication")
+			return nil, fatalf(codeConnectionFailure, err, "upstream connection lost during authentication")
 		}
 		switch frame[0] {
 		case 'E':
-			s.toClient.write(frame)
-			s.toClient.flush()
-			return fmt.Errorf("upstream refused authentication: %s", errorMessage(frame))
+			return nil, &upstreamAuthError{frame: bytes.Clone(frame)}
 		case 'R':
 		default:
-			return fatalf(codeProtocolViolation, nil, "unexpected message type %q during SCRAM", frame[0])
+			return nil, fatalf(codeProtocolViolation, nil, "unexpected message type %q during SCRAM", frame[0])
 		}
 		body := frame[headerLen:]
 		if len(body) < 4 {
-			return fatalf(codeProtocolViolation, nil, "invalid authentication request from upstream")
+			return nil, fatalf(codeProtocolViolation, nil, "invalid authentication request from upstream")
 		}
 		switch binary.BigEndian.Uint32(body) {
 		case authSASLContinue:
 			final, err := sc.ServerFirst(body[4:])
 			if err != nil {
-				return fatalf(codeInvalidAuthorization, err, "SCRAM exchange with the upstream server failed")
+				return nil, fatalf(codeInvalidAuthorization, err, "SCRAM exchange with the upstream server failed")
 			}
 			out, _ := (&pgproto3.SASLResponse{Data: final}).Encode(nil)
 			if _, err := s.server.Write(out); err != nil {
-				return fatalf(codeConnectionFailure, err, "upstream connection lost during authentication")
+				return nil, fatalf(codeConnectionFailure, err, "upstream connection lost during authentication")
 			}
 		case authSASLFinal:
 			if err := sc.ServerFinal(body[4:]); err != nil {
-				return fatalf(codeInvalidAuthorization, err, "the upstream server failed to prove it knows the password")
+				return nil, fatalf(codeInvalidAuthorization, err, "the upstream server failed to prove it knows the password")
 			}
 		case authOK:
 			if !sc.Verified() {
 				// A server that skips SASLFinal never proved it knows the
 				// password: it could be anyone.
-				return fatalf(codeInvalidAuthorization, nil, "the upstream server ended SCRAM without proving it knows the password")
+				return nil, fatalf(codeInvalidAuthorization, nil, "the upstream server ended SCRAM without proving it knows the password")
 			}
-			return s.toClient.write(frame)
+			return frame, nil
 		default:
-			return fatalf(codeProtocolViolation, nil, "unexpected authentication request during SCRAM")
+			return nil, fatalf(codeProtocolViolation, nil, "unexpected authentication request during SCRAM")
 		}
 	}
 }

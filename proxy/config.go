@@ -59,8 +59,15 @@ type Config struct {
 	// before anything is sent upstream. It may set info.Employee and
 	// info.IdentifiedBy (info.ClientCertificates holds the client's
 	// verified certificate chain, if it sent one). An error refuses the
-	// session: the client gets its text as FATAL 28000.
+	// session: the client gets its text as FATAL 28000. With Login, it runs
+	// after a successful login, with User, Employee and IdentifiedBy set.
 	Identify func(ctx context.Context, info *SessionInfo) error
+
+	// Login, if set, has pgwarden authenticate employees itself, for the
+	// startups its Method picks, and connect upstream as the database
+	// role each login maps to (see Login). Nil relays authentication to
+	// the upstream server for every session.
+	Login *Login
 
 	// Inspector sees every session's traffic; nil relays without decoding.
 	Inspector Inspector
@@ -111,6 +118,11 @@ func (c *Config) CheckAndSetDefaults() error {
 		}
 		t.InsecureSkipVerify = c.UpstreamTLSMode == TLSRequire
 		c.UpstreamTLS = t
+	}
+	if c.Login != nil {
+		if err := c.Login.check(); err != nil {
+			return err
+		}
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 10 * time.Second

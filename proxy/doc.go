@@ -19,6 +19,16 @@
 // password over its TLS connection and runs SCRAM upstream itself (see
 // auth.go). The server's BackendKeyData is replaced by one of pgwarden's own.
 //
+// Login. With Config.Login, pgwarden authenticates the employee itself
+// instead, for the startups Login.Method picks: SCRAM-SHA-256 against the
+// login's stored verifier (or, over TLS only, a cleartext password checked
+// against it), with unknown names run against a stand-in verifier so that
+// they fail like a wrong password, and failures throttled by the Accounts.
+// Only then does it connect upstream, with the startup message's user
+// replaced by the role the login maps to, and authenticate there with the
+// configured password (cleartext, md5 or SCRAM), which the client never
+// sees (see login.go).
+//
 // Relay. One goroutine per direction reads whole frames (type, length, body)
 // into a buffer it owns, forwards the bytes unchanged, and flushes its writer
 // only when the reader has no complete frame left: one read and one write

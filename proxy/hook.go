@@ -55,8 +55,10 @@ type Verdict struct {
 // SessionInfo is the identity of a session, known once the client has
 // authenticated to the upstream server.
 type SessionInfo struct {
-	ID   string // pgwarden's session id, as in the logs
-	User string // database user (role) from the startup message
+	ID string // pgwarden's session id, as in the logs
+	// User is the database role: the startup message's user, or with
+	// pgwarden's own login (Config.Login) the role the login maps to.
+	User string
 	// Employee is the person behind the session, on whom counts, norms
 	// and decisions are keyed, and IdentifiedBy says how pgwarden knows:
 	// IdentifiedByRole (Employee is User), IdentifiedByCertificate or

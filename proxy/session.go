@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"strings"
@@ -114,7 +115,7 @@ func (s *session) run() {
 	defer close(s.done)
 	err := s.startup()
 	if err == nil {
-		s.log = s.log.With("user", s.info.User, "database", s.info.Database)
+		s.log = s.log.With("user", s.info.User, "database", s.info.Database, "employee", s.info.Employee)
 		s.log.Info("session_started", "application_name", s.info.ApplicationName,
 			"client_tls", s.info.ClientTLS, "upstream_tls", s.info.UpstreamTLS)
 		err = s.relay()
@@ -250,9 +251,13 @@ func (s *session) startup() error {
 				continue
 			}
 			// The upstream connection (and its TLS handshake) is made
-			// while the client's TLS handshake runs, not after it.
-			early = s.dialEarly()
-			defer early.discard()
+			// while the client's TLS handshake runs, not after it; not
+			// with pgwarden's own login, which lets nothing go upstream
+			// before the client has proved its password.
+			if s.cfg.Login == nil {
+				early = s.dialEarly()
+				defer early.discard()
+			}
 			if _, err := s.client.Write([]byte{'S'}); err != nil {
 				return err
 			}
@@ -306,6 +311,25 @@ func (s *session) startup() error {
 	s.info.Parameters = sm.Parameters
 	s.info.Done = s.stop
 	s.info.StartedAt = s.cfg.Now()
+	s.fromClient = newFrameReader(s.client, s.cfg.MaxMessageSize, nil)
+	s.toClient = newFrameWriter(s.client)
+
+	method := s.cfg.Login.method(&s.info)
+	var password string // upstream, for a login
+	if method != LoginRelay {
+		role, err := s.login(method)
+		if err != nil {
+			return err
+		}
+		if sm.Parameters["database"] == "" {
+			// The server's default, the user name, is now the role's.
+			s.info.Database = role
+		}
+		// The client's parameters stay as it sent them in s.info.
+		params := maps.Clone(sm.Parameters)
+		params["user"] = role
+		sm = &startupMessage{ProtocolVersion: sm.ProtocolVersion, Parameters: params, order: sm.order}
+	}
 	if s.cfg.Identify != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartupTimeout)
 		err := s.cfg.Identify(ctx, &s.info)
@@ -313,6 +337,13 @@ func (s *session) startup() error {
 		if err != nil {
 			s.log.Warn("session_unidentified", "user", s.info.User, "client_addr", s.info.ClientAddr.String(), "error", err)
 			return fatalf(codeInvalidAuthorization, err, "%s", err)
+		}
+	}
+
+	if method != LoginRelay {
+		var err error
+		if password, err = s.upstreamCredentials(s.info.User); err != nil {
+			return err
 		}
 	}
 
@@ -331,15 +362,18 @@ func (s *session) startup() error {
 	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
 	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
 
-	s.fromClient = newFrameReader(s.client, s.cfg.MaxMessageSize, nil)
 	s.fromServer = newFrameReader(server, s.cfg.MaxMessageSize, nil)
-	s.toClient = newFrameWriter(s.client)
 	s.toServer = newFrameWriter(gatedWriter{s})
 
 	if _, err := server.Write(sm.encode()); err != nil {
 		return fatalf(codeConnectionFailure, err, "could not send the startup message upstream")
 	}
-	if err := s.authenticate(); err != nil {
+	if method != LoginRelay {
+		err = s.authenticateUpstream(s.info.User, password)
+	} else {
+		err = s.authenticate()
+	}
+	if err != nil {
 		return err
 	}
 	if err := s.finishStartup(); err != nil {
