@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -91,21 +92,42 @@ type PGSinkStats struct {
 // its row.
 //
 // Appends are group-committed: a single flusher takes the queued events, up
-// to BatchSize, assigns their Seq and Prev, writes them with one COPY
-// (atomic on its own) and, once it commits, releases every Append of the
-// batch. The next batch starts as soon as the previous one ends: there is no
-// linger, because each guard waits for its own event and a linger would
-// only add latency; batches grow with load.
+// to BatchSize, assigns their Seq and Prev, writes them with one COPY and,
+// once it commits, releases every Append of the batch. The next batch starts
+// as soon as the previous one ends: there is no linger, because each guard
+// waits for its own event and a linger would only add latency; batches grow
+// with load.
+//
+// Several pgwarden instances, each with its own PGSink, pool and Instance,
+// may append to one table and form one chain. Each batch is a transaction
+// that takes an advisory lock on the table (pgLockSQL), reads the table's
+// last row under it, so that it continues whichever instance wrote last,
+// and releases it by committing. A batch costs two round trips, one more
+// than a lone COPY but as many as the normalisation of its data and a COPY:
+// the first pipelines BEGIN, the normalisation, the lock and the read of the
+// last row; the second carries the COPY and the COMMIT in one message. The
+// server runs five more small statements per batch (BEGIN, the timeouts,
+// the lock, the read, COMMIT). The writers of a table commit one batch at a
+// time, each holding the lock for about one round trip and the time it
+// takes to chain its batch: an instance's batch waits while another's holds
+// it, and meanwhile its next batch collects more events.
+// The primary key on seq keeps the chain whole even without the lock (a
+// writer that raced would fail on a duplicate seq); the lock keeps writers
+// from failing each other's batches. Every writer of a table must take it:
+// run the same pgwarden version on all of them. Each transaction sets
+// lock_timeout, statement_timeout and idle_in_transaction_session_timeout to
+// Timeout, so that an instance that dies or hangs while it holds the lock
+// holds up the others for about Timeout, not until the server notices that
+// its connection is dead.
 //
 // Errors are not sticky, unlike the file Log's: a file with a hole is broken
 // forever, but a central database that was unreachable recovers, and the
 // chain is continued from the table itself. A failed batch returns its error
 // to each of its Appends (the guard fails open or closed) and assigned
-// nothing: the next batch re-reads the table's last row first, so it neither
-// leaves a gap nor, if a COPY whose reply was lost did commit, duplicates
+// nothing: every batch reads the table's last row, so the next one neither
+// leaves a gap nor, if a COMMIT whose reply was lost did commit, duplicates
 // a seq. Acknowledged events are never reordered or lost.
 //
-// One PGSink writes a table at a time: give each pgwarden instance its own.
 // The chain has no HMAC checkpoints: whoever can UPDATE the table can rewrite
 // the whole chain, so grant pgwarden's role only INSERT and SELECT on it.
 type PGSink struct {
@@ -118,11 +140,6 @@ type PGSink struct {
 	queue  []*pgBatch
 	closed bool
 	stats  PGSinkStats
-
-	// Owned by the flusher.
-	seq    uint64
-	prev   [sha256.Size]byte
-	resync bool // a batch failed: re-read the tail before the next one
 }
 
 // pgBatch is a group of events committed by one COPY.
@@ -133,8 +150,8 @@ type pgBatch struct {
 	done   chan struct{}
 }
 
-// NewPGSink creates cfg.Table and its indexes if missing, reads its last row
-// to continue the sequence and the chain, and starts the flusher.
+// NewPGSink creates cfg.Table and its indexes if missing, checks that its
+// last row continues the chain, and starts the flusher.
 func NewPGSink(ctx context.Context, cfg PGSinkConfig) (*PGSink, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
@@ -144,11 +161,10 @@ func NewPGSink(ctx context.Context, cfg PGSinkConfig) (*PGSink, error) {
 	if err := createPGTable(ctx, cfg.Pool, cfg.Table); err != nil {
 		return nil, err
 	}
-	seq, prev, err := readPGTail(ctx, cfg.Pool, s.table)
+	seq, _, err := readPGTail(ctx, cfg.Pool, s.table)
 	if err != nil {
 		return nil, err
 	}
-	s.seq, s.prev = seq, prev
 	cfg.Logger.Info("audit_pg_sink_opened", "table", cfg.Table, "seq", seq)
 	go s.flusher()
 	return s, nil
@@ -163,7 +179,11 @@ func createPGTable(ctx context.Context, pool *pgxpool.Pool, table string) error 
 	parts := strings.Split(table, ".")
 	base := parts[len(parts)-1]
 	ident := tableIdent(table)
-	sql := `CREATE TABLE IF NOT EXISTS ` + ident + ` (
+	// Instances starting together would race in CREATE ... IF NOT EXISTS
+	// (a unique violation in the catalog): the lock, held until the implicit
+	// transaction of the statements ends, makes them take turns.
+	sql := `SELECT pg_advisory_xact_lock(` + fmt.Sprint(pgLockClass<<32) + `);
+CREATE TABLE IF NOT EXISTS ` + ident + ` (
 	seq bigint PRIMARY KEY,
 	time timestamptz NOT NULL,
 	type text NOT NULL,
@@ -208,6 +228,29 @@ func scanRow(row pgx.Row) (Event, error) {
 // line can be recomputed from the row.
 func pgLine(ev *Event) ([]byte, error) { return encodeLine(ev) }
 
+// pgLockClass is the upper half of the keys of pgwarden's advisory locks,
+// "pgwd", which keeps them apart from other applications' keys. The lower
+// half is 0 for table creation (no table has OID 0) and the table's OID for
+// appends.
+const pgLockClass = 0x70677764
+
+// pgLockSQL takes the lock, in class $1, that serialises the writers of
+// the table $2 (quoted as tableIdent does). Keyed by the OID, it is one lock
+// however the instances spell the table's name.
+const pgLockSQL = `SELECT pg_advisory_xact_lock($1::bigint << 32 | $2::regclass::oid::bigint)`
+
+// pgTxSettings bounds, to $1, how long a batch's transaction waits for the
+// lock, runs one statement, and sits idle holding the lock.
+const pgTxSettings = `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), set_config('idle_in_transaction_session_timeout', $1, true)`
+
+// pgNormaliseSQL returns the texts of $1 as PostgreSQL prints them as jsonb.
+const pgNormaliseSQL = `SELECT array_agg(d::jsonb::text ORDER BY i) FROM unnest($1::text[]) WITH ORDINALITY AS u(d, i)`
+
+// pgTailSQL reads the last two rows of table, for scanPGTail.
+func pgTailSQL(table string) string {
+	return `SELECT ` + pgColumns + ` FROM ` + table + ` ORDER BY seq DESC LIMIT 2`
+}
+
 // querier is what reading the tail needs of a pool.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -216,15 +259,20 @@ type querier interface {
 // readPGTail returns the last seq of the table and the hash of its line,
 // after checking that the last row continues the one before it.
 func readPGTail(ctx context.Context, q querier, table string) (uint64, [sha256.Size]byte, error) {
-	rows, err := q.Query(ctx, `SELECT `+pgColumns+` FROM `+table+` ORDER BY seq DESC LIMIT 2`)
+	rows, err := q.Query(ctx, pgTailSQL(table))
 	if err != nil {
 		return 0, zeroPrev, fmt.Errorf("audit: read last event: %w", err)
 	}
+	return scanPGTail(rows, table)
+}
+
+// scanPGTail is readPGTail on the rows of pgTailSQL; it closes rows.
+func scanPGTail(rows pgx.Rows, table string) (uint64, [sha256.Size]byte, error) {
+	defer rows.Close()
 	var tail []Event
 	for rows.Next() {
 		ev, err := scanRow(rows)
 		if err != nil {
-			rows.Close()
 			return 0, zeroPrev, fmt.Errorf("audit: read last event: %w", err)
 		}
 		tail = append(tail, ev)
@@ -324,10 +372,9 @@ func (s *PGSink) flusher() {
 
 		s.mu.Lock()
 		if err != nil {
-			s.resync = true
 			s.stats.Failures++
 			b.err = fmt.Errorf("audit: pg sink: %w", err)
-			s.cfg.Logger.Error("audit_pg_batch_failed", "error", err, "events", len(b.events), "seq", s.seq)
+			s.cfg.Logger.Error("audit_pg_batch_failed", "error", err, "events", len(b.events))
 		} else {
 			s.stats.Batches++
 			s.stats.Events += uint64(len(b.events))
@@ -337,17 +384,23 @@ func (s *PGSink) flusher() {
 	}
 }
 
-// write commits b with one COPY, which is atomic on its own (no BEGIN and
-// COMMIT round trips), and advances the chain on success.
-func (s *PGSink) write(ctx context.Context, b *pgBatch) error {
-	pool := s.cfg.Pool
-	seq, prev := s.seq, s.prev
-	if s.resync {
-		var err error
-		if seq, prev, err = readPGTail(ctx, pool, s.table); err != nil {
-			return err
-		}
+// write commits b in one transaction on one connection, in two round trips
+// (see PGSink). Reading the tail in a statement after the lock's, in READ
+// COMMITTED, gives it a snapshot that sees the previous holder's commit.
+func (s *PGSink) write(ctx context.Context, b *pgBatch) (err error) {
+	conn, err := s.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire a connection: %w", err)
 	}
+	defer func() {
+		// Release destroys a connection left in a transaction; roll back to
+		// keep it while there is time.
+		if err != nil && conn.Conn().PgConn().TxStatus() != 'I' && ctx.Err() == nil {
+			conn.Exec(ctx, "ROLLBACK")
+		}
+		conn.Release()
+	}()
+
 	var raw []*string
 	for i := range b.events {
 		if d := b.events[i].Data; len(d) > 0 {
@@ -355,51 +408,119 @@ func (s *PGSink) write(ctx context.Context, b *pgBatch) error {
 			raw = append(raw, &str)
 		}
 	}
-	var canon []*string
+	batch := &pgx.Batch{}
+	batch.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
+	batch.Queue(pgTxSettings, fmt.Sprintf("%dms", max(s.cfg.Timeout.Milliseconds(), 1)))
 	if len(raw) > 0 {
-		err := pool.QueryRow(ctx, `SELECT array_agg(d::jsonb::text ORDER BY i) FROM unnest($1::text[]) WITH ORDINALITY AS u(d, i)`, raw).Scan(&canon)
-		if err != nil {
-			return fmt.Errorf("normalise data: %w", err)
-		}
-		if len(canon) != len(raw) {
-			return fmt.Errorf("normalise data: %d values for %d", len(canon), len(raw))
-		}
+		batch.Queue(pgNormaliseSQL, raw)
 	}
-	rows := make([][]any, len(b.events))
+	batch.Queue(pgLockSQL, pgLockClass, s.table)
+	batch.Queue(pgTailSQL(s.table))
+	seq, prev, canon, err := readBegin(conn.SendBatch(ctx, batch), len(raw) > 0, s.table)
+	if err != nil {
+		return err
+	}
+	if len(canon) != len(raw) {
+		return fmt.Errorf("normalise data: %d values for %d", len(canon), len(raw))
+	}
+
+	var rows []byte
 	first := seq + 1
 	for i := range b.events {
 		ev := &b.events[i]
 		ev.Seq = seq + 1
 		ev.Prev = hex.EncodeToString(prev[:])
-		var data any
 		if len(ev.Data) > 0 {
 			ev.Data = json.RawMessage(*canon[0])
 			canon = canon[1:]
-			data = string(ev.Data)
 		}
 		line, err := pgLine(ev)
 		if err != nil {
 			return err
 		}
-		rows[i] = []any{int64(ev.Seq), ev.Time, ev.Type, nullString(ev.SessionID), nullString(ev.Employee), data, ev.Prev, s.cfg.Instance}
+		rows = appendCopyRow(rows, ev, s.cfg.Instance)
 		seq, prev = ev.Seq, sha256.Sum256(line)
 	}
-	_, err := pool.CopyFrom(ctx, pgx.Identifier(strings.Split(s.cfg.Table, ".")),
-		[]string{"seq", "time", "type", "session_id", "employee", "data", "prev", "instance"},
-		pgx.CopyFromRows(rows))
+	// A simple Query runs its statements in turn, the COPY reading the rows
+	// sent after it, and skips the COMMIT if the COPY fails.
+	// https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-COPY
+	tag, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(rows),
+		`COPY `+s.table+` (seq, time, type, session_id, employee, data, prev, instance) FROM STDIN; COMMIT`)
 	if err != nil {
 		return fmt.Errorf("copy: %w", err)
 	}
-	s.seq, s.prev, s.resync = seq, prev, false
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("commit: the transaction ended with %s", tag)
+	}
 	b.first = first
 	return nil
 }
 
-func nullString(s string) any {
-	if s == "" {
-		return nil
+// readBegin reads the results of write's first round trip: the table's last
+// seq, the hash of its line, and the normalised data if normalise.
+func readBegin(br pgx.BatchResults, normalise bool, table string) (seq uint64, prev [sha256.Size]byte, canon []*string, err error) {
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("begin: %w", cerr)
+		}
+	}()
+	for _, step := range []string{"begin", "set timeouts"} {
+		if _, err := br.Exec(); err != nil {
+			return 0, zeroPrev, nil, fmt.Errorf("%s: %w", step, err)
+		}
 	}
-	return s
+	if normalise {
+		if err := br.QueryRow().Scan(&canon); err != nil {
+			return 0, zeroPrev, nil, fmt.Errorf("normalise data: %w", err)
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		return 0, zeroPrev, nil, fmt.Errorf("lock the table: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return 0, zeroPrev, nil, fmt.Errorf("read last event: %w", err)
+	}
+	seq, prev, err = scanPGTail(rows, table)
+	return seq, prev, canon, err
+}
+
+// appendCopyRow appends ev as a line of COPY's text format, in the columns
+// of write's COPY. Empty strings are NULL, except the instance.
+// https://www.postgresql.org/docs/current/sql-copy.html (Text Format)
+func appendCopyRow(buf []byte, ev *Event, instance string) []byte {
+	buf = strconv.AppendUint(buf, ev.Seq, 10)
+	buf = ev.Time.AppendFormat(append(buf, '\t'), "2006-01-02 15:04:05.000000-07")
+	for _, v := range []string{ev.Type, ev.SessionID, ev.Employee, string(ev.Data), ev.Prev} {
+		buf = append(buf, '\t')
+		if v == "" {
+			buf = append(buf, `\N`...)
+		} else {
+			buf = appendCopyText(buf, v)
+		}
+	}
+	buf = appendCopyText(append(buf, '\t'), instance)
+	return append(buf, '\n')
+}
+
+// appendCopyText appends v escaped for COPY's text format. Append has
+// rejected NUL, which the format cannot carry.
+func appendCopyText(buf []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			buf = append(buf, `\\`...)
+		case '\n':
+			buf = append(buf, `\n`...)
+		case '\r':
+			buf = append(buf, `\r`...)
+		case '\t':
+			buf = append(buf, `\t`...)
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return buf
 }
 
 // Stats returns counts of the sink's work.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -492,6 +493,66 @@ func TestPGSinkRejectsBadEvents(t *testing.T) {
 	if seq, err := s.Append(context.Background(), stmt("s", 1)); err != nil || seq != 1 {
 		t.Fatalf("Append = %d, %v; want 1", seq, err)
 	}
+}
+
+// TestPGSinkCopyEscapes appends fields that COPY's text format must escape
+// and reads them back unchanged.
+func TestPGSinkCopyEscapes(t *testing.T) {
+	c := pgtest.Shared(t)
+	pool := newPool(t, c.DSN(pgtest.TrustUser))
+	table := sinkTable(t)
+	const instance = "host\\1\t\\N"
+	s, err := NewPGSink(context.Background(), PGSinkConfig{Pool: pool, Table: table, Instance: instance, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	events := []Event{
+		{Type: "odd\r\ntype", SessionID: `\N`, Employee: "tab\there\\.", Data: json.RawMessage("{\n\t\"sql\": \"a\\\\b\\tc\\nd\", \"q\": \"\\\\N\", \"u\": \"ü中\"}")},
+		{Type: TypeStatement, SessionID: "\\.", Employee: "\n", Data: json.RawMessage(`"\\."`)},
+		{Type: TypeStatement, Employee: "é"},
+	}
+	for _, ev := range events {
+		if _, err := s.Append(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []Event
+	if err := QueryPG(context.Background(), pool, table, PGFilter{}, func(ev Event) error {
+		got = append(got, ev)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(events) {
+		t.Fatalf("%d rows, want %d", len(got), len(events))
+	}
+	for i, want := range events {
+		g := got[i]
+		if g.Type != want.Type || g.SessionID != want.SessionID || g.Employee != want.Employee {
+			t.Errorf("seq %d: %q %q %q, want %q %q %q", g.Seq, g.Type, g.SessionID, g.Employee, want.Type, want.SessionID, want.Employee)
+		}
+		var gd, wd any
+		if len(want.Data) > 0 {
+			if err := json.Unmarshal(g.Data, &gd); err != nil {
+				t.Fatalf("seq %d: data %s: %v", g.Seq, g.Data, err)
+			}
+			json.Unmarshal(want.Data, &wd)
+		}
+		if !reflect.DeepEqual(gd, wd) || (len(want.Data) == 0) != (g.Data == nil) {
+			t.Errorf("seq %d: data %s, want %s", g.Seq, g.Data, want.Data)
+		}
+	}
+	var instances []string
+	if err := pool.QueryRow(context.Background(), `SELECT array_agg(instance) FROM `+table).Scan(&instances); err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range instances {
+		if got != instance {
+			t.Fatalf("instance column %q, want %q", got, instance)
+		}
+	}
+	mustVerifyPG(t, pool, table, uint64(len(events)))
 }
 
 // BenchmarkPGSinkAppend appends from 8 goroutines, as concurrent sessions do.
