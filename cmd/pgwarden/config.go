@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pgwarden/pgwarden/internal/identity"
+	"github.com/pgwarden/pgwarden/internal/userstore"
 	"github.com/pgwarden/pgwarden/proxy"
 )
 
@@ -38,7 +40,19 @@ type fileConfig struct {
 	} `yaml:"client_tls"`
 	// ClientCerts names employees by their client certificates.
 	ClientCerts identity.CertConfig `yaml:"client_certs"`
-	Limits      struct {
+	// Login has employees log in to pgwarden itself.
+	Login struct {
+		Enabled   bool   `yaml:"enabled"`
+		UsersFile string `yaml:"users_file"`
+		// Method is scram (default) or password (cleartext, TLS only).
+		Method string `yaml:"method"`
+		// Relay are database/role patterns authenticated by PostgreSQL.
+		Relay []string `yaml:"relay"`
+		// Roles give the upstream password of each mapped role; by
+		// default it is read from $PGWARDEN_ROLE_PASSWORD_<ROLE>.
+		Roles map[string]roleSecret `yaml:"roles"`
+	} `yaml:"login"`
+	Limits struct {
 		MaxConnections      int      `yaml:"max_connections"`
 		MaxMessageSize      int      `yaml:"max_message_size"`
 		StartupTimeout      duration `yaml:"startup_timeout"`
@@ -274,4 +288,91 @@ func identifyConfig(fc *fileConfig, clientTLS *tls.Config, logger *slog.Logger) 
 	certs.ConfigureTLS(clientTLS)
 	logger.Info("client_certificates", "cas", len(cc.CAFiles), "crls", len(cc.CRLFiles), "rules", len(cc.Rules))
 	return certs.Identify, nil
+}
+
+// roleSecret says where the upstream password of a mapped role is.
+type roleSecret struct {
+	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// loginConfig builds pgwarden's own login from the configuration; nil
+// when it is off.
+func loginConfig(fc *fileConfig, logger *slog.Logger) (*proxy.Login, error) {
+	lc := &fc.Login
+	if !lc.Enabled {
+		if lc.UsersFile != "" || lc.Method != "" || len(lc.Relay) > 0 {
+			return nil, errors.New("--users-file, --login-method and --login-relay need --login")
+		}
+		return nil, nil
+	}
+	method := proxy.LoginSCRAM
+	switch lc.Method {
+	case "", "scram":
+	case "password":
+		method = proxy.LoginPassword
+	default:
+		return nil, fmt.Errorf("login method %q: want scram or password", lc.Method)
+	}
+	relay, err := identity.ParseTargets(lc.Relay)
+	if err != nil {
+		return nil, fmt.Errorf("--login-relay: %w", err)
+	}
+	path := usersFilePath(lc.UsersFile, fc.StateDir)
+	if path == "" {
+		return nil, errors.New("--login needs the logins file: --users-file or --state-dir")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("logins file: %w (add employees with: pgwarden users add NAME --role ROLE --users-file %s)", err, path)
+	}
+	// Lockouts run on the wall clock, whatever clock the guard runs on.
+	store, err := userstore.Open(path, userstore.Options{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("login", "users_file", path, "method", cmp.Or(lc.Method, "scram"), "relay", strings.Join(lc.Relay, ","))
+	return &proxy.Login{
+		Accounts: store,
+		Method: func(info *proxy.SessionInfo) proxy.LoginMethod {
+			if relay.Match(info.Database, info.User) {
+				return proxy.LoginRelay
+			}
+			return method
+		},
+		Credentials: func(_ context.Context, role string) (string, error) { return rolePassword(lc.Roles, role) },
+	}, nil
+}
+
+// rolePassword is the upstream password of a mapped role: from the file or
+// variable its entry names, else from $PGWARDEN_ROLE_PASSWORD_<ROLE> (the
+// role upper-cased, other characters than letters and digits as _).
+func rolePassword(roles map[string]roleSecret, role string) (string, error) {
+	if r, ok := roles[role]; ok {
+		switch {
+		case r.PasswordFile != "":
+			b, err := os.ReadFile(r.PasswordFile)
+			if err != nil {
+				return "", fmt.Errorf("password of role %q: %w", role, err)
+			}
+			return strings.TrimRight(string(b), "\r\n"), nil
+		case r.PasswordEnv != "":
+			if v, ok := os.LookupEnv(r.PasswordEnv); ok {
+				return v, nil
+			}
+			return "", fmt.Errorf("password of role %q: $%s is not set", role, r.PasswordEnv)
+		}
+	}
+	name := "PGWARDEN_ROLE_PASSWORD_" + strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, role)
+	if v, ok := os.LookupEnv(name); ok {
+		return v, nil
+	}
+	return "", fmt.Errorf("no password for role %q: set $%s or login.roles in the config file", role, name)
 }

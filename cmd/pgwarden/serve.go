@@ -61,6 +61,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		clientCA     = fs.String("client-ca", "", "comma-separated PEM `files` of the CAs of employees' client certificates: a certificate names the employee (needs --tls-cert)")
 		clientCRL    = fs.String("client-crl", "", "comma-separated revocation list `files` (PEM or DER) of --client-ca, reloaded when they change")
 		clientMap    = fs.String("client-cert-map", "", "what in a client certificate names the employee: email (the first SAN email, default), cn, or email,cn")
+		login        = fs.Bool("login", false, "employees log in to pgwarden (pgwarden users add), which logs in upstream as their mapped role with the role's password from $PGWARDEN_ROLE_PASSWORD_<ROLE> or the config file")
+		usersFile    = fs.String("users-file", "", "pgwarden's logins `file` (default users.json in --state-dir, or $PGWARDEN_USERS_FILE)")
+		loginMethod  = fs.String("login-method", "", "how employees prove their password: scram (default) or password (cleartext, over TLS only, for clients without SCRAM)")
+		loginRelay   = fs.String("login-relay", "", "comma-separated `database/role` patterns whose clients authenticate to PostgreSQL itself, not to pgwarden (e.g. service accounts)")
 		requireCert  = fs.String("require-client-cert", "", "comma-separated `database/role` patterns (* and ?) whose sessions must present a client certificate, e.g. 'prod/*'")
 		maxConns     = fs.Int("max-connections", 0, "maximum concurrent client connections (default 1000)")
 		maxMsg       = fs.Int("max-message-size", 0, "maximum message size in `bytes` (default 1 GiB, as PostgreSQL)")
@@ -133,6 +137,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		fc.ClientCerts.CRLFiles = splitList(*clientCRL)
 	}
 	set(&fc.ClientCerts.Map, *clientMap)
+	if *login {
+		fc.Login.Enabled = true
+	}
+	set(&fc.Login.UsersFile, *usersFile)
+	set(&fc.Login.Method, *loginMethod)
+	if *loginRelay != "" {
+		fc.Login.Relay = splitList(*loginRelay)
+	}
 	for _, target := range splitList(*requireCert) {
 		fc.ClientCerts.Rules = append(fc.ClientCerts.Rules, identity.CertRule{Target: target, Require: true})
 	}
@@ -211,7 +223,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	loginCfg, err := loginConfig(fc, logger)
+	if err != nil {
+		return err
+	}
 	cfg := proxy.Config{
+		Login:           loginCfg,
 		Identify:        identify,
 		UpstreamAddr:    addr,
 		UpstreamTLSMode: mode,

@@ -169,3 +169,29 @@ func (g nameGlob) match(name string) bool {
 	}
 	return pi == len(g)
 }
+
+// Targets is a list of "database/role" patterns, as CertRule.Target.
+type Targets []certRule
+
+// ParseTargets compiles "database/role" patterns.
+func ParseTargets(patterns []string) (Targets, error) {
+	var ts Targets
+	for _, p := range patterns {
+		r, err := compileCertRule(CertRule{Target: p})
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, r)
+	}
+	return ts, nil
+}
+
+// Match reports whether one of the patterns matches database and role.
+func (ts Targets) Match(database, role string) bool {
+	for i := range ts {
+		if ts[i].matches(database, role) {
+			return true
+		}
+	}
+	return false
+}

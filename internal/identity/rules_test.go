@@ -119,3 +119,29 @@ func TestCertRules(t *testing.T) {
 		}
 	}
 }
+
+func TestTargets(t *testing.T) {
+	ts, err := ParseTargets([]string{"*/svc_*", `prod/dba`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		db, role string
+		want     bool
+	}{
+		{"any", "svc_billing", true},
+		{"prod", "dba", true},
+		{"staging", "dba", false},
+		{"prod", "alice", false},
+	} {
+		if got := ts.Match(tt.db, tt.role); got != tt.want {
+			t.Errorf("Match(%q, %q) = %v, want %v", tt.db, tt.role, got, tt.want)
+		}
+	}
+	if _, err := ParseTargets([]string{"no-slash"}); err == nil {
+		t.Error("a pattern without a slash accepted")
+	}
+	if ts, _ := ParseTargets(nil); ts.Match("a", "b") {
+		t.Error("no pattern matched something")
+	}
+}
