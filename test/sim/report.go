@@ -194,12 +194,15 @@ func (w *world) afterEpisode(emp string, t time.Time) bool {
 	return false
 }
 
-// shorterEpisodeHolds reports whether t falls within, or 24 hours after,
-// another episode of episode i's employee whose window is shorter: an
-// alert then is that episode's (a slow-and-low month is not credited with
-// the alerts of a dump in the middle of it).
+// shorterEpisodeHolds reports, for a slow-and-low episode i, whether t
+// falls within, or 24 hours after, another episode of its employee: an
+// alert then is that episode's (the slow read's month is not credited with
+// the alerts of a dump in the middle of it, nor of the windows it filled).
 func (w *world) shorterEpisodeHolds(i int, t time.Time) bool {
 	ep := &w.episodes[i]
+	if ep.Type != atkSlow {
+		return false
+	}
 	from, to := ep.window()
 	for k := range w.episodes {
 		o := &w.episodes[k]
