@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,5 +85,32 @@ func TestServeClientCertificates(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&sessions)
 	if len(sessions) != 1 || sessions[0].Employee != "erin" || sessions[0].IdentifiedBy != "certificate" || sessions[0].User != pgtest.TrustUser {
 		t.Errorf("sessions %+v; want erin by certificate as %s", sessions, pgtest.TrustUser)
+	}
+}
+
+// TestReadmeConfigExample: the configuration file README.md shows is
+// accepted as it is, unknown keys being errors.
+func TestReadmeConfigExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "## Configuration")
+	if !ok {
+		t.Fatal("README.md has no Configuration section")
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in the Configuration section")
+	}
+	path := filepath.Join(t.TempDir(), "pgwarden.yaml")
+	os.WriteFile(path, []byte(example), 0o600)
+	fc, err := loadConfigFile(path)
+	if err != nil {
+		t.Fatalf("the README's example: %v", err)
+	}
+	if len(fc.ClientCerts.Rules) != 2 || fc.Login.Method != "scram" || fc.Login.Roles["support_ro"].PasswordEnv == "" {
+		t.Errorf("parsed %+v %+v", fc.ClientCerts, fc.Login)
 	}
 }
