@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/internal/tag"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
@@ -106,5 +108,48 @@ func BenchmarkDataRow(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkStatementIdentity is the guard's cost per statement without
+// rows (Statement, CommandComplete, ReadyForQuery): an ordinary session, a
+// service account's untagged statement, and one whose tag the guard finds
+// and verifies.
+func BenchmarkStatementIdentity(b *testing.B) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	at := time.Unix(1767225600, 0)
+	const sql = "SELECT id, full_name, email FROM people WHERE id = $1 AND status = 'open'"
+	p, err := policy.Parse("bench.yaml", []byte(fmt.Sprintf(benchDeclared, true)+benchRules+
+		"service_accounts: [{role: svc, key_env: SVC_KEY}]\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct{ name, user, sql string }{
+		{"ordinary", "alice", sql},
+		{"service/untagged", "svc", sql},
+		{"service/tagged", "svc", tag.Sign(key, "alice", at, sql)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			g, err := guard.New(guard.Config{Policy: p, Catalog: fakeCatalog{}, ServiceKeys: map[string][]byte{"svc": key},
+				Now: func() time.Time { return at }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			si, err := g.StartSession(context.Background(), &proxy.SessionInfo{ID: "bench", User: bc.user})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			var seq uint64
+			for b.Loop() {
+				seq++
+				st := &proxy.Statement{Seq: seq, Kind: proxy.SimpleQuery, SQL: bc.sql}
+				if v := si.Statement(st); v.Action != proxy.Continue {
+					b.Fatal(v.Reason)
+				}
+				si.CommandComplete(st, []byte("SELECT 0"))
+				si.ReadyForQuery('I')
+			}
+		})
 	}
 }

@@ -71,17 +71,18 @@ func (cs *canarySet) countIn(data []byte) int {
 // the session blocks, before the message reaches the client.
 func (s *session) canaryHit(st *proxy.Statement, n int) proxy.Verdict {
 	cs := s.cc().canaries
-	seen := s.enf.canaries + n
+	w := s.stateOf(st).who
+	seen := w.canaries + n
 	if seen >= cs.blockAt {
 		b := policy.Breach{Measure: "canaries", Observed: int64(seen), Limit: int64(cs.blockAt - 1)}
-		v := s.decide(st, cs.block, b, fmt.Sprintf("%s received %d canary (honeytoken) values, which no legitimate work touches", s.info.Employee, seen))
+		v := s.decide(st, cs.block, b, fmt.Sprintf("%s received %d canary (honeytoken) values, which no legitimate work touches", w.employee, seen))
 		if v.Action != proxy.Continue {
 			return v
 		}
-	} else if s.enf.canaries == 0 {
+	} else if w.canaries == 0 {
 		b := policy.Breach{Measure: "canaries", Observed: int64(seen)}
-		s.decide(st, cs.alert, b, fmt.Sprintf("%s received a canary (honeytoken) value, which no legitimate work touches", s.info.Employee))
+		s.decide(st, cs.alert, b, fmt.Sprintf("%s received a canary (honeytoken) value, which no legitimate work touches", w.employee))
 	}
-	s.enf.canaries = seen
+	w.canaries = seen
 	return proxy.Verdict{}
 }

@@ -27,6 +27,12 @@ type Decision struct {
 	Reason      string    `json:"reason"`
 	ClientAddr  string    `json:"client_addr,omitempty"`
 	Application string    `json:"application,omitempty"`
+
+	// IdentifiedBy says how the employee is known (role, certificate,
+	// login, or tag: a service account's signed tag), and User is the
+	// database role the statement ran as.
+	IdentifiedBy string `json:"identified_by,omitempty"`
+	User         string `json:"user,omitempty"`
 }
 
 // decisionLog writes Decisions as JSON Lines, one Write per line.

@@ -15,4 +15,23 @@
 // Counting is done on the relay's server -> client goroutine, before the
 // row is forwarded, so a later issue's limits can stop the row that crosses
 // them.
+//
+// # Identity
+//
+// Figures, windows, norms, quarantine, holds, decisions and audit events
+// are keyed on an employee: the session's (proxy.SessionInfo's Employee),
+// unless the session's database role is one of the policy's service
+// accounts. Then each statement may name its own, with a tag signed by the
+// application (package internal/tag, keys in Config.ServiceKeys): a
+// comment at the start or end of the statement, or SET application_name
+// for the statements that follow (SET LOCAL: until the transaction ends).
+// Statement decides whom a statement is counted against, on the goroutine
+// reading the client, and keeps it with the statement (identity.go): with
+// pipelining, rows arrive for one employee's statement while another's
+// has been sent, and each is counted, limited and recorded as its own. A
+// tagged employee who is quarantined is refused statement by statement; a
+// rejected tag is ignored (the statement is the service account's) and
+// alerted as rule identity:forged-tag. Every decision and audit event
+// names the employee, how they were identified (role, certificate, login
+// or tag), the database role, the client address and the application.
 package guard

@@ -3,8 +3,6 @@ package guard
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,8 +203,6 @@ type enforcement struct {
 	// and a verdict for the statement's first row decided then.
 	later   []*policy.Rule
 	pending proxy.Verdict
-	// canaries counts the honeytoken values the session has received.
-	canaries int
 	// rowUnexplained: the current row is of the explained_access table and
 	// its key is not among the employee's.
 	rowUnexplained bool
@@ -223,22 +219,20 @@ type enforcement struct {
 
 var alertSeq atomic.Uint64
 
-// context builds the policy context of a statement.
-func (s *session) policyContext(c *compiled, st *proxy.Statement) policy.Context {
+// policyContext builds the policy context of a statement: its employee
+// is the one identify named.
+func (s *session) policyContext(c *compiled, st *proxy.Statement, ss *stmtState) policy.Context {
 	pc := policy.Context{
-		User:        s.info.Employee,
+		User:        ss.who.employee,
 		Roles:       s.enf.roles,
 		Application: s.info.ApplicationName,
 		Time:        s.g.cfg.Now().In(c.p.Location()),
+		ClientAddr:  clientAddr(&s.info),
+		Service:     ss.use,
 	}
 	s.g.openMu.Lock()
-	pc.Sessions = s.g.open[s.info.Employee]
+	pc.Sessions = s.g.open[ss.who.employee]
 	s.g.openMu.Unlock()
-	if a, ok := s.info.ClientAddr.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			pc.ClientAddr = ip.Unmap()
-		}
-	}
 	switch st.Kind {
 	case proxy.FunctionCall:
 		pc.Kinds = append(pc.Kinds, policy.KindFunctionCall)
@@ -246,7 +240,7 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement) policy.Context
 			pc.Kinds = append(pc.Kinds, policy.KindLoExport)
 		}
 	default:
-		info := s.g.cfg.SQL.Analyze(st.SQL)
+		info := s.g.cfg.SQL.Analyze(ss.text(st))
 		for _, k := range info.Kinds {
 			pc.Kinds = append(pc.Kinds, policy.StatementKind(k))
 		}
@@ -321,10 +315,17 @@ func (s *session) qualify(rel sqltext.Relation) string {
 // prepares those with thresholds.
 func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 	c := s.g.cur.Load()
+	ss := s.identify(c, st)
+	if q := s.g.cfg.Quarantine; q != nil && ss.who != &s.def {
+		// The session's own employee was checked when it began.
+		if e, ok := q.Get(ss.who.employee); ok {
+			return s.refuseQuarantined(st, ss, e)
+		}
+	}
 	rules := c.p.Rules()
 	p := &prepared{c: c}
 	if len(rules) > 0 {
-		p.pctx = s.policyContext(c, st)
+		p.pctx = s.policyContext(c, st, ss)
 	}
 	var verdict proxy.Verdict
 	for _, r := range rules {
@@ -336,18 +337,18 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 			p.rules = append(p.rules, &activeRule{r: r})
 			continue
 		}
-		v := s.decide(st, r, policy.Breach{}, "statement refused by rule "+r.Name+describeContext(r, &p.pctx))
+		v := s.decide(st, r, policy.Breach{}, "statement refused by rule "+r.Name+describeContext(r, &p.pctx, ss))
 		if r.Action == policy.ActionRedact && !r.Shadow {
 			p.redact = r
 		}
 		if r.Action == policy.ActionHold && !r.Shadow {
-			v = s.hold(st, r, "statement held by rule "+r.Name+describeContext(r, &p.pctx))
+			v = s.hold(st, r, "statement held by rule "+r.Name+describeContext(r, &p.pctx, ss))
 		}
 		if v.Action > verdict.Action {
 			verdict = v
 		}
 	}
-	p.rules = append(p.rules, s.normRules(c, s.g.cfg.Now())...)
+	p.rules = append(p.rules, s.normRules(c, s.g.cfg.Now(), ss.who)...)
 	if sh := s.g.cfg.Shared; sh != nil && !s.g.cfg.AuditFailOpen && !sh.Healthy() {
 		r := &policy.Rule{Name: "shared-state-unavailable", Action: policy.ActionBlock, Scope: policy.ScopeStatement, Severity: "high"}
 		p.rules = append(p.rules, fixedRule(r, 0,
@@ -359,7 +360,9 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 	return verdict
 }
 
-func describeContext(r *policy.Rule, pc *policy.Context) string {
+// describeContext completes the reason of a context rule's decision: the
+// rule's description, or what is known of the statement.
+func describeContext(r *policy.Rule, pc *policy.Context, ss *stmtState) string {
 	if r.Description != "" {
 		return " (" + r.Description + ")"
 	}
@@ -367,7 +370,19 @@ func describeContext(r *policy.Rule, pc *policy.Context) string {
 	for _, k := range pc.Kinds {
 		kinds = append(kinds, string(k))
 	}
-	return " (statement: " + strings.Join(kinds, ", ") + ")"
+	d := " (statement: " + strings.Join(kinds, ", ")
+	if u := pc.Service; u.Account != "" {
+		d += "; service account " + u.Account + ": "
+		if u.Tagged {
+			d += "tagged"
+		} else {
+			d += "untagged"
+		}
+		if ss.unusual != "" {
+			d += ", unusual: " + ss.unusual
+		}
+	}
+	return d + ")"
 }
 
 // begin makes st's rules the ones evaluated, on the goroutine reading
@@ -398,8 +413,9 @@ func (s *session) begin(st *proxy.Statement) {
 	s.c.Store(p.c)
 	e.pctx, e.later = &p.pctx, p.later
 	e.redacting = p.redact
+	employee := s.employee(st)
 	for _, a := range p.rules {
-		if e.redactAlways[a.r.Name] {
+		if e.redactAlways[onceKey(a.r.Name, employee)] {
 			e.redacting, a.done = a.r, true
 		}
 	}
@@ -428,8 +444,9 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 	// from what the cursor returned so far (psql's FETCH_COUNT, JDBC fetch
 	// sizes over DECLARE).
 	var cursorBase policy.Figures
-	if st.SQL != "" {
-		if info := s.g.cfg.SQL.Analyze(st.SQL); info.CursorOp == "fetch" {
+	w := s.stateOf(st).who
+	if sql := s.sqlOf(st); sql != "" {
+		if info := s.g.cfg.SQL.Analyze(sql); info.CursorOp == "fetch" {
 			if ct := s.cursors[info.Cursor]; ct != nil {
 				cursorBase = policy.Figures{Rows: ct.Rows, Bytes: ct.Bytes, PIIRows: ct.PIIRows,
 					PIIValues: make(map[policy.Category]int64, len(ct.PIIValues))}
@@ -447,21 +464,21 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 		}
 		switch a.r.Scope {
 		case policy.ScopeSession:
-			a.base = s.sessionFigures()
-			s.addOpen(&a.base, st)
+			a.base = s.sessionFigures(w)
+			s.addOpen(&a.base, w)
 		case policy.ScopeStatement:
 			a.base = cursorBase
 		default:
 			if !haveTotals {
 				if e.needsSubjs {
-					totals, _ = s.g.cfg.Windows.Get(s.info.Employee, s.g.cfg.Now())
+					totals, _ = s.g.cfg.Windows.Get(w.employee, s.g.cfg.Now())
 				} else {
-					totals, _ = s.g.cfg.Windows.GetCounts(s.info.Employee, s.g.cfg.Now())
+					totals, _ = s.g.cfg.Windows.GetCounts(w.employee, s.g.cfg.Now())
 				}
 				if sh := s.g.cfg.Shared; sh != nil {
 					// The other instances' figures (distinct subjects are
 					// per instance).
-					remote, _ := sh.Remote().GetCounts(s.info.Employee, s.g.cfg.Now())
+					remote, _ := sh.Remote().GetCounts(w.employee, s.g.cfg.Now())
 					for i := range totals {
 						totals[i].AddCounts(&remote[i])
 					}
@@ -470,7 +487,7 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 			}
 			span, _ := a.r.Scope.Span()
 			a.base = policy.WindowFigures(&totals[span])
-			s.addOpen(&a.base, st)
+			s.addOpen(&a.base, w)
 		}
 		a.prepare()
 	}
@@ -506,13 +523,13 @@ func (s *session) widen(st *proxy.Statement, f *Figures) {
 			add = append(add, &activeRule{r: r})
 			continue
 		}
-		v := s.decide(st, r, policy.Breach{}, "statement refused by rule "+r.Name+describeContext(r, e.pctx))
+		v := s.decide(st, r, policy.Breach{}, "statement refused by rule "+r.Name+describeContext(r, e.pctx, s.stateOf(st)))
 		switch {
 		case r.Shadow:
 		case r.Action == policy.ActionRedact:
 			e.redacting = r
 		case r.Action == policy.ActionHold:
-			v = s.hold(st, r, "statement held by rule "+r.Name+describeContext(r, e.pctx))
+			v = s.hold(st, r, "statement held by rule "+r.Name+describeContext(r, e.pctx, s.stateOf(st)))
 		}
 		if v.Action > e.pending.Action {
 			e.pending = v
@@ -522,12 +539,12 @@ func (s *session) widen(st *proxy.Statement, f *Figures) {
 	e.active = append(e.active, add...)
 }
 
-// addOpen adds to f the statements of the batch in progress other than st:
-// they reach the session and the windows only when the batch ends, and a
-// pipeline must not split a leak into statements that each start from
-// the same total.
-func (s *session) addOpen(f *policy.Figures, _ *proxy.Statement) {
-	o := &s.openSum
+// addOpen adds to f w's statements of the batch in progress other than
+// the current one: they reach the session and the windows only when the
+// batch ends, and a pipeline must not split a leak into statements that
+// each start from the same total.
+func (s *session) addOpen(f *policy.Figures, w *who) {
+	o := s.sumOf(w)
 	f.Rows += o.rows
 	f.Bytes += o.bytes
 	f.PIIRows += o.piiRows
@@ -540,8 +557,10 @@ func (s *session) addOpen(f *policy.Figures, _ *proxy.Statement) {
 	})
 }
 
-func (s *session) sessionFigures() policy.Figures {
-	t := &s.total
+// sessionFigures are w's figures in the session so far: those of session
+// scope rules.
+func (s *session) sessionFigures(w *who) policy.Figures {
+	t := &w.total
 	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, Unexplained: t.unexplained, Sequential: t.sequential, PIIValues: make(map[policy.Category]int64)}
 	for c, n := range t.piiValues {
 		f.PIIValues[policy.Category(c)] = n
@@ -569,7 +588,7 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 		}
 		v := s.decide(st, a.r, b, a.reason)
 		if a.r.Action == policy.ActionHold && !a.r.Shadow {
-			v = s.hold(st, a.r, s.thresholdReason(a.r, b))
+			v = s.hold(st, a.r, s.thresholdReason(st, a.r, b))
 		}
 		if a.r.Action == policy.ActionRedact && !a.r.Shadow {
 			e.redacting = a.r
@@ -577,7 +596,7 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 				if e.redactAlways == nil {
 					e.redactAlways = make(map[string]bool)
 				}
-				e.redactAlways[a.r.Name] = true
+				e.redactAlways[onceKey(a.r.Name, f.state.who.employee)] = true
 			}
 		}
 		switch {
@@ -591,7 +610,7 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes i
 			if e.alertedOnce == nil {
 				e.alertedOnce = make(map[string]bool)
 			}
-			e.alertedOnce[a.r.Name] = true
+			e.alertedOnce[onceKey(a.r.Name, f.state.who.employee)] = true
 		}
 		if v.Action > verdict.Action {
 			verdict = v
@@ -607,18 +626,25 @@ func (s *session) decide(st *proxy.Statement, r *policy.Rule, b policy.Breach, r
 	return s.decideAs(st, r, b, reason, decisionExtra{source: "rule"})
 }
 
-// decisionExtra says where a decision comes from, for the logs.
+// decisionExtra says where a decision comes from, for the logs; quiet
+// decisions are recorded without alerting.
 type decisionExtra struct {
 	source, kind, window string
 	score                float64
+	quiet                bool
 }
 
+// onceKey keys the rules that act once per session and employee.
+func onceKey(rule, employee string) string { return rule + "\x00" + employee }
+
 func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach, reason string, x decisionExtra) proxy.Verdict {
-	if r.Scope != policy.ScopeStatement && r.Action == policy.ActionAlert && s.enf.alertedOnce[r.Name] {
+	ss := s.stateOf(st)
+	w := ss.who
+	if r.Scope != policy.ScopeStatement && r.Action == policy.ActionAlert && s.enf.alertedOnce[onceKey(r.Name, w.employee)] {
 		return proxy.Verdict{}
 	}
 	if reason == "" {
-		reason = s.thresholdReason(r, b)
+		reason = s.thresholdReason(st, r, b)
 	}
 	action := string(r.Action)
 	if r.Shadow {
@@ -632,32 +658,46 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 	if b.Measure != "" {
 		data["measure"], data["observed"], data["limit"] = b.Measure, b.Observed, b.Limit
 	}
-	var auditSeq uint64
-	if s.g.cfg.Audit != nil {
-		if raw, err := audit.MarshalData(data); err == nil {
-			auditSeq, _ = s.g.cfg.Audit.Append(context.Background(),
-				audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: s.info.Employee, Data: raw})
+	if ss.use.Account != "" {
+		data["service_account"] = ss.use.Account
+		if ss.tagErr != "" {
+			data["tag_error"], data["tag_user"] = ss.tagErr, ss.tagUser
+		}
+		if ss.unusual != "" {
+			data["unusual"] = ss.unusual
 		}
 	}
-	s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "reason", reason)
+	var auditSeq uint64
+	if s.g.cfg.Audit != nil {
+		s.identityFields(w, data)
+		if raw, err := audit.MarshalData(data); err == nil {
+			auditSeq, _ = s.g.cfg.Audit.Append(context.Background(),
+				audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: w.employee, Data: raw})
+		}
+	}
+	if w != &s.def {
+		s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "tagged_employee", w.employee, "reason", reason)
+	} else {
+		s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "reason", reason)
+	}
 	if m := s.g.cfg.Metrics; m != nil {
 		m.Decisions.WithLabelValues(x.source, action, r.Name).Inc()
 	}
-	s.g.decisions.write(Decision{Time: s.g.cfg.Now().UTC(), Employee: s.info.Employee, SessionID: s.info.ID,
+	s.g.decisions.write(Decision{Time: s.g.cfg.Now().UTC(), Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, SessionID: s.info.ID,
 		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
 		Measure: b.Measure, Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
 		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName})
-	if r.Action != policy.ActionLog && s.g.cfg.Alerts != nil {
+	if r.Action != policy.ActionLog && !x.quiet && s.g.cfg.Alerts != nil {
 		a := notify.Alert{
 			ID:   fmt.Sprintf("%s-%d-%s-%d", s.info.ID, seqOf(st), r.Name, alertSeq.Add(1)),
-			Time: s.g.cfg.Now(), Action: action, Shadow: r.Shadow, Employee: s.info.Employee,
+			Time: s.g.cfg.Now(), Action: action, Shadow: r.Shadow, Employee: w.employee,
 			Role: s.info.User, Rule: r.Name, Reason: reason, Observed: b.Observed, Limit: b.Limit,
 			Measure: b.Measure, Scope: string(r.Scope), SessionID: s.info.ID,
 			ClientAddr: addrString(&s.info), Application: s.info.ApplicationName,
 			Database: s.info.Database, Severity: r.Severity,
 		}
-		if st != nil && st.SQL != "" {
-			a.Statement = s.g.cfg.SQL.Analyze(st.SQL).Normalized
+		if sql := s.sqlOf(st); sql != "" {
+			a.Statement = s.g.cfg.SQL.Analyze(sql).Normalized
 		}
 		if auditSeq != 0 {
 			a.AuditSeqs = []uint64{auditSeq}
@@ -676,14 +716,14 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended: " + reason}
 	case policy.ActionQuarantine:
 		if q := s.g.cfg.Quarantine; q != nil {
-			if _, err := q.Add(quarantine.Entry{Employee: s.info.Employee, Since: s.g.cfg.Now().UTC(),
+			if _, err := q.Add(quarantine.Entry{Employee: w.employee, Since: s.g.cfg.Now().UTC(),
 				Rule: r.Name, Reason: reason, SessionID: s.info.ID}); err != nil {
 				s.log.Error("quarantine_failed", "error", err)
 			}
 		} else {
 			s.log.Error("quarantine_unavailable", "rule", r.Name, "hint", "set --state-dir")
 		}
-		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended and " + s.info.Employee +
+		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended and " + w.employee +
 			" quarantined until security releases them: " + reason}
 	}
 	return proxy.Verdict{}
@@ -718,8 +758,8 @@ func (g *Guard) refused(info *proxy.SessionInfo, why error) {
 	}
 }
 
-func (s *session) thresholdReason(r *policy.Rule, b policy.Breach) string {
-	return fmt.Sprintf("%s received more than %s %s %s (rule %s)", s.info.Employee,
+func (s *session) thresholdReason(st *proxy.Statement, r *policy.Rule, b policy.Breach) string {
+	return fmt.Sprintf("%s received more than %s %s %s (rule %s)", s.employee(st),
 		formatCount(b.Limit), measureText(b.Measure), scopeText(r.Scope), r.Name)
 }
 
@@ -745,11 +785,11 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 			}
 		}()
 	}
-	h := holds.Hold{ID: fmt.Sprintf("%s-%d-%d", s.info.ID, seqOf(st), alertSeq.Add(1)), Employee: s.info.Employee,
+	h := holds.Hold{ID: fmt.Sprintf("%s-%d-%d", s.info.ID, seqOf(st), alertSeq.Add(1)), Employee: s.employee(st),
 		Rule: r.Name, Reason: reason, SessionID: s.info.ID, Since: s.g.cfg.Now().UTC(),
 		Deadline: s.g.cfg.Now().UTC().Add(r.HoldTimeout)}
-	if st != nil && st.SQL != "" {
-		h.Statement = s.g.cfg.SQL.Analyze(st.SQL).Normalized
+	if sql := s.sqlOf(st); sql != "" {
+		h.Statement = s.g.cfg.SQL.Analyze(sql).Normalized
 	}
 	s.log.Warn("statement_held", "hold_id", h.ID, "rule", r.Name, "timeout", r.HoldTimeout)
 	approved, err := s.g.cfg.Holds.Request(ctx, h)
@@ -769,13 +809,7 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 
 func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome string) {
 	s.log.Warn("hold_ended", "rule", r.Name, "statement_seq", seqOf(st), "outcome", outcome)
-	if s.g.cfg.Audit == nil {
-		return
-	}
-	raw, err := audit.MarshalData(map[string]any{"seq": seqOf(st), "rule": r.Name, "action": "hold", "outcome": outcome})
-	if err == nil {
-		s.g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: s.info.Employee, Data: raw})
-	}
+	s.appendEvent(s.stateOf(st).who, audit.TypeDecision, map[string]any{"seq": seqOf(st), "rule": r.Name, "action": "hold", "outcome": outcome})
 }
 
 // checkQuarantine refuses a quarantined employee's new session.

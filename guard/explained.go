@@ -74,24 +74,24 @@ func findKeyColumn(e policy.ExplainedAccess, i int, fd pgproto3.FieldDescription
 	k.index = noKey
 }
 
-// explained reports whether the employee has a recorded reason to see the
+// explained reports whether employee has a recorded reason to see the
 // row whose key is key. The employee's keys are fetched with the policy's
 // query and reused for its refresh period; when the query fails, every row
 // is unexplained until it works again (the side of caution), and the
 // failure is logged.
-func (s *session) explained(e policy.ExplainedAccess, key string) bool {
+func (s *session) explained(e policy.ExplainedAccess, key, employee string) bool {
 	if e.Query == "" {
 		return true
 	}
 	g := s.g
 	now := g.cfg.Now()
 	g.explained.mu.Lock()
-	k, ok := g.explained.keys[s.info.Employee]
+	k, ok := g.explained.keys[employee]
 	g.explained.mu.Unlock()
 	if !ok || now.Sub(k.fetched) >= e.Refresh || now.Before(k.fetched) {
 		k = explainedKeys{fetched: now}
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.CatalogTimeout)
-		keys, err := g.cfg.Catalog.ExplainedKeys(ctx, e.Query, s.info.Employee)
+		keys, err := g.cfg.Catalog.ExplainedKeys(ctx, e.Query, employee)
 		cancel()
 		if err != nil {
 			s.log.Warn("explained_access_failed", "error", err)
@@ -105,7 +105,7 @@ func (s *session) explained(e policy.ExplainedAccess, key string) bool {
 		if g.explained.keys == nil {
 			g.explained.keys = make(map[string]explainedKeys)
 		}
-		g.explained.keys[s.info.Employee] = k
+		g.explained.keys[employee] = k
 		g.explained.mu.Unlock()
 	}
 	_, in := k.set[key]

@@ -108,6 +108,11 @@ type Config struct {
 	// NormShare, if set, feeds Norms in the guard's place and shares what
 	// it is fed with the other pgwarden instances (*normshare.Sharer).
 	NormShare NormShare
+	// ServiceKeys are the keys the policy's service accounts sign their
+	// identity tags with (package internal/tag), by database role:
+	// LoadServiceKeys reads them from where the policy says. New and
+	// SetPolicy refuse a policy naming an account without a key.
+	ServiceKeys map[string][]byte
 	// CatalogTimeout bounds a catalog lookup (default 2s).
 	CatalogTimeout time.Duration
 	Now            func() time.Time
@@ -129,6 +134,10 @@ type Guard struct {
 	explained    explainedState
 	sweeps       sweepState
 	timeline     timeline
+	// keys are the service accounts' signing keys (Config.ServiceKeys),
+	// replaced by SetPolicyAndKeys.
+	keysMu sync.Mutex
+	keys   map[string][]byte
 }
 
 // compiled is a policy with its detectors built.
@@ -138,10 +147,16 @@ type compiled struct {
 	canaries  *canarySet  // nil when the policy names none
 	// estimate is set when a rule has an estimated_rows condition.
 	estimate bool
+	// keys are the signing keys of p's service accounts, by role.
+	keys map[string][]byte
 }
 
-func compile(p *policy.Policy) (*compiled, error) {
+func compile(p *policy.Policy, keys map[string][]byte) (*compiled, error) {
 	c := &compiled{p: p, canaries: newCanarySet(p)}
+	var err error
+	if c.keys, err = serviceKeys(p, keys); err != nil {
+		return nil, err
+	}
 	for _, r := range p.Rules() {
 		c.estimate = c.estimate || r.NeedsEstimate()
 	}
@@ -167,12 +182,29 @@ func compile(p *policy.Policy) (*compiled, error) {
 
 // SetPolicy puts p in force. Running sessions apply it from their next
 // statement; a statement in progress finishes under the policy it started
-// with.
+// with. It fails, leaving the policy in force, when p names a service
+// account the guard has no key for.
 func (g *Guard) SetPolicy(p *policy.Policy) error {
-	c, err := compile(p)
+	g.keysMu.Lock()
+	defer g.keysMu.Unlock()
+	c, err := compile(p, g.keys)
 	if err != nil {
 		return err
 	}
+	g.cur.Store(c)
+	return nil
+}
+
+// SetPolicyAndKeys puts p in force with new service account keys (a
+// reload that adds an account or rotates a key), as SetPolicy does.
+func (g *Guard) SetPolicyAndKeys(p *policy.Policy, keys map[string][]byte) error {
+	g.keysMu.Lock()
+	defer g.keysMu.Unlock()
+	c, err := compile(p, keys)
+	if err != nil {
+		return err
+	}
+	g.keys = keys
 	g.cur.Store(c)
 	return nil
 }
@@ -204,7 +236,7 @@ func New(cfg Config) (*Guard, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Guard{cfg: cfg}
+	g := &Guard{cfg: cfg, keys: cfg.ServiceKeys}
 	if cfg.DecisionLog != nil {
 		g.decisions = &decisionLog{w: cfg.DecisionLog}
 	}
@@ -234,15 +266,16 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.Employee)}
 	s.c.Store(g.cur.Load())
 	s.enf.roles = g.roles(info)
-	if groups := s.cc().p.GroupsOf(&policy.Context{User: info.Employee, Roles: s.enf.roles}); len(groups) > 0 {
-		s.peer = groups[0]
-	} else if len(s.enf.roles) > 0 {
-		s.peer = s.enf.roles[0]
+	s.def = who{employee: info.Employee, identifiedBy: info.IdentifiedBy, peer: s.peerOf(s.cc(), info.Employee)}
+	s.defState.who = &s.def
+	data := map[string]any{"database": info.Database, "client_tls": info.ClientTLS, "upstream_tls": info.UpstreamTLS}
+	if sa := s.cc().p.ServiceAccount(info.User); sa != nil {
+		data["service_account"] = sa.Role
+		if why, unusual := sa.Unusual(info.ApplicationName, clientAddr(info)); unusual {
+			data["unusual"] = why
+		}
 	}
-	err := s.appendEvent(audit.TypeSessionStart, map[string]any{
-		"user": info.User, "employee": info.Employee, "identified_by": info.IdentifiedBy, "database": info.Database, "application_name": info.ApplicationName,
-		"client_addr": addrString(info), "client_tls": info.ClientTLS, "upstream_tls": info.UpstreamTLS,
-	})
+	err := s.appendEvent(&s.def, audit.TypeSessionStart, data)
 	if err != nil && !g.cfg.AuditFailOpen {
 		if m := g.cfg.Metrics; m != nil {
 			m.SessionsRefused.WithLabelValues("audit").Inc()
@@ -301,8 +334,10 @@ type Figures struct {
 	// had no recorded reason to see; Sequential, rows whose key is next to
 	// one they read in the last hour.
 	Unexplained, Sequential int64
-	// inSum: the figures are in the session's openSum.
+	// inSum: the figures are in their employee's sum of the batch.
 	inSum bool
+	// state is whom the statement is counted against, and its text.
+	state *stmtState
 	// Channels counts PII values that left other than in rows: in notices,
 	// error messages and notifications.
 	Channels map[string]int
@@ -350,6 +385,15 @@ type session struct {
 	info proxy.SessionInfo
 	log  *slog.Logger
 
+	// def is the session's own identity, and defState the state of the
+	// statements counted against it; svc follows the tags of a service
+	// account's session (identity.go).
+	def      who
+	defState stmtState
+	svc      serviceState
+	// batch numbers the batches (ReadyForQuery) of the session.
+	batch uint64
+
 	cur  *proxy.Statement
 	fig  *Figures
 	plan []colPlan // nil: no description, scan everything
@@ -361,18 +405,42 @@ type session struct {
 	path   searchPath
 	pathMu sync.Mutex
 	enf    enforcement
-	peer   string // the employee's peer group for norms
-	// openSum sums the batch's statements other than the current one,
-	// not yet recorded (see figures).
-	openSum openSum
-	key     keyColumn // where the explained_access key is in the current result
+	key    keyColumn // where the explained_access key is in the current result
 	// cursors sums the fetches of each open server-side cursor.
 	cursors map[string]*cursorTotal
 	// total sums the session's statements, for its session_end event.
-	total struct {
-		statements, rows, bytes, piiRows, unexplained, sequential int64
-		piiValues                                                 map[string]int64
+	total sessionTotal
+}
+
+// sessionTotal sums statements of a session.
+type sessionTotal struct {
+	statements, rows, bytes, piiRows, unexplained, sequential int64
+	piiValues                                                 map[string]int64
+}
+
+// add counts a recorded statement.
+func (t *sessionTotal) add(f *Figures, values map[string]int) {
+	t.statements++
+	t.rows += f.Rows
+	t.bytes += f.Bytes
+	t.piiRows += f.PIIRows
+	t.unexplained += f.Unexplained
+	t.sequential += f.Sequential
+	for c, n := range values {
+		if t.piiValues == nil {
+			t.piiValues = make(map[string]int64)
+		}
+		t.piiValues[c] += int64(n)
 	}
+}
+
+// sumOf is the running sum of w's statements of the batch in progress,
+// other than the current one.
+func (s *session) sumOf(w *who) *openSum {
+	if w.sumBatch != s.batch {
+		w.sum, w.sumBatch = openSum{}, s.batch
+	}
+	return &w.sum
 }
 
 // cc returns the policy of the statement in progress.
@@ -384,14 +452,15 @@ func (s *session) figures(st *proxy.Statement) *Figures {
 	}
 	if s.fig != nil && !s.fig.inSum {
 		// The statement before is done (for now): its figures join the
-		// batch's sum, which session and window limits add.
-		s.openSum.add(s.fig, 1)
+		// batch's sum of its employee, which session and window limits
+		// add.
+		s.sumOf(s.fig.state.who).add(s.fig, 1)
 		s.fig.inSum = true
 	}
 	f := s.lookup(st)
 	if f.inSum {
 		// A portal resumed: current again.
-		s.openSum.add(f, -1)
+		s.sumOf(f.state.who).add(f, -1)
 		f.inSum = false
 	}
 	s.cur, s.fig, s.plan = st, f, nil
@@ -407,8 +476,9 @@ func (s *session) lookup(st *proxy.Statement) *Figures {
 	}
 	f := s.open[st]
 	if f == nil {
-		f = &Figures{Started: s.g.cfg.Now(), wall: time.Now()}
+		f = &Figures{Started: s.g.cfg.Now(), wall: time.Now(), state: s.stateOf(st)}
 		s.open[st] = f
+		s.svc.answered(st)
 	}
 	return f
 }
@@ -448,6 +518,7 @@ func (s *session) scanChannel(st *proxy.Statement, channel string, texts ...stri
 func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 	if st != nil {
 		s.lookup(st)
+		s.ended(st)
 	}
 	if len(tag) > 0 && (tag[0] == 'S' || tag[0] == 'R') {
 		// SET, RESET, or a SELECT calling set_config().
@@ -460,6 +531,7 @@ func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 func (s *session) Error(st *proxy.Statement, e *pgproto3.ErrorResponse) {
 	if st != nil {
 		s.lookup(st).Failed = true
+		s.ended(st)
 	}
 	s.scanChannel(st, "error", e.Message, e.Detail, e.Hint, e.Where)
 }
@@ -628,11 +700,11 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		s.enf.rowUnexplained = true
 	case k.index >= 0 && k.index < len(values) && values[k.index] != nil:
 		if key, ok := k.keyText(values[k.index]); ok {
-			if !s.explained(pol.p.Explained(), key) {
+			if !s.explained(pol.p.Explained(), key, f.state.who.employee) {
 				s.enf.rowUnexplained = true
 			}
 			if n, err := strconv.ParseInt(key, 10, 64); err == nil {
-				s.enf.rowSequential = s.g.sequential(s.info.Employee, n, s.g.cfg.Now())
+				s.enf.rowSequential = s.g.sequential(f.state.who.employee, n, s.g.cfg.Now())
 			}
 		}
 	}
@@ -665,7 +737,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 func (s *session) rowLimit(f *Figures) proxy.Verdict {
 	if max := s.g.cfg.MaxRowsPerStatement; max > 0 && f.Rows >= max {
 		reason := fmt.Sprintf("statement returned more than %d rows (limit max_rows_per_statement)", max)
-		s.appendEvent(audit.TypeDecision, map[string]any{"seq": seqOf(s.cur), "rule": "max_rows_per_statement",
+		s.appendEvent(f.state.who, audit.TypeDecision, map[string]any{"seq": seqOf(s.cur), "rule": "max_rows_per_statement",
 			"action": "block", "scope": "statement", "measure": "rows", "observed": f.Rows + 1, "limit": max, "reason": reason})
 		return proxy.Verdict{Action: proxy.Block, Reason: reason}
 	}
@@ -731,6 +803,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 	if txStatus == 'I' {
 		s.endTransaction()
+		s.svc.idleAfter.Store(s.svc.lastSeq)
 	}
 	var failed bool
 	// In the order the client sent them.
@@ -745,7 +818,8 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 		}
 	}
 	clear(s.open)
-	s.openSum = openSum{}
+	s.batch++
+	s.svc.forget()
 	s.cur, s.fig, s.plan = nil, nil, nil
 	if failed && !s.g.cfg.AuditFailOpen {
 		return proxy.Verdict{Action: proxy.Kill, Reason: errAuditUnavailable.Error()}
@@ -770,31 +844,22 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 			wf.Custom[string(c)] += int64(n)
 		}
 	})
-	s.g.cfg.Windows.Add(s.info.Employee, now, wf)
+	w := f.state.who
+	s.g.cfg.Windows.Add(w.employee, now, wf)
 	if sh := s.g.cfg.Shared; sh != nil {
-		sh.Add(s.info.Employee, now, wf)
+		sh.Add(w.employee, now, wf)
 	}
 	if total := f.PIIValues.Total(); total > 0 {
-		s.g.timeline.add(s.info.Employee, now, int64(total))
+		s.g.timeline.add(w.employee, now, int64(total))
 	}
 	s.g.cfg.Windows.Add(SessionKey(s.info.ID), now, wf)
-	t := &s.total
-	t.statements++
-	t.rows += f.Rows
-	t.bytes += f.Bytes
-	t.piiRows += f.PIIRows
-	t.unexplained += f.Unexplained
-	t.sequential += f.Sequential
-	for c, n := range values {
-		if t.piiValues == nil {
-			t.piiValues = make(map[string]int64)
-		}
-		t.piiValues[c] += int64(n)
-	}
-	if st.SQL != "" {
+	s.total.add(f, values)
+	w.total.add(f, values)
+	sql := f.state.text(st)
+	if sql != "" {
 		// The tables the text names count as touched, whether or not a
 		// result column comes from them (a WHERE, a join, a subquery).
-		for _, rel := range s.g.cfg.SQL.Analyze(st.SQL).Relations {
+		for _, rel := range s.g.cfg.SQL.Analyze(sql).Relations {
 			if f.Tables == nil {
 				f.Tables = make(map[string]struct{})
 			}
@@ -840,8 +905,17 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	if f.Sequential > 0 {
 		data["sequential_rows"] = f.Sequential
 	}
-	if s.g.cfg.Audit != nil && st.SQL != "" {
-		info := s.g.cfg.SQL.Analyze(st.SQL)
+	if ss := f.state; ss.use.Account != "" {
+		data["service_account"] = ss.use.Account
+		if ss.tagErr != "" {
+			data["tag_error"] = ss.tagErr
+		}
+		if ss.unusual != "" {
+			data["unusual"] = ss.unusual
+		}
+	}
+	if s.g.cfg.Audit != nil && sql != "" {
+		info := s.g.cfg.SQL.Analyze(sql)
 		if info.Fingerprint != "" {
 			// Literals are redacted: the trail says what was asked, not
 			// the values typed into it.
@@ -856,7 +930,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 			}
 		}
 	}
-	return s.appendEvent(audit.TypeStatement, data)
+	return s.appendEvent(w, audit.TypeStatement, data)
 }
 
 // cursorFetched rolls a FETCH up into its cursor's total; DECLARE and CLOSE
@@ -892,6 +966,10 @@ func (s *session) cursorFetched(info *sqltext.Info, f *Figures, values map[strin
 // is already in the audit trail, recorded when it was made.
 func (s *session) Blocked(st *proxy.Statement, v proxy.Verdict) {
 	s.log.Debug("verdict_carried_out", "statement_seq", seqOf(st), "action", v.Action.String())
+	if v.Action != proxy.Kill {
+		// (A kill may be reported from the goroutine reading the client.)
+		s.ended(st)
+	}
 }
 
 // SessionKey is the key under which a session's own windows are kept in
@@ -907,7 +985,7 @@ func (s *session) EndSession(err error) {
 	if err != nil {
 		data["error"] = err.Error()
 	}
-	s.appendEvent(audit.TypeSessionEnd, data)
+	s.appendEvent(&s.def, audit.TypeSessionEnd, data)
 	s.g.cfg.Windows.Delete(SessionKey(s.info.ID))
 	g := s.g
 	g.openMu.Lock()
@@ -920,16 +998,20 @@ func (s *session) EndSession(err error) {
 	}
 }
 
-func (s *session) appendEvent(typ string, data map[string]any) error {
+// appendEvent records an event about w's statements (the session's own
+// identity for session events); its data names them and where they come
+// from.
+func (s *session) appendEvent(w *who, typ string, data map[string]any) error {
 	if s.g.cfg.Audit == nil {
 		return nil
 	}
+	s.identityFields(w, data)
 	raw, err := audit.MarshalData(data)
 	if err != nil {
 		s.log.Error("audit_marshal_failed", "error", err)
 		return err
 	}
-	ev := audit.Event{Type: typ, SessionID: s.info.ID, Employee: s.info.Employee, Data: raw}
+	ev := audit.Event{Type: typ, SessionID: s.info.ID, Employee: w.employee, Data: raw}
 	if m := s.g.cfg.Metrics; m != nil {
 		defer metrics.Since(m.AuditAppendTime, time.Now())
 	}

@@ -20,7 +20,8 @@ const maxFunctionDepth = 4
 // SQL computes them from a declared PII column, directly, through a view or
 // through the body of a SQL function.
 func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription, plan []colPlan) {
-	if st == nil || st.SQL == "" {
+	sql := s.sqlOf(st)
+	if sql == "" {
 		return
 	}
 	var lin *sqltext.Lineage
@@ -29,7 +30,7 @@ func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription
 			continue
 		}
 		if lin == nil {
-			if lin = s.g.cfg.SQL.Lineage(st.SQL); lin == nil {
+			if lin = s.g.cfg.SQL.Lineage(sql); lin == nil {
 				return
 			}
 			if lin.Star {
@@ -320,10 +321,11 @@ func (s *session) expand(path []string) []string {
 // followPath applies a statement's change of search_path once the server
 // has accepted it.
 func (s *session) followPath(st *proxy.Statement) {
-	if st == nil || st.SQL == "" {
+	sql := s.sqlOf(st)
+	if sql == "" {
 		return
 	}
-	c := s.g.cfg.SQL.Analyze(st.SQL).SearchPath
+	c := s.g.cfg.SQL.Analyze(sql).SearchPath
 	if c == nil {
 		return
 	}

@@ -42,7 +42,8 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	if m == nil || !nc.Enabled || st == between {
 		return
 	}
-	o := norm.Observation{Employee: s.info.Employee, Peer: s.peer, Time: at, ClientAddr: clientIP(&s.info),
+	w := f.state.who
+	o := norm.Observation{Employee: w.employee, Peer: w.peer, Time: at, ClientAddr: clientIP(&s.info),
 		Application: s.info.ApplicationName, SessionID: s.info.ID,
 		Features: norm.Features{PIIRows: f.PIIRows, Subjects: int64(f.DistinctSubjects()), Rows: f.Rows,
 			Bytes: f.Bytes, Statements: 1, Tables: tables}}
@@ -53,8 +54,8 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	if f.Failed {
 		o.Failed = 1
 	}
-	if st.SQL != "" {
-		for _, k := range s.g.cfg.SQL.Analyze(st.SQL).Kinds {
+	if sql := f.state.text(st); sql != "" {
+		for _, k := range s.g.cfg.SQL.Analyze(sql).Kinds {
 			if k == "copy_to_stdout" {
 				o.Copy = 1
 			}
@@ -156,9 +157,9 @@ func windowEnd(at time.Time, window string, loc *time.Location) time.Time {
 	return time.Date(y, mo, d, 0, 0, 0, 0, loc).AddDate(0, 0, 1)
 }
 
-// normRules are the synthetic rules a statement starts with: the
+// normRules are the synthetic rules a statement of w starts with: the
 // employee's norm block, and the adaptive statement limit.
-func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
+func (s *session) normRules(c *compiled, now time.Time, w *who) []*activeRule {
 	m := s.g.cfg.Norms
 	nc := c.p.Norms()
 	if m == nil || !nc.Enabled {
@@ -168,12 +169,12 @@ func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
 	shadow := nc.Shadow || c.p.Shadow()
 	var out []*activeRule
 	g.norms.mu.Lock()
-	nb, blocked := g.norms.blocked[s.info.Employee]
+	nb, blocked := g.norms.blocked[w.employee]
 	if blocked && !now.Before(nb.until) {
-		delete(g.norms.blocked, s.info.Employee)
+		delete(g.norms.blocked, w.employee)
 		blocked = false
 	}
-	lim, have := g.norms.limits[s.info.Employee]
+	lim, have := g.norms.limits[w.employee]
 	g.norms.mu.Unlock()
 	if blocked {
 		r := &policy.Rule{Name: "norm:block", Action: policy.ActionBlock, Shadow: shadow, Scope: policy.ScopeStatement, Severity: "high"}
@@ -182,7 +183,7 @@ func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
 	if nc.StatementFactor > 0 {
 		if !have || now.Sub(lim.computed) >= limitRefresh || now.Before(lim.computed) {
 			lim = stmtLimit{computed: now}
-			en := m.Norm(s.info.Employee, now)
+			en := m.Norm(w.employee, now)
 			if fn, ok := en.Features["pii_values/10m"]; ok && !en.Learning {
 				lim.limit = max(nc.StatementFloor, int64(nc.StatementFactor*fn.High))
 			}
@@ -190,7 +191,7 @@ func (s *session) normRules(c *compiled, now time.Time) []*activeRule {
 			if g.norms.limits == nil {
 				g.norms.limits = make(map[string]stmtLimit)
 			}
-			g.norms.limits[s.info.Employee] = lim
+			g.norms.limits[w.employee] = lim
 			g.norms.mu.Unlock()
 		}
 		if lim.limit > 0 {
@@ -229,6 +230,8 @@ func (g *Guard) AdvanceNorms(now time.Time) {
 		// model's; no database role is known.
 		s := &session{g: g, info: proxy.SessionInfo{ID: "norms", Employee: a.Employee},
 			log: g.cfg.Logger.With("employee", a.Employee)}
+		s.def = who{employee: a.Employee}
+		s.defState.who = &s.def
 		s.c.Store(c)
 		s.normDecision(nil, a, nc)
 	}

@@ -106,7 +106,7 @@ func mask(v []byte) []byte {
 // data, a fast-path result): the rule asked for the values to be hidden.
 func (s *session) cannotRedact(st *proxy.Statement, what string) proxy.Verdict {
 	r := s.enf.redacting
-	reason := fmt.Sprintf("%s received PII past the limit of rule %s, and %s cannot be redacted", s.info.Employee, r.Name, what)
+	reason := fmt.Sprintf("%s received PII past the limit of rule %s, and %s cannot be redacted", s.employee(st), r.Name, what)
 	s.log.Warn("redaction_impossible", "rule", r.Name, "statement_seq", seqOf(st))
 	return proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason}
 }
