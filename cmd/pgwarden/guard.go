@@ -254,7 +254,13 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		parts.metrics.CounterFunc("pgwarden_notify_dropped_total", "Alerts given up on (permanent error or attempts exhausted).",
 			sum(func(s notify.SinkStats) float64 { return float64(s.Dropped) }))
 	}
-	gcfg := guard.Config{Policy: pol, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement,
+	// The keys of the service accounts the policy names (their tags name
+	// the end users of pooled connections).
+	serviceKeys, err := guard.LoadServiceKeys(pol, os.LookupEnv, os.ReadFile)
+	if err != nil {
+		return fail(err)
+	}
+	gcfg := guard.Config{Policy: pol, ServiceKeys: serviceKeys, MaxRowsPerStatement: fc.Limits.MaxRowsPerStatement,
 		AuditFailOpen: fc.Audit.FailOpen, Logger: logger, Now: parts.now, Metrics: parts.metrics}
 	if st.quarantine != nil {
 		gcfg.Quarantine, parts.quarantine = st.quarantine, st.quarantine

@@ -224,8 +224,12 @@ func (r *reloader) reload(why string) error {
 	st, _ := statStamp(r.path)
 	r.stamp = st
 	p, err := policy.Load(r.path)
+	var keys map[string][]byte
 	if err == nil {
-		err = r.g.SetPolicy(p)
+		keys, err = guard.LoadServiceKeys(p, os.LookupEnv, os.ReadFile)
+	}
+	if err == nil {
+		err = r.g.SetPolicyAndKeys(p, keys)
 	}
 	if err != nil {
 		r.log.Error("policy_reload_failed", "trigger", why, "policy", r.path, "error", err.Error(), "kept", "the policy in force")
