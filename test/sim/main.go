@@ -37,6 +37,7 @@ type config struct {
 	customers   int
 	attacks     []string
 	episodes    int
+	slowFrom    int // first day (from 1) of the slow-and-low reads
 	policyPath  string
 	pgwarden    string
 	jsonPath    string
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.customers, "customers", 50000, "rows seeded into the customers table")
 	attacks := fs.String("attacks", "all", "comma-separated attack types to inject, \"all\" or \"none\": "+strings.Join(attackTypes, ","))
 	fs.IntVar(&cfg.episodes, "episodes", 3, "episodes per attack type; slow-and-low gets one episode per factor (0.5x, 1x, 2x) per 3 episodes, at least one each")
+	fs.IntVar(&cfg.slowFrom, "slow-from", 8, "the day (from 1) the slow-and-low reads begin: the days before are the employees' only history")
 	fs.StringVar(&cfg.policyPath, "policy", "", "pgwarden policy file to evaluate (default: the built-in sim policy, see --print-policy)")
 	fs.StringVar(&cfg.pgwarden, "pgwarden", "", "pgwarden binary (default: go build ./cmd/pgwarden of this module)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the results as JSON to this file")
@@ -133,6 +135,9 @@ Flags:
 	}
 	if cfg.episodes < 0 {
 		return cfg, fmt.Errorf("--episodes must not be negative")
+	}
+	if cfg.slowFrom < 2 {
+		return cfg, fmt.Errorf("--slow-from must be at least 2: the reads need a day of history before them")
 	}
 	switch *attacks {
 	case "all":

@@ -520,7 +520,7 @@ func (w *world) makeEpisode(rng *rand.Rand, typ string, emp, day int) {
 // employee's own normal daily volume, spread through working hours, on the
 // employee's normal session.
 func (w *world) makeSlow(rng *rand.Rand, pick func(int) int) {
-	startDay := 7
+	startDay := min(w.cfg.slowFrom-1, w.cfg.days-1)
 	if w.cfg.days < 14 {
 		startDay = min(1, w.cfg.days-1)
 	}
