@@ -129,6 +129,9 @@ const codeInvalidPassword = "28P01"
 // PG_MAX_AUTH_TOKEN_LENGTH does.
 const maxAuthMessage = 65535
 
+// loginTimeout bounds the password exchange with a client.
+const loginTimeout = 10 * time.Second
+
 // mockKey seeds stand-in verifiers when Accounts gives none.
 var mockKey = func() []byte {
 	b := make([]byte, 32)
@@ -172,6 +175,12 @@ func (s *session) login(method LoginMethod) (role string, err error) {
 
 	s.fromClient.maxBody = maxAuthMessage
 	defer func() { s.fromClient.maxBody = s.cfg.MaxMessageSize }()
+	// The attempt holds one of the employee's slots until it ends: a
+	// client that goes silent gives it back soon, not at the end of the
+	// startup timeout.
+	if err := s.setStartupDeadline(s.client, s.cfg.Now().Add(min(loginTimeout, s.cfg.StartupTimeout))); err != nil {
+		return "", err
+	}
 	var ok bool
 	var final []byte // SCRAM server-final, sent on success only
 	if method == LoginSCRAM {
@@ -180,6 +189,9 @@ func (s *session) login(method LoginMethod) (role string, err error) {
 		ok, err = s.clientPassword(v)
 	}
 	if err != nil {
+		return "", err
+	}
+	if err := s.setStartupDeadline(s.client, s.cfg.Now().Add(s.cfg.StartupTimeout)); err != nil {
 		return "", err
 	}
 	if !ok || lookupErr != nil {
@@ -380,6 +392,15 @@ func (s *session) authenticateUpstream(role, password string) error {
 		case authOK:
 			return s.toClient.write(frame)
 		case authCleartextPassword:
+			// The role's password serves every employee mapped to it:
+			// it goes in clear only to a server whose certificate was
+			// verified, never to whatever answers on the upstream port.
+			if s.cfg.UpstreamTLSMode != TLSVerifyFull {
+				s.log.Error("login_upstream_cleartext_refused", "role", role, "upstream_tls", string(s.cfg.UpstreamTLSMode),
+					"fix", "verify-full upstream TLS, or md5 or scram-sha-256 for this role in pg_hba.conf")
+				return fatalf(codeInvalidAuthorization, nil,
+					"the upstream server asks for role %q's password in cleartext over a connection whose server is not verified; pgwarden does not send it", role)
+			}
 			answer, _ = (&pgproto3.PasswordMessage{Password: password}).Encode(nil)
 		case authMD5Password:
 			if len(body) != 8 {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -167,14 +168,22 @@ func (s *Store) Path() string { return s.path }
 
 // read parses the file at path; a missing file is an empty one.
 func read(path string) (*file, fileStamp, error) {
-	data, err := os.ReadFile(path)
+	// One handle for the content and its stamp: a rename in between
+	// would pair old content with the new file's stamp, and the change
+	// would never be read.
+	fh, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return &file{Version: fileVersion}, fileStamp{}, nil
 	}
 	if err != nil {
 		return nil, fileStamp{}, fmt.Errorf("users file: %w", err)
 	}
-	fi, err := os.Stat(path)
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, fileStamp{}, fmt.Errorf("users file: %w", err)
+	}
+	data, err := io.ReadAll(fh)
 	if err != nil {
 		return nil, fileStamp{}, fmt.Errorf("users file: %w", err)
 	}

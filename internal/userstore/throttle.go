@@ -1,8 +1,11 @@
 package userstore
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -119,10 +122,37 @@ func (s *Store) tallyFor(m map[string]*tally, key string, now time.Time) *tally 
 	return t
 }
 
+// tallyKey bounds what a tally is kept under: a startup message may carry
+// a user name of kilobytes, and a name that long is no login anyway.
+func tallyKey(name string) string {
+	if len(name) <= maxTallyKey {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// maxTallyKey is the longest name kept as it is.
+const maxTallyKey = 128
+
+// addrKey is what failures of a client address count under: an IPv6
+// address by its /64, which one client commonly holds whole.
+func addrKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || !ip.Is6() || ip.Is4In6() {
+		return tallyKey(addr)
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return tallyKey(addr)
+	}
+	return p.String()
+}
+
 // nameTally is tallyFor for a login name, forgetting what was counted
 // before an unlock by an administrator; s.mu held.
 func (s *Store) nameTally(name string, now time.Time) *tally {
-	t := s.tallyFor(s.names, name, now)
+	t := s.tallyFor(s.names, tallyKey(name), now)
 	if t == nil {
 		return &tally{} // uncounted
 	}
@@ -133,7 +163,7 @@ func (s *Store) nameTally(name string, now time.Time) *tally {
 }
 
 func (s *Store) addrTally(addr string, now time.Time) *tally {
-	if t := s.tallyFor(s.addrs, addr, now); t != nil {
+	if t := s.tallyFor(s.addrs, addrKey(addr), now); t != nil {
 		return t
 	}
 	return &tally{}
@@ -241,7 +271,11 @@ func (s *Store) Succeeded(name, addr string) {
 }
 
 // Abandoned ends an admitted attempt in which no password was checked:
-// the client left, or broke the protocol, before proving anything.
+// the client left, or broke the protocol, before proving anything. It
+// counts as a failure of the address, not of the name: connections that
+// hold an employee's attempts open and give up would otherwise lock them
+// out at no cost (psql, which connects once to learn that a password is
+// needed, costs one).
 func (s *Store) Abandoned(name, addr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -249,4 +283,10 @@ func (s *Store) Abandoned(name, addr string) {
 	t, a := s.nameTally(name, now), s.addrTally(addr, now)
 	t.inflight = max(t.inflight-1, 0)
 	a.inflight = max(a.inflight-1, 0)
+	a.prune(now, s.opts.Throttle.Window)
+	a.failures = append(a.failures, now)
+	if len(a.failures) >= s.opts.Throttle.AddrMaxFailures {
+		a.lockedUntil, a.failures = now.Add(s.opts.Throttle.Lockout), nil
+		s.log.Warn("login_address_locked", "client_addr", addr, "until", a.lockedUntil)
+	}
 }

@@ -359,7 +359,23 @@ func TestLoginUpstreamMethods(t *testing.T) {
 	t.Parallel()
 	ls := startLoginProxy(t, fastThrottle, nil)
 	ctx := testCtx(t, 0)
-	for _, role := range []string{pgtest.PlainUser, pgtest.MD5User, pgtest.ScramUser} {
+	// The role's password goes in cleartext only to a verified server.
+	login := "emp-plain-unverified"
+	pw := ls.addLogin(t, login, pgtest.PlainUser)
+	var received tap
+	_, err := tryConnect(ctx, ls.dsn(login, pw), received.install)
+	if pgErr := wantCode(t, err, "28000"); !strings.Contains(pgErr.Message, "cleartext") {
+		t.Errorf("cleartext upstream without verify-full: %q", pgErr.Message)
+	}
+	if bytes.Contains(received.bytes(), []byte(pgtest.Password)) {
+		t.Error("the client received the upstream password")
+	}
+	verified := startLoginProxy(t, fastThrottle, nil, withUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
+	for _, tc := range []struct {
+		ls   *loginSetup
+		role string
+	}{{verified, pgtest.PlainUser}, {ls, pgtest.MD5User}, {ls, pgtest.ScramUser}} {
+		ls, role := tc.ls, tc.role
 		t.Run(role, func(t *testing.T) {
 			login := "emp-" + role
 			pw := ls.addLogin(t, login, role)
