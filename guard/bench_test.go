@@ -127,7 +127,7 @@ func BenchmarkStatementIdentity(b *testing.B) {
 	for _, bc := range []struct{ name, user, sql string }{
 		{"ordinary", "alice", sql},
 		{"service/untagged", "svc", sql},
-		{"service/tagged", "svc", tag.Sign(key, "alice", at, sql)},
+		{"service/tagged", "svc", tag.Sign(key, "alice", 0, at, sql)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			g, err := guard.New(guard.Config{Policy: p, Catalog: fakeCatalog{}, ServiceKeys: map[string][]byte{"svc": key},

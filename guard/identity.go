@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 
@@ -74,6 +75,7 @@ type serviceState struct {
 	set      *who
 	setLocal bool
 	setSeq   uint64
+	setAt    time.Time // when its tag was signed
 	whos     map[string]*who
 	whosOf   *compiled
 
@@ -141,7 +143,7 @@ func (s *session) identify(c *compiled, st *proxy.Statement) *stmtState {
 	if st.Kind != proxy.FunctionCall {
 		t, err := tag.Find(st.SQL)
 		if err == nil && t != nil {
-			if err = t.Verify(key, now, sa.MaxSkew); err == nil {
+			if err = t.Verify(key, s.info.BackendPID, now, sa.MaxSkew); err == nil {
 				ss.who, ss.sql, ss.use.Tagged = s.tagged(c, t.User), t.Body, true
 			}
 			ss.tagUser = t.User
@@ -152,6 +154,13 @@ func (s *session) identify(c *compiled, st *proxy.Statement) *stmtState {
 	}
 	if sv.set != nil && sv.setLocal && sv.idleAfter.Load() >= sv.setSeq {
 		sv.set = nil // the transaction of the SET LOCAL ended
+	}
+	if sv.set != nil && now.Sub(sv.setAt) > skewOf(sa) {
+		// Honoured for the skew after it was signed, not for the rest
+		// of the session: a value seen elsewhere does not keep naming
+		// someone.
+		sv.set = nil
+		ss.use.BadTag, ss.tagErr = true, "application_name: "+tag.ErrExpired.Error()+"; set it again"
 	}
 	if !ss.use.Tagged && !ss.use.BadTag && sv.set != nil {
 		ss.who, ss.use.Tagged = sv.set, true
@@ -170,6 +179,14 @@ func (s *session) identify(c *compiled, st *proxy.Statement) *stmtState {
 		s.badTag(st, ss)
 	}
 	return ss
+}
+
+// skewOf is how long a service account's tags are honoured.
+func skewOf(sa *policy.ServiceAccount) time.Duration {
+	if sa.MaxSkew > 0 {
+		return sa.MaxSkew
+	}
+	return tag.DefaultSkew
 }
 
 // tagged returns the identity of an employee a tag names.
@@ -234,13 +251,13 @@ func (s *session) followApplicationName(c *compiled, sa *policy.ServiceAccount, 
 			}
 			if err == nil {
 				ss.tagUser = t.User
-				err = t.Verify(key, s.g.cfg.Now(), sa.MaxSkew)
+				err = t.Verify(key, s.info.BackendPID, s.g.cfg.Now(), sa.MaxSkew)
 			}
 			if err != nil {
 				ss.use.BadTag, ss.tagErr = true, "application_name: "+err.Error()
 				continue
 			}
-			sv.set, sv.setLocal, sv.setSeq = s.tagged(c, t.User), v.IsLocal, st.Seq
+			sv.set, sv.setLocal, sv.setSeq, sv.setAt = s.tagged(c, t.User), v.IsLocal, st.Seq, time.Unix(t.Time, 0)
 		} else if d := n.GetDiscardStmt(); d != nil && d.Target == pg_query.DiscardMode_DISCARD_ALL {
 			sv.set = nil
 		} else if t := n.GetTransactionStmt(); t != nil && sv.setLocal {

@@ -48,8 +48,11 @@ func withService(t *testing.T, rules string) func(*guard.Config) {
 	}
 }
 
-// signed tags sql for employee, signed now with the application's key.
-func signed(employee, sql string) string { return tag.Sign(svcKey, employee, time.Now(), sql) }
+// signed tags sql for employee on conn, signed now with the application's
+// key.
+func signed(conn *pgx.Conn, employee, sql string) string {
+	return tag.Sign(svcKey, employee, conn.PgConn().PID(), time.Now(), sql)
+}
 
 // poolAs connects a pool through the guard's proxy, as the application
 // named app.
@@ -81,12 +84,15 @@ func connAs(t *testing.T, ctx context.Context, conn *pgx.Conn, app string) *pgx.
 	return c
 }
 
-func poolRows(ctx context.Context, pool *pgxpool.Pool, sql string, mode pgx.QueryExecMode) (int, error) {
+func poolRows(ctx context.Context, pool *pgxpool.Pool, employee, sql string, mode pgx.QueryExecMode) (int, error) {
 	c, err := pool.Acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Release()
+	if employee != "" {
+		sql = signed(c.Conn(), employee, sql)
+	}
 	return countRows(ctx, c.Conn(), sql, mode)
 }
 
@@ -212,7 +218,7 @@ func TestServiceAccountPoolKeepsEmployeesApart(t *testing.T) {
 		wg.Go(func() {
 			for part := range 5 {
 				lo := 1000*i + 5*part
-				n, err := poolRows(ctx, pool, signed(e, fmt.Sprintf("SELECT id, email FROM customers WHERE id > %d AND id <= %d", lo, lo+5)), modes[i])
+				n, err := poolRows(ctx, pool, e, fmt.Sprintf("SELECT id, email FROM customers WHERE id > %d AND id <= %d", lo, lo+5), modes[i])
 				if err == nil && n != 5 {
 					err = fmt.Errorf("%d rows", n)
 				}
@@ -232,12 +238,12 @@ func TestServiceAccountPoolKeepsEmployeesApart(t *testing.T) {
 	}
 
 	// alice goes over her limit: blocked after 5 more; bob is not.
-	n, err := poolRows(ctx, pool, signed("alice", "SELECT email FROM customers WHERE id > 500 AND id <= 510"), pgx.QueryExecModeSimpleProtocol)
+	n, err := poolRows(ctx, pool, "alice", "SELECT email FROM customers WHERE id > 500 AND id <= 510", pgx.QueryExecModeSimpleProtocol)
 	wantRuleBlock(t, err, "employee-emails-10m")
 	if n != 5 {
 		t.Errorf("alice received %d more, limit 5", n)
 	}
-	if n, err := poolRows(ctx, pool, signed("bob", "SELECT email FROM customers WHERE id > 600 AND id <= 605"), pgx.QueryExecModeCacheStatement); err != nil || n != 5 {
+	if n, err := poolRows(ctx, pool, "bob", "SELECT email FROM customers WHERE id > 600 AND id <= 605", pgx.QueryExecModeCacheStatement); err != nil || n != 5 {
 		t.Errorf("bob: %d, %v", n, err)
 	}
 	for e, want := range map[string]int64{"alice": 30, "bob": 30, "carol": 25, pgtest.TrustUser: 0} {
@@ -299,7 +305,7 @@ func TestTaggedPipelineKeepsEmployeesApart(t *testing.T) {
 			for i, q := range queries {
 				sql := fmt.Sprintf("SELECT email FROM customers WHERE id > %d AND id <= %d", base+100*i, base+100*i+q.rows)
 				if q.employee != "" {
-					sql = signed(q.employee+suffix, sql)
+					sql = signed(app, q.employee+suffix, sql)
 				}
 				batch.QueuedQueries = append(batch.QueuedQueries, &pgx.QueuedQuery{SQL: sql})
 			}
@@ -348,14 +354,15 @@ func TestForgedTagsIgnoredAndAlerted(t *testing.T) {
 	defer cancel()
 	app := connAs(t, ctx, conn, "crm-web")
 	const leak = "SELECT email FROM customers WHERE id <= 3"
-	lifted := signed("alice", "SELECT 1")
+	lifted := signed(app, "alice", "SELECT 1")
 	tests := []struct {
 		name, sql, why string
 	}{
-		{"another key", tag.Sign([]byte("a key that is not the application's"), "alice", time.Now(), leak), "signature does not match"},
+		{"another key", tag.Sign([]byte("a key that is not the application's"), "alice", app.PgConn().PID(), time.Now(), leak), "signature does not match"},
 		{"lifted onto another statement", leak + " " + lifted[strings.Index(lifted, "/*"):], "signature does not match"},
-		{"expired", tag.Sign(svcKey, "alice", time.Now().Add(-6*time.Minute), leak), "timestamp outside the accepted skew"},
-		{"from the future", tag.Sign(svcKey, "alice", time.Now().Add(6*time.Minute), leak), "timestamp outside the accepted skew"},
+		{"another connection's", tag.Sign(svcKey, "alice", app.PgConn().PID()+1, time.Now(), leak), "signature does not match"},
+		{"expired", tag.Sign(svcKey, "alice", app.PgConn().PID(), time.Now().Add(-6*time.Minute), leak), "timestamp outside the accepted skew"},
+		{"from the future", tag.Sign(svcKey, "alice", app.PgConn().PID(), time.Now().Add(6*time.Minute), leak), "timestamp outside the accepted skew"},
 		{"malformed", leak + " /*pgwarden_user='alice'*/", "malformed pgwarden tag"},
 	}
 	for _, tt := range tests {
@@ -383,7 +390,7 @@ func TestForgedTagsIgnoredAndAlerted(t *testing.T) {
 		})
 	}
 	// A forged SET application_name too; what follows is not alice's.
-	if _, err := app.Exec(ctx, "SET application_name = '"+tag.ApplicationName([]byte("a key that is not the application's"), "alice", time.Now())+"'"); err != nil {
+	if _, err := app.Exec(ctx, "SET application_name = '"+tag.ApplicationName([]byte("a key that is not the application's"), "alice", app.PgConn().PID(), time.Now())+"'"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := countRows(ctx, app, leak, pgx.QueryExecModeSimpleProtocol); err != nil || n != 3 {
@@ -450,7 +457,7 @@ func TestServiceAccountUsedInteractively(t *testing.T) {
 	// The application, tagging its statements, is neither; untagged, its
 	// PII is blocked too.
 	web := connAs(t, ctx, conn, "crm-web")
-	if n, err := countRows(ctx, web, signed("alice", "SELECT email FROM customers WHERE id <= 10"), pgx.QueryExecModeCacheStatement); err != nil || n != 10 {
+	if n, err := countRows(ctx, web, signed(web, "alice", "SELECT email FROM customers WHERE id <= 10"), pgx.QueryExecModeCacheStatement); err != nil || n != 10 {
 		t.Fatalf("tagged: %d, %v", n, err)
 	}
 	if n, err := countRows(ctx, web, "SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil || n != 1 {
@@ -495,14 +502,14 @@ func TestQuarantinedEmployeeRefusedOnTaggedStatement(t *testing.T) {
 	defer cancel()
 	pool := poolAs(t, conn, "crm-web", 1)
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
-		n, err := poolRows(ctx, pool, signed("mallory", "SELECT email FROM customers WHERE id <= 10"), mode)
+		n, err := poolRows(ctx, pool, "mallory", "SELECT email FROM customers WHERE id <= 10", mode)
 		var pgErr *pgconn.PgError
 		if !asPgError(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, "mallory is quarantined") ||
 			!strings.Contains(pgErr.Message, "mass-read") || n != 0 {
 			t.Fatalf("%v: mallory's statement: %d rows, %v", mode, n, err)
 		}
 		// The same connection serves alice.
-		if n, err := poolRows(ctx, pool, signed("alice", "SELECT email FROM customers WHERE id <= 10"), mode); err != nil || n != 10 {
+		if n, err := poolRows(ctx, pool, "alice", "SELECT email FROM customers WHERE id <= 10", mode); err != nil || n != 10 {
 			t.Fatalf("%v: alice: %d, %v", mode, n, err)
 		}
 	}
@@ -520,7 +527,7 @@ func TestQuarantinedEmployeeRefusedOnTaggedStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Release()
-	if _, err := c.Exec(ctx, "SET application_name = '"+tag.ApplicationName(svcKey, "mallory", time.Now())+"'"); err != nil {
+	if _, err := c.Exec(ctx, "SET application_name = '"+tag.ApplicationName(svcKey, "mallory", c.Conn().PgConn().PID(), time.Now())+"'"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = countRows(ctx, c.Conn(), "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol)
@@ -542,7 +549,7 @@ func TestSetApplicationNameNamesTheEmployee(t *testing.T) {
 		if local {
 			s += "LOCAL "
 		}
-		return s + "application_name = '" + tag.ApplicationName(svcKey, employee, time.Now()) + "'"
+		return s + "application_name = '" + tag.ApplicationName(svcKey, employee, app.PgConn().PID(), time.Now()) + "'"
 	}
 	read := func(id int) string { return fmt.Sprintf("SELECT email FROM customers WHERE id = %d", id) }
 	exec := func(sqls ...string) {
@@ -583,7 +590,7 @@ func TestSetApplicationNameNamesTheEmployee(t *testing.T) {
 	exec(set(true, "carol"), read(1))
 	wantWho("SET LOCAL alone", svc)
 	// A comment tag wins over the application_name's.
-	exec(set(false, "bob"), signed("alice", read(1)), read(2), "RESET application_name")
+	exec(set(false, "bob"), signed(app, "alice", read(1)), read(2), "RESET application_name")
 	wantWho("comment over SET", "alice/tag", "bob/tag")
 
 	// Pipelined: the statement after COMMIT is sent before the server
@@ -648,5 +655,50 @@ service_accounts:
 	}
 	if err := g.SetPolicyAndKeys(p2, map[string][]byte{"hr_app": []byte("0123456789abcdef0123")}); err != nil || g.Policy() != p2 {
 		t.Errorf("SetPolicyAndKeys: %v", err)
+	}
+}
+
+// TestSetApplicationNameExpires: a tag set in application_name names the
+// employee for the skew after it was signed, not for the rest of the
+// session; after that, statements are the service account's again, and
+// the lapse is told once.
+func TestSetApplicationNameExpires(t *testing.T) {
+	now := time.Now()
+	ev, conn := setup(t, withService(t, ""), func(c *guard.Config) { c.Now = func() time.Time { return now } })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	app := connAs(t, ctx, conn, "crm-web")
+	if _, err := app.Exec(ctx, "SET application_name = '"+tag.ApplicationName(svcKey, "bob", app.PgConn().PID(), now)+"'"); err != nil {
+		t.Fatal(err)
+	}
+	read := func() {
+		t.Helper()
+		if _, err := countRows(ctx, app, "SELECT email FROM customers WHERE id = 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	now = now.Add(4 * time.Minute)
+	read()
+	now = now.Add(2 * time.Minute) // six minutes after signing
+	read()
+	read()
+	var got []string
+	for _, e := range ev.take(t, audit.TypeStatement) {
+		if pv, ok := e.data["pii_values"].(map[string]any); ok && pv["email"] != nil {
+			got = append(got, e.employee)
+		}
+	}
+	if want := []string{"bob", "bob", pgtest.TrustUser, pgtest.TrustUser}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("employees %v, want %v", got, want)
+	}
+	lapses := 0
+	for _, d := range ev.take(t, audit.TypeDecision) {
+		if d.data["rule"] == "identity:forged-tag" && strings.Contains(fmt.Sprint(d.data["tag_error"]), "set it again") {
+			lapses++
+		}
+	}
+	if lapses != 1 {
+		t.Errorf("%d lapse decisions, want 1", lapses)
 	}
 }

@@ -72,8 +72,12 @@ type SessionInfo struct {
 	// over TLS, leaf first, as the TLS configuration verified it; nil
 	// when it sent none.
 	ClientCertificates []*x509.Certificate
-	UpstreamTLS        bool
-	StartedAt          time.Time
+	// BackendPID is the process id of pgwarden's BackendKeyData for the
+	// client: what its driver reports as the backend's (pgx's
+	// PgConn.PID, libpq's PQbackendPID), unique among live sessions.
+	BackendPID  uint32
+	UpstreamTLS bool
+	StartedAt   time.Time
 	// Parameters is every startup parameter the client sent.
 	Parameters map[string]string
 	// Done is closed when the session is ending: an inspector waiting

@@ -521,6 +521,7 @@ func (s *session) finishStartup() error {
 			}
 			s.upstreamKey = cancelKey{pid: kd.ProcessID, secret: kd.SecretKey}
 			pid, secret := s.srv.register(s, kd.ProcessID, len(kd.SecretKey))
+			s.info.BackendPID = pid
 			out, _ := (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: secret}).Encode(nil)
 			if err := s.toClient.write(out); err != nil {
 				return err

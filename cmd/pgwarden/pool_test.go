@@ -63,7 +63,12 @@ rules:
 	defer pool.Close()
 	read := func(employee string, n int, k []byte) error {
 		q := fmt.Sprintf("SELECT '%s' || i || '@example.com' FROM generate_series(1, %d) i", employee, n)
-		rows, err := pool.Query(ctx, tag.Sign(k, employee, time.Now(), q))
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Release()
+		rows, err := c.Query(ctx, tag.Sign(k, employee, c.Conn().PgConn().PID(), time.Now(), q))
 		if err != nil {
 			return err
 		}

@@ -22,12 +22,17 @@
 // pgwarden_user is the employee, pgwarden_ts the signing time in Unix
 // seconds, and pgwarden_sig the lowercase hex HMAC-SHA256, under the key, of
 //
-//	"pgwarden_tag_v1" NUL user NUL ts NUL statement
+//	"pgwarden_tag_v2" NUL user NUL conn NUL ts NUL statement
 //
-// where statement is the text without the comment, with leading and
-// trailing white space removed (a final semicolon after the comment is
+// where conn is the decimal backend process id the connection's driver
+// reports (pgx's PgConn.PID, libpq's PQbackendPID: pgwarden's own, unique
+// among its live sessions), and statement is the text without the
+// comment, with leading and trailing white space (space, tab, newline,
+// carriage return, form feed, vertical tab) removed (a final semicolon after the comment is
 // kept: "SELECT 1 /*…*/;" signs "SELECT 1;"). The signature binds the tag to
-// that statement: lifted onto another, it no longer matches. The pairs may
+// that statement on that connection: lifted onto another statement, or
+// replayed on another connection (someone who reads it in
+// pg_stat_activity), it no longer matches. The pairs may
 // come in any order, and other sqlcommenter keys (traceparent, route) may
 // share the comment; they are not signed. A comment anywhere else (in the
 // middle, inside a string literal, after a line comment) is not a tag.
@@ -42,11 +47,13 @@
 // names the employee of the statements that follow, with the signature
 // the lowercase hex HMAC-SHA256 of
 //
-//	"pgwarden_application_name_v1" NUL user NUL ts
+//	"pgwarden_application_name_v2" NUL user NUL conn NUL ts
 //
 // and user URL-encoded as in the comment. ApplicationName returns the value.
-// This form is not bound to any statement: anyone who reads it (it shows in
-// pg_stat_activity) can reuse it within the skew, so prefer the comment.
+// This form is bound to the connection but not to any statement, and it
+// names the employee for the skew after its signing time only: set it
+// again, best with SET LOCAL in each transaction. The comment is the
+// stronger form.
 //
 // # Time
 //
@@ -56,8 +63,10 @@
 //
 // # Signing, from an application
 //
-//	q := tag.Sign(key, "alice", time.Now(), "SELECT email FROM customers WHERE id = $1")
-//	rows, err := pool.Query(ctx, q, id)
+//	c, err := pool.Acquire(ctx)
+//	...
+//	q := tag.Sign(key, "alice", c.Conn().PgConn().PID(), time.Now(), "SELECT email FROM customers WHERE id = $1")
+//	rows, err := c.Query(ctx, q, id)
 //
 // The package is internal to pgwarden's module and uses the standard
 // library only: a Go application outside the module copies Sign (some

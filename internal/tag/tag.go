@@ -33,9 +33,10 @@ const MinKeyLen = 16
 const MaxUserLen = 256
 
 // Domain separation: a comment's signature is never an application_name's.
+// Version 2 signs the connection too.
 const (
-	commentDomain = "pgwarden_tag_v1"
-	appNameDomain = "pgwarden_application_name_v1"
+	commentDomain = "pgwarden_tag_v2"
+	appNameDomain = "pgwarden_application_name_v2"
 )
 
 // Errors a tag is rejected with; Verify and Find wrap them with details.
@@ -61,14 +62,17 @@ type Tag struct {
 	appName bool
 }
 
-// Verify checks the tag's signature under key, in constant time, and that
-// its timestamp is within skew of now.
-func (t *Tag) Verify(key []byte, now time.Time, skew time.Duration) error {
+// Verify checks the tag's signature under key, in constant time, for the
+// connection conn (the backend process id the client was given, which
+// its driver reports: pgx's PgConn.PID, libpq's PQbackendPID), and that
+// its timestamp is within skew of now. A tag copied onto another
+// connection does not verify.
+func (t *Tag) Verify(key []byte, conn uint32, now time.Time, skew time.Duration) error {
 	var want []byte
 	if t.appName {
-		want = appNameMAC(key, t.User, t.Time)
+		want = appNameMAC(key, t.User, conn, t.Time)
 	} else {
-		want = commentMAC(key, t.User, t.Time, t.Body)
+		want = commentMAC(key, t.User, conn, t.Time, t.Body)
 	}
 	if !hmac.Equal(want, t.sig) {
 		return ErrSignature
@@ -83,51 +87,54 @@ func (t *Tag) Verify(key []byte, now time.Time, skew time.Duration) error {
 	return nil
 }
 
-func commentMAC(key []byte, user string, ts int64, body string) []byte {
+func commentMAC(key []byte, user string, conn uint32, ts int64, body string) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(commentDomain + "\x00" + user + "\x00" + strconv.FormatInt(ts, 10) + "\x00"))
+	m.Write([]byte(commentDomain + "\x00" + user + "\x00" + strconv.FormatUint(uint64(conn), 10) + "\x00" + strconv.FormatInt(ts, 10) + "\x00"))
 	m.Write([]byte(body))
 	return m.Sum(nil)
 }
 
-func appNameMAC(key []byte, user string, ts int64) []byte {
+func appNameMAC(key []byte, user string, conn uint32, ts int64) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(appNameDomain + "\x00" + user + "\x00" + strconv.FormatInt(ts, 10)))
+	m.Write([]byte(appNameDomain + "\x00" + user + "\x00" + strconv.FormatUint(uint64(conn), 10) + "\x00" + strconv.FormatInt(ts, 10)))
 	return m.Sum(nil)
 }
 
 // Comment returns the sqlcommenter comment that names user as the employee
 // of the statement body (already trimmed, as Find computes it), signed with
 // key at time at. Sign is what most callers want.
-func Comment(key []byte, user string, at time.Time, body string) string {
+func Comment(key []byte, user string, conn uint32, at time.Time, body string) string {
 	ts := at.Unix()
-	sig := hex.EncodeToString(commentMAC(key, user, ts, body))
+	sig := hex.EncodeToString(commentMAC(key, user, conn, ts, body))
 	// Keys in lexical order, as sqlcommenter writes them.
 	return "/*" + KeySig + "='" + sig + "'," + KeyTime + "='" + strconv.FormatInt(ts, 10) + "'," +
 		KeyUser + "='" + escape(user) + "'*/"
 }
 
 // Sign returns sql with a tag naming user appended, signed with key at time
-// at; a final semicolon stays last.
-func Sign(key []byte, user string, at time.Time, sql string) string {
-	s := strings.TrimSpace(sql)
+// at for the connection conn (the backend process id the driver reports);
+// a final semicolon stays last.
+func Sign(key []byte, user string, conn uint32, at time.Time, sql string) string {
+	s := trimSpace(sql)
 	semi := ""
 	if trimmed, ok := strings.CutSuffix(s, ";"); ok && !endsInComment(s) {
-		s, semi = strings.TrimSpace(trimmed), ";"
+		s, semi = trimSpace(trimmed), ";"
 	}
 	sep := " "
 	if endsInComment(s) {
 		// A line comment would swallow the tag.
 		sep = "\n"
 	}
-	return s + sep + Comment(key, user, at, s+semi) + semi
+	return s + sep + Comment(key, user, conn, at, s+semi) + semi
 }
 
 // ApplicationName returns the application_name value that names user for
-// the statements that follow it, signed with key at time at.
-func ApplicationName(key []byte, user string, at time.Time) string {
+// the statements that follow it on the connection conn, signed with key
+// at time at. pgwarden honours it for the accepted skew after at: an
+// application sets it again (SET LOCAL in each transaction is best).
+func ApplicationName(key []byte, user string, conn uint32, at time.Time) string {
 	ts := at.Unix()
-	return Prefix + escape(user) + ":" + strconv.FormatInt(ts, 10) + ":" + hex.EncodeToString(appNameMAC(key, user, ts))
+	return Prefix + escape(user) + ":" + strconv.FormatInt(ts, 10) + ":" + hex.EncodeToString(appNameMAC(key, user, conn, ts))
 }
 
 // ParseApplicationName reads the tag of an application_name value: nil and
@@ -184,9 +191,9 @@ func Find(sql string) (*Tag, error) {
 	}
 	if c == trail {
 		// Only white space and one semicolon follow a trailing comment.
-		t.Body = strings.TrimSpace(sql[:c.start]) + strings.TrimSpace(sql[c.end:])
+		t.Body = trimSpace(sql[:c.start]) + trimSpace(sql[c.end:])
 	} else {
-		t.Body = strings.TrimSpace(sql[c.end:])
+		t.Body = trimSpace(sql[c.end:])
 	}
 	return t, nil
 }
@@ -196,7 +203,7 @@ func parseComment(s string) (*Tag, error) {
 	if strings.Contains(s, "/*") || strings.Contains(s, "*/") {
 		return nil, fmt.Errorf("%w: nested comment", ErrMalformed)
 	}
-	pairs, err := splitPairs(strings.TrimSpace(s))
+	pairs, err := splitPairs(trimSpace(s))
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +251,7 @@ func splitPairs(s string) ([][2]string, error) {
 		if eq <= 0 {
 			return nil, fmt.Errorf("%w: want key='value' pairs", ErrMalformed)
 		}
-		key, err := unescape(strings.TrimSpace(s[:eq]))
+		key, err := unescape(trimSpace(s[:eq]))
 		if err != nil || key == "" || strings.ContainsAny(key, "',") {
 			return nil, fmt.Errorf("%w: bad key %q", ErrMalformed, s[:eq])
 		}
@@ -361,3 +368,8 @@ func unescape(s string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// trimSpace trims the bytes PostgreSQL's scanner takes for white space.
+// Unicode spaces (U+00A0, ...) are not white space to it but part of an
+// identifier, so they are kept: the signed text is the text that runs.
+func trimSpace(s string) string { return strings.Trim(s, " \t\n\r\f\v") }

@@ -18,17 +18,20 @@ var (
 	at    = time.Unix(1767225600, 0) // 2026-01-01T00:00:00Z
 )
 
+// conn is the backend process id the tags are signed for.
+const conn uint32 = 4242
+
 // TestVectors pins the format, for implementations in other languages.
 func TestVectors(t *testing.T) {
 	tests := []struct{ name, got, want string }{
-		{"comment", Sign(key, "alice", at, "SELECT email FROM customers WHERE id = $1"),
+		{"comment", Sign(key, "alice", conn, at, "SELECT email FROM customers WHERE id = $1"),
 			"SELECT email FROM customers WHERE id = $1 /*pgwarden_sig='6c6e3d4d87e47a80f8b8e5c5bdd17a1d8ad1c7e0e2b1b5a7d2c7d4f2b3a30a8e'," +
 				"pgwarden_ts='1767225600',pgwarden_user='alice'*/"},
-		{"semicolon stays last", Sign(key, "alice", at, "SELECT 1;"),
+		{"semicolon stays last", Sign(key, "alice", conn, at, "SELECT 1;"),
 			"SELECT 1 /*pgwarden_sig='',pgwarden_ts='1767225600',pgwarden_user='alice'*/;"},
-		{"user escaped", Sign(key, "o'brien@example.com", at, "SELECT 1"),
+		{"user escaped", Sign(key, "o'brien@example.com", conn, at, "SELECT 1"),
 			"SELECT 1 /*pgwarden_sig='',pgwarden_ts='1767225600',pgwarden_user='o%27brien%40example.com'*/"},
-		{"application_name", ApplicationName(key, "alice", at), "pgwarden:alice:1767225600:"},
+		{"application_name", ApplicationName(key, "alice", conn, at), "pgwarden:alice:1767225600:"},
 	}
 	for _, tt := range tests {
 		if got := blankSig(tt.got); got != blankSig(tt.want) {
@@ -36,10 +39,10 @@ func TestVectors(t *testing.T) {
 		}
 	}
 	// The signatures themselves, computed independently of Sign.
-	if got := Sign(key, "alice", at, "SELECT 1"); !strings.Contains(got, "pgwarden_sig='"+hexMAC(key, "pgwarden_tag_v1\x00alice\x001767225600\x00SELECT 1")+"'") {
+	if got := Sign(key, "alice", conn, at, "SELECT 1"); !strings.Contains(got, "pgwarden_sig='"+hexMAC(key, "pgwarden_tag_v2\x00alice\x004242\x001767225600\x00SELECT 1")+"'") {
 		t.Errorf("comment signature: %s", got)
 	}
-	if got := ApplicationName(key, "alice", at); got != "pgwarden:alice:1767225600:"+hexMAC(key, "pgwarden_application_name_v1\x00alice\x001767225600") {
+	if got := ApplicationName(key, "alice", conn, at); got != "pgwarden:alice:1767225600:"+hexMAC(key, "pgwarden_application_name_v2\x00alice\x004242\x001767225600") {
 		t.Errorf("application_name signature: %s", got)
 	}
 }
@@ -69,7 +72,7 @@ func TestSignedStatementVerifies(t *testing.T) {
 		"SELECT 1 /* a comment */",
 	} {
 		for _, user := range []string{"alice", "o'brien@example.com", "José Ñúñez", "a,b='c'*/d"} {
-			tagged := Sign(key, user, at, sql)
+			tagged := Sign(key, user, conn, at, sql)
 			tg, err := Find(tagged)
 			if err != nil || tg == nil {
 				t.Errorf("%q as %q: Find(%q) = %v, %v", sql, user, tagged, tg, err)
@@ -78,11 +81,14 @@ func TestSignedStatementVerifies(t *testing.T) {
 			if tg.User != user || tg.Time != at.Unix() {
 				t.Errorf("%q: user %q time %d", tagged, tg.User, tg.Time)
 			}
-			if err := tg.Verify(key, at.Add(time.Minute), 0); err != nil {
+			if err := tg.Verify(key, conn, at.Add(time.Minute), 0); err != nil {
 				t.Errorf("%q: %v", tagged, err)
 			}
-			if err := tg.Verify(other, at, 0); !errors.Is(err, ErrSignature) {
+			if err := tg.Verify(other, conn, at, 0); !errors.Is(err, ErrSignature) {
 				t.Errorf("%q under another key: %v", tagged, err)
+			}
+			if err := tg.Verify(key, conn+1, at, 0); !errors.Is(err, ErrSignature) {
+				t.Errorf("%q on another connection: %v", tagged, err)
 			}
 			if _, err := pg_query.Parse(tagged); err != nil {
 				t.Errorf("%q no longer parses: %v", tagged, err)
@@ -93,18 +99,18 @@ func TestSignedStatementVerifies(t *testing.T) {
 
 func TestLeadingTag(t *testing.T) {
 	body := "SELECT email FROM customers"
-	sql := "  " + Comment(key, "alice", at, body) + "\n" + body
+	sql := "  " + Comment(key, "alice", conn, at, body) + "\n" + body
 	tg, err := Find(sql)
 	if err != nil || tg == nil || tg.Body != body {
 		t.Fatalf("Find = %+v, %v", tg, err)
 	}
-	if err := tg.Verify(key, at, 0); err != nil {
+	if err := tg.Verify(key, conn, at, 0); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestRejected(t *testing.T) {
-	good := Sign(key, "alice", at, "SELECT email FROM customers WHERE id = 1")
+	good := Sign(key, "alice", conn, at, "SELECT email FROM customers WHERE id = 1")
 	comment := good[strings.Index(good, "/*"):]
 	tests := []struct {
 		name string
@@ -152,7 +158,7 @@ func TestRejected(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tg, err := Find(tt.sql)
 			if err == nil && tg != nil {
-				err = tg.Verify(tt.key, tt.now, 0)
+				err = tg.Verify(tt.key, conn, tt.now, 0)
 			}
 			switch {
 			case tt.want == nil && (tg != nil || err != nil):
@@ -165,28 +171,31 @@ func TestRejected(t *testing.T) {
 }
 
 func TestApplicationName(t *testing.T) {
-	v := ApplicationName(key, "o'brien", at)
+	v := ApplicationName(key, "o'brien", conn, at)
 	tg, err := ParseApplicationName(v)
 	if err != nil || tg == nil || tg.User != "o'brien" {
 		t.Fatalf("%q: %+v, %v", v, tg, err)
 	}
-	if err := tg.Verify(key, at, 0); err != nil {
+	if err := tg.Verify(key, conn, at, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := tg.Verify(other, at, 0); !errors.Is(err, ErrSignature) {
+	if err := tg.Verify(other, conn, at, 0); !errors.Is(err, ErrSignature) {
 		t.Errorf("other key: %v", err)
 	}
-	if err := tg.Verify(key, at.Add(time.Hour), time.Minute); !errors.Is(err, ErrExpired) {
+	if err := tg.Verify(key, conn+1, at, 0); !errors.Is(err, ErrSignature) {
+		t.Errorf("another connection: %v", err)
+	}
+	if err := tg.Verify(key, conn, at.Add(time.Hour), time.Minute); !errors.Is(err, ErrExpired) {
 		t.Errorf("an hour later: %v", err)
 	}
 	// A comment's signature is not an application_name's.
-	c := Sign(key, "alice", at, "")
+	c := Sign(key, "alice", conn, at, "")
 	ct, err := Find(c)
 	if err != nil || ct == nil {
 		t.Fatalf("%q: %v", c, err)
 	}
 	forged := Prefix + "alice:1767225600:" + hexOf(ct.sig)
-	if tg, err := ParseApplicationName(forged); err != nil || tg.Verify(key, at, 0) == nil {
+	if tg, err := ParseApplicationName(forged); err != nil || tg.Verify(key, conn, at, 0) == nil {
 		t.Errorf("a comment's signature accepted as an application_name's: %v", err)
 	}
 	for _, v := range []string{"pgwarden:alice", "pgwarden:alice:1:2:3", "pgwarden::1767225600:" + strings.Repeat("0", 64), "pgwarden:alice:x:" + strings.Repeat("0", 64)} {
@@ -288,14 +297,14 @@ func FuzzEdges(f *testing.F) {
 }
 
 func BenchmarkFindAndVerify(b *testing.B) {
-	sql := Sign(key, "alice", at, "SELECT id, full_name, email FROM customers WHERE id = $1 AND status = 'open'")
+	sql := Sign(key, "alice", conn, at, "SELECT id, full_name, email FROM customers WHERE id = $1 AND status = 'open'")
 	b.ReportAllocs()
 	for b.Loop() {
 		tg, err := Find(sql)
 		if err != nil || tg == nil {
 			b.Fatal(err)
 		}
-		if err := tg.Verify(key, at, 0); err != nil {
+		if err := tg.Verify(key, conn, at, 0); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -321,3 +330,19 @@ func hexOf(b []byte) string { return hex.EncodeToString(b) }
 
 // sigAt is where the signature's value starts in a tagged statement.
 func sigAt(s string) int { return strings.Index(s, "pgwarden_sig='") + len("pgwarden_sig='") }
+
+// TestUnicodeSpaceIsSigned: a Unicode space is part of an identifier to
+// PostgreSQL, so it stays in the text the signature covers.
+func TestUnicodeSpaceIsSigned(t *testing.T) {
+	body := "SELECT email FROM public.customers\u00a0"
+	tg, err := Find(body + " " + Comment(key, "alice", conn, at, "SELECT email FROM public.customers"))
+	if err != nil || tg == nil {
+		t.Fatalf("Find: %+v, %v", tg, err)
+	}
+	if tg.Body != body {
+		t.Errorf("body %q, want %q", tg.Body, body)
+	}
+	if err := tg.Verify(key, conn, at, 0); !errors.Is(err, ErrSignature) {
+		t.Errorf("a tag signed without the U+00A0 verifies on the text with it: %v", err)
+	}
+}
