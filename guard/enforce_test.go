@@ -927,23 +927,47 @@ func TestNorms(t *testing.T) {
 	}
 }
 
-// TestRemoteNormBlock: an anomaly another instance decided on, shown here
-// by its statements, blocks the employee here too, without a second
-// decision; a novelty or an anomaly in the learning period does not.
+// fakeShare is a NormShare whose lease the test holds or not.
+type fakeShare struct {
+	m      *norm.Model
+	leader bool
+}
+
+func (f *fakeShare) Observe(o norm.Observation) []norm.Anomaly { return f.m.Observe(o) }
+func (f *fakeShare) Leader() bool                              { return f.leader }
+
+// TestRemoteNormBlock: an anomaly that only the other instances'
+// statements showed here blocks the employee here too; on an instance
+// without the norms lease without a decision of its own, on the lease
+// holder with one (alert and block, once for all). A novelty or an anomaly
+// in the learning period blocks nowhere.
 func TestRemoteNormBlock(t *testing.T) {
 	now := time.Date(2026, 3, 13, 10, 0, 0, 0, time.UTC)
 	model, err := norm.New(norm.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	share := &fakeShare{m: model}
+	al := &alerts{}
 	ev, conn, g := setupGuard(t, withRules(t, `norms:
   block_score: 3
-`), func(c *guard.Config) { c.Now, c.Norms = func() time.Time { return now }, model })
+`), func(c *guard.Config) {
+		c.Now, c.Norms, c.NormShare, c.Alerts = func() time.Time { return now }, model, share, al
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	lookup := func() error {
 		_, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id = 7", pgx.QueryExecModeSimpleProtocol)
 		return err
+	}
+	normDecisions := func() int {
+		n := 0
+		for _, d := range ev.decisions(t) {
+			if d["rule"] == "norm:volume" {
+				n++
+			}
+		}
+		return n
 	}
 	g.EnforceRemoteNorms([]norm.Anomaly{
 		{Employee: pgtest.TrustUser, Kind: "novel_table", Window: "1d", Score: 9, At: now},
@@ -953,21 +977,40 @@ func TestRemoteNormBlock(t *testing.T) {
 	if err := lookup(); err != nil {
 		t.Fatalf("after a novelty, a learning-period anomaly and another employee's: %v", err)
 	}
-	g.EnforceRemoteNorms([]norm.Anomaly{{Employee: pgtest.TrustUser, Kind: "volume", Feature: "pii_values", Window: "10m",
-		Score: 5, At: now, Explanation: "read 900 emails in 10 minutes"}})
+	burst := norm.Anomaly{Employee: pgtest.TrustUser, Kind: "volume", Feature: "pii_values", Window: "10m",
+		Score: 5, At: now, Explanation: "read 900 emails in 10 minutes"}
+	g.EnforceRemoteNorms([]norm.Anomaly{burst})
 	err = lookup()
 	var pgErr *pgconn.PgError
-	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "another pgwarden instance") {
-		t.Fatalf("after another instance's block: %v", err)
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "other pgwarden instances") {
+		t.Fatalf("after another instance's burst: %v", err)
 	}
-	for _, d := range ev.decisions(t) {
-		if d["rule"] == "norm:volume" {
-			t.Errorf("decided again here: %+v", d)
+	volumeAlerts := func() (out []notify.Alert) {
+		for _, a := range al.take() {
+			if a.Rule == "norm:volume" {
+				out = append(out, a)
+			}
 		}
+		return out
+	}
+	if n, a := normDecisions(), volumeAlerts(); n != 0 || len(a) != 0 {
+		t.Errorf("without the lease: %d decisions, alerts %+v; want none", n, a)
 	}
 	now = now.Add(10 * time.Minute) // the window ended
 	if err := lookup(); err != nil {
 		t.Errorf("after the window: %v", err)
+	}
+
+	// The lease holder decides it.
+	share.leader = true
+	burst.At = now
+	g.EnforceRemoteNorms([]norm.Anomaly{burst})
+	if err := lookup(); !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "norm:block") {
+		t.Errorf("after the lease holder's decision: %v", err)
+	}
+	if n, a := normDecisions(), volumeAlerts(); n != 1 || len(a) != 1 || a[0].Employee != pgtest.TrustUser ||
+		!strings.Contains(a[0].Reason, "other pgwarden instances") {
+		t.Errorf("with the lease: %d decisions, alerts %+v; want one for %s", n, a, pgtest.TrustUser)
 	}
 }
 

@@ -123,22 +123,46 @@ func (g *Guard) normBlock(a norm.Anomaly, reason string, loc *time.Location) tim
 	return until
 }
 
-// EnforceRemoteNorms applies anomalies that another instance decided on
-// (they showed here when its statements were fed to this instance's
-// model): a block it imposed is imposed here too, without a second
-// decision or alert.
+// EnforceRemoteNorms acts on anomalies that the other instances'
+// statements showed when they were fed to this instance's model, and that
+// their own instance did not report: what only the sum of the instances
+// shows, such as a burst split across them. The instance that holds the
+// norms lease decides them, alert and block, once for all; the others
+// impose the blocks that follow without a decision of their own.
 func (g *Guard) EnforceRemoteNorms(anomalies []norm.Anomaly) {
+	decide := g.cfg.NormShare != nil && g.cfg.NormShare.Leader()
+	g.actOnNorms(anomalies, decide, " (counting statements through other pgwarden instances)")
+}
+
+// actOnNorms decides anomalies found outside a statement (decide), or
+// only imposes the blocks they call for; note is added to their
+// explanations.
+func (g *Guard) actOnNorms(anomalies []norm.Anomaly, decide bool, note string) {
 	c := g.cur.Load()
 	nc := c.p.Norms()
-	if g.cfg.Norms == nil || !nc.Enabled || nc.Shadow || c.p.Shadow() {
+	if g.cfg.Norms == nil || !nc.Enabled {
 		return
 	}
 	for _, a := range anomalies {
-		if a.Score < nc.AlertScore || !blocks(a, nc) {
+		if a.Score < nc.AlertScore {
 			continue
 		}
-		reason := a.Explanation + " (decided by another pgwarden instance)"
-		until := g.normBlock(a, reason, c.p.Location())
+		a.Explanation += note
+		if decide {
+			// Not in a session: the employee is the model's; no
+			// database role is known.
+			s := &session{g: g, info: proxy.SessionInfo{ID: "norms", Employee: a.Employee},
+				log: g.cfg.Logger.With("employee", a.Employee)}
+			s.def = who{employee: a.Employee}
+			s.defState.who = &s.def
+			s.c.Store(c)
+			s.normDecision(nil, a, nc)
+			continue
+		}
+		if nc.Shadow || c.p.Shadow() || !blocks(a, nc) {
+			continue
+		}
+		until := g.normBlock(a, a.Explanation, c.p.Location())
 		g.cfg.Logger.Info("norm_block_shared", "employee", a.Employee, "until", until, "reason", a.Explanation)
 	}
 }
@@ -220,21 +244,10 @@ func (g *Guard) AdvanceNorms(now time.Time) {
 		return
 	}
 	anomalies := m.Advance(now)
-	if sh := g.cfg.NormShare; sh != nil && !sh.Leader() {
-		// Another instance reports them.
-		g.EnforceRemoteNorms(anomalies)
-		return
-	}
-	for _, a := range anomalies {
-		// Found over the day, not in a session: the employee is the
-		// model's; no database role is known.
-		s := &session{g: g, info: proxy.SessionInfo{ID: "norms", Employee: a.Employee},
-			log: g.cfg.Logger.With("employee", a.Employee)}
-		s.def = who{employee: a.Employee}
-		s.defState.who = &s.def
-		s.c.Store(c)
-		s.normDecision(nil, a, nc)
-	}
+	// With several instances, the lease holder reports them; the others
+	// impose the blocks.
+	sh := g.cfg.NormShare
+	g.actOnNorms(anomalies, sh == nil || sh.Leader(), "")
 }
 
 // Norms returns the norm model, nil when there is none.

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,7 +20,6 @@ import (
 	"github.com/pgwarden/pgwarden/internal/admin"
 	"github.com/pgwarden/pgwarden/internal/alertlog"
 	"github.com/pgwarden/pgwarden/internal/holds"
-	"github.com/pgwarden/pgwarden/internal/normshare"
 	"github.com/pgwarden/pgwarden/proxy"
 )
 
@@ -146,15 +143,9 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 		cfg.Snapshot, cfg.Restore = m.Snapshot, m.Restore
 		if g.normSharer != nil {
 			// The shared form, with the rows it includes; a restore
-			// replaces this instance's model only.
-			cfg.Snapshot = g.normSharer.Snapshot
-			cfg.Restore = func(r io.Reader) error {
-				b, err := io.ReadAll(r)
-				if err != nil {
-					return err
-				}
-				return m.Restore(bytes.NewReader(normshare.ModelOnly(b)))
-			}
+			// replaces this instance's model only, and goes on sharing
+			// from the rows it holds.
+			cfg.Snapshot, cfg.Restore = g.normSharer.Snapshot, g.normSharer.Restore
 		}
 	}
 	if g.trail != nil {

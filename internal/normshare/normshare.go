@@ -60,8 +60,10 @@ type Config struct {
 	// exceed the time between snapshots by far.
 	Retention time.Duration
 	// OnRemote receives the anomalies that the other instances'
-	// observations show in this instance's model. Their instance decided
-	// on them; this one only enforces what follows (a block in force).
+	// observations show in this instance's model and that their own
+	// instance did not report: what only the sum of the instances shows,
+	// such as a burst split across them. The lease holder decides them;
+	// every instance enforces what follows (a block in force).
 	OnRemote func([]norm.Anomaly)
 	Logger   *slog.Logger
 }
@@ -74,7 +76,7 @@ type Sharer struct {
 	// mu orders the model's observations with the sequence numbers, so
 	// that a snapshot and its watermark agree.
 	mu      sync.Mutex
-	pending map[mergeKey]*norm.Observation // not yet numbered
+	pending map[mergeKey]*shared // not yet numbered
 	order   []mergeKey                     // pending's keys, first seen first
 	sealed  []row                          // numbered, not yet written
 	seq     int64                          // the last number given
@@ -96,8 +98,20 @@ type mergeKey struct {
 
 type row struct {
 	seq int64
-	o   *norm.Observation
+	o   *shared
 }
+
+// shared is an observation as the other instances read it: with the
+// anomalies this instance already decided on when it observed it, so
+// that the instance that decides for the others (the lease holder) does
+// not decide them again.
+type shared struct {
+	norm.Observation
+	Reported []string `json:"reported,omitempty"`
+}
+
+// anomalyKey names an anomaly for Reported.
+func anomalyKey(a norm.Anomaly) string { return a.Kind + "/" + a.Feature + "/" + a.Window }
 
 // maxQueued bounds the observations kept while the database is
 // unreachable; beyond it the oldest are dropped (and logged).
@@ -142,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Sharer, error) {
 	if _, err := cfg.Pool.Exec(ctx, schema, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return nil, fmt.Errorf("normshare: %w", err)
 	}
-	s := &Sharer{cfg: cfg, pending: make(map[mergeKey]*norm.Observation), applied: make(map[string]int64)}
+	s := &Sharer{cfg: cfg, pending: make(map[mergeKey]*shared), applied: make(map[string]int64)}
 	if err := cfg.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM pgwarden_norm_observations WHERE instance = $1`,
 		cfg.Instance).Scan(&s.seq); err != nil {
 		return nil, fmt.Errorf("normshare: %w", err)
@@ -164,14 +178,20 @@ func (s *Sharer) Observe(o norm.Observation) []norm.Anomaly {
 	defer s.mu.Unlock()
 	out := s.cfg.Model.Observe(o)
 	k := mergeKey{o.Employee, o.Peer, o.ClientAddr, o.Application, o.SessionID, o.Time.Unix()}
-	if q := s.pending[k]; q != nil {
-		merge(q, &o)
+	q := s.pending[k]
+	if q != nil {
+		merge(&q.Observation, &o)
 	} else {
-		c := o
-		c.PIIValues = maps.Clone(o.PIIValues)
-		c.Tables = slices.Clone(o.Tables)
-		s.pending[k] = &c
+		q = &shared{Observation: o}
+		q.PIIValues = maps.Clone(o.PIIValues)
+		q.Tables = slices.Clone(o.Tables)
+		s.pending[k] = q
 		s.order = append(s.order, k)
+	}
+	for _, a := range out {
+		if k := anomalyKey(a); !slices.Contains(q.Reported, k) {
+			q.Reported = append(q.Reported, k)
+		}
 	}
 	return out
 }
@@ -342,7 +362,7 @@ ORDER BY instance, seq`, string(applied), s.cfg.Instance, catchUp)
 	type got struct {
 		instance string
 		seq      int64
-		o        norm.Observation
+		o        shared
 	}
 	var batch []got
 	for rows.Next() {
@@ -374,7 +394,11 @@ ORDER BY instance, seq`, string(applied), s.cfg.Instance, catchUp)
 			}
 			s.applied[g.instance] = g.seq
 			if g.o.Employee != "" {
-				anomalies = append(anomalies, s.cfg.Model.Observe(g.o)...)
+				for _, a := range s.cfg.Model.Observe(g.o.Observation) {
+					if !slices.Contains(g.o.Reported, anomalyKey(a)) {
+						anomalies = append(anomalies, a)
+					}
+				}
 			}
 		}
 		s.mu.Unlock()
@@ -419,10 +443,13 @@ func (s *Sharer) release(ctx context.Context) {
 	}
 }
 
-// Prune deletes rows older than Retention.
+// Prune deletes rows older than Retention, but for each instance's last:
+// an instance that starts again numbers its rows after it, so the others,
+// who remember where they are in its numbering, read them.
 func (s *Sharer) Prune(ctx context.Context) error {
 	cut := time.Now().Add(-s.cfg.Retention)
-	if _, err := s.cfg.Pool.Exec(ctx, `DELETE FROM pgwarden_norm_observations WHERE at < $1`, cut); err != nil {
+	if _, err := s.cfg.Pool.Exec(ctx, `DELETE FROM pgwarden_norm_observations o WHERE at < $1
+AND seq < (SELECT max(seq) FROM pgwarden_norm_observations l WHERE l.instance = o.instance)`, cut); err != nil {
 		return fmt.Errorf("normshare: prune: %w", err)
 	}
 	return nil
@@ -468,7 +495,8 @@ func ModelOnly(b []byte) []byte {
 }
 
 // Restore replaces the model with a snapshot written by Snapshot, or by
-// a model alone (an instance that did not share). Call it before Run.
+// a model alone (an instance that did not share), at start or while
+// running (the admin API's snapshot PUT).
 func (s *Sharer) Restore(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -478,13 +506,26 @@ func (s *Sharer) Restore(r io.Reader) error {
 	if err := json.Unmarshal(b, &env); err != nil {
 		return fmt.Errorf("normshare: restore: %w", err)
 	}
+	if env.Version == 0 {
+		// A model without a watermark: it is taken to hold what the
+		// table holds, so nothing in it is fed again; sharing goes on
+		// from here.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		marks, err := s.highWater(ctx)
+		if err != nil {
+			return fmt.Errorf("normshare: restore: %w", err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.cfg.Model.Restore(bytes.NewReader(b)); err != nil {
+			return err
+		}
+		s.applied, s.catchUp = marks, 0
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if env.Version == 0 {
-		// A model without a watermark: it holds none of the table's rows
-		// (sharing starts now).
-		return s.cfg.Model.Restore(bytes.NewReader(b))
-	}
 	if err := s.cfg.Model.Restore(bytes.NewReader(env.Model)); err != nil {
 		return err
 	}
@@ -493,6 +534,28 @@ func (s *Sharer) Restore(r io.Reader) error {
 		s.applied[inst] = seq
 	}
 	// This instance's rows up to the watermark are in the model; those
-	// after it, to where the table ends, are fed by the next pull.
+	// after it, to the last it numbered, are fed by the pulls that follow.
+	// New rows are numbered after both.
+	s.seq = max(s.seq, env.Applied[s.cfg.Instance])
+	s.catchUp = s.seq
 	return nil
+}
+
+// highWater reads the last seq of every instance in the table.
+func (s *Sharer) highWater(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.cfg.Pool.Query(ctx, `SELECT instance, max(seq) FROM pgwarden_norm_observations GROUP BY instance`)
+	if err != nil {
+		return nil, err
+	}
+	marks := make(map[string]int64)
+	for rows.Next() {
+		var inst string
+		var seq int64
+		if err := rows.Scan(&inst, &seq); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		marks[inst] = seq
+	}
+	return marks, rows.Err()
 }
