@@ -713,6 +713,11 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 	case policy.ActionBlock:
 		return proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason}
 	case policy.ActionKill:
+		if w.identifiedBy == IdentifiedByTag {
+			// The connection is a pool's, shared with others: ending it
+			// would stop them, and the pool would open another.
+			return proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason}
+		}
 		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended: " + reason}
 	case policy.ActionQuarantine:
 		if q := s.g.cfg.Quarantine; q != nil {
@@ -722,6 +727,12 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 			}
 		} else {
 			s.log.Error("quarantine_unavailable", "rule", r.Name, "hint", "set --state-dir")
+		}
+		if w.identifiedBy == IdentifiedByTag {
+			// A pool's connection: the employee's tagged statements are
+			// refused from now on (identity:quarantined); the others' go on.
+			return proxy.Verdict{Action: proxy.Block, Reason: "statement blocked and " + w.employee +
+				" quarantined until security releases them: " + reason}
 		}
 		return proxy.Verdict{Action: proxy.Kill, Reason: "session ended and " + w.employee +
 			" quarantined until security releases them: " + reason}

@@ -203,14 +203,14 @@ func (s *session) tagged(c *compiled, employee string) *who {
 	return w
 }
 
-// peerOf is an employee's peer group for norms: their first policy group
-// (the session's roles standing for theirs), else the session's first role.
+// peerOf is a tagged employee's peer group for norms: the first policy
+// group that names them. The service account's roles are not theirs:
+// taken for theirs, an employee who also works in sessions of their own
+// would change peer group at every statement, and the model would start
+// their history afresh each time. "" leaves the peer group as it is.
 func (s *session) peerOf(c *compiled, employee string) string {
-	if groups := c.p.GroupsOf(&policy.Context{User: employee, Roles: s.enf.roles}); len(groups) > 0 {
+	if groups := c.p.GroupsOf(&policy.Context{User: employee}); len(groups) > 0 {
 		return groups[0]
-	}
-	if len(s.enf.roles) > 0 {
-		return s.enf.roles[0]
 	}
 	return ""
 }

@@ -702,3 +702,49 @@ func TestSetApplicationNameExpires(t *testing.T) {
 		t.Errorf("%d lapse decisions, want 1", lapses)
 	}
 }
+
+// TestTaggedKillBlocksOnly: kill and quarantine on a tagged statement
+// refuse the statement, not the pooled connection other employees share;
+// the quarantined employee's next tagged statement is refused, the
+// others' go on.
+func TestTaggedKillBlocksOnly(t *testing.T) {
+	dir := t.TempDir()
+	q, err := quarantine.Open(filepath.Join(dir, "quarantine.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, conn := setup(t, withService(t, `rules:
+  - name: kill-big
+    subjects: [alice]
+    when:
+      pii_values: {email: 8}
+    action: kill
+  - name: quarantine-bigger
+    subjects: [carol]
+    when:
+      pii_values: {email: 15}
+    action: quarantine
+`), func(c *guard.Config) { c.Quarantine = q })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	app := connAs(t, ctx, conn, "crm-web")
+	read := func(employee string, n int) error {
+		_, err := countRows(ctx, app, signed(app, employee, fmt.Sprintf("SELECT email FROM customers WHERE id <= %d", n)), pgx.QueryExecModeSimpleProtocol)
+		return err
+	}
+	if err := read("alice", 10); err == nil || !strings.Contains(err.Error(), "kill-big") {
+		t.Fatalf("alice over the kill limit: %v", err)
+	}
+	if err := read("bob", 3); err != nil {
+		t.Fatalf("bob after alice's kill, on the same connection: %v", err)
+	}
+	if err := read("carol", 20); err == nil || !strings.Contains(err.Error(), "quarantined") {
+		t.Fatalf("carol over the quarantine limit: %v", err)
+	}
+	if err := read("carol", 1); err == nil || !strings.Contains(err.Error(), "carol is quarantined") {
+		t.Errorf("carol after her quarantine: %v", err)
+	}
+	if err := read("bob", 3); err != nil {
+		t.Errorf("bob after carol's quarantine: %v", err)
+	}
+}
