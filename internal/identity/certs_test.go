@@ -201,6 +201,28 @@ func TestIdentify(t *testing.T) {
 	}
 }
 
+// TestIdentifyAfterLogin: a session that logged in to pgwarden keeps its
+// login as the employee; a certificate must name the same person.
+func TestIdentifyAfterLogin(t *testing.T) {
+	ca := newTestCA(t, "Login CA")
+	alice := ca.issue(t, "alice", []string{"Alice@example.com"})
+	c, err := NewCerts(CertConfig{CAFiles: []string{ca.file}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(name string) *proxy.SessionInfo {
+		return &proxy.SessionInfo{Database: "dev", User: "app", Employee: name, IdentifiedBy: proxy.IdentifiedByLogin,
+			ClientTLS: true, ClientCertificates: []*x509.Certificate{alice}}
+	}
+	info := login("alice@example.com")
+	if err := c.Identify(context.Background(), info); err != nil || info.Employee != "alice@example.com" || info.IdentifiedBy != proxy.IdentifiedByLogin {
+		t.Errorf("the same person: %v, %q by %q", err, info.Employee, info.IdentifiedBy)
+	}
+	if err := c.Identify(context.Background(), login("bob@example.com")); !errors.Is(err, ErrCertEmployee) || !strings.Contains(err.Error(), "logged in as") {
+		t.Errorf("another person: %v", err)
+	}
+}
+
 // TestConfigureTLS runs TLS handshakes against a configuration adjusted by
 // ConfigureTLS: a certificate is optional, verified when given, and a
 // revoked one fails the handshake.
