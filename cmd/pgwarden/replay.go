@@ -103,13 +103,20 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 				Tables    []string         `json:"tables"`
 				Unexpl    int64            `json:"unexplained_rows"`
 				Seq       int64            `json:"sequential_rows"`
+				// A service account's statement: how it was used.
+				By      string `json:"identified_by"`
+				Account string `json:"service_account"`
+				TagErr  string `json:"tag_error"`
+				Unusual string `json:"unusual"`
 			}
 			if err := json.Unmarshal(ev.Data, &d); err != nil {
 				return fmt.Errorf("event %d: %w", ev.Seq, err)
 			}
 			statements++
 			last = ev.Time
-			ds := r.Statement(replay.Statement{Session: ev.SessionID, Time: ev.Time, SQL: d.SQL,
+			ds := r.Statement(replay.Statement{Session: ev.SessionID, Employee: ev.Employee, Time: ev.Time, SQL: d.SQL,
+				Service: policy.ServiceUse{Account: d.Account, Tagged: d.Account != "" && d.By == "tag",
+					BadTag: d.TagErr != "", Unusual: d.Unusual != ""},
 				Function: d.Kind == "function_call", Rows: d.Rows, Bytes: d.Bytes, PIIRows: d.PIIRows,
 				DistinctSubjects: d.Distinct, PIIValues: d.PIIValues, Tables: d.Tables, Unexplained: d.Unexpl, Sequential: d.Seq})
 			k := dayKey{ev.Time.In(p.Location()).Format("2006-01-02"), ev.Employee}

@@ -27,7 +27,12 @@ type Session struct {
 
 // Statement is what a statement event says.
 type Statement struct {
-	Session          string
+	Session string
+	// Employee is whom the statement counted against, when not the
+	// session's employee (a service account's tagged statement).
+	Employee string
+	// Service is how a service account's session was used, as recorded.
+	Service          policy.ServiceUse
 	Time             time.Time
 	SQL              string // normalized text as recorded
 	Function         bool   // a fast-path function call
@@ -155,8 +160,12 @@ func (r *Replayer) Statement(st Statement) []Decision {
 		r.StartSession(Session{ID: st.Session})
 		s = r.sessions[st.Session]
 	}
-	c := policy.Context{User: s.Employee, Roles: s.Roles, ClientAddr: s.addr, Application: s.Application,
-		Time: st.Time.In(r.p.Location()), Tables: st.Tables}
+	employee := s.Employee
+	if st.Employee != "" {
+		employee = st.Employee
+	}
+	c := policy.Context{User: employee, Roles: s.Roles, ClientAddr: s.addr, Application: s.Application,
+		Time: st.Time.In(r.p.Location()), Tables: st.Tables, Service: st.Service}
 	if st.Function {
 		c.Kinds = []policy.StatementKind{policy.KindFunctionCall}
 	} else if st.SQL != "" {
@@ -192,7 +201,7 @@ func (r *Replayer) Statement(st Statement) []Decision {
 			f = sum(s.total, own)
 		default:
 			if !haveTotals {
-				totals, _ = r.windows.Get(s.Employee, st.Time)
+				totals, _ = r.windows.Get(employee, st.Time)
 				haveTotals = true
 			}
 			span, _ := rule.Scope.Span()
@@ -206,7 +215,7 @@ func (r *Replayer) Statement(st Statement) []Decision {
 		if rule.Shadow {
 			action = "would " + action
 		}
-		out = append(out, Decision{Time: st.Time, Employee: s.Employee, SessionID: s.ID, Rule: rule.Name,
+		out = append(out, Decision{Time: st.Time, Employee: employee, SessionID: s.ID, Rule: rule.Name,
 			Action: action, Shadow: rule.Shadow, Scope: string(rule.Scope), Measure: b.Measure,
 			Observed: b.Observed, Limit: b.Limit, SQL: st.SQL})
 	}
@@ -214,11 +223,11 @@ func (r *Replayer) Statement(st Statement) []Decision {
 		if st.Time.Sub(r.advanced) >= time.Minute {
 			out = append(out, r.Advance(st.Time)...)
 		}
-		o := norm.Observation{Employee: s.Employee, Time: st.Time, ClientAddr: s.addrText(), Application: s.Application,
+		o := norm.Observation{Employee: employee, Time: st.Time, ClientAddr: s.addrText(), Application: s.Application,
 			SessionID: s.ID, Features: norm.Features{PIIValues: st.PIIValues, PIIRows: st.PIIRows,
 				Subjects: st.DistinctSubjects, Rows: st.Rows, Bytes: st.Bytes, Statements: 1, Tables: st.Tables}}
 		if r.Peer != nil {
-			o.Peer = r.Peer(s.Employee)
+			o.Peer = r.Peer(employee)
 		}
 		if st.Failed {
 			o.Failed = 1
@@ -246,7 +255,7 @@ func (r *Replayer) Statement(st Statement) []Decision {
 			wf.Custom[k] += n
 		}
 	}
-	r.windows.Add(s.Employee, st.Time, wf)
+	r.windows.Add(employee, st.Time, wf)
 	return out
 }
 

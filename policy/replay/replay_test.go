@@ -104,3 +104,48 @@ func TestReplayNorms(t *testing.T) {
 		t.Errorf("the replay taught %d active days", n.ActiveDays)
 	}
 }
+
+// TestReplayTaggedStatements: a service account's tagged statements count
+// against the employees they name, and its untagged use matches the
+// service_account condition, as when they ran.
+func TestReplayTaggedStatements(t *testing.T) {
+	p, err := policy.Parse("p.yaml", []byte(`version: 1
+service_accounts:
+  - {role: crm_app, key_env: CRM_KEY}
+rules:
+  - {name: hourly, scope: 1h, when: {pii_values: {email: 100}}, action: block}
+  - {name: untagged, when: {service_account: untagged, pii_values: 0}, action: alert}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	r.StartSession(Session{ID: "pool", Employee: "crm_app"})
+	run := func(employee string, tagged bool, n int64) []string {
+		t.Helper()
+		use := policy.ServiceUse{Account: "crm_app", Tagged: tagged}
+		ds := r.Statement(Statement{Session: "pool", Employee: employee, Service: use, Time: t0, SQL: "SELECT email FROM customers",
+			Rows: n, PIIRows: n, PIIValues: map[string]int64{"email": n}})
+		var got []string
+		for _, d := range ds {
+			got = append(got, d.Employee+":"+d.Rule)
+		}
+		return got
+	}
+	// 60 each for alice and bob: under each one's hour; 120 for the pool.
+	for _, e := range []string{"alice", "bob"} {
+		if got := run(e, true, 60); len(got) != 0 {
+			t.Errorf("%s's 60: %v", e, got)
+		}
+	}
+	if got := run("alice", true, 60); len(got) != 1 || got[0] != "alice:hourly" {
+		t.Errorf("alice's next 60: %v, want her hourly block", got)
+	}
+	if got := run("", false, 1); len(got) != 1 || got[0] != "crm_app:untagged" {
+		t.Errorf("an untagged statement: %v", got)
+	}
+}
