@@ -77,10 +77,10 @@ type Sharer struct {
 	// that a snapshot and its watermark agree.
 	mu      sync.Mutex
 	pending map[mergeKey]*shared // not yet numbered
-	order   []mergeKey                     // pending's keys, first seen first
-	sealed  []row                          // numbered, not yet written
-	seq     int64                          // the last number given
-	applied map[string]int64               // per other instance, the last seq fed to the model
+	order   []mergeKey           // pending's keys, first seen first
+	sealed  []row                // numbered, not yet written
+	seq     int64                // the last number given
+	applied map[string]int64     // per other instance, the last seq fed to the model
 	// catchUp is this instance's last seq in the table at start: rows of
 	// its own up to it that the restored model lacks are fed again.
 	catchUp int64
