@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgwarden/pgwarden/internal/atomicfile"
 	"github.com/pgwarden/pgwarden/internal/normshare"
 	"github.com/pgwarden/pgwarden/internal/pgstate"
 	"github.com/pgwarden/pgwarden/policy"
@@ -136,20 +137,5 @@ func saveSnapshot(snapshot func(io.Writer) error, path string) error {
 	if err := snapshot(&buf); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".norms-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(buf.Bytes())
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	return err
+	return atomicfile.Write(path, buf.Bytes())
 }

@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/pgwarden/pgwarden/audit/notify"
+	"github.com/pgwarden/pgwarden/internal/atomicfile"
 )
 
 // MaxKept bounds the alerts kept.
@@ -117,22 +117,7 @@ func (l *Log) save() error {
 	if err != nil {
 		return fmt.Errorf("alertlog: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(l.path), ".alerts-*")
-	if err != nil {
-		return fmt.Errorf("alertlog: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), l.path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(l.path, b); err != nil {
 		return fmt.Errorf("alertlog: %w", err)
 	}
 	return nil

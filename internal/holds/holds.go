@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/atomicfile"
 )
 
 // Statuses of a hold.
@@ -149,22 +151,7 @@ func (r *Registry) write(h Hold) error {
 	if err != nil {
 		return fmt.Errorf("holds: %w", err)
 	}
-	tmp, err := os.CreateTemp(r.dir, ".hold-*")
-	if err != nil {
-		return fmt.Errorf("holds: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(append(data, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), r.path(h.ID))
-	}
-	if err != nil {
+	if err := atomicfile.Write(r.path(h.ID), append(data, '\n')); err != nil {
 		return fmt.Errorf("holds: %w", err)
 	}
 	return nil

@@ -12,12 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/atomicfile"
 )
 
 // Entry is one quarantined employee.
@@ -170,37 +170,27 @@ func (l *List) Release(employee string) (Entry, bool, error) {
 func (l *List) update(f func(map[string]Entry)) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(l.path), 0o700); err != nil {
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	lock, err := os.OpenFile(l.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("quarantine: lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-
-	entries, _, err := read(l.path)
-	if err != nil {
-		return err
-	}
-	before := len(entries)
-	snapshot := make(map[string]Entry, len(entries))
-	for k, v := range entries {
-		snapshot[k] = v
-	}
-	f(entries)
-	if len(entries) == before && mapsEqual(snapshot, entries) {
-		l.entries = entries
-		return nil
-	}
-	if err := write(l.path, entries); err != nil {
-		return err
-	}
-	return l.load()
+	// Errors of the lock itself name the lock file.
+	return atomicfile.Locked(l.path, func() error {
+		entries, _, err := read(l.path)
+		if err != nil {
+			return err
+		}
+		before := len(entries)
+		snapshot := make(map[string]Entry, len(entries))
+		for k, v := range entries {
+			snapshot[k] = v
+		}
+		f(entries)
+		if len(entries) == before && mapsEqual(snapshot, entries) {
+			l.entries = entries
+			return nil
+		}
+		if err := write(l.path, entries); err != nil {
+			return err
+		}
+		return l.load()
+	})
 }
 
 func mapsEqual(a, b map[string]Entry) bool {
@@ -225,28 +215,8 @@ func write(path string, entries map[string]Entry) error {
 	if err != nil {
 		return fmt.Errorf("quarantine: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".quarantine-*")
-	if err != nil {
+	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("quarantine: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

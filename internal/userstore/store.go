@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/pgwarden/pgwarden/internal/atomicfile"
 	"github.com/pgwarden/pgwarden/internal/scram"
 )
 
@@ -406,18 +406,12 @@ func checkRole(role string) error {
 func (s *Store) update(f func(*file) error) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
-		return fmt.Errorf("users file: %w", err)
-	}
-	lock, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Errorf("users file: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("users file: lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	// Errors of the lock itself name the lock file.
+	return atomicfile.Locked(s.path, func() error { return s.updateLocked(f) })
+}
+
+// updateLocked is update under the lock file.
+func (s *Store) updateLocked(f func(*file) error) error {
 
 	cur, _, err := read(s.path)
 	if err != nil {
@@ -454,36 +448,8 @@ func write(path string, f *file) error {
 	if err != nil {
 		return fmt.Errorf("users file: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".users-*")
-	if err != nil {
+	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("users file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("users file: %w", err)
-	}
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("users file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("users file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("users file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("users file: %w", err)
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("users file: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("users file: sync directory: %w", err)
 	}
 	return nil
 }
