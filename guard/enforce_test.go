@@ -1310,3 +1310,27 @@ func TestSharedStateUnavailable(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestWantsParams: the proxy keeps a Bind's parameters only while a rule
+// needs a planner estimate.
+func TestWantsParams(t *testing.T) {
+	for _, tt := range []struct {
+		rules string
+		want  bool
+	}{
+		{"rules:\n  - {name: big, when: {tables: [public.customers], estimated_rows: 100}, action: block}\n", true},
+		{"rules:\n  - {name: emails, when: {pii_values: 100}, action: block}\n", false},
+	} {
+		p, err := policy.Parse("p.yaml", []byte("version: 1\n"+tt.rules))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := guard.New(guard.Config{Policy: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := g.WantsParams(); got != tt.want {
+			t.Errorf("%s: WantsParams %v, want %v", tt.rules, got, tt.want)
+		}
+	}
+}

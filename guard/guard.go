@@ -249,6 +249,10 @@ func New(cfg Config) (*Guard, error) {
 // Windows returns the per-employee windows the guard feeds.
 func (g *Guard) Windows() *window.Registry { return g.cfg.Windows }
 
+// WantsParams implements proxy.ParamsWanter: the parameters of a Bind
+// are read only to plan a statement for an estimated_rows rule.
+func (g *Guard) WantsParams() bool { return g.cur.Load().estimate }
+
 // StartSession implements proxy.Inspector.
 func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.SessionInspector, error) {
 	if info.Employee == "" {

@@ -195,6 +195,12 @@ type Inspector interface {
 	StartSession(ctx context.Context, info *SessionInfo) (SessionInspector, error)
 }
 
+// ParamsWanter is an Inspector that says whether it reads Statement.Params
+// now; when it does not, the proxy does not keep a Bind's parameters.
+type ParamsWanter interface {
+	WantsParams() bool
+}
+
 // SessionInspector sees one session's traffic. Methods on the client path
 // (Statement) are called from the goroutine reading the client; all the others
 // from the goroutine reading the server, in wire order. Slices passed in alias

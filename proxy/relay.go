@@ -296,7 +296,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 			ps = &preparedStmt{}
 		}
 		p := &portal{ps: ps, resultFormats: formats}
-		if len(params) > 4 && len(params) <= MaxKeptParams {
+		if len(params) > 4 && len(params) <= MaxKeptParams && s.wantsParams() {
 			// Kept for Statement.Params: body is reused by the next read.
 			p.params = bytes.Clone(params)
 		}
@@ -382,6 +382,13 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		s.queue.push(&pending{kind: pendSync})
 	}
 	return nil, nil
+}
+
+// wantsParams reports whether the inspector reads Statement.Params: an
+// inspector that does not say is given them.
+func (s *session) wantsParams() bool {
+	w, ok := s.cfg.Inspector.(ParamsWanter)
+	return !ok || w.WantsParams()
 }
 
 func (s *session) newStatement(kind StatementKind, sql string) *Statement {
