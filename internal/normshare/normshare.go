@@ -81,8 +81,10 @@ type Sharer struct {
 	sealed  []row                // numbered, not yet written
 	seq     int64                // the last number given
 	applied map[string]int64     // per other instance, the last seq fed to the model
-	// catchUp is this instance's last seq in the table at start: rows of
-	// its own up to it that the restored model lacks are fed again.
+	// catchUp is the last seq of this instance's own rows that may be
+	// missing from the model (those in the table at start, or numbered
+	// before a restore): rows of its own past applied and up to it are fed
+	// again by the pulls.
 	catchUp int64
 
 	flushMu sync.Mutex // one flush at a time: rows are committed in seq order
