@@ -25,6 +25,10 @@ func (m *Model) label(f int) string {
 		return "failed statements"
 	case fPIIStatements:
 		return "statements with PII"
+	case fUnexplained:
+		return "rows no recorded reason explains"
+	case fCopy:
+		return "COPY statements"
 	}
 	return m.catNames[f-numFixed] + " values"
 }

@@ -10,9 +10,9 @@ import (
 )
 
 // snapshotVersion is the version of the Snapshot format. Version 2 added
-// the fixed feature pii_statements; Restore reads version 1 too (that
-// feature then starts at zero).
-const snapshotVersion = 2
+// the fixed feature pii_statements, version 3 unexplained_rows; Restore
+// reads the older versions too (those features then start at zero).
+const snapshotVersion = 3
 
 type snapshot struct {
 	Version    int            `json:"version"`
@@ -82,8 +82,12 @@ func (m *Model) Restore(r io.Reader) error {
 	}
 	switch s.Version {
 	case snapshotVersion:
-	case 1:
-		s.upgrade1()
+	case 1, 2:
+		if s.Version == 1 {
+			s.insertFeature(fPIIStatements)
+		}
+		s.insertFeature(fUnexplained)
+		s.Version = snapshotVersion
 	default:
 		return fmt.Errorf("norm: restore: snapshot version %d, want %d", s.Version, snapshotVersion)
 	}
@@ -135,18 +139,20 @@ func orEmpty(s map[string]int64) map[string]int64 {
 
 // upgrade1 turns a version 1 snapshot into version 2: a zero for
 // pii_statements, inserted before the categories in every vector.
-func (s *snapshot) upgrade1() {
+// insertFeature upgrades a snapshot taken before fixed feature f existed:
+// a zero column at f everywhere, and the later features renumbered.
+func (s *snapshot) insertFeature(f int) {
 	ins := func(v []int64) []int64 {
-		if len(v) < fPIIStatements {
+		if len(v) < f {
 			return v
 		}
-		return slices.Insert(slices.Clone(v), fPIIStatements, 0)
+		return slices.Insert(slices.Clone(v), f, 0)
 	}
-	insF := func(v []float64) []float64 {
-		if len(v) < fPIIStatements {
+	insF := func(v []float64, x float64) []float64 {
+		if len(v) < f {
 			return v
 		}
-		return slices.Insert(slices.Clone(v), fPIIStatements, 0)
+		return slices.Insert(slices.Clone(v), f, x)
 	}
 	for i := range s.Employees {
 		es := &s.Employees[i]
@@ -161,16 +167,17 @@ func (s *snapshot) upgrade1() {
 			d.Total, d.Max10m, d.Max1h = ins(d.Total), ins(d.Max10m), ins(d.Max1h)
 		}
 		if ns := es.Own; ns != nil {
+			// A threshold starts at the feature's floor, as a norm
+			// learned without it would have it.
 			for w := range ns.High {
-				ns.High[w], ns.Median[w] = insF(ns.High[w]), insF(ns.Median[w])
+				ns.High[w], ns.Median[w] = insF(ns.High[w], floorOf(w, f)), insF(ns.Median[w], 0)
 			}
-			ns.DayMed, ns.DaySigma = insF(ns.DayMed), insF(ns.DaySigma)
+			ns.DayMed, ns.DaySigma = insF(ns.DayMed, 0), insF(ns.DaySigma, 0)
 		}
 		for k := range es.Reported {
-			if f := es.Reported[k].Key.Feature; f >= fPIIStatements {
+			if int(es.Reported[k].Key.Feature) >= f {
 				es.Reported[k].Key.Feature++
 			}
 		}
 	}
-	s.Version = snapshotVersion
 }

@@ -16,8 +16,9 @@ var floors = [numFixed][numWindows]float64{
 	fStatements: {300, 1000, 5000},
 	fFailed:     {20, 50, 200},
 	fCopy:       {math.MaxInt32, math.MaxInt32, math.MaxInt32}, // COPY is judged as a kind, not a volume
-	// statements with PII are judged by drift only
+	// statements with PII and unexplained rows are judged by drift only
 	fPIIStatements: {math.MaxInt32, math.MaxInt32, math.MaxInt32},
+	fUnexplained:   {math.MaxInt32, math.MaxInt32, math.MaxInt32},
 }
 
 // defaultFactor multiplies the floors when an employee has neither a norm
@@ -48,9 +49,9 @@ var (
 	// driftPeerRel replaces driftRel against a peer group's norm, whose
 	// members differ more from each other than one employee from day to day.
 	driftPeerRel  = 1.0
-	driftFeatures = [...]int{fPIIValues, fPIIStatements}
+	driftFeatures = [...]int{fPIIValues, fPIIStatements, fUnexplained}
 	// driftFloor is the least excess ever reported, per drift feature and N.
-	driftFloor = map[int][len(driftDays)]float64{fPIIValues: {120, 150, 250}, fPIIStatements: {30, 40, 70}}
+	driftFloor = map[int][len(driftDays)]float64{fPIIValues: {120, 150, 250}, fPIIStatements: {30, 40, 70}, fUnexplained: {20, 25, 40}}
 )
 
 const (
