@@ -46,7 +46,10 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	o := norm.Observation{Employee: w.employee, Peer: w.peer, Time: at, ClientAddr: clientIP(&s.info),
 		Application: s.info.ApplicationName, SessionID: s.info.ID,
 		Features: norm.Features{PIIRows: f.PIIRows, Subjects: int64(f.DistinctSubjects()), Rows: f.Rows,
-			Bytes: f.Bytes, Statements: 1, Tables: tables, Unexplained: f.Unexplained}}
+			Bytes: f.Bytes, Statements: 1, Tables: tables}}
+	if f.Unexplained > 0 {
+		o.UnexplainedStatements = 1
+	}
 	if f.PIIValues.Total() > 0 {
 		o.PIIValues = make(map[string]int64, 2)
 		f.PIIValues.Each(func(c detect.Category, n int) { o.PIIValues[string(c)] = int64(n) })

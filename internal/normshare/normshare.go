@@ -207,7 +207,7 @@ func merge(a, b *norm.Observation) {
 	a.Statements += b.Statements
 	a.Failed += b.Failed
 	a.Copy += b.Copy
-	a.Unexplained += b.Unexplained
+	a.UnexplainedStatements += b.UnexplainedStatements
 	if b.Time.After(a.Time) {
 		a.Time = b.Time
 	}

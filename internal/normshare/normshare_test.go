@@ -290,9 +290,9 @@ func TestMerge(t *testing.T) {
 	a := lookup(day0, 2, "s")
 	b := lookup(day0.Add(500*time.Millisecond), 3, "s")
 	b.Tables = []string{"public.customers", "public.orders"}
-	b.Failed, a.Unexplained, b.Unexplained = 1, 1, 2
+	b.Failed, a.UnexplainedStatements, b.UnexplainedStatements = 1, 1, 2
 	merge(&a, &b)
-	if a.PIIValues["email"] != 5 || a.Statements != 2 || a.Failed != 1 || a.Unexplained != 3 || !a.Time.Equal(b.Time) ||
+	if a.PIIValues["email"] != 5 || a.Statements != 2 || a.Failed != 1 || a.UnexplainedStatements != 3 || !a.Time.Equal(b.Time) ||
 		!slices.Equal(a.Tables, []string{"public.customers", "public.orders"}) {
 		t.Errorf("merged %+v", a)
 	}

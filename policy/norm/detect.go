@@ -26,7 +26,7 @@ func (m *Model) label(f int) string {
 	case fPIIStatements:
 		return "statements with PII"
 	case fUnexplained:
-		return "rows no recorded reason explains"
+		return "lookups no recorded reason explains"
 	case fCopy:
 		return "COPY statements"
 	}

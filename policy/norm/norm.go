@@ -18,9 +18,10 @@ type Features struct {
 	Failed      int64    // 1 if the statement failed (enumeration signal)
 	Copy        int64    // 1 if it was COPY TO STDOUT
 	Tables      []string // "schema.table" touched
-	// Unexplained counts rows of the explained_access table the employee
-	// had no recorded reason to see.
-	Unexplained int64
+	// UnexplainedStatements is 1 for a statement that returned rows of
+	// the explained_access table the employee had no recorded reason to
+	// see (summed, the statements of a bucket that did).
+	UnexplainedStatements int64
 }
 
 // Observation is one statement of one employee.
@@ -180,14 +181,16 @@ const (
 	// lookups, whose number varies less from day to day than what each
 	// returns (drift only).
 	fPIIStatements
-	// fUnexplained counts rows of the explained_access table the
-	// employee had no recorded reason to see: a slow reader's lookups,
-	// which their work does not explain (drift only).
+	// fUnexplained counts the statements that returned rows of the
+	// explained_access table the employee had no recorded reason to see:
+	// a slow reader's lookups, which their work does not explain. A list
+	// of many customers is one statement, so the odd search does not
+	// swamp it (drift only).
 	fUnexplained
 	numFixed
 )
 
-var fixedNames = [numFixed]string{"pii_values", "pii_rows", "subjects", "bytes", "statements", "failed", "copy", "pii_statements", "unexplained_rows"}
+var fixedNames = [numFixed]string{"pii_values", "pii_rows", "subjects", "bytes", "statements", "failed", "copy", "pii_statements", "unexplained_statements"}
 
 func (m *Model) numFeatures() int { return numFixed + len(m.catNames) }
 
@@ -475,7 +478,7 @@ func (m *Model) Observe(o Observation) []Anomaly {
 	d[fStatements] = o.Statements
 	d[fFailed] = o.Failed
 	d[fCopy] = o.Copy
-	d[fUnexplained] = o.Unexplained
+	d[fUnexplained] = o.UnexplainedStatements
 	for cat, v := range o.PIIValues {
 		d[fPIIValues] += v
 		d[numFixed+m.cats[cat]] += v

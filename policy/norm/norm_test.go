@@ -471,7 +471,7 @@ func BenchmarkObserve(b *testing.B) {
 }
 
 // TestRestoreOlderVersions: snapshots taken before pii_statements (version
-// 1) and unexplained_rows (version 2) existed restore with those features
+// 1) and unexplained_statements (version 2) existed restore with those features
 // at zero, and snapshot again as the current version.
 func TestRestoreOlderVersions(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 3))
@@ -634,7 +634,7 @@ func TestUnexplainedDrift(t *testing.T) {
 			for i := range n + extra {
 				o := lookup(w, dayStart(d).Add(9*time.Hour+time.Duration(i)*8*time.Hour/time.Duration(n+extra)), 1)
 				if i >= n || rng.IntN(10) == 0 { // the read, and one lookup in ten of work
-					o.Unexplained = 1
+					o.UnexplainedStatements = 1
 				}
 				got = append(got, m.Observe(o)...)
 			}
@@ -655,7 +655,7 @@ func TestUnexplainedDrift(t *testing.T) {
 			t.Errorf("seed %d: no read, yet drift on day %d: %s", seed, d, why)
 		}
 		d, why := series(seed, true)
-		if d == 0 || d > 3 || !strings.HasPrefix(why, "unexplained_rows") {
+		if d == 0 || d > 3 || !strings.HasPrefix(why, "unexplained_statements") {
 			t.Errorf("seed %d: the read found on attack day %d (%s); want by unexplained rows within 3", seed, d, why)
 			continue
 		}

@@ -10,7 +10,7 @@ import (
 )
 
 // snapshotVersion is the version of the Snapshot format. Version 2 added
-// the fixed feature pii_statements, version 3 unexplained_rows; Restore
+// the fixed feature pii_statements, version 3 unexplained_statements; Restore
 // reads the older versions too (those features then start at zero).
 const snapshotVersion = 3
 

@@ -51,7 +51,7 @@ var (
 	driftPeerRel  = 1.0
 	driftFeatures = [...]int{fPIIValues, fPIIStatements, fUnexplained}
 	// driftFloor is the least excess ever reported, per drift feature and N.
-	driftFloor = map[int][len(driftDays)]float64{fPIIValues: {120, 150, 250}, fPIIStatements: {30, 40, 70}, fUnexplained: {20, 25, 40}}
+	driftFloor = map[int][len(driftDays)]float64{fPIIValues: {120, 150, 250}, fPIIStatements: {30, 40, 70}, fUnexplained: {15, 20, 30}}
 )
 
 const (

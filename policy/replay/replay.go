@@ -225,8 +225,10 @@ func (r *Replayer) Statement(st Statement) []Decision {
 		}
 		o := norm.Observation{Employee: employee, Time: st.Time, ClientAddr: s.addrText(), Application: s.Application,
 			SessionID: s.ID, Features: norm.Features{PIIValues: st.PIIValues, PIIRows: st.PIIRows,
-				Subjects: st.DistinctSubjects, Rows: st.Rows, Bytes: st.Bytes, Statements: 1, Tables: st.Tables,
-				Unexplained: st.Unexplained}}
+				Subjects: st.DistinctSubjects, Rows: st.Rows, Bytes: st.Bytes, Statements: 1, Tables: st.Tables}}
+		if st.Unexplained > 0 {
+			o.UnexplainedStatements = 1
+		}
 		if r.Peer != nil {
 			o.Peer = r.Peer(employee)
 		}

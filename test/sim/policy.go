@@ -118,6 +118,15 @@ rules:
       pii_values: 6000
     action: alert
 
+# Support agents work the tickets assigned to them: a lookup of a customer
+# no open ticket of theirs names is unexplained, and the norms watch how
+# many a day each employee has (a slow reader's lookups are).
+explained_access:
+  table: public.customers
+  key: id
+  query: "SELECT customer_id FROM tickets WHERE assignee = $1 AND status = 'open'"
+  refresh: 10m
+
 norms:
   learning_days: 5
   min_active_days: 4

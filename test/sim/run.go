@@ -540,7 +540,7 @@ func setupDatabase(ctx context.Context, cluster *pgtest.Cluster, w *world) error
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	sqls := seedSQL(w.cfg.customers)
+	sqls := append(seedSQL(w.cfg.customers), w.ticketsSQL()...)
 	sqls = append(sqls,
 		"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'customers_owner') THEN CREATE ROLE customers_owner NOLOGIN; END IF; END$$",
 		"ALTER TABLE customers OWNER TO customers_owner")

@@ -185,7 +185,18 @@ type world struct {
 	events    []event
 	// active[emp][day]: the employee did normal work that day.
 	active [][]bool
+	// tickets[emp]: the customers of the open tickets assigned to a
+	// support agent, which explain their lookups (explained_access).
+	tickets [][]int
 }
+
+// Tickets: each support agent has ticketsPerAgent open tickets; one lookup
+// in ten of their work is of a customer no ticket of theirs names (a call
+// without a ticket).
+const (
+	ticketsPerAgent    = 300
+	unexplainedPercent = 10
+)
 
 func (w *world) date(day int) time.Time { return w.cfg.start.AddDate(0, 0, day) }
 
@@ -231,6 +242,7 @@ func buildWorld(cfg config) *world {
 	for i := range w.active {
 		w.active[i] = make([]bool, cfg.days)
 	}
+	w.makeTickets(rand.New(rand.NewPCG(cfg.seed, 0x71c7)))
 	w.makeNormal(rand.New(rand.NewPCG(cfg.seed, 0x0a11)))
 	w.makeAttacks(rand.New(rand.NewPCG(cfg.seed, 0xa77a)))
 	for i := range w.events {
@@ -286,8 +298,48 @@ func (w *world) workMinute(rng *rand.Rand, day int) time.Time {
 
 // lookup is one support lookup: a single customer by id or by email, or now
 // and then a short list.
-func (w *world) lookup(rng *rand.Rand) stmt {
+// makeTickets assigns open tickets to every employee who does support
+// work at some point.
+func (w *world) makeTickets(rng *rand.Rand) {
+	w.tickets = make([][]int, len(w.employees))
+	for i, e := range w.employees {
+		if e.Role != roleSupport && e.ChangeRole != roleSupport {
+			continue
+		}
+		for range ticketsPerAgent {
+			w.tickets[i] = append(w.tickets[i], 1+rng.IntN(w.cfg.customers))
+		}
+	}
+}
+
+// ticketsSQL inserts the tickets (explained_access names them).
+func (w *world) ticketsSQL() []string {
+	out := []string{"DROP TABLE IF EXISTS tickets",
+		"CREATE TABLE tickets (id serial PRIMARY KEY, customer_id int NOT NULL, assignee text NOT NULL, status text NOT NULL)"}
+	for i, ids := range w.tickets {
+		if len(ids) == 0 {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString("INSERT INTO tickets (customer_id, assignee, status) VALUES ")
+		for k, id := range ids {
+			if k > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "(%d, '%s', 'open')", id, w.employees[i].Name)
+		}
+		out = append(out, b.String())
+	}
+	return append(out, "CREATE INDEX tickets_assignee ON tickets (assignee, status)")
+}
+
+// lookup is one lookup of support work by employee emp: of a customer of
+// one of their tickets, but for one in ten.
+func (w *world) lookup(rng *rand.Rand, emp int) stmt {
 	id := 1 + rng.IntN(w.cfg.customers)
+	if t := w.tickets[emp]; len(t) > 0 && rng.IntN(100) >= unexplainedPercent {
+		id = t[rng.IntN(len(t))]
+	}
 	switch r := rng.IntN(100); {
 	case r < 3:
 		return stmt{SQL: "SELECT id, full_name, email, city FROM customers WHERE city = $1 AND id > $2 ORDER BY id LIMIT $3",
@@ -330,7 +382,7 @@ func (w *world) makeNormal(rng *rand.Rand) {
 			case roleSupport:
 				n := int(math.Round(float64(e.Base) * (0.7 + 0.6*rng.Float64())))
 				for range n {
-					w.add(event{At: w.workMinute(rng, day), Emp: i, Episode: -1, Sess: appSession, Stmts: []stmt{w.lookup(rng)}})
+					w.add(event{At: w.workMinute(rng, day), Emp: i, Episode: -1, Sess: appSession, Stmts: []stmt{w.lookup(rng, i)}})
 				}
 			case roleAnalyst:
 				sess := session{Simple: true, App: "DataGrip"}
