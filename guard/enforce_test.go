@@ -1,6 +1,7 @@
 package guard_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -1332,5 +1333,59 @@ func TestWantsParams(t *testing.T) {
 		if got := g.WantsParams(); got != tt.want {
 			t.Errorf("%s: WantsParams %v, want %v", tt.rules, got, tt.want)
 		}
+	}
+}
+
+// TestUnexplainedLookupsReachTheNorms: with explained_access, the norm
+// model counts the statements that returned rows no ticket explains, one
+// per statement however many rows it returned.
+func TestUnexplainedLookupsReachTheNorms(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	model, err := norm.New(norm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, conn := setup(t, withRules(t, `explained_access:
+  table: public.customers
+  key: id
+  query: "SELECT customer_id FROM tickets WHERE assignee = $1 AND status = 'open'"
+norms:
+  enabled: true
+`), func(c *guard.Config) { c.Norms, c.Now = model, func() time.Time { return now } })
+	pgtest.Shared(t).Exec(t, `DROP TABLE IF EXISTS tickets;
+CREATE TABLE tickets (id serial, customer_id int, assignee text, status text);
+INSERT INTO tickets (customer_id, assignee, status) SELECT i, '`+pgtest.TrustUser+`', 'open' FROM generate_series(1, 20) i`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, q := range []string{
+		"SELECT id, email FROM customers WHERE id = 3",                 // explained
+		"SELECT id, email FROM customers WHERE id = 500",               // unexplained
+		"SELECT id, email FROM customers WHERE id BETWEEN 600 AND 619", // one unexplained list
+		"SELECT id, email FROM customers WHERE id BETWEEN 1 AND 10",    // explained list
+	} {
+		if _, err := countRows(ctx, conn, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := model.Snapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var snap struct {
+		Employees []struct {
+			Name string    `json:"name"`
+			Open [][]int64 `json:"open"`
+		} `json:"employees"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &snap); err != nil {
+		t.Fatal(err)
+	}
+	const day, unexplained, statements = 2, 8, 4 // window 1d; features unexplained_statements, statements
+	if len(snap.Employees) != 1 || len(snap.Employees[0].Open) <= day || len(snap.Employees[0].Open[day]) <= unexplained {
+		t.Fatalf("snapshot %s", buf.String())
+	}
+	open := snap.Employees[0].Open[day]
+	if open[unexplained] != 2 || open[statements] != 4 {
+		t.Errorf("the day holds %d unexplained statements of %d; want 2 of 4", open[unexplained], open[statements])
 	}
 }
