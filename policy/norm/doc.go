@@ -73,9 +73,12 @@
 //     when no member of the peer group uses them); copy: a first COPY TO
 //     STDOUT carrying PII where neither the employee nor the peer group has
 //     used COPY. Score 1.05: alert, do not block.
-//   - drift (slow-and-low): when a day closes, the totals of PII values and
+//   - drift (slow-and-low): when a day closes, the totals of PII values,
 //     of statements that returned PII (the lookups: their number varies
-//     less from day to day than what each returns) over the last N = 2, 3
+//     less from day to day than what each returns) and, with
+//     explained_access, of statements that returned rows no recorded
+//     reason explains (a slow reader's lookups stand out against the few
+//     of an employee's work), over the last N = 2, 3
 //     and 7 active days are compared with N times the usual daily total
 //     (the larger of median and 20%-trimmed mean of the days before those
 //     N, and no more than the rise-capped norm). The excess must pass
