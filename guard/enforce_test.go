@@ -1389,3 +1389,28 @@ INSERT INTO tickets (customer_id, assignee, status) SELECT i, '`+pgtest.TrustUse
 		t.Errorf("the day holds %d unexplained statements of %d; want 2 of 4", open[unexplained], open[statements])
 	}
 }
+
+// TestPeerGroupFromRoles: an employee in a policy group by PostgreSQL role
+// membership has that group as the peer group of their norms.
+func TestPeerGroupFromRoles(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	model, err := norm.New(norm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Shared(t).Exec(t, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgw_job_support') THEN CREATE ROLE pgw_job_support NOLOGIN; END IF; END$$;
+GRANT pgw_job_support TO `+pgtest.TrustUser)
+	_, conn := setup(t, withRules(t, `groups:
+  support: {roles: [pgw_job_support]}
+norms:
+  enabled: true
+`), func(c *guard.Config) { c.Norms, c.Now = model, func() time.Time { return now } })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id = 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if n := model.Norm(pgtest.TrustUser, now); n.Peer != "support" {
+		t.Errorf("peer group %q, want support", n.Peer)
+	}
+}

@@ -197,20 +197,25 @@ func (s *session) tagged(c *compiled, employee string) *who {
 	}
 	w := sv.whos[employee]
 	if w == nil {
-		w = &who{employee: employee, identifiedBy: IdentifiedByTag, peer: s.peerOf(c, employee)}
+		w = &who{employee: employee, identifiedBy: IdentifiedByTag, peer: peerOf(c, employee, nil)}
 		sv.whos[employee] = w
 	}
 	return w
 }
 
-// peerOf is a tagged employee's peer group for norms: the first policy
-// group that names them. The service account's roles are not theirs:
-// taken for theirs, an employee who also works in sessions of their own
-// would change peer group at every statement, and the model would start
-// their history afresh each time. "" leaves the peer group as it is.
-func (s *session) peerOf(c *compiled, employee string) string {
-	if groups := c.p.GroupsOf(&policy.Context{User: employee}); len(groups) > 0 {
+// peerOf is an employee's peer group for norms: their first policy
+// group, with roles standing for theirs, else the first of roles. A
+// tagged employee is judged by name alone (roles nil): the service
+// account's roles are not theirs, and taken for theirs, an employee who
+// also works in sessions of their own would change peer group at every
+// statement, and the model would start their history afresh each time.
+// "" leaves the peer group as it is.
+func peerOf(c *compiled, employee string, roles []string) string {
+	if groups := c.p.GroupsOf(&policy.Context{User: employee, Roles: roles}); len(groups) > 0 {
 		return groups[0]
+	}
+	if len(roles) > 0 {
+		return roles[0]
 	}
 	return ""
 }
