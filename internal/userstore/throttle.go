@@ -209,14 +209,10 @@ func (s *Store) Failed(name, addr string) time.Duration {
 	s.mu.Lock()
 	now := s.opts.Now()
 	th := &s.opts.Throttle
-	t, a := s.nameTally(name, now), s.addrTally(addr, now)
-	t.inflight = max(t.inflight-1, 0)
-	a.inflight = max(a.inflight-1, 0)
+	t, a := s.end(name, addr, now)
 	t.prune(now, th.Window)
-	a.prune(now, th.Window)
 	t.failures = append(t.failures, now)
-	a.failures = append(a.failures, now)
-	n := max(len(t.failures), len(a.failures))
+	n := max(len(t.failures), s.addrFailed(a, addr, now))
 	var lockUntil time.Time
 	unlocks := t.unlocks
 	if len(t.failures) >= th.MaxFailures {
@@ -224,10 +220,6 @@ func (s *Store) Failed(name, addr string) time.Duration {
 		if _, ok := s.users[name]; ok {
 			lockUntil = t.lockedUntil
 		}
-	}
-	if len(a.failures) >= th.AddrMaxFailures {
-		a.lockedUntil, a.failures = now.Add(th.Lockout), nil
-		s.log.Warn("login_address_locked", "client_addr", addr, "until", a.lockedUntil)
 	}
 	s.mu.Unlock()
 
@@ -263,10 +255,7 @@ func (th *Throttle) delay(n int) time.Duration {
 func (s *Store) Succeeded(name, addr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.opts.Now()
-	t, a := s.nameTally(name, now), s.addrTally(addr, now)
-	t.inflight = max(t.inflight-1, 0)
-	a.inflight = max(a.inflight-1, 0)
+	t, _ := s.end(name, addr, s.opts.Now())
 	t.failures = nil
 }
 
@@ -280,13 +269,30 @@ func (s *Store) Abandoned(name, addr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Now()
-	t, a := s.nameTally(name, now), s.addrTally(addr, now)
+	_, a := s.end(name, addr, now)
+	s.addrFailed(a, addr, now)
+}
+
+// end ends an admitted attempt of name from addr: it no longer holds a
+// slot of either. s.mu held.
+func (s *Store) end(name, addr string, now time.Time) (t, a *tally) {
+	t, a = s.nameTally(name, now), s.addrTally(addr, now)
 	t.inflight = max(t.inflight-1, 0)
 	a.inflight = max(a.inflight-1, 0)
-	a.prune(now, s.opts.Throttle.Window)
+	return t, a
+}
+
+// addrFailed counts a failure of the address, whose tally is a, and locks
+// it out at AddrMaxFailures in the window; it returns the failures in the
+// window, this one included. s.mu held.
+func (s *Store) addrFailed(a *tally, addr string, now time.Time) int {
+	th := &s.opts.Throttle
+	a.prune(now, th.Window)
 	a.failures = append(a.failures, now)
-	if len(a.failures) >= s.opts.Throttle.AddrMaxFailures {
-		a.lockedUntil, a.failures = now.Add(s.opts.Throttle.Lockout), nil
+	n := len(a.failures)
+	if n >= th.AddrMaxFailures {
+		a.lockedUntil, a.failures = now.Add(th.Lockout), nil
 		s.log.Warn("login_address_locked", "client_addr", addr, "until", a.lockedUntil)
 	}
+	return n
 }

@@ -2,6 +2,7 @@ package userstore
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -236,4 +237,66 @@ func equalDurations(a, b []time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// TestAbandonedCostsTheAddress: attempts a client leaves open and gives up
+// do not lock the employee out, whoever makes them; they count against
+// the address they come from.
+func TestAbandonedCostsTheAddress(t *testing.T) {
+	clock := newClock()
+	th := testThrottle
+	th.AddrMaxFailures = 5
+	s := openStore(t, Options{Throttle: th, Now: clock.Now})
+	if err := s.Add("alice", "r", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := s.Admit("alice", "10.0.0.66"); err != nil {
+			t.Fatal(err)
+		}
+		s.Abandoned("alice", "10.0.0.66")
+	}
+	// Four times MaxFailures' worth of abandoned attempts: alice is not
+	// locked out, from another address.
+	if err := s.Admit("alice", "10.0.0.1"); err != nil {
+		t.Fatalf("alice after another address's abandoned attempts: %v", err)
+	}
+	s.Succeeded("alice", "10.0.0.1")
+	// The fifth locks the address.
+	if err := s.Admit("alice", "10.0.0.66"); err != nil {
+		t.Fatal(err)
+	}
+	s.Abandoned("alice", "10.0.0.66")
+	wantLocked(t, s, "bob", "10.0.0.66", clock.Now().Add(5*time.Minute))
+}
+
+// TestTallyKeys: a name of kilobytes is kept by its digest, and an IPv6
+// client by its /64, which one client commonly holds whole.
+func TestTallyKeys(t *testing.T) {
+	long := strings.Repeat("x", 9000)
+	if k := tallyKey(long); len(k) > maxTallyKey || k == tallyKey(long+"y") {
+		t.Errorf("tallyKey of a long name: %d bytes, distinct %v", len(k), k != tallyKey(long+"y"))
+	}
+	if tallyKey("alice") != "alice" {
+		t.Error("a short name is not kept as it is")
+	}
+	if a, b := addrKey("2001:db8::1"), addrKey("2001:db8::ffff:1"); a != b || a != "2001:db8::/64" {
+		t.Errorf("one /64: %q %q", a, b)
+	}
+	if addrKey("2001:db8:0:1::1") == addrKey("2001:db8::1") {
+		t.Error("two /64s share a key")
+	}
+	if addrKey("10.0.0.1") != "10.0.0.1" || addrKey("::ffff:10.0.0.1") != "::ffff:10.0.0.1" {
+		t.Errorf("IPv4: %q %q", addrKey("10.0.0.1"), addrKey("::ffff:10.0.0.1"))
+	}
+
+	// Failures from addresses of one /64 lock it as one.
+	clock := newClock()
+	th := testThrottle
+	th.AddrMaxFailures = 3
+	s := openStore(t, Options{Throttle: th, Now: clock.Now})
+	for i, addr := range []string{"2001:db8::1", "2001:db8::2", "2001:db8::3"} {
+		fail(t, s, fmt.Sprintf("u%d", i), addr)
+	}
+	wantLocked(t, s, "v", "2001:db8::4", clock.Now().Add(5*time.Minute))
 }
