@@ -319,10 +319,9 @@ func (s *Sharer) flush(ctx context.Context) error {
 	if _, err := s.cfg.Pool.CopyFrom(ctx, pgx.Identifier{"pgwarden_norm_observations"},
 		[]string{"instance", "seq", "at", "employee", "obs"}, pgx.CopyFromRows(src)); err != nil {
 		// A COPY whose reply was lost may have committed: the next
-		// attempt writes only the rows the table lacks.
-		if ierr := s.dropWritten(ctx); ierr != nil {
-			return fmt.Errorf("normshare: flush: %w", err)
-		}
+		// attempt writes only the rows the table lacks (if the table
+		// cannot be read now, the next failure tries again).
+		s.dropWritten(ctx)
 		return fmt.Errorf("normshare: flush: %w", err)
 	}
 	s.mu.Lock()

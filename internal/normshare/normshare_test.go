@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -409,5 +410,48 @@ func TestRestoreModelOnlyFeedsNothingAgain(t *testing.T) {
 	c.Exchange(ctx)
 	if got, want := openState(t, m2), openState(t, ma); got != want {
 		t.Errorf("after a pull: %s, want %s (nothing fed twice)", got, want)
+	}
+}
+
+// TestFlushAfterALostReply: rows a COPY committed although its reply was
+// lost (so they are still queued) are not written twice: the failed
+// attempt drops them, and the next writes the rest.
+func TestFlushAfterALostReply(t *testing.T) {
+	pool := fresh(t)
+	ctx := context.Background()
+	a := newSharer(t, pool, "a", newModel(t), nil)
+	mb := newModel(t)
+	b := newSharer(t, pool, "b", mb, nil)
+	at := day0.Add(10 * time.Hour)
+	for i := range 3 {
+		a.Observe(lookup(at.Add(time.Duration(i)*time.Second), 1, "s"))
+	}
+	a.mu.Lock()
+	a.sealLocked()
+	written := slices.Clone(a.sealed)
+	a.mu.Unlock()
+	if err := a.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// As if the reply had been lost: the rows are queued again, after
+	// them one more.
+	a.Observe(lookup(at.Add(time.Minute), 1, "s"))
+	a.mu.Lock()
+	a.sealLocked()
+	a.sealed = append(written, a.sealed...)
+	a.mu.Unlock()
+	if err := a.flush(ctx); err == nil {
+		t.Fatal("writing rows the table holds succeeded")
+	}
+	if err := a.flush(ctx); err != nil {
+		t.Fatalf("the attempt after: %v", err)
+	}
+	var n, last int64
+	if err := pool.QueryRow(ctx, "SELECT count(*), max(seq) FROM pgwarden_norm_observations WHERE instance = 'a'").Scan(&n, &last); err != nil || n != 4 || last != 4 {
+		t.Errorf("%d rows, last %d, %v; want 4 rows once", n, last, err)
+	}
+	b.Exchange(ctx)
+	if got := openState(t, mb); !strings.Contains(got, `"open":[[4,`) {
+		t.Errorf("b holds %s; want the 4 observations", got)
 	}
 }
