@@ -13,16 +13,17 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/test/testca"
 )
 
 // TestNewCertsErrors: bad inputs are refused with an error naming what is
 // wrong.
 func TestNewCertsErrors(t *testing.T) {
-	ca := newTestCA(t, "Errors CA")
-	impostor := newTestCA(t, "Errors CA") // same name, another key
-	stranger := newTestCA(t, "Stranger CA")
+	ca := testca.New(t, "Errors CA")
+	impostor := testca.New(t, "Errors CA") // same name, another key
+	stranger := testca.New(t, "Stranger CA")
 	next := time.Now().Add(time.Hour)
-	leaf := ca.issue(t, "leaf", nil)
+	leaf := ca.Issue(t, "leaf", nil)
 	leafFile := tempFile(t, "leaf.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	for name, tc := range map[string]struct {
@@ -34,23 +35,23 @@ func TestNewCertsErrors(t *testing.T) {
 		"CA file not PEM":  {CertConfig{CAFiles: []string{tempFile(t, "ca.pem", []byte("hello"))}}, []string{"no PEM certificate"}},
 		"CA file garbled":  {CertConfig{CAFiles: []string{tempFile(t, "ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("xx")}))}}, []string{"CA file"}},
 		"CA file not a CA": {CertConfig{CAFiles: []string{leafFile}}, []string{"not a CA certificate", "CN=leaf"}},
-		"unknown map":      {CertConfig{CAFiles: []string{ca.file}, Map: "email,upn"}, []string{`"upn" is not a certificate field`}},
-		"map twice":        {CertConfig{CAFiles: []string{ca.file}, Map: "cn, cn"}, []string{"cn twice"}},
-		"bad domain":       {CertConfig{CAFiles: []string{ca.file}, Domains: []string{"example.com", "a@b"}}, []string{`domain "a@b"`}},
-		"target without slash": {CertConfig{CAFiles: []string{ca.file}, Rules: []CertRule{{Target: "*/x"}, {Target: "prod"}}},
+		"unknown map":      {CertConfig{CAFiles: []string{ca.File}, Map: "email,upn"}, []string{`"upn" is not a certificate field`}},
+		"map twice":        {CertConfig{CAFiles: []string{ca.File}, Map: "cn, cn"}, []string{"cn twice"}},
+		"bad domain":       {CertConfig{CAFiles: []string{ca.File}, Domains: []string{"example.com", "a@b"}}, []string{`domain "a@b"`}},
+		"target without slash": {CertConfig{CAFiles: []string{ca.File}, Rules: []CertRule{{Target: "*/x"}, {Target: "prod"}}},
 			[]string{"rule 2", `"prod"`, "database/role"}},
-		"target with two slashes": {CertConfig{CAFiles: []string{ca.file}, Rules: []CertRule{{Target: "a/b/c"}}}, []string{"rule 1", "more than one /"}},
-		"unfinished escape":       {CertConfig{CAFiles: []string{ca.file}, Rules: []CertRule{{Target: `a/b\`}}}, []string{"rule 1", "role", `unfinished \ escape`}},
-		"bad employee pattern":    {CertConfig{CAFiles: []string{ca.file}, Rules: []CertRule{{Target: "*/*", Employees: []string{`x\`}}}}, []string{"employee pattern"}},
-		"unreadable CRL":          {CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{missing}}, []string{"revocation list", missing}},
-		"CRL garbage":             {CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{tempFile(t, "x.crl", []byte("not a list"))}}, []string{"revocation list", "x.crl"}},
-		"CRL PEM of a certificate": {CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{ca.file}},
+		"target with two slashes": {CertConfig{CAFiles: []string{ca.File}, Rules: []CertRule{{Target: "a/b/c"}}}, []string{"rule 1", "more than one /"}},
+		"unfinished escape":       {CertConfig{CAFiles: []string{ca.File}, Rules: []CertRule{{Target: `a/b\`}}}, []string{"rule 1", "role", `unfinished \ escape`}},
+		"bad employee pattern":    {CertConfig{CAFiles: []string{ca.File}, Rules: []CertRule{{Target: "*/*", Employees: []string{`x\`}}}}, []string{"employee pattern"}},
+		"unreadable CRL":          {CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{missing}}, []string{"revocation list", missing}},
+		"CRL garbage":             {CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{tempFile(t, "x.crl", []byte("not a list"))}}, []string{"revocation list", "x.crl"}},
+		"CRL PEM of a certificate": {CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{ca.File}},
 			[]string{`PEM block "CERTIFICATE"`}},
-		"CRL signed by another key": {CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{tempFile(t, "x.crl", impostor.crlPEM(t, next))}},
+		"CRL signed by another key": {CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{tempFile(t, "x.crl", impostor.CRLPEM(t, next))}},
 			[]string{"not signed by that CA's key"}},
-		"CRL of an unknown CA": {CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{tempFile(t, "x.crl", stranger.crl(t, next))}},
+		"CRL of an unknown CA": {CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{tempFile(t, "x.crl", stranger.CRL(t, next))}},
 			[]string{"Stranger CA", "not one of the configured CAs"}},
-		"CRL expired": {CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{tempFile(t, "x.crl", ca.crl(t, time.Now().Add(-time.Second)))}},
+		"CRL expired": {CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{tempFile(t, "x.crl", ca.CRL(t, time.Now().Add(-time.Second)))}},
 			[]string{"revocation list expired", "x.crl"}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -70,12 +71,12 @@ func TestNewCertsErrors(t *testing.T) {
 // TestCertEmployee: the configured fields name the employee, in order,
 // within the domains.
 func TestCertEmployee(t *testing.T) {
-	ca := newTestCA(t, "Mapping CA")
-	both := ca.issue(t, "Alice Example", []string{"Alice@Example.COM", "alice@home.example.org"})
-	cnOnly := ca.issue(t, "bob", nil)
-	cnEmail := ca.issue(t, "Carol@Example.com", nil)
-	personal := ca.issue(t, "dave", []string{"dave@home.example.org", "dave@corp.example.com"})
-	control := ca.issue(t, "eve\nadmin", nil)
+	ca := testca.New(t, "Mapping CA")
+	both := ca.Issue(t, "Alice Example", []string{"Alice@Example.COM", "alice@home.example.org"})
+	cnOnly := ca.Issue(t, "bob", nil)
+	cnEmail := ca.Issue(t, "Carol@Example.com", nil)
+	personal := ca.Issue(t, "dave", []string{"dave@home.example.org", "dave@corp.example.com"})
+	control := ca.Issue(t, "eve\nadmin", nil)
 	for _, tc := range []struct {
 		name    string
 		mapping string
@@ -99,7 +100,7 @@ func TestCertEmployee(t *testing.T) {
 		{"control characters", "cn", nil, control, "", "control characters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := NewCerts(CertConfig{CAFiles: []string{ca.file}, Map: tc.mapping, Domains: tc.domains})
+			c, err := NewCerts(CertConfig{CAFiles: []string{ca.File}, Map: tc.mapping, Domains: tc.domains})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,22 +120,22 @@ func TestCertEmployee(t *testing.T) {
 // TestIdentify: what Identify makes of a session's certificate, or of its
 // absence, per database and role.
 func TestIdentify(t *testing.T) {
-	ca := newTestCA(t, "Identify CA")
-	inter := ca.intermediate(t, "Identify Intermediate")
-	viaInter := inter.issue(t, "ivan", []string{"ivan@example.com"})
-	revokedInter := ca.intermediate(t, "Revoked Intermediate")
-	viaRevokedInter := revokedInter.issue(t, "rita", []string{"rita@example.com"})
-	alice := ca.issue(t, "alice", []string{"alice@example.com"})
-	revoked := ca.issue(t, "mallory", []string{"mallory@example.com"})
-	expired := ca.issue(t, "old", []string{"old@example.com"}, func(c *x509.Certificate) { c.NotAfter = time.Now().Add(-time.Minute) })
-	serverOnly := ca.issue(t, "srv", []string{"srv@example.com"}, func(c *x509.Certificate) {
+	ca := testca.New(t, "Identify CA")
+	inter := ca.Intermediate(t, "Identify Intermediate")
+	viaInter := inter.Issue(t, "ivan", []string{"ivan@example.com"})
+	revokedInter := ca.Intermediate(t, "Revoked Intermediate")
+	viaRevokedInter := revokedInter.Issue(t, "rita", []string{"rita@example.com"})
+	alice := ca.Issue(t, "alice", []string{"alice@example.com"})
+	revoked := ca.Issue(t, "mallory", []string{"mallory@example.com"})
+	expired := ca.Issue(t, "old", []string{"old@example.com"}, func(c *x509.Certificate) { c.NotAfter = time.Now().Add(-time.Minute) })
+	serverOnly := ca.Issue(t, "srv", []string{"srv@example.com"}, func(c *x509.Certificate) {
 		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	})
-	noName := ca.issue(t, "", nil)
-	stranger := newTestCA(t, "Stranger CA").issue(t, "alice", []string{"alice@example.com"})
+	noName := ca.Issue(t, "", nil)
+	stranger := testca.New(t, "Stranger CA").Issue(t, "alice", []string{"alice@example.com"})
 	c, err := NewCerts(CertConfig{
-		CAFiles:  []string{ca.file},
-		CRLFiles: []string{tempFile(t, "ca.crl", ca.crlPEM(t, time.Now().Add(time.Hour), revoked, revokedInter.cert))},
+		CAFiles:  []string{ca.File},
+		CRLFiles: []string{tempFile(t, "ca.crl", ca.CRLPEM(t, time.Now().Add(time.Hour), revoked, revokedInter.Cert))},
 		Rules: []CertRule{
 			{Target: "prod/*", Require: true},
 			{Target: "*/support", Require: true, Employees: []string{"*@support.example.com"}},
@@ -160,9 +161,9 @@ func TestIdentify(t *testing.T) {
 			errText: []string{`database "prod" as role "app" needs a client certificate`, `rule "prod/*"`, "none was presented"}},
 		{name: "plain connection, required", db: "prod", role: "app", err: ErrCertRequired,
 			errText: []string{`database "prod" as role "app"`, "does not use TLS"}},
-		{name: "through an intermediate", db: "prod", role: "app", tls: true, certs: []*x509.Certificate{viaInter, inter.cert}, employee: "ivan@example.com"},
+		{name: "through an intermediate", db: "prod", role: "app", tls: true, certs: []*x509.Certificate{viaInter, inter.Cert}, employee: "ivan@example.com"},
 		{name: "intermediate missing", db: "dev", role: "app", tls: true, certs: []*x509.Certificate{viaInter}, err: ErrCertUnverified},
-		{name: "intermediate revoked", db: "dev", role: "app", tls: true, certs: []*x509.Certificate{viaRevokedInter, revokedInter.cert}, err: ErrCertRevoked,
+		{name: "intermediate revoked", db: "dev", role: "app", tls: true, certs: []*x509.Certificate{viaRevokedInter, revokedInter.Cert}, err: ErrCertRevoked,
 			errText: []string{"CN=Revoked Intermediate"}},
 		{name: "revoked", db: "dev", role: "app", tls: true, certs: []*x509.Certificate{revoked}, err: ErrCertRevoked},
 		{name: "expired", db: "dev", role: "app", tls: true, certs: []*x509.Certificate{expired}, err: ErrCertUnverified, errText: []string{"expired"}},
@@ -204,9 +205,9 @@ func TestIdentify(t *testing.T) {
 // TestIdentifyAfterLogin: a session that logged in to pgwarden keeps its
 // login as the employee; a certificate must name the same person.
 func TestIdentifyAfterLogin(t *testing.T) {
-	ca := newTestCA(t, "Login CA")
-	alice := ca.issue(t, "alice", []string{"Alice@example.com"})
-	c, err := NewCerts(CertConfig{CAFiles: []string{ca.file}})
+	ca := testca.New(t, "Login CA")
+	alice := ca.Issue(t, "alice", []string{"Alice@example.com"})
+	c, err := NewCerts(CertConfig{CAFiles: []string{ca.File}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,19 +228,19 @@ func TestIdentifyAfterLogin(t *testing.T) {
 // ConfigureTLS: a certificate is optional, verified when given, and a
 // revoked one fails the handshake.
 func TestConfigureTLS(t *testing.T) {
-	clientCA := newTestCA(t, "Client CA")
-	serverCA := newTestCA(t, "Server CA")
-	good := clientCA.issue(t, "good", []string{"good@example.com"})
-	revoked := clientCA.issue(t, "bad", []string{"bad@example.com"})
-	stranger := serverCA.issue(t, "stranger", []string{"stranger@example.com"})
+	clientCA := testca.New(t, "Client CA")
+	serverCA := testca.New(t, "Server CA")
+	good := clientCA.Issue(t, "good", []string{"good@example.com"})
+	revoked := clientCA.Issue(t, "bad", []string{"bad@example.com"})
+	stranger := serverCA.Issue(t, "stranger", []string{"stranger@example.com"})
 	c, err := NewCerts(CertConfig{
-		CAFiles:  []string{clientCA.file},
-		CRLFiles: []string{tempFile(t, "client.crl", clientCA.crlPEM(t, time.Now().Add(time.Hour), revoked))},
+		CAFiles:  []string{clientCA.File},
+		CRLFiles: []string{tempFile(t, "client.crl", clientCA.CRLPEM(t, time.Now().Add(time.Hour), revoked))},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverCert := serverCA.tlsCert(t, serverCA.issue(t, "localhost", nil, func(tmpl *x509.Certificate) {
+	serverCert := serverCA.TLSCert(t, serverCA.Issue(t, "localhost", nil, func(tmpl *x509.Certificate) {
 		tmpl.DNSNames = []string{"localhost"}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	}))
@@ -251,14 +252,14 @@ func TestConfigureTLS(t *testing.T) {
 		t.Fatalf("ClientAuth %v, ClientCAs %v", server.ClientAuth, server.ClientCAs)
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(serverCA.cert)
+	roots.AddCert(serverCA.Cert)
 
-	handshake := func(t *testing.T, ca *testCA, leaf *x509.Certificate, version uint16) ([]*x509.Certificate, error) {
+	handshake := func(t *testing.T, ca *testca.CA, leaf *x509.Certificate, version uint16) ([]*x509.Certificate, error) {
 		t.Helper()
 		client := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: version, MaxVersion: version}
 		if leaf != nil {
 			// Sent even when the server does not list its CA as acceptable.
-			cert := ca.tlsCert(t, leaf)
+			cert := ca.TLSCert(t, leaf)
 			client.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 		}
 		// Loopback TCP, not net.Pipe: in TLS 1.2 the server's alert and
@@ -334,13 +335,13 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 // BenchmarkIdentify is the cost Identify adds to a session's startup with a
 // certificate: chain verification, a revocation lookup and the mapping.
 func BenchmarkIdentify(b *testing.B) {
-	ca := newTestCA(b, "Bench CA")
-	cert := ca.issue(b, "", []string{"bench@example.com"})
+	ca := testca.New(b, "Bench CA")
+	cert := ca.Issue(b, "", []string{"bench@example.com"})
 	var revoked []*x509.Certificate
 	for range 1000 {
-		revoked = append(revoked, ca.issue(b, "", nil))
+		revoked = append(revoked, ca.Issue(b, "", nil))
 	}
-	c, err := NewCerts(CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{tempFile(b, "ca.crl", ca.crl(b, time.Now().Add(time.Hour), revoked...))},
+	c, err := NewCerts(CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{tempFile(b, "ca.crl", ca.CRL(b, time.Now().Add(time.Hour), revoked...))},
 		Rules: []CertRule{{Target: "prod/*", Require: true}, {Target: "*/support", Require: true}}})
 	if err != nil {
 		b.Fatal(err)

@@ -10,26 +10,28 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/test/testca"
 )
 
 // TestCRLFormats: lists load from PEM, DER, and a PEM file holding the
 // lists of two CAs, and revoke exactly what they name.
 func TestCRLFormats(t *testing.T) {
-	a, b := newTestCA(t, "CA a"), newTestCA(t, "CA b")
-	aRevoked, aGood := a.issue(t, "", []string{"ra@example.com"}), a.issue(t, "", []string{"ga@example.com"})
-	bRevoked, bGood := b.issue(t, "", []string{"rb@example.com"}), b.issue(t, "", []string{"gb@example.com"})
+	a, b := testca.New(t, "CA a"), testca.New(t, "CA b")
+	aRevoked, aGood := a.Issue(t, "", []string{"ra@example.com"}), a.Issue(t, "", []string{"ga@example.com"})
+	bRevoked, bGood := b.Issue(t, "", []string{"rb@example.com"}), b.Issue(t, "", []string{"gb@example.com"})
 	next := time.Now().Add(time.Hour)
-	both := append(a.crlPEM(t, next, aRevoked), b.crlPEM(t, next, bRevoked)...)
+	both := append(a.CRLPEM(t, next, aRevoked), b.CRLPEM(t, next, bRevoked)...)
 	for name, tc := range map[string]struct {
 		files   [][]byte
 		revoked []*x509.Certificate
 		good    []*x509.Certificate
 	}{
-		"PEM": {files: [][]byte{a.crlPEM(t, next, aRevoked)}, revoked: []*x509.Certificate{aRevoked}, good: []*x509.Certificate{aGood, bRevoked, bGood}},
-		"DER": {files: [][]byte{a.crl(t, next, aRevoked)}, revoked: []*x509.Certificate{aRevoked}, good: []*x509.Certificate{aGood, bRevoked, bGood}},
+		"PEM": {files: [][]byte{a.CRLPEM(t, next, aRevoked)}, revoked: []*x509.Certificate{aRevoked}, good: []*x509.Certificate{aGood, bRevoked, bGood}},
+		"DER": {files: [][]byte{a.CRL(t, next, aRevoked)}, revoked: []*x509.Certificate{aRevoked}, good: []*x509.Certificate{aGood, bRevoked, bGood}},
 		"two lists in one PEM file": {files: [][]byte{both},
 			revoked: []*x509.Certificate{aRevoked, bRevoked}, good: []*x509.Certificate{aGood, bGood}},
-		"one file per CA": {files: [][]byte{a.crl(t, next, aRevoked), b.crlPEM(t, next, bRevoked)},
+		"one file per CA": {files: [][]byte{a.CRL(t, next, aRevoked), b.CRLPEM(t, next, bRevoked)},
 			revoked: []*x509.Certificate{aRevoked, bRevoked}, good: []*x509.Certificate{aGood, bGood}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -37,7 +39,7 @@ func TestCRLFormats(t *testing.T) {
 			for _, f := range tc.files {
 				files = append(files, tempFile(t, "list.crl", f))
 			}
-			c, err := NewCerts(CertConfig{CAFiles: []string{a.file, b.file}, CRLFiles: files})
+			c, err := NewCerts(CertConfig{CAFiles: []string{a.File, b.File}, CRLFiles: files})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,9 +59,9 @@ func TestCRLFormats(t *testing.T) {
 
 // TestCRLRevokedMessage: the refusal names the certificate and its CA.
 func TestCRLRevokedMessage(t *testing.T) {
-	ca := newTestCA(t, "Message CA")
-	cert := ca.issue(t, "Mallory", []string{"mallory@example.com"})
-	c, err := NewCerts(CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{tempFile(t, "ca.crl", ca.crlPEM(t, time.Now().Add(time.Hour), cert))}})
+	ca := testca.New(t, "Message CA")
+	cert := ca.Issue(t, "Mallory", []string{"mallory@example.com"})
+	c, err := NewCerts(CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{tempFile(t, "ca.crl", ca.CRLPEM(t, time.Now().Add(time.Hour), cert))}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,15 +77,15 @@ func TestCRLRevokedMessage(t *testing.T) {
 // its CA, revoked or not, unless AllowExpiredCRL; an already expired list
 // is an error at load.
 func TestCRLExpiry(t *testing.T) {
-	ca := newTestCA(t, "Expiry CA")
-	revoked, good := ca.issue(t, "", []string{"r@example.com"}), ca.issue(t, "", []string{"g@example.com"})
-	other := newTestCA(t, "Other CA")
-	otherGood := other.issue(t, "", []string{"o@example.com"})
+	ca := testca.New(t, "Expiry CA")
+	revoked, good := ca.Issue(t, "", []string{"r@example.com"}), ca.Issue(t, "", []string{"g@example.com"})
+	other := testca.New(t, "Other CA")
+	otherGood := other.Issue(t, "", []string{"o@example.com"})
 	next := time.Now().Add(time.Hour)
-	file := tempFile(t, "ca.crl", ca.crlPEM(t, next, revoked))
+	file := tempFile(t, "ca.crl", ca.CRLPEM(t, next, revoked))
 	now := time.Now()
 	clock := func() time.Time { return now }
-	c, err := NewCerts(CertConfig{CAFiles: []string{ca.file, other.file}, CRLFiles: []string{file}, Now: clock})
+	c, err := NewCerts(CertConfig{CAFiles: []string{ca.File, other.File}, CRLFiles: []string{file}, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +104,12 @@ func TestCRLExpiry(t *testing.T) {
 	}
 
 	// Loading a list that has already expired.
-	expired := tempFile(t, "expired.crl", ca.crlPEM(t, time.Now().Add(-time.Minute), revoked))
-	_, err = NewCerts(CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{expired}})
+	expired := tempFile(t, "expired.crl", ca.CRLPEM(t, time.Now().Add(-time.Minute), revoked))
+	_, err = NewCerts(CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{expired}})
 	if !errors.Is(err, ErrCRLExpired) || !strings.Contains(err.Error(), expired) {
 		t.Errorf("loading an expired list: err = %v, want ErrCRLExpired naming the file", err)
 	}
-	lax, err := NewCerts(CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{expired}, AllowExpiredCRL: true})
+	lax, err := NewCerts(CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{expired}, AllowExpiredCRL: true})
 	if err != nil {
 		t.Fatalf("AllowExpiredCRL: %v", err)
 	}
@@ -122,12 +124,12 @@ func TestCRLExpiry(t *testing.T) {
 // TestCRLReload: a replaced list takes effect at the next check after the
 // interval; one that fails to load leaves the previous one in force.
 func TestCRLReload(t *testing.T) {
-	ca := newTestCA(t, "Reload CA")
-	cert := ca.issue(t, "", []string{"later@example.com"})
+	ca := testca.New(t, "Reload CA")
+	cert := ca.Issue(t, "", []string{"later@example.com"})
 	next := time.Now().Add(time.Hour)
-	file := tempFile(t, "ca.crl", ca.crlPEM(t, next))
+	file := tempFile(t, "ca.crl", ca.CRLPEM(t, next))
 	var logs bytes.Buffer
-	c, err := NewCerts(CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{file},
+	c, err := NewCerts(CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{file},
 		ReloadInterval: time.Nanosecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -143,13 +145,13 @@ func TestCRLReload(t *testing.T) {
 	stamp := time.Now()
 	replace := func(data []byte) {
 		stamp = stamp.Add(time.Second) // a new modification time even on a coarse file system
-		writeTestFile(t, file, data)
+		testca.WriteFile(t, file, data)
 		if err := os.Chtimes(file, stamp, stamp); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	replace(ca.crlPEM(t, next, cert))
+	replace(ca.CRLPEM(t, next, cert))
 	if err := verify(); !errors.Is(err, ErrCertRevoked) {
 		t.Fatalf("after the list revoking it was written: err = %v, want ErrCertRevoked", err)
 	}
@@ -164,8 +166,8 @@ func TestCRLReload(t *testing.T) {
 	if !strings.Contains(logs.String(), "crl_reload_failed") {
 		t.Errorf("no crl_reload_failed in the log:\n%s", logs.String())
 	}
-	other := newTestCA(t, "Reload CA") // same name, another key
-	replace(other.crlPEM(t, next))
+	other := testca.New(t, "Reload CA") // same name, another key
+	replace(other.CRLPEM(t, next))
 	if err := verify(); !errors.Is(err, ErrCertRevoked) {
 		t.Errorf("after a list signed by another key: err = %v, want the previous list (ErrCertRevoked)", err)
 	}
@@ -176,7 +178,7 @@ func TestCRLReload(t *testing.T) {
 		t.Errorf("after the file was removed: err = %v, want the previous list (ErrCertRevoked)", err)
 	}
 
-	replace(ca.crlPEM(t, next)) // unrevoked, as a CA may do for a hold
+	replace(ca.CRLPEM(t, next)) // unrevoked, as a CA may do for a hold
 	if err := verify(); err != nil {
 		t.Errorf("after the list no longer names it: %v", err)
 	}
@@ -185,15 +187,15 @@ func TestCRLReload(t *testing.T) {
 // TestCRLReloadInterval: the files are not looked at more often than the
 // interval.
 func TestCRLReloadInterval(t *testing.T) {
-	ca := newTestCA(t, "Interval CA")
-	cert := ca.issue(t, "", []string{"x@example.com"})
+	ca := testca.New(t, "Interval CA")
+	cert := ca.Issue(t, "", []string{"x@example.com"})
 	next := time.Now().Add(time.Hour)
-	file := tempFile(t, "ca.crl", ca.crlPEM(t, next))
-	c, err := NewCerts(CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{file}, ReloadInterval: time.Hour})
+	file := tempFile(t, "ca.crl", ca.CRLPEM(t, next))
+	c, err := NewCerts(CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{file}, ReloadInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeTestFile(t, file, ca.crlPEM(t, next, cert))
+	testca.WriteFile(t, file, ca.CRLPEM(t, next, cert))
 	if _, err := c.Verify([]*x509.Certificate{cert}); err != nil {
 		t.Errorf("within the interval the loaded list still applies: %v", err)
 	}
@@ -202,11 +204,11 @@ func TestCRLReloadInterval(t *testing.T) {
 // TestCRLConcurrentReload: handshakes check certificates while the list is
 // being replaced (run with -race).
 func TestCRLConcurrentReload(t *testing.T) {
-	ca := newTestCA(t, "Concurrent CA")
-	cert := ca.issue(t, "", []string{"c@example.com"})
+	ca := testca.New(t, "Concurrent CA")
+	cert := ca.Issue(t, "", []string{"c@example.com"})
 	next := time.Now().Add(time.Hour)
-	file := tempFile(t, "ca.crl", ca.crlPEM(t, next))
-	c, err := NewCerts(CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{file}, ReloadInterval: time.Nanosecond,
+	file := tempFile(t, "ca.crl", ca.CRLPEM(t, next))
+	c, err := NewCerts(CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{file}, ReloadInterval: time.Nanosecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -230,9 +232,9 @@ func TestCRLConcurrentReload(t *testing.T) {
 	}
 	for i := range 20 {
 		if i%2 == 0 {
-			writeTestFile(t, file, ca.crlPEM(t, next, cert))
+			testca.WriteFile(t, file, ca.CRLPEM(t, next, cert))
 		} else {
-			writeTestFile(t, file, ca.crlPEM(t, next))
+			testca.WriteFile(t, file, ca.CRLPEM(t, next))
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -3,6 +3,8 @@ package identity
 import (
 	"strings"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/test/testca"
 )
 
 func TestGlob(t *testing.T) {
@@ -79,8 +81,8 @@ func TestSplitTarget(t *testing.T) {
 // TestCertRules: the first rule whose target matches decides, and a name
 // with a slash cannot slip past a * on either side.
 func TestCertRules(t *testing.T) {
-	ca := newTestCA(t, "rules CA")
-	c, err := NewCerts(CertConfig{CAFiles: []string{ca.file}, Rules: []CertRule{
+	ca := testca.New(t, "rules CA")
+	c, err := NewCerts(CertConfig{CAFiles: []string{ca.File}, Rules: []CertRule{
 		{Target: "prod/monitor"},
 		{Target: "prod/*", Require: true},
 		{Target: "*/support", Require: true, Employees: []string{"*@support.example.com"}},

@@ -1,13 +1,7 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +11,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/identity"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/testca"
 )
 
 // TestCertPgx: pgx connects with a client certificate, and the employee it
@@ -24,7 +19,7 @@ import (
 func TestCertPgx(t *testing.T) {
 	t.Parallel()
 	ca := newClientCA(t)
-	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.file}, Map: "email,cn"})
+	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.File}, Map: "email,cn"})
 	ctx := testCtx(t, 0)
 	for _, tc := range []struct {
 		name, cn string
@@ -64,7 +59,7 @@ func TestCertPgx(t *testing.T) {
 func TestCertPsql(t *testing.T) {
 	t.Parallel()
 	ca := newClientCA(t)
-	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.file}, Map: "email"})
+	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.File}, Map: "email"})
 	ctx := testCtx(t, 0)
 	cert := ca.issue(t, "carol", "carol@example.com")
 	app := uniqueName(t)
@@ -90,7 +85,7 @@ func TestCertRevoked(t *testing.T) {
 	alice := ca.issue(t, "alice", "alice@example.com")
 	crl := filepath.Join(t.TempDir(), "client.crl")
 	ca.writeCRL(t, crl, mallory)
-	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.file}, CRLFiles: []string{crl}, ReloadInterval: time.Millisecond})
+	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{crl}, ReloadInterval: time.Millisecond})
 	ctx := testCtx(t, 0)
 
 	// The handshake fails with the bad_certificate alert, as Go's TLS sends
@@ -142,7 +137,7 @@ func TestCertRequired(t *testing.T) {
 	t.Parallel()
 	ca := newClientCA(t)
 	c := pgtest.Shared(t)
-	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.file}, Rules: []identity.CertRule{
+	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.File}, Rules: []identity.CertRule{
 		{Target: "*/" + pgtest.TrustUser, Require: true},
 	}})
 	ctx := testCtx(t, 0)
@@ -250,11 +245,8 @@ func hasSession(r *recorder, app string) bool {
 // clientCA is a certificate authority of the test's own for client
 // certificates: unlike the cluster's, it issues email SANs and revokes.
 type clientCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string // the certificate, PEM
-	dir  string
-	crls int64
+	*testca.CA
+	crls int // lists written
 }
 
 // clientCert is a certificate clientCA issued, with its files.
@@ -271,60 +263,15 @@ func (c *clientCert) params(more ...string) []string {
 
 func newClientCA(t *testing.T) *clientCA {
 	t.Helper()
-	key := newECKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(t),
-		Subject:               pkix.Name{CommonName: "pgwarden e2e client CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	ca := &clientCA{cert: cert, key: key, file: filepath.Join(dir, "client-ca.crt"), dir: dir}
-	writePEM(t, ca.file, "CERTIFICATE", der)
-	return ca
+	return &clientCA{CA: testca.New(t, "pgwarden e2e client CA")}
 }
 
 // issue writes a client certificate for cn and emails and its key.
 func (ca *clientCA) issue(t *testing.T, cn string, emails ...string) *clientCert {
 	t.Helper()
-	key := newECKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:   newSerial(t),
-		Subject:        pkix.Name{CommonName: cn},
-		EmailAddresses: emails,
-		NotBefore:      time.Now().Add(-time.Hour),
-		NotAfter:       time.Now().Add(24 * time.Hour),
-		KeyUsage:       x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := filepath.Join(ca.dir, "client-"+cert.SerialNumber.Text(16))
-	c := &clientCert{cert: cert, certFile: base + ".crt", keyFile: base + ".key"}
-	writePEM(t, c.certFile, "CERTIFICATE", der)
-	writePEM(t, c.keyFile, "PRIVATE KEY", keyDER) // 0600: libpq refuses a key others can read
-	return c
+	cert := ca.Issue(t, cn, emails)
+	certFile, keyFile := ca.WriteFiles(t, cert)
+	return &clientCert{cert: cert, certFile: certFile, keyFile: keyFile}
 }
 
 // writeCRL replaces file with a PEM list, valid for an hour, revoking certs.
@@ -332,22 +279,13 @@ func (ca *clientCA) issue(t *testing.T, cn string, emails ...string) *clientCert
 func (ca *clientCA) writeCRL(t *testing.T, file string, certs ...*clientCert) {
 	t.Helper()
 	ca.crls++
-	tmpl := &x509.RevocationList{
-		Number:     big.NewInt(ca.crls),
-		ThisUpdate: time.Now().Add(-time.Minute),
-		NextUpdate: time.Now().Add(time.Hour),
-	}
+	var revoked []*x509.Certificate
 	for _, c := range certs {
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
-			x509.RevocationListEntry{SerialNumber: c.cert.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.cert, ca.key)
-	if err != nil {
-		t.Fatal(err)
+		revoked = append(revoked, c.cert)
 	}
 	// Written aside and renamed, as an operator's tooling would.
 	tmp := file + ".new"
-	writePEM(t, tmp, "X509 CRL", der)
+	testca.WriteFile(t, tmp, ca.CRLPEM(t, time.Now().Add(time.Hour), revoked...))
 	stamp := time.Now().Add(time.Duration(ca.crls) * time.Second)
 	if err := os.Chtimes(tmp, stamp, stamp); err != nil {
 		t.Fatal(err)
@@ -355,29 +293,4 @@ func (ca *clientCA) writeCRL(t *testing.T, file string, certs ...*clientCert) {
 	if err := os.Rename(tmp, file); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func newECKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func newSerial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
