@@ -3,6 +3,7 @@ package guard_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -875,6 +876,33 @@ pii:
 	}
 	defer c3.Close(ctx)
 	check(c3, "ALTER ROLE ... SET search_path", 5)
+
+	// pg_dump sets the path to '', PostgreSQL's regression suite to ' ':
+	// unqualified names then resolve through pg_catalog alone.
+	for _, empty := range []string{"''", "' '", `'""'`} {
+		exec(conn, "SET search_path = "+empty)
+		if _, err := conn.Exec(ctx, "SELECT 1 FROM nosuch", pgx.QueryExecModeSimpleProtocol); pgCode(err) != "42P01" {
+			t.Fatalf("search_path %s: a missing table: %v, want 42P01", empty, err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT relname FROM pg_class LIMIT 1"); err != nil {
+			t.Fatalf("search_path %s: a catalog read: %v", empty, err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT email FROM crm.contacts WHERE id <= 5", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.last(t); got.PIIValues["email"] != 5 {
+			t.Errorf("search_path %s: counted %v, want 5 emails", empty, got.PIIValues)
+		}
+	}
+}
+
+// pgCode is the SQLSTATE of a PostgreSQL error, or "".
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
 }
 
 // TestSessionNamesItsEmployee: the session's audit events name the

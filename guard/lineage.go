@@ -60,7 +60,7 @@ func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription
 			if f.Tables == nil {
 				f.Tables = make(map[string]struct{})
 			}
-			f.Tables[s.resolveSchemas(rel)[0]+"."+rel.Table] = struct{}{}
+			f.Tables[s.qualify(rel)] = struct{}{}
 		}
 	}
 }
@@ -205,10 +205,10 @@ type searchPath struct {
 // defaultSearchPath is PostgreSQL's.
 var defaultSearchPath = []string{"$user", "public"}
 
-// resolveSchemas returns the schemas an unqualified relation may be in:
-// the first schema on the session's path that holds it when the catalog
-// tells, else every schema holding it (a path changed in ways pgwarden
-// cannot follow), else the path itself.
+// resolveSchemas returns the schemas an unqualified relation may be in,
+// never none: the first schema of the session's search order that holds it
+// when the catalog tells, else every schema holding it (a path changed in
+// ways pgwarden cannot follow), else the search order itself.
 func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 	if rel.Schema != "" {
 		return []string{rel.Schema}
@@ -218,8 +218,10 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 	s.resolvePath()
 	if s.g.cfg.Catalog == nil {
 		// Without the catalog it is unknown whether the user's own schema
-		// exists; it rarely does, so it goes last.
-		out := make([]string, 0, len(s.path.schemas))
+		// exists; it rarely does, so it goes last, and pg_catalog, which
+		// PostgreSQL searches first, last of all: a table of the
+		// employee's is far likelier than a catalog under a bare name.
+		out := make([]string, 0, len(s.path.schemas)+1)
 		for _, p := range s.path.schemas {
 			if p != s.info.User {
 				out = append(out, p)
@@ -228,22 +230,39 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 		if len(out) < len(s.path.schemas) {
 			out = append(out, s.info.User)
 		}
+		if !slices.Contains(out, "pg_catalog") {
+			out = append(out, "pg_catalog")
+		}
 		return out
 	}
+	order := searchOrder(s.path.schemas)
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
 	holding, err := s.g.cfg.Catalog.RelationSchemas(ctx, rel.Table)
 	cancel()
 	if err != nil || len(holding) == 0 {
-		return s.path.schemas
+		return order
 	}
 	if !s.path.unknown {
-		for _, p := range s.path.schemas {
+		for _, p := range order {
 			if slices.Contains(holding, p) {
 				return []string{p}
 			}
 		}
 	}
 	return holding
+}
+
+// searchOrder is the order in which PostgreSQL looks up an unqualified
+// relation on path: pg_catalog first unless the path places it, then the
+// path. An empty path (pg_dump sets search_path to '') leaves pg_catalog
+// alone. The session's temporary schema, searched before all, holds no
+// policy's tables and is left out.
+// https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SEARCH-PATH
+func searchOrder(path []string) []string {
+	if slices.Contains(path, "pg_catalog") {
+		return path
+	}
+	return append([]string{"pg_catalog"}, path...)
 }
 
 // onPath reports whether schema is on the session's search_path (always

@@ -249,10 +249,8 @@ func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []strin
 	b.ExecParams("SET LOCAL statement_timeout = 1000", nil, nil, nil, nil)
 	b.ExecParams("SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize(), nil, nil, nil, nil)
 	const roleStep = 2
-	if len(path) > 0 {
-		b.ExecParams("SELECT set_config('search_path', $1, true)", [][]byte{[]byte(strings.Join(path, ", "))}, nil, nil, nil)
-	}
-	explainStep := len(path) > 0
+	// Always set: an empty path (pg_dump's) is not the catalog role's default.
+	b.ExecParams("SELECT set_config('search_path', $1, true)", [][]byte{[]byte(strings.Join(path, ", "))}, nil, nil, nil)
 	if params != nil {
 		b.ExecParams("EXPLAIN (FORMAT JSON) "+query, params.Values, params.OIDs, params.Formats, nil)
 	} else {
@@ -271,10 +269,7 @@ func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []strin
 		}
 		return 0, fmt.Errorf("catalog: estimate: %w", err)
 	}
-	step := roleStep + 1
-	if explainStep {
-		step++
-	}
+	step := roleStep + 2
 	if len(results) <= step || len(results[step].Rows) != 1 || len(results[step].Rows[0]) != 1 {
 		return 0, fmt.Errorf("catalog: estimate: unexpected EXPLAIN output")
 	}
