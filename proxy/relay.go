@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
 // relay runs both directions until one ends, then stops the other.
@@ -17,12 +19,29 @@ func (s *session) relay() error {
 	s.fromClient.starve = s.clientStarve
 	s.fromServer.starve = s.toClient.flush
 	errc := make(chan error, 2)
-	go func() { errc <- s.clientToServer() }()
-	go func() { errc <- s.serverToClient() }()
+	go func() { errc <- s.contain("client_to_server", s.clientToServer) }()
+	go func() { errc <- s.contain("server_to_client", s.serverToClient) }()
 	err := <-errc
 	s.interrupt()
 	<-errc
 	return err
+}
+
+// errInternal is what a client is told when pgwarden's own code failed
+// while serving it: the session ends rather than go on uninspected.
+var errInternal = "internal error, the session was closed"
+
+// contain runs one of the session's jobs and turns a panic in it (in the
+// relay, the inspector or authentication) into a FATAL XX000 for this
+// session alone.
+func (s *session) contain(where string, f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			p := crash.Recovered(s.log, where, v)
+			err = &wireError{Severity: "FATAL", Code: codeInternalError, Message: errInternal, Err: p}
+		}
+	}()
+	return f()
 }
 
 // clientStarve runs before the client reader blocks: it flushes what the
@@ -714,6 +733,7 @@ func (s *session) block(e *pending, v Verdict) error {
 	go func() {
 		defer close(gate)
 		defer s.gate.Store(nil)
+		defer crash.Catch(s.log, "cancel_after_block", nil)
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CancelTimeout)
 		defer cancel()
 		if err := s.cancelUpstream(ctx); err != nil {
