@@ -68,14 +68,18 @@ type session struct {
 	failTx atomic.Bool
 
 	// server -> client goroutine state
-	cur      *pending // cached head of queue
-	row      [][]byte
-	rowBuf   []byte // a rewritten DataRow
-	rowDesc  pgproto3.RowDescription
-	blocked  bool // a verdict stopped a result: suppress until ReadyForQuery
-	copyOut  bool
-	ddlInTx  bool // DDL seen since the last ReadyForQuery 'I'
-	txStatus byte
+	cur     *pending // cached head of queue
+	row     [][]byte
+	rowBuf  []byte // a rewritten DataRow
+	rowDesc pgproto3.RowDescription
+	blocked bool // a verdict stopped a result: suppress until ReadyForQuery
+	copyOut bool
+	copyIn  bool // the server reads COPY input (its queue knows too)
+	// serverFatal is set when the server sent a FATAL error: its close
+	// that follows needs no word of pgwarden's.
+	serverFatal bool
+	ddlInTx     bool // DDL seen since the last ReadyForQuery 'I'
+	txStatus    byte
 
 	// idle is set while the session waits for the client outside any
 	// transaction, with nothing in flight: a point where shutdown may end it.
