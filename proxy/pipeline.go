@@ -128,6 +128,10 @@ type pendingQueue struct {
 	// readyc, when set, is closed when an entry answered by ReadyForQuery
 	// leaves the queue.
 	readyc chan struct{}
+	// roomc, when set, is closed when no more than lowWater entries are
+	// left (see room).
+	roomc    chan struct{}
+	lowWater int
 }
 
 func (q *pendingQueue) push(p *pending) {
@@ -141,6 +145,13 @@ func (q *pendingQueue) push(p *pending) {
 	}
 	if p.kind.endsWithReady() {
 		q.batches++
+	}
+	if len(q.items) == cap(q.items) && q.head >= len(q.items)/2 {
+		// Reuse the room of answered entries rather than grow: a queue
+		// that never empties must not keep every entry it ever held.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
 	}
 	q.items = append(q.items, p)
 	q.mu.Unlock()
@@ -174,6 +185,7 @@ func (q *pendingQueue) pop() {
 			q.items, q.head = q.items[:0], 0
 			q.signalSettled()
 		}
+		q.signalRoom()
 	}
 	q.mu.Unlock()
 }
@@ -234,6 +246,7 @@ func (q *pendingQueue) skipToSync() {
 		q.skipping = true
 		q.items, q.head = q.items[:0], 0
 	}
+	q.signalRoom()
 	q.mu.Unlock()
 }
 

@@ -59,11 +59,7 @@ func (s *session) clientToServer() error {
 			if isTimeout(err) && s.reason.Load() == nil && s.cfg.IdleTimeout > 0 {
 				return fatalf(codeIdleSessionTimeout, nil, "terminating connection due to idle-session timeout")
 			}
-			var fe *FrameError
-			if errors.As(err, &fe) {
-				return fatalf(codeProtocolViolation, err, "%v", err)
-			}
-			return err
+			return clientFrameError(err)
 		}
 		s.idle.Store(false)
 		typ, body := frame[0], frame[headerLen:]
@@ -81,6 +77,9 @@ func (s *session) clientToServer() error {
 		}
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
+			if err := s.awaitRoom(); err != nil {
+				return err
+			}
 			// A Sync runs nothing and may be what the server needs to
 			// answer the batch in flight (after an error), so it is never held.
 			if s.insp != nil && typ != 'S' {

@@ -40,6 +40,9 @@ type session struct {
 
 	info SessionInfo
 	insp SessionInspector
+	// authenticated, if set, is called once the client has authenticated:
+	// it gives back the startup slot of the client's address.
+	authenticated func()
 
 	fromClient, fromServer *frameReader
 	toClient, toServer     *frameWriter
@@ -311,7 +314,9 @@ func (s *session) startup() error {
 	s.info.Parameters = sm.Parameters
 	s.info.Done = s.stop
 	s.info.StartedAt = s.cfg.Now()
-	s.fromClient = newFrameReader(s.client, s.cfg.MaxMessageSize, nil)
+	// Until the client has authenticated, it gets no more memory than a
+	// password or SASL message needs.
+	s.fromClient = newFrameReader(s.client, maxAuthMessageSize, nil)
 	s.toClient = newFrameWriter(s.client)
 
 	method := s.cfg.Login.method(&s.info)
@@ -362,7 +367,7 @@ func (s *session) startup() error {
 	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
 	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
 
-	s.fromServer = newFrameReader(server, s.cfg.MaxMessageSize, nil)
+	s.fromServer = newFrameReader(server, pgMaxMessageSize, nil)
 	s.toServer = newFrameWriter(gatedWriter{s})
 
 	if _, err := server.Write(sm.encode()); err != nil {
@@ -375,6 +380,10 @@ func (s *session) startup() error {
 	}
 	if err != nil {
 		return err
+	}
+	s.fromClient.maxBody = s.cfg.MaxMessageSize
+	if s.authenticated != nil {
+		s.authenticated()
 	}
 	if err := s.finishStartup(); err != nil {
 		return err
