@@ -53,8 +53,8 @@ type Config struct {
 	// own limit, 1 GiB.
 	MaxMessageSize int
 	// MaxStartupPerAddress caps the connections from one client IP
-	// address that have not yet authenticated (default 64; negative: no
-	// cap). A connection past it gets SQLSTATE 53300 and is closed at once,
+	// address (for IPv6, one /64) that have not yet authenticated
+	// (default 64; negative: no cap). A connection past it gets SQLSTATE 53300 and is closed at once,
 	// so that silent connections from one address cannot take every slot
 	// of MaxConnections for the startup timeout.
 	MaxStartupPerAddress int

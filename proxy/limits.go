@@ -17,13 +17,18 @@ type startupSlots struct {
 
 // acquire takes one of addr's max slots. It returns the function that gives
 // the slot back, safe to call more than once, or false when addr holds max
-// already. Addresses other than TCP (a Unix socket) are not counted.
+// already. An IPv6 address counts with its /64, which one host usually
+// holds whole. Addresses other than TCP (a Unix socket) are not counted.
 func (s *startupSlots) acquire(addr net.Addr, max int) (release func(), ok bool) {
 	ta, isTCP := addr.(*net.TCPAddr)
 	if max < 0 || !isTCP {
 		return func() {}, true
 	}
-	key := ta.IP.String()
+	ip := ta.IP
+	if ip.To4() == nil {
+		ip = ip.Mask(net.CIDRMask(64, 128))
+	}
+	key := ip.String()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.n[key] >= max {

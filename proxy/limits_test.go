@@ -92,8 +92,9 @@ func TestPendingQueueReusesRoom(t *testing.T) {
 	}
 }
 
-// TestStartupSlots counts connections per IP address, not per port, and
-// gives a slot back once however often release is called.
+// TestStartupSlots counts connections per IP address (an IPv6 one per /64),
+// not per port, and gives a slot back once however often release is
+// called.
 func TestStartupSlots(t *testing.T) {
 	var s startupSlots
 	a1 := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
@@ -119,6 +120,21 @@ func TestStartupSlots(t *testing.T) {
 	}
 	if _, ok := s.acquire(a1, 2); ok {
 		t.Fatal("a double release gave back two slots")
+	}
+	v6a := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2::a")}
+	v6b := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:ffff::b")}
+	v6c := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:3::a")}
+	if _, ok := s.acquire(v6a, 1); !ok {
+		t.Fatal("IPv6 address refused")
+	}
+	if _, ok := s.acquire(v6b, 1); ok {
+		t.Fatal("another address of the same IPv6 /64 granted")
+	}
+	if _, ok := s.acquire(v6c, 1); !ok {
+		t.Fatal("an address of another /64 refused")
+	}
+	if _, ok := s.acquire(&net.TCPAddr{IP: net.ParseIP("::ffff:127.0.0.9")}, 1); !ok {
+		t.Fatal("an IPv4-mapped address counted with others")
 	}
 	if _, ok := s.acquire(&net.UnixAddr{Name: "@", Net: "unix"}, 0); !ok {
 		t.Fatal("a Unix socket counted")

@@ -68,7 +68,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		requireCert  = fs.String("require-client-cert", "", "comma-separated `database/role` patterns (* and ?) whose sessions must present a client certificate, e.g. 'prod/*'")
 		maxConns     = fs.Int("max-connections", 0, "maximum concurrent client connections (default 1000)")
 		maxMsg       = fs.Int("max-message-size", 0, "maximum size in `bytes` of a client message once authenticated (default 64 MiB; before authentication: 65535)")
-		maxStartup   = fs.Int("max-startup-per-address", 0, "maximum connections from one client IP address that have not authenticated yet (default 64; -1: no limit)")
+		maxStartup   = fs.Int("max-startup-per-address", 0, "maximum connections from one client IP address (IPv6: one /64) that have not authenticated yet (default 64; -1: no limit)")
 		startupTO    = fs.Duration("startup-timeout", 0, "time allowed from connect to the first ReadyForQuery (default 30s)")
 		idleTO       = fs.Duration("idle-timeout", 0, "end sessions idle this long outside a statement (default 0: never)")
 		shutdownTO   = fs.Duration("shutdown-timeout", 0, "on SIGTERM, time sessions get to finish before they are closed (default 30s)")
