@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -148,4 +149,18 @@ func (s *session) awaitRoom() error {
 	case <-s.stop:
 		return net.ErrClosed
 	}
+}
+
+// drainClient half-closes the client's connection and discards what the
+// client still sends, up to the rest of a refused frame of length n, until
+// the client closes its side or the deadline passes. Closing a socket with
+// unread data resets the connection, and a client still writing the
+// message pgwarden refused would see the reset instead of the error that
+// says why.
+func drainClient(c net.Conn, n int64, deadline time.Time) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(deadline)
+	io.CopyN(io.Discard, c, n+readBufSize)
 }

@@ -209,6 +209,9 @@ func (s *session) teardown(err error) error {
 			}
 			server.Close()
 		}
+		if fe := (*FrameError)(nil); errors.As(err, &fe) {
+			drainClient(client, fe.Length, s.cfg.Now().Add(time.Second))
+		}
 		client.Close()
 	})
 	return err

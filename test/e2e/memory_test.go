@@ -161,6 +161,14 @@ func TestClientMessageBounded(t *testing.T) {
 	}
 	rc.waitClosed(5 * time.Second)
 	checkUsable(t, ctx, bystander)
+
+	// A driver still writing the message when the proxy refuses it reads
+	// the error too, not a reset.
+	conn := connect(t, ctx, p.DSN(pgtest.TrustUser))
+	_, err := conn.Exec(ctx, "SELECT length($1::text)", strings.Repeat("x", proxy.DefaultMaxMessageSize+1))
+	if pgErr := wantCode(t, err, "54000"); pgErr.Severity != "FATAL" {
+		t.Errorf("got %s %s, want FATAL", pgErr.Severity, pgErr.Message)
+	}
 }
 
 // syncFlood sends Syncs on rc without reading the answers until d has
