@@ -210,7 +210,12 @@ func (s *session) teardown(err error) error {
 			server.Close()
 		}
 		if fe := (*FrameError)(nil); errors.As(err, &fe) {
-			drainClient(client, fe.Length, s.cfg.Now().Add(time.Second))
+			n := fe.Length
+			if s.published.Load() == nil {
+				// Before authentication no honest client sends more.
+				n = maxAuthMessageSize
+			}
+			drainClient(client, n, s.cfg.Now().Add(time.Second))
 		}
 		client.Close()
 	})
