@@ -136,6 +136,10 @@ type pendingQueue struct {
 	// input of a COPY FROM STDIN: what the client sends then is not a
 	// request, and the server answers none of it.
 	copyIn bool
+	// roomc, when set, is closed when no more than lowWater entries are
+	// left (see room).
+	roomc    chan struct{}
+	lowWater int
 }
 
 func (q *pendingQueue) push(p *pending) {
@@ -155,6 +159,13 @@ func (q *pendingQueue) push(p *pending) {
 	}
 	if p.kind.endsWithReady() {
 		q.batches++
+	}
+	if len(q.items) == cap(q.items) && q.head >= len(q.items)/2 {
+		// Reuse the room of answered entries rather than grow: a queue
+		// that never empties must not keep every entry it ever held.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
 	}
 	q.items = append(q.items, p)
 	q.mu.Unlock()
@@ -196,6 +207,7 @@ func (q *pendingQueue) pop() {
 		q.items[q.head] = nil
 		q.head++
 		q.dropCopyEnds()
+		q.signalRoom()
 	}
 	q.mu.Unlock()
 }
@@ -241,6 +253,7 @@ func (q *pendingQueue) beginCopyIn() {
 	}
 	q.signalReady()
 	q.signalSettled()
+	q.signalRoom()
 }
 
 // endCopyIn records that the client ended its COPY input (CopyDone,
@@ -333,6 +346,7 @@ func (q *pendingQueue) skipToSync() {
 		q.skipping = true
 		q.items, q.head = q.items[:0], 0
 	}
+	q.signalRoom()
 	q.mu.Unlock()
 }
 

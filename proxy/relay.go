@@ -78,11 +78,7 @@ func (s *session) clientToServer() error {
 			if isTimeout(err) && s.reason.Load() == nil && s.cfg.IdleTimeout > 0 {
 				return fatalf(codeIdleSessionTimeout, nil, "terminating connection due to idle-session timeout")
 			}
-			var fe *FrameError
-			if errors.As(err, &fe) {
-				return fatalf(codeProtocolViolation, err, "%v", err)
-			}
-			return err
+			return clientFrameError(err)
 		}
 		s.idle.Store(false)
 		typ, body := frame[0], frame[headerLen:]
@@ -104,6 +100,9 @@ func (s *session) clientToServer() error {
 				// COPY input to the server: a Sync it ignores, or a
 				// message that fails the COPY. Nothing runs.
 				break
+			}
+			if err := s.awaitRoom(); err != nil {
+				return err
 			}
 			// A Sync runs nothing and may be what the server needs to
 			// answer the batch in flight (after an error), so it is never held.
