@@ -345,7 +345,10 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 			// Prepared with SQL PREPARE, or unknown: the server will say.
 			ps = &preparedStmt{}
 		}
-		p := &portal{ps: ps, resultFormats: formats}
+		if len(s.portals) >= portalsSweepAt {
+			s.sweepPortals()
+		}
+		p := &portal{ps: ps, resultFormats: formats, batch: s.queue.nextBatch()}
 		if len(params) > 4 && len(params) <= MaxKeptParams && s.wantsParams() {
 			// Kept for Statement.Params: body is reused by the next read.
 			p.params = bytes.Clone(params)
@@ -432,6 +435,22 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		s.queue.push(&pending{kind: pendSync})
 	}
 	return nil, nil
+}
+
+// portalsSweepAt is the number of portals past which a Bind forgets those
+// of ended transactions.
+const portalsSweepAt = 64
+
+// sweepPortals forgets the portals whose transaction has ended: PostgreSQL
+// drops portals at the end of their transaction, and a client that binds
+// new names without closing them must not grow the session without bound.
+func (s *session) sweepPortals() {
+	ended := s.idleAfter.Load()
+	for name, p := range s.portals {
+		if p.batch <= ended {
+			delete(s.portals, name)
+		}
+	}
 }
 
 // wantsParams reports whether the inspector reads Statement.Params: an
@@ -540,15 +559,21 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		}
 	case 'Z': // ReadyForQuery
 		hidden := false
+		var batch uint64
 		for e := s.head(); e != nil; e = s.head() {
 			s.popHead()
 			if e.kind.endsWithReady() {
-				hidden = e.hidden
+				hidden, batch = e.hidden, e.batch
 				break
 			}
 		}
 		if len(body) > 0 {
 			s.txStatus = body[0]
+		}
+		if s.txStatus == 'I' && batch > 0 {
+			// The transaction ended, and with it the portals bound in
+			// this batch or before.
+			s.idleAfter.Store(batch)
 		}
 		if hidden {
 			// The end of pgwarden's own query.

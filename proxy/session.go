@@ -70,6 +70,10 @@ type session struct {
 	// before the client's next request.
 	failTx atomic.Bool
 
+	// idleAfter is the last batch whose ReadyForQuery found no
+	// transaction open: portals bound in it or before are gone.
+	idleAfter atomic.Uint64
+
 	// server -> client goroutine state
 	cur     *pending // cached head of queue
 	row     [][]byte
