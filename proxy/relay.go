@@ -17,7 +17,12 @@ import (
 // relay runs both directions until one ends, then stops the other.
 func (s *session) relay() error {
 	s.fromClient.starve = s.clientStarve
-	s.fromServer.starve = s.toClient.flush
+	s.fromServer.starve = func() error {
+		if err := s.toClient.flush(); err != nil {
+			return &clientWriteError{err}
+		}
+		return nil
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- s.contain("client_to_server", s.clientToServer) }()
 	go func() { errc <- s.contain("server_to_client", s.serverToClient) }()
@@ -26,6 +31,13 @@ func (s *session) relay() error {
 	<-errc
 	return err
 }
+
+// clientWriteError is a failed write to the client, met while reading the
+// server: it ends the session as the client's doing, not the server's.
+type clientWriteError struct{ err error }
+
+func (e *clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e *clientWriteError) Unwrap() error { return e.err }
 
 // errInternal is what a client is told when pgwarden's own code failed
 // while serving it: the session ends rather than go on uninspected.
@@ -472,6 +484,10 @@ func (s *session) serverToClient() error {
 	for {
 		frame, err := s.fromServer.next()
 		if err != nil {
+			var cw *clientWriteError
+			if errors.As(err, &cw) {
+				return err
+			}
 			var fe *FrameError
 			if errors.As(err, &fe) {
 				return fatalf(codeProtocolViolation, err, "invalid message from the upstream server")
