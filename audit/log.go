@@ -276,6 +276,19 @@ func (l *Log) resume(files []fileInfo) error {
 // durable as Config.Sync says. Seq, Time and Prev are filled in. ctx is only
 // checked before writing: once written, an event is never withdrawn.
 func (l *Log) Append(ctx context.Context, ev Event) (uint64, error) {
+	return l.append(ctx, ev, l.cfg.Sync == SyncAlways)
+}
+
+// AppendWritten is Append returning once the line is written (write(2)),
+// whatever Config.Sync says: it survives the process, not yet the machine.
+// The next fsync (an Append's under SyncAlways) covers it. The proxy
+// records a statement about to run this way, so that a log that cannot
+// write stops the statement without an fsync more per statement.
+func (l *Log) AppendWritten(ctx context.Context, ev Event) (uint64, error) {
+	return l.append(ctx, ev, false)
+}
+
+func (l *Log) append(ctx context.Context, ev Event, wait bool) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -311,7 +324,7 @@ func (l *Log) Append(ctx context.Context, ev Event) (uint64, error) {
 			return 0, err
 		}
 	}
-	if l.cfg.Sync == SyncAlways {
+	if wait {
 		if err := l.waitSynced(l.seq); err != nil {
 			return 0, err
 		}

@@ -79,9 +79,25 @@ func (t alertTee) Notify(a notify.Alert) error {
 type auditTee []guard.AuditLog
 
 func (t auditTee) Append(ctx context.Context, ev audit.Event) (uint64, error) {
+	return t.append(ctx, ev, false)
+}
+
+// AppendWritten implements guard.AuditWriter: each sink that is one only
+// writes the event, the others append it.
+func (t auditTee) AppendWritten(ctx context.Context, ev audit.Event) (uint64, error) {
+	return t.append(ctx, ev, true)
+}
+
+func (t auditTee) append(ctx context.Context, ev audit.Event, written bool) (uint64, error) {
 	var seq uint64
 	for i, s := range t {
-		n, err := s.Append(ctx, ev)
+		var n uint64
+		var err error
+		if w, ok := s.(guard.AuditWriter); ok && written {
+			n, err = w.AppendWritten(ctx, ev)
+		} else {
+			n, err = s.Append(ctx, ev)
+		}
 		if err != nil {
 			return 0, err
 		}
