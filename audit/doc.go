@@ -16,7 +16,9 @@
 //
 // After a write or fsync error (a full disk) the Log refuses every event
 // ("audit_unavailable") rather than write a chain with a hole in it, and
-// probes every Config.ProbeInterval: it reopens the directory as Open does
+// probes every Config.ProbeInterval, once Config.ProbeMinFree bytes are
+// free (a disk with room for the probe's checkpoint only would fail again
+// at once): it reopens the directory as Open does
 // after a restart (a line torn by the failed write is truncated away) and
 // writes a "recover" checkpoint. Once that is fsynced the Log takes events
 // again ("audit_resumed"). Config.OnChange hears of each transition once.

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -63,6 +64,7 @@ const (
 	DefaultMaxFileAge      = 24 * time.Hour
 	DefaultSyncInterval    = 100 * time.Millisecond
 	DefaultProbeInterval   = time.Second
+	DefaultProbeMinFree    = 64 << 10
 	// MinKeyLen is the shortest HMAC key Config accepts, in bytes.
 	MinKeyLen = 16
 )
@@ -89,8 +91,12 @@ type Config struct {
 	Sync         SyncPolicy
 	SyncInterval time.Duration
 	// ProbeInterval is how often a failed log tries to resume (default
-	// DefaultProbeInterval).
+	// DefaultProbeInterval). ProbeMinFree is the free space, in bytes, the
+	// file system must have for it to try (default DefaultProbeMinFree):
+	// a disk that has just room for the probe's checkpoint would fail
+	// again at the next event.
 	ProbeInterval time.Duration
+	ProbeMinFree  int64
 	// OnChange, if set, is told each time the log becomes unavailable (a
 	// write or fsync failed: up false, err why) and each time it resumes
 	// (up true), once each way and in that order, from a goroutine of the
@@ -106,6 +112,16 @@ type Config struct {
 	openFile func(name string, flag int, perm os.FileMode) (file, error)
 	// probeTick, if set, drives the probes in place of a ticker.
 	probeTick <-chan time.Time
+	// freeSpace returns the bytes free for the log in dir.
+	freeSpace func(dir string) (int64, error)
+}
+
+func statfsFree(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
 // file is what a Log needs of an *os.File.
@@ -130,11 +146,17 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.KeyID == "" {
 		c.KeyID = "default"
 	}
-	if c.CheckpointEvery < 0 || c.MaxFileSize < 0 || c.MaxFileAge < 0 || c.SyncInterval < 0 || c.ProbeInterval < 0 {
-		return errors.New("audit: Config.CheckpointEvery, MaxFileSize, MaxFileAge, SyncInterval and ProbeInterval must not be negative")
+	if c.CheckpointEvery < 0 || c.MaxFileSize < 0 || c.MaxFileAge < 0 || c.SyncInterval < 0 || c.ProbeInterval < 0 || c.ProbeMinFree < 0 {
+		return errors.New("audit: Config.CheckpointEvery, MaxFileSize, MaxFileAge, SyncInterval, ProbeInterval and ProbeMinFree must not be negative")
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.ProbeMinFree == 0 {
+		c.ProbeMinFree = DefaultProbeMinFree
+	}
+	if c.freeSpace == nil {
+		c.freeSpace = statfsFree
 	}
 	if c.CheckpointEvery == 0 {
 		c.CheckpointEvery = DefaultCheckpointEvery
@@ -584,6 +606,13 @@ func (l *Log) Probe() error {
 
 // reopen is Probe's resume; mu held, no file open.
 func (l *Log) reopen() error {
+	free, err := l.cfg.freeSpace(l.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if free < l.cfg.ProbeMinFree {
+		return fmt.Errorf("audit: %d bytes free in %s, want %d", free, l.cfg.Dir, l.cfg.ProbeMinFree)
+	}
 	files, err := listFiles(l.cfg.Dir)
 	if err != nil {
 		return err

@@ -648,6 +648,13 @@ func TestProbeResumes(t *testing.T) {
 			cfg.Sync = SyncAlways
 			cfg.openFile = h.open
 			cfg.probeTick = tick
+			var full atomic.Bool
+			cfg.freeSpace = func(string) (int64, error) {
+				if full.Load() {
+					return 100, nil
+				}
+				return 1 << 30, nil
+			}
 			cfg.OnChange = func(up bool, err error) {
 				if up {
 					changes <- "up"
@@ -677,6 +684,16 @@ func TestProbeResumes(t *testing.T) {
 			if err := l.Err(); err == nil {
 				t.Fatal("probe resumed a failing log")
 			}
+			// A disk with room for no more than a checkpoint is not tried.
+			full.Store(true)
+			h.failWrite.Store(false)
+			h.failSync.Store(false)
+			tick <- time.Now()
+			tick <- time.Now()
+			if err := l.Err(); err == nil || !strings.Contains(err.Error(), "bytes free") {
+				t.Fatalf("probe with 100 bytes free: %v", err)
+			}
+			full.Store(false)
 			h.failWrite.Store(false)
 			h.failSync.Store(false)
 			tick <- time.Now()
