@@ -220,3 +220,57 @@ func (l *switchLog) Append(ctx context.Context, ev audit.Event) (uint64, error) 
 	}
 	return l.events.Append(ctx, ev)
 }
+
+// TestSkippedStatementNotRecordedAsSent: the statements an extended-protocol
+// error makes the server skip up to the Sync never run, so a session that
+// ends after them does not record them as sent without a result.
+func TestSkippedStatementNotRecordedAsSent(t *testing.T) {
+	db := pgtest.Shared(t)
+	db.Exec(t, `DROP TABLE IF EXISTS skipped_audit; CREATE TABLE skipped_audit (id int, n int);
+INSERT INTO skipped_audit VALUES (1, 0);
+GRANT SELECT, UPDATE ON skipped_audit TO `+pgtest.TrustUser)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ev := &events{}
+	pc, err := pgconn.Connect(ctx, startGuarded(t, guard.Config{Audit: ev}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Conn.Close()
+	var buf []byte
+	for _, m := range []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Query: "SELECT 1/n FROM skipped_audit"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "UPDATE skipped_audit SET n = n + 1 WHERE id = 1"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Sync{},
+	} {
+		buf, _ = m.Encode(buf)
+	}
+	if _, err := hc.Conn.Write(buf); err != nil {
+		t.Fatal(err)
+	}
+	fe := pgproto3.NewFrontend(hc.Conn, hc.Conn)
+	hc.Conn.SetDeadline(time.Now().Add(10 * time.Second))
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	buf, _ = (&pgproto3.Terminate{}).Encode(nil)
+	hc.Conn.Write(buf)
+	hc.Conn.Close()
+
+	evs := ev.sessionEvents(t, "SELECT $1/n FROM skipped_audit")
+	for _, e := range evs {
+		if e.Type == audit.TypeStatement && strings.Contains(string(e.Data), "UPDATE skipped_audit") {
+			t.Errorf("the skipped update is recorded: %s", e.Data)
+		}
+	}
+}

@@ -1032,8 +1032,8 @@ func SessionKey(id string) string { return "session:" + id }
 // answered (a Query written together with Terminate, or followed by the
 // client closing the connection, still runs), before session_end.
 func (s *session) EndSession(err error) {
-	for _, f := range s.open {
-		if !f.finished {
+	for st, f := range s.open {
+		if st != between && !f.finished {
 			f.outcome = "incomplete"
 		}
 	}
