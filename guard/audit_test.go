@@ -274,3 +274,27 @@ GRANT SELECT, UPDATE ON skipped_audit TO `+pgtest.TrustUser)
 		}
 	}
 }
+
+// TestEmptyQueryNotKept: a query of blanks and comments runs nothing and
+// is answered with EmptyQueryResponse: it is neither announced nor kept
+// as sent to be recorded at the session's end.
+func TestEmptyQueryNotKept(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ev := &events{}
+	conn, err := pgx.Connect(ctx, startGuarded(t, guard.Config{Audit: ev}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"-- nothing", " ; ", "SELECT 'marker_empty'"} {
+		if _, err := conn.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close(ctx)
+	for _, e := range ev.sessionEvents(t, "SELECT $1") {
+		if (e.Type == audit.TypeStatement || e.Type == audit.TypeStatementStart) && !strings.Contains(string(e.Data), "SELECT $1") {
+			t.Errorf("%s %s", e.Type, e.Data)
+		}
+	}
+}

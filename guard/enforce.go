@@ -360,6 +360,13 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 	if verdict.Action == proxy.Block || verdict.Action == proxy.Kill {
 		return verdict
 	}
+	if st.Kind != proxy.FunctionCall {
+		if info := s.g.cfg.SQL.Analyze(ss.text(st)); info.Fingerprint != "" && len(info.Kinds) == 0 {
+			// No statement, only blanks or comments: the server answers
+			// EmptyQueryResponse, which the guard is not shown.
+			return verdict
+		}
+	}
 	if err := s.announce(st, ss); err != nil {
 		s.log.Error("statement_refused_audit", "statement_seq", st.Seq)
 		return proxy.Verdict{Action: proxy.Block, Reason: errAuditUnavailable.Error()}
