@@ -1,10 +1,8 @@
 package notify
 
 import (
-	"context"
 	"log/slog"
 	"sync"
-	"time"
 )
 
 // DefaultSpoolMax bounds the alerts a Spool holds.
@@ -21,19 +19,16 @@ type SpoolConfig struct {
 	Next Accepter
 	// Max bounds the alerts held (default DefaultSpoolMax); past it the
 	// oldest is dropped, and logged.
-	Max int
-	// Interval is how often held alerts are retried (default 1s); Tick,
-	// if set, drives the retries instead.
-	Interval time.Duration
-	Tick     <-chan time.Time
-	Logger   *slog.Logger
+	Max    int
+	Logger *slog.Logger
 }
 
 // Spool holds in memory, in order, the alerts its Next could not accept
 // (the outbox's disk is full, its database unreachable) and retries them
 // until it does, so that an alert is not lost while the process lives.
-// Notify returns nil once the alert is accepted or held. Safe for
-// concurrent use.
+// Notify returns nil once the alert is accepted or held; each Notify, and
+// Retry (serve calls it every second), hands the held alerts over first.
+// Safe for concurrent use.
 type Spool struct {
 	cfg SpoolConfig
 
@@ -42,13 +37,10 @@ type Spool struct {
 	dropped uint64
 }
 
-// NewSpool returns a Spool; Run retries what it holds.
+// NewSpool returns a Spool.
 func NewSpool(cfg SpoolConfig) *Spool {
 	if cfg.Max <= 0 {
 		cfg.Max = DefaultSpoolMax
-	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -109,23 +101,5 @@ func (s *Spool) retry() {
 	s.held = append(s.held[:0], s.held[n:]...)
 	if len(s.held) == 0 {
 		s.cfg.Logger.Info("alerts_released", "alerts", n)
-	}
-}
-
-// Run retries the held alerts every Interval until ctx ends.
-func (s *Spool) Run(ctx context.Context) {
-	tick := s.cfg.Tick
-	if tick == nil {
-		t := time.NewTicker(s.cfg.Interval)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick:
-			s.Retry()
-		}
 	}
 }
