@@ -8,9 +8,20 @@
 // Config.Now) and Prev, the hex SHA-256 of the previous line's exact bytes,
 // writes one line, and returns once the line is as durable as Config.Sync
 // says. An error from Append means the event is not recorded: the caller
-// applies its fail-open or fail-closed setting. After a write or fsync error
-// the Log stays failed (the error is sticky) rather than write a chain with a
-// hole in it.
+// applies its fail-open or fail-closed setting. AppendWritten returns once
+// the line is written, before its fsync, for a record that the next
+// Append's fsync makes durable.
+//
+// # Unavailable and resumed
+//
+// After a write or fsync error (a full disk) the Log refuses every event
+// ("audit_unavailable") rather than write a chain with a hole in it, and
+// probes every Config.ProbeInterval, once Config.ProbeMinFree bytes are
+// free (a disk with room for the probe's checkpoint only would fail again
+// at once): it reopens the directory as Open does
+// after a restart (a line torn by the failed write is truncated away) and
+// writes a "recover" checkpoint. Once that is fsynced the Log takes events
+// again ("audit_resumed"). Config.OnChange hears of each transition once.
 //
 // # The files
 //

@@ -19,9 +19,14 @@ const (
 
 // Event types written by the proxy.
 const (
-	TypeSessionStart   = "session_start"
-	TypeSessionEnd     = "session_end"
-	TypeStatement      = "statement"
+	TypeSessionStart = "session_start"
+	TypeSessionEnd   = "session_end"
+	TypeStatement    = "statement"
+	// TypeStatementStart records a statement about to be forwarded, when
+	// auditing fails closed; its "statement" event follows once its
+	// result has ended (or the session has: "outcome" then says how far
+	// it got).
+	TypeStatementStart = "statement_start"
 	TypeDecision       = "decision"
 	TypeSessionRefused = "session_refused"
 	TypeAdmin          = "admin" // an action through the admin API

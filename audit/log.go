@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pgwarden/pgwarden/internal/crash"
@@ -64,6 +65,8 @@ const (
 	DefaultMaxFileSize     = 64 << 20
 	DefaultMaxFileAge      = 24 * time.Hour
 	DefaultSyncInterval    = 100 * time.Millisecond
+	DefaultProbeInterval   = time.Second
+	DefaultProbeMinFree    = 64 << 10
 	// MinKeyLen is the shortest HMAC key Config accepts, in bytes.
 	MinKeyLen = 16
 )
@@ -89,6 +92,18 @@ type Config struct {
 	// Sync is the durability policy; SyncInterval its period.
 	Sync         SyncPolicy
 	SyncInterval time.Duration
+	// ProbeInterval is how often a failed log tries to resume (default
+	// DefaultProbeInterval). ProbeMinFree is the free space, in bytes, the
+	// file system must have for it to try (default DefaultProbeMinFree):
+	// a disk that has just room for the probe's checkpoint would fail
+	// again at the next event.
+	ProbeInterval time.Duration
+	ProbeMinFree  int64
+	// OnChange, if set, is told each time the log becomes unavailable (a
+	// write or fsync failed: up false, err why) and each time it resumes
+	// (up true), once each way and in that order, from a goroutine of the
+	// Log's own: serve alerts security with it.
+	OnChange func(up bool, err error)
 	// Now is the clock of event times and file ages (default time.Now).
 	Now func() time.Time
 	// Logger receives the log's own messages (default slog.Default()).
@@ -97,6 +112,18 @@ type Config struct {
 	// openFile opens log files; tests replace it to inject failures and
 	// count fsyncs.
 	openFile func(name string, flag int, perm os.FileMode) (file, error)
+	// probeTick, if set, drives the probes in place of a ticker.
+	probeTick <-chan time.Time
+	// freeSpace returns the bytes free for the log in dir.
+	freeSpace func(dir string) (int64, error)
+}
+
+func statfsFree(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
 // file is what a Log needs of an *os.File.
@@ -121,8 +148,17 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.KeyID == "" {
 		c.KeyID = "default"
 	}
-	if c.CheckpointEvery < 0 || c.MaxFileSize < 0 || c.MaxFileAge < 0 || c.SyncInterval < 0 {
-		return errors.New("audit: Config.CheckpointEvery, MaxFileSize, MaxFileAge and SyncInterval must not be negative")
+	if c.CheckpointEvery < 0 || c.MaxFileSize < 0 || c.MaxFileAge < 0 || c.SyncInterval < 0 || c.ProbeInterval < 0 || c.ProbeMinFree < 0 {
+		return errors.New("audit: Config.CheckpointEvery, MaxFileSize, MaxFileAge, SyncInterval, ProbeInterval and ProbeMinFree must not be negative")
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.ProbeMinFree == 0 {
+		c.ProbeMinFree = DefaultProbeMinFree
+	}
+	if c.freeSpace == nil {
+		c.freeSpace = statfsFree
 	}
 	if c.CheckpointEvery == 0 {
 		c.CheckpointEvery = DefaultCheckpointEvery
@@ -165,6 +201,10 @@ type Log struct {
 	cfg  Config
 	stop chan struct{} // ends the SyncInterval goroutine
 	done chan struct{}
+	// probeStop ends the goroutine that probes a failed log and reports
+	// changes; kick wakes it.
+	probeStop, probeDone chan struct{}
+	kick                 chan struct{}
 
 	mu       sync.Mutex
 	cond     sync.Cond // on mu: a sync ended or the log failed
@@ -177,9 +217,17 @@ type Log struct {
 	sinceMAC int    // events written since the last HMAC'd event
 	synced   uint64 // seq of the last line known to be fsynced
 	syncing  bool   // an fsync runs with mu released
-	err      error  // sticky
+	err      error  // why the log is unavailable, until a probe resumes it
+	down     bool   // unavailable since the last change reported
+	changes  []change
 	closed   bool
 	stats    Stats
+}
+
+// change is a transition for Config.OnChange.
+type change struct {
+	up  bool
+	err error
 }
 
 // Open opens the log in cfg.Dir, creating it or resuming where it ended.
@@ -198,7 +246,7 @@ func Open(cfg Config) (*Log, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.resume(files); err != nil {
+	if err := l.resume(files, "resume"); err != nil {
 		if l.f != nil {
 			l.f.Close()
 		}
@@ -212,13 +260,17 @@ func Open(cfg Config) (*Log, error) {
 	l.synced = l.seq
 	if cfg.Sync == SyncInterval {
 		l.stop, l.done = make(chan struct{}), make(chan struct{})
-		crash.Loop(cfg.Logger, "audit_sync", l.done, func() { l.syncLoop(l.stop) })
+		stop := l.stop
+		crash.Loop(cfg.Logger, "audit_sync", l.done, func() { l.syncLoop(stop) })
 	}
+	l.probeStop, l.probeDone, l.kick = make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
+	probeStop := l.probeStop
+	crash.Loop(cfg.Logger, "audit_probe", l.probeDone, func() { l.probeLoop(probeStop) })
 	return l, nil
 }
 
 // resume continues the newest file, or starts the first one.
-func (l *Log) resume(files []fileInfo) error {
+func (l *Log) resume(files []fileInfo, reason string) error {
 	for len(files) > 0 {
 		last := files[len(files)-1]
 		path := filepath.Join(l.cfg.Dir, last.name)
@@ -268,7 +320,7 @@ func (l *Log) resume(files []fileInfo) error {
 		l.cfg.Logger.Info("audit_log_resumed", "file", last.name, "seq", ev.Seq)
 		// The HMAC interval may have run out at a crash, or changed with
 		// the configuration: restart it, which also marks the restart.
-		return l.writeMAC(TypeCheckpoint, "resume", "")
+		return l.writeMAC(TypeCheckpoint, reason, "")
 	}
 	l.prev = zeroPrev
 	return l.createFile("")
@@ -278,6 +330,19 @@ func (l *Log) resume(files []fileInfo) error {
 // durable as Config.Sync says. Seq, Time and Prev are filled in. ctx is only
 // checked before writing: once written, an event is never withdrawn.
 func (l *Log) Append(ctx context.Context, ev Event) (uint64, error) {
+	return l.append(ctx, ev, l.cfg.Sync == SyncAlways)
+}
+
+// AppendWritten is Append returning once the line is written (write(2)),
+// whatever Config.Sync says: it survives the process, not yet the machine.
+// The next fsync (an Append's under SyncAlways) covers it. The proxy
+// records a statement about to run this way, so that a log that cannot
+// write stops the statement without an fsync more per statement.
+func (l *Log) AppendWritten(ctx context.Context, ev Event) (uint64, error) {
+	return l.append(ctx, ev, false)
+}
+
+func (l *Log) append(ctx context.Context, ev Event, wait bool) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -313,7 +378,7 @@ func (l *Log) Append(ctx context.Context, ev Event) (uint64, error) {
 			return 0, err
 		}
 	}
-	if l.cfg.Sync == SyncAlways {
+	if wait {
 		if err := l.waitSynced(l.seq); err != nil {
 			return 0, err
 		}
@@ -480,17 +545,136 @@ func (l *Log) writeLine(ev *Event) error {
 	return nil
 }
 
-// fail makes err the Log's sticky error and returns it.
+// fail makes err the Log's error, which Append returns until a probe
+// resumes the log, and returns it.
 func (l *Log) fail(err error) error {
 	if l.err == nil {
 		l.err = fmt.Errorf("audit: log failed: %w", err)
-		l.cfg.Logger.Error("audit_log_failed", "error", err, "file", l.name, "seq", l.seq)
+		if !l.down {
+			l.down = true
+			l.cfg.Logger.Error("audit_unavailable", "error", err, "file", l.name, "seq", l.seq)
+			l.changed(change{err: l.err})
+		}
 		l.cond.Broadcast()
 	}
 	return l.err
 }
 
-// Err returns the sticky error that stopped the log, or nil.
+// changed queues a transition for the probe goroutine to report; mu held.
+func (l *Log) changed(c change) {
+	l.changes = append(l.changes, c)
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Probe tries to resume a failed log: it reopens the directory as Open
+// does after a restart (a line torn by the failed write is truncated away,
+// the chain is checked) and writes a "recover" checkpoint, fsynced. The
+// events Append refused in between are not in the log: the callers acted
+// on the error. A Log probes by itself every Config.ProbeInterval; Probe
+// returns nil when the log is (again) available.
+func (l *Log) Probe() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.syncing {
+		l.cond.Wait()
+	}
+	if l.closed {
+		return ErrClosed
+	}
+	if l.err == nil {
+		return nil
+	}
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+	failed := l.err
+	l.err = nil
+	err := l.reopen()
+	if err != nil {
+		if l.f != nil {
+			l.f.Close()
+			l.f = nil
+		}
+		if l.err == nil {
+			l.err = fmt.Errorf("audit: log failed: %w", err)
+		}
+		l.cfg.Logger.Debug("audit_probe_failed", "error", err, "since", failed)
+		return l.err
+	}
+	l.down = false
+	l.cfg.Logger.Info("audit_resumed", "file", l.name, "seq", l.seq)
+	l.changed(change{up: true})
+	return nil
+}
+
+// reopen is Probe's resume; mu held, no file open.
+func (l *Log) reopen() error {
+	free, err := l.cfg.freeSpace(l.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if free < l.cfg.ProbeMinFree {
+		return fmt.Errorf("audit: %d bytes free in %s, want %d", free, l.cfg.Dir, l.cfg.ProbeMinFree)
+	}
+	files, err := listFiles(l.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("audit: no log file left in %s", l.cfg.Dir)
+	}
+	if err := l.resume(files, "recover"); err != nil {
+		return err
+	}
+	if err := l.f.Sync(); err != nil {
+		return l.fail(fmt.Errorf("fsync %s: %w", l.name, err))
+	}
+	l.stats.Syncs++
+	l.synced = l.seq
+	l.cond.Broadcast()
+	return nil
+}
+
+// probeLoop probes a failed log and reports its changes, in order.
+func (l *Log) probeLoop(stop <-chan struct{}) {
+	tick := l.cfg.probeTick
+	if tick == nil {
+		t := time.NewTicker(l.cfg.ProbeInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-stop:
+			l.report()
+			return
+		case <-l.kick:
+		case <-tick:
+			l.Probe()
+		}
+		l.report()
+	}
+}
+
+// report hands the queued changes to Config.OnChange.
+func (l *Log) report() {
+	l.mu.Lock()
+	cs := l.changes
+	l.changes = nil
+	l.mu.Unlock()
+	if l.cfg.OnChange == nil {
+		return
+	}
+	for _, c := range cs {
+		l.cfg.OnChange(c.up, c.err)
+	}
+}
+
+// Err returns the error that made the log unavailable, or nil.
 func (l *Log) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -508,12 +692,16 @@ func (l *Log) Stats() Stats {
 // sticky error if the log had failed. Safe to call more than once.
 func (l *Log) Close() error {
 	l.mu.Lock()
-	stop := l.stop
-	l.stop = nil
+	stop, probeStop := l.stop, l.probeStop
+	l.stop, l.probeStop = nil, nil
 	l.mu.Unlock()
 	if stop != nil {
 		close(stop)
 		<-l.done
+	}
+	if probeStop != nil {
+		close(probeStop)
+		<-l.probeDone
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -525,7 +713,9 @@ func (l *Log) Close() error {
 		l.cond.Wait()
 	}
 	if l.err != nil {
-		l.f.Close()
+		if l.f != nil {
+			l.f.Close()
+		}
 		return l.err
 	}
 	if err := l.writeMAC(TypeCheckpoint, "close", ""); err != nil {

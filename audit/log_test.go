@@ -555,6 +555,7 @@ func TestSyncInterval(t *testing.T) {
 	}
 }
 
+// TestStickyError: a failed log stays failed until it is probed.
 func TestStickyError(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -567,6 +568,7 @@ func TestStickyError(t *testing.T) {
 			cfg := testConfig(dir, newClock())
 			cfg.Sync = SyncAlways
 			cfg.openFile = h.open
+			cfg.probeTick = make(chan time.Time) // no probe
 			l := mustOpen(t, cfg)
 			appendN(t, l, 2)
 			h.tornWrite.Store(tc.torn)
@@ -626,4 +628,99 @@ func TestCreateFailure(t *testing.T) {
 	}
 	l.Close()
 	mustVerify(t, dir)
+}
+
+// TestProbeResumes: a failed log refuses events until a probe finds it
+// writable again, then carries on with the chain intact; each transition
+// is reported once, in order.
+func TestProbeResumes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		torn bool
+		sync bool
+	}{{"write fails", false, false}, {"torn write", true, false}, {"fsync fails", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			h := &hooks{}
+			tick := make(chan time.Time)
+			changes := make(chan string, 10)
+			cfg := testConfig(dir, newClock())
+			cfg.Sync = SyncAlways
+			cfg.openFile = h.open
+			cfg.probeTick = tick
+			var full atomic.Bool
+			cfg.freeSpace = func(string) (int64, error) {
+				if full.Load() {
+					return 100, nil
+				}
+				return 1 << 30, nil
+			}
+			cfg.OnChange = func(up bool, err error) {
+				if up {
+					changes <- "up"
+				} else {
+					changes <- "down: " + err.Error()
+				}
+			}
+			l := mustOpen(t, cfg)
+			defer l.Close()
+			appendN(t, l, 2)
+			h.tornWrite.Store(tc.torn)
+			if tc.sync {
+				h.failSync.Store(true)
+			} else {
+				h.failWrite.Store(true)
+			}
+			for i := 0; i < 3; i++ {
+				if _, err := l.Append(context.Background(), Event{Type: TypeStatement}); err == nil {
+					t.Fatal("Append on a failing disk succeeded")
+				}
+			}
+			if c := <-changes; !strings.Contains(c, "down: ") || !strings.Contains(c, "injected") {
+				t.Fatalf("first change %q", c)
+			}
+			tick <- time.Now() // still failing
+			tick <- time.Now()
+			if err := l.Err(); err == nil {
+				t.Fatal("probe resumed a failing log")
+			}
+			// A disk with room for no more than a checkpoint is not tried.
+			full.Store(true)
+			h.failWrite.Store(false)
+			h.failSync.Store(false)
+			tick <- time.Now()
+			tick <- time.Now()
+			if err := l.Err(); err == nil || !strings.Contains(err.Error(), "bytes free") {
+				t.Fatalf("probe with 100 bytes free: %v", err)
+			}
+			full.Store(false)
+			h.failWrite.Store(false)
+			h.failSync.Store(false)
+			tick <- time.Now()
+			if c := <-changes; c != "up" {
+				t.Fatalf("second change %q", c)
+			}
+			select {
+			case c := <-changes:
+				t.Fatalf("change %q after up", c)
+			default:
+			}
+			appendN(t, l, 3)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			rep := mustVerify(t, dir)
+			evs := readEvents(t, dir)
+			recovered := 0
+			for _, ev := range evs {
+				if ev.Type == TypeCheckpoint && strings.Contains(string(ev.Data), `"reason":"recover"`) {
+					recovered++
+				}
+			}
+			// A probe whose fsync failed leaves its checkpoint written.
+			if recovered != 1 && !(tc.sync && recovered == 3) || rep.TornTail {
+				t.Fatalf("%d recover checkpoints, report %+v", recovered, rep)
+			}
+		})
+	}
 }

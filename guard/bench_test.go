@@ -3,11 +3,14 @@ package guard_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/internal/tag"
 	"github.com/pgwarden/pgwarden/policy"
@@ -151,5 +154,54 @@ func BenchmarkStatementIdentity(b *testing.B) {
 				si.ReadyForQuery('I')
 			}
 		})
+	}
+}
+
+// BenchmarkStatementAudit is the guard's cost per statement without rows
+// with a file audit log under each sync policy, failing closed (the
+// default) and open.
+func BenchmarkStatementAudit(b *testing.B) {
+	const sql = "UPDATE people SET status = 'closed' WHERE id = 42"
+	p, err := policy.Parse("bench.yaml", []byte(fmt.Sprintf(benchDeclared, true)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sync := range []audit.SyncPolicy{audit.SyncAlways, audit.SyncInterval} {
+		for _, failOpen := range []bool{false, true} {
+			b.Run(fmt.Sprintf("sync=%v/fail_open=%v", sync, failOpen), func(b *testing.B) {
+				al, err := audit.Open(audit.Config{Dir: b.TempDir(), Key: []byte("0123456789abcdef"), Sync: sync,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer al.Close()
+				g, err := guard.New(guard.Config{Policy: p, Catalog: fakeCatalog{}, Audit: al, AuditFailOpen: failOpen,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				si, err := g.StartSession(context.Background(), &proxy.SessionInfo{ID: "bench", User: "alice"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				before := al.Stats()
+				b.ReportAllocs()
+				var seq uint64
+				for b.Loop() {
+					seq++
+					st := &proxy.Statement{Seq: seq, Kind: proxy.SimpleQuery, SQL: sql}
+					if v := si.Statement(st); v.Action != proxy.Continue {
+						b.Fatal(v.Reason)
+					}
+					si.CommandComplete(st, []byte("UPDATE 1"))
+					if v := si.ReadyForQuery('I'); v.Action != proxy.Continue {
+						b.Fatal(v.Reason)
+					}
+				}
+				st := al.Stats()
+				b.ReportMetric(float64(st.Lines-before.Lines)/float64(b.N), "lines/op")
+				b.ReportMetric(float64(st.Syncs-before.Syncs)/float64(b.N), "fsyncs/op")
+			})
+		}
 	}
 }

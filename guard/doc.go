@@ -16,6 +16,19 @@
 // row is forwarded, so a later issue's limits can stop the row that crosses
 // them.
 //
+// # Audit
+//
+// Each statement's "statement" event is written when its batch's
+// ReadyForQuery arrives, before the client is told the batch is done.
+// Failing closed (Config.AuditFailOpen unset), a "statement_start" event
+// is written before the statement is forwarded, and a statement it cannot
+// be written for is refused (SQLSTATE 42501) without reaching the server.
+// A statement the client sent just before Terminate or closing the
+// connection runs upstream though the relay stops before its result: the
+// guard keeps the statements it let through until they are recorded, and
+// EndSession records the rest ("outcome": "no_result", or "incomplete"
+// when the result was cut short) before session_end.
+//
 // # Identity
 //
 // Figures, windows, norms, quarantine, holds, decisions and audit events

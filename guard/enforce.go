@@ -357,7 +357,41 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 	s.enf.mu.Lock()
 	s.enf.prep = append(s.enf.prep, preparedFor{st, p})
 	s.enf.mu.Unlock()
+	if verdict.Action == proxy.Block || verdict.Action == proxy.Kill {
+		return verdict
+	}
+	if st.Kind != proxy.FunctionCall {
+		if info := s.g.cfg.SQL.Analyze(ss.text(st)); info.Fingerprint != "" && len(info.Kinds) == 0 {
+			// No statement, only blanks or comments: the server answers
+			// EmptyQueryResponse, which the guard is not shown.
+			return verdict
+		}
+	}
+	if err := s.announce(st, ss); err != nil {
+		s.log.Error("statement_refused_audit", "statement_seq", st.Seq)
+		return proxy.Verdict{Action: proxy.Block, Reason: errAuditUnavailable.Error()}
+	}
+	s.sentMu.Lock()
+	s.sent = append(s.sent, st)
+	s.sentMu.Unlock()
 	return verdict
+}
+
+// announce records that st is about to run, before it is forwarded, when
+// auditing fails closed: a statement the audit log cannot record never
+// reaches the server. See AuditWriter for its cost.
+func (s *session) announce(st *proxy.Statement, ss *stmtState) error {
+	if s.g.cfg.Audit == nil || s.g.cfg.AuditFailOpen {
+		return nil
+	}
+	data := map[string]any{"seq": st.Seq, "kind": st.Kind.String()}
+	if ss.use.Account != "" {
+		data["service_account"] = ss.use.Account
+	}
+	if sql := ss.text(st); sql != "" {
+		s.sqlFields(sql, data)
+	}
+	return s.appendEventAs(ss.who, audit.TypeStatementStart, data, true)
 }
 
 // describeContext completes the reason of a context rule's decision: the

@@ -66,6 +66,17 @@ type AuditLog interface {
 	Append(ctx context.Context, ev audit.Event) (uint64, error)
 }
 
+// AuditWriter is an AuditLog that can also return once an event is
+// written, before it is as durable as Append makes it; *audit.Log is one.
+// Failing closed, the guard records that a statement is about to run this
+// way before forwarding it: a log that cannot write refuses the statement,
+// and the fsync of the statement's own record, before the client learns
+// its result, makes the first line durable too, so a statement costs one
+// fsync, not two.
+type AuditWriter interface {
+	AppendWritten(ctx context.Context, ev audit.Event) (uint64, error)
+}
+
 // Config configures a Guard.
 type Config struct {
 	// Policy classifies columns; policy.Default() when nil.
@@ -79,8 +90,12 @@ type Config struct {
 	// Audit, if set, receives a "statement" event per statement.
 	Audit AuditLog
 	// AuditFailOpen lets sessions go on when the audit log (or, with
-	// Shared, the shared state) cannot be written. By default (fail closed) a session whose events cannot be
-	// recorded is refused or ended before it is told its batch completed.
+	// Shared, the shared state) cannot be written. By default (fail
+	// closed) every statement is recorded as about to run (a
+	// "statement_start" event) before it is forwarded, and refused with
+	// SQLSTATE 42501 if that fails; a new session whose start cannot be
+	// recorded is refused, and one whose statement records cannot be
+	// written ends before it is told its batch completed.
 	AuditFailOpen bool
 	// MaxRowsPerStatement blocks a statement whose result passes this many
 	// rows (0: no limit).
@@ -347,6 +362,10 @@ type Figures struct {
 	Channels map[string]int
 	Started  time.Time
 	wall     time.Time // Started on the wall clock, for latency metrics
+	// finished is set when the statement's result ended (CommandComplete,
+	// an error, a block); outcome, when the session ended before it did.
+	finished bool
+	outcome  string
 }
 
 // DistinctSubjects estimates the distinct data subjects seen: each PII row
@@ -414,6 +433,12 @@ type session struct {
 	cursors map[string]*cursorTotal
 	// total sums the session's statements, for its session_end event.
 	total sessionTotal
+	// sent holds the statements forwarded to the server that are not
+	// recorded yet, in the order sent: Statement adds them (goroutine
+	// reading the client), the goroutine reading results removes them, and
+	// EndSession records those the server never answered.
+	sentMu sync.Mutex
+	sent   []*proxy.Statement
 }
 
 // sessionTotal sums statements of a session.
@@ -521,7 +546,7 @@ func (s *session) scanChannel(st *proxy.Statement, channel string, texts ...stri
 // DECLARE, an UPDATE) is recorded too.
 func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 	if st != nil {
-		s.lookup(st)
+		s.lookup(st).finished = true
 		s.ended(st)
 	}
 	if len(tag) > 0 && (tag[0] == 'S' || tag[0] == 'R') {
@@ -534,8 +559,13 @@ func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 // cast or constraint quotes values.
 func (s *session) Error(st *proxy.Statement, e *pgproto3.ErrorResponse) {
 	if st != nil {
-		s.lookup(st).Failed = true
+		f := s.lookup(st)
+		f.Failed, f.finished = true, true
 		s.ended(st)
+	}
+	if st == nil || st.Kind == proxy.ExtendedExecute {
+		// The server skips the rest of the batch up to its Sync.
+		s.unsend(func(x *proxy.Statement) bool { return s.open[x] == nil })
 	}
 	s.scanChannel(st, "error", e.Message, e.Detail, e.Hint, e.Where)
 }
@@ -816,11 +846,16 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 		stmts = append(stmts, st)
 	}
 	slices.SortFunc(stmts, func(a, b *proxy.Statement) int { return cmp.Compare(a.Seq, b.Seq) })
+	var last uint64
 	for _, st := range stmts {
 		if err := s.record(st, s.open[st]); err != nil {
 			failed = true
 		}
+		last = max(last, st.Seq)
 	}
+	// The statements of a batch are sent before its ReadyForQuery arrives;
+	// those of the next one may be sent already, with higher numbers.
+	s.unsend(func(x *proxy.Statement) bool { return x.Seq <= last })
 	clear(s.open)
 	s.batch++
 	s.svc.forget()
@@ -909,6 +944,9 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	if f.Sequential > 0 {
 		data["sequential_rows"] = f.Sequential
 	}
+	if f.outcome != "" {
+		data["outcome"] = f.outcome
+	}
 	if ss := f.state; ss.use.Account != "" {
 		data["service_account"] = ss.use.Account
 		if ss.tagErr != "" {
@@ -919,14 +957,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		}
 	}
 	if s.g.cfg.Audit != nil && sql != "" {
-		info := s.g.cfg.SQL.Analyze(sql)
-		if info.Fingerprint != "" {
-			// Literals are redacted: the trail says what was asked, not
-			// the values typed into it.
-			data["fingerprint"], data["sql"] = info.Fingerprint, info.Normalized
-		} else {
-			data["sql_unparsed"] = true
-		}
+		info := s.sqlFields(sql, data)
 		if info.Cursor != "" {
 			data["cursor"] = info.Cursor
 			if ct := s.cursorFetched(info, f, values); ct != nil {
@@ -935,6 +966,19 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		}
 	}
 	return s.appendEvent(w, audit.TypeStatement, data)
+}
+
+// sqlFields adds a statement's text to an audit event's data: its
+// fingerprint and its text with the literals redacted (the trail says what
+// was asked, not the values typed into it).
+func (s *session) sqlFields(sql string, data map[string]any) *sqltext.Info {
+	info := s.g.cfg.SQL.Analyze(sql)
+	if info.Fingerprint != "" {
+		data["fingerprint"], data["sql"] = info.Fingerprint, info.Normalized
+	} else {
+		data["sql_unparsed"] = true
+	}
+	return info
 }
 
 // cursorFetched rolls a FETCH up into its cursor's total; DECLARE and CLOSE
@@ -972,6 +1016,9 @@ func (s *session) Blocked(st *proxy.Statement, v proxy.Verdict) {
 	s.log.Debug("verdict_carried_out", "statement_seq", seqOf(st), "action", v.Action.String())
 	if v.Action != proxy.Kill {
 		// (A kill may be reported from the goroutine reading the client.)
+		if f := s.open[st]; f != nil {
+			f.finished = true
+		}
 		s.ended(st)
 	}
 }
@@ -980,8 +1027,25 @@ func (s *session) Blocked(st *proxy.Statement, v proxy.Verdict) {
 // the registry, beside its employee's.
 func SessionKey(id string) string { return "session:" + id }
 
-// EndSession records what is left and the session's end.
+// EndSession records what is left and the session's end: the statements
+// whose results were cut short, and those sent that the server never
+// answered (a Query written together with Terminate, or followed by the
+// client closing the connection, still runs), before session_end.
 func (s *session) EndSession(err error) {
+	for st, f := range s.open {
+		if st != between && !f.finished {
+			f.outcome = "incomplete"
+		}
+	}
+	s.sentMu.Lock()
+	sent := s.sent
+	s.sent = nil
+	s.sentMu.Unlock()
+	for _, st := range sent {
+		if s.open[st] == nil {
+			s.lookup(st).outcome = "no_result"
+		}
+	}
 	s.ReadyForQuery(0)
 	t := &s.total
 	data := map[string]any{"statements": t.statements, "rows": t.rows, "bytes": t.bytes,
@@ -1002,10 +1066,24 @@ func (s *session) EndSession(err error) {
 	}
 }
 
+// unsend forgets the sent statements that drop says are recorded, or that
+// the server will skip.
+func (s *session) unsend(drop func(*proxy.Statement) bool) {
+	s.sentMu.Lock()
+	s.sent = slices.DeleteFunc(s.sent, drop)
+	s.sentMu.Unlock()
+}
+
 // appendEvent records an event about w's statements (the session's own
 // identity for session events); its data names them and where they come
 // from.
 func (s *session) appendEvent(w *who, typ string, data map[string]any) error {
+	return s.appendEventAs(w, typ, data, false)
+}
+
+// appendEventAs is appendEvent; written says that the event need only be
+// written, not durable yet, when the log tells the two apart (AuditWriter).
+func (s *session) appendEventAs(w *who, typ string, data map[string]any, written bool) error {
 	if s.g.cfg.Audit == nil {
 		return nil
 	}
@@ -1019,7 +1097,12 @@ func (s *session) appendEvent(w *who, typ string, data map[string]any) error {
 	if m := s.g.cfg.Metrics; m != nil {
 		defer metrics.Since(m.AuditAppendTime, time.Now())
 	}
-	if _, err := s.g.cfg.Audit.Append(context.Background(), ev); err != nil {
+	if aw, ok := s.g.cfg.Audit.(AuditWriter); ok && written {
+		_, err = aw.AppendWritten(context.Background(), ev)
+	} else {
+		_, err = s.g.cfg.Audit.Append(context.Background(), ev)
+	}
+	if err != nil {
 		if m := s.g.cfg.Metrics; m != nil {
 			m.AuditFailures.Inc()
 		}

@@ -17,7 +17,9 @@
 // transaction, and Notify returns after it committed (for bbolt, after the
 // fsync). Notify never waits for delivery; it fails only if the outbox cannot
 // be written, and then the alert was not accepted and the caller decides what
-// to do.
+// to do. serve puts a Spool in front: it holds such alerts in memory, in
+// order and bounded, and hands them over once the outbox takes them again
+// (a full disk freed), so they are lost only if the process ends first.
 //
 // # Delivery guarantees
 //

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -75,14 +76,50 @@ func (t alertTee) Notify(a notify.Alert) error {
 	return first
 }
 
+// auditChanged alerts security through t (nil before the alerts are
+// wired) that the audit log became unavailable or resumed
+// (audit.Config.OnChange).
+func auditChanged(fc *fileConfig, t *alertTee, up bool, err error) {
+	if t == nil {
+		return
+	}
+	a := notify.Alert{Action: "alert", Rule: "audit:resumed", Severity: "medium", Scope: "instance",
+		Reason: fmt.Sprintf("the audit log in %s is written again: sessions and statements are accepted and recorded", fc.Audit.Dir)}
+	if !up {
+		consequence := "pgwarden refuses statements and new sessions until it can (fail closed)"
+		if fc.Audit.FailOpen {
+			consequence = "sessions carry on unrecorded (fail open)"
+		}
+		a.Rule, a.Severity = "audit:unavailable", "critical"
+		a.Reason = fmt.Sprintf("the audit log in %s cannot be written (%v): %s", fc.Audit.Dir, err, consequence)
+	}
+	t.Notify(a)
+}
+
 // auditTee appends each event to every sink, in order; an event counts as
 // recorded only when all have it.
 type auditTee []guard.AuditLog
 
 func (t auditTee) Append(ctx context.Context, ev audit.Event) (uint64, error) {
+	return t.append(ctx, ev, false)
+}
+
+// AppendWritten implements guard.AuditWriter: each sink that is one only
+// writes the event, the others append it.
+func (t auditTee) AppendWritten(ctx context.Context, ev audit.Event) (uint64, error) {
+	return t.append(ctx, ev, true)
+}
+
+func (t auditTee) append(ctx context.Context, ev audit.Event, written bool) (uint64, error) {
 	var seq uint64
 	for i, s := range t {
-		n, err := s.Append(ctx, ev)
+		var n uint64
+		var err error
+		if w, ok := s.(guard.AuditWriter); ok && written {
+			n, err = w.AppendWritten(ctx, ev)
+		} else {
+			n, err = s.Append(ctx, ev)
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -173,6 +210,8 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 			"fix", "set --catalog-url (or catalog.url)")
 	}
 
+	// Where the audit log's alerts go, once wired below.
+	var alertsTo atomic.Pointer[alertTee]
 	if fc.Audit.Dir != "" {
 		key, err := loadAuditKey(fc.Audit.KeyFile)
 		if err != nil {
@@ -181,7 +220,8 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		if key == nil {
 			return fail(fmt.Errorf("the audit log needs a checkpoint key: --audit-key-file or %s", auditKeyEnv))
 		}
-		acfg := audit.Config{Dir: fc.Audit.Dir, Key: key, Logger: logger, Now: parts.now}
+		acfg := audit.Config{Dir: fc.Audit.Dir, Key: key, Logger: logger, Now: parts.now,
+			OnChange: func(up bool, err error) { auditChanged(fc, alertsTo.Load(), up, err) }}
 		if fc.Audit.Sync != "" {
 			if acfg.Sync, err = audit.ParseSyncPolicy(fc.Audit.Sync); err != nil {
 				return fail(err)
@@ -301,10 +341,15 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		return fail(err)
 	}
 	tee := alertTee{parts.alerts}
+	var spool *notify.Spool
 	if st.notifier != nil {
-		tee = append(tee, st.notifier)
+		// An alert the outbox cannot take (its disk is full) waits in
+		// memory and is retried.
+		spool = notify.NewSpool(notify.SpoolConfig{Next: st.notifier, Logger: logger})
+		tee = append(tee, spool)
 	}
 	gcfg.Alerts = tee
+	alertsTo.Store(&tee)
 	if parts.catalog != nil {
 		gcfg.Catalog = parts.catalog
 	}
@@ -394,8 +439,22 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		defer advance.Stop()
 		save := time.NewTicker(time.Minute)
 		defer save.Stop()
+		retry := time.NewTicker(time.Second)
+		defer retry.Stop()
+		var alertsErr error
 		for {
 			select {
+			case <-retry.C:
+				if spool != nil {
+					spool.Retry()
+				}
+				err := parts.alerts.Flush()
+				if err != nil && alertsErr == nil {
+					logger.Error("alert_queue_not_saved", "error", err, "detail", "kept in memory and saved again every second")
+				} else if err == nil && alertsErr != nil {
+					logger.Info("alert_queue_saved")
+				}
+				alertsErr = err
 			case <-sweep.C:
 				if n := g.Windows().Sweep(parts.now()); n > 0 {
 					logger.Debug("windows_swept", "employees", n)

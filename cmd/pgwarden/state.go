@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/internal/atomicfile"
 	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/internal/holds"
 	"github.com/pgwarden/pgwarden/internal/quarantine"
@@ -90,6 +91,16 @@ func openState(fc *fileConfig, pol *policy.Policy, logger *slog.Logger, shared *
 	}
 	if err := os.MkdirAll(fc.StateDir, 0o700); err != nil {
 		return fail(fmt.Errorf("state directory: %w", err))
+	}
+	for _, dir := range []string{fc.StateDir, filepath.Join(fc.StateDir, holdsDir)} {
+		// Left by a crash in the middle of replacing a state file.
+		removed, err := atomicfile.RemoveStale(dir, time.Now())
+		if len(removed) > 0 {
+			logger.Warn("stale_temp_files_removed", "dir", dir, "files", strings.Join(removed, ","))
+		}
+		if err != nil {
+			logger.Warn("stale_temp_files_not_removed", "dir", dir, "error", err)
+		}
 	}
 	if st.quarantine, err = quarantine.Open(filepath.Join(fc.StateDir, quarantineFile)); err != nil {
 		return fail(err)

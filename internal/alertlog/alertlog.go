@@ -32,6 +32,8 @@ type Log struct {
 
 	mu      sync.Mutex
 	entries []Entry // oldest first
+	// dirty: the file lags entries, a save failed (a full disk).
+	dirty bool
 }
 
 // ErrNotFound is returned by Ack for an unknown alert.
@@ -57,7 +59,8 @@ func Open(path string) (*Log, error) {
 }
 
 // Notify records an alert (it implements guard.Alerter, to be teed with
-// the notifier).
+// the notifier). The alert is in the queue even when saving it fails (a
+// full disk): Flush saves it later, and says why it cannot.
 func (l *Log) Notify(a notify.Alert) error {
 	if a.ID == "" {
 		return errors.New("alertlog: alert without an id")
@@ -68,7 +71,8 @@ func (l *Log) Notify(a notify.Alert) error {
 	if len(l.entries) > MaxKept {
 		l.entries = slices.Clone(l.entries[len(l.entries)-MaxKept:])
 	}
-	return l.save()
+	l.save() // on failure, dirty: Flush retries
+	return nil
 }
 
 // List returns alerts newest first, those of employee only when it is
@@ -108,6 +112,17 @@ func (l *Log) Ack(id, by string, at time.Time) (Entry, error) {
 	return Entry{}, ErrNotFound
 }
 
+// Flush saves the queue if a save failed since the last that succeeded;
+// serve calls it every second.
+func (l *Log) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.dirty {
+		return nil
+	}
+	return l.save()
+}
+
 // save writes the queue; l.mu held.
 func (l *Log) save() error {
 	if l.path == "" {
@@ -118,7 +133,9 @@ func (l *Log) save() error {
 		return fmt.Errorf("alertlog: %w", err)
 	}
 	if err := atomicfile.Write(l.path, b); err != nil {
-		return fmt.Errorf("alertlog: %w", err)
+		l.dirty = true
+		return fmt.Errorf("alertlog: kept in memory, not saved: %w", err)
 	}
+	l.dirty = false
 	return nil
 }

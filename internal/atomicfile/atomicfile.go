@@ -5,10 +5,13 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // Write replaces the file at path with data: written to a temporary file
@@ -63,4 +66,55 @@ func Locked(path string, fn func() error) error {
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	return fn()
+}
+
+// StaleAge is how old a temporary file of Write must be for RemoveStale to
+// take it for one a crash left: a write lasts milliseconds, and another
+// process sharing the directory may be in the middle of one.
+const StaleAge = time.Minute
+
+// RemoveStale removes from dir the temporary files of Write that a crash
+// (kill -9, power loss) left between creating and renaming them, older
+// than StaleAge, and returns their names. serve calls it at start on the
+// state directory.
+func RemoveStale(dir string, now time.Time) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !isTemp(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || now.Sub(fi.ModTime()) < StaleAge {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, errors.Join(errs...)
+}
+
+// isTemp reports whether name is one of Write's temporary files:
+// "." + the file's name + "-" + digits (os.CreateTemp's).
+func isTemp(name string) bool {
+	i := strings.LastIndexByte(name, '-')
+	if !strings.HasPrefix(name, ".") || i < 2 || i == len(name)-1 {
+		return false
+	}
+	for _, c := range name[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
