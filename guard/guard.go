@@ -138,6 +138,8 @@ type Guard struct {
 	// replaced by SetPolicyAndKeys.
 	keysMu sync.Mutex
 	keys   map[string][]byte
+	// skips rate-limits the log lines about statements not analyzed.
+	skips skipLog
 }
 
 // compiled is a policy with its detectors built.
@@ -920,7 +922,9 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	}
 	if s.g.cfg.Audit != nil && sql != "" {
 		info := s.g.cfg.SQL.Analyze(sql)
-		if info.Fingerprint != "" {
+		if info.Skipped != "" {
+			data["sql_unanalyzed"], data["sql_bytes"] = info.Skipped, len(sql)
+		} else if info.Fingerprint != "" {
 			// Literals are redacted: the trail says what was asked, not
 			// the values typed into it.
 			data["fingerprint"], data["sql"] = info.Fingerprint, info.Normalized

@@ -126,20 +126,23 @@ func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes 
 		}
 		return
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
-		switch {
-		case fd.IsList():
-			if fd.Kind() == protoreflect.MessageKind {
-				list := val.List()
-				for i := 0; i < list.Len(); i++ {
-					scanCalls(list.Get(i).Message(), add, rels, ctes)
-				}
-			}
-		case fd.Kind() == protoreflect.MessageKind:
-			scanCalls(val.Message(), add, rels, ctes)
+	// In field order, not Range's (undefined, and not always the same):
+	// relations are listed as the text names them.
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if fd.Kind() != protoreflect.MessageKind || !m.Has(fd) {
+			continue
 		}
-		return true
-	})
+		if fd.IsList() {
+			list := m.Get(fd).List()
+			for i := 0; i < list.Len(); i++ {
+				scanCalls(list.Get(i).Message(), add, rels, ctes)
+			}
+			continue
+		}
+		scanCalls(m.Get(fd).Message(), add, rels, ctes)
+	}
 }
 
 // EstimableQuery returns the query whose row count a planner estimate
@@ -148,8 +151,18 @@ func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes 
 // is set when the query holds parameters ($1): it can be planned only
 // with the values an Execute binds.
 func EstimableQuery(sql string) (query string, params, ok bool) {
+	if overLimits(sql) != "" {
+		return "", false, false
+	}
 	tree, err := pg_query.Parse(sql)
-	if err != nil || len(tree.GetStmts()) != 1 {
+	if err != nil {
+		return "", false, false
+	}
+	return estimableOf(tree, sql)
+}
+
+func estimableOf(tree *pg_query.ParseResult, sql string) (query string, params, ok bool) {
+	if len(tree.GetStmts()) != 1 {
 		return "", false, false
 	}
 	query, ok = estimable(tree, sql)

@@ -51,19 +51,25 @@ var concealing = map[string]bool{
 
 // Lineage returns the lineage of sql when it is a single SELECT whose
 // output columns can be listed from the text (no *, except over a single
-// function), else nil. Cached.
+// function), else nil: nil too for a text past the limits (MaxAnalyzedBytes,
+// MaxAnalyzedTokens). Cached.
 func (a *Analyzer) Lineage(sql string) *Lineage {
-	if l, ok := a.lineage.Get(sql); ok {
+	c := a.lineage
+	if len(sql) > maxCachedText {
+		c = a.bigLineage
+	}
+	if l, ok := c.Get(sql); ok {
 		return l
 	}
 	l := lineageOf(sql)
-	if len(sql) <= maxCachedText {
-		a.lineage.Add(sql, l)
-	}
+	c.Add(sql, l)
 	return l
 }
 
 func lineageOf(sql string) *Lineage {
+	if overLimits(sql) != "" {
+		return nil
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil || len(tree.GetStmts()) != 1 {
 		return nil
@@ -75,20 +81,26 @@ func lineageOf(sql string) *Lineage {
 // body: the body's last statement when it is a SELECT (what the function
 // returns), or the expression of a RETURN. body is pg_proc.prosrc, or for a
 // function written with a SQL-standard body, what pg_get_function_sqlbody
-// returns (BEGIN ATOMIC ... END, or RETURN expr). Cached.
+// returns (BEGIN ATOMIC ... END, or RETURN expr); nil past the limits.
+// Cached.
 func (a *Analyzer) FunctionLineage(body string) *Lineage {
 	key := "\x00fn\x00" + body
-	if l, ok := a.lineage.Get(key); ok {
+	c := a.lineage
+	if len(key) > maxCachedText {
+		c = a.bigLineage
+	}
+	if l, ok := c.Get(key); ok {
 		return l
 	}
 	l := functionLineage(body)
-	if len(body) <= maxCachedText {
-		a.lineage.Add(key, l)
-	}
+	c.Add(key, l)
 	return l
 }
 
 func functionLineage(body string) *Lineage {
+	if overLimits(body) != "" {
+		return nil
+	}
 	trimmed := strings.ToUpper(strings.TrimSpace(body))
 	if strings.HasPrefix(trimmed, "BEGIN") || strings.HasPrefix(trimmed, "RETURN") {
 		// A SQL-standard body: parse it as the body of a function.

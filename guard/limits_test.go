@@ -1,0 +1,165 @@
+package guard_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/internal/metrics"
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+// idList is "1,2,...,n".
+func idList(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(i))
+	}
+	return b.String()
+}
+
+// timed runs sql on conn, reads its rows, and returns how long it took and
+// how many rows came back.
+func timed(t *testing.T, conn *pgx.Conn, sql string) (time.Duration, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return time.Since(start), n
+}
+
+// TestLargeStatementCost: a statement of 200,000 literals costs about as
+// much through pgwarden as direct; the guard does not parse it, counts
+// its result all the same, and says so in the audit trail and a metric.
+func TestLargeStatementCost(t *testing.T) {
+	m := metrics.New()
+	ev, conn := setup(t, func(c *guard.Config) { c.Metrics = m })
+	db := pgtest.Shared(t)
+	direct, err := pgx.Connect(context.Background(), db.DSN(pgtest.TrustUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(context.Background())
+
+	sql := "SELECT id, email FROM customers WHERE id IN (" + idList(200000) + ")"
+	timed(t, direct, sql) // warm the server's caches
+	dDirect, nDirect := timed(t, direct, sql)
+	dProxy, nProxy := timed(t, conn, sql)
+	t.Logf("200,000 literals: direct %v, through pgwarden %v", dDirect, dProxy)
+	if nDirect != 100000 || nProxy != nDirect {
+		t.Fatalf("rows: direct %d, through pgwarden %d; want 100000", nDirect, nProxy)
+	}
+	if limit := 2*dDirect + time.Second; dProxy > limit {
+		t.Errorf("through pgwarden %v, direct %v: want at most %v", dProxy, dDirect, limit)
+	}
+	last := ev.last(t)
+	if last.PIIValues["email"] != 100000 {
+		t.Errorf("pii_values = %v, want 100000 emails (declared column, counted without the parse)", last.PIIValues)
+	}
+	if data := ev.lastData(t); data["sql_unanalyzed"] != "tokens" || data["sql"] != nil {
+		t.Errorf("audit data: sql_unanalyzed %v, sql %.40v; want tokens and no text", data["sql_unanalyzed"], data["sql"])
+	}
+	var got dto.Metric
+	if err := m.AnalysisSkipped.WithLabelValues("tokens").Write(&got); err != nil {
+		t.Fatal(err)
+	}
+	if n := got.GetCounter().GetValue(); n != 1 {
+		t.Errorf("pgwarden_analysis_skipped_total{reason=tokens} = %v, want 1", n)
+	}
+}
+
+// TestLargeStatementNoSideDoor: what the parse would have told, a statement
+// made too large to parse is assumed to do: server-side egress is still
+// refused, an expression over a declared column still counts, a tables
+// condition still holds.
+func TestLargeStatementNoSideDoor(t *testing.T) {
+	ev, conn := setup(t, withRules(t, `rules:
+  - name: server-egress
+    when: {statements: [server_egress]}
+    action: block
+  - name: orders-watch
+    when: {tables: [public.orders]}
+    action: log
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pad := " AND id IN (" + idList(30000) + ")"
+
+	for _, sql := range []string{
+		"COPY (SELECT email FROM customers WHERE true" + pad + ") TO PROGRAM 'cat > /dev/null'",
+		`SELECT pg_catalog."lo_export"(0, '/tmp/x') FROM customers WHERE true` + pad,
+		`SELECT U&"lo\005fexport"(0, '/tmp/x') FROM customers WHERE true` + pad,
+	} {
+		_, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		wantRuleBlock(t, err, "server-egress")
+	}
+
+	// reverse(email) is no email to the detectors: lineage counts it, and so
+	// does the fallback when the text is too large for lineage.
+	for _, sql := range []string{
+		"SELECT reverse(email) FROM customers WHERE id <= 100",
+		"SELECT reverse(email) FROM customers WHERE id <= 100" + pad,
+	} {
+		if _, n := timed(t, conn, sql); n != 100 {
+			t.Fatalf("%d rows, want 100", n)
+		}
+		if got := ev.last(t).PIIValues["email"]; got != 100 {
+			t.Errorf("%.60s...: %d emails counted, want 100", sql, got)
+		}
+	}
+	var logged bool
+	for _, d := range ev.decisions(t) {
+		logged = logged || d["rule"] == "orders-watch"
+	}
+	if !logged {
+		t.Error("rule orders-watch (tables: public.orders) did not hold for a statement too large to read")
+	}
+	if _, n := timed(t, conn, "SELECT id, length(full_name) FROM customers WHERE id <= 10"); n != 10 {
+		t.Fatal("want 10 rows")
+	}
+	for _, d := range ev.decisions(t) {
+		if d["rule"] == "orders-watch" {
+			t.Error("rule orders-watch held for a statement that does not name public.orders")
+		}
+	}
+}
+
+// lastData returns the data of the last statement event as a map.
+func (e *events) lastData(t *testing.T) map[string]any {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := len(e.all) - 1; i >= 0; i-- {
+		if e.all[i].Type == audit.TypeStatement {
+			var d map[string]any
+			if err := json.Unmarshal(e.all[i].Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+	}
+	t.Fatal("no statement event")
+	return nil
+}
