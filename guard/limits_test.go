@@ -163,3 +163,77 @@ func (e *events) lastData(t *testing.T) map[string]any {
 	t.Fatal("no statement event")
 	return nil
 }
+
+// TestEstimateDeadline: the planner estimate of a statement gives up at
+// the catalog deadline; the client has its answer then, and pgwarden
+// leaves no EXPLAIN running: a query whose planning PostgreSQL cannot
+// interrupt (hundreds of chained CTEs) is never sent, one that can be is
+// cancelled, and the next estimate is made on a healthy connection.
+func TestEstimateDeadline(t *testing.T) {
+	const deadline = 500 * time.Millisecond
+	ev, conn := setup(t, withRules(t, `rules:
+  - name: big
+    when: {estimated_rows: 1000}
+    action: alert
+  - name: marker
+    when: {tables: [public.never_run]}
+    action: block
+`), func(c *guard.Config) { c.CatalogTimeout = deadline })
+	db := pgtest.Shared(t)
+	db.Exec(t, `CREATE TABLE IF NOT EXISTS never_run (id int);
+GRANT SELECT ON never_run TO `+pgtest.TrustUser+`;
+CREATE OR REPLACE FUNCTION slow_ten() RETURNS int IMMUTABLE LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(5); RETURN 10; END'`)
+	watch, err := pgx.Connect(context.Background(), db.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close(context.Background())
+	explains := func() int {
+		var n int
+		if err := watch.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+WHERE query LIKE 'EXPLAIN%' AND state = 'active' AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	var chain strings.Builder
+	chain.WriteString("WITH c1 AS (SELECT email AS x FROM customers WHERE EXISTS (SELECT 1 FROM never_run))")
+	for i := 2; i <= 600; i++ {
+		chain.WriteString(", c" + strconv.Itoa(i) + " AS (SELECT x FROM c" + strconv.Itoa(i-1) + ")")
+	}
+	chain.WriteString(" SELECT x FROM c600")
+	for _, sql := range []string{
+		chain.String(), // planned in about 15 s, deaf to cancels meanwhile
+		"SELECT email FROM customers WHERE id < slow_ten() AND EXISTS (SELECT 1 FROM never_run)",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		start := time.Now()
+		_, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		took := time.Since(start)
+		cancel()
+		wantRuleBlock(t, err, "marker")
+		t.Logf("%.40s...: answered in %v", sql, took)
+		if took > deadline+time.Second {
+			t.Errorf("%.40s...: answered in %v, want about the deadline (%v) at most", sql, took, deadline)
+		}
+		gone := time.Now().Add(2 * time.Second)
+		for explains() > 0 {
+			if time.Now().After(gone) {
+				t.Fatalf("%.40s...: an EXPLAIN is still running %v after the client's answer", sql, time.Since(start)-took)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	ev.decisions(t)
+	if _, n := timed(t, conn, "SELECT email FROM customers WHERE id <= 5000"); n != 5000 {
+		t.Fatalf("%d rows, want 5000", n)
+	}
+	var estimated bool
+	for _, d := range ev.decisions(t) {
+		estimated = estimated || d["rule"] == "big"
+	}
+	if !estimated {
+		t.Error("no estimate after a deadline: rule big did not alert")
+	}
+}

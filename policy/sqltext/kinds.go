@@ -147,9 +147,10 @@ func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes 
 
 // EstimableQuery returns the query whose row count a planner estimate
 // tells, for a text that is one SELECT, a DECLARE of a cursor, or a COPY
-// TO STDOUT of a query or a table; ok is false for anything else. params
-// is set when the query holds parameters ($1): it can be planned only
-// with the values an Execute binds.
+// TO STDOUT of a query or a table; ok is false for anything else, and for
+// a query past the planning budget (MaxPlannedRelations, MaxPlannedQueries).
+// params is set when the query holds parameters ($1): it can be planned
+// only with the values an Execute binds.
 func EstimableQuery(sql string) (query string, params, ok bool) {
 	if overLimits(sql) != "" {
 		return "", false, false
@@ -166,7 +167,67 @@ func estimableOf(tree *pg_query.ParseResult, sql string) (query string, params, 
 		return "", false, false
 	}
 	query, ok = estimable(tree, sql)
-	return query, ok && hasParam(tree), ok
+	if !ok || !withinPlanBudget(tree) {
+		return "", false, false
+	}
+	return query, hasParam(tree), true
+}
+
+// The planning budget of a query pgwarden asks the planner about. Planning
+// time grows steeply with the relations joined (30 joined tables can take
+// a second) and with CTEs and subqueries (600 chained CTEs take 15
+// seconds, 3,000 a quarter of an hour), and PostgreSQL does not look for
+// a cancel or a statement_timeout inside those loops: an EXPLAIN past its
+// deadline cannot be stopped, and would go on, on pgwarden's connection,
+// after the client has had its answer. Queries past the budget are not
+// estimated. (A view is counted as one relation: what it joins is the
+// deadline's to bound.)
+const (
+	// MaxPlannedRelations bounds the tables, views, CTE references and
+	// functions in FROM clauses.
+	MaxPlannedRelations = 24
+	// MaxPlannedQueries bounds the SELECTs: CTEs, subqueries, branches of
+	// set operations, the query itself.
+	MaxPlannedQueries = 100
+)
+
+// withinPlanBudget counts a parsed text's relations and queries.
+func withinPlanBudget(tree *pg_query.ParseResult) bool {
+	var rels, queries int
+	var walk func(m protoreflect.Message) bool
+	walk = func(m protoreflect.Message) bool {
+		if !m.IsValid() {
+			return true
+		}
+		switch m.Interface().(type) {
+		case *pg_query.RangeVar, *pg_query.RangeFunction:
+			rels++
+		case *pg_query.SelectStmt:
+			queries++
+		}
+		if rels > MaxPlannedRelations || queries > MaxPlannedQueries {
+			return false
+		}
+		fields := m.Descriptor().Fields()
+		for i := 0; i < fields.Len(); i++ {
+			fd := fields.Get(i)
+			if fd.Kind() != protoreflect.MessageKind || !m.Has(fd) {
+				continue
+			}
+			if fd.IsList() {
+				list := m.Get(fd).List()
+				for j := 0; j < list.Len(); j++ {
+					if !walk(list.Get(j).Message()) {
+						return false
+					}
+				}
+			} else if !walk(m.Get(fd).Message()) {
+				return false
+			}
+		}
+		return true
+	}
+	return walk(tree.ProtoReflect())
 }
 
 func estimable(tree *pg_query.ParseResult, sql string) (query string, ok bool) {

@@ -1,6 +1,7 @@
 package sqltext
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -262,10 +263,46 @@ func TestEstimableQuery(t *testing.T) {
 		{"SELECT 1; SELECT 2", "", false},
 		{"SELECT email INTO t FROM customers", "", false},
 		{"UPDATE t SET a = 1", "", false},
+		{joined(MaxPlannedRelations), joined(MaxPlannedRelations), false},
+		{joined(MaxPlannedRelations + 1), "", false},
+		{chainedCTEs(MaxPlannedRelations), chainedCTEs(MaxPlannedRelations), false},
+		{chainedCTEs(3000), "", false},
+		{nestedQueries(MaxPlannedQueries - 1), nestedQueries(MaxPlannedQueries - 1), false},
+		{nestedQueries(MaxPlannedQueries), "", false},
 	} {
 		got, params, ok := EstimableQuery(tt.sql)
 		if got != tt.want || ok != (tt.want != "") || params != tt.params {
 			t.Errorf("EstimableQuery(%q) = %q, %v, %v; want %q, %v", tt.sql, got, params, ok, tt.want, tt.params)
 		}
 	}
+}
+
+// joined is a SELECT joining n tables.
+func joined(n int) string {
+	var b strings.Builder
+	b.WriteString("SELECT t0.email FROM t0")
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, " JOIN t%d ON t%d.id = t%d.id", i, i, i-1)
+	}
+	return b.String()
+}
+
+// nestedQueries is a SELECT from a subquery, n deep.
+func nestedQueries(n int) string {
+	q := "SELECT 1 AS x"
+	for i := 0; i < n; i++ {
+		q = fmt.Sprintf("SELECT x FROM (%s) s%d", q, i)
+	}
+	return q
+}
+
+// chainedCTEs is a SELECT over n CTEs, each reading the one before.
+func chainedCTEs(n int) string {
+	var b strings.Builder
+	b.WriteString("WITH c1 AS (SELECT 1 AS x)")
+	for i := 2; i <= n; i++ {
+		fmt.Fprintf(&b, ", c%d AS (SELECT x FROM c%d)", i, i-1)
+	}
+	fmt.Fprintf(&b, " SELECT x FROM c%d", n)
+	return b.String()
 }
