@@ -237,3 +237,60 @@ WHERE query LIKE 'EXPLAIN%' AND state = 'active' AND pid <> pg_backend_pid()`).S
 		t.Error("no estimate after a deadline: rule big did not alert")
 	}
 }
+
+// TestOwnLocksDoNotStallLookups: in a transaction holding ACCESS
+// EXCLUSIVE locks on the tables and view it reads, the lookups that would
+// wait on those locks (the planner estimate, the view's definition, the
+// explained_access query) give up at once, and the result is counted by
+// the detectors.
+func TestOwnLocksDoNotStallLookups(t *testing.T) {
+	ev, conn := setup(t, withRules(t, `explained_access:
+  table: public.customers
+  key: id
+  query: "SELECT customer_id FROM tickets WHERE assignee = $1"
+  refresh: 1m
+rules:
+  - name: big
+    when: {estimated_rows: 1000}
+    action: alert
+`))
+	pgtest.Shared(t).Exec(t, `DROP TABLE IF EXISTS tickets CASCADE;
+CREATE TABLE tickets (customer_id int, assignee text);
+CREATE OR REPLACE VIEW customer_emails AS SELECT id, email AS contact FROM customers;
+GRANT SELECT, UPDATE ON customers, tickets, customer_emails TO `+pgtest.TrustUser)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE customers, tickets, customer_emails IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"SELECT id, email FROM customers WHERE id <= 4",
+		"SELECT id, contact FROM customer_emails WHERE id <= 4",
+	} {
+		start := time.Now()
+		rows, err := tx.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := rows.Err(); err != nil || n != 4 {
+			t.Fatalf("%s: %d rows, %v", sql, n, err)
+		}
+		took := time.Since(start)
+		t.Logf("%s: %v", sql, took)
+		if took > 700*time.Millisecond {
+			t.Errorf("%s: took %v under the session's own locks, want well under a second", sql, took)
+		}
+		if got := ev.last(t).PIIValues["email"]; got != 4 {
+			t.Errorf("%s: %d emails counted, want 4", sql, got)
+		}
+	}
+}
