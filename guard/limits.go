@@ -12,8 +12,8 @@ import (
 )
 
 // A statement whose text is past sqltext's limits (MaxAnalyzedBytes,
-// MaxAnalyzedTokens) is not parsed: reading it would cost the client more
-// than running it. What the guard learns from the parse it then assumes,
+// MaxAnalyzedTokens, MaxAnalyzedRelations) is not analyzed: reading it
+// would cost the client more than running it. What the guard learns from the parse it then assumes,
 // on the side of caution, so that making a statement large is no way
 // around the policy:
 //   - kinds are every kind the text's words allow (a COPY ... TO PROGRAM
@@ -59,7 +59,8 @@ func (s *session) noteSkipped(sql string, info *sqltext.Info) {
 	l.mu.Unlock()
 	if due {
 		s.log.Warn("sql_analysis_skipped", "reason", info.Skipped, "sql_bytes", len(sql),
-			"max_bytes", sqltext.MaxAnalyzedBytes, "max_tokens", sqltext.MaxAnalyzedTokens, "statements", n,
+			"max_bytes", sqltext.MaxAnalyzedBytes, "max_tokens", sqltext.MaxAnalyzedTokens,
+			"max_relations", sqltext.MaxAnalyzedRelations, "statements", n,
 			"consequence", "kinds and tables assumed from the text's words; results scanned by the detectors")
 	}
 }

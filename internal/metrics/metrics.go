@@ -30,7 +30,7 @@ type Metrics struct {
 	DescribeTime    prometheus.Histogram // inspection: classifying a result's columns
 	AuditAppendTime prometheus.Histogram
 	AuditFailures   prometheus.Counter
-	AnalysisSkipped *prometheus.CounterVec // reason: size, tokens
+	AnalysisSkipped *prometheus.CounterVec // reason: size, tokens, relations
 }
 
 // New returns registered collectors, with Go runtime and process metrics.
@@ -71,7 +71,7 @@ func New() *Metrics {
 		AuditFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgwarden_audit_failures_total",
 			Help: "Audit events that could not be written."}),
 		AnalysisSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgwarden_analysis_skipped_total",
-			Help: "Statements whose text was too large to parse (by reason: size, tokens), decided from their words."}, []string{"reason"}),
+			Help: "Statements whose text was too large to analyze (by reason: size, tokens, relations), decided from their words."}, []string{"reason"}),
 	}
 	r.MustRegister(m.Connections, m.Failed, m.UpstreamErrors, m.SessionsStarted, m.SessionsRefused, m.SessionsOpen, m.Statements, m.StatementErrors,
 		m.Rows, m.Bytes, m.PIIValues, m.Decisions, m.StatementTime, m.DescribeTime, m.AuditAppendTime, m.AuditFailures, m.AnalysisSkipped,

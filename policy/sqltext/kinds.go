@@ -75,7 +75,7 @@ func classify(tree *pg_query.ParseResult) (kinds []string, rels []Relation) {
 				add(KindOther)
 			}
 		}
-		scanCalls(n.ProtoReflect(), add, &rels, nil)
+		scanCalls(n.ProtoReflect(), add, &relSet{list: &rels}, nil)
 	}
 	return kinds, rels
 }
@@ -95,7 +95,7 @@ func isDDL(n *pg_query.Node) bool {
 // scanCalls walks a statement for the functions that send data off the
 // server (lo_export, dblink*) and the relations it names. ctes holds the
 // CTE names in scope, which are not relations.
-func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes []string) {
+func scanCalls(m protoreflect.Message, add func(string), rels *relSet, ctes []string) {
 	if !m.IsValid() {
 		return
 	}
@@ -119,16 +119,46 @@ func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes 
 		}
 	case *pg_query.RangeVar:
 		if v.GetSchemaname() != "" || !slices.Contains(ctes, v.GetRelname()) {
-			r := Relation{Schema: v.GetSchemaname(), Table: v.GetRelname()}
-			if !slices.Contains(*rels, r) {
-				*rels = append(*rels, r)
-			}
+			rels.add(Relation{Schema: v.GetSchemaname(), Table: v.GetRelname()})
 		}
 		return
 	}
-	// In field order, not Range's (undefined, and not always the same):
-	// relations are listed as the text names them.
-	fields := m.Descriptor().Fields()
+	children(m, func(c protoreflect.Message) bool {
+		scanCalls(c, add, rels, ctes)
+		return true
+	})
+}
+
+// relSet lists relations each once, in the order first seen.
+type relSet struct {
+	list *[]Relation
+	seen map[Relation]struct{}
+}
+
+func (s *relSet) add(r Relation) {
+	if s.seen == nil {
+		s.seen = make(map[Relation]struct{})
+	}
+	if _, ok := s.seen[r]; !ok {
+		s.seen[r] = struct{}{}
+		*s.list = append(*s.list, r)
+	}
+}
+
+// children calls f with each message m holds, in field order (Range's
+// order is undefined, and not always the same: relations are listed as
+// the text names them), until f returns false; it returns false then.
+func children(m protoreflect.Message, f func(protoreflect.Message) bool) bool {
+	d := m.Descriptor()
+	if oo := d.Oneofs(); oo.Len() == 1 && oo.Get(0).Fields().Len() == d.Fields().Len() {
+		// A Node: one of its hundreds of fields is set.
+		fd := m.WhichOneof(oo.Get(0))
+		if fd == nil || fd.Kind() != protoreflect.MessageKind {
+			return true
+		}
+		return f(m.Get(fd).Message())
+	}
+	fields := d.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
 		if fd.Kind() != protoreflect.MessageKind || !m.Has(fd) {
@@ -136,13 +166,16 @@ func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes 
 		}
 		if fd.IsList() {
 			list := m.Get(fd).List()
-			for i := 0; i < list.Len(); i++ {
-				scanCalls(list.Get(i).Message(), add, rels, ctes)
+			for j := 0; j < list.Len(); j++ {
+				if !f(list.Get(j).Message()) {
+					return false
+				}
 			}
-			continue
+		} else if !f(m.Get(fd).Message()) {
+			return false
 		}
-		scanCalls(m.Get(fd).Message(), add, rels, ctes)
 	}
+	return true
 }
 
 // EstimableQuery returns the query whose row count a planner estimate
@@ -208,24 +241,7 @@ func withinPlanBudget(tree *pg_query.ParseResult) bool {
 		if rels > MaxPlannedRelations || queries > MaxPlannedQueries {
 			return false
 		}
-		fields := m.Descriptor().Fields()
-		for i := 0; i < fields.Len(); i++ {
-			fd := fields.Get(i)
-			if fd.Kind() != protoreflect.MessageKind || !m.Has(fd) {
-				continue
-			}
-			if fd.IsList() {
-				list := m.Get(fd).List()
-				for j := 0; j < list.Len(); j++ {
-					if !walk(list.Get(j).Message()) {
-						return false
-					}
-				}
-			} else if !walk(m.Get(fd).Message()) {
-				return false
-			}
-		}
-		return true
+		return children(m, walk)
 	}
 	return walk(tree.ProtoReflect())
 }

@@ -15,14 +15,18 @@ const (
 	// a text parsed: far above hand-written SQL, about 10,000 values in
 	// an IN list.
 	MaxAnalyzedTokens = 20000
+	// MaxAnalyzedRelations is the most distinct relations a text parsed
+	// names: each is a catalog lookup the first time it is seen.
+	MaxAnalyzedRelations = 200
 	// maxWords bounds the distinct words kept of a skipped text.
 	maxWords = 4096
 )
 
 // Reasons a text is not analyzed, as Info.Skipped gives them.
 const (
-	SkippedSize   = "size"
-	SkippedTokens = "tokens"
+	SkippedSize      = "size"
+	SkippedTokens    = "tokens"
+	SkippedRelations = "relations"
 )
 
 // overLimits returns why sql is not to be parsed, or "".

@@ -81,6 +81,15 @@ func TestLimits(t *testing.T) {
 		t.Errorf("a text of %d bytes: skipped %q, want %q", MaxAnalyzedBytes+8, info.Skipped, SkippedSize)
 	}
 
+	var union strings.Builder
+	union.WriteString("SELECT email FROM t0")
+	for i := 1; i <= MaxAnalyzedRelations; i++ {
+		union.WriteString(" UNION SELECT email FROM t" + strconv.Itoa(i))
+	}
+	if info := a.Analyze(union.String()); info.Skipped != SkippedRelations || !slices.Contains(info.Kinds, KindSelect) {
+		t.Errorf("%d relations: skipped %q, kinds %q; want skipped for relations", MaxAnalyzedRelations+1, info.Skipped, info.Kinds)
+	}
+
 	hidden := []struct {
 		name, sql string
 		kind      string
@@ -128,5 +137,35 @@ func TestSkimWords(t *testing.T) {
 	}
 	if kinds, words, any := skim(b.String()); !any || words != nil || !slices.Equal(kinds, []string{KindOther}) {
 		t.Errorf("more than %d words: %d words, any %v, kinds %q; want none, any, other", maxWords, len(words), any, kinds)
+	}
+}
+
+// BenchmarkAnalyzeWorstShapes reads statements just under the token limit
+// in the shapes that used to cost the most: many relations (a walk of
+// every field of every node, a quadratic search for duplicates) and long
+// set operations (merged pairwise, copying the left side at every level).
+func BenchmarkAnalyzeWorstShapes(b *testing.B) {
+	var joins, unions strings.Builder
+	joins.WriteString("SELECT t0.email FROM t0")
+	unions.WriteString("SELECT email FROM t0")
+	for i := 1; i < 1800; i++ {
+		joins.WriteString(" JOIN t" + strconv.Itoa(i) + " ON t" + strconv.Itoa(i) + ".id = t" + strconv.Itoa(i-1) + ".id")
+	}
+	for i := 1; i < 4000; i++ {
+		unions.WriteString(" UNION SELECT email FROM t" + strconv.Itoa(i%150))
+	}
+	nested := "SELECT 1 AS x"
+	for i := 0; i < 1000; i++ {
+		nested = "SELECT x FROM (" + nested + ") s" + strconv.Itoa(i)
+	}
+	for _, bm := range []struct{ name, sql string }{
+		{"chained CTEs", chainedCTEs(2100)}, {"joins", joins.String()}, {"unions", unions.String()}, {"nested", nested},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				analyze(bm.sql)
+				lineageOf(bm.sql)
+			}
+		})
 	}
 }

@@ -40,8 +40,9 @@ type Info struct {
 	// EstimableParams is set when Estimable holds parameters: it can be
 	// planned only with an Execute's values.
 	EstimableParams bool
-	// Skipped is why the text was not parsed (SkippedSize, SkippedTokens:
-	// past MaxAnalyzedBytes or MaxAnalyzedTokens), "" when it was. Kinds
+	// Skipped is why the text was not analyzed (SkippedSize,
+	// SkippedTokens, SkippedRelations: past MaxAnalyzedBytes,
+	// MaxAnalyzedTokens or MaxAnalyzedRelations), "" when it was. Kinds
 	// then lists every kind the text's words allow, Words holds those
 	// words, and the other fields are empty.
 	Skipped string
@@ -102,11 +103,10 @@ func (a *Analyzer) Analyze(sql string) *Info {
 }
 
 func analyze(sql string) *Info {
-	info := &Info{}
-	if info.Skipped = overLimits(sql); info.Skipped != "" {
-		info.Kinds, info.Words, info.AnyWord = skim(sql)
-		return info
+	if why := overLimits(sql); why != "" {
+		return skimmed(sql, why)
 	}
+	info := &Info{}
 	fp, err := pg_query.Fingerprint(sql)
 	if err != nil {
 		return info
@@ -118,6 +118,9 @@ func analyze(sql string) *Info {
 	info.Fingerprint, info.Normalized = fp, norm
 	if tree, err := pg_query.Parse(sql); err == nil {
 		info.Kinds, info.Relations = classify(tree)
+		if len(info.Relations) > MaxAnalyzedRelations {
+			return skimmed(sql, SkippedRelations)
+		}
 		info.Estimable, info.EstimableParams, _ = estimableOf(tree, sql)
 		if mayNameCursor(sql) {
 			info.Cursor, info.CursorOp = cursorOf(tree)
@@ -126,6 +129,13 @@ func analyze(sql string) *Info {
 			info.SearchPath = searchPathChange(tree)
 		}
 	}
+	return info
+}
+
+// skimmed is the Info of a text not analyzed, for the reason why.
+func skimmed(sql, why string) *Info {
+	info := &Info{Skipped: why}
+	info.Kinds, info.Words, info.AnyWord = skim(sql)
 	return info
 }
 
