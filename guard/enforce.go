@@ -241,6 +241,7 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement, ss *stmtState)
 		}
 	default:
 		info := s.g.cfg.SQL.Analyze(ss.text(st))
+		pc.TablesUnknown = info.Skipped != ""
 		for _, k := range info.Kinds {
 			pc.Kinds = append(pc.Kinds, policy.StatementKind(k))
 		}
@@ -316,6 +317,11 @@ func (s *session) qualify(rel sqltext.Relation) string {
 func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 	c := s.g.cur.Load()
 	ss := s.identify(c, st)
+	if sql := ss.text(st); sql != "" && st.Kind != proxy.FunctionCall {
+		if info := s.g.cfg.SQL.Analyze(sql); info.Skipped != "" {
+			s.noteSkipped(sql, info)
+		}
+	}
 	if q := s.g.cfg.Quarantine; q != nil && ss.who != &s.def {
 		// The session's own employee was checked when it began.
 		if e, ok := q.Get(ss.who.employee); ok {
@@ -405,6 +411,9 @@ func describeContext(r *policy.Rule, pc *policy.Context, ss *stmtState) string {
 		kinds = append(kinds, string(k))
 	}
 	d := " (statement: " + strings.Join(kinds, ", ")
+	if pc.TablesUnknown {
+		d += ", assumed from its words: too large to analyze"
+	}
 	if u := pc.Service; u.Account != "" {
 		d += "; service account " + u.Account + ": "
 		if u.Tagged {

@@ -153,6 +153,8 @@ type Guard struct {
 	// replaced by SetPolicyAndKeys.
 	keysMu sync.Mutex
 	keys   map[string][]byte
+	// skips rate-limits the log lines about statements not analyzed.
+	skips skipLog
 }
 
 // compiled is a policy with its detectors built.
@@ -973,7 +975,11 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 // was asked, not the values typed into it).
 func (s *session) sqlFields(sql string, data map[string]any) *sqltext.Info {
 	info := s.g.cfg.SQL.Analyze(sql)
-	if info.Fingerprint != "" {
+	if info.Skipped != "" {
+		data["sql_unanalyzed"], data["sql_bytes"] = info.Skipped, len(sql)
+	} else if info.Fingerprint != "" {
+		// Literals are redacted: the trail says what was asked, not the
+		// values typed into it.
 		data["fingerprint"], data["sql"] = info.Fingerprint, info.Normalized
 	} else {
 		data["sql_unparsed"] = true

@@ -748,3 +748,33 @@ func TestTaggedKillBlocksOnly(t *testing.T) {
 		t.Errorf("bob after carol's quarantine: %v", err)
 	}
 }
+
+// TestSetApplicationNameInLargeStatement: a statement too large to parse
+// that may set application_name is not parsed for it; the employee a tag
+// named before is forgotten after it, as RESET application_name would,
+// whatever it does: the statements that follow are the service account's.
+func TestSetApplicationNameInLargeStatement(t *testing.T) {
+	ev, conn := setup(t, withService(t, ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	app := connAs(t, ctx, conn, "crm-web")
+	if _, err := app.Exec(ctx, "SET application_name = '"+tag.ApplicationName(svcKey, "bob", app.PgConn().PID(), time.Now())+"'"); err != nil {
+		t.Fatal(err)
+	}
+	// It may set application_name: the name is in it (here in a comment).
+	large := "SELECT email FROM customers WHERE id IN (" + idList(30000) + ") /* application_name */"
+	for _, sql := range []string{"SELECT email FROM customers WHERE id = 1", large, "SELECT email FROM customers WHERE id = 1"} {
+		if _, err := countRows(ctx, app, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, e := range ev.take(t, audit.TypeStatement) {
+		if pv, ok := e.data["pii_values"].(map[string]any); ok && pv["email"] != nil {
+			got = append(got, e.employee)
+		}
+	}
+	if want := []string{"bob", "bob", pgtest.TrustUser}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("employees %v, want %v", got, want)
+	}
+}

@@ -24,6 +24,10 @@ func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription
 	if sql == "" {
 		return
 	}
+	if info := s.g.cfg.SQL.Analyze(sql); info.Skipped != "" {
+		s.deriveSkimmed(info, fields, plan)
+		return
+	}
 	var lin *sqltext.Lineage
 	for i, fd := range fields {
 		if fd.TableOID != 0 || plan[i].declared != "" {

@@ -110,8 +110,9 @@
 // match; "" is an empty application_name), estimated_rows (PostgreSQL's
 // planner expects the statement to return more rows than this: EXPLAIN,
 // planned as the employee, for a SELECT, a DECLARE of a cursor or a COPY TO
-// STDOUT without parameters; statements it cannot estimate do not match,
-// and are still subject to thresholds), sessions (the employee has more
+// STDOUT without parameters, and not for one costly to plan: more than 24
+// relations or 100 SELECTs, see sqltext.MaxPlannedRelations; statements
+// it cannot estimate do not match, and are still subject to thresholds), sessions (the employee has more
 // sessions open than this, across all clients: a leak split over parallel
 // sessions), service_account (see Service accounts). A rule with context
 // conditions only is a context rule, decided before the statement runs;

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -196,6 +197,42 @@ func (p *Policy) Name() string { return p.name }
 func (p *Policy) Classify(schema, table, column string) (Category, bool) {
 	v := p.lookup(colKey{schema, table, column})
 	return v.category, v.category != ""
+}
+
+// ColumnNamed returns the category of a column the policy declares under
+// this name, in any schema and table (exact entries first, then globs in
+// file order), for a caller that knows a column's name but not its table.
+// Exact names are compared without regard to case: the caller may have
+// read the name from SQL text, where unquoted names are folded.
+func (p *Policy) ColumnNamed(column string) (Category, bool) {
+	for k, c := range p.exact {
+		if strings.EqualFold(k.column, column) {
+			return c, true
+		}
+	}
+	for _, r := range p.globs {
+		if r.pattern.parts[2].match(column) {
+			return r.category, true
+		}
+	}
+	return "", false
+}
+
+// AnyColumnDeclared returns the category of a column the policy declares
+// (the first glob in file order, else the first exact entry by name), and
+// false when it declares none.
+func (p *Policy) AnyColumnDeclared() (Category, bool) {
+	if len(p.globs) > 0 {
+		return p.globs[0].category, true
+	}
+	var first *colKey
+	var cat Category
+	for k, c := range p.exact {
+		if first == nil || k.schema+"\x00"+k.table+"\x00"+k.column < first.schema+"\x00"+first.table+"\x00"+first.column {
+			first, cat = &k, c
+		}
+	}
+	return cat, first != nil
 }
 
 // Excluded reports whether the policy excludes a column from counting, so

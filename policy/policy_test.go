@@ -217,3 +217,45 @@ func TestClassifyCacheHitAllocs(t *testing.T) {
 		t.Errorf("cache hit allocates %v times, want 0", n)
 	}
 }
+
+func TestColumnNamed(t *testing.T) {
+	p := mustParse(t, `version: 1
+pii:
+  columns:
+    - match: crm.contact?.ssn
+      category: national_id
+    - match: public.customers.email
+      category: email
+    - match: crm.t.[abc]_id
+      category: custom:abc
+    - match: hr.*.*
+      category: custom:hr
+`)
+	for _, tc := range []struct {
+		column string
+		want   Category
+	}{
+		{"email", CategoryEmail},
+		{"EMAIL", CategoryEmail},
+		{"ssn", CategoryNationalID},
+		{"b_id", "custom:abc"},
+		{"anything", "custom:hr"},
+	} {
+		if got, ok := p.ColumnNamed(tc.column); !ok || got != tc.want {
+			t.Errorf("ColumnNamed(%q) = %q, %v; want %q", tc.column, got, ok, tc.want)
+		}
+	}
+	if got, ok := p.AnyColumnDeclared(); !ok || got != CategoryNationalID {
+		t.Errorf("AnyColumnDeclared() = %q, %v; want the first glob's category", got, ok)
+	}
+	p = mustParse(t, "version: 1\npii:\n  columns:\n    - match: public.t.email\n      category: email\n")
+	if got, ok := p.ColumnNamed("id"); ok {
+		t.Errorf("ColumnNamed(id) = %q, want none", got)
+	}
+	if got, ok := p.AnyColumnDeclared(); !ok || got != CategoryEmail {
+		t.Errorf("AnyColumnDeclared() = %q, %v; want email", got, ok)
+	}
+	if got, ok := Default().AnyColumnDeclared(); ok {
+		t.Errorf("the default policy: AnyColumnDeclared() = %q, want none", got)
+	}
+}

@@ -537,6 +537,7 @@ func TestApplies(t *testing.T) {
 		{"table dotted schema is exact", "tables", func(c *Context) { c.Tables = []string{"sales.eu.leads"} }, false},
 		{"table no match", "tables", func(c *Context) { c.Tables = []string{"public.customers_old", "crmx.t"} }, false},
 		{"table none", "tables", func(c *Context) { c.Tables = nil }, false},
+		{"tables unknown", "tables", func(c *Context) { c.Tables, c.TablesUnknown = []string{"public.orders"}, true }, true},
 		{"kind", "kinds", nil, true},
 		{"kind expanded", "kinds", func(c *Context) { c.Kinds = []StatementKind{KindDDL, KindDblink} }, true},
 		{"kind no match", "kinds", func(c *Context) { c.Kinds = []StatementKind{KindCopyToStdout} }, false},

@@ -32,6 +32,7 @@ type Metrics struct {
 	DescribeTime    prometheus.Histogram // inspection: classifying a result's columns
 	AuditAppendTime prometheus.Histogram
 	AuditFailures   prometheus.Counter
+	AnalysisSkipped *prometheus.CounterVec // reason: size, tokens, relations
 }
 
 // New returns registered collectors, with Go runtime and process metrics.
@@ -71,9 +72,11 @@ func New() *Metrics {
 			Help: "Time to append an event to the audit trail (fsync included).", Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10)}),
 		AuditFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgwarden_audit_failures_total",
 			Help: "Audit events that could not be written."}),
+		AnalysisSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgwarden_analysis_skipped_total",
+			Help: "Statements whose text was too large to analyze (by reason: size, tokens, relations), decided from their words."}, []string{"reason"}),
 	}
 	r.MustRegister(m.Connections, m.Failed, m.UpstreamErrors, m.SessionsStarted, m.SessionsRefused, m.SessionsOpen, m.Statements, m.StatementErrors,
-		m.Rows, m.Bytes, m.PIIValues, m.Decisions, m.StatementTime, m.DescribeTime, m.AuditAppendTime, m.AuditFailures,
+		m.Rows, m.Bytes, m.PIIValues, m.Decisions, m.StatementTime, m.DescribeTime, m.AuditAppendTime, m.AuditFailures, m.AnalysisSkipped,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgwarden_internal_errors_total",
 			Help: "Panics recovered: each ended one session, or restarted one background job."}, func() float64 { return float64(crash.Total()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -75,7 +75,7 @@ func classify(tree *pg_query.ParseResult) (kinds []string, rels []Relation) {
 				add(KindOther)
 			}
 		}
-		scanCalls(n.ProtoReflect(), add, &rels, nil)
+		scanCalls(n.ProtoReflect(), add, &relSet{list: &rels}, nil)
 	}
 	return kinds, rels
 }
@@ -95,7 +95,7 @@ func isDDL(n *pg_query.Node) bool {
 // scanCalls walks a statement for the functions that send data off the
 // server (lo_export, dblink*) and the relations it names. ctes holds the
 // CTE names in scope, which are not relations.
-func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes []string) {
+func scanCalls(m protoreflect.Message, add func(string), rels *relSet, ctes []string) {
 	if !m.IsValid() {
 		return
 	}
@@ -119,41 +119,131 @@ func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes 
 		}
 	case *pg_query.RangeVar:
 		if v.GetSchemaname() != "" || !slices.Contains(ctes, v.GetRelname()) {
-			r := Relation{Schema: v.GetSchemaname(), Table: v.GetRelname()}
-			if !slices.Contains(*rels, r) {
-				*rels = append(*rels, r)
-			}
+			rels.add(Relation{Schema: v.GetSchemaname(), Table: v.GetRelname()})
 		}
 		return
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
-		switch {
-		case fd.IsList():
-			if fd.Kind() == protoreflect.MessageKind {
-				list := val.List()
-				for i := 0; i < list.Len(); i++ {
-					scanCalls(list.Get(i).Message(), add, rels, ctes)
-				}
-			}
-		case fd.Kind() == protoreflect.MessageKind:
-			scanCalls(val.Message(), add, rels, ctes)
-		}
+	children(m, func(c protoreflect.Message) bool {
+		scanCalls(c, add, rels, ctes)
 		return true
 	})
 }
 
+// relSet lists relations each once, in the order first seen.
+type relSet struct {
+	list *[]Relation
+	seen map[Relation]struct{}
+}
+
+func (s *relSet) add(r Relation) {
+	if s.seen == nil {
+		s.seen = make(map[Relation]struct{})
+	}
+	if _, ok := s.seen[r]; !ok {
+		s.seen[r] = struct{}{}
+		*s.list = append(*s.list, r)
+	}
+}
+
+// children calls f with each message m holds, in field order (Range's
+// order is undefined, and not always the same: relations are listed as
+// the text names them), until f returns false; it returns false then.
+func children(m protoreflect.Message, f func(protoreflect.Message) bool) bool {
+	d := m.Descriptor()
+	if oo := d.Oneofs(); oo.Len() == 1 && oo.Get(0).Fields().Len() == d.Fields().Len() {
+		// A Node: one of its hundreds of fields is set.
+		fd := m.WhichOneof(oo.Get(0))
+		if fd == nil || fd.Kind() != protoreflect.MessageKind {
+			return true
+		}
+		return f(m.Get(fd).Message())
+	}
+	fields := d.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if fd.Kind() != protoreflect.MessageKind || !m.Has(fd) {
+			continue
+		}
+		if fd.IsList() {
+			list := m.Get(fd).List()
+			for j := 0; j < list.Len(); j++ {
+				if !f(list.Get(j).Message()) {
+					return false
+				}
+			}
+		} else if !f(m.Get(fd).Message()) {
+			return false
+		}
+	}
+	return true
+}
+
 // EstimableQuery returns the query whose row count a planner estimate
 // tells, for a text that is one SELECT, a DECLARE of a cursor, or a COPY
-// TO STDOUT of a query or a table; ok is false for anything else. params
-// is set when the query holds parameters ($1): it can be planned only
-// with the values an Execute binds.
+// TO STDOUT of a query or a table; ok is false for anything else, and for
+// a query past the planning budget (MaxPlannedRelations, MaxPlannedQueries).
+// params is set when the query holds parameters ($1): it can be planned
+// only with the values an Execute binds.
 func EstimableQuery(sql string) (query string, params, ok bool) {
+	if overLimits(sql) != "" {
+		return "", false, false
+	}
 	tree, err := pg_query.Parse(sql)
-	if err != nil || len(tree.GetStmts()) != 1 {
+	if err != nil {
+		return "", false, false
+	}
+	return estimableOf(tree, sql)
+}
+
+func estimableOf(tree *pg_query.ParseResult, sql string) (query string, params, ok bool) {
+	if len(tree.GetStmts()) != 1 {
 		return "", false, false
 	}
 	query, ok = estimable(tree, sql)
-	return query, ok && hasParam(tree), ok
+	if !ok || !withinPlanBudget(tree) {
+		return "", false, false
+	}
+	return query, hasParam(tree), true
+}
+
+// The planning budget of a query pgwarden asks the planner about. Planning
+// time grows steeply with the relations joined (30 joined tables can take
+// a second) and with CTEs and subqueries (600 chained CTEs take 15
+// seconds, 3,000 a quarter of an hour), and PostgreSQL does not look for
+// a cancel or a statement_timeout inside those loops: an EXPLAIN past its
+// deadline cannot be stopped, and would go on, on pgwarden's connection,
+// after the client has had its answer. Queries past the budget are not
+// estimated. (A view is counted as one relation: what it joins is the
+// deadline's to bound.)
+const (
+	// MaxPlannedRelations bounds the tables, views, CTE references and
+	// functions in FROM clauses.
+	MaxPlannedRelations = 24
+	// MaxPlannedQueries bounds the SELECTs: CTEs, subqueries, branches of
+	// set operations, the query itself.
+	MaxPlannedQueries = 100
+)
+
+// withinPlanBudget counts a parsed text's relations and queries.
+func withinPlanBudget(tree *pg_query.ParseResult) bool {
+	var rels, queries int
+	var walk func(m protoreflect.Message) bool
+	walk = func(m protoreflect.Message) bool {
+		if !m.IsValid() {
+			return true
+		}
+		switch m.Interface().(type) {
+		case *pg_query.RangeVar, *pg_query.RangeFunction:
+			rels++
+		case *pg_query.SelectStmt:
+			queries++
+		}
+		if rels > MaxPlannedRelations || queries > MaxPlannedQueries {
+			return false
+		}
+		return children(m, walk)
+	}
+	return walk(tree.ProtoReflect())
 }
 
 func estimable(tree *pg_query.ParseResult, sql string) (query string, ok bool) {

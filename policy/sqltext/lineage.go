@@ -51,19 +51,25 @@ var concealing = map[string]bool{
 
 // Lineage returns the lineage of sql when it is a single SELECT whose
 // output columns can be listed from the text (no *, except over a single
-// function), else nil. Cached.
+// function), else nil: nil too for a text past the limits (MaxAnalyzedBytes,
+// MaxAnalyzedTokens). Cached.
 func (a *Analyzer) Lineage(sql string) *Lineage {
-	if l, ok := a.lineage.Get(sql); ok {
+	c := a.lineage
+	if len(sql) > maxCachedText {
+		c = a.bigLineage
+	}
+	if l, ok := c.Get(sql); ok {
 		return l
 	}
 	l := lineageOf(sql)
-	if len(sql) <= maxCachedText {
-		a.lineage.Add(sql, l)
-	}
+	c.Add(sql, l)
 	return l
 }
 
 func lineageOf(sql string) *Lineage {
+	if overLimits(sql) != "" {
+		return nil
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil || len(tree.GetStmts()) != 1 {
 		return nil
@@ -75,20 +81,26 @@ func lineageOf(sql string) *Lineage {
 // body: the body's last statement when it is a SELECT (what the function
 // returns), or the expression of a RETURN. body is pg_proc.prosrc, or for a
 // function written with a SQL-standard body, what pg_get_function_sqlbody
-// returns (BEGIN ATOMIC ... END, or RETURN expr). Cached.
+// returns (BEGIN ATOMIC ... END, or RETURN expr); nil past the limits.
+// Cached.
 func (a *Analyzer) FunctionLineage(body string) *Lineage {
 	key := "\x00fn\x00" + body
-	if l, ok := a.lineage.Get(key); ok {
+	c := a.lineage
+	if len(key) > maxCachedText {
+		c = a.bigLineage
+	}
+	if l, ok := c.Get(key); ok {
 		return l
 	}
 	l := functionLineage(body)
-	if len(body) <= maxCachedText {
-		a.lineage.Add(key, l)
-	}
+	c.Add(key, l)
 	return l
 }
 
 func functionLineage(body string) *Lineage {
+	if overLimits(body) != "" {
+		return nil
+	}
 	trimmed := strings.ToUpper(strings.TrimSpace(body))
 	if strings.HasPrefix(trimmed, "BEGIN") || strings.HasPrefix(trimmed, "RETURN") {
 		// A SQL-standard body: parse it as the body of a function.
@@ -167,17 +179,8 @@ func selectLineage(sel *pg_query.SelectStmt, scope map[string]*derived) *Lineage
 		}
 		scope = inner
 	}
-	if sel.GetOp() != pg_query.SetOperation_SET_OPERATION_UNDEFINED && sel.GetOp() != pg_query.SetOperation_SETOP_NONE {
-		left, right := selectLineage(sel.GetLarg(), scope), selectLineage(sel.GetRarg(), scope)
-		if left == nil || right == nil || left.Star || right.Star || len(left.Targets) != len(right.Targets) {
-			return nil
-		}
-		l := &Lineage{From: append(append([]Relation(nil), left.From...), right.From...)}
-		for i := range left.Targets {
-			refs := append(append([]ColumnRef(nil), left.Targets[i].Refs...), right.Targets[i].Refs...)
-			l.Targets = append(l.Targets, Target{Refs: refs})
-		}
-		return l
+	if isSetOp(sel) {
+		return setLineage(sel, scope)
 	}
 	if len(sel.GetTargetList()) == 0 {
 		return nil
@@ -218,6 +221,60 @@ func selectLineage(sel *pg_query.SelectStmt, scope map[string]*derived) *Lineage
 			}
 		}
 		l.Targets = append(l.Targets, t)
+	}
+	return l
+}
+
+func isSetOp(sel *pg_query.SelectStmt) bool {
+	return sel.GetOp() != pg_query.SetOperation_SET_OPERATION_UNDEFINED && sel.GetOp() != pg_query.SetOperation_SETOP_NONE
+}
+
+// setLineage merges the branches of a set operation column by column,
+// each relation and reference once. The branches of nested set operations
+// (a UNION b UNION c parses as (a UNION b) UNION c) are merged in one
+// pass: merging pairwise would copy what the left side holds at every
+// level.
+func setLineage(sel *pg_query.SelectStmt, scope map[string]*derived) *Lineage {
+	var branches []*pg_query.SelectStmt
+	stack := []*pg_query.SelectStmt{sel}
+	for len(stack) > 0 {
+		b := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if isSetOp(b) && (b == sel || b.GetWithClause() == nil) {
+			stack = append(stack, b.GetRarg(), b.GetLarg())
+			continue
+		}
+		branches = append(branches, b)
+	}
+	var l *Lineage
+	from := make(map[Relation]bool)
+	var refs []map[ColumnRef]bool
+	for _, b := range branches {
+		bl := selectLineage(b, scope)
+		if bl == nil || bl.Star || l != nil && len(bl.Targets) != len(l.Targets) {
+			return nil
+		}
+		if l == nil {
+			l = &Lineage{Targets: make([]Target, len(bl.Targets))}
+			refs = make([]map[ColumnRef]bool, len(bl.Targets))
+			for i := range refs {
+				refs[i] = make(map[ColumnRef]bool)
+			}
+		}
+		for _, r := range bl.From {
+			if !from[r] {
+				from[r] = true
+				l.From = append(l.From, r)
+			}
+		}
+		for i, t := range bl.Targets {
+			for _, r := range t.Refs {
+				if !refs[i][r] {
+					refs[i][r] = true
+					l.Targets[i].Refs = append(l.Targets[i].Refs, r)
+				}
+			}
+		}
 	}
 	return l
 }

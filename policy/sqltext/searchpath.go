@@ -22,12 +22,8 @@ type PathChange struct {
 	Unknown bool
 }
 
-// searchPathChange returns the last search_path change in sql, or nil.
-func searchPathChange(sql string) *PathChange {
-	tree, err := pg_query.Parse(sql)
-	if err != nil {
-		return nil
-	}
+// searchPathChange returns the last search_path change of a text, or nil.
+func searchPathChange(tree *pg_query.ParseResult) *PathChange {
 	var last *PathChange
 	for _, raw := range tree.GetStmts() {
 		n := raw.GetStmt()

@@ -40,16 +40,35 @@ type Info struct {
 	// EstimableParams is set when Estimable holds parameters: it can be
 	// planned only with an Execute's values.
 	EstimableParams bool
+	// Skipped is why the text was not analyzed (SkippedSize,
+	// SkippedTokens, SkippedRelations: past MaxAnalyzedBytes,
+	// MaxAnalyzedTokens or MaxAnalyzedRelations), "" when it was. Kinds
+	// then lists every kind the text's words allow, Words holds those
+	// words, and the other fields are empty.
+	Skipped string
+	// Words are the distinct words of a skipped text that may be names,
+	// lower-cased, and AnyWord is set when they do not tell (see skim):
+	// any name may be in the text.
+	Words   []string
+	AnyWord bool
 }
 
 // Analyzer caches Info by statement text. Safe for concurrent use.
 type Analyzer struct {
 	cache   *lru.Cache[string, *Info]
 	lineage *lru.Cache[string, *Lineage]
+	// bigInfo and bigLineage hold the few latest texts longer than
+	// maxCachedText: a statement is read several times as it runs.
+	bigInfo    *lru.Cache[string, *Info]
+	bigLineage *lru.Cache[string, *Lineage]
 }
 
-// maxCachedText bounds the texts kept as cache keys.
-const maxCachedText = 16 << 10
+// maxCachedText bounds the texts kept as keys of the main caches;
+// bigCacheSize is how many longer ones are kept.
+const (
+	maxCachedText = 16 << 10
+	bigCacheSize  = 8
+)
 
 // New returns an Analyzer caching up to size texts (default 4096).
 func New(size int) *Analyzer {
@@ -64,22 +83,29 @@ func New(size int) *Analyzer {
 	if err != nil {
 		panic(err)
 	}
-	return &Analyzer{cache: c, lineage: l}
+	bi, _ := lru.New[string, *Info](bigCacheSize)
+	bl, _ := lru.New[string, *Lineage](bigCacheSize)
+	return &Analyzer{cache: c, lineage: l, bigInfo: bi, bigLineage: bl}
 }
 
 // Analyze returns what sql says. The result is shared: do not modify it.
 func (a *Analyzer) Analyze(sql string) *Info {
-	if info, ok := a.cache.Get(sql); ok {
+	c := a.cache
+	if len(sql) > maxCachedText {
+		c = a.bigInfo
+	}
+	if info, ok := c.Get(sql); ok {
 		return info
 	}
 	info := analyze(sql)
-	if len(sql) <= maxCachedText {
-		a.cache.Add(sql, info)
-	}
+	c.Add(sql, info)
 	return info
 }
 
 func analyze(sql string) *Info {
+	if why := overLimits(sql); why != "" {
+		return skimmed(sql, why)
+	}
 	info := &Info{}
 	fp, err := pg_query.Fingerprint(sql)
 	if err != nil {
@@ -92,14 +118,24 @@ func analyze(sql string) *Info {
 	info.Fingerprint, info.Normalized = fp, norm
 	if tree, err := pg_query.Parse(sql); err == nil {
 		info.Kinds, info.Relations = classify(tree)
-		info.Estimable, info.EstimableParams, _ = EstimableQuery(sql)
+		if len(info.Relations) > MaxAnalyzedRelations {
+			return skimmed(sql, SkippedRelations)
+		}
+		info.Estimable, info.EstimableParams, _ = estimableOf(tree, sql)
+		if mayNameCursor(sql) {
+			info.Cursor, info.CursorOp = cursorOf(tree)
+		}
+		if strings.Contains(strings.ToLower(sql), "search_path") {
+			info.SearchPath = searchPathChange(tree)
+		}
 	}
-	if mayNameCursor(sql) {
-		info.Cursor, info.CursorOp = cursorOf(sql)
-	}
-	if strings.Contains(strings.ToLower(sql), "search_path") {
-		info.SearchPath = searchPathChange(sql)
-	}
+	return info
+}
+
+// skimmed is the Info of a text not analyzed, for the reason why.
+func skimmed(sql, why string) *Info {
+	info := &Info{Skipped: why}
+	info.Kinds, info.Words, info.AnyWord = skim(sql)
 	return info
 }
 
@@ -111,12 +147,8 @@ func mayNameCursor(sql string) bool {
 		strings.Contains(u, "DECLARE") || strings.Contains(u, "CLOSE")
 }
 
-// cursorOf parses sql and returns the cursor its first cursor command names.
-func cursorOf(sql string) (name, op string) {
-	tree, err := pg_query.Parse(sql)
-	if err != nil {
-		return "", ""
-	}
+// cursorOf returns the cursor the first cursor command of a text names.
+func cursorOf(tree *pg_query.ParseResult) (name, op string) {
 	for _, raw := range tree.GetStmts() {
 		n := raw.GetStmt()
 		switch {

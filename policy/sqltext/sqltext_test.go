@@ -1,6 +1,7 @@
 package sqltext
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -72,6 +73,9 @@ func TestLineage(t *testing.T) {
 		{"SELECT a.full_name || ' ' || b.email FROM customers a JOIN customers b ON a.id = b.id", "a.full_name,b.email"},
 		{"SELECT md5(email) FROM customers UNION ALL SELECT 'x' FROM generate_series(1, 3)", "md5(),email"},
 		{"SELECT id, 'x' FROM t UNION SELECT 1, reverse(email) FROM customers", "id | reverse(),email"},
+		{"SELECT id, 'x' FROM t UNION SELECT 1, reverse(email) FROM customers EXCEPT SELECT id, full_name FROM t", "id | reverse(),email,full_name"},
+		{"SELECT email FROM a UNION (WITH w AS (SELECT md5(phone) AS p FROM b) SELECT p FROM w UNION SELECT email FROM c)", "email,md5(),phone"},
+		{"SELECT email, 1 FROM a UNION SELECT email FROM b", "nil"},
 		{"WITH x AS (SELECT md5(email) AS h, id FROM customers) SELECT h, id FROM x", "md5(),email | id"},
 		{"WITH x(a) AS (SELECT reverse(email) FROM customers) SELECT upper(x.a) FROM x", "upper(),reverse(),email"},
 		{"SELECT s.e FROM (SELECT encode(convert_to(email, 'UTF8'), 'base64') AS e FROM customers) s", "encode(),convert_to(),email"},
@@ -262,10 +266,46 @@ func TestEstimableQuery(t *testing.T) {
 		{"SELECT 1; SELECT 2", "", false},
 		{"SELECT email INTO t FROM customers", "", false},
 		{"UPDATE t SET a = 1", "", false},
+		{joined(MaxPlannedRelations), joined(MaxPlannedRelations), false},
+		{joined(MaxPlannedRelations + 1), "", false},
+		{chainedCTEs(MaxPlannedRelations), chainedCTEs(MaxPlannedRelations), false},
+		{chainedCTEs(3000), "", false},
+		{nestedQueries(MaxPlannedQueries - 1), nestedQueries(MaxPlannedQueries - 1), false},
+		{nestedQueries(MaxPlannedQueries), "", false},
 	} {
 		got, params, ok := EstimableQuery(tt.sql)
 		if got != tt.want || ok != (tt.want != "") || params != tt.params {
 			t.Errorf("EstimableQuery(%q) = %q, %v, %v; want %q, %v", tt.sql, got, params, ok, tt.want, tt.params)
 		}
 	}
+}
+
+// joined is a SELECT joining n tables.
+func joined(n int) string {
+	var b strings.Builder
+	b.WriteString("SELECT t0.email FROM t0")
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, " JOIN t%d ON t%d.id = t%d.id", i, i, i-1)
+	}
+	return b.String()
+}
+
+// nestedQueries is a SELECT from a subquery, n deep.
+func nestedQueries(n int) string {
+	q := "SELECT 1 AS x"
+	for i := 0; i < n; i++ {
+		q = fmt.Sprintf("SELECT x FROM (%s) s%d", q, i)
+	}
+	return q
+}
+
+// chainedCTEs is a SELECT over n CTEs, each reading the one before.
+func chainedCTEs(n int) string {
+	var b strings.Builder
+	b.WriteString("WITH c1 AS (SELECT 1 AS x)")
+	for i := 2; i <= n; i++ {
+		fmt.Fprintf(&b, ", c%d AS (SELECT x FROM c%d)", i, i-1)
+	}
+	fmt.Fprintf(&b, " SELECT x FROM c%d", n)
+	return b.String()
 }

@@ -5,19 +5,37 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Defaults for Config.
 const (
-	DefaultTTL  = 5 * time.Minute
-	DefaultSize = 10000
+	DefaultTTL         = 5 * time.Minute
+	DefaultSize        = 10000
+	DefaultLockTimeout = 100 * time.Millisecond
 )
+
+// lockedTTL is how long a lookup that failed on a lock is not tried again:
+// the statements of a transaction that holds the lock do not each wait for
+// it.
+const lockedTTL = 2 * time.Second
+
+// errLocked is returned, wrapped, for a lookup that failed on a lock
+// within lockedTTL.
+var errLocked = errors.New("locked (lock_timeout) a moment ago")
+
+// isLockTimeout reports whether err is PostgreSQL's lock_not_available.
+func isLockTimeout(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
+}
 
 // ErrNotFound reports a table OID that names no relation, or an attribute
 // number that names no live column of it.
@@ -68,6 +86,15 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives debug records of catalog reads. Default slog.Default().
 	Logger *slog.Logger
+	// LockTimeout bounds how long a lookup that locks the database's
+	// relations (a view's definition, a planner estimate, the
+	// explained_access query) waits for a lock. The statement a lookup is
+	// for may come from a session holding that very lock (LOCK TABLE in a
+	// transaction, or DDL not yet committed): the lookup would wait on the
+	// session, and the session on the lookup. Past it the lookup fails
+	// with SQLSTATE 55P03 and its caller does without. Default
+	// DefaultLockTimeout.
+	LockTimeout time.Duration
 }
 
 func (c *Config) validate() error {
@@ -79,6 +106,12 @@ func (c *Config) validate() error {
 	}
 	if c.Size < 0 {
 		return fmt.Errorf("catalog: negative Config.Size %d", c.Size)
+	}
+	if c.LockTimeout < 0 {
+		return fmt.Errorf("catalog: negative Config.LockTimeout %v", c.LockTimeout)
+	}
+	if c.LockTimeout == 0 {
+		c.LockTimeout = DefaultLockTimeout
 	}
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL
@@ -101,6 +134,7 @@ func (c *Config) validate() error {
 type Resolver struct {
 	pool      Querier
 	ttl       time.Duration
+	lockWait  time.Duration
 	now       func() time.Time
 	log       *slog.Logger
 	cache     *lru.Cache[uint32, entry]
@@ -160,6 +194,7 @@ func New(cfg Config) (*Resolver, error) {
 		estimates: estimates,
 		pool:      cfg.Pool,
 		ttl:       cfg.TTL,
+		lockWait:  cfg.LockTimeout,
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		cache:     cache,
@@ -168,10 +203,11 @@ func New(cfg Config) (*Resolver, error) {
 	}, nil
 }
 
-// viewDef is a cached view definition.
+// viewDef is a cached view definition, or a lookup that failed on a lock.
 type viewDef struct {
-	sql  string
-	read time.Time
+	sql    string
+	read   time.Time
+	locked bool
 }
 
 // ViewDefinition returns the SELECT that defines the view or materialized
@@ -179,29 +215,28 @@ type viewDef struct {
 // Invalidate. The text is what the classifier traces a view column through
 // to the base columns it exposes.
 func (r *Resolver) ViewDefinition(ctx context.Context, oid uint32) (string, error) {
-	if v, ok := r.views.Get(oid); ok && r.now().Sub(v.read) < r.ttl {
-		return v.sql, nil
-	}
-	rows, err := r.pool.Query(ctx, "SELECT pg_get_viewdef($1::oid)", oid)
-	if err != nil {
-		return "", fmt.Errorf("catalog: view definition of %d: %w", oid, err)
-	}
-	var def *string
-	for rows.Next() {
-		if err := rows.Scan(&def); err != nil {
-			rows.Close()
-			return "", fmt.Errorf("catalog: view definition of %d: %w", oid, err)
+	if v, ok := r.views.Get(oid); ok {
+		switch age := r.now().Sub(v.read); {
+		case v.locked && age < lockedTTL:
+			return "", fmt.Errorf("catalog: view definition of %d: %w", oid, errLocked)
+		case !v.locked && age < r.ttl:
+			return v.sql, nil
 		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	// pg_get_viewdef locks the view.
+	rows, err := r.lockBounded(ctx, "SELECT pg_get_viewdef($1::oid)", strconv.FormatUint(uint64(oid), 10))
+	if err != nil {
+		if isLockTimeout(err) {
+			r.views.Add(oid, viewDef{locked: true, read: r.now()})
+		}
 		return "", fmt.Errorf("catalog: view definition of %d: %w", oid, err)
 	}
-	if def == nil {
+	if len(rows) != 1 || rows[0][0] == nil {
 		return "", ErrNotFound
 	}
-	r.views.Add(oid, viewDef{sql: *def, read: r.now()})
-	return *def, nil
+	def := string(rows[0][0])
+	r.views.Add(oid, viewDef{sql: def, read: r.now()})
+	return def, nil
 }
 
 // Table returns the relation with the given OID, from the cache when it was

@@ -19,4 +19,12 @@
 // DDL pgwarden does not see (other proxies, direct connections, functions).
 // A field whose column the cached relation lacks makes the relation be read
 // again, so an added column is found at once.
+//
+// Catalog reads take no lock on the relations they describe, but a view's
+// definition, a planner estimate and the explained_access query do, and
+// the session whose statement they are for may hold that lock itself (LOCK
+// TABLE in its transaction): these run in a transaction with a short
+// lock_timeout (Config.LockTimeout), fail with SQLSTATE 55P03 rather than
+// wait on the session, and are not retried for a moment. The caller does
+// without: the detectors count the result.
 package catalog

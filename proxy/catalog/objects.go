@@ -215,7 +215,10 @@ var ErrNoEstimate = errors.New("catalog: no estimate")
 // Estimate asks the planner how many rows query returns (EXPLAIN, which
 // runs nothing but planning). It plans as role (SET LOCAL ROLE), so that
 // whatever planning evaluates runs with the employee's privileges, not
-// pgwarden's, along searchPath, within a short statement timeout. query
+// pgwarden's, along searchPath, within a short statement timeout and the
+// Resolver's lock timeout. A query whose planning outlasted ctx or the
+// statement timeout is not planned again for TTL (PostgreSQL may not heed
+// the cancel while it plans); one that met a lock, for a moment. query
 // must be a single SELECT; when it holds parameters, params are the values
 // an Execute binds, and the plan is the one those values get. The whole
 // exchange is one round trip. Answers are cached for TTL, keyed on a
@@ -225,8 +228,15 @@ func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []strin
 	if params != nil {
 		key += "\x00" + paramsDigest(params)
 	}
-	if e, ok := r.estimates.cache.Get(key); ok && r.now().Sub(e.read) < r.ttl {
-		return e.v, nil
+	if e, ok := r.estimates.cache.Get(key); ok {
+		switch age := r.now().Sub(e.read); {
+		case e.v == estimateLocked && age < lockedTTL:
+			return 0, fmt.Errorf("%w: %w", ErrNoEstimate, errLocked)
+		case e.v == estimateTimedOut && age < r.ttl:
+			return 0, fmt.Errorf("%w: planning timed out a moment ago", ErrNoEstimate)
+		case e.v >= 0 && age < r.ttl:
+			return e.v, nil
+		}
 	}
 	a, ok := r.pool.(acquirer)
 	if !ok {
@@ -247,8 +257,9 @@ func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []strin
 	var b pgconn.Batch
 	b.ExecParams("BEGIN", nil, nil, nil, nil)
 	b.ExecParams("SET LOCAL statement_timeout = 1000", nil, nil, nil, nil)
+	b.ExecParams(r.setLockTimeout(), nil, nil, nil, nil)
 	b.ExecParams("SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize(), nil, nil, nil, nil)
-	const roleStep = 2
+	const roleStep = 3
 	// Always set: an empty path (pg_dump's) is not the catalog role's default.
 	b.ExecParams("SELECT set_config('search_path', $1, true)", [][]byte{[]byte(strings.Join(path, ", "))}, nil, nil, nil)
 	if params != nil {
@@ -259,10 +270,14 @@ func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []strin
 	b.ExecParams("ROLLBACK", nil, nil, nil, nil)
 	results, err := pc.ExecBatch(ctx, &b).ReadAll()
 	if err != nil {
-		if pc.TxStatus() != 'I' {
-			// Left in a failed transaction block: end it, so the
-			// connection goes back to the pool clean.
-			pc.Exec(context.WithoutCancel(ctx), "ROLLBACK").ReadAll()
+		endFailed(pc)
+		switch {
+		case timedOut(err):
+			// Planning that outlasts the deadline may not heed the
+			// cancel: the same query is not planned again for a while.
+			r.estimates.cache.Add(key, namedEntry[int64]{v: estimateTimedOut, read: r.now()})
+		case isLockTimeout(err):
+			r.estimates.cache.Add(key, namedEntry[int64]{v: estimateLocked, read: r.now()})
 		}
 		if len(results) > roleStep && results[roleStep].Err != nil {
 			return 0, fmt.Errorf("catalog: estimate as %q: %w", role, err)
@@ -284,6 +299,20 @@ func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []strin
 	n := int64(out[0].Plan.Rows)
 	r.estimates.cache.Add(key, namedEntry[int64]{v: n, read: r.now()})
 	return n, nil
+}
+
+// Cached estimates that are failures.
+const (
+	estimateTimedOut = -1 // for TTL
+	estimateLocked   = -2 // for lockedTTL
+)
+
+// timedOut reports whether an estimate failed for its deadline or its
+// statement_timeout.
+func timedOut(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) ||
+		errors.As(err, &pgErr) && pgErr.Code == "57014"
 }
 
 // paramsDigest is a cache key for parameter values that does not keep them.
@@ -318,23 +347,100 @@ func paramsDigest(p *proxy.Params) string {
 // as $1 and returns the keys it lists, as text. The query is the DBA's,
 // run with pgwarden's catalog role; it must return one column.
 func (r *Resolver) ExplainedKeys(ctx context.Context, query, employee string) ([]string, error) {
-	rows, err := r.pool.Query(ctx, "SELECT k::text FROM ("+query+") AS explained(k)", employee)
+	rows, err := r.lockBounded(ctx, "SELECT k::text FROM ("+query+") AS explained(k)", employee)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: explained_access query: %w", err)
 	}
-	defer rows.Close()
 	var keys []string
-	for rows.Next() {
-		var k *string
-		if err := rows.Scan(&k); err != nil {
-			return nil, fmt.Errorf("catalog: explained_access query: %w", err)
+	for _, row := range rows {
+		if row[0] != nil {
+			keys = append(keys, string(row[0]))
 		}
-		if k != nil {
-			keys = append(keys, *k)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog: explained_access query: %w", err)
 	}
 	return keys, nil
+}
+
+// lockBounded runs query, which returns text columns, in a read-only
+// transaction whose lock_timeout is the Resolver's, in one round trip:
+// a lock held by a session of the proxy fails it at once (SQLSTATE 55P03)
+// instead of holding the lookup, and the session behind it. Values are
+// the parameters, in text format. Without a pool to take a connection
+// from, the query runs as it is.
+func (r *Resolver) lockBounded(ctx context.Context, query string, values ...string) ([][][]byte, error) {
+	a, ok := r.pool.(acquirer)
+	if !ok {
+		return r.plainQuery(ctx, query, values)
+	}
+	conn, err := a.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	pc := conn.Conn().PgConn()
+	params := make([][]byte, len(values))
+	for i, v := range values {
+		params[i] = []byte(v)
+	}
+	var b pgconn.Batch
+	b.ExecParams("BEGIN READ ONLY", nil, nil, nil, nil)
+	b.ExecParams(r.setLockTimeout(), nil, nil, nil, nil)
+	b.ExecParams(query, params, nil, nil, nil)
+	b.ExecParams("COMMIT", nil, nil, nil, nil)
+	results, err := pc.ExecBatch(ctx, &b).ReadAll()
+	if err != nil {
+		endFailed(pc)
+		return nil, err
+	}
+	if len(results) != 4 {
+		return nil, fmt.Errorf("catalog: %d results for 4 statements", len(results))
+	}
+	return results[2].Rows, nil
+}
+
+// plainQuery runs query on a Querier that is not a pool, with text
+// values and results (the simple protocol).
+func (r *Resolver) plainQuery(ctx context.Context, query string, values []string) ([][][]byte, error) {
+	args := make([]any, 0, len(values)+1)
+	args = append(args, pgx.QueryExecModeSimpleProtocol)
+	for _, v := range values {
+		args = append(args, v)
+	}
+	rows, err := r.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][][]byte
+	for rows.Next() {
+		raw := rows.RawValues()
+		row := make([][]byte, len(raw))
+		for i, v := range raw {
+			if v != nil {
+				row[i] = append([]byte{}, v...)
+			}
+		}
+		out = append(out, row)
+	}
+	return out, rows.Err()
+}
+
+// setLockTimeout is the SET LOCAL of the Resolver's lock_timeout.
+func (r *Resolver) setLockTimeout() string {
+	return fmt.Sprintf("SET LOCAL lock_timeout = %d", max(r.lockWait.Milliseconds(), 1))
+}
+
+// endFailed ends the transaction a failed pipeline left open, within a
+// second, so that the connection goes back to the pool clean; a
+// connection that cannot is closed (and the pool drops it). A connection
+// whose context expired is closed already: pgconn sent the server a
+// CancelRequest and a Terminate.
+func endFailed(pc *pgconn.PgConn) {
+	if pc.IsClosed() || pc.TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+		pc.Close(ctx)
+	}
 }
