@@ -24,10 +24,11 @@ const (
 	KindOther         = "other"
 )
 
-// classify returns the kinds of the statements in a parsed text, and the
+// classify returns the kinds of the statements in a parsed text, the
 // relations they name anywhere (FROM, JOIN, subqueries, INSERT and COPY
-// targets, CTEs excepted), each once.
-func classify(tree *pg_query.ParseResult) (kinds []string, rels []Relation) {
+// targets, CTEs excepted) and the functions they call (Func set), each
+// once.
+func classify(tree *pg_query.ParseResult) (kinds []string, rels, funcs []Relation) {
 	add := func(k string) {
 		if !slices.Contains(kinds, k) {
 			kinds = append(kinds, k)
@@ -75,9 +76,9 @@ func classify(tree *pg_query.ParseResult) (kinds []string, rels []Relation) {
 				add(KindOther)
 			}
 		}
-		scanCalls(n.ProtoReflect(), add, &rels, nil)
+		scanCalls(n.ProtoReflect(), add, &rels, &funcs, nil)
 	}
-	return kinds, rels
+	return kinds, rels, funcs
 }
 
 // isDDL reports whether a statement defines or changes schema objects or
@@ -93,14 +94,18 @@ func isDDL(n *pg_query.Node) bool {
 }
 
 // scanCalls walks a statement for the functions that send data off the
-// server (lo_export, dblink*) and the relations it names. ctes holds the
-// CTE names in scope, which are not relations.
-func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes []string) {
+// server (lo_export, dblink*), the relations it names and the functions it
+// calls. ctes holds the CTE names in scope, which are not relations.
+func scanCalls(m protoreflect.Message, add func(string), rels, funcs *[]Relation, ctes []string) {
 	if !m.IsValid() {
 		return
 	}
 	switch v := m.Interface().(type) {
 	case *pg_query.FuncCall:
+		schema, name := funcQualifiedName(v)
+		if f := (Relation{Schema: schema, Table: name, Func: true}); !slices.Contains(*funcs, f) {
+			*funcs = append(*funcs, f)
+		}
 		switch name := funcName(v); {
 		case name == "lo_export":
 			add(KindLoExport)
@@ -132,11 +137,11 @@ func scanCalls(m protoreflect.Message, add func(string), rels *[]Relation, ctes 
 			if fd.Kind() == protoreflect.MessageKind {
 				list := val.List()
 				for i := 0; i < list.Len(); i++ {
-					scanCalls(list.Get(i).Message(), add, rels, ctes)
+					scanCalls(list.Get(i).Message(), add, rels, funcs, ctes)
 				}
 			}
 		case fd.Kind() == protoreflect.MessageKind:
-			scanCalls(val.Message(), add, rels, ctes)
+			scanCalls(val.Message(), add, rels, funcs, ctes)
 		}
 		return true
 	})
