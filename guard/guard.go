@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -83,7 +82,8 @@ type Config struct {
 	// recorded is refused or ended before it is told its batch completed.
 	AuditFailOpen bool
 	// MaxRowsPerStatement blocks a statement whose result passes this many
-	// rows (0: no limit).
+	// rows (0: no limit), as a decision of rule max_rows_per_statement.
+	// Results read only from the system catalogs are exempt.
 	MaxRowsPerStatement int64
 	// SQL reads statement texts for the audit trail (fingerprint, text with
 	// literals redacted, cursor names); a fresh cache when nil.
@@ -340,6 +340,11 @@ type Figures struct {
 	Unexplained, Sequential int64
 	// inSum: the figures are in their employee's sum of the batch.
 	inSum bool
+	// userColumns: a column of the result comes from a user relation;
+	// catalogOnly: the result is read only from the system catalogs (1),
+	// or not (-1), once the row limit asked (rowlimit.go).
+	userColumns bool
+	catalogOnly int8
 	// state is whom the statement is counted against, and its text.
 	state *stmtState
 	// Channels counts PII values that left other than in rows: in notices,
@@ -588,6 +593,9 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	for i, fd := range fields {
 		plan[i].scan = s.cc().detectors != nil && scannable(fd)
 		plan[i].textual = textual(fd.DataTypeOID)
+		if fd.TableOID >= firstNormalObjectID {
+			f.userColumns = true
+		}
 		if fd.TableOID == 0 || s.g.cfg.Catalog == nil {
 			continue
 		}
@@ -643,7 +651,7 @@ func scannable(fd pgproto3.FieldDescription) bool {
 // it, and is left out of the figures, which count what the client received.
 func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	f := s.figures(st)
-	if v := s.rowLimit(f); v.Action != proxy.Continue {
+	if v := s.rowLimit(st, f); v.Action != proxy.Continue {
 		return v
 	}
 	if v := s.enf.pending; v.Action != proxy.Continue && v.Action != proxy.Rewrite {
@@ -736,18 +744,6 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	return proxy.Verdict{}
 }
 
-// rowLimit blocks the row that would pass MaxRowsPerStatement; the figures
-// count what the client received.
-func (s *session) rowLimit(f *Figures) proxy.Verdict {
-	if max := s.g.cfg.MaxRowsPerStatement; max > 0 && f.Rows >= max {
-		reason := fmt.Sprintf("statement returned more than %d rows (limit max_rows_per_statement)", max)
-		s.appendEvent(f.state.who, audit.TypeDecision, map[string]any{"seq": seqOf(s.cur), "rule": "max_rows_per_statement",
-			"action": "block", "scope": "statement", "measure": "rows", "observed": f.Rows + 1, "limit": max, "reason": reason})
-		return proxy.Verdict{Action: proxy.Block, Reason: reason}
-	}
-	return proxy.Verdict{}
-}
-
 func (s *session) subject(f *Figures, v []byte) {
 	h := hll.Hash64(v, 0)
 	if f.subjects == nil {
@@ -767,7 +763,7 @@ func (s *session) subject(f *Figures, v []byte) {
 // CopyData counts one COPY TO STDOUT message: a row in text and CSV format.
 func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	f := s.figures(st)
-	if v := s.rowLimit(f); v.Action != proxy.Continue {
+	if v := s.rowLimit(st, f); v.Action != proxy.Continue {
 		return v
 	}
 	if s.cc().canaries != nil {
