@@ -119,14 +119,39 @@ type endpoint struct {
 	name string // "direct" or "pgwarden", for messages
 	host string
 	port int
+	// sslmode is disable unless set; sslrootcert goes with verify-full.
+	sslmode, sslrootcert string
+}
+
+func (e endpoint) sslMode() string {
+	if e.sslmode == "" {
+		return "disable"
+	}
+	return e.sslmode
 }
 
 func (e endpoint) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(e.port)) }
 
 // dsn is a URL connecting as the superuser to database.
 func (e endpoint) dsn(database string) string {
-	u := url.URL{Scheme: "postgres", User: url.User(pgtest.SuperUser), Host: e.addr(), Path: "/" + database, RawQuery: "sslmode=disable"}
+	q := url.Values{"sslmode": {e.sslMode()}}
+	if e.sslrootcert != "" {
+		q.Set("sslrootcert", e.sslrootcert)
+	}
+	u := url.URL{Scheme: "postgres", User: url.User(pgtest.SuperUser), Host: e.addr(), Path: "/" + database, RawQuery: q.Encode()}
 	return u.String()
+}
+
+// tlsFlags make pgwarden offer clients TLS with a certificate for
+// 127.0.0.1 signed by the cluster's CA, and verify the cluster's.
+func tlsFlags(t *testing.T) []string {
+	t.Helper()
+	c := pgtest.Shared(t)
+	cert, key, err := c.IssueCert("localhost", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--tls-cert", cert, "--tls-key", key, "--upstream-tls-mode", "verify-full", "--upstream-ca-file", c.CAFile}
 }
 
 // direct is the cluster itself.
@@ -175,8 +200,12 @@ func toolEnv(e endpoint) []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "PGHOST="+e.host, "PGPORT="+strconv.Itoa(e.port), "PGUSER="+pgtest.SuperUser,
-		"PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10", "PGTZ=UTC", "PGCLIENTENCODING=UTF8")
+	env = append(env, "PGHOST="+e.host, "PGPORT="+strconv.Itoa(e.port), "PGUSER="+pgtest.SuperUser,
+		"PGSSLMODE="+e.sslMode(), "PGCONNECT_TIMEOUT=10", "PGTZ=UTC", "PGCLIENTENCODING=UTF8")
+	if e.sslrootcert != "" {
+		env = append(env, "PGSSLROOTCERT="+e.sslrootcert)
+	}
+	return env
 }
 
 // connect opens a pgx connection to database through e.
@@ -240,7 +269,8 @@ rules:
 // startWarden runs the pgwarden binary with the guard on (wardenPolicy,
 // the catalog connected), a decision log, alerts to a webhook and the
 // admin listener, plus extra flags; it is stopped with SIGTERM when the
-// test ends.
+// test ends. With --tls-cert among them, clients verify pgwarden's
+// certificate (verify-full).
 func startWarden(t *testing.T, extra ...string) *warden {
 	t.Helper()
 	c := pgtest.Shared(t)
@@ -290,6 +320,9 @@ func startWarden(t *testing.T, extra ...string) *warden {
 			t.Logf("pgwarden log:\n%s", w.stderr.String())
 		}
 	})
+	if slices.Contains(extra, "--tls-cert") {
+		w.sslmode, w.sslrootcert = "verify-full", c.CAFile
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	for {

@@ -2,6 +2,8 @@ package tools
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,8 +11,8 @@ import (
 )
 
 // TestPgbench initialises pgbench's tables through pgwarden, then runs the
-// built-in TPC-B-like script in each query protocol: every transaction
-// completes and none fails.
+// built-in TPC-B-like script in each query protocol, and a script in
+// pipeline mode: every transaction completes and none fails.
 func TestPgbench(t *testing.T) {
 	ctx := testCtx(t)
 	src := source(t)
@@ -44,11 +46,38 @@ func TestPgbench(t *testing.T) {
 			}
 		})
 	}
+	// libpq's pipeline mode, which needs the extended protocol.
+	script := filepath.Join(t.TempDir(), "pipeline.sql")
+	if err := os.WriteFile(script, []byte(pipelineScript), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"extended", "prepared"} {
+		t.Run("pipeline "+mode, func(t *testing.T) {
+			r := mustRun(t, ctx, w.endpoint, "pgbench", "-n", "-M", mode, "-c", fmt.Sprint(clients), "-j", "2",
+				"-t", fmt.Sprint(perClient), "-f", script, db)
+			m := processed.FindStringSubmatch(r.stdout)
+			if want := fmt.Sprint(clients * perClient); m == nil || m[1] != want || m[2] != want {
+				t.Errorf("pgbench -M %s with a pipeline: want %s transactions processed:\n%s", mode, want, r)
+			}
+		})
+	}
 	mustRun(t, ctx, w.endpoint, "dropdb", db)
 	if databaseExists(t, ctx, admin, db) {
 		t.Errorf("dropdb through pgwarden: database %s is still there", db)
 	}
 }
+
+// pipelineScript is a pgbench transaction sent as one pipeline.
+const pipelineScript = `\set aid random(1, 100000)
+\set delta random(-5000, 5000)
+\startpipeline
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+SELECT count(*) FROM pgbench_branches;
+END;
+\endpipeline
+`
 
 // TestVacuumdb vacuums and analyses the source through pgwarden, two jobs
 // at a time, and every database of the cluster.

@@ -3,6 +3,7 @@ package tools
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -14,8 +15,9 @@ const python = "/usr/bin/python3"
 
 // TestPsycopg reads the source with Python's psycopg 3 (libpq): text and
 // binary results, statements prepared on the server, a named cursor
-// fetched in pieces, COPY out in text and binary and COPY in. What it
-// receives through pgwarden is what it receives direct.
+// fetched in pieces, COPY out in text and binary and COPY in, pipeline
+// mode and a notification. What it receives through pgwarden is what it
+// receives direct.
 func TestPsycopg(t *testing.T) {
 	if _, err := os.Stat(python); err != nil {
 		missing(t, python+" is absent")
@@ -55,6 +57,9 @@ func TestPsycopg(t *testing.T) {
 	}
 	if res["copy_in_roundtrip"] != res["copy_in_source"] || res["copy_in_source"] == nil {
 		t.Errorf("COPY out then in through pgwarden: %v, source %v", res["copy_in_roundtrip"], res["copy_in_source"])
+	}
+	if got := fmt.Sprint(res["pipeline"], res["notify"]); got != "[[100 5050] customer77@example.com] [[psycopg_channel ping]]" {
+		t.Errorf("pipeline and notification: %s", got)
 	}
 	pieces := res["named_cursor"].(map[string]any)["pieces"].([]any)
 	if len(pieces) != 5 || pieces[0] != float64(700) || pieces[4] != float64(nOrders-4*700) {

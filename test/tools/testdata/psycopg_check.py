@@ -76,6 +76,25 @@ def main(dsn):
             cur.execute("SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM psycopg_in t")
             out["copy_in_roundtrip"] = cur.fetchone()[0]
         conn.rollback()
+
+        # Pipeline mode: statements sent without waiting for each result.
+        with conn.pipeline():
+            cur = conn.cursor()
+            cur.execute("CREATE TEMP TABLE psycopg_pipe (id int, email text)")
+            cur.executemany("INSERT INTO psycopg_pipe VALUES (%s, %s)", [(i, f"p{i}@example.com") for i in range(1, 101)])
+            count = conn.cursor()
+            count.execute("SELECT count(*), sum(id) FROM psycopg_pipe WHERE email LIKE %s", ("p%@example.com",))
+            one = conn.execute("SELECT email FROM public.customers WHERE id = %s", (77,))
+        out["pipeline"] = [list(count.fetchone()), one.fetchone()[0]]
+        conn.rollback()
+
+        conn.autocommit = True
+        notes = []
+        conn.add_notify_handler(lambda n: notes.append([n.channel, n.payload]))
+        conn.execute("LISTEN psycopg_channel")
+        conn.execute("NOTIFY psycopg_channel, 'ping'")
+        conn.execute("SELECT 1")
+        out["notify"] = notes
     json.dump(out, sys.stdout, indent=1, sort_keys=True)
 
 
