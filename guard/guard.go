@@ -72,6 +72,12 @@ type Config struct {
 	// Catalog resolves result columns; without one, every column is scanned
 	// by the detectors and no declared column is recognised.
 	Catalog Resolver
+	// CatalogFor, if set, returns the catalog of a session's database
+	// (table OIDs are per database), or nil when there is none; Catalog
+	// then serves only what is not per database (role memberships,
+	// explained access). When CatalogFor is nil, Catalog serves every
+	// session.
+	CatalogFor func(database string) Resolver
 	// Windows receives each statement's figures under the employee's name;
 	// a fresh registry when nil.
 	Windows *window.Registry
@@ -267,7 +273,10 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 		}
 		return nil, err
 	}
-	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.Employee)}
+	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.Employee), cat: g.cfg.Catalog}
+	if g.cfg.CatalogFor != nil {
+		s.cat = g.cfg.CatalogFor(info.Database)
+	}
 	s.c.Store(g.cur.Load())
 	s.enf.roles = g.roles(info)
 	s.def = who{employee: info.Employee, identifiedBy: info.IdentifiedBy, peer: peerOf(s.cc(), info.Employee, s.enf.roles)}
@@ -393,6 +402,8 @@ type session struct {
 	c    atomic.Pointer[compiled]
 	info proxy.SessionInfo
 	log  *slog.Logger
+	// cat is the catalog of the session's database; nil without one.
+	cat Resolver
 
 	// def is the session's own identity, and defState the state of the
 	// statements counted against it; svc follows the tags of a service
@@ -596,11 +607,11 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		if fd.TableOID >= firstNormalObjectID {
 			f.userColumns = true
 		}
-		if fd.TableOID == 0 || s.g.cfg.Catalog == nil {
+		if fd.TableOID == 0 || s.cat == nil {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-		col, err := s.g.cfg.Catalog.Column(ctx, fd.TableOID, int16(fd.TableAttributeNumber))
+		col, err := s.cat.Column(ctx, fd.TableOID, int16(fd.TableAttributeNumber))
 		cancel()
 		if err != nil {
 			if !errors.Is(err, catalog.ErrNotFound) {

@@ -131,7 +131,7 @@ func (s *session) catalogFunction(fn sqltext.Relation) bool {
 	default:
 		return false
 	}
-	if s.g.cfg.Catalog == nil {
+	if s.cat == nil {
 		s.pathMu.Lock()
 		defer s.pathMu.Unlock()
 		s.resolvePath()
@@ -139,7 +139,7 @@ func (s *session) catalogFunction(fn sqltext.Relation) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
 	defer cancel()
-	fns, err := s.g.cfg.Catalog.Functions(ctx, "", fn.Table)
+	fns, err := s.cat.Functions(ctx, "", fn.Table)
 	if err != nil || len(fns) == 0 {
 		return false
 	}
