@@ -8,18 +8,23 @@
 // customers table, the catalog connected (--catalog-url), the decision log,
 // a webhook for alerts and the admin listener for /metrics. The suites:
 //
-//   - dump_test.go: pg_dump plain, custom (-Fc) and directory (-Fd -j 2),
-//     restored with psql or pg_restore into databases made with createdb
-//     and removed with dropdb, all through pgwarden; row counts, checksums,
-//     sequences and large objects compared with the source;
+//   - dump_test.go: pg_dump plain, custom (-Fc) and directory (-Fd -j 2,
+//     also over TLS), restored with psql or pg_restore into databases made
+//     with createdb and removed with dropdb, all through pgwarden; row
+//     counts, checksums, sequences and large objects compared with the
+//     source;
 //   - psql_test.go: meta-commands and \copy, output compared with direct;
 //   - pgbench_test.go: pgbench -i and runs in the simple, extended and
-//     prepared protocols; vacuumdb;
+//     prepared protocols and in pipeline mode; vacuumdb;
 //   - psycopg_test.go: Python's psycopg 3 (text and binary results, a
-//     server-side cursor, COPY both ways), compared with direct;
+//     server-side cursor, COPY both ways, pipeline mode, a notification),
+//     compared with direct;
 //   - rowlimit_test.go: --max-rows-per-statement spares results read only
 //     from the system catalogs (pg_dump --schema-only) and still stops user
-//     data, with the refusal recorded as a decision.
+//     data, with the refusal recorded as a decision;
+//   - catalog_test.go: declared columns are recognised on a database other
+//     than the catalog URL's, and pgwarden's connection there does not
+//     stop dropdb.
 //
 // The client tools are looked for in /usr/lib/postgresql/*/bin, newest
 // first, then on PATH. A test whose tool is missing is skipped, unless
