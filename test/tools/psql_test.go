@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -73,5 +74,20 @@ func TestPsqlCopy(t *testing.T) {
 				t.Errorf("table loaded with \\copy through pgwarden differs from the source (%v)", err)
 			}
 		})
+	}
+}
+
+// TestPsqlFetchCount reads a table through a cursor, 300 rows a FETCH, as
+// psql does with FETCH_COUNT: the output is the direct one.
+func TestPsqlFetchCount(t *testing.T) {
+	ctx := testCtx(t)
+	src := source(t)
+	w := startWarden(t)
+	args := []string{"-X", "-v", "ON_ERROR_STOP=1", "-v", "FETCH_COUNT=300", "-d", src,
+		"-c", "SELECT o.*, c.email FROM app.orders o JOIN public.customers c ON c.id = o.customer_id ORDER BY o.id"}
+	want := mustRun(t, ctx, direct(t), "psql", args...)
+	got := mustRun(t, ctx, w.endpoint, "psql", args...)
+	if got.stdout != want.stdout || !strings.Contains(want.stdout, "(3000 rows)") {
+		t.Errorf("psql with FETCH_COUNT through pgwarden printed %d bytes, direct %d (%.200q)", len(got.stdout), len(want.stdout), want.stdout)
 	}
 }

@@ -17,7 +17,8 @@ var limitMessage = fmt.Sprintf("pgwarden: statement returned more than %d rows (
 // TestRowLimitSparesCatalogs runs pg_dump through a pgwarden that limits
 // statements to 1000 rows. pg_dump reads more than that from the system
 // catalogs (pg_depend), which carry no user data: a schema-only dump
-// passes, and equals a direct one. The customers' 2000 rows are refused,
+// passes, and equals a direct one, as do psql's \dfS and pg_dumpall
+// --globals-only. The customers' 2000 rows are refused,
 // in a full dump as in a plain SELECT, and each refusal is a decision:
 // logged, alerted and counted.
 func TestRowLimitSparesCatalogs(t *testing.T) {
@@ -34,6 +35,11 @@ func TestRowLimitSparesCatalogs(t *testing.T) {
 		t.Errorf("schema-only dump through pgwarden differs from a direct one:\n%s\ndirect:\n%s", schema["pgwarden"], schema["direct"])
 	}
 	mustRun(t, ctx, w.endpoint, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", src, "-c", "SELECT * FROM pg_catalog.pg_depend")
+	// psql's description of the system functions is some 3000 rows.
+	if r := mustRun(t, ctx, w.endpoint, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", src, "-c", `\dfS`); strings.Count(r.stdout, "\n") < rowLimit {
+		t.Errorf("\\dfS printed %d lines, want more than the row limit", strings.Count(r.stdout, "\n"))
+	}
+	mustRun(t, ctx, w.endpoint, "pg_dumpall", "--globals-only", "-f", filepath.Join(dir, "globals.sql"))
 	// A table with fewer rows than the limit dumps.
 	mustRun(t, ctx, w.endpoint, "pg_dump", "-t", "app.products", "-f", filepath.Join(dir, "products.sql"), "-d", src)
 	if len(w.decisions(t)) != 0 {
