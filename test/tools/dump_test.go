@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// TestDumpRestore dumps the source database through pgwarden in the plain,
-// custom and directory formats (the last again with TLS on both sides of
+// TestDumpRestore dumps the source database through pgwarden in the plain
+// format (with COPY, and with INSERTs read through a cursor), the custom
+// and directory formats (the last again with TLS on both sides of
 // pgwarden), restores each into a database made with createdb through
 // pgwarden, compares everything with the source, and drops the copy with
 // dropdb through pgwarden.
@@ -31,6 +32,9 @@ func TestDumpRestore(t *testing.T) {
 		tls     bool
 	}{
 		{"plain", []string{"--format", "plain"}, func(db, file string) (string, []string) {
+			return "psql", []string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-f", file}
+		}, false},
+		{"inserts", []string{"--format", "plain", "--rows-per-insert", "50"}, func(db, file string) (string, []string) {
 			return "psql", []string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-f", file}
 		}, false},
 		{"custom", []string{"-Fc"}, func(db, file string) (string, []string) {
