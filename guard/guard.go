@@ -89,7 +89,8 @@ type Config struct {
 	AuditFailOpen bool
 	// MaxRowsPerStatement blocks a statement whose result passes this many
 	// rows (0: no limit), as a decision of rule max_rows_per_statement.
-	// Results read only from the system catalogs are exempt.
+	// A cursor's FETCHes add up; results read only from the system
+	// catalogs are exempt.
 	MaxRowsPerStatement int64
 	// SQL reads statement texts for the audit trail (fingerprint, text with
 	// literals redacted, cursor names); a fresh cache when nil.
@@ -428,6 +429,8 @@ type session struct {
 	key    keyColumn // where the explained_access key is in the current result
 	// cursors sums the fetches of each open server-side cursor.
 	cursors map[string]*cursorTotal
+	// limited follows the open cursors for the row limit (rowlimit.go).
+	limited map[string]*limitedCursor
 	// total sums the session's statements, for its session_end event.
 	total sessionTotal
 }
@@ -829,6 +832,9 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 		}
 	}
 	clear(s.open)
+	if txStatus == 'I' {
+		clear(s.limited)
+	}
 	s.batch++
 	s.svc.forget()
 	s.cur, s.fig, s.plan = nil, nil, nil
@@ -868,6 +874,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	w.total.add(f, values)
 	sql := f.state.text(st)
 	if sql != "" {
+		s.followCursor(s.g.cfg.SQL.Analyze(sql), sql, f)
 		// The tables the text names count as touched, whether or not a
 		// result column comes from them (a WHERE, a join, a subquery).
 		for _, rel := range s.g.cfg.SQL.Analyze(sql).Relations {

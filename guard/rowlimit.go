@@ -22,21 +22,76 @@ var rowLimitRule = &policy.Rule{
 }
 
 // rowLimit blocks the row that would pass MaxRowsPerStatement; the figures
-// count what the client received. Results read only from the system
-// catalogs are not limited: tools read thousands of catalog rows
-// (pg_dump's pg_depend) and no user data comes with them.
+// count what the client received. The FETCHes from a cursor add up: the
+// cursor's query is the statement (psql's FETCH_COUNT, pg_dump --inserts).
+// Results read only from the system catalogs are not limited: tools read
+// thousands of catalog rows (pg_dump's pg_depend) and no user data comes
+// with them.
 func (s *session) rowLimit(st *proxy.Statement, f *Figures) proxy.Verdict {
 	max := s.g.cfg.MaxRowsPerStatement
-	if max <= 0 || f.Rows < max || s.catalogOnly(st, f) {
+	if max <= 0 {
+		return proxy.Verdict{}
+	}
+	var before int64
+	if c := s.fetchedCursor(st); c != nil {
+		before = c.rows
+	}
+	if before+f.Rows < max || s.catalogOnly(st, f) {
 		return proxy.Verdict{}
 	}
 	reason := fmt.Sprintf("statement returned more than %d rows (limit max_rows_per_statement)", max)
-	v := s.decideAs(st, rowLimitRule, policy.Breach{Measure: "rows", Observed: f.Rows + 1, Limit: max}, reason,
+	v := s.decideAs(st, rowLimitRule, policy.Breach{Measure: "rows", Observed: before + f.Rows + 1, Limit: max}, reason,
 		decisionExtra{source: "limit"})
 	if v.Action != proxy.Continue {
 		v.Reason = reason
 	}
 	return v
+}
+
+// limitedCursor is an open cursor as the row limit sees it.
+type limitedCursor struct {
+	declare string // the DECLARE statement's text
+	rows    int64  // returned by the FETCHes recorded so far
+}
+
+// maxLimitedCursors bounds the cursors a session's row limit follows; past
+// it, a new cursor's FETCHes are limited one by one.
+const maxLimitedCursors = 256
+
+// fetchedCursor returns the cursor st fetches from, nil if none or unknown.
+func (s *session) fetchedCursor(st *proxy.Statement) *limitedCursor {
+	if len(s.limited) == 0 {
+		return nil
+	}
+	info := s.g.cfg.SQL.Analyze(s.sqlOf(st))
+	if info.CursorOp != "fetch" {
+		return nil
+	}
+	return s.limited[info.Cursor]
+}
+
+// followCursor keeps, for the row limit, the cursors a recorded statement
+// declares, fetches from or closes. Cursors end with their transaction
+// (WITH HOLD ones included, as far as the limit knows).
+func (s *session) followCursor(info *sqltext.Info, sql string, f *Figures) {
+	if s.g.cfg.MaxRowsPerStatement <= 0 || info.Cursor == "" {
+		return
+	}
+	switch info.CursorOp {
+	case "declare":
+		if s.limited == nil {
+			s.limited = make(map[string]*limitedCursor)
+		}
+		if len(s.limited) < maxLimitedCursors {
+			s.limited[info.Cursor] = &limitedCursor{declare: sql}
+		}
+	case "fetch":
+		if c := s.limited[info.Cursor]; c != nil {
+			c.rows += f.Rows
+		}
+	case "close":
+		delete(s.limited, info.Cursor)
+	}
 }
 
 // firstNormalObjectID is PostgreSQL's FirstNormalObjectId: the objects
@@ -63,7 +118,8 @@ var dataFunctions = []string{
 }
 
 // catalogOnly reports whether st's result is read only from the system
-// catalogs: its text names at least one relation, and only relations of
+// catalogs: its text (a FETCH's: its cursor's DECLARE) names at least one
+// relation, and only relations of
 // pg_catalog and information_schema that hold no user data, calls only
 // functions of pg_catalog that read none, and no column of the result
 // comes from a user relation. Decided once per statement.
@@ -82,6 +138,9 @@ func (s *session) readsOnlyCatalogs(st *proxy.Statement, f *Figures) bool {
 		return false
 	}
 	sql := s.sqlOf(st)
+	if c := s.fetchedCursor(st); c != nil {
+		sql = c.declare
+	}
 	if sql == "" {
 		return false
 	}
@@ -90,7 +149,8 @@ func (s *session) readsOnlyCatalogs(st *proxy.Statement, f *Figures) bool {
 		return false
 	}
 	for _, k := range info.Kinds {
-		if k != sqltext.KindSelect && k != sqltext.KindCopyToStdout {
+		declare := k == sqltext.KindOther && info.CursorOp == "declare"
+		if k != sqltext.KindSelect && k != sqltext.KindCopyToStdout && !declare {
 			return false
 		}
 	}

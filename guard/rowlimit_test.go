@@ -102,3 +102,53 @@ CREATE FUNCTION public.leak(oid) RETURNS text LANGUAGE sql AS 'SELECT email FROM
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestRowLimitAddsUpCursors: the FETCHes from a cursor count together
+// against the row limit, until the transaction ends; a cursor over the
+// catalogs is exempt like its query.
+func TestRowLimitAddsUpCursors(t *testing.T) {
+	dl := &syncBuffer{}
+	_, conn, _ := setupGuard(t, func(c *guard.Config) { c.MaxRowsPerStatement, c.DecisionLog = 5, dl })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fetch := func(sql string) (int, error) {
+		rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		return n, rows.Err()
+	}
+	mustExec := func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	for round := range 2 {
+		mustExec("BEGIN")
+		mustExec("DECLARE c CURSOR FOR SELECT email FROM customers ORDER BY id")
+		mustExec("DECLARE k CURSOR FOR SELECT relname FROM pg_catalog.pg_class")
+		if n, err := fetch("FETCH 3 FROM c"); n != 3 || err != nil {
+			t.Fatalf("round %d: first FETCH 3: %d rows, %v", round, n, err)
+		}
+		for range 3 {
+			if n, err := fetch("FETCH 4 FROM k"); n != 4 || err != nil {
+				t.Fatalf("round %d: FETCH 4 from a cursor over pg_class: %d rows, %v", round, n, err)
+			}
+		}
+		n, err := fetch("FETCH 3 FROM c")
+		if err == nil || !strings.Contains(err.Error(), "statement returned more than 5 rows") || n != 2 {
+			t.Fatalf("round %d: second FETCH 3 (rows 4 to 6 of the cursor): %d rows, %v; want 2 and the limit", round, n, err)
+		}
+		mustExec("ROLLBACK")
+		ds := dl.decisions(t)
+		if len(ds) != 1 || ds[0].Rule != "max_rows_per_statement" || ds[0].Observed != 6 {
+			t.Errorf("round %d: decisions %+v, want one at the cursor's 6th row", round, ds)
+		}
+	}
+}

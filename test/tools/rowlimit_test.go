@@ -18,9 +18,10 @@ var limitMessage = fmt.Sprintf("pgwarden: statement returned more than %d rows (
 // statements to 1000 rows. pg_dump reads more than that from the system
 // catalogs (pg_depend), which carry no user data: a schema-only dump
 // passes, and equals a direct one, as do psql's \dfS and pg_dumpall
-// --globals-only. The customers' 2000 rows are refused,
-// in a full dump as in a plain SELECT, and each refusal is a decision:
-// logged, alerted and counted.
+// --globals-only. The customers' 2000 rows are refused, in a full dump as
+// in a plain SELECT, also when read through a cursor in pieces smaller
+// than the limit, and each refusal is a decision: logged, alerted and
+// counted.
 func TestRowLimitSparesCatalogs(t *testing.T) {
 	ctx := testCtx(t)
 	src := source(t)
@@ -64,15 +65,26 @@ func TestRowLimitSparesCatalogs(t *testing.T) {
 		t.Errorf("a catalog joined with customers is not catalog-only: %s", mixed)
 	}
 
+	// A cursor's FETCHes add up: 500 rows a FETCH do not pass the limit.
+	fetched := run(t, ctx, w.endpoint, "psql", "-X", "-v", "FETCH_COUNT=500", "-d", src, "-c", "SELECT * FROM public.customers")
+	if fetched.err == nil || !strings.Contains(fetched.stderr, limitMessage) {
+		t.Errorf("SELECT * FROM customers with FETCH_COUNT through pgwarden with a row limit: %s", fetched)
+	}
+	inserts := run(t, ctx, w.endpoint, "pg_dump", "--inserts", "-t", "public.customers", "-f", filepath.Join(dir, "inserts.sql"), "-d", src)
+	if inserts.err == nil || !strings.Contains(inserts.stderr, limitMessage) {
+		t.Errorf("pg_dump --inserts of the customers (FETCH 100 at a time) through pgwarden with a row limit: %s", inserts)
+	}
+	mustRun(t, ctx, w.endpoint, "pg_dump", "--inserts", "-t", "app.products", "-f", filepath.Join(dir, "products-inserts.sql"), "-d", src)
+
 	var blocks []map[string]any
-	eventually(t, 10*time.Second, "four row-limit decisions in the decision log", func() (bool, string) {
+	eventually(t, 10*time.Second, "six row-limit decisions in the decision log", func() (bool, string) {
 		blocks = blocks[:0]
 		for _, d := range w.decisions(t) {
 			if d["rule"] == "max_rows_per_statement" {
 				blocks = append(blocks, d)
 			}
 		}
-		return len(blocks) == 4, fmt.Sprint(w.decisions(t))
+		return len(blocks) == 6, fmt.Sprint(w.decisions(t))
 	})
 	for _, d := range blocks {
 		if d["action"] != "block" || d["limit"] != float64(rowLimit) || d["measure"] != "rows" || d["employee"] != "postgres" {
@@ -83,8 +95,8 @@ func TestRowLimitSparesCatalogs(t *testing.T) {
 		a, ok := w.alerts.find("max_rows_per_statement")
 		return ok && a.Action == "block" && a.Limit == rowLimit, fmt.Sprintf("%+v", a)
 	})
-	if m := w.metrics(t); !strings.Contains(m, `pgwarden_decisions_total{action="block",rule="max_rows_per_statement",source="limit"} 4`) {
-		t.Errorf("/metrics does not count the four row-limit blocks:\n%s", grepLines(m, "pgwarden_decisions_total"))
+	if m := w.metrics(t); !strings.Contains(m, `pgwarden_decisions_total{action="block",rule="max_rows_per_statement",source="limit"} 6`) {
+		t.Errorf("/metrics does not count the six row-limit blocks:\n%s", grepLines(m, "pgwarden_decisions_total"))
 	}
 }
 
