@@ -248,7 +248,7 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement, ss *stmtState)
 		for _, rel := range info.Relations {
 			pc.Tables = append(pc.Tables, s.qualify(rel))
 		}
-		if c.estimate && info.Estimable != "" && s.g.cfg.Catalog != nil && s.mayReturnPII(info.Estimable) {
+		if c.estimate && info.Estimable != "" && s.cat != nil && s.mayReturnPII(info.Estimable) {
 			var params *proxy.Params
 			if info.EstimableParams {
 				// Planned with the values the Execute binds; none
@@ -289,7 +289,7 @@ func (s *session) estimate(query string, params *proxy.Params) int64 {
 	s.pathMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
 	defer cancel()
-	n, err := s.g.cfg.Catalog.Estimate(ctx, s.info.User, path, query, params)
+	n, err := s.cat.Estimate(ctx, s.info.User, path, query, params)
 	if err != nil {
 		if strings.Contains(err.Error(), "SET LOCAL ROLE") || strings.Contains(err.Error(), "estimate as") {
 			s.g.estimateWarn.Do(func() {

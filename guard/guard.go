@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -84,6 +83,12 @@ type Config struct {
 	// Catalog resolves result columns; without one, every column is scanned
 	// by the detectors and no declared column is recognised.
 	Catalog Resolver
+	// CatalogFor, if set, returns the catalog of a session's database
+	// (table OIDs are per database), or nil when there is none; Catalog
+	// then serves only what is not per database (role memberships,
+	// explained access). When CatalogFor is nil, Catalog serves every
+	// session.
+	CatalogFor func(database string) Resolver
 	// Windows receives each statement's figures under the employee's name;
 	// a fresh registry when nil.
 	Windows *window.Registry
@@ -98,7 +103,9 @@ type Config struct {
 	// written ends before it is told its batch completed.
 	AuditFailOpen bool
 	// MaxRowsPerStatement blocks a statement whose result passes this many
-	// rows (0: no limit).
+	// rows (0: no limit), as a decision of rule max_rows_per_statement.
+	// A cursor's FETCHes add up; results read only from the system
+	// catalogs are exempt.
 	MaxRowsPerStatement int64
 	// SQL reads statement texts for the audit trail (fingerprint, text with
 	// literals redacted, cursor names); a fresh cache when nil.
@@ -284,7 +291,10 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 		}
 		return nil, err
 	}
-	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.Employee)}
+	s := &session{g: g, info: *info, log: g.cfg.Logger.With("session_id", info.ID, "employee", info.Employee), cat: g.cfg.Catalog}
+	if g.cfg.CatalogFor != nil {
+		s.cat = g.cfg.CatalogFor(info.Database)
+	}
 	s.c.Store(g.cur.Load())
 	s.enf.roles = g.roles(info)
 	s.def = who{employee: info.Employee, identifiedBy: info.IdentifiedBy, peer: peerOf(s.cc(), info.Employee, s.enf.roles)}
@@ -357,6 +367,11 @@ type Figures struct {
 	Unexplained, Sequential int64
 	// inSum: the figures are in their employee's sum of the batch.
 	inSum bool
+	// userColumns: a column of the result comes from a user relation;
+	// catalogOnly: the result is read only from the system catalogs (1),
+	// or not (-1), once the row limit asked (rowlimit.go).
+	userColumns bool
+	catalogOnly int8
 	// state is whom the statement is counted against, and its text.
 	state *stmtState
 	// Channels counts PII values that left other than in rows: in notices,
@@ -409,6 +424,8 @@ type session struct {
 	c    atomic.Pointer[compiled]
 	info proxy.SessionInfo
 	log  *slog.Logger
+	// cat is the catalog of the session's database; nil without one.
+	cat Resolver
 
 	// def is the session's own identity, and defState the state of the
 	// statements counted against it; svc follows the tags of a service
@@ -433,6 +450,8 @@ type session struct {
 	key    keyColumn // where the explained_access key is in the current result
 	// cursors sums the fetches of each open server-side cursor.
 	cursors map[string]*cursorTotal
+	// limited follows the open cursors for the row limit (rowlimit.go).
+	limited map[string]*limitedCursor
 	// total sums the session's statements, for its session_end event.
 	total sessionTotal
 	// sent holds the statements forwarded to the server that are not
@@ -620,11 +639,14 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	for i, fd := range fields {
 		plan[i].scan = s.cc().detectors != nil && scannable(fd)
 		plan[i].textual = textual(fd.DataTypeOID)
-		if fd.TableOID == 0 || s.g.cfg.Catalog == nil {
+		if fd.TableOID >= firstNormalObjectID {
+			f.userColumns = true
+		}
+		if fd.TableOID == 0 || s.cat == nil {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-		col, err := s.g.cfg.Catalog.Column(ctx, fd.TableOID, int16(fd.TableAttributeNumber))
+		col, err := s.cat.Column(ctx, fd.TableOID, int16(fd.TableAttributeNumber))
 		cancel()
 		if err != nil {
 			if !errors.Is(err, catalog.ErrNotFound) {
@@ -675,7 +697,7 @@ func scannable(fd pgproto3.FieldDescription) bool {
 // it, and is left out of the figures, which count what the client received.
 func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	f := s.figures(st)
-	if v := s.rowLimit(f); v.Action != proxy.Continue {
+	if v := s.rowLimit(st, f); v.Action != proxy.Continue {
 		return v
 	}
 	if v := s.enf.pending; v.Action != proxy.Continue && v.Action != proxy.Rewrite {
@@ -768,18 +790,6 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	return proxy.Verdict{}
 }
 
-// rowLimit blocks the row that would pass MaxRowsPerStatement; the figures
-// count what the client received.
-func (s *session) rowLimit(f *Figures) proxy.Verdict {
-	if max := s.g.cfg.MaxRowsPerStatement; max > 0 && f.Rows >= max {
-		reason := fmt.Sprintf("statement returned more than %d rows (limit max_rows_per_statement)", max)
-		s.appendEvent(f.state.who, audit.TypeDecision, map[string]any{"seq": seqOf(s.cur), "rule": "max_rows_per_statement",
-			"action": "block", "scope": "statement", "measure": "rows", "observed": f.Rows + 1, "limit": max, "reason": reason})
-		return proxy.Verdict{Action: proxy.Block, Reason: reason}
-	}
-	return proxy.Verdict{}
-}
-
 func (s *session) subject(f *Figures, v []byte) {
 	h := hll.Hash64(v, 0)
 	if f.subjects == nil {
@@ -799,7 +809,7 @@ func (s *session) subject(f *Figures, v []byte) {
 // CopyData counts one COPY TO STDOUT message: a row in text and CSV format.
 func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	f := s.figures(st)
-	if v := s.rowLimit(f); v.Action != proxy.Continue {
+	if v := s.rowLimit(st, f); v.Action != proxy.Continue {
 		return v
 	}
 	if s.cc().canaries != nil {
@@ -859,6 +869,9 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 	// those of the next one may be sent already, with higher numbers.
 	s.unsend(func(x *proxy.Statement) bool { return x.Seq <= last })
 	clear(s.open)
+	if txStatus == 'I' {
+		clear(s.limited)
+	}
 	s.batch++
 	s.svc.forget()
 	s.cur, s.fig, s.plan = nil, nil, nil
@@ -898,6 +911,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	w.total.add(f, values)
 	sql := f.state.text(st)
 	if sql != "" {
+		s.followCursor(s.g.cfg.SQL.Analyze(sql), sql, f)
 		// The tables the text names count as touched, whether or not a
 		// result column comes from them (a WHERE, a join, a subquery).
 		for _, rel := range s.g.cfg.SQL.Analyze(sql).Relations {

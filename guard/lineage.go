@@ -94,7 +94,7 @@ func (s *session) targetCategory(lin *sqltext.Lineage, t sqltext.Target, depth i
 // declared base column, and returns that column's category, or "".
 func (s *session) viewColumn(oid uint32, attNum int) detect.Category {
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-	def, err := s.g.cfg.Catalog.ViewDefinition(ctx, oid)
+	def, err := s.cat.ViewDefinition(ctx, oid)
 	cancel()
 	if err != nil {
 		return ""
@@ -109,7 +109,7 @@ func (s *session) viewColumn(oid uint32, attNum int) detect.Category {
 // viewTables adds the relations a view reads to the tables touched.
 func (s *session) viewTables(oid uint32, f *Figures) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-	def, err := s.g.cfg.Catalog.ViewDefinition(ctx, oid)
+	def, err := s.cat.ViewDefinition(ctx, oid)
 	cancel()
 	if err != nil {
 		return
@@ -128,11 +128,11 @@ func (s *session) viewTables(oid uint32, f *Figures) {
 // called schema.name computes, or "". Overloads are not told apart: if any
 // of them returns PII, the call is taken to (the side of caution).
 func (s *session) functionColumn(schema, name string, index int, column string, depth int) detect.Category {
-	if s.g.cfg.Catalog == nil || depth >= maxFunctionDepth {
+	if s.cat == nil || depth >= maxFunctionDepth {
 		return ""
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-	fns, err := s.g.cfg.Catalog.Functions(ctx, schema, name)
+	fns, err := s.cat.Functions(ctx, schema, name)
 	cancel()
 	if err != nil {
 		s.log.Warn("catalog_lookup_failed", "function", name, "error", err)
@@ -220,7 +220,7 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 	s.pathMu.Lock()
 	defer s.pathMu.Unlock()
 	s.resolvePath()
-	if s.g.cfg.Catalog == nil {
+	if s.cat == nil {
 		// Without the catalog it is unknown whether the user's own schema
 		// exists; it rarely does, so it goes last, and pg_catalog, which
 		// PostgreSQL searches first, last of all: a table of the
@@ -241,7 +241,7 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 	}
 	order := searchOrder(s.path.schemas)
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-	holding, err := s.g.cfg.Catalog.RelationSchemas(ctx, rel.Table)
+	holding, err := s.cat.RelationSchemas(ctx, rel.Table)
 	cancel()
 	if err != nil || len(holding) == 0 {
 		return order
@@ -289,9 +289,9 @@ func (s *session) resolvePath() {
 	path := defaultSearchPath
 	if v, ok := startupSearchPath(s.info.Parameters); ok {
 		path = sqltext.ParseSearchPath(v)
-	} else if s.g.cfg.Catalog != nil {
+	} else if s.cat != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-		v, ok, err := s.g.cfg.Catalog.RoleSearchPath(ctx, s.info.User, s.info.Database)
+		v, ok, err := s.cat.RoleSearchPath(ctx, s.info.User, s.info.Database)
 		cancel()
 		switch {
 		case err != nil:

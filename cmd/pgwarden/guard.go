@@ -41,7 +41,7 @@ type guardParts struct {
 	// quarantine is the list in force: the state directory's, or the state
 	// database's when configured (shared by instances); nil without either.
 	quarantine quarantine.Store
-	catalog    *catalog.Resolver
+	catalog    *catalogs
 	audit      *audit.Log
 	pgAudit    *audit.PGSink
 	// normSharer shares the norms with the other instances; nil unless
@@ -133,12 +133,9 @@ func (t auditTee) append(ctx context.Context, ev audit.Event, written bool) (uin
 // newPool connects pgwarden's own pool to url, taking the password from env
 // when the URL has none, and checks the connection.
 func newPool(what, url, env string, maxConns int32) (*pgxpool.Pool, error) {
-	pcfg, err := pgxpool.ParseConfig(url)
+	pcfg, err := poolConfig(what, url, env)
 	if err != nil {
-		return nil, fmt.Errorf("%s URL: %w", what, err)
-	}
-	if pw := os.Getenv(env); pw != "" && pcfg.ConnConfig.Password == "" {
-		pcfg.ConnConfig.Password = pw
+		return nil, err
 	}
 	pcfg.MaxConns = maxConns
 	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
@@ -152,6 +149,19 @@ func newPool(what, url, env string, maxConns int32) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("%s connection to %s@%s:%d: %w", what, pcfg.ConnConfig.User, pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err)
 	}
 	return pool, nil
+}
+
+// poolConfig parses a pool's URL, with the password from env when the URL
+// has none.
+func poolConfig(what, url, env string) (*pgxpool.Config, error) {
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("%s URL: %w", what, err)
+	}
+	if pw := os.Getenv(env); pw != "" && pcfg.ConnConfig.Password == "" {
+		pcfg.ConnConfig.Password = pw
+	}
+	return pcfg, nil
 }
 
 // newGuard builds the guard from the configuration: the policy, the catalog
@@ -202,9 +212,16 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 			return fail(err)
 		}
 		closers = append(closers, pool.Close)
-		if parts.catalog, err = catalog.New(catalog.Config{Pool: pool, TTL: time.Duration(fc.Catalog.TTL), Logger: logger}); err != nil {
+		home, err := catalog.New(catalog.Config{Pool: pool, TTL: time.Duration(fc.Catalog.TTL), Logger: logger})
+		if err != nil {
 			return fail(err)
 		}
+		base, err := poolConfig("catalog", fc.Catalog.URL, "PGWARDEN_CATALOG_PASSWORD")
+		if err != nil {
+			return fail(err)
+		}
+		parts.catalog = newCatalogs(home, base, time.Duration(fc.Catalog.TTL), logger)
+		closers = append(closers, parts.catalog.close)
 	} else {
 		logger.Warn("no_catalog_connection", "consequence", "declared PII columns cannot be recognised; content detectors only",
 			"fix", "set --catalog-url (or catalog.url)")
@@ -351,7 +368,7 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	gcfg.Alerts = tee
 	alertsTo.Store(&tee)
 	if parts.catalog != nil {
-		gcfg.Catalog = parts.catalog
+		gcfg.Catalog, gcfg.CatalogFor = parts.catalog.home, parts.catalog.forDatabase
 	}
 	var sinks auditTee
 	if parts.audit != nil {

@@ -73,9 +73,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		startupTO    = fs.Duration("startup-timeout", 0, "time allowed from connect to the first ReadyForQuery (default 30s)")
 		idleTO       = fs.Duration("idle-timeout", 0, "end sessions idle this long outside a statement (default 0: never)")
 		shutdownTO   = fs.Duration("shutdown-timeout", 0, "on SIGTERM, time sessions get to finish before they are closed (default 30s)")
-		maxRows      = fs.Int64("max-rows-per-statement", 0, "block statements that return more rows than this (default 0: no limit)")
+		maxRows      = fs.Int64("max-rows-per-statement", 0, "block statements that return more rows than this, system catalogs excepted (default 0: no limit)")
 		policyPath   = fs.String("policy", "", "policy `file` (default: the built-in policy, content detectors only)")
-		catalogURL   = fs.String("catalog-url", "", "`URL` of pgwarden's own connection for resolving result columns (needed for declared columns)")
+		catalogURL   = fs.String("catalog-url", "", "`URL` of pgwarden's own connection for resolving result columns (needed for declared columns); other databases are reached as the same role")
 		auditDir     = fs.String("audit-dir", "", "`directory` of the hash-chained audit log (default: no audit log)")
 		auditKeyFile = fs.String("audit-key-file", "", "`file` holding the audit checkpoint key in hex (default: $PGWARDEN_AUDIT_KEY)")
 		auditSync    = fs.String("audit-sync", "", "audit durability: always, interval or never (default always)")
@@ -254,7 +254,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	cfg.Inspector = g.guard
 	cfg.Observe = g.metrics.Observe
 	if g.catalog != nil {
-		cfg.OnDDL, cfg.IsDDLTag = g.catalog.Invalidate, catalog.IsDDLTag
+		cfg.OnDDL, cfg.IsDDLTag = g.catalog.invalidate, catalog.IsDDLTag
 	}
 	srv, err := proxy.NewServer(cfg)
 	if err != nil {

@@ -24,10 +24,11 @@ const (
 	KindOther         = "other"
 )
 
-// classify returns the kinds of the statements in a parsed text, and the
+// classify returns the kinds of the statements in a parsed text, the
 // relations they name anywhere (FROM, JOIN, subqueries, INSERT and COPY
-// targets, CTEs excepted), each once.
-func classify(tree *pg_query.ParseResult) (kinds []string, rels []Relation) {
+// targets, CTEs excepted) and the functions they call (Func set), each
+// once.
+func classify(tree *pg_query.ParseResult) (kinds []string, rels, funcs []Relation) {
 	add := func(k string) {
 		if !slices.Contains(kinds, k) {
 			kinds = append(kinds, k)
@@ -75,9 +76,9 @@ func classify(tree *pg_query.ParseResult) (kinds []string, rels []Relation) {
 				add(KindOther)
 			}
 		}
-		scanCalls(n.ProtoReflect(), add, &relSet{list: &rels}, nil)
+		scanCalls(n.ProtoReflect(), add, &relSet{list: &rels}, &relSet{list: &funcs}, nil)
 	}
-	return kinds, rels
+	return kinds, rels, funcs
 }
 
 // isDDL reports whether a statement defines or changes schema objects or
@@ -93,14 +94,16 @@ func isDDL(n *pg_query.Node) bool {
 }
 
 // scanCalls walks a statement for the functions that send data off the
-// server (lo_export, dblink*) and the relations it names. ctes holds the
-// CTE names in scope, which are not relations.
-func scanCalls(m protoreflect.Message, add func(string), rels *relSet, ctes []string) {
+// server (lo_export, dblink*), the relations it names and the functions it
+// calls. ctes holds the CTE names in scope, which are not relations.
+func scanCalls(m protoreflect.Message, add func(string), rels, funcs *relSet, ctes []string) {
 	if !m.IsValid() {
 		return
 	}
 	switch v := m.Interface().(type) {
 	case *pg_query.FuncCall:
+		schema, name := funcQualifiedName(v)
+		funcs.add(Relation{Schema: schema, Table: name, Func: true})
 		switch name := funcName(v); {
 		case name == "lo_export":
 			add(KindLoExport)
@@ -124,7 +127,7 @@ func scanCalls(m protoreflect.Message, add func(string), rels *relSet, ctes []st
 		return
 	}
 	children(m, func(c protoreflect.Message) bool {
-		scanCalls(c, add, rels, ctes)
+		scanCalls(c, add, rels, funcs, ctes)
 		return true
 	})
 }

@@ -34,6 +34,9 @@ type Info struct {
 	// Relations are the tables and views the text names (CTEs excepted),
 	// each once, schema empty when unqualified.
 	Relations []Relation
+	// Functions are the functions the text calls, each once, Func set,
+	// Table the function's name and Schema empty when unqualified.
+	Functions []Relation
 	// Estimable is the query a planner estimate of the text's result
 	// would be asked about (EstimableQuery), "" when none.
 	Estimable string
@@ -117,7 +120,7 @@ func analyze(sql string) *Info {
 	}
 	info.Fingerprint, info.Normalized = fp, norm
 	if tree, err := pg_query.Parse(sql); err == nil {
-		info.Kinds, info.Relations = classify(tree)
+		info.Kinds, info.Relations, info.Functions = classify(tree)
 		if len(info.Relations) > MaxAnalyzedRelations {
 			return skimmed(sql, SkippedRelations)
 		}

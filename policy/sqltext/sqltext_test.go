@@ -251,6 +251,37 @@ func TestKindsAndRelations(t *testing.T) {
 	}
 }
 
+func TestFunctionsCalled(t *testing.T) {
+	a := New(0)
+	tests := []struct {
+		sql   string
+		funcs []string
+	}{
+		{"SELECT 1", nil},
+		{"SELECT pg_catalog.pg_get_viewdef(c.oid) FROM pg_class c", []string{"pg_catalog.pg_get_viewdef"}},
+		{"SELECT lower(email), count(*) FROM customers GROUP BY 1", []string{"lower", "count"}},
+		{"SELECT * FROM generate_series(1, 3), LATERAL (SELECT app.leak(x) FROM t) s", []string{"generate_series", "app.leak"}},
+		{"SELECT relname FROM pg_class WHERE oid IN (SELECT query_to_xml('SELECT 1', true, true, '')::text::oid)", []string{"query_to_xml"}},
+		{"SELECT lower(a), lower(b) FROM t", []string{"lower"}},
+	}
+	for _, tt := range tests {
+		var funcs []string
+		for _, f := range a.Analyze(tt.sql).Functions {
+			if !f.Func {
+				t.Errorf("%s: %+v is not marked a function", tt.sql, f)
+			}
+			if f.Schema != "" {
+				funcs = append(funcs, f.Schema+"."+f.Table)
+			} else {
+				funcs = append(funcs, f.Table)
+			}
+		}
+		if !slices.Equal(funcs, tt.funcs) {
+			t.Errorf("%s: functions %q, want %q", tt.sql, funcs, tt.funcs)
+		}
+	}
+}
+
 func TestEstimableQuery(t *testing.T) {
 	for _, tt := range []struct {
 		sql, want string
