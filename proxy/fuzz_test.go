@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -94,7 +95,7 @@ func FuzzSession(f *testing.F) {
 	f.Fuzz(func(t *testing.T, fromClient, fromServer []byte) {
 		rec := &recorder{}
 		insp, _ := rec.StartSession(context.Background(), nil)
-		s := &session{cfg: &Config{}, insp: insp, prepared: map[string]*preparedStmt{}, portals: map[string]*portal{},
+		s := &session{cfg: &Config{}, log: slog.New(slog.DiscardHandler), insp: insp, prepared: map[string]*preparedStmt{}, portals: map[string]*portal{},
 			toServer: newFrameWriter(io.Discard)}
 		cr := newFrameReader(bytes.NewReader(fromClient), 1<<16, nil)
 		sr := newFrameReader(bytes.NewReader(fromServer), 1<<16, nil)
@@ -126,7 +127,7 @@ func FuzzSession(f *testing.F) {
 func TestPortalsOfEndedTransactionsForgotten(t *testing.T) {
 	rec := &recorder{}
 	insp, _ := rec.StartSession(context.Background(), nil)
-	s := &session{cfg: &Config{}, insp: insp, prepared: map[string]*preparedStmt{}, portals: map[string]*portal{},
+	s := &session{cfg: &Config{}, log: slog.New(slog.DiscardHandler), insp: insp, prepared: map[string]*preparedStmt{}, portals: map[string]*portal{},
 		toServer: newFrameWriter(io.Discard)}
 	request := func(m pgproto3.FrontendMessage) {
 		t.Helper()

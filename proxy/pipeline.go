@@ -67,6 +67,7 @@ type pending struct {
 type preparedStmt struct {
 	sql       string
 	paramOIDs []uint32 // the types the Parse declared
+	mayCopyIn bool     // the SQL may begin a COPY FROM STDIN
 	desc      []pgproto3.FieldDescription
 	// described is set when the client asked to describe the statement
 	// (client -> server goroutine only).
@@ -136,6 +137,16 @@ type pendingQueue struct {
 	// readyc, when set, is closed when an entry answered by ReadyForQuery
 	// leaves the queue.
 	readyc chan struct{}
+	// deferred holds the Syncs the client sent as COPY input, which
+	// pgwarden keeps from the server until the COPY's outcome is known
+	// (see deferSync); each says whether CopyData had been sent before it.
+	deferred []bool
+	// release counts the deferred Syncs to send the server before the
+	// client's next request: a failed COPY would not have read them.
+	release int
+	// outcomec, when set, is closed when the outcome of the COPY that
+	// deferred Syncs is known.
+	outcomec chan struct{}
 	// batchSeq is the number of the last entry queued that ReadyForQuery
 	// answers.
 	batchSeq uint64
@@ -151,15 +162,14 @@ type pendingQueue struct {
 
 func (q *pendingQueue) push(p *pending) {
 	q.mu.Lock()
-	if q.copyIn {
-		// COPY input: a Sync or Flush the server ignores, or a message
-		// that makes it fail the COPY, which ends the session.
-		q.mu.Unlock()
-		return
-	}
+	q.pushLocked(p)
+	q.mu.Unlock()
+}
+
+// pushLocked is push with q.mu held.
+func (q *pendingQueue) pushLocked(p *pending) {
 	if q.skipping {
 		if p.kind != pendSync {
-			q.mu.Unlock()
 			return
 		}
 		q.skipping = false
@@ -177,7 +187,6 @@ func (q *pendingQueue) push(p *pending) {
 		q.items, q.head = q.items[:n], 0
 	}
 	q.items = append(q.items, p)
-	q.mu.Unlock()
 }
 
 // nextBatch is the number the next entry answered by ReadyForQuery will
@@ -241,9 +250,11 @@ func (q *pendingQueue) signalReady() {
 // entry: from then on it reads the client's messages as COPY input, up to a
 // CopyDone or CopyFail, ignoring Sync and Flush; any other message fails
 // the COPY. The entries queued behind the head were sent after the COPY's
-// statement, so the server reads them as that input: their Syncs are
-// dropped, and a CopyDone or CopyFail among them ends the COPY. Waiters
-// are woken: the server waits for input, not for them.
+// statement, so the server reads them as that input, and a CopyDone or
+// CopyFail among them ends the COPY. Their Syncs, sent before pgwarden
+// knew of the COPY, are taken as read by it: in an inspected session only
+// a Sync held past HoldTimeout gets there (see relay's mayCopyIn).
+// Waiters are woken: the server waits for input, not for them.
 // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-COPY
 func (q *pendingQueue) beginCopyIn() {
 	q.mu.Lock()
@@ -288,20 +299,77 @@ func (q *pendingQueue) endCopyIn() {
 	}
 }
 
-// copyInEnded records that the server ended a COPY FROM STDIN itself
-// (CommandComplete or an error): later client messages are requests again.
-func (q *pendingQueue) copyInEnded() {
+// copyInEnded records that the server ended a COPY FROM STDIN itself:
+// later client messages are requests again. The deferred Syncs are then
+// settled. PostgreSQL ignores each Sync it reads as COPY input, but a COPY
+// that fails (ok false) stops reading: the Syncs after the failing input
+// are read as requests, the first ending the error's skip. Which input
+// failed cannot be told from outside, so pgwarden decides, and sends what
+// it decided: a completed COPY read them all; a failed one read those sent
+// before any CopyData, unless none was sent (dataSent), and none of those
+// sent after CopyData.
+func (q *pendingQueue) copyInEnded(ok, dataSent bool) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.copyIn = false
+	if !ok {
+		for _, afterData := range q.deferred {
+			if afterData || !dataSent {
+				q.release++
+			}
+		}
+	}
+	q.deferred = q.deferred[:0]
+	if q.outcomec != nil {
+		close(q.outcomec)
+		q.outcomec = nil
+	}
+}
+
+// pushSync queues a Sync, unless the server reads it as COPY input: then
+// it is deferred, with whether CopyData came before it, and pushSync
+// returns false: the Sync is not to be sent.
+func (q *pendingQueue) pushSync(afterData bool) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.copyIn {
+		q.deferred = append(q.deferred, afterData)
+		return false
+	}
+	q.pushLocked(&pending{kind: pendSync})
+	return true
+}
+
+// copyOutcome returns a channel that is closed when the outcome of the
+// COPY that deferred Syncs is known, or nil when there is nothing to wait
+// for. A Sync (sync) sent while the COPY lasts waits for nothing.
+func (q *pendingQueue) copyOutcome(sync bool) <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.deferred) == 0 || (sync && q.copyIn) {
+		return nil
+	}
+	if q.outcomec == nil {
+		q.outcomec = make(chan struct{})
+	}
+	return q.outcomec
+}
+
+// forgetDeferred takes the deferred Syncs as read by their COPY, whose
+// outcome did not come in time.
+func (q *pendingQueue) forgetDeferred() {
+	q.mu.Lock()
+	q.deferred = q.deferred[:0]
 	q.mu.Unlock()
 }
 
-// inCopyIn reports whether the server reads the client's messages as COPY
-// input.
-func (q *pendingQueue) inCopyIn() bool {
+// takeRelease returns the number of deferred Syncs to send now.
+func (q *pendingQueue) takeRelease() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.copyIn
+	n := q.release
+	q.release = 0
+	return n
 }
 
 // signalSettled wakes a settled waiter; q.mu is held.

@@ -94,24 +94,15 @@ func (s *session) clientToServer() error {
 		}
 		s.idle.Store(false)
 		typ, body := frame[0], frame[headerLen:]
-		if s.failTx.Load() && s.failTx.Swap(false) && typ != 'X' {
-			// A block inside a transaction block: the client was told the
-			// transaction failed; make it so on the server, as an error of
-			// its own would have, before anything else runs in it.
-			if err := s.awaitBatch(); err != nil {
-				return err
-			}
-			s.queue.push(&pending{kind: pendQuery, hidden: true})
-			if err := s.toServer.write(failTxQuery); err != nil {
-				return fmt.Errorf("write to upstream: %w", err)
-			}
-		}
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
-			if s.queue.inCopyIn() {
-				// COPY input to the server: a Sync it ignores, or a
-				// message that fails the COPY. Nothing runs.
-				break
+			if typ == 'S' && s.mayCopyIn {
+				if err := s.awaitCopyIn(); err != nil {
+					return err
+				}
+			}
+			if err := s.settleCopy(typ == 'S'); err != nil {
+				return err
 			}
 			if err := s.awaitRoom(); err != nil {
 				return err
@@ -122,8 +113,19 @@ func (s *session) clientToServer() error {
 				if err := s.awaitBatch(); err != nil {
 					return err
 				}
-				if s.queue.inCopyIn() {
-					break
+			}
+			if typ != 'S' && s.failTx.Load() && s.failTx.Swap(false) {
+				// A block inside a transaction block: the client was told
+				// the transaction failed; make it so on the server, as an
+				// error of its own would have, before anything else runs
+				// in it. (A Sync runs nothing; its ReadyForQuery says 'E'
+				// meanwhile.)
+				if err := s.awaitBatch(); err != nil {
+					return err
+				}
+				s.queue.push(&pending{kind: pendQuery, hidden: true})
+				if err := s.toServer.write(failTxQuery); err != nil {
+					return fmt.Errorf("write to upstream: %w", err)
 				}
 			}
 			if typ == 'S' && s.batchExecutes > 1 {
@@ -142,9 +144,14 @@ func (s *session) clientToServer() error {
 			if replace != nil {
 				frame = replace
 			}
+		case 'd': // CopyData
+			if !s.copyData.Load() {
+				s.copyData.Store(true)
+			}
 		case 'c', 'f': // CopyDone, CopyFail
 			s.queue.endCopyIn()
 		case 'X':
+			s.clientQuit.Store(true)
 			s.toServer.write(frame)
 			s.toServer.flush()
 			return errClientTerminated
@@ -154,6 +161,82 @@ func (s *session) clientToServer() error {
 		}
 	}
 }
+
+// awaitCopyIn holds a Sync sent behind a statement that may begin a COPY
+// FROM STDIN until the server has begun it or answered the statement: a
+// Sync the server reads as COPY input is one pgwarden must defer, not
+// forward (see pendingQueue.copyInEnded).
+func (s *session) awaitCopyIn() error {
+	s.mayCopyIn = false
+	ch := s.queue.settled()
+	if ch == nil {
+		return nil
+	}
+	// The server holds its answers to an extended-protocol batch until a
+	// Sync or a Flush.
+	if err := s.toServer.write(flushMsg); err != nil {
+		return fmt.Errorf("write to upstream: %w", err)
+	}
+	if err := s.toServer.flush(); err != nil {
+		return fmt.Errorf("write to upstream: %w", err)
+	}
+	t := time.NewTimer(s.cfg.HoldTimeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+		s.log.Debug("hold_expired", "waited", s.cfg.HoldTimeout)
+	case <-s.stop:
+		return net.ErrClosed
+	}
+	return nil
+}
+
+// settleCopy runs before a request when Syncs sent as COPY input are
+// deferred: it waits for the COPY's outcome, and sends the server the
+// Syncs a failed COPY would not have read. A Sync sent while the COPY lasts
+// does not wait: it is deferred too.
+func (s *session) settleCopy(sync bool) error {
+	if ch := s.queue.copyOutcome(sync); ch != nil {
+		if err := s.toServer.write(flushMsg); err != nil {
+			return fmt.Errorf("write to upstream: %w", err)
+		}
+		if err := s.toServer.flush(); err != nil {
+			return fmt.Errorf("write to upstream: %w", err)
+		}
+		t := time.NewTimer(s.cfg.HoldTimeout)
+		defer t.Stop()
+		select {
+		case <-ch:
+		case <-t.C:
+			s.log.Debug("hold_expired", "waited", s.cfg.HoldTimeout)
+			s.queue.forgetDeferred()
+		case <-s.stop:
+			return net.ErrClosed
+		}
+	}
+	for n := s.queue.takeRelease(); n > 0; n-- {
+		s.queue.push(&pending{kind: pendSync})
+		if err := s.toServer.write(syncMsg); err != nil {
+			return fmt.Errorf("write to upstream: %w", err)
+		}
+	}
+	return nil
+}
+
+// mentionsStdin reports whether sql holds the word STDIN in any case: a
+// statement that may begin a COPY FROM STDIN.
+func mentionsStdin(sql []byte) bool {
+	for i := 0; i+5 <= len(sql); i++ {
+		if sql[i]|0x20 == 's' && sql[i+1]|0x20 == 't' && sql[i+2]|0x20 == 'd' && sql[i+3]|0x20 == 'i' && sql[i+4]|0x20 == 'n' {
+			return true
+		}
+	}
+	return false
+}
+
+// syncMsg is a Sync, sent for the client when a deferred one is released.
+var syncMsg = []byte{'S', 0, 0, 0, 4}
 
 // awaitBatch holds a request of a new batch until the batches before it
 // are answered (their ReadyForQuery has arrived), in inspected sessions. A
@@ -296,7 +379,10 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		case 'C':
 			k = pendClose
 		case 'S':
-			k = pendSync
+			if !s.queue.pushSync(s.copyData.Load()) {
+				return dropFrame, nil
+			}
+			return nil, nil
 		}
 		s.queue.push(&pending{kind: k})
 		return nil, nil
@@ -309,6 +395,9 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 			return nil, err
 		}
 		st := s.newStatement(SimpleQuery, string(sql))
+		if mentionsStdin(sql) {
+			s.mayCopyIn = true
+		}
 		denied, err := s.screen(st)
 		if err != nil {
 			return nil, err
@@ -344,7 +433,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		ps := &preparedStmt{sql: string(sql), paramOIDs: oids}
+		ps := &preparedStmt{sql: string(sql), paramOIDs: oids, mayCopyIn: mentionsStdin(sql)}
 		s.prepared[string(name)] = ps
 		s.queue.push(&pending{kind: pendParse, ps: ps})
 	case 'B':
@@ -409,6 +498,9 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 				return nil, err
 			}
 		}
+		if p.ps.mayCopyIn {
+			s.mayCopyIn = true
+		}
 		// Executes that resume a suspended portal continue its statement:
 		// a result fetched a few rows at a time is still one result.
 		s.batchExecutes++
@@ -444,10 +536,16 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		s.queue.push(&pending{kind: pendClose})
 	case 'S':
 		s.batchExecutes = 0
-		s.queue.push(&pending{kind: pendSync})
+		if !s.queue.pushSync(s.copyData.Load()) {
+			// COPY input: deferred (see pendingQueue.copyInEnded).
+			return dropFrame, nil
+		}
 	}
 	return nil, nil
 }
+
+// dropFrame, returned by trackRequest, forwards nothing.
+var dropFrame = []byte{}
 
 // portalsSweepAt is the number of portals past which a Bind forgets those
 // of ended transactions.
@@ -493,6 +591,10 @@ func (s *session) serverToClient() error {
 				return fatalf(codeProtocolViolation, err, "invalid message from the upstream server")
 			}
 			if isClosedConn(err) && s.reason.Load() == nil {
+				if s.clientQuit.Load() {
+					// The server's close answers the client's Terminate.
+					return errClientTerminated
+				}
 				if s.serverFatal {
 					// The server said why (a FATAL ErrorResponse, relayed).
 					return fmt.Errorf("upstream server ended the session: %w", err)
@@ -545,15 +647,15 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			return false, nil
 		}
 		e := s.head()
-		if e == nil {
-			return true, nil
+		if e == nil || e.stmt == nil {
+			return false, s.desync("CopyData")
 		}
 		return s.act(e, s.insp.CopyData(e.stmt, body))
 	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
 		s.copyOut = false
 		if s.copyIn {
 			s.copyIn = false
-			s.queue.copyInEnded()
+			s.queue.copyInEnded(typ == 'C', s.copyData.Swap(false))
 		}
 		e := s.head()
 		if typ == 'C' {
@@ -595,6 +697,11 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			// The end of pgwarden's own query.
 			return false, nil
 		}
+		if s.failTx.Load() && s.txStatus == 'T' && len(body) > 0 {
+			// The client was told its transaction failed; pgwarden makes
+			// it so before the client's next statement.
+			body[0], s.txStatus = 'E', 'E'
+		}
 		if s.blocked && s.txStatus == 'T' && len(body) > 0 {
 			// The server finished the blocked statement before the cancel
 			// landed, so its transaction is healthy; the client, told of an
@@ -623,7 +730,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		s.copyOut = false
 		if s.copyIn {
 			s.copyIn = false
-			s.queue.copyInEnded()
+			s.queue.copyInEnded(false, s.copyData.Swap(false))
 		}
 		if isFatal(body) {
 			s.serverFatal = true
@@ -749,8 +856,8 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 // onRow shows a DataRow to the inspector.
 func (s *session) onRow(body []byte) (bool, error) {
 	e := s.head()
-	if e == nil {
-		return true, nil
+	if e == nil || e.stmt == nil {
+		return false, s.desync("DataRow")
 	}
 	vals, err := decodeDataRow(body, s.row)
 	s.row = vals
@@ -772,6 +879,15 @@ func (s *session) onRow(body []byte) (bool, error) {
 		return false, s.toClient.write(s.rowBuf)
 	}
 	return s.act(e, v)
+}
+
+// desync ends a session whose server sent data that no statement pgwarden
+// knows of asked for: its bookkeeping lost track of the protocol. Relaying
+// the data uninspected would be a way around the guard, so the session
+// ends instead.
+func (s *session) desync(what string) error {
+	s.log.Error("protocol_desync", "message", what, "consequence", "the session was closed rather than relay data uninspected")
+	return fatalf(codeProtocolViolation, nil, "lost track of the server's answers; the session was closed")
 }
 
 // act carries out a verdict on the message at hand.

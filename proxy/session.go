@@ -70,6 +70,15 @@ type session struct {
 	// before the client's next request.
 	failTx atomic.Bool
 
+	// mayCopyIn is set when a request forwarded since the last Sync may
+	// begin a COPY FROM STDIN (client -> server goroutine only).
+	mayCopyIn bool
+	// copyData is set when the client sent CopyData, and taken when a
+	// COPY FROM STDIN ends.
+	copyData atomic.Bool
+	// clientQuit is set when the client sent Terminate: the server's
+	// close that follows is the end the client asked for.
+	clientQuit atomic.Bool
 	// idleAfter is the last batch whose ReadyForQuery found no
 	// transaction open: portals bound in it or before are gone.
 	idleAfter atomic.Uint64

@@ -34,16 +34,30 @@ func wireSummary(t *testing.T, ctx context.Context, addr, app string, ready int,
 		t.Fatal(err)
 	}
 	var out []string
+	rows := 0
+	flushRows := func() {
+		if rows > 0 {
+			out = append(out, fmt.Sprintf("DataRow x%d", rows))
+			rows = 0
+		}
+	}
+	defer func() { flushRows() }()
 	for ready > 0 {
 		rc.SetReadDeadline(time.Now().Add(quiet))
 		m, err := rc.fe.Receive()
 		if err != nil {
 			var ne net.Error
+			flushRows()
 			if errors.As(err, &ne) && ne.Timeout() {
 				return append(out, "(silence)")
 			}
 			return append(out, "(closed)")
 		}
+		if _, ok := m.(*pgproto3.DataRow); ok {
+			rows++
+			continue
+		}
+		flushRows()
 		switch m := m.(type) {
 		case *pgproto3.ErrorResponse:
 			out = append(out, "ErrorResponse "+m.Code)
@@ -130,6 +144,43 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 			&pgproto3.CopyDone{},
 			&pgproto3.Sync{},
 			&pgproto3.Query{String: "select 'after'"},
+		}},
+		{"a Sync after bad COPY data, then a batch", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.CopyData{Data: []byte("bad\n")},
+			&pgproto3.Sync{},
+			&pgproto3.Parse{Query: "select 1"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{},
+		}},
+		{"a Sync after bad COPY data, then a Query", 3, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{MaxRows: 2},
+			&pgproto3.CopyData{Data: []byte("bad\n")},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select g from generate_series(1, 3000) g"},
+			&pgproto3.Sync{},
+		}},
+		{"Syncs between good and bad COPY data", 3, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.CopyData{Data: []byte("1\n")},
+			&pgproto3.CopyData{Data: []byte("bad\n")},
+			&pgproto3.CopyData{Data: []byte("2\n")},
+			&pgproto3.Sync{},
+			&pgproto3.CopyDone{},
+			&pgproto3.Sync{},
+			&pgproto3.Bind{DestinationPortal: "p9", PreparedStatement: "s9"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.Query{String: "copy " + table + " from stdin"},
+			&pgproto3.CopyFail{Message: "end"},
+			&pgproto3.Sync{},
 		}},
 	}
 	for _, tc := range cases {
