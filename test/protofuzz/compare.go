@@ -1,0 +1,232 @@
+package protofuzz
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Class sorts a divergence by how the proxy's answer differs.
+type Class string
+
+// Divergence classes, from the worst.
+const (
+	ClassHang     Class = "hang"                           // the proxy went silent
+	ClassClosed   Class = "connection closed"              // the proxy closed the connection
+	ClassLeak     Class = "leaked session or backend"      // something stayed open after the client left
+	ClassReady    Class = "missing or extra ReadyForQuery" // a different number of ReadyForQuery
+	ClassSQLState Class = "different SQLSTATE"             // the same shape, other errors
+	ClassOrder    Class = "wrong message order"            // anything else
+)
+
+// Classify says how proxied differs from direct; "" when it does not.
+func Classify(direct, proxied *Transcript) Class {
+	if direct.Key() == proxied.Key() {
+		return ""
+	}
+	switch {
+	case proxied.End == EndHang && direct.End != EndHang:
+		return ClassHang
+	case proxied.End == EndClosed && direct.End != EndClosed:
+		return ClassClosed
+	case len(proxied.Leaks) > 0 && len(direct.Leaks) == 0:
+		return ClassLeak
+	case count(direct, "ReadyForQuery") != count(proxied, "ReadyForQuery"):
+		return ClassReady
+	case !slices.Equal(codes(direct), codes(proxied)) && len(direct.Lines) == len(proxied.Lines):
+		return ClassSQLState
+	}
+	return ClassOrder
+}
+
+func count(t *Transcript, prefix string) int {
+	n := 0
+	for _, l := range t.Lines {
+		if strings.HasPrefix(l.Key, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func codes(t *Transcript) []string {
+	var out []string
+	for _, l := range t.Lines {
+		if strings.HasPrefix(l.Key, "ErrorResponse") {
+			out = append(out, l.Key)
+		}
+	}
+	return out
+}
+
+// Divergence is a sequence whose answer through a proxy differs from
+// PostgreSQL's, minimized.
+type Divergence struct {
+	Proxy     string
+	Class     Class
+	Seq       Sequence // minimized
+	Direct    *Transcript
+	Proxied   *Transcript
+	Original  int    // message count before minimizing
+	Seed      uint64 // the generator's seed, when it came from one
+	Signature string
+}
+
+// Report renders d in Markdown.
+func (d *Divergence) Report() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### %s through %s\n\n", d.Class, d.Proxy)
+	fmt.Fprintf(&b, "Minimized from %d to %d messages. Sent (then the trailer: %s):\n\n```\n",
+		d.Original, len(d.Seq.Msgs), strings.Join(renderAll(Trailer()), ", "))
+	for _, l := range RenderSequence(d.Seq) {
+		b.WriteString(l + "\n")
+	}
+	if n := d.Direct.Ready(); d.Seq.Settle && n > 0 {
+		fmt.Fprintf(&b, "-- then wait for %d ReadyForQuery before the trailer --\n", n)
+	}
+	fmt.Fprintf(&b, "```\n\nPostgreSQL:\n\n```\n%s```\n\npgwarden (%s):\n\n```\n%s```\n", d.Direct, d.Proxy, d.Proxied)
+	return b.String()
+}
+
+func renderAll(ms []pgproto3.FrontendMessage) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = Render(m)
+	}
+	return out
+}
+
+// Compare sends seq to PostgreSQL and to proxy and classifies the
+// difference.
+func (e *Env) Compare(ctx context.Context, proxy Target, seq Sequence) (Class, *Transcript, *Transcript, error) {
+	direct, err := e.Runner.Run(ctx, e.Direct, seq, 0)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	proxied, err := e.Runner.Run(ctx, proxy, seq, direct.Ready())
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return Classify(direct, proxied), direct, proxied, nil
+}
+
+// Minimize drops messages and cuts from seq while it still diverges
+// through proxy in the same class (delta debugging, ddmin), within
+// budget, and returns the smallest diverging sequence found.
+func (e *Env) Minimize(ctx context.Context, proxy Target, seq Sequence, class Class, budget time.Duration) (*Divergence, error) {
+	deadline := time.Now().Add(budget)
+	d := &Divergence{Proxy: proxy.Name, Class: class, Seq: seq, Original: len(seq.Msgs)}
+	test := func(s Sequence) (bool, error) {
+		c, direct, proxied, err := e.Compare(ctx, proxy, s)
+		if err != nil {
+			return false, err
+		}
+		if c != class {
+			return false, nil
+		}
+		d.Seq, d.Direct, d.Proxied = s, direct, proxied
+		return true, nil
+	}
+	if ok, err := test(seq); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("%s did not diverge again (flaky)", class)
+		}
+		return nil, err
+	}
+	if len(d.Seq.Cuts) > 0 || d.Seq.Settle {
+		s := d.Seq
+		s.Cuts, s.Settle = nil, false
+		if _, err := test(s); err != nil {
+			return nil, err
+		}
+	}
+	n := 2
+	for len(d.Seq.Msgs) >= 1 && time.Now().Before(deadline) && ctx.Err() == nil {
+		cur := d.Seq
+		size := (len(cur.Msgs) + n - 1) / n
+		reduced := false
+		for start := 0; start < len(cur.Msgs) && time.Now().Before(deadline); start += size {
+			cand := without(cur, start, min(start+size, len(cur.Msgs)))
+			ok, err := test(cand)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				reduced = true
+				n = max(n-1, 2)
+				break
+			}
+		}
+		if !reduced {
+			if size == 1 {
+				break
+			}
+			n = min(n*2, len(cur.Msgs))
+		}
+	}
+	for i := 0; i < len(d.Seq.Cuts) && time.Now().Before(deadline); {
+		s := d.Seq
+		s.Cuts = slices.Delete(slices.Clone(s.Cuts), i, i+1)
+		ok, err := test(s)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			i++
+		}
+	}
+	d.Signature = proxy.Name + "|" + string(class) + "|" + strings.Join(RenderSequence(d.Seq), "|")
+	return d, nil
+}
+
+// without is seq minus messages [i, j), its cuts renumbered.
+func without(seq Sequence, i, j int) Sequence {
+	out := Sequence{Msgs: slices.Concat(seq.Msgs[:i], seq.Msgs[j:]), Settle: seq.Settle}
+	for _, c := range seq.Cuts {
+		switch {
+		case c.Before < i:
+			out.Cuts = append(out.Cuts, c)
+		case c.Before >= j:
+			c.Before -= j - i
+			out.Cuts = append(out.Cuts, c)
+		}
+	}
+	return out
+}
+
+// KnownShape names the kind of known relay bug that seq looks like, or
+// returns "": a simple Query or FunctionCall sent after extended-protocol
+// messages with no Sync between them (the server either skips it, after
+// an error, or answers it with a ReadyForQuery of its own), or sent
+// during a COPY FROM STDIN (the server ends the COPY with 08P01).
+func KnownShape(seq Sequence) string {
+	extended, copyIn := false, false
+	for _, m := range seq.Msgs {
+		switch m := m.(type) {
+		case *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Execute, *pgproto3.Close:
+			extended = true
+			if p, ok := m.(*pgproto3.Parse); ok && strings.Contains(p.Query, "from stdin") {
+				copyIn = true
+			}
+		case *pgproto3.Sync:
+			extended = false
+		case *pgproto3.CopyDone, *pgproto3.CopyFail:
+			copyIn = false
+		case *pgproto3.Query, *pgproto3.FunctionCall:
+			if copyIn {
+				return "simple query during COPY FROM STDIN"
+			}
+			if extended {
+				return "simple query inside an extended-protocol batch"
+			}
+			if q, ok := m.(*pgproto3.Query); ok && strings.Contains(q.String, "from stdin") {
+				copyIn = true
+			}
+		}
+	}
+	return ""
+}

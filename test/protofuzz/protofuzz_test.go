@@ -1,0 +1,195 @@
+package protofuzz_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/protofuzz"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// knownEnv, set to 1, runs the known divergences too.
+const knownEnv = "PROTOFUZZ_KNOWN"
+
+// knownDivergences are the regression cases pgwarden still fails, by
+// name, with the reason. They are skipped unless PROTOFUZZ_KNOWN=1; a
+// case leaves this list when the relay is fixed. While the list is not
+// empty, random sequences whose minimized divergence looks like one of
+// them (knownShape) are logged rather than failed.
+var knownDivergences = map[string]string{
+	"error then query before sync":    "after an extended-protocol error, a Query before the Sync: the proxy waits for a ReadyForQuery that the server skips",
+	"query during copy in":            "a Query during COPY FROM STDIN: the server's 08P01 never reaches the client",
+	"query inside an extended batch":  "Parse/Bind/Execute, Query, Sync: the server sends two ReadyForQuery, the client gets one",
+	"execute error then functioncall": "after an extended-protocol error, a FunctionCall before the Sync: as with a Query",
+}
+
+func setupEnv(t *testing.T) *protofuzz.Env {
+	t.Helper()
+	env, err := protofuzz.NewEnv(t.Context(), pgtest.Shared(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	return env
+}
+
+// regressions are sequences whose replies once differed through pgwarden.
+// direct is PostgreSQL's answer, checked first so that a case cannot pass
+// because both sides misbehave the same way.
+var regressions = []struct {
+	name   string
+	seq    []pgproto3.FrontendMessage
+	direct []string
+}{
+	{
+		name: "error then query before sync",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Execute{Portal: "pf_unknown"},
+			&pgproto3.Query{String: "select 2"},
+			&pgproto3.Parse{Query: "select 1"},
+			&pgproto3.Bind{},
+			&pgproto3.Sync{},
+		},
+		// The server skips everything up to the Sync, the Query included.
+		direct: []string{"ErrorResponse ERROR 34000", "ReadyForQuery I"},
+	},
+	{
+		name: "query during copy in",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy t from stdin"},
+			&pgproto3.CopyData{Data: []byte("1\ta@example.com\n")},
+			&pgproto3.Query{String: "select 1"},
+			&pgproto3.CopyDone{},
+		},
+		// The Query ends the COPY with an error, and the session: the
+		// server stopped reading in the middle of the Query's frame.
+		direct: []string{"CopyInResponse", "ErrorResponse ERROR 08P01", "ErrorResponse FATAL 08P01", "<closed>"},
+	},
+	{
+		name: "query inside an extended batch",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "select 1"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.Query{String: "select 2"},
+			&pgproto3.Sync{},
+		},
+		// The Query implies a Sync: its ReadyForQuery, then the Sync's.
+		direct: []string{"ParseComplete", "BindComplete", "DataRow x1", "CommandComplete SELECT 1",
+			"RowDescription ?column?", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I", "ReadyForQuery I"},
+	},
+	{
+		name: "execute error then functioncall",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Execute{},
+			&pgproto3.FunctionCall{Function: 177, ArgFormatCodes: []uint16{0}, Arguments: [][]byte{[]byte("1"), []byte("2")}},
+			&pgproto3.Sync{},
+		},
+		direct: []string{"ErrorResponse ERROR 34000", "ReadyForQuery I"},
+	},
+	{
+		name: "copy fail outside copy",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.CopyFail{Message: "no copy"},
+			&pgproto3.CopyDone{},
+			&pgproto3.CopyData{Data: []byte("x")},
+			&pgproto3.Query{String: "select 1"},
+		},
+		direct: []string{"RowDescription ?column?", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"},
+	},
+}
+
+// trailerReplies is PostgreSQL's answer to the trailer after a sequence
+// that leaves the session idle.
+var trailerReplies = []string{"ReadyForQuery I", "NoticeResponse WARNING 25P01", "CommandComplete ROLLBACK",
+	"RowDescription ?column?", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"}
+
+// TestRegressions sends each regression sequence in one write to
+// PostgreSQL and through pgwarden, without an inspector and with the
+// guard, and compares the replies.
+func TestRegressions(t *testing.T) {
+	env := setupEnv(t)
+	for _, tc := range regressions {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			seq := protofuzz.Sequence{Msgs: tc.seq}
+			direct, err := env.Runner.Run(ctx, env.Direct, seq, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.direct
+			if want[len(want)-1] != "<closed>" {
+				want = append(want, trailerReplies...)
+			}
+			if got, want := keys(direct), strings.Join(want, "\n"); got != want {
+				t.Fatalf("PostgreSQL answered:\n%s\nwant:\n%s", direct, want)
+			}
+			if reason, ok := knownDivergences[tc.name]; ok && os.Getenv(knownEnv) != "1" {
+				t.Skipf("known divergence (%s=1 runs it): %s", knownEnv, reason)
+			}
+			for _, p := range env.Proxies {
+				proxied, err := env.Runner.Run(ctx, p, seq, direct.Ready())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c := protofuzz.Classify(direct, proxied); c != "" {
+					t.Errorf("through %s: %s\nPostgreSQL:\n%s\npgwarden:\n%s", p.Name, c, direct, proxied)
+				}
+			}
+		})
+	}
+}
+
+func keys(tr *protofuzz.Transcript) string {
+	var ks []string
+	for _, l := range tr.Lines {
+		ks = append(ks, l.Key)
+	}
+	if tr.End != protofuzz.EndComplete || len(tr.Leaks) > 0 {
+		ks = append(ks, "<"+string(tr.End)+">")
+		ks = append(ks, tr.Leaks...)
+	}
+	return strings.Join(ks, "\n")
+}
+
+// TestRandomSequences compares a few hundred random sequences (fixed
+// seeds, bounded in time) through both proxies with PostgreSQL.
+func TestRandomSequences(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	env := setupEnv(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	skipKnown := len(knownDivergences) > 0 && os.Getenv(knownEnv) != "1"
+	sum := env.Fuzz(ctx, protofuzz.Config{
+		Seed:           1,
+		Count:          300,
+		Duration:       20 * time.Second,
+		MinimizeBudget: 10 * time.Second,
+		Known:          func(d *protofuzz.Divergence) bool { return skipKnown && protofuzz.KnownShape(d.Seq) != "" },
+		OnDivergence: func(d *protofuzz.Divergence) {
+			if skipKnown {
+				if shape := protofuzz.KnownShape(d.Seq); shape != "" {
+					t.Logf("seed %d: known divergence (%s): %s through %s", d.Seed, shape, d.Class, d.Proxy)
+					return
+				}
+			}
+			t.Errorf("seed %d:\n%s", d.Seed, d.Report())
+		},
+	})
+	for _, err := range sum.Errors {
+		t.Log(err)
+	}
+	t.Log(sum)
+	if sum.Sequences < 20 {
+		t.Errorf("only %d sequences ran", sum.Sequences)
+	}
+}
