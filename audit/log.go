@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
 // SyncPolicy says when Append's lines reach stable storage.
@@ -210,7 +212,7 @@ func Open(cfg Config) (*Log, error) {
 	l.synced = l.seq
 	if cfg.Sync == SyncInterval {
 		l.stop, l.done = make(chan struct{}), make(chan struct{})
-		go l.syncLoop(l.stop)
+		crash.Loop(cfg.Logger, "audit_sync", l.done, func() { l.syncLoop(l.stop) })
 	}
 	return l, nil
 }
@@ -353,7 +355,6 @@ func (l *Log) syncFile() {
 }
 
 func (l *Log) syncLoop(stop <-chan struct{}) {
-	defer close(l.done)
 	t := time.NewTicker(l.cfg.SyncInterval)
 	defer t.Stop()
 	for {
@@ -362,11 +363,15 @@ func (l *Log) syncLoop(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		l.mu.Lock()
-		if !l.closed && l.err == nil && !l.syncing && l.synced < l.seq {
-			l.syncFile()
-		}
-		l.mu.Unlock()
+		l.syncIfDue()
+	}
+}
+
+func (l *Log) syncIfDue() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed && l.err == nil && !l.syncing && l.synced < l.seq {
+		l.syncFile()
 	}
 }
 

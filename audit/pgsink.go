@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
 // Defaults of PGSinkConfig.
@@ -166,7 +168,7 @@ func NewPGSink(ctx context.Context, cfg PGSinkConfig) (*PGSink, error) {
 		return nil, err
 	}
 	cfg.Logger.Info("audit_pg_sink_opened", "table", cfg.Table, "seq", seq)
-	go s.flusher()
+	crash.Loop(cfg.Logger, "audit_pg_flush", s.done, s.flusher)
 	return s, nil
 }
 
@@ -351,7 +353,6 @@ func (s *PGSink) Append(ctx context.Context, ev Event) (uint64, error) {
 // flusher writes the queued batches in order until the sink is closed and
 // its queue empty.
 func (s *PGSink) flusher() {
-	defer close(s.done)
 	for {
 		s.mu.Lock()
 		for len(s.queue) == 0 && !s.closed {

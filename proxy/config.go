@@ -53,6 +53,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// CancelTimeout bounds forwarding a cancel request upstream (default 5s).
 	CancelTimeout time.Duration
+	// HoldTimeout bounds how long an inspected session holds a request of
+	// a new batch while the batch before it is answered (default 2s).
+	HoldTimeout time.Duration
 
 	// Identify, if set, decides who the employee behind a session is,
 	// once the client's startup message has been read (after TLS) and
@@ -138,6 +141,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.CancelTimeout <= 0 {
 		c.CancelTimeout = 5 * time.Second
+	}
+	if c.HoldTimeout <= 0 {
+		c.HoldTimeout = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

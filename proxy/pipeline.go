@@ -29,6 +29,10 @@ const (
 	pendExecute                               // rows or COPY, then CommandComplete, EmptyQueryResponse or PortalSuspended
 	pendClose                                 // CloseComplete
 	pendSync                                  // ReadyForQuery
+	// pendCopyEnd is a CopyDone or CopyFail sent while requests were in
+	// flight: the server answers nothing to it, but if it begins a COPY
+	// FROM STDIN before reaching it, that COPY ends there (see beginCopyIn).
+	pendCopyEnd
 )
 
 // endsWithReady reports whether the entry is answered last by ReadyForQuery.
@@ -128,10 +132,20 @@ type pendingQueue struct {
 	// readyc, when set, is closed when an entry answered by ReadyForQuery
 	// leaves the queue.
 	readyc chan struct{}
+	// copyIn is set while the server reads the client's messages as the
+	// input of a COPY FROM STDIN: what the client sends then is not a
+	// request, and the server answers none of it.
+	copyIn bool
 }
 
 func (q *pendingQueue) push(p *pending) {
 	q.mu.Lock()
+	if q.copyIn {
+		// COPY input: a Sync or Flush the server ignores, or a message
+		// that makes it fail the COPY, which ends the session.
+		q.mu.Unlock()
+		return
+	}
 	if q.skipping {
 		if p.kind != pendSync {
 			q.mu.Unlock()
@@ -146,14 +160,28 @@ func (q *pendingQueue) push(p *pending) {
 	q.mu.Unlock()
 }
 
-// peek returns the oldest entry or nil.
+// peek returns the oldest entry that awaits an answer, or nil.
 func (q *pendingQueue) peek() *pending {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.dropCopyEnds()
 	if q.head == len(q.items) {
 		return nil
 	}
 	return q.items[q.head]
+}
+
+// dropCopyEnds removes CopyDone and CopyFail entries from the head: outside
+// a COPY the server ignores them. q.mu is held.
+func (q *pendingQueue) dropCopyEnds() {
+	for q.head < len(q.items) && q.items[q.head].kind == pendCopyEnd {
+		q.items[q.head] = nil
+		q.head++
+	}
+	if q.head == len(q.items) && q.head > 0 {
+		q.items, q.head = q.items[:0], 0
+		q.signalSettled()
+	}
 }
 
 // pop removes the oldest entry.
@@ -163,19 +191,87 @@ func (q *pendingQueue) pop() {
 		if q.items[q.head].kind.endsWithReady() {
 			q.failing = false
 			q.batches--
-			if q.readyc != nil {
-				close(q.readyc)
-				q.readyc = nil
-			}
+			q.signalReady()
 		}
 		q.items[q.head] = nil
 		q.head++
-		if q.head == len(q.items) {
-			q.items, q.head = q.items[:0], 0
-			q.signalSettled()
-		}
+		q.dropCopyEnds()
 	}
 	q.mu.Unlock()
+}
+
+// signalReady wakes a waiter for the end of a batch; q.mu is held.
+func (q *pendingQueue) signalReady() {
+	if q.readyc != nil {
+		close(q.readyc)
+		q.readyc = nil
+	}
+}
+
+// beginCopyIn runs when the server starts a COPY FROM STDIN for the head
+// entry: from then on it reads the client's messages as COPY input, up to a
+// CopyDone or CopyFail, ignoring Sync and Flush; any other message fails
+// the COPY. The entries queued behind the head were sent after the COPY's
+// statement, so the server reads them as that input: their Syncs are
+// dropped, and a CopyDone or CopyFail among them ends the COPY. Waiters
+// are woken: the server waits for input, not for them.
+// https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-COPY
+func (q *pendingQueue) beginCopyIn() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.copyIn = true
+	if q.head < len(q.items) {
+		kept := q.items[:q.head+1]
+		rest := q.items[q.head+1:]
+		for i, e := range rest {
+			if e.kind == pendSync && q.copyIn {
+				q.batches--
+				continue
+			}
+			if q.copyIn {
+				q.copyIn = false
+				if e.kind == pendCopyEnd {
+					continue
+				}
+			}
+			kept = append(kept, rest[i])
+		}
+		clear(q.items[len(kept):])
+		q.items = kept
+	}
+	q.signalReady()
+	q.signalSettled()
+}
+
+// endCopyIn records that the client ended its COPY input (CopyDone,
+// CopyFail). When the server has not begun a COPY yet but requests are in
+// flight, it may begin one before reading this message: the end is queued
+// for beginCopyIn to find.
+func (q *pendingQueue) endCopyIn() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.copyIn:
+		q.copyIn = false
+	case q.head < len(q.items) && !q.skipping:
+		q.items = append(q.items, &pending{kind: pendCopyEnd})
+	}
+}
+
+// copyInEnded records that the server ended a COPY FROM STDIN itself
+// (CommandComplete or an error): later client messages are requests again.
+func (q *pendingQueue) copyInEnded() {
+	q.mu.Lock()
+	q.copyIn = false
+	q.mu.Unlock()
+}
+
+// inCopyIn reports whether the server reads the client's messages as COPY
+// input.
+func (q *pendingQueue) inCopyIn() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.copyIn
 }
 
 // signalSettled wakes a settled waiter; q.mu is held.
@@ -187,12 +283,12 @@ func (q *pendingQueue) signalSettled() {
 }
 
 // settled returns a channel that is closed once every entry has been
-// answered or the server is skipping to the next Sync, or nil if that is
-// already so.
+// answered, the server is skipping to the next Sync or reading COPY input,
+// or nil if that is already so.
 func (q *pendingQueue) settled() <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head == len(q.items) || q.failing {
+	if q.head == len(q.items) || q.failing || q.copyIn {
 		return nil
 	}
 	if q.settledc == nil {
@@ -202,11 +298,12 @@ func (q *pendingQueue) settled() <-chan struct{} {
 }
 
 // awaitingReady returns a channel that is closed when the next entry
-// answered by ReadyForQuery leaves the queue, or nil when there is none.
+// answered by ReadyForQuery leaves the queue (or the server stops waiting
+// for it), or nil when there is none or the server reads COPY input.
 func (q *pendingQueue) awaitingReady() <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.batches == 0 {
+	if q.batches == 0 || q.copyIn {
 		return nil
 	}
 	if q.readyc == nil {
@@ -224,8 +321,10 @@ func (q *pendingQueue) skipToSync() {
 	q.signalSettled()
 	for q.head < len(q.items) && q.items[q.head].kind != pendSync {
 		if q.items[q.head].kind.endsWithReady() {
-			// A Query sent before the Sync is skipped by the server too.
+			// A Query sent before the Sync is skipped by the server too:
+			// whoever waits for its ReadyForQuery waits no more.
 			q.batches--
+			q.signalReady()
 		}
 		q.items[q.head] = nil
 		q.head++

@@ -668,3 +668,29 @@ func TestQuerySentAfterUnsyncedErrorIsSkipped(t *testing.T) {
 	equalLines(t, "after", c.until(1), []string{"EmptyQueryResponse", "ReadyForQuery I"})
 	waitMock(t, m)
 }
+
+// TestHoldEndsAtItsTimeout: when the server waits for input that pgwarden
+// holds back (an order of messages it did not foresee, played here by a
+// server that answers the first Query only once the second has come), the
+// held request goes on after HoldTimeout instead of never.
+func TestHoldEndsAtItsTimeout(t *testing.T) {
+	m := mockUpstream(t)
+	const hold = 300 * time.Millisecond
+	addr := startProxy(t, Config{UpstreamAddr: m.Addr(), Inspector: &recorder{}, HoldTimeout: hold})
+	m.Push(append(pgmock.AcceptTrust(),
+		pgmock.ExpectType(&pgproto3.Query{}),
+		pgmock.ExpectType(&pgproto3.Query{}),
+		pgmock.Send(
+			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")}, &pgproto3.ReadyForQuery{TxStatus: 'I'},
+			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")}, &pgproto3.ReadyForQuery{TxStatus: 'I'},
+		)))
+	c := connect(t, addr)
+	start := time.Now()
+	c.send(&pgproto3.Query{String: "select 1"}, &pgproto3.Query{String: "select 2"})
+	equalLines(t, "answers", c.until(2), []string{
+		"CommandComplete SELECT 0", "ReadyForQuery I", "CommandComplete SELECT 0", "ReadyForQuery I"})
+	if took := time.Since(start); took < hold || took > hold+3*time.Second {
+		t.Errorf("answered after %v, want about the hold timeout of %v", took, hold)
+	}
+	waitMock(t, m)
+}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
 // relay runs both directions until one ends, then stops the other.
@@ -17,12 +19,29 @@ func (s *session) relay() error {
 	s.fromClient.starve = s.clientStarve
 	s.fromServer.starve = s.toClient.flush
 	errc := make(chan error, 2)
-	go func() { errc <- s.clientToServer() }()
-	go func() { errc <- s.serverToClient() }()
+	go func() { errc <- s.contain("client_to_server", s.clientToServer) }()
+	go func() { errc <- s.contain("server_to_client", s.serverToClient) }()
 	err := <-errc
 	s.interrupt()
 	<-errc
 	return err
+}
+
+// errInternal is what a client is told when pgwarden's own code failed
+// while serving it: the session ends rather than go on uninspected.
+var errInternal = "internal error, the session was closed"
+
+// contain runs one of the session's jobs and turns a panic in it (in the
+// relay, the inspector or authentication) into a FATAL XX000 for this
+// session alone.
+func (s *session) contain(where string, f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			p := crash.Recovered(s.log, where, v)
+			err = &wireError{Severity: "FATAL", Code: codeInternalError, Message: errInternal, Err: p}
+		}
+	}()
+	return f()
 }
 
 // clientStarve runs before the client reader blocks: it flushes what the
@@ -81,11 +100,19 @@ func (s *session) clientToServer() error {
 		}
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
+			if s.queue.inCopyIn() {
+				// COPY input to the server: a Sync it ignores, or a
+				// message that fails the COPY. Nothing runs.
+				break
+			}
 			// A Sync runs nothing and may be what the server needs to
 			// answer the batch in flight (after an error), so it is never held.
 			if s.insp != nil && typ != 'S' {
 				if err := s.awaitBatch(); err != nil {
 					return err
+				}
+				if s.queue.inCopyIn() {
+					break
 				}
 			}
 			if typ == 'S' && s.batchExecutes > 1 {
@@ -104,6 +131,8 @@ func (s *session) clientToServer() error {
 			if replace != nil {
 				frame = replace
 			}
+		case 'c', 'f': // CopyDone, CopyFail
+			s.queue.endCopyIn()
 		case 'X':
 			s.toServer.write(frame)
 			s.toServer.flush()
@@ -120,7 +149,14 @@ func (s *session) clientToServer() error {
 // block can then always cancel the upstream query: no later batch is on the
 // server for the cancel to hit. Clients that do not pipeline across Syncs
 // never wait here.
+//
+// The hold lasts at most Config.HoldTimeout: past it the request goes on,
+// and a block of the batch before only drains its result instead of
+// cancelling it. So an order of messages that leaves the server waiting
+// for input behind the held request (one pgwarden does not foresee) costs
+// that much time, never the session.
 func (s *session) awaitBatch() error {
+	var expired <-chan time.Time
 	for {
 		ch := s.queue.awaitingReady()
 		if ch == nil {
@@ -129,8 +165,16 @@ func (s *session) awaitBatch() error {
 		if err := s.toServer.flush(); err != nil {
 			return fmt.Errorf("write to upstream: %w", err)
 		}
+		if expired == nil {
+			t := time.NewTimer(s.cfg.HoldTimeout)
+			defer t.Stop()
+			expired = t.C
+		}
 		select {
 		case <-ch:
+		case <-expired:
+			s.log.Debug("hold_expired", "waited", s.cfg.HoldTimeout)
+			return nil
 		case <-s.stop:
 			return net.ErrClosed
 		}
@@ -165,8 +209,15 @@ func (s *session) settleBatch() error {
 		return fmt.Errorf("write to upstream: %w", err)
 	}
 	if ch := s.queue.settled(); ch != nil {
+		t := time.NewTimer(s.cfg.HoldTimeout)
+		defer t.Stop()
 		select {
 		case <-ch:
+		case <-t.C:
+			// As in awaitBatch: the Sync goes on. A statement of the
+			// batch blocked later is drained, not rolled back by it.
+			s.log.Debug("hold_expired", "waited", s.cfg.HoldTimeout)
+			return nil
 		case <-s.stop:
 			return net.ErrClosed
 		}
@@ -408,6 +459,10 @@ func (s *session) serverToClient() error {
 				return fatalf(codeProtocolViolation, err, "invalid message from the upstream server")
 			}
 			if isClosedConn(err) && s.reason.Load() == nil {
+				if s.serverFatal {
+					// The server said why (a FATAL ErrorResponse, relayed).
+					return fmt.Errorf("upstream server ended the session: %w", err)
+				}
 				return fatalf(codeConnectionFailure, err, "upstream server closed the connection")
 			}
 			return err
@@ -462,6 +517,10 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		return s.act(e, s.insp.CopyData(e.stmt, body))
 	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
 		s.copyOut = false
+		if s.copyIn {
+			s.copyIn = false
+			s.queue.copyInEnded()
+		}
 		e := s.head()
 		if typ == 'C' {
 			tag := body
@@ -522,6 +581,13 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		return true, nil
 	case 'E': // ErrorResponse
 		s.copyOut = false
+		if s.copyIn {
+			s.copyIn = false
+			s.queue.copyInEnded()
+		}
+		if isFatal(body) {
+			s.serverFatal = true
+		}
 		e := s.head()
 		if e == nil {
 			break
@@ -602,6 +668,9 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		}
 	case 'c': // CopyDone
 		s.copyOut = false
+	case 'G', 'W': // CopyInResponse, CopyBothResponse
+		s.copyIn = true
+		s.queue.beginCopyIn()
 	case 'A': // NotificationResponse: never suppressed
 		if s.insp != nil {
 			var n pgproto3.NotificationResponse
@@ -714,6 +783,7 @@ func (s *session) block(e *pending, v Verdict) error {
 	go func() {
 		defer close(gate)
 		defer s.gate.Store(nil)
+		defer crash.Catch(s.log, "cancel_after_block", nil)
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CancelTimeout)
 		defer cancel()
 		if err := s.cancelUpstream(ctx); err != nil {
@@ -748,4 +818,21 @@ func (s *session) popHead() {
 func (s *session) skipToSync() {
 	s.queue.skipToSync()
 	s.cur = nil
+}
+
+// isFatal reports whether an ErrorResponse body has severity FATAL or
+// PANIC: the server closes the connection after it.
+func isFatal(body []byte) bool {
+	for len(body) > 1 && body[0] != 0 {
+		code := body[0]
+		v, rest, err := cstring(body[1:])
+		if err != nil {
+			return false
+		}
+		if code == 'V' || code == 'S' {
+			return string(v) == "FATAL" || string(v) == "PANIC"
+		}
+		body = rest
+	}
+	return false
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -284,6 +286,20 @@ func (s *Server) serveConn(conn net.Conn) {
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
 	defer s.unregister(sess)
+	defer func() {
+		// The last line of defence: a session contains the panics of its
+		// jobs; this catches one in its teardown.
+		if v := recover(); v != nil {
+			crash.Recovered(sess.log, "session", v)
+			sess.connMu.Lock()
+			client, server := sess.client, sess.server
+			sess.connMu.Unlock()
+			client.Close()
+			if server != nil {
+				server.Close()
+			}
+		}
+	}()
 	sess.run()
 }
 

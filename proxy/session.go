@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
 // session is one client connection and its upstream connection. Its life:
@@ -66,14 +68,18 @@ type session struct {
 	failTx atomic.Bool
 
 	// server -> client goroutine state
-	cur      *pending // cached head of queue
-	row      [][]byte
-	rowBuf   []byte // a rewritten DataRow
-	rowDesc  pgproto3.RowDescription
-	blocked  bool // a verdict stopped a result: suppress until ReadyForQuery
-	copyOut  bool
-	ddlInTx  bool // DDL seen since the last ReadyForQuery 'I'
-	txStatus byte
+	cur     *pending // cached head of queue
+	row     [][]byte
+	rowBuf  []byte // a rewritten DataRow
+	rowDesc pgproto3.RowDescription
+	blocked bool // a verdict stopped a result: suppress until ReadyForQuery
+	copyOut bool
+	copyIn  bool // the server reads COPY input (its queue knows too)
+	// serverFatal is set when the server sent a FATAL error: its close
+	// that follows needs no word of pgwarden's.
+	serverFatal bool
+	ddlInTx     bool // DDL seen since the last ReadyForQuery 'I'
+	txStatus    byte
 
 	// idle is set while the session waits for the client outside any
 	// transaction, with nothing in flight: a point where shutdown may end it.
@@ -113,7 +119,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (s *session) run() {
 	start := s.cfg.Now()
 	defer close(s.done)
-	err := s.startup()
+	err := s.contain("startup", s.startup)
 	if err == nil {
 		s.log = s.log.With("user", s.info.User, "database", s.info.Database, "employee", s.info.Employee)
 		s.log.Info("session_started", "application_name", s.info.ApplicationName,
@@ -141,7 +147,10 @@ func (s *session) run() {
 		}
 	}
 	if s.insp != nil {
-		s.insp.EndSession(err)
+		func() {
+			defer crash.Catch(s.log, "end_session", nil)
+			s.insp.EndSession(err)
+		}()
 	}
 	switch {
 	case errors.Is(err, errCancelRequest):
@@ -411,6 +420,7 @@ func (s *session) dialEarly() *earlyDial {
 	d := &earlyDial{done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
+		defer crash.Catch(s.log, "dial_upstream", &d.err)
 		d.conn, d.err = s.dialUpstream(context.Background())
 	}()
 	return d

@@ -18,6 +18,7 @@ import (
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/internal/alertlog"
 	"github.com/pgwarden/pgwarden/internal/clock"
+	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/internal/metrics"
 	"github.com/pgwarden/pgwarden/internal/normshare"
 	"github.com/pgwarden/pgwarden/internal/quarantine"
@@ -335,11 +336,10 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		gcfg.Shared = sharer
 		runCtx, stopShare := context.WithCancel(context.Background())
 		runDone := make(chan struct{})
-		go func() {
-			defer close(runDone)
+		crash.Loop(logger, "share_run", runDone, func() {
 			sharer.Run(runCtx) // flushes once more when stopped
-		}()
-		go func() {
+		})
+		crash.Loop(logger, "share_prune", nil, func() {
 			prune := time.NewTicker(time.Hour)
 			defer prune.Stop()
 			for {
@@ -352,7 +352,7 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 					}
 				}
 			}
-		}()
+		})
 		closers = append(closers, func() { stopShare(); <-runDone })
 		logger.Info("sharing_windows", "instance", name)
 		// g is set before the norms' sharer runs.
@@ -375,10 +375,9 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		parts.normSharer = normSharer
 		runCtx, stop := context.WithCancel(context.Background())
 		runDone := make(chan struct{})
-		go func() {
-			defer close(runDone)
+		crash.Loop(logger, "norm_share_run", runDone, func() {
 			normSharer.Run(runCtx) // writes its queue once more when stopped
-		}()
+		})
 		// Closed after the guard's last save (closers run in reverse).
 		closers = append(closers, func() { stop(); <-runDone })
 		logger.Info("sharing_norms", "instance", sharing.instance)
@@ -388,8 +387,7 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 	// state is saved now and then and at exit.
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	crash.Loop(logger, "guard_upkeep", done, func() {
 		sweep := time.NewTicker(10 * time.Minute)
 		defer sweep.Stop()
 		advance := time.NewTicker(2 * time.Second)
@@ -410,7 +408,7 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 				return
 			}
 		}
-	}()
+	})
 	closers = append(closers, func() {
 		close(stop)
 		<-done

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/internal/identity"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
@@ -277,12 +278,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if g.state.notifier != nil {
 			r.alerts = alertTee{g.alerts, g.state.notifier}
 		}
-		go r.watch(watchCtx, 2*time.Second)
-		go func() {
+		crash.Loop(logger, "policy_watch", nil, func() { r.watch(watchCtx, 2*time.Second) })
+		crash.Loop(logger, "policy_reload", nil, func() {
 			for range hups {
 				r.reload("SIGHUP")
 			}
-		}()
+		})
 	} else {
 		go func() {
 			for range hups {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/internal/holds"
 	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
@@ -121,12 +122,11 @@ func openState(fc *fileConfig, pol *policy.Policy, logger *slog.Logger, shared *
 func runNotifier(n *notify.Notifier, where string, logger *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	crash.Loop(logger, "notifier", done, func() {
 		if err := n.Run(ctx); err != nil {
 			logger.Error("notifier_stopped", "error", err)
 		}
-	}()
+	})
 	names := slices.Sorted(maps.Keys(n.Stats().Sinks))
 	logger.Info("notifications_ready", "sinks", strings.Join(names, ","), "outbox", where)
 	return func() {

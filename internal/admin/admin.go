@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/internal/clock"
+	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
 // Config configures the admin handler.
@@ -130,7 +131,21 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// ServeHTTP serves one request. A panic in a handler answers 500 and is
+// counted and logged with its stack, not left to net/http, which would
+// only drop the connection.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			crash.Recovered(h.cfg.Logger, "admin "+r.Method+" "+r.URL.Path, v)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}
+	}()
+	h.mux.ServeHTTP(w, r)
+}
 
 // auth admits requests carrying the token, or a token derived from it
 // that has not expired (IssueToken). Comparisons are constant-time: the

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pgwarden/pgwarden/internal/clock"
+	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
 func TestAuthAndClock(t *testing.T) {
@@ -108,5 +109,37 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		if _, ok := doc.Paths[path][method]; !ok {
 			t.Errorf("%s %s is not in docs/openapi.yaml", r[1], path)
 		}
+	}
+}
+
+// TestHandlerPanicAnswers500: a bug in one handler answers that request
+// with 500 and is counted; the next request is served.
+func TestHandlerPanicAnswers500(t *testing.T) {
+	h, err := New(Config{Token: []byte("0123456789abcdef-token"),
+		Employees: func() any { panic("a bug in a handler") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	before := crash.Total()
+	get := func(path string) int {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer 0123456789abcdef-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("/v1/employees"); code != http.StatusInternalServerError {
+		t.Errorf("GET /v1/employees = %d, want 500", code)
+	}
+	if crash.Total() != before+1 {
+		t.Errorf("crash.Total = %d, want %d", crash.Total(), before+1)
+	}
+	if code := get("/v1/health"); code != http.StatusOK {
+		t.Errorf("GET /v1/health after the panic = %d, want 200", code)
 	}
 }

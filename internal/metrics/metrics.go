@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
 // Metrics holds pgwarden's collectors, registered in Registry.
@@ -72,6 +74,8 @@ func New() *Metrics {
 	}
 	r.MustRegister(m.Connections, m.Failed, m.UpstreamErrors, m.SessionsStarted, m.SessionsRefused, m.SessionsOpen, m.Statements, m.StatementErrors,
 		m.Rows, m.Bytes, m.PIIValues, m.Decisions, m.StatementTime, m.DescribeTime, m.AuditAppendTime, m.AuditFailures,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgwarden_internal_errors_total",
+			Help: "Panics recovered: each ended one session, or restarted one background job."}, func() float64 { return float64(crash.Total()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+// wireSummary sends msgs in one write on a fresh session and summarises
+// what comes back until ready ReadyForQuery messages have arrived, or the
+// peer is silent for quiet: one line per message, with the SQLSTATE of
+// errors and the tag of CommandComplete (the texts of errors differ between
+// PostgreSQL and pgwarden only where pgwarden speaks for itself).
+func wireSummary(t *testing.T, ctx context.Context, addr, app string, ready int, quiet time.Duration, msgs ...pgproto3.FrontendMessage) []string {
+	t.Helper()
+	rc := rawStartup(t, ctx, addr, map[string]string{"application_name": app})
+	defer rc.Close()
+	var buf []byte
+	for _, m := range msgs {
+		var err error
+		if buf, err = m.Encode(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rc.Write(buf); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for ready > 0 {
+		rc.SetReadDeadline(time.Now().Add(quiet))
+		m, err := rc.fe.Receive()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return append(out, "(silence)")
+			}
+			return append(out, "(closed)")
+		}
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			out = append(out, "ErrorResponse "+m.Code)
+		case *pgproto3.CommandComplete:
+			out = append(out, "CommandComplete "+string(m.CommandTag))
+		case *pgproto3.ReadyForQuery:
+			out = append(out, fmt.Sprintf("ReadyForQuery %c", m.TxStatus))
+			ready--
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		default:
+			out = append(out, strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3."))
+		}
+	}
+	return out
+}
+
+// TestHostileOrdersAnsweredAsPostgreSQL: message orders that the server
+// answers in its own way (skipping to a Sync, ending a COPY with an
+// error, a Query inside an extended-protocol batch) get the same answer
+// through an inspecting pgwarden as from PostgreSQL, and never leave the
+// session waiting.
+func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, withRowLimit(1_000_000))
+	ctx := testCtx(t, 60*time.Second)
+	c := pgtest.Shared(t)
+	table := uniqueName(t)
+	super := superConn(t, ctx)
+	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
+
+	cases := []struct {
+		name  string
+		ready int
+		msgs  []pgproto3.FrontendMessage
+	}{
+		{"a Query while the server skips to the Sync", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Execute{Portal: "nosuch"},
+			&pgproto3.Query{String: "select 2"},
+			&pgproto3.Parse{Query: "select 3"},
+			&pgproto3.Bind{},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select 'after'"},
+		}},
+		{"a Query during COPY FROM STDIN", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy " + table + " from stdin"},
+			&pgproto3.CopyData{Data: []byte("1\n")},
+			&pgproto3.Query{String: "select 2"},
+			&pgproto3.CopyDone{},
+			&pgproto3.Query{String: "select 'after'"},
+		}},
+		{"a Query inside an extended batch", 3, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "select 1"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.Query{String: "select 2"},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select 'after'"},
+		}},
+		{"a Sync and a Flush during COPY FROM STDIN", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy " + table + " from stdin"},
+			&pgproto3.CopyData{Data: []byte("1\n")},
+			&pgproto3.Sync{},
+			&pgproto3.Flush{},
+			&pgproto3.CopyDone{},
+			&pgproto3.Query{String: "select 'after'"},
+		}},
+		{"an extended-protocol COPY FROM STDIN with its Sync sent ahead", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{},
+			&pgproto3.CopyData{Data: []byte("1\n")},
+			&pgproto3.CopyDone{},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select 'after'"},
+		}},
+		{"a Parse during an extended-protocol COPY FROM STDIN", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.CopyData{Data: []byte("1\n")},
+			&pgproto3.Parse{Query: "select 1"},
+			&pgproto3.CopyDone{},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select 'after'"},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			direct := wireSummary(t, ctx, c.Addr(), table, tc.ready, 3*time.Second, tc.msgs...)
+			proxied := wireSummary(t, ctx, p.Addr, table, tc.ready, 3*time.Second, tc.msgs...)
+			if strings.Join(direct, "\n") != strings.Join(proxied, "\n") {
+				t.Errorf("through pgwarden:\n  %s\nPostgreSQL:\n  %s", strings.Join(proxied, "\n  "), strings.Join(direct, "\n  "))
+			}
+			// The client has gone: so have its session and its backend.
+			eventually(t, 5*time.Second, "the session and its backend end", func() (bool, string) {
+				n, err := backendsOf(ctx, super, table)
+				return err == nil && n == 0 && p.Server.Sessions() == 0, fmt.Sprintf("%d backends, %d sessions", n, p.Server.Sessions())
+			})
+		})
+	}
+}
