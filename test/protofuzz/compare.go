@@ -21,11 +21,20 @@ const (
 	ClassReady    Class = "missing or extra ReadyForQuery" // a different number of ReadyForQuery
 	ClassSQLState Class = "different SQLSTATE"             // the same shape, other errors
 	ClassOrder    Class = "wrong message order"            // anything else
+	ClassStall    Class = "stall"                          // the same replies, one after a long wait
 )
+
+// StallAfter is the wait for a reply that counts as a stall when
+// PostgreSQL answered without one: a request held until pgwarden's hold
+// timeout answers right, but late.
+var StallAfter = time.Second
 
 // Classify says how proxied differs from direct; "" when it does not.
 func Classify(direct, proxied *Transcript) Class {
 	if direct.Key() == proxied.Key() {
+		if proxied.Stall > StallAfter && direct.Stall < StallAfter/2 {
+			return ClassStall
+		}
 		return ""
 	}
 	switch {
@@ -85,7 +94,7 @@ func (d *Divergence) Report() string {
 	for _, l := range RenderSequence(d.Seq) {
 		b.WriteString(l + "\n")
 	}
-	if n := d.Direct.Ready(); d.Seq.Settle && n > 0 {
+	if n := d.Direct.Settled; n >= 0 {
 		fmt.Fprintf(&b, "-- then wait for %d ReadyForQuery before the trailer --\n", n)
 	}
 	fmt.Fprintf(&b, "```\n\nPostgreSQL:\n\n```\n%s```\n\npgwarden (%s):\n\n```\n%s```\n", d.Direct, d.Proxy, d.Proxied)
@@ -103,11 +112,11 @@ func renderAll(ms []pgproto3.FrontendMessage) []string {
 // Compare sends seq to PostgreSQL and to proxy and classifies the
 // difference.
 func (e *Env) Compare(ctx context.Context, proxy Target, seq Sequence) (Class, *Transcript, *Transcript, error) {
-	direct, err := e.Runner.Run(ctx, e.Direct, seq, 0)
+	direct, err := e.Runner.Run(ctx, e.Direct, seq, -1)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	proxied, err := e.Runner.Run(ctx, proxy, seq, direct.Ready())
+	proxied, err := e.Runner.Run(ctx, proxy, seq, direct.Settled)
 	if err != nil {
 		return "", nil, nil, err
 	}

@@ -19,16 +19,12 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 const knownEnv = "PROTOFUZZ_KNOWN"
 
 // knownDivergences are the regression cases pgwarden still fails, by
-// name, with the reason. They are skipped unless PROTOFUZZ_KNOWN=1; a
-// case leaves this list when the relay is fixed. While the list is not
-// empty, random sequences whose minimized divergence looks like one of
-// them (knownShape) are logged rather than failed.
-var knownDivergences = map[string]string{
-	"error then query before sync":    "after an extended-protocol error, a Query before the Sync: the proxy waits for a ReadyForQuery that the server skips",
-	"query during copy in":            "a Query during COPY FROM STDIN: the server's 08P01 never reaches the client",
-	"query inside an extended batch":  "Parse/Bind/Execute, Query, Sync: the server sends two ReadyForQuery, the client gets one",
-	"execute error then functioncall": "after an extended-protocol error, a FunctionCall before the Sync: as with a Query",
-}
+// name, with the reason: they are skipped unless PROTOFUZZ_KNOWN=1. A case
+// leaves this list when the relay is fixed. While the list is not empty,
+// random sequences whose minimized divergence has a known shape
+// (protofuzz.KnownShape) are logged rather than failed. Empty: the relay
+// answers every case as PostgreSQL does.
+var knownDivergences = map[string]string{}
 
 func setupEnv(t *testing.T) *protofuzz.Env {
 	t.Helper()
@@ -90,9 +86,28 @@ var regressions = []struct {
 		seq: []pgproto3.FrontendMessage{
 			&pgproto3.Execute{},
 			&pgproto3.FunctionCall{Function: 177, ArgFormatCodes: []uint16{0}, Arguments: [][]byte{[]byte("1"), []byte("2")}},
-			&pgproto3.Sync{},
+			&pgproto3.Parse{Query: "copy t from stdin"},
 		},
-		direct: []string{"ErrorResponse ERROR 34000", "ReadyForQuery I"},
+		// The server skips all to the trailer's Sync.
+		direct: []string{"ErrorResponse ERROR 34000"},
+	},
+	{
+		name: "describe error then query and close",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Query{String: "rollback"},
+			&pgproto3.Close{ObjectType: 'S'},
+		},
+		direct: []string{"ErrorResponse ERROR 34000"},
+	},
+	{
+		name: "copy in a multi-statement query then another copy",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy t from stdin; select 3"},
+			&pgproto3.Query{String: "copy t from stdin"},
+		},
+		// The second Query arrives as COPY input.
+		direct: []string{"CopyInResponse", "ErrorResponse ERROR 08P01", "ErrorResponse FATAL 08P01", "<closed>"},
 	},
 	{
 		name: "copy fail outside copy",
@@ -120,7 +135,7 @@ func TestRegressions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
 			seq := protofuzz.Sequence{Msgs: tc.seq}
-			direct, err := env.Runner.Run(ctx, env.Direct, seq, 0)
+			direct, err := env.Runner.Run(ctx, env.Direct, seq, -1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,7 +150,7 @@ func TestRegressions(t *testing.T) {
 				t.Skipf("known divergence (%s=1 runs it): %s", knownEnv, reason)
 			}
 			for _, p := range env.Proxies {
-				proxied, err := env.Runner.Run(ctx, p, seq, direct.Ready())
+				proxied, err := env.Runner.Run(ctx, p, seq, direct.Settled)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -41,6 +41,11 @@ type Transcript struct {
 	End   End
 	// Leaks name sessions or backends still open after the client closed.
 	Leaks []string
+	// Stall is the longest wait for a message, while the client waited.
+	Stall time.Duration
+	// Settled is the number of ReadyForQuery messages that came before
+	// the trailer was sent, for a settled sequence; -1 otherwise.
+	Settled int
 }
 
 // Key is the transcript as compared: message types, SQLSTATEs, command
@@ -58,19 +63,6 @@ func (t *Transcript) Key() string {
 	return b.String()
 }
 
-// Ready is the number of ReadyForQuery messages that answered the
-// sequence, the trailer's left out; 0 unless the transcript is complete.
-func (t *Transcript) Ready() int {
-	if t.End != EndComplete {
-		return 0
-	}
-	return count(t, "ReadyForQuery") - trailerReady
-}
-
-// trailerReady is the number of ReadyForQuery messages that answer the
-// trailer: its Sync's and its Query's.
-const trailerReady = 2
-
 // String renders the transcript for a report, error texts included.
 func (t *Transcript) String() string {
 	var b strings.Builder
@@ -78,7 +70,7 @@ func (t *Transcript) String() string {
 		b.WriteString(l.String())
 		b.WriteByte('\n')
 	}
-	fmt.Fprintf(&b, "<%s>\n", t.End)
+	fmt.Fprintf(&b, "<%s> (longest wait %v)\n", t.End, t.Stall.Round(time.Millisecond))
 	for _, l := range t.Leaks {
 		fmt.Fprintf(&b, "leak: %s\n", l)
 	}
@@ -93,10 +85,14 @@ type Runner struct {
 	// Admin is a superuser pool, to look for backends left behind.
 	Admin *pgxpool.Pool
 	// Silence is how long a reply may take before the target counts as
-	// hung (default 2s).
+	// hung (default 4s).
 	Silence time.Duration
 	// Pause is the wait at each Cut (default 20ms).
 	Pause time.Duration
+	// Quiet is the silence after which PostgreSQL has answered a settled
+	// sequence (default 200ms). Too short a wait only makes the proxies'
+	// runs wait for fewer replies.
+	Quiet time.Duration
 	// Linger bounds the wait for a session and its backend to end after
 	// the client closed (default 2s).
 	Linger time.Duration
@@ -106,11 +102,12 @@ var runCount atomic.Uint64
 
 // Run connects to target, creates the temporary table t (id int, email
 // text) the statements use, sends seq and its trailer, and returns the
-// normalized replies. When seq.Settle is set and ready > 0, the trailer
-// waits until ready ReadyForQuery messages have arrived, as a client that
-// counts its Syncs and Queries does.
+// normalized replies. When seq.Settle is set, the trailer waits for the
+// replies to seq: for ready ReadyForQuery messages, as a client that
+// counts its Syncs and Queries does, or, when ready < 0, for Runner.Quiet
+// of silence (for PostgreSQL itself, whose count the proxies then get).
 func (r *Runner) Run(ctx context.Context, target Target, seq Sequence, ready int) (*Transcript, error) {
-	silence := orDefault(r.Silence, 2*time.Second)
+	silence := orDefault(r.Silence, 4*time.Second)
 	app := fmt.Sprintf("protofuzz_%d_%d", os.Getpid(), runCount.Add(1))
 	var before int
 	if target.Sessions != nil {
@@ -152,12 +149,15 @@ func (r *Runner) Run(ctx context.Context, target Target, seq Sequence, ready int
 	if err != nil {
 		return nil, err
 	}
-	if !seq.Settle || ready <= 0 {
-		ready = 0
+	if !seq.Settle {
 		last := len(chunks) - 1
 		chunks[last] = append(chunks[last], trailer[0]...)
 	}
-	settled, done := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	st := &settler{ready: ready, quiet: orDefault(r.Quiet, 200*time.Millisecond), ch: make(chan struct{})}
+	if !seq.Settle {
+		st.settle(0)
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i, c := range chunks {
@@ -168,19 +168,15 @@ func (r *Runner) Run(ctx context.Context, target Target, seq Sequence, ready int
 				return
 			}
 		}
-		if ready > 0 {
+		if seq.Settle {
 			select {
-			case <-settled:
+			case <-st.ch:
 				conn.Write(trailer[0])
 			case <-done:
 			}
 		}
 	})
-	tr := r.read(fe, conn, silence, func(n int) {
-		if n == ready {
-			close(settled)
-		}
-	})
+	tr := r.read(fe, conn, silence, st)
 	close(done)
 	fe.Send(&pgproto3.Terminate{})
 	fe.Flush()
@@ -192,8 +188,13 @@ func (r *Runner) Run(ctx context.Context, target Target, seq Sequence, ready int
 
 // read collects replies up to the ReadyForQuery that follows the marker
 // row, collapsing runs of DataRow and CopyData into counts.
-func (r *Runner) read(fe *pgproto3.Frontend, conn net.Conn, silence time.Duration, onReady func(n int)) *Transcript {
-	tr := &Transcript{}
+func (r *Runner) read(fe *pgproto3.Frontend, conn net.Conn, silence time.Duration, st *settler) *Transcript {
+	tr := &Transcript{Settled: -1}
+	defer func() {
+		if st.done {
+			tr.Settled = st.at
+		}
+	}()
 	readies := 0
 	var run string
 	var runLen int
@@ -204,12 +205,26 @@ func (r *Runner) read(fe *pgproto3.Frontend, conn net.Conn, silence time.Duratio
 		}
 	}
 	marker := false
+	last := time.Now()
 	for {
-		conn.SetReadDeadline(time.Now().Add(silence))
+		quiet := !st.done && st.ready < 0
+		if quiet {
+			conn.SetReadDeadline(time.Now().Add(st.quiet))
+		} else {
+			conn.SetReadDeadline(time.Now().Add(silence))
+		}
 		m, err := fe.Receive()
+		var ne net.Error
+		if quiet && errors.As(err, &ne) && ne.Timeout() {
+			st.settle(readies)
+			last = time.Now()
+			continue
+		}
+		now := time.Now()
+		tr.Stall = max(tr.Stall, now.Sub(last))
+		last = now
 		if err != nil {
 			flush()
-			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				tr.End = EndHang
 			} else {
@@ -245,8 +260,26 @@ func (r *Runner) read(fe *pgproto3.Frontend, conn net.Conn, silence time.Duratio
 				return tr
 			}
 			readies++
-			onReady(readies)
+			if !st.done && readies == st.ready {
+				st.settle(readies)
+			}
 		}
+	}
+}
+
+// settler releases the trailer of a settled sequence.
+type settler struct {
+	ready int           // ReadyForQuery messages to wait for; < 0: wait for quiet
+	quiet time.Duration // the silence that settles when ready < 0
+	ch    chan struct{} // closed when settled
+	done  bool
+	at    int // ReadyForQuery messages received when it settled
+}
+
+func (s *settler) settle(readies int) {
+	if !s.done {
+		s.done, s.at = true, readies
+		close(s.ch)
 	}
 }
 

@@ -28,7 +28,7 @@ func main() {
 		seed     = flag.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the first sequence")
 		maxAtoms = flag.Int("max-steps", 8, "longest sequence, in steps")
 		budget   = flag.Duration("minimize", time.Minute, "time bound for minimizing one divergence")
-		silence  = flag.Duration("silence", 2*time.Second, "silence after which a target counts as hung")
+		silence  = flag.Duration("silence", 4*time.Second, "silence after which a target counts as hung")
 		proxies  = flag.String("proxies", "plain,guard", "proxies to compare with PostgreSQL")
 		report   = flag.String("report", "", "append each divergence to this Markdown file")
 	)
