@@ -2,6 +2,7 @@ package protofuzz
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -72,6 +73,10 @@ func codes(t *Transcript) []string {
 	return out
 }
 
+// ErrFlaky is Minimize's error for a divergence that did not come back
+// when the sequence was sent again.
+var ErrFlaky = errors.New("did not diverge again (flaky)")
+
 // Divergence is a sequence whose answer through a proxy differs from
 // PostgreSQL's, minimized.
 type Divergence struct {
@@ -82,6 +87,7 @@ type Divergence struct {
 	Proxied   *Transcript
 	Original  int    // message count before minimizing
 	Seed      uint64 // the generator's seed, when it came from one
+	Flaky     bool   // seen once, not again: not minimized
 	Signature string
 }
 
@@ -89,8 +95,12 @@ type Divergence struct {
 func (d *Divergence) Report() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s through %s\n\n", d.Class, d.Proxy)
-	fmt.Fprintf(&b, "Minimized from %d to %d messages. Sent (then the trailer: %s):\n\n```\n",
-		d.Original, len(d.Seq.Msgs), strings.Join(renderAll(Trailer()), ", "))
+	if d.Flaky {
+		fmt.Fprintf(&b, "Flaky: it did not come back when sent again, so it is not minimized. ")
+	} else {
+		fmt.Fprintf(&b, "Minimized from %d to %d messages. ", d.Original, len(d.Seq.Msgs))
+	}
+	fmt.Fprintf(&b, "Sent (then the trailer: %s):\n\n```\n", strings.Join(renderAll(Trailer()), ", "))
 	for _, l := range RenderSequence(d.Seq) {
 		b.WriteString(l + "\n")
 	}
@@ -120,7 +130,26 @@ func (e *Env) Compare(ctx context.Context, proxy Target, seq Sequence) (Class, *
 	if err != nil {
 		return "", nil, nil, err
 	}
-	return Classify(direct, proxied), direct, proxied, nil
+	return Classify(afterTerminate(seq, direct, proxied), proxied), direct, proxied, nil
+}
+
+// afterTerminate returns direct, cut to proxied's length when seq ends the
+// session with Terminate and proxied's replies are a prefix of direct's: a
+// client that sent Terminate reads nothing more, so pgwarden may close
+// without relaying what the server still sent.
+func afterTerminate(seq Sequence, direct, proxied *Transcript) *Transcript {
+	if !slices.ContainsFunc(seq.Msgs, func(m pgproto3.FrontendMessage) bool { _, ok := m.(*pgproto3.Terminate); return ok }) ||
+		direct.End != EndClosed || proxied.End != EndClosed || len(proxied.Lines) > len(direct.Lines) {
+		return direct
+	}
+	for i, l := range proxied.Lines {
+		if l.Key != direct.Lines[i].Key {
+			return direct
+		}
+	}
+	cut := *direct
+	cut.Lines = direct.Lines[:len(proxied.Lines)]
+	return &cut
 }
 
 // Minimize drops messages and cuts from seq while it still diverges
@@ -142,7 +171,7 @@ func (e *Env) Minimize(ctx context.Context, proxy Target, seq Sequence, class Cl
 	}
 	if ok, err := test(seq); err != nil || !ok {
 		if err == nil {
-			err = fmt.Errorf("%s did not diverge again (flaky)", class)
+			err = fmt.Errorf("%s: %w", class, ErrFlaky)
 		}
 		return nil, err
 	}
@@ -238,4 +267,16 @@ func KnownShape(seq Sequence) string {
 		}
 	}
 	return ""
+}
+
+// firstDifference is the first pair of lines (or ends) where a and b
+// differ, to tell flaky divergences apart.
+func firstDifference(a, b *Transcript) string {
+	ak, bk := strings.Split(a.Key(), "\n"), strings.Split(b.Key(), "\n")
+	for i := range min(len(ak), len(bk)) {
+		if ak[i] != bk[i] {
+			return ak[i] + " / " + bk[i]
+		}
+	}
+	return fmt.Sprintf("%d / %d lines", len(ak), len(bk))
 }

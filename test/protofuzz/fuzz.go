@@ -2,6 +2,7 @@ package protofuzz
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -33,13 +34,14 @@ type Summary struct {
 	Divergences int // sequences that diverged through some proxy
 	Unique      []*Divergence
 	Known       int // unique divergences that Config.Known recognised
+	Flaky       int // unique divergences that did not come back
 	Errors      []error
 	Elapsed     time.Duration
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d sequences, %d diverging, %d unique minimized divergences (%d known), %d errors, in %v",
-		s.Sequences, s.Divergences, len(s.Unique), s.Known, len(s.Errors), s.Elapsed.Round(time.Second))
+	return fmt.Sprintf("%d sequences, %d diverging, %d unique divergences (%d flaky, %d known), %d errors, in %v",
+		s.Sequences, s.Divergences, len(s.Unique), s.Flaky, s.Known, len(s.Errors), s.Elapsed.Round(time.Second))
 }
 
 // Fuzz generates sequences from cfg.Seed on, compares each through every
@@ -63,7 +65,7 @@ func (e *Env) Fuzz(ctx context.Context, cfg Config) Summary {
 		sum.Sequences++
 		diverged := false
 		for _, p := range e.Proxies {
-			class, _, _, err := e.Compare(ctx, p, seq)
+			class, direct, proxied, err := e.Compare(ctx, p, seq)
 			if err != nil {
 				sum.Errors = append(sum.Errors, fmt.Errorf("seed %d via %s: %w", seed, p.Name, err))
 				continue
@@ -73,6 +75,11 @@ func (e *Env) Fuzz(ctx context.Context, cfg Config) Summary {
 			}
 			diverged = true
 			d, err := e.Minimize(ctx, p, seq, class, orDefault(cfg.MinimizeBudget, time.Minute))
+			if errors.Is(err, ErrFlaky) {
+				d, err = &Divergence{Proxy: p.Name, Class: class, Seq: seq, Direct: direct, Proxied: proxied,
+					Original: len(seq.Msgs), Flaky: true}, nil
+				d.Signature = p.Name + "|" + string(class) + "|flaky|" + firstDifference(direct, proxied)
+			}
 			if err != nil {
 				sum.Errors = append(sum.Errors, fmt.Errorf("seed %d via %s: minimize: %w", seed, p.Name, err))
 				continue
@@ -83,6 +90,9 @@ func (e *Env) Fuzz(ctx context.Context, cfg Config) Summary {
 			}
 			seen[d.Signature] = true
 			sum.Unique = append(sum.Unique, d)
+			if d.Flaky {
+				sum.Flaky++
+			}
 			if cfg.Known != nil && cfg.Known(d) {
 				sum.Known++
 			}

@@ -90,6 +90,9 @@ var statements = []statement{
 	{"select 1; select 2", 0},
 	{"savepoint sp", 0},
 	{"rollback to savepoint sp", 0},
+	{"select g, 'person' || g || '@example.com' from generate_series(1, 3000) g", 0},
+	{"set search_path = ''", 0},
+	{"reset search_path", 0},
 }
 
 // queries are the texts of simple Query messages, besides the
@@ -104,6 +107,10 @@ var queries = []string{
 	"copy t to stdout; select 4",
 	"select email from pf_people where id <= 5",
 	";",
+	"listen pf_channel; notify pf_channel, 'x'",
+	"do $$ begin raise notice 'pf notice'; end $$",
+	"copy (select g from generate_series(1, 2000) g) to stdout",
+	"set search_path = ''; select id, email from pf_people",
 }
 
 var (
@@ -223,7 +230,7 @@ func (g *gen) execute(portal string) *pgproto3.Execute {
 }
 
 func (g *gen) single() {
-	switch g.pick(15) {
+	switch g.pick(16) {
 	case 0:
 		g.parse(stmtNames[g.pick(len(stmtNames))], statements[g.pick(len(statements))])
 	case 1:
@@ -268,6 +275,12 @@ func (g *gen) single() {
 		}
 		g.add(&pgproto3.FunctionCall{Function: fn, ArgFormatCodes: []uint16{0},
 			Arguments: [][]byte{[]byte("1"), []byte("2")}})
+	case 15:
+		if g.chance(20) {
+			g.add(&pgproto3.Terminate{})
+		} else {
+			g.add(&pgproto3.Flush{})
+		}
 	}
 }
 

@@ -36,6 +36,8 @@ func Render(m pgproto3.FrontendMessage) string {
 		return "CopyDone"
 	case *pgproto3.CopyFail:
 		return fmt.Sprintf("CopyFail %q", m.Message)
+	case *pgproto3.Terminate:
+		return "Terminate"
 	case *pgproto3.FunctionCall:
 		return fmt.Sprintf("FunctionCall oid=%d", m.Function)
 	}

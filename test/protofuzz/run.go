@@ -155,7 +155,7 @@ func (r *Runner) Run(ctx context.Context, target Target, seq Sequence, ready int
 	}
 	done := make(chan struct{})
 	st := &settler{ready: ready, quiet: orDefault(r.Quiet, 200*time.Millisecond), ch: make(chan struct{})}
-	if !seq.Settle {
+	if !seq.Settle || ready == 0 {
 		st.settle(0)
 	}
 	var wg sync.WaitGroup
