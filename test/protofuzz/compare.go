@@ -121,16 +121,26 @@ func renderAll(ms []pgproto3.FrontendMessage) []string {
 
 // Compare sends seq to PostgreSQL and to proxy and classifies the
 // difference.
-func (e *Env) Compare(ctx context.Context, proxy Target, seq Sequence) (Class, *Transcript, *Transcript, error) {
-	direct, err := e.Runner.Run(ctx, e.Direct, seq, -1)
+func (e *Env) Compare(ctx context.Context, proxy Target, seq Sequence) (class Class, direct, proxied *Transcript, err error) {
+	direct, err = e.Runner.Run(ctx, e.Direct, seq, -1)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	proxied, err := e.Runner.Run(ctx, proxy, seq, direct.Settled)
+	return e.CompareWith(ctx, proxy, seq, direct)
+}
+
+// CompareWith sends seq to proxy and classifies the difference with
+// direct, PostgreSQL's answer to seq.
+func (e *Env) CompareWith(ctx context.Context, proxy Target, seq Sequence, direct *Transcript) (class Class, _, proxied *Transcript, err error) {
+	proxied, err = e.Runner.Run(ctx, proxy, seq, direct.Settled)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	return Classify(afterTerminate(seq, direct, proxied), proxied), direct, proxied, nil
+	direct = afterTerminate(seq, direct, proxied)
+	if proxy.Blocks {
+		return ClassifyBlocking(direct, proxied), direct, proxied, nil
+	}
+	return Classify(direct, proxied), direct, proxied, nil
 }
 
 // afterTerminate returns direct, cut to proxied's length when seq ends the
@@ -236,39 +246,6 @@ func without(seq Sequence, i, j int) Sequence {
 	return out
 }
 
-// KnownShape names the kind of known relay bug that seq looks like, or
-// returns "": a simple Query or FunctionCall sent after extended-protocol
-// messages with no Sync between them (the server either skips it, after
-// an error, or answers it with a ReadyForQuery of its own), or sent
-// during a COPY FROM STDIN (the server ends the COPY with 08P01).
-func KnownShape(seq Sequence) string {
-	extended, copyIn := false, false
-	for _, m := range seq.Msgs {
-		switch m := m.(type) {
-		case *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Execute, *pgproto3.Close:
-			extended = true
-			if p, ok := m.(*pgproto3.Parse); ok && strings.Contains(p.Query, "from stdin") {
-				copyIn = true
-			}
-		case *pgproto3.Sync:
-			extended = false
-		case *pgproto3.CopyDone, *pgproto3.CopyFail:
-			copyIn = false
-		case *pgproto3.Query, *pgproto3.FunctionCall:
-			if copyIn {
-				return "simple query during COPY FROM STDIN"
-			}
-			if extended {
-				return "simple query inside an extended-protocol batch"
-			}
-			if q, ok := m.(*pgproto3.Query); ok && strings.Contains(q.String, "from stdin") {
-				copyIn = true
-			}
-		}
-	}
-	return ""
-}
-
 // firstDifference is the first pair of lines (or ends) where a and b
 // differ, to tell flaky divergences apart.
 func firstDifference(a, b *Transcript) string {
@@ -279,4 +256,40 @@ func firstDifference(a, b *Transcript) string {
 		}
 	}
 	return fmt.Sprintf("%d / %d lines", len(ak), len(bk))
+}
+
+// ClassifyBlocking compares the replies of a proxy that blocks statements
+// with PostgreSQL's for what a block must keep: the session goes on (no
+// hang, no close, nothing left open) and every ReadyForQuery comes, with
+// the same transaction status. A blocked statement's rows, and what its
+// batch answered after the block, are not compared.
+func ClassifyBlocking(direct, proxied *Transcript) Class {
+	if !slices.ContainsFunc(proxied.Lines, func(l Line) bool { return l.Key == "ErrorResponse ERROR 42501" }) {
+		return Classify(direct, proxied)
+	}
+	switch {
+	case proxied.End == EndHang && direct.End != EndHang:
+		return ClassHang
+	case proxied.End == EndClosed && direct.End != EndClosed:
+		return ClassClosed
+	case len(proxied.Leaks) > 0 && len(direct.Leaks) == 0:
+		return ClassLeak
+	case !slices.Equal(readies(direct), readies(proxied)):
+		return ClassReady
+	}
+	if proxied.Stall > StallAfter && direct.Stall < StallAfter/2 {
+		return ClassStall
+	}
+	return ""
+}
+
+// readies lists the transaction status of each ReadyForQuery.
+func readies(t *Transcript) []string {
+	var out []string
+	for _, l := range t.Lines {
+		if strings.HasPrefix(l.Key, "ReadyForQuery") {
+			out = append(out, l.Key)
+		}
+	}
+	return out
 }

@@ -35,9 +35,14 @@ insert into pf_people select i, 'Person ' || i, 'person' || i || '@example.com'
   from generate_series(1, 20) i on conflict do nothing;
 grant select on pf_people to ` + pgx.Identifier{pgtest.TrustUser}.Sanitize()
 
+// BlockRows is the "limit" proxy's row limit per statement: the large
+// results of the generator pass it, the others do not.
+const BlockRows = 1000
+
 // Env is a PostgreSQL cluster and pgwardens in front of it: Direct is the
-// cluster itself, Proxies relay without an inspector ("plain") and with
-// the guard ("guard").
+// cluster itself, Proxies relay without an inspector ("plain"), with the
+// guard ("guard"), and with a guard that blocks statements past BlockRows
+// rows ("limit").
 type Env struct {
 	Runner  *Runner
 	Direct  Target
@@ -76,12 +81,20 @@ func NewEnv(ctx context.Context, c *pgtest.Cluster) (*Env, error) {
 		e.Close()
 		return nil, err
 	}
+	limited, err := guard.New(guard.Config{Policy: pol, Catalog: res, Logger: logger, MaxRowsPerStatement: BlockRows})
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
 	for _, p := range []struct {
-		name string
-		cfg  proxy.Config
+		name   string
+		blocks bool
+		cfg    proxy.Config
 	}{
-		{"plain", proxy.Config{UpstreamAddr: c.Addr(), Logger: logger}},
-		{"guard", proxy.Config{UpstreamAddr: c.Addr(), Logger: logger, Inspector: g,
+		{"plain", false, proxy.Config{UpstreamAddr: c.Addr(), Logger: logger}},
+		{"guard", false, proxy.Config{UpstreamAddr: c.Addr(), Logger: logger, Inspector: g,
+			OnDDL: res.Invalidate, IsDDLTag: catalog.IsDDLTag}},
+		{"limit", true, proxy.Config{UpstreamAddr: c.Addr(), Logger: logger, Inspector: limited,
 			OnDDL: res.Invalidate, IsDDLTag: catalog.IsDDLTag}},
 	} {
 		t, err := e.startProxy(p.name, p.cfg)
@@ -89,6 +102,7 @@ func NewEnv(ctx context.Context, c *pgtest.Cluster) (*Env, error) {
 			e.Close()
 			return nil, err
 		}
+		t.Blocks = p.blocks
 		e.Proxies = append(e.Proxies, t)
 	}
 	return e, nil

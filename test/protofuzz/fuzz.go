@@ -64,8 +64,13 @@ func (e *Env) Fuzz(ctx context.Context, cfg Config) Summary {
 		seq := Generate(NewRand(seed), maxAtoms)
 		sum.Sequences++
 		diverged := false
+		first, err := e.Runner.Run(ctx, e.Direct, seq, -1)
+		if err != nil {
+			sum.Errors = append(sum.Errors, fmt.Errorf("seed %d: %w", seed, err))
+			continue
+		}
 		for _, p := range e.Proxies {
-			class, direct, proxied, err := e.Compare(ctx, p, seq)
+			class, direct, proxied, err := e.CompareWith(ctx, p, seq, first)
 			if err != nil {
 				sum.Errors = append(sum.Errors, fmt.Errorf("seed %d via %s: %w", seed, p.Name, err))
 				continue

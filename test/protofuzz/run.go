@@ -22,6 +22,10 @@ type Target struct {
 	Addr string
 	// Sessions, for a proxy, counts its open client sessions.
 	Sessions func() int
+	// Blocks says the proxy blocks some statements (SQLSTATE 42501), so
+	// its replies are compared only for protocol soundness (see
+	// ClassifyBlocking).
+	Blocks bool
 }
 
 // End says how a transcript ended.
@@ -82,7 +86,8 @@ type Runner struct {
 	// User and Database of the startup message; the user must be trusted
 	// (no password).
 	User, Database string
-	// Admin is a superuser pool, to look for backends left behind.
+	// Admin is a superuser pool, to look for backends that a proxy left
+	// behind.
 	Admin *pgxpool.Pool
 	// Silence is how long a reply may take before the target counts as
 	// hung (default 4s).
@@ -90,7 +95,7 @@ type Runner struct {
 	// Pause is the wait at each Cut (default 20ms).
 	Pause time.Duration
 	// Quiet is the silence after which PostgreSQL has answered a settled
-	// sequence (default 200ms). Too short a wait only makes the proxies'
+	// sequence (default 100ms). Too short a wait only makes the proxies'
 	// runs wait for fewer replies.
 	Quiet time.Duration
 	// Linger bounds the wait for a session and its backend to end after
@@ -154,7 +159,7 @@ func (r *Runner) Run(ctx context.Context, target Target, seq Sequence, ready int
 		chunks[last] = append(chunks[last], trailer[0]...)
 	}
 	done := make(chan struct{})
-	st := &settler{ready: ready, quiet: orDefault(r.Quiet, 200*time.Millisecond), ch: make(chan struct{})}
+	st := &settler{ready: ready, quiet: orDefault(r.Quiet, 100*time.Millisecond), ch: make(chan struct{})}
 	if !seq.Settle || ready == 0 {
 		st.settle(0)
 	}
@@ -320,7 +325,7 @@ func (r *Runner) leaks(ctx context.Context, target Target, app string, before in
 			out = append(out, fmt.Sprintf("%d more pgwarden session(s) open than before the run", n))
 		}
 	}
-	if r.Admin != nil {
+	if r.Admin != nil && target.Sessions != nil {
 		var state string
 		n := poll(deadline, func() int {
 			var n int

@@ -1,7 +1,8 @@
 // Command cmd fuzzes pgwarden against PostgreSQL for a while: it starts a
-// throwaway cluster and two pgwardens in front of it (no inspector, and the
-// guard), sends random message sequences to each and to PostgreSQL,
-// minimizes the sequences whose answers differ, and prints them.
+// throwaway cluster and pgwardens in front of it (no inspector, the guard,
+// and a guard that blocks large results: see protofuzz.Env), sends random
+// message sequences to each and to PostgreSQL, minimizes the sequences
+// whose answers differ, and prints them.
 //
 //	go run ./test/protofuzz/cmd -duration 30m -seed 1 -report /tmp/divergences.md
 //
@@ -29,7 +30,7 @@ func main() {
 		maxAtoms = flag.Int("max-steps", 8, "longest sequence, in steps")
 		budget   = flag.Duration("minimize", time.Minute, "time bound for minimizing one divergence")
 		silence  = flag.Duration("silence", 4*time.Second, "silence after which a target counts as hung")
-		proxies  = flag.String("proxies", "plain,guard", "proxies to compare with PostgreSQL")
+		proxies  = flag.String("proxies", "plain,guard,limit", "proxies to compare with PostgreSQL")
 		report   = flag.String("report", "", "append each divergence to this Markdown file")
 	)
 	flag.Parse()
