@@ -91,6 +91,7 @@ var statements = []statement{
 	{"savepoint sp", 0},
 	{"rollback to savepoint sp", 0},
 	{"select g, 'person' || g || '@example.com' from generate_series(1, 3000) g", 0},
+	{"copy (select g from generate_series(1, 2000) g) to stdout", 0},
 	{"set search_path = ''", 0},
 	{"reset search_path", 0},
 }
@@ -111,6 +112,10 @@ var queries = []string{
 	"do $$ begin raise notice 'pf notice'; end $$",
 	"copy (select g from generate_series(1, 2000) g) to stdout",
 	"set search_path = ''; select id, email from pf_people",
+	"copy t from stdin; copy t from stdin",
+	"select g from generate_series(1, 3000) g; select 1",
+	"begin; select g from generate_series(1, 3000) g",
+	"copy t to stdout; copy t from stdin",
 }
 
 var (
@@ -190,12 +195,17 @@ func (g *gen) group() {
 }
 
 func (g *gen) copyData() {
-	for range g.pick(3) {
+	for range g.pick(4) {
 		g.add(&pgproto3.CopyData{Data: []byte(copyLines[g.pick(len(copyLines))])})
 	}
-	if g.chance(80) {
+	switch {
+	case g.chance(10):
+		// A Sync or a Flush in COPY IN: ignored by the server.
+		g.add([]pgproto3.FrontendMessage{&pgproto3.Sync{}, &pgproto3.Flush{}}[g.pick(2)])
 		g.add(&pgproto3.CopyDone{})
-	} else {
+	case g.chance(85):
+		g.add(&pgproto3.CopyDone{})
+	default:
 		g.add(&pgproto3.CopyFail{Message: "pf abort"})
 	}
 }
