@@ -27,6 +27,7 @@ const knownEnv = "PROTOFUZZ_KNOWN"
 var knownDivergences = map[string]string{
 	"hidden describe after failed copy": "the answer to the Describe pgwarden adds for the inspector reaches the client (RowDescription or NoData) after a failed extended-protocol COPY; flaky",
 	"block in open transaction":         "a block inside an open transaction answers ReadyForQuery E while the server's transaction is still T",
+	"block then query without sync":     "a block of an extended-protocol statement swallows the answer to a Query sent after it without a Sync; flaky",
 	"terminate after sync":              "the upstream EOF that follows a client's Terminate sometimes wins the race with it: the client gets FATAL 08006 and the session counts as an upstream failure",
 }
 
@@ -91,6 +92,18 @@ var regressions = []struct {
 		direct: []string{"ParseComplete", "BindComplete", "CopyInResponse", "ErrorResponse ERROR 22P02", "ReadyForQuery I",
 			"ParseComplete", "BindComplete", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"},
 		repeat: 30,
+	},
+	{
+		name: "block then query without sync",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "select g from generate_series(1, 3000) g"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.Query{String: "select 1"},
+		},
+		direct: []string{"ParseComplete", "BindComplete", "DataRow x3000", "CommandComplete SELECT 3000",
+			"RowDescription ?column?", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"},
+		repeat: 12,
 	},
 	{
 		name:   "block in open transaction",
