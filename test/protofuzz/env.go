@@ -50,8 +50,9 @@ type Env struct {
 	closers []func()
 }
 
-// NewEnv prepares c for the sequences and starts the proxies.
-func NewEnv(ctx context.Context, c *pgtest.Cluster) (*Env, error) {
+// NewEnv prepares c for the sequences and starts the proxies, which log to
+// logger (nil: nowhere).
+func NewEnv(ctx context.Context, c *pgtest.Cluster, logger *slog.Logger) (*Env, error) {
 	admin, err := pgxpool.New(ctx, c.DSN(pgtest.SuperUser))
 	if err != nil {
 		return nil, err
@@ -65,7 +66,9 @@ func NewEnv(ctx context.Context, c *pgtest.Cluster) (*Env, error) {
 		e.Close()
 		return nil, fmt.Errorf("set up pf_people: %w", err)
 	}
-	logger := slog.New(slog.DiscardHandler)
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	res, err := catalog.New(catalog.Config{Pool: admin})
 	if err != nil {
 		e.Close()

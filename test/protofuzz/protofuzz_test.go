@@ -2,6 +2,7 @@ package protofuzz_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -19,6 +20,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // knownEnv, set to 1, runs the known divergences too.
 const knownEnv = "PROTOFUZZ_KNOWN"
 
+// logEnv, set to 1, sends the proxies' debug logs to stderr.
+const logEnv = "PROTOFUZZ_LOG"
+
 // knownDivergences are the regression cases pgwarden still fails, by
 // name, with the reason: they are skipped unless PROTOFUZZ_KNOWN=1. A case
 // leaves this list when the relay is fixed. Random sequences whose
@@ -27,6 +31,7 @@ const knownEnv = "PROTOFUZZ_KNOWN"
 var knownDivergences = map[string]string{
 	"hidden describe after failed copy": "the answer to the Describe pgwarden adds for the inspector reaches the client (RowDescription or NoData) after a failed extended-protocol COPY; flaky",
 	"block in open transaction":         "a block inside an open transaction answers ReadyForQuery E while the server's transaction is still T",
+	"panic after failed copy":           "rows of a Query after a failed extended-protocol COPY reach the guard with no statement: nil dereference, FATAL XX000; flaky",
 	"block then query without sync":     "a block of an extended-protocol statement swallows the answer to a Query sent after it without a Sync; flaky",
 	"terminate after sync":              "the upstream EOF that follows a client's Terminate sometimes wins the race with it: the client gets FATAL 08006 and the session counts as an upstream failure",
 }
@@ -58,7 +63,11 @@ func known(d *protofuzz.Divergence) string {
 
 func setupEnv(t testing.TB) *protofuzz.Env {
 	t.Helper()
-	env, err := protofuzz.NewEnv(context.Background(), pgtest.Shared(t))
+	var logger *slog.Logger
+	if os.Getenv(logEnv) == "1" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	env, err := protofuzz.NewEnv(context.Background(), pgtest.Shared(t), logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +101,21 @@ var regressions = []struct {
 		direct: []string{"ParseComplete", "BindComplete", "CopyInResponse", "ErrorResponse ERROR 22P02", "ReadyForQuery I",
 			"ParseComplete", "BindComplete", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"},
 		repeat: 30,
+	},
+	{
+		name: "panic after failed copy",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "copy t from stdin"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{MaxRows: 2},
+			&pgproto3.CopyData{Data: []byte("bad\n")},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select g from generate_series(1, 3000) g"},
+			&pgproto3.Sync{},
+		},
+		direct: []string{"ParseComplete", "BindComplete", "CopyInResponse", "ErrorResponse ERROR 22P02", "ReadyForQuery I",
+			"RowDescription g", "DataRow x3000", "CommandComplete SELECT 3000", "ReadyForQuery I", "ReadyForQuery I"},
+		repeat: 12,
 	},
 	{
 		name: "block then query without sync",

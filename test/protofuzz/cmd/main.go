@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -32,9 +33,14 @@ func main() {
 		silence  = flag.Duration("silence", 4*time.Second, "silence after which a target counts as hung")
 		proxies  = flag.String("proxies", "plain,guard,limit", "proxies to compare with PostgreSQL")
 		report   = flag.String("report", "", "append each divergence to this Markdown file")
+		logs     = flag.Bool("log", false, "send the proxies' debug logs to stderr")
 	)
 	flag.Parse()
-	found, err := run(*duration, *count, *seed, *maxAtoms, *budget, *silence, *proxies, *report)
+	var logger *slog.Logger
+	if *logs {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	found, err := run(*duration, *count, *seed, *maxAtoms, *budget, *silence, *proxies, *report, logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "protofuzz:", err)
 		os.Exit(2)
@@ -44,7 +50,7 @@ func main() {
 	}
 }
 
-func run(duration time.Duration, count int, seed uint64, maxAtoms int, budget, silence time.Duration, proxies, report string) (found bool, err error) {
+func run(duration time.Duration, count int, seed uint64, maxAtoms int, budget, silence time.Duration, proxies, report string, logger *slog.Logger) (found bool, err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -54,7 +60,7 @@ func run(duration time.Duration, count int, seed uint64, maxAtoms int, budget, s
 		return false, err
 	}
 	defer c.Stop()
-	env, err := protofuzz.NewEnv(ctx, c)
+	env, err := protofuzz.NewEnv(ctx, c, logger)
 	if err != nil {
 		return false, err
 	}
