@@ -32,6 +32,7 @@ var knownDivergences = map[string]string{
 	"hidden describe after failed copy": "the answer to the Describe pgwarden adds for the inspector reaches the client (RowDescription or NoData) after a failed extended-protocol COPY; flaky",
 	"block in open transaction":         "a block inside an open transaction answers ReadyForQuery E while the server's transaction is still T",
 	"panic after failed copy":           "rows of a Query after a failed extended-protocol COPY reach the guard with no statement: nil dereference, FATAL XX000; flaky",
+	"copy after block in transaction":   "a COPY FROM STDIN after a block in an open transaction: the CopyFail does not reach the server in COPY, FATAL 08P01",
 	"block then query without sync":     "a block of an extended-protocol statement swallows the answer to a Query sent after it without a Sync; flaky",
 	"terminate after sync":              "the upstream EOF that follows a client's Terminate sometimes wins the race with it: the client gets FATAL 08006 and the session counts as an upstream failure",
 }
@@ -84,6 +85,8 @@ var regressions = []struct {
 	direct []string
 	repeat int
 	inTx   bool // the sequence leaves a transaction open
+	// noTrailer: direct already holds the trailer's replies.
+	noTrailer bool
 }{
 	{
 		name: "hidden describe after failed copy",
@@ -128,6 +131,17 @@ var regressions = []struct {
 		direct: []string{"ParseComplete", "BindComplete", "DataRow x3000", "CommandComplete SELECT 3000",
 			"RowDescription ?column?", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"},
 		repeat: 12,
+	},
+	{
+		name: "copy after block in transaction",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "begin; select g from generate_series(1, 3000) g"},
+			&pgproto3.Query{String: "copy t from stdin"},
+		},
+		direct: []string{"CommandComplete BEGIN", "RowDescription g", "DataRow x3000", "CommandComplete SELECT 3000", "ReadyForQuery T",
+			"CopyInResponse", "ErrorResponse ERROR 57014", "ReadyForQuery E", "ReadyForQuery E",
+			"CommandComplete ROLLBACK", "RowDescription ?column?", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"},
+		noTrailer: true,
 	},
 	{
 		name:   "block in open transaction",
@@ -243,6 +257,7 @@ func TestRegressions(t *testing.T) {
 			}
 			want := tc.direct
 			switch {
+			case tc.noTrailer:
 			case tc.inTx:
 				want = append(want, trailerRepliesInTx...)
 			case want[len(want)-1] != "<closed>":
