@@ -254,7 +254,7 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 
 // searchOrder is the order in which PostgreSQL looks up an unqualified
 // relation on path: pg_catalog first unless the path places it, then the
-// path. An empty path (pg_dump sets search_path to '') leaves pg_catalog
+// path. An empty path (pg_dump sets search_path to "") leaves pg_catalog
 // alone. The session's temporary schema, searched before all, holds no
 // policy's tables and is left out.
 // https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SEARCH-PATH

@@ -115,7 +115,7 @@ func (s *session) relayAuthStep(request []byte) error {
 	}
 	frame, err := s.fromClient.next()
 	if err != nil {
-		return err
+		return authFrameError(err)
 	}
 	if frame[0] != 'p' {
 		return fatalf(codeProtocolViolation, nil, "expected a password message, got message type %q", frame[0])
@@ -138,7 +138,7 @@ func (s *session) scramOnBehalf(mechanisms []string) error {
 	}
 	frame, err := s.fromClient.next()
 	if err != nil {
-		return err
+		return authFrameError(err)
 	}
 	if frame[0] != 'p' {
 		return fatalf(codeProtocolViolation, nil, "expected a password message, got message type %q", frame[0])

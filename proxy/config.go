@@ -20,6 +20,9 @@ const (
 	TLSVerifyFull TLSMode = "verify-full" // TLS, certificate chain and host name verified
 )
 
+// DefaultMaxStartupPerAddress is the default of Config.MaxStartupPerAddress.
+const DefaultMaxStartupPerAddress = 64
+
 // Config configures a Server. The zero value of every field but UpstreamAddr
 // has a sensible default; CheckAndSetDefaults fills them in.
 type Config struct {
@@ -42,9 +45,19 @@ type Config struct {
 	// MaxConnections caps concurrent client connections (default 1000);
 	// clients past it get SQLSTATE 53300, as from PostgreSQL.
 	MaxConnections int
-	// MaxMessageSize caps a message body in either direction (default 1 GiB,
-	// PostgreSQL's own limit).
+	// MaxMessageSize caps the body of a client message once the session is
+	// authenticated (default DefaultMaxMessageSize, 64 MiB): a larger one
+	// ends the session with FATAL 54000. Before authentication completes
+	// every client message is capped at 65,535 bytes, as PostgreSQL caps
+	// password and SASL messages; the server's messages keep PostgreSQL's
+	// own limit, 1 GiB.
 	MaxMessageSize int
+	// MaxStartupPerAddress caps the connections from one client IP
+	// address (for IPv6, one /64) that have not yet authenticated
+	// (default 64; negative: no cap). A connection past it gets SQLSTATE 53300 and is closed at once,
+	// so that silent connections from one address cannot take every slot
+	// of MaxConnections for the startup timeout.
+	MaxStartupPerAddress int
 	// StartupTimeout bounds the time from accept to the first ReadyForQuery,
 	// authentication included (default 30s).
 	StartupTimeout time.Duration
@@ -135,6 +148,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.MaxMessageSize <= 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.MaxStartupPerAddress == 0 {
+		c.MaxStartupPerAddress = DefaultMaxStartupPerAddress
 	}
 	if c.StartupTimeout <= 0 {
 		c.StartupTimeout = 30 * time.Second

@@ -48,6 +48,14 @@
 // ReadyForQuery with the true transaction status: the session stays usable.
 // Kill ends the session with a FATAL error.
 //
+// Limits. Memory follows what a client has proved. Until it has
+// authenticated, a client holds one of Config.MaxStartupPerAddress slots of
+// its IP address and may send messages of at most 65,535 bytes, as
+// PostgreSQL allows a password or SASL message; then Config.MaxMessageSize
+// (64 MiB by default) caps each message, and a session stops reading its
+// client while 65,536 requests await their answers (limits.go). A frame's
+// buffer grows with the bytes that arrive, not with its length field.
+//
 // Teardown. The first direction to stop interrupts the other (a deadline in
 // the past unblocks its read); both are joined, the client is told why if
 // pgwarden ended the session, and the upstream session is cancelled if busy

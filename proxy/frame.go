@@ -15,8 +15,20 @@ const (
 	// larger than this are read into a temporary buffer sized for them.
 	readBufSize = 64 * 1024
 
-	// DefaultMaxMessageSize is PostgreSQL's own limit on a message (MaxAllocSize).
-	DefaultMaxMessageSize = 1<<30 - 1
+	// DefaultMaxMessageSize is the default cap on a client message once
+	// the session is authenticated (Config.MaxMessageSize). PostgreSQL
+	// allows 1 GiB, but pgwarden holds a whole frame in memory before it
+	// forwards it; bulk data comes in COPY, whose frames are small.
+	DefaultMaxMessageSize = 64 << 20
+
+	// pgMaxMessageSize is PostgreSQL's own limit on a message
+	// (MaxAllocSize): the cap on the server's messages.
+	pgMaxMessageSize = 1<<30 - 1
+
+	// maxAuthMessageSize caps every client message before authentication
+	// completes, as PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH does for
+	// password and SASL messages.
+	maxAuthMessageSize = 65535
 )
 
 // FrameError reports a frame that violates the protocol's framing: a length
@@ -65,7 +77,7 @@ func putBuf(b []byte) {
 
 func newFrameReader(r io.Reader, maxBody int, starve func() error) *frameReader {
 	if maxBody <= 0 {
-		maxBody = DefaultMaxMessageSize
+		maxBody = pgMaxMessageSize
 	}
 	return &frameReader{r: r, buf: getBuf(), maxBody: maxBody, starve: starve}
 }
@@ -102,7 +114,10 @@ func (fr *frameReader) next() (frame []byte, err error) {
 	}
 }
 
-// fill reads until at least need bytes are buffered from start.
+// fill reads until at least need bytes are buffered from start. A buffer
+// for a frame larger than the steady-state one grows with the bytes that
+// arrive, so that a length field alone, or a peer that trickles, costs no
+// more memory than it has sent.
 func (fr *frameReader) fill(need int) error {
 	if fr.starve != nil {
 		if err := fr.starve(); err != nil {
@@ -117,16 +132,17 @@ func (fr *frameReader) fill(need int) error {
 		nb := getBuf()
 		copy(nb, fr.buf[fr.start:fr.end])
 		fr.buf, fr.start, fr.end = nb, 0, n
-	case need > len(fr.buf):
-		// A frame larger than the buffer: read it into one sized for it.
-		nb := make([]byte, need)
-		copy(nb, fr.buf[fr.start:fr.end])
-		fr.buf, fr.start, fr.end = nb, 0, n
 	case fr.start+need > len(fr.buf) || (n == 0 && fr.start > 0):
 		copy(fr.buf, fr.buf[fr.start:fr.end])
 		fr.start, fr.end = 0, n
 	}
 	for fr.end-fr.start < need {
+		if fr.end == len(fr.buf) {
+			// A frame larger than the buffer: grow it, at most doubling.
+			nb := make([]byte, min(need, 2*len(fr.buf)))
+			copy(nb, fr.buf[fr.start:fr.end])
+			fr.buf, fr.start, fr.end = nb, 0, fr.end-fr.start
+		}
 		m, err := fr.r.Read(fr.buf[fr.end:])
 		fr.end += m
 		if err != nil {

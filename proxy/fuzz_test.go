@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // The seed corpora live in testdata/fuzz/<target>; `make fuzz` runs each
@@ -114,4 +117,56 @@ func FuzzSession(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPortalsOfEndedTransactionsForgotten: PostgreSQL drops a transaction's
+// portals when it ends; a client that binds a new portal name in every
+// transaction and never closes one must not grow its session, while the
+// portals of an open transaction stay known.
+func TestPortalsOfEndedTransactionsForgotten(t *testing.T) {
+	rec := &recorder{}
+	insp, _ := rec.StartSession(context.Background(), nil)
+	s := &session{cfg: &Config{}, insp: insp, prepared: map[string]*preparedStmt{}, portals: map[string]*portal{},
+		toServer: newFrameWriter(io.Discard)}
+	request := func(m pgproto3.FrontendMessage) {
+		t.Helper()
+		frame, err := m.Encode(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.trackRequest(frame[0], frame[headerLen:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer := func(m pgproto3.BackendMessage) {
+		t.Helper()
+		frame, err := m.Encode(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.onServerMessage(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch := func(portal string, status byte) {
+		request(&pgproto3.Bind{DestinationPortal: portal})
+		request(&pgproto3.Sync{})
+		answer(&pgproto3.BindComplete{})
+		answer(&pgproto3.ReadyForQuery{TxStatus: status})
+	}
+	for i := range 10_000 {
+		batch(fmt.Sprintf("p%d", i), 'I')
+	}
+	if n := len(s.portals); n > portalsSweepAt {
+		t.Errorf("%d portals known after 10,000 ended transactions, want at most %d", n, portalsSweepAt)
+	}
+	// Inside a transaction block, every portal lives on.
+	for i := range 2 * portalsSweepAt {
+		batch(fmt.Sprintf("open%d", i), 'T')
+	}
+	for i := range 2 * portalsSweepAt {
+		if s.portals[fmt.Sprintf("open%d", i)] == nil {
+			t.Fatalf("portal open%d of the open transaction was forgotten", i)
+		}
+	}
 }

@@ -125,10 +125,6 @@ func (l *Login) method(info *SessionInfo) LoginMethod {
 // password authentication.
 const codeInvalidPassword = "28P01"
 
-// maxAuthMessage bounds a client's authentication message, as PostgreSQL's
-// PG_MAX_AUTH_TOKEN_LENGTH does.
-const maxAuthMessage = 65535
-
 // loginTimeout bounds the password exchange with a client.
 const loginTimeout = 10 * time.Second
 
@@ -173,8 +169,6 @@ func (s *session) login(method LoginMethod) (role string, err error) {
 		}
 	}
 
-	s.fromClient.maxBody = maxAuthMessage
-	defer func() { s.fromClient.maxBody = s.cfg.MaxMessageSize }()
 	// The attempt holds one of the employee's slots until it ends: a
 	// client that goes silent gives it back soon, not at the end of the
 	// startup timeout.
@@ -256,11 +250,7 @@ func (s *session) readPassword() ([]byte, error) {
 	}
 	frame, err := s.fromClient.next()
 	if err != nil {
-		var fe *FrameError
-		if errors.As(err, &fe) {
-			return nil, fatalf(codeProtocolViolation, err, "authentication message too long")
-		}
-		return nil, err
+		return nil, authFrameError(err)
 	}
 	if frame[0] != 'p' {
 		return nil, fatalf(codeProtocolViolation, nil, "expected a password message, got message type %q", frame[0])

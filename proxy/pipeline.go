@@ -46,7 +46,10 @@ func (k pendingKind) executes() bool {
 }
 
 type pending struct {
-	kind   pendingKind
+	kind pendingKind
+	// batch numbers the entries answered by ReadyForQuery, from 1, in
+	// the order they were queued.
+	batch  uint64
 	stmt   *Statement
 	ps     *preparedStmt // Parse, Describe statement
 	portal *portal       // Bind, Describe portal, Execute
@@ -81,6 +84,7 @@ type portal struct {
 	described     bool                        // the inspector has been shown fields (server -> client goroutine)
 	descRequested bool                        // a Describe of the portal was sent (client -> server goroutine)
 	stmt          *Statement                  // the statement its first Execute started
+	batch         uint64                      // the batch of its Bind (see pendingQueue.nextBatch)
 }
 
 // rowFields returns the description of the portal's rows, if the client
@@ -132,10 +136,17 @@ type pendingQueue struct {
 	// readyc, when set, is closed when an entry answered by ReadyForQuery
 	// leaves the queue.
 	readyc chan struct{}
+	// batchSeq is the number of the last entry queued that ReadyForQuery
+	// answers.
+	batchSeq uint64
 	// copyIn is set while the server reads the client's messages as the
 	// input of a COPY FROM STDIN: what the client sends then is not a
 	// request, and the server answers none of it.
 	copyIn bool
+	// roomc, when set, is closed when no more than lowWater entries are
+	// left (see room).
+	roomc    chan struct{}
+	lowWater int
 }
 
 func (q *pendingQueue) push(p *pending) {
@@ -155,9 +166,26 @@ func (q *pendingQueue) push(p *pending) {
 	}
 	if p.kind.endsWithReady() {
 		q.batches++
+		q.batchSeq++
+		p.batch = q.batchSeq
+	}
+	if len(q.items) == cap(q.items) && q.head >= len(q.items)/2 {
+		// Reuse the room of answered entries rather than grow: a queue
+		// that never empties must not keep every entry it ever held.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
 	}
 	q.items = append(q.items, p)
 	q.mu.Unlock()
+}
+
+// nextBatch is the number the next entry answered by ReadyForQuery will
+// have: the batch a request sent now belongs to.
+func (q *pendingQueue) nextBatch() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.batchSeq + 1
 }
 
 // peek returns the oldest entry that awaits an answer, or nil.
@@ -196,6 +224,7 @@ func (q *pendingQueue) pop() {
 		q.items[q.head] = nil
 		q.head++
 		q.dropCopyEnds()
+		q.signalRoom()
 	}
 	q.mu.Unlock()
 }
@@ -241,6 +270,7 @@ func (q *pendingQueue) beginCopyIn() {
 	}
 	q.signalReady()
 	q.signalSettled()
+	q.signalRoom()
 }
 
 // endCopyIn records that the client ended its COPY input (CopyDone,
@@ -333,6 +363,7 @@ func (q *pendingQueue) skipToSync() {
 		q.skipping = true
 		q.items, q.head = q.items[:0], 0
 	}
+	q.signalRoom()
 	q.mu.Unlock()
 }
 

@@ -604,8 +604,8 @@ func TestOversizedFrameEndsOnlyThatSession(t *testing.T) {
 	frame := []byte{'Q', 0, 0, 0x10, 0}
 	bad.conn.Write(frame)
 	msg, err := bad.fe.Receive()
-	if e, ok := msg.(*pgproto3.ErrorResponse); err != nil || !ok || e.Code != codeProtocolViolation || e.Severity != "FATAL" {
-		t.Fatalf("got %#v, %v; want FATAL %s", msg, err, codeProtocolViolation)
+	if e, ok := msg.(*pgproto3.ErrorResponse); err != nil || !ok || e.Code != codeProgramLimitExceeded || e.Severity != "FATAL" {
+		t.Fatalf("got %#v, %v; want FATAL %s", msg, err, codeProgramLimitExceeded)
 	}
 	if _, err := bad.fe.Receive(); err == nil {
 		t.Fatal("session still open after an oversized frame")

@@ -17,7 +17,12 @@ import (
 // relay runs both directions until one ends, then stops the other.
 func (s *session) relay() error {
 	s.fromClient.starve = s.clientStarve
-	s.fromServer.starve = s.toClient.flush
+	s.fromServer.starve = func() error {
+		if err := s.toClient.flush(); err != nil {
+			return &clientWriteError{err}
+		}
+		return nil
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- s.contain("client_to_server", s.clientToServer) }()
 	go func() { errc <- s.contain("server_to_client", s.serverToClient) }()
@@ -26,6 +31,13 @@ func (s *session) relay() error {
 	<-errc
 	return err
 }
+
+// clientWriteError is a failed write to the client, met while reading the
+// server: it ends the session as the client's doing, not the server's.
+type clientWriteError struct{ err error }
+
+func (e *clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e *clientWriteError) Unwrap() error { return e.err }
 
 // errInternal is what a client is told when pgwarden's own code failed
 // while serving it: the session ends rather than go on uninspected.
@@ -78,11 +90,7 @@ func (s *session) clientToServer() error {
 			if isTimeout(err) && s.reason.Load() == nil && s.cfg.IdleTimeout > 0 {
 				return fatalf(codeIdleSessionTimeout, nil, "terminating connection due to idle-session timeout")
 			}
-			var fe *FrameError
-			if errors.As(err, &fe) {
-				return fatalf(codeProtocolViolation, err, "%v", err)
-			}
-			return err
+			return clientFrameError(err)
 		}
 		s.idle.Store(false)
 		typ, body := frame[0], frame[headerLen:]
@@ -104,6 +112,9 @@ func (s *session) clientToServer() error {
 				// COPY input to the server: a Sync it ignores, or a
 				// message that fails the COPY. Nothing runs.
 				break
+			}
+			if err := s.awaitRoom(); err != nil {
+				return err
 			}
 			// A Sync runs nothing and may be what the server needs to
 			// answer the batch in flight (after an error), so it is never held.
@@ -346,7 +357,10 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 			// Prepared with SQL PREPARE, or unknown: the server will say.
 			ps = &preparedStmt{}
 		}
-		p := &portal{ps: ps, resultFormats: formats}
+		if len(s.portals) >= portalsSweepAt {
+			s.sweepPortals()
+		}
+		p := &portal{ps: ps, resultFormats: formats, batch: s.queue.nextBatch()}
 		if len(params) > 4 && len(params) <= MaxKeptParams && s.wantsParams() {
 			// Kept for Statement.Params: body is reused by the next read.
 			p.params = bytes.Clone(params)
@@ -435,6 +449,22 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 	return nil, nil
 }
 
+// portalsSweepAt is the number of portals past which a Bind forgets those
+// of ended transactions.
+const portalsSweepAt = 64
+
+// sweepPortals forgets the portals whose transaction has ended: PostgreSQL
+// drops portals at the end of their transaction, and a client that binds
+// new names without closing them must not grow the session without bound.
+func (s *session) sweepPortals() {
+	ended := s.idleAfter.Load()
+	for name, p := range s.portals {
+		if p.batch <= ended {
+			delete(s.portals, name)
+		}
+	}
+}
+
 // wantsParams reports whether the inspector reads Statement.Params: an
 // inspector that does not say is given them.
 func (s *session) wantsParams() bool {
@@ -454,6 +484,10 @@ func (s *session) serverToClient() error {
 	for {
 		frame, err := s.fromServer.next()
 		if err != nil {
+			var cw *clientWriteError
+			if errors.As(err, &cw) {
+				return err
+			}
 			var fe *FrameError
 			if errors.As(err, &fe) {
 				return fatalf(codeProtocolViolation, err, "invalid message from the upstream server")
@@ -541,15 +575,21 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		}
 	case 'Z': // ReadyForQuery
 		hidden := false
+		var batch uint64
 		for e := s.head(); e != nil; e = s.head() {
 			s.popHead()
 			if e.kind.endsWithReady() {
-				hidden = e.hidden
+				hidden, batch = e.hidden, e.batch
 				break
 			}
 		}
 		if len(body) > 0 {
 			s.txStatus = body[0]
+		}
+		if s.txStatus == 'I' && batch > 0 {
+			// The transaction ended, and with it the portals bound in
+			// this batch or before.
+			s.idleAfter.Store(batch)
 		}
 		if hidden {
 			// The end of pgwarden's own query.

@@ -33,6 +33,7 @@ type Server struct {
 	closing   bool
 
 	conns    atomic.Int64 // client connections open, including those in startup
+	startups startupSlots // per address, connections not yet authenticated
 	sessWG   sync.WaitGroup
 	shutdown chan struct{}
 }
@@ -279,7 +280,14 @@ func (s *Server) serveConn(conn net.Conn) {
 	if s.cfg.Observe != nil {
 		s.cfg.Observe("connection")
 	}
+	release, ok := s.startups.acquire(conn.RemoteAddr(), s.cfg.MaxStartupPerAddress)
+	if !ok {
+		s.refuse(conn, errTooManyStartups)
+		return
+	}
+	defer release()
 	sess := newSession(s, conn)
+	sess.authenticated = release
 	// Known to Shutdown from the start, so that a client that never
 	// finishes startup cannot hold it past its deadline.
 	s.mu.Lock()

@@ -42,6 +42,9 @@ type session struct {
 
 	info SessionInfo
 	insp SessionInspector
+	// authenticated, if set, is called once the client has authenticated:
+	// it gives back the startup slot of the client's address.
+	authenticated func()
 
 	fromClient, fromServer *frameReader
 	toClient, toServer     *frameWriter
@@ -66,6 +69,10 @@ type session struct {
 	// client -> server goroutine makes the server's transaction fail too
 	// before the client's next request.
 	failTx atomic.Bool
+
+	// idleAfter is the last batch whose ReadyForQuery found no
+	// transaction open: portals bound in it or before are gone.
+	idleAfter atomic.Uint64
 
 	// server -> client goroutine state
 	cur     *pending // cached head of queue
@@ -215,6 +222,14 @@ func (s *session) teardown(err error) error {
 			}
 			server.Close()
 		}
+		if fe := (*FrameError)(nil); errors.As(err, &fe) {
+			n := fe.Length
+			if s.published.Load() == nil {
+				// Before authentication no honest client sends more.
+				n = maxAuthMessageSize
+			}
+			drainClient(client, n, s.cfg.Now().Add(time.Second))
+		}
 		client.Close()
 	})
 	return err
@@ -320,7 +335,9 @@ func (s *session) startup() error {
 	s.info.Parameters = sm.Parameters
 	s.info.Done = s.stop
 	s.info.StartedAt = s.cfg.Now()
-	s.fromClient = newFrameReader(s.client, s.cfg.MaxMessageSize, nil)
+	// Until the client has authenticated, it gets no more memory than a
+	// password or SASL message needs.
+	s.fromClient = newFrameReader(s.client, maxAuthMessageSize, nil)
 	s.toClient = newFrameWriter(s.client)
 
 	method := s.cfg.Login.method(&s.info)
@@ -371,7 +388,7 @@ func (s *session) startup() error {
 	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
 	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
 
-	s.fromServer = newFrameReader(server, s.cfg.MaxMessageSize, nil)
+	s.fromServer = newFrameReader(server, pgMaxMessageSize, nil)
 	s.toServer = newFrameWriter(gatedWriter{s})
 
 	if _, err := server.Write(sm.encode()); err != nil {
@@ -384,6 +401,10 @@ func (s *session) startup() error {
 	}
 	if err != nil {
 		return err
+	}
+	s.fromClient.maxBody = s.cfg.MaxMessageSize
+	if s.authenticated != nil {
+		s.authenticated()
 	}
 	if err := s.finishStartup(); err != nil {
 		return err

@@ -53,12 +53,13 @@ type fileConfig struct {
 		Roles map[string]roleSecret `yaml:"roles"`
 	} `yaml:"login"`
 	Limits struct {
-		MaxConnections      int      `yaml:"max_connections"`
-		MaxMessageSize      int      `yaml:"max_message_size"`
-		StartupTimeout      duration `yaml:"startup_timeout"`
-		IdleTimeout         duration `yaml:"idle_timeout"`
-		ShutdownTimeout     duration `yaml:"shutdown_timeout"`
-		MaxRowsPerStatement int64    `yaml:"max_rows_per_statement"`
+		MaxConnections       int      `yaml:"max_connections"`
+		MaxMessageSize       int      `yaml:"max_message_size"`
+		MaxStartupPerAddress int      `yaml:"max_startup_per_address"`
+		StartupTimeout       duration `yaml:"startup_timeout"`
+		IdleTimeout          duration `yaml:"idle_timeout"`
+		ShutdownTimeout      duration `yaml:"shutdown_timeout"`
+		MaxRowsPerStatement  int64    `yaml:"max_rows_per_statement"`
 	} `yaml:"limits"`
 	Catalog struct {
 		URL string   `yaml:"url"`

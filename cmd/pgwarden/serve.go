@@ -68,7 +68,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		loginRelay   = fs.String("login-relay", "", "comma-separated `database/role` patterns whose clients authenticate to PostgreSQL itself, not to pgwarden (e.g. service accounts)")
 		requireCert  = fs.String("require-client-cert", "", "comma-separated `database/role` patterns (* and ?) whose sessions must present a client certificate, e.g. 'prod/*'")
 		maxConns     = fs.Int("max-connections", 0, "maximum concurrent client connections (default 1000)")
-		maxMsg       = fs.Int("max-message-size", 0, "maximum message size in `bytes` (default 1 GiB, as PostgreSQL)")
+		maxMsg       = fs.Int("max-message-size", 0, "maximum size in `bytes` of a client message once authenticated (default 64 MiB; before authentication: 65535)")
+		maxStartup   = fs.Int("max-startup-per-address", 0, "maximum connections from one client IP address (IPv6: one /64) that have not authenticated yet (default 64; -1: no limit)")
 		startupTO    = fs.Duration("startup-timeout", 0, "time allowed from connect to the first ReadyForQuery (default 30s)")
 		idleTO       = fs.Duration("idle-timeout", 0, "end sessions idle this long outside a statement (default 0: never)")
 		shutdownTO   = fs.Duration("shutdown-timeout", 0, "on SIGTERM, time sessions get to finish before they are closed (default 30s)")
@@ -185,6 +186,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if *maxMsg > 0 {
 		fc.Limits.MaxMessageSize = *maxMsg
 	}
+	if *maxStartup != 0 {
+		fc.Limits.MaxStartupPerAddress = *maxStartup
+	}
 	if *startupTO > 0 {
 		fc.Limits.StartupTimeout = duration(*startupTO)
 	}
@@ -229,17 +233,18 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := proxy.Config{
-		Login:           loginCfg,
-		Identify:        identify,
-		UpstreamAddr:    addr,
-		UpstreamTLSMode: mode,
-		UpstreamTLS:     upTLS,
-		ClientTLS:       clientTLS,
-		MaxConnections:  fc.Limits.MaxConnections,
-		MaxMessageSize:  fc.Limits.MaxMessageSize,
-		StartupTimeout:  time.Duration(fc.Limits.StartupTimeout),
-		IdleTimeout:     time.Duration(fc.Limits.IdleTimeout),
-		Logger:          logger,
+		Login:                loginCfg,
+		Identify:             identify,
+		UpstreamAddr:         addr,
+		UpstreamTLSMode:      mode,
+		UpstreamTLS:          upTLS,
+		ClientTLS:            clientTLS,
+		MaxConnections:       fc.Limits.MaxConnections,
+		MaxMessageSize:       fc.Limits.MaxMessageSize,
+		MaxStartupPerAddress: fc.Limits.MaxStartupPerAddress,
+		StartupTimeout:       time.Duration(fc.Limits.StartupTimeout),
+		IdleTimeout:          time.Duration(fc.Limits.IdleTimeout),
+		Logger:               logger,
 	}
 	g, closeGuard, err := newGuard(fc, logger)
 	if err != nil {
