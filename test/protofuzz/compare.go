@@ -104,7 +104,7 @@ func (d *Divergence) Report() string {
 	for _, l := range RenderSequence(d.Seq) {
 		b.WriteString(l + "\n")
 	}
-	if n := d.Direct.Settled; n >= 0 {
+	if n := d.Direct.Settled; d.Seq.Settle && n >= 0 {
 		fmt.Fprintf(&b, "-- then wait for %d ReadyForQuery before the trailer --\n", n)
 	}
 	fmt.Fprintf(&b, "```\n\nPostgreSQL:\n\n```\n%s```\n\npgwarden (%s):\n\n```\n%s```\n", d.Direct, d.Proxy, d.Proxied)
@@ -274,6 +274,10 @@ func ClassifyBlocking(direct, proxied *Transcript) Class {
 		return ClassClosed
 	case len(proxied.Leaks) > 0 && len(direct.Leaks) == 0:
 		return ClassLeak
+	case direct.End == EndClosed && proxied.End == EndClosed:
+		// The client sent Terminate, or the server ended the session:
+		// what the block cut short is not owed any more.
+		return ""
 	case !slices.Equal(readies(direct), readies(proxied)):
 		return ClassReady
 	}

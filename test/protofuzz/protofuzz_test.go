@@ -38,15 +38,38 @@ var knownDivergences = map[string]string{
 }
 
 // knownShapes recognise a known divergence, by its name in
-// knownDivergences, among the random sequences' divergences.
+// knownDivergences, among the random sequences' divergences. They are
+// broad on purpose: a shape stands for a family of sequences.
 var knownShapes = map[string]func(*protofuzz.Divergence) bool{
 	"terminate after sync": func(d *protofuzz.Divergence) bool {
-		terminates := slices.ContainsFunc(d.Seq.Msgs, func(m pgproto3.FrontendMessage) bool {
-			_, ok := m.(*pgproto3.Terminate)
-			return ok
-		})
-		return terminates && strings.Contains(d.Proxied.Key(), "ErrorResponse FATAL 08006")
+		return has(d.Seq, func(m pgproto3.FrontendMessage) bool { _, ok := m.(*pgproto3.Terminate); return ok }) &&
+			strings.Contains(d.Proxied.Key(), "ErrorResponse FATAL 08006")
 	},
+	"panic after failed copy":           failedCopy,
+	"hidden describe after failed copy": failedCopy,
+	"block in open transaction":         blocked,
+	"block then query without sync":     blocked,
+	"copy after block in transaction":   blocked,
+}
+
+// failedCopy recognises the bugs of the pending queue after a failed
+// extended-protocol COPY (B2, B5 and B7 in divergences.md): a divergence
+// through an inspecting proxy of a sequence with such a COPY.
+func failedCopy(d *protofuzz.Divergence) bool {
+	return d.Proxy != "plain" && has(d.Seq, func(m pgproto3.FrontendMessage) bool {
+		p, ok := m.(*pgproto3.Parse)
+		return ok && strings.Contains(p.Query, "from stdin")
+	})
+}
+
+func has(seq protofuzz.Sequence, f func(pgproto3.FrontendMessage) bool) bool {
+	return slices.ContainsFunc(seq.Msgs, f)
+}
+
+// blocked recognises the block bugs (B3, B4, B6 in divergences.md): a
+// divergence through the limit proxy after a block.
+func blocked(d *protofuzz.Divergence) bool {
+	return d.Proxy == "limit" && strings.Contains(d.Proxied.Key(), "ErrorResponse ERROR 42501")
 }
 
 // known names the known divergence d is, or returns "".
