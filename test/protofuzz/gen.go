@@ -23,15 +23,19 @@ type randSource struct{ r *rand.Rand }
 
 func (s randSource) Intn(n int) int { return s.r.IntN(n) }
 
-// ByteSource draws from b one byte per choice and returns 0 once b is used
-// up, so that a fuzzer's input bytes drive the generator.
-func ByteSource(b []byte) Source { return &byteSource{b: b} }
+// ByteSource draws from b one byte per choice, so that a fuzzer's input
+// bytes drive the generator; once b is used up, it goes on with a PRNG
+// seeded by b's length (not zeros, which would cut every frame).
+func ByteSource(b []byte) Source { return &byteSource{b: b, rest: NewRand(uint64(len(b)))} }
 
-type byteSource struct{ b []byte }
+type byteSource struct {
+	b    []byte
+	rest Source
+}
 
 func (s *byteSource) Intn(n int) int {
 	if len(s.b) == 0 {
-		return 0
+		return s.rest.Intn(n)
 	}
 	v := int(s.b[0])
 	s.b = s.b[1:]
