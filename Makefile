@@ -34,7 +34,7 @@ fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzStartupPacket$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./test/protofuzz -run '^$$' -fuzz '^FuzzAgainstPostgres$$' -fuzztime $(FUZZTIME) -parallel 1
+	$(GO) test ./test/protofuzz -run '^$$' -fuzz '^FuzzAgainstPostgres$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1x -parallel 1
 	$(GO) run ./test/protofuzz/cmd -duration $(FUZZTIME)
 
 # pgx v5's own test suite, direct and through pgwarden, compared (see
