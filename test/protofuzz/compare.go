@@ -297,3 +297,28 @@ func readies(t *Transcript) []string {
 	}
 	return out
 }
+
+// Families of divergences known from the fuzzer's reports (see Family).
+const (
+	FamilyFailedCopy = "failed-copy" // a failed extended-protocol COPY FROM STDIN upsets an inspector's queue
+	FamilyBlock      = "block"       // a block through the limit proxy
+	FamilyTerminate  = "terminate"   // FATAL 08006 after the client's Terminate
+)
+
+// Family sorts d into one of the known families of divergences, broadly
+// (a family stands for many sequences), or returns "".
+func Family(d *Divergence) string {
+	switch {
+	case d.Proxy == "limit" && strings.Contains(d.Proxied.Key(), "ErrorResponse ERROR 42501"):
+		return FamilyBlock
+	case d.Proxy != "plain" && slices.ContainsFunc(d.Seq.Msgs, func(m pgproto3.FrontendMessage) bool {
+		p, ok := m.(*pgproto3.Parse)
+		return ok && strings.Contains(p.Query, "from stdin")
+	}):
+		return FamilyFailedCopy
+	case slices.ContainsFunc(d.Seq.Msgs, func(m pgproto3.FrontendMessage) bool { _, ok := m.(*pgproto3.Terminate); return ok }) &&
+		strings.Contains(d.Proxied.Key(), "ErrorResponse FATAL 08006"):
+		return FamilyTerminate
+	}
+	return ""
+}

@@ -21,6 +21,9 @@ type Config struct {
 	MinimizeBudget time.Duration
 	// Known, if set, says a divergence is known (not counted as new).
 	Known func(*Divergence) bool
+	// Skip, if set, says a divergence is not worth minimizing: it is
+	// counted as known, and neither minimized nor reported.
+	Skip func(*Divergence) bool
 	// OnDivergence is called for each unique minimized divergence.
 	OnDivergence func(*Divergence)
 	// Progress is called every ProgressEvery (default 30s).
@@ -35,13 +38,14 @@ type Summary struct {
 	Unique      []*Divergence
 	Known       int // unique divergences that Config.Known recognised
 	Flaky       int // unique divergences that did not come back
+	Skipped     int // divergences that Config.Skip left out
 	Errors      []error
 	Elapsed     time.Duration
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d sequences, %d diverging, %d unique divergences (%d flaky, %d known), %d errors, in %v",
-		s.Sequences, s.Divergences, len(s.Unique), s.Flaky, s.Known, len(s.Errors), s.Elapsed.Round(time.Second))
+	return fmt.Sprintf("%d sequences, %d diverging, %d unique divergences (%d flaky, %d known), %d skipped, %d errors, in %v",
+		s.Sequences, s.Divergences, len(s.Unique), s.Flaky, s.Known, s.Skipped, len(s.Errors), s.Elapsed.Round(time.Second))
 }
 
 // Fuzz generates sequences from cfg.Seed on, compares each through every
@@ -79,6 +83,10 @@ func (e *Env) Fuzz(ctx context.Context, cfg Config) Summary {
 				continue
 			}
 			diverged = true
+			if cfg.Skip != nil && cfg.Skip(&Divergence{Proxy: p.Name, Class: class, Seq: seq, Direct: direct, Proxied: proxied}) {
+				sum.Skipped++
+				continue
+			}
 			d, err := e.Minimize(ctx, p, seq, class, orDefault(cfg.MinimizeBudget, time.Minute))
 			if errors.Is(err, ErrFlaky) {
 				d, err = &Divergence{Proxy: p.Name, Class: class, Seq: seq, Direct: direct, Proxied: proxied,

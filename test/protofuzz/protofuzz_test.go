@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,39 +36,15 @@ var knownDivergences = map[string]string{
 	"terminate after sync":              "the upstream EOF that follows a client's Terminate sometimes wins the race with it: the client gets FATAL 08006 and the session counts as an upstream failure",
 }
 
-// knownShapes recognise a known divergence, by its name in
-// knownDivergences, among the random sequences' divergences. They are
-// broad on purpose: a shape stands for a family of sequences.
-var knownShapes = map[string]func(*protofuzz.Divergence) bool{
-	"terminate after sync": func(d *protofuzz.Divergence) bool {
-		return has(d.Seq, func(m pgproto3.FrontendMessage) bool { _, ok := m.(*pgproto3.Terminate); return ok }) &&
-			strings.Contains(d.Proxied.Key(), "ErrorResponse FATAL 08006")
-	},
-	"panic after failed copy":           failedCopy,
-	"hidden describe after failed copy": failedCopy,
-	"block in open transaction":         blocked,
-	"block then query without sync":     blocked,
-	"copy after block in transaction":   blocked,
-}
-
-// failedCopy recognises the bugs of the pending queue after a failed
-// extended-protocol COPY (B2, B5 and B7 in divergences.md): a divergence
-// through an inspecting proxy of a sequence with such a COPY.
-func failedCopy(d *protofuzz.Divergence) bool {
-	return d.Proxy != "plain" && has(d.Seq, func(m pgproto3.FrontendMessage) bool {
-		p, ok := m.(*pgproto3.Parse)
-		return ok && strings.Contains(p.Query, "from stdin")
-	})
-}
-
-func has(seq protofuzz.Sequence, f func(pgproto3.FrontendMessage) bool) bool {
-	return slices.ContainsFunc(seq.Msgs, f)
-}
-
-// blocked recognises the block bugs (B3, B4, B6 in divergences.md): a
-// divergence through the limit proxy after a block.
-func blocked(d *protofuzz.Divergence) bool {
-	return d.Proxy == "limit" && strings.Contains(d.Proxied.Key(), "ErrorResponse ERROR 42501")
+// knownFamilies name, for each case of knownDivergences, the family of
+// random divergences it stands for (protofuzz.Family).
+var knownFamilies = map[string]string{
+	"terminate after sync":              protofuzz.FamilyTerminate,
+	"panic after failed copy":           protofuzz.FamilyFailedCopy,
+	"hidden describe after failed copy": protofuzz.FamilyFailedCopy,
+	"block in open transaction":         protofuzz.FamilyBlock,
+	"block then query without sync":     protofuzz.FamilyBlock,
+	"copy after block in transaction":   protofuzz.FamilyBlock,
 }
 
 // known names the known divergence d is, or returns "".
@@ -77,8 +52,9 @@ func known(d *protofuzz.Divergence) string {
 	if os.Getenv(knownEnv) == "1" {
 		return ""
 	}
-	for name, is := range knownShapes {
-		if _, ok := knownDivergences[name]; ok && is(d) {
+	family := protofuzz.Family(d)
+	for name, f := range knownFamilies {
+		if _, ok := knownDivergences[name]; ok && f == family {
 			return name
 		}
 	}

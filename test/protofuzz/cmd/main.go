@@ -34,13 +34,21 @@ func main() {
 		proxies  = flag.String("proxies", "plain,guard,limit", "proxies to compare with PostgreSQL")
 		report   = flag.String("report", "", "append each divergence to this Markdown file")
 		logs     = flag.Bool("log", false, "send the proxies' debug logs to stderr")
+		skip     = flag.String("skip", "", "families of known divergences not to minimize nor report: "+
+			strings.Join([]string{protofuzz.FamilyFailedCopy, protofuzz.FamilyBlock, protofuzz.FamilyTerminate}, ","))
 	)
 	flag.Parse()
 	var logger *slog.Logger
 	if *logs {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	found, err := run(*duration, *count, *seed, *maxAtoms, *budget, *silence, *proxies, *report, logger)
+	skipped := map[string]bool{}
+	for _, f := range strings.Split(*skip, ",") {
+		if f != "" {
+			skipped[f] = true
+		}
+	}
+	found, err := run(*duration, *count, *seed, *maxAtoms, *budget, *silence, *proxies, *report, logger, skipped)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "protofuzz:", err)
 		os.Exit(2)
@@ -50,7 +58,7 @@ func main() {
 	}
 }
 
-func run(duration time.Duration, count int, seed uint64, maxAtoms int, budget, silence time.Duration, proxies, report string, logger *slog.Logger) (found bool, err error) {
+func run(duration time.Duration, count int, seed uint64, maxAtoms int, budget, silence time.Duration, proxies, report string, logger *slog.Logger, skip map[string]bool) (found bool, err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -75,6 +83,7 @@ func run(duration time.Duration, count int, seed uint64, maxAtoms int, budget, s
 	fmt.Printf("protofuzz: seed %d, for %v, proxies %s\n", seed, duration, proxies)
 	sum := env.Fuzz(ctx, protofuzz.Config{
 		Seed: seed, Count: count, Duration: duration, MaxAtoms: maxAtoms, MinimizeBudget: budget,
+		Skip: func(d *protofuzz.Divergence) bool { return skip[protofuzz.Family(d)] },
 		OnDivergence: func(d *protofuzz.Divergence) {
 			text := fmt.Sprintf("## seed %d\n\n%s\n", d.Seed, d.Report())
 			fmt.Print(text)
