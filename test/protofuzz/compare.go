@@ -300,7 +300,7 @@ func readies(t *Transcript) []string {
 
 // Families of divergences known from the fuzzer's reports (see Family).
 const (
-	FamilyFailedCopy = "failed-copy" // a failed extended-protocol COPY FROM STDIN upsets an inspector's queue
+	FamilyFailedCopy = "failed-copy" // a failed COPY FROM STDIN upsets an inspector's queue
 	FamilyBlock      = "block"       // a block through the limit proxy
 	FamilyTerminate  = "terminate"   // FATAL 08006 after the client's Terminate
 )
@@ -312,8 +312,13 @@ func Family(d *Divergence) string {
 	case d.Proxy == "limit" && strings.Contains(d.Proxied.Key(), "ErrorResponse ERROR 42501"):
 		return FamilyBlock
 	case d.Proxy != "plain" && slices.ContainsFunc(d.Seq.Msgs, func(m pgproto3.FrontendMessage) bool {
-		p, ok := m.(*pgproto3.Parse)
-		return ok && strings.Contains(p.Query, "from stdin")
+		switch m := m.(type) {
+		case *pgproto3.Parse:
+			return strings.Contains(m.Query, "from stdin")
+		case *pgproto3.Query:
+			return strings.Contains(m.String, "from stdin")
+		}
+		return false
 	}):
 		return FamilyFailedCopy
 	case slices.ContainsFunc(d.Seq.Msgs, func(m pgproto3.FrontendMessage) bool { _, ok := m.(*pgproto3.Terminate); return ok }) &&

@@ -32,6 +32,7 @@ var knownDivergences = map[string]string{
 	"block in open transaction":         "a block inside an open transaction answers ReadyForQuery E while the server's transaction is still T",
 	"panic after failed copy":           "rows of a Query after a failed extended-protocol COPY reach the guard with no statement: nil dereference, FATAL XX000; flaky",
 	"copy after block in transaction":   "a COPY FROM STDIN after a block in an open transaction: the CopyFail does not reach the server in COPY, FATAL 08P01",
+	"sync after failed simple copy":     "a Sync after a failed simple-query COPY is dropped from the queue but answered by the server: the hidden Describe's answer leaks; flaky",
 	"block then query without sync":     "a block of an extended-protocol statement swallows the answer to a Query sent after it without a Sync; flaky",
 	"terminate after sync":              "the upstream EOF that follows a client's Terminate sometimes wins the race with it: the client gets FATAL 08006 and the session counts as an upstream failure",
 }
@@ -42,6 +43,7 @@ var knownFamilies = map[string]string{
 	"terminate after sync":              protofuzz.FamilyTerminate,
 	"panic after failed copy":           protofuzz.FamilyFailedCopy,
 	"hidden describe after failed copy": protofuzz.FamilyFailedCopy,
+	"sync after failed simple copy":     protofuzz.FamilyFailedCopy,
 	"block in open transaction":         protofuzz.FamilyBlock,
 	"block then query without sync":     protofuzz.FamilyBlock,
 	"copy after block in transaction":   protofuzz.FamilyBlock,
@@ -118,6 +120,21 @@ var regressions = []struct {
 		direct: []string{"ParseComplete", "BindComplete", "CopyInResponse", "ErrorResponse ERROR 22P02", "ReadyForQuery I",
 			"RowDescription g", "DataRow x3000", "CommandComplete SELECT 3000", "ReadyForQuery I", "ReadyForQuery I"},
 		repeat: 12,
+	},
+	{
+		name: "sync after failed simple copy",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy t from stdin"},
+			&pgproto3.CopyData{Data: []byte("bad\n")},
+			&pgproto3.Sync{},
+			&pgproto3.Parse{Query: "select 1"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{},
+		},
+		direct: []string{"CopyInResponse", "ErrorResponse ERROR 22P02", "ReadyForQuery I", "ReadyForQuery I",
+			"ParseComplete", "BindComplete", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"},
+		repeat: 24,
 	},
 	{
 		name: "block then query without sync",
