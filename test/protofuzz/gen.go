@@ -120,12 +120,20 @@ var queries = []string{
 	"select g from generate_series(1, 3000) g; select 1",
 	"begin; select g from generate_series(1, 3000) g",
 	"copy t to stdout; copy t from stdin",
+	bulkQuery,
 }
 
 var (
 	stmtNames   = []string{"", "s1", "s2", "s9"}
 	portalNames = []string{"", "p1", "p2", "p9"}
-	copyLines   = []string{"1\tc1@example.com\n", "2\tc2@example.com\n", "bad\n", "3\t"}
+	copyLines   = []string{"1\tc1@example.com\n", "2\tc2@example.com\n", "bad\n", "3\t", bulkCopy}
+)
+
+// bulkCopy is one CopyData of 3000 rows (about 60 kB), and bulkQuery a
+// Query of about 100 kB: frames larger than a read buffer.
+var (
+	bulkCopy  = strings.Repeat("4\tbulk@example.com\n", 3000)
+	bulkQuery = "select length('" + strings.Repeat("x", 100_000) + "')"
 )
 
 // gen builds a sequence, remembering the parameter count of each

@@ -29,9 +29,9 @@ func Render(m pgproto3.FrontendMessage) string {
 	case *pgproto3.Flush:
 		return "Flush"
 	case *pgproto3.Query:
-		return fmt.Sprintf("Query %q", m.String)
+		return fmt.Sprintf("Query %q", abbreviate(m.String))
 	case *pgproto3.CopyData:
-		return fmt.Sprintf("CopyData %q", m.Data)
+		return fmt.Sprintf("CopyData %q", abbreviate(string(m.Data)))
 	case *pgproto3.CopyDone:
 		return "CopyDone"
 	case *pgproto3.CopyFail:
@@ -103,4 +103,12 @@ func lineOf(m pgproto3.BackendMessage) (l Line, ok bool) {
 	}
 	name := fmt.Sprintf("%T", m)
 	return Line{Key: name[strings.LastIndexByte(name, '.')+1:]}, true
+}
+
+// abbreviate shortens long texts for reports, keeping their length.
+func abbreviate(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:40], len(s))
 }
