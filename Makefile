@@ -22,7 +22,8 @@ test-short:
 	$(GO) test -count=1 -short ./...
 
 # Fuzz the frame reader, the startup parser, a session's bookkeeping and the
-# policy parser for a while each.
+# policy parser for a while each, then compare pgwarden with PostgreSQL on
+# random message sequences, coverage-guided and seeded (test/protofuzz).
 FUZZTIME ?= 30s
 # A throwaway PostgreSQL, seeded customers, and a bulk read blocked by pgwarden.
 demo:
@@ -33,6 +34,8 @@ fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzStartupPacket$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./test/protofuzz -run '^$$' -fuzz '^FuzzAgainstPostgres$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1x -parallel 1
+	$(GO) run ./test/protofuzz/cmd -duration $(FUZZTIME)
 
 # pgx v5's own test suite, direct and through pgwarden, compared (see
 # test/compat/README.md). Takes a while; e.g.
