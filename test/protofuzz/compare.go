@@ -278,13 +278,29 @@ func ClassifyBlocking(direct, proxied *Transcript) Class {
 		// The client sent Terminate, or the server ended the session:
 		// what the block cut short is not owed any more.
 		return ""
-	case !slices.Equal(readies(direct), readies(proxied)):
+	case !blockedReadies(readies(direct), readies(proxied)):
 		return ClassReady
 	}
 	if proxied.Stall > StallAfter && direct.Stall < StallAfter/2 {
 		return ClassStall
 	}
 	return ""
+}
+
+// blockedReadies reports whether the ReadyForQuery statuses of a blocked
+// run match PostgreSQL's: the same number, each the same or 'E' where
+// PostgreSQL says 'T' (a block fails the transaction block it is in, as an
+// error of the server's would).
+func blockedReadies(direct, proxied []string) bool {
+	if len(direct) != len(proxied) {
+		return false
+	}
+	for i := range direct {
+		if direct[i] != proxied[i] && (direct[i] != "ReadyForQuery T" || proxied[i] != "ReadyForQuery E") {
+			return false
+		}
+	}
+	return true
 }
 
 // readies lists the transaction status of each ReadyForQuery.
