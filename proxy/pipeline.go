@@ -308,13 +308,16 @@ func (q *pendingQueue) endCopyIn() {
 // it decided: a completed COPY read them all; a failed one read those sent
 // before any CopyData, unless none was sent (dataSent), and none of those
 // sent after CopyData.
-func (q *pendingQueue) copyInEnded(ok, dataSent bool) {
+func (q *pendingQueue) copyInEnded(ok, dataSent bool) (release int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	// The client had ended its input (CopyDone, CopyFail): a COPY that
+	// read no CopyData failed on that end, having read every Sync first.
+	clientEnded := !q.copyIn
 	q.copyIn = false
 	if !ok {
 		for _, afterData := range q.deferred {
-			if afterData || !dataSent {
+			if afterData || (!dataSent && !clientEnded) {
 				q.release++
 			}
 		}
@@ -324,6 +327,7 @@ func (q *pendingQueue) copyInEnded(ok, dataSent bool) {
 		close(q.outcomec)
 		q.outcomec = nil
 	}
+	return q.release
 }
 
 // pushSync queues a Sync, unless the server reads it as COPY input: then

@@ -74,11 +74,50 @@ func (s *session) clientStarve() error {
 func (s *session) armIdle(fromServer bool) {
 	s.queue.mu.Lock()
 	defer s.queue.mu.Unlock()
-	if len(s.queue.items)-s.queue.head == 0 {
+	switch {
+	case s.wake.Load():
+		// wakeClientReader's deadline stands.
+	case len(s.queue.items)-s.queue.head == 0:
 		s.client.SetReadDeadline(s.cfg.Now().Add(s.cfg.IdleTimeout))
-	} else if !fromServer {
+	case !fromServer:
 		s.client.SetReadDeadline(time.Time{})
 	}
+}
+
+// wakeClientReader interrupts the client -> server goroutine's read, for
+// it to send the server the Syncs a failed COPY did not read (see
+// settleCopy) although the client sends nothing more.
+func (s *session) wakeClientReader() {
+	s.queue.mu.Lock()
+	defer s.queue.mu.Unlock()
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.wake.Store(true)
+	s.client.SetReadDeadline(aLongTimeAgo)
+}
+
+// woken reports whether a read ended by its deadline was woken by
+// wakeClientReader, and if so restores the deadline, unless the session is
+// being stopped.
+func (s *session) woken() bool {
+	s.queue.mu.Lock()
+	defer s.queue.mu.Unlock()
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if !s.wake.Swap(false) {
+		return false
+	}
+	select {
+	case <-s.stop:
+		return false
+	default:
+	}
+	if s.cfg.IdleTimeout > 0 && len(s.queue.items)-s.queue.head == 0 {
+		s.client.SetReadDeadline(s.cfg.Now().Add(s.cfg.IdleTimeout))
+	} else {
+		s.client.SetReadDeadline(time.Time{})
+	}
+	return true
 }
 
 // clientToServer relays client -> server, recording each request that the
@@ -87,6 +126,15 @@ func (s *session) clientToServer() error {
 	for {
 		frame, err := s.fromClient.next()
 		if err != nil {
+			if isTimeout(err) && s.woken() {
+				if err := s.settleCopy(false); err != nil {
+					return err
+				}
+				if err := s.toServer.flush(); err != nil {
+					return fmt.Errorf("write to upstream: %w", err)
+				}
+				continue
+			}
 			if isTimeout(err) && s.reason.Load() == nil && s.cfg.IdleTimeout > 0 {
 				return fatalf(codeIdleSessionTimeout, nil, "terminating connection due to idle-session timeout")
 			}
@@ -712,7 +760,9 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		s.copyOut = false
 		if s.copyIn {
 			s.copyIn = false
-			s.queue.copyInEnded(false, s.copyData.Swap(false))
+			if s.queue.copyInEnded(false, s.copyData.Swap(false)) > 0 {
+				s.wakeClientReader()
+			}
 		}
 		if isFatal(body) {
 			s.serverFatal = true

@@ -76,6 +76,8 @@ type session struct {
 	// copyData is set when the client sent CopyData, and taken when a
 	// COPY FROM STDIN ends.
 	copyData atomic.Bool
+	// wake is set by wakeClientReader (under the queue lock).
+	wake atomic.Bool
 	// clientQuit is set when the client sent Terminate: the server's
 	// close that follows is the end the client asked for.
 	clientQuit atomic.Bool

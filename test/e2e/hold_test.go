@@ -182,6 +182,18 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 			&pgproto3.CopyFail{Message: "end"},
 			&pgproto3.Sync{},
 		}},
+		{"a Sync after bad data in a simple COPY, answered without more input", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy " + table + " from stdin"},
+			&pgproto3.CopyData{Data: []byte("bad\n")},
+			&pgproto3.Sync{},
+		}},
+		{"a Sync before the CopyFail of a simple COPY", 3, []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy " + table + " from stdin"},
+			&pgproto3.Sync{},
+			&pgproto3.CopyFail{Message: "no"},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select 1"},
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
