@@ -210,3 +210,37 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockedExecuteSkipsTheQueryAfterIt: a Query pipelined after a blocked
+// Execute with no Sync between is skipped to the Sync, as PostgreSQL skips
+// it after an Execute that fails, whether or not the cancel reached the
+// server before it ran the Query.
+func TestBlockedExecuteSkipsTheQueryAfterIt(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, withRowLimit(1000))
+	ctx := testCtx(t, 60*time.Second)
+	table := uniqueName(t)
+	super := superConn(t, ctx)
+	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
+	for i := range 5 {
+		got := wireSummary(t, ctx, p.Addr, table, 1, 5*time.Second,
+			&pgproto3.Parse{Query: "select g from generate_series(1, 3000) g"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.Query{String: fmt.Sprintf("insert into %s values (%d)", table, i)},
+			&pgproto3.Sync{},
+		)
+		want := []string{"ParseComplete", "BindComplete", "DataRow x1000", "ErrorResponse 42501", "ReadyForQuery I"}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("run %d:\n  %s\nwant:\n  %s", i, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+		}
+	}
+	var n int
+	if err := super.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d of the Queries after the blocked Execute ran, want none", n)
+	}
+}
