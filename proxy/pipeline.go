@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -147,6 +148,10 @@ type pendingQueue struct {
 	// outcomec, when set, is closed when the outcome of the COPY that
 	// deferred Syncs is known.
 	outcomec chan struct{}
+	// copyWork is set while Syncs are deferred or to be released: the
+	// client -> server goroutine looks at it, without the lock, before
+	// every request.
+	copyWork atomic.Bool
 	// batchSeq is the number of the last entry queued that ReadyForQuery
 	// answers.
 	batchSeq uint64
@@ -323,6 +328,7 @@ func (q *pendingQueue) copyInEnded(ok, dataSent bool) (release int) {
 		}
 	}
 	q.deferred = q.deferred[:0]
+	q.copyWork.Store(q.release > 0)
 	if q.outcomec != nil {
 		close(q.outcomec)
 		q.outcomec = nil
@@ -338,6 +344,7 @@ func (q *pendingQueue) pushSync(afterData bool) bool {
 	defer q.mu.Unlock()
 	if q.copyIn {
 		q.deferred = append(q.deferred, afterData)
+		q.copyWork.Store(true)
 		return false
 	}
 	q.pushLocked(&pending{kind: pendSync})
@@ -364,6 +371,7 @@ func (q *pendingQueue) copyOutcome(sync bool) <-chan struct{} {
 func (q *pendingQueue) forgetDeferred() {
 	q.mu.Lock()
 	q.deferred = q.deferred[:0]
+	q.copyWork.Store(q.release > 0)
 	q.mu.Unlock()
 }
 
@@ -373,6 +381,7 @@ func (q *pendingQueue) takeRelease() int {
 	defer q.mu.Unlock()
 	n := q.release
 	q.release = 0
+	q.copyWork.Store(len(q.deferred) > 0)
 	return n
 }
 

@@ -262,6 +262,9 @@ func (s *session) awaitServer(ch <-chan struct{}) (expired bool, err error) {
 // Syncs a failed COPY would not have read. A Sync sent while the COPY lasts
 // does not wait: it is deferred too.
 func (s *session) settleCopy(sync bool) error {
+	if !s.queue.copyWork.Load() {
+		return nil
+	}
 	if ch := s.queue.copyOutcome(sync); ch != nil {
 		expired, err := s.awaitServer(ch)
 		if err != nil {
