@@ -310,17 +310,19 @@ func (q *pendingQueue) endCopyIn() {
 // that fails (ok false) stops reading: the Syncs after the failing input
 // are read as requests, the first ending the error's skip. Which input
 // failed cannot be told from outside, so pgwarden decides, and sends what
-// it decided: a completed COPY read them all; a failed one read those sent
-// before any CopyData, unless none was sent (dataSent), and none of those
-// sent after CopyData.
-func (q *pendingQueue) copyInEnded(ok, dataSent bool) (release int) {
+// it decided: a completed COPY read them all, and so did one that failed
+// on a CopyFail, a cancel or a timeout (canceled); one that failed on its
+// input read those sent before any CopyData, unless none was sent
+// (dataSent) and the client had not ended its input, and none of those sent
+// after CopyData.
+func (q *pendingQueue) copyInEnded(ok, dataSent, canceled bool) (release int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	// The client had ended its input (CopyDone, CopyFail): a COPY that
 	// read no CopyData failed on that end, having read every Sync first.
 	clientEnded := !q.copyIn
 	q.copyIn = false
-	if !ok {
+	if !ok && !canceled {
 		for _, afterData := range q.deferred {
 			if afterData || (!dataSent && !clientEnded) {
 				q.release++

@@ -698,7 +698,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		s.copyOut = false
 		if s.copyIn {
 			s.copyIn = false
-			s.queue.copyInEnded(typ == 'C', s.copyData.Swap(false))
+			s.queue.copyInEnded(typ == 'C', s.copyData.Swap(false), false)
 		}
 		e := s.head()
 		if typ == 'C' {
@@ -773,7 +773,10 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		s.copyOut = false
 		if s.copyIn {
 			s.copyIn = false
-			if s.queue.copyInEnded(false, s.copyData.Swap(false)) > 0 {
+			// 57014: a CopyFail, a cancel or a timeout, each met once the
+			// COPY had read all there was.
+			canceled := string(errorField(body, 'C')) == "57014"
+			if s.queue.copyInEnded(false, s.copyData.Swap(false), canceled) > 0 {
 				s.wakeClientReader()
 			}
 		}
@@ -1024,16 +1027,26 @@ func (s *session) skipToSync() {
 // isFatal reports whether an ErrorResponse body has severity FATAL or
 // PANIC: the server closes the connection after it.
 func isFatal(body []byte) bool {
+	v := errorField(body, 'V')
+	if v == nil {
+		v = errorField(body, 'S')
+	}
+	return string(v) == "FATAL" || string(v) == "PANIC"
+}
+
+// errorField returns the value of field code of an ErrorResponse body, or
+// nil.
+func errorField(body []byte, code byte) []byte {
 	for len(body) > 1 && body[0] != 0 {
-		code := body[0]
+		c := body[0]
 		v, rest, err := cstring(body[1:])
 		if err != nil {
-			return false
+			return nil
 		}
-		if code == 'V' || code == 'S' {
-			return string(v) == "FATAL" || string(v) == "PANIC"
+		if c == code {
+			return v
 		}
 		body = rest
 	}
-	return false
+	return nil
 }

@@ -187,6 +187,16 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 			&pgproto3.CopyData{Data: []byte("bad\n")},
 			&pgproto3.Sync{},
 		}},
+		{"a Sync after an incomplete line, then a CopyFail", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.CopyData{Data: []byte("3\t")},
+			&pgproto3.Sync{},
+			&pgproto3.CopyFail{Message: "no"},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select 1"},
+		}},
 		{"a Sync before the CopyFail of a simple COPY", 3, []pgproto3.FrontendMessage{
 			&pgproto3.Query{String: "copy " + table + " from stdin"},
 			&pgproto3.Sync{},
