@@ -1,9 +1,12 @@
 package hll
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // ExactLimit is the number of distinct hashes a Counter keeps exactly before
-// it switches to a sketch: 4096 hashes, about 64 KiB at most.
+// it switches to a sketch: 4096 hashes, in a table of at most 64 KiB.
 const ExactLimit = 4096
 
 // Counter counts distinct elements by their 64-bit hashes: exactly, in a set
@@ -14,9 +17,66 @@ const ExactLimit = 4096
 //
 // A Counter is not safe for concurrent use.
 type Counter struct {
-	p   uint8
-	set map[uint64]struct{} // the hashes, while exact
-	sk  *Sketch             // nil while exact
+	p uint8
+	// set holds the hashes while exact, in open addressing (0 is a free
+	// slot; hash 0 is recorded by zero); n counts them, zero included.
+	set  []uint64
+	n    int
+	zero bool
+	sk   *Sketch // nil while exact
+}
+
+// insert adds h to the exact set.
+func (c *Counter) insert(h uint64) {
+	if h == 0 {
+		if !c.zero {
+			c.zero = true
+			c.n++
+		}
+		return
+	}
+	if (c.n+1)*4 > len(c.set)*3 {
+		c.grow()
+	}
+	mask := uint64(len(c.set) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		switch c.set[i] {
+		case h:
+			return
+		case 0:
+			c.set[i] = h
+			c.n++
+			return
+		}
+	}
+}
+
+func (c *Counter) grow() {
+	old := c.set
+	c.set = make([]uint64, max(16, 2*len(old)))
+	mask := uint64(len(c.set) - 1)
+	for _, h := range old {
+		if h == 0 {
+			continue
+		}
+		i := h & mask
+		for c.set[i] != 0 {
+			i = (i + 1) & mask
+		}
+		c.set[i] = h
+	}
+}
+
+// each calls fn with every hash of the exact set.
+func (c *Counter) each(fn func(uint64)) {
+	if c.zero {
+		fn(0)
+	}
+	for _, h := range c.set {
+		if h != 0 {
+			fn(h)
+		}
+	}
 }
 
 // NewCounter returns an empty, exact counter whose sketch, once it needs one,
@@ -45,11 +105,8 @@ func (c *Counter) Add(hash uint64) {
 		c.sk.Add(hash)
 		return
 	}
-	if c.set == nil {
-		c.set = make(map[uint64]struct{})
-	}
-	c.set[hash] = struct{}{}
-	if len(c.set) > ExactLimit {
+	c.insert(hash)
+	if c.n > ExactLimit {
 		c.toSketch(c.p)
 	}
 }
@@ -57,18 +114,30 @@ func (c *Counter) Add(hash uint64) {
 // Contains reports whether hash was added, while the counter is exact; a
 // sketch cannot tell, and Contains returns false.
 func (c *Counter) Contains(hash uint64) bool {
-	_, ok := c.set[hash]
-	return ok
+	if c.sk != nil {
+		return false
+	}
+	if hash == 0 {
+		return c.zero
+	}
+	if len(c.set) == 0 {
+		return false
+	}
+	mask := uint64(len(c.set) - 1)
+	for i := hash & mask; c.set[i] != 0; i = (i + 1) & mask {
+		if c.set[i] == hash {
+			return true
+		}
+	}
+	return false
 }
 
 // toSketch moves the hashes into a sketch of precision p.
 func (c *Counter) toSketch(p uint8) {
 	c.p = p
 	c.sk = New(p)
-	for h := range c.set {
-		c.sk.Add(h)
-	}
-	c.set = nil
+	c.each(c.sk.Add)
+	c.set, c.n, c.zero = nil, 0, false
 }
 
 // Count returns the number of distinct elements added: exact while Exact,
@@ -77,7 +146,7 @@ func (c *Counter) Count() uint64 {
 	if c.sk != nil {
 		return c.sk.Estimate()
 	}
-	return uint64(len(c.set))
+	return uint64(c.n)
 }
 
 // Merge makes c the counter of the union of c and o. The union of two exact
@@ -89,21 +158,14 @@ func (c *Counter) Merge(o *Counter) {
 		return
 	}
 	if c.sk == nil && o.sk == nil {
-		if c.set == nil {
-			c.set = make(map[uint64]struct{}, len(o.set))
-		}
-		for h := range o.set {
-			c.set[h] = struct{}{}
-		}
-		if len(c.set) > ExactLimit {
+		o.each(c.insert)
+		if c.n > ExactLimit {
 			c.toSketch(min(c.p, o.p))
 		}
 		return
 	}
 	if o.sk == nil {
-		for h := range o.set {
-			c.sk.Add(h)
-		}
+		o.each(c.sk.Add)
 		return
 	}
 	p := min(c.p, o.p)
@@ -131,27 +193,25 @@ func (c *Counter) IsEmpty() bool {
 	if c.sk != nil {
 		return c.sk.IsEmpty()
 	}
-	return len(c.set) == 0
+	return c.n == 0
 }
 
 // Reset empties c and makes it exact again, keeping the set's memory.
 func (c *Counter) Reset() {
 	c.sk = nil
 	clear(c.set)
+	c.n, c.zero = 0, false
 }
 
 // Clone returns an independent copy of c.
 func (c *Counter) Clone() *Counter {
-	out := &Counter{p: c.p}
+	out := &Counter{p: c.p, n: c.n, zero: c.zero}
 	if c.sk != nil {
 		out.sk = c.sk.Clone()
 		return out
 	}
-	if len(c.set) > 0 {
-		out.set = make(map[uint64]struct{}, len(c.set))
-		for h := range c.set {
-			out.set[h] = struct{}{}
-		}
+	if c.n > 0 {
+		out.set = slices.Clone(c.set)
 	}
 	return out
 }

@@ -90,3 +90,20 @@ func TestCounterSwitch(t *testing.T) {
 		t.Fatalf("after the switch: %v, want about %d", d, ExactLimit+1)
 	}
 }
+
+// TestCounterZeroHash: 0, the table's free slot, is a hash like any other.
+func TestCounterZeroHash(t *testing.T) {
+	c := NewCounter(DefaultPrecision)
+	c.Add(0)
+	c.Add(0)
+	c.Add(HashUint64(1, 0))
+	if c.Count() != 2 || !c.Contains(0) || c.Contains(HashUint64(2, 0)) {
+		t.Fatalf("count %d, contains 0 %v", c.Count(), c.Contains(0))
+	}
+	d := NewCounter(DefaultPrecision)
+	d.Add(0)
+	d.Merge(c)
+	if d.Count() != 2 || c.Clone().Count() != 2 {
+		t.Fatalf("merged %d", d.Count())
+	}
+}
