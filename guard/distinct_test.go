@@ -126,3 +126,48 @@ func TestWindowDistinctSubjectsUnion(t *testing.T) {
 		t.Fatalf("%d rows of customers 650..750 before the block, want the 51 up to 700", n)
 	}
 }
+
+// TestPipelineDistinctSubjects: the statements of one pipeline count their
+// subjects together before any is recorded, and a customer two of them
+// return counts once.
+func TestPipelineDistinctSubjects(t *testing.T) {
+	_, conn, _ := setupGuard(t, withRules(t, `rules:
+  - name: session-people
+    scope: session
+    when:
+      distinct_subjects: 100
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	batch := &pgx.Batch{}
+	for i := range 5 {
+		// 30 customers each, 10 of them the statement before's.
+		batch.Queue(customersRange(1+20*i, 30+20*i))
+	}
+	br := conn.SendBatch(ctx, batch)
+	received := 0
+	var blockErr error
+	for range 5 {
+		rows, err := br.Query()
+		if err != nil {
+			blockErr = err
+			break
+		}
+		for rows.Next() {
+			received++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			blockErr = err
+			break
+		}
+	}
+	br.Close()
+	wantRuleBlock(t, blockErr, "session-people")
+	// Customers 1..90 arrive in 4 statements of 30 rows, 91..100 in the
+	// first 20 rows of the fifth (81..100); the 101st is refused.
+	if received != 140 {
+		t.Errorf("the pipeline received %d rows, want 140 (customers 1..100)", received)
+	}
+}
