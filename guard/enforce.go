@@ -16,6 +16,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/hll"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -62,6 +63,10 @@ type prepared struct {
 type activeRule struct {
 	r    *policy.Rule
 	base policy.Figures
+	// subjects is the union of the scope's distinct subjects before the
+	// statement and the statement's so far, for distinct_subjects: a
+	// subject the scope already counted is not counted again.
+	subjects *hll.Counter
 	// checks are the rule's thresholds less what the scope had already
 	// received: per row only the statement's own running counts are
 	// compared, without building any map.
@@ -116,7 +121,7 @@ func (a *activeRule) prepare() {
 		case l.Measure == "pii_rows":
 			c.kind, base = measurePIIRows, a.base.PIIRows
 		case l.Measure == "distinct_subjects":
-			c.kind, base = measureDistinct, a.base.DistinctSubjects
+			c.kind = measureDistinct // a.subjects holds the scope's
 		case l.Measure == "rows":
 			c.kind, base = measureRows, a.base.Rows
 		case l.Measure == "bytes":
@@ -152,11 +157,8 @@ func (a *activeRule) exceeded(f *Figures, row *detect.Counts, total int64, rowPI
 				cur++
 			}
 		case measureDistinct:
-			if subjects {
-				cur = int64(f.DistinctSubjects())
-				if rowPII {
-					cur++
-				}
+			if subjects && a.subjects != nil {
+				cur = int64(a.subjects.Count())
 			}
 		case measureRows:
 			cur = f.Rows + 1
@@ -501,14 +503,28 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 	}
 	var totals window.Totals
 	var haveTotals bool
+	// The statement's subjects so far: none, unless the rules are added
+	// once the result is described (widen) or a portal resumes.
+	var own *hll.Counter
+	if f := s.fig; f != nil && s.cur == st {
+		own = f.subjects
+	}
 	for _, a := range rules {
 		if a.fixed {
 			continue
+		}
+		if e.needsSubjs {
+			a.subjects = hll.NewCounter(hll.DefaultPrecision)
+			a.subjects.Merge(own)
 		}
 		switch a.r.Scope {
 		case policy.ScopeSession:
 			a.base = s.sessionFigures(w)
 			s.addOpen(&a.base, w)
+			if a.subjects != nil {
+				a.subjects.Merge(w.total.subjects)
+				s.addOpenSubjects(a.subjects, w)
+			}
 		case policy.ScopeStatement:
 			a.base = cursorBase
 		default:
@@ -531,6 +547,10 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 			span, _ := a.r.Scope.Span()
 			a.base = policy.WindowFigures(&totals[span])
 			s.addOpen(&a.base, w)
+			if a.subjects != nil {
+				a.subjects.Merge(totals[span].Subjects)
+				s.addOpenSubjects(a.subjects, w)
+			}
 		}
 		a.prepare()
 	}
@@ -600,6 +620,16 @@ func (s *session) addOpen(f *policy.Figures, w *who) {
 	})
 }
 
+// addOpenSubjects adds to c the subjects of w's statements of the batch in
+// progress other than the current one, as addOpen does their counts.
+func (s *session) addOpenSubjects(c *hll.Counter, w *who) {
+	for _, f := range s.open {
+		if f != s.fig && f.state != nil && f.state.who == w {
+			c.Merge(f.subjects)
+		}
+	}
+}
+
 // sessionFigures are w's figures in the session so far: those of session
 // scope rules.
 func (s *session) sessionFigures(w *who) policy.Figures {
@@ -614,16 +644,23 @@ func (s *session) sessionFigures(w *who) policy.Figures {
 // check evaluates the thresholds of the statement's rules with the row
 // just counted in row (not yet added to f), and returns the strongest
 // verdict. rowPII tells whether the row carried PII.
-func (s *session) check(st *proxy.Statement, f *Figures, rowPII bool, rowBytes int64) proxy.Verdict {
+func (s *session) check(st *proxy.Statement, f *Figures, rowSubject []byte, rowPII bool, rowBytes int64) proxy.Verdict {
 	e := &s.enf
 	if len(e.active) == 0 || !rowPII && !e.needsRows {
 		return proxy.Verdict{}
 	}
 	var verdict proxy.Verdict
 	total := int64(f.PIIValues.Total() + e.row.Total())
+	var subject uint64
+	if rowPII && e.needsSubjs {
+		subject = hll.Hash64(rowSubject, 0)
+	}
 	for _, a := range e.active {
 		if a.done {
 			continue
+		}
+		if rowPII && a.subjects != nil {
+			a.subjects.Add(subject)
 		}
 		b, ok := a.exceeded(f, &e.row, total, rowPII, rowBytes, e.needsSubjs, e.rowUnexplained, e.rowSequential)
 		if !ok {

@@ -352,10 +352,8 @@ type Figures struct {
 	Bytes     int64
 	PIIRows   int64
 	PIIValues detect.Counts // per category; declared columns counted here too
-	// Subjects are kept as hashes while few (most statements touch a
-	// handful), then in a sketch.
-	hashes   []uint64
-	subjects *hll.Sketch
+	// subjects counts the distinct data subjects, exactly while few.
+	subjects *hll.Counter
 	Tables   map[string]struct{}
 	// Redacted counts PII values the client received masked.
 	Redacted int64
@@ -385,24 +383,16 @@ type Figures struct {
 	outcome  string
 }
 
-// DistinctSubjects estimates the distinct data subjects seen: each PII row
-// stands for one, keyed by its first PII value. A value packing many
-// subjects (string_agg) counts as one subject, though all its PII values
-// are counted.
+// DistinctSubjects counts the distinct data subjects seen, exactly up to
+// hll.ExactLimit: each PII row stands for one, keyed by its first PII
+// value. A value packing many subjects (string_agg) counts as one subject,
+// though all its PII values are counted.
 func (f *Figures) DistinctSubjects() uint64 {
-	if f.subjects != nil {
-		return f.subjects.Estimate()
+	if f.subjects == nil {
+		return 0
 	}
-	seen := make(map[uint64]struct{}, len(f.hashes))
-	for _, h := range f.hashes {
-		seen[h] = struct{}{}
-	}
-	return uint64(len(seen))
+	return f.subjects.Count()
 }
-
-// maxSubjectHashes is how many subject hashes a statement keeps before it
-// switches to a sketch.
-const maxSubjectHashes = 64
 
 // colPlan says how one result column is counted.
 type colPlan struct {
@@ -466,6 +456,8 @@ type session struct {
 type sessionTotal struct {
 	statements, rows, bytes, piiRows, unexplained, sequential int64
 	piiValues                                                 map[string]int64
+	// subjects is the union of the statements' distinct subjects.
+	subjects *hll.Counter
 }
 
 // add counts a recorded statement.
@@ -476,6 +468,12 @@ func (t *sessionTotal) add(f *Figures, values map[string]int) {
 	t.piiRows += f.PIIRows
 	t.unexplained += f.Unexplained
 	t.sequential += f.Sequential
+	if f.subjects != nil {
+		if t.subjects == nil {
+			t.subjects = hll.NewCounter(hll.DefaultPrecision)
+		}
+		t.subjects.Merge(f.subjects)
+	}
 	for c, n := range values {
 		if t.piiValues == nil {
 			t.piiValues = make(map[string]int64)
@@ -605,7 +603,7 @@ func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdi
 	if len(s.enf.active) > 0 {
 		s.enf.row.Reset()
 		pii = result != nil && s.cc().detectors != nil && s.cc().detectors.Scan(result, &s.enf.row) > 0
-		if v := s.check(st, f, pii, int64(len(result))); v.Action != proxy.Continue {
+		if v := s.check(st, f, result, pii, int64(len(result))); v.Action != proxy.Continue {
 			return v
 		}
 		if pii && s.enf.redacting != nil {
@@ -767,7 +765,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		}
 	}
 	if enforcing {
-		if v := s.check(st, f, subject != nil, rowBytes); v.Action != proxy.Continue {
+		if v := s.check(st, f, subject, subject != nil, rowBytes); v.Action != proxy.Continue {
 			return v
 		}
 		if s.enf.redacting != nil && subject != nil {
@@ -791,19 +789,10 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 }
 
 func (s *session) subject(f *Figures, v []byte) {
-	h := hll.Hash64(v, 0)
 	if f.subjects == nil {
-		if len(f.hashes) < maxSubjectHashes {
-			f.hashes = append(f.hashes, h)
-			return
-		}
-		f.subjects = hll.NewDefault()
-		for _, x := range f.hashes {
-			f.subjects.Add(x)
-		}
-		f.hashes = nil
+		f.subjects = hll.NewCounter(hll.DefaultPrecision)
 	}
-	f.subjects.Add(h)
+	f.subjects.Add(hll.Hash64(v, 0))
 }
 
 // CopyData counts one COPY TO STDOUT message: a row in text and CSV format.
@@ -824,7 +813,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	if len(s.enf.active) > 0 {
 		s.enf.row.Reset()
 		pii = s.cc().detectors != nil && s.cc().detectors.Scan(data, &s.enf.row) > 0
-		if v := s.check(st, f, pii, int64(len(data))); v.Action != proxy.Continue {
+		if v := s.check(st, f, data, pii, int64(len(data))); v.Action != proxy.Continue {
 			return v
 		}
 		if pii && s.enf.redacting != nil {
@@ -885,7 +874,7 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 func (s *session) record(st *proxy.Statement, f *Figures) error {
 	now := s.g.cfg.Now()
 	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes, Unexplained: f.Unexplained, Sequential: f.Sequential,
-		SubjectHashes: f.hashes, Subjects: f.subjects}
+		Subjects: f.subjects}
 	values := make(map[string]int, 4)
 	f.PIIValues.Each(func(c detect.Category, n int) {
 		values[string(c)] = n

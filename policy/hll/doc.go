@@ -21,5 +21,10 @@
 // per-statement sketches feed the coarser per-bucket sketches of
 // policy/window. MarshalBinary writes a versioned format for persistence.
 //
-// A Sketch is not safe for concurrent use.
+// A Counter counts exactly, with the set of the hashes, up to ExactLimit
+// (4096) distinct elements, and switches to a Sketch above: a limit of a few
+// hundred subjects is never crossed by the sketch's error. Two exact
+// counters merge to an exact one while the union stays under the limit.
+//
+// Sketches and Counters are not safe for concurrent use.
 package hll

@@ -51,10 +51,10 @@ func CategoryOf(name string) (Category, bool) {
 // them never allocates; only custom categories use the Custom map, which is
 // nil when there are none. Distinct data subjects arrive either as
 // SubjectHashes (64-bit hashes from hll.Hash64 and friends: cheapest for the
-// few subjects of a typical statement) or as a Subjects sketch (for large
-// results; any precision, cheapest at DefaultPrecision since a finer one is
-// folded register by register). Sum returns Subjects only, never
-// SubjectHashes.
+// few subjects of a typical statement) or as a Subjects counter (exact up to
+// hll.ExactLimit subjects, then a sketch of any precision, cheapest at
+// DefaultPrecision since a finer one is folded register by register). Sum
+// returns Subjects only, never SubjectHashes.
 type Figures struct {
 	Statements int64
 	Rows       int64
@@ -68,30 +68,29 @@ type Figures struct {
 	Custom                  map[string]int64 // PII values of custom categories, by name
 
 	SubjectHashes []uint64
-	Subjects      *hll.Sketch
+	Subjects      *hll.Counter
 }
 
-// DistinctSubjects returns the estimated number of distinct data subjects,
-// counting the sketch and the hashes; 0 when there are neither.
+// DistinctSubjects returns the number of distinct data subjects, counting
+// the counter and the hashes: exact up to hll.ExactLimit, estimated above;
+// 0 when there are neither.
 func (f *Figures) DistinctSubjects() uint64 {
 	if len(f.SubjectHashes) == 0 {
 		if f.Subjects == nil {
 			return 0
 		}
-		return f.Subjects.Estimate()
+		return f.Subjects.Count()
 	}
-	p := DefaultPrecision
+	var c *hll.Counter
 	if f.Subjects != nil {
-		p = min(p, f.Subjects.Precision())
-	}
-	s := hll.New(p)
-	if f.Subjects != nil {
-		_ = s.MergeFolded(f.Subjects) // s is never finer than f.Subjects
+		c = f.Subjects.Clone()
+	} else {
+		c = hll.NewCounter(DefaultPrecision)
 	}
 	for _, h := range f.SubjectHashes {
-		s.Add(h)
+		c.Add(h)
 	}
-	return s.Estimate()
+	return c.Count()
 }
 
 // PIIValuesTotal returns the PII values of every category, custom included.

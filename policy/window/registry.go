@@ -88,7 +88,7 @@ func (r *Registry) Add(key string, at time.Time, f Figures) {
 
 // Get returns the four windows of key ending at now, and false if the key is
 // unknown (never added, deleted or swept). Its cost grows with the buckets
-// holding subjects (up to about 0.25 ms for a key active every second of the
+// holding subjects (up to about 2 ms for a key active every second of the
 // last day, holding the shard's lock): check limits on counters with
 // GetCounts, and estimate subjects less often than once per statement.
 func (r *Registry) Get(key string, now time.Time) (Totals, bool) {

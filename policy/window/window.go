@@ -52,7 +52,7 @@ type Window struct {
 
 type bucket struct {
 	num         int64   // bucket number (time/width) this slot holds
-	f           Figures // counters; f.Subjects is the bucket's own sketch
+	f           Figures // counters; f.Subjects is the bucket's own counter
 	hasSubjects bool    // f.Subjects holds subjects of bucket num
 }
 
@@ -110,13 +110,16 @@ func (w *Window) advance(num int64) {
 	for k := first; k <= num; k++ {
 		b := w.slot(k)
 		b.num = k
-		sketch := b.f.Subjects
+		subjects := b.f.Subjects
 		custom := b.f.Custom
 		clear(custom)
 		if b.hasSubjects {
-			sketch.Reset()
+			subjects.Reset()
+			if subjects.Precision() != w.precision {
+				subjects = nil // folded down by a coarser sketch
+			}
 		}
-		b.f = Figures{Custom: custom, Subjects: sketch}
+		b.f = Figures{Custom: custom, Subjects: subjects}
 		b.hasSubjects = false
 	}
 	w.head, w.started = num, true
@@ -138,22 +141,11 @@ func (w *Window) add(at time.Time, f *Figures) {
 	if len(f.SubjectHashes) == 0 && f.Subjects == nil {
 		return
 	}
-	p := w.precision
-	if f.Subjects != nil && f.Subjects.Precision() < p {
-		p = f.Subjects.Precision()
-	}
-	switch {
-	case b.f.Subjects == nil:
-		b.f.Subjects = hll.New(p)
-	case b.f.Subjects.Precision() > p:
-		// A coarser incoming sketch: fold the bucket down to its precision.
-		coarser, _ := b.f.Subjects.Downsample(p)
-		b.f.Subjects = coarser
+	if b.f.Subjects == nil {
+		b.f.Subjects = hll.NewCounter(w.precision)
 	}
 	b.hasSubjects = true
-	if f.Subjects != nil {
-		_ = b.f.Subjects.MergeFolded(f.Subjects) // never finer than f.Subjects
-	}
+	b.f.Subjects.Merge(f.Subjects) // exact while both are and few enough
 	for _, h := range f.SubjectHashes {
 		b.f.Subjects.Add(h)
 	}
@@ -163,8 +155,9 @@ func (w *Window) add(at time.Time, f *Figures) {
 // no subject was counted. A now before the newest bucket counted is taken as
 // that bucket's time: time never moves backward for a window.
 //
-// Merging the subject sketches costs 2^precision per live bucket with
-// subjects (about 1 µs each at precision 10); SumCounts skips it.
+// Merging the subject counters costs, per live bucket with subjects, its
+// hashes while exact, 2^precision once a sketch (about 1 µs each at
+// precision 10); SumCounts skips it.
 func (w *Window) Sum(now time.Time) Figures { return w.sum(now, true) }
 
 // SumCounts is Sum without the distinct subjects (Subjects is nil): the
@@ -178,7 +171,6 @@ func (w *Window) sum(now time.Time, subjects bool) Figures {
 	}
 	num := max(w.number(now), w.head)
 	oldest := num - int64(len(w.buckets)) + 1
-	p := w.precision
 	for i := range w.buckets {
 		b := &w.buckets[i]
 		if b.num < oldest || b.num > num {
@@ -187,12 +179,9 @@ func (w *Window) sum(now time.Time, subjects bool) Figures {
 		out.AddCounts(&b.f)
 		if subjects && b.hasSubjects {
 			if out.Subjects == nil {
-				out.Subjects = hll.New(p) // p only shrinks below
+				out.Subjects = hll.NewCounter(w.precision)
 			}
-			if sp := b.f.Subjects.Precision(); sp < out.Subjects.Precision() {
-				out.Subjects, _ = out.Subjects.Downsample(sp)
-			}
-			_ = out.Subjects.MergeFolded(b.f.Subjects)
+			out.Subjects.Merge(b.f.Subjects)
 		}
 	}
 	return out

@@ -141,13 +141,13 @@ func TestSubjectsAsSketches(t *testing.T) {
 	for i := range 500 {
 		fine.AddUint64(uint64(i))
 	}
-	s.Add(t0, Figures{Statements: 1, Subjects: fine})
+	s.Add(t0, Figures{Statements: 1, Subjects: sketched(fine)})
 	// A coarser sketch folds its bucket (and the sum) down to p=8.
 	coarse := hll.New(8)
 	for i := 250; i < 750; i++ {
 		coarse.AddUint64(uint64(i))
 	}
-	s.Add(t0.Add(time.Second), Figures{Statements: 1, Subjects: coarse})
+	s.Add(t0.Add(time.Second), Figures{Statements: 1, Subjects: sketched(coarse)})
 	s.Add(t0.Add(time.Second), Figures{SubjectHashes: []uint64{hll.HashUint64(0, 0)}})
 	got := s.Sum(t0.Add(2 * time.Second))
 	for sp := range NumSpans {
@@ -454,14 +454,59 @@ func TestFiguresDistinctSubjects(t *testing.T) {
 	if f.DistinctSubjects() != 0 {
 		t.Fatal("empty figures have subjects")
 	}
-	f.Subjects = hll.New(12)
-	f.Subjects.AddUint64(1)
-	f.Subjects.AddUint64(2)
+	f.Subjects = hll.NewCounter(12)
+	f.Subjects.Add(hll.HashUint64(1, 0))
+	f.Subjects.Add(hll.HashUint64(2, 0))
 	if f.DistinctSubjects() != 2 {
-		t.Fatalf("sketch only: %d", f.DistinctSubjects())
+		t.Fatalf("counter only: %d", f.DistinctSubjects())
 	}
 	f.SubjectHashes = []uint64{hll.HashUint64(2, 0), hll.HashUint64(3, 0)}
 	if f.DistinctSubjects() != 3 {
-		t.Fatalf("sketch and hashes: %d, want 3", f.DistinctSubjects())
+		t.Fatalf("counter and hashes: %d, want 3", f.DistinctSubjects())
+	}
+}
+
+// sketched is a counter holding the elements of s, as a sketch.
+func sketched(s *hll.Sketch) *hll.Counter {
+	c := hll.NewCounter(s.Precision())
+	c.MergeSketch(s)
+	return c
+}
+
+// TestSubjectsExact: below hll.ExactLimit a window's distinct subjects are
+// exact, however many statements and buckets they are spread over, and
+// however often a subject comes back; above, the sum is a sketch.
+func TestSubjectsExact(t *testing.T) {
+	s := newSet(t)
+	// 25 statements of 20 subjects, one every 2 s, each repeating 5 of the
+	// statement before: 25*15+5 = 380 distinct subjects.
+	next := 0
+	for i := range 25 {
+		var hashes []uint64
+		for j := range 20 {
+			hashes = append(hashes, subject(next-5*min(i, 1)+j))
+		}
+		next += 20 - 5*min(i, 1)
+		c := hll.NewCounter(hll.DefaultPrecision)
+		for _, h := range hashes[:10] {
+			c.Add(h)
+		}
+		s.Add(t0.Add(time.Duration(2*i)*time.Second), Figures{Statements: 1, Subjects: c, SubjectHashes: hashes[10:]})
+	}
+	got := s.Sum(t0.Add(50 * time.Second))
+	for sp := range NumSpans {
+		if d := got[sp].DistinctSubjects(); d != uint64(next) || !got[sp].Subjects.Exact() {
+			t.Errorf("%v: %d distinct subjects (exact %v), want exactly %d", Span(sp), d, got[sp].Subjects.Exact(), next)
+		}
+	}
+	for i := next; i <= hll.ExactLimit; i++ {
+		s.Add(t0.Add(51*time.Second), stmt(1, subject(i)))
+	}
+	got = s.Sum(t0.Add(52 * time.Second))
+	if got[Hour].Subjects.Exact() {
+		t.Fatalf("%d subjects still exact", hll.ExactLimit+1)
+	}
+	if d := got[Hour].DistinctSubjects(); math.Abs(float64(d)-hll.ExactLimit-1)/hll.ExactLimit > 0.15 {
+		t.Fatalf("%d distinct subjects, want about %d", d, hll.ExactLimit+1)
 	}
 }
