@@ -437,6 +437,44 @@ rules:
 	}
 }
 
+// TestGroupsBySuperuser: a superuser, a member of every role to
+// pg_has_role, is in a role's group only when granted the role; an
+// employee granted it through an intermediate role is in the group.
+func TestGroupsBySuperuser(t *testing.T) {
+	db := pgtest.Shared(t)
+	db.Exec(t, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgw_su_support') THEN CREATE ROLE pgw_su_support; END IF;
+IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgw_su_tier1') THEN CREATE ROLE pgw_su_tier1 IN ROLE pgw_su_support; END IF; END$$;
+GRANT pgw_su_tier1 TO `+pgtest.TrustUser)
+	defer db.Exec(t, "REVOKE pgw_su_tier1 FROM "+pgtest.TrustUser)
+	_, conn := setup(t, withRules(t, `groups:
+  support: {roles: [pgw_su_support]}
+rules:
+  - name: support-limit
+    subjects: [group:support]
+    when:
+      pii_rows: 5
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const q = "SELECT email FROM customers WHERE id <= 10"
+	cfg := conn.Config().Copy()
+	cfg.User = pgtest.SuperUser
+	su, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close(ctx)
+	if n, err := countRows(ctx, su, q, pgx.QueryExecModeSimpleProtocol); err != nil || n != 10 {
+		t.Errorf("superuser not granted pgw_su_support: %d rows, %v; want 10 and no block", n, err)
+	}
+	n, err := countRows(ctx, conn, q, pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "support-limit")
+	if n != 5 {
+		t.Errorf("granted through pgw_su_tier1: received %d, want 5", n)
+	}
+}
+
 // TestRedactPastTheLimit: after the limit, PII values reach the client
 // masked, in text and binary formats, the rest of the row intact.
 func TestRedactPastTheLimit(t *testing.T) {

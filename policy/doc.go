@@ -132,7 +132,9 @@
 // that name. A group lists employees by name (a list, or members:) and
 // PostgreSQL roles (roles:) whose members belong to it, as role:NAME
 // subjects would (the employee of the role's name included). The caller resolves
-// role memberships, direct or inherited, for the roles GroupRoles lists.
+// role memberships, direct or inherited, for the roles GroupRoles lists, from
+// the grants (pg_auth_members) alone: a superuser is a member of the roles
+// granted to them, not of every role.
 //
 // Actions, from the mildest: log, alert, redact (the result goes on, but
 // the PII values of each later row reach the client masked, j***@example.com

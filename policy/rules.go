@@ -135,8 +135,9 @@ type Figures struct {
 type Context struct {
 	// User is the employee, the identity pgwarden keys on.
 	User string
-	// Roles are the PostgreSQL roles the user is a member of (directly or
-	// not), resolved by the caller; may be nil. Policy.GroupRoles lists the
+	// Roles are the PostgreSQL roles granted to the user (directly or
+	// through other roles; a superuser's status grants none), resolved by
+	// the caller; may be nil. Policy.GroupRoles lists the
 	// ones the policy names.
 	Roles []string
 	// ClientAddr is the client's address, zero if unknown (a Unix socket).
