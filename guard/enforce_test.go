@@ -887,6 +887,55 @@ func TestCanaries(t *testing.T) {
 	}
 }
 
+// TestCanaryExcept: canaries with except: [backup_svc] let the backup
+// role read every row, canaries included, by COPY and by SELECT; an
+// employee reading two of them is still blocked.
+func TestCanaryExcept(t *testing.T) {
+	al := &alerts{}
+	_, conn := setup(t, withRules(t, `canaries:
+  values: [canary.one@example.com, canary.two@example.com, canary.three@example.com]
+  except: [backup_svc]
+`), func(c *guard.Config) { c.Alerts = al })
+	db := pgtest.Shared(t)
+	db.Exec(t, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'backup_svc') THEN CREATE ROLE backup_svc LOGIN; END IF; END$$;
+ALTER ROLE backup_svc PASSWORD '`+pgtest.Password+`';
+GRANT SELECT ON customers TO backup_svc;
+INSERT INTO customers VALUES
+  (100001, 'Canary One', 'canary.one@example.com', '+14155550001', ''),
+  (100002, 'Canary Two', 'canary.two@example.com', '+14155550002', ''),
+  (100003, 'Canary Three', 'canary.three@example.com', '+14155550003', '')`)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := conn.Config().Copy()
+	cfg.User, cfg.Password = "backup_svc", pgtest.Password
+	backup, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backup.Close(ctx)
+	var sb strings.Builder
+	if _, err := backup.PgConn().CopyTo(ctx, &writerFunc{&sb}, "COPY customers TO STDOUT"); err != nil || !strings.Contains(sb.String(), "canary.three@example.com") {
+		t.Errorf("backup COPY: %v, %d bytes", err, sb.Len())
+	}
+	if n, err := countRows(ctx, backup, "SELECT * FROM customers", pgx.QueryExecModeSimpleProtocol); err != nil || n != 100003 {
+		t.Errorf("backup SELECT: %d rows, %v; want 100003", n, err)
+	}
+	if a := al.take(); len(a) != 0 {
+		t.Errorf("alerts on the backup: %+v", a)
+	}
+	n, err := countRows(ctx, conn, "SELECT id, email FROM customers WHERE id > 99990 ORDER BY id", pgx.QueryExecModeSimpleProtocol)
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, "canary") {
+		t.Errorf("employee: %v; want a canary block", err)
+	}
+	if n != 11 {
+		t.Errorf("employee: %d rows received, want the 10 before the canaries and the first canary", n)
+	}
+	if a := al.take(); len(a) != 2 || a[1].Rule != "canary-bulk" || a[1].Employee != pgtest.TrustUser {
+		t.Errorf("alerts on the employee: %+v", a)
+	}
+}
+
 // TestNorms: a week of ordinary lookups teaches alice's norm; a burst far
 // above it is alerted with an explanation, the adaptive statement limit
 // stops a large read, and a block from the norm holds for the window.
