@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1499,5 +1500,83 @@ norms:
 	}
 	if n := model.Norm(pgtest.TrustUser, now); n.Peer != "support" {
 		t.Errorf("peer group %q, want support", n.Peer)
+	}
+}
+
+// tableShare is a NormShare that keeps the tables of each observation.
+type tableShare struct {
+	m      *norm.Model
+	mu     sync.Mutex
+	n      int // observations
+	tables []string
+}
+
+func (r *tableShare) Observe(o norm.Observation) []norm.Anomaly {
+	r.mu.Lock()
+	r.n++
+	r.tables = append(r.tables, o.Features.Tables...)
+	r.mu.Unlock()
+	return r.m.Observe(o)
+}
+
+func (r *tableShare) Leader() bool { return true }
+
+func (r *tableShare) seen() (int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n, slices.Clone(r.tables)
+}
+
+// TestTempTablesKnownToNorms: two sessions at once create and read the
+// same temporary table, each in its backend's pg_temp_N; the norms see
+// one table, pg_temp.agg_by_product, not a new table per session.
+func TestTempTablesKnownToNorms(t *testing.T) {
+	model, err := norm.New(norm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	share := &tableShare{m: model}
+	_, conn := setup(t, withRules(t, `norms:
+  enabled: true
+`), func(c *guard.Config) { c.Norms, c.NormShare = model, share })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	var schemas []string
+	for _, c := range []*pgx.Conn{conn, other} {
+		if _, err := c.Exec(ctx, "CREATE TEMP TABLE agg_by_product AS SELECT id % 10 AS product, count(*) AS n FROM customers WHERE id <= 100 GROUP BY 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := countRows(ctx, c, "SELECT product, n FROM agg_by_product", pgx.QueryExecModeSimpleProtocol); err != nil || n != 10 {
+			t.Fatalf("read the temporary table: %d rows, %v", n, err)
+		}
+		var s string
+		if err := c.QueryRow(ctx, "SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		schemas = append(schemas, s)
+	}
+	if schemas[0] == schemas[1] {
+		t.Fatalf("both sessions' temporary tables are in %s", schemas[0])
+	}
+	// Three statements a session.
+	deadline := time.Now().Add(10 * time.Second)
+	n, tables := share.seen()
+	for ; n < 6 && time.Now().Before(deadline); n, tables = share.seen() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var temp []string
+	for _, tb := range tables {
+		if strings.Contains(tb, "agg_by_product") {
+			temp = append(temp, tb)
+		}
+	}
+	slices.Sort(temp)
+	if temp = slices.Compact(temp); n < 6 || !slices.Equal(temp, []string{"pg_temp.agg_by_product"}) {
+		t.Errorf("after %d statements the norms saw %q (the sessions' schemas %q), want pg_temp.agg_by_product alone", n, temp, schemas)
 	}
 }
