@@ -18,6 +18,8 @@ type canarySet struct {
 	// alert and block are the decisions canaries lead to, as rules.
 	alert, block *policy.Rule
 	blockAt      int
+	// scope says whom the canaries watch (their subjects and except).
+	scope policy.Canaries
 }
 
 // packedLen is the length from which a value may pack several others.
@@ -28,7 +30,7 @@ func newCanarySet(p *policy.Policy) *canarySet {
 	if len(c.Values) == 0 {
 		return nil
 	}
-	cs := &canarySet{exact: make(map[string]struct{}, len(c.Values)), blockAt: c.BlockAt, minLen: len(c.Values[0])}
+	cs := &canarySet{exact: make(map[string]struct{}, len(c.Values)), blockAt: c.BlockAt, minLen: len(c.Values[0]), scope: c}
 	for _, v := range c.Values {
 		cs.exact[v] = struct{}{}
 		cs.values = append(cs.values, []byte(v))
@@ -68,10 +70,15 @@ func (cs *canarySet) countIn(data []byte) int {
 
 // canaryHit decides what the canaries in the message at hand lead to: the
 // first of a session is alerted; reaching the policy's block_at within
-// the session blocks, before the message reaches the client.
+// the session blocks, before the message reaches the client. Canaries
+// that do not watch the statement's employee (their subjects and except,
+// judged as a rule's) count nothing.
 func (s *session) canaryHit(st *proxy.Statement, n int) proxy.Verdict {
 	cs := s.cc().canaries
 	w := s.stateOf(st).who
+	if !cs.scope.Applies(&policy.Context{User: w.employee, Roles: s.enf.roles}) {
+		return proxy.Verdict{}
+	}
 	seen := w.canaries + n
 	if seen >= cs.blockAt {
 		b := policy.Breach{Measure: "canaries", Observed: int64(seen), Limit: int64(cs.blockAt - 1)}

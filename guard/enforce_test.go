@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -437,6 +438,44 @@ rules:
 	}
 }
 
+// TestGroupsBySuperuser: a superuser, a member of every role to
+// pg_has_role, is in a role's group only when granted the role; an
+// employee granted it through an intermediate role is in the group.
+func TestGroupsBySuperuser(t *testing.T) {
+	db := pgtest.Shared(t)
+	db.Exec(t, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgw_su_support') THEN CREATE ROLE pgw_su_support; END IF;
+IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgw_su_tier1') THEN CREATE ROLE pgw_su_tier1 IN ROLE pgw_su_support; END IF; END$$;
+GRANT pgw_su_tier1 TO `+pgtest.TrustUser)
+	defer db.Exec(t, "REVOKE pgw_su_tier1 FROM "+pgtest.TrustUser)
+	_, conn := setup(t, withRules(t, `groups:
+  support: {roles: [pgw_su_support]}
+rules:
+  - name: support-limit
+    subjects: [group:support]
+    when:
+      pii_rows: 5
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const q = "SELECT email FROM customers WHERE id <= 10"
+	cfg := conn.Config().Copy()
+	cfg.User = pgtest.SuperUser
+	su, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close(ctx)
+	if n, err := countRows(ctx, su, q, pgx.QueryExecModeSimpleProtocol); err != nil || n != 10 {
+		t.Errorf("superuser not granted pgw_su_support: %d rows, %v; want 10 and no block", n, err)
+	}
+	n, err := countRows(ctx, conn, q, pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "support-limit")
+	if n != 5 {
+		t.Errorf("granted through pgw_su_tier1: received %d, want 5", n)
+	}
+}
+
 // TestRedactPastTheLimit: after the limit, PII values reach the client
 // masked, in text and binary formats, the rest of the row intact.
 func TestRedactPastTheLimit(t *testing.T) {
@@ -846,6 +885,55 @@ func TestCanaries(t *testing.T) {
 	_, err = c3.PgConn().CopyTo(ctx, &writerFunc{&sb}, "COPY (SELECT email FROM customers WHERE id > 99990 ORDER BY id) TO STDOUT")
 	if err == nil || !strings.Contains(err.Error(), "canary") || strings.Contains(sb.String(), "canary.two") {
 		t.Errorf("COPY: %v, received %q", err, sb.String())
+	}
+}
+
+// TestCanaryExcept: canaries with except: [backup_svc] let the backup
+// role read every row, canaries included, by COPY and by SELECT; an
+// employee reading two of them is still blocked.
+func TestCanaryExcept(t *testing.T) {
+	al := &alerts{}
+	_, conn := setup(t, withRules(t, `canaries:
+  values: [canary.one@example.com, canary.two@example.com, canary.three@example.com]
+  except: [backup_svc]
+`), func(c *guard.Config) { c.Alerts = al })
+	db := pgtest.Shared(t)
+	db.Exec(t, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'backup_svc') THEN CREATE ROLE backup_svc LOGIN; END IF; END$$;
+ALTER ROLE backup_svc PASSWORD '`+pgtest.Password+`';
+GRANT SELECT ON customers TO backup_svc;
+INSERT INTO customers VALUES
+  (100001, 'Canary One', 'canary.one@example.com', '+14155550001', ''),
+  (100002, 'Canary Two', 'canary.two@example.com', '+14155550002', ''),
+  (100003, 'Canary Three', 'canary.three@example.com', '+14155550003', '')`)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := conn.Config().Copy()
+	cfg.User, cfg.Password = "backup_svc", pgtest.Password
+	backup, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backup.Close(ctx)
+	var sb strings.Builder
+	if _, err := backup.PgConn().CopyTo(ctx, &writerFunc{&sb}, "COPY customers TO STDOUT"); err != nil || !strings.Contains(sb.String(), "canary.three@example.com") {
+		t.Errorf("backup COPY: %v, %d bytes", err, sb.Len())
+	}
+	if n, err := countRows(ctx, backup, "SELECT * FROM customers", pgx.QueryExecModeSimpleProtocol); err != nil || n != 100003 {
+		t.Errorf("backup SELECT: %d rows, %v; want 100003", n, err)
+	}
+	if a := al.take(); len(a) != 0 {
+		t.Errorf("alerts on the backup: %+v", a)
+	}
+	n, err := countRows(ctx, conn, "SELECT id, email FROM customers WHERE id > 99990 ORDER BY id", pgx.QueryExecModeSimpleProtocol)
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, "canary") {
+		t.Errorf("employee: %v; want a canary block", err)
+	}
+	if n != 11 {
+		t.Errorf("employee: %d rows received, want the 10 before the canaries and the first canary", n)
+	}
+	if a := al.take(); len(a) != 2 || a[1].Rule != "canary-bulk" || a[1].Employee != pgtest.TrustUser {
+		t.Errorf("alerts on the employee: %+v", a)
 	}
 }
 
@@ -1412,5 +1500,83 @@ norms:
 	}
 	if n := model.Norm(pgtest.TrustUser, now); n.Peer != "support" {
 		t.Errorf("peer group %q, want support", n.Peer)
+	}
+}
+
+// tableShare is a NormShare that keeps the tables of each observation.
+type tableShare struct {
+	m      *norm.Model
+	mu     sync.Mutex
+	n      int // observations
+	tables []string
+}
+
+func (r *tableShare) Observe(o norm.Observation) []norm.Anomaly {
+	r.mu.Lock()
+	r.n++
+	r.tables = append(r.tables, o.Features.Tables...)
+	r.mu.Unlock()
+	return r.m.Observe(o)
+}
+
+func (r *tableShare) Leader() bool { return true }
+
+func (r *tableShare) seen() (int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n, slices.Clone(r.tables)
+}
+
+// TestTempTablesKnownToNorms: two sessions at once create and read the
+// same temporary table, each in its backend's pg_temp_N; the norms see
+// one table, pg_temp.agg_by_product, not a new table per session.
+func TestTempTablesKnownToNorms(t *testing.T) {
+	model, err := norm.New(norm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	share := &tableShare{m: model}
+	_, conn := setup(t, withRules(t, `norms:
+  enabled: true
+`), func(c *guard.Config) { c.Norms, c.NormShare = model, share })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	var schemas []string
+	for _, c := range []*pgx.Conn{conn, other} {
+		if _, err := c.Exec(ctx, "CREATE TEMP TABLE agg_by_product AS SELECT id % 10 AS product, count(*) AS n FROM customers WHERE id <= 100 GROUP BY 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := countRows(ctx, c, "SELECT product, n FROM agg_by_product", pgx.QueryExecModeSimpleProtocol); err != nil || n != 10 {
+			t.Fatalf("read the temporary table: %d rows, %v", n, err)
+		}
+		var s string
+		if err := c.QueryRow(ctx, "SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		schemas = append(schemas, s)
+	}
+	if schemas[0] == schemas[1] {
+		t.Fatalf("both sessions' temporary tables are in %s", schemas[0])
+	}
+	// Three statements a session.
+	deadline := time.Now().Add(10 * time.Second)
+	n, tables := share.seen()
+	for ; n < 6 && time.Now().Before(deadline); n, tables = share.seen() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var temp []string
+	for _, tb := range tables {
+		if strings.Contains(tb, "agg_by_product") {
+			temp = append(temp, tb)
+		}
+	}
+	slices.Sort(temp)
+	if temp = slices.Compact(temp); n < 6 || !slices.Equal(temp, []string{"pg_temp.agg_by_product"}) {
+		t.Errorf("after %d statements the norms saw %q (the sessions' schemas %q), want pg_temp.agg_by_product alone", n, temp, schemas)
 	}
 }

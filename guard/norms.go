@@ -2,6 +2,7 @@ package guard
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,7 +47,7 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	o := norm.Observation{Employee: w.employee, Peer: w.peer, Time: at, ClientAddr: clientIP(&s.info),
 		Application: s.info.ApplicationName, SessionID: s.info.ID,
 		Features: norm.Features{PIIRows: f.PIIRows, Subjects: int64(f.DistinctSubjects()), Rows: f.Rows,
-			Bytes: f.Bytes, Statements: 1, Tables: tables}}
+			Bytes: f.Bytes, Statements: 1, Tables: normTables(tables)}}
 	if f.Unexplained > 0 {
 		o.UnexplainedStatements = 1
 	}
@@ -73,6 +74,32 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	for _, a := range anomalies {
 		s.normDecision(st, a, nc)
 	}
+}
+
+// normTables names tables as the norms know them: a temporary table is
+// pg_temp.NAME whichever backend's pg_temp_N holds it, or every session's
+// temporary table would be a table used for the first time. tables is
+// sorted; so is the result.
+func normTables(tables []string) []string {
+	if !slices.ContainsFunc(tables, func(t string) bool { return normTable(t) != t }) {
+		return tables
+	}
+	out := make([]string, len(tables))
+	for i, t := range tables {
+		out[i] = normTable(t)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// normTable is pg_temp.NAME for pg_temp_N.NAME, else name.
+func normTable(name string) string {
+	schema, table, ok := strings.Cut(name, ".")
+	n, temp := strings.CutPrefix(schema, "pg_temp_")
+	if !ok || !temp || n == "" || strings.Trim(n, "0123456789") != "" {
+		return name
+	}
+	return "pg_temp." + table
 }
 
 // normDecision turns an anomaly into a decision: alerted from

@@ -8,10 +8,27 @@ import (
 
 // Canaries are honeytoken values: rows planted in the data that no
 // legitimate work touches. Any access to one is alerted; a statement or
-// session that receives BlockAt or more is blocked (bulk access).
+// session that receives BlockAt or more is blocked (bulk access). They
+// watch the employees their subjects and except name, as a rule's do
+// (Applies): a backup job, which copies every row, can be excepted.
 type Canaries struct {
 	Values  []string
 	BlockAt int // default 2
+
+	who audience
+}
+
+// Applies reports whether the canaries watch c's employee: one among
+// their subjects (everyone when they name none) and not excepted.
+func (c Canaries) Applies(ctx *Context) bool {
+	ok, _ := c.who.check(ctx, false)
+	return ok
+}
+
+// Explain is Applies, with why not in words, such as "except: backup_svc
+// is excepted by name"; empty when they apply.
+func (c Canaries) Explain(ctx *Context) (bool, string) {
+	return c.who.check(ctx, true)
 }
 
 // minCanaryLen keeps canaries distinctive: a short value would match
@@ -43,6 +60,12 @@ func (ps *parser) canaryConfig(n *yaml.Node) {
 				c.Values = append(c.Values, s)
 				return true
 			})
+		},
+		"subjects": func(v *yaml.Node) {
+			c.who.subjects, _ = ps.subjectsField(v, "canaries.subjects")
+		},
+		"except": func(v *yaml.Node) {
+			c.who.except, _ = ps.subjects(v, "canaries.except")
 		},
 		"block_at": func(v *yaml.Node) {
 			n, ok := ps.limit(v, "canaries.block_at")

@@ -132,7 +132,9 @@
 // that name. A group lists employees by name (a list, or members:) and
 // PostgreSQL roles (roles:) whose members belong to it, as role:NAME
 // subjects would (the employee of the role's name included). The caller resolves
-// role memberships, direct or inherited, for the roles GroupRoles lists.
+// role memberships, direct or inherited, for the roles GroupRoles lists, from
+// the grants (pg_auth_members) alone: a superuser is a member of the roles
+// granted to them, not of every role.
 //
 // Actions, from the mildest: log, alert, redact (the result goes on, but
 // the PII values of each later row reach the client masked, j***@example.com
@@ -151,13 +153,17 @@
 //	canaries:
 //	  values: [canary.7f3a@example.com, "+1 415 555 0199"]   # 6 characters or more
 //	  block_at: 2                     # default 2
+//	  except: [backup_svc]            # subjects and except, as rules take
 //
 // Canaries are honeytoken values planted in the data (rows no legitimate
 // work touches). A session that receives one is alerted (rule "canary");
 // one that reaches block_at within the session is blocked before the
 // value arrives (rule "canary-bulk"). A value equal to a canary counts, and
 // so does a canary packed into a longer value (string_agg, json, a COPY
-// line).
+// line). Canaries watch everyone, or the employees their subjects name,
+// less those their except names, read as a rule's (names, group:NAME,
+// role:NAME, "*"): except: [backup_svc] lets the nightly backup, which by
+// definition copies the canary rows, run unwatched by them.
 //
 // # Explained access
 //

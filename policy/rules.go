@@ -135,8 +135,9 @@ type Figures struct {
 type Context struct {
 	// User is the employee, the identity pgwarden keys on.
 	User string
-	// Roles are the PostgreSQL roles the user is a member of (directly or
-	// not), resolved by the caller; may be nil. Policy.GroupRoles lists the
+	// Roles are the PostgreSQL roles granted to the user (directly or
+	// through other roles; a superuser's status grants none), resolved by
+	// the caller; may be nil. Policy.GroupRoles lists the
 	// ones the policy names.
 	Roles []string
 	// ClientAddr is the client's address, zero if unknown (a Unix socket).
@@ -187,8 +188,7 @@ type Rule struct {
 	// statement is blocked (default 5 minutes).
 	HoldTimeout time.Duration
 
-	subjects   []*subject // nil: everyone
-	except     []*subject
+	who        audience
 	thresholds []threshold // in Exceeded order
 	tables     []tableCond
 	kinds      []StatementKind
@@ -435,22 +435,8 @@ func (r *Rule) Applies(c *Context) bool {
 // check evaluates the rule's context conditions in a fixed order and, when
 // explain is set, says in words which one fails first.
 func (r *Rule) check(c *Context, explain bool) (bool, string) {
-	if r.subjects != nil && !slices.ContainsFunc(r.subjects, func(s *subject) bool { return s.matches(c) }) {
-		if !explain {
-			return false, ""
-		}
-		if len(r.subjects) == 1 {
-			return false, "subjects: " + notSubject(c.User, r.subjects[0])
-		}
-		return false, fmt.Sprintf("subjects: %s is not in any of %s", c.User, subjectList(r.subjects))
-	}
-	for _, s := range r.except {
-		if s.matches(c) {
-			if !explain {
-				return false, ""
-			}
-			return false, "except: " + isSubject(c.User, s)
-		}
+	if ok, why := r.who.check(c, explain); !ok {
+		return false, why
 	}
 	if r.tables != nil && !c.TablesUnknown && !r.tablesMatch(c.Tables) {
 		if !explain {
@@ -590,6 +576,36 @@ func appMatch(conds []appCond, app string) bool {
 		}
 	}
 	return false
+}
+
+// audience is whom a rule or the canaries apply to: their subjects, less
+// their except.
+type audience struct {
+	subjects []*subject // nil: everyone
+	except   []*subject
+}
+
+// check reports whether c's employee is among the subjects and not
+// excepted and, when explain is set, says in words why not.
+func (a *audience) check(c *Context, explain bool) (bool, string) {
+	if a.subjects != nil && !slices.ContainsFunc(a.subjects, func(s *subject) bool { return s.matches(c) }) {
+		if !explain {
+			return false, ""
+		}
+		if len(a.subjects) == 1 {
+			return false, "subjects: " + notSubject(c.User, a.subjects[0])
+		}
+		return false, fmt.Sprintf("subjects: %s is not in any of %s", c.User, subjectList(a.subjects))
+	}
+	for _, s := range a.except {
+		if s.matches(c) {
+			if !explain {
+				return false, ""
+			}
+			return false, "except: " + isSubject(c.User, s)
+		}
+	}
+	return true, ""
 }
 
 // notSubject says that user is not s.

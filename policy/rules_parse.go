@@ -144,16 +144,12 @@ func (ps *parser) rule(n *yaml.Node) {
 		},
 		"subjects": func(v *yaml.Node) {
 			var good bool
-			r.subjects, good = ps.subjects(v, "subjects")
-			if good && len(r.subjects) == 0 {
-				ps.errorf(v, `subjects: empty list (omit subjects, or write ["*"], for everyone)`)
-				good = false
-			}
+			r.who.subjects, good = ps.subjectsField(v, "subjects")
 			ok = ok && good
 		},
 		"except": func(v *yaml.Node) {
 			var good bool
-			r.except, good = ps.subjects(v, "except")
+			r.who.except, good = ps.subjects(v, "except")
 			ok = ok && good
 		},
 		"scope": func(v *yaml.Node) {
@@ -271,6 +267,17 @@ func (ps *parser) boolean(n *yaml.Node, what string) (bool, bool) {
 		return false, false
 	}
 	return b, true
+}
+
+// subjectsField reads a subjects key (what names it in messages), which
+// must list someone.
+func (ps *parser) subjectsField(n *yaml.Node, what string) ([]*subject, bool) {
+	subjects, ok := ps.subjects(n, what)
+	if ok && len(subjects) == 0 {
+		ps.errorf(n, `%s: empty list (omit subjects, or write ["*"], for everyone)`, what)
+		ok = false
+	}
+	return subjects, ok
 }
 
 // subjects reads a subjects or except list; null is an empty list.

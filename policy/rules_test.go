@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,7 +198,7 @@ mode: shadow
 	if p.Shadow() || p.Rules()[0].Shadow {
 		t.Error("mode: enforce gave a shadow policy")
 	}
-	if r := p.Rules()[0]; r.subjects != nil || !r.Applies(&Context{User: "anyone"}) {
+	if r := p.Rules()[0]; r.who.subjects != nil || !r.Applies(&Context{User: "anyone"}) {
 		t.Error("a rule without subjects does not apply to everyone")
 	}
 }
@@ -765,8 +766,8 @@ func TestDefaultRules(t *testing.T) {
 	var got []summary
 	for _, r := range p.Rules() {
 		got = append(got, summary{r.Name, r.Scope, r.Action, r.Limits()})
-		if r.Shadow || r.Description == "" || r.subjects != nil {
-			t.Errorf("%s: Shadow %v, Description %q, subjects %v", r.Name, r.Shadow, r.Description, r.subjects)
+		if r.Shadow || r.Description == "" || r.who.subjects != nil {
+			t.Errorf("%s: Shadow %v, Description %q, subjects %v", r.Name, r.Shadow, r.Description, r.who.subjects)
 		}
 	}
 	want := []summary{
@@ -893,6 +894,74 @@ canaries:
 		`c.yaml:3:12: canaries.values: "abc" is shorter than 6 characters and would match ordinary data`,
 		`c.yaml:3:42: canaries.values: "canary.7f3a@example.com" listed twice (first at line 3)`,
 		`c.yaml:4:13: canaries.block_at: want at least 1`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// TestCanarySubjects: canaries take subjects and except as rules do, with
+// the same names, groups and roles, and the same errors.
+func TestCanarySubjects(t *testing.T) {
+	p, err := Parse("c.yaml", []byte(`version: 1
+groups:
+  jobs: {members: [etl_svc], roles: [pgw_jobs]}
+canaries:
+  values: [canary.7f3a@example.com]
+  except: [backup_svc, group:jobs]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Canaries()
+	for _, tc := range []struct {
+		ctx  Context
+		want bool
+		why  string
+	}{
+		{Context{User: "alice"}, true, ""},
+		{Context{User: "backup_svc"}, false, "except: backup_svc is excepted by name"},
+		{Context{User: "etl_svc"}, false, "except: etl_svc is in group:jobs"},
+		{Context{User: "carol", Roles: []string{"pgw_jobs"}}, false, "except: carol is in group:jobs"},
+	} {
+		ok, why := c.Explain(&tc.ctx)
+		if ok != tc.want || why != tc.why || c.Applies(&tc.ctx) != tc.want {
+			t.Errorf("%s: Explain %v %q, want %v %q", tc.ctx.User, ok, why, tc.want, tc.why)
+		}
+	}
+	if !slices.Contains(p.GroupRoles(), "pgw_jobs") {
+		t.Errorf("GroupRoles %v lacks the canaries' group's role", p.GroupRoles())
+	}
+
+	p, err = Parse("c.yaml", []byte(`version: 1
+canaries:
+  values: [canary.7f3a@example.com]
+  subjects: [role:pgw_agents, dave]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = p.Canaries()
+	if c.Applies(&Context{User: "backup_svc"}) || !c.Applies(&Context{User: "dave"}) || !c.Applies(&Context{User: "erin", Roles: []string{"pgw_agents"}}) {
+		t.Errorf("subjects [role:pgw_agents, dave] do not select dave and pgw_agents' members alone")
+	}
+	if _, why := c.Explain(&Context{User: "backup_svc"}); why != "subjects: backup_svc is not in any of role:pgw_agents, dave" {
+		t.Errorf("Explain: %q", why)
+	}
+	if !Default().Canaries().Applies(&Context{User: "anyone"}) {
+		t.Errorf("canaries without subjects do not watch everyone")
+	}
+
+	_, err = Parse("c.yaml", []byte(`version: 1
+canaries:
+  values: [canary.7f3a@example.com]
+  subjects: []
+  except: [group:nope, "svc*"]
+`))
+	want := []string{
+		`c.yaml:4:13: canaries.subjects: empty list (omit subjects, or write ["*"], for everyone)`,
+		`c.yaml:5:12: unknown group "nope" (groups defines none)`,
+		`c.yaml:5:24: canaries.except: "svc*": names are matched exactly; "*" alone means everyone`,
 	}
 	if err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))

@@ -97,7 +97,7 @@ func runPolicyExplain(args []string, stdout, stderr io.Writer) error {
 		at     = fs.String("at", "", "`time` of the statement, RFC 3339 (default now)")
 		schema = fs.String("schema", "public", "`schema` of unqualified table names")
 	)
-	fs.Var(&roles, "role", "PostgreSQL `role` the user is a member of (repeat, or comma-separated)")
+	fs.Var(&roles, "role", "PostgreSQL `role` granted to the user, directly or through other roles; superuser status grants none (repeat, or comma-separated)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -176,15 +176,17 @@ LIMIT 1`, role, database)
 	return cfg[len("search_path="):], true, nil
 }
 
-// RoleMemberships returns which of roles the user is a member of, directly
-// or through other roles (pg_has_role MEMBER), the user's own name
-// included when listed. Not cached: callers read it once per session.
+// RoleMemberships returns which of roles the user is a member of, granted
+// directly or through other roles, the user's own name included when
+// listed. Membership follows the grants in pg_auth_members only: a
+// superuser, to whom pg_has_role answers true for every role, is a member
+// of the roles granted to them and no other. Not cached: callers read it
+// once per session.
 func (r *Resolver) RoleMemberships(ctx context.Context, user string, roles []string) ([]string, error) {
 	if len(roles) == 0 {
 		return nil, nil
 	}
-	rows, err := r.pool.Query(ctx, `SELECT g.rolname FROM pg_roles g
-WHERE g.rolname = ANY($2) AND EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname = $1 AND pg_has_role(u.oid, g.oid, 'MEMBER'))`, user, roles)
+	rows, err := r.pool.Query(ctx, membershipQuery, user, roles)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: roles of %q: %w", user, err)
 	}
@@ -202,6 +204,16 @@ WHERE g.rolname = ANY($2) AND EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname =
 	}
 	return out, nil
 }
+
+// membershipQuery follows the grants from the user up: the user, the roles
+// granted to them, the roles granted to those, and so on (UNION ends a
+// cycle, which PostgreSQL refuses to create anyway).
+const membershipQuery = `WITH RECURSIVE granted(oid) AS (
+	SELECT oid FROM pg_roles WHERE rolname = $1
+	UNION
+	SELECT m.roleid FROM pg_auth_members m JOIN granted ON m.member = granted.oid
+)
+SELECT g.rolname FROM pg_roles g JOIN granted ON g.oid = granted.oid WHERE g.rolname = ANY($2)`
 
 // acquirer is what Estimate needs of the pool beyond Querier;
 // *pgxpool.Pool is one.
