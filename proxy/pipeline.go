@@ -355,17 +355,18 @@ func (q *pendingQueue) pushSync(afterData bool) bool {
 
 // copyOutcome returns a channel that is closed when the outcome of the
 // COPY that deferred Syncs is known, or nil when there is nothing to wait
-// for. A Sync (sync) sent while the COPY lasts waits for nothing.
-func (q *pendingQueue) copyOutcome(sync bool) <-chan struct{} {
+// for. A Sync (sync) sent while the COPY lasts waits for nothing; inCopy
+// reports that the COPY lasts as far as pgwarden knows.
+func (q *pendingQueue) copyOutcome(sync bool) (ch <-chan struct{}, inCopy bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.deferred) == 0 || (sync && q.copyIn) {
-		return nil
+		return nil, q.copyIn
 	}
 	if q.outcomec == nil {
 		q.outcomec = make(chan struct{})
 	}
-	return q.outcomec
+	return q.outcomec, q.copyIn
 }
 
 // forgetDeferred takes the deferred Syncs as read by their COPY, whose

@@ -226,15 +226,15 @@ func (s *session) clientToServer() error {
 // forward (see pendingQueue.copyInEnded).
 func (s *session) awaitCopyIn() error {
 	s.mayCopyIn = false
-	_, err := s.awaitServer(s.queue.settled())
+	_, err := s.awaitServer(s.queue.settled(), s.cfg.HoldTimeout)
 	return err
 }
 
-// awaitServer waits until ch is closed (nil: at once), at most HoldTimeout
+// awaitServer waits until ch is closed (nil: at once), at most wait
 // (expired), having sent what is buffered for the server with a Flush: the
 // server holds its answers to an extended-protocol batch until a Sync or a
 // Flush.
-func (s *session) awaitServer(ch <-chan struct{}) (expired bool, err error) {
+func (s *session) awaitServer(ch <-chan struct{}, wait time.Duration) (expired bool, err error) {
 	if ch == nil {
 		return false, nil
 	}
@@ -244,13 +244,13 @@ func (s *session) awaitServer(ch <-chan struct{}) (expired bool, err error) {
 	if err := s.toServer.flush(); err != nil {
 		return false, fmt.Errorf("write to upstream: %w", err)
 	}
-	t := time.NewTimer(s.cfg.HoldTimeout)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-ch:
 		return false, nil
 	case <-t.C:
-		s.log.Debug("hold_expired", "waited", s.cfg.HoldTimeout)
+		s.log.Debug("hold_expired", "waited", wait)
 		return true, nil
 	case <-s.stop:
 		return false, net.ErrClosed
@@ -265,12 +265,19 @@ func (s *session) settleCopy(sync bool) error {
 	if !s.queue.copyWork.Load() {
 		return nil
 	}
-	if ch := s.queue.copyOutcome(sync); ch != nil {
-		expired, err := s.awaitServer(ch)
+	if ch, inCopy := s.queue.copyOutcome(sync); ch != nil {
+		wait := s.cfg.HoldTimeout
+		if inCopy {
+			// A request during the COPY fails it, unless the COPY has
+			// failed already and its error is on the way: wait for that
+			// error only as long as it takes to cross.
+			wait = min(wait, copyRaceWait)
+		}
+		expired, err := s.awaitServer(ch, wait)
 		if err != nil {
 			return err
 		}
-		if expired {
+		if expired && !inCopy {
 			s.queue.forgetDeferred()
 		}
 	}
@@ -293,6 +300,10 @@ func mentionsStdin(sql []byte) bool {
 	}
 	return false
 }
+
+// copyRaceWait bounds how long a request sent during a COPY FROM STDIN
+// waits for the error of a COPY that may have failed already.
+const copyRaceWait = 200 * time.Millisecond
 
 // syncMsg is a Sync, sent for the client when a deferred one is released.
 var syncMsg = []byte{'S', 0, 0, 0, 4}
@@ -356,7 +367,7 @@ var abortPortal, _ = (&pgproto3.Execute{Portal: "pgwarden: batch blocked"}).Enco
 func (s *session) settleBatch() error {
 	// As in awaitBatch, past HoldTimeout the Sync goes on: a statement of
 	// the batch blocked later is drained, not rolled back by it.
-	if expired, err := s.awaitServer(s.queue.settled()); err != nil || expired {
+	if expired, err := s.awaitServer(s.queue.settled(), s.cfg.HoldTimeout); err != nil || expired {
 		return err
 	}
 	if !s.batchBlocked.Swap(false) || s.queue.isFailing() {

@@ -187,6 +187,11 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 			&pgproto3.CopyData{Data: []byte("bad\n")},
 			&pgproto3.Sync{},
 		}},
+		{"a Sync and a Parse during COPY FROM STDIN", 1, []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy " + table + " from stdin"},
+			&pgproto3.Sync{},
+			&pgproto3.Parse{Query: "select 1"},
+		}},
 		{"a Sync after an incomplete line, then a CopyFail", 2, []pgproto3.FrontendMessage{
 			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
 			&pgproto3.Bind{},
@@ -207,8 +212,14 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
 			direct := wireSummary(t, ctx, c.Addr(), table, tc.ready, 3*time.Second, tc.msgs...)
+			directTook := time.Since(start)
+			start = time.Now()
 			proxied := wireSummary(t, ctx, p.Addr, table, tc.ready, 3*time.Second, tc.msgs...)
+			if took := time.Since(start); took > directTook+time.Second {
+				t.Errorf("answered in %v through pgwarden, %v direct", took, directTook)
+			}
 			if strings.Join(direct, "\n") != strings.Join(proxied, "\n") {
 				t.Errorf("through pgwarden:\n  %s\nPostgreSQL:\n  %s", strings.Join(proxied, "\n  "), strings.Join(direct, "\n  "))
 			}
