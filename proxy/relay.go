@@ -203,7 +203,10 @@ func (s *session) clientToServer() error {
 				frame = replace
 			}
 		case 'd': // CopyData
-			if !s.copyData.Load() {
+			// A COPY in text or CSV fails on a line only once the line is
+			// whole: what matters for the Syncs deferred after it is
+			// whether a line end was sent.
+			if !s.copyData.Load() && bytes.IndexByte(body, '\n') >= 0 {
 				s.copyData.Store(true)
 			}
 		case 'c', 'f': // CopyDone, CopyFail

@@ -73,8 +73,8 @@ type session struct {
 	// mayCopyIn is set when a request forwarded since the last Sync may
 	// begin a COPY FROM STDIN (client -> server goroutine only).
 	mayCopyIn bool
-	// copyData is set when the client sent CopyData, and taken when a
-	// COPY FROM STDIN ends.
+	// copyData is set when the client sent CopyData holding a line end,
+	// and taken when a COPY FROM STDIN ends.
 	copyData atomic.Bool
 	// wake is set by wakeClientReader (under the queue lock).
 	wake atomic.Bool

@@ -187,6 +187,17 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 			&pgproto3.CopyData{Data: []byte("bad\n")},
 			&pgproto3.Sync{},
 		}},
+		{"a Sync between halves of a line that fails at CopyDone", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.CopyData{Data: []byte("3\t")},
+			&pgproto3.CopyData{Data: []byte("3\t")},
+			&pgproto3.Sync{},
+			&pgproto3.CopyDone{},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select 1"},
+		}},
 		{"a Sync and a Parse during COPY FROM STDIN", 1, []pgproto3.FrontendMessage{
 			&pgproto3.Query{String: "copy " + table + " from stdin"},
 			&pgproto3.Sync{},
