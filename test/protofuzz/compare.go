@@ -120,9 +120,14 @@ func renderAll(ms []pgproto3.FrontendMessage) []string {
 }
 
 // Compare sends seq to PostgreSQL and to proxy and classifies the
-// difference.
+// difference. A proxy that blocks is compared with PostgreSQL's answer to
+// the sequence's ErrorTwin.
 func (e *Env) Compare(ctx context.Context, proxy Target, seq Sequence) (class Class, direct, proxied *Transcript, err error) {
-	direct, err = e.Runner.Run(ctx, e.Direct, seq, -1)
+	sent := seq
+	if proxy.Blocks {
+		sent, _ = ErrorTwin(seq)
+	}
+	direct, err = e.Runner.Run(ctx, e.Direct, sent, -1)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -130,7 +135,8 @@ func (e *Env) Compare(ctx context.Context, proxy Target, seq Sequence) (class Cl
 }
 
 // CompareWith sends seq to proxy and classifies the difference with
-// direct, PostgreSQL's answer to seq.
+// direct, PostgreSQL's answer to seq (to its ErrorTwin, for a proxy that
+// blocks).
 func (e *Env) CompareWith(ctx context.Context, proxy Target, seq Sequence, direct *Transcript) (class Class, _, proxied *Transcript, err error) {
 	proxied, err = e.Runner.Run(ctx, proxy, seq, direct.Settled)
 	if err != nil {
@@ -138,9 +144,22 @@ func (e *Env) CompareWith(ctx context.Context, proxy Target, seq Sequence, direc
 	}
 	direct = afterTerminate(seq, direct, proxied)
 	if proxy.Blocks {
-		return ClassifyBlocking(direct, proxied), direct, proxied, nil
+		return Classify(direct, blockAsError(proxied)), direct, proxied, nil
 	}
 	return Classify(direct, proxied), direct, proxied, nil
+}
+
+// blockAsError returns t with pgwarden's blocks (42501) written as the
+// error of the statements' twins (22012).
+func blockAsError(t *Transcript) *Transcript {
+	c := *t
+	c.Lines = slices.Clone(t.Lines)
+	for i, l := range c.Lines {
+		if l.Key == "ErrorResponse ERROR 42501" {
+			c.Lines[i].Key = "ErrorResponse ERROR 22012"
+		}
+	}
+	return &c
 }
 
 // afterTerminate returns direct, cut to proxied's length when seq ends the
@@ -256,46 +275,6 @@ func firstDifference(a, b *Transcript) string {
 		}
 	}
 	return fmt.Sprintf("%d / %d lines", len(ak), len(bk))
-}
-
-// ClassifyBlocking compares the replies of a proxy that blocks statements
-// with PostgreSQL's for what a block must keep: the session goes on (no
-// hang, no close, nothing left open) and every ReadyForQuery comes, with
-// the same transaction status. A blocked statement's rows, and what its
-// batch answered after the block, are not compared.
-func ClassifyBlocking(direct, proxied *Transcript) Class {
-	if !slices.ContainsFunc(proxied.Lines, func(l Line) bool { return l.Key == "ErrorResponse ERROR 42501" }) {
-		return Classify(direct, proxied)
-	}
-	switch {
-	case proxied.End == EndHang && direct.End != EndHang:
-		return ClassHang
-	case proxied.End == EndClosed && direct.End != EndClosed:
-		return ClassClosed
-	case len(proxied.Leaks) > 0 && len(direct.Leaks) == 0:
-		return ClassLeak
-	case direct.End == EndClosed && proxied.End == EndClosed:
-		// The client sent Terminate, or the server ended the session:
-		// what the block cut short is not owed any more.
-		return ""
-	case !slices.Equal(readies(direct), readies(proxied)):
-		return ClassReady
-	}
-	if proxied.Stall > StallAfter && direct.Stall < StallAfter/2 {
-		return ClassStall
-	}
-	return ""
-}
-
-// readies lists the transaction status of each ReadyForQuery.
-func readies(t *Transcript) []string {
-	var out []string
-	for _, l := range t.Lines {
-		if strings.HasPrefix(l.Key, "ReadyForQuery") {
-			out = append(out, l.Key)
-		}
-	}
-	return out
 }
 
 // Families of divergences known from the fuzzer's reports (see Family).
