@@ -332,6 +332,8 @@ var errorTwins = []struct{ from, to string }{
 		"select (g + 0/(1001-g)) as g, 'person' || g || '@example.com' from generate_series(1, 3000) g"},
 	{"select g from generate_series(1, 3000) g", "select (g + 0/(1001-g)) as g from generate_series(1, 3000) g"},
 	{"copy (select g from generate_series(1, 2000) g) to stdout", "copy (select g + 0/(1001-g) from generate_series(1, 2000) g) to stdout"},
+	// t passes the limit after a bulk COPY into it.
+	{"copy t to stdout", "copy (select id + 0/(1001 - row_number() over ())::int, email from t) to stdout"},
 }
 
 // ErrorTwin returns seq with each large result's statement replaced by
