@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -172,7 +173,7 @@ func afterTerminate(seq Sequence, direct, proxied *Transcript) *Transcript {
 		return direct
 	}
 	for i, l := range proxied.Lines {
-		if l.Key != direct.Lines[i].Key {
+		if l.Key != direct.Lines[i].Key && !(i == len(proxied.Lines)-1 && partOf(l.Key, direct.Lines[i].Key)) {
 			return direct
 		}
 	}
@@ -263,6 +264,19 @@ func without(seq Sequence, i, j int) Sequence {
 		}
 	}
 	return out
+}
+
+// partOf says whether a run of rows ("DataRow x2450") is the start of
+// another ("DataRow x3000").
+func partOf(part, whole string) bool {
+	pk, pn, ok1 := strings.Cut(part, " x")
+	wk, wn, ok2 := strings.Cut(whole, " x")
+	if !ok1 || !ok2 || pk != wk {
+		return false
+	}
+	p, err1 := strconv.Atoi(pn)
+	w, err2 := strconv.Atoi(wn)
+	return err1 == nil && err2 == nil && p <= w
 }
 
 // firstDifference is the first pair of lines (or ends) where a and b

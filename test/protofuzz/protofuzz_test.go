@@ -28,12 +28,14 @@ const logEnv = "PROTOFUZZ_LOG"
 // divergence knownShapes recognises as one of them are logged rather than
 // failed, as long as it is listed here.
 var knownDivergences = map[string]string{
+	"sync in copy then copyfail":    "a Sync sent during COPY IN, then CopyFail: the server read the Sync as COPY input, pgwarden sends it after the failure and an extra ReadyForQuery comes back",
 	"block then query without sync": "a block of an extended-protocol statement, then a Query without a Sync: the server would skip the Query after an error, pgwarden answers it with a ReadyForQuery",
 }
 
 // knownFamilies name, for each case of knownDivergences, the family of
 // random divergences it stands for (protofuzz.Family).
 var knownFamilies = map[string]string{
+	"sync in copy then copyfail":        protofuzz.FamilyFailedCopy,
 	"terminate after sync":              protofuzz.FamilyTerminate,
 	"panic after failed copy":           protofuzz.FamilyFailedCopy,
 	"hidden describe after failed copy": protofuzz.FamilyFailedCopy,
@@ -129,6 +131,16 @@ var regressions = []struct {
 		direct: []string{"CopyInResponse", "ErrorResponse ERROR 22P02", "ReadyForQuery I", "ReadyForQuery I",
 			"ParseComplete", "BindComplete", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"},
 		repeat: 24,
+	},
+	{
+		name: "sync in copy then copyfail",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy t from stdin"},
+			&pgproto3.Sync{},
+			&pgproto3.CopyFail{Message: "no"},
+		},
+		// The Sync is COPY input, ignored.
+		direct: []string{"CopyInResponse", "ErrorResponse ERROR 57014", "ReadyForQuery I"},
 	},
 	{
 		name: "block then query without sync",
