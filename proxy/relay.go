@@ -168,28 +168,35 @@ func (s *session) clientToServer() error {
 // forward (see pendingQueue.copyInEnded).
 func (s *session) awaitCopyIn() error {
 	s.mayCopyIn = false
-	ch := s.queue.settled()
+	_, err := s.awaitServer(s.queue.settled())
+	return err
+}
+
+// awaitServer waits until ch is closed (nil: at once), at most HoldTimeout
+// (expired), having sent what is buffered for the server with a Flush: the
+// server holds its answers to an extended-protocol batch until a Sync or a
+// Flush.
+func (s *session) awaitServer(ch <-chan struct{}) (expired bool, err error) {
 	if ch == nil {
-		return nil
+		return false, nil
 	}
-	// The server holds its answers to an extended-protocol batch until a
-	// Sync or a Flush.
 	if err := s.toServer.write(flushMsg); err != nil {
-		return fmt.Errorf("write to upstream: %w", err)
+		return false, fmt.Errorf("write to upstream: %w", err)
 	}
 	if err := s.toServer.flush(); err != nil {
-		return fmt.Errorf("write to upstream: %w", err)
+		return false, fmt.Errorf("write to upstream: %w", err)
 	}
 	t := time.NewTimer(s.cfg.HoldTimeout)
 	defer t.Stop()
 	select {
 	case <-ch:
+		return false, nil
 	case <-t.C:
 		s.log.Debug("hold_expired", "waited", s.cfg.HoldTimeout)
+		return true, nil
 	case <-s.stop:
-		return net.ErrClosed
+		return false, net.ErrClosed
 	}
-	return nil
 }
 
 // settleCopy runs before a request when Syncs sent as COPY input are
@@ -198,21 +205,12 @@ func (s *session) awaitCopyIn() error {
 // does not wait: it is deferred too.
 func (s *session) settleCopy(sync bool) error {
 	if ch := s.queue.copyOutcome(sync); ch != nil {
-		if err := s.toServer.write(flushMsg); err != nil {
-			return fmt.Errorf("write to upstream: %w", err)
+		expired, err := s.awaitServer(ch)
+		if err != nil {
+			return err
 		}
-		if err := s.toServer.flush(); err != nil {
-			return fmt.Errorf("write to upstream: %w", err)
-		}
-		t := time.NewTimer(s.cfg.HoldTimeout)
-		defer t.Stop()
-		select {
-		case <-ch:
-		case <-t.C:
-			s.log.Debug("hold_expired", "waited", s.cfg.HoldTimeout)
+		if expired {
 			s.queue.forgetDeferred()
-		case <-s.stop:
-			return net.ErrClosed
 		}
 	}
 	for n := s.queue.takeRelease(); n > 0; n-- {
@@ -295,26 +293,10 @@ var abortPortal, _ = (&pgproto3.Execute{Portal: "pgwarden: batch blocked"}).Enco
 // run when the cancel came too late, must not take effect. The cost is one
 // round trip per multi-statement batch.
 func (s *session) settleBatch() error {
-	// The server holds its output until a Sync or a Flush.
-	if err := s.toServer.write(flushMsg); err != nil {
-		return fmt.Errorf("write to upstream: %w", err)
-	}
-	if err := s.toServer.flush(); err != nil {
-		return fmt.Errorf("write to upstream: %w", err)
-	}
-	if ch := s.queue.settled(); ch != nil {
-		t := time.NewTimer(s.cfg.HoldTimeout)
-		defer t.Stop()
-		select {
-		case <-ch:
-		case <-t.C:
-			// As in awaitBatch: the Sync goes on. A statement of the
-			// batch blocked later is drained, not rolled back by it.
-			s.log.Debug("hold_expired", "waited", s.cfg.HoldTimeout)
-			return nil
-		case <-s.stop:
-			return net.ErrClosed
-		}
+	// As in awaitBatch, past HoldTimeout the Sync goes on: a statement of
+	// the batch blocked later is drained, not rolled back by it.
+	if expired, err := s.awaitServer(s.queue.settled()); err != nil || expired {
+		return err
 	}
 	if !s.batchBlocked.Swap(false) || s.queue.isFailing() {
 		// Not blocked, or the server is failing the batch already.

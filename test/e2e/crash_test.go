@@ -38,8 +38,8 @@ type panickySession struct {
 func (s *panickySession) Statement(st *proxy.Statement) proxy.Verdict {
 	s.last = st.SQL
 	if strings.Contains(st.SQL, "panic in statement") {
-		var m map[string]int
-		m["boom"]++ // a nil map write: a runtime panic, as a real bug would raise
+		path := strings.Fields(st.SQL)[:0]
+		_ = path[len(path)] // an index out of range, as the empty search_path raised
 	}
 	return proxy.Verdict{}
 }
