@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -120,9 +121,14 @@ func renderAll(ms []pgproto3.FrontendMessage) []string {
 }
 
 // Compare sends seq to PostgreSQL and to proxy and classifies the
-// difference.
+// difference. A proxy that blocks is compared with PostgreSQL's answer to
+// the sequence's ErrorTwin.
 func (e *Env) Compare(ctx context.Context, proxy Target, seq Sequence) (class Class, direct, proxied *Transcript, err error) {
-	direct, err = e.Runner.Run(ctx, e.Direct, seq, -1)
+	sent := seq
+	if proxy.Blocks {
+		sent, _ = ErrorTwin(seq)
+	}
+	direct, err = e.Runner.Run(ctx, e.Direct, sent, -1)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -130,7 +136,8 @@ func (e *Env) Compare(ctx context.Context, proxy Target, seq Sequence) (class Cl
 }
 
 // CompareWith sends seq to proxy and classifies the difference with
-// direct, PostgreSQL's answer to seq.
+// direct, PostgreSQL's answer to seq (to its ErrorTwin, for a proxy that
+// blocks).
 func (e *Env) CompareWith(ctx context.Context, proxy Target, seq Sequence, direct *Transcript) (class Class, _, proxied *Transcript, err error) {
 	proxied, err = e.Runner.Run(ctx, proxy, seq, direct.Settled)
 	if err != nil {
@@ -138,9 +145,22 @@ func (e *Env) CompareWith(ctx context.Context, proxy Target, seq Sequence, direc
 	}
 	direct = afterTerminate(seq, direct, proxied)
 	if proxy.Blocks {
-		return ClassifyBlocking(direct, proxied), direct, proxied, nil
+		return Classify(direct, blockAsError(proxied)), direct, proxied, nil
 	}
 	return Classify(direct, proxied), direct, proxied, nil
+}
+
+// blockAsError returns t with pgwarden's blocks (42501) written as the
+// error of the statements' twins (22012).
+func blockAsError(t *Transcript) *Transcript {
+	c := *t
+	c.Lines = slices.Clone(t.Lines)
+	for i, l := range c.Lines {
+		if l.Key == "ErrorResponse ERROR 42501" {
+			c.Lines[i].Key = "ErrorResponse ERROR 22012"
+		}
+	}
+	return &c
 }
 
 // afterTerminate returns direct, cut to proxied's length when seq ends the
@@ -153,7 +173,7 @@ func afterTerminate(seq Sequence, direct, proxied *Transcript) *Transcript {
 		return direct
 	}
 	for i, l := range proxied.Lines {
-		if l.Key != direct.Lines[i].Key {
+		if l.Key != direct.Lines[i].Key && !(i == len(proxied.Lines)-1 && partOf(l.Key, direct.Lines[i].Key)) {
 			return direct
 		}
 	}
@@ -246,6 +266,19 @@ func without(seq Sequence, i, j int) Sequence {
 	return out
 }
 
+// partOf says whether a run of rows ("DataRow x2450") is the start of
+// another ("DataRow x3000").
+func partOf(part, whole string) bool {
+	pk, pn, ok1 := strings.Cut(part, " x")
+	wk, wn, ok2 := strings.Cut(whole, " x")
+	if !ok1 || !ok2 || pk != wk {
+		return false
+	}
+	p, err1 := strconv.Atoi(pn)
+	w, err2 := strconv.Atoi(wn)
+	return err1 == nil && err2 == nil && p <= w
+}
+
 // firstDifference is the first pair of lines (or ends) where a and b
 // differ, to tell flaky divergences apart.
 func firstDifference(a, b *Transcript) string {
@@ -256,62 +289,6 @@ func firstDifference(a, b *Transcript) string {
 		}
 	}
 	return fmt.Sprintf("%d / %d lines", len(ak), len(bk))
-}
-
-// ClassifyBlocking compares the replies of a proxy that blocks statements
-// with PostgreSQL's for what a block must keep: the session goes on (no
-// hang, no close, nothing left open) and every ReadyForQuery comes, with
-// the same transaction status. A blocked statement's rows, and what its
-// batch answered after the block, are not compared.
-func ClassifyBlocking(direct, proxied *Transcript) Class {
-	if !slices.ContainsFunc(proxied.Lines, func(l Line) bool { return l.Key == "ErrorResponse ERROR 42501" }) {
-		return Classify(direct, proxied)
-	}
-	switch {
-	case proxied.End == EndHang && direct.End != EndHang:
-		return ClassHang
-	case proxied.End == EndClosed && direct.End != EndClosed:
-		return ClassClosed
-	case len(proxied.Leaks) > 0 && len(direct.Leaks) == 0:
-		return ClassLeak
-	case direct.End == EndClosed && proxied.End == EndClosed:
-		// The client sent Terminate, or the server ended the session:
-		// what the block cut short is not owed any more.
-		return ""
-	case !blockedReadies(readies(direct), readies(proxied)):
-		return ClassReady
-	}
-	if proxied.Stall > StallAfter && direct.Stall < StallAfter/2 {
-		return ClassStall
-	}
-	return ""
-}
-
-// blockedReadies reports whether the ReadyForQuery statuses of a blocked
-// run match PostgreSQL's: the same number, each the same or 'E' where
-// PostgreSQL says 'T' (a block fails the transaction block it is in, as an
-// error of the server's would).
-func blockedReadies(direct, proxied []string) bool {
-	if len(direct) != len(proxied) {
-		return false
-	}
-	for i := range direct {
-		if direct[i] != proxied[i] && (direct[i] != "ReadyForQuery T" || proxied[i] != "ReadyForQuery E") {
-			return false
-		}
-	}
-	return true
-}
-
-// readies lists the transaction status of each ReadyForQuery.
-func readies(t *Transcript) []string {
-	var out []string
-	for _, l := range t.Lines {
-		if strings.HasPrefix(l.Key, "ReadyForQuery") {
-			out = append(out, l.Key)
-		}
-	}
-	return out
 }
 
 // Families of divergences known from the fuzzer's reports (see Family).

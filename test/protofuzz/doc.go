@@ -26,7 +26,10 @@
 // guard that blocks large results), a Class when its transcript differs
 // from PostgreSQL's (hang, closed, leak, ReadyForQuery count, SQLSTATE,
 // order, stall), and from Minimize the smallest sequence that still
-// diverges the same way (delta debugging over messages and cuts).
+// diverges the same way (delta debugging over messages and cuts). The
+// blocking proxy is held to PostgreSQL's answer to the sequence's
+// ErrorTwin, where each blocked statement fails on the row that the block
+// stops at instead.
 //
 // The package's tests run regression cases and a few hundred seeded
 // sequences; FuzzAgainstPostgres and the command in cmd run for longer

@@ -73,8 +73,20 @@ func (e *Env) Fuzz(ctx context.Context, cfg Config) Summary {
 			sum.Errors = append(sum.Errors, fmt.Errorf("seed %d: %w", seed, err))
 			continue
 		}
+		twin, changed := ErrorTwin(seq)
+		var twinFirst *Transcript
 		for _, p := range e.Proxies {
-			class, direct, proxied, err := e.CompareWith(ctx, p, seq, first)
+			direct := first
+			if p.Blocks && changed {
+				if twinFirst == nil {
+					if twinFirst, err = e.Runner.Run(ctx, e.Direct, twin, -1); err != nil {
+						sum.Errors = append(sum.Errors, fmt.Errorf("seed %d: %w", seed, err))
+						continue
+					}
+				}
+				direct = twinFirst
+			}
+			class, direct, proxied, err := e.CompareWith(ctx, p, seq, direct)
 			if err != nil {
 				sum.Errors = append(sum.Errors, fmt.Errorf("seed %d via %s: %w", seed, p.Name, err))
 				continue

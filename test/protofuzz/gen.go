@@ -2,6 +2,7 @@ package protofuzz
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -320,3 +321,45 @@ func Trailer() []pgproto3.FrontendMessage {
 
 // endMarker is the value of the trailer's marker row.
 const endMarker = "pf_end"
+
+// errorTwins map the texts of the generator's results larger than
+// BlockRows to twins that fail with 22012 on row BlockRows+1: PostgreSQL
+// answers the twin as pgwarden must answer a block of the original
+// (rows up to the limit, an error, the batch failed), but for the
+// SQLSTATE.
+var errorTwins = []struct{ from, to string }{
+	{"select g, 'person' || g || '@example.com' from generate_series(1, 3000) g",
+		"select (g + 0/(1001-g)) as g, 'person' || g || '@example.com' from generate_series(1, 3000) g"},
+	{"select g from generate_series(1, 3000) g", "select (g + 0/(1001-g)) as g from generate_series(1, 3000) g"},
+	{"copy (select g from generate_series(1, 2000) g) to stdout", "copy (select g + 0/(1001-g) from generate_series(1, 2000) g) to stdout"},
+	// t passes the limit after a bulk COPY into it.
+	{"copy t to stdout", "copy (select id + 0/(1001 - row_number() over ())::int, email from t) to stdout"},
+}
+
+// ErrorTwin returns seq with each large result's statement replaced by
+// its twin that fails where a row limit of BlockRows blocks it, and
+// whether anything was replaced.
+func ErrorTwin(seq Sequence) (Sequence, bool) {
+	twin := func(s string) string {
+		for _, t := range errorTwins {
+			s = strings.ReplaceAll(s, t.from, t.to)
+		}
+		return s
+	}
+	out := Sequence{Msgs: slices.Clone(seq.Msgs), Cuts: seq.Cuts, Settle: seq.Settle}
+	changed := false
+	for i, m := range out.Msgs {
+		switch m := m.(type) {
+		case *pgproto3.Parse:
+			if t := twin(m.Query); t != m.Query {
+				c := *m
+				c.Query, out.Msgs[i], changed = t, &c, true
+			}
+		case *pgproto3.Query:
+			if t := twin(m.String); t != m.String {
+				out.Msgs[i], changed = &pgproto3.Query{String: t}, true
+			}
+		}
+	}
+	return out, changed
+}

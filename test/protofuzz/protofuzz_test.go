@@ -25,23 +25,13 @@ const logEnv = "PROTOFUZZ_LOG"
 // knownDivergences are the regression cases pgwarden still fails, by
 // name, with the reason: they are skipped unless PROTOFUZZ_KNOWN=1. A case
 // leaves this list when the relay is fixed. Random sequences whose
-// divergence knownShapes recognises as one of them are logged rather than
-// failed, as long as it is listed here.
-var knownDivergences = map[string]string{
-	"block then query without sync": "by design, not a bug: a blocked Execute fails its batch as an error would, and PostgreSQL skips a Query sent after a failed Execute up to the Sync; pgwarden does so every time (TestBlockedExecuteSkipsTheQueryAfterIt), where PostgreSQL, unblocked, runs it",
-}
+// divergence is of the family of one of them (knownFamilies) are logged
+// rather than failed, as long as it is listed here.
+var knownDivergences = map[string]string{}
 
 // knownFamilies name, for each case of knownDivergences, the family of
 // random divergences it stands for (protofuzz.Family).
-var knownFamilies = map[string]string{
-	"terminate after sync":              protofuzz.FamilyTerminate,
-	"panic after failed copy":           protofuzz.FamilyFailedCopy,
-	"hidden describe after failed copy": protofuzz.FamilyFailedCopy,
-	"sync after failed simple copy":     protofuzz.FamilyFailedCopy,
-	"block in open transaction":         protofuzz.FamilyBlock,
-	"block then query without sync":     protofuzz.FamilyBlock,
-	"copy after block in transaction":   protofuzz.FamilyBlock,
-}
+var knownFamilies = map[string]string{}
 
 // known names the known divergence d is, or returns "".
 func known(d *protofuzz.Divergence) string {
@@ -77,6 +67,7 @@ func setupEnv(t testing.TB) *protofuzz.Env {
 var regressions = []struct {
 	name   string
 	seq    []pgproto3.FrontendMessage
+	settle bool // wait for the replies before sending the trailer
 	direct []string
 	repeat int
 	inTx   bool // the sequence leaves a transaction open
@@ -129,6 +120,29 @@ var regressions = []struct {
 		direct: []string{"CopyInResponse", "ErrorResponse ERROR 22P02", "ReadyForQuery I", "ReadyForQuery I",
 			"ParseComplete", "BindComplete", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"},
 		repeat: 24,
+	},
+	{
+		name: "sync after failed copydata settled",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy t from stdin"},
+			&pgproto3.CopyData{Data: []byte("bad\n")},
+			&pgproto3.Sync{},
+			&pgproto3.CopyDone{},
+		},
+		settle: true,
+		// The COPY failed before the Sync, which the server then answers.
+		direct: []string{"CopyInResponse", "ErrorResponse ERROR 22P02", "ReadyForQuery I", "ReadyForQuery I"},
+		repeat: 6,
+	},
+	{
+		name: "sync in copy then copyfail",
+		seq: []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy t from stdin"},
+			&pgproto3.Sync{},
+			&pgproto3.CopyFail{Message: "no"},
+		},
+		// The Sync is COPY input, ignored.
+		direct: []string{"CopyInResponse", "ErrorResponse ERROR 57014", "ReadyForQuery I"},
 	},
 	{
 		name: "block then query without sync",
@@ -260,7 +274,7 @@ func TestRegressions(t *testing.T) {
 	for _, tc := range regressions {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			seq := protofuzz.Sequence{Msgs: tc.seq}
+			seq := protofuzz.Sequence{Msgs: tc.seq, Settle: tc.settle}
 			direct, err := env.Runner.Run(ctx, env.Direct, seq, -1)
 			if err != nil {
 				t.Fatal(err)

@@ -22,9 +22,9 @@ type Target struct {
 	Addr string
 	// Sessions, for a proxy, counts its open client sessions.
 	Sessions func() int
-	// Blocks says the proxy blocks some statements (SQLSTATE 42501), so
-	// its replies are compared only for protocol soundness (see
-	// ClassifyBlocking).
+	// Blocks says the proxy blocks the results larger than BlockRows
+	// (SQLSTATE 42501), so its replies are compared with PostgreSQL's
+	// answer to the sequence's ErrorTwin.
 	Blocks bool
 }
 
