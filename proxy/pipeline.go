@@ -312,10 +312,9 @@ func (q *pendingQueue) endCopyIn() {
 // failed cannot be told from outside, so pgwarden decides, and sends what
 // it decided: a completed COPY read them all, and so did one that failed
 // on a CopyFail, a cancel or a timeout (canceled); one that failed on its
-// input read those sent before the first whole line of CopyData or inside
-// a line (a line fails only once whole), unless no line was sent
-// (dataSent) and the client had not ended its input, and none of the
-// others.
+// input read those sent before the first whole line of CopyData (a line
+// fails only once whole), unless no line was sent (dataSent) and the
+// client had not ended its input, and none of those sent after it.
 func (q *pendingQueue) copyInEnded(ok, dataSent, canceled bool) (release int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -209,9 +209,6 @@ func (s *session) clientToServer() error {
 			if !s.copyData.Load() && bytes.IndexByte(body, '\n') >= 0 {
 				s.copyData.Store(true)
 			}
-			if len(body) > 0 {
-				s.copyLineOpen = body[len(body)-1] != '\n'
-			}
 		case 'c', 'f': // CopyDone, CopyFail
 			s.queue.endCopyIn()
 		case 'X':
@@ -439,7 +436,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		case 'C':
 			k = pendClose
 		case 'S':
-			if !s.queue.pushSync(s.copyData.Load() && !s.copyLineOpen) {
+			if !s.queue.pushSync(s.copyData.Load()) {
 				return dropFrame, nil
 			}
 			return nil, nil
@@ -596,7 +593,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		s.queue.push(&pending{kind: pendClose})
 	case 'S':
 		s.batchExecutes = 0
-		if !s.queue.pushSync(s.copyData.Load() && !s.copyLineOpen) {
+		if !s.queue.pushSync(s.copyData.Load()) {
 			// COPY input: deferred (see pendingQueue.copyInEnded).
 			return dropFrame, nil
 		}

@@ -73,10 +73,6 @@ type session struct {
 	// mayCopyIn is set when a request forwarded since the last Sync may
 	// begin a COPY FROM STDIN (client -> server goroutine only).
 	mayCopyIn bool
-	// copyLineOpen is set while the CopyData sent last ends inside a line:
-	// a Sync sent then comes before that line can fail (client -> server
-	// goroutine only).
-	copyLineOpen bool
 	// copyData is set when the client sent CopyData holding a line end,
 	// and taken when a COPY FROM STDIN ends.
 	copyData atomic.Bool

@@ -198,15 +198,6 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 			&pgproto3.Sync{},
 			&pgproto3.Query{String: "select 1"},
 		}},
-		{"a Sync inside a line that fails at CopyDone, after a good line", 2, []pgproto3.FrontendMessage{
-			&pgproto3.Query{String: "copy " + table + " from stdin"},
-			&pgproto3.CopyData{Data: []byte("1\n")},
-			&pgproto3.CopyData{Data: []byte("3\t")},
-			&pgproto3.CopyData{Data: []byte("3\t")},
-			&pgproto3.Sync{},
-			&pgproto3.CopyDone{},
-			&pgproto3.Query{String: "select 1"},
-		}},
 		{"a Sync and a Parse during COPY FROM STDIN", 1, []pgproto3.FrontendMessage{
 			&pgproto3.Query{String: "copy " + table + " from stdin"},
 			&pgproto3.Sync{},
