@@ -198,6 +198,16 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 			&pgproto3.Sync{},
 			&pgproto3.Query{String: "select 1"},
 		}},
+		{"a Sync inside a line after a failing line", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
+			&pgproto3.Bind{},
+			&pgproto3.Execute{},
+			&pgproto3.CopyData{Data: []byte("3\t")},
+			&pgproto3.CopyData{Data: []byte("2\tx\n")},
+			&pgproto3.CopyData{Data: []byte("3\t")},
+			&pgproto3.Sync{},
+			&pgproto3.Query{String: "select 1"},
+		}},
 		{"a Sync and a Parse during COPY FROM STDIN", 1, []pgproto3.FrontendMessage{
 			&pgproto3.Query{String: "copy " + table + " from stdin"},
 			&pgproto3.Sync{},
