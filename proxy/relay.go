@@ -383,6 +383,12 @@ func (s *session) settleBatch() error {
 	return s.toServer.write(abortPortal)
 }
 
+// copyFailBlocked ends a COPY FROM STDIN the server began for a blocked
+// statement. Written straight to the server by the server -> client
+// goroutine: a net.Conn's writes are whole, and the client -> server
+// goroutine writes whole frames too.
+var copyFailBlocked, _ = (&pgproto3.CopyFail{Message: "pgwarden: statement blocked"}).Encode(nil)
+
 // failTxQuery fails the server's transaction block after a block.
 var failTxQuery, _ = (&pgproto3.Query{String: "pgwarden: transaction failed after a block"}).Encode(nil)
 
@@ -878,6 +884,15 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 	case 'c': // CopyDone
 		s.copyOut = false
 	case 'G', 'W': // CopyInResponse, CopyBothResponse
+		if s.blocked {
+			// A COPY FROM STDIN of a blocked Query, begun before the
+			// cancel landed: the client, told of the block, will send
+			// it no data, so pgwarden fails it.
+			if _, err := s.server.Write(copyFailBlocked); err != nil {
+				return false, fmt.Errorf("write to upstream: %w", err)
+			}
+			return false, nil
+		}
 		s.copyIn = true
 		s.queue.beginCopyIn()
 	case 'A': // NotificationResponse: never suppressed

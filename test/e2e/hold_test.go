@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -284,5 +285,32 @@ func TestBlockedExecuteSkipsTheQueryAfterIt(t *testing.T) {
 	}
 	if n != 0 {
 		t.Errorf("%d of the Queries after the blocked Execute ran, want none", n)
+	}
+}
+
+// TestBlockedQueryEndsItsCopyIn: a Query blocked on its first statement
+// whose server had moved on to a COPY FROM STDIN in it before the cancel
+// landed ends with its ReadyForQuery: pgwarden fails that COPY, as the
+// client, told of the block, sends it no data.
+func TestBlockedQueryEndsItsCopyIn(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, withRowLimit(1000))
+	ctx := testCtx(t, 60*time.Second)
+	table := uniqueName(t)
+	super := superConn(t, ctx)
+	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+	mustExec(t, ctx, super, "INSERT INTO "+table+" SELECT generate_series(1, 3000)")
+	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
+	for i := range 5 {
+		got := wireSummary(t, ctx, p.Addr, table, 2, 5*time.Second,
+			&pgproto3.Query{String: "copy " + table + " to stdout; copy " + table + " from stdin"},
+			&pgproto3.Query{String: "select 1"},
+		)
+		got = slices.DeleteFunc(got, func(l string) bool { return l == "CopyData" })
+		want := []string{"CopyOutResponse", "ErrorResponse 42501", "ReadyForQuery I",
+			"RowDescription", "DataRow x1", "CommandComplete SELECT 1", "ReadyForQuery I"}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("run %d:\n  %s\nwant:\n  %s", i, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+		}
 	}
 }
