@@ -48,8 +48,9 @@ func (k pendingKind) executes() bool {
 
 type pending struct {
 	kind pendingKind
-	// batch numbers the entries answered by ReadyForQuery, from 1, in
-	// the order they were queued.
+	// batch is the number of the batch the entry belongs to: entries
+	// answered by ReadyForQuery are numbered from 1 in the order they were
+	// queued, and each other entry belongs to the next of them.
 	batch  uint64
 	stmt   *Statement
 	ps     *preparedStmt // Parse, Describe statement
@@ -183,6 +184,8 @@ func (q *pendingQueue) pushLocked(p *pending) {
 		q.batches++
 		q.batchSeq++
 		p.batch = q.batchSeq
+	} else {
+		p.batch = q.batchSeq + 1
 	}
 	if len(q.items) == cap(q.items) && q.head >= len(q.items)/2 {
 		// Reuse the room of answered entries rather than grow: a queue

@@ -373,7 +373,7 @@ func (s *session) settleBatch() error {
 	if expired, err := s.awaitServer(s.queue.settled(), s.cfg.HoldTimeout); err != nil || expired {
 		return err
 	}
-	if !s.batchBlocked.Swap(false) || s.queue.isFailing() {
+	if s.blockedBatch.Load() != s.queue.nextBatch() || s.queue.isFailing() {
 		// Not blocked, or the server is failing the batch already.
 		return nil
 	}
@@ -990,7 +990,7 @@ func (s *session) act(e *pending, v Verdict) (bool, error) {
 func (s *session) block(e *pending, v Verdict) error {
 	s.blocked = true
 	if e.kind == pendExecute {
-		s.batchBlocked.Store(true)
+		s.blockedBatch.Store(e.batch)
 	}
 	s.copyOut = false
 	s.insp.Blocked(e.stmt, v)

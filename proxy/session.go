@@ -61,9 +61,9 @@ type session struct {
 	seq           uint64
 	batchExecutes int // Executes since the last Sync
 
-	// batchBlocked is set by a block in an extended-protocol batch and
-	// taken by the Sync that ends it (see settleBatch).
-	batchBlocked atomic.Bool
+	// blockedBatch is the number of the last extended-protocol batch in
+	// which a block stopped an Execute (see settleBatch).
+	blockedBatch atomic.Uint64
 	// failTx is set when a block ended a batch inside a transaction block
 	// the server still thinks healthy: the client was told 'E', and the
 	// client -> server goroutine makes the server's transaction fail too

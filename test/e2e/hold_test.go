@@ -314,3 +314,32 @@ func TestBlockedQueryEndsItsCopyIn(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockInOneBatchSparesTheNext: the block of an Execute in one batch
+// does not fail the next batch, whose Query after an Execute settles it.
+func TestBlockInOneBatchSparesTheNext(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, withRowLimit(1000))
+	ctx := testCtx(t, 60*time.Second)
+	table := uniqueName(t)
+	super := superConn(t, ctx)
+	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
+	got := wireSummary(t, ctx, p.Addr, table, 2, 5*time.Second,
+		&pgproto3.Parse{Name: "s2", Query: "copy (select g from generate_series(1, 2000) g) to stdout"},
+		&pgproto3.Bind{DestinationPortal: "p2", PreparedStatement: "s2"},
+		&pgproto3.Execute{Portal: "p2", MaxRows: 1},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "begin"},
+		&pgproto3.Bind{DestinationPortal: "p2"},
+		&pgproto3.Execute{Portal: "p2"},
+		&pgproto3.Query{String: "copy " + table + " from stdin"},
+		&pgproto3.CopyDone{},
+	)
+	got = slices.DeleteFunc(got, func(l string) bool { return l == "CopyData" })
+	want := []string{"ParseComplete", "BindComplete", "CopyOutResponse", "ErrorResponse 42501", "ReadyForQuery I",
+		"ParseComplete", "BindComplete", "CommandComplete BEGIN", "CopyInResponse", "CommandComplete COPY 0", "ReadyForQuery T"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
