@@ -181,8 +181,9 @@ func (s *session) clientToServer() error {
 					return err
 				}
 			}
-			if typ == 'Q' && s.insp != nil && s.batchExecutes > 0 {
-				// A Query inside an unsynced extended-protocol batch: had a
+			if (typ == 'Q' || typ == 'F') && s.insp != nil && s.batchExecutes > 0 {
+				// A Query (or FunctionCall) inside an unsynced
+				// extended-protocol batch: had a
 				// statement of the batch failed, the server would skip it
 				// to the Sync. A blocked one must have the same effect,
 				// whether or not the cancel landed in time.
