@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/test/pgtest"
@@ -75,6 +76,18 @@ func wireSummary(t *testing.T, ctx context.Context, addr, app string, ready int,
 	return out
 }
 
+// scratchTable creates a table of one int column that the trust user may
+// read and write, and returns its name (also the application_name the
+// test's sessions use) and a superuser connection.
+func scratchTable(t *testing.T, ctx context.Context) (string, *pgx.Conn) {
+	t.Helper()
+	table := uniqueName(t)
+	super := superConn(t, ctx)
+	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
+	return table, super
+}
+
 // TestHostileOrdersAnsweredAsPostgreSQL: message orders that the server
 // answers in its own way (skipping to a Sync, ending a COPY with an
 // error, a Query inside an extended-protocol batch) get the same answer
@@ -85,10 +98,7 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 	p := startProxy(t, withRowLimit(1_000_000))
 	ctx := testCtx(t, 60*time.Second)
 	c := pgtest.Shared(t)
-	table := uniqueName(t)
-	super := superConn(t, ctx)
-	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
-	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
+	table, super := scratchTable(t, ctx)
 
 	cases := []struct {
 		name  string
@@ -262,10 +272,7 @@ func TestBlockedExecuteSkipsTheQueryAfterIt(t *testing.T) {
 	t.Parallel()
 	p := startProxy(t, withRowLimit(1000))
 	ctx := testCtx(t, 60*time.Second)
-	table := uniqueName(t)
-	super := superConn(t, ctx)
-	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
-	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
+	table, super := scratchTable(t, ctx)
 	for i := range 5 {
 		got := wireSummary(t, ctx, p.Addr, table, 1, 5*time.Second,
 			&pgproto3.Parse{Query: "select g from generate_series(1, 3000) g"},
@@ -296,11 +303,8 @@ func TestBlockedQueryEndsItsCopyIn(t *testing.T) {
 	t.Parallel()
 	p := startProxy(t, withRowLimit(1000))
 	ctx := testCtx(t, 60*time.Second)
-	table := uniqueName(t)
-	super := superConn(t, ctx)
-	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+	table, super := scratchTable(t, ctx)
 	mustExec(t, ctx, super, "INSERT INTO "+table+" SELECT generate_series(1, 3000)")
-	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
 	for i := range 5 {
 		got := wireSummary(t, ctx, p.Addr, table, 2, 5*time.Second,
 			&pgproto3.Query{String: "copy " + table + " to stdout; copy " + table + " from stdin"},
@@ -321,10 +325,7 @@ func TestBlockInOneBatchSparesTheNext(t *testing.T) {
 	t.Parallel()
 	p := startProxy(t, withRowLimit(1000))
 	ctx := testCtx(t, 60*time.Second)
-	table := uniqueName(t)
-	super := superConn(t, ctx)
-	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
-	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
+	table, _ := scratchTable(t, ctx)
 	got := wireSummary(t, ctx, p.Addr, table, 2, 5*time.Second,
 		&pgproto3.Parse{Name: "s2", Query: "copy (select g from generate_series(1, 2000) g) to stdout"},
 		&pgproto3.Bind{DestinationPortal: "p2", PreparedStatement: "s2"},
