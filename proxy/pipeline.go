@@ -155,7 +155,8 @@ type pendingQueue struct {
 	copyWork atomic.Bool
 	// batchSeq is the number of the last entry queued that ReadyForQuery
 	// answers.
-	batchSeq uint64
+	// Written under mu, read without it by nextBatch.
+	batchSeq atomic.Uint64
 	// copyIn is set while the server reads the client's messages as the
 	// input of a COPY FROM STDIN: what the client sends then is not a
 	// request, and the server answers none of it.
@@ -182,10 +183,9 @@ func (q *pendingQueue) pushLocked(p *pending) {
 	}
 	if p.kind.endsWithReady() {
 		q.batches++
-		q.batchSeq++
-		p.batch = q.batchSeq
+		p.batch = q.batchSeq.Add(1)
 	} else {
-		p.batch = q.batchSeq + 1
+		p.batch = q.batchSeq.Load() + 1
 	}
 	if len(q.items) == cap(q.items) && q.head >= len(q.items)/2 {
 		// Reuse the room of answered entries rather than grow: a queue
@@ -199,11 +199,7 @@ func (q *pendingQueue) pushLocked(p *pending) {
 
 // nextBatch is the number the next entry answered by ReadyForQuery will
 // have: the batch a request sent now belongs to.
-func (q *pendingQueue) nextBatch() uint64 {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.batchSeq + 1
-}
+func (q *pendingQueue) nextBatch() uint64 { return q.batchSeq.Load() + 1 }
 
 // peek returns the oldest entry that awaits an answer, or nil.
 func (q *pendingQueue) peek() *pending {
