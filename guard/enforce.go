@@ -452,6 +452,9 @@ func (s *session) begin(st *proxy.Statement) {
 	e := &s.enf
 	e.active, e.pctx, e.needsRows, e.needsSubjs, e.redacting = nil, nil, false, false, nil
 	e.later, e.pending = nil, proxy.Verdict{}
+	if p == nil && st == between {
+		p = s.prepareBetween()
+	}
 	if p == nil {
 		return
 	}
@@ -466,6 +469,25 @@ func (s *session) begin(st *proxy.Statement) {
 	}
 	e.active = p.rules
 	s.activate(st, p.rules)
+}
+
+// prepareBetween prepares the rules of the messages that arrive between
+// statements (a notification while the session is idle, a notice or a
+// parameter status after a batch's last result): those with thresholds
+// whose conditions need no statement, and the norms'.
+func (s *session) prepareBetween() *prepared {
+	c := s.g.cur.Load()
+	p := &prepared{c: c}
+	w := s.def.employee
+	p.pctx = policy.Context{User: w, Roles: s.enf.roles, Application: s.info.ApplicationName,
+		Time: s.g.cfg.Now().In(c.p.Location()), ClientAddr: clientAddr(&s.info)}
+	for _, r := range c.p.Rules() {
+		if r.Thresholded() && r.Applies(&p.pctx) {
+			p.rules = append(p.rules, &activeRule{r: r})
+		}
+	}
+	p.rules = append(p.rules, s.normRules(c, s.g.cfg.Now(), &s.def)...)
+	return p
 }
 
 // activate sets each rule's base, the figures of its scope before st, and

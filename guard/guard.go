@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -535,30 +536,98 @@ func (s *session) lookup(st *proxy.Statement) *Figures {
 // statements, are recorded under it.
 var between = &proxy.Statement{}
 
-// scanChannel counts PII found in the texts of a message that is not a row.
-func (s *session) scanChannel(st *proxy.Statement, channel string, texts ...string) {
-	if s.cc().detectors == nil {
-		return
-	}
-	var c detect.Counts
-	n := 0
-	for _, t := range texts {
-		if t != "" {
-			n += s.cc().detectors.Scan([]byte(t), &c)
-		}
-	}
-	if n == 0 {
-		return
+// message is the enforcement path of a message that is not a row of a
+// result: a notice, an error, a notification, a parameter status. Its
+// texts are scanned and looked through for canaries, and what they carry
+// is checked against the rules like a row, before the client sees it: a
+// message with PII counts as a row with PII of the statement it came in
+// (between statements, of the messages up to the next ReadyForQuery).
+// Under a redact rule the message is rewritten (the proxy withholds or
+// masks it).
+func (s *session) message(st *proxy.Statement, channel string, texts ...string) proxy.Verdict {
+	pol := s.cc()
+	if pol.detectors == nil && pol.canaries == nil {
+		return proxy.Verdict{}
 	}
 	if st == nil {
 		st = between
 	}
-	f := s.lookup(st)
-	c.Each(func(cat detect.Category, k int) { f.PIIValues.Add(cat, k) })
+	e := &s.enf
+	e.row.Reset()
+	var size int64
+	var subject []byte
+	canaries, n := 0, 0
+	for _, t := range texts {
+		if t == "" {
+			continue
+		}
+		b := []byte(t)
+		size += int64(len(b))
+		if pol.canaries != nil {
+			canaries += pol.canaries.countIn(b)
+		}
+		if pol.detectors != nil {
+			if k := pol.detectors.Scan(b, &e.row); k > 0 {
+				n += k
+				if subject == nil {
+					subject = b
+				}
+			}
+		}
+	}
+	if canaries == 0 && subject == nil {
+		return proxy.Verdict{}
+	}
+	// The statement's rules begin with its first result message, which
+	// may be this one; begin leaves the row's counts alone.
+	f := s.figures(st)
+	if v := e.pending; v.Action == proxy.Block || v.Action == proxy.Kill {
+		return v
+	}
+	if canaries > 0 {
+		if v := s.canaryHit(st, canaries); v.Action != proxy.Continue {
+			return s.stopMessage(st, v)
+		}
+	}
+	if subject == nil {
+		return proxy.Verdict{}
+	}
+	if len(e.active) > 0 {
+		e.rowUnexplained, e.rowSequential = false, false
+		if v := s.check(st, f, subject, true, size); v.Action != proxy.Continue {
+			return s.stopMessage(st, v)
+		}
+		if r := e.redacting; r != nil {
+			f.Redacted += int64(n)
+			return proxy.Verdict{Action: proxy.Rewrite, Values: [][]byte{[]byte("***")},
+				Reason: fmt.Sprintf("the %s's text was withheld: it carried PII (rule %s)", channelText(channel), r.Name)}
+		}
+	}
+	e.row.Each(func(c detect.Category, k int) { f.PIIValues.Add(c, k) })
+	f.PIIRows++
+	f.Bytes += size
+	s.subject(f, subject)
 	if f.Channels == nil {
 		f.Channels = make(map[string]int)
 	}
 	f.Channels[channel] += n
+	return proxy.Verdict{}
+}
+
+// stopMessage returns the verdict on a message; between statements, the
+// messages that follow up to the next ReadyForQuery are withheld too.
+func (s *session) stopMessage(st *proxy.Statement, v proxy.Verdict) proxy.Verdict {
+	if st == between {
+		s.enf.pending = v
+	}
+	return v
+}
+
+func channelText(channel string) string {
+	if channel == "parameter_status" {
+		return "parameter status"
+	}
+	return channel
 }
 
 // CommandComplete makes sure a statement that returned no rows (BEGIN,
@@ -574,9 +643,10 @@ func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 	}
 }
 
-// Error records the failed statement and scans the error's texts: a failed
-// cast or constraint quotes values.
-func (s *session) Error(st *proxy.Statement, e *pgproto3.ErrorResponse) {
+// Error records the failed statement and checks the error's texts: a
+// failed cast or constraint quotes values, RAISE EXCEPTION anything.
+func (s *session) Error(st *proxy.Statement, e *pgproto3.ErrorResponse) proxy.Verdict {
+	v := s.message(st, "error", e.Message, e.Detail, e.Hint, e.Where)
 	if st != nil {
 		f := s.lookup(st)
 		f.Failed, f.finished = true, true
@@ -586,12 +656,18 @@ func (s *session) Error(st *proxy.Statement, e *pgproto3.ErrorResponse) {
 		// The server skips the rest of the batch up to its Sync.
 		s.unsend(func(x *proxy.Statement) bool { return s.open[x] == nil })
 	}
-	s.scanChannel(st, "error", e.Message, e.Detail, e.Hint, e.Where)
+	return v
 }
 
-// Notice scans a notice: RAISE NOTICE can carry anything.
-func (s *session) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) {
-	s.scanChannel(st, "notice", n.Message, n.Detail, n.Hint, n.Where)
+// Notice checks a notice: RAISE NOTICE can carry anything.
+func (s *session) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) proxy.Verdict {
+	return s.message(st, "notice", n.Message, n.Detail, n.Hint, n.Where)
+}
+
+// ParameterStatus checks a parameter's new value: set_config() of
+// application_name reports any text back to the client.
+func (s *session) ParameterStatus(st *proxy.Statement, p *pgproto3.ParameterStatus) proxy.Verdict {
+	return s.message(st, "parameter_status", p.Value)
 }
 
 // FunctionResult counts the result of a fast-path function call (lo_get,
@@ -622,9 +698,9 @@ func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdi
 	return proxy.Verdict{}
 }
 
-// Notification scans a NOTIFY payload.
-func (s *session) Notification(n *pgproto3.NotificationResponse) {
-	s.scanChannel(nil, "notification", n.Channel, n.Payload)
+// Notification checks a NOTIFY payload.
+func (s *session) Notification(st *proxy.Statement, n *pgproto3.NotificationResponse) proxy.Verdict {
+	return s.message(st, "notification", n.Channel, n.Payload)
 }
 
 // RowDescription classifies the result's columns.
@@ -731,9 +807,10 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		case c.declared != "":
 			counts.Add(c.declared, 1)
 		case c.scan && pol.detectors.Scan(v, counts) > 0:
-		case c.derived != "":
+		case c.derived != "" && len(v) > 0:
 			// Transformed past recognition (md5, reverse, base64): still
-			// the declared column's value.
+			// the declared column's value. (An empty value, pg_notify's
+			// void, carries none.)
 			counts.Add(c.derived, 1)
 		default:
 			continue

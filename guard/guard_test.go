@@ -415,7 +415,7 @@ func TestOtherChannels(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := channel(t, "notification"); got.PIIValues["email"] != 4 {
-			t.Errorf("notification counted %v, want 4 emails", got.PIIValues)
+			t.Errorf("notification counted %v, want 4 emails: %+v", got.PIIValues, got)
 		}
 	})
 }

@@ -23,7 +23,7 @@ const (
 	// Kill ends the session after telling the client why.
 	Kill
 	// Rewrite forwards the DataRow with the verdict's Values in place of
-	// the server's (redaction). Only DataRow honours it.
+	// the server's (redaction); other messages say what they do with it.
 	Rewrite
 )
 
@@ -226,13 +226,28 @@ type SessionInspector interface {
 	CopyData(st *Statement, data []byte) Verdict
 	// CommandComplete reports the end of one SQL statement's result.
 	CommandComplete(st *Statement, tag []byte)
-	// Error reports an ErrorResponse the server sent for st.
-	Error(st *Statement, err *pgproto3.ErrorResponse)
-	// Notice reports a NoticeResponse (RAISE NOTICE, warnings) sent while st
-	// ran; st is nil between statements.
-	Notice(st *Statement, n *pgproto3.NoticeResponse)
-	// Notification reports a NotificationResponse (NOTIFY) to the client.
-	Notification(n *pgproto3.NotificationResponse)
+	// Error is shown an ErrorResponse the server sent for st before it is
+	// forwarded: a failed cast or constraint quotes values, and RAISE
+	// EXCEPTION can carry anything. Block replaces it with SQLSTATE 42501
+	// and the verdict's reason, the server's SQLSTATE in the detail;
+	// Rewrite keeps its SQLSTATE and severity but replaces its texts with
+	// the reason. Kill ends the session.
+	Error(st *Statement, err *pgproto3.ErrorResponse) Verdict
+	// Notice is shown a NoticeResponse (RAISE NOTICE, warnings) sent while
+	// st ran before it is forwarded; st is nil between statements. Block
+	// withholds it and blocks st as a DataRow's Block does (between
+	// statements, only withholds it); Rewrite forwards it with its texts
+	// replaced by the reason.
+	Notice(st *Statement, n *pgproto3.NoticeResponse) Verdict
+	// Notification is shown a NotificationResponse (NOTIFY) before it is
+	// forwarded; st is the statement in progress, nil between statements.
+	// Block withholds it and blocks st; Rewrite withholds it.
+	Notification(st *Statement, n *pgproto3.NotificationResponse) Verdict
+	// ParameterStatus is shown a ParameterStatus the server sends after
+	// the session began (SET, set_config) before it is forwarded; st as
+	// for Notification. Block withholds it and blocks st; Rewrite forwards
+	// it with the verdict's first value in place of the parameter's.
+	ParameterStatus(st *Statement, p *pgproto3.ParameterStatus) Verdict
 	// FunctionResult is shown the result of a fast-path FunctionCall
 	// (lo_get, loread, any function by OID) before it is forwarded; nil is
 	// NULL.
@@ -257,10 +272,15 @@ func (NopSessionInspector) DataRow(*Statement, [][]byte) Verdict                
 func (NopSessionInspector) CopyOut(*Statement, *pgproto3.CopyOutResponse)          {}
 func (NopSessionInspector) CopyData(*Statement, []byte) Verdict                    { return Verdict{} }
 func (NopSessionInspector) CommandComplete(*Statement, []byte)                     {}
-func (NopSessionInspector) Error(*Statement, *pgproto3.ErrorResponse)              {}
-func (NopSessionInspector) Notice(*Statement, *pgproto3.NoticeResponse)            {}
-func (NopSessionInspector) Notification(*pgproto3.NotificationResponse)            {}
-func (NopSessionInspector) FunctionResult(*Statement, []byte) Verdict              { return Verdict{} }
-func (NopSessionInspector) ReadyForQuery(byte) Verdict                             { return Verdict{} }
-func (NopSessionInspector) Blocked(*Statement, Verdict)                            {}
-func (NopSessionInspector) EndSession(error)                                       {}
+func (NopSessionInspector) Error(*Statement, *pgproto3.ErrorResponse) Verdict      { return Verdict{} }
+func (NopSessionInspector) Notice(*Statement, *pgproto3.NoticeResponse) Verdict    { return Verdict{} }
+func (NopSessionInspector) Notification(*Statement, *pgproto3.NotificationResponse) Verdict {
+	return Verdict{}
+}
+func (NopSessionInspector) ParameterStatus(*Statement, *pgproto3.ParameterStatus) Verdict {
+	return Verdict{}
+}
+func (NopSessionInspector) FunctionResult(*Statement, []byte) Verdict { return Verdict{} }
+func (NopSessionInspector) ReadyForQuery(byte) Verdict                { return Verdict{} }
+func (NopSessionInspector) Blocked(*Statement, Verdict)               {}
+func (NopSessionInspector) EndSession(error)                          {}

@@ -112,8 +112,9 @@ func (s *recorderSession) CopyData(st *Statement, data []byte) Verdict {
 func (s *recorderSession) CommandComplete(st *Statement, tag []byte) {
 	s.r.add("complete %q %s", sqlOf(st), tag)
 }
-func (s *recorderSession) Error(st *Statement, e *pgproto3.ErrorResponse) {
+func (s *recorderSession) Error(st *Statement, e *pgproto3.ErrorResponse) Verdict {
 	s.r.add("error %q %s", sqlOf(st), e.Code)
+	return Verdict{}
 }
 func (s *recorderSession) ReadyForQuery(tx byte) Verdict {
 	s.r.add("ready %c", tx)

@@ -788,7 +788,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		if s.cfg.IdleTimeout > 0 {
 			s.armIdle(true)
 		}
-		s.blocked = false
+		s.blocked, s.withheld = false, false
 		return true, nil
 	case 'E': // ErrorResponse
 		s.copyOut = false
@@ -824,14 +824,21 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			}
 			return false, s.toClient.write(errorFrame(&wireError{Code: codeInsufficientPrivilege, Message: e.denied.Reason}))
 		}
+		var replace []byte
 		if s.insp != nil && !s.blocked {
 			var er pgproto3.ErrorResponse
 			if err := er.Decode(body); err == nil {
-				s.insp.Error(e.stmt, &er)
+				v := s.insp.Error(e.stmt, &er)
+				if replace, err = s.errorVerdict(e, &er, v); err != nil {
+					return false, err
+				}
 			}
 		}
 		if !e.kind.endsWithReady() {
 			s.skipToSync()
+		}
+		if replace != nil {
+			return false, s.toClient.write(replace)
 		}
 	case '1', '2', '3': // ParseComplete, BindComplete, CloseComplete
 		s.popHead()
@@ -896,16 +903,30 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		}
 		s.copyIn = true
 		s.queue.beginCopyIn()
-	case 'A': // NotificationResponse: never suppressed
-		if s.insp != nil {
+	case 'A': // NotificationResponse
+		if s.insp != nil && !s.blocked {
 			var n pgproto3.NotificationResponse
-			if err := n.Decode(body); err == nil {
-				s.insp.Notification(&n)
+			if err := n.Decode(body); err != nil {
+				return false, fatalf(codeProtocolViolation, err, "invalid NotificationResponse from the upstream server")
 			}
+			e := s.head()
+			return s.actOnMessage(e, s.insp.Notification(stmtOf(e), &n), "notification", nil)
 		}
-		return true, nil
-	case 'S': // ParameterStatus: never suppressed
-		return true, nil
+	case 'S': // ParameterStatus
+		if s.insp != nil && !s.blocked {
+			var ps pgproto3.ParameterStatus
+			if err := ps.Decode(body); err != nil {
+				return false, fatalf(codeProtocolViolation, err, "invalid ParameterStatus from the upstream server")
+			}
+			e := s.head()
+			v := s.insp.ParameterStatus(stmtOf(e), &ps)
+			return s.actOnMessage(e, v, "parameter_status", func() ([]byte, error) {
+				if len(v.Values) == 0 {
+					return nil, nil
+				}
+				return (&pgproto3.ParameterStatus{Name: ps.Name, Value: string(v.Values[0])}).Encode(nil)
+			})
+		}
 	case 'V': // FunctionCallResponse
 		if s.insp != nil && !s.blocked {
 			if e := s.head(); e != nil {
@@ -919,16 +940,100 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 	case 'N': // NoticeResponse
 		if s.insp != nil && !s.blocked {
 			var n pgproto3.NoticeResponse
-			if err := n.Decode(body); err == nil {
-				var st *Statement
-				if e := s.head(); e != nil {
-					st = e.stmt
-				}
-				s.insp.Notice(st, &n)
+			if err := n.Decode(body); err != nil {
+				return false, fatalf(codeProtocolViolation, err, "invalid NoticeResponse from the upstream server")
 			}
+			e := s.head()
+			v := s.insp.Notice(stmtOf(e), &n)
+			return s.actOnMessage(e, v, "notice", func() ([]byte, error) {
+				return (&pgproto3.NoticeResponse{Severity: n.Severity, SeverityUnlocalized: n.SeverityUnlocalized,
+					Code: n.Code, Message: "pgwarden: " + v.Reason}).Encode(nil)
+			})
 		}
 	}
 	return !s.blocked, nil
+}
+
+func stmtOf(e *pending) *Statement {
+	if e == nil {
+		return nil
+	}
+	return e.stmt
+}
+
+// actOnMessage carries out a verdict on a message that is not a row of a
+// result (a notice, a notification, a parameter status): Block withholds it
+// and blocks the statement in progress, if any; Rewrite forwards what
+// rewrite returns, or withholds the message when it returns nil.
+func (s *session) actOnMessage(e *pending, v Verdict, what string, rewrite func() ([]byte, error)) (bool, error) {
+	switch v.Action {
+	case Continue:
+		return true, nil
+	case Rewrite:
+		var msg []byte
+		if rewrite != nil {
+			var err error
+			if msg, err = rewrite(); err != nil {
+				return false, fatalf(codeInternalError, err, "could not encode a rewritten %s", what)
+			}
+		}
+		if msg == nil {
+			if !s.withheld {
+				s.withheld = true
+				s.log.Info("message_withheld", "message", what, "reason", v.Reason)
+			}
+			return false, nil
+		}
+		return false, s.toClient.write(msg)
+	case Block:
+		if e != nil && e.stmt != nil {
+			return false, s.block(e, v)
+		}
+		// Between statements there is nothing to stop but the message;
+		// the inspector withholds the others up to the next
+		// ReadyForQuery, logged once.
+		if !s.withheld {
+			s.withheld = true
+			s.log.Warn("message_withheld", "message", what, "reason", v.Reason)
+		}
+		return false, nil
+	case Kill:
+		if e == nil {
+			e = &pending{}
+		}
+		return s.act(e, v)
+	}
+	return true, nil
+}
+
+// errorVerdict returns what the client receives instead of an
+// ErrorResponse the inspector stopped, nil to forward it. Block replaces
+// it with SQLSTATE 42501, the server's SQLSTATE class in the detail;
+// Rewrite keeps its SQLSTATE and severity and replaces its texts.
+func (s *session) errorVerdict(e *pending, er *pgproto3.ErrorResponse, v Verdict) ([]byte, error) {
+	sev := er.Severity
+	if sev != "FATAL" && sev != "PANIC" {
+		sev = "ERROR"
+	}
+	switch v.Action {
+	case Block:
+		s.insp.Blocked(e.stmt, v)
+		s.log.Warn("error_replaced", "statement_seq", seqOf(e.stmt), "reason", v.Reason)
+		class := er.Code
+		if len(class) > 2 {
+			class = class[:2]
+		}
+		return errorFrame(&wireError{Severity: sev, Code: codeInsufficientPrivilege, Message: v.Reason,
+			Detail: "The server's error, of SQLSTATE class " + class + ", was withheld."}), nil
+	case Rewrite:
+		s.log.Info("error_rewritten", "statement_seq", seqOf(e.stmt), "reason", v.Reason)
+		return errorFrame(&wireError{Severity: sev, Code: er.Code, Message: v.Reason}), nil
+	case Kill:
+		s.insp.Blocked(e.stmt, v)
+		s.log.Warn("session_killed", "statement_seq", seqOf(e.stmt), "reason", v.Reason)
+		return nil, &wireError{Severity: "FATAL", Code: codeInsufficientPrivilege, Message: v.Reason}
+	}
+	return nil, nil
 }
 
 // onRow shows a DataRow to the inspector.

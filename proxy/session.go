@@ -91,8 +91,11 @@ type session struct {
 	rowBuf  []byte // a rewritten DataRow
 	rowDesc pgproto3.RowDescription
 	blocked bool // a verdict stopped a result: suppress until ReadyForQuery
-	copyOut bool
-	copyIn  bool // the server reads COPY input (its queue knows too)
+	// withheld: a message between statements was withheld since the last
+	// ReadyForQuery (logged once).
+	withheld bool
+	copyOut  bool
+	copyIn   bool // the server reads COPY input (its queue knows too)
 	// serverFatal is set when the server sent a FATAL error: its close
 	// that follows needs no word of pgwarden's.
 	serverFatal bool

@@ -114,8 +114,9 @@ func (s *recordedSession) CommandComplete(st *proxy.Statement, tag []byte) {
 	s.add("complete %s %s", stmtName(st), tag)
 }
 
-func (s *recordedSession) Error(st *proxy.Statement, err *pgproto3.ErrorResponse) {
+func (s *recordedSession) Error(st *proxy.Statement, err *pgproto3.ErrorResponse) proxy.Verdict {
 	s.add("error %s %s", stmtName(st), err.Code)
+	return proxy.Verdict{}
 }
 
 func (s *recordedSession) ReadyForQuery(status byte) proxy.Verdict {
@@ -127,12 +128,14 @@ func (s *recordedSession) Blocked(st *proxy.Statement, v proxy.Verdict) {
 	s.add("blocked %s", stmtName(st))
 }
 
-func (s *recordedSession) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) {
+func (s *recordedSession) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) proxy.Verdict {
 	s.add("notice %s %s", stmtName(st), n.Message)
+	return proxy.Verdict{}
 }
 
-func (s *recordedSession) Notification(n *pgproto3.NotificationResponse) {
+func (s *recordedSession) Notification(_ *proxy.Statement, n *pgproto3.NotificationResponse) proxy.Verdict {
 	s.add("notification %s %s", n.Channel, n.Payload)
+	return proxy.Verdict{}
 }
 
 func (s *recordedSession) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdict {
@@ -346,4 +349,9 @@ func TestInspectedRelay(t *testing.T) {
 		}
 		wantEqual(t, "copy", dumps[0], dumps[1])
 	})
+}
+
+func (s *recordedSession) ParameterStatus(st *proxy.Statement, p *pgproto3.ParameterStatus) proxy.Verdict {
+	s.add("parameter_status %s %s", p.Name, p.Value)
+	return proxy.Verdict{}
 }
