@@ -3,6 +3,7 @@ package guard_test
 import (
 	"context"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // received counts the email addresses a client was delivered outside rows:
@@ -239,4 +241,50 @@ func TestChannelsRedacted(t *testing.T) {
 		t.Errorf("error %v, want the server's P0001 with its text withheld", err)
 	}
 	checkUsable(t, ctx, conn)
+}
+
+// TestChannelsMeetCanaries: a canary in a notice or in a fast-path
+// function's result counts as one in a row.
+func TestChannelsMeetCanaries(t *testing.T) {
+	_, base := setup(t, withRules(t, `canaries:
+  values: [canary.one@example.com, canary.two@example.com]
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, _ := listening(t, base)
+	_, err := conn.Exec(ctx, `DO $$ BEGIN RAISE NOTICE 'a'; RAISE NOTICE 'canary.one@example.com and canary.two@example.com'; END $$`)
+	if err == nil || !strings.Contains(err.Error(), "canary") {
+		t.Errorf("notice with two canaries: %v, want a canary block", err)
+	}
+
+	conn2, _ := listening(t, base)
+	var lo, fn uint32
+	if err := conn2.QueryRow(ctx, "SELECT lo_from_bytea(0, convert_to('canary.one@example.com,canary.two@example.com', 'UTF8'))::int8, 'lo_get(oid)'::regprocedure::oid::int8").Scan(&lo, &fn); err != nil {
+		t.Fatal(err)
+	}
+	hc := rawConn(t, ctx, conn2)
+	hc.Frontend.Send(&pgproto3.FunctionCall{Function: fn, ArgFormatCodes: []uint16{0},
+		Arguments: [][]byte{[]byte(strconv.FormatUint(uint64(lo), 10))}, ResultFormatCode: 1})
+	if err := hc.Frontend.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		msg, err := hc.Frontend.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			got = append(got, m.Code+" "+m.Message)
+		case *pgproto3.FunctionCallResponse:
+			got = append(got, "result "+string(m.Result))
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if len(got) != 1 || !strings.HasPrefix(got[0], "42501") || !strings.Contains(got[0], "canary") {
+		t.Errorf("fast-path lo_get of canaries: %q", got)
+	}
 }

@@ -674,6 +674,13 @@ func (s *session) ParameterStatus(st *proxy.Statement, p *pgproto3.ParameterStat
 // loread) as a row of one value, scanned by the detectors.
 func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdict {
 	f := s.figures(st)
+	if s.cc().canaries != nil && result != nil {
+		if n := s.cc().canaries.countIn(result); n > 0 {
+			if v := s.canaryHit(st, n); v.Action != proxy.Continue {
+				return v
+			}
+		}
+	}
 	pii := false
 	s.enf.rowUnexplained, s.enf.rowSequential = false, false
 	if len(s.enf.active) > 0 {
