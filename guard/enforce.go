@@ -17,6 +17,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/detect"
 	"github.com/pgwarden/pgwarden/policy/hll"
+	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -76,6 +77,9 @@ type activeRule struct {
 	fixed bool
 	// reason replaces the decision's description of the limit (fixed rules).
 	reason string
+	// norm is set on a norm's headroom rule: its decision is the norm's,
+	// and its block lasts until the window's bucket ends.
+	norm *decisionExtra
 }
 
 type measureKind uint8
@@ -688,7 +692,16 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowSubject []byte, rowP
 		if !ok {
 			continue
 		}
-		v := s.decide(st, a.r, b, a.reason)
+		var v proxy.Verdict
+		if a.norm != nil {
+			v = s.decideAs(st, a.r, b, a.reason, *a.norm)
+			if v.Action == proxy.Block {
+				s.g.normBlock(norm.Anomaly{Employee: f.state.who.employee, At: s.g.cfg.Now(), Window: a.norm.window},
+					a.reason, s.cc().p.Location())
+			}
+		} else {
+			v = s.decide(st, a.r, b, a.reason)
+		}
 		if a.r.Action == policy.ActionHold && !a.r.Shadow {
 			v = s.hold(st, a.r, s.thresholdReason(st, a.r, b))
 		}

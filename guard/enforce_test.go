@@ -986,7 +986,9 @@ func TestNorms(t *testing.T) {
 	now = time.Date(2026, 3, 13, 10, 0, 0, 0, time.UTC)
 	n, err := lookup(300)
 	var pgErr *pgconn.PgError
-	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "norm:statement") {
+	// The tighter of the adaptive statement limit and the norm's
+	// headroom stops it.
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "norm:statement") && !strings.Contains(pgErr.Message, "norm:volume") {
 		t.Fatalf("a read 100x the norm: %d rows, %v", n, err)
 	}
 	if n >= 300 || n < 40 {
@@ -1578,5 +1580,74 @@ func TestTempTablesKnownToNorms(t *testing.T) {
 	slices.Sort(temp)
 	if temp = slices.Compact(temp); n < 6 || !slices.Equal(temp, []string{"pg_temp.agg_by_product"}) {
 		t.Errorf("after %d statements the norms saw %q (the sessions' schemas %q), want pg_temp.agg_by_product alone", n, temp, schemas)
+	}
+}
+
+// TestNormStopsTheCrossingStatement: without an adaptive statement limit,
+// the statement that takes the employee's volume past the norm's block
+// score is stopped at that point, not delivered whole with the block
+// beginning at the next one.
+func TestNormStopsTheCrossingStatement(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC) // a Monday
+	model, err := norm.New(norm.Config{LearningDays: 2, MinActiveDays: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, conn := setup(t, withRules(t, `norms:
+  learning_days: 2
+  min_active_days: 3
+  block_score: 3
+`), func(c *guard.Config) { c.Now, c.Norms = func() time.Time { return now }, model })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	id := 1
+	lookup := func(n int) (int, error) {
+		q := fmt.Sprintf("SELECT email FROM customers WHERE id >= %d AND id < %d", id, id+n)
+		id += n
+		return countRows(ctx, conn, q, pgx.QueryExecModeSimpleProtocol)
+	}
+	for day := 0; day < 10; day++ {
+		d := now.AddDate(0, 0, day)
+		if wd := d.Weekday(); wd == time.Saturday || wd == time.Sunday {
+			continue
+		}
+		for h := 9; h < 17; h++ {
+			for k := 0; k < 3+(day+h)%4; k++ {
+				now = time.Date(d.Year(), d.Month(), d.Day(), h, 5+k*12, 0, 0, time.UTC)
+				if _, err := lookup(1 + (h+k)%3); err != nil {
+					t.Fatalf("normal work on day %d: %v", day, err)
+				}
+			}
+		}
+	}
+	ev.decisions(t)
+	now = time.Date(2026, 3, 13, 10, 0, 0, 0, time.UTC)
+	var room int64
+	for _, h := range model.Headroom(pgtest.TrustUser, now, 3) {
+		if h.Feature == "pii_rows" || h.Feature == "pii_values" {
+			if room == 0 || h.Left < room {
+				room = h.Left
+			}
+		}
+	}
+	if room <= 0 || room >= 300 {
+		t.Fatalf("headroom %d: the test needs one between 0 and 300", room)
+	}
+	n, err := lookup(300)
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "norm:volume") {
+		t.Fatalf("a read past the norm: %d rows, %v", n, err)
+	}
+	if int64(n) > room {
+		t.Errorf("%d rows delivered, the norm's headroom was %d", n, room)
+	}
+	d := ev.decisions(t)
+	if len(d) == 0 || d[0]["rule"] != "norm:volume" || d[0]["action"] != "block" || d[0]["source"] != "norm" {
+		t.Errorf("decisions %v", d)
+	}
+	// Blocked for the rest of the bucket.
+	now = now.Add(time.Minute)
+	if _, err := lookup(1); !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "norm:block") {
+		t.Errorf("a lookup right after: %v", err)
 	}
 }

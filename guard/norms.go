@@ -1,6 +1,8 @@
 package guard
 
 import (
+	"fmt"
+	"math"
 	"net"
 	"slices"
 	"strings"
@@ -234,6 +236,9 @@ func (s *session) normRules(c *compiled, now time.Time, w *who) []*activeRule {
 		r := &policy.Rule{Name: "norm:block", Action: policy.ActionBlock, Shadow: shadow, Scope: policy.ScopeStatement, Severity: "high"}
 		out = append(out, fixedRule(r, 0, nb.reason+" (rule norm:block)"))
 	}
+	if nc.BlockScore > 0 {
+		out = append(out, s.headroomRules(w, now, nc, shadow)...)
+	}
 	if nc.StatementFactor > 0 {
 		if !have || now.Sub(lim.computed) >= limitRefresh || now.Before(lim.computed) {
 			lim = stmtLimit{computed: now}
@@ -254,6 +259,46 @@ func (s *session) normRules(c *compiled, now time.Time, w *who) []*activeRule {
 		}
 	}
 	return out
+}
+
+// headroomRules stop the statement that would take a volume anomaly of
+// w's to the block score at the value that would, rather than from the
+// statement after it: one rule per PII feature, its limit the room the
+// tightest window's bucket has left. The statement's own figures are
+// compared with it; the rest of the batch is in the model only once
+// recorded.
+func (s *session) headroomRules(w *who, now time.Time, nc policy.NormConfig, shadow bool) []*activeRule {
+	hs := s.g.cfg.Norms.Headroom(w.employee, now, nc.BlockScore)
+	out := make([]*activeRule, 0, len(hs))
+	for _, h := range hs {
+		c := limitCheck{left: h.Left, limit: policy.Limit{Measure: h.Feature, Limit: h.Left}}
+		switch {
+		case h.Feature == "pii_values":
+			c.kind = measurePIIValues
+		case h.Feature == "pii_rows":
+			c.kind = measurePIIRows
+		case strings.HasPrefix(h.Feature, "pii_values."):
+			c.kind, c.cat = measurePIICategory, detect.Category(strings.TrimPrefix(h.Feature, "pii_values."))
+		default:
+			continue
+		}
+		r := &policy.Rule{Name: "norm:volume", Action: policy.ActionBlock, Shadow: shadow, Scope: policy.ScopeStatement, Severity: "high"}
+		reason := fmt.Sprintf("%s would receive more than %s %s in %s: %.3g times the alert threshold of their norm (%s) (rule norm:volume)",
+			w.employee, formatCount(h.Observed+h.Left), measureText(h.Feature), windowText(h.Window), nc.BlockScore, formatCount(int64(math.Round(h.Threshold))))
+		out = append(out, &activeRule{r: r, fixed: true, reason: reason, checks: []limitCheck{c},
+			norm: &decisionExtra{source: "norm", kind: "volume", score: nc.BlockScore, window: h.Window}})
+	}
+	return out
+}
+
+func windowText(w string) string {
+	switch w {
+	case "10m":
+		return "10 minutes"
+	case "1h":
+		return "an hour"
+	}
+	return "a day"
 }
 
 // fixedRule is an active rule whose only threshold is PII values > limit
