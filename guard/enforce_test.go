@@ -1651,3 +1651,64 @@ func TestNormStopsTheCrossingStatement(t *testing.T) {
 		t.Errorf("a lookup right after: %v", err)
 	}
 }
+
+// TestKeylessSweep: a sweep that leaves the key out of its result is told
+// by its predicate: the keys are the constants and the bound values it
+// compares the key with.
+func TestKeylessSweep(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	_, conn := setup(t, withRules(t, `explained_access:
+  table: public.customers
+  key: id
+rules:
+  - name: sweep
+    scope: 1h
+    when:
+      sequential_rows: 50
+    action: block
+`), func(c *guard.Config) { c.Now = func() time.Time { return now } })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		sql  string
+		mode pgx.QueryExecMode
+		args func(from int) []any
+	}{
+		{"bound range", "SELECT full_name, email, phone FROM customers WHERE id BETWEEN $1 AND $1 + 19", pgx.QueryExecModeCacheStatement,
+			func(from int) []any { return []any{from} }},
+		{"text parameters", "SELECT full_name, email FROM customers WHERE id >= $1 AND id < $2", pgx.QueryExecModeExec,
+			func(from int) []any { return []any{from, from + 20} }},
+		{"one by one", "SELECT email FROM customers WHERE id = $1", pgx.QueryExecModeCacheStatement,
+			func(from int) []any { return []any{from} }},
+		{"constants", "", pgx.QueryExecModeSimpleProtocol, nil},
+	} {
+		base := 20000 * (len(tc.name) % 4)
+		t.Run(tc.name, func(t *testing.T) {
+			now = now.Add(2 * time.Hour)
+			delivered := 0
+			var err error
+			for from := base; from < base+1000 && err == nil; {
+				var n int
+				switch {
+				case tc.args == nil:
+					n, err = countRows(ctx, conn, fmt.Sprintf("SELECT email FROM customers WHERE id BETWEEN %d AND %d", from, from+19), tc.mode)
+					from += 20
+				case strings.Contains(tc.sql, "id = $1"):
+					n, err = countRows(ctx, conn, tc.sql, tc.mode, tc.args(from)...)
+					from++
+				default:
+					n, err = countRows(ctx, conn, tc.sql, tc.mode, tc.args(from)...)
+					from += 20
+				}
+				delivered += n
+				now = now.Add(10 * time.Second)
+			}
+			wantRuleBlock(t, err, "sweep")
+			t.Logf("%s: %d customers before the block", tc.name, delivered)
+			if delivered > 60 {
+				t.Errorf("%d customers delivered before the block, limit 50 sequential rows", delivered)
+			}
+		})
+	}
+}

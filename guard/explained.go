@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/sqltext"
+	"github.com/pgwarden/pgwarden/proxy"
 )
 
 // explainedState caches each employee's explained keys.
@@ -34,6 +37,130 @@ type keyColumn struct {
 	index  int
 	format int16
 	typ    uint32
+	// inferred are the keys the statement's predicate reads, when the
+	// result does not carry them (noKey).
+	inferred inferredKeys
+}
+
+// inferredKeys are the keys a statement reads as its predicate says: a
+// list (= and IN) or a range (BETWEEN, < and >), whose n-th row is taken to
+// be the n-th key. A sweep that leaves the key out of its result
+// (WHERE id BETWEEN $1 AND $1 + 19) is then a sweep still.
+type inferredKeys struct {
+	list   []int64
+	lo, hi int64
+	ranged bool
+}
+
+// maxInferredRange bounds a range taken as the keys of a result: past it,
+// the predicate tells too little of which rows came back.
+const maxInferredRange = 10000
+
+func (k inferredKeys) at(n int64) (int64, bool) {
+	switch {
+	case k.list != nil:
+		if n < int64(len(k.list)) {
+			return k.list[n], true
+		}
+	case k.ranged:
+		if key := k.lo + n; key <= k.hi {
+			return key, true
+		}
+	}
+	return 0, false
+}
+
+// inferKeys reads the keys st reads of the explained_access table from its
+// predicate on the key: constants and the values its Execute binds.
+func (s *session) inferKeys(st *proxy.Statement) inferredKeys {
+	e := s.cc().p.Explained()
+	sql := s.sqlOf(st)
+	if e.Schema == "" || sql == "" {
+		return inferredKeys{}
+	}
+	info := s.g.cfg.SQL.Analyze(sql)
+	if len(info.Relations) != 1 || s.qualify(info.Relations[0]) != e.Schema+"."+e.Table {
+		return inferredKeys{}
+	}
+	var params *proxy.Params
+	if st.Kind == proxy.ExtendedExecute {
+		params = st.Params()
+	}
+	var k inferredKeys
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+	for _, p := range info.Predicates {
+		if p.Column != e.Key {
+			continue
+		}
+		vals := make([]int64, 0, len(p.Values))
+		for _, o := range p.Values {
+			v, ok := operandValue(o, params)
+			if !ok {
+				return inferredKeys{}
+			}
+			vals = append(vals, v)
+		}
+		switch p.Op {
+		case "=", "in":
+			k.list = vals
+		case "between":
+			lo, hi = max(lo, vals[0]), min(hi, vals[1])
+		case ">":
+			lo = max(lo, vals[0]+1)
+		case ">=":
+			lo = max(lo, vals[0])
+		case "<":
+			hi = min(hi, vals[0]-1)
+		case "<=":
+			hi = min(hi, vals[0])
+		}
+	}
+	if k.list == nil && lo != math.MinInt64 && hi != math.MaxInt64 && hi >= lo && uint64(hi)-uint64(lo) < maxInferredRange {
+		k.lo, k.hi, k.ranged = lo, hi, true
+	}
+	return k
+}
+
+// operandValue is an integer operand's value, a parameter's read from the
+// Bind in text or binary format.
+func operandValue(o sqltext.Operand, params *proxy.Params) (int64, bool) {
+	if o.Param == 0 {
+		v, err := strconv.ParseInt(o.Const, 10, 64)
+		return v, err == nil
+	}
+	if params == nil || o.Param > len(params.Values) || params.Values[o.Param-1] == nil {
+		return 0, false
+	}
+	b := params.Values[o.Param-1]
+	format := int16(0)
+	switch {
+	case len(params.Formats) == 1:
+		format = params.Formats[0]
+	case o.Param <= len(params.Formats):
+		format = params.Formats[o.Param-1]
+	}
+	var v int64
+	if format == 0 {
+		var err error
+		if v, err = strconv.ParseInt(string(b), 10, 64); err != nil {
+			return 0, false
+		}
+	} else {
+		switch len(b) {
+		case 2:
+			v = int64(int16(binary.BigEndian.Uint16(b)))
+		case 4:
+			v = int64(int32(binary.BigEndian.Uint32(b)))
+		case 8:
+			v = int64(binary.BigEndian.Uint64(b))
+		default:
+			return 0, false
+		}
+	}
+	if v > math.MaxInt64-maxInferredRange || v < math.MinInt64+maxInferredRange {
+		return 0, false
+	}
+	return v + o.Add, true
 }
 
 // keyText reads a key value as the explained_access query returns it

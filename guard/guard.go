@@ -275,8 +275,12 @@ func New(cfg Config) (*Guard, error) {
 func (g *Guard) Windows() *window.Registry { return g.cfg.Windows }
 
 // WantsParams implements proxy.ParamsWanter: the parameters of a Bind
-// are read only to plan a statement for an estimated_rows rule.
-func (g *Guard) WantsParams() bool { return g.cur.Load().estimate }
+// are read to plan a statement for an estimated_rows rule, and to know the
+// keys a statement reads by its predicate (sequential_rows).
+func (g *Guard) WantsParams() bool {
+	c := g.cur.Load()
+	return c.estimate || c.p.Explained().Schema != ""
+}
 
 // StartSession implements proxy.Inspector.
 func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.SessionInspector, error) {
@@ -755,6 +759,9 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 			s.viewTables(fd.TableOID, f)
 		}
 	}
+	if s.key.index == noKey {
+		s.key.inferred = s.inferKeys(st)
+	}
 	s.derive(st, fields, plan)
 	s.plan = plan
 	s.widen(st, f)
@@ -836,8 +843,12 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	switch k := s.key; {
 	case k.index == noKey:
 		// Columns of the table without its key: the row cannot be
-		// explained, so it is not (the side of caution).
+		// explained, so it is not (the side of caution). Its key may be
+		// known from the statement's predicate, for sweeps.
 		s.enf.rowUnexplained = true
+		if key, ok := k.inferred.at(f.Rows); ok {
+			s.enf.rowSequential = s.g.sequential(f.state.who.employee, key, s.g.cfg.Now())
+		}
 	case k.index >= 0 && k.index < len(values) && values[k.index] != nil:
 		if key, ok := k.keyText(values[k.index]); ok {
 			if !s.explained(pol.p.Explained(), key, f.state.who.employee) {

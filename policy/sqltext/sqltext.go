@@ -43,6 +43,9 @@ type Info struct {
 	// EstimableParams is set when Estimable holds parameters: it can be
 	// planned only with an Execute's values.
 	EstimableParams bool
+	// Predicates are the comparisons of a single SELECT's WHERE clause
+	// with constants and parameters (see Predicate).
+	Predicates []Predicate
 	// Skipped is why the text was not analyzed (SkippedSize,
 	// SkippedTokens, SkippedRelations: past MaxAnalyzedBytes,
 	// MaxAnalyzedTokens or MaxAnalyzedRelations), "" when it was. Kinds
@@ -125,6 +128,7 @@ func analyze(sql string) *Info {
 			return skimmed(sql, SkippedRelations)
 		}
 		info.Estimable, info.EstimableParams, _ = estimableOf(tree, sql)
+		info.Predicates = predicatesOf(tree)
 		if mayNameCursor(sql) {
 			info.Cursor, info.CursorOp = cursorOf(tree)
 		}
