@@ -30,7 +30,7 @@ func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, 
 	if err != nil {
 		return nil, err
 	}
-	cfg := admin.Config{Token: token, Clock: g.clock, Now: g.now, Logger: logger, ClientCerts: fc.Admin.ClientCAFile != "",
+	cfg := admin.Config{Token: token, Clock: g.clock, Now: g.now, Logger: logger, ClientCerts: fc.Admin.ClientCAFile != "", Pprof: fc.Admin.Pprof,
 		Norm: func(name string) (any, bool) { return g.guard.NormOf(name, g.now()) }}
 	if g.metrics != nil {
 		cfg.Metrics = promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})

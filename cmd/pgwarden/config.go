@@ -95,6 +95,8 @@ type fileConfig struct {
 		CertFile     string `yaml:"cert_file"`
 		KeyFile      string `yaml:"key_file"`
 		ClientCAFile string `yaml:"client_ca_file"`
+		// Pprof serves Go's profiles at /debug/pprof/ (token required).
+		Pprof bool `yaml:"pprof"`
 	} `yaml:"admin"`
 	// StateDir keeps what must survive a restart: the quarantine list,
 	// held results and the notification outbox.

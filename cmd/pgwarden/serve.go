@@ -98,6 +98,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		adminToken   = fs.String("admin-token-file", "", "`file` holding the admin API bearer token")
 		adminCert    = fs.String("admin-tls-cert", "", "certificate `file`: the admin API over TLS")
 		adminKey     = fs.String("admin-tls-key", "", "private key `file` for --admin-tls-cert")
+		adminPprof   = fs.Bool("admin-pprof", false, "serve Go's CPU, heap and goroutine profiles at /debug/pprof/ on the admin listener (token required)")
 		adminCA      = fs.String("admin-client-ca", "", "PEM `file` of CAs: admin clients presenting a certificate they verify need no token (mTLS)")
 		logLevel     = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat    = fs.String("log-format", "", "text or json (default text)")
@@ -175,6 +176,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	set(&fc.Admin.CertFile, *adminCert)
 	set(&fc.Admin.KeyFile, *adminKey)
 	set(&fc.Admin.ClientCAFile, *adminCA)
+	if *adminPprof {
+		fc.Admin.Pprof = true
+	}
 	set(&fc.Notify.Webhook.URL, *webhookURL)
 	set(&fc.Notify.Webhook.SecretFile, *webhookKey)
 	set(&fc.Notify.Syslog.Addr, *syslogAddr)

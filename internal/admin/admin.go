@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +78,9 @@ type Config struct {
 	// ClientCerts admits requests whose TLS client certificate the server
 	// verified (mTLS, configured on the listener) without a token.
 	ClientCerts bool
+	// Pprof serves Go's profiles (net/http/pprof) at /debug/pprof/, token
+	// required: where a busy proxy spends its CPU.
+	Pprof bool
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -128,7 +132,27 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.Handle("POST /v1/policy/reload", h.auth(h.reload))
 	h.mux.Handle("GET /v1/norms/snapshot", h.auth(h.snapshot))
 	h.mux.Handle("PUT /v1/norms/snapshot", h.auth(h.restore))
+	if cfg.Pprof {
+		h.mux.Handle("GET /debug/pprof/{name...}", h.auth(profiles))
+	}
 	return h, nil
+}
+
+// profiles serves Go's profiles: /debug/pprof/ lists them, profile is
+// the CPU profile (?seconds=N), trace the execution trace.
+func profiles(w http.ResponseWriter, r *http.Request) {
+	switch r.PathValue("name") {
+	case "profile":
+		pprof.Profile(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	default:
+		pprof.Index(w, r)
+	}
 }
 
 // ServeHTTP serves one request. A panic in a handler answers 500 and is

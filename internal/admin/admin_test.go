@@ -143,3 +143,42 @@ func TestHandlerPanicAnswers500(t *testing.T) {
 		t.Errorf("GET /v1/health after the panic = %d, want 200", code)
 	}
 }
+
+// TestPprofOptIn: the profiles are served only when asked for, and only
+// with the token.
+func TestPprofOptIn(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		h, err := New(Config{Token: []byte("0123456789abcdef-token"), Pprof: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		for _, tc := range []struct {
+			path, token string
+			want        int
+		}{
+			{"/debug/pprof/", "", 401},
+			{"/debug/pprof/", "0123456789abcdef-token", 200},
+			{"/debug/pprof/goroutine?debug=1", "0123456789abcdef-token", 200},
+			{"/debug/pprof/profile?seconds=1", "0123456789abcdef-token", 200},
+		} {
+			req, _ := http.NewRequest("GET", srv.URL+tc.path, nil)
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			want := tc.want
+			if !on {
+				want = 404
+			}
+			if resp.StatusCode != want {
+				t.Errorf("pprof %v: %s: %d, want %d", on, tc.path, resp.StatusCode, want)
+			}
+		}
+		srv.Close()
+	}
+}
