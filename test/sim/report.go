@@ -94,7 +94,8 @@ type typeResult struct {
 	LeakRowMedian float64 `json:"leaked_rows_median"`
 	LeakRowP95    float64 `json:"leaked_rows_p95"`
 	LeakPIIMax    float64 `json:"leaked_pii_max"`
-	DaysMedian    float64 `json:"working_days_to_alert_median"` // of the detected episodes; 1 is the day it began
+	DaysMedian    float64 `json:"working_days_to_alert_median"` // of the detected episodes; 1 is the day it began; 0 when none was
+	FirstAlerts   string  `json:"first_alert_rules"`            // the rules of the episodes' first alerts, counted
 }
 
 // roleResult is normal traffic's figures for one role.
@@ -283,6 +284,7 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 	for _, typ := range w.attackTypes() {
 		tr := typeResult{Type: typ, Class: attackClass(typ)}
 		var pii, rows, days []float64
+		first := map[string]int{}
 		for _, er := range rep.Episodes {
 			if er.Type != typ {
 				continue
@@ -291,6 +293,7 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 			if er.Detected {
 				tr.Detected++
 				days = append(days, float64(er.DaysToAlert))
+				first[er.FirstAlertRule]++
 			}
 			if er.Blocked {
 				tr.Blocked++
@@ -304,7 +307,10 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 		tr.Recall = float64(tr.Detected) / float64(tr.Episodes)
 		tr.LeakPIIMedian, tr.LeakPIIP95 = quantile(pii, 0.5), quantile(pii, 0.95)
 		tr.LeakRowMedian, tr.LeakRowP95 = quantile(rows, 0.5), quantile(rows, 0.95)
-		tr.LeakPIIMax, tr.DaysMedian = quantile(pii, 1), quantile(days, 0.5)
+		tr.LeakPIIMax, tr.FirstAlerts = quantile(pii, 1), fmtCounts(first)
+		if len(days) > 0 {
+			tr.DaysMedian = quantile(days, 0.5)
+		}
 		cl := classLeaks[tr.Class]
 		cl[0] = append(cl[0], pii...)
 		cl[1] = append(cl[1], rows...)
@@ -316,7 +322,7 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 	if total > 0 {
 		rep.Recall = float64(detected) / float64(total)
 	} else {
-		rep.Recall = math.NaN()
+		rep.Recall = 0 // no episode; JSON has no NaN
 	}
 	for _, class := range []string{"single statement", "packed", "channel, one statement", "channel, many statements", "multi-statement/session", "slow-and-low"} {
 		cl, ok := classLeaks[class]
@@ -567,10 +573,14 @@ func (rep *report) print(out io.Writer) {
 	fmt.Fprintf(out, "decisions: %d (%s)\n\n", rep.Normal.DecisionsTotal, fmtCounts(rep.Normal.DecisionsByAction))
 
 	if len(rep.Types) > 0 {
-		fmt.Fprintf(out, "%-18s %-24s %4s %5s %7s %7s %17s %17s %8s\n", "attack", "class", "eps", "det", "recall", "blocked", "leaked PII med/max", "leaked rows med/p95", "days")
+		fmt.Fprintf(out, "%-18s %-24s %4s %5s %7s %7s %17s %17s %5s  %s\n", "attack", "class", "eps", "det", "recall", "blocked", "leaked PII med/max", "leaked rows med/p95", "days", "first alerts")
 		for _, t := range rep.Types {
-			fmt.Fprintf(out, "%-18s %-24s %4d %5d %7.2f %7d %17s %17s %8s\n", t.Type, t.Class, t.Episodes, t.Detected, t.Recall, t.Blocked,
-				fmtNum(t.LeakPIIMedian)+" / "+fmtNum(t.LeakPIIMax), fmtNum(t.LeakRowMedian)+" / "+fmtNum(t.LeakRowP95), fmtNum(t.DaysMedian))
+			days := "-"
+			if t.Detected > 0 {
+				days = fmtNum(t.DaysMedian)
+			}
+			fmt.Fprintf(out, "%-18s %-24s %4d %5d %7.2f %7d %17s %17s %5s  %s\n", t.Type, t.Class, t.Episodes, t.Detected, t.Recall, t.Blocked,
+				fmtNum(t.LeakPIIMedian)+" / "+fmtNum(t.LeakPIIMax), fmtNum(t.LeakRowMedian)+" / "+fmtNum(t.LeakRowP95), days, t.FirstAlerts)
 		}
 		fmt.Fprintf(out, "(days: median working days from the episode's start to its first alert, 1 being the same day)\n")
 		fmt.Fprintf(out, "%-18s %-24s %4s %5s %7.2f\n\n", "overall", "", "", "", rep.Recall)

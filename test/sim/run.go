@@ -648,12 +648,13 @@ func setupSQLB(w *world) []string {
 	role := func(name, opts string) []string {
 		return []string{fmt.Sprintf("DROP ROLE IF EXISTS %s", name), fmt.Sprintf("CREATE ROLE %s %s", name, opts)}
 	}
-	sqls = append(sqls, "DROP TABLE IF EXISTS schema_migrations")
+	sqls = append(sqls, "DROP TABLE IF EXISTS schema_migrations",
+		"CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
 	for _, r := range []string{"app_owner", jobRole(roleSupport), jobRole(roleAnalyst), jobRole(roleDeveloper), jobRole(roleDBA)} {
 		sqls = append(sqls, fmt.Sprintf("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s NOLOGIN; END IF; END$$", r))
 	}
 	sqls = append(sqls,
-		"ALTER TABLE orders OWNER TO app_owner", "ALTER TABLE payments OWNER TO app_owner",
+		"ALTER TABLE orders OWNER TO app_owner", "ALTER TABLE payments OWNER TO app_owner", "ALTER TABLE schema_migrations OWNER TO app_owner",
 		"GRANT SELECT ON ALL TABLES IN SCHEMA public TO PUBLIC",
 		"GRANT CREATE ON SCHEMA public TO app_owner")
 	for _, e := range w.employees {

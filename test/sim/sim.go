@@ -141,7 +141,10 @@ func simulate(ctx context.Context, cfg config, stdout, stderr io.Writer) (rep *r
 		Holidays: w.holidays, Date: time.Now().Format(time.RFC3339)}
 	rep.print(stdout)
 	if cfg.jsonPath != "" {
-		b, _ := json.MarshalIndent(rep, "", "  ")
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return rep, fmt.Errorf("the report as JSON: %w", err)
+		}
 		if err := os.WriteFile(cfg.jsonPath, append(b, '\n'), 0o644); err != nil {
 			return rep, err
 		}
