@@ -234,8 +234,22 @@ func (w *world) shorterEpisodeHolds(i int, t time.Time) bool {
 	return false
 }
 
+// unrelatedToSlow reports whether a decision cannot be about a slow read:
+// the slow reader's extra lookups run in their usual hours, from their
+// usual address and application, on tables they use, so an alert of a
+// first client, application or table, or of an unusual hour, is caused by
+// something else (in organisation B: the renumbered office, the shift
+// change) and does not count as finding the slow read.
+func unrelatedToSlow(d guard.Decision) bool {
+	switch d.Kind {
+	case "off_hours", "novel_client", "novel_application", "novel_table":
+		return d.Source == "norm"
+	}
+	return false
+}
+
 func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
-	rep := &report{}
+	rep := &report{Meta: reportMeta{Org: w.cfg.org}}
 	sort.SliceStable(decisions, func(i, j int) bool { return decisions[i].Time.Before(decisions[j].Time) })
 	empIndex := map[string]int{}
 	for i, e := range w.employees {
@@ -247,7 +261,8 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 		er := episodeResult{episode: ep}
 		from, to := ep.window()
 		for _, d := range decisions {
-			if d.Employee == ep.Employee && isAlert(d) && !d.Time.Before(from) && !d.Time.After(to) && !w.shorterEpisodeHolds(i, d.Time) {
+			if d.Employee == ep.Employee && isAlert(d) && !d.Time.Before(from) && !d.Time.After(to) && !w.shorterEpisodeHolds(i, d.Time) &&
+				!(ep.Type == atkSlow && unrelatedToSlow(d)) {
 				t := d.Time
 				er.Detected, er.FirstAlert, er.FirstAlertRule = true, &t, d.Rule
 				if er.FirstAlertRule == "" {
