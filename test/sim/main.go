@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,7 @@ import (
 
 // config is the command line.
 type config struct {
+	org         string // "a" (default) or "b", see orgb.go
 	seed        uint64
 	employees   int
 	days        int
@@ -57,7 +59,11 @@ func main() {
 		os.Exit(2)
 	}
 	if cfg.printPolicy {
-		fmt.Print(simPolicy)
+		if cfg.org == orgB {
+			fmt.Print(simPolicyB)
+		} else {
+			fmt.Print(simPolicy)
+		}
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -76,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg config
+	fs.StringVar(&cfg.org, "org", "a", "organisation: a, the company pgwarden was tuned to, or b, one it was not (other roles, schema, events, channel attacks and policy; defaults --employees 40 --customers 20000 --start 2026-03-02)")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same employees, events and attacks")
 	fs.IntVar(&cfg.employees, "employees", 50, "number of employees (support agents, analysts, DBAs, one billing batch account); at least 6")
 	fs.IntVar(&cfg.days, "days", 30, "simulated days")
@@ -103,9 +110,10 @@ Needs the PostgreSQL server binaries (as the tests do) and the go command
 unless --pgwarden is given.
 
 Attack types: %s
+With --org b: %s
 
 Flags:
-`, strings.Join(attackTypes, ", "))
+`, strings.Join(attackTypes, ", "), strings.Join(attackTypesB, ", "))
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -113,6 +121,23 @@ Flags:
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	switch cfg.org {
+	case "a":
+	case orgB:
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["employees"] {
+			cfg.employees = bEmployees
+		}
+		if !set["customers"] {
+			cfg.customers = bPatients
+		}
+		if !set["start"] {
+			*start = bStart
+		}
+	default:
+		return cfg, fmt.Errorf("--org: want a or b, not %q", cfg.org)
 	}
 	cfg.seed = *seed
 	cfg.args = args
@@ -124,8 +149,8 @@ Flags:
 		return cfg, fmt.Errorf("--start %s is a %s, not a Monday", *start, t.Weekday())
 	}
 	cfg.start = t
-	if cfg.employees < 6 {
-		return cfg, fmt.Errorf("--employees must be at least 6")
+	if cfg.employees < 6 || cfg.org == orgB && cfg.employees < 12 {
+		return cfg, fmt.Errorf("--employees must be at least 6 (12 for --org b)")
 	}
 	if cfg.days < 1 {
 		return cfg, fmt.Errorf("--days must be at least 1")
@@ -141,13 +166,13 @@ Flags:
 	}
 	switch *attacks {
 	case "all":
-		cfg.attacks = attackTypes
+		cfg.attacks = typesOf(cfg.org)
 	case "none", "":
 	default:
 		for _, a := range strings.Split(*attacks, ",") {
 			a = strings.TrimSpace(a)
-			if !isAttackType(a) {
-				return cfg, fmt.Errorf("--attacks: unknown type %q (known: %s)", a, strings.Join(attackTypes, ", "))
+			if !slices.Contains(typesOf(cfg.org), a) {
+				return cfg, fmt.Errorf("--attacks: unknown type %q (known: %s)", a, strings.Join(typesOf(cfg.org), ", "))
 			}
 			cfg.attacks = append(cfg.attacks, a)
 		}

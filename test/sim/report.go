@@ -57,6 +57,7 @@ func isBlock(d guard.Decision) bool {
 }
 
 type reportMeta struct {
+	Org       string   `json:"org"`
 	Command   string   `json:"command"`
 	Seed      uint64   `json:"seed"`
 	Employees int      `json:"employees"`
@@ -92,6 +93,20 @@ type typeResult struct {
 	LeakPIIP95    float64 `json:"leaked_pii_p95"`
 	LeakRowMedian float64 `json:"leaked_rows_median"`
 	LeakRowP95    float64 `json:"leaked_rows_p95"`
+	LeakPIIMax    float64 `json:"leaked_pii_max"`
+	DaysMedian    float64 `json:"working_days_to_alert_median"` // of the detected episodes; 1 is the day it began; 0 when none was
+	FirstAlerts   string  `json:"first_alert_rules"`            // the rules of the episodes' first alerts, counted
+}
+
+// roleResult is normal traffic's figures for one role.
+type roleResult struct {
+	Role              string  `json:"role"`
+	EmployeeDays      int     `json:"employee_days"`
+	FalseAlerts       int     `json:"false_alerts"`
+	FalseAlertsPerDay float64 `json:"false_alerts_per_employee_day"`
+	FalseBlocks       int     `json:"false_blocks"`          // decision log
+	BlockedClient     int     `json:"blocked_client_side"`   // normal statements stopped outside attack windows
+	TopRules          string  `json:"top_false_alert_rules"` // the commonest causes
 }
 
 type classResult struct {
@@ -126,6 +141,8 @@ type normalResult struct {
 	FalseBlockExamples  []falseDecision `json:"false_block_examples,omitempty"`
 	FalseAlertExamples  []falseDecision `json:"false_alert_examples,omitempty"`
 	UnattributedAlerts  int             `json:"unattributed_alerts"` // decisions for names that are no employee
+	ByRole              []roleResult    `json:"by_role"`
+	JobsBlocked         int             `json:"jobs_blocked"` // backup and batch statements stopped, client side or in the decision log
 	DecisionsByAction   map[string]int  `json:"decisions_by_action"`
 	DecisionsBySource   map[string]int  `json:"decisions_by_source"`
 	DecisionsTotal      int             `json:"decisions_total"`
@@ -217,8 +234,22 @@ func (w *world) shorterEpisodeHolds(i int, t time.Time) bool {
 	return false
 }
 
+// unrelatedToSlow reports whether a decision cannot be about a slow read:
+// the slow reader's extra lookups run in their usual hours, from their
+// usual address and application, on tables they use, so an alert of a
+// first client, application or table, or of an unusual hour, is caused by
+// something else (in organisation B: the renumbered office, the shift
+// change) and does not count as finding the slow read.
+func unrelatedToSlow(d guard.Decision) bool {
+	switch d.Kind {
+	case "off_hours", "novel_client", "novel_application", "novel_table":
+		return d.Source == "norm"
+	}
+	return false
+}
+
 func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
-	rep := &report{}
+	rep := &report{Meta: reportMeta{Org: w.cfg.org}}
 	sort.SliceStable(decisions, func(i, j int) bool { return decisions[i].Time.Before(decisions[j].Time) })
 	empIndex := map[string]int{}
 	for i, e := range w.employees {
@@ -230,7 +261,8 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 		er := episodeResult{episode: ep}
 		from, to := ep.window()
 		for _, d := range decisions {
-			if d.Employee == ep.Employee && isAlert(d) && !d.Time.Before(from) && !d.Time.After(to) && !w.shorterEpisodeHolds(i, d.Time) {
+			if d.Employee == ep.Employee && isAlert(d) && !d.Time.Before(from) && !d.Time.After(to) && !w.shorterEpisodeHolds(i, d.Time) &&
+				!(ep.Type == atkSlow && unrelatedToSlow(d)) {
 				t := d.Time
 				er.Detected, er.FirstAlert, er.FirstAlertRule = true, &t, d.Rule
 				if er.FirstAlertRule == "" {
@@ -250,7 +282,7 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 				break
 			}
 		}
-		if ep.Type == atkSlow && er.Detected {
+		if er.Detected {
 			e := &w.employees[empIndex[ep.Employee]]
 			alertDay := w.dayOf(*er.FirstAlert)
 			for d := ep.StartDay; d <= alertDay && d < w.cfg.days; d++ {
@@ -264,9 +296,10 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 	// Per type and class.
 	detected, total := 0, 0
 	classLeaks := map[string][2][]float64{}
-	for _, typ := range attackTypes {
+	for _, typ := range w.attackTypes() {
 		tr := typeResult{Type: typ, Class: attackClass(typ)}
-		var pii, rows []float64
+		var pii, rows, days []float64
+		first := map[string]int{}
 		for _, er := range rep.Episodes {
 			if er.Type != typ {
 				continue
@@ -274,6 +307,8 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 			tr.Episodes++
 			if er.Detected {
 				tr.Detected++
+				days = append(days, float64(er.DaysToAlert))
+				first[er.FirstAlertRule]++
 			}
 			if er.Blocked {
 				tr.Blocked++
@@ -287,6 +322,10 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 		tr.Recall = float64(tr.Detected) / float64(tr.Episodes)
 		tr.LeakPIIMedian, tr.LeakPIIP95 = quantile(pii, 0.5), quantile(pii, 0.95)
 		tr.LeakRowMedian, tr.LeakRowP95 = quantile(rows, 0.5), quantile(rows, 0.95)
+		tr.LeakPIIMax, tr.FirstAlerts = quantile(pii, 1), fmtCounts(first)
+		if len(days) > 0 {
+			tr.DaysMedian = quantile(days, 0.5)
+		}
 		cl := classLeaks[tr.Class]
 		cl[0] = append(cl[0], pii...)
 		cl[1] = append(cl[1], rows...)
@@ -298,9 +337,9 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 	if total > 0 {
 		rep.Recall = float64(detected) / float64(total)
 	} else {
-		rep.Recall = math.NaN()
+		rep.Recall = 0 // no episode; JSON has no NaN
 	}
-	for _, class := range []string{"single statement", "packed", "multi-statement/session", "slow-and-low"} {
+	for _, class := range []string{"single statement", "packed", "channel, one statement", "channel, many statements", "multi-statement/session", "slow-and-low"} {
 		cl, ok := classLeaks[class]
 		if !ok {
 			continue
@@ -366,11 +405,103 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 		}
 	}
 	n.FalseAlertDays = len(falseDays)
+	n.ByRole, n.JobsBlocked = byRole(w, r, decisions)
 	if n.EmployeeDays > 0 {
 		n.FalseAlertsPerDay = float64(n.FalseAlerts) / float64(n.EmployeeDays)
 	}
 	rep.Targets = targets(rep)
 	return rep
+}
+
+// isJob reports whether a role is a backup or batch job, which reads every
+// row by design and must never be stopped.
+func isJob(role string) bool { return role == roleBackup || role == roleBatch || role == roleBilling }
+
+// byRole splits normal traffic's false alerts and blocks by the role the
+// employee had that day, and counts the jobs' stopped statements.
+func byRole(w *world, r *runner, decisions []guard.Decision) ([]roleResult, int) {
+	var order []string
+	idx := map[string]int{}
+	rules := map[string]map[string]int{}
+	res := []roleResult{}
+	get := func(role string) *roleResult {
+		k, ok := idx[role]
+		if !ok {
+			k = len(res)
+			idx[role] = k
+			order = append(order, role)
+			res = append(res, roleResult{Role: role})
+			rules[role] = map[string]int{}
+		}
+		return &res[k]
+	}
+	empIndex := map[string]int{}
+	for i := range w.employees {
+		e := &w.employees[i]
+		empIndex[e.Name] = i
+		for d := range w.cfg.days {
+			rr := get(e.roleOn(d))
+			if w.active[i][d] {
+				rr.EmployeeDays++
+			}
+		}
+	}
+	jobs := 0
+	for _, d := range decisions {
+		ei, ok := empIndex[d.Employee]
+		if !ok || !isAlert(d) {
+			continue
+		}
+		e := &w.employees[ei]
+		role := e.roleOn(w.dayOf(d.Time))
+		if isJob(role) && isBlock(d) {
+			jobs++
+		}
+		if w.inEpisode(d.Employee, d.Time) {
+			continue
+		}
+		rr := get(role)
+		rr.FalseAlerts++
+		if isBlock(d) {
+			rr.FalseBlocks++
+		}
+		key := d.Rule
+		if key == "" {
+			key = d.Source + ":" + d.Kind
+		}
+		rules[role][key]++
+	}
+	for _, st := range r.normalStops {
+		ei := empIndex[st.Emp]
+		role := w.employees[ei].roleOn(w.dayOf(st.At))
+		if isJob(role) {
+			jobs++
+		}
+		if !w.inEpisode(st.Emp, st.At) {
+			get(role).BlockedClient++
+		}
+	}
+	for k := range res {
+		rr := &res[k]
+		if rr.EmployeeDays > 0 {
+			rr.FalseAlertsPerDay = float64(rr.FalseAlerts) / float64(rr.EmployeeDays)
+		}
+		type kv struct {
+			k string
+			v int
+		}
+		var top []kv
+		for k, v := range rules[rr.Role] {
+			top = append(top, kv{k, v})
+		}
+		sort.Slice(top, func(i, j int) bool { return top[i].v > top[j].v || top[i].v == top[j].v && top[i].k < top[j].k })
+		var parts []string
+		for _, t := range top[:min(3, len(top))] {
+			parts = append(parts, fmt.Sprintf("%s %d", t.k, t.v))
+		}
+		rr.TopRules = strings.Join(parts, ", ")
+	}
+	return res, jobs
 }
 
 func targets(rep *report) []targetResult {
@@ -389,6 +520,16 @@ func targets(rep *report) []targetResult {
 		add("recall, worst type ("+minName+")", fmt.Sprintf("%.3f", minType), ">= 0.95", minType >= 0.95)
 	}
 	add("false alerts per employee-day", fmt.Sprintf("%.4f", rep.Normal.FalseAlertsPerDay), "<= 0.01", rep.Normal.FalseAlertsPerDay <= 0.01)
+	worst, worstRole := -1.0, ""
+	for _, rr := range rep.Normal.ByRole {
+		if rr.EmployeeDays > 0 && rr.FalseAlertsPerDay > worst {
+			worst, worstRole = rr.FalseAlertsPerDay, rr.Role
+		}
+	}
+	if worst >= 0 {
+		add("false alerts per employee-day, worst role ("+worstRole+")", fmt.Sprintf("%.4f", worst), "<= 0.02", worst <= 0.02)
+	}
+	add("backup and batch jobs stopped", fmt.Sprint(rep.Normal.JobsBlocked), "0", rep.Normal.JobsBlocked == 0)
 	add("false blocks (decision log)", fmt.Sprint(rep.Normal.FalseBlocks), "0", rep.Normal.FalseBlocks == 0)
 	add("normal statements blocked outside attack windows", fmt.Sprint(rep.Normal.FalseBlockedClient), "0", rep.Normal.FalseBlockedClient == 0)
 	for _, c := range rep.Classes {
@@ -399,6 +540,15 @@ func targets(rep *report) []targetResult {
 			add("leaked PII median, packed", fmtNum(c.LeakPIIMedian), "0", c.LeakPIIMedian == 0)
 		case "multi-statement/session":
 			add("leaked PII median, multi-statement/session", fmtNum(c.LeakPIIMedian), "<= 100", c.LeakPIIMedian <= 100)
+		}
+	}
+	if rep.Meta.Org == orgB {
+		// One statement's channel: no more than the statement limit of
+		// organisation B's policy (250 PII values) delivered.
+		for _, t := range rep.Types {
+			if t.Class == "single statement" || t.Class == "channel, one statement" {
+				add("leaked PII max, "+t.Type, fmtNum(t.LeakPIIMax), "<= 250", t.LeakPIIMax <= 250)
+			}
 		}
 	}
 	for _, er := range rep.Episodes {
@@ -425,8 +575,12 @@ func fmtNum(f float64) string {
 
 func (rep *report) print(out io.Writer) {
 	m := rep.Meta
-	fmt.Fprintf(out, "\npgwarden simulation: %d employees, %d days from %s (holidays: day %v), %d customers, seed %d\n",
-		m.Employees, m.Days, m.Start, plusOne(m.Holidays), m.Customers, m.Seed)
+	org := "A"
+	if m.Org == orgB {
+		org = "B"
+	}
+	fmt.Fprintf(out, "\npgwarden simulation, organisation %s: %d employees, %d days from %s (holidays: day %v), %d customers, seed %d\n",
+		org, m.Employees, m.Days, m.Start, plusOne(m.Holidays), m.Customers, m.Seed)
 	fmt.Fprintf(out, "policy: %s\n", m.Policy)
 	fmt.Fprintf(out, "ran %d statements (%d normal, %d attack) on %d connections, %d clock moves, %s -> %s, in %.0fs; %d unexpected errors\n",
 		rep.Run.Statements, rep.Run.NormalStatements, rep.Run.AttackStatements, rep.Run.Connections, rep.Run.ClockPosts,
@@ -434,11 +588,16 @@ func (rep *report) print(out io.Writer) {
 	fmt.Fprintf(out, "decisions: %d (%s)\n\n", rep.Normal.DecisionsTotal, fmtCounts(rep.Normal.DecisionsByAction))
 
 	if len(rep.Types) > 0 {
-		fmt.Fprintf(out, "%-18s %-24s %4s %5s %7s %7s %17s %17s\n", "attack", "class", "eps", "det", "recall", "blocked", "leaked PII med/p95", "leaked rows med/p95")
+		fmt.Fprintf(out, "%-18s %-24s %4s %5s %7s %7s %17s %17s %5s  %s\n", "attack", "class", "eps", "det", "recall", "blocked", "leaked PII med/max", "leaked rows med/p95", "days", "first alerts")
 		for _, t := range rep.Types {
-			fmt.Fprintf(out, "%-18s %-24s %4d %5d %7.2f %7d %17s %17s\n", t.Type, t.Class, t.Episodes, t.Detected, t.Recall, t.Blocked,
-				fmtNum(t.LeakPIIMedian)+" / "+fmtNum(t.LeakPIIP95), fmtNum(t.LeakRowMedian)+" / "+fmtNum(t.LeakRowP95))
+			days := "-"
+			if t.Detected > 0 {
+				days = fmtNum(t.DaysMedian)
+			}
+			fmt.Fprintf(out, "%-18s %-24s %4d %5d %7.2f %7d %17s %17s %5s  %s\n", t.Type, t.Class, t.Episodes, t.Detected, t.Recall, t.Blocked,
+				fmtNum(t.LeakPIIMedian)+" / "+fmtNum(t.LeakPIIMax), fmtNum(t.LeakRowMedian)+" / "+fmtNum(t.LeakRowP95), days, t.FirstAlerts)
 		}
+		fmt.Fprintf(out, "(days: median working days from the episode's start to its first alert, 1 being the same day)\n")
 		fmt.Fprintf(out, "%-18s %-24s %4s %5s %7.2f\n\n", "overall", "", "", "", rep.Recall)
 		fmt.Fprintf(out, "leaked before the first block, by class:\n")
 		for _, c := range rep.Classes {
@@ -459,7 +618,7 @@ func (rep *report) print(out io.Writer) {
 				if er.Detected {
 					v = fmt.Sprintf("first alert after %d working days (%s, %s)", er.DaysToAlert, er.FirstAlert.Format("Mon 01-02 15:04"), er.FirstAlertRule)
 				}
-				fmt.Fprintf(out, "  %.1fx %-10s %s; leaked %d PII before any block\n", er.Factor, er.Employee, v, er.LeakedPII)
+				fmt.Fprintf(out, "  %.2gx %-10s %s; leaked %d PII before any block\n", er.Factor, er.Employee, v, er.LeakedPII)
 			}
 			fmt.Fprintln(out)
 		}
@@ -483,6 +642,13 @@ func (rep *report) print(out io.Writer) {
 	}
 	if len(n.FalseByRule) > 0 {
 		fmt.Fprintf(out, "  false alerts by rule: %s\n", fmtCounts(n.FalseByRule))
+	}
+	if len(n.ByRole) > 0 {
+		fmt.Fprintf(out, "\n  %-10s %9s %12s %14s %12s %14s  %s\n", "role", "emp-days", "false alerts", "per emp-day", "false blocks", "stopped (cli)", "commonest causes")
+		for _, rr := range n.ByRole {
+			fmt.Fprintf(out, "  %-10s %9d %12d %14.4f %12d %14d  %s\n", rr.Role, rr.EmployeeDays, rr.FalseAlerts, rr.FalseAlertsPerDay, rr.FalseBlocks, rr.BlockedClient, rr.TopRules)
+		}
+		fmt.Fprintf(out, "  backup and batch jobs stopped: %d\n\n", n.JobsBlocked)
 	}
 	for _, d := range n.FalseBlockExamples {
 		fmt.Fprintf(out, "  false block: %s %s %s %s: %s\n", d.Time.Format("01-02 15:04"), d.Employee, d.Action, d.Rule, d.Reason)

@@ -247,6 +247,7 @@ type runner struct {
 	verbose bool
 	mu      sync.Mutex // guards conns, stats, results during parallel events
 	conns   map[string]*pgx.Conn
+	side    map[*pgx.Conn]*sideCount // what each connection received besides results
 	stats   runStats
 	results [][]outcome // per episode
 	stopped []bool      // per episode: the attacker was stopped, the episode goes no further
@@ -272,9 +273,37 @@ func (r *runner) connect(ctx context.Context, emp string, s session) (*pgx.Conn,
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(s.LocalIP)}, KeepAlive: 5 * time.Minute}
 		cfg.DialFunc = d.DialContext
 	}
+	sc := &sideCount{}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		sc.pii.Add(int64(r.w.countPII([]byte(errorText((*pgconn.PgError)(n))))))
+	}
+	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) {
+		sc.pii.Add(int64(r.w.countPII([]byte(n.Payload))))
+	}
 	cctx, cancel := context.WithTimeout(ctx, stmtTimeout)
 	defer cancel()
-	return pgx.ConnectConfig(cctx, cfg)
+	c, err := pgx.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	sc.app = c.PgConn().ParameterStatus("application_name")
+	r.mu.Lock()
+	r.side[c] = sc
+	r.mu.Unlock()
+	return c, nil
+}
+
+// sideCount is the PII a connection received in notices and
+// notifications, and the last application_name the server reported
+// (ParameterStatus), whose changes are counted too.
+type sideCount struct {
+	pii atomic.Int64
+	app string
+}
+
+// errorText is every field of an error or notice a client shows.
+func errorText(e *pgconn.PgError) string {
+	return strings.Join([]string{e.Message, e.Detail, e.Hint, e.Where}, "\n")
 }
 
 func (r *runner) closeAll(ctx context.Context) {
@@ -285,6 +314,7 @@ func (r *runner) closeAll(ctx context.Context) {
 		c.Close(cctx)
 		cancel()
 		delete(r.conns, k)
+		delete(r.side, c)
 	}
 }
 
@@ -321,8 +351,11 @@ func (r *runner) exec(ctx context.Context, emp string, s session, key string, st
 			r.conns[ck] = c
 			r.mu.Unlock()
 		}
-		o := r.run(ctx, c, st)
-		if o.Err != "" && !o.stopped() {
+		r.mu.Lock()
+		sc := r.side[c]
+		r.mu.Unlock()
+		o := r.run(ctx, c, sc, st)
+		if o.Err != "" && !o.stopped() && !st.Fails {
 			r.unexpected(emp, st.SQL, errors.New(o.Err))
 		}
 		if c.IsClosed() {
@@ -334,6 +367,7 @@ func (r *runner) exec(ctx context.Context, emp string, s session, key string, st
 			}
 			r.mu.Lock()
 			delete(r.conns, ck)
+			delete(r.side, c)
 			r.mu.Unlock()
 		}
 		outs = append(outs, o)
@@ -359,24 +393,42 @@ func (r *runner) unexpected(emp, what string, err error) {
 	}
 }
 
-// run runs one statement and counts what the client received.
-func (r *runner) run(ctx context.Context, c *pgx.Conn, st stmt) outcome {
+// run runs one statement and counts what the client received: rows, COPY
+// data, and through sc notices, notifications, parameter status and the
+// text of an error.
+func (r *runner) run(ctx context.Context, c *pgx.Conn, sc *sideCount, st stmt) outcome {
 	ctx, cancel := context.WithTimeout(ctx, stmtTimeout)
 	defer cancel()
 	var o outcome
 	var err error
-	if st.Copy {
-		cw := &copyCounter{}
+	if sc != nil {
+		sc.pii.Store(0)
+	}
+	switch {
+	case st.Copy:
+		cw := &copyCounter{count: r.w.countPII}
 		_, err = c.PgConn().CopyTo(ctx, cw, st.SQL)
 		o.Rows, o.PII = cw.rows, cw.pii
-	} else {
+	case st.Binary:
+		res := c.PgConn().ExecParams(ctx, st.SQL, nil, nil, nil, []int16{1}).Read()
+		for _, row := range res.Rows {
+			o.Rows++
+			for _, v := range row {
+				if t, ok := binaryArrayText(v); ok {
+					v = t
+				}
+				o.PII += r.w.countPII(v)
+			}
+		}
+		err = res.Err
+	default:
 		var rows pgx.Rows
 		rows, err = c.Query(ctx, st.SQL, st.Args...)
 		if err == nil {
 			for rows.Next() {
 				o.Rows++
 				for _, v := range rows.RawValues() {
-					o.PII += countPII(v)
+					o.PII += r.w.countPII(v)
 				}
 			}
 			rows.Close()
@@ -384,9 +436,22 @@ func (r *runner) run(ctx context.Context, c *pgx.Conn, st stmt) outcome {
 		}
 	}
 	o.order = r.order.Add(1)
+	if sc != nil {
+		o.PII += int(sc.pii.Load())
+		if app := c.PgConn().ParameterStatus("application_name"); app != sc.app {
+			o.PII += r.w.countPII([]byte(app))
+			sc.app = app
+		}
+	}
+	if err == nil {
+		o.PII += st.Infers
+	}
 	if err != nil {
 		o.Err = err.Error()
 		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			o.PII += r.w.countPII([]byte(errorText(pe)))
+		}
 		if errors.As(err, &pe) && pe.Code == "42501" && strings.HasPrefix(pe.Message, "pgwarden") {
 			o.Blocked = true
 			if pe.Severity == "FATAL" {
@@ -398,11 +463,14 @@ func (r *runner) run(ctx context.Context, c *pgx.Conn, st stmt) outcome {
 }
 
 // copyCounter receives COPY TO STDOUT data: one CopyData message per row.
-type copyCounter struct{ rows, pii int }
+type copyCounter struct {
+	rows, pii int
+	count     func([]byte) int
+}
 
 func (w *copyCounter) Write(b []byte) (int, error) {
 	w.rows++
-	w.pii += countPII(b)
+	w.pii += w.count(b)
 	return len(b), nil
 }
 
@@ -540,6 +608,9 @@ func setupDatabase(ctx context.Context, cluster *pgtest.Cluster, w *world) error
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if w.cfg.org == orgB {
+		return execAll(ctx, conn, setupSQLB(w))
+	}
 	sqls := append(seedSQL(w.cfg.customers), w.ticketsSQL()...)
 	sqls = append(sqls,
 		"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'customers_owner') THEN CREATE ROLE customers_owner NOLOGIN; END IF; END$$",
@@ -557,10 +628,51 @@ func setupDatabase(ctx context.Context, cluster *pgtest.Cluster, w *world) error
 			sqls = append(sqls, fmt.Sprintf("GRANT customers_owner, pg_read_all_stats TO %s", e.Name))
 		}
 	}
+	return execAll(ctx, conn, sqls)
+}
+
+func execAll(ctx context.Context, conn *pgx.Conn, sqls []string) error {
 	for _, s := range sqls {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("%.60s: %w", s, err)
 		}
 	}
 	return nil
+}
+
+// setupSQLB seeds organisation B: its tables, its job roles, its
+// employees and accounts. The DBAs are superusers; the developers own the
+// application's tables (app_owner), for their migrations.
+func setupSQLB(w *world) []string {
+	sqls := seedSQLB(w.cfg.customers)
+	role := func(name, opts string) []string {
+		return []string{fmt.Sprintf("DROP ROLE IF EXISTS %s", name), fmt.Sprintf("CREATE ROLE %s %s", name, opts)}
+	}
+	sqls = append(sqls, "DROP TABLE IF EXISTS schema_migrations",
+		"CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+	for _, r := range []string{"app_owner", jobRole(roleSupport), jobRole(roleAnalyst), jobRole(roleDeveloper), jobRole(roleDBA)} {
+		sqls = append(sqls, fmt.Sprintf("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s NOLOGIN; END IF; END$$", r))
+	}
+	sqls = append(sqls,
+		"ALTER TABLE orders OWNER TO app_owner", "ALTER TABLE payments OWNER TO app_owner", "ALTER TABLE schema_migrations OWNER TO app_owner",
+		"GRANT SELECT ON ALL TABLES IN SCHEMA public TO PUBLIC",
+		"GRANT CREATE ON SCHEMA public TO app_owner")
+	for _, e := range w.employees {
+		login := fmt.Sprintf("LOGIN PASSWORD '%s'", employeePassword)
+		switch e.Role {
+		case roleDBA:
+			sqls = append(sqls, role(e.Name, "SUPERUSER "+login)...)
+		default:
+			sqls = append(sqls, role(e.Name, login)...)
+		}
+		switch e.Role {
+		case roleSupport, roleAnalyst, roleDBA:
+			sqls = append(sqls, fmt.Sprintf("GRANT %s TO %s", jobRole(e.Role), e.Name))
+		case roleDeveloper:
+			sqls = append(sqls, fmt.Sprintf("GRANT %s, app_owner TO %s", jobRole(e.Role), e.Name))
+		case roleBatch:
+			sqls = append(sqls, fmt.Sprintf("GRANT UPDATE ON orders TO %s", e.Name))
+		}
+	}
+	return sqls
 }

@@ -27,8 +27,8 @@ func simulate(ctx context.Context, cfg config, stdout, stderr io.Writer) (rep *r
 		fmt.Fprintf(stderr, "[%02d:%02d] %s\n", int(d.Minutes()), int(d.Seconds())%60, fmt.Sprintf(format, args...))
 	}
 	w := buildWorld(cfg)
-	logf("seed %d: %d employees, %d days from %s, %d events, %d attack episodes (%d customers)",
-		cfg.seed, len(w.employees), cfg.days, cfg.start.Format("2006-01-02"), len(w.events), len(w.episodes), cfg.customers)
+	logf("organisation %s, seed %d: %d employees, %d days from %s, %d events, %d attack episodes (%d customers)",
+		cfg.org, cfg.seed, len(w.employees), cfg.days, cfg.start.Format("2006-01-02"), len(w.events), len(w.episodes), cfg.customers)
 
 	tmp, err := os.MkdirTemp("", "pgwarden-sim-")
 	if err != nil {
@@ -45,6 +45,9 @@ func simulate(ctx context.Context, cfg config, stdout, stderr io.Writer) (rep *r
 	}
 	policyText := simPolicy
 	policyName := "built-in sim policy"
+	if cfg.org == orgB {
+		policyText, policyName = simPolicyB, "organisation B's policy"
+	}
 	if cfg.policyPath != "" {
 		b, err := os.ReadFile(cfg.policyPath)
 		if err != nil {
@@ -108,7 +111,7 @@ func simulate(ctx context.Context, cfg config, stdout, stderr io.Writer) (rep *r
 	} else if !got.Equal(cfg.start) {
 		return nil, fmt.Errorf("pgwarden's virtual clock shows %s, want %s", got, cfg.start)
 	}
-	r := &runner{w: w, super: cluster.DSN(pgtest.SuperUser), host: "127.0.0.1", port: port, db: cluster.Database, clock: clock, logf: logf, verbose: cfg.verbose,
+	r := &runner{w: w, side: map[*pgx.Conn]*sideCount{}, super: cluster.DSN(pgtest.SuperUser), host: "127.0.0.1", port: port, db: cluster.Database, clock: clock, logf: logf, verbose: cfg.verbose,
 		conns: map[string]*pgx.Conn{}, results: make([][]outcome, len(w.episodes)), stopped: make([]bool, len(w.episodes))}
 	runStart := time.Now()
 	runErr := r.runAll(ctx, runStart)
@@ -133,12 +136,15 @@ func simulate(ctx context.Context, cfg config, stdout, stderr io.Writer) (rep *r
 
 	rep = evaluate(w, r, decisions)
 	rep.Run = r.stats
-	rep.Meta = reportMeta{Command: cfg.reproduce(), Seed: cfg.seed, Employees: len(w.employees), Days: cfg.days,
+	rep.Meta = reportMeta{Org: cfg.org, Command: cfg.reproduce(), Seed: cfg.seed, Employees: len(w.employees), Days: cfg.days,
 		Start: cfg.start.Format("2006-01-02"), Customers: cfg.customers, Policy: policyName, Pgwarden: proc.argv,
 		Holidays: w.holidays, Date: time.Now().Format(time.RFC3339)}
 	rep.print(stdout)
 	if cfg.jsonPath != "" {
-		b, _ := json.MarshalIndent(rep, "", "  ")
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return rep, fmt.Errorf("the report as JSON: %w", err)
+		}
 		if err := os.WriteFile(cfg.jsonPath, append(b, '\n'), 0o644); err != nil {
 			return rep, err
 		}

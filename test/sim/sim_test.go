@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +97,103 @@ func TestSimulationEndToEnd(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+}
+
+// TestSimulationOrgB runs a tiny organisation B (12 employees, 3 days, one
+// episode of every channel attack) through a real pgwarden and checks the
+// instrument rather than pgwarden's figures: every statement ran as
+// intended, every role worked, the jobs read every row unhindered, and an
+// attack that was not stopped shows the PII it delivered, whichever
+// channel carried it. About 15 seconds.
+func TestSimulationOrgB(t *testing.T) {
+	cfg, err := parseFlags([]string{"--org", "b", "--employees", "12", "--days", "3", "--customers", "4000", "--episodes", "1", "--seed", "7"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	rep, err := simulate(t.Context(), cfg, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("simulate: %v\nstderr:\n%s", err, stderr.String())
+	}
+	t.Logf("%s\n%s", stderr.String(), stdout.String())
+	if rep.Run.Errors != 0 {
+		t.Errorf("%d unexpected statement errors", rep.Run.Errors)
+	}
+	if rep.Run.NormalStatements < 1000 {
+		t.Errorf("ran %d normal statements, want more", rep.Run.NormalStatements)
+	}
+	roles := map[string]int{}
+	for _, rr := range rep.Normal.ByRole {
+		roles[rr.Role] = rr.EmployeeDays
+	}
+	for _, role := range []string{roleSupport, roleAnalyst, roleDeveloper, roleDBA, roleService, roleBackup, roleBatch} {
+		if roles[role] == 0 {
+			t.Errorf("role %s worked no day: %v", role, roles)
+		}
+	}
+	if rep.Normal.JobsBlocked != 0 {
+		t.Errorf("the backup or month-end job was stopped %d times", rep.Normal.JobsBlocked)
+	}
+	seen := map[string]bool{}
+	for _, er := range rep.Episodes {
+		seen[er.Type] = true
+		if er.Statements == 0 {
+			t.Errorf("episode %d (%s) ran no statement", er.ID, er.Type)
+		}
+		if !er.Blocked && er.Type != atkSlow && er.LeakedPII == 0 {
+			t.Errorf("episode %d (%s) was not stopped, yet the client counted no PII: the channel is not measured", er.ID, er.Type)
+		}
+	}
+	for _, typ := range attackTypesB {
+		if !seen[typ] {
+			t.Errorf("no %s episode", typ)
+		}
+	}
+	// The dumps the policy's planner rule sees coming leak nothing.
+	for _, tr := range rep.Types {
+		if (tr.Type == atkBBulk || tr.Type == atkBCopy) && (tr.Blocked != tr.Episodes || tr.LeakPIIMax != 0) {
+			t.Errorf("%s: %d of %d blocked, up to %v PII leaked; want all refused before any row", tr.Type, tr.Blocked, tr.Episodes, tr.LeakPIIMax)
+		}
+	}
+	if !strings.Contains(stdout.String(), "organisation B") || !strings.Contains(stdout.String(), "backup and batch jobs stopped") {
+		t.Error("the report lacks organisation B's figures")
+	}
+}
+
+// TestClientDecode checks the simulator's ground truth decodes what a
+// client would: hex bytea, base64 text and binary arrays.
+func TestClientDecode(t *testing.T) {
+	email := patientEmail(42)
+	hexed := []byte(`\x` + hex.EncodeToString([]byte(email)))
+	b64 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat(email+"|", 4)))
+	b64 = b64[:76] + "\n" + b64[76:]
+	w := &world{cfg: config{org: orgB}}
+	for _, c := range []struct {
+		name string
+		v    []byte
+		want int
+	}{
+		{"plain", []byte(email), 1},
+		{"hex bytea", hexed, 1},
+		{"base64 with line breaks", []byte(b64), 4},
+		{"not base64", []byte("abcdefgh!"), 0},
+	} {
+		if got := w.countPII(c.v); got != c.want {
+			t.Errorf("%s: %d PII values, want %d", c.name, got, c.want)
+		}
+	}
+	arr := binary.BigEndian.AppendUint32(nil, 1)
+	arr = binary.BigEndian.AppendUint32(arr, 0)
+	arr = binary.BigEndian.AppendUint32(arr, 25)
+	arr = binary.BigEndian.AppendUint32(arr, 2)
+	arr = binary.BigEndian.AppendUint32(arr, 1)
+	for _, s := range []string{"Aiko Okafor", email} {
+		arr = binary.BigEndian.AppendUint32(arr, uint32(len(s)))
+		arr = append(arr, s...)
+	}
+	txt, ok := binaryArrayText(arr)
+	if !ok || w.countPII(txt) != 2 {
+		t.Errorf("binary array: %q %v, want 2 PII values", txt, ok)
 	}
 }

@@ -96,6 +96,8 @@ type employee struct {
 	HireDay    int    `json:"hire_day,omitempty"` // first working day index
 	Weekends   bool   `json:"weekends,omitempty"` // works Saturdays and Sundays too
 	Base       int    `json:"base_lookups,omitempty"`
+	Office     string `json:"office,omitempty"` // organisation B: north, south or service
+	Always     bool   `json:"always,omitempty"` // a service or job account: every day
 }
 
 func (e *employee) roleOn(day int) string {
@@ -133,7 +135,30 @@ const (
 
 var attackTypes = []string{atkBulk, atkBulkParam, atkPaging, atkSlow, atkStringAgg, atkJSONAgg, atkCopy, atkCursor, atkOffHours, atkStolen, atkParallel}
 
-func isAttackType(s string) bool { return slices.Contains(attackTypes, s) }
+// typesOf returns the attack types of an organisation.
+func typesOf(org string) []string {
+	if org == orgB {
+		return attackTypesB
+	}
+	return attackTypes
+}
+
+// attackTypes returns the attack types of the world's organisation.
+func (w *world) attackTypes() []string { return typesOf(w.cfg.org) }
+
+// countPII counts the PII the simulator put in the organisation's tables
+// in what a client received, as the client decodes it.
+func (w *world) countPII(b []byte) int {
+	count := countPII
+	if w.cfg.org == orgB {
+		count = countPIIB
+	}
+	n := count(b)
+	if d, ok := clientDecode(b); ok {
+		n = max(n, count(d))
+	}
+	return n
+}
 
 // attackClass groups attack types for the leak figures.
 func attackClass(t string) string {
@@ -144,6 +169,14 @@ func attackClass(t string) string {
 		return "packed"
 	case atkSlow:
 		return "slow-and-low"
+	case atkBBulk, atkBCopy:
+		return "single statement"
+	case atkBNotice, atkBException, atkBNotify, atkBLO, atkBBase64, atkBBinary:
+		return "channel, one statement"
+	case atkBErrors, atkBSetConfig:
+		return "channel, many statements"
+	case atkBSweep, atkBSSN, atkBInference:
+		return "multi-statement/session"
 	default:
 		return "multi-statement/session"
 	}
@@ -154,6 +187,14 @@ type stmt struct {
 	SQL  string
 	Args []any
 	Copy bool // COPY ... TO STDOUT
+	// Binary asks for every result column in binary format.
+	Binary bool
+	// Infers is the PII values the client learns once this statement is
+	// answered without returning them (the last probe of a bisection).
+	Infers int
+	// Fails: the statement's error is its point (the channel an attack
+	// uses), not a failure of the run.
+	Fails bool
 }
 
 // session says which connection an event runs on.
@@ -216,7 +257,7 @@ func (w *world) works(e *employee, day int) bool {
 	if day < e.HireDay {
 		return false
 	}
-	if e.Role == roleBilling {
+	if e.Role == roleBilling || e.Always {
 		return true
 	}
 	if w.holiday(day) {
@@ -228,6 +269,14 @@ func (w *world) works(e *employee, day int) bool {
 // buildWorld makes the employees, the normal work, and the attacks.
 func buildWorld(cfg config) *world {
 	w := &world{cfg: cfg}
+	if cfg.org == orgB {
+		w.buildB(cfg)
+		for i := range w.events {
+			w.events[i].seq = i
+		}
+		slices.SortStableFunc(w.events, func(a, b event) int { return a.At.Compare(b.At) })
+		return w
+	}
 	rng := rand.New(rand.NewPCG(cfg.seed, 0x5ee0))
 	w.makeEmployees(rng)
 	for _, d := range []int{cfg.days * 11 / 30, cfg.days * 24 / 30} {
