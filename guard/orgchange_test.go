@@ -1,0 +1,123 @@
+package guard_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+// TestOrgChangeFoldsSharedNovelty: ten employees of an office appearing
+// from a renumbered address range within minutes are one organisation
+// level incident, one alert, with each employee's novelty recorded
+// without notice; one employee's own new address is still alerted, once
+// the wait for others sharing it is over.
+func TestOrgChangeFoldsSharedNovelty(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC).UnixNano()) // a Monday
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	set := func(t time.Time) { clock.Store(t.UnixNano()) }
+	model, err := norm.New(norm.Config{LearningDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	ev, conn, g := setupGuard(t, withRules(t, `norms:
+  learning_days: 1
+`), func(c *guard.Config) { c.Now, c.Norms, c.Alerts = now, model, al })
+	const office = 10
+	var roles []string
+	for i := 1; i <= office+1; i++ {
+		roles = append(roles, fmt.Sprintf("pgw_office%d", i))
+	}
+	db := pgtest.Shared(t)
+	for _, r := range roles {
+		db.Exec(t, fmt.Sprintf(`DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN; END IF; END$$;
+ALTER ROLE %[1]s PASSWORD '%[2]s';
+GRANT SELECT ON customers TO %[1]s`, r, pgtest.Password))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	// lookup runs one small read as role from the local address from.
+	lookup := func(role, from string) {
+		t.Helper()
+		cfg := conn.Config().Copy()
+		cfg.User, cfg.Password = role, pgtest.Password
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		cfg.DialFunc = d.DialContext
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatalf("%s from %s: %v", role, from, err)
+		}
+		defer c.Close(ctx)
+		if _, err := countRows(ctx, c, "SELECT email FROM customers WHERE id = 7", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s from %s: %v", role, from, err)
+		}
+	}
+	// Day one, learning: everyone from the office's usual address.
+	for _, r := range roles {
+		lookup(r, "127.0.0.1")
+	}
+	if a := al.take(); len(a) != 0 {
+		t.Fatalf("alerts while learning: %+v", a)
+	}
+	ev.decisions(t)
+
+	// Two days later the office is renumbered into 127.0.5.0/24: its ten
+	// employees arrive over nine minutes.
+	start := time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC)
+	for i, r := range roles[:office] {
+		set(start.Add(time.Duration(i) * time.Minute))
+		lookup(r, fmt.Sprintf("127.0.5.%d", 10+i))
+	}
+	set(start.Add(time.Hour))
+	g.AdvanceNorms(now())
+	a := al.take()
+	if len(a) != 1 || a[0].Rule != "norm:org_change" || !strings.Contains(a[0].Reason, "127.0.5.0/24") ||
+		!strings.Contains(a[0].Reason, "new to 3 employees") || !strings.Contains(a[0].Reason, "org_change") {
+		t.Fatalf("alerts for a renumbered office: %d, want one org_change: %+v", len(a), a)
+	}
+	t.Log(a[0].Reason)
+	var quiet int
+	for _, d := range ev.decisions(t) {
+		switch {
+		case d["rule"] == "norm:org_change" && d["kind"] == "org_change" && d["action"] == "alert":
+		case d["rule"] == "norm:novel_client" && d["kind"] == "novel_client" && d["action"] == "log" &&
+			strings.Contains(fmt.Sprint(d["reason"]), "(norm novel_client)"):
+			quiet++
+		default:
+			t.Errorf("unexpected decision %v", d)
+		}
+	}
+	if quiet != office {
+		t.Errorf("%d employees' novelties recorded, want %d", quiet, office)
+	}
+
+	// The next day one employee connects from an address of their own:
+	// alerted, after the wait for others.
+	single := roles[office]
+	set(time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC))
+	lookup(single, "127.0.9.1")
+	if a := al.take(); len(a) != 0 {
+		t.Errorf("alerted before the wait: %+v", a)
+	}
+	set(now().Add(16 * time.Minute))
+	g.AdvanceNorms(now())
+	a = al.take()
+	if len(a) != 1 || a[0].Rule != "norm:novel_client" || a[0].Employee != single || !strings.Contains(a[0].Reason, "127.0.9.1") ||
+		!strings.Contains(a[0].Reason, "(norm novel_client)") {
+		t.Fatalf("one employee's new address: %+v", a)
+	}
+	if d := ev.decisions(t); len(d) != 1 || d[0]["kind"] != "novel_client" || d[0]["action"] != "alert" {
+		t.Errorf("decisions: %v", d)
+	}
+}
