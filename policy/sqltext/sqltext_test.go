@@ -361,3 +361,45 @@ func chainedCTEs(n int) string {
 	fmt.Fprintf(&b, " SELECT x FROM c%d", n)
 	return b.String()
 }
+
+func TestProbes(t *testing.T) {
+	a := New(0)
+	tests := []struct {
+		sql  string
+		want string // probed columns joined by ","; "nil" when none
+	}{
+		{"SELECT count(*) FROM customers WHERE ssn < $1", "ssn"},
+		{"SELECT count(*) FROM customers c WHERE c.ssn BETWEEN '100' AND $1 AND id > 3", "c.ssn,id"},
+		{"SELECT id FROM customers WHERE email IN ('a@x.com', $1) OR lower(email) LIKE 'ann%'", "email"},
+		{"SELECT id FROM customers WHERE phone = ANY($1::text[])", "phone"},
+		{"SELECT 1 WHERE EXISTS (SELECT 1 FROM crm.people p WHERE p.ssn >= $1 + 10)", "p.ssn"},
+		{"DELETE FROM customers WHERE $1 = email", "email"},
+		{"SELECT o.id FROM orders o JOIN customers c ON c.id = o.cid", "nil"},
+		{"SELECT id FROM customers WHERE email = other_email", "nil"},
+		{"SELECT id FROM customers WHERE length(email) > 3", "nil"},
+		{"SELECT count(*) FROM customers", "nil"},
+		{"SELECT count(*) FROM customers WHERE ssn IS NULL", "nil"},
+		{"not sql", "nil"},
+	}
+	for _, tt := range tests {
+		l := a.Probes(tt.sql)
+		got := "nil"
+		if l != nil {
+			var refs []string
+			for _, r := range l.Targets[0].Refs {
+				if r.Qualifier != "" {
+					refs = append(refs, r.Qualifier+"."+r.Column)
+				} else {
+					refs = append(refs, r.Column)
+				}
+			}
+			got = strings.Join(refs, ",")
+		}
+		if got != tt.want {
+			t.Errorf("Probes(%q) = %q, want %q", tt.sql, got, tt.want)
+		}
+	}
+	if l := a.Probes("SELECT 1 FROM crm.people p WHERE p.ssn = $1"); l == nil || len(l.From) != 1 || l.From[0] != (Relation{Schema: "crm", Table: "people", Alias: "p"}) {
+		t.Errorf("relations: %+v", l)
+	}
+}
