@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
@@ -119,5 +120,71 @@ GRANT SELECT ON customers TO %[1]s`, r, pgtest.Password))
 	}
 	if d := ev.decisions(t); len(d) != 1 || d[0]["kind"] != "novel_client" || d[0]["action"] != "alert" {
 		t.Errorf("decisions: %v", d)
+	}
+}
+
+// TestNovelCategoryAlerted: an employee whose work never reads social
+// security numbers reading 50 of them is alerted, naming the category,
+// once the wait for others meeting it is over.
+func TestNovelCategoryAlerted(t *testing.T) {
+	pgtest.Shared(t).Exec(t, `DROP TABLE IF EXISTS pgw_people;
+CREATE TABLE pgw_people (id int PRIMARY KEY, ssn text);
+INSERT INTO pgw_people SELECT i, lpad((100000000 + i * 7919)::text, 9, '0') FROM generate_series(1, 1000) i;
+GRANT SELECT ON pgw_people TO `+pgtest.TrustUser)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	model, err := norm.New(norm.Config{LearningDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	ev, conn, g := setupGuard(t, func(c *guard.Config) {
+		p, err := policy.Parse("cat.yaml", []byte(`version: 1
+pii:
+  columns:
+    - match: public.pgw_people.ssn
+      category: national_id
+    - match: public.customers.email
+      category: email
+norms:
+  learning_days: 1
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy, c.Now, c.Norms, c.Alerts = p, now, model, al
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	read := func(sql string) {
+		t.Helper()
+		if _, err := countRows(ctx, conn, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three days of email lookups.
+	for day := 0; day < 3; day++ {
+		for h := 9; h < 17; h++ {
+			clock.Store(time.Date(2026, 3, 2+day, h, 10, 0, 0, time.UTC).UnixNano())
+			read(fmt.Sprintf("SELECT email FROM customers WHERE id = %d", 1+day*10+h))
+		}
+	}
+	al.take()
+	ev.decisions(t)
+	clock.Store(time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC).UnixNano())
+	read("SELECT id, ssn FROM pgw_people WHERE id <= 50")
+	clock.Store(time.Date(2026, 3, 5, 10, 20, 0, 0, time.UTC).UnixNano())
+	g.AdvanceNorms(now())
+	var found bool
+	for _, a := range al.take() {
+		if a.Rule == "norm:novel_category" && a.Employee == pgtest.TrustUser && strings.Contains(a.Reason, "50 national_id values") &&
+			strings.Contains(a.Reason, "(norm novel_category)") {
+			found = true
+			t.Log(a.Reason)
+		}
+	}
+	if !found {
+		t.Errorf("no novel_category alert; decisions %v", ev.decisions(t))
 	}
 }
