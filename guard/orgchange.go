@@ -226,6 +226,25 @@ func (g *Guard) releaseNovelties(now time.Time) {
 	}
 }
 
+// ReleaseHeldNovelties decides now, as they came, every novelty alert
+// still waiting for other employees to share it: on shutdown, so that a
+// held alert is not lost with the memory that holds it.
+func (g *Guard) ReleaseHeldNovelties() {
+	oc := &g.norms.org
+	oc.mu.Lock()
+	var due []heldNovelty
+	for _, c := range oc.changes {
+		due = append(due, c.held...)
+		c.held = nil
+	}
+	oc.next = time.Time{}
+	oc.mu.Unlock()
+	slices.SortFunc(due, func(a, b heldNovelty) int { return a.a.At.Compare(b.a.At) })
+	for _, h := range due {
+		g.decideHeld(h, false, "")
+	}
+}
+
 // heldSession is a stand-in for the session a held novelty came from,
 // which may have ended: its identity, client and application.
 func (g *Guard) heldSession(info proxy.SessionInfo, w who) *session {

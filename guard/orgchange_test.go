@@ -188,3 +188,39 @@ norms:
 		t.Errorf("no novel_category alert; decisions %v", ev.decisions(t))
 	}
 }
+
+// TestHeldNoveltyReleasedOnShutdown: a novelty alert still waiting for
+// others when pgwarden stops is sent, not lost.
+func TestHeldNoveltyReleasedOnShutdown(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	model, err := norm.New(norm.Config{LearningDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	_, conn, g := setupGuard(t, withRules(t, `norms:
+  learning_days: 1
+`), func(c *guard.Config) { c.Now, c.Norms, c.Alerts = now, model, al })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id = 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	clock.Store(time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC).UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE pgw_novel AS SELECT 1 AS x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := countRows(ctx, conn, "SELECT x FROM pgw_novel", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if a := al.take(); len(a) != 0 {
+		t.Fatalf("alerted before the wait: %+v", a)
+	}
+	g.ReleaseHeldNovelties()
+	a := al.take()
+	if len(a) != 1 || a[0].Rule != "norm:novel_table" || !strings.Contains(a[0].Reason, "pg_temp.pgw_novel") {
+		t.Errorf("on shutdown: %+v", a)
+	}
+}
