@@ -287,7 +287,8 @@ func (m *Model) novelCategories(e *employee, o *Observation, out []Anomaly) []An
 	for cat, v := range o.PIIValues {
 		f := numFixed + m.cats[cat]
 		today := e.cur[w1d][f]
-		if v <= 0 || today < novelCategoryFloor {
+		if v <= 0 || today < novelCategoryFloor || today-v >= novelCategoryFloor {
+			// Judged once a day, as the day's values cross the floor.
 			continue
 		}
 		key := repKey{Kind: kNovelCategory, Feature: int32(f), Window: w1d, Bucket: e.day}

@@ -76,8 +76,8 @@
 //     employee received at least 10 values in a day, after the learning
 //     period, which they read on no day of their history and the other
 //     members of their peer group on fewer than two (an agent whose work
-//     never touches social security numbers reading fifty), once per
-//     category and day. Score 1.05: alert, do not block. Subject names
+//     never touches social security numbers reading fifty), judged once
+//     per category and day, when the day's values cross 10. Score 1.05: alert, do not block. Subject names
 //     what is new, so that the caller can tell a change many employees
 //     share (an office's renumbered addresses) from one employee's.
 //   - drift (slow-and-low): when a day closes, the totals of PII values,
