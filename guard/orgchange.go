@@ -49,7 +49,6 @@ type heldNovelty struct {
 	a     norm.Anomaly
 	info  proxy.SessionInfo
 	who   who
-	seq   uint64
 	until time.Time
 }
 
@@ -131,13 +130,18 @@ func (s *session) foldNovelty(st *proxy.Statement, a norm.Anomaly, nc policy.Nor
 	case seen:
 		// The same employee meeting the same change again (another
 		// address of the range): one alert, held or given, is enough.
+		oc.mu.Unlock()
+		g.decideEvicted(evicted)
+		s.decideNovelty(st, a, true, " (recorded only: "+c.what+" "+value+" was new to "+a.Employee+" less than "+
+			nc.OrgChangeSpan.String()+" ago, and alerted or held then)")
+		return true
 	case len(c.employees) >= nc.OrgChangeEmployees:
 		c.folded, raise = true, true
 		quiet, c.held = c.held, nil
 	default:
 		w := s.stateOf(st).who
 		h := heldNovelty{a: a, info: s.info, who: who{employee: w.employee, identifiedBy: w.identifiedBy, peer: w.peer},
-			seq: seqOf(st), until: a.At.Add(nc.OrgChangeHold)}
+			until: a.At.Add(nc.OrgChangeHold)}
 		c.held = append(c.held, h)
 		if oc.next.IsZero() || h.until.Before(oc.next) {
 			oc.next = h.until
