@@ -386,6 +386,8 @@ type Figures struct {
 	// an error, a block); outcome, when the session ended before it did.
 	finished bool
 	outcome  string
+	// probed: the values its predicates probe are counted (probe).
+	probed bool
 }
 
 // DistinctSubjects counts the distinct data subjects seen, exactly up to
@@ -638,7 +640,9 @@ func channelText(channel string) string {
 // DECLARE, an UPDATE) is recorded too.
 func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 	if st != nil {
-		s.lookup(st).finished = true
+		f := s.lookup(st)
+		s.probe(st, f, &f.PIIValues)
+		f.finished = true
 		s.ended(st)
 	}
 	if len(tag) > 0 && (tag[0] == 'S' || tag[0] == 'R') {
@@ -798,6 +802,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		s.enf.row.Reset()
 		counts = &s.enf.row
 	}
+	probed := s.probe(st, f, counts)
 	var rowBytes int64
 	// The row's first PII value stands for its data subject.
 	var subject []byte
@@ -860,7 +865,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		}
 	}
 	if enforcing {
-		if v := s.check(st, f, subject, subject != nil, rowBytes); v.Action != proxy.Continue {
+		if v := s.check(st, f, subject, subject != nil || probed, rowBytes); v.Action != proxy.Continue {
 			return v
 		}
 		if s.enf.redacting != nil && subject != nil {

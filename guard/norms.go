@@ -21,6 +21,8 @@ type normState struct {
 	mu      sync.Mutex
 	blocked map[string]normBlock
 	limits  map[string]stmtLimit
+	// org folds the novelties many employees share at once.
+	org orgChanges
 }
 
 type normBlock struct {
@@ -45,6 +47,7 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	if m == nil || !nc.Enabled || st == between {
 		return
 	}
+	s.g.releaseNovelties(at)
 	w := f.state.who
 	o := norm.Observation{Employee: w.employee, Peer: w.peer, Time: at, ClientAddr: clientIP(&s.info),
 		Application: s.info.ApplicationName, SessionID: s.info.ID,
@@ -116,16 +119,16 @@ func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.No
 	if blocks(a, nc) {
 		action = policy.ActionBlock
 	}
+	if action == policy.ActionAlert && s.foldNovelty(st, a, nc) {
+		return
+	}
 	r := &policy.Rule{Name: "norm:" + a.Kind, Action: action, Shadow: nc.Shadow || s.cc().p.Shadow(),
 		Scope: policy.ScopeStatement, Severity: "medium"}
 	if action == policy.ActionBlock {
 		r.Severity = "high"
 	}
 	b := policy.Breach{Measure: a.Feature, Observed: int64(a.Observed), Limit: int64(a.Norm)}
-	reason := a.Explanation
-	if a.Learning {
-		reason += " (learning period: alert only)"
-	}
+	reason := normReason(a)
 	s.decideAs(st, r, b, reason, decisionExtra{source: "norm", kind: a.Kind, score: a.Score, window: a.Window})
 	if action == policy.ActionBlock && !r.Shadow {
 		until := s.g.normBlock(a, reason, s.cc().p.Location())
@@ -319,6 +322,7 @@ func (g *Guard) AdvanceNorms(now time.Time) {
 		return
 	}
 	anomalies := m.Advance(now)
+	g.releaseNovelties(now)
 	// With several instances, the lease holder reports them; the others
 	// impose the blocks.
 	sh := g.cfg.NormShare

@@ -227,14 +227,24 @@
 //	  block_score: 0                  # ... blocked until their window ends (0: never)
 //	  statement_factor: 0             # stop a statement past N x the usual 10-minute high
 //	  statement_floor: 500            # ... but never below this
+//	  org_change_employees: 3         # a novelty new to 3 employees, each within
+//	  org_change_span: 1h             # ... 1h of the previous, is one org_change alert
+//	  org_change_hold: 15m            # an employee's novelty alert waits this long for others
 //	  shadow: false
 //
 // Norms are learned per employee (package policy/norm): volume per 10
 // minutes, hour and day against the employee's own history (or, for a
 // new hire or after a role change, their peer group's: the first policy
 // group they belong to), activity outside their usual hours, a first
-// table, client address or application, and drift over several days.
-// Novelties are only ever alerted.
+// table, client address or application, a PII category the employee and
+// their peer group never read, and drift over several days. Novelties are
+// only ever alerted. The same novelty shared by many employees at once (an
+// office's client addresses renumbered into a new /24, an application
+// rolled out, a new table everyone starts using) is one organisation-level
+// incident, kind org_change, alerted once; the employees' own novelty
+// decisions are then recorded (action log) without notice. Folding is per
+// pgwarden instance, in memory: with several instances, each folds what
+// it sees.
 //
 // # Built-in policy
 //

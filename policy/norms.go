@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strconv"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -27,11 +28,24 @@ type NormConfig struct {
 	StatementFloor  int64
 	// Shadow: norms only say what they would do.
 	Shadow bool
+	// OrgChangeEmployees, OrgChangeSpan and OrgChangeHold fold novelties
+	// shared by many employees (an office's address range renumbered, an
+	// application rolled out, a new table everyone starts using) into one
+	// organisation-level incident: once the same new value (a client
+	// address's /24 or /64, an application, a table, a PII category) is
+	// new to OrgChangeEmployees employees, each first seen less than
+	// OrgChangeSpan after the previous one, one org_change alert is raised
+	// and their own novelty alerts are recorded without notice. An
+	// employee's novelty alert waits OrgChangeHold for others to share it.
+	// OrgChangeEmployees 0 turns folding off.
+	OrgChangeEmployees           int
+	OrgChangeSpan, OrgChangeHold time.Duration
 }
 
 // defaultNorms are the settings of a norms section's omitted keys.
 var defaultNorms = NormConfig{Enabled: true, LearningDays: 7, MinActiveDays: 5, HistoryDays: 30,
-	MaxDailyRise: 0.25, AlertScore: 1, BlockScore: 0, StatementFactor: 0, StatementFloor: 500}
+	MaxDailyRise: 0.25, AlertScore: 1, BlockScore: 0, StatementFactor: 0, StatementFloor: 500,
+	OrgChangeEmployees: 3, OrgChangeSpan: time.Hour, OrgChangeHold: 15 * time.Minute}
 
 // Norms returns the norms settings; Enabled is false without a norms
 // section.
@@ -64,6 +78,20 @@ func (ps *parser) normsConfig(n *yaml.Node) {
 			*dst = x
 		}
 	}
+	duration := func(dst *time.Duration, what string) field {
+		return func(v *yaml.Node) {
+			s, ok := ps.str(v, what)
+			if !ok {
+				return
+			}
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 || d > 24*time.Hour {
+				ps.errorf(v, "%s: want a duration such as 15m or 1h, up to 24h, got %s", what, describe(v))
+				return
+			}
+			*dst = d
+		}
+	}
 	ps.mapping(n, "norms", map[string]field{
 		"enabled": func(v *yaml.Node) {
 			b, ok := ps.boolean(v, "norms.enabled")
@@ -90,7 +118,22 @@ func (ps *parser) normsConfig(n *yaml.Node) {
 				c.StatementFloor = x
 			}
 		},
+		"org_change_employees": func(v *yaml.Node) {
+			x, ok := ps.limit(v, "norms.org_change_employees")
+			if ok && x == 1 {
+				ps.errorf(v, "norms.org_change_employees: want 0 (off) or at least 2")
+				ok = false
+			}
+			if ok {
+				c.OrgChangeEmployees = int(x)
+			}
+		},
+		"org_change_span": duration(&c.OrgChangeSpan, "norms.org_change_span"),
+		"org_change_hold": duration(&c.OrgChangeHold, "norms.org_change_hold"),
 	})
+	if c.OrgChangeHold > c.OrgChangeSpan {
+		ps.errorf(n, "norms: org_change_hold %s is longer than org_change_span %s", c.OrgChangeHold, c.OrgChangeSpan)
+	}
 	if c.BlockScore != 0 && c.BlockScore < c.AlertScore {
 		ps.errorf(n, "norms: block_score %g is below alert_score %g", c.BlockScore, c.AlertScore)
 	}

@@ -992,6 +992,24 @@ func TestNormsSection(t *testing.T) {
 	if err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
 	}
+	if n.OrgChangeEmployees != 3 || n.OrgChangeSpan != time.Hour || n.OrgChangeHold != 15*time.Minute {
+		t.Errorf("org change defaults %+v", n)
+	}
+	p, err = Parse("n.yaml", []byte("version: 1\nnorms:\n  org_change_employees: 5\n  org_change_span: 2h\n  org_change_hold: 30m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Norms(); n.OrgChangeEmployees != 5 || n.OrgChangeSpan != 2*time.Hour || n.OrgChangeHold != 30*time.Minute {
+		t.Errorf("org change %+v", n)
+	}
+	_, err = Parse("n.yaml", []byte("version: 1\nnorms:\n  org_change_employees: 1\n  org_change_span: 10m\n  org_change_hold: 1h\n"))
+	want = []string{
+		"n.yaml:3:3: norms: org_change_hold 1h0m0s is longer than org_change_span 10m0s",
+		"n.yaml:3:25: norms.org_change_employees: want 0 (off) or at least 2",
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
 }
 
 func TestGroupsOf(t *testing.T) {

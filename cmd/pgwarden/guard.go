@@ -489,6 +489,7 @@ func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) 
 		close(stop)
 		<-done
 		g.AdvanceNorms(parts.now())
+		g.ReleaseHeldNovelties()
 		saveNorms()
 	})
 	logger.Info("guard_ready", "policy", pol.Name(), "rules", len(pol.Rules()), "shadow", pol.Shadow(),

@@ -3,6 +3,7 @@ package norm
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -234,7 +235,7 @@ func (m *Model) novelty(e *employee, o *Observation, learning bool, out []Anomal
 	report := func(kind, feature, name, what string) {
 		out = append(out, Anomaly{
 			Employee: e.name, Kind: kind, Feature: feature, Window: fmt.Sprintf("%dd", m.cfg.HistoryDays),
-			Observed: 1, Norm: 0, Score: noveltyScore, At: o.Time,
+			Observed: 1, Norm: 0, Score: noveltyScore, At: o.Time, Subject: name,
 			Explanation: fmt.Sprintf("%s used %s %q for the first time in %d days", e.name, what, name, m.cfg.HistoryDays),
 		})
 	}
@@ -256,6 +257,9 @@ func (m *Model) novelty(e *employee, o *Observation, learning bool, out []Anomal
 		}
 		e.apps[a] = e.day
 	}
+	if !learning {
+		out = m.novelCategories(e, o, out)
+	}
 	if o.Copy > 0 && e.delta[fPIIValues] > 0 && !learning && e.cur[w1d][fCopy] == o.Copy && !m.copied(e) {
 		key := repKey{Kind: kCopy, Feature: fCopy, Window: w1d, Bucket: e.day}
 		if _, ok := e.reported[key]; !ok {
@@ -270,6 +274,79 @@ func (m *Model) novelty(e *employee, o *Observation, learning bool, out []Anomal
 		}
 	}
 	return out
+}
+
+// novelCategories reports the PII categories the observation raised to
+// novelCategoryFloor values in the open day that the employee did not read
+// on any day of the history, and that the peer group does not read
+// routinely (on peerRoutineDays active days): an agent whose work never
+// touches social security numbers reading fifty of them. Once per
+// category and day; the next day, the category is in the history.
+func (m *Model) novelCategories(e *employee, o *Observation, out []Anomaly) []Anomaly {
+	first := len(out)
+	for cat, v := range o.PIIValues {
+		f := numFixed + m.cats[cat]
+		today := e.cur[w1d][f]
+		if v <= 0 || today < novelCategoryFloor || today-v >= novelCategoryFloor {
+			// Judged once a day, as the day's values cross the floor.
+			continue
+		}
+		key := repKey{Kind: kNovelCategory, Feature: int32(f), Window: w1d, Bucket: e.day}
+		if _, ok := e.reported[key]; ok {
+			continue
+		}
+		if readDays(e, f) > 0 || m.peerReadDays(e, f) >= peerRoutineDays {
+			continue
+		}
+		e.reported[key] = noveltyScore
+		_, peer := m.normsFor(e)
+		whose := e.name + " has not read"
+		if e.peer != "" {
+			whose = fmt.Sprintf("neither %s nor peer group %q has read", e.name, e.peer)
+		}
+		out = append(out, Anomaly{
+			Employee: e.name, Kind: "novel_category", Feature: m.featureName(f), Window: fmt.Sprintf("%dd", m.cfg.HistoryDays),
+			Observed: float64(today), Score: noveltyScore, PeerNorm: peer, At: o.Time, Subject: cat,
+			Explanation: fmt.Sprintf("%s received %s %s values today, a PII category %s in %d days",
+				e.name, num(float64(today)), cat, whose, m.cfg.HistoryDays),
+		})
+	}
+	// Categories in name order, whatever the map's order.
+	slices.SortFunc(out[first:], func(a, b Anomaly) int { return strings.Compare(a.Feature, b.Feature) })
+	return out
+}
+
+// readDays counts the active days of e's history on which it read
+// feature f.
+func readDays(e *employee, f int) int {
+	n := 0
+	for i := range e.days {
+		if e.days[i].get(w1d, f) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// peerReadDays counts the active days, of all the other members of e's
+// peer group together, on which feature f was read (the open day
+// included).
+func (m *Model) peerReadDays(e *employee, f int) int {
+	if e.peer == "" {
+		return 0
+	}
+	n := 0
+	for _, name := range m.names {
+		x := m.emps[name]
+		if x == e || x.peer != e.peer {
+			continue
+		}
+		n += readDays(x, f)
+		if f < len(x.cur[w1d]) && x.cur[w1d][f] > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // peerUses reports whether another member of e's peer group has name in

@@ -72,7 +72,14 @@
 //     HistoryDays, after the learning period (tables and applications only
 //     when no member of the peer group uses them); copy: a first COPY TO
 //     STDOUT carrying PII where neither the employee nor the peer group has
-//     used COPY. Score 1.05: alert, do not block.
+//     used COPY; novel_category: a PII category (Subject) of which the
+//     employee received at least 10 values in a day, after the learning
+//     period, which they read on no day of their history and the other
+//     members of their peer group on fewer than two (an agent whose work
+//     never touches social security numbers reading fifty), judged once
+//     per category and day, when the day's values cross 10. Score 1.05: alert, do not block. Subject names
+//     what is new, so that the caller can tell a change many employees
+//     share (an office's renumbered addresses) from one employee's.
 //   - drift (slow-and-low): when a day closes, the totals of PII values,
 //     of statements that returned PII (the lookups: their number varies
 //     less from day to day than what each returns) and, with

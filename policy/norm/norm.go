@@ -82,7 +82,7 @@ func (c *Config) fill() error {
 // Anomaly is one observed figure outside an employee's norm.
 type Anomaly struct {
 	Employee    string
-	Kind        string  // "volume", "drift", "novel_table", "novel_client", "novel_application", "off_hours", "failed_statements", "copy"
+	Kind        string  // "volume", "drift", "novel_table", "novel_client", "novel_application", "novel_category", "off_hours", "failed_statements", "copy"
 	Feature     string  // "pii_values", "pii_values.email", "pii_rows", "subjects", "bytes", "statements", "failed", "tables", ...
 	Window      string  // "10m", "1h", "1d", "3d", "7d"
 	Observed    float64 // the figure observed in Window
@@ -92,6 +92,9 @@ type Anomaly struct {
 	PeerNorm    bool    // scored against the peer group's norm
 	Explanation string  // plain language with the numbers
 	At          time.Time
+	// Subject is what a novelty is new: the table, client address,
+	// application or PII category.
+	Subject string `json:",omitempty"`
 }
 
 // EmployeeNorm describes what the model has learned about an employee.
@@ -301,6 +304,7 @@ const (
 	kFailed
 	kOffHours
 	kCopy
+	kNovelCategory
 )
 
 func (m *Model) employee(o *Observation, ls int64) *employee {

@@ -662,3 +662,57 @@ func TestUnexplainedDrift(t *testing.T) {
 		t.Logf("seed %d: attack day %d: %s", seed, d, why)
 	}
 }
+
+// TestNovelCategory: a PII category that neither the employee nor the
+// peer group reads, read in quantity, is reported once, naming the
+// category; one the peer group reads routinely, or a single value, is not.
+func TestNovelCategory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 8))
+	m := newModel(t)
+	ws := population(3, rng)
+	agent, other, analyst1, analyst2 := ws[0], ws[1], ws[3], ws[4]
+	ssn := func(w worker, at time.Time, n int64) Observation {
+		o := lookup(w, at, n)
+		o.PIIValues = map[string]int64{"national_id": n, "name": n}
+		return o
+	}
+	// analyst1 reads a few SSNs on most days: routine for analysts.
+	all := run(t, m, ws, 0, 12, rng, func(d int) []Observation {
+		if isWeekend(d) || d%3 == 0 {
+			return nil
+		}
+		return []Observation{ssn(analyst1, dayStart(d).Add(11*time.Hour), 4)}
+	})
+	if got := findKind(all, "novel_category"); len(got) != 0 {
+		t.Fatalf("normal work: %+v", got)
+	}
+	at := dayStart(14).Add(10 * time.Hour) // a Monday, after learning
+	got := m.Observe(ssn(agent, at, 50))
+	nc := find(got, agent.name, "novel_category")
+	if len(nc) != 1 || nc[0].Feature != "pii_values.national_id" || nc[0].Observed != 50 || nc[0].Score < 1 ||
+		!strings.Contains(nc[0].Explanation, "national_id") || !strings.Contains(nc[0].Explanation, `peer group "support"`) {
+		t.Fatalf("50 SSNs read by a support agent: %+v", got)
+	}
+	t.Log(nc[0].Explanation)
+	if got := m.Observe(ssn(agent, at.Add(time.Minute), 50)); len(find(got, agent.name, "novel_category")) != 0 {
+		t.Errorf("reported again the same day: %+v", got)
+	}
+	// One SSN (verifying a caller) is no anomaly.
+	if got := m.Observe(ssn(other, at, 1)); len(find(got, other.name, "novel_category")) != 0 {
+		t.Errorf("a single value: %+v", got)
+	}
+	// The peer group reads SSNs routinely: analyst2 reading 50 is not novel.
+	if got := m.Observe(ssn(analyst2, at, 50)); len(find(got, analyst2.name, "novel_category")) != 0 {
+		t.Errorf("a category the peer group reads: %+v", got)
+	}
+}
+
+func findKind(as []Anomaly, kind string) []Anomaly {
+	var out []Anomaly
+	for _, a := range as {
+		if a.Kind == kind {
+			out = append(out, a)
+		}
+	}
+	return out
+}

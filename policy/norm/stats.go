@@ -63,6 +63,14 @@ const (
 	offHoursFloor = 20.0
 	// noveltyScore is just above 1: alert, do not block.
 	noveltyScore = 1.05
+	// novelCategoryFloor is the least number of values of a PII category
+	// in a day that makes a category the employee never read an anomaly:
+	// one social security number read to verify a caller is not.
+	novelCategoryFloor = 10
+	// peerRoutineDays is the number of active days (of all its members
+	// together) on which a peer group must have read a category for the
+	// category to be part of the group's work.
+	peerRoutineDays = 2
 )
 
 // normSet is a learned norm: an employee's own, or a peer group's.

@@ -403,7 +403,7 @@ func (w walker) walk(m protoreflect.Message) {
 		}
 		return
 	case *pg_query.FuncCall:
-		if name := funcName(v); concealing[name] || isEmailDomain(v) {
+		if name := funcName(v); concealing[name] || isEmailDomain(v) || saltedHash(v) || shortPrefix(v) {
 			return
 		}
 		schema, name := funcQualifiedName(v)
@@ -437,6 +437,143 @@ func (w walker) walk(m protoreflect.Message) {
 		}
 		return true
 	})
+}
+
+// hashes lists the digests whose result is a fixed-size hash of their
+// arguments: a dictionary of candidate values inverts them, unless a
+// secret random salt is hashed with the value (saltedHash).
+var hashes = map[string]bool{
+	"md5": true, "sha224": true, "sha256": true, "sha384": true, "sha512": true,
+	"digest": true, "hmac": true, "hashtext": true, "hashtextextended": true,
+}
+
+// saltedHash recognises a hash of a value salted with a fresh random value
+// that the statement does not return: md5(email || gen_random_uuid()::text),
+// digest(email || encode(gen_random_bytes(16), 'hex'), 'sha256'), hmac with
+// a random key. No client can invert it, not even with a dictionary of
+// candidate values, so it is not the value. Only the strong random sources
+// salt (see strongRandom); crypt() is not a salted hash here, since its
+// result carries its salt.
+func saltedHash(f *pg_query.FuncCall) bool {
+	if !hashes[funcName(f)] {
+		return false
+	}
+	for _, a := range f.GetArgs() {
+		if hasSalt(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasSalt reports whether an expression's value is made by concatenating,
+// casting or encoding pieces of which one is a strong random value: the
+// salt cannot be dropped on the way (in a CASE branch or under a function
+// that keeps a few characters of it, it is not recognised).
+func hasSalt(n *pg_query.Node) bool {
+	switch {
+	case n.GetTypeCast() != nil:
+		return hasSalt(n.GetTypeCast().GetArg())
+	case n.GetAExpr() != nil:
+		e := n.GetAExpr()
+		names := e.GetName()
+		if e.GetKind() != pg_query.A_Expr_Kind_AEXPR_OP || len(names) != 1 || names[0].GetString_().GetSval() != "||" {
+			return false
+		}
+		return hasSalt(e.GetLexpr()) || hasSalt(e.GetRexpr())
+	case n.GetFuncCall() != nil:
+		f := n.GetFuncCall()
+		args := f.GetArgs()
+		switch name := funcName(f); name {
+		case "concat", "convert_to", "textsend", "encode", "concat_ws":
+			if name == "concat_ws" && len(args) > 0 {
+				// The separator only appears between two values.
+				args = args[1:]
+			}
+			if name == "convert_to" || name == "encode" {
+				args = args[:min(len(args), 1)]
+			}
+			for _, a := range args {
+				if hasSalt(a) {
+					return true
+				}
+			}
+			return false
+		}
+		return strongRandom(f)
+	}
+	return false
+}
+
+// minSaltBytes is the least random a salt must carry: 64 bits.
+const minSaltBytes = 8
+
+// strongRandom recognises a call that returns a fresh value from
+// PostgreSQL's strong random source, unknown to the client:
+// gen_random_uuid() and uuid_generate_v4() (122 random bits), and
+// gen_random_bytes(n) for n >= 8. random() is not one: setseed() makes
+// it repeat. Nor are the clock functions: now() is the same for the whole
+// transaction and the client can read it, clock_timestamp() is known to
+// within the statement's duration, a few hundred thousand microseconds to
+// try per value. gen_salt() is left out too: some of its algorithms carry
+// a dozen bits.
+func strongRandom(f *pg_query.FuncCall) bool {
+	switch funcName(f) {
+	case "gen_random_uuid", "uuid_generate_v4":
+		return len(f.GetArgs()) == 0
+	case "gen_random_bytes":
+		args := f.GetArgs()
+		return len(args) == 1 && args[0].GetAConst() != nil && args[0].GetAConst().GetIval().GetIval() >= minSaltBytes
+	}
+	return false
+}
+
+// maxPrefixChars is the longest prefix of a value that is not the value:
+// three characters of a name, an address or a number (an area code, the
+// first letters of a surname) do not tell one person from thousands.
+const maxPrefixChars = 3
+
+// shortPrefix recognises left(col, n), substr(col, 1, n) and
+// substring(col from 1 for n) with a constant n <= maxPrefixChars, over a
+// column itself (or a cast of it): a prefix of anything else may be a
+// later part of the value (left(substr(email, 4), 3)), which statements
+// could put together piece by piece.
+func shortPrefix(f *pg_query.FuncCall) bool {
+	args := f.GetArgs()
+	if len(args) == 0 || !isColumn(args[0]) {
+		return false
+	}
+	switch funcName(f) {
+	case "left":
+		n, ok := intConst(args, 1)
+		return len(args) == 2 && ok && n >= 0 && n <= maxPrefixChars
+	case "substr", "substring":
+		start, ok1 := intConst(args, 1)
+		n, ok2 := intConst(args, 2)
+		// substr(s, start, n) returns the characters from max(start, 1)
+		// to start+n-1.
+		return len(args) == 3 && ok1 && ok2 && start <= 1 && n >= 0 && start+n-1 <= maxPrefixChars
+	}
+	return false
+}
+
+func isColumn(n *pg_query.Node) bool {
+	for n.GetTypeCast() != nil {
+		n = n.GetTypeCast().GetArg()
+	}
+	return n.GetColumnRef() != nil
+}
+
+// intConst returns args[i] when it is an integer constant.
+func intConst(args []*pg_query.Node, i int) (int64, bool) {
+	if i >= len(args) {
+		return 0, false
+	}
+	c := args[i].GetAConst()
+	if c == nil || c.GetIval() == nil {
+		return 0, false
+	}
+	return int64(c.GetIval().GetIval()), true
 }
 
 // isEmailDomain recognises split_part(x, '@', 2): the domain of an address,

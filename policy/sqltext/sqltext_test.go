@@ -91,6 +91,27 @@ func TestLineage(t *testing.T) {
 		{"SELECT ARRAY(SELECT reverse(email) FROM customers)", "reverse(),email"},
 		{"SELECT EXISTS (SELECT email FROM customers) FROM t", ""},
 		{"UPDATE customers SET email = 'x'", "nil"},
+		// Transforms the client cannot invert are not the value.
+		{"SELECT md5(email || gen_random_uuid()::text) FROM customers", ""},
+		{"SELECT sha256(convert_to(email || gen_random_uuid()::text, 'UTF8')) FROM customers", ""},
+		{"SELECT sha256(convert_to(email || gen_random_uuid(), 'UTF8') || gen_random_bytes(16)) FROM customers", ""},
+		{"SELECT digest(concat(email, encode(gen_random_bytes(16), 'hex')), 'sha256') FROM customers", ""},
+		{"SELECT hmac(email, gen_random_bytes(32), 'sha256') FROM customers", ""},
+		{"SELECT upper(md5(concat_ws(':', email, uuid_generate_v4()))) FROM customers", "upper()"},
+		{"SELECT left(email, 3), substr(phone, 1, 3), substring(phone from 1 for 3), left(full_name::text, 2) FROM customers", " |  |  | "},
+		// ... and those it can are.
+		{"SELECT md5(email) FROM customers", "md5(),email"},
+		{"SELECT md5(email) || gen_random_uuid() FROM customers", "md5(),email,gen_random_uuid()"},
+		{"SELECT md5(email || random()::text) FROM customers", "md5(),email,random()"},
+		{"SELECT md5(email || clock_timestamp()::text), md5(email || now()::text) FROM customers", "md5(),email,clock_timestamp() | md5(),email,now()"},
+		{"SELECT md5(email || gen_random_bytes(2)) FROM customers", "md5(),email,gen_random_bytes()"},
+		{"SELECT md5(email || left(gen_random_uuid()::text, 1)) FROM customers", "md5(),email,left(),gen_random_uuid()"},
+		{"SELECT md5(email || CASE WHEN false THEN gen_random_uuid()::text ELSE '' END) FROM customers", "md5(),email,gen_random_uuid()"},
+		{"SELECT md5(concat_ws(gen_random_uuid()::text, email)) FROM customers", "md5(),concat_ws(),gen_random_uuid(),email"},
+		{"SELECT crypt(email, gen_salt('bf')) FROM customers", "crypt(),email,gen_salt()"},
+		{"SELECT left(email, 4), left(email, -1), substr(email, 2, 3), substr(email, 0, 5) FROM customers", "left(),email | left(),email | substr(),email | substr(),email"},
+		{"SELECT left(substr(email, 4), 3), left(reverse(email), 3), left(email, $1) FROM customers", "left(),substr(),email | left(),reverse(),email | left(),email"},
+		{"SELECT upper(email), lower(email), reverse(email), encode(convert_to(email, 'UTF8'), 'base64') FROM customers", "upper(),email | lower(),email | reverse(),email | encode(),convert_to(),email"},
 	}
 	for _, tt := range tests {
 		l := a.Lineage(tt.sql)
@@ -339,4 +360,46 @@ func chainedCTEs(n int) string {
 	}
 	fmt.Fprintf(&b, " SELECT x FROM c%d", n)
 	return b.String()
+}
+
+func TestProbes(t *testing.T) {
+	a := New(0)
+	tests := []struct {
+		sql  string
+		want string // probed columns joined by ","; "nil" when none
+	}{
+		{"SELECT count(*) FROM customers WHERE ssn < $1", "ssn"},
+		{"SELECT count(*) FROM customers c WHERE c.ssn BETWEEN '100' AND $1 AND id > 3", "c.ssn,id"},
+		{"SELECT id FROM customers WHERE email IN ('a@x.com', $1) OR lower(email) LIKE 'ann%'", "email"},
+		{"SELECT id FROM customers WHERE phone = ANY($1::text[])", "phone"},
+		{"SELECT 1 WHERE EXISTS (SELECT 1 FROM crm.people p WHERE p.ssn >= $1 + 10)", "p.ssn"},
+		{"DELETE FROM customers WHERE $1 = email", "email"},
+		{"SELECT o.id FROM orders o JOIN customers c ON c.id = o.cid", "nil"},
+		{"SELECT id FROM customers WHERE email = other_email", "nil"},
+		{"SELECT id FROM customers WHERE length(email) > 3", "nil"},
+		{"SELECT count(*) FROM customers", "nil"},
+		{"SELECT count(*) FROM customers WHERE ssn IS NULL", "nil"},
+		{"not sql", "nil"},
+	}
+	for _, tt := range tests {
+		l := a.Probes(tt.sql)
+		got := "nil"
+		if l != nil {
+			var refs []string
+			for _, r := range l.Targets[0].Refs {
+				if r.Qualifier != "" {
+					refs = append(refs, r.Qualifier+"."+r.Column)
+				} else {
+					refs = append(refs, r.Column)
+				}
+			}
+			got = strings.Join(refs, ",")
+		}
+		if got != tt.want {
+			t.Errorf("Probes(%q) = %q, want %q", tt.sql, got, tt.want)
+		}
+	}
+	if l := a.Probes("SELECT 1 FROM crm.people p WHERE p.ssn = $1"); l == nil || len(l.From) != 1 || l.From[0] != (Relation{Schema: "crm", Table: "people", Alias: "p"}) {
+		t.Errorf("relations: %+v", l)
+	}
 }

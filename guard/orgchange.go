@@ -1,0 +1,310 @@
+package guard
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/proxy"
+)
+
+// Bounds of the organisation-level folding: changes tracked, and employees
+// named per change.
+const (
+	maxOrgChanges   = 1024
+	maxOrgEmployees = 4096
+	orgNamesShown   = 5
+)
+
+// orgChanges folds the novelties that many employees share at once (an
+// office's address range renumbered, an application rolled out, a new
+// table everyone starts using) into one organisation-level incident. It is
+// per instance and in memory: a change is tracked from its first novelty
+// for as long as employees keep meeting it less than the span apart, and
+// at most maxOrgChanges changes are tracked (the stalest dropped first).
+type orgChanges struct {
+	mu      sync.Mutex
+	changes map[string]*orgChange
+	// next is the earliest time a held novelty is due; zero: none held.
+	next time.Time
+}
+
+// orgChange is one new value and the employees it was new to.
+type orgChange struct {
+	kind, what, value string // novelty kind; "client address range", "10.1.2.0/24"
+	first, last       time.Time
+	employees         []string // distinct, in order of arrival
+	folded            bool     // the org_change alert was raised
+	held              []heldNovelty
+}
+
+// heldNovelty is an employee's novelty alert waiting for others to share
+// it: decided as it came if none do by until.
+type heldNovelty struct {
+	a     norm.Anomaly
+	info  proxy.SessionInfo
+	who   who
+	until time.Time
+}
+
+// orgKey is what a novelty is new about, shared across employees: the /24
+// (IPv4) or /64 (IPv6) of a client address, else the name itself.
+func orgKey(a norm.Anomaly) (what, value string, ok bool) {
+	if a.Subject == "" {
+		return "", "", false
+	}
+	switch a.Kind {
+	case "novel_client":
+		ip, err := netip.ParseAddr(a.Subject)
+		if err != nil {
+			return "client address", a.Subject, true
+		}
+		bits := 64
+		if ip.Unmap().Is4() {
+			ip, bits = ip.Unmap(), 24
+		}
+		p, _ := ip.Prefix(bits)
+		return "client address range", p.String(), true
+	case "novel_application":
+		return "application", a.Subject, true
+	case "novel_table":
+		return "table", a.Subject, true
+	case "novel_category":
+		return "PII category", a.Subject, true
+	}
+	return "", "", false
+}
+
+// foldNovelty takes an employee's novelty anomaly into the organisation
+// level: it returns false when the anomaly is to be decided as usual (not
+// a novelty, folding off, in the learning period). Otherwise the anomaly
+// is held (decided later by releaseNovelties unless others share it), or
+// recorded without notice as part of an org_change, which is raised once
+// the change is new to OrgChangeEmployees employees.
+func (s *session) foldNovelty(st *proxy.Statement, a norm.Anomaly, nc policy.NormConfig) bool {
+	if nc.OrgChangeEmployees < 2 || a.Learning || a.Employee == "" {
+		return false
+	}
+	what, value, ok := orgKey(a)
+	if !ok {
+		return false
+	}
+	g := s.g
+	oc := &g.norms.org
+	key := a.Kind + "\x00" + value
+	g.releaseNovelties(a.At)
+	oc.mu.Lock()
+	if oc.changes == nil {
+		oc.changes = make(map[string]*orgChange)
+	}
+	c := oc.changes[key]
+	if c != nil && a.At.Sub(c.last) > nc.OrgChangeSpan {
+		// Stale: its held novelties were released above.
+		delete(oc.changes, key)
+		c = nil
+	}
+	var evicted []heldNovelty
+	if c == nil {
+		if len(oc.changes) >= maxOrgChanges {
+			evicted = oc.evictStalest()
+		}
+		c = &orgChange{kind: a.Kind, what: what, value: value, first: a.At}
+		oc.changes[key] = c
+	}
+	if a.At.After(c.last) {
+		c.last = a.At
+	}
+	seen := slices.Contains(c.employees, a.Employee)
+	if !seen && len(c.employees) < maxOrgEmployees {
+		c.employees = append(c.employees, a.Employee)
+	}
+	var quiet []heldNovelty
+	raise := false
+	switch {
+	case c.folded:
+	case seen:
+		// The same employee meeting the same change again (another
+		// address of the range): one alert, held or given, is enough.
+		oc.mu.Unlock()
+		g.decideEvicted(evicted)
+		s.decideNovelty(st, a, true, " (recorded only: "+c.what+" "+value+" was new to "+a.Employee+" less than "+
+			nc.OrgChangeSpan.String()+" ago, and alerted or held then)")
+		return true
+	case len(c.employees) >= nc.OrgChangeEmployees:
+		c.folded, raise = true, true
+		quiet, c.held = c.held, nil
+	default:
+		w := s.stateOf(st).who
+		h := heldNovelty{a: a, info: s.info, who: who{employee: w.employee, identifiedBy: w.identifiedBy, peer: w.peer},
+			until: a.At.Add(nc.OrgChangeHold)}
+		c.held = append(c.held, h)
+		if oc.next.IsZero() || h.until.Before(oc.next) {
+			oc.next = h.until
+		}
+		oc.mu.Unlock()
+		g.decideEvicted(evicted)
+		return true
+	}
+	summary := c.summary()
+	oc.mu.Unlock()
+	g.decideEvicted(evicted)
+	if raise {
+		g.decideOrgChange(a, summary)
+	}
+	for _, h := range quiet {
+		g.decideHeld(h, true, summary)
+	}
+	note := " (recorded only: " + summary + ", alerted once as norm:org_change)"
+	s.decideNovelty(st, a, true, note)
+	return true
+}
+
+// summary describes a change for people.
+func (c *orgChange) summary() string {
+	names := c.employees
+	more := ""
+	if len(names) > orgNamesShown {
+		more = fmt.Sprintf(" and %d more", len(names)-orgNamesShown)
+		names = names[:orgNamesShown]
+	}
+	return fmt.Sprintf("%s %s new to %d employees in %s (%s%s)", c.what, c.value, len(c.employees),
+		c.last.Sub(c.first).Round(time.Second), strings.Join(names, ", "), more)
+}
+
+// evictStalest drops the change met least recently and returns its held
+// novelties, to be decided as they came.
+func (oc *orgChanges) evictStalest() []heldNovelty {
+	var k string
+	var last time.Time
+	for key, c := range oc.changes {
+		if k == "" || c.last.Before(last) {
+			k, last = key, c.last
+		}
+	}
+	held := oc.changes[k].held
+	delete(oc.changes, k)
+	return held
+}
+
+// decideEvicted decides the held novelties of an evicted change.
+func (g *Guard) decideEvicted(held []heldNovelty) {
+	for _, h := range held {
+		g.decideHeld(h, false, "")
+	}
+}
+
+// releaseNovelties decides, as they came, the held novelty alerts whose
+// wait ended before now without the change becoming an organisation's.
+func (g *Guard) releaseNovelties(now time.Time) {
+	oc := &g.norms.org
+	oc.mu.Lock()
+	if oc.next.IsZero() || now.Before(oc.next) {
+		oc.mu.Unlock()
+		return
+	}
+	var due []heldNovelty
+	oc.next = time.Time{}
+	for _, c := range oc.changes {
+		kept := c.held[:0]
+		for _, h := range c.held {
+			if !now.Before(h.until) {
+				due = append(due, h)
+				continue
+			}
+			kept = append(kept, h)
+			if oc.next.IsZero() || h.until.Before(oc.next) {
+				oc.next = h.until
+			}
+		}
+		c.held = kept
+	}
+	oc.mu.Unlock()
+	slices.SortFunc(due, func(a, b heldNovelty) int { return a.a.At.Compare(b.a.At) })
+	for _, h := range due {
+		g.decideHeld(h, false, "")
+	}
+}
+
+// ReleaseHeldNovelties decides now, as they came, every novelty alert
+// still waiting for other employees to share it: on shutdown, so that a
+// held alert is not lost with the memory that holds it.
+func (g *Guard) ReleaseHeldNovelties() {
+	oc := &g.norms.org
+	oc.mu.Lock()
+	var due []heldNovelty
+	for _, c := range oc.changes {
+		due = append(due, c.held...)
+		c.held = nil
+	}
+	oc.next = time.Time{}
+	oc.mu.Unlock()
+	slices.SortFunc(due, func(a, b heldNovelty) int { return a.a.At.Compare(b.a.At) })
+	for _, h := range due {
+		g.decideHeld(h, false, "")
+	}
+}
+
+// heldSession is a stand-in for the session a held novelty came from,
+// which may have ended: its identity, client and application.
+func (g *Guard) heldSession(info proxy.SessionInfo, w who) *session {
+	s := &session{g: g, info: info, log: g.cfg.Logger.With("session_id", info.ID, "employee", w.employee)}
+	s.def = w
+	s.defState.who = &s.def
+	s.c.Store(g.cur.Load())
+	return s
+}
+
+// decideHeld decides a held novelty: as it came, or quietly as part of
+// the change summary.
+func (g *Guard) decideHeld(h heldNovelty, quiet bool, summary string) {
+	s := g.heldSession(h.info, h.who)
+	note := ""
+	if quiet {
+		note = " (recorded only: " + summary + ", alerted once as norm:org_change)"
+	} else {
+		note = fmt.Sprintf(" (held %s for other employees meeting it; none did)", g.cur.Load().p.Norms().OrgChangeHold)
+	}
+	s.decideNovelty(nil, h.a, quiet, note)
+}
+
+// decideNovelty records a novelty: an alert, or with quiet a decision
+// with action log (recorded, not notified).
+func (s *session) decideNovelty(st *proxy.Statement, a norm.Anomaly, quiet bool, note string) {
+	nc := s.cc().p.Norms()
+	action := policy.ActionAlert
+	if quiet {
+		action = policy.ActionLog
+	}
+	r := &policy.Rule{Name: "norm:" + a.Kind, Action: action, Shadow: nc.Shadow || s.cc().p.Shadow(),
+		Scope: policy.ScopeStatement, Severity: "medium"}
+	b := policy.Breach{Measure: a.Feature, Observed: int64(a.Observed), Limit: int64(a.Norm)}
+	s.decideAs(st, r, b, normReason(a)+note, decisionExtra{source: "norm", kind: a.Kind, score: a.Score, window: a.Window})
+}
+
+// decideOrgChange raises the one alert of an organisation-level change,
+// on behalf of no single employee.
+func (g *Guard) decideOrgChange(a norm.Anomaly, summary string) {
+	s := g.heldSession(proxy.SessionInfo{ID: "norms"}, who{})
+	nc := s.cc().p.Norms()
+	r := &policy.Rule{Name: "norm:org_change", Action: policy.ActionAlert, Shadow: nc.Shadow || s.cc().p.Shadow(),
+		Scope: policy.ScopeStatement, Severity: "medium"}
+	reason := fmt.Sprintf("%s: one organisation-level change, not an employee's (each employee's %s recorded without notice) (norm org_change)",
+		summary, a.Kind)
+	s.decideAs(nil, r, policy.Breach{Measure: a.Feature, Observed: 1}, reason,
+		decisionExtra{source: "norm", kind: "org_change", score: a.Score, window: a.Window})
+}
+
+// normReason is what a norm decision says: the anomaly's explanation and
+// its kind.
+func normReason(a norm.Anomaly) string {
+	reason := a.Explanation
+	if a.Learning {
+		reason += " (learning period: alert only)"
+	}
+	return reason + " (norm " + a.Kind + ")"
+}

@@ -1,0 +1,230 @@
+package guard_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgwarden/pgwarden/guard"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/test/pgtest"
+)
+
+// TestOrgChangeFoldsSharedNovelty: ten employees of an office appearing
+// from a renumbered address range within minutes are one organisation
+// level incident, one alert, with each employee's novelty recorded
+// without notice; one employee's own new address is still alerted, once
+// the wait for others sharing it is over, and a second new address of
+// theirs in the same range is not alerted again.
+func TestOrgChangeFoldsSharedNovelty(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC).UnixNano()) // a Monday
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	set := func(t time.Time) { clock.Store(t.UnixNano()) }
+	model, err := norm.New(norm.Config{LearningDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	ev, conn, g := setupGuard(t, withRules(t, `norms:
+  learning_days: 1
+`), func(c *guard.Config) { c.Now, c.Norms, c.Alerts = now, model, al })
+	const office = 10
+	var roles []string
+	for i := 1; i <= office+1; i++ {
+		roles = append(roles, fmt.Sprintf("pgw_office%d", i))
+	}
+	db := pgtest.Shared(t)
+	for _, r := range roles {
+		db.Exec(t, fmt.Sprintf(`DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN; END IF; END$$;
+ALTER ROLE %[1]s PASSWORD '%[2]s';
+GRANT SELECT ON customers TO %[1]s`, r, pgtest.Password))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	// lookup runs one small read as role from the local address from.
+	lookup := func(role, from string) {
+		t.Helper()
+		cfg := conn.Config().Copy()
+		cfg.User, cfg.Password = role, pgtest.Password
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		cfg.DialFunc = d.DialContext
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatalf("%s from %s: %v", role, from, err)
+		}
+		defer c.Close(ctx)
+		if _, err := countRows(ctx, c, "SELECT email FROM customers WHERE id = 7", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s from %s: %v", role, from, err)
+		}
+	}
+	// Day one, learning: everyone from the office's usual address.
+	for _, r := range roles {
+		lookup(r, "127.0.0.1")
+	}
+	if a := al.take(); len(a) != 0 {
+		t.Fatalf("alerts while learning: %+v", a)
+	}
+	ev.decisions(t)
+
+	// Two days later the office is renumbered into 127.0.5.0/24: its ten
+	// employees arrive over nine minutes.
+	start := time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC)
+	for i, r := range roles[:office] {
+		set(start.Add(time.Duration(i) * time.Minute))
+		lookup(r, fmt.Sprintf("127.0.5.%d", 10+i))
+	}
+	set(start.Add(time.Hour))
+	g.AdvanceNorms(now())
+	a := al.take()
+	if len(a) != 1 || a[0].Rule != "norm:org_change" || !strings.Contains(a[0].Reason, "127.0.5.0/24") ||
+		!strings.Contains(a[0].Reason, "new to 3 employees") || !strings.Contains(a[0].Reason, "org_change") {
+		t.Fatalf("alerts for a renumbered office: %d, want one org_change: %+v", len(a), a)
+	}
+	t.Log(a[0].Reason)
+	var quiet int
+	for _, d := range ev.decisions(t) {
+		switch {
+		case d["rule"] == "norm:org_change" && d["kind"] == "org_change" && d["action"] == "alert":
+		case d["rule"] == "norm:novel_client" && d["kind"] == "novel_client" && d["action"] == "log" &&
+			strings.Contains(fmt.Sprint(d["reason"]), "(norm novel_client)"):
+			quiet++
+		default:
+			t.Errorf("unexpected decision %v", d)
+		}
+	}
+	if quiet != office {
+		t.Errorf("%d employees' novelties recorded, want %d", quiet, office)
+	}
+
+	// The next day one employee connects from an address of their own:
+	// alerted, after the wait for others.
+	single := roles[office]
+	set(time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC))
+	lookup(single, "127.0.9.1")
+	set(now().Add(2 * time.Minute))
+	lookup(single, "127.0.9.2") // another address of the same range: no second alert
+	if a := al.take(); len(a) != 0 {
+		t.Errorf("alerted before the wait: %+v", a)
+	}
+	set(now().Add(16 * time.Minute))
+	g.AdvanceNorms(now())
+	a = al.take()
+	if len(a) != 1 || a[0].Rule != "norm:novel_client" || a[0].Employee != single || !strings.Contains(a[0].Reason, "127.0.9.1") ||
+		!strings.Contains(a[0].Reason, "(norm novel_client)") {
+		t.Fatalf("one employee's new address: %+v", a)
+	}
+	if d := ev.decisions(t); len(d) != 2 || d[0]["kind"] != "novel_client" || d[0]["action"] != "log" ||
+		d[1]["kind"] != "novel_client" || d[1]["action"] != "alert" {
+		t.Errorf("decisions: %v", d)
+	}
+}
+
+// TestNovelCategoryAlerted: an employee whose work never reads social
+// security numbers reading 50 of them is alerted, naming the category,
+// once the wait for others meeting it is over.
+func TestNovelCategoryAlerted(t *testing.T) {
+	pgtest.Shared(t).Exec(t, `DROP TABLE IF EXISTS pgw_people;
+CREATE TABLE pgw_people (id int PRIMARY KEY, ssn text);
+INSERT INTO pgw_people SELECT i, lpad((100000000 + i * 7919)::text, 9, '0') FROM generate_series(1, 1000) i;
+GRANT SELECT ON pgw_people TO `+pgtest.TrustUser)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	model, err := norm.New(norm.Config{LearningDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	ev, conn, g := setupGuard(t, func(c *guard.Config) {
+		p, err := policy.Parse("cat.yaml", []byte(`version: 1
+pii:
+  columns:
+    - match: public.pgw_people.ssn
+      category: national_id
+    - match: public.customers.email
+      category: email
+norms:
+  learning_days: 1
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy, c.Now, c.Norms, c.Alerts = p, now, model, al
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	read := func(sql string) {
+		t.Helper()
+		if _, err := countRows(ctx, conn, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three days of email lookups.
+	for day := 0; day < 3; day++ {
+		for h := 9; h < 17; h++ {
+			clock.Store(time.Date(2026, 3, 2+day, h, 10, 0, 0, time.UTC).UnixNano())
+			read(fmt.Sprintf("SELECT email FROM customers WHERE id = %d", 1+day*10+h))
+		}
+	}
+	al.take()
+	ev.decisions(t)
+	clock.Store(time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC).UnixNano())
+	read("SELECT id, ssn FROM pgw_people WHERE id <= 50")
+	clock.Store(time.Date(2026, 3, 5, 10, 20, 0, 0, time.UTC).UnixNano())
+	g.AdvanceNorms(now())
+	var found bool
+	for _, a := range al.take() {
+		if a.Rule == "norm:novel_category" && a.Employee == pgtest.TrustUser && strings.Contains(a.Reason, "50 national_id values") &&
+			strings.Contains(a.Reason, "(norm novel_category)") {
+			found = true
+			t.Log(a.Reason)
+		}
+	}
+	if !found {
+		t.Errorf("no novel_category alert; decisions %v", ev.decisions(t))
+	}
+}
+
+// TestHeldNoveltyReleasedOnShutdown: a novelty alert still waiting for
+// others when pgwarden stops is sent, not lost.
+func TestHeldNoveltyReleasedOnShutdown(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	model, err := norm.New(norm.Config{LearningDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	_, conn, g := setupGuard(t, withRules(t, `norms:
+  learning_days: 1
+`), func(c *guard.Config) { c.Now, c.Norms, c.Alerts = now, model, al })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id = 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	clock.Store(time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC).UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE pgw_novel AS SELECT 1 AS x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := countRows(ctx, conn, "SELECT x FROM pgw_novel", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if a := al.take(); len(a) != 0 {
+		t.Fatalf("alerted before the wait: %+v", a)
+	}
+	g.ReleaseHeldNovelties()
+	a := al.take()
+	if len(a) != 1 || a[0].Rule != "norm:novel_table" || !strings.Contains(a[0].Reason, "pg_temp.pgw_novel") {
+		t.Errorf("on shutdown: %+v", a)
+	}
+}
