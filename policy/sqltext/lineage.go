@@ -403,7 +403,7 @@ func (w walker) walk(m protoreflect.Message) {
 		}
 		return
 	case *pg_query.FuncCall:
-		if name := funcName(v); concealing[name] || isEmailDomain(v) || saltedHash(v) || shortPrefix(v) {
+		if name := funcName(v); concealing[name] || isEmailDomain(v) || saltedHash(v) || shortPrefix(v) || coarseDate(v) {
 			return
 		}
 		schema, name := funcQualifiedName(v)
@@ -555,6 +555,24 @@ func shortPrefix(f *pg_query.FuncCall) bool {
 		return len(args) == 3 && ok1 && ok2 && start <= 1 && n >= 0 && start+n-1 <= maxPrefixChars
 	}
 	return false
+}
+
+// coarseFields are the parts of a date too coarse to tell one person from
+// thousands: the decade of a birth date is a histogram's bucket. The year,
+// month and day are not among them: three columns of them are the date.
+var coarseFields = map[string]bool{"decade": true, "century": true, "millennium": true}
+
+// coarseDate recognises extract(decade FROM col), date_part('decade', col)
+// and date_trunc('decade', col), and the same of century and millennium,
+// over a column itself (or a cast of it).
+func coarseDate(f *pg_query.FuncCall) bool {
+	args := f.GetArgs()
+	switch funcName(f) {
+	case "extract", "date_part", "date_trunc":
+	default:
+		return false
+	}
+	return len(args) == 2 && coarseFields[strings.ToLower(args[0].GetAConst().GetSval().GetSval())] && isColumn(args[1])
 }
 
 func isColumn(n *pg_query.Node) bool {

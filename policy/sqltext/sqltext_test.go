@@ -99,6 +99,7 @@ func TestLineage(t *testing.T) {
 		{"SELECT hmac(email, gen_random_bytes(32), 'sha256') FROM customers", ""},
 		{"SELECT upper(md5(concat_ws(':', email, uuid_generate_v4()))) FROM customers", "upper()"},
 		{"SELECT left(email, 3), substr(phone, 1, 3), substring(phone from 1 for 3), left(full_name::text, 2) FROM customers", " |  |  | "},
+		{"SELECT extract(decade FROM birth_date), date_part('century', birth_date), date_trunc('millennium', birth_date::timestamp) FROM patients", " |  | "},
 		// ... and those it can are.
 		{"SELECT md5(email) FROM customers", "md5(),email"},
 		{"SELECT md5(email) || gen_random_uuid() FROM customers", "md5(),email,gen_random_uuid()"},
@@ -109,6 +110,7 @@ func TestLineage(t *testing.T) {
 		{"SELECT md5(email || CASE WHEN false THEN gen_random_uuid()::text ELSE '' END) FROM customers", "md5(),email,gen_random_uuid()"},
 		{"SELECT md5(concat_ws(gen_random_uuid()::text, email)) FROM customers", "md5(),concat_ws(),gen_random_uuid(),email"},
 		{"SELECT crypt(email, gen_salt('bf')) FROM customers", "crypt(),email,gen_salt()"},
+		{"SELECT extract(year FROM birth_date), date_part('day', birth_date), date_trunc('decade', birth_date + 1) FROM patients", "pg_catalog.extract(),birth_date | date_part(),birth_date | date_trunc(),birth_date"},
 		{"SELECT left(email, 4), left(email, -1), substr(email, 2, 3), substr(email, 0, 5) FROM customers", "left(),email | left(),email | substr(),email | substr(),email"},
 		{"SELECT left(substr(email, 4), 3), left(reverse(email), 3), left(email, $1) FROM customers", "left(),substr(),email | left(),reverse(),email | left(),email"},
 		{"SELECT upper(email), lower(email), reverse(email), encode(convert_to(email, 'UTF8'), 'base64') FROM customers", "upper(),email | lower(),email | reverse(),email | encode(),convert_to(),email"},
