@@ -3,6 +3,9 @@ package guard
 import (
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/pgwarden/pgwarden/policy/norm"
 )
 
 // TestNormTables: a temporary table is named by pg_temp whichever
@@ -18,5 +21,31 @@ func TestNormTables(t *testing.T) {
 		if got := normTables(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("normTables(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestOrgKeyOfOffHours: off-hours work of one peer group on one day is one
+// change, whatever the hour; another day, another group, or no group is
+// not the same change.
+func TestOrgKeyOfOffHours(t *testing.T) {
+	at := time.Date(2026, 3, 18, 22, 10, 0, 0, time.UTC)
+	key := func(peer string, at time.Time) string {
+		_, v, ok := orgKey(norm.Anomaly{Kind: "off_hours", Subject: peer, At: at})
+		if !ok {
+			return ""
+		}
+		return v
+	}
+	same := key("support-north", at)
+	if same == "" || key("support-north", at.Add(90*time.Minute)) != same {
+		t.Errorf("the same team the same day: %q, %q", same, key("support-north", at.Add(90*time.Minute)))
+	}
+	for _, other := range []string{key("support-north", at.Add(24*time.Hour)), key("support-south", at)} {
+		if other == same {
+			t.Errorf("another day or team folded with %q", same)
+		}
+	}
+	if key("", at) != "" {
+		t.Errorf("an employee without a peer group is folded")
 	}
 }

@@ -76,6 +76,10 @@ func orgKey(a norm.Anomaly) (what, value string, ok bool) {
 		return "table", a.Subject, true
 	case "novel_category":
 		return "PII category", a.Subject, true
+	case "off_hours":
+		// A team whose shift moved (another time zone, a new rota)
+		// works off its hours together: one change a day.
+		return "working hours of peer group", a.Subject + " on " + a.At.UTC().Format(time.DateOnly), true
 	}
 	return "", "", false
 }

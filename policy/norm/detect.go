@@ -218,7 +218,7 @@ func (m *Model) offHours(e *employee, o *Observation, ns *normSet, peer, learnin
 		day = "a weekend day"
 	}
 	out = append(out, Anomaly{
-		Employee: e.name, Kind: "off_hours", Feature: "pii_values", Window: "1h",
+		Employee: e.name, Kind: "off_hours", Feature: "pii_values", Window: "1h", Subject: e.peer,
 		Observed: obs, Norm: offHoursFloor, Score: score, Learning: learning, PeerNorm: peer,
 		Explanation: fmt.Sprintf("%s received %s PII values between %02d:00 and %02d:00 on %s; %s (almost) never active %s",
 			e.name, num(obs), hour, (hour+1)%24, day, whose, when),

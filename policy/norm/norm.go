@@ -93,7 +93,8 @@ type Anomaly struct {
 	Explanation string  // plain language with the numbers
 	At          time.Time
 	// Subject is what a novelty is new: the table, client address,
-	// application or PII category.
+	// application or PII category; for off_hours, the employee's peer
+	// group (a team whose shift moved is one change).
 	Subject string `json:",omitempty"`
 }
 

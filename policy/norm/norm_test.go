@@ -130,7 +130,7 @@ func TestSeasonality(t *testing.T) {
 		got = append(got, m.Observe(lookup(agent, at.Add(time.Duration(i)*time.Minute), 1))...)
 	}
 	off := find(got, agent.name, "off_hours")
-	if len(off) != 1 || off[0].Score < 1 {
+	if len(off) != 1 || off[0].Score < 1 || off[0].Subject != agent.role {
 		t.Fatalf("agent at 02:00: %+v", got)
 	}
 	t.Log(off[0].Explanation)
