@@ -53,7 +53,7 @@ func (d *Decoder) walk(l leaf, v []byte, scan ScanFunc, depth int) int {
 			return n
 		}
 		return d.unwrap(v, scan)
-	case leafBytes:
+	case leafBytes, leafOpaque:
 		return scan(v, false)
 	case leafNone:
 		return 0

@@ -9,10 +9,10 @@ type Leaf uint8
 const (
 	// LeafText is a text element: a masked string is a valid value.
 	LeafText Leaf = iota
-	// LeafBytes is a bytea (or jsonb, tsvector) element: any bytes are a
-	// valid bytea, not necessarily a valid value of the others.
+	// LeafBytes is a bytea element: any bytes are a valid value.
 	LeafBytes
-	// LeafOther is an element of a type not known: only NULL replaces it.
+	// LeafOther is an element of another type (json, jsonb, a type not
+	// known): only NULL replaces it.
 	LeafOther
 )
 
@@ -56,6 +56,8 @@ func (r *rewriter) value(l leaf, v []byte, depth int) (out []byte, null, ok bool
 		return leafMask(LeafText)
 	case leafBytes:
 		return leafMask(LeafBytes)
+	case leafOpaque:
+		return leafMask(LeafOther)
 	case leafNone:
 		return v, false, true
 	}

@@ -62,7 +62,8 @@ type leaf uint8
 const (
 	leafNone   leaf = iota // no text: skipped
 	leafText               // text bytes: scanned, and decoded if encoded
-	leafBytes              // bytes that may hold text (bytea, tsvector): scanned
+	leafBytes              // bytea: scanned; any bytes replace it
+	leafOpaque             // json, jsonb, xml, tsvector: scanned; only NULL replaces it
 	leafArray              // a binary array
 	leafRecord             // a binary composite
 	leafRange              // a binary range of an unknown element type
@@ -73,10 +74,12 @@ const (
 // leafOf classifies a type OID as an element of a binary value.
 func leafOf(oid uint32) leaf {
 	switch oid {
-	case oidText, oidVarchar, oidBPChar, oidName, oidUnknown, oidCString, oidXML, oidJSON:
+	case oidText, oidVarchar, oidBPChar, oidName, oidUnknown, oidCString:
 		return leafText
-	case oidBytea, oidJSONB, oidJSONPath, oidTSVector, oidTSQuery:
+	case oidBytea:
 		return leafBytes
+	case oidJSON, oidXML, oidJSONB, oidJSONPath, oidTSVector, oidTSQuery:
+		return leafOpaque
 	case oidRecord:
 		return leafRecord
 	}
@@ -123,9 +126,6 @@ func For(oid uint32, format int16) Kind {
 	}
 	switch leafOf(oid) {
 	case leafText:
-		if oid == oidXML || oid == oidJSON {
-			return None
-		}
 		return Encoded
 	case leafArray, leafRecord, leafSniff:
 		return Binary
@@ -147,5 +147,5 @@ func Textual(oid uint32) bool {
 // detectors can read as they are: text types, bytea, jsonb, tsvector.
 func Raw(oid uint32) bool {
 	l := leafOf(oid)
-	return l == leafText || l == leafBytes
+	return l == leafText || l == leafBytes || l == leafOpaque
 }
