@@ -228,3 +228,47 @@ func TestRedactBinaryValues(t *testing.T) {
 		}
 	}
 }
+
+// TestStagingIntoLargeObjectsAndTempTables: writing PII into a large
+// object, or into a table by INSERT with VALUES computed by subqueries or
+// by an INSERT inside WITH, is staging, refused as CREATE TABLE AS is.
+func TestStagingIntoLargeObjectsAndTempTables(t *testing.T) {
+	_, conn := setup(t, withRules(t, `rules:
+  - name: no-staging
+    when:
+      statements: [create_table_as, insert_select]
+      tables: [public.customers]
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE stash (v text)"); err != nil {
+		t.Fatal(err)
+	}
+	var oid uint32
+	if err := conn.QueryRow(ctx, "SELECT lo_from_bytea(0, 'nothing personal')").Scan(&oid); err != nil {
+		t.Fatalf("a large object of no table's data: %v", err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		for _, sql := range []string{
+			"SELECT lo_from_bytea(0, convert_to(string_agg(email, ','), 'utf8')) FROM customers WHERE id <= 300",
+			fmt.Sprintf("SELECT lo_put(%d, 0, convert_to(string_agg(email, ','), 'utf8')) FROM customers WHERE id <= 300", oid),
+			"INSERT INTO stash VALUES ((SELECT string_agg(email, ',') FROM customers WHERE id <= 300))",
+			"WITH s AS (INSERT INTO stash SELECT email FROM customers WHERE id <= 300 RETURNING 1) SELECT count(*) FROM s",
+		} {
+			_, err := conn.Exec(ctx, sql, mode)
+			var pgErr *pgconn.PgError
+			if !asPgError(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, "rule no-staging") {
+				t.Errorf("%s (%v): %v, want refused by rule no-staging", sql, mode, err)
+			}
+		}
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM stash").Scan(&n); err != nil || n != 0 {
+		t.Errorf("stash holds %d rows (%v), want none", n, err)
+	}
+	var size int
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT length(lo_get(%d))", oid)).Scan(&size); err != nil || size != len("nothing personal") {
+		t.Errorf("large object is %d bytes (%v), want unchanged", size, err)
+	}
+}
