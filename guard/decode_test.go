@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -271,4 +272,52 @@ func TestStagingIntoLargeObjectsAndTempTables(t *testing.T) {
 	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT length(lo_get(%d))", oid)).Scan(&size); err != nil || size != len("nothing personal") {
 		t.Errorf("large object is %d bytes (%v), want unchanged", size, err)
 	}
+}
+
+// TestFastPathLoRead: a large object read with the fast-path loread, as
+// libpq's lo_read does, is raw bytes, counted as the SQL loread is.
+func TestFastPathLoRead(t *testing.T) {
+	ev, conn := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var oid uint32
+	if err := conn.QueryRow(ctx, "SELECT lo_from_bytea(0, convert_to(string_agg(email, ','), 'utf8')) FROM customers WHERE id <= 120").Scan(&oid); err != nil {
+		t.Fatal(err)
+	}
+	hc := rawConn(t, ctx, conn)
+	roundTrip := func(msg pgproto3.FrontendMessage) []byte {
+		t.Helper()
+		hc.Frontend.Send(msg)
+		if err := hc.Frontend.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var result []byte
+		for {
+			m, err := hc.Frontend.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.FunctionCallResponse:
+				result = append([]byte(nil), m.Result...)
+			case *pgproto3.ErrorResponse:
+				t.Fatalf("%s: %s", m.Code, m.Message)
+			case *pgproto3.ReadyForQuery:
+				return result
+			}
+		}
+	}
+	roundTrip(&pgproto3.Query{String: "BEGIN"})
+	const loOpen, loRead = 952, 954
+	fd := roundTrip(&pgproto3.FunctionCall{Function: loOpen, ArgFormatCodes: []uint16{0},
+		Arguments: [][]byte{[]byte(fmt.Sprint(oid)), []byte("262144")}})
+	data := roundTrip(&pgproto3.FunctionCall{Function: loRead, ArgFormatCodes: []uint16{0},
+		Arguments: [][]byte{fd, []byte("100000")}, ResultFormatCode: 1})
+	if !strings.HasPrefix(string(data), "customer") {
+		t.Fatalf("read %q", data)
+	}
+	if got := ev.last(t); got.PIIValues["email"] != 120 {
+		t.Errorf("fast-path loread counted %v, want 120 emails", got.PIIValues)
+	}
+	roundTrip(&pgproto3.Query{String: "ROLLBACK"})
 }
