@@ -31,8 +31,9 @@ type Decoder struct {
 
 // Scan hands scan each piece of text v, a value of type oid whose column
 // For classified as k, holds as a client decoding it would see it, and
-// returns the sum of what scan returned. For Encoded the value itself is
-// not handed over (the caller scanned it), only what it decodes to.
+// returns the sum of what scan returned. For Encoded and Nested the value
+// itself is not handed over (the caller scanned it), only what it decodes
+// to.
 func (d *Decoder) Scan(k Kind, oid uint32, v []byte, scan ScanFunc) int {
 	switch k {
 	case Encoded:
@@ -41,6 +42,8 @@ func (d *Decoder) Scan(k Kind, oid uint32, v []byte, scan ScanFunc) int {
 		return d.bytea(v, scan)
 	case Binary:
 		return d.walk(leafOf(oid), v, scan, 0)
+	case Nested:
+		return d.tokens(v, scan)
 	}
 	return 0
 }

@@ -84,9 +84,12 @@ func TestFor(t *testing.T) {
 		{1007, 1, None}, // int4[]
 		{3904, 1, None}, // int4range
 		{1009, 1, Binary},
-		{1009, 0, None}, // text-format arrays show their text
+		{1009, 0, Nested},
+		{1007, 0, None},
 		{oidRecord, 1, Binary},
-		{oidRecord, 0, None},
+		{oidRecord, 0, Nested},
+		{oidJSON, 0, Nested},
+		{16385, 0, Nested},
 		{16385, 1, Binary}, // a user type
 		{oidJSON, 1, None},
 	} {
@@ -390,5 +393,28 @@ func TestRewriteRecord(t *testing.T) {
 	// An opaque value of an unknown type has nothing to rewrite.
 	if _, _, ok := d.Rewrite(16600, []byte("alice@example.com"), maskAt); ok {
 		t.Error("rewrote an opaque value")
+	}
+}
+
+// TestNested: the hex and base64 elements of text-format arrays,
+// composites and json values are decoded.
+func TestNested(t *testing.T) {
+	a, b := hex.EncodeToString([]byte("alice@example.com")), hex.EncodeToString([]byte("bob@example.org"))
+	b64 := base64.StdEncoding.EncodeToString([]byte("carol@example.net"))
+	for _, tc := range []struct {
+		name, v string
+		ats     int
+	}{
+		{"bytea[]", `{"\\x` + a + `","\\x` + b + `"}`, 2},
+		{"record with bytea", `(1,"Alice","\\x` + a + `")`, 1},
+		{"json with bytea", `{"f1":1,"f2":"\\x` + a + `"}`, 1},
+		{"text[] of base64 and hex", `{` + b64 + `,` + a + `,plain}`, 2},
+		{"nothing encoded", `{"Alice Smith",Bob,"x y z"}`, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, ats := collect(t, Nested, oidRecord, []byte(tc.v)); ats != tc.ats {
+				t.Errorf("found %d, want %d", ats, tc.ats)
+			}
+		})
 	}
 }

@@ -205,3 +205,29 @@ func (d *Decoder) bytea(v []byte, scan ScanFunc) int {
 }
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// tokens decodes the hex and base64 elements of a text-format array,
+// composite or json value: the runs between its punctuation, a leading
+// backslash (doubled when quoted) before a bytea's \x dropped.
+func (d *Decoder) tokens(v []byte, scan ScanFunc) int {
+	n := 0
+	start := 0
+	for i := 0; i <= len(v); i++ {
+		if i < len(v) {
+			switch v[i] {
+			case '{', '}', '(', ')', '[', ']', ',', '"', ':', ' ':
+			default:
+				continue
+			}
+		}
+		tok := v[start:i]
+		start = i + 1
+		for len(tok) > 2 && tok[0] == '\\' && tok[1] == '\\' {
+			tok = tok[1:]
+		}
+		if len(tok) >= minEncoded {
+			n += d.unwrap(tok, scan)
+		}
+	}
+	return n
+}

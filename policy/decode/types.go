@@ -16,6 +16,9 @@ const (
 	// Binary is a binary-format array, composite, range or multirange, or
 	// a value of a type this package does not know.
 	Binary
+	// Nested is a text-format array, composite or json value: scanned as
+	// it is, and its hex (\x...) and base64 elements decoded too.
+	Nested
 )
 
 // Type OIDs (pg_type.dat).
@@ -121,6 +124,11 @@ func For(oid uint32, format int16) Kind {
 			return Bytea
 		case oidText, oidVarchar, oidBPChar, oidName, oidUnknown, 0:
 			return Encoded
+		case oidRecord, oidJSON, oidJSONB:
+			return Nested
+		}
+		if textArrays[oid] || oid >= FirstUserOID {
+			return Nested
 		}
 		return None
 	}
