@@ -17,6 +17,7 @@ import (
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
 // binaryResult runs sql with every result column in binary format, as
@@ -383,5 +384,30 @@ func BenchmarkDataRowDecoded(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestCanariesInDecodedValues: a canary inside a short binary array, or
+// inside a hex text, is found as in its text.
+func TestCanariesInDecodedValues(t *testing.T) {
+	al := &alerts{}
+	_, conn := setup(t, withRules(t, `canaries:
+  values: [canary.one@example.com, canary.two@example.com]
+`), func(c *guard.Config) { c.Alerts = al })
+	pgtest.Shared(t).Exec(t, `INSERT INTO customers VALUES
+  (100001, 'Canary One', 'canary.one@example.com', '+14155550001', ''),
+  (100002, 'Canary Two', 'canary.two@example.com', '+14155550002', '')`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if res := binaryResult(ctx, conn, "SELECT array_agg(email) FROM customers WHERE id = 100002"); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if a := al.take(); len(a) != 1 || a[0].Rule != "canary" {
+		t.Errorf("alerts after a canary in a binary array: %+v", a)
+	}
+	_, err := conn.Exec(ctx, "SELECT encode(convert_to(string_agg(email, ','), 'utf8'), 'hex') FROM customers WHERE id > 99000", pgx.QueryExecModeSimpleProtocol)
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "canary") {
+		t.Errorf("canaries in hex: %v, want a canary block", err)
 	}
 }
