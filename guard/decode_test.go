@@ -33,6 +33,7 @@ func TestDecodedValuesCounted(t *testing.T) {
 	ev, conn := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	pgtest.Shared(t).Exec(t, `DROP TYPE IF EXISTS textrange CASCADE; CREATE TYPE textrange AS RANGE (subtype = text)`)
 	agg := "convert_to(string_agg(email, ','), 'utf8')"
 	// The large object is staged by one statement and read by the next:
 	// a statement does not see the objects it creates.
@@ -50,6 +51,8 @@ func TestDecodedValuesCounted(t *testing.T) {
 		{"two-dimensional array in binary", "SELECT array_agg(ARRAY[email, phone]) FROM customers WHERE id <= 30", true, "", 30, 30},
 		{"composite in binary", "SELECT row(full_name, email) FROM customers WHERE id <= 50", true, "", 50, 0},
 		{"array of composites in binary", "SELECT array_agg(row(id, email)) FROM customers WHERE id <= 60", true, "", 60, 0},
+		{"whole-row value in binary", "SELECT c FROM customers c WHERE id <= 12", true, "", 24, 12},
+		{"range over text in binary", "SELECT textrange(email, email || 'z') FROM customers WHERE id <= 15", true, "", 30, 0},
 		{"text array of bytea", "SELECT array_agg(convert_to(email, 'utf8')) FROM customers WHERE id <= 40", false, "", 40, 0},
 		{"text composite with bytea", "SELECT row(id, convert_to(phone, 'utf8')) FROM customers WHERE id <= 45", false, "", 0, 45},
 		{"json of bytea", "SELECT json_agg(convert_to(email, 'utf8')) FROM customers WHERE id <= 35", false, "", 35, 0},
