@@ -116,7 +116,8 @@ func scanCalls(m protoreflect.Message, add func(string), rels, funcs *relSet, ct
 		}
 	case *pg_query.InsertStmt:
 		// An INSERT of a query's result, at the top or in a WITH, or of
-		// VALUES computed by subqueries, stages what it reads.
+		// VALUES computed by subqueries (the same INSERT ... SELECT
+		// written otherwise), stages what it reads.
 		if sel := v.GetSelectStmt().GetSelectStmt(); sel != nil && (len(sel.GetValuesLists()) == 0 || hasSubLink(sel.ProtoReflect())) {
 			add(KindDML)
 			add(KindInsertSelect)
