@@ -159,6 +159,15 @@ func TestDecodedValuesBlocked(t *testing.T) {
 			t.Errorf("%s: %d rows delivered", sql, len(res.Rows))
 		}
 	}
+	// pgx asks for text[] in binary by itself.
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec} {
+		var emails []string
+		err := conn.QueryRow(ctx, "SELECT array_agg(email) FROM customers WHERE id <= 300", mode).Scan(&emails)
+		var pgErr *pgconn.PgError
+		if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "rule email-limit") || len(emails) != 0 {
+			t.Errorf("pgx %v: %v, %d emails; want a block by rule email-limit", mode, err, len(emails))
+		}
+	}
 	// Fewer than the limit pass.
 	if res := binaryResult(ctx, conn, "SELECT array_agg(email) FROM customers WHERE id <= 200"); res.Err != nil {
 		t.Fatal(res.Err)
