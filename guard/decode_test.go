@@ -33,7 +33,9 @@ func TestDecodedValuesCounted(t *testing.T) {
 	ev, conn := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pgtest.Shared(t).Exec(t, `DROP TYPE IF EXISTS textrange CASCADE; CREATE TYPE textrange AS RANGE (subtype = text)`)
+	pgtest.Shared(t).Exec(t, `DROP TYPE IF EXISTS textrange CASCADE; CREATE TYPE textrange AS RANGE (subtype = text);
+DROP DOMAIN IF EXISTS contact CASCADE; CREATE DOMAIN contact AS text;
+DROP TYPE IF EXISTS mood CASCADE; CREATE TYPE mood AS ENUM ('ok', 'carol@example.com')`)
 	agg := "convert_to(string_agg(email, ','), 'utf8')"
 	// The large object is staged by one statement and read by the next:
 	// a statement does not see the objects it creates.
@@ -52,6 +54,8 @@ func TestDecodedValuesCounted(t *testing.T) {
 		{"composite in binary", "SELECT row(full_name, email) FROM customers WHERE id <= 50", true, "", 50, 0},
 		{"array of composites in binary", "SELECT array_agg(row(id, email)) FROM customers WHERE id <= 60", true, "", 60, 0},
 		{"whole-row value in binary", "SELECT c FROM customers c WHERE id <= 12", true, "", 24, 12},
+		{"array of a domain over text in binary", "SELECT array_agg(phone::contact) FROM customers WHERE id <= 33", true, "", 0, 33},
+		{"array of an enum in binary", "SELECT array_agg('carol@example.com'::mood) FROM customers WHERE id <= 21", true, "", 21, 0},
 		{"range over text in binary", "SELECT textrange(email, email || 'z') FROM customers WHERE id <= 15", true, "", 30, 0},
 		{"text array of bytea", "SELECT array_agg(convert_to(email, 'utf8')) FROM customers WHERE id <= 40", false, "", 40, 0},
 		{"text composite with bytea", "SELECT row(id, convert_to(phone, 'utf8')) FROM customers WHERE id <= 45", false, "", 0, 45},
