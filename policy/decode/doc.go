@@ -1,7 +1,8 @@
 // Package decode finds the text a client will see inside a result value
 // whose bytes do not show it: a bytea in hex or escape form, a text column
 // holding base64 or hex (encode(...)), and binary-format arrays,
-// composites and ranges, whose elements sit between length words. The
+// composites and ranges, whose elements sit between length words, and the
+// bytea and base64 elements of text-format arrays, composites and json. The
 // guard scans what it yields with the detectors, so array_agg(email) read
 // in binary counts as many emails as in text, and lo_get of a large object
 // staged from a table counts the table.

@@ -23,29 +23,18 @@ const (
 
 // Type OIDs (pg_type.dat).
 const (
-	oidBool        = 16
 	oidBytea       = 17
-	oidChar        = 18
 	oidName        = 19
 	oidInt8        = 20
-	oidInt2        = 21
 	oidInt4        = 23
 	oidText        = 25
-	oidOID         = 26
 	oidJSON        = 114
 	oidXML         = 142
-	oidFloat4      = 700
 	oidFloat8      = 701
 	oidUnknown     = 705
 	oidBPChar      = 1042
 	oidVarchar     = 1043
-	oidDate        = 1082
-	oidTime        = 1083
-	oidTimestamp   = 1114
 	oidTimestamptz = 1184
-	oidInterval    = 1186
-	oidTimetz      = 1266
-	oidNumeric     = 1700
 	oidRecord      = 2249
 	oidCString     = 2275
 	oidUUID        = 2950
@@ -139,16 +128,6 @@ func For(oid uint32, format int16) Kind {
 		return Binary
 	}
 	return None
-}
-
-// Textual reports whether a masked string is a valid value of the type,
-// in either format.
-func Textual(oid uint32) bool {
-	switch oid {
-	case oidText, oidVarchar, oidBPChar, oidName, oidUnknown, 0:
-		return true
-	}
-	return false
 }
 
 // Raw reports whether a binary-format value of the type is bytes the
