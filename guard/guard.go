@@ -736,7 +736,8 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		case c.declared != "":
 			counts.Add(c.declared, 1)
 		case c.scan && pol.detectors.Scan(v, counts) > 0:
-		case c.dec != decode.None && pol.detectors != nil && s.dec.scan(pol, c, v, counts, &canaries) > 0:
+		case c.dec != decode.None && pol.detectors != nil && (c.dec != decode.Encoded || decode.MayBeEncoded(v)) &&
+			s.dec.scan(pol, c, v, counts, &canaries) > 0:
 		case c.derived != "":
 			// Transformed past recognition (md5, reverse, base64): still
 			// the declared column's value.

@@ -89,6 +89,21 @@ func init() {
 	}
 }
 
+// MayBeEncoded reports, from its first bytes, whether a text value of
+// kind Encoded can be base64 or hex: most texts cannot, and are let go
+// before a call to Scan.
+func MayBeEncoded(v []byte) bool {
+	if len(v) < minEncoded {
+		return false
+	}
+	for _, c := range v[2:8] { // past a bytea's \x
+		if b64Val[c] == 0xff && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
 // unwrap decodes a text that is all hex (with or without bytea's \x) or
 // all base64, as encode() writes them, and scans what it holds; other
 // texts yield nothing.

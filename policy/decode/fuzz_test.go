@@ -30,6 +30,10 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("kind %d: scanned %d raw and %d decoded bytes of %d", k, raw, decoded, len(v))
 			}
 		}
+		decoded := d.Scan(Encoded, oidText, v, func(p []byte, _ bool) int { return 1 })
+		if decoded > 0 && !MayBeEncoded(v) {
+			t.Fatalf("%q decodes, but MayBeEncoded says it cannot", v)
+		}
 		if For(oid, 1) != Binary {
 			return
 		}
