@@ -33,6 +33,8 @@ func BenchmarkScan(b *testing.B) {
 		{"binary text[20]", Binary, 1009, arr},
 		{"base64 of 20", Encoded, oidText, []byte(base64.StdEncoding.EncodeToString([]byte(packed)))},
 		{"name", Encoded, oidText, []byte("Maria Garcia-Lopez")},
+		{"json without PII", Nested, oidJSONB, []byte(`{"theme": "dark", "locale": "en-GB", "widgets": [{"id": 1, "kind": "chart", "title": "Weekly orders"},` +
+			` {"id": 2, "kind": "table", "title": "Open tickets", "columns": ["priority", "status", "assignee"]}], "last_seen": "2024-05-01T10:00:00Z"}`)},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var d Decoder

@@ -72,6 +72,9 @@ func cutPoint(b []byte) int {
 var (
 	hexVal [256]byte // hex digit values, 0xff for others
 	b64Val [256]byte // base64 (standard alphabet) values, 0xff for others
+	// tokenByte marks the bytes of an encoded element: the base64
+	// alphabet, padding, line breaks and backslashes.
+	tokenByte [256]bool
 )
 
 func init() {
@@ -86,6 +89,10 @@ func init() {
 	}
 	for i, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" {
 		b64Val[c] = byte(i)
+		tokenByte[c] = true
+	}
+	for _, c := range "=\n\r\\" {
+		tokenByte[c] = true
 	}
 }
 
@@ -222,27 +229,25 @@ func (d *Decoder) bytea(v []byte, scan ScanFunc) int {
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // tokens decodes the hex and base64 elements of a text-format array,
-// composite or json value: the runs between its punctuation, a leading
-// backslash (doubled when quoted) before a bytea's \x dropped.
+// composite or json value: the runs of base64 and hex characters (and
+// line breaks, padding, and the backslashes before a bytea's \x) between
+// its punctuation.
 func (d *Decoder) tokens(v []byte, scan ScanFunc) int {
 	n := 0
 	start := 0
 	for i := 0; i <= len(v); i++ {
-		if i < len(v) {
-			switch v[i] {
-			case '{', '}', '(', ')', '[', ']', ',', '"', ':', ' ':
-			default:
-				continue
-			}
+		if i < len(v) && tokenByte[v[i]] {
+			continue
 		}
 		tok := v[start:i]
 		start = i + 1
+		if len(tok) < minEncoded {
+			continue
+		}
 		for len(tok) > 2 && tok[0] == '\\' && tok[1] == '\\' {
 			tok = tok[1:]
 		}
-		if len(tok) >= minEncoded {
-			n += d.unwrap(tok, scan)
-		}
+		n += d.unwrap(tok, scan)
 	}
 	return n
 }
