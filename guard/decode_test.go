@@ -293,6 +293,8 @@ func TestStagingIntoLargeObjectsAndTempTables(t *testing.T) {
 			fmt.Sprintf("SELECT lo_put(%d, 0, convert_to(string_agg(email, ','), 'utf8')) FROM customers WHERE id <= 300", oid),
 			"INSERT INTO stash VALUES ((SELECT string_agg(email, ',') FROM customers WHERE id <= 300))",
 			"WITH s AS (INSERT INTO stash SELECT email FROM customers WHERE id <= 300 RETURNING 1) SELECT count(*) FROM s",
+			"CREATE TEMP TABLE stash2 AS SELECT email FROM customers",
+			"INSERT INTO stash SELECT email FROM customers",
 		} {
 			_, err := conn.Exec(ctx, sql, mode)
 			var pgErr *pgconn.PgError
