@@ -7,8 +7,9 @@
 // What flows in: the RowDescription of each result (resolved to catalog
 // names through proxy/catalog and classified by the policy: a declared
 // column is counted without looking at its values, an excluded one is
-// skipped, any other is scanned by the content detectors), every DataRow and
-// every CopyData line. What flows out: a Figures per statement, handed to the
+// skipped, any other is scanned by the content detectors, after decoding
+// when its type can hide text: bytea, base64 or hex text, binary arrays and
+// composites, see policy/decode), every DataRow and every CopyData line. What flows out: a Figures per statement, handed to the
 // per-employee windows (policy/window) and to the audit log when one is
 // configured.
 //

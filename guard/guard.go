@@ -19,6 +19,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/metrics"
 	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/decode"
 	"github.com/pgwarden/pgwarden/policy/detect"
 	"github.com/pgwarden/pgwarden/policy/hll"
 	"github.com/pgwarden/pgwarden/policy/norm"
@@ -411,6 +412,10 @@ type colPlan struct {
 	// textual is set when a masked string is a valid value of the column
 	// (a text type, in either format); other columns are redacted to NULL.
 	textual bool
+	// dec says how the column's values can hide text (bytea, base64,
+	// binary arrays and composites); oid is the column's type.
+	dec decode.Kind
+	oid uint32
 }
 
 type session struct {
@@ -445,6 +450,8 @@ type session struct {
 	pathMu sync.Mutex
 	enf    enforcement
 	key    keyColumn // where the explained_access key is in the current result
+	// dec decodes the values that hide text (decode.go).
+	dec valueDecoder
 	// cursors sums the fetches of each open server-side cursor.
 	cursors map[string]*cursorTotal
 	// limited follows the open cursors for the row limit (rowlimit.go).
@@ -728,6 +735,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	for i, fd := range fields {
 		plan[i].scan = s.cc().detectors != nil && scannable(fd)
 		plan[i].textual = textual(fd.DataTypeOID)
+		plan[i].dec, plan[i].oid = decode.For(fd.DataTypeOID, fd.Format), fd.DataTypeOID
 		if fd.TableOID >= firstNormalObjectID {
 			f.userColumns = true
 		}
@@ -754,7 +762,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 			continue
 		}
 		if cat, ok := p.Classify(col.Schema, col.Table, col.Name); ok {
-			plan[i] = colPlan{declared: detect.Category(cat), textual: plan[i].textual}
+			plan[i] = colPlan{declared: detect.Category(cat), textual: plan[i].textual, dec: plan[i].dec, oid: plan[i].oid}
 			continue
 		}
 		if col.RelKind == 'v' || col.RelKind == 'm' {
@@ -771,17 +779,14 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	s.widen(st, f)
 }
 
-// scannable reports whether the detectors can read the column's values:
-// text format, or binary format of a type whose binary form is its text.
+// scannable reports whether the detectors can read the column's values as
+// they are: text format (but bytea, which is decoded first), or binary
+// format of a type whose binary form is its text or raw bytes.
 func scannable(fd pgproto3.FieldDescription) bool {
 	if fd.Format == 0 {
-		return true
+		return fd.DataTypeOID != byteaOID
 	}
-	switch fd.DataTypeOID {
-	case 25, 1043, 1042, 19, 114, 3802, 142: // text, varchar, bpchar, name, json, jsonb, xml
-		return true
-	}
-	return false
+	return decode.Raw(fd.DataTypeOID)
 }
 
 // DataRow counts one row. With rules in force, the row is counted apart
@@ -826,6 +831,8 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		case c.declared != "":
 			counts.Add(c.declared, 1)
 		case c.scan && pol.detectors.Scan(v, counts) > 0:
+		case c.dec != decode.None && pol.detectors != nil && (c.dec != decode.Encoded || decode.MayBeEncoded(v)) &&
+			s.dec.scan(pol, c, v, counts, &canaries) > 0:
 		case c.derived != "" && len(v) > 0:
 			// Transformed past recognition (md5, reverse, base64): still
 			// the declared column's value. (An empty value, pg_notify's

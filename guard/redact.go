@@ -28,6 +28,7 @@ func (s *session) redact(f *Figures, values [][]byte) proxy.Verdict {
 	null := e.redacting.RedactWith == "null"
 	var n int
 	e.row.Each(func(_ detect.Category, k int) { n += k })
+	pol := s.cc()
 	for _, i := range e.piiCols {
 		var c colPlan
 		if i < len(s.plan) {
@@ -35,11 +36,11 @@ func (s *session) redact(f *Figures, values [][]byte) proxy.Verdict {
 		} else if s.plan == nil {
 			c.textual = true
 		}
-		if null || !c.textual {
+		if null {
 			out[i] = nil
 			continue
 		}
-		out[i] = mask(values[i])
+		out[i] = s.dec.masked(pol, c, values[i])
 	}
 	e.redacted = out
 	var size int64

@@ -120,7 +120,9 @@
 //
 // Statement kinds, as the caller classifies SQL: select, copy_to_stdout,
 // copy_to_file, copy_to_program, copy_from, create_table_as (also SELECT
-// INTO and CREATE MATERIALIZED VIEW), insert_select, lo_export, dblink
+// INTO, CREATE MATERIALIZED VIEW, and writing into a large object with
+// lo_from_bytea, lo_put or lowrite), insert_select (also inside WITH, and
+// INSERT ... VALUES computed by subqueries), lo_export, dblink
 // (dblink functions and postgres_fdw foreign tables), function_call (the
 // fast-path protocol), ddl, dml and other. server_egress is short for
 // copy_to_file, copy_to_program, lo_export and dblink: data that leaves

@@ -57,11 +57,14 @@ const (
 	KindCopyToFile    StatementKind = "copy_to_file"
 	KindCopyToProgram StatementKind = "copy_to_program"
 	KindCopyFrom      StatementKind = "copy_from"
-	// KindCreateTableAs is CREATE TABLE AS, SELECT INTO and CREATE
-	// MATERIALIZED VIEW.
+	// KindCreateTableAs is CREATE TABLE AS, SELECT INTO, CREATE
+	// MATERIALIZED VIEW, and a write into a large object (lo_from_bytea,
+	// lo_put, lowrite in SQL).
 	KindCreateTableAs StatementKind = "create_table_as"
-	KindInsertSelect  StatementKind = "insert_select"
-	KindLoExport      StatementKind = "lo_export"
+	// KindInsertSelect is an INSERT of a query's result, also inside WITH,
+	// or of VALUES computed by subqueries.
+	KindInsertSelect StatementKind = "insert_select"
+	KindLoExport     StatementKind = "lo_export"
 	// KindDblink is a call of a dblink function or use of a postgres_fdw
 	// foreign table.
 	KindDblink StatementKind = "dblink"

@@ -109,6 +109,18 @@ func scanCalls(m protoreflect.Message, add func(string), rels, funcs *relSet, ct
 			add(KindLoExport)
 		case strings.HasPrefix(name, "dblink"):
 			add(KindDblink)
+		case loWriters[name]:
+			// A query's result written into a large object, to be read
+			// back later: staged, as by CREATE TABLE AS.
+			add(KindCreateTableAs)
+		}
+	case *pg_query.InsertStmt:
+		// An INSERT of a query's result, at the top or in a WITH, or of
+		// VALUES computed by subqueries (the same INSERT ... SELECT
+		// written otherwise), stages what it reads.
+		if sel := v.GetSelectStmt().GetSelectStmt(); sel != nil && (len(sel.GetValuesLists()) == 0 || hasSubLink(sel.ProtoReflect())) {
+			add(KindDML)
+			add(KindInsertSelect)
 		}
 	case *pg_query.WithClause:
 		for _, c := range v.GetCtes() {
@@ -130,6 +142,20 @@ func scanCalls(m protoreflect.Message, add func(string), rels, funcs *relSet, ct
 		scanCalls(c, add, rels, funcs, ctes)
 		return true
 	})
+}
+
+// loWriters are the SQL functions that write into a large object.
+var loWriters = map[string]bool{"lo_from_bytea": true, "lo_put": true, "lowrite": true}
+
+// hasSubLink reports whether an expression tree holds a subquery.
+func hasSubLink(m protoreflect.Message) bool {
+	if !m.IsValid() {
+		return false
+	}
+	if _, ok := m.Interface().(*pg_query.SubLink); ok {
+		return true
+	}
+	return !children(m, func(c protoreflect.Message) bool { return !hasSubLink(c) })
 }
 
 // relSet lists relations each once, in the order first seen.

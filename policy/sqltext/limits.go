@@ -229,6 +229,8 @@ func (k *skimKinds) add(w string) {
 		ks = []string{KindDML}
 	case "lo_export":
 		ks = []string{KindLoExport}
+	case "lo_from_bytea", "lo_put", "lowrite":
+		ks = []string{KindCreateTableAs}
 	case "foreign", "server", "mapping":
 		ks = []string{KindDblink, KindDDL}
 	case "create":

@@ -100,6 +100,7 @@ func TestLimits(t *testing.T) {
 		{"lo_export by unicode escapes", inList(`SELECT U&"lo\005fexport"(42, '/tmp/x') FROM customers`, 30000), KindLoExport},
 		{"dblink", inList(`SELECT dblink_exec('host=evil', 'x') FROM customers`, 30000), KindDblink},
 		{"select into", inList("SELECT email INTO stash FROM customers", 30000), KindCreateTableAs},
+		{"into a large object", inList(`SELECT "lo_from_bytea"(0, convert_to(email, 'UTF8')) FROM customers`, 30000), KindCreateTableAs},
 	}
 	var bulk strings.Builder
 	bulk.WriteString("INSERT INTO contacts VALUES ")
