@@ -138,6 +138,15 @@ func TestChannelsEnforced(t *testing.T) {
 
 	t.Run("parameter status", func(t *testing.T) {
 		conn, _ := listening(t, base)
+		// The server reports the change after the Execute's result, before
+		// the batch's ReadyForQuery: it counts with that statement (norms
+		// learn from statements).
+		if err := conn.QueryRow(ctx, "SELECT length(set_config('application_name', email, false)) FROM customers WHERE id = 1").Scan(new(int)); err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.last(t); got.Rows != 1 || got.PIIValues["email"] != 1 {
+			t.Errorf("the statement counted %+v, want its row and the email its parameter status carried", got)
+		}
 		seen := map[string]bool{}
 		for id := 1; id <= 60; id++ {
 			var v string

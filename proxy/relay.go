@@ -737,6 +737,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			}
 		}
 		if e != nil && e.kind == pendExecute {
+			s.lastDone = e.stmt
 			s.popHead()
 		}
 	case 'Z': // ReadyForQuery
@@ -788,7 +789,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		if s.cfg.IdleTimeout > 0 {
 			s.armIdle(true)
 		}
-		s.blocked, s.withheld = false, false
+		s.blocked, s.withheld, s.lastDone = false, false, nil
 		return true, nil
 	case 'E': // ErrorResponse
 		s.copyOut = false
@@ -910,7 +911,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 				return false, fatalf(codeProtocolViolation, err, "invalid NotificationResponse from the upstream server")
 			}
 			e := s.head()
-			return s.actOnMessage(e, s.insp.Notification(stmtOf(e), &n), "notification", nil)
+			return s.actOnMessage(e, s.insp.Notification(s.messageStmt(e), &n), "notification", nil)
 		}
 	case 'S': // ParameterStatus
 		if s.insp != nil && !s.blocked {
@@ -919,7 +920,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 				return false, fatalf(codeProtocolViolation, err, "invalid ParameterStatus from the upstream server")
 			}
 			e := s.head()
-			v := s.insp.ParameterStatus(stmtOf(e), &ps)
+			v := s.insp.ParameterStatus(s.messageStmt(e), &ps)
 			return s.actOnMessage(e, v, "parameter_status", func() ([]byte, error) {
 				if len(v.Values) == 0 {
 					return nil, nil
@@ -944,7 +945,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 				return false, fatalf(codeProtocolViolation, err, "invalid NoticeResponse from the upstream server")
 			}
 			e := s.head()
-			v := s.insp.Notice(stmtOf(e), &n)
+			v := s.insp.Notice(s.messageStmt(e), &n)
 			return s.actOnMessage(e, v, "notice", func() ([]byte, error) {
 				return (&pgproto3.NoticeResponse{Severity: n.Severity, SeverityUnlocalized: n.SeverityUnlocalized,
 					Code: n.Code, Message: "pgwarden: " + v.Reason}).Encode(nil)
@@ -954,11 +955,15 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 	return !s.blocked, nil
 }
 
-func stmtOf(e *pending) *Statement {
-	if e == nil {
-		return nil
+// messageStmt is the statement a notice, notification or parameter
+// status belongs to: the one in progress, else the batch's last one to
+// complete (the server reports a changed parameter at the end of the
+// batch, after the Execute that changed it).
+func (s *session) messageStmt(e *pending) *Statement {
+	if e != nil && e.stmt != nil {
+		return e.stmt
 	}
-	return e.stmt
+	return s.lastDone
 }
 
 // actOnMessage carries out a verdict on a message that is not a row of a

@@ -94,6 +94,9 @@ type session struct {
 	// withheld: a message between statements was withheld since the last
 	// ReadyForQuery (logged once).
 	withheld bool
+	// lastDone is the batch's last Execute to complete, which notices and
+	// parameter status that follow it belong to.
+	lastDone *Statement
 	copyOut  bool
 	copyIn   bool // the server reads COPY input (its queue knows too)
 	// serverFatal is set when the server sent a FATAL error: its close
