@@ -279,7 +279,7 @@ func (m *Model) novelty(e *employee, o *Observation, learning bool, out []Anomal
 // novelCategories reports the PII categories the observation raised to
 // novelCategoryFloor values in the open day that the employee did not read
 // on any day of the history, and that the peer group does not read
-// routinely (on peerRoutineDays active days): an agent whose work never
+// routinely (peerRoutine): an agent whose work never
 // touches social security numbers reading fifty of them. Once per
 // category and day; the next day, the category is in the history.
 func (m *Model) novelCategories(e *employee, o *Observation, out []Anomaly) []Anomaly {
@@ -295,7 +295,7 @@ func (m *Model) novelCategories(e *employee, o *Observation, out []Anomaly) []An
 		if _, ok := e.reported[key]; ok {
 			continue
 		}
-		if readDays(e, f) > 0 || m.peerReadDays(e, f) >= peerRoutineDays {
+		if readDays(e, f) > 0 || m.peerRoutine(e, f) {
 			continue
 		}
 		e.reported[key] = noveltyScore
@@ -328,25 +328,34 @@ func readDays(e *employee, f int) int {
 	return n
 }
 
-// peerReadDays counts the active days, of all the other members of e's
-// peer group together, on which feature f was read (the open day
-// included).
-func (m *Model) peerReadDays(e *employee, f int) int {
+// peerRoutine reports whether reading feature f is part of the work of
+// e's peer group: another member read it on peerRoutineDays days (today
+// included), leaving out the days it was a novelty of theirs.
+func (m *Model) peerRoutine(e *employee, f int) bool {
 	if e.peer == "" {
-		return 0
+		return false
 	}
-	n := 0
 	for _, name := range m.names {
 		x := m.emps[name]
 		if x == e || x.peer != e.peer {
 			continue
 		}
-		n += readDays(x, f)
+		n := 0
+		for i := range x.days {
+			if d := &x.days[i]; d.get(w1d, f) > 0 && !d.novel(f) {
+				n++
+			}
+		}
 		if f < len(x.cur[w1d]) && x.cur[w1d][f] > 0 {
-			n++
+			if _, novel := x.reported[repKey{Kind: kNovelCategory, Feature: int32(f), Window: w1d, Bucket: x.day}]; !novel {
+				n++
+			}
+		}
+		if n >= peerRoutineDays {
+			return true
 		}
 	}
-	return n
+	return false
 }
 
 // peerUses reports whether another member of e's peer group has name in

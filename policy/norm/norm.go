@@ -274,7 +274,14 @@ type dayRec struct {
 	// Flagged: a volume or off-hours anomaly of PII was reported on the
 	// day. Its excess has been told; drift leaves the day out.
 	Flagged bool `json:"flagged,omitempty"`
+	// Novel are the category features reported as novel_category on the
+	// day: what an employee read out of the ordinary does not make the
+	// category part of their peers' work.
+	Novel []int `json:"novel,omitempty"`
 }
+
+// novel reports whether feature f was reported novel on the day.
+func (d *dayRec) novel(f int) bool { return slices.Contains(d.Novel, f) }
 
 func (d *dayRec) get(w, f int) int64 {
 	var v []int64
@@ -391,6 +398,7 @@ func (m *Model) closeDay(e *employee) {
 		Max10m:  slices.Clone(e.dayMax[0]),
 		Max1h:   slices.Clone(e.dayMax[1]),
 		Flagged: e.flaggedToday(),
+		Novel:   e.novelToday(),
 	}
 	e.days = append(e.days, rec)
 	oldest := e.day - int64(m.cfg.HistoryDays) + 1
@@ -424,6 +432,18 @@ func (e *employee) flaggedToday() bool {
 		}
 	}
 	return false
+}
+
+// novelToday lists the category features reported novel in the open day.
+func (e *employee) novelToday() []int {
+	var out []int
+	for k := range e.reported {
+		if k.Kind == kNovelCategory {
+			out = append(out, int(k.Feature))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (m *Model) markPeer(peer string) {

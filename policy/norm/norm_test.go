@@ -705,6 +705,17 @@ func TestNovelCategory(t *testing.T) {
 	if got := m.Observe(ssn(analyst2, at, 50)); len(find(got, analyst2.name, "novel_category")) != 0 {
 		t.Errorf("a category the peer group reads: %+v", got)
 	}
+	// Colleagues' novelties do not make it routine: after agent's day of
+	// SSNs and a third agent's the next, SSNs are still not the support
+	// group's work.
+	third := ws[2]
+	if got := m.Observe(ssn(third, at.Add(24*time.Hour), 50)); len(find(got, third.name, "novel_category")) != 1 {
+		t.Errorf("a second agent the next day: %+v", got)
+	}
+	m.Observe(lookup(agent, at.Add(48*time.Hour), 1)) // closes agent's day
+	if e := m.emps[other.name]; m.peerRoutine(e, numFixed+m.cats["national_id"]) {
+		t.Errorf("two colleagues' novelties made SSNs routine for %s", other.name)
+	}
 }
 
 func findKind(as []Anomaly, kind string) []Anomaly {

@@ -67,9 +67,10 @@ const (
 	// in a day that makes a category the employee never read an anomaly:
 	// one social security number read to verify a caller is not.
 	novelCategoryFloor = 10
-	// peerRoutineDays is the number of active days (of all its members
-	// together) on which a peer group must have read a category for the
-	// category to be part of the group's work.
+	// peerRoutineDays is the number of days on which one of a peer
+	// group's other members must have read a category, other than as a
+	// novelty of their own, for the category to be part of the group's
+	// work: another insider's one day of it does not make it so.
 	peerRoutineDays = 2
 )
 
