@@ -1712,3 +1712,34 @@ rules:
 		})
 	}
 }
+
+// TestNormsExcept: an employee the norms' except names is neither learned
+// nor judged by them; rules still apply.
+func TestNormsExcept(t *testing.T) {
+	model, err := norm.New(norm.Config{LearningDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, conn := setup(t, withRules(t, `norms:
+  learning_days: 1
+  except: [`+pgtest.TrustUser+`]
+`), func(c *guard.Config) { c.Norms = model })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 20", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if got := model.Employees(); slices.Contains(got, pgtest.TrustUser) {
+		t.Errorf("the norms learned an excepted employee: %v", got)
+	}
+	_, conn2 := setup(t, withRules(t, `norms:
+  learning_days: 1
+  except: [someone_else]
+`), func(c *guard.Config) { c.Norms = model })
+	if _, err := countRows(ctx, conn2, "SELECT email FROM customers WHERE id <= 20", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if got := model.Employees(); !slices.Contains(got, pgtest.TrustUser) {
+		t.Errorf("the norms did not learn an employee they watch: %v", got)
+	}
+}

@@ -49,6 +49,9 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	}
 	s.g.releaseNovelties(at)
 	w := f.state.who
+	if !nc.Watches(&policy.Context{User: w.employee, Roles: s.enf.roles}) {
+		return
+	}
 	o := norm.Observation{Employee: w.employee, Peer: w.peer, Time: at, ClientAddr: clientIP(&s.info),
 		Application: s.info.ApplicationName, SessionID: s.info.ID,
 		Features: norm.Features{PIIRows: f.PIIRows, Subjects: int64(f.DistinctSubjects()), Rows: f.Rows,
@@ -221,7 +224,7 @@ func windowEnd(at time.Time, window string, loc *time.Location) time.Time {
 func (s *session) normRules(c *compiled, now time.Time, w *who) []*activeRule {
 	m := s.g.cfg.Norms
 	nc := c.p.Norms()
-	if m == nil || !nc.Enabled {
+	if m == nil || !nc.Enabled || !nc.Watches(&policy.Context{User: w.employee, Roles: s.enf.roles}) {
 		return nil
 	}
 	g := s.g

@@ -232,6 +232,7 @@
 //	  org_change_employees: 3         # a novelty new to 3 employees, each within
 //	  org_change_span: 1h             # ... 1h of the previous, is one org_change alert
 //	  org_change_hold: 15m            # an employee's novelty alert waits this long for others
+//	  except: [group:jobs]            # subjects and except, as rules take
 //	  shadow: false
 //
 // Norms are learned per employee (package policy/norm): volume per 10
@@ -246,7 +247,9 @@
 // incident, kind org_change, alerted once; the employees' own novelty
 // decisions are then recorded (action log) without notice. Folding is per
 // pgwarden instance, in memory: with several instances, each folds what
-// it sees.
+// it sees. Norms watch everyone, or the employees their subjects name,
+// less those their except names: a job that runs once a month (a
+// month-end batch) has no norm to break, and is left to rules.
 //
 // # Built-in policy
 //

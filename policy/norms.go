@@ -40,6 +40,17 @@ type NormConfig struct {
 	// OrgChangeEmployees 0 turns folding off.
 	OrgChangeEmployees           int
 	OrgChangeSpan, OrgChangeHold time.Duration
+
+	// who are the employees the norms watch, as a rule's subjects and
+	// except say (Watches): a monthly batch job has no norm to break.
+	who audience
+}
+
+// Watches reports whether the norms learn and judge c's employee: one
+// among their subjects (everyone when they name none) and not excepted.
+func (c NormConfig) Watches(ctx *Context) bool {
+	ok, _ := c.who.check(ctx, false)
+	return ok
 }
 
 // defaultNorms are the settings of a norms section's omitted keys.
@@ -127,6 +138,12 @@ func (ps *parser) normsConfig(n *yaml.Node) {
 			if ok {
 				c.OrgChangeEmployees = int(x)
 			}
+		},
+		"subjects": func(v *yaml.Node) {
+			c.who.subjects, _ = ps.subjectsField(v, "norms.subjects")
+		},
+		"except": func(v *yaml.Node) {
+			c.who.except, _ = ps.subjects(v, "norms.except")
 		},
 		"org_change_span": duration(&c.OrgChangeSpan, "norms.org_change_span"),
 		"org_change_hold": duration(&c.OrgChangeHold, "norms.org_change_hold"),

@@ -283,7 +283,9 @@ func (m *Model) novelty(e *employee, o *Observation, learning bool, out []Anomal
 // touches social security numbers reading fifty of them. Once per
 // category and day; the next day, the category is in the history.
 func (m *Model) novelCategories(e *employee, o *Observation, out []Anomaly) []Anomaly {
-	first := len(out)
+	var cats []string
+	var total int64
+	first := -1
 	for cat, v := range o.PIIValues {
 		f := numFixed + m.cats[cat]
 		today := e.cur[w1d][f]
@@ -299,21 +301,32 @@ func (m *Model) novelCategories(e *employee, o *Observation, out []Anomaly) []An
 			continue
 		}
 		e.reported[key] = noveltyScore
-		_, peer := m.normsFor(e)
-		whose := e.name + " has not read"
-		if e.peer != "" {
-			whose = fmt.Sprintf("neither %s nor peer group %q has read", e.name, e.peer)
+		cats = append(cats, cat)
+		total += today
+		if first < 0 || f < first {
+			first = f
 		}
-		out = append(out, Anomaly{
-			Employee: e.name, Kind: "novel_category", Feature: m.featureName(f), Window: fmt.Sprintf("%dd", m.cfg.HistoryDays),
-			Observed: float64(today), Score: noveltyScore, PeerNorm: peer, At: o.Time, Subject: cat,
-			Explanation: fmt.Sprintf("%s received %s %s values today, a PII category %s in %d days",
-				e.name, num(float64(today)), cat, whose, m.cfg.HistoryDays),
-		})
 	}
-	// Categories in name order, whatever the map's order.
-	slices.SortFunc(out[first:], func(a, b Anomaly) int { return strings.Compare(a.Feature, b.Feature) })
-	return out
+	if len(cats) == 0 {
+		return out
+	}
+	// One anomaly for the categories one statement made novel: a SELECT *
+	// of a table is one event, not one per column.
+	slices.Sort(cats)
+	_, peer := m.normsFor(e)
+	whose := e.name + " has not read"
+	if e.peer != "" {
+		whose = fmt.Sprintf("neither %s nor peer group %q has read", e.name, e.peer)
+	}
+	what := fmt.Sprintf("%s values today, a PII category", cats[0])
+	if len(cats) > 1 {
+		what = fmt.Sprintf("values of %s today, PII categories", strings.Join(cats, ", "))
+	}
+	return append(out, Anomaly{
+		Employee: e.name, Kind: "novel_category", Feature: m.featureName(first), Window: fmt.Sprintf("%dd", m.cfg.HistoryDays),
+		Observed: float64(total), Score: noveltyScore, PeerNorm: peer, At: o.Time, Subject: strings.Join(cats, ","),
+		Explanation: fmt.Sprintf("%s received %s %s %s in %d days", e.name, num(float64(total)), what, whose, m.cfg.HistoryDays),
+	})
 }
 
 // readDays counts the active days of e's history on which it read

@@ -712,6 +712,13 @@ func TestNovelCategory(t *testing.T) {
 	if got := m.Observe(ssn(third, at.Add(24*time.Hour), 50)); len(find(got, third.name, "novel_category")) != 1 {
 		t.Errorf("a second agent the next day: %+v", got)
 	}
+	// A statement making several categories novel is one anomaly.
+	wide := ssn(agent, at.Add(48*time.Hour+time.Hour), 20)
+	wide.PIIValues["iban"], wide.PIIValues["address"] = 20, 20
+	nc = find(m.Observe(wide), agent.name, "novel_category")
+	if len(nc) != 1 || nc[0].Subject != "address,iban" || !strings.Contains(nc[0].Explanation, "address, iban") {
+		t.Errorf("two new categories in one statement: %+v", nc)
+	}
 	m.Observe(lookup(agent, at.Add(48*time.Hour), 1)) // closes agent's day
 	if e := m.emps[other.name]; m.peerRoutine(e, numFixed+m.cats["national_id"]) {
 		t.Errorf("two colleagues' novelties made SSNs routine for %s", other.name)
