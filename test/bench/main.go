@@ -93,7 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.conns, "connections", 500, "sequential connections made by the connect workload")
 	fs.StringVar(&cfg.pgwardenBin, "pgwarden", "", "use this pgwarden `binary` instead of building ./cmd/pgwarden")
 	fs.BoolVar(&cfg.verbose, "v", false, "also log the cluster's startup steps")
-	fs.StringVar(&cfg.guard, "guard", "detect", "pgwarden's counting: `detect` (built-in policy: content detectors scan every value) or declared (the tables' columns declared PII, detectors off, resolved through a catalog connection)")
+	fs.StringVar(&cfg.guard, "guard", "default", "pgwarden's counting: `detect` (built-in detectors scan every value, five threshold rules no workload reaches), default (serve exactly as a user starts it: no --policy, the built-in policy with its norms, and --catalog-url) or declared (the tables' columns declared PII, detectors off, resolved through a catalog connection)")
 	fs.StringVar(&cfg.data, "data", "hex", "rows of the select and copy workloads: `hex` (an int and 140 characters of md5 hex) or pii (id, name, email, phone, SSN, address of synthetic people)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -104,8 +104,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fs.Usage()
 		return cfg, err
 	}
-	if cfg.guard != "detect" && cfg.guard != "declared" {
-		return fail("-guard %q: want detect or declared", cfg.guard)
+	if cfg.guard != "detect" && cfg.guard != "declared" && cfg.guard != "default" {
+		return fail("-guard %q: want detect, default or declared", cfg.guard)
+	}
+	if cfg.guard == "default" && cfg.data == "pii" {
+		return fail("-guard default -data pii: the built-in policy blocks reads of a million people, as it should")
 	}
 	if cfg.data != "hex" && cfg.data != "pii" {
 		return fail("-data %q: want hex or pii", cfg.data)

@@ -118,12 +118,16 @@ func (b *bench) run(ctx context.Context) (err error) {
 		pol := filepath.Join(tmp, "policy.yaml")
 		text := detectPolicy
 		extra := []string{"--policy", pol}
-		if b.cfg.guard == "declared" {
+		switch b.cfg.guard {
+		case "declared":
 			text = declaredPolicy
 			if b.cfg.data == "pii" {
 				text = declaredPIIPolicy
 			}
 			extra = append(extra, "--catalog-url", cluster.DSN(pgtest.SuperUser))
+		case "default":
+			// What a user gets: the built-in policy, norms on.
+			extra = []string{"--catalog-url", cluster.DSN(pgtest.SuperUser)}
 		}
 		if err := os.WriteFile(pol, []byte(text+benchRules), 0o600); err != nil {
 			return err
