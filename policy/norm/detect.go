@@ -412,20 +412,26 @@ func (m *Model) drift(e *employee) {
 	// Days whose excess was already reported are left out, of the N days
 	// and of the days before them.
 	var dbuf [64]dayRec
-	days := dbuf[:0]
+	var ibuf [64]int
+	days, idx := dbuf[:0], ibuf[:0] // the days left in, and where they are in e.days
 	for i := range e.days {
 		if !e.days[i].Flagged {
 			days = append(days, e.days[i])
+			idx = append(idx, i)
 		}
 	}
 	n := len(days)
 	var buf [64]float64
 	var best Anomaly
+	var bestDays int
 	for j, nd := range driftDays {
 		if n < nd {
 			continue
 		}
 		win, hist := days[n-nd:], days[:n-nd]
+		if slices.ContainsFunc(win, func(d dayRec) bool { return d.Told }) {
+			continue
+		}
 		for _, f := range driftFeatures {
 			var sum float64
 			for i := range win {
@@ -467,6 +473,7 @@ func (m *Model) drift(e *employee) {
 			if peer {
 				whose = fmt.Sprintf("the usual for peer group %q", e.peer)
 			}
+			bestDays = nd
 			best = Anomaly{
 				Employee: e.name, Kind: "drift", Feature: m.featureName(f), Window: fmt.Sprintf("%dd", nd),
 				Observed: sum, Norm: fn * base, Score: excess / margin, Learning: learning, PeerNorm: peer,
@@ -478,5 +485,10 @@ func (m *Model) drift(e *employee) {
 	}
 	if best.Score > 0 {
 		m.pending = append(m.pending, best)
+		// The excess of those days has been told: the days after do
+		// not report it again.
+		for _, i := range idx[len(idx)-bestDays:] {
+			e.days[i].Told = true
+		}
 	}
 }

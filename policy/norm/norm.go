@@ -278,6 +278,9 @@ type dayRec struct {
 	// day: what an employee read out of the ordinary does not make the
 	// category part of their peers' work.
 	Novel []int `json:"novel,omitempty"`
+	// Told: the day was in the days of a drift anomaly reported since;
+	// a drift over days that include it would tell the same excess again.
+	Told bool `json:"told,omitempty"`
 }
 
 // novel reports whether feature f was reported novel on the day.

@@ -734,3 +734,32 @@ func findKind(as []Anomaly, kind string) []Anomaly {
 	}
 	return out
 }
+
+// TestDriftTellsAnExcessOnce: a slow read found as drift is not reported
+// again the next days for the same days' excess; a later excess is.
+func TestDriftTellsAnExcessOnce(t *testing.T) {
+	m, ws, rng := established(t, 9)
+	agent := ws[0]
+	all := run(t, m, ws, 14, 28, rng, func(d int) []Observation {
+		if isWeekend(d) {
+			return nil
+		}
+		var out []Observation
+		for k := range 40 {
+			out = append(out, lookup(agent, dayStart(d).Add(10*time.Hour+time.Duration(k)*7*time.Minute), 1))
+		}
+		return out
+	})
+	drifts := find(all, agent.name, "drift")
+	for _, a := range drifts {
+		t.Logf("%s %s %s: %s", a.At.Format(time.DateOnly), a.Feature, a.Window, a.Explanation)
+	}
+	if len(drifts) == 0 {
+		t.Fatal("a doubled daily volume over two weeks was not found as drift")
+	}
+	// Ten working days: windows of two days or more that never share a
+	// day make five reports at most.
+	if len(drifts) > 5 {
+		t.Errorf("%d drift reports in ten working days: the same days' excess was told again", len(drifts))
+	}
+}
