@@ -27,10 +27,26 @@ func (s *session) relay() error {
 	go func() { errc <- s.contain("client_to_server", s.clientToServer) }()
 	go func() { errc <- s.contain("server_to_client", s.serverToClient) }()
 	err := <-errc
+	if errors.Is(err, errClientTerminated) {
+		// The server answers what the client sent before its Terminate,
+		// then closes, as it would have for the client directly: relay
+		// that, for a while.
+		t := time.NewTimer(terminateDrain)
+		defer t.Stop()
+		select {
+		case <-errc:
+			return err
+		case <-t.C:
+		}
+	}
 	s.interrupt()
 	<-errc
 	return err
 }
+
+// terminateDrain bounds how long the server's last answers are relayed
+// after the client's Terminate.
+const terminateDrain = time.Second
 
 // clientWriteError is a failed write to the client, met while reading the
 // server: it ends the session as the client's doing, not the server's.

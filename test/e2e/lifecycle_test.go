@@ -419,3 +419,37 @@ func TestUpstreamDownObserved(t *testing.T) {
 		return got == "connection,failed:08006,upstream_error", got
 	})
 }
+
+// TestTerminateAfterPipelinedQuery: a client that writes a query and
+// Terminate together still reads the query's answer before the connection
+// closes, as from PostgreSQL: the server answers what came before the
+// Terminate, then closes.
+func TestTerminateAfterPipelinedQuery(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
+	for _, name := range []string{"direct", "proxy"} {
+		addr := pgtest.Shared(t).Addr()
+		if name == "proxy" {
+			addr = startProxy(t).Addr
+		}
+		rc := rawStartup(t, ctx, addr, nil)
+		rc.send(&pgproto3.Query{String: "SELECT pg_sleep(0.2), 42 AS answer"}, &pgproto3.Terminate{})
+		var got []string
+		for {
+			m, err := rc.fe.Receive()
+			if err != nil {
+				break
+			}
+			switch m := m.(type) {
+			case *pgproto3.DataRow:
+				got = append(got, "row "+string(m.Values[1]))
+			case *pgproto3.CommandComplete:
+				got = append(got, "complete "+string(m.CommandTag))
+			case *pgproto3.ReadyForQuery:
+				got = append(got, "ready")
+			}
+		}
+		if want := "row 42,complete SELECT 1,ready"; strings.Join(got, ",") != want {
+			t.Errorf("%s: received %q before the close, want %s", name, got, want)
+		}
+	}
+}
