@@ -870,7 +870,9 @@ pii:
 	defer c2.Close(ctx)
 	check(c2, "startup search_path", 5)
 
-	db.Exec(t, "ALTER ROLE "+pgtest.TrustUser+" IN DATABASE "+db.Database+" SET search_path = crm")
+	// Through pgwarden: the role's facts cached for new sessions are read
+	// again (a change made on the server directly applies within a TTL).
+	exec(conn, "ALTER ROLE "+pgtest.TrustUser+" IN DATABASE "+db.Database+" SET search_path = crm")
 	defer db.Exec(t, "ALTER ROLE "+pgtest.TrustUser+" IN DATABASE "+db.Database+" RESET search_path")
 	c3, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
 	if err != nil {

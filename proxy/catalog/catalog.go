@@ -142,6 +142,8 @@ type Resolver struct {
 	funcs     named[[]Function]           // functions by schema and name
 	rels      named[[]string]             // schemas of relations by name
 	estimates named[int64]                // planner estimates by role, path and query
+	paths     named[searchPathSetting]    // search_path settings by role and database
+	members   named[[]string]             // memberships by user and roles asked
 
 	hits, misses atomic.Uint64
 
@@ -188,10 +190,20 @@ func New(cfg Config) (*Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
+	paths, err := newNamed[searchPathSetting](cfg.Size)
+	if err != nil {
+		return nil, err
+	}
+	members, err := newNamed[[]string](cfg.Size)
+	if err != nil {
+		return nil, err
+	}
 	return &Resolver{
 		funcs:     funcs,
 		rels:      rels,
 		estimates: estimates,
+		paths:     paths,
+		members:   members,
 		pool:      cfg.Pool,
 		ttl:       cfg.TTL,
 		lockWait:  cfg.LockTimeout,
@@ -318,6 +330,8 @@ func (r *Resolver) Invalidate() {
 	r.funcs.cache.Purge()
 	r.rels.cache.Purge()
 	r.estimates.cache.Purge()
+	r.paths.cache.Purge()
+	r.members.cache.Purge()
 	r.mu.Unlock()
 	r.log.Debug("catalog_invalidated")
 }

@@ -6,17 +6,22 @@ import "bytes"
 // wrong. CREATE is included because CREATE OR REPLACE VIEW keeps the view's
 // OID while it may add columns, and ALTER and DROP of any object because
 // ALTER TABLE, ALTER VIEW, ALTER SCHEMA ... RENAME and DROP ... CASCADE reach
-// relations. IMPORT FOREIGN SCHEMA creates foreign tables.
+// relations. IMPORT FOREIGN SCHEMA creates foreign tables. ALTER ROLE (a
+// search_path setting), GRANT and REVOKE (a role's memberships) change the
+// role facts cached for new sessions.
 var ddlPrefixes = [...][]byte{
 	[]byte("CREATE "),
 	[]byte("ALTER "),
 	[]byte("DROP "),
 	[]byte("IMPORT FOREIGN SCHEMA"),
+	[]byte("GRANT"),
+	[]byte("REVOKE"),
 }
 
 // IsDDLTag reports whether a CommandComplete tag comes from a statement that
-// may change relation or column names (CREATE, ALTER or DROP of any object,
-// IMPORT FOREIGN SCHEMA, or a DO block, which commonly runs DDL), in which case
+// may change relation or column names or role facts (CREATE, ALTER or DROP of
+// any object, IMPORT FOREIGN SCHEMA, GRANT, REVOKE, or a DO block, which
+// commonly runs DDL), in which case
 // the proxy should call Resolver.Invalidate. It does not allocate.
 //
 // Misses, left to the TTL: DDL run inside a function or procedure, and

@@ -50,8 +50,9 @@ func TestIsDDLTag(t *testing.T) {
 		{"REFRESH MATERIALIZED VIEW", false},
 		{"TRUNCATE TABLE", false},
 		{"COMMENT", false},
-		{"GRANT", false},
-		{"REVOKE", false},
+		// A role's memberships change: the role facts are read again.
+		{"GRANT", true},
+		{"REVOKE", true},
 		{"BEGIN", false},
 		{"COMMIT", false},
 		{"ROLLBACK", false},

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -143,11 +144,52 @@ WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, name)
 	return schemas, nil
 }
 
+// roleTTL bounds how long a role's facts (its search_path setting, its
+// memberships) are reused by new sessions: a change made outside pgwarden
+// (ALTER ROLE, REVOKE on the server) applies to sessions begun after it
+// at most this late; one made through pgwarden invalidates them at once.
+const roleTTL = 30 * time.Second
+
+// searchPathSetting is a cached RoleSearchPath.
+type searchPathSetting struct {
+	path string
+	set  bool
+}
+
 // RoleSearchPath returns the search_path a new session of role in database
 // starts with, as ALTER ROLE ... [IN DATABASE ...] SET and ALTER DATABASE
 // ... SET configure it (most specific first), and false when none is set.
-// Not cached: it is read once per session, and only when needed.
+// Cached for roleTTL (a session reads it once, when first needed).
 func (r *Resolver) RoleSearchPath(ctx context.Context, role, database string) (string, bool, error) {
+	key := role + "\x00" + database
+	if e, ok := r.paths.cache.Get(key); ok && r.now().Sub(e.read) < min(r.ttl, roleTTL) {
+		return e.v.path, e.v.set, nil
+	}
+	gen := r.generation()
+	path, set, err := r.roleSearchPath(ctx, role, database)
+	if err == nil {
+		r.keep(gen, func() { r.paths.cache.Add(key, namedEntry[searchPathSetting]{v: searchPathSetting{path, set}, read: r.now()}) })
+	}
+	return path, set, err
+}
+
+// generation is the count of invalidations so far; keep adds what a read
+// begun at gen found only when no invalidation came since.
+func (r *Resolver) generation() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gen
+}
+
+func (r *Resolver) keep(gen uint64, add func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen == gen {
+		add()
+	}
+}
+
+func (r *Resolver) roleSearchPath(ctx context.Context, role, database string) (string, bool, error) {
 	rows, err := r.pool.Query(ctx, `SELECT cfg FROM pg_db_role_setting s,
   unnest(s.setconfig) cfg
 WHERE s.setrole IN (0, coalesce((SELECT oid FROM pg_roles WHERE rolname = $1), 0))
@@ -180,12 +222,24 @@ LIMIT 1`, role, database)
 // directly or through other roles, the user's own name included when
 // listed. Membership follows the grants in pg_auth_members only: a
 // superuser, to whom pg_has_role answers true for every role, is a member
-// of the roles granted to them and no other. Not cached: callers read it
-// once per session.
+// of the roles granted to them and no other. Cached for roleTTL.
 func (r *Resolver) RoleMemberships(ctx context.Context, user string, roles []string) ([]string, error) {
 	if len(roles) == 0 {
 		return nil, nil
 	}
+	key := user + "\x00" + strings.Join(roles, "\x00")
+	if e, ok := r.members.cache.Get(key); ok && r.now().Sub(e.read) < min(r.ttl, roleTTL) {
+		return slices.Clone(e.v), nil
+	}
+	gen := r.generation()
+	out, err := r.roleMemberships(ctx, user, roles)
+	if err == nil {
+		r.keep(gen, func() { r.members.cache.Add(key, namedEntry[[]string]{v: slices.Clone(out), read: r.now()}) })
+	}
+	return out, err
+}
+
+func (r *Resolver) roleMemberships(ctx context.Context, user string, roles []string) ([]string, error) {
 	rows, err := r.pool.Query(ctx, membershipQuery, user, roles)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: roles of %q: %w", user, err)
