@@ -747,6 +747,9 @@ type decisionExtra struct {
 	source, kind, window string
 	score                float64
 	quiet                bool
+	// at is when the decision was due, when it is made late (a held
+	// novelty released after its wait); zero: now.
+	at time.Time
 }
 
 // onceKey keys the rules that act once per session and employee.
@@ -798,14 +801,18 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 	if m := s.g.cfg.Metrics; m != nil {
 		m.Decisions.WithLabelValues(x.source, action, r.Name).Inc()
 	}
-	s.g.decisions.write(Decision{Time: s.g.cfg.Now().UTC(), Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, SessionID: s.info.ID,
+	now := s.g.cfg.Now()
+	if !x.at.IsZero() && x.at.Before(now) {
+		now = x.at
+	}
+	s.g.decisions.write(Decision{Time: now.UTC(), Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, SessionID: s.info.ID,
 		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
 		Measure: b.Measure, Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
 		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName})
 	if r.Action != policy.ActionLog && !x.quiet && s.g.cfg.Alerts != nil {
 		a := notify.Alert{
 			ID:   fmt.Sprintf("%s-%d-%s-%d", s.info.ID, seqOf(st), r.Name, alertSeq.Add(1)),
-			Time: s.g.cfg.Now(), Action: action, Shadow: r.Shadow, Employee: w.employee,
+			Time: now, Action: action, Shadow: r.Shadow, Employee: w.employee,
 			Role: s.info.User, Rule: r.Name, Reason: reason, Observed: b.Observed, Limit: b.Limit,
 			Measure: b.Measure, Scope: string(r.Scope), SessionID: s.info.ID,
 			ClientAddr: addrString(&s.info), Application: s.info.ApplicationName,

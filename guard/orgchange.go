@@ -136,7 +136,7 @@ func (s *session) foldNovelty(st *proxy.Statement, a norm.Anomaly, nc policy.Nor
 		// address of the range): one alert, held or given, is enough.
 		oc.mu.Unlock()
 		g.decideEvicted(evicted)
-		s.decideNovelty(st, a, true, " (recorded only: "+c.what+" "+value+" was new to "+a.Employee+" less than "+
+		s.decideNovelty(st, a, true, time.Time{}, " (recorded only: "+c.what+" "+value+" was new to "+a.Employee+" less than "+
 			nc.OrgChangeSpan.String()+" ago, and alerted or held then)")
 		return true
 	case len(c.employees) >= nc.OrgChangeEmployees:
@@ -164,7 +164,7 @@ func (s *session) foldNovelty(st *proxy.Statement, a norm.Anomaly, nc policy.Nor
 		g.decideHeld(h, true, summary)
 	}
 	note := " (recorded only: " + summary + ", alerted once as norm:org_change)"
-	s.decideNovelty(st, a, true, note)
+	s.decideNovelty(st, a, true, time.Time{}, note)
 	return true
 }
 
@@ -273,12 +273,18 @@ func (g *Guard) decideHeld(h heldNovelty, quiet bool, summary string) {
 	} else {
 		note = fmt.Sprintf(" (held %s for other employees meeting it; none did)", g.cur.Load().p.Norms().OrgChangeHold)
 	}
-	s.decideNovelty(nil, h.a, quiet, note)
+	// Released late (the clock moved past the wait before anything
+	// looked), it is dated when its wait ended.
+	var at time.Time
+	if !quiet {
+		at = h.until
+	}
+	s.decideNovelty(nil, h.a, quiet, at, note)
 }
 
 // decideNovelty records a novelty: an alert, or with quiet a decision
 // with action log (recorded, not notified).
-func (s *session) decideNovelty(st *proxy.Statement, a norm.Anomaly, quiet bool, note string) {
+func (s *session) decideNovelty(st *proxy.Statement, a norm.Anomaly, quiet bool, at time.Time, note string) {
 	nc := s.cc().p.Norms()
 	action := policy.ActionAlert
 	if quiet {
@@ -287,7 +293,7 @@ func (s *session) decideNovelty(st *proxy.Statement, a norm.Anomaly, quiet bool,
 	r := &policy.Rule{Name: "norm:" + a.Kind, Action: action, Shadow: nc.Shadow || s.cc().p.Shadow(),
 		Scope: policy.ScopeStatement, Severity: "medium"}
 	b := policy.Breach{Measure: a.Feature, Observed: int64(a.Observed), Limit: int64(a.Norm)}
-	s.decideAs(st, r, b, normReason(a)+note, decisionExtra{source: "norm", kind: a.Kind, score: a.Score, window: a.Window})
+	s.decideAs(st, r, b, normReason(a)+note, decisionExtra{source: "norm", kind: a.Kind, score: a.Score, window: a.Window, at: at})
 }
 
 // decideOrgChange raises the one alert of an organisation-level change,

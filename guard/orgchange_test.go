@@ -114,12 +114,18 @@ GRANT SELECT ON customers TO %[1]s`, r, pgtest.Password))
 	if a := al.take(); len(a) != 0 {
 		t.Errorf("alerted before the wait: %+v", a)
 	}
-	set(now().Add(16 * time.Minute))
+	// Nothing looks until hours later (a virtual clock that jumps, a
+	// night without statements): the alert is dated when its wait ended.
+	arrived := now().Add(-2 * time.Minute)
+	set(now().Add(6 * time.Hour))
 	g.AdvanceNorms(now())
 	a = al.take()
 	if len(a) != 1 || a[0].Rule != "norm:novel_client" || a[0].Employee != single || !strings.Contains(a[0].Reason, "127.0.9.1") ||
 		!strings.Contains(a[0].Reason, "(norm novel_client)") {
 		t.Fatalf("one employee's new address: %+v", a)
+	}
+	if due := arrived.Add(15 * time.Minute); !a[0].Time.Equal(due) {
+		t.Errorf("alert dated %s, want %s, when its wait ended", a[0].Time, due)
 	}
 	if d := ev.decisions(t); len(d) != 2 || d[0]["kind"] != "novel_client" || d[0]["action"] != "log" ||
 		d[1]["kind"] != "novel_client" || d[1]["action"] != "alert" {
