@@ -957,27 +957,7 @@ func TestNorms(t *testing.T) {
 `), func(c *guard.Config) { c.Now, c.Norms, c.Alerts = clock, model, al })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	id := 1
-	lookup := func(n int) (int, error) {
-		q := fmt.Sprintf("SELECT email FROM customers WHERE id >= %d AND id < %d", id, id+n)
-		id += n
-		return countRows(ctx, conn, q, pgx.QueryExecModeSimpleProtocol)
-	}
-	// Eight working days of 3-6 lookups of 1-3 customers an hour.
-	for day := 0; day < 10; day++ {
-		d := now.AddDate(0, 0, day)
-		if wd := d.Weekday(); wd == time.Saturday || wd == time.Sunday {
-			continue
-		}
-		for h := 9; h < 17; h++ {
-			for k := 0; k < 3+(day+h)%4; k++ {
-				now = time.Date(d.Year(), d.Month(), d.Day(), h, 5+k*12, 0, 0, time.UTC)
-				if _, err := lookup(1 + (h+k)%3); err != nil {
-					t.Fatalf("normal work on day %d: %v", day, err)
-				}
-			}
-		}
-	}
+	lookup := normalWork(t, ctx, conn, &now)
 	if d := ev.decisions(t); len(d) != 0 {
 		t.Errorf("decisions on normal work: %v", d)
 	}
@@ -1583,6 +1563,35 @@ func TestTempTablesKnownToNorms(t *testing.T) {
 	}
 }
 
+// normalWork plays eight working days, from *now, of 3-6 lookups of 1-3
+// customers an hour, moving *now (the guard's clock) as it goes, and
+// returns the lookup it used: a read of the next n customers.
+func normalWork(t *testing.T, ctx context.Context, conn *pgx.Conn, now *time.Time) func(n int) (int, error) {
+	t.Helper()
+	id := 1
+	lookup := func(n int) (int, error) {
+		q := fmt.Sprintf("SELECT email FROM customers WHERE id >= %d AND id < %d", id, id+n)
+		id += n
+		return countRows(ctx, conn, q, pgx.QueryExecModeSimpleProtocol)
+	}
+	start := *now
+	for day := 0; day < 10; day++ {
+		d := start.AddDate(0, 0, day)
+		if wd := d.Weekday(); wd == time.Saturday || wd == time.Sunday {
+			continue
+		}
+		for h := 9; h < 17; h++ {
+			for k := 0; k < 3+(day+h)%4; k++ {
+				*now = time.Date(d.Year(), d.Month(), d.Day(), h, 5+k*12, 0, 0, time.UTC)
+				if _, err := lookup(1 + (h+k)%3); err != nil {
+					t.Fatalf("normal work on day %d: %v", day, err)
+				}
+			}
+		}
+	}
+	return lookup
+}
+
 // TestNormStopsTheCrossingStatement: without an adaptive statement limit,
 // the statement that takes the employee's volume past the norm's block
 // score is stopped at that point, not delivered whole with the block
@@ -1600,26 +1609,7 @@ func TestNormStopsTheCrossingStatement(t *testing.T) {
 `), func(c *guard.Config) { c.Now, c.Norms = func() time.Time { return now }, model })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	id := 1
-	lookup := func(n int) (int, error) {
-		q := fmt.Sprintf("SELECT email FROM customers WHERE id >= %d AND id < %d", id, id+n)
-		id += n
-		return countRows(ctx, conn, q, pgx.QueryExecModeSimpleProtocol)
-	}
-	for day := 0; day < 10; day++ {
-		d := now.AddDate(0, 0, day)
-		if wd := d.Weekday(); wd == time.Saturday || wd == time.Sunday {
-			continue
-		}
-		for h := 9; h < 17; h++ {
-			for k := 0; k < 3+(day+h)%4; k++ {
-				now = time.Date(d.Year(), d.Month(), d.Day(), h, 5+k*12, 0, 0, time.UTC)
-				if _, err := lookup(1 + (h+k)%3); err != nil {
-					t.Fatalf("normal work on day %d: %v", day, err)
-				}
-			}
-		}
-	}
+	lookup := normalWork(t, ctx, conn, &now)
 	ev.decisions(t)
 	now = time.Date(2026, 3, 13, 10, 0, 0, 0, time.UTC)
 	var room int64
