@@ -88,16 +88,16 @@ func TestServeClientCertificates(t *testing.T) {
 	}
 }
 
-// TestReadmeConfigExample: the configuration file README.md shows is
-// accepted as it is, unknown keys being errors.
-func TestReadmeConfigExample(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+// TestDocsConfigExample: the configuration file docs/configuration.md
+// shows is accepted as it is, unknown keys being errors.
+func TestDocsConfigExample(t *testing.T) {
+	b, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(b), "## Configuration")
+	_, rest, ok := strings.Cut(string(b), "## The configuration file")
 	if !ok {
-		t.Fatal("README.md has no Configuration section")
+		t.Fatal("docs/configuration.md has no configuration file section")
 	}
 	_, rest, ok = strings.Cut(rest, "```yaml\n")
 	example, _, ok2 := strings.Cut(rest, "```")
@@ -108,7 +108,7 @@ func TestReadmeConfigExample(t *testing.T) {
 	os.WriteFile(path, []byte(example), 0o600)
 	fc, err := loadConfigFile(path)
 	if err != nil {
-		t.Fatalf("the README's example: %v", err)
+		t.Fatalf("the example of docs/configuration.md: %v", err)
 	}
 	if len(fc.ClientCerts.Rules) != 2 || fc.Login.Method != "scram" || fc.Login.Roles["support_ro"].PasswordEnv == "" {
 		t.Errorf("parsed %+v %+v", fc.ClientCerts, fc.Login)

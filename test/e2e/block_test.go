@@ -194,7 +194,7 @@ func TestBlockInBatch(t *testing.T) {
 //
 // The simple protocol is left out: a multi-statement Query commits on the
 // server without waiting for anything more from the client, so when the
-// cancel comes too late pgwarden cannot undo it (see README, known limits).
+// cancel comes too late pgwarden cannot undo it (see docs/protocol.md, known limits).
 func TestBlockSkipsLaterStatementsInBatch(t *testing.T) {
 	t.Parallel()
 	p := startProxy(t, withRowLimit(blockLimit))
