@@ -50,6 +50,13 @@ func main() {
 	if err != nil {
 		os.Exit(2)
 	}
+	if cfg.render != "" {
+		if err := renderMarkdown(cfg.render, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = run(ctx, cfg, os.Stdout, os.Stderr)
 	stop()
@@ -70,8 +77,9 @@ type config struct {
 	rows        int      // rows of bench_rows
 	conns       int      // connections of the connect workload
 	pgwardenBin string   // prebuilt binary; "" builds ./cmd/pgwarden
-	guard       string   // -guard: detect (built-in policy) or declared
+	guard       string   // -guard: default, detect or declared
 	data        string   // -data: hex (md5 text) or pii (people)
+	render      string   // -render: a JSON report to print as Markdown, nothing run
 	verbose     bool
 	args        []string // the command line, for the report
 }
@@ -94,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.pgwardenBin, "pgwarden", "", "use this pgwarden `binary` instead of building ./cmd/pgwarden")
 	fs.BoolVar(&cfg.verbose, "v", false, "also log the cluster's startup steps")
 	fs.StringVar(&cfg.guard, "guard", "default", "pgwarden's counting: `detect` (built-in detectors scan every value, five threshold rules no workload reaches), default (serve exactly as a user starts it: no --policy, the built-in policy with its norms, and --catalog-url) or declared (the tables' columns declared PII, detectors off, resolved through a catalog connection)")
+	fs.StringVar(&cfg.render, "render", "", "run nothing: print the JSON report `file` (written by -json) as the Markdown of docs/performance.md")
 	fs.StringVar(&cfg.data, "data", "hex", "rows of the select and copy workloads: `hex` (an int and 140 characters of md5 hex) or pii (id, name, email, phone, SSN, address of synthetic people)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
