@@ -168,7 +168,9 @@ func (r *Resolver) RoleSearchPath(ctx context.Context, role, database string) (s
 	gen := r.generation()
 	path, set, err := r.roleSearchPath(ctx, role, database)
 	if err == nil {
-		r.keep(gen, func() { r.paths.cache.Add(key, namedEntry[searchPathSetting]{v: searchPathSetting{path, set}, read: r.now()}) })
+		r.keep(gen, func() {
+			r.paths.cache.Add(key, namedEntry[searchPathSetting]{v: searchPathSetting{path, set}, read: r.now()})
+		})
 	}
 	return path, set, err
 }
