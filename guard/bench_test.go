@@ -12,7 +12,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/guard"
-	"github.com/pgwarden/pgwarden/internal/tag"
+	"github.com/pgwarden/pgwarden/identity/tag"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"

@@ -36,7 +36,7 @@
 // are keyed on an employee: the session's (proxy.SessionInfo's Employee),
 // unless the session's database role is one of the policy's service
 // accounts. Then each statement may name its own, with a tag signed by the
-// application (package internal/tag, keys in Config.ServiceKeys): a
+// application (package identity/tag, keys in Config.ServiceKeys): a
 // comment at the start or end of the statement, or SET application_name
 // for the statements that follow (SET LOCAL: until the transaction ends).
 // Statement decides whom a statement is counted against, on the goroutine

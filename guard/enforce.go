@@ -12,8 +12,6 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/audit/notify"
-	"github.com/pgwarden/pgwarden/internal/holds"
-	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/detect"
 	"github.com/pgwarden/pgwarden/policy/hll"
@@ -21,6 +19,8 @@ import (
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/state/holds"
+	"github.com/pgwarden/pgwarden/state/quarantine"
 )
 
 // Alerter receives the decisions security must hear about;

@@ -22,11 +22,11 @@ import (
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/guard"
-	"github.com/pgwarden/pgwarden/internal/holds"
-	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/policy/window"
+	"github.com/pgwarden/pgwarden/state/holds"
+	"github.com/pgwarden/pgwarden/state/quarantine"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 

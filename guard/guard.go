@@ -17,7 +17,6 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/internal/metrics"
-	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/decode"
 	"github.com/pgwarden/pgwarden/policy/detect"
@@ -27,6 +26,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
+	"github.com/pgwarden/pgwarden/state/quarantine"
 )
 
 // Resolver maps a result column to its catalog name; *catalog.Resolver is one.
@@ -133,7 +133,7 @@ type Config struct {
 	// it is fed with the other pgwarden instances (*normshare.Sharer).
 	NormShare NormShare
 	// ServiceKeys are the keys the policy's service accounts sign their
-	// identity tags with (package internal/tag), by database role:
+	// identity tags with (package identity/tag), by database role:
 	// LoadServiceKeys reads them from where the policy says. New and
 	// SetPolicy refuse a policy naming an account without a key.
 	ServiceKeys map[string][]byte

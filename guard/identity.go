@@ -12,14 +12,14 @@ import (
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 
-	"github.com/pgwarden/pgwarden/internal/quarantine"
-	"github.com/pgwarden/pgwarden/internal/tag"
+	"github.com/pgwarden/pgwarden/identity/tag"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/state/quarantine"
 )
 
 // IdentifiedByTag says that a statement's employee is named by a signed
-// tag of one of the policy's service accounts (package internal/tag).
+// tag of one of the policy's service accounts (package identity/tag).
 const IdentifiedByTag = "tag"
 
 // who is an identity statements are counted against: the session's own

@@ -20,10 +20,10 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/guard"
-	"github.com/pgwarden/pgwarden/internal/quarantine"
-	"github.com/pgwarden/pgwarden/internal/tag"
+	"github.com/pgwarden/pgwarden/identity/tag"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/window"
+	"github.com/pgwarden/pgwarden/state/quarantine"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 

@@ -13,7 +13,7 @@ import (
 
 // ServiceAccount is a database role an application shares among its users
 // (a connection pool): statements on it may name their employee with a
-// signed tag (package internal/tag), and are then counted against that
+// signed tag (package identity/tag), and are then counted against that
 // employee. Its fields are what the file says; treat them as read-only.
 type ServiceAccount struct {
 	// Role is the database role.

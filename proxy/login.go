@@ -68,7 +68,7 @@ type Login struct {
 	// user, database and parameters (TLS, application_name). Nil means
 	// LoginSCRAM for every startup.
 	Method func(info *SessionInfo) LoginMethod
-	// Accounts holds the logins (internal/userstore.Store implements it).
+	// Accounts holds the logins (identity/userstore.Store implements it).
 	Accounts Accounts
 	// Credentials returns the password pgwarden logs in upstream with as
 	// role (cleartext, md5 or SCRAM-SHA-256, as the server asks). An error

@@ -16,11 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pgwarden/pgwarden/admin"
 	"github.com/pgwarden/pgwarden/audit"
-	"github.com/pgwarden/pgwarden/internal/admin"
-	"github.com/pgwarden/pgwarden/internal/alertlog"
-	"github.com/pgwarden/pgwarden/internal/holds"
 	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/state/alertlog"
+	"github.com/pgwarden/pgwarden/state/holds"
 )
 
 // startAdmin serves the admin API on fc.Admin.Listen and returns a func

@@ -19,8 +19,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/pgwarden/pgwarden/internal/identity"
-	"github.com/pgwarden/pgwarden/internal/userstore"
+	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/identity/userstore"
 	"github.com/pgwarden/pgwarden/proxy"
 )
 

@@ -17,16 +17,16 @@ import (
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/guard"
-	"github.com/pgwarden/pgwarden/internal/alertlog"
 	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/internal/metrics"
-	"github.com/pgwarden/pgwarden/internal/normshare"
-	"github.com/pgwarden/pgwarden/internal/quarantine"
-	"github.com/pgwarden/pgwarden/internal/share"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
+	"github.com/pgwarden/pgwarden/state/alertlog"
+	"github.com/pgwarden/pgwarden/state/cluster/normshare"
+	"github.com/pgwarden/pgwarden/state/cluster/share"
+	"github.com/pgwarden/pgwarden/state/quarantine"
 )
 
 // guardParts is the inspector serve runs and what it was built from.

@@ -14,10 +14,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/internal/atomicfile"
-	"github.com/pgwarden/pgwarden/internal/normshare"
-	"github.com/pgwarden/pgwarden/internal/pgstate"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/state/cluster/normshare"
+	"github.com/pgwarden/pgwarden/state/pgstate"
 )
 
 // normsFile holds the norm model's state in the state directory.

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgwarden/pgwarden/internal/tag"
+	"github.com/pgwarden/pgwarden/identity/tag"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 

@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/internal/crash"
-	"github.com/pgwarden/pgwarden/internal/identity"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
 )

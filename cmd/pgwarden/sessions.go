@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pgwarden/pgwarden/internal/admin"
+	"github.com/pgwarden/pgwarden/admin"
 )
 
 const sessionsUsage = `Usage:

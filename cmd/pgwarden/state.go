@@ -20,9 +20,9 @@ import (
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/internal/atomicfile"
 	"github.com/pgwarden/pgwarden/internal/crash"
-	"github.com/pgwarden/pgwarden/internal/holds"
-	"github.com/pgwarden/pgwarden/internal/quarantine"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/state/holds"
+	"github.com/pgwarden/pgwarden/state/quarantine"
 )
 
 // Files of the state directory.

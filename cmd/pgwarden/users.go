@@ -13,9 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pgwarden/pgwarden/internal/holds"
-	"github.com/pgwarden/pgwarden/internal/quarantine"
-	"github.com/pgwarden/pgwarden/internal/userstore"
+	"github.com/pgwarden/pgwarden/identity/userstore"
+	"github.com/pgwarden/pgwarden/state/holds"
+	"github.com/pgwarden/pgwarden/state/quarantine"
 
 	"golang.org/x/term"
 )

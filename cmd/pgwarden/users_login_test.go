@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgwarden/pgwarden/identity/userstore"
 	"github.com/pgwarden/pgwarden/internal/scram"
-	"github.com/pgwarden/pgwarden/internal/userstore"
 )
 
 // runWithStdin runs the test binary as pgwarden with stdin and env.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgwarden/pgwarden/internal/identity"
+	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 	"github.com/pgwarden/pgwarden/test/testca"
