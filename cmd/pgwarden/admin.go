@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/admin"
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/state/alertlog"
 	"github.com/pgwarden/pgwarden/state/holds"
@@ -25,7 +26,7 @@ import (
 
 // startAdmin serves the admin API on fc.Admin.Listen and returns a func
 // that stops it.
-func startAdmin(fc *fileConfig, g *guardParts, srv *proxy.Server, rl *reloader, logger *slog.Logger) (func(), error) {
+func startAdmin(fc *config.Config, g *guardParts, srv *proxy.Server, rl *reloader, logger *slog.Logger) (func(), error) {
 	token, err := adminToken(fc.Admin.TokenFile)
 	if err != nil {
 		return nil, err

@@ -1,164 +1,24 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/identity/userstore"
 	"github.com/pgwarden/pgwarden/proxy"
 )
-
-// fileConfig is the YAML configuration file. Flags override it.
-type fileConfig struct {
-	Listen   string `yaml:"listen"`
-	Policy   string `yaml:"policy"`
-	Upstream struct {
-		URL        string `yaml:"url"`
-		TLSMode    string `yaml:"tls_mode"`
-		CAFile     string `yaml:"ca_file"`
-		ServerName string `yaml:"server_name"`
-	} `yaml:"upstream"`
-	ClientTLS struct {
-		CertFile string `yaml:"cert_file"`
-		KeyFile  string `yaml:"key_file"`
-	} `yaml:"client_tls"`
-	// ClientCerts names employees by their client certificates.
-	ClientCerts identity.CertConfig `yaml:"client_certs"`
-	// Login has employees log in to pgwarden itself.
-	Login struct {
-		Enabled   bool   `yaml:"enabled"`
-		UsersFile string `yaml:"users_file"`
-		// Method is scram (default) or password (cleartext, TLS only).
-		Method string `yaml:"method"`
-		// Relay are database/role patterns authenticated by PostgreSQL.
-		Relay []string `yaml:"relay"`
-		// Roles give the upstream password of each mapped role; by
-		// default it is read from $PGWARDEN_ROLE_PASSWORD_<ROLE>.
-		Roles map[string]roleSecret `yaml:"roles"`
-	} `yaml:"login"`
-	Limits struct {
-		MaxConnections       int      `yaml:"max_connections"`
-		MaxMessageSize       int      `yaml:"max_message_size"`
-		MaxStartupPerAddress int      `yaml:"max_startup_per_address"`
-		StartupTimeout       duration `yaml:"startup_timeout"`
-		IdleTimeout          duration `yaml:"idle_timeout"`
-		ShutdownTimeout      duration `yaml:"shutdown_timeout"`
-		MaxRowsPerStatement  int64    `yaml:"max_rows_per_statement"`
-	} `yaml:"limits"`
-	Catalog struct {
-		URL string   `yaml:"url"`
-		TTL duration `yaml:"ttl"`
-	} `yaml:"catalog"`
-	Audit struct {
-		Dir string `yaml:"dir"`
-		// URL is a PostgreSQL database for a central copy of the trail
-		// (password: PGWARDEN_AUDIT_PASSWORD).
-		URL     string `yaml:"url"`
-		KeyFile string `yaml:"key_file"`
-		Sync    string `yaml:"sync"`
-		// FailOpen lets sessions continue when the audit log cannot be
-		// written; the default stops them.
-		FailOpen bool `yaml:"fail_open"`
-	} `yaml:"audit"`
-	Log struct {
-		Level  string `yaml:"level"`
-		Format string `yaml:"format"`
-	} `yaml:"log"`
-	// Clock is "wall" (default) or "virtual": time moves only through the
-	// admin API (POST /v1/clock), for simulations and replays.
-	Clock      string `yaml:"clock"`
-	ClockStart string `yaml:"clock_start"` // RFC 3339; default now
-	// DecisionLog is a JSON Lines file receiving every decision.
-	DecisionLog string `yaml:"decision_log"`
-	Admin       struct {
-		Listen string `yaml:"listen"`
-		// TokenFile holds the bearer token (else PGWARDEN_ADMIN_TOKEN).
-		TokenFile string `yaml:"token_file"`
-		// TLS for the listener; with ClientCAFile, clients presenting a
-		// certificate it verifies need no token (mTLS).
-		CertFile     string `yaml:"cert_file"`
-		KeyFile      string `yaml:"key_file"`
-		ClientCAFile string `yaml:"client_ca_file"`
-		// Pprof serves Go's profiles at /debug/pprof/ (token required).
-		Pprof bool `yaml:"pprof"`
-	} `yaml:"admin"`
-	// StateDir keeps what must survive a restart: the quarantine list,
-	// held results and the notification outbox.
-	StateDir string `yaml:"state_dir"`
-	// StateURL is pgwarden's own PostgreSQL database for learned state
-	// (norms), instead of or beside the state directory (password:
-	// PGWARDEN_STATE_PASSWORD).
-	StateURL string `yaml:"state_url"`
-	// ShareWindows (share_state, or its former name share_windows) makes
-	// several instances one guard: window figures, norms and the
-	// notification outbox live in the state database. Instance names
-	// this one (default hostname and listen address).
-	ShareWindows bool   `yaml:"share_state"`
-	ShareLegacy  bool   `yaml:"share_windows"`
-	Instance     string `yaml:"instance"`
-	Notify       struct {
-		Webhook struct {
-			URL string `yaml:"url"`
-			// SecretFile holds the HMAC key (else PGWARDEN_WEBHOOK_SECRET).
-			SecretFile string `yaml:"secret_file"`
-		} `yaml:"webhook"`
-		Slack struct {
-			// URL is a secret; PGWARDEN_SLACK_URL is read when it is empty.
-			URL string `yaml:"url"`
-		} `yaml:"slack"`
-		Syslog struct {
-			Addr    string `yaml:"addr"`
-			Network string `yaml:"network"`
-			Format  string `yaml:"format"`
-		} `yaml:"syslog"`
-		DedupeWindow    duration `yaml:"dedupe_window"`
-		RatePerEmployee int      `yaml:"rate_per_employee"`
-	} `yaml:"notify"`
-}
-
-// duration is a time.Duration written as "30s" in YAML.
-type duration time.Duration
-
-func (d *duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: invalid duration %q (want e.g. 30s, 5m)", n.Line, n.Value)
-	}
-	*d = duration(v)
-	return nil
-}
-
-// loadConfigFile reads path strictly: unknown keys are errors with line numbers.
-func loadConfigFile(path string) (*fileConfig, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var fc fileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	fc.ShareWindows = fc.ShareWindows || fc.ShareLegacy
-	return &fc, nil
-}
 
 // upstreamSettings turns an upstream URL (postgres://host:port/db?sslmode=...
 // &sslrootcert=...) and explicit settings into the proxy's fields.
@@ -259,20 +119,9 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(v string) []string {
-	var out []string
-	for _, x := range strings.Split(v, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 // identifyConfig builds the proxy's Identify hook from the configured
 // identity modes; nil when employees are their database roles.
-func identifyConfig(fc *fileConfig, clientTLS *tls.Config, logger *slog.Logger) (func(context.Context, *proxy.SessionInfo) error, error) {
+func identifyConfig(fc *config.Config, clientTLS *tls.Config, logger *slog.Logger) (func(context.Context, *proxy.SessionInfo) error, error) {
 	cc := fc.ClientCerts
 	if len(cc.CAFiles) == 0 {
 		if len(cc.CRLFiles) > 0 || len(cc.Rules) > 0 {
@@ -293,15 +142,9 @@ func identifyConfig(fc *fileConfig, clientTLS *tls.Config, logger *slog.Logger) 
 	return certs.Identify, nil
 }
 
-// roleSecret says where the upstream password of a mapped role is.
-type roleSecret struct {
-	PasswordEnv  string `yaml:"password_env"`
-	PasswordFile string `yaml:"password_file"`
-}
-
 // loginConfig builds pgwarden's own login from the configuration; nil
 // when it is off.
-func loginConfig(fc *fileConfig, logger *slog.Logger) (*proxy.Login, error) {
+func loginConfig(fc *config.Config, logger *slog.Logger) (*proxy.Login, error) {
 	lc := &fc.Login
 	if !lc.Enabled {
 		if lc.UsersFile != "" || lc.Method != "" || len(lc.Relay) > 0 {
@@ -349,7 +192,7 @@ func loginConfig(fc *fileConfig, logger *slog.Logger) (*proxy.Login, error) {
 // rolePassword is the upstream password of a mapped role: from the file or
 // variable its entry names, else from $PGWARDEN_ROLE_PASSWORD_<ROLE> (the
 // role upper-cased, other characters than letters and digits as _).
-func rolePassword(roles map[string]roleSecret, role string) (string, error) {
+func rolePassword(roles map[string]config.RoleSecret, role string) (string, error) {
 	if r, ok := roles[role]; ok {
 		switch {
 		case r.PasswordFile != "":

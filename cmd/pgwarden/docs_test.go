@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/config"
 )
 
 // TestConfigurationDocumented: every key of the configuration file (dotted
@@ -19,7 +21,7 @@ func TestConfigurationDocumented(t *testing.T) {
 	}
 	doc := string(b)
 
-	keys := yamlKeys(reflect.TypeFor[fileConfig](), "")
+	keys := yamlKeys(reflect.TypeFor[config.Config](), "")
 	if len(keys) < 50 {
 		t.Fatalf("found only %d configuration keys: %v", len(keys), keys)
 	}

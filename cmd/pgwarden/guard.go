@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/audit/notify"
+	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/crash"
@@ -79,7 +80,7 @@ func (t alertTee) Notify(a notify.Alert) error {
 // auditChanged alerts security through t (nil before the alerts are
 // wired) that the audit log became unavailable or resumed
 // (audit.Config.OnChange).
-func auditChanged(fc *fileConfig, t *alertTee, up bool, err error) {
+func auditChanged(fc *config.Config, t *alertTee, up bool, err error) {
 	if t == nil {
 		return
 	}
@@ -166,7 +167,7 @@ func poolConfig(what, url, env string) (*pgxpool.Config, error) {
 
 // newGuard builds the guard from the configuration: the policy, the catalog
 // connection and the audit log. The returned func releases them.
-func newGuard(fc *fileConfig, logger *slog.Logger) (*guardParts, func(), error) {
+func newGuard(fc *config.Config, logger *slog.Logger) (*guardParts, func(), error) {
 	var parts guardParts
 	var closers []func()
 	closeAll := func() {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -106,7 +107,7 @@ func TestDocsConfigExample(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "pgwarden.yaml")
 	os.WriteFile(path, []byte(example), 0o600)
-	fc, err := loadConfigFile(path)
+	fc, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("the example of docs/configuration.md: %v", err)
 	}

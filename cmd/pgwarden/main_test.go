@@ -122,9 +122,9 @@ func TestCommandLine(t *testing.T) {
 func TestConfigFileErrorsNameTheLine(t *testing.T) {
 	dir := t.TempDir()
 	for name, tc := range map[string]struct{ yaml, want string }{
-		"unknown key":  {"listen: 127.0.0.1:1\nupstream:\n  urll: postgres://h\n", "line 3"},
-		"bad duration": {"limits:\n  startup_timeout: soon\n", "line 2"},
-		"not yaml":     {"listen: [\n", "line"},
+		"unknown key":  {"listen: 127.0.0.1:1\nupstream:\n  urll: postgres://h\n", ".yaml:3:3: upstream.urll: unknown key"},
+		"bad duration": {"limits:\n  startup_timeout: soon\n", ".yaml:2:3: limits.startup_timeout: invalid duration"},
+		"not yaml":     {"listen: [\n", ".yaml:1: "},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/internal/atomicfile"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
@@ -38,7 +39,7 @@ type normsSharing struct {
 // what is learned is lost at exit, which is logged. With sh, the model is
 // fed through a normshare.Sharer (returned; the caller runs it), and what
 // is saved carries the shared rows the model includes.
-func openNorms(fc *fileConfig, pol *policy.Policy, logger *slog.Logger, sh *normsSharing) (*norm.Model, *normshare.Sharer, func(), error) {
+func openNorms(fc *config.Config, pol *policy.Policy, logger *slog.Logger, sh *normsSharing) (*norm.Model, *normshare.Sharer, func(), error) {
 	nc := pol.Norms()
 	m, err := norm.New(norm.Config{Location: pol.Location(), LearningDays: nc.LearningDays,
 		MinActiveDays: nc.MinActiveDays, HistoryDays: nc.HistoryDays, MaxDailyRise: nc.MaxDailyRise})

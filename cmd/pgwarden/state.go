@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/pgwarden/pgwarden/audit/notify"
+	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/internal/atomicfile"
 	"github.com/pgwarden/pgwarden/internal/crash"
@@ -50,7 +51,7 @@ type sharedState struct {
 // openState opens the state directory and the notifier. Notifications need
 // the directory for their outbox, or with shared state the state database;
 // quarantine and hold rules need the directory to act.
-func openState(fc *fileConfig, pol *policy.Policy, logger *slog.Logger, shared *sharedState) (*stateParts, func(), error) {
+func openState(fc *config.Config, pol *policy.Policy, logger *slog.Logger, shared *sharedState) (*stateParts, func(), error) {
 	n := &fc.Notify
 	if n.Slack.URL == "" {
 		n.Slack.URL = os.Getenv("PGWARDEN_SLACK_URL")
@@ -154,7 +155,7 @@ func runNotifier(n *notify.Notifier, where string, logger *slog.Logger) func() {
 }
 
 // notifySinks builds the configured alert destinations.
-func notifySinks(fc *fileConfig) ([]notify.Sink, error) {
+func notifySinks(fc *config.Config) ([]notify.Sink, error) {
 	var sinks []notify.Sink
 	n := &fc.Notify
 	if n.Webhook.URL != "" {

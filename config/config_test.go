@@ -1,0 +1,185 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pgwarden.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// errorList is err's Errors as their messages, or fails the test.
+func errorList(t *testing.T, err error) []string {
+	t.Helper()
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("error %v (%T) is not Errors", err, err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+func sameList(t *testing.T, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestLoadReportsEveryDecodeError(t *testing.T) {
+	path := writeFile(t, `listen: 127.0.0.1:1
+upstream:
+  urll: postgres://h
+limits:
+  startup_timeout: soon
+  idle_timeout: later
+  max_connections: many
+`)
+	_, err := Load(path)
+	sameList(t, errorList(t, err), []string{
+		path + `:3:3: upstream.urll: unknown key "urll"`,
+		path + `:5:3: limits.startup_timeout: invalid duration "soon" (want e.g. 30s, 5m)`,
+		path + `:6:3: limits.idle_timeout: invalid duration "later" (want e.g. 30s, 5m)`,
+		path + ":7:3: limits.max_connections: cannot unmarshal !!str `many` into int",
+	})
+}
+
+func TestLoadSyntaxError(t *testing.T) {
+	path := writeFile(t, "listen: [\n")
+	_, err := Load(path)
+	got := errorList(t, err)
+	if len(got) != 1 || !strings.HasPrefix(got[0], path+":1: ") {
+		t.Errorf("errors %q; want one at %s:1", got, path)
+	}
+}
+
+func TestValidateReportsEveryErrorWhereItIsWritten(t *testing.T) {
+	path := writeFile(t, `upstream:
+  url: mysql://db
+  tls_mode: prefer
+client_tls:
+  cert_file: server.pem
+login:
+  method: ldap
+log:
+  level: loud
+clock: virtual
+clock_start: yesterday
+client_certs:
+  rules:
+    - target: prod/*
+    - target: "a/b/c"
+`)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	flags := RegisterFlags(fs)
+	if err := fs.Parse([]string{"--log-format", "xml"}); err != nil {
+		t.Fatal(err)
+	}
+	flags.Apply(c)
+	c.SetDefaults()
+	got := errorList(t, c.Validate())
+	sameList(t, got, []string{
+		path + `:2:3: upstream.url: upstream URL "mysql://db": want postgres://host:port`,
+		path + `:3:3: upstream.tls_mode: upstream TLS mode "prefer": want disable, require or verify-full`,
+		path + `:5:3: client_tls.cert_file: client TLS needs both a certificate and a key file`,
+		path + `:7:3: login.method: login.users_file, login.method and login.relay (--users-file, --login-method, --login-relay) need login.enabled (--login)`,
+		path + `:9:3: log.level: log level "loud": want debug, info, warn or error`,
+		path + `:10:1: clock: a virtual clock needs the admin listener (admin.listen, --admin-listen) to move it`,
+		got[6], // time.Parse's wording
+		path + `:14:7: client_certs.rules.0: client certificates: crl_files and rules (--client-crl, --require-client-cert) need ca_files (--client-ca)`,
+		got[8], // identity.ParseTargets' wording
+		`--log-format: log format "xml": want text or json`,
+	})
+	if !strings.HasPrefix(got[6], path+":11:1: clock_start: ") || !strings.HasPrefix(got[8], path+":15:7: client_certs.rules.1.target: ") {
+		t.Errorf("clock_start or rule target misplaced: %q, %q", got[6], got[8])
+	}
+}
+
+func TestValidateNeedsUpstream(t *testing.T) {
+	c := &Config{}
+	c.SetDefaults()
+	sameList(t, errorList(t, c.Validate()), []string{"upstream.url: the upstream server is required: upstream.url or --upstream"})
+	c.Upstream.URL = "postgres://db:5432/app?sslmode=require"
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+}
+
+func TestFlagsOverrideTheFile(t *testing.T) {
+	path := writeFile(t, `listen: 0.0.0.0:6432
+upstream:
+  url: postgres://file-db
+log:
+  level: debug
+login:
+  relay: [a/b]
+limits:
+  max_startup_per_address: 10
+  startup_timeout: 10s
+audit:
+  fail_open: true
+`)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	flags := RegisterFlags(fs)
+	err = fs.Parse([]string{"--upstream", "postgres://flag-db", "--login-relay", "x/y, z/*", "--max-startup-per-address", "-1",
+		"--require-client-cert", "prod/*", "--share-windows", "--idle-timeout", "1m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags.Apply(c)
+	c.SetDefaults()
+	switch {
+	case c.Listen != "0.0.0.0:6432", c.Log.Level != "debug", !c.Audit.FailOpen, c.Limits.StartupTimeout != Duration(10*time.Second):
+		t.Errorf("a flag not given changed the file's value: %+v", c)
+	case c.Upstream.URL != "postgres://flag-db", strings.Join(c.Login.Relay, " ") != "x/y z/*", c.Limits.MaxStartupPerAddress != -1,
+		len(c.ClientCerts.Rules) != 1 || !c.ClientCerts.Rules[0].Require, !c.ShareWindows, c.Limits.IdleTimeout != Duration(time.Minute):
+		t.Errorf("a flag did not override the file: %+v", c)
+	case c.Limits.ShutdownTimeout != Duration(DefaultShutdownTimeout):
+		t.Errorf("shutdown timeout %v; want the default", c.Limits.ShutdownTimeout)
+	}
+	if e := c.errorAt("upstream.url", "x"); e.Flag != "upstream" {
+		t.Errorf("an error on upstream.url is placed at %q; want the flag", e)
+	}
+	if e := c.errorAt("log.level", "x"); e.Line != 5 || e.Column != 3 {
+		t.Errorf("an error on log.level is placed at %q; want line 5, column 3", e)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := &Config{}
+	c.Upstream.URL = "postgres://app:s3cret@db/app?sslmode=require"
+	c.StateURL = "postgres://db/state?password=hunter2&sslmode=disable"
+	c.Notify.Slack.URL = "https://hooks.example/T000/B000/XXXX"
+	c.Catalog.URL = "postgres://pgwarden@db/app"
+	r := c.Redacted()
+	for _, s := range []string{r.Upstream.URL, r.StateURL, r.Notify.Slack.URL} {
+		if strings.Contains(s, "s3cret") || strings.Contains(s, "hunter2") || strings.Contains(s, "XXXX") || !strings.Contains(s, "REDACTED") {
+			t.Errorf("not redacted: %q", s)
+		}
+	}
+	if r.Catalog.URL != c.Catalog.URL || c.Upstream.URL != "postgres://app:s3cret@db/app?sslmode=require" {
+		t.Errorf("Redacted changed what it should not: %q, original %q", r.Catalog.URL, c.Upstream.URL)
+	}
+}

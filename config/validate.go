@@ -1,0 +1,161 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate reports every setting that is wrong on its face, as Errors:
+// those in the file in the file's order, then those set by flags or left
+// out; nil when there is none. What needs a
+// file or a connection to judge (a CA file that does not parse, a
+// database that refuses) is reported when pgwarden serve opens it.
+func (c *Config) Validate() error {
+	var es Errors
+	bad := func(key, format string, args ...any) {
+		es = append(es, c.errorAt(key, fmt.Sprintf(format, args...)))
+	}
+
+	if c.Upstream.URL == "" {
+		bad("upstream.url", "the upstream server is required: upstream.url or --upstream")
+	} else if err := checkUpstreamURL(c.Upstream.URL); err != nil {
+		bad("upstream.url", "%v", err)
+	}
+	modeKey, mode := "upstream.tls_mode", c.Upstream.TLSMode
+	if mode == "" {
+		if u, err := url.Parse(c.Upstream.URL); err == nil {
+			modeKey, mode = "upstream.url", u.Query().Get("sslmode")
+		}
+	}
+	switch mode {
+	case "", "disable", "require", "verify-full":
+	default:
+		bad(modeKey, "upstream TLS mode %q: want disable, require or verify-full", mode)
+	}
+
+	switch {
+	case c.ClientTLS.CertFile != "" && c.ClientTLS.KeyFile == "":
+		bad("client_tls.cert_file", "client TLS needs both a certificate and a key file")
+	case c.ClientTLS.CertFile == "" && c.ClientTLS.KeyFile != "":
+		bad("client_tls.key_file", "client TLS needs both a certificate and a key file")
+	}
+	cc := &c.ClientCerts
+	if len(cc.CAFiles) == 0 && (len(cc.CRLFiles) > 0 || len(cc.Rules) > 0) {
+		bad(firstSet(map[string]bool{"client_certs.crl_files": len(cc.CRLFiles) > 0, "client_certs.rules.0": len(cc.Rules) > 0}), "client certificates: crl_files and rules (--client-crl, --require-client-cert) need ca_files (--client-ca)")
+	}
+	if len(cc.CAFiles) > 0 && c.ClientTLS.CertFile == "" && c.ClientTLS.KeyFile == "" {
+		bad("client_certs.ca_files", "client certificates need TLS to clients: set client_tls (--tls-cert and --tls-key)")
+	}
+	for i, r := range cc.Rules {
+		if err := validTargets([]string{r.Target}); err != nil {
+			bad("client_certs.rules."+strconv.Itoa(i)+".target", "%v", err)
+		}
+	}
+
+	lc := &c.Login
+	if !lc.Enabled {
+		if lc.UsersFile != "" || lc.Method != "" || len(lc.Relay) > 0 {
+			bad(firstSet(map[string]bool{"login.users_file": lc.UsersFile != "", "login.method": lc.Method != "", "login.relay": len(lc.Relay) > 0}), "login.users_file, login.method and login.relay (--users-file, --login-method, --login-relay) need login.enabled (--login)")
+		}
+	} else {
+		switch lc.Method {
+		case "", "scram", "password":
+		default:
+			bad("login.method", "login method %q: want scram or password", lc.Method)
+		}
+		for i, p := range lc.Relay {
+			if err := validTargets([]string{p}); err != nil {
+				bad("login.relay."+strconv.Itoa(i), "%v", err)
+			}
+		}
+	}
+
+	switch c.Audit.Sync {
+	case "", "always", "interval", "never":
+	default:
+		if c.Audit.Dir == "" {
+			break // not read without an audit directory
+		}
+		bad("audit.sync", "audit sync policy %q: want always, interval or never", c.Audit.Sync)
+	}
+
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(cmp.Or(c.Log.Level, "info")))); err != nil {
+		bad("log.level", "log level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		bad("log.format", "log format %q: want text or json", c.Log.Format)
+	}
+
+	switch c.Clock {
+	case "", "wall":
+	case "virtual":
+		if c.ClockStart != "" {
+			if _, err := time.Parse(time.RFC3339, c.ClockStart); err != nil {
+				bad("clock_start", "the virtual clock's start: %v", err)
+			}
+		}
+		if c.Admin.Listen == "" {
+			bad("clock", "a virtual clock needs the admin listener (admin.listen, --admin-listen) to move it")
+		}
+	default:
+		bad("clock", "clock %q: want wall or virtual", c.Clock)
+	}
+
+	if len(es) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(es, func(a, b *Error) int {
+		switch {
+		case a.Line == 0 && b.Line == 0:
+			return 0
+		case a.Line == 0:
+			return 1
+		case b.Line == 0:
+			return -1
+		}
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+	return es
+}
+
+// checkUpstreamURL checks the form of postgres://host[:port][/db][?...].
+func checkUpstreamURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("upstream URL: %w", err)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("upstream URL %q: want postgres://host:port", raw)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("upstream URL %q has no host", raw)
+	}
+	if port := u.Port(); port != "" {
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("upstream URL %q: bad port", raw)
+		}
+	}
+	return nil
+}
+
+// firstSet is the first in alphabetical order of the keys whose setting is
+// at fault.
+func firstSet(keys map[string]bool) string {
+	var set []string
+	for k, ok := range keys {
+		if ok {
+			set = append(set, k)
+		}
+	}
+	slices.Sort(set)
+	return set[0]
+}
