@@ -15,6 +15,7 @@ const usage = `pgwarden: a PostgreSQL proxy that guards customer data against bu
 
 Usage:
   pgwarden serve [flags]     run the proxy in front of a PostgreSQL server
+  pgwarden config [command]  check a configuration file, print the configuration in force
   pgwarden audit [command]   verify or query the tamper-evident audit log
   pgwarden discover [flags]  propose a PII classification by sampling a database
   pgwarden policy [command]  check a policy file, explain which rules apply, print the default
@@ -47,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		err = runServe(rest, stdout, stderr)
+	case "config":
+		err = runConfig(rest, stdout, stderr)
 	case "audit":
 		err = runAudit(rest, stdout, stderr)
 	case "discover":
