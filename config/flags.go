@@ -4,6 +4,7 @@ import (
 	"flag"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgwarden/pgwarden/identity"
 )
@@ -92,78 +93,51 @@ func (c *Config) setBy(key, flag string) {
 	c.flag[key] = flag
 }
 
-func (f *Flags) str(fs *flag.FlagSet, name, key, usage string, field func(*Config) *string) {
-	v := fs.String(name, "", usage)
+// override adds the rule of one flag: when given(v) holds for the value
+// on the command line, set(c, v) writes it over the file.
+func override[V any](f *Flags, v *V, name, key string, given func(V) bool, set func(*Config, V)) {
 	f.apply = append(f.apply, func(c *Config) {
-		if *v != "" {
-			*field(c) = *v
+		if given(*v) {
+			set(c, *v)
 			c.setBy(key, name)
 		}
 	})
+}
+
+func nonEmpty(s string) bool           { return s != "" }
+func positive[N int | int64](n N) bool { return n > 0 }
+
+func (f *Flags) str(fs *flag.FlagSet, name, key, usage string, field func(*Config) *string) {
+	override(f, fs.String(name, "", usage), name, key, nonEmpty, func(c *Config, v string) { *field(c) = v })
 }
 
 // list is a comma-separated flag replacing the file's list.
 func (f *Flags) list(fs *flag.FlagSet, name, key, usage string, field func(*Config) *[]string) {
-	v := fs.String(name, "", usage)
-	f.apply = append(f.apply, func(c *Config) {
-		if *v != "" {
-			*field(c) = splitList(*v)
-			c.setBy(key, name)
-		}
-	})
+	override(f, fs.String(name, "", usage), name, key, nonEmpty, func(c *Config, v string) { *field(c) = splitList(v) })
 }
 
+// on is a boolean flag: it can turn a setting on, not off.
 func (f *Flags) on(fs *flag.FlagSet, name, key, usage string, field func(*Config) *bool) {
-	v := fs.Bool(name, false, usage)
-	f.apply = append(f.apply, func(c *Config) {
-		if *v {
-			*field(c) = true
-			c.setBy(key, name)
-		}
-	})
+	override(f, fs.Bool(name, false, usage), name, key, func(v bool) bool { return v }, func(c *Config, _ bool) { *field(c) = true })
 }
 
 // intPos is an int flag that overrides the file when positive.
 func (f *Flags) intPos(fs *flag.FlagSet, name, key, usage string, field func(*Config) *int) {
-	v := fs.Int(name, 0, usage)
-	f.apply = append(f.apply, func(c *Config) {
-		if *v > 0 {
-			*field(c) = *v
-			c.setBy(key, name)
-		}
-	})
+	override(f, fs.Int(name, 0, usage), name, key, positive[int], func(c *Config, v int) { *field(c) = v })
 }
 
 // intAny is an int flag that overrides the file when not zero (-1 means
 // no limit).
 func (f *Flags) intAny(fs *flag.FlagSet, name, key, usage string, field func(*Config) *int) {
-	v := fs.Int(name, 0, usage)
-	f.apply = append(f.apply, func(c *Config) {
-		if *v != 0 {
-			*field(c) = *v
-			c.setBy(key, name)
-		}
-	})
+	override(f, fs.Int(name, 0, usage), name, key, func(v int) bool { return v != 0 }, func(c *Config, v int) { *field(c) = v })
 }
 
 func (f *Flags) int64Pos(fs *flag.FlagSet, name, key, usage string, field func(*Config) *int64) {
-	v := fs.Int64(name, 0, usage)
-	f.apply = append(f.apply, func(c *Config) {
-		if *v > 0 {
-			*field(c) = *v
-			c.setBy(key, name)
-		}
-	})
+	override(f, fs.Int64(name, 0, usage), name, key, positive[int64], func(c *Config, v int64) { *field(c) = v })
 }
 
 func (f *Flags) dur(fs *flag.FlagSet, name, key, usage string, field func(*Config) *Duration) {
-	v := fs.Duration(name, 0, usage)
-	f.apply = append(f.apply, func(c *Config) {
-		if *v > 0 {
-			*field(c) = Duration(*v)
-			c.setBy(key, name)
-		}
-	})
+	override(f, fs.Duration(name, 0, usage), name, key, func(v time.Duration) bool { return v > 0 }, func(c *Config, v time.Duration) { *field(c) = Duration(v) })
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

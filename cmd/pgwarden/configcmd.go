@@ -53,13 +53,14 @@ webhook URL are replaced by REDACTED.
 Flags:
 `
 
-// loadEffective reads the configuration the way pgwarden serve does: the
-// file, the flags over it, the defaults.
-func loadEffective(name, usage string, args []string, stderr io.Writer) (*config.Config, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+// loadConfig parses the command line of pgwarden serve, or of a command
+// that takes its flags (cmd names it, as "config check"), and reads the
+// configuration: the file, the flags over it, the defaults.
+func loadConfig(cmd, usage string, args []string, stderr io.Writer) (*config.Config, error) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	path := fs.String("config", os.Getenv("PGWARDEN_CONFIG"), "YAML config `file` (default $PGWARDEN_CONFIG)")
+	path := fs.String("config", os.Getenv("PGWARDEN_CONFIG"), "YAML config `file`")
 	flags := config.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -68,7 +69,7 @@ func loadEffective(name, usage string, args []string, stderr io.Writer) (*config
 		return nil, errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pgwarden config %s: unexpected argument %q\n", name, fs.Arg(0))
+		fmt.Fprintf(stderr, "pgwarden %s: unexpected argument %q\n", cmd, fs.Arg(0))
 		return nil, errUsage
 	}
 	c := &config.Config{}
@@ -84,7 +85,7 @@ func loadEffective(name, usage string, args []string, stderr io.Writer) (*config
 }
 
 func runConfigCheck(args []string, stdout, stderr io.Writer) error {
-	c, err := loadEffective("check", configCheckUsage, args, stderr)
+	c, err := loadConfig("config check", configCheckUsage, args, stderr)
 	if err == nil {
 		err = c.Validate()
 	}
@@ -106,7 +107,7 @@ func runConfigCheck(args []string, stdout, stderr io.Writer) error {
 }
 
 func runConfigPrint(args []string, stdout, stderr io.Writer) error {
-	c, err := loadEffective("print", configPrintUsage, args, stderr)
+	c, err := loadConfig("config print", configPrintUsage, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
@@ -47,31 +45,10 @@ Flags:
 `
 
 func runServe(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, serveUsage); fs.PrintDefaults() }
-	configPath := fs.String("config", os.Getenv("PGWARDEN_CONFIG"), "YAML config `file`")
-	flags := config.RegisterFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	fc, err := loadConfig("serve", serveUsage, args, stderr)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pgwarden serve: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
-	}
-
-	fc := &config.Config{}
-	if *configPath != "" {
-		var err error
-		if fc, err = config.Load(*configPath); err != nil {
-			return err
-		}
-	}
-	flags.Apply(fc)
-	fc.SetDefaults()
 	if fc.Upstream.URL == "" {
 		fmt.Fprintln(stderr, "pgwarden serve: --upstream (or upstream.url in the config file) is required")
 		return errUsage
