@@ -13,11 +13,11 @@ func TestAnalyze(t *testing.T) {
 		sql, normalized, cursor, op string
 	}{
 		{"SELECT * FROM customers WHERE email = 'ann@example.com'", "SELECT * FROM customers WHERE email = $1", "", ""},
-		{"select 1 /* note */", "select $1 /* note */", "", ""},
+		{"select 1 /* note 42 */", "select $1", "", ""},
 		{"DECLARE c1 CURSOR WITH HOLD FOR SELECT email FROM customers", "DECLARE c1 CURSOR WITH HOLD FOR SELECT email FROM customers", "c1", "declare"},
-		{"FETCH 100 FROM c1", "FETCH 100 FROM c1", "c1", "fetch"},
-		{`fetch forward 5 in "My Cursor"`, `fetch forward 5 in "My Cursor"`, "My Cursor", "fetch"},
-		{"MOVE ABSOLUTE 10 IN c1", "MOVE ABSOLUTE 10 IN c1", "c1", "move"},
+		{"FETCH 100 FROM c1", "FETCH $1 FROM c1", "c1", "fetch"},
+		{`fetch forward 5 in "My Cursor"`, `fetch forward $1 in "My Cursor"`, "My Cursor", "fetch"},
+		{"MOVE ABSOLUTE 10 IN c1", "MOVE ABSOLUTE $1 IN c1", "c1", "move"},
 		{"CLOSE c1", "CLOSE c1", "c1", "close"},
 		{"SELECT 'fetch' AS word", "SELECT $1 AS word", "", ""},
 		{"SELEC broken 'secret@example.com'", "", "", ""},
