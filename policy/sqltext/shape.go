@@ -79,7 +79,7 @@ type prevToken struct {
 
 // scanShape reads sql's shape in one pass.
 func scanShape(sql string) shape {
-	sh := shape{ok: utf8.ValidString(sql)}
+	sh := shape{ok: utf8.ValidString(sql) && strings.IndexByte(sql, 0) < 0}
 	buf := make([]byte, 0, len(sql)+8)
 	space := false       // whitespace or a comment since the last token
 	afterString := false // the last token was a string literal
@@ -106,9 +106,6 @@ func scanShape(sql string) shape {
 			afterString = false
 		}
 		switch {
-		case c == 0:
-			sh.ok = false
-			i++
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
 			space = true
 			i++

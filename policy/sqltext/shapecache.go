@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // shapeEntry is what the texts of one shape share.
@@ -20,6 +21,11 @@ type shapeEntry struct {
 	consts []constRef
 	// probes is what Probes says of the shape's texts.
 	probes *Lineage
+	// lineage is what Lineage says of them, when lineageOK: when no
+	// function whose recognition reads a constant (split_part(x, '@', 2),
+	// left(x, 3)) is called.
+	lineage   *Lineage
+	lineageOK bool
 }
 
 // constRef is the literal lit of a text (negated when neg) that is value
@@ -39,8 +45,7 @@ func (a *Analyzer) entry(sql string) (e *shapeEntry, sh shape, built *Info) {
 	}
 	sh = scanShape(sql)
 	if !sh.ok || containsFold(sql, "search_path") {
-		info, _ := analyzeParsed(sql, &sh)
-		return nil, sh, info
+		return nil, sh, nil
 	}
 	if e, ok := a.shapes.Get(sh.key); ok {
 		if e.info == nil {
@@ -100,8 +105,26 @@ func newEntry(sql string, sh *shape) (*Info, *shapeEntry) {
 		}
 	}
 	e.probes = probesTree(tree)
+	if e.lineageOK = !callsAny(tree.ProtoReflect(), constantReaders); e.lineageOK {
+		e.lineage = lineageTree(tree)
+	}
 	e.info = info
 	return info, e
+}
+
+// constantReaders are the functions whose lineage depends on the values
+// of their constant arguments (isEmailDomain, strongRandom, shortPrefix).
+var constantReaders = map[string]bool{"split_part": true, "gen_random_bytes": true, "left": true, "substr": true, "substring": true}
+
+// callsAny reports whether m calls a function named in names.
+func callsAny(m protoreflect.Message, names map[string]bool) bool {
+	if !m.IsValid() {
+		return false
+	}
+	if f, ok := m.Interface().(*pg_query.FuncCall); ok && names[funcName(f)] {
+		return true
+	}
+	return !children(m, func(c protoreflect.Message) bool { return !callsAny(c, names) })
 }
 
 // queriesOnly reports whether a text's statements are all queries, whose
