@@ -79,7 +79,7 @@ type prevToken struct {
 
 // scanShape reads sql's shape in one pass.
 func scanShape(sql string) shape {
-	sh := shape{ok: utf8.ValidString(sql) && strings.IndexByte(sql, 0) < 0}
+	sh := shape{ok: utf8.ValidString(sql) && strings.IndexByte(sql, 0) < 0, lits: make([]literal, 0, 4)}
 	buf := make([]byte, 0, len(sql)+8)
 	space := false       // whitespace or a comment since the last token
 	afterString := false // the last token was a string literal
@@ -425,6 +425,9 @@ func (l literal) value(sql string, neg bool) (string, bool) {
 	tok := sql[l.pos:l.end]
 	switch l.kind {
 	case litInt:
+		if !neg && canonicalInt(tok) {
+			return tok, true
+		}
 		v, fits := intValue(tok)
 		if !fits {
 			return "", false
@@ -445,6 +448,20 @@ func (l literal) value(sql string, neg bool) (string, bool) {
 		return stringValue(tok, l.kind)
 	}
 	return "", false
+}
+
+// canonicalInt reports whether an integer token is written as
+// strconv.FormatInt writes it.
+func canonicalInt(tok string) bool {
+	if len(tok) > 1 && tok[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(tok); i++ {
+		if !isDigit(tok[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // stringValue decodes a string literal token.

@@ -101,7 +101,7 @@ LEFT JOIN pg_class tc ON (c.reltoastrelid = tc.oid AND c.relkind <> 'p') WHERE c
 	"SELECT 'a'\n'b' FROM t",
 	"SELECT 'a' 'b' FROM t",
 	"SELECT 'a' -- comment\n'b' FROM t",
-	"SELECT x::float(10), y::float(30), z::int[5], current_time(3), localtimestamp(2), ARRAY[1, 2][1] FROM t",
+	"SELECT x::float(10), y::float(30), z::int[5], current_time(3), localtimestamp(2), (ARRAY[1, 2])[1] FROM t",
 	"SELECT x::float(0) FROM t",
 	"SELECT 123abc FROM t",
 	"SELECT 1..5",
@@ -112,6 +112,8 @@ LEFT JOIN pg_class tc ON (c.reltoastrelid = tc.oid AND c.relkind <> 'p') WHERE c
 	"SELECT * FROM t WHERE id = -2147483648 AND n = -0 AND m = - -3",
 	"SELECT interval '1 day' + date '2024-01-01', timestamp with time zone '2024-01-01 00:00:00+00', int '5', 'x'::text",
 	"SELECT * FROM t WHERE a IN (1, 2.5, 'three', -4, $1)",
+	"SELECT * FROM t WHERE a = 1_000.5 AND b = -0x1F AND c = 1_000 AND d = 0o17 AND e = -1.e5 AND f = 007 AND g = 0xFFFFFFFFFF",
+	"SELECT * FROM t WHERE a = E'x\\\\y\\'z' AND b = $q$it's$q$ AND c = N'n' AND d = B'1' AND e = 'x'::text AND f = int '5'",
 	"SELECT * FROM t WHERE name = 'Zoë' AND city = 'Kraków'",
 	"SELECT * FROM t WHERE n = 'a\x00b'",
 	"SELECT * FROM t WHERE n = '\xff\xfe'",
@@ -251,9 +253,34 @@ func TestShapeDifferential(t *testing.T) {
 		}
 	}
 	t.Logf("%d texts, %d shape-cached", len(corpus), hits)
-	for _, sql := range shapeCorpus[:5] {
-		if e, _, _ := New(0).entry(sql); e == nil {
-			t.Errorf("%q is not shape-cached", sql)
+}
+
+// TestShapeCached checks which texts share their shape's analysis.
+func TestShapeCached(t *testing.T) {
+	tests := []struct {
+		sql    string
+		cached bool
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 12345;", true},
+		{"UPDATE pgbench_accounts SET abalance = abalance + -4321 WHERE aid = 77812;", true},
+		{"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 77812, -4321, CURRENT_TIMESTAMP);", true},
+		{"SELECT * FROM t WHERE a IN (1, 2.5, 'three', -4, $1) AND b = - /* c */ 5", true},
+		{"SELECT x::float(10), z::int[5], current_time(3) FROM t", true},
+		{"SELECT split_part(email, '@', 2) FROM customers WHERE id = 3", true},
+		{"SELECT * FROM t WHERE id = $1 + 19", false},           // the sum is the literal's
+		{"SELECT * FROM t WHERE m = - -3", false},               // two signs folded
+		{"SELECT * FROM t WHERE a = 'search_path'", false},      // may change it
+		{"SELECT set_config('search_path', 'x', false)", false}, // changes it
+		{"COPY t TO '/tmp/x'", false},                           // a utility statement
+		{"FETCH 100 FROM c1", false},
+		{"SELECT E'\\101' FROM t", false}, // an escape the scanner leaves to the parser
+		{"SELECT * FROM t WHERE a = 'a\x00b'", false},
+		{"SELECT x::float(0) FROM t", false}, // does not parse
+	}
+	for _, tt := range tests {
+		e, _, _ := New(0).entry(tt.sql)
+		if (e != nil) != tt.cached {
+			t.Errorf("%q: shape-cached %v, want %v", tt.sql, e != nil, tt.cached)
 		}
 	}
 }
@@ -327,5 +354,26 @@ func BenchmarkAnalyzeDistinctLiterals(b *testing.B) {
 		sql := "SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i%10_000_000) + ";"
 		a.Analyze(sql)
 		a.Probes(sql)
+	}
+}
+
+// TestDistinctLiteralsParseOnce checks that statements differing only in
+// their literals are not parsed one by one: a parse costs a hundred and
+// more allocations, a shape hit a dozen.
+func TestDistinctLiteralsParseOnce(t *testing.T) {
+	a := New(0)
+	i := 0
+	allocs := testing.AllocsPerRun(200, func() {
+		i++
+		sql := "SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i) + ";"
+		a.Analyze(sql)
+		a.Probes(sql)
+		a.Lineage(sql)
+	})
+	if allocs > 40 {
+		t.Errorf("%.0f allocations per statement; want a shape hit's (at most 40)", allocs)
+	}
+	if a.shapes.Len() != 1 {
+		t.Errorf("%d shapes; want 1", a.shapes.Len())
 	}
 }
