@@ -181,16 +181,17 @@ func scanShape(sql string) shape {
 			if j == i+1 && j < len(sql) && sql[j] == '\'' {
 				switch c | 0x20 {
 				case 'e':
-					if afterString {
-						sh.ok = false
-					}
 					end, closed := quoted(sql, j, true)
 					sh.ok = sh.ok && closed && plainEscapes(sql[j:end])
 					lit(i, end, litEscape)
 					i, afterString = end, true
 					continue
 				case 'b', 'x':
-					end, closed := quoted(sql, j, false)
+					// No escapes: B'1''0' is B'1' then '0'.
+					end, closed := len(sql), false
+					if k := strings.IndexByte(sql[j+1:], '\''); k >= 0 {
+						end, closed = j+1+k+1, true
+					}
 					sh.ok = sh.ok && closed
 					lit(i, end, c|0x20)
 					i, afterString = end, true

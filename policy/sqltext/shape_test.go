@@ -97,6 +97,7 @@ LEFT JOIN pg_class tc ON (c.reltoastrelid = tc.oid AND c.relkind <> 'p') WHERE c
 	"SELECT U&'d!0061t' UESCAPE '!' FROM t",
 	"SELECT 1.e5, .5, 5., 1e-3, 1.5E+10, 0x1F, 0o17, 0b101, 1_000, 1_000.5, 0xFFFF_FFFF_FF, 2147483647, 2147483648, 007",
 	"SELECT x'1F', X'ff', b'0101', B'1', N'national' FROM t",
+	"SELECT B, X",
 	"SELECT * FROM t WHERE a = $1 AND b = 5 AND c = $2::int + 1",
 	"SELECT 'a'\n'b' FROM t",
 	"SELECT 'a' 'b' FROM t",
