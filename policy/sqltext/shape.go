@@ -219,12 +219,12 @@ func scanShape(sql string) shape {
 // keyedInt reports whether the grammar reads the value of an integer
 // after the tokens prev2, prev: it chooses a type (float(24) is real,
 // float(25) double precision), sets a typmod outside a constant
-// (current_time(3)) or an array bound (int[3]). Such integers are part of
-// the key.
+// (current_time(3)) or an array bound (int[3], int ARRAY[3]). Such
+// integers are part of the key.
 func keyedInt(prev, prev2 prevToken) bool {
 	switch {
 	case prev.kind == tokPunct && prev.text == "[":
-		return !(prev2.kind == tokWord && strings.EqualFold(prev2.text, "array"))
+		return true // int[3], int ARRAY[3], and subscripts
 	case prev.kind == tokPunct && prev.text == "(" && prev2.kind == tokWord:
 		for _, w := range [...]string{"float", "current_time", "current_timestamp", "localtime", "localtimestamp"} {
 			if strings.EqualFold(prev2.text, w) {

@@ -104,6 +104,7 @@ LEFT JOIN pg_class tc ON (c.reltoastrelid = tc.oid AND c.relkind <> 'p') WHERE c
 	"SELECT 'a' -- comment\n'b' FROM t",
 	"SELECT x::float(10), y::float(30), z::int[5], current_time(3), localtimestamp(2), (ARRAY[1, 2])[1] FROM t",
 	"SELECT x::float(0) FROM t",
+	"SELECT x::int ARRAY[5], x::int ARRAY[6], ARRAY[1, 2], (ARRAY['a'])[1:2] FROM t",
 	"SELECT 123abc FROM t",
 	"SELECT 1..5",
 	"SELECT 0x FROM t",
@@ -297,7 +298,7 @@ func TestScanShape(t *testing.T) {
 		{"SELECT E'it\\'s', $q$x$q$, N'n', B'1', X'1F'", "SELECT $1, $2, N$3, $4, $5", true},
 		{"SELECT t1.c2 FROM \"0x1F\" WHERE \"a'b\" = 1.e5", "SELECT t1.c2 FROM \"0x1F\" WHERE \"a'b\" = $1", true},
 		{"SELECT 0x1F, 1_000, .5, 1e5, 2147483648", "SELECT $1, $2, $3, $4, $5", true},
-		{"SELECT x::float(10), y::int[3], current_time(2), ARRAY[4]", "SELECT x::float($1), y::int[$2], current_time($3), ARRAY[$4]", true},
+		{"SELECT x::float(10), y::int[3], current_time(2), ARRAY[4, 5]", "SELECT x::float($1), y::int[$2], current_time($3), ARRAY[$4, $5]", true},
 		{"SELECT a/**/b", "SELECT a b", true},
 		{"SELECT 'a'\n'b'", "SELECT $1 $2", false},
 		{"SELECT U&'x'", "SELECT U&$1", false},
@@ -314,9 +315,15 @@ func TestScanShape(t *testing.T) {
 			t.Errorf("scanShape(%q): %q ok %v; want %q ok %v", tt.sql, got, sh.ok, tt.norm, tt.ok)
 		}
 	}
-	a, b := scanShape("SELECT x::float(10)"), scanShape("SELECT x::float(30)")
-	if a.key == b.key {
-		t.Error("float(10) and float(30) share a shape")
+	for _, pair := range [][2]string{
+		{"SELECT x::float(10)", "SELECT x::float(30)"},
+		{"SELECT x::int[3]", "SELECT x::int[4]"},
+		{"SELECT x::int ARRAY[3]", "SELECT x::int ARRAY[4]"},
+		{"SELECT localtime(3)", "SELECT localtime(4)"},
+	} {
+		if scanShape(pair[0]).key == scanShape(pair[1]).key {
+			t.Errorf("%q and %q share a shape", pair[0], pair[1])
+		}
 	}
 }
 
