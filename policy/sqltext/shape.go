@@ -393,27 +393,41 @@ func intValue(tok string) (v int64, fits bool) {
 	return v, err == nil && v <= math.MaxInt32
 }
 
-// normalized renders a shape as the text with every literal replaced by
-// $n, n counting from after the text's own parameters.
-func (sh *shape) normalized() string {
+// canonical is the text of the shape with every literal a fixed one of
+// its class (” for strings, 0 for integers, .0 for other numbers), the
+// integers the key holds as written: one text for all texts of the shape,
+// holding none of their values, which parses as they do.
+func (sh *shape) canonical() string {
 	var b strings.Builder
 	b.Grow(len(sh.key) + 2*len(sh.lits))
-	n := sh.maxParam
 	key := sh.key
 	for i := 0; i < len(key); i++ {
 		if key[i] != 0 {
 			b.WriteByte(key[i])
 			continue
 		}
-		n++
-		b.WriteByte('$')
-		b.WriteString(strconv.Itoa(n))
 		i++
-		if i < len(key) && key[i] == 'k' {
+		switch key[i] {
+		case 'k':
 			for i+1 < len(key) && key[i+1] != 0 {
 				i++
+				b.WriteByte(key[i])
 			}
 			i++
+		case litInt:
+			if i+1 < len(key) && (key[i+1] == '.' || key[i+1] == 0) {
+				b.WriteString("0x0") // 0x1F. and 0x1F.5 stay two tokens
+			} else {
+				b.WriteByte('0')
+			}
+		case litNum:
+			b.WriteString(".0")
+		case litBit:
+			b.WriteString("B''")
+		case litHex:
+			b.WriteString("X''")
+		default:
+			b.WriteString("''")
 		}
 	}
 	return b.String()

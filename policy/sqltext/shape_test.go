@@ -239,8 +239,11 @@ func TestShapeDifferential(t *testing.T) {
 				hits++
 			}
 		}
+		// A shape's Normalized holds no literal of its texts. (A text
+		// analyzed on its own keeps what pg_query's normalization keeps:
+		// a COPY's file name, a FETCH's count.)
 		info := analyze(sql)
-		if info.Normalized == "" {
+		if e, _, _ := New(0).entry(sql); e == nil {
 			continue
 		}
 		sh := scanShape(sql)
@@ -289,30 +292,30 @@ func TestShapeCached(t *testing.T) {
 
 func TestScanShape(t *testing.T) {
 	tests := []struct {
-		sql, norm string
-		ok        bool
+		sql, canonical string
+		ok             bool
 	}{
-		{"SELECT abalance FROM pgbench_accounts WHERE aid = 12345;", "SELECT abalance FROM pgbench_accounts WHERE aid = $1;", true},
-		{"select  1 /* a /* b */ c */,\n\t'x' -- 'y'\n", "select $1 , $2", true},
-		{"SELECT $1, 'a', $3", "SELECT $1, $4, $3", true},
-		{"SELECT E'it\\'s', $q$x$q$, N'n', B'1', X'1F'", "SELECT $1, $2, N$3, $4, $5", true},
-		{"SELECT t1.c2 FROM \"0x1F\" WHERE \"a'b\" = 1.e5", "SELECT t1.c2 FROM \"0x1F\" WHERE \"a'b\" = $1", true},
-		{"SELECT 0x1F, 1_000, .5, 1e5, 2147483648", "SELECT $1, $2, $3, $4, $5", true},
-		{"SELECT x::float(10), y::int[3], current_time(2), ARRAY[4, 5]", "SELECT x::float($1), y::int[$2], current_time($3), ARRAY[$4, $5]", true},
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 12345;", "SELECT abalance FROM pgbench_accounts WHERE aid = 0;", true},
+		{"select  1 /* a /* b */ c */,\n\t'x' -- 'y'\n", "select 0 , ''", true},
+		{"SELECT $1, 'a', $3", "SELECT $1, '', $3", true},
+		{"SELECT E'it\\'s', $q$x$q$, N'n', B'1', X'1F'", "SELECT '', '', N'', B'', X''", true},
+		{"SELECT t1.c2 FROM \"0x1F\" WHERE \"a'b\" = 1.e5", "SELECT t1.c2 FROM \"0x1F\" WHERE \"a'b\" = .0", true},
+		{"SELECT 0x1F, 1_000, .5, 1e5, 2147483648, 0x1F.5", "SELECT 0, 0, .0, .0, .0, 0x0.0", true},
+		{"SELECT x::float(10), y::int[3], current_time(2), ARRAY[4, 5]", "SELECT x::float(10), y::int[3], current_time(2), ARRAY[4, 0]", true},
 		{"SELECT a/**/b", "SELECT a b", true},
-		{"SELECT 'a'\n'b'", "SELECT $1 $2", false},
-		{"SELECT U&'x'", "SELECT U&$1", false},
-		{"SELECT E'\\101'", "SELECT $1", false},
-		{"SELECT 12abc", "SELECT $1abc", false},
-		{"SELECT 1e", "SELECT $1", false},
-		{"SELECT 'open", "SELECT $1", false},
+		{"SELECT 'a'\n'b'", "SELECT '' ''", false},
+		{"SELECT U&'x'", "SELECT U&''", false},
+		{"SELECT E'\\101'", "SELECT ''", false},
+		{"SELECT 12abc", "SELECT 0abc", false},
+		{"SELECT 1e", "SELECT .0", false},
+		{"SELECT 'open", "SELECT ''", false},
 		{"SELECT /* open", "SELECT", false},
-		{"SELECT $$ open", "SELECT $1", false},
+		{"SELECT $$ open", "SELECT ''", false},
 	}
 	for _, tt := range tests {
 		sh := scanShape(tt.sql)
-		if got := sh.normalized(); got != tt.norm || sh.ok != tt.ok {
-			t.Errorf("scanShape(%q): %q ok %v; want %q ok %v", tt.sql, got, sh.ok, tt.norm, tt.ok)
+		if got := sh.canonical(); got != tt.canonical || sh.ok != tt.ok {
+			t.Errorf("scanShape(%q): %q ok %v; want %q ok %v", tt.sql, got, sh.ok, tt.canonical, tt.ok)
 		}
 	}
 	for _, pair := range [][2]string{

@@ -66,9 +66,9 @@ func newEntry(sql string, sh *shape) (*Info, *shapeEntry) {
 	if why := overLimits(sql); why != "" {
 		return skimmed(sql, why), &shapeEntry{}
 	}
-	info, tree := analyzeParsed(sql, sh)
+	info, tree, shaped := analyzeParsed(sql, sh)
 	e := &shapeEntry{}
-	if tree == nil || info.Skipped != "" || info.Cursor != "" || info.SearchPath != nil || !queriesOnly(tree) {
+	if tree == nil || !shaped || info.Skipped != "" || info.Cursor != "" || info.SearchPath != nil {
 		return info, e
 	}
 	if info.Estimable != "" {

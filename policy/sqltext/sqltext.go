@@ -20,10 +20,11 @@ type Info struct {
 	// Fingerprint is pg_query's fingerprint, hex; "" when the text does not
 	// parse.
 	Fingerprint string
-	// Normalized is the text with every literal replaced by $n (n after
-	// the text's own parameters), comments dropped and whitespace runs
-	// collapsed to a space; "" when the text does not parse (the raw
-	// text is then never recorded).
+	// Normalized is the text with every literal replaced by $n (pg_query's
+	// normalization; for a query, of its shape: comments dropped,
+	// whitespace runs collapsed, and a literal the normalization keeps,
+	// such as a typmod, replaced by a fixed one); "" when the text does
+	// not parse (the raw text is then never recorded).
 	Normalized string
 	// Cursor is the cursor a DECLARE, FETCH, MOVE or CLOSE statement names
 	// (the first such statement of the text), and CursorOp which of them.
@@ -132,26 +133,31 @@ func analyze(sql string) *Info {
 		return skimmed(sql, why)
 	}
 	sh := scanShape(sql)
-	info, _ := analyzeParsed(sql, &sh)
+	info, _, _ := analyzeParsed(sql, &sh)
 	return info
 }
 
 // analyzeParsed analyzes a text within the limits, sh its shape, and
-// returns its parse tree too, nil when it does not parse or is skimmed.
-func analyzeParsed(sql string, sh *shape) (*Info, *pg_query.ParseResult) {
+// returns its parse tree too, nil when it does not parse or is skimmed,
+// and whether Normalized is the shape's.
+func analyzeParsed(sql string, sh *shape) (*Info, *pg_query.ParseResult, bool) {
 	info := &Info{}
 	fp, err := pg_query.Fingerprint(sql)
 	if err != nil {
-		return info, nil
+		return info, nil, false
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return info, nil
+		return info, nil, false
 	}
-	info.Fingerprint, info.Normalized = fp, sh.normalized()
+	norm, shaped, err := normalize(sql, sh, tree)
+	if err != nil {
+		return info, nil, false
+	}
+	info.Fingerprint, info.Normalized = fp, norm
 	info.Kinds, info.Relations, info.Functions = classify(tree)
 	if len(info.Relations) > MaxAnalyzedRelations {
-		return skimmed(sql, SkippedRelations), nil
+		return skimmed(sql, SkippedRelations), nil, false
 	}
 	info.Estimable, info.EstimableParams, _ = estimableOf(tree, sql)
 	info.Predicates = predicatesOf(tree)
@@ -161,7 +167,21 @@ func analyzeParsed(sql string, sh *shape) (*Info, *pg_query.ParseResult) {
 	if containsFold(sql, "search_path") {
 		info.SearchPath = searchPathChange(tree)
 	}
-	return info, tree
+	return info, tree, shaped
+}
+
+// normalize returns pg_query's normalization of a parsed text: for a
+// query the scanner reads, of its shape's canonical text (the same for
+// every text of the shape, comments dropped, whitespace collapsed; shaped
+// is then set), else of the text itself.
+func normalize(sql string, sh *shape, tree *pg_query.ParseResult) (n string, shaped bool, err error) {
+	if sh.ok && queriesOnly(tree) {
+		if n, err := pg_query.Normalize(sh.canonical()); err == nil {
+			return n, true, nil
+		}
+	}
+	n, err = pg_query.Normalize(sql)
+	return n, false, err
 }
 
 // skimmed is the Info of a text not analyzed, for the reason why.
