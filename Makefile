@@ -21,9 +21,10 @@ lint:
 test-short:
 	$(GO) test -count=1 -short ./...
 
-# Fuzz the frame reader, the startup parser, a session's bookkeeping and the
-# policy parser for a while each, then compare pgwarden with PostgreSQL on
-# random message sequences, coverage-guided and seeded (test/protofuzz).
+# Fuzz the frame reader, the startup parser, a session's bookkeeping, the
+# policy parser and the statement shape scanner for a while each, then
+# compare pgwarden with PostgreSQL on random message sequences,
+# coverage-guided and seeded (test/protofuzz).
 FUZZTIME ?= 30s
 # A throwaway PostgreSQL, seeded customers, and a bulk read blocked by pgwarden.
 demo:
@@ -34,6 +35,7 @@ fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzStartupPacket$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./policy/sqltext -run '^$$' -fuzz '^FuzzShape$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./test/protofuzz -run '^$$' -fuzz '^FuzzAgainstPostgres$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1x -parallel 1
 	$(GO) run ./test/protofuzz/cmd -duration $(FUZZTIME)
 

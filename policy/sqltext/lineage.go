@@ -52,8 +52,12 @@ var concealing = map[string]bool{
 // Lineage returns the lineage of sql when it is a single SELECT whose
 // output columns can be listed from the text (no *, except over a single
 // function), else nil: nil too for a text past the limits (MaxAnalyzedBytes,
-// MaxAnalyzedTokens). Cached.
+// MaxAnalyzedTokens). Cached, by text, and by shape when no constant
+// decides it.
 func (a *Analyzer) Lineage(sql string) *Lineage {
+	if e, _, _ := a.entry(sql); e != nil && e.lineageOK {
+		return e.lineage
+	}
 	c := a.lineage
 	if len(sql) > maxCachedText {
 		c = a.bigLineage
@@ -71,7 +75,15 @@ func lineageOf(sql string) *Lineage {
 		return nil
 	}
 	tree, err := pg_query.Parse(sql)
-	if err != nil || len(tree.GetStmts()) != 1 {
+	if err != nil {
+		return nil
+	}
+	return lineageTree(tree)
+}
+
+// lineageTree is lineageOf for a parsed text.
+func lineageTree(tree *pg_query.ParseResult) *Lineage {
+	if len(tree.GetStmts()) != 1 {
 		return nil
 	}
 	return selectLineage(tree.GetStmts()[0].GetStmt().GetSelectStmt(), nil)

@@ -35,14 +35,22 @@ const maxPredicateValues = 1000
 
 // predicatesOf reads the predicates of a single SELECT's WHERE clause.
 func predicatesOf(tree *pg_query.ParseResult) []Predicate {
+	p, _ := predicateOperands(tree)
+	return p
+}
+
+// predicateOperands is predicatesOf, with the expression each of the
+// predicates' values is read from.
+func predicateOperands(tree *pg_query.ParseResult) ([]Predicate, [][]*pg_query.Node) {
 	if len(tree.GetStmts()) != 1 {
-		return nil
+		return nil, nil
 	}
 	sel := tree.GetStmts()[0].GetStmt().GetSelectStmt()
 	if sel == nil || sel.GetWhereClause() == nil || isSetOp(sel) {
-		return nil
+		return nil, nil
 	}
 	var out []Predicate
+	var nodes [][]*pg_query.Node
 	var conj func(n *pg_query.Node)
 	conj = func(n *pg_query.Node) {
 		if b := n.GetBoolExpr(); b != nil {
@@ -53,70 +61,73 @@ func predicatesOf(tree *pg_query.ParseResult) []Predicate {
 			}
 			return
 		}
-		if p, ok := predicate(n.GetAExpr()); ok {
+		if p, ns, ok := predicate(n.GetAExpr()); ok {
 			out = append(out, p)
+			nodes = append(nodes, ns)
 		}
 	}
 	conj(sel.GetWhereClause())
-	return out
+	return out, nodes
 }
 
 var flipped = map[string]string{"=": "=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
-func predicate(e *pg_query.A_Expr) (Predicate, bool) {
+func predicate(e *pg_query.A_Expr) (Predicate, []*pg_query.Node, bool) {
 	if e == nil || len(e.GetName()) != 1 {
-		return Predicate{}, false
+		return Predicate{}, nil, false
 	}
 	op := e.GetName()[0].GetString_().GetSval()
 	left, right := e.GetLexpr(), e.GetRexpr()
 	var p Predicate
+	var nodes []*pg_query.Node
 	switch e.GetKind() {
 	case pg_query.A_Expr_Kind_AEXPR_OP:
 		if _, ok := flipped[op]; !ok {
-			return Predicate{}, false
+			return Predicate{}, nil, false
 		}
 		if !columnOf(left, &p) {
 			if !columnOf(right, &p) {
-				return Predicate{}, false
+				return Predicate{}, nil, false
 			}
 			left, right, op = right, left, flipped[op]
 		}
 		v, ok := operandOf(right)
 		if !ok {
-			return Predicate{}, false
+			return Predicate{}, nil, false
 		}
-		p.Op, p.Values = op, []Operand{v}
+		p.Op, p.Values, nodes = op, []Operand{v}, []*pg_query.Node{right}
 	case pg_query.A_Expr_Kind_AEXPR_IN:
 		if op != "=" || !columnOf(left, &p) {
-			return Predicate{}, false
+			return Predicate{}, nil, false
 		}
 		items := right.GetList().GetItems()
 		if len(items) == 0 || len(items) > maxPredicateValues {
-			return Predicate{}, false
+			return Predicate{}, nil, false
 		}
 		p.Op = "in"
 		for _, it := range items {
 			v, ok := operandOf(it)
 			if !ok {
-				return Predicate{}, false
+				return Predicate{}, nil, false
 			}
 			p.Values = append(p.Values, v)
+			nodes = append(nodes, it)
 		}
 	case pg_query.A_Expr_Kind_AEXPR_BETWEEN:
 		bounds := right.GetList().GetItems()
 		if !columnOf(left, &p) || len(bounds) != 2 {
-			return Predicate{}, false
+			return Predicate{}, nil, false
 		}
 		lo, ok1 := operandOf(bounds[0])
 		hi, ok2 := operandOf(bounds[1])
 		if !ok1 || !ok2 {
-			return Predicate{}, false
+			return Predicate{}, nil, false
 		}
-		p.Op, p.Values = "between", []Operand{lo, hi}
+		p.Op, p.Values, nodes = "between", []Operand{lo, hi}, bounds
 	default:
-		return Predicate{}, false
+		return Predicate{}, nil, false
 	}
-	return p, true
+	return p, nodes, true
 }
 
 // columnOf reads a column reference, through a cast.

@@ -15,8 +15,12 @@ import (
 // bisection. The result is a Lineage of one Target holding the probed
 // columns, with From listing every relation the statement names; nil when
 // nothing is probed, the text is past the limits or does not parse.
-// Comparisons of two columns (a join) probe nothing. Cached.
+// Comparisons of two columns (a join) probe nothing. Cached, by text and
+// by shape: which columns are probed does not depend on the values.
 func (a *Analyzer) Probes(sql string) *Lineage {
+	if e, _, _ := a.entry(sql); e != nil {
+		return e.probes
+	}
 	key := "\x00probe\x00" + sql
 	c := a.lineage
 	if len(key) > maxCachedText {
@@ -38,6 +42,11 @@ func probesOf(sql string) *Lineage {
 	if err != nil {
 		return nil
 	}
+	return probesTree(tree)
+}
+
+// probesTree is probesOf for a parsed text.
+func probesTree(tree *pg_query.ParseResult) *Lineage {
 	p := prober{l: &Lineage{}, seen: map[ColumnRef]bool{}, rels: map[Relation]bool{}}
 	for _, st := range tree.GetStmts() {
 		p.walk(st.GetStmt().ProtoReflect())

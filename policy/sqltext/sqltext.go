@@ -4,7 +4,8 @@
 // placeholders (so that the audit trail records what was asked without the
 // values typed into it), and the cursor a DECLARE, FETCH, MOVE or CLOSE
 // names. Results are cached by text: prepared statements and repeated
-// queries are parsed once.
+// queries are parsed once; and by shape (shape.go): queries that differ
+// only in their literals are parsed once too.
 package sqltext
 
 import (
@@ -19,8 +20,11 @@ type Info struct {
 	// Fingerprint is pg_query's fingerprint, hex; "" when the text does not
 	// parse.
 	Fingerprint string
-	// Normalized is the text with every literal replaced by $n; "" when the
-	// text does not parse (the raw text is then never recorded).
+	// Normalized is the text with every literal replaced by $n (pg_query's
+	// normalization; for a query, of its shape: comments dropped,
+	// whitespace runs collapsed, and a literal the normalization keeps,
+	// such as a typmod, replaced by a fixed one); "" when the text does
+	// not parse (the raw text is then never recorded).
 	Normalized string
 	// Cursor is the cursor a DECLARE, FETCH, MOVE or CLOSE statement names
 	// (the first such statement of the text), and CursorOp which of them.
@@ -59,7 +63,9 @@ type Info struct {
 	AnyWord bool
 }
 
-// Analyzer caches Info by statement text. Safe for concurrent use.
+// Analyzer caches Info by statement text, and by shape: texts that
+// differ only in their literals (pgbench's SELECT ... WHERE aid = 12345)
+// share one parse. Safe for concurrent use.
 type Analyzer struct {
 	cache   *lru.Cache[string, *Info]
 	lineage *lru.Cache[string, *Lineage]
@@ -67,6 +73,8 @@ type Analyzer struct {
 	// maxCachedText: a statement is read several times as it runs.
 	bigInfo    *lru.Cache[string, *Info]
 	bigLineage *lru.Cache[string, *Lineage]
+	// shapes holds what texts of one shape share (see scanShape).
+	shapes *lru.Cache[string, *shapeEntry]
 }
 
 // maxCachedText bounds the texts kept as keys of the main caches;
@@ -91,7 +99,8 @@ func New(size int) *Analyzer {
 	}
 	bi, _ := lru.New[string, *Info](bigCacheSize)
 	bl, _ := lru.New[string, *Lineage](bigCacheSize)
-	return &Analyzer{cache: c, lineage: l, bigInfo: bi, bigLineage: bl}
+	sh, _ := lru.New[string, *shapeEntry](size)
+	return &Analyzer{cache: c, lineage: l, bigInfo: bi, bigLineage: bl, shapes: sh}
 }
 
 // Analyze returns what sql says. The result is shared: do not modify it.
@@ -103,40 +112,76 @@ func (a *Analyzer) Analyze(sql string) *Info {
 	if info, ok := c.Get(sql); ok {
 		return info
 	}
-	info := analyze(sql)
+	var info *Info
+	e, sh, built := a.entry(sql)
+	switch {
+	case built != nil:
+		info = built
+	case e != nil:
+		info = e.instance(sql, &sh)
+	}
+	if info == nil {
+		info = analyze(sql)
+	}
 	c.Add(sql, info)
 	return info
 }
 
+// analyze is the analysis of sql on its own.
 func analyze(sql string) *Info {
 	if why := overLimits(sql); why != "" {
 		return skimmed(sql, why)
 	}
+	sh := scanShape(sql)
+	info, _, _ := analyzeParsed(sql, &sh)
+	return info
+}
+
+// analyzeParsed analyzes a text within the limits, sh its shape, and
+// returns its parse tree too, nil when it does not parse or is skimmed,
+// and whether Normalized is the shape's.
+func analyzeParsed(sql string, sh *shape) (*Info, *pg_query.ParseResult, bool) {
 	info := &Info{}
 	fp, err := pg_query.Fingerprint(sql)
 	if err != nil {
-		return info
+		return info, nil, false
 	}
-	norm, err := pg_query.Normalize(sql)
+	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return info
+		return info, nil, false
+	}
+	norm, shaped, err := normalize(sql, sh, tree)
+	if err != nil {
+		return info, nil, false
 	}
 	info.Fingerprint, info.Normalized = fp, norm
-	if tree, err := pg_query.Parse(sql); err == nil {
-		info.Kinds, info.Relations, info.Functions = classify(tree)
-		if len(info.Relations) > MaxAnalyzedRelations {
-			return skimmed(sql, SkippedRelations)
-		}
-		info.Estimable, info.EstimableParams, _ = estimableOf(tree, sql)
-		info.Predicates = predicatesOf(tree)
-		if mayNameCursor(sql) {
-			info.Cursor, info.CursorOp = cursorOf(tree)
-		}
-		if strings.Contains(strings.ToLower(sql), "search_path") {
-			info.SearchPath = searchPathChange(tree)
+	info.Kinds, info.Relations, info.Functions = classify(tree)
+	if len(info.Relations) > MaxAnalyzedRelations {
+		return skimmed(sql, SkippedRelations), nil, false
+	}
+	info.Estimable, info.EstimableParams, _ = estimableOf(tree, sql)
+	info.Predicates = predicatesOf(tree)
+	if mayNameCursor(sql) {
+		info.Cursor, info.CursorOp = cursorOf(tree)
+	}
+	if containsFold(sql, "search_path") {
+		info.SearchPath = searchPathChange(tree)
+	}
+	return info, tree, shaped
+}
+
+// normalize returns pg_query's normalization of a parsed text: for a
+// query the scanner reads, of its shape's canonical text (the same for
+// every text of the shape, comments dropped, whitespace collapsed; shaped
+// is then set), else of the text itself.
+func normalize(sql string, sh *shape, tree *pg_query.ParseResult) (n string, shaped bool, err error) {
+	if sh.ok && queriesOnly(tree) {
+		if n, err := pg_query.Normalize(sh.canonical()); err == nil {
+			return n, true, nil
 		}
 	}
-	return info
+	n, err = pg_query.Normalize(sql)
+	return n, false, err
 }
 
 // skimmed is the Info of a text not analyzed, for the reason why.

@@ -13,7 +13,7 @@ func TestAnalyze(t *testing.T) {
 		sql, normalized, cursor, op string
 	}{
 		{"SELECT * FROM customers WHERE email = 'ann@example.com'", "SELECT * FROM customers WHERE email = $1", "", ""},
-		{"select 1 /* note */", "select $1 /* note */", "", ""},
+		{"select 1 /* note 42 */", "select $1", "", ""},
 		{"DECLARE c1 CURSOR WITH HOLD FOR SELECT email FROM customers", "DECLARE c1 CURSOR WITH HOLD FOR SELECT email FROM customers", "c1", "declare"},
 		{"FETCH 100 FROM c1", "FETCH 100 FROM c1", "c1", "fetch"},
 		{`fetch forward 5 in "My Cursor"`, `fetch forward 5 in "My Cursor"`, "My Cursor", "fetch"},
