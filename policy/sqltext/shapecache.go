@@ -113,8 +113,10 @@ func newEntry(sql string, sh *shape) (*Info, *shapeEntry) {
 }
 
 // constantReaders are the functions whose lineage depends on the values
-// of their constant arguments (isEmailDomain, strongRandom, shortPrefix).
-var constantReaders = map[string]bool{"split_part": true, "gen_random_bytes": true, "left": true, "substr": true, "substring": true}
+// of their constant arguments (isEmailDomain, strongRandom, shortPrefix,
+// coarseDate).
+var constantReaders = map[string]bool{"split_part": true, "gen_random_bytes": true, "left": true, "substr": true, "substring": true,
+	"extract": true, "date_part": true, "date_trunc": true}
 
 // callsAny reports whether m calls a function named in names.
 func callsAny(m protoreflect.Message, names map[string]bool) bool {
