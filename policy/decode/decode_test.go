@@ -2,6 +2,7 @@ package decode
 
 import (
 	"bytes"
+	"crypto/md5"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -416,5 +417,29 @@ func TestNested(t *testing.T) {
 				t.Errorf("found %d, want %d", ats, tc.ats)
 			}
 		})
+	}
+}
+
+// TestBinaryNotDecoded: an encoded value whose first bytes are not text (a
+// hash, a key, an image) is not decoded further nor scanned; text, in any
+// script, is.
+func TestBinaryNotDecoded(t *testing.T) {
+	sum := md5.Sum([]byte("customer42@example.com"))
+	digest := hex.EncodeToString(sum[:]) + hex.EncodeToString(sum[:]) + hex.EncodeToString(sum[:])
+	var d Decoder
+	calls := 0
+	scan := func(piece []byte, _ bool) int { calls++; return 0 }
+	for _, v := range []string{digest, base64.StdEncoding.EncodeToString(append(sum[:], sum[:]...)),
+		`\x` + hex.EncodeToString(append(sum[:], sum[:]...)) + hex.EncodeToString([]byte("eve@example.com"))} {
+		calls = 0
+		d.Scan(Encoded, oidText, []byte(v), scan)
+		if calls != 0 {
+			t.Errorf("%.20s...: binary bytes were scanned", v)
+		}
+	}
+	for _, text := range []string{"Zoë Ångström <zoe@example.com>", "日本語のメール taro@example.jp, hanako@example.jp"} {
+		if _, ats := collect(t, Encoded, oidText, []byte(hex.EncodeToString([]byte(text)))); ats != strings.Count(text, "@") {
+			t.Errorf("%q in hex: found %d addresses", text, ats)
+		}
 	}
 }

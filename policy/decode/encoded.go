@@ -1,5 +1,7 @@
 package decode
 
+import "unicode/utf8"
+
 // chunkSize bounds the bytes a value decodes into at once: a longer value
 // is decoded and scanned in chunks, cut where no address or number
 // straddles them.
@@ -15,6 +17,9 @@ type sink struct {
 	buf  []byte
 	scan ScanFunc
 	n    int
+	// judged: the first probeLen bytes showed text; binary: they did
+	// not, and the rest of the value is not decoded.
+	judged, binary bool
 }
 
 func (s *sink) start(scan ScanFunc) {
@@ -22,18 +27,65 @@ func (s *sink) start(scan ScanFunc) {
 		s.buf = make([]byte, 0, chunkSize)
 	}
 	s.buf, s.scan, s.n = s.buf[:0], scan, 0
+	s.judged, s.binary = false, false
 }
 
-func (s *sink) put(b byte) {
+// put adds a decoded byte; false when the value is binary and decoding
+// should stop.
+func (s *sink) put(b byte) bool {
 	s.buf = append(s.buf, b)
+	if !s.judged && len(s.buf) == probeLen {
+		s.judge()
+	}
+	if s.binary {
+		return false
+	}
 	if len(s.buf) == chunkSize {
 		s.flush(false)
 	}
+	return true
+}
+
+// probeLen is how many decoded bytes tell text from binary.
+const probeLen = 32
+
+// judge looks at the first decoded bytes: a hash, a key, an image or any
+// random bytes are not text and cannot hold a detector's value (md5 in
+// hex is the commonest encoded column), so they are not decoded further.
+// Text is valid UTF-8 (but for a rune cut at the end) with few control
+// characters.
+func (s *sink) judge() {
+	s.judged = true
+	p := s.buf[:min(len(s.buf), probeLen)]
+	for i := 0; i < 3 && len(p) > 0 && !utf8.Valid(p); i++ {
+		p = p[:len(p)-1] // a rune cut by the probe
+	}
+	if !utf8.Valid(p) {
+		s.binary = true
+		return
+	}
+	ctl := 0
+	for _, c := range p {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			ctl++
+		}
+	}
+	s.binary = ctl*10 > len(p)
 }
 
 // flush scans what was decoded; unless final, the bytes after the last
 // separator in the chunk's second half are kept for the next chunk.
 func (s *sink) flush(final bool) int {
+	if !s.judged {
+		s.judge()
+	}
+	if s.binary {
+		s.buf = s.buf[:0]
+		if final {
+			s.scan = nil
+		}
+		return s.n
+	}
 	cut := len(s.buf)
 	if !final {
 		cut = cutPoint(s.buf)
@@ -173,7 +225,9 @@ func (d *Decoder) hex(v []byte, scan ScanFunc) int {
 			i++
 			continue
 		}
-		s.put(hi<<4 | lo)
+		if !s.put(hi<<4 | lo) {
+			break
+		}
 		i += 2
 	}
 	return s.flush(true)
@@ -196,7 +250,9 @@ func (d *Decoder) base64(v []byte, scan ScanFunc) int {
 		acc = acc<<6 | uint32(x)
 		if bits += 6; bits >= 8 {
 			bits -= 8
-			s.put(byte(acc >> bits))
+			if !s.put(byte(acc >> bits)) {
+				break
+			}
 		}
 	}
 	return s.flush(true)
@@ -221,7 +277,9 @@ func (d *Decoder) bytea(v []byte, scan ScanFunc) int {
 				i += 3
 			}
 		}
-		s.put(c)
+		if !s.put(c) {
+			break
+		}
 	}
 	return s.flush(true)
 }
