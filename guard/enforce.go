@@ -555,15 +555,19 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 			a.base = cursorBase
 		default:
 			if !haveTotals {
-				if e.needsSubjs {
-					totals, _ = s.g.cfg.Windows.Get(w.employee, s.g.cfg.Now())
-				} else {
-					totals, _ = s.g.cfg.Windows.GetCounts(w.employee, s.g.cfg.Now())
+				// Only the windows the rules need are summed.
+				var spans window.Spans
+				for _, x := range rules {
+					if sp, ok := x.r.Scope.Span(); ok && !x.fixed {
+						spans |= 1 << sp
+					}
 				}
+				now := s.g.cfg.Now()
+				totals, _ = s.g.cfg.Windows.GetSpans(w.employee, now, spans, e.needsSubjs)
 				if sh := s.g.cfg.Shared; sh != nil {
 					// The other instances' figures (distinct subjects are
 					// per instance).
-					remote, _ := sh.Remote().GetCounts(w.employee, s.g.cfg.Now())
+					remote, _ := sh.Remote().GetSpans(w.employee, now, spans, false)
 					for i := range totals {
 						totals[i].AddCounts(&remote[i])
 					}

@@ -100,7 +100,24 @@ func (r *Registry) GetCounts(key string, now time.Time) (Totals, bool) {
 	return r.get(key, now, false)
 }
 
+// Spans selects windows: bit i is span i (Totals' index).
+type Spans uint8
+
+// AllSpans selects every window.
+const AllSpans Spans = 1<<NumSpans - 1
+
+// GetSpans is Get of the windows spans selects only, the others left
+// zero, with their distinct subjects when subjects is set: a caller that
+// needs the day's totals does not pay for the minute's.
+func (r *Registry) GetSpans(key string, now time.Time, spans Spans, subjects bool) (Totals, bool) {
+	return r.getSpans(key, now, spans, subjects)
+}
+
 func (r *Registry) get(key string, now time.Time, subjects bool) (Totals, bool) {
+	return r.getSpans(key, now, AllSpans, subjects)
+}
+
+func (r *Registry) getSpans(key string, now time.Time, spans Spans, subjects bool) (Totals, bool) {
 	sh := r.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -108,7 +125,7 @@ func (r *Registry) get(key string, now time.Time, subjects bool) (Totals, bool) 
 	if !ok {
 		return Totals{}, false
 	}
-	return s.sum(now, subjects), true
+	return s.sum(now, spans, subjects), true
 }
 
 // Delete forgets key, for instance a session that ended.

@@ -226,18 +226,20 @@ type Totals [NumSpans]Figures
 
 // Sum returns the figures of each window ending at now.
 func (s *Set) Sum(now time.Time) Totals {
-	return s.sum(now, true)
+	return s.sum(now, AllSpans, true)
 }
 
 // SumCounts is Sum without the distinct subjects.
 func (s *Set) SumCounts(now time.Time) Totals {
-	return s.sum(now, false)
+	return s.sum(now, AllSpans, false)
 }
 
-func (s *Set) sum(now time.Time, subjects bool) Totals {
+func (s *Set) sum(now time.Time, spans Spans, subjects bool) Totals {
 	var t Totals
 	for i := range s.windows {
-		t[i] = s.windows[i].sum(now, subjects)
+		if spans&(1<<i) != 0 {
+			t[i] = s.windows[i].sum(now, subjects)
+		}
 	}
 	return t
 }

@@ -510,3 +510,17 @@ func TestSubjectsExact(t *testing.T) {
 		t.Fatalf("%d distinct subjects, want about %d", d, hll.ExactLimit+1)
 	}
 }
+
+// TestGetSpans: only the windows asked for are summed; the others are zero.
+func TestGetSpans(t *testing.T) {
+	r, _ := NewRegistry(Config{})
+	r.Add("alice", t0, stmt(3))
+	all, _ := r.GetCounts("alice", t0)
+	got, ok := r.GetSpans("alice", t0, 1<<Day|1<<Minute, false)
+	if !ok || got[Day].Rows != all[Day].Rows || got[Minute].Rows != all[Minute].Rows || all[Day].Rows == 0 {
+		t.Errorf("asked windows: %+v, want %+v", got, all)
+	}
+	if got[Hour].Rows != 0 || got[TenMinutes].Rows != 0 {
+		t.Errorf("windows not asked for were summed: %+v", got)
+	}
+}
