@@ -240,9 +240,7 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 		return out
 	}
 	order := searchOrder(s.path.schemas)
-	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-	holding, err := s.cat.RelationSchemas(ctx, rel.Table)
-	cancel()
+	holding, err := s.relationSchemas(rel.Table)
 	if err != nil || len(holding) == 0 {
 		return order
 	}
@@ -262,6 +260,25 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 // alone. The session's temporary schema, searched before all, holds no
 // policy's tables and is left out.
 // https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SEARCH-PATH
+// cachedRelations is a Resolver that can answer RelationSchemas from its
+// cache without a context: most statements name tables seen before, and
+// a context with a deadline costs a timer each.
+type cachedRelations interface {
+	CachedRelationSchemas(name string) ([]string, bool)
+}
+
+// relationSchemas is s.cat.RelationSchemas, from the cache when it can.
+func (s *session) relationSchemas(table string) ([]string, error) {
+	if c, ok := s.cat.(cachedRelations); ok {
+		if holding, ok := c.CachedRelationSchemas(table); ok {
+			return holding, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+	defer cancel()
+	return s.cat.RelationSchemas(ctx, table)
+}
+
 func searchOrder(path []string) []string {
 	if slices.Contains(path, "pg_catalog") {
 		return path

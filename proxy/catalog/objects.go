@@ -120,8 +120,8 @@ func (r *Resolver) queryFunctions(ctx context.Context, q, schema, name string) (
 // name in a statement can be resolved along the session's search_path.
 // Cached like tables.
 func (r *Resolver) RelationSchemas(ctx context.Context, name string) ([]string, error) {
-	if e, ok := r.rels.cache.Get(name); ok && r.now().Sub(e.read) < r.ttl {
-		return e.v, nil
+	if v, ok := r.CachedRelationSchemas(name); ok {
+		return v, nil
 	}
 	rows, err := r.pool.Query(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, name)
@@ -154,6 +154,15 @@ const roleTTL = 30 * time.Second
 type searchPathSetting struct {
 	path string
 	set  bool
+}
+
+// CachedRelationSchemas is RelationSchemas answered from the cache alone:
+// false when the name is not cached (or no longer fresh).
+func (r *Resolver) CachedRelationSchemas(name string) ([]string, bool) {
+	if e, ok := r.rels.cache.Get(name); ok && r.now().Sub(e.read) < r.ttl {
+		return e.v, true
+	}
+	return nil, false
 }
 
 // RoleSearchPath returns the search_path a new session of role in database
