@@ -742,9 +742,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		if fd.TableOID == 0 || s.cat == nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
-		col, err := s.cat.Column(ctx, fd.TableOID, int16(fd.TableAttributeNumber))
-		cancel()
+		col, err := s.column(fd.TableOID, int16(fd.TableAttributeNumber))
 		if err != nil {
 			if !errors.Is(err, catalog.ErrNotFound) {
 				s.log.Warn("catalog_lookup_failed", "table_oid", fd.TableOID, "error", err)
@@ -777,6 +775,24 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	s.derive(st, fields, plan)
 	s.plan = plan
 	s.widen(st, f)
+}
+
+// cachedColumns is a Resolver that can answer Column from its cache
+// without a context (see cachedRelations).
+type cachedColumns interface {
+	CachedColumn(tableOID uint32, attNum int16) (catalog.Column, bool)
+}
+
+// column is s.cat.Column, from the cache when it can.
+func (s *session) column(tableOID uint32, attNum int16) (catalog.Column, error) {
+	if c, ok := s.cat.(cachedColumns); ok {
+		if col, ok := c.CachedColumn(tableOID, attNum); ok {
+			return col, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+	defer cancel()
+	return s.cat.Column(ctx, tableOID, attNum)
 }
 
 // scannable reports whether the detectors can read the column's values as

@@ -300,6 +300,26 @@ func (r *Resolver) Column(ctx context.Context, tableOID uint32, attNum int16) (C
 	}, nil
 }
 
+// CachedColumn is Column answered from the cache alone: false when the
+// table is not cached (or no longer fresh), or lacks the column (it may
+// have been added since), and Column must read the catalog.
+func (r *Resolver) CachedColumn(tableOID uint32, attNum int16) (Column, bool) {
+	e, ok := r.cache.Get(tableOID)
+	if !ok || !r.fresh(e) {
+		return Column{}, false
+	}
+	t, err := e.result()
+	if err != nil {
+		return Column{}, false
+	}
+	name, ok := columnName(t, attNum)
+	if !ok {
+		return Column{}, false
+	}
+	r.hits.Add(1)
+	return Column{Schema: t.Schema, Table: t.Name, Name: name, TableOID: t.OID, AttNum: attNum, RelKind: t.RelKind}, true
+}
+
 // systemColumns are the names of attribute numbers -1 to -6 (PostgreSQL 12+,
 // src/include/access/sysattr.h).
 var systemColumns = [...]string{"ctid", "xmin", "cmin", "xmax", "cmax", "tableoid"}

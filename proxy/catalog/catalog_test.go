@@ -92,6 +92,17 @@ func TestTable(t *testing.T) {
 		if err != nil || col.Name != "c" {
 			t.Errorf("Column(c) = %+v, %v", col, err)
 		}
+		// From the cache alone: the column read above; never a dropped
+		// one, nor a table not read yet.
+		if got, ok := e.r.CachedColumn(oid, 3); !ok || got != col {
+			t.Errorf("CachedColumn(c) = %+v, %v, want %+v", got, ok, col)
+		}
+		if _, ok := e.r.CachedColumn(oid, 2); ok {
+			t.Error("CachedColumn answered for a dropped column")
+		}
+		if _, ok := e.r.CachedColumn(e.oid(t, s+`.empty`)+100000, 1); ok {
+			t.Error("CachedColumn answered for a table never read")
+		}
 	})
 }
 
