@@ -246,7 +246,7 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement, ss *stmtState)
 			pc.Kinds = append(pc.Kinds, policy.KindLoExport)
 		}
 	default:
-		info := s.g.cfg.SQL.Analyze(ss.text(st))
+		info := s.analyze(ss.text(st))
 		pc.TablesUnknown = info.Skipped != ""
 		for _, k := range info.Kinds {
 			pc.Kinds = append(pc.Kinds, policy.StatementKind(k))
@@ -324,7 +324,7 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 	c := s.g.cur.Load()
 	ss := s.identify(c, st)
 	if sql := ss.text(st); sql != "" && st.Kind != proxy.FunctionCall {
-		if info := s.g.cfg.SQL.Analyze(sql); info.Skipped != "" {
+		if info := s.analyze(sql); info.Skipped != "" {
 			s.noteSkipped(sql, info)
 		}
 	}
@@ -373,7 +373,7 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 		return verdict
 	}
 	if st.Kind != proxy.FunctionCall {
-		if info := s.g.cfg.SQL.Analyze(ss.text(st)); info.Fingerprint != "" && len(info.Kinds) == 0 {
+		if info := s.analyze(ss.text(st)); info.Fingerprint != "" && len(info.Kinds) == 0 {
 			// No statement, only blanks or comments: the server answers
 			// EmptyQueryResponse, which the guard is not shown.
 			return verdict
@@ -517,7 +517,7 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 	var cursorBase policy.Figures
 	w := s.stateOf(st).who
 	if sql := s.sqlOf(st); sql != "" {
-		if info := s.g.cfg.SQL.Analyze(sql); info.CursorOp == "fetch" {
+		if info := s.analyze(sql); info.CursorOp == "fetch" {
 			if ct := s.cursors[info.Cursor]; ct != nil {
 				cursorBase = policy.Figures{Rows: ct.Rows, Bytes: ct.Bytes, PIIRows: ct.PIIRows,
 					PIIValues: make(map[policy.Category]int64, len(ct.PIIValues))}
@@ -823,7 +823,7 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 			Database: s.info.Database, Severity: r.Severity,
 		}
 		if sql := s.sqlOf(st); sql != "" {
-			a.Statement = s.g.cfg.SQL.Analyze(sql).Normalized
+			a.Statement = s.analyze(sql).Normalized
 		}
 		if auditSeq != 0 {
 			a.AuditSeqs = []uint64{auditSeq}
@@ -926,7 +926,7 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 		Rule: r.Name, Reason: reason, SessionID: s.info.ID, Since: s.g.cfg.Now().UTC(),
 		Deadline: s.g.cfg.Now().UTC().Add(r.HoldTimeout)}
 	if sql := s.sqlOf(st); sql != "" {
-		h.Statement = s.g.cfg.SQL.Analyze(sql).Normalized
+		h.Statement = s.analyze(sql).Normalized
 	}
 	s.log.Warn("statement_held", "hold_id", h.ID, "rule", r.Name, "timeout", r.HoldTimeout)
 	approved, err := s.g.cfg.Holds.Request(ctx, h)

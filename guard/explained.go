@@ -78,7 +78,7 @@ func (s *session) inferKeys(st *proxy.Statement) inferredKeys {
 	if e.Schema == "" || sql == "" {
 		return inferredKeys{}
 	}
-	info := s.g.cfg.SQL.Analyze(sql)
+	info := s.analyze(sql)
 	if len(info.Relations) != 1 || s.qualify(info.Relations[0]) != e.Schema+"."+e.Table {
 		return inferredKeys{}
 	}

@@ -423,9 +423,11 @@ type session struct {
 	g *Guard
 	// c is the policy of the statement in progress; both goroutines read
 	// it (cc), the one reading results sets it when a statement begins.
-	c    atomic.Pointer[compiled]
-	info proxy.SessionInfo
-	log  *slog.Logger
+	c atomic.Pointer[compiled]
+	// lastSQL is the last text analyzed (analyze), by either goroutine.
+	lastSQL atomic.Pointer[analyzed]
+	info    proxy.SessionInfo
+	log     *slog.Logger
 	// cat is the catalog of the session's database; nil without one.
 	cat Resolver
 
@@ -503,6 +505,26 @@ func (s *session) sumOf(w *who) *openSum {
 		w.sum, w.sumBatch = openSum{}, s.batch
 	}
 	return &w.sum
+}
+
+// analyzed is a text and its analysis, the last a goroutine of the
+// session asked for.
+type analyzed struct {
+	sql  string
+	info *sqltext.Info
+}
+
+// analyze is the analyzer's Analyze, remembering the last text: a
+// statement's text is asked about a dozen times on its way (its rules, its
+// tables, its record, its norms), and a text seen once, as each of
+// pgbench's is, would take the analyzer's locks each time.
+func (s *session) analyze(sql string) *sqltext.Info {
+	if a := s.lastSQL.Load(); a != nil && a.sql == sql {
+		return a.info
+	}
+	info := s.g.cfg.SQL.Analyze(sql)
+	s.lastSQL.Store(&analyzed{sql, info})
+	return info
 }
 
 // cc returns the policy of the statement in progress.
@@ -1023,10 +1045,10 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	w.total.add(f, values)
 	sql := f.state.text(st)
 	if sql != "" {
-		s.followCursor(s.g.cfg.SQL.Analyze(sql), sql, f)
+		s.followCursor(s.analyze(sql), sql, f)
 		// The tables the text names count as touched, whether or not a
 		// result column comes from them (a WHERE, a join, a subquery).
-		for _, rel := range s.g.cfg.SQL.Analyze(sql).Relations {
+		for _, rel := range s.analyze(sql).Relations {
 			if f.Tables == nil {
 				f.Tables = make(map[string]struct{})
 			}
@@ -1100,7 +1122,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 // fingerprint and its text with the literals redacted (the trail says what
 // was asked, not the values typed into it).
 func (s *session) sqlFields(sql string, data map[string]any) *sqltext.Info {
-	info := s.g.cfg.SQL.Analyze(sql)
+	info := s.analyze(sql)
 	if info.Skipped != "" {
 		data["sql_unanalyzed"], data["sql_bytes"] = info.Skipped, len(sql)
 	} else if info.Fingerprint != "" {

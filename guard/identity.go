@@ -232,7 +232,7 @@ func (s *session) followApplicationName(c *compiled, sa *policy.ServiceAccount, 
 	if !mayNameApplication(sql, sv.set != nil, sv.set != nil && sv.setLocal) {
 		return
 	}
-	if s.g.cfg.SQL.Analyze(sql).Skipped != "" {
+	if s.analyze(sql).Skipped != "" {
 		// Too large to parse: whatever it sets, the employee it named
 		// is forgotten, as RESET application_name would.
 		sv.set = nil

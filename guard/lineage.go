@@ -24,7 +24,7 @@ func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription
 	if sql == "" {
 		return
 	}
-	if info := s.g.cfg.SQL.Analyze(sql); info.Skipped != "" {
+	if info := s.analyze(sql); info.Skipped != "" {
 		s.deriveSkimmed(info, fields, plan)
 		return
 	}
@@ -114,7 +114,7 @@ func (s *session) viewTables(oid uint32, f *Figures) {
 	if err != nil {
 		return
 	}
-	info := s.g.cfg.SQL.Analyze(def)
+	info := s.analyze(def)
 	for _, rel := range info.Relations {
 		if f.Tables == nil {
 			f.Tables = make(map[string]struct{})
@@ -365,7 +365,7 @@ func (s *session) followPath(st *proxy.Statement) {
 	if sql == "" {
 		return
 	}
-	c := s.g.cfg.SQL.Analyze(sql).SearchPath
+	c := s.analyze(sql).SearchPath
 	if c == nil {
 		return
 	}

@@ -67,7 +67,7 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 		o.Failed = 1
 	}
 	if sql := f.state.text(st); sql != "" {
-		for _, k := range s.g.cfg.SQL.Analyze(sql).Kinds {
+		for _, k := range s.analyze(sql).Kinds {
 			if k == "copy_to_stdout" {
 				o.Copy = 1
 			}

@@ -23,7 +23,7 @@ func (s *session) probe(st *proxy.Statement, f *Figures, counts *detect.Counts) 
 	if sql == "" || st.Kind == proxy.FunctionCall {
 		return false
 	}
-	if info := s.g.cfg.SQL.Analyze(sql); info.Skipped != "" {
+	if info := s.analyze(sql); info.Skipped != "" {
 		return false
 	}
 	lin := s.g.cfg.SQL.Probes(sql)

@@ -63,7 +63,7 @@ func (s *session) fetchedCursor(st *proxy.Statement) *limitedCursor {
 	if len(s.limited) == 0 {
 		return nil
 	}
-	info := s.g.cfg.SQL.Analyze(s.sqlOf(st))
+	info := s.analyze(s.sqlOf(st))
 	if info.CursorOp != "fetch" {
 		return nil
 	}
@@ -144,7 +144,7 @@ func (s *session) readsOnlyCatalogs(st *proxy.Statement, f *Figures) bool {
 	if sql == "" {
 		return false
 	}
-	info := s.g.cfg.SQL.Analyze(sql)
+	info := s.analyze(sql)
 	if len(info.Relations) == 0 {
 		return false
 	}
