@@ -69,14 +69,15 @@ func (r *receiver) waitFor(t *testing.T, rule string) notify.Alert {
 	return notify.Alert{}
 }
 
+// freeAddr is an address for a server the test starts (pgtest.FreeAddr:
+// below the ports outgoing connections take).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := pgtest.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr.String()
 }
 
 const servePolicy = `version: 1

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
 // The targets, in the order of the table's columns.
@@ -364,10 +366,9 @@ func (p *proxyProc) readPidFile(ctx context.Context, name string) error {
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := pgtest.FreeAddr()
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return addr.Port, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -448,12 +449,42 @@ func tempDir() (string, error) {
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := FreeAddr()
 	if err != nil {
 		return 0, err
 	}
+	return addr.Port, nil
+}
+
+// FreeAddr returns an address on 127.0.0.1 whose port was free a moment
+// ago, for a server a test starts. The port is chosen below the kernel's
+// ephemeral range: a port the kernel hands out (listening on port 0) may be
+// taken as the local port of an outgoing connection before the server
+// binds it, which busy test runs, each connecting hundreds of times, do.
+func FreeAddr() (*net.TCPAddr, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				low = n
+			}
+		}
+	}
+	for range 200 {
+		port := 10000 + rand.IntN(low-10000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return l.Addr().(*net.TCPAddr), nil
 }
 
 // confQuote quotes s as a postgresql.conf string value.

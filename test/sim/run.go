@@ -109,12 +109,11 @@ func (p *pgwardenProc) logTail() string {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := pgtest.FreeAddr()
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return addr.Port, nil
 }
 
 // buildPgwarden builds ./cmd/pgwarden of the module the go command finds

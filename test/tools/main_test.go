@@ -435,14 +435,15 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, s
 	}
 }
 
+// freeAddr is an address for a server the test starts (pgtest.FreeAddr:
+// below the ports outgoing connections take).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := pgtest.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr.String()
 }
 
 // syncBuffer is a bytes.Buffer safe for a process writing and a test
