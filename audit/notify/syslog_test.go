@@ -251,15 +251,31 @@ func TestSyslogTCPOctetCountingAndReconnect(t *testing.T) {
 		}
 	}
 
-	// The receiver drops the connection: the next delivery reconnects.
+	// The receiver drops the connection: a delivery once the sink can see
+	// it closed reconnects. (One written while the close is still on its
+	// way is lost: syslog over TCP has no acknowledgement; the notifier's
+	// outbox is what retries.)
 	(<-rcv.conns).Close()
-	time.Sleep(20 * time.Millisecond)
-	a.ID = "after-close"
-	if err := s.Deliver(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	if m := parseRFC5424(t, rcv.next(t)); m.params["id"] != "after-close" {
-		t.Errorf("after reconnect: %+v", m)
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		a.ID = fmt.Sprintf("after-close-%d", i)
+		if err := s.Deliver(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-rcv.msgs:
+			if id := parseRFC5424(t, m).params["id"]; !strings.HasPrefix(id, "after-close-") {
+				t.Errorf("after reconnect: %q", id)
+			}
+			if len(rcv.conns) == 0 {
+				t.Error("delivered without a new connection")
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery after the receiver closed the connection")
+		}
 	}
 }
 
