@@ -1071,8 +1071,22 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		}
 		metrics.Since(m.StatementTime, f.wall)
 	}
-	s.log.Debug("statement_counted", "statement_seq", st.Seq, "rows", f.Rows, "pii_rows", f.PIIRows,
-		"pii_values", f.PIIValues.Total(), "bytes", f.Bytes)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("statement_counted", "statement_seq", st.Seq, "rows", f.Rows, "pii_rows", f.PIIRows,
+			"pii_values", f.PIIValues.Total(), "bytes", f.Bytes)
+	}
+	// A FETCH rolls up into its cursor's total, which the cursor's next
+	// FETCH starts from, audited or not.
+	var ct *cursorTotal
+	var info *sqltext.Info
+	if sql != "" {
+		if info = s.analyze(sql); info.Cursor != "" {
+			ct = s.cursorFetched(info, f, values)
+		}
+	}
+	if s.g.cfg.Audit == nil {
+		return nil
+	}
 	kind := st.Kind.String()
 	if st == between {
 		kind = "between_statements"
@@ -1106,11 +1120,11 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 			data["unusual"] = ss.unusual
 		}
 	}
-	if s.g.cfg.Audit != nil && sql != "" {
-		info := s.sqlFields(sql, data)
+	if sql != "" {
+		s.sqlFields(sql, data)
 		if info.Cursor != "" {
 			data["cursor"] = info.Cursor
-			if ct := s.cursorFetched(info, f, values); ct != nil {
+			if ct != nil {
 				data["cursor_total"] = ct
 			}
 		}
