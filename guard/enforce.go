@@ -236,9 +236,12 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement, ss *stmtState)
 		ClientAddr:  clientAddr(&s.info),
 		Service:     ss.use,
 	}
-	s.g.openMu.Lock()
-	pc.Sessions = s.g.open[ss.who.employee]
-	s.g.openMu.Unlock()
+	if c.sessions {
+		// A lock all sessions share: taken only for a policy that asks.
+		s.g.openMu.Lock()
+		pc.Sessions = s.g.open[ss.who.employee]
+		s.g.openMu.Unlock()
+	}
 	switch st.Kind {
 	case proxy.FunctionCall:
 		pc.Kinds = append(pc.Kinds, policy.KindFunctionCall)

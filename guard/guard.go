@@ -171,8 +171,9 @@ type compiled struct {
 	p         *policy.Policy
 	detectors *detect.Set // nil when the policy turns detectors off
 	canaries  *canarySet  // nil when the policy names none
-	// estimate is set when a rule has an estimated_rows condition.
-	estimate bool
+	// estimate is set when a rule has an estimated_rows condition, sessions
+	// when one has a sessions condition.
+	estimate, sessions bool
 	// keys are the signing keys of p's service accounts, by role.
 	keys map[string][]byte
 }
@@ -185,6 +186,7 @@ func compile(p *policy.Policy, keys map[string][]byte) (*compiled, error) {
 	}
 	for _, r := range p.Rules() {
 		c.estimate = c.estimate || r.NeedsEstimate()
+		c.sessions = c.sessions || r.NeedsSessions()
 	}
 	dc := p.Detectors()
 	if !dc.Enabled {

@@ -390,6 +390,10 @@ func (r *Rule) Thresholded() bool { return len(r.thresholds) > 0 }
 // sets Context.EstimatedRows before Applies.
 func (r *Rule) NeedsEstimate() bool { return r.estRows >= 0 }
 
+// NeedsSessions reports whether the rule has a sessions condition: only
+// then is Context.Sessions read.
+func (r *Rule) NeedsSessions() bool { return r.sessions >= 0 }
+
 // Exceeded compares f with the rule's thresholds. A rule fires only when
 // every one of its thresholds is exceeded (observed > limit: equal is not
 // exceeded), so Exceeded reports true only then, with the Breach of the
