@@ -1733,3 +1733,48 @@ func TestNormsExcept(t *testing.T) {
 		t.Errorf("the norms did not learn an employee they watch: %v", got)
 	}
 }
+
+// TestNoNormYetIsRecordedNotAlerted: an employee with neither a history nor
+// a peer group's norm (a first deployment, a new account) reading past the
+// default threshold is recorded, not sent to security: the threshold is a
+// guess. Rules still alert.
+func TestNoNormYetIsRecordedNotAlerted(t *testing.T) {
+	model, err := norm.New(norm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	ev, conn := setup(t, withRules(t, `norms:
+  learning_days: 7
+rules:
+  - name: statement-alert
+    when:
+      pii_values: 250
+    action: alert
+`), func(c *guard.Config) { c.Norms, c.Alerts = model, al })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 300", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	var norms, rules int
+	for _, d := range ev.decisions(t) {
+		switch {
+		case d["rule"] == "norm:volume":
+			norms++
+			if d["action"] != "log" || !strings.Contains(fmt.Sprint(d["reason"]), "no norm yet") {
+				t.Errorf("norm decision %v, want a log saying there is no norm yet", d)
+			}
+		case d["rule"] == "statement-alert":
+			rules++
+		}
+	}
+	if norms == 0 || rules != 1 {
+		t.Errorf("%d norm and %d rule decisions, want the default threshold's and the rule's", norms, rules)
+	}
+	for _, a := range al.take() {
+		if strings.HasPrefix(a.Rule, "norm:") {
+			t.Errorf("security alerted of a guess: %+v", a)
+		}
+	}
+}

@@ -122,6 +122,12 @@ func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.No
 	if blocks(a, nc) {
 		action = policy.ActionBlock
 	}
+	if a.Learning && a.Defaulted {
+		// Neither the employee nor a peer has a norm yet (a new account,
+		// a first deployment): the default threshold is a guess, and its
+		// anomalies are recorded, not sent to security. Rules still hold.
+		action = policy.ActionLog
+	}
 	if action == policy.ActionAlert && s.foldNovelty(st, a, nc) {
 		return
 	}

@@ -313,7 +313,10 @@ func (g *Guard) decideOrgChange(a norm.Anomaly, summary string) {
 // its kind.
 func normReason(a norm.Anomaly) string {
 	reason := a.Explanation
-	if a.Learning {
+	switch {
+	case a.Learning && a.Defaulted:
+		reason += " (learning period, no norm yet: recorded only)"
+	case a.Learning:
 		reason += " (learning period: alert only)"
 	}
 	return reason + " (norm " + a.Kind + ")"

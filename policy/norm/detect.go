@@ -142,7 +142,7 @@ func (m *Model) volume(e *employee, o *Observation, ns *normSet, peer, learning 
 		out = append(out, Anomaly{
 			Employee: e.name, Kind: kind, Feature: m.featureName(c.f), Window: windowNames[c.w],
 			Observed: c.obs, Norm: c.hi, Score: c.score, Learning: learning, PeerNorm: peer,
-			Explanation: expl, At: o.Time,
+			Defaulted: ns == nil, Explanation: expl, At: o.Time,
 		})
 	}
 	return out

@@ -92,6 +92,9 @@ type Anomaly struct {
 	PeerNorm    bool    // scored against the peer group's norm
 	Explanation string  // plain language with the numbers
 	At          time.Time
+	// Defaulted is set on a volume anomaly judged against the default
+	// threshold: neither the employee nor their peer group has a norm yet.
+	Defaulted bool `json:",omitempty"`
 	// Subject is what a novelty is new: the table, client address,
 	// application or PII category; for off_hours, the employee's peer
 	// group (a team whose shift moved is one change).

@@ -159,10 +159,17 @@ func TestNewHireUsesPeerNormFromDayOne(t *testing.T) {
 	}
 	got = m.Observe(lookup(hire, dayStart(17).Add(10*time.Hour), 500))
 	vol := find(got, hire.name, "volume")
-	if len(vol) == 0 || !vol[0].PeerNorm || !vol[0].Learning {
+	if len(vol) == 0 || !vol[0].PeerNorm || !vol[0].Learning || vol[0].Defaulted {
 		t.Fatalf("new hire bulk: %+v", got)
 	}
 	t.Log(vol[0].Explanation)
+	// An account with no peer group and no history is judged against the
+	// default threshold, and says so.
+	loner := worker{name: "loner", addr: "10.0.1.2", app: "batch", scale: 1}
+	got = m.Observe(lookup(loner, dayStart(17).Add(10*time.Hour), 500))
+	if vol := find(got, loner.name, "volume"); len(vol) == 0 || !vol[0].Defaulted || !vol[0].Learning {
+		t.Errorf("an account without any norm: %+v", got)
+	}
 }
 
 func TestRoleChangeSwitchesPeer(t *testing.T) {
