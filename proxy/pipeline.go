@@ -142,7 +142,7 @@ type pendingQueue struct {
 	// deferred holds the Syncs the client sent as COPY input, which
 	// pgwarden keeps from the server until the COPY's outcome is known
 	// (see deferSync); each says whether CopyData had been sent before it.
-	deferred []bool
+	deferred []deferredSync
 	// release counts the deferred Syncs to send the server before the
 	// client's next request: a failed COPY would not have read them.
 	release int
@@ -310,11 +310,13 @@ func (q *pendingQueue) endCopyIn() {
 // are read as requests, the first ending the error's skip. Which input
 // failed cannot be told from outside, so pgwarden decides, and sends what
 // it decided: a completed COPY read them all, and so did one that failed
-// on a CopyFail, a cancel or a timeout (canceled); one that failed on its
+// on a CopyFail, a cancel or a timeout (canceled); one whose error names
+// the line it failed on (failLine, from its context) read the Syncs sent
+// before that line's end and none after; one that failed otherwise on its
 // input read those sent before the first whole line of CopyData (a line
 // fails only once whole), unless no line was sent (dataSent) and the
 // client had not ended its input, and none of those sent after it.
-func (q *pendingQueue) copyInEnded(ok, dataSent, canceled bool) (release int) {
+func (q *pendingQueue) copyInEnded(ok, dataSent, canceled bool, failLine int64) (release int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	// The client had ended its input (CopyDone, CopyFail): a COPY that
@@ -322,8 +324,16 @@ func (q *pendingQueue) copyInEnded(ok, dataSent, canceled bool) (release int) {
 	clientEnded := !q.copyIn
 	q.copyIn = false
 	if !ok && !canceled {
-		for _, afterData := range q.deferred {
-			if afterData || (!dataSent && !clientEnded) {
+		for _, d := range q.deferred {
+			switch {
+			case failLine > 0:
+				// The error names its line: PostgreSQL reads its input
+				// one CopyData at a time as a line needs it, so it read
+				// the Syncs sent before that line's end, and no other.
+				if d.lines >= failLine {
+					q.release++
+				}
+			case d.afterData || (!dataSent && !clientEnded):
 				q.release++
 			}
 		}
@@ -337,14 +347,21 @@ func (q *pendingQueue) copyInEnded(ok, dataSent, canceled bool) (release int) {
 	return q.release
 }
 
+// deferredSync is a Sync sent as COPY input: whether a line end had been
+// sent before it, and how many.
+type deferredSync struct {
+	afterData bool
+	lines     int64
+}
+
 // pushSync queues a Sync, unless the server reads it as COPY input: then
 // it is deferred, with whether CopyData came before it, and pushSync
 // returns false: the Sync is not to be sent.
-func (q *pendingQueue) pushSync(afterData bool) bool {
+func (q *pendingQueue) pushSync(afterData bool, lines int64) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.copyIn {
-		q.deferred = append(q.deferred, afterData)
+		q.deferred = append(q.deferred, deferredSync{afterData: afterData, lines: lines})
 		q.copyWork.Store(true)
 		return false
 	}

@@ -223,8 +223,9 @@ func (s *session) clientToServer() error {
 			// A COPY in text or CSV fails on a line only once the line is
 			// whole: what matters for the Syncs deferred after it is
 			// whether a line end was sent.
-			if !s.copyData.Load() && bytes.IndexByte(body, '\n') >= 0 {
+			if n := bytes.Count(body, newline); n > 0 {
 				s.copyData.Store(true)
+				s.copyLines.Add(int64(n))
 			}
 		case 'c', 'f': // CopyDone, CopyFail
 			s.queue.endCopyIn()
@@ -459,7 +460,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		case 'C':
 			k = pendClose
 		case 'S':
-			if !s.queue.pushSync(s.copyData.Load()) {
+			if !s.queue.pushSync(s.copyData.Load(), s.copyLines.Load()) {
 				return dropFrame, nil
 			}
 			return nil, nil
@@ -616,7 +617,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		s.queue.push(&pending{kind: pendClose})
 	case 'S':
 		s.batchExecutes = 0
-		if !s.queue.pushSync(s.copyData.Load()) {
+		if !s.queue.pushSync(s.copyData.Load(), s.copyLines.Load()) {
 			// COPY input: deferred (see pendingQueue.copyInEnded).
 			return dropFrame, nil
 		}
@@ -735,7 +736,8 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		s.copyOut = false
 		if s.copyIn {
 			s.copyIn = false
-			s.queue.copyInEnded(typ == 'C', s.copyData.Swap(false), false)
+			s.copyLines.Store(0)
+			s.queue.copyInEnded(typ == 'C', s.copyData.Swap(false), false, 0)
 		}
 		e := s.head()
 		if typ == 'C' {
@@ -814,7 +816,8 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			// 57014: a CopyFail, a cancel or a timeout, each met once the
 			// COPY had read all there was.
 			canceled := string(errorField(body, 'C')) == "57014"
-			if s.queue.copyInEnded(false, s.copyData.Swap(false), canceled) > 0 {
+			s.copyLines.Store(0)
+			if s.queue.copyInEnded(false, s.copyData.Swap(false), canceled, copyFailLine(errorField(body, 'W'))) > 0 {
 				s.wakeClientReader()
 			}
 		}
@@ -1178,6 +1181,30 @@ func (s *session) popHead() {
 func (s *session) skipToSync() {
 	s.queue.skipToSync()
 	s.cur = nil
+}
+
+var newline = []byte{'\n'}
+
+// copyFailLine reads the line a COPY FROM STDIN failed on from its error's
+// context ("COPY t, line 2: ..."), 0 when it names none.
+func copyFailLine(where []byte) int64 {
+	i := bytes.Index(where, []byte("COPY "))
+	if i < 0 {
+		return 0
+	}
+	rest := where[i:]
+	j := bytes.Index(rest, []byte(", line "))
+	if j < 0 {
+		return 0
+	}
+	var n int64
+	for _, c := range rest[j+len(", line "):] {
+		if c < '0' || c > '9' || n > 1<<40 {
+			break
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
 }
 
 // isFatal reports whether an ErrorResponse body has severity FATAL or

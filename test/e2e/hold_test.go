@@ -209,6 +209,15 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 			&pgproto3.Sync{},
 			&pgproto3.Query{String: "select 1"},
 		}},
+		{"a Sync after a whole line, before a last line that fails at CopyDone", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "copy " + table + " from stdin"},
+			&pgproto3.CopyData{Data: []byte("1\n")},
+			&pgproto3.CopyData{Data: []byte("3\t")},
+			&pgproto3.CopyData{Data: []byte("3\t")},
+			&pgproto3.Sync{},
+			&pgproto3.CopyDone{},
+			&pgproto3.Query{String: "select 'after'"},
+		}},
 		{"a Sync inside a line after a failing line", 2, []pgproto3.FrontendMessage{
 			&pgproto3.Parse{Query: "copy " + table + " from stdin"},
 			&pgproto3.Bind{},
