@@ -58,19 +58,29 @@ func (a *Analyzer) Lineage(sql string) *Lineage {
 	if e, _, _ := a.entry(sql); e != nil && e.lineageOK {
 		return e.lineage
 	}
+	return a.cachedLineage(sql, func() *Lineage { return lineageOf(sql) })
+}
+
+func lineageOf(sql string) *Lineage { return parsed(sql, lineageTree) }
+
+// cachedLineage returns the lineage cached under key, computing and
+// keeping it on a miss.
+func (a *Analyzer) cachedLineage(key string, compute func() *Lineage) *Lineage {
 	c := a.lineage
-	if len(sql) > maxCachedText {
+	if len(key) > maxCachedText {
 		c = a.bigLineage
 	}
-	if l, ok := c.Get(sql); ok {
+	if l, ok := c.Get(key); ok {
 		return l
 	}
-	l := lineageOf(sql)
-	c.Add(sql, l)
+	l := compute()
+	c.Add(key, l)
 	return l
 }
 
-func lineageOf(sql string) *Lineage {
+// parsed applies f to the parse tree of sql; nil for a text past the
+// limits (MaxAnalyzedBytes, MaxAnalyzedTokens) or one that does not parse.
+func parsed(sql string, f func(*pg_query.ParseResult) *Lineage) *Lineage {
 	if overLimits(sql) != "" {
 		return nil
 	}
@@ -78,7 +88,7 @@ func lineageOf(sql string) *Lineage {
 	if err != nil {
 		return nil
 	}
-	return lineageTree(tree)
+	return f(tree)
 }
 
 // lineageTree is lineageOf for a parsed text.

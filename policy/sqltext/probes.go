@@ -21,29 +21,10 @@ func (a *Analyzer) Probes(sql string) *Lineage {
 	if e, _, _ := a.entry(sql); e != nil {
 		return e.probes
 	}
-	key := "\x00probe\x00" + sql
-	c := a.lineage
-	if len(key) > maxCachedText {
-		c = a.bigLineage
-	}
-	if l, ok := c.Get(key); ok {
-		return l
-	}
-	l := probesOf(sql)
-	c.Add(key, l)
-	return l
+	return a.cachedLineage("\x00probe\x00"+sql, func() *Lineage { return probesOf(sql) })
 }
 
-func probesOf(sql string) *Lineage {
-	if overLimits(sql) != "" {
-		return nil
-	}
-	tree, err := pg_query.Parse(sql)
-	if err != nil {
-		return nil
-	}
-	return probesTree(tree)
-}
+func probesOf(sql string) *Lineage { return parsed(sql, probesTree) }
 
 // probesTree is probesOf for a parsed text.
 func probesTree(tree *pg_query.ParseResult) *Lineage {
