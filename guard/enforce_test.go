@@ -1304,20 +1304,28 @@ func TestParallelSessions(t *testing.T) {
 	}
 }
 
-// TestSequentialSweep: reading customers one after another by key is a
-// sweep, however small each statement; random lookups are not.
-func TestSequentialSweep(t *testing.T) {
-	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
-	_, conn := setup(t, withRules(t, `explained_access:
+// sweepGuard is a session whose policy blocks more than limit sequential
+// rows of customers an hour, on the clock *now.
+func sweepGuard(t *testing.T, limit int, now *time.Time) *pgx.Conn {
+	t.Helper()
+	_, conn := setup(t, withRules(t, fmt.Sprintf(`explained_access:
   table: public.customers
   key: id
 rules:
   - name: sweep
     scope: 1h
     when:
-      sequential_rows: 10
+      sequential_rows: %d
     action: block
-`), func(c *guard.Config) { c.Now = func() time.Time { return now } })
+`, limit)), func(c *guard.Config) { c.Now = func() time.Time { return *now } })
+	return conn
+}
+
+// TestSequentialSweep: reading customers one after another by key is a
+// sweep, however small each statement; random lookups are not.
+func TestSequentialSweep(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	conn := sweepGuard(t, 10, &now)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Scattered lookups: keys far apart.
@@ -1647,16 +1655,7 @@ func TestNormStopsTheCrossingStatement(t *testing.T) {
 // compares the key with.
 func TestKeylessSweep(t *testing.T) {
 	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
-	_, conn := setup(t, withRules(t, `explained_access:
-  table: public.customers
-  key: id
-rules:
-  - name: sweep
-    scope: 1h
-    when:
-      sequential_rows: 50
-    action: block
-`), func(c *guard.Config) { c.Now = func() time.Time { return now } })
+	conn := sweepGuard(t, 50, &now)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, tc := range []struct {
