@@ -10,23 +10,27 @@ import (
 // Decision is one line of the decision log (JSON Lines): every rule or
 // norm that fired, what was done, and why, for tuning and evaluation.
 type Decision struct {
-	Time        time.Time `json:"time"`
-	Employee    string    `json:"employee"`
-	SessionID   string    `json:"session_id"`
-	Seq         uint64    `json:"statement_seq,omitempty"`
-	Action      string    `json:"action"` // as carried out: "block", or "would block" in shadow mode
-	Shadow      bool      `json:"shadow,omitempty"`
-	Source      string    `json:"source"` // "rule" or "norm"
-	Rule        string    `json:"rule,omitempty"`
-	Kind        string    `json:"kind,omitempty"`  // a norm anomaly's kind
-	Scope       string    `json:"scope,omitempty"` // statement, session, 10m, ...
-	Measure     string    `json:"measure,omitempty"`
-	Observed    float64   `json:"observed,omitempty"`
-	Limit       float64   `json:"limit,omitempty"` // a rule's limit, or a norm's figure
-	Score       float64   `json:"score,omitempty"`
-	Reason      string    `json:"reason"`
-	ClientAddr  string    `json:"client_addr,omitempty"`
-	Application string    `json:"application,omitempty"`
+	Time      time.Time `json:"time"`
+	Employee  string    `json:"employee"`
+	SessionID string    `json:"session_id"`
+	Seq       uint64    `json:"statement_seq,omitempty"`
+	Action    string    `json:"action"` // as carried out: "block", or "would block" in shadow mode
+	Shadow    bool      `json:"shadow,omitempty"`
+	Source    string    `json:"source"` // "rule" or "norm"
+	Rule      string    `json:"rule,omitempty"`
+	Kind      string    `json:"kind,omitempty"`  // a norm anomaly's kind
+	Scope     string    `json:"scope,omitempty"` // statement, session, 10m, ...
+	Measure   string    `json:"measure,omitempty"`
+	// Window is how far back the reads the decision counts go: a window
+	// rule's span or a norm's window ("10m", "1h", "24h", "3d": for a
+	// drift, active days). Empty: the statement or session alone.
+	Window      string  `json:"window,omitempty"`
+	Observed    float64 `json:"observed,omitempty"`
+	Limit       float64 `json:"limit,omitempty"` // a rule's limit, or a norm's figure
+	Score       float64 `json:"score,omitempty"`
+	Reason      string  `json:"reason"`
+	ClientAddr  string  `json:"client_addr,omitempty"`
+	Application string  `json:"application,omitempty"`
 
 	// IdentifiedBy says how the employee is known (role, certificate,
 	// login, or tag: a service account's signed tag), and User is the

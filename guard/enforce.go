@@ -759,6 +759,18 @@ type decisionExtra struct {
 	at time.Time
 }
 
+// decisionWindow is the span of reads a decision counts: the norm's window,
+// or a window rule's span; empty for statement and session scopes.
+func decisionWindow(r *policy.Rule, x decisionExtra) string {
+	if x.source == "norm" {
+		return x.window
+	}
+	if r.Scope.Window() > 0 {
+		return string(r.Scope)
+	}
+	return ""
+}
+
 // onceKey keys the rules that act once per session and employee.
 func onceKey(rule, employee string) string { return rule + "\x00" + employee }
 
@@ -814,7 +826,7 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 	}
 	s.g.decisions.write(Decision{Time: now.UTC(), Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, SessionID: s.info.ID,
 		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
-		Measure: b.Measure, Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
+		Measure: b.Measure, Window: decisionWindow(r, x), Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
 		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName})
 	if r.Action != policy.ActionLog && !x.quiet && s.g.cfg.Alerts != nil {
 		a := notify.Alert{

@@ -183,7 +183,8 @@ func countRows(ctx context.Context, conn *pgx.Conn, sql string, mode pgx.QueryEx
 // TestSessionAndWindowScopes: a leak split over cursor fetches, statements
 // and sessions is caught by session and window limits.
 func TestSessionAndWindowScopes(t *testing.T) {
-	ev, conn, g := setupGuard(t, withRules(t, `rules:
+	dl := &syncBuffer{}
+	ev, conn, g := setupGuard(t, func(c *guard.Config) { c.DecisionLog = dl }, withRules(t, `rules:
   - name: session-emails
     scope: session
     when:
@@ -234,6 +235,17 @@ func TestSessionAndWindowScopes(t *testing.T) {
 	wantRuleBlock(t, err, "hourly-emails")
 	if n != 50 {
 		t.Errorf("second session received %d, want the 50 left in the hour", n)
+	}
+	// Each decision says how far back the reads it counts go.
+	windows := map[string]string{}
+	for _, d := range dl.decisions(t) {
+		windows[d.Rule] = d.Window
+	}
+	if w, ok := windows["session-emails"]; !ok || w != "" {
+		t.Errorf("session-emails decision window %q (logged %v), want none", w, ok)
+	}
+	if w := windows["hourly-emails"]; w != "1h" {
+		t.Errorf("hourly-emails decision window %q, want 1h", w)
 	}
 	// Statements without PII still run.
 	if _, err := c2.Exec(ctx, "SELECT count(*) FROM customers"); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -133,14 +134,15 @@ type normalResult struct {
 	FalseAlerts         int             `json:"false_alerts"`
 	FalseAlertDays      int             `json:"false_alert_employee_days"`
 	FalseAlertsPerDay   float64         `json:"false_alerts_per_employee_day"`
-	FalseAftermath      int             `json:"false_alerts_within_24h_after_an_episode"` // the 24h window still holds the attack
+	FalseAftermath      int             `json:"false_alerts_within_24h_after_an_episode"`
+	AftermathCredited   int             `json:"alerts_after_an_episode_counting_its_reads"` // credited to the episode, not false
 	FalseBlocks         int             `json:"false_blocks"`
 	NormalBlockedClient int             `json:"normal_statements_blocked_client_side"`
 	FalseBlockedClient  int             `json:"normal_statements_blocked_outside_attack_windows"`
 	FalseByRule         map[string]int  `json:"false_alerts_by_rule"`
 	FalseBlockExamples  []falseDecision `json:"false_block_examples,omitempty"`
 	FalseAlertExamples  []falseDecision `json:"false_alert_examples,omitempty"`
-	UnattributedAlerts  int             `json:"unattributed_alerts"` // decisions for names that are no employee
+	UnattributedAlerts  int             `json:"organisation_alerts"` // alerts naming no employee (org_change); counted as false
 	ByRole              []roleResult    `json:"by_role"`
 	JobsBlocked         int             `json:"jobs_blocked"` // backup and batch statements stopped, client side or in the decision log
 	DecisionsByAction   map[string]int  `json:"decisions_by_action"`
@@ -196,6 +198,74 @@ func (w *world) inEpisode(emp string, t time.Time) bool {
 		}
 	}
 	return false
+}
+
+// aboutEpisode reports whether decision d is about one of its employee's
+// episodes: made in the episode's window, or counting reads that go back
+// into it (a 24-hour rule firing the morning after a sweep, a drift over
+// the active days that held an attack). The reads of a novelty are the
+// statement's own, whatever its history window.
+func (w *world) aboutEpisode(d guard.Decision) bool {
+	if w.inEpisode(d.Employee, d.Time) {
+		return true
+	}
+	from, ok := w.evidenceFrom(d)
+	if !ok {
+		return false
+	}
+	for k := range w.episodes {
+		ep := &w.episodes[k]
+		start, to := ep.window()
+		if ep.Employee == d.Employee && start.Before(d.Time) && !to.Before(from) {
+			return true
+		}
+	}
+	return false
+}
+
+// evidenceFrom is the start of the reads decision d counts, from its
+// window: a duration, or for a drift N of the employee's active days up to
+// the decision's day.
+func (w *world) evidenceFrom(d guard.Decision) (time.Time, bool) {
+	if d.Window == "" || strings.HasPrefix(d.Kind, "novel_") {
+		return time.Time{}, false
+	}
+	if n, ok := strings.CutSuffix(d.Window, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return time.Time{}, false
+		}
+		if d.Kind != "drift" {
+			return d.Time.Add(-time.Duration(days) * 24 * time.Hour), true
+		}
+		ei, ok := w.empIndex(d.Employee)
+		if !ok {
+			return time.Time{}, false
+		}
+		day := w.dayOf(d.Time)
+		for ; day > 0; day-- {
+			if w.active[ei][day] {
+				if days--; days == 0 {
+					break
+				}
+			}
+		}
+		return w.date(day), true
+	}
+	dur, err := time.ParseDuration(d.Window)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return d.Time.Add(-dur), true
+}
+
+func (w *world) empIndex(name string) (int, bool) {
+	for i := range w.employees {
+		if w.employees[i].Name == name {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // afterEpisode reports whether t falls within 24 hours after the window of
@@ -377,10 +447,18 @@ func evaluate(w *world, r *runner, decisions []guard.Decision) *report {
 		n.AlertDecisionsTotal++
 		ei, ok := empIndex[d.Employee]
 		if !ok {
+			// An organisation-level alert (an office renumbered, a
+			// team's hours moved) names no one; it still reaches
+			// security and counts.
 			n.UnattributedAlerts++
+			n.FalseAlerts++
+			n.FalseByRule[d.Rule]++
 			continue
 		}
-		if w.inEpisode(d.Employee, d.Time) {
+		if w.aboutEpisode(d) {
+			if !w.inEpisode(d.Employee, d.Time) {
+				n.AftermathCredited++
+			}
 			continue
 		}
 		fd := falseDecision{Time: d.Time, Employee: d.Employee, Action: d.Action, Source: d.Source, Rule: d.Rule, Kind: d.Kind, Reason: d.Reason}
@@ -448,8 +526,14 @@ func byRole(w *world, r *runner, decisions []guard.Decision) ([]roleResult, int)
 	}
 	jobs := 0
 	for _, d := range decisions {
+		if !isAlert(d) {
+			continue
+		}
 		ei, ok := empIndex[d.Employee]
-		if !ok || !isAlert(d) {
+		if !ok {
+			rr := get("organisation")
+			rr.FalseAlerts++
+			rules["organisation"][d.Rule]++
 			continue
 		}
 		e := &w.employees[ei]
@@ -457,7 +541,7 @@ func byRole(w *world, r *runner, decisions []guard.Decision) ([]roleResult, int)
 		if isJob(role) && isBlock(d) {
 			jobs++
 		}
-		if w.inEpisode(d.Employee, d.Time) {
+		if w.aboutEpisode(d) {
 			continue
 		}
 		rr := get(role)
@@ -637,8 +721,14 @@ func (rep *report) print(out io.Writer) {
 		n.EmployeeDays, n.FalseAlerts, n.FalseAlertsPerDay, n.FalseAlertDays, n.FalseBlocks)
 	fmt.Fprintf(out, "  client side: %d normal statements blocked (%d outside attack windows), %d connections refused\n",
 		n.NormalBlockedClient, n.FalseBlockedClient, rep.Run.NormalRefused)
+	if n.AftermathCredited > 0 {
+		fmt.Fprintf(out, "  %d alerts after an episode counted its reads (a window or drift still holding the attack): credited to the episode, not counted false\n", n.AftermathCredited)
+	}
 	if n.FalseAftermath > 0 {
-		fmt.Fprintf(out, "  of the false alerts, %d came within 24 hours after an episode of the same employee (a window still holding the attack)\n", n.FalseAftermath)
+		fmt.Fprintf(out, "  of the false alerts, %d came within 24 hours after an episode of the same employee\n", n.FalseAftermath)
+	}
+	if n.UnattributedAlerts > 0 {
+		fmt.Fprintf(out, "  of the false alerts, %d are organisation-level (no employee named)\n", n.UnattributedAlerts)
 	}
 	if len(n.FalseByRule) > 0 {
 		fmt.Fprintf(out, "  false alerts by rule: %s\n", fmtCounts(n.FalseByRule))

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/guard"
 )
 
 // TestSimulationEndToEnd runs a short simulation through the same code path
@@ -195,5 +197,39 @@ func TestClientDecode(t *testing.T) {
 	txt, ok := binaryArrayText(arr)
 	if !ok || w.countPII(txt) != 2 {
 		t.Errorf("binary array: %q %v, want 2 PII values", txt, ok)
+	}
+}
+
+// TestAboutEpisode: an alert after an episode is the episode's when the
+// reads it counts reach back into it, not otherwise.
+func TestAboutEpisode(t *testing.T) {
+	start := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	w := &world{cfg: config{start: start, days: 10}, employees: []employee{{Name: "ann"}, {Name: "bob"}}}
+	w.active = [][]bool{make([]bool, 10), make([]bool, 10)}
+	for _, d := range []int{0, 1, 2, 5, 6, 7} { // Mon-Wed, then Sat-Mon
+		w.active[0][d] = true
+	}
+	w.episodes = []episode{{Type: "keyless-sweep", Employee: "ann", Start: start.Add(24*time.Hour + 12*time.Hour), End: start.Add(24*time.Hour + 13*time.Hour)}}
+	at := func(day int, h int) time.Time { return start.Add(time.Duration(day)*24*time.Hour + time.Duration(h)*time.Hour) }
+	for _, c := range []struct {
+		name string
+		d    guard.Decision
+		want bool
+	}{
+		{"in the window", guard.Decision{Employee: "ann", Time: at(1, 13)}, true},
+		{"24h rule the next morning", guard.Decision{Employee: "ann", Time: at(2, 9), Window: "24h", Rule: "day-pii-alert"}, true},
+		{"24h rule two days on", guard.Decision{Employee: "ann", Time: at(3, 15), Window: "24h"}, false},
+		{"1h rule the next morning", guard.Decision{Employee: "ann", Time: at(2, 9), Window: "1h"}, false},
+		{"statement rule the next morning", guard.Decision{Employee: "ann", Time: at(2, 9)}, false},
+		{"novelty with its history window", guard.Decision{Employee: "ann", Time: at(2, 9), Window: "30d", Kind: "novel_table"}, false},
+		{"drift over 2 active days", guard.Decision{Employee: "ann", Time: at(2, 23), Window: "2d", Kind: "drift"}, true},
+		{"drift over 2 active days, later", guard.Decision{Employee: "ann", Time: at(6, 23), Window: "2d", Kind: "drift"}, false},
+		{"drift over 3 active days across the gap", guard.Decision{Employee: "ann", Time: at(6, 23), Window: "3d", Kind: "drift"}, false},
+		{"drift over 4 active days across the gap", guard.Decision{Employee: "ann", Time: at(6, 23), Window: "4d", Kind: "drift"}, true},
+		{"another employee", guard.Decision{Employee: "bob", Time: at(2, 9), Window: "24h"}, false},
+	} {
+		if got := w.aboutEpisode(c.d); got != c.want {
+			t.Errorf("%s: aboutEpisode = %v, want %v", c.name, got, c.want)
+		}
 	}
 }
