@@ -762,6 +762,10 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		plan[i].dec, plan[i].oid = decode.For(fd.DataTypeOID, fd.Format), fd.DataTypeOID
 		if fd.TableOID >= firstNormalObjectID {
 			f.userColumns = true
+		} else if fd.TableOID != 0 && serverAddress(fd.DataTypeOID) {
+			// pg_stat_activity.client_addr and its kin: the address
+			// of a database session, not of a data subject.
+			plan[i].scan = false
 		}
 		if fd.TableOID == 0 || s.cat == nil {
 			continue
@@ -817,6 +821,15 @@ func (s *session) column(tableOID uint32, attNum int16) (catalog.Column, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
 	defer cancel()
 	return s.cat.Column(ctx, tableOID, attNum)
+}
+
+// serverAddress reports whether a column of a built-in relation of that
+// type holds network addresses: only the server's own statistics views
+// (pg_stat_activity, pg_stat_replication, pg_stat_ssl ...) have such
+// columns, and they name the database's clients, not its data subjects.
+func serverAddress(typeOID uint32) bool {
+	const inetOID, cidrOID = 869, 650
+	return typeOID == inetOID || typeOID == cidrOID
 }
 
 // scannable reports whether the detectors can read the column's values as
