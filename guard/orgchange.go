@@ -19,6 +19,11 @@ const (
 	maxOrgChanges   = 1024
 	maxOrgEmployees = 4096
 	orgNamesShown   = 5
+
+	// toldFor is how long a change raised as an org_change keeps
+	// folding the employees who meet it after the others: security was
+	// told of it.
+	toldFor = 7 * 24 * time.Hour
 )
 
 // orgChanges folds the novelties that many employees share at once (an
@@ -41,6 +46,9 @@ type orgChange struct {
 	employees         []string // distinct, in order of arrival
 	folded            bool     // the org_change alert was raised
 	held              []heldNovelty
+	// hours are the hours of the day (UTC) a team's off_hours change was
+	// met at: the hours its shift moved into.
+	hours uint32
 }
 
 // heldNovelty is an employee's novelty alert waiting for others to share
@@ -107,10 +115,25 @@ func (s *session) foldNovelty(st *proxy.Statement, a norm.Anomaly, nc policy.Nor
 		oc.changes = make(map[string]*orgChange)
 	}
 	c := oc.changes[key]
-	if c != nil && a.At.Sub(c.last) > nc.OrgChangeSpan {
+	if c != nil && (!c.folded && a.At.Sub(c.last) > nc.OrgChangeSpan || c.folded && a.At.Sub(c.last) > toldFor) {
 		// Stale: its held novelties were released above.
 		delete(oc.changes, key)
 		c = nil
+	}
+	if c == nil && a.Kind == "off_hours" {
+		if prev := oc.continued(a); prev != nil {
+			// The team's shift moved days ago and security was told:
+			// a member off their old hours, in the hours the team
+			// moved into, is that change going on.
+			prev.hours |= hourBit(a.At)
+			if !slices.Contains(prev.employees, a.Employee) && len(prev.employees) < maxOrgEmployees {
+				prev.employees = append(prev.employees, a.Employee)
+			}
+			summary := prev.summary()
+			oc.mu.Unlock()
+			s.decideNovelty(st, a, true, time.Time{}, " (recorded only: continues "+summary+", alerted once as norm:org_change)")
+			return true
+		}
 	}
 	var evicted []heldNovelty
 	if c == nil {
@@ -122,6 +145,9 @@ func (s *session) foldNovelty(st *proxy.Statement, a norm.Anomaly, nc policy.Nor
 	}
 	if a.At.After(c.last) {
 		c.last = a.At
+	}
+	if a.Kind == "off_hours" {
+		c.hours |= hourBit(a.At)
 	}
 	seen := slices.Contains(c.employees, a.Employee)
 	if !seen && len(c.employees) < maxOrgEmployees {
@@ -166,6 +192,25 @@ func (s *session) foldNovelty(st *proxy.Statement, a norm.Anomaly, nc policy.Nor
 	note := " (recorded only: " + summary + ", alerted once as norm:org_change)"
 	s.decideNovelty(st, a, true, time.Time{}, note)
 	return true
+}
+
+// hourBit is the bit of t's hour of the day (UTC) in orgChange.hours.
+func hourBit(t time.Time) uint32 { return 1 << t.UTC().Hour() }
+
+// continued returns the off_hours change of a's peer group raised on one
+// of the days before (up to toldFor) whose hours, give or take one, hold
+// a's hour: the team's moved shift going on. Called with oc.mu held.
+func (oc *orgChanges) continued(a norm.Anomaly) *orgChange {
+	h := a.At.UTC().Hour()
+	near := uint32(1)<<h | uint32(1)<<((h+1)%24) | uint32(1)<<((h+23)%24)
+	for d := 1; d <= int(toldFor/(24*time.Hour)); d++ {
+		day := a.At.UTC().AddDate(0, 0, -d).Format(time.DateOnly)
+		c := oc.changes[a.Kind+"\x00"+a.Subject+" on "+day]
+		if c != nil && c.folded && c.hours&near != 0 && a.At.Sub(c.last) <= toldFor {
+			return c
+		}
+	}
+	return nil
 }
 
 // summary describes a change for people.

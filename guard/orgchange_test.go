@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -232,5 +233,97 @@ func TestHeldNoveltyReleasedOnShutdown(t *testing.T) {
 	a := al.take()
 	if len(a) != 1 || a[0].Rule != "norm:novel_table" || !strings.Contains(a[0].Reason, "pg_temp.pgw_novel") {
 		t.Errorf("on shutdown: %+v", a)
+	}
+}
+
+// TestShiftChangeOneIncident: a team whose shift moved works off its old
+// hours together: one org_change for the day, a member meeting it hours
+// later that day and a member meeting it the next day in the team's new
+// hours recorded without notice; a member off hours at another hour is
+// still alerted.
+func TestShiftChangeOneIncident(t *testing.T) {
+	var clock atomic.Int64
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	set := func(t time.Time) { clock.Store(t.UnixNano()) }
+	set(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)) // a Monday
+	model, err := norm.New(norm.Config{LearningDays: 1, MinActiveDays: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles []string
+	for i := 1; i <= 5; i++ {
+		roles = append(roles, fmt.Sprintf("pgw_shift%d", i))
+	}
+	al := &alerts{}
+	ev, conn, g := setupGuard(t, withRules(t, `groups:
+  shift: [`+strings.Join(roles, ", ")+`]
+norms:
+  learning_days: 1
+  min_active_days: 2
+`), func(c *guard.Config) { c.Now, c.Norms, c.Alerts = now, model, al })
+	db := pgtest.Shared(t)
+	for _, r := range roles {
+		db.Exec(t, fmt.Sprintf(`DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN; END IF; END$$;
+ALTER ROLE %[1]s PASSWORD '%[2]s';
+GRANT SELECT ON customers TO %[1]s`, r, pgtest.Password))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	work := func(role string, at time.Time) {
+		t.Helper()
+		set(at)
+		cfg := conn.Config().Copy()
+		cfg.User, cfg.Password = role, pgtest.Password
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		defer c.Close(ctx)
+		if _, err := countRows(ctx, c, "SELECT email FROM customers WHERE id <= 25", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s at %s: %v", role, at, err)
+		}
+	}
+	day := func(d, h, m int) time.Time { return time.Date(2026, 3, 2+d, h, m, 0, 0, time.UTC) }
+	for d := range 3 { // Monday to Wednesday, 09:00
+		for i, r := range roles {
+			work(r, day(d, 9, i))
+		}
+	}
+	g.AdvanceNorms(day(3, 8, 0))
+	al.take()
+	ev.decisions(t)
+
+	// Thursday the shift moves to the evening: three members within ten
+	// minutes, a fourth hours later.
+	for i, r := range roles[:3] {
+		work(r, day(3, 18, 5*i))
+	}
+	work(roles[3], day(3, 21, 30))
+	g.AdvanceNorms(day(3, 23, 0))
+	// Friday: the fifth member in the new hours, the fourth at 03:00.
+	work(roles[4], day(4, 18, 40))
+	work(roles[3], day(4, 3, 0))
+	g.AdvanceNorms(day(4, 19, 30))
+	var got []string
+	for _, a := range al.take() {
+		got = append(got, a.Rule+" "+a.Employee)
+	}
+	want := []string{"norm:org_change ", "norm:off_hours pgw_shift4"}
+	if !slices.Equal(got, want) {
+		t.Errorf("alerts %q, want %q", got, want)
+	}
+	quiet := map[string]bool{}
+	for _, d := range ev.decisions(t) {
+		if d["kind"] == "off_hours" && d["action"] == "log" {
+			quiet[fmt.Sprint(d["employee"])] = true
+			if r := fmt.Sprint(d["reason"]); !strings.Contains(r, "working hours of peer group shift") {
+				t.Errorf("recorded off_hours without the change it belongs to: %s", r)
+			}
+		}
+	}
+	for _, r := range roles {
+		if !quiet[r] {
+			t.Errorf("%s's off_hours in the moved shift not recorded quietly (recorded: %v)", r, quiet)
+		}
 	}
 }
