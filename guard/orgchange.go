@@ -273,10 +273,51 @@ func (g *Guard) releaseNovelties(now time.Time) {
 		c.held = kept
 	}
 	oc.mu.Unlock()
+	g.decideDue(due)
+}
+
+// decideDue decides released novelties as they came, an employee's
+// released together as one alert: the novelties one statement or one
+// night's session brings (a new client address, a first table, off
+// hours, a new PII category) are one incident for the people who answer
+// it.
+func (g *Guard) decideDue(due []heldNovelty) {
 	slices.SortFunc(due, func(a, b heldNovelty) int { return a.a.At.Compare(b.a.At) })
-	for _, h := range due {
-		g.decideHeld(h, false, "")
+	done := make([]bool, len(due))
+	for i, h := range due {
+		if done[i] {
+			continue
+		}
+		var with []heldNovelty
+		for j := i + 1; j < len(due); j++ {
+			if !done[j] && due[j].a.Employee == h.a.Employee {
+				with, done[j] = append(with, due[j]), true
+			}
+		}
+		// The incident is named by what tells most of PII leaving.
+		for k := range with {
+			if noveltyRank(with[k].a.Kind) < noveltyRank(h.a.Kind) {
+				h, with[k] = with[k], h
+			}
+		}
+		g.decideHeldWith(h, with)
 	}
+}
+
+// noveltyRank orders novelty kinds by how much they say of PII leaving:
+// a category never read, PII off hours, then what is merely new.
+func noveltyRank(kind string) int {
+	switch kind {
+	case "novel_category":
+		return 0
+	case "off_hours":
+		return 1
+	case "novel_table":
+		return 2
+	case "novel_client":
+		return 3
+	}
+	return 4
 }
 
 // ReleaseHeldNovelties decides now, as they came, every novelty alert
@@ -292,10 +333,7 @@ func (g *Guard) ReleaseHeldNovelties() {
 	}
 	oc.next = time.Time{}
 	oc.mu.Unlock()
-	slices.SortFunc(due, func(a, b heldNovelty) int { return a.a.At.Compare(b.a.At) })
-	for _, h := range due {
-		g.decideHeld(h, false, "")
-	}
+	g.decideDue(due)
 }
 
 // heldSession is a stand-in for the session a held novelty came from,
@@ -325,6 +363,28 @@ func (g *Guard) decideHeld(h heldNovelty, quiet bool, summary string) {
 		at = h.until
 	}
 	s.decideNovelty(nil, h.a, quiet, at, note)
+}
+
+// decideHeldWith decides a released novelty as it came, with the
+// employee's other novelties released at the same time told in its
+// reason and recorded without notice.
+func (g *Guard) decideHeldWith(h heldNovelty, with []heldNovelty) {
+	if len(with) == 0 {
+		g.decideHeld(h, false, "")
+		return
+	}
+	s := g.heldSession(h.info, h.who)
+	var also []string
+	for _, o := range with {
+		also = append(also, o.a.Explanation+" (norm "+o.a.Kind+")")
+	}
+	note := fmt.Sprintf(" (held %s for other employees meeting it; none did) (one incident with: %s)",
+		g.cur.Load().p.Norms().OrgChangeHold, strings.Join(also, "; "))
+	s.decideNovelty(nil, h.a, false, h.until, note)
+	for _, o := range with {
+		os := g.heldSession(o.info, o.who)
+		os.decideNovelty(nil, o.a, true, o.until, fmt.Sprintf(" (recorded only: told with norm:%s of %s)", h.a.Kind, h.a.Employee))
+	}
 }
 
 // decideNovelty records a novelty: an alert, or with quiet a decision
