@@ -242,7 +242,7 @@ func (w *world) evidenceFrom(d guard.Decision) (time.Time, bool) {
 		if !ok {
 			return time.Time{}, false
 		}
-		day := w.dayOf(d.Time)
+		day := min(w.dayOf(d.Time), len(w.active[ei])-1)
 		for ; day > 0; day-- {
 			if w.active[ei][day] {
 				if days--; days == 0 {

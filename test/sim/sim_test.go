@@ -227,6 +227,7 @@ func TestAboutEpisode(t *testing.T) {
 		{"drift over 3 active days across the gap", guard.Decision{Employee: "ann", Time: at(6, 23), Window: "3d", Kind: "drift"}, false},
 		{"drift over 4 active days across the gap", guard.Decision{Employee: "ann", Time: at(6, 23), Window: "4d", Kind: "drift"}, true},
 		{"another employee", guard.Decision{Employee: "bob", Time: at(2, 9), Window: "24h"}, false},
+		{"drift at midnight after the last day", guard.Decision{Employee: "ann", Time: at(10, 0), Window: "2d", Kind: "drift"}, false},
 	} {
 		if got := w.aboutEpisode(c.d); got != c.want {
 			t.Errorf("%s: aboutEpisode = %v, want %v", c.name, got, c.want)
