@@ -851,6 +851,12 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 		return proxy.Verdict{}
 	}
 	switch r.Action {
+	case policy.ActionBlock, policy.ActionKill, policy.ActionQuarantine:
+		if f := s.open[st]; f != nil && st != nil && f.stoppedBy == "" {
+			f.stoppedBy = r.Name
+		}
+	}
+	switch r.Action {
 	case policy.ActionBlock:
 		return proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason}
 	case policy.ActionKill:

@@ -389,6 +389,9 @@ type Figures struct {
 	// an error, a block); outcome, when the session ended before it did.
 	finished bool
 	outcome  string
+	// stoppedBy is the rule that blocked the statement or ended its
+	// session, of which security was told.
+	stoppedBy string
 	// probed: the values its predicates probe are counted (probe).
 	probed bool
 }

@@ -80,7 +80,7 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 		anomalies = m.Observe(o)
 	}
 	for _, a := range anomalies {
-		s.normDecision(st, a, nc)
+		s.normDecision(st, f, a, nc)
 	}
 }
 
@@ -110,11 +110,12 @@ func normTable(name string) string {
 	return "pg_temp." + table
 }
 
-// normDecision turns an anomaly into a decision: alerted from
+// normDecision turns an anomaly of statement st (with figures f; nil for
+// the anomalies found as the clock moves) into a decision: alerted from
 // AlertScore, and from BlockScore (outside the learning period, and never
 // for a novelty) the employee's statements with PII are blocked until the
 // anomaly's window ends.
-func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.NormConfig) {
+func (s *session) normDecision(st *proxy.Statement, f *Figures, a norm.Anomaly, nc policy.NormConfig) {
 	if a.Score < nc.AlertScore {
 		return
 	}
@@ -128,6 +129,12 @@ func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.No
 		// anomalies are recorded, not sent to security. Rules still hold.
 		action = policy.ActionLog
 	}
+	note := ""
+	if action == policy.ActionAlert && f != nil && f.stoppedBy != "" && a.Kind == "volume" {
+		// The statement's volume is the one a rule stopped and security
+		// was told of: one incident, one notice.
+		action, note = policy.ActionLog, " (recorded only: the statement was stopped by rule "+f.stoppedBy+", which was told)"
+	}
 	if action == policy.ActionAlert && s.foldNovelty(st, a, nc) {
 		return
 	}
@@ -137,7 +144,7 @@ func (s *session) normDecision(st *proxy.Statement, a norm.Anomaly, nc policy.No
 		r.Severity = "high"
 	}
 	b := policy.Breach{Measure: a.Feature, Observed: int64(a.Observed), Limit: int64(a.Norm)}
-	reason := normReason(a)
+	reason := normReason(a) + note
 	s.decideAs(st, r, b, reason, decisionExtra{source: "norm", kind: a.Kind, score: a.Score, window: a.Window})
 	if action == policy.ActionBlock && !r.Shadow {
 		until := s.g.normBlock(a, reason, s.cc().p.Location())
@@ -200,7 +207,7 @@ func (g *Guard) actOnNorms(anomalies []norm.Anomaly, decide bool, note string) {
 			s.def = who{employee: a.Employee}
 			s.defState.who = &s.def
 			s.c.Store(c)
-			s.normDecision(nil, a, nc)
+			s.normDecision(nil, nil, a, nc)
 			continue
 		}
 		if nc.Shadow || c.p.Shadow() || !blocks(a, nc) {

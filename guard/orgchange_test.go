@@ -339,3 +339,54 @@ GRANT SELECT ON customers TO %[1]s`, r, pgtest.Password))
 		}
 	}
 }
+
+// TestStoppedStatementOneNotice: a statement a rule blocks is one notice
+// to security, though its volume is also far beyond the employee's norm:
+// the norm's volume anomaly is recorded, not told again.
+func TestStoppedStatementOneNotice(t *testing.T) {
+	var clock atomic.Int64
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	model, err := norm.New(norm.Config{LearningDays: 1, MinActiveDays: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alerts{}
+	ev, conn, _ := setupGuard(t, withRules(t, `rules:
+  - name: statement-emails
+    when:
+      pii_values: 100
+    action: block
+norms:
+  learning_days: 1
+  min_active_days: 2
+`), func(c *guard.Config) { c.Now, c.Norms, c.Alerts = now, model, al })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for d := range 3 {
+		clock.Store(time.Date(2026, 3, 2+d, 10, 0, 0, 0, time.UTC).UnixNano())
+		if _, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 2", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	al.take()
+	ev.decisions(t)
+	clock.Store(time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC).UnixNano())
+	_, err = countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 500", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "statement-emails")
+	var got []string
+	for _, a := range al.take() {
+		got = append(got, a.Rule)
+	}
+	if !slices.Equal(got, []string{"statement-emails"}) {
+		t.Errorf("alerts %q, want the block's alone", got)
+	}
+	var volume bool
+	for _, d := range ev.decisions(t) {
+		if d["kind"] == "volume" {
+			volume = d["action"] == "log" && strings.Contains(fmt.Sprint(d["reason"]), "stopped by rule statement-emails")
+		}
+	}
+	if !volume {
+		t.Error("the statement's volume anomaly is not recorded as part of the block")
+	}
+}
