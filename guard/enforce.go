@@ -352,7 +352,7 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 			p.rules = append(p.rules, &activeRule{r: r})
 			continue
 		}
-		v := s.decide(st, r, policy.Breach{}, "statement refused by rule "+r.Name+describeContext(r, &p.pctx, ss))
+		v := s.decide(st, r, policy.Breach{}, contextReason(r)+describeContext(r, &p.pctx, ss))
 		if r.Action == policy.ActionRedact && !r.Shadow {
 			p.redact = r
 		}
@@ -407,6 +407,26 @@ func (s *session) announce(st *proxy.Statement, ss *stmtState) error {
 		s.sqlFields(sql, data)
 	}
 	return s.appendEventAs(ss.who, audit.TypeStatementStart, data, true)
+}
+
+// contextReason says what a rule without a threshold did to the
+// statement it matched, in the words of its action.
+func contextReason(r *policy.Rule) string {
+	switch r.Action {
+	case policy.ActionBlock:
+		return "statement refused by rule " + r.Name
+	case policy.ActionKill:
+		return "session ended by rule " + r.Name
+	case policy.ActionQuarantine:
+		return "statement refused and employee quarantined by rule " + r.Name
+	case policy.ActionRedact:
+		return "statement's PII masked by rule " + r.Name
+	case policy.ActionHold:
+		return "statement held by rule " + r.Name
+	case policy.ActionLog:
+		return "statement recorded by rule " + r.Name
+	}
+	return "statement alerted by rule " + r.Name
 }
 
 // describeContext completes the reason of a context rule's decision: the
@@ -619,7 +639,7 @@ func (s *session) widen(st *proxy.Statement, f *Figures) {
 			add = append(add, &activeRule{r: r})
 			continue
 		}
-		v := s.decide(st, r, policy.Breach{}, "statement refused by rule "+r.Name+describeContext(r, e.pctx, s.stateOf(st)))
+		v := s.decide(st, r, policy.Breach{}, contextReason(r)+describeContext(r, e.pctx, s.stateOf(st)))
 		switch {
 		case r.Shadow:
 		case r.Action == policy.ActionRedact:
@@ -770,6 +790,11 @@ func decisionWindow(r *policy.Rule, x decisionExtra) string {
 	}
 	return ""
 }
+
+// enforcing reports whether the current statement's messages are checked
+// one by one before they are forwarded: a rule with a threshold is in
+// force, or a redact rule masks them.
+func (e *enforcement) enforcing() bool { return len(e.active) > 0 || e.redacting != nil }
 
 // onceKey keys the rules that act once per session and employee.
 func onceKey(rule, employee string) string { return rule + "\x00" + employee }

@@ -632,7 +632,7 @@ func (s *session) message(st *proxy.Statement, channel string, texts ...string) 
 	if subject == nil {
 		return proxy.Verdict{}
 	}
-	if len(e.active) > 0 {
+	if e.enforcing() {
 		e.rowUnexplained, e.rowSequential = false, false
 		if v := s.check(st, f, subject, true, size); v.Action != proxy.Continue {
 			return s.stopMessage(st, v)
@@ -725,7 +725,7 @@ func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdi
 	}
 	pii := false
 	s.enf.rowUnexplained, s.enf.rowSequential = false, false
-	if len(s.enf.active) > 0 {
+	if s.enf.enforcing() {
 		s.enf.row.Reset()
 		pii = result != nil && s.cc().detectors != nil && s.cc().detectors.Scan(result, &s.enf.row) > 0
 		if v := s.check(st, f, result, pii, int64(len(result))); v.Action != proxy.Continue {
@@ -857,7 +857,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		return v
 	}
 	pol := s.cc()
-	enforcing := len(s.enf.active) > 0
+	enforcing := s.enf.enforcing()
 	counts := &f.PIIValues
 	if enforcing {
 		s.enf.row.Reset()
@@ -973,7 +973,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	}
 	pii := false
 	s.enf.rowUnexplained, s.enf.rowSequential = false, false
-	if len(s.enf.active) > 0 {
+	if s.enf.enforcing() {
 		s.enf.row.Reset()
 		pii = s.cc().detectors != nil && s.cc().detectors.Scan(data, &s.enf.row) > 0
 		if v := s.check(st, f, data, pii, int64(len(data))); v.Action != proxy.Continue {

@@ -108,6 +108,9 @@ func mask(v []byte) []byte {
 func (s *session) cannotRedact(st *proxy.Statement, what string) proxy.Verdict {
 	r := s.enf.redacting
 	reason := fmt.Sprintf("%s received PII past the limit of rule %s, and %s cannot be redacted", s.employee(st), r.Name, what)
+	if !r.Thresholded() {
+		reason = fmt.Sprintf("rule %s masks %s's PII, and %s cannot be masked in place (a SELECT of the same rows is masked)", r.Name, s.employee(st), what)
+	}
 	s.log.Warn("redaction_impossible", "rule", r.Name, "statement_seq", seqOf(st))
 	return proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason}
 }
