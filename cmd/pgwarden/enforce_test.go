@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/audit/notify"
+	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
@@ -219,8 +220,14 @@ func TestPolicyCommands(t *testing.T) {
 	os.WriteFile(bad, []byte("version: 1\nrules:\n  - name: x\n    when: {rows: lots}\n    action: block\n"), 0o600)
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte(fmt.Sprintf(servePolicy, 10)), 0o600)
-	if code, out, _ := runCLI("policy", "check", good); code != 0 || !strings.Contains(out, "ok (3 rules)") {
+	if code, out, _ := runCLI("policy", "check", good); code != 0 || !strings.Contains(out, "ok (3 rules)") ||
+		!strings.Contains(out, "warning: no norms section: norms are off") || !strings.Contains(out, "  detectors: on") {
 		t.Errorf("check good: %d %q", code, out)
+	}
+	def := filepath.Join(dir, "default.yaml")
+	os.WriteFile(def, []byte(policy.DefaultYAML), 0o600)
+	if code, out, _ := runCLI("policy", "check", def); code != 0 || !strings.Contains(out, "norms: on, 7 learning days") || strings.Contains(out, "warning") {
+		t.Errorf("check of the built-in policy: %d %q", code, out)
 	}
 	if code, out, _ := runCLI("policy", "check", bad, good); code != 1 || !strings.Contains(out, "bad.yaml:4:") {
 		t.Errorf("check bad: %d %q", code, out)

@@ -43,7 +43,7 @@ func runPolicyCheck(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: pgwarden policy check FILE...\n\nParses each policy file and lists every problem with its line and column.\nExits 1 if any file has a problem.\n")
+		fmt.Fprint(stderr, "Usage: pgwarden policy check FILE...\n\nParses each policy file and lists every problem with its line and column;\nfor a good file, says what it has on and off and warns about what it drops\nof the built-in policy (norms, the server egress rule).\nExits 1 if any file has a problem.\n")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -68,6 +68,12 @@ func runPolicyCheck(args []string, stdout, stderr io.Writer) error {
 			shadow = ", shadow mode"
 		}
 		fmt.Fprintf(stdout, "%s: ok (%d rules%s)\n", path, len(p.Rules()), shadow)
+		for _, l := range p.Summary() {
+			fmt.Fprintf(stdout, "  %s\n", l)
+		}
+		for _, w := range p.Warnings() {
+			fmt.Fprintf(stdout, "  warning: %s\n", w)
+		}
 	}
 	if bad > 0 {
 		return fmt.Errorf("%d of %d policy files have errors", bad, fs.NArg())

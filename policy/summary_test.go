@@ -1,0 +1,53 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSummaryAndWarnings: check says what is on and off, and warns about
+// what a file drops of the built-in policy.
+func TestSummaryAndWarnings(t *testing.T) {
+	def := Default()
+	if w := def.Warnings(); len(w) != 0 {
+		t.Errorf("built-in policy warnings: %q", w)
+	}
+	sum := strings.Join(def.Summary(), "\n")
+	for _, want := range []string{"mode: enforce", "declared PII columns: none", "detectors: on, every built-in one",
+		"norms: on, 7 learning days, alert only", "rule server-egress: block every statement it matches",
+		"rule daily-pii-block: block when pii_values > 200000 in the employee's last 24h", "explained access: off"} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("built-in summary lacks %q:\n%s", want, sum)
+		}
+	}
+	p, err := Parse("own.yaml", []byte(`version: 1
+mode: shadow
+pii:
+  columns:
+    - {match: public.customers.email, category: email}
+rules:
+  - name: bulk
+    when: {pii_values: 100}
+    action: block
+  - name: mask
+    subjects: [bob]
+    when: {tables: [public.customers]}
+    action: redact
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum = strings.Join(p.Summary(), "\n")
+	for _, want := range []string{"mode: shadow", "declared PII columns: 1", "detectors: on, every built-in one", "norms: off",
+		"rule bulk: would block (shadow) when pii_values > 100 in one statement", "rule mask: would redact (shadow) every statement it matches"} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum)
+		}
+	}
+	w := strings.Join(p.Warnings(), "\n")
+	for _, want := range []string{"norms are off", "server_egress"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings lack %q:\n%s", want, w)
+		}
+	}
+}
