@@ -384,6 +384,7 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 	}
 	if err := s.announce(st, ss); err != nil {
 		s.log.Error("statement_refused_audit", "statement_seq", st.Seq)
+		s.g.auditRefusal(s, st)
 		return proxy.Verdict{Action: proxy.Block, Reason: errAuditUnavailable.Error()}
 	}
 	s.sentMu.Lock()
@@ -996,6 +997,47 @@ func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome strin
 }
 
 // checkQuarantine refuses a quarantined employee's new session.
+// refusalDecision makes a session refused at its start a decision like
+// any other (decision log, metric, alert, audit when it can be written):
+// a quarantined employee trying again, or auditing failing closed.
+func (g *Guard) refusalDecision(info *proxy.SessionInfo, rule string, why error) {
+	if rule == auditUnavailableRule && !g.auditToldAt(g.cfg.Now()) {
+		return
+	}
+	w := who{employee: info.Employee, identifiedBy: info.IdentifiedBy}
+	s := g.heldSession(*info, w)
+	r := &policy.Rule{Name: rule, Action: policy.ActionBlock, Scope: policy.ScopeSession, Severity: "high"}
+	s.decideAs(nil, r, policy.Breach{}, "session refused: "+why.Error(), decisionExtra{source: "identity"})
+}
+
+// auditRefusal makes a statement refused because the audit log cannot be
+// written a decision, told at most once a minute for the whole instance:
+// an outage refuses every statement.
+func (g *Guard) auditRefusal(s *session, st *proxy.Statement) {
+	if !g.auditToldAt(g.cfg.Now()) {
+		return
+	}
+	r := &policy.Rule{Name: auditUnavailableRule, Action: policy.ActionBlock, Scope: policy.ScopeStatement, Severity: "high"}
+	s.decideAs(st, r, policy.Breach{}, "statement refused: "+errAuditUnavailable.Error(), decisionExtra{source: "audit"})
+}
+
+// auditUnavailableRule names the decisions of fail-closed auditing.
+const auditUnavailableRule = "audit-unavailable"
+
+// auditToldAt reports whether an audit refusal at now is to be told: the
+// first, and then one a minute.
+func (g *Guard) auditToldAt(now time.Time) bool {
+	for {
+		last := g.auditTold.Load()
+		if last != 0 && now.UnixNano()-last < int64(time.Minute) {
+			return false
+		}
+		if g.auditTold.CompareAndSwap(last, now.UnixNano()) {
+			return true
+		}
+	}
+}
+
 func (g *Guard) checkQuarantine(info *proxy.SessionInfo) error {
 	if g.cfg.Quarantine == nil {
 		return nil

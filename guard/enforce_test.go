@@ -341,6 +341,7 @@ func TestShadowMode(t *testing.T) {
 // TestKillAndQuarantine: kill ends the session; quarantine also refuses
 // the employee's new sessions until released, across restarts of the list.
 func TestKillAndQuarantine(t *testing.T) {
+	al, dl := &alerts{}, &syncBuffer{}
 	path := filepath.Join(t.TempDir(), "quarantine.json")
 	q, err := quarantine.Open(path)
 	if err != nil {
@@ -351,7 +352,7 @@ func TestKillAndQuarantine(t *testing.T) {
     when:
       pii_rows: 20
     action: quarantine
-`), func(c *guard.Config) { c.Quarantine = q })
+`), func(c *guard.Config) { c.Quarantine, c.Alerts, c.DecisionLog = q, al, dl })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 100", pgx.QueryExecModeSimpleProtocol)
@@ -368,6 +369,20 @@ func TestKillAndQuarantine(t *testing.T) {
 	_, err = pgx.ConnectConfig(ctx, conn.Config().Copy())
 	if err == nil || !strings.Contains(err.Error(), "quarantined") || !strings.Contains(err.Error(), "mass-read") {
 		t.Fatalf("new session of a quarantined employee: %v", err)
+	}
+	// The refusal is a decision: logged, alerted, in the trail.
+	var rules []string
+	for _, a := range al.take() {
+		rules = append(rules, a.Rule)
+	}
+	if !slices.Equal(rules, []string{"mass-read", "identity:quarantined"}) {
+		t.Errorf("alerts %q, want the quarantine and the refused session", rules)
+	}
+	if d := dl.decisions(t); len(d) != 2 || d[1].Rule != "identity:quarantined" || d[1].Action != "block" || !strings.Contains(d[1].Reason, "session refused") {
+		t.Errorf("decision log %+v", d)
+	}
+	if d := ev.decisions(t); len(d) != 1 || d[0]["rule"] != "identity:quarantined" {
+		t.Errorf("audited decisions %v", d)
 	}
 	// Released by another process (pgwarden users release).
 	other, err := quarantine.Open(path)

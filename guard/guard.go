@@ -153,6 +153,9 @@ type Guard struct {
 	// parallel sessions shows here).
 	openMu sync.Mutex
 	open   map[string]int
+	// auditTold is when a refusal of fail-closed auditing was last told
+	// (UnixNano); 0: never.
+	auditTold atomic.Int64
 	// estimateWarn logs once that the planner cannot be asked as employees.
 	estimateWarn sync.Once
 	explained    explainedState
@@ -294,6 +297,7 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 	}
 	if err := g.checkQuarantine(info); err != nil {
 		g.refused(info, err)
+		g.refusalDecision(info, "identity:quarantined", err)
 		if m := g.cfg.Metrics; m != nil {
 			m.SessionsRefused.WithLabelValues("quarantine").Inc()
 		}
@@ -319,6 +323,7 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 		if m := g.cfg.Metrics; m != nil {
 			m.SessionsRefused.WithLabelValues("audit").Inc()
 		}
+		g.refusalDecision(info, auditUnavailableRule, errAuditUnavailable)
 		return nil, errAuditUnavailable
 	}
 	g.openMu.Lock()

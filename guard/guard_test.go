@@ -307,8 +307,9 @@ func (f *failingLog) Append(context.Context, audit.Event) (uint64, error) {
 // auditing fails open.
 func TestAuditFailClosed(t *testing.T) {
 	db := pgtest.Shared(t)
+	al, dl := &alerts{}, &syncBuffer{}
 	start := func(t *testing.T, log guard.AuditLog, failOpen bool) string {
-		g, err := guard.New(guard.Config{Audit: log, AuditFailOpen: failOpen})
+		g, err := guard.New(guard.Config{Audit: log, AuditFailOpen: failOpen, Alerts: al, DecisionLog: dl})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -331,6 +332,13 @@ func TestAuditFailClosed(t *testing.T) {
 		_, err := pgx.Connect(ctx, start(t, &failingLog{n: 1}, false))
 		if err == nil || !strings.Contains(err.Error(), "audit log cannot be written") {
 			t.Fatalf("connect with a failing audit log: %v", err)
+		}
+		// The refusal is a decision security hears of, not only a log line.
+		if a := al.take(); len(a) != 1 || a[0].Rule != "audit-unavailable" || a[0].Action != "block" {
+			t.Errorf("alerts %+v, want one audit-unavailable", a)
+		}
+		if d := dl.decisions(t); len(d) != 1 || d[0].Rule != "audit-unavailable" {
+			t.Errorf("decision log %+v", d)
 		}
 	})
 	t.Run("running session ended", func(t *testing.T) {
