@@ -257,8 +257,15 @@ func (m *Model) novelty(e *employee, o *Observation, learning bool, out []Anomal
 		}
 		e.apps[a] = e.day
 	}
-	if !learning {
+	if !learning || m.peerEstablished(e) {
+		// In the learning period, a category the colleagues have not
+		// read, while they have days of work behind them, is still new
+		// (a first-week reader of what the team never touches).
+		n := len(out)
 		out = m.novelCategories(e, o, out)
+		for i := n; i < len(out); i++ {
+			out[i].Learning = learning
+		}
 	}
 	if o.Copy > 0 && e.delta[fPIIValues] > 0 && !learning && e.cur[w1d][fCopy] == o.Copy && !m.copied(e) {
 		key := repKey{Kind: kCopy, Feature: fCopy, Window: w1d, Bucket: e.day}
@@ -366,6 +373,24 @@ func (m *Model) peerRoutine(e *employee, f int) bool {
 		}
 		if n >= peerRoutineDays {
 			return true
+		}
+	}
+	return false
+}
+
+// peerEstablished reports whether e's peer group has history enough to
+// say what its work reads while e is learning: peerEstablishedMembers
+// other members with peerRoutineDays active days or more.
+func (m *Model) peerEstablished(e *employee) bool {
+	if e.peer == "" {
+		return false
+	}
+	n := 0
+	for _, name := range m.names {
+		if x := m.emps[name]; x != e && x.peer == e.peer && len(x.days) >= peerRoutineDays {
+			if n++; n >= peerEstablishedMembers {
+				return true
+			}
 		}
 	}
 	return false

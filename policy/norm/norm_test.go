@@ -770,3 +770,36 @@ func TestDriftTellsAnExcessOnce(t *testing.T) {
 		t.Errorf("%d drift reports in ten working days: the same days' excess was told again", len(drifts))
 	}
 }
+
+// TestNovelCategoryWhileLearning: in the learning period a new member of a
+// team whose members have days of work behind them, reading a category
+// none of them reads, is told (alert only); with too few colleagues of
+// history to judge by, it is not.
+func TestNovelCategoryWhileLearning(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	m := newModel(t)
+	ws := population(4, rng)
+	newcomer := worker{name: "agentz", role: "support", addr: "10.0.0.99", app: "crm", scale: 1, start: 9}
+	run(t, m, ws, 0, 3, rng, nil) // Monday to Wednesday
+	o := lookup(newcomer, dayStart(3).Add(10*time.Hour), 30)
+	o.PIIValues["national_id"] = 30
+	nc := find(m.Observe(o), newcomer.name, "novel_category")
+	if len(nc) != 1 || !nc[0].Learning || nc[0].Subject != "national_id" {
+		t.Fatalf("a newcomer reading 30 SSNs no colleague reads: %+v", nc)
+	}
+	// The analysts are two: too few to say what their work reads.
+	a := worker{name: "analyst3", role: "analyst", addr: "10.0.0.98", app: "dbeaver", scale: 1, start: 10}
+	o = lookup(a, dayStart(3).Add(11*time.Hour), 30)
+	o.PIIValues["national_id"] = 30
+	if nc := find(m.Observe(o), a.name, "novel_category"); len(nc) != 0 {
+		t.Errorf("judged against two colleagues: %+v", nc)
+	}
+	// Nor on the first days, before the team has history.
+	m2 := newModel(t)
+	run(t, m2, ws, 0, 1, rng, nil)
+	o = lookup(newcomer, dayStart(1).Add(10*time.Hour), 30)
+	o.PIIValues["national_id"] = 30
+	if nc := find(m2.Observe(o), newcomer.name, "novel_category"); len(nc) != 0 {
+		t.Errorf("judged on the second day: %+v", nc)
+	}
+}

@@ -72,6 +72,9 @@ const (
 	// novelty of their own, for the category to be part of the group's
 	// work: another insider's one day of it does not make it so.
 	peerRoutineDays = 2
+	// peerEstablishedMembers is how many colleagues with history a
+	// category novelty in the learning period is judged against.
+	peerEstablishedMembers = 3
 )
 
 // normSet is a learned norm: an employee's own, or a peer group's.
