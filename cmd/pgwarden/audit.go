@@ -1,18 +1,17 @@
 package main
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/server"
 )
 
 const auditUsage = `Usage: pgwarden audit verify DIR [--key-file FILE]
@@ -49,9 +48,6 @@ Checkpoint and file_start events are shown only when --type asks for them.
 
 Flags:
 `
-
-// auditKeyEnv holds the checkpoint key in hex.
-const auditKeyEnv = "PGWARDEN_AUDIT_KEY"
 
 func runAudit(args []string, stdout, stderr io.Writer) error {
 	sub, rest, err := subcommand("audit", auditUsage, args, stderr, "verify", "query")
@@ -90,12 +86,12 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, auditVerifyUsage); fs.PrintDefaults() }
-	keyFile := fs.String("key-file", "", "`file` holding the checkpoint HMAC key in hex (default: $"+auditKeyEnv+")")
+	keyFile := fs.String("key-file", "", "`file` holding the checkpoint HMAC key in hex (default: $"+server.AuditKeyEnv+")")
 	dir, err := parseWithDir(fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	key, err := loadAuditKey(*keyFile)
+	key, err := server.AuditKey(*keyFile)
 	if err != nil {
 		return err
 	}
@@ -111,7 +107,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	if key != nil {
 		msg += fmt.Sprintf(", %d checkpoint HMACs verified (key id %s)", rep.Checkpoints, strings.Join(rep.KeyIDs, ", "))
 	} else {
-		msg += ", checkpoint HMACs NOT checked (no key: --key-file or " + auditKeyEnv + ")"
+		msg += ", checkpoint HMACs NOT checked (no key: --key-file or " + server.AuditKeyEnv + ")"
 	}
 	if rep.Unsigned > 0 {
 		msg += fmt.Sprintf(", %d events after the last checkpoint", rep.Unsigned)
@@ -121,31 +117,6 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, msg)
 	return nil
-}
-
-// loadAuditKey reads the hex key from path, else from the environment; nil
-// when neither is set. Errors never quote the key.
-func loadAuditKey(path string) ([]byte, error) {
-	src, text := auditKeyEnv, os.Getenv(auditKeyEnv)
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("audit key: %w", err)
-		}
-		src, text = "key file "+path, string(b)
-	}
-	text = strings.TrimSpace(text)
-	if text == "" {
-		if path != "" {
-			return nil, fmt.Errorf("audit key: %s is empty", src)
-		}
-		return nil, nil
-	}
-	key, err := hex.DecodeString(text)
-	if err != nil {
-		return nil, fmt.Errorf("audit key: %s does not hold a hex key", src)
-	}
-	return key, nil
 }
 
 func runAuditQuery(args []string, stdout, stderr io.Writer) error {

@@ -17,8 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/audit"
-
-	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -134,26 +132,6 @@ func TestConfigFileErrorsNameTheLine(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit 1 naming %s and %q", code, stderr, path, tc.want)
 			}
 		})
-	}
-}
-
-func TestUpstreamSettings(t *testing.T) {
-	tests := []struct {
-		url, mode, ca string
-		addr          string
-		want          proxy.TLSMode
-	}{
-		{"postgres://db:6543/app", "", "", "db:6543", proxy.TLSDisable},
-		{"postgresql://db", "", "", "db:5432", proxy.TLSDisable},
-		{"postgres://db?sslmode=require", "", "", "db:5432", proxy.TLSRequire},
-		{"postgres://db?sslmode=require", "verify-full", "", "db:5432", proxy.TLSVerifyFull},
-		{"postgres://[::1]:5433", "disable", "", "[::1]:5433", proxy.TLSDisable},
-	}
-	for _, tt := range tests {
-		addr, mode, tc, err := upstreamSettings(tt.url, tt.mode, tt.ca, "")
-		if err != nil || addr != tt.addr || mode != tt.want || (mode == proxy.TLSDisable) != (tc == nil) {
-			t.Errorf("upstreamSettings(%q, %q) = %q, %q, %v, %v; want %q, %q", tt.url, tt.mode, addr, mode, tc != nil, err, tt.addr, tt.want)
-		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/policy/replay"
+	"github.com/pgwarden/pgwarden/server"
 )
 
 const replayUsage = `Usage: pgwarden replay --audit DIR [--policy FILE] [flags]
@@ -152,7 +153,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		all = append(all, r.Advance(last.Add(24*time.Hour))...)
 	}
 	if *saveNorms != "" {
-		if err := saveModel(model, *saveNorms); err != nil {
+		if err := server.SaveSnapshot(model.Snapshot, *saveNorms); err != nil {
 			return fmt.Errorf("--save-norms: %w", err)
 		}
 	}

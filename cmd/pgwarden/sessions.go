@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/admin"
+	"github.com/pgwarden/pgwarden/server"
 )
 
 const sessionsUsage = `Usage:
@@ -34,13 +35,13 @@ type adminClient struct {
 }
 
 func adminFlags(fs *flag.FlagSet) (base, tokenFile *string) {
-	base = fs.String("admin", orDefault(os.Getenv("PGWARDEN_ADMIN_URL"), "http://127.0.0.1:7070"), "admin API base `URL` (default $PGWARDEN_ADMIN_URL)")
+	base = fs.String("admin", cmp.Or(os.Getenv("PGWARDEN_ADMIN_URL"), "http://127.0.0.1:7070"), "admin API base `URL` (default $PGWARDEN_ADMIN_URL)")
 	tokenFile = fs.String("admin-token-file", "", "`file` holding the admin bearer token (default $PGWARDEN_ADMIN_TOKEN)")
 	return base, tokenFile
 }
 
 func newAdminClient(base, tokenFile string) (*adminClient, error) {
-	tok, err := adminToken(tokenFile)
+	tok, err := server.AdminToken(tokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +154,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "pgwarden token: --ttl must be positive, and nothing else is expected")
 		return errUsage
 	}
-	secret, err := adminToken(*tokenFile)
+	secret, err := server.AdminToken(*tokenFile)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/identity/userstore"
+	"github.com/pgwarden/pgwarden/server"
 	"github.com/pgwarden/pgwarden/state/holds"
 	"github.com/pgwarden/pgwarden/state/quarantine"
 
@@ -106,7 +107,7 @@ func runUsers(args []string, stdout, stderr io.Writer) error {
 			}
 			pos = append(pos, a)
 		}
-		pool, err := newPool("state", stateURL, "PGWARDEN_STATE_PASSWORD", 1)
+		pool, err := server.NewPool(context.Background(), "state", stateURL, server.StatePasswordEnv, 1)
 		if err != nil {
 			return err
 		}
@@ -122,7 +123,7 @@ func runUsers(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		pos = p
-		if q, err = quarantine.Open(filepath.Join(dir, quarantineFile)); err != nil {
+		if q, err = quarantine.Open(filepath.Join(dir, server.QuarantineFile)); err != nil {
 			return err
 		}
 	}
@@ -172,7 +173,7 @@ func runHolds(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reg, err := holds.Open(filepath.Join(dir, holdsDir))
+	reg, err := holds.Open(filepath.Join(dir, server.HoldsDir))
 	if err != nil {
 		return err
 	}
@@ -211,27 +212,6 @@ func runHolds(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// loginsFileName is the users file's name in the state directory.
-const loginsFileName = "users.json"
-
-// usersFilePath is where the logins of pgwarden's own login are kept:
-// usersFile, else stateDir/users.json, else $PGWARDEN_USERS_FILE, else
-// $PGWARDEN_STATE_DIR/users.json; empty when none is set. serve finds the
-// file by the same rule.
-func usersFilePath(usersFile, stateDir string) string {
-	switch {
-	case usersFile != "":
-		return usersFile
-	case stateDir != "":
-		return filepath.Join(stateDir, loginsFileName)
-	case os.Getenv("PGWARDEN_USERS_FILE") != "":
-		return os.Getenv("PGWARDEN_USERS_FILE")
-	case os.Getenv("PGWARDEN_STATE_DIR") != "":
-		return filepath.Join(os.Getenv("PGWARDEN_STATE_DIR"), loginsFileName)
-	}
-	return ""
-}
-
 // runLogins runs the users subcommands that manage logins.
 func runLogins(sub string, args []string, stdout, stderr io.Writer) error {
 	name := "users " + sub
@@ -264,7 +244,7 @@ func runLogins(sub string, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "pgwarden %s: --role is required\n", name)
 		return errUsage
 	}
-	path := usersFilePath(*file, *dir)
+	path := server.UsersFile(*file, *dir)
 	if path == "" {
 		fmt.Fprintf(stderr, "pgwarden %s: --users-file or --state-dir (or PGWARDEN_USERS_FILE or PGWARDEN_STATE_DIR) is required\n", name)
 		return errUsage
