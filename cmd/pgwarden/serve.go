@@ -3,20 +3,23 @@ package main
 import (
 	"cmp"
 	"context"
+	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
+	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/server"
 )
 
-const serveUsage = `Usage: pgwarden serve [flags]
-
-Runs the proxy: clients connect to --listen as they would to PostgreSQL and
+// serveCommand runs the proxy: config, then server.New, then Run.
+func serveCommand() *cobra.Command {
+	c := &cobra.Command{Use: "serve [flags]", Short: "run the proxy in front of a PostgreSQL server", Long: `Runs the proxy: clients connect to --listen as they would to PostgreSQL and
 are relayed to --upstream. Flags override the --config file.
 
 pgwarden counts the rows and PII values every statement sends: columns the
@@ -39,37 +42,71 @@ Environment:
   PGWARDEN_AUDIT_KEY         audit checkpoint HMAC key in hex, when --audit-key-file is not given
   PGWARDEN_AUDIT_PASSWORD    password for --audit-url, when the URL has none
 
-Flags:
-`
-
-func runServe(args []string, stdout, stderr io.Writer) error {
-	fc, err := loadConfig("serve", serveUsage, args, stderr)
-	if err != nil {
-		return err
+`}
+	load := configFlags(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if err := noArgs(c, args); err != nil {
+			return err
+		}
+		fc, err := load()
+		if err != nil {
+			return err
+		}
+		if fc.Upstream.URL == "" {
+			fmt.Fprintln(c.ErrOrStderr(), "pgwarden serve: --upstream (or upstream.url in the config file) is required")
+			return errUsage
+		}
+		if err := fc.Validate(); err != nil {
+			return err
+		}
+		logger, err := newLogger(os.Stderr, fc.Log.Level, fc.Log.Format)
+		if err != nil {
+			return err
+		}
+		srv, err := server.New(context.Background(), *fc, logger)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		ctx, stop := context.WithCancelCause(context.Background())
+		defer stop(nil)
+		sigs := make(chan os.Signal, 2)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+		defer signal.Stop(sigs)
+		go handleSignals(sigs, srv, stop)
+		return srv.Run(ctx)
 	}
-	if fc.Upstream.URL == "" {
-		fmt.Fprintln(stderr, "pgwarden serve: --upstream (or upstream.url in the config file) is required")
+	return c
+}
+
+// configFlags defines --config and the configuration's flags on c; load
+// reads the configuration: the file, the flags over it, the defaults.
+func configFlags(c *cobra.Command) (load func() (*config.Config, error)) {
+	path := c.Flags().String("config", os.Getenv("PGWARDEN_CONFIG"), "YAML config `file`")
+	gfs := flag.NewFlagSet(c.Name(), flag.ContinueOnError)
+	flags := config.RegisterFlags(gfs)
+	c.Flags().AddGoFlagSet(gfs)
+	return func() (*config.Config, error) {
+		cfg := &config.Config{}
+		if *path != "" {
+			var err error
+			if cfg, err = config.Load(*path); err != nil {
+				return nil, err
+			}
+		}
+		flags.Apply(cfg)
+		cfg.SetDefaults()
+		return cfg, nil
+	}
+}
+
+// noArgs is a usage error when args has any.
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		fmt.Fprintf(c.ErrOrStderr(), "%s: unexpected argument %q\n", c.CommandPath(), args[0])
 		return errUsage
 	}
-	if err := fc.Validate(); err != nil {
-		return err
-	}
-	logger, err := newLogger(os.Stderr, fc.Log.Level, fc.Log.Format)
-	if err != nil {
-		return err
-	}
-	srv, err := server.New(context.Background(), *fc, logger)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	ctx, stop := context.WithCancelCause(context.Background())
-	defer stop(nil)
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go handleSignals(sigs, srv, stop)
-	return srv.Run(ctx)
+	return nil
 }
 
 // handleSignals reloads the policy on SIGHUP; the first SIGTERM or SIGINT
