@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pgwarden/pgwarden/state/alertlog"
 )
 
 func alertsCommand() *cobra.Command {
@@ -57,15 +59,7 @@ func runAlerts(cmd *cobra.Command, c *adminClient, pos []string, o alertsOptions
 	if !o.all {
 		q.Set("unacked", "1")
 	}
-	var list []struct {
-		ID       string    `json:"id"`
-		Time     time.Time `json:"time"`
-		Employee string    `json:"employee"`
-		Action   string    `json:"action"`
-		Rule     string    `json:"rule"`
-		Reason   string    `json:"reason"`
-		AckedBy  string    `json:"acked_by"`
-	}
+	var list []alertlog.Entry
 	if err := c.do("GET", "/v1/alerts?"+q.Encode(), &list); err != nil {
 		return err
 	}

@@ -154,9 +154,7 @@ func auditQuery(stdout io.Writer, dir string, f auditFilter, asJSON bool) error 
 // touches reports whether a statement event lists table among the tables
 // it touched.
 func touches(ev audit.Event, table string) bool {
-	var d struct {
-		Tables []string `json:"tables"`
-	}
+	var d audit.Statement
 	if ev.Type != audit.TypeStatement || json.Unmarshal(ev.Data, &d) != nil {
 		return false
 	}

@@ -117,11 +117,7 @@ type replayRun struct {
 func (run *replayRun) event(ev audit.Event) error {
 	switch ev.Type {
 	case audit.TypeSessionStart:
-		var d struct {
-			User        string `json:"user"`
-			ClientAddr  string `json:"client_addr"`
-			Application string `json:"application_name"`
-		}
+		var d audit.SessionStart
 		json.Unmarshal(ev.Data, &d)
 		// The event's employee; trails from before identities name
 		// only the database user.
@@ -135,33 +131,18 @@ func (run *replayRun) event(ev audit.Event) error {
 }
 
 func (run *replayRun) statement(ev audit.Event) error {
-	var d struct {
-		Kind      string           `json:"kind"`
-		SQL       string           `json:"sql"`
-		Rows      int64            `json:"rows"`
-		Bytes     int64            `json:"bytes"`
-		PIIRows   int64            `json:"pii_rows"`
-		PIIValues map[string]int64 `json:"pii_values"`
-		Distinct  int64            `json:"distinct_subjects"`
-		Tables    []string         `json:"tables"`
-		Unexpl    int64            `json:"unexplained_rows"`
-		Seq       int64            `json:"sequential_rows"`
-		// A service account's statement: how it was used.
-		By      string `json:"identified_by"`
-		Account string `json:"service_account"`
-		TagErr  string `json:"tag_error"`
-		Unusual string `json:"unusual"`
-	}
+	var d audit.Statement
 	if err := json.Unmarshal(ev.Data, &d); err != nil {
 		return fmt.Errorf("event %d: %w", ev.Seq, err)
 	}
 	run.statements++
 	run.last = ev.Time
 	ds := run.r.Statement(replay.Statement{Session: ev.SessionID, Employee: ev.Employee, Time: ev.Time, SQL: d.SQL,
-		Service: policy.ServiceUse{Account: d.Account, Tagged: d.Account != "" && d.By == "tag",
-			BadTag: d.TagErr != "", Unusual: d.Unusual != ""},
+		Service: policy.ServiceUse{Account: d.ServiceAccount, Tagged: d.ServiceAccount != "" && d.IdentifiedBy == "tag",
+			BadTag: d.TagError != "", Unusual: d.Unusual != ""},
 		Function: d.Kind == "function_call", Rows: d.Rows, Bytes: d.Bytes, PIIRows: d.PIIRows,
-		DistinctSubjects: d.Distinct, PIIValues: d.PIIValues, Tables: d.Tables, Unexplained: d.Unexpl, Sequential: d.Seq})
+		DistinctSubjects: d.DistinctSubjects, PIIValues: d.PIIValues, Tables: d.Tables,
+		Unexplained: d.UnexplainedRows, Sequential: d.SequentialRows})
 	k := dayKey{ev.Time.In(run.loc).Format("2006-01-02"), ev.Employee}
 	row := run.days[k]
 	if row == nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pgwarden/pgwarden/admin"
+	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/server"
 )
 
@@ -108,16 +109,7 @@ func runSessions(cmd *cobra.Command, c *adminClient, pos []string, reason string
 		fmt.Fprintf(stdout, "killed %s\n", pos[0])
 		return nil
 	}
-	var list []struct {
-		ID           string    `json:"id"`
-		User         string    `json:"user"`
-		Employee     string    `json:"employee"`
-		IdentifiedBy string    `json:"identified_by"`
-		Database     string    `json:"database"`
-		Application  string    `json:"application_name"`
-		ClientAddr   string    `json:"client_addr"`
-		StartedAt    time.Time `json:"started_at"`
-	}
+	var list []proxy.SessionSnapshot
 	if err := c.do("GET", "/v1/sessions", &list); err != nil {
 		return err
 	}
