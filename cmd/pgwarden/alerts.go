@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgwarden/pgwarden/admin"
 	"github.com/pgwarden/pgwarden/state/alertlog"
 )
 
@@ -39,14 +40,14 @@ type alertsOptions struct {
 	limit        int
 }
 
-func runAlerts(cmd *cobra.Command, c *adminClient, pos []string, o alertsOptions) error {
+func runAlerts(cmd *cobra.Command, c *admin.Client, pos []string, o alertsOptions) error {
 	stdout, stderr, sub := cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.Name()
 	if sub == "ack" {
 		if len(pos) != 1 {
 			fmt.Fprintln(stderr, "pgwarden alerts ack: want exactly one ID")
 			return errUsage
 		}
-		if err := c.do("POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/ack?by="+url.QueryEscape(o.by), nil); err != nil {
+		if err := c.Do(cmd.Context(), "POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/ack?by="+url.QueryEscape(o.by), nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "acknowledged %s\n", pos[0])
@@ -60,7 +61,7 @@ func runAlerts(cmd *cobra.Command, c *adminClient, pos []string, o alertsOptions
 		q.Set("unacked", "1")
 	}
 	var list []alertlog.Entry
-	if err := c.do("GET", "/v1/alerts?"+q.Encode(), &list); err != nil {
+	if err := c.Do(cmd.Context(), "GET", "/v1/alerts?"+q.Encode(), &list); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -2,13 +2,9 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,13 +15,6 @@ import (
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/server"
 )
-
-// adminClient calls a running pgwarden's admin API.
-type adminClient struct {
-	base  string
-	token string
-	http  *http.Client
-}
 
 // adminAPINote ends the help of the commands that call the admin API.
 const adminAPINote = `These talk to a running pgwarden's admin API (serve --admin-listen), with the
@@ -39,44 +28,14 @@ func adminFlags(fs *pflag.FlagSet) (base, tokenFile *string) {
 	return base, tokenFile
 }
 
-func newAdminClient(base, tokenFile string) (*adminClient, error) {
+// newAdminClient is a client of the admin API at base, with the token of
+// tokenFile or $PGWARDEN_ADMIN_TOKEN.
+func newAdminClient(base, tokenFile string) (*admin.Client, error) {
 	tok, err := server.AdminToken(tokenFile)
 	if err != nil {
 		return nil, err
 	}
-	return &adminClient{base: strings.TrimRight(base, "/"), token: string(tok), http: &http.Client{Timeout: 30 * time.Second}}, nil
-}
-
-// do calls method path and decodes a JSON answer into out; an error
-// answer becomes an error carrying the server's message.
-func (c *adminClient) do(method, path string, out any) error {
-	req, err := http.NewRequest(method, c.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("admin API: %s", e.Error)
-		}
-		return fmt.Errorf("admin API: %s", resp.Status)
-	}
-	if out != nil {
-		return json.Unmarshal(body, out)
-	}
-	return nil
+	return admin.NewClient(base, tok), nil
 }
 
 func sessionsCommand() *cobra.Command {
@@ -96,21 +55,21 @@ func sessionsCommand() *cobra.Command {
 	return group("sessions [command]", "list or end live sessions (through the admin API)", adminAPINote, list, kill)
 }
 
-func runSessions(cmd *cobra.Command, c *adminClient, pos []string, reason string) error {
+func runSessions(cmd *cobra.Command, c *admin.Client, pos []string, reason string) error {
 	stdout, stderr, sub := cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.Name()
 	if sub == "kill" {
 		if len(pos) != 1 {
 			fmt.Fprintln(stderr, "pgwarden sessions kill: want exactly one ID")
 			return errUsage
 		}
-		if err := c.do("DELETE", "/v1/sessions/"+url.PathEscape(pos[0])+"?reason="+url.QueryEscape(reason), nil); err != nil {
+		if err := c.Do(cmd.Context(), "DELETE", "/v1/sessions/"+url.PathEscape(pos[0])+"?reason="+url.QueryEscape(reason), nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "killed %s\n", pos[0])
 		return nil
 	}
 	var list []proxy.SessionSnapshot
-	if err := c.do("GET", "/v1/sessions", &list); err != nil {
+	if err := c.Do(cmd.Context(), "GET", "/v1/sessions", &list); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
