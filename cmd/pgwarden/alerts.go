@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/admin"
+	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/state/alertlog"
 )
 
@@ -20,17 +21,9 @@ func alertsCommand() *cobra.Command {
 	list.Flags().IntVar(&o.limit, "limit", 50, "at most this many")
 	ack := &cobra.Command{Use: "ack ID [--by NAME] [--admin URL]", Short: "acknowledge an alert"}
 	ack.Flags().StringVar(&o.by, "by", "cli", "who acknowledges")
-	for _, c := range []*cobra.Command{list, ack} {
-		base, tokenFile := adminFlags(c.Flags())
-		c.RunE = func(c *cobra.Command, pos []string) error {
-			client, err := newAdminClient(*base, *tokenFile)
-			if err != nil {
-				return err
-			}
-			return runAlerts(c, client, pos, o)
-		}
-	}
-	return group("alerts [command]", "security's alert queue: list, acknowledge (through the admin API)", adminAPINote, list, ack)
+	run := func(c *cobra.Command, client *admin.Client, pos []string) error { return runAlerts(c, client, pos, o) }
+	return cli.Group("alerts [command]", "security's alert queue: list, acknowledge (through the admin API)", adminAPINote,
+		adminCommands(run, list, ack)...)
 }
 
 // alertsOptions are the flags of pgwarden alerts.

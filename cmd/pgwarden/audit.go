@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/server"
 )
 
@@ -58,7 +59,7 @@ Checkpoint and file_start events are shown only when --type asks for them.
 		return auditQuery(c.OutOrStdout(), dir, q, *asJSON)
 	}
 
-	return group("audit [command]", "verify or query the tamper-evident audit log", `verify checks the audit log in DIR: the hash chain across lines and files,
+	return cli.Group("audit [command]", "verify or query the tamper-evident audit log", `verify checks the audit log in DIR: the hash chain across lines and files,
 sequence numbers, and, with a key, every checkpoint's HMAC. It prints one
 line and exits 0 when the log is intact, or names the file, line and seq of
 the first problem and exits 1.
@@ -146,7 +147,7 @@ func auditQuery(stdout io.Writer, dir string, f auditFilter, asJSON bool) error 
 			return err
 		}
 		_, err := fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, ev.Time.Format(time.RFC3339Nano),
-			ev.Type, dash(ev.Employee), dash(ev.SessionID), dash(string(ev.Data)))
+			ev.Type, orDash(ev.Employee), orDash(ev.SessionID), orDash(string(ev.Data)))
 		return err
 	})
 }
@@ -170,11 +171,4 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time or a duration such as 24h", s)
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -8,6 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/internal/cli"
 )
 
 func configCommand() *cobra.Command {
@@ -65,7 +66,7 @@ webhook URL are replaced by REDACTED.
 		return err
 	}
 
-	return group("config [command]", "check a configuration file, print the configuration in force", `Both read the file as pgwarden serve does, with the flags of pgwarden serve
+	return cli.Group("config [command]", "check a configuration file, print the configuration in force", `Both read the file as pgwarden serve does, with the flags of pgwarden serve
 written over it.
 `, check, print)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 )
@@ -27,7 +28,7 @@ Exits 1 if any file has a problem.
 			fmt.Fprint(c.OutOrStdout(), policy.DefaultYAML)
 			return nil
 		}}
-	return group("policy [command]", "check a policy file, explain which rules apply, print the default", "",
+	return cli.Group("policy [command]", "check a policy file, explain which rules apply, print the default", "",
 		check, explainCommand(), def)
 }
 

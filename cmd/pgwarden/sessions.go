@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/pgwarden/pgwarden/admin"
+	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/server"
 )
@@ -21,38 +21,33 @@ const adminAPINote = `These talk to a running pgwarden's admin API (serve --admi
 bearer token from --admin-token-file or PGWARDEN_ADMIN_TOKEN.
 `
 
-// adminFlags defines the flags that reach the admin API.
-func adminFlags(fs *pflag.FlagSet) (base, tokenFile *string) {
-	base = fs.String("admin", cmp.Or(os.Getenv("PGWARDEN_ADMIN_URL"), "http://127.0.0.1:7070"), "admin API base `URL` (default $PGWARDEN_ADMIN_URL)")
-	tokenFile = fs.String("admin-token-file", "", "`file` holding the admin bearer token (default $PGWARDEN_ADMIN_TOKEN)")
-	return base, tokenFile
-}
-
-// newAdminClient is a client of the admin API at base, with the token of
-// tokenFile or $PGWARDEN_ADMIN_TOKEN.
-func newAdminClient(base, tokenFile string) (*admin.Client, error) {
-	tok, err := server.AdminToken(tokenFile)
-	if err != nil {
-		return nil, err
+// adminCommands gives each of cmds the flags that reach the admin API and
+// runs it with a client of the API: the command line's --admin and
+// --admin-token-file, else $PGWARDEN_ADMIN_URL and $PGWARDEN_ADMIN_TOKEN.
+func adminCommands(run func(c *cobra.Command, client *admin.Client, pos []string) error, cmds ...*cobra.Command) []*cobra.Command {
+	for _, c := range cmds {
+		base := c.Flags().String("admin", cmp.Or(os.Getenv("PGWARDEN_ADMIN_URL"), "http://127.0.0.1:7070"), "admin API base `URL` (default $PGWARDEN_ADMIN_URL)")
+		tokenFile := c.Flags().String("admin-token-file", "", "`file` holding the admin bearer token (default $PGWARDEN_ADMIN_TOKEN)")
+		c.RunE = func(c *cobra.Command, pos []string) error {
+			tok, err := server.AdminToken(*tokenFile)
+			if err != nil {
+				return err
+			}
+			return run(c, admin.NewClient(*base, tok), pos)
+		}
 	}
-	return admin.NewClient(base, tok), nil
+	return cmds
 }
 
 func sessionsCommand() *cobra.Command {
 	list := &cobra.Command{Use: "list [--admin URL]", Short: "live sessions"}
 	kill := &cobra.Command{Use: "kill ID [--reason TEXT] [--admin URL]", Short: "end a session (the client is told why)"}
 	reason := kill.Flags().String("reason", "", "why, as the client is told")
-	for _, c := range []*cobra.Command{list, kill} {
-		base, tokenFile := adminFlags(c.Flags())
-		c.RunE = func(c *cobra.Command, pos []string) error {
-			client, err := newAdminClient(*base, *tokenFile)
-			if err != nil {
-				return err
-			}
-			return runSessions(c, client, pos, *reason)
-		}
+	run := func(c *cobra.Command, client *admin.Client, pos []string) error {
+		return runSessions(c, client, pos, *reason)
 	}
-	return group("sessions [command]", "list or end live sessions (through the admin API)", adminAPINote, list, kill)
+	return cli.Group("sessions [command]", "list or end live sessions (through the admin API)", adminAPINote,
+		adminCommands(run, list, kill)...)
 }
 
 func runSessions(cmd *cobra.Command, c *admin.Client, pos []string, reason string) error {

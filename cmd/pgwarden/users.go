@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pgwarden/pgwarden/identity/userstore"
+	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/server"
 	"github.com/pgwarden/pgwarden/state/holds"
 	"github.com/pgwarden/pgwarden/state/quarantine"
@@ -34,7 +35,7 @@ func usersCommand() *cobra.Command {
 		loginsCommand("disable NAME [FILE FLAGS]", "refuse a login", 1),
 		loginsCommand("enable NAME [FILE FLAGS]", "accept a refused login again", 1),
 	}
-	return group("users [command]", "list quarantined employees, release one; manage pgwarden's own logins", `The quarantine list is where serve keeps it: in its state database
+	return cli.Group("users [command]", "list quarantined employees, release one; manage pgwarden's own logins", `The quarantine list is where serve keeps it: in its state database
 (--state-url, shared by several instances; password PGWARDEN_STATE_PASSWORD)
 or its state directory (--state-dir, default $PGWARDEN_STATE_DIR). A running
 pgwarden sees a release within a second.
@@ -157,7 +158,7 @@ func holdsCommand() *cobra.Command {
 		}
 		cmds = append(cmds, c)
 	}
-	return group("holds [command]", "list results held for approval, approve or deny one",
+	return cli.Group("holds [command]", "list results held for approval, approve or deny one",
 		"The state directory is serve's --state-dir (default $PGWARDEN_STATE_DIR).\n", cmds...)
 }
 
