@@ -1,73 +1,60 @@
 package main
 
 import (
-	"flag"
 	"fmt"
-	"io"
 	"net/url"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgwarden/pgwarden/admin"
+	"github.com/pgwarden/pgwarden/internal/cli"
+	"github.com/pgwarden/pgwarden/state/alertlog"
 )
 
-const alertsUsage = `Usage:
-  pgwarden alerts list [--employee NAME] [--all] [--limit N] [--admin URL]
-                                            security's queue (unacknowledged unless --all)
-  pgwarden alerts ack ID [--by NAME] [--admin URL]
-                                            acknowledge an alert
+func alertsCommand() *cobra.Command {
+	list := &cobra.Command{Use: "list [--employee NAME] [--all] [--limit N] [--admin URL]", Short: "security's queue (unacknowledged unless --all)"}
+	var o alertsOptions
+	list.Flags().StringVar(&o.employee, "employee", "", "only this employee's alerts")
+	list.Flags().BoolVar(&o.all, "all", false, "acknowledged alerts too")
+	list.Flags().IntVar(&o.limit, "limit", 50, "at most this many")
+	ack := &cobra.Command{Use: "ack ID [--by NAME] [--admin URL]", Short: "acknowledge an alert"}
+	ack.Flags().StringVar(&o.by, "by", "cli", "who acknowledges")
+	run := func(c *cobra.Command, client *admin.Client, pos []string) error { return runAlerts(c, client, pos, o) }
+	return cli.Group("alerts [command]", "security's alert queue: list, acknowledge (through the admin API)", adminAPINote,
+		adminCommands(run, list, ack)...)
+}
 
-These talk to a running pgwarden's admin API (serve --admin-listen), with the
-bearer token from --admin-token-file or PGWARDEN_ADMIN_TOKEN.
-`
+// alertsOptions are the flags of pgwarden alerts.
+type alertsOptions struct {
+	employee, by string
+	all          bool
+	limit        int
+}
 
-func runAlerts(args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand("alerts", alertsUsage, args, stderr, "list", "ack")
-	if err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet("alerts "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, alertsUsage); fs.PrintDefaults() }
-	base, tokenFile := adminFlags(fs)
-	employee := fs.String("employee", "", "only this employee's alerts")
-	all := fs.Bool("all", false, "acknowledged alerts too")
-	limit := fs.Int("limit", 50, "at most this many")
-	by := fs.String("by", "cli", "who acknowledges")
-	pos, err := parseInterleaved(fs, rest)
-	if err != nil {
-		return err
-	}
-	c, err := newAdminClient(*base, *tokenFile)
-	if err != nil {
-		return err
-	}
+func runAlerts(cmd *cobra.Command, c *admin.Client, pos []string, o alertsOptions) error {
+	stdout, stderr, sub := cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.Name()
 	if sub == "ack" {
 		if len(pos) != 1 {
 			fmt.Fprintln(stderr, "pgwarden alerts ack: want exactly one ID")
 			return errUsage
 		}
-		if err := c.do("POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/ack?by="+url.QueryEscape(*by), nil); err != nil {
+		if err := c.Do(cmd.Context(), "POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/ack?by="+url.QueryEscape(o.by), nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "acknowledged %s\n", pos[0])
 		return nil
 	}
-	q := url.Values{"limit": {fmt.Sprint(*limit)}}
-	if *employee != "" {
-		q.Set("employee", *employee)
+	q := url.Values{"limit": {fmt.Sprint(o.limit)}}
+	if o.employee != "" {
+		q.Set("employee", o.employee)
 	}
-	if !*all {
+	if !o.all {
 		q.Set("unacked", "1")
 	}
-	var list []struct {
-		ID       string    `json:"id"`
-		Time     time.Time `json:"time"`
-		Employee string    `json:"employee"`
-		Action   string    `json:"action"`
-		Rule     string    `json:"rule"`
-		Reason   string    `json:"reason"`
-		AckedBy  string    `json:"acked_by"`
-	}
-	if err := c.do("GET", "/v1/alerts?"+q.Encode(), &list); err != nil {
+	var list []alertlog.Entry
+	if err := c.Do(cmd.Context(), "GET", "/v1/alerts?"+q.Encode(), &list); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -1,24 +1,65 @@
 package main
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/internal/cli"
+	"github.com/pgwarden/pgwarden/server"
 )
 
-const auditUsage = `Usage: pgwarden audit verify DIR [--key-file FILE]
-       pgwarden audit query DIR [--user NAME] [--since TIME] [--type TYPE] [--json]
+func auditCommand() *cobra.Command {
+	verify := &cobra.Command{Use: "verify DIR [--key-file FILE]", Short: "check the audit log's hash chain and checkpoints",
+		Long: `Checks the hash chain, sequence numbers, file links and (with a key) the
+checkpoint HMACs of the audit log in DIR. Exits 0 when intact, 1 otherwise.
+Without a key only the chain is checked, which someone who rewrites every
+line can forge. The key is read from --key-file, else from
+PGWARDEN_AUDIT_KEY; both hold it in hex.
+`}
+	keyFile := verify.Flags().String("key-file", "", "`file` holding the checkpoint HMAC key in hex (default: $"+server.AuditKeyEnv+")")
+	verify.RunE = func(c *cobra.Command, args []string) error {
+		dir, err := oneDir(c, args)
+		if err != nil {
+			return err
+		}
+		return auditVerify(c.OutOrStdout(), dir, *keyFile)
+	}
 
-verify checks the audit log in DIR: the hash chain across lines and files,
+	query := &cobra.Command{Use: "query DIR [--user NAME] [--since TIME] [--type TYPE] [--json]", Short: "print the events that match",
+		Long: `Prints the audit events of DIR that match every filter given, in order, as
+tab-separated lines (seq, time, type, employee, session, data) or, with
+--json, as JSON lines. The chain is not checked: run 'pgwarden audit verify'.
+Checkpoint and file_start events are shown only when --type asks for them.
+`}
+	var q auditFilter
+	query.Flags().StringVar(&q.user, "user", "", "only events of this employee")
+	query.Flags().StringVar(&q.since, "since", "", "only events at or after `TIME`: RFC 3339 (2026-11-28T09:00:00Z) or a duration ago (24h)")
+	query.Flags().StringVar(&q.typ, "type", "", "only events of this `type` (session_start, statement, decision, checkpoint, ...)")
+	query.Flags().StringVar(&q.table, "table", "", "only statements that touched this `table` (schema.table)")
+	asJSON := query.Flags().Bool("json", false, "print JSON lines")
+	query.RunE = func(c *cobra.Command, args []string) error {
+		dir, err := oneDir(c, args)
+		if err != nil {
+			return err
+		}
+		if q.since != "" {
+			if q.sinceAt, err = parseSince(q.since, time.Now()); err != nil {
+				fmt.Fprintf(c.ErrOrStderr(), "pgwarden audit query: %v\n", err)
+				return errUsage
+			}
+		}
+		return auditQuery(c.OutOrStdout(), dir, q, *asJSON)
+	}
+
+	return cli.Group("audit [command]", "verify or query the tamper-evident audit log", `verify checks the audit log in DIR: the hash chain across lines and files,
 sequence numbers, and, with a key, every checkpoint's HMAC. It prints one
 line and exits 0 when the log is intact, or names the file, line and seq of
 the first problem and exits 1.
@@ -27,75 +68,25 @@ query prints the events of DIR that match, one per line.
 
 Environment:
   PGWARDEN_AUDIT_KEY   checkpoint HMAC key in hex, when --key-file is not given
-`
-
-const auditVerifyUsage = `Usage: pgwarden audit verify DIR [--key-file FILE]
-
-Checks the hash chain, sequence numbers, file links and (with a key) the
-checkpoint HMACs of the audit log in DIR. Exits 0 when intact, 1 otherwise.
-Without a key only the chain is checked, which someone who rewrites every
-line can forge. The key is read from --key-file, else from
-PGWARDEN_AUDIT_KEY; both hold it in hex.
-
-Flags:
-`
-
-const auditQueryUsage = `Usage: pgwarden audit query DIR [--user NAME] [--since TIME] [--type TYPE] [--json]
-
-Prints the audit events of DIR that match every filter given, in order, as
-tab-separated lines (seq, time, type, employee, session, data) or, with
---json, as JSON lines. The chain is not checked: run 'pgwarden audit verify'.
-Checkpoint and file_start events are shown only when --type asks for them.
-
-Flags:
-`
-
-// auditKeyEnv holds the checkpoint key in hex.
-const auditKeyEnv = "PGWARDEN_AUDIT_KEY"
-
-func runAudit(args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand("audit", auditUsage, args, stderr, "verify", "query")
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "verify":
-		return runAuditVerify(rest, stdout, stderr)
-	case "query":
-		return runAuditQuery(rest, stdout, stderr)
-	}
-	return nil
+`, verify, query)
 }
 
-// parseWithDir parses flags that may come before or after the one DIR
-// argument.
-func parseWithDir(fs *flag.FlagSet, args []string, stderr io.Writer) (string, error) {
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return "", err
-	}
-	switch len(pos) {
+// oneDir is the one DIR argument of an audit command.
+func oneDir(c *cobra.Command, args []string) (string, error) {
+	switch len(args) {
 	case 0:
-		fmt.Fprintf(stderr, "pgwarden audit %s: missing DIR\n", fs.Name())
+		fmt.Fprintf(c.ErrOrStderr(), "%s: missing DIR\n", c.CommandPath())
 		return "", errUsage
 	case 1:
-		return pos[0], nil
+		return args[0], nil
 	default:
-		fmt.Fprintf(stderr, "pgwarden audit %s: unexpected argument %q\n", fs.Name(), pos[1])
+		fmt.Fprintf(c.ErrOrStderr(), "%s: unexpected argument %q\n", c.CommandPath(), args[1])
 		return "", errUsage
 	}
 }
 
-func runAuditVerify(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, auditVerifyUsage); fs.PrintDefaults() }
-	keyFile := fs.String("key-file", "", "`file` holding the checkpoint HMAC key in hex (default: $"+auditKeyEnv+")")
-	dir, err := parseWithDir(fs, args, stderr)
-	if err != nil {
-		return err
-	}
-	key, err := loadAuditKey(*keyFile)
+func auditVerify(stdout io.Writer, dir, keyFile string) error {
+	key, err := server.AuditKey(keyFile)
 	if err != nil {
 		return err
 	}
@@ -111,7 +102,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	if key != nil {
 		msg += fmt.Sprintf(", %d checkpoint HMACs verified (key id %s)", rep.Checkpoints, strings.Join(rep.KeyIDs, ", "))
 	} else {
-		msg += ", checkpoint HMACs NOT checked (no key: --key-file or " + auditKeyEnv + ")"
+		msg += ", checkpoint HMACs NOT checked (no key: --key-file or " + server.AuditKeyEnv + ")"
 	}
 	if rep.Unsigned > 0 {
 		msg += fmt.Sprintf(", %d events after the last checkpoint", rep.Unsigned)
@@ -123,70 +114,31 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// loadAuditKey reads the hex key from path, else from the environment; nil
-// when neither is set. Errors never quote the key.
-func loadAuditKey(path string) ([]byte, error) {
-	src, text := auditKeyEnv, os.Getenv(auditKeyEnv)
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("audit key: %w", err)
-		}
-		src, text = "key file "+path, string(b)
-	}
-	text = strings.TrimSpace(text)
-	if text == "" {
-		if path != "" {
-			return nil, fmt.Errorf("audit key: %s is empty", src)
-		}
-		return nil, nil
-	}
-	key, err := hex.DecodeString(text)
-	if err != nil {
-		return nil, fmt.Errorf("audit key: %s does not hold a hex key", src)
-	}
-	return key, nil
+// auditFilter is what pgwarden audit query selects.
+type auditFilter struct {
+	user, since, typ, table string
+	sinceAt                 time.Time
 }
 
-func runAuditQuery(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("query", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, auditQueryUsage); fs.PrintDefaults() }
-	var (
-		user    = fs.String("user", "", "only events of this employee")
-		since   = fs.String("since", "", "only events at or after `TIME`: RFC 3339 (2026-11-28T09:00:00Z) or a duration ago (24h)")
-		typ     = fs.String("type", "", "only events of this `type` (session_start, statement, decision, checkpoint, ...)")
-		table   = fs.String("table", "", "only statements that touched this `table` (schema.table)")
-		asJSON  = fs.Bool("json", false, "print JSON lines")
-		sinceAt time.Time
-	)
-	dir, err := parseWithDir(fs, args, stderr)
-	if err != nil {
-		return err
+func (f auditFilter) match(ev audit.Event) bool {
+	switch {
+	case f.typ != "" && ev.Type != f.typ:
+		return false
+	case f.typ == "" && (ev.Type == audit.TypeCheckpoint || ev.Type == audit.TypeFileStart):
+		return false
+	case f.user != "" && ev.Employee != f.user:
+		return false
+	case !f.sinceAt.IsZero() && ev.Time.Before(f.sinceAt):
+		return false
+	case f.table != "" && !touches(ev, f.table):
+		return false
 	}
-	if *since != "" {
-		if sinceAt, err = parseSince(*since, time.Now()); err != nil {
-			fmt.Fprintf(stderr, "pgwarden audit query: %v\n", err)
-			return errUsage
-		}
-	}
-	filter := func(ev audit.Event) bool {
-		switch {
-		case *typ != "" && ev.Type != *typ:
-			return false
-		case *typ == "" && (ev.Type == audit.TypeCheckpoint || ev.Type == audit.TypeFileStart):
-			return false
-		case *user != "" && ev.Employee != *user:
-			return false
-		case !sinceAt.IsZero() && ev.Time.Before(sinceAt):
-			return false
-		case *table != "" && !touches(ev, *table):
-			return false
-		}
-		return true
-	}
-	return audit.Read(dir, filter, func(ev audit.Event) error {
-		if *asJSON {
+	return true
+}
+
+func auditQuery(stdout io.Writer, dir string, f auditFilter, asJSON bool) error {
+	return audit.Read(dir, f.match, func(ev audit.Event) error {
+		if asJSON {
 			b, err := json.Marshal(ev)
 			if err != nil {
 				return err
@@ -195,7 +147,7 @@ func runAuditQuery(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		_, err := fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, ev.Time.Format(time.RFC3339Nano),
-			ev.Type, dash(ev.Employee), dash(ev.SessionID), dash(string(ev.Data)))
+			ev.Type, orDash(ev.Employee), orDash(ev.SessionID), orDash(string(ev.Data)))
 		return err
 	})
 }
@@ -203,9 +155,7 @@ func runAuditQuery(args []string, stdout, stderr io.Writer) error {
 // touches reports whether a statement event lists table among the tables
 // it touched.
 func touches(ev audit.Event, table string) bool {
-	var d struct {
-		Tables []string `json:"tables"`
-	}
+	var d audit.Statement
 	if ev.Type != audit.TypeStatement || json.Unmarshal(ev.Data, &d) != nil {
 		return false
 	}
@@ -221,11 +171,4 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time or a duration such as 24h", s)
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/server"
 )
 
 var auditTestKey = []byte("cli-test-key-0123456789abcdef")
@@ -61,15 +62,15 @@ func TestAuditVerifyCommand(t *testing.T) {
 		check(t, []string{"audit", "verify", "--key-file", keyFile, dir}, 0, "intact", "")
 	})
 	t.Run("key from environment", func(t *testing.T) {
-		t.Setenv(auditKeyEnv, hexKey)
+		t.Setenv(server.AuditKeyEnv, hexKey)
 		check(t, []string{"audit", "verify", dir}, 0, "HMACs verified", "")
 	})
 	t.Run("no key", func(t *testing.T) {
-		t.Setenv(auditKeyEnv, "")
+		t.Setenv(server.AuditKeyEnv, "")
 		check(t, []string{"audit", "verify", dir}, 0, "HMACs NOT checked", "")
 	})
 	t.Run("wrong key", func(t *testing.T) {
-		t.Setenv(auditKeyEnv, hex.EncodeToString([]byte("some other key 0123456789")))
+		t.Setenv(server.AuditKeyEnv, hex.EncodeToString([]byte("some other key 0123456789")))
 		check(t, []string{"audit", "verify", dir}, 1, "", "line 1 (seq 1): bad_checkpoint")
 	})
 	t.Run("key file not hex", func(t *testing.T) {

@@ -3,20 +3,33 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/discover"
 )
 
-const discoverUsage = `Usage: pgwarden discover --dsn URL [flags]
+// stringList is a repeatable string flag.
+type stringList []string
 
-Proposes a PII classification for a database: lists the columns of its
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Type() string   { return "string" }
+func (s *stringList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty value")
+	}
+	*s = append(*s, v)
+	return nil
+}
+
+// discoverCommand runs pgwarden discover: it prints the proposed policy to
+// stdout and progress and warnings to stderr.
+func discoverCommand() *cobra.Command {
+	c := &cobra.Command{Use: "discover --dsn URL [flags]", Short: "propose a PII classification by sampling a database", Long: `Proposes a PII classification for a database: lists the columns of its
 tables, views and materialized views, guesses a category from each column's
 name, samples the values of text and JSON columns with pgwarden's content
 detectors, and prints a policy YAML fragment (version: 1, pii: columns:) with
@@ -31,48 +44,31 @@ role may not read are skipped with a warning. Progress goes to stderr.
 Environment:
   PGPASSWORD   password, when the URL has none (as libpq)
 
-Flags:
-`
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error {
-	if v == "" {
-		return errors.New("empty value")
-	}
-	*s = append(*s, v)
-	return nil
-}
-
-// runDiscover runs pgwarden discover: it prints the proposed policy to
-// stdout and progress and warnings to stderr.
-func runDiscover(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("discover", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, discoverUsage); fs.PrintDefaults() }
+`}
 	var (
 		dsn     string
 		schemas stringList
 		cfg     discover.Config
 		timeout time.Duration
 	)
+	fs := c.Flags()
 	fs.StringVar(&dsn, "dsn", "", "PostgreSQL `URL` to scan, postgres://user@host:port/db")
 	fs.Var(&schemas, "schema", "scan only this `schema` (repeatable; default: all but the system schemas)")
 	fs.IntVar(&cfg.Sample, "sample", discover.DefaultSample, "sample at most this many `rows` per relation")
 	fs.Float64Var(&cfg.MinShare, "min-share", discover.DefaultMinShare, "propose a column when at least this `share` (0-1] of its sampled values match")
 	fs.DurationVar(&timeout, "timeout", 10*time.Minute, "give up when the whole scan takes longer than this")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	c.RunE = func(c *cobra.Command, args []string) error {
+		cfg.Schemas = schemas
+		return runDiscover(c, args, dsn, cfg, timeout)
 	}
-	cfg.Schemas = schemas
+	return c
+}
+
+func runDiscover(c *cobra.Command, args []string, dsn string, cfg discover.Config, timeout time.Duration) error {
+	stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
 	switch {
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "pgwarden discover: unexpected argument %q\n", fs.Arg(0))
+	case len(args) > 0:
+		fmt.Fprintf(stderr, "pgwarden discover: unexpected argument %q\n", args[0])
 		return errUsage
 	case dsn == "":
 		fmt.Fprintln(stderr, "pgwarden discover: --dsn is required")

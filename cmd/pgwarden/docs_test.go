@@ -83,7 +83,7 @@ func serveFlags(t *testing.T) []string {
 		t.Fatalf("pgwarden serve --help: exit %d: %s", code, stderr.String())
 	}
 	var flags []string
-	for _, m := range regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(stderr.String(), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^ +--([a-z0-9-]+)`).FindAllStringSubmatch(stderr.String(), -1) {
 		flags = append(flags, m[1])
 	}
 	return flags

@@ -3,133 +3,83 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgwarden/pgwarden/internal/cli"
 )
-
-const usage = `pgwarden: a PostgreSQL proxy that guards customer data against bulk exfiltration
-
-Usage:
-  pgwarden serve [flags]     run the proxy in front of a PostgreSQL server
-  pgwarden config [command]  check a configuration file, print the configuration in force
-  pgwarden audit [command]   verify or query the tamper-evident audit log
-  pgwarden discover [flags]  propose a PII classification by sampling a database
-  pgwarden policy [command]  check a policy file, explain which rules apply, print the default
-  pgwarden users [command]   list quarantined employees, release one
-  pgwarden holds [command]   list results held for approval, approve or deny one
-  pgwarden replay [flags]    run a policy over a recorded audit trail: what it would have done
-  pgwarden sessions [command] list or end live sessions (through the admin API)
-  pgwarden alerts [command]  security's alert queue: list, acknowledge (through the admin API)
-  pgwarden token [flags]     an admin API token that expires, derived from the admin secret
-  pgwarden version           print the version
-  pgwarden help [command]    show help for a command
-
-Run 'pgwarden <command> --help' for the flags of a command.
-`
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
+
+// commands are the constructors of pgwarden's subcommands, in the order
+// the help lists them.
+var commands = []func() *cobra.Command{
+	serveCommand, configCommand, auditCommand, discoverCommand, policyCommand, usersCommand, holdsCommand,
+	replayCommand, sessionsCommand, alertsCommand, tokenCommand, versionCommand,
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run executes one command line and returns the process exit code.
+// run executes one command line and returns the process exit code: 0, 1
+// for a failure (reported on stderr), 2 for a command line error.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "serve":
-		err = runServe(rest, stdout, stderr)
-	case "config":
-		err = runConfig(rest, stdout, stderr)
-	case "audit":
-		err = runAudit(rest, stdout, stderr)
-	case "discover":
-		err = runDiscover(rest, stdout, stderr)
-	case "policy":
-		err = runPolicy(rest, stdout, stderr)
-	case "users":
-		err = runUsers(rest, stdout, stderr)
-	case "holds":
-		err = runHolds(rest, stdout, stderr)
-	case "replay":
-		err = runReplay(rest, stdout, stderr)
-	case "sessions":
-		err = runSessions(rest, stdout, stderr)
-	case "alerts":
-		err = runAlerts(rest, stdout, stderr)
-	case "token":
-		err = runToken(rest, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "pgwarden", version)
-	case "help", "-h", "--help":
-		if len(rest) > 0 {
-			return run([]string{rest[0], "--help"}, stdout, stderr)
-		}
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "pgwarden: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		return 2
-	default:
-		fmt.Fprintf(stderr, "pgwarden: %v\n", err)
-		return 1
-	}
+	return cli.Execute(rootCommand(stdout, stderr), args)
 }
 
 // errUsage reports a command line error already explained to the user.
-var errUsage = errors.New("usage error")
+var errUsage = cli.ErrUsage
 
-// parseInterleaved parses flags that may come before, between or after the
-// positional arguments, and returns the positional ones. A parse error is
-// errUsage (the flag package has explained it); -h is flag.ErrHelp.
-// subcommand takes the subcommand word off args for the command name. It
-// prints usage and returns flag.ErrHelp for a help word, or errUsage for no
-// word or one not in known.
-func subcommand(name, usage string, args []string, stderr io.Writer, known ...string) (string, []string, error) {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return "", nil, errUsage
+// rootCommand returns pgwarden's command tree, writing to stdout and
+// stderr: every command of commands, help and completion, with the help
+// of each written from the tree (cli.Usage).
+func rootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:  "pgwarden",
+		Long: "pgwarden: a PostgreSQL proxy that guards customer data against bulk exfiltration",
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				fmt.Fprintf(c.ErrOrStderr(), "pgwarden: unknown command %q\n\n", args[0])
+			}
+			fmt.Fprint(c.ErrOrStderr(), cli.Usage(c))
+			return errUsage
+		},
 	}
-	switch sub := args[0]; {
-	case sub == "-h" || sub == "-help" || sub == "--help" || sub == "help":
-		fmt.Fprint(stderr, usage)
-		return "", nil, flag.ErrHelp
-	case slices.Contains(known, sub):
-		return sub, args[1:], nil
-	default:
-		fmt.Fprintf(stderr, "pgwarden %s: unknown subcommand %q\n\n%s", name, sub, usage)
-		return "", nil, errUsage
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	for _, cmd := range commands {
+		root.AddCommand(cmd())
 	}
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	cli.Setup(root)
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Short = "show help for a command"
+		case "completion":
+			c.Use, c.Short = "completion SHELL", "print a shell completion script: bash, zsh, fish or powershell"
+			for _, sh := range c.Commands() {
+				sh.Short = "the completion script for " + sh.Name()
+			}
+		}
+	}
+	root.Version = version
+	root.SetVersionTemplate("pgwarden {{.Version}}\n")
+	return root
 }
 
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, errUsage
-		}
-		if args = fs.Args(); len(args) == 0 {
-			return pos, nil
-		}
-		pos, args = append(pos, args[0]), args[1:]
-	}
+// versionCommand prints the version.
+func versionCommand() *cobra.Command {
+	return &cobra.Command{Use: "version", Short: "print the version",
+		RunE: func(c *cobra.Command, _ []string) error {
+			fmt.Fprintln(c.OutOrStdout(), "pgwarden", version)
+			return nil
+		}}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -15,10 +16,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/audit"
-
-	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -83,7 +83,7 @@ func TestCommandLine(t *testing.T) {
 		{"help serve", []string{"help", "serve"}, 0, "", "Usage: pgwarden serve"},
 		{"version", []string{"version"}, 0, "pgwarden", ""},
 		{"serve without upstream", []string{"serve"}, 2, "", "--upstream"},
-		{"serve bad flag", []string{"serve", "--nope"}, 2, "", "flag provided but not defined"},
+		{"serve bad flag", []string{"serve", "--nope"}, 2, "", "unknown flag: --nope"},
 		{"serve stray argument", []string{"serve", "--upstream", "postgres://h", "extra"}, 2, "", `unexpected argument "extra"`},
 		{"serve bad upstream scheme", []string{"serve", "--upstream", "mysql://h:1"}, 1, "", "want postgres://host:port"},
 		{"serve bad tls mode", []string{"serve", "--upstream", "postgres://h", "--upstream-tls-mode", "prefer"}, 1, "", "want disable, require or verify-full"},
@@ -134,26 +134,6 @@ func TestConfigFileErrorsNameTheLine(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit 1 naming %s and %q", code, stderr, path, tc.want)
 			}
 		})
-	}
-}
-
-func TestUpstreamSettings(t *testing.T) {
-	tests := []struct {
-		url, mode, ca string
-		addr          string
-		want          proxy.TLSMode
-	}{
-		{"postgres://db:6543/app", "", "", "db:6543", proxy.TLSDisable},
-		{"postgresql://db", "", "", "db:5432", proxy.TLSDisable},
-		{"postgres://db?sslmode=require", "", "", "db:5432", proxy.TLSRequire},
-		{"postgres://db?sslmode=require", "verify-full", "", "db:5432", proxy.TLSVerifyFull},
-		{"postgres://[::1]:5433", "disable", "", "[::1]:5433", proxy.TLSDisable},
-	}
-	for _, tt := range tests {
-		addr, mode, tc, err := upstreamSettings(tt.url, tt.mode, tt.ca, "")
-		if err != nil || addr != tt.addr || mode != tt.want || (mode == proxy.TLSDisable) != (tc == nil) {
-			t.Errorf("upstreamSettings(%q, %q) = %q, %q, %v, %v; want %q, %q", tt.url, tt.mode, addr, mode, tc != nil, err, tt.addr, tt.want)
-		}
 	}
 }
 
@@ -347,5 +327,32 @@ func TestKill9KeepsAcknowledgedStatements(t *testing.T) {
 	cmd.Wait()
 	if code, stdout, errOut := runCLI("audit", "verify", auditDir); code != 0 {
 		t.Fatalf("audit verify after restart: exit %d\n%s%s", code, stdout, errOut)
+	}
+}
+
+// TestHelpOfEveryCommand walks the command tree: pgwarden help lists
+// every command, and every command's --help exits 0 with its synopsis.
+func TestHelpOfEveryCommand(t *testing.T) {
+	_, top, _ := runCLI("help")
+	var visit func(c *cobra.Command)
+	visit = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if !sub.IsAvailableCommand() {
+				continue
+			}
+			path := strings.Fields(sub.CommandPath())
+			if len(path) == 2 && !strings.Contains(top, sub.CommandPath()+" ") {
+				t.Errorf("pgwarden help does not list %q:\n%s", sub.CommandPath(), top)
+			}
+			code, stdout, stderr := runCLI(append(path[1:], "--help")...)
+			if code != 0 || !strings.Contains(stdout+stderr, "Usage: "+sub.CommandPath()) {
+				t.Errorf("%s --help: exit %d, output %q", sub.CommandPath(), code, stdout+stderr)
+			}
+			visit(sub)
+		}
+	}
+	visit(rootCommand(io.Discard, io.Discard))
+	if code, stdout, _ := runCLI("completion", "bash"); code != 0 || !strings.Contains(stdout, "__pgwarden") {
+		t.Errorf("completion bash: exit %d", code)
 	}
 }

@@ -2,61 +2,46 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 )
 
-const policyUsage = `Usage:
-  pgwarden policy check FILE...                      validate policy files
-  pgwarden policy explain --policy FILE --user NAME --sql SQL [flags]
-                                                     show which rules would apply to a statement
-  pgwarden policy default                            print the built-in policy
-
-Run 'pgwarden policy <command> --help' for its flags.
-`
-
-func runPolicy(args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand("policy", policyUsage, args, stderr, "check", "explain", "default")
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "check":
-		return runPolicyCheck(rest, stdout, stderr)
-	case "explain":
-		return runPolicyExplain(rest, stdout, stderr)
-	case "default":
-		fmt.Fprint(stdout, policy.DefaultYAML)
-		return nil
-	}
-	return nil
+func policyCommand() *cobra.Command {
+	check := &cobra.Command{Use: "check FILE...", Short: "validate policy files",
+		Long: `Parses each policy file and lists every problem with its line and column;
+for a good file, says what it has on and off and warns about what it drops
+of the built-in policy (norms, the server egress rule).
+Exits 1 if any file has a problem.
+`,
+		RunE: func(c *cobra.Command, args []string) error { return policyCheck(c, args) }}
+	def := &cobra.Command{Use: "default", Short: "print the built-in policy",
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := noArgs(c, args); err != nil {
+				return err
+			}
+			fmt.Fprint(c.OutOrStdout(), policy.DefaultYAML)
+			return nil
+		}}
+	return cli.Group("policy [command]", "check a policy file, explain which rules apply, print the default", "",
+		check, explainCommand(), def)
 }
 
-func runPolicyCheck(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: pgwarden policy check FILE...\n\nParses each policy file and lists every problem with its line and column;\nfor a good file, says what it has on and off and warns about what it drops\nof the built-in policy (norms, the server egress rule).\nExits 1 if any file has a problem.\n")
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+func policyCheck(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprintln(c.ErrOrStderr(), "pgwarden policy check: missing FILE")
 		return errUsage
 	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "pgwarden policy check: missing FILE")
-		return errUsage
-	}
+	stdout := c.OutOrStdout()
 	bad := 0
-	for _, path := range fs.Args() {
+	for _, path := range args {
 		p, err := policy.Load(path)
 		if err != nil {
 			fmt.Fprintln(stdout, err)
@@ -76,24 +61,18 @@ func runPolicyCheck(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if bad > 0 {
-		return fmt.Errorf("%d of %d policy files have errors", bad, fs.NArg())
+		return fmt.Errorf("%d of %d policy files have errors", bad, len(args))
 	}
 	return nil
 }
 
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
-
-func runPolicyExplain(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: pgwarden policy explain --policy FILE --user NAME --sql SQL [flags]\n\nShows, rule by rule, whether it applies to the statement and why not, and\nthe limits of those that do. Thresholds are compared with counts only at\nrun time.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	var roles listFlag
+func explainCommand() *cobra.Command {
+	c := &cobra.Command{Use: "explain --policy FILE --user NAME --sql SQL [flags]", Short: "show which rules would apply to a statement",
+		Long: `Shows, rule by rule, whether it applies to the statement and why not, and
+the limits of those that do. Thresholds are compared with counts only at
+run time.
+`}
+	fs := c.Flags()
 	var (
 		path   = fs.String("policy", "", "policy `file` (default: the built-in policy)")
 		user   = fs.String("user", "", "the employee (database user) `name`")
@@ -102,77 +81,78 @@ func runPolicyExplain(args []string, stdout, stderr io.Writer) error {
 		app    = fs.String("application", "", "application_name")
 		at     = fs.String("at", "", "`time` of the statement, RFC 3339 (default now)")
 		schema = fs.String("schema", "public", "`schema` of unqualified table names")
+		roles  = fs.StringSlice("role", nil, "PostgreSQL `role` granted to the user, directly or through other roles; superuser status grants none (repeat, or comma-separated)")
 	)
-	fs.Var(&roles, "role", "PostgreSQL `role` granted to the user, directly or through other roles; superuser status grants none (repeat, or comma-separated)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if err := noArgs(c, args); err != nil {
 			return err
 		}
-		return errUsage
-	}
-	if *user == "" || *sql == "" {
-		fmt.Fprintln(stderr, "pgwarden policy explain: --user and --sql are required")
-		return errUsage
-	}
-	p := policy.Default()
-	if *path != "" {
-		var err error
-		if p, err = policy.Load(*path); err != nil {
-			return err
+		stdout := c.OutOrStdout()
+		if *user == "" || *sql == "" {
+			fmt.Fprintln(c.ErrOrStderr(), "pgwarden policy explain: --user and --sql are required")
+			return errUsage
 		}
-	}
-	when := time.Now()
-	if *at != "" {
-		t, err := time.Parse(time.RFC3339, *at)
-		if err != nil {
-			return fmt.Errorf("--at: %w", err)
+		p := policy.Default()
+		if *path != "" {
+			var err error
+			if p, err = policy.Load(*path); err != nil {
+				return err
+			}
 		}
-		when = t
-	}
-	c := policy.Context{User: *user, Roles: roles, Application: *app, Time: when.In(p.Location())}
-	if *client != "" {
-		a, err := netip.ParseAddr(*client)
-		if err != nil {
-			return fmt.Errorf("--client: %w", err)
+		when := time.Now()
+		if *at != "" {
+			t, err := time.Parse(time.RFC3339, *at)
+			if err != nil {
+				return fmt.Errorf("--at: %w", err)
+			}
+			when = t
 		}
-		c.ClientAddr = a
-	}
-	info := sqltext.New(1).Analyze(*sql)
-	if info.Fingerprint == "" {
-		return errors.New("--sql does not parse as PostgreSQL SQL")
-	}
-	for _, k := range info.Kinds {
-		c.Kinds = append(c.Kinds, policy.StatementKind(k))
-	}
-	for _, r := range info.Relations {
-		s := r.Schema
-		if s == "" {
-			s = *schema
+		pc := policy.Context{User: *user, Roles: *roles, Application: *app, Time: when.In(p.Location())}
+		if *client != "" {
+			a, err := netip.ParseAddr(*client)
+			if err != nil {
+				return fmt.Errorf("--client: %w", err)
+			}
+			pc.ClientAddr = a
 		}
-		c.Tables = append(c.Tables, s+"."+r.Table)
+		info := sqltext.New(1).Analyze(*sql)
+		if info.Fingerprint == "" {
+			return errors.New("--sql does not parse as PostgreSQL SQL")
+		}
+		for _, k := range info.Kinds {
+			pc.Kinds = append(pc.Kinds, policy.StatementKind(k))
+		}
+		for _, r := range info.Relations {
+			s := r.Schema
+			if s == "" {
+				s = *schema
+			}
+			pc.Tables = append(pc.Tables, s+"."+r.Table)
+		}
+		fmt.Fprintf(stdout, "statement: %s\nkinds:     %s\ntables:    %s\n\n", info.Normalized, joinKinds(pc.Kinds), orNone(strings.Join(pc.Tables, ", ")))
+		for _, e := range p.Explain(&pc) {
+			r := e.Rule
+			mode := string(r.Action)
+			if r.Shadow {
+				mode = "would " + mode + " (shadow)"
+			}
+			if !e.Applies {
+				fmt.Fprintf(stdout, "  -  %-28s does not apply: %s\n", r.Name, e.Why)
+				continue
+			}
+			var limits []string
+			for _, l := range r.Limits() {
+				limits = append(limits, fmt.Sprintf("%s > %d", l.Measure, l.Limit))
+			}
+			if len(limits) == 0 {
+				fmt.Fprintf(stdout, "  +  %-28s applies: %s before the statement runs\n", r.Name, mode)
+				continue
+			}
+			fmt.Fprintf(stdout, "  +  %-28s applies: %s when %s %s\n", r.Name, mode, strings.Join(limits, " and "), scopeWords(r.Scope))
+		}
+		return nil
 	}
-	fmt.Fprintf(stdout, "statement: %s\nkinds:     %s\ntables:    %s\n\n", info.Normalized, joinKinds(c.Kinds), orNone(strings.Join(c.Tables, ", ")))
-	for _, e := range p.Explain(&c) {
-		r := e.Rule
-		mode := string(r.Action)
-		if r.Shadow {
-			mode = "would " + mode + " (shadow)"
-		}
-		if !e.Applies {
-			fmt.Fprintf(stdout, "  -  %-28s does not apply: %s\n", r.Name, e.Why)
-			continue
-		}
-		var limits []string
-		for _, l := range r.Limits() {
-			limits = append(limits, fmt.Sprintf("%s > %d", l.Measure, l.Limit))
-		}
-		if len(limits) == 0 {
-			fmt.Fprintf(stdout, "  +  %-28s applies: %s before the statement runs\n", r.Name, mode)
-			continue
-		}
-		fmt.Fprintf(stdout, "  +  %-28s applies: %s when %s %s\n", r.Name, mode, strings.Join(limits, " and "), scopeWords(r.Scope))
-	}
-	return nil
+	return c
 }
 
 func joinKinds(ks []policy.StatementKind) string {

@@ -3,57 +3,58 @@ package main
 import (
 	"cmp"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/policy/replay"
+	"github.com/pgwarden/pgwarden/server"
 )
 
-const replayUsage = `Usage: pgwarden replay --audit DIR [--policy FILE] [flags]
-
-Runs a policy over a recorded audit trail and reports, per employee and day,
+func replayCommand() *cobra.Command {
+	c := &cobra.Command{Use: "replay --audit DIR [--policy FILE] [flags]", Short: "run a policy over a recorded audit trail: what it would have done",
+		Long: `Runs a policy over a recorded audit trail and reports, per employee and day,
 what it would have alerted and blocked: tune a policy before it goes live.
 Statements are replayed with their recorded totals; live, a statement that
 crosses a limit is stopped at it.
-
-Flags:
-`
-
-func runReplay(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, replayUsage); fs.PrintDefaults() }
-	var (
-		dir       = fs.String("audit", "", "audit log `directory` (pgwarden serve --audit-dir)")
-		path      = fs.String("policy", "", "policy `file` (default: the built-in policy)")
-		decisions = fs.Bool("decisions", false, "also list every decision")
-		saveNorms = fs.String("save-norms", "", "write the norms learned over the trail to `file` (a state directory's norms.json): replaying rebuilds them")
-		asJSON    = fs.Bool("json", false, "print decisions as JSON lines instead of the report")
-	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+`}
+	var o replayOptions
+	fs := c.Flags()
+	fs.StringVar(&o.dir, "audit", "", "audit log `directory` (pgwarden serve --audit-dir)")
+	fs.StringVar(&o.policy, "policy", "", "policy `file` (default: the built-in policy)")
+	fs.BoolVar(&o.decisions, "decisions", false, "also list every decision")
+	fs.StringVar(&o.saveNorms, "save-norms", "", "write the norms learned over the trail to `file` (a state directory's norms.json): replaying rebuilds them")
+	fs.BoolVar(&o.asJSON, "json", false, "print decisions as JSON lines instead of the report")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if o.dir == "" || len(args) > 0 {
+			fmt.Fprintln(c.ErrOrStderr(), "pgwarden replay: --audit DIR is required, and nothing else")
+			return errUsage
 		}
-		return errUsage
+		return runReplay(c.OutOrStdout(), o)
 	}
-	if *dir == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "pgwarden replay: --audit DIR is required, and nothing else")
-		return errUsage
-	}
+	return c
+}
+
+// replayOptions are pgwarden replay's flags.
+type replayOptions struct {
+	dir, policy, saveNorms string
+	decisions, asJSON      bool
+}
+
+func runReplay(stdout io.Writer, o replayOptions) error {
 	p := policy.Default()
-	if *path != "" {
+	if o.policy != "" {
 		var err error
-		if p, err = policy.Load(*path); err != nil {
+		if p, err = policy.Load(o.policy); err != nil {
 			return err
 		}
 	}
@@ -67,119 +68,117 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var last time.Time
-	type dayKey struct{ day, employee string }
-	type dayRow struct {
-		statements, pii int64
-		alerts, blocks  int
-		rules           map[string]int
-	}
-	days := make(map[dayKey]*dayRow)
-	var all []replay.Decision
-	statements := 0
-	err = audit.Read(*dir, nil, func(ev audit.Event) error {
-		switch ev.Type {
-		case audit.TypeSessionStart:
-			var d struct {
-				User        string `json:"user"`
-				ClientAddr  string `json:"client_addr"`
-				Application string `json:"application_name"`
-			}
-			json.Unmarshal(ev.Data, &d)
-			// The event's employee; trails from before identities name
-			// only the database user.
-			r.StartSession(replay.Session{ID: ev.SessionID, Employee: cmp.Or(ev.Employee, d.User), ClientAddr: d.ClientAddr, Application: d.Application})
-		case audit.TypeSessionEnd:
-			r.EndSession(ev.SessionID)
-		case audit.TypeStatement:
-			var d struct {
-				Kind      string           `json:"kind"`
-				SQL       string           `json:"sql"`
-				Rows      int64            `json:"rows"`
-				Bytes     int64            `json:"bytes"`
-				PIIRows   int64            `json:"pii_rows"`
-				PIIValues map[string]int64 `json:"pii_values"`
-				Distinct  int64            `json:"distinct_subjects"`
-				Tables    []string         `json:"tables"`
-				Unexpl    int64            `json:"unexplained_rows"`
-				Seq       int64            `json:"sequential_rows"`
-				// A service account's statement: how it was used.
-				By      string `json:"identified_by"`
-				Account string `json:"service_account"`
-				TagErr  string `json:"tag_error"`
-				Unusual string `json:"unusual"`
-			}
-			if err := json.Unmarshal(ev.Data, &d); err != nil {
-				return fmt.Errorf("event %d: %w", ev.Seq, err)
-			}
-			statements++
-			last = ev.Time
-			ds := r.Statement(replay.Statement{Session: ev.SessionID, Employee: ev.Employee, Time: ev.Time, SQL: d.SQL,
-				Service: policy.ServiceUse{Account: d.Account, Tagged: d.Account != "" && d.By == "tag",
-					BadTag: d.TagErr != "", Unusual: d.Unusual != ""},
-				Function: d.Kind == "function_call", Rows: d.Rows, Bytes: d.Bytes, PIIRows: d.PIIRows,
-				DistinctSubjects: d.Distinct, PIIValues: d.PIIValues, Tables: d.Tables, Unexplained: d.Unexpl, Sequential: d.Seq})
-			k := dayKey{ev.Time.In(p.Location()).Format("2006-01-02"), ev.Employee}
-			row := days[k]
-			if row == nil {
-				row = &dayRow{rules: make(map[string]int)}
-				days[k] = row
-			}
-			row.statements++
-			for _, n := range d.PIIValues {
-				row.pii += n
-			}
-			for _, dec := range ds {
-				switch {
-				case dec.Shadow:
-				case dec.Action == "log":
-				case dec.Action == "alert":
-					row.alerts++
-				default:
-					row.blocks++
-				}
-				row.rules[dec.Rule]++
-			}
-			all = append(all, ds...)
-		}
-		return nil
-	})
-	if err != nil {
+	run := &replayRun{r: r, loc: p.Location(), days: make(map[dayKey]*dayRow)}
+	if err := audit.Read(o.dir, nil, run.event); err != nil {
 		return err
 	}
-	if !last.IsZero() {
+	if !run.last.IsZero() {
 		// Close the last day, as the clock would have.
-		all = append(all, r.Advance(last.Add(24*time.Hour))...)
+		run.all = append(run.all, r.Advance(run.last.Add(24*time.Hour))...)
 	}
-	if *saveNorms != "" {
-		if err := saveModel(model, *saveNorms); err != nil {
+	if o.saveNorms != "" {
+		if err := server.SaveSnapshot(model.Snapshot, o.saveNorms); err != nil {
 			return fmt.Errorf("--save-norms: %w", err)
 		}
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(stdout)
-		for _, d := range all {
+		for _, d := range run.all {
 			if err := enc.Encode(d); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	keys := make([]dayKey, 0, len(days))
-	for k := range days {
-		keys = append(keys, k)
+	run.report(stdout, p.Name(), o.decisions)
+	return nil
+}
+
+type dayKey struct{ day, employee string }
+
+type dayRow struct {
+	statements, pii int64
+	alerts, blocks  int
+	rules           map[string]int
+}
+
+// replayRun is a replay in progress: the decisions so far, and their sums
+// per day and employee.
+type replayRun struct {
+	r          *replay.Replayer
+	loc        *time.Location
+	days       map[dayKey]*dayRow
+	all        []replay.Decision
+	statements int
+	last       time.Time
+}
+
+// event replays one event of the trail.
+func (run *replayRun) event(ev audit.Event) error {
+	switch ev.Type {
+	case audit.TypeSessionStart:
+		var d audit.SessionStart
+		json.Unmarshal(ev.Data, &d)
+		// The event's employee; trails from before identities name
+		// only the database user.
+		run.r.StartSession(replay.Session{ID: ev.SessionID, Employee: cmp.Or(ev.Employee, d.User), ClientAddr: d.ClientAddr, Application: d.Application})
+	case audit.TypeSessionEnd:
+		run.r.EndSession(ev.SessionID)
+	case audit.TypeStatement:
+		return run.statement(ev)
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].day != keys[j].day {
-			return keys[i].day < keys[j].day
+	return nil
+}
+
+func (run *replayRun) statement(ev audit.Event) error {
+	var d audit.Statement
+	if err := json.Unmarshal(ev.Data, &d); err != nil {
+		return fmt.Errorf("event %d: %w", ev.Seq, err)
+	}
+	run.statements++
+	run.last = ev.Time
+	ds := run.r.Statement(replay.Statement{Session: ev.SessionID, Employee: ev.Employee, Time: ev.Time, SQL: d.SQL,
+		Service: policy.ServiceUse{Account: d.ServiceAccount, Tagged: d.ServiceAccount != "" && d.IdentifiedBy == "tag",
+			BadTag: d.TagError != "", Unusual: d.Unusual != ""},
+		Function: d.Kind == "function_call", Rows: d.Rows, Bytes: d.Bytes, PIIRows: d.PIIRows,
+		DistinctSubjects: d.DistinctSubjects, PIIValues: d.PIIValues, Tables: d.Tables,
+		Unexplained: d.UnexplainedRows, Sequential: d.SequentialRows})
+	k := dayKey{ev.Time.In(run.loc).Format("2006-01-02"), ev.Employee}
+	row := run.days[k]
+	if row == nil {
+		row = &dayRow{rules: make(map[string]int)}
+		run.days[k] = row
+	}
+	row.statements++
+	for _, n := range d.PIIValues {
+		row.pii += n
+	}
+	for _, dec := range ds {
+		switch {
+		case dec.Shadow:
+		case dec.Action == "log":
+		case dec.Action == "alert":
+			row.alerts++
+		default:
+			row.blocks++
 		}
-		return keys[i].employee < keys[j].employee
+		row.rules[dec.Rule]++
+	}
+	run.all = append(run.all, ds...)
+	return nil
+}
+
+// report writes the sums per day and employee, and with decisions every
+// decision.
+func (run *replayRun) report(stdout io.Writer, policyName string, decisions bool) {
+	keys := slices.SortedFunc(maps.Keys(run.days), func(a, b dayKey) int {
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.employee, b.employee))
 	})
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DAY\tEMPLOYEE\tSTATEMENTS\tPII VALUES\tALERTS\tBLOCKS\tRULES")
 	var alerts, blocks int
 	for _, k := range keys {
-		row := days[k]
+		row := run.days[k]
 		alerts += row.alerts
 		blocks += row.blocks
 		var rules []string
@@ -191,15 +190,14 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\n%d statements replayed against %s: %d alerts, %d blocks would have been raised (shadow rules listed, not counted)\n",
-		statements, p.Name(), alerts, blocks)
-	if *decisions {
+		run.statements, policyName, alerts, blocks)
+	if decisions {
 		fmt.Fprintln(stdout)
-		for _, d := range all {
+		for _, d := range run.all {
 			fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\t%s > %d (observed %d)\t%s\n", d.Time.Format("2006-01-02T15:04:05Z07:00"),
 				d.Employee, d.Action, d.Rule, orDash(d.Measure), d.Limit, d.Observed, d.SQL)
 		}
 	}
-	return nil
 }
 
 func orDash(s string) string {

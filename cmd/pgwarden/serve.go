@@ -1,24 +1,25 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"errors"
+	"flag"
 	"fmt"
-	"io"
-	"net"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
-	"time"
 
-	"github.com/pgwarden/pgwarden/internal/crash"
-	"github.com/pgwarden/pgwarden/proxy"
-	"github.com/pgwarden/pgwarden/proxy/catalog"
+	"github.com/spf13/cobra"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/server"
 )
 
-const serveUsage = `Usage: pgwarden serve [flags]
-
-Runs the proxy: clients connect to --listen as they would to PostgreSQL and
+// serveCommand runs the proxy: config, then server.New, then Run.
+func serveCommand() *cobra.Command {
+	c := &cobra.Command{Use: "serve [flags]", Short: "run the proxy in front of a PostgreSQL server", Long: `Runs the proxy: clients connect to --listen as they would to PostgreSQL and
 are relayed to --upstream. Flags override the --config file.
 
 pgwarden counts the rows and PII values every statement sends: columns the
@@ -41,135 +42,102 @@ Environment:
   PGWARDEN_AUDIT_KEY         audit checkpoint HMAC key in hex, when --audit-key-file is not given
   PGWARDEN_AUDIT_PASSWORD    password for --audit-url, when the URL has none
 
-Flags:
-`
-
-func runServe(args []string, stdout, stderr io.Writer) error {
-	fc, err := loadConfig("serve", serveUsage, args, stderr)
-	if err != nil {
-		return err
-	}
-	if fc.Upstream.URL == "" {
-		fmt.Fprintln(stderr, "pgwarden serve: --upstream (or upstream.url in the config file) is required")
-		return errUsage
-	}
-	if err := fc.Validate(); err != nil {
-		return err
-	}
-
-	logger, err := newLogger(os.Stderr, fc.Log.Level, fc.Log.Format)
-	if err != nil {
-		return err
-	}
-	addr, mode, upTLS, err := upstreamSettings(fc.Upstream.URL, fc.Upstream.TLSMode, fc.Upstream.CAFile, fc.Upstream.ServerName)
-	if err != nil {
-		return err
-	}
-	clientTLS, err := clientTLSConfig(fc.ClientTLS.CertFile, fc.ClientTLS.KeyFile)
-	if err != nil {
-		return err
-	}
-	identify, err := identifyConfig(fc, clientTLS, logger)
-	if err != nil {
-		return err
-	}
-	loginCfg, err := loginConfig(fc, logger)
-	if err != nil {
-		return err
-	}
-	cfg := proxy.Config{
-		Login:                loginCfg,
-		Identify:             identify,
-		UpstreamAddr:         addr,
-		UpstreamTLSMode:      mode,
-		UpstreamTLS:          upTLS,
-		ClientTLS:            clientTLS,
-		MaxConnections:       fc.Limits.MaxConnections,
-		MaxMessageSize:       fc.Limits.MaxMessageSize,
-		MaxStartupPerAddress: fc.Limits.MaxStartupPerAddress,
-		StartupTimeout:       time.Duration(fc.Limits.StartupTimeout),
-		IdleTimeout:          time.Duration(fc.Limits.IdleTimeout),
-		Logger:               logger,
-	}
-	g, closeGuard, err := newGuard(fc, logger)
-	if err != nil {
-		return err
-	}
-	defer closeGuard()
-	cfg.Inspector = g.guard
-	cfg.Observe = g.metrics.Observe
-	if g.catalog != nil {
-		cfg.OnDDL, cfg.IsDDLTag = g.catalog.invalidate, catalog.IsDDLTag
-	}
-	srv, err := proxy.NewServer(cfg)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", fc.Listen)
-	if err != nil {
-		return err
-	}
-	logger.Info("listening", "addr", ln.Addr().String(), "upstream", addr, "upstream_tls", string(mode),
-		"client_tls", clientTLS != nil, "max_rows_per_statement", fc.Limits.MaxRowsPerStatement)
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	hups := make(chan os.Signal, 1)
-	signal.Notify(hups, syscall.SIGHUP)
-	defer signal.Stop(hups)
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	var rl *reloader
-	if fc.Policy != "" {
-		r := &reloader{path: fc.Policy, g: g.guard, log: logger}
-		rl = r
-		r.alerts = alertTee{g.alerts}
-		if g.state.notifier != nil {
-			r.alerts = alertTee{g.alerts, g.state.notifier}
+`}
+	load := configFlags(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if err := noArgs(c, args); err != nil {
+			return err
 		}
-		crash.Loop(logger, "policy_watch", nil, func() { r.watch(watchCtx, 2*time.Second) })
-		crash.Loop(logger, "policy_reload", nil, func() {
-			for range hups {
-				r.reload("SIGHUP")
-			}
-		})
-	} else {
-		go func() {
-			for range hups {
-				logger.Info("policy_reload_skipped", "reason", "the built-in policy is in force (no --policy)")
-			}
-		}()
-	}
-	if fc.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(fc, g, srv, rl, logger)
+		fc, err := load()
 		if err != nil {
 			return err
 		}
-		defer stopAdmin()
-	} else if g.clock != nil {
-		return errors.New("--clock virtual needs the admin listener (--admin-listen) to move the clock")
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case sig := <-sigs:
-		logger.Info("shutting_down", "signal", sig.String(), "sessions", srv.Sessions(),
-			"deadline", time.Duration(fc.Limits.ShutdownTimeout).String())
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(fc.Limits.ShutdownTimeout))
-		defer cancel()
-		go func() {
-			// A second signal closes the remaining sessions at once.
-			<-sigs
-			cancel()
-		}()
-		if err := srv.Shutdown(ctx); err != nil {
-			logger.Warn("shutdown_deadline_passed", "closed_sessions", true)
+		if fc.Upstream.URL == "" {
+			fmt.Fprintln(c.ErrOrStderr(), "pgwarden serve: --upstream (or upstream.url in the config file) is required")
+			return errUsage
 		}
-		<-errc
-		logger.Info("stopped")
-		return nil
+		if err := fc.Validate(); err != nil {
+			return err
+		}
+		logger, err := newLogger(os.Stderr, fc.Log.Level, fc.Log.Format)
+		if err != nil {
+			return err
+		}
+		srv, err := server.New(context.Background(), *fc, logger)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		ctx, stop := context.WithCancelCause(context.Background())
+		defer stop(nil)
+		sigs := make(chan os.Signal, 2)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+		defer signal.Stop(sigs)
+		go handleSignals(sigs, srv, stop)
+		return srv.Run(ctx)
 	}
+	return c
+}
+
+// configFlags defines --config and the configuration's flags on c; load
+// reads the configuration: the file, the flags over it, the defaults.
+func configFlags(c *cobra.Command) (load func() (*config.Config, error)) {
+	path := c.Flags().String("config", os.Getenv("PGWARDEN_CONFIG"), "YAML config `file`")
+	gfs := flag.NewFlagSet(c.Name(), flag.ContinueOnError)
+	flags := config.RegisterFlags(gfs)
+	c.Flags().AddGoFlagSet(gfs)
+	return func() (*config.Config, error) {
+		cfg := &config.Config{}
+		if *path != "" {
+			var err error
+			if cfg, err = config.Load(*path); err != nil {
+				return nil, err
+			}
+		}
+		flags.Apply(cfg)
+		cfg.SetDefaults()
+		return cfg, nil
+	}
+}
+
+// noArgs is a usage error when args has any.
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		fmt.Fprintf(c.ErrOrStderr(), "%s: unexpected argument %q\n", c.CommandPath(), args[0])
+		return errUsage
+	}
+	return nil
+}
+
+// handleSignals reloads the policy on SIGHUP; the first SIGTERM or SIGINT
+// shuts down gracefully, the second closes the remaining sessions at once.
+func handleSignals(sigs <-chan os.Signal, srv *server.Server, stop context.CancelCauseFunc) {
+	stopping := false
+	for sig := range sigs {
+		switch {
+		case sig == syscall.SIGHUP:
+			srv.Reload("SIGHUP")
+		case stopping:
+			srv.Hurry()
+		default:
+			stopping = true
+			stop(fmt.Errorf("signal %s", sig))
+		}
+	}
+}
+
+// newLogger builds the process logger.
+func newLogger(w *os.File, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(cmp.Or(level, "info")))); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch cmp.Or(format, "text") {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
 }

@@ -2,123 +2,69 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/pgwarden/pgwarden/admin"
+	"github.com/pgwarden/pgwarden/internal/cli"
+	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/server"
 )
 
-const sessionsUsage = `Usage:
-  pgwarden sessions list [--admin URL]               live sessions
-  pgwarden sessions kill ID [--reason TEXT] [--admin URL]
-                                                     end a session (the client is told why)
-
-These talk to a running pgwarden's admin API (serve --admin-listen), with the
+// adminAPINote ends the help of the commands that call the admin API.
+const adminAPINote = `These talk to a running pgwarden's admin API (serve --admin-listen), with the
 bearer token from --admin-token-file or PGWARDEN_ADMIN_TOKEN.
 `
 
-// adminClient calls a running pgwarden's admin API.
-type adminClient struct {
-	base  string
-	token string
-	http  *http.Client
-}
-
-func adminFlags(fs *flag.FlagSet) (base, tokenFile *string) {
-	base = fs.String("admin", orDefault(os.Getenv("PGWARDEN_ADMIN_URL"), "http://127.0.0.1:7070"), "admin API base `URL` (default $PGWARDEN_ADMIN_URL)")
-	tokenFile = fs.String("admin-token-file", "", "`file` holding the admin bearer token (default $PGWARDEN_ADMIN_TOKEN)")
-	return base, tokenFile
-}
-
-func newAdminClient(base, tokenFile string) (*adminClient, error) {
-	tok, err := adminToken(tokenFile)
-	if err != nil {
-		return nil, err
-	}
-	return &adminClient{base: strings.TrimRight(base, "/"), token: string(tok), http: &http.Client{Timeout: 30 * time.Second}}, nil
-}
-
-// do calls method path and decodes a JSON answer into out; an error
-// answer becomes an error carrying the server's message.
-func (c *adminClient) do(method, path string, out any) error {
-	req, err := http.NewRequest(method, c.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
+// adminCommands gives each of cmds the flags that reach the admin API and
+// runs it with a client of the API: the command line's --admin and
+// --admin-token-file, else $PGWARDEN_ADMIN_URL and $PGWARDEN_ADMIN_TOKEN.
+func adminCommands(run func(c *cobra.Command, client *admin.Client, pos []string) error, cmds ...*cobra.Command) []*cobra.Command {
+	for _, c := range cmds {
+		base := c.Flags().String("admin", cmp.Or(os.Getenv("PGWARDEN_ADMIN_URL"), "http://127.0.0.1:7070"), "admin API base `URL` (default $PGWARDEN_ADMIN_URL)")
+		tokenFile := c.Flags().String("admin-token-file", "", "`file` holding the admin bearer token (default $PGWARDEN_ADMIN_TOKEN)")
+		c.RunE = func(c *cobra.Command, pos []string) error {
+			tok, err := server.AdminToken(*tokenFile)
+			if err != nil {
+				return err
+			}
+			return run(c, admin.NewClient(*base, tok), pos)
 		}
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("admin API: %s", e.Error)
-		}
-		return fmt.Errorf("admin API: %s", resp.Status)
 	}
-	if out != nil {
-		return json.Unmarshal(body, out)
-	}
-	return nil
+	return cmds
 }
 
-func runSessions(args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand("sessions", sessionsUsage, args, stderr, "list", "kill")
-	if err != nil {
-		return err
+func sessionsCommand() *cobra.Command {
+	list := &cobra.Command{Use: "list [--admin URL]", Short: "live sessions"}
+	kill := &cobra.Command{Use: "kill ID [--reason TEXT] [--admin URL]", Short: "end a session (the client is told why)"}
+	reason := kill.Flags().String("reason", "", "why, as the client is told")
+	run := func(c *cobra.Command, client *admin.Client, pos []string) error {
+		return runSessions(c, client, pos, *reason)
 	}
-	fs := flag.NewFlagSet("sessions "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, sessionsUsage); fs.PrintDefaults() }
-	base, tokenFile := adminFlags(fs)
-	reason := fs.String("reason", "", "why, as the client is told")
-	pos, err := parseInterleaved(fs, rest)
-	if err != nil {
-		return err
-	}
-	c, err := newAdminClient(*base, *tokenFile)
-	if err != nil {
-		return err
-	}
+	return cli.Group("sessions [command]", "list or end live sessions (through the admin API)", adminAPINote,
+		adminCommands(run, list, kill)...)
+}
+
+func runSessions(cmd *cobra.Command, c *admin.Client, pos []string, reason string) error {
+	stdout, stderr, sub := cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.Name()
 	if sub == "kill" {
 		if len(pos) != 1 {
 			fmt.Fprintln(stderr, "pgwarden sessions kill: want exactly one ID")
 			return errUsage
 		}
-		if err := c.do("DELETE", "/v1/sessions/"+url.PathEscape(pos[0])+"?reason="+url.QueryEscape(*reason), nil); err != nil {
+		if err := c.Do(cmd.Context(), "DELETE", "/v1/sessions/"+url.PathEscape(pos[0])+"?reason="+url.QueryEscape(reason), nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "killed %s\n", pos[0])
 		return nil
 	}
-	var list []struct {
-		ID           string    `json:"id"`
-		User         string    `json:"user"`
-		Employee     string    `json:"employee"`
-		IdentifiedBy string    `json:"identified_by"`
-		Database     string    `json:"database"`
-		Application  string    `json:"application_name"`
-		ClientAddr   string    `json:"client_addr"`
-		StartedAt    time.Time `json:"started_at"`
-	}
-	if err := c.do("GET", "/v1/sessions", &list); err != nil {
+	var list []proxy.SessionSnapshot
+	if err := c.Do(cmd.Context(), "GET", "/v1/sessions", &list); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -130,33 +76,25 @@ func runSessions(args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
-const tokenUsage = `Usage: pgwarden token [--ttl 8h] [--admin-token-file FILE]
-
-Prints an admin API token derived from the admin secret (--admin-token-file
+func tokenCommand() *cobra.Command {
+	c := &cobra.Command{Use: "token [--ttl 8h] [--admin-token-file FILE]", Short: "an admin API token that expires, derived from the admin secret",
+		Long: `Prints an admin API token derived from the admin secret (--admin-token-file
 or PGWARDEN_ADMIN_TOKEN) that expires after --ttl: give it to a person or a
 tool instead of the secret.
-`
-
-func runToken(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, tokenUsage); fs.PrintDefaults() }
-	ttl := fs.Duration("ttl", 8*time.Hour, "how long the token is valid")
-	tokenFile := fs.String("admin-token-file", "", "`file` holding the admin secret (default $PGWARDEN_ADMIN_TOKEN)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+`}
+	ttl := c.Flags().Duration("ttl", 8*time.Hour, "how long the token is valid")
+	tokenFile := c.Flags().String("admin-token-file", "", "`file` holding the admin secret (default $PGWARDEN_ADMIN_TOKEN)")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if *ttl <= 0 || len(args) > 0 {
+			fmt.Fprintln(c.ErrOrStderr(), "pgwarden token: --ttl must be positive, and nothing else is expected")
+			return errUsage
+		}
+		secret, err := server.AdminToken(*tokenFile)
+		if err != nil {
 			return err
 		}
-		return errUsage
+		fmt.Fprintln(c.OutOrStdout(), admin.IssueToken(secret, time.Now().Add(*ttl)))
+		return nil
 	}
-	if *ttl <= 0 || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "pgwarden token: --ttl must be positive, and nothing else is expected")
-		return errUsage
-	}
-	secret, err := adminToken(*tokenFile)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, admin.IssueToken(secret, time.Now().Add(*ttl)))
-	return nil
+	return c
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,26 +12,30 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
 	"github.com/pgwarden/pgwarden/identity/userstore"
+	"github.com/pgwarden/pgwarden/internal/cli"
+	"github.com/pgwarden/pgwarden/server"
 	"github.com/pgwarden/pgwarden/state/holds"
 	"github.com/pgwarden/pgwarden/state/quarantine"
-
-	"golang.org/x/term"
 )
 
-const usersUsage = `Usage:
-  pgwarden users list [--state-dir DIR | --state-url URL]           employees in quarantine
-  pgwarden users release NAME [--state-dir DIR | --state-url URL]   let a quarantined employee connect again
-
-  pgwarden users logins [FILE FLAGS]                     the logins of pgwarden's own login
-  pgwarden users add NAME --role ROLE [FILE FLAGS]       add a login mapped to a database role
-  pgwarden users passwd NAME [FILE FLAGS]                set a login's password
-  pgwarden users role NAME ROLE [FILE FLAGS]             map a login to another database role
-  pgwarden users remove NAME [FILE FLAGS]                remove a login
-  pgwarden users unlock NAME [FILE FLAGS]                lift a lockout after failed attempts
-  pgwarden users disable|enable NAME [FILE FLAGS]        refuse a login, or accept it again
-
-The quarantine list is where serve keeps it: in its state database
+func usersCommand() *cobra.Command {
+	cmds := []*cobra.Command{
+		quarantineCommand("list [--state-dir DIR | --state-url URL]", "employees in quarantine"),
+		quarantineCommand("release NAME [--state-dir DIR | --state-url URL]", "let a quarantined employee connect again"),
+		loginsCommand("logins [FILE FLAGS]", "the logins of pgwarden's own login", 0),
+		loginsCommand("add NAME --role ROLE [FILE FLAGS]", "add a login mapped to a database role", 1),
+		loginsCommand("passwd NAME [FILE FLAGS]", "set a login's password", 1),
+		loginsCommand("role NAME ROLE [FILE FLAGS]", "map a login to another database role", 2),
+		loginsCommand("remove NAME [FILE FLAGS]", "remove a login", 1),
+		loginsCommand("unlock NAME [FILE FLAGS]", "lift a lockout after failed attempts", 1),
+		loginsCommand("disable NAME [FILE FLAGS]", "refuse a login", 1),
+		loginsCommand("enable NAME [FILE FLAGS]", "accept a refused login again", 1),
+	}
+	return cli.Group("users [command]", "list quarantined employees, release one; manage pgwarden's own logins", `The quarantine list is where serve keeps it: in its state database
 (--state-url, shared by several instances; password PGWARDEN_STATE_PASSWORD)
 or its state directory (--state-dir, default $PGWARDEN_STATE_DIR). A running
 pgwarden sees a release within a second.
@@ -45,88 +48,63 @@ FILE, else --state-dir DIR (DIR/users.json), else $PGWARDEN_USERS_FILE, else
 $PGWARDEN_STATE_DIR/users.json. add and passwd prompt twice for the password
 without echo on a terminal, and read one line from standard input otherwise.
 A running pgwarden sees a change within a second.
-`
-
-const holdsUsage = `Usage:
-  pgwarden holds list [--state-dir DIR]           results paused for approval
-  pgwarden holds approve ID [--state-dir DIR]     let a held result go on
-  pgwarden holds deny ID [--state-dir DIR]        block it
-
-The state directory is serve's --state-dir (default $PGWARDEN_STATE_DIR).
-`
-
-// stateFlags parses --state-dir and the positional arguments around it.
-func stateFlags(name, usage string, args []string, stderr io.Writer) (dir string, pos []string, err error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	d := fs.String("state-dir", os.Getenv("PGWARDEN_STATE_DIR"), "pgwarden's state `directory`")
-	if pos, err = parseInterleaved(fs, args); err != nil {
-		return "", nil, err
-	}
-	if *d == "" {
-		fmt.Fprintf(stderr, "pgwarden %s: --state-dir (or PGWARDEN_STATE_DIR) is required\n", name)
-		return "", nil, errUsage
-	}
-	return *d, pos, nil
+`, cmds...)
 }
 
-func runUsers(args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand("users", usersUsage, args, stderr,
-		"list", "release", "logins", "add", "passwd", "role", "remove", "unlock", "disable", "enable")
-	if err != nil {
-		return err
+// stateDirFlag defines --state-dir, by default $PGWARDEN_STATE_DIR.
+func stateDirFlag(c *cobra.Command) *string {
+	return c.Flags().String("state-dir", os.Getenv("PGWARDEN_STATE_DIR"), "pgwarden's state `directory`")
+}
+
+// requireStateDir is a usage error when dir is empty.
+func requireStateDir(c *cobra.Command, dir string) error {
+	if dir == "" {
+		fmt.Fprintf(c.ErrOrStderr(), "%s: --state-dir (or PGWARDEN_STATE_DIR) is required\n", c.CommandPath())
+		return errUsage
 	}
-	if sub != "list" && sub != "release" {
-		return runLogins(sub, rest, stdout, stderr)
-	}
-	var stateURL string
-	for i := 0; i < len(rest); i++ {
-		if a := rest[i]; a == "--state-url" || a == "-state-url" {
-			if i+1 >= len(rest) {
-				fmt.Fprintln(stderr, "pgwarden users: --state-url needs a URL")
+	return nil
+}
+
+// quarantineCommand is users list or users release: the quarantine list
+// of a state directory or of the state database.
+func quarantineCommand(use, short string) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short}
+	dir := stateDirFlag(c)
+	stateURL := c.Flags().String("state-url", "", "`URL` of pgwarden's state database, whose quarantine list every instance shares (password: $PGWARDEN_STATE_PASSWORD)")
+	c.RunE = func(c *cobra.Command, pos []string) error {
+		var q quarantine.Store
+		if *stateURL != "" {
+			if c.Flags().Changed("state-dir") {
+				fmt.Fprintln(c.ErrOrStderr(), "pgwarden users: unexpected flag \"--state-dir\" with --state-url")
 				return errUsage
 			}
-			stateURL = rest[i+1]
-			rest = append(rest[:i:i], rest[i+2:]...)
-			break
-		} else if v, ok := strings.CutPrefix(a, "--state-url="); ok {
-			stateURL = v
-			rest = append(rest[:i:i], rest[i+1:]...)
-			break
-		}
-	}
-	var q quarantine.Store
-	var pos []string
-	if stateURL != "" {
-		for _, a := range rest {
-			if strings.HasPrefix(a, "-") {
-				fmt.Fprintf(stderr, "pgwarden users: unexpected flag %q with --state-url\n", a)
-				return errUsage
+			pool, err := server.NewPool(context.Background(), "state", *stateURL, server.StatePasswordEnv, 1)
+			if err != nil {
+				return err
 			}
-			pos = append(pos, a)
+			defer pool.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if q, err = quarantine.OpenPG(ctx, pool); err != nil {
+				return err
+			}
+		} else {
+			if err := requireStateDir(c, *dir); err != nil {
+				return err
+			}
+			var err error
+			if q, err = quarantine.Open(filepath.Join(*dir, server.QuarantineFile)); err != nil {
+				return err
+			}
 		}
-		pool, err := newPool("state", stateURL, "PGWARDEN_STATE_PASSWORD", 1)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if q, err = quarantine.OpenPG(ctx, pool); err != nil {
-			return err
-		}
-	} else {
-		dir, p, err := stateFlags("users "+sub, usersUsage, rest, stderr)
-		if err != nil {
-			return err
-		}
-		pos = p
-		if q, err = quarantine.Open(filepath.Join(dir, quarantineFile)); err != nil {
-			return err
-		}
+		return runQuarantine(c, q, pos)
 	}
-	switch sub {
+	return c
+}
+
+func runQuarantine(c *cobra.Command, q quarantine.Store, pos []string) error {
+	stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
+	switch c.Name() {
 	case "list":
 		if len(pos) > 0 {
 			fmt.Fprintf(stderr, "pgwarden users list: unexpected argument %q\n", pos[0])
@@ -163,16 +141,30 @@ func runUsers(args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-func runHolds(args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand("holds", holdsUsage, args, stderr, "list", "approve", "deny")
-	if err != nil {
-		return err
+func holdsCommand() *cobra.Command {
+	var cmds []*cobra.Command
+	for _, sub := range []struct{ use, short string }{
+		{"list [--state-dir DIR]", "results paused for approval"},
+		{"approve ID [--state-dir DIR]", "let a held result go on"},
+		{"deny ID [--state-dir DIR]", "block it"},
+	} {
+		c := &cobra.Command{Use: sub.use, Short: sub.short}
+		dir := stateDirFlag(c)
+		c.RunE = func(c *cobra.Command, pos []string) error {
+			if err := requireStateDir(c, *dir); err != nil {
+				return err
+			}
+			return runHolds(c, *dir, pos)
+		}
+		cmds = append(cmds, c)
 	}
-	dir, pos, err := stateFlags("holds "+sub, holdsUsage, rest, stderr)
-	if err != nil {
-		return err
-	}
-	reg, err := holds.Open(filepath.Join(dir, holdsDir))
+	return cli.Group("holds [command]", "list results held for approval, approve or deny one",
+		"The state directory is serve's --state-dir (default $PGWARDEN_STATE_DIR).\n", cmds...)
+}
+
+func runHolds(c *cobra.Command, dir string, pos []string) error {
+	stdout, stderr, sub := c.OutOrStdout(), c.ErrOrStderr(), c.Name()
+	reg, err := holds.Open(filepath.Join(dir, server.HoldsDir))
 	if err != nil {
 		return err
 	}
@@ -211,60 +203,40 @@ func runHolds(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// loginsFileName is the users file's name in the state directory.
-const loginsFileName = "users.json"
-
-// usersFilePath is where the logins of pgwarden's own login are kept:
-// usersFile, else stateDir/users.json, else $PGWARDEN_USERS_FILE, else
-// $PGWARDEN_STATE_DIR/users.json; empty when none is set. serve finds the
-// file by the same rule.
-func usersFilePath(usersFile, stateDir string) string {
-	switch {
-	case usersFile != "":
-		return usersFile
-	case stateDir != "":
-		return filepath.Join(stateDir, loginsFileName)
-	case os.Getenv("PGWARDEN_USERS_FILE") != "":
-		return os.Getenv("PGWARDEN_USERS_FILE")
-	case os.Getenv("PGWARDEN_STATE_DIR") != "":
-		return filepath.Join(os.Getenv("PGWARDEN_STATE_DIR"), loginsFileName)
+// loginsCommand is one of the users subcommands that manage logins; it
+// takes want positional arguments.
+func loginsCommand(use, short string, want int) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short}
+	file := c.Flags().String("users-file", "", "the users `file` (default $PGWARDEN_USERS_FILE, or users.json in the state directory)")
+	dir := c.Flags().String("state-dir", "", "pgwarden's state `directory`, whose users.json is the users file (default $PGWARDEN_STATE_DIR)")
+	var role *string
+	if c.Name() == "add" {
+		role = c.Flags().String("role", "", "the database `role` pgwarden connects upstream as for this login (required)")
 	}
-	return ""
+	c.RunE = func(c *cobra.Command, pos []string) error {
+		name := strings.TrimPrefix(c.CommandPath(), "pgwarden ")
+		if len(pos) != want {
+			what := map[int]string{0: "no argument", 1: "exactly one NAME", 2: "NAME and ROLE"}[want]
+			fmt.Fprintf(c.ErrOrStderr(), "pgwarden %s: want %s\n", name, what)
+			return errUsage
+		}
+		if role != nil && *role == "" {
+			fmt.Fprintf(c.ErrOrStderr(), "pgwarden %s: --role is required\n", name)
+			return errUsage
+		}
+		var r string
+		if role != nil {
+			r = *role
+		}
+		return runLogins(c, server.UsersFile(*file, *dir), pos, r)
+	}
+	return c
 }
 
 // runLogins runs the users subcommands that manage logins.
-func runLogins(sub string, args []string, stdout, stderr io.Writer) error {
-	name := "users " + sub
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usersUsage); fs.PrintDefaults() }
-	file := fs.String("users-file", "", "the users `file` (default $PGWARDEN_USERS_FILE, or users.json in the state directory)")
-	dir := fs.String("state-dir", "", "pgwarden's state `directory`, whose users.json is the users file (default $PGWARDEN_STATE_DIR)")
-	var role *string
-	if sub == "add" {
-		role = fs.String("role", "", "the database `role` pgwarden connects upstream as for this login (required)")
-	}
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	want := 1
-	switch sub {
-	case "logins":
-		want = 0
-	case "role":
-		want = 2
-	}
-	if len(pos) != want {
-		what := map[int]string{0: "no argument", 1: "exactly one NAME", 2: "NAME and ROLE"}[want]
-		fmt.Fprintf(stderr, "pgwarden %s: want %s\n", name, what)
-		return errUsage
-	}
-	if role != nil && *role == "" {
-		fmt.Fprintf(stderr, "pgwarden %s: --role is required\n", name)
-		return errUsage
-	}
-	path := usersFilePath(*file, *dir)
+func runLogins(c *cobra.Command, path string, pos []string, role string) error {
+	stdout, name, sub := c.OutOrStdout(), strings.TrimPrefix(c.CommandPath(), "pgwarden "), c.Name()
+	stderr := c.ErrOrStderr()
 	if path == "" {
 		fmt.Fprintf(stderr, "pgwarden %s: --users-file or --state-dir (or PGWARDEN_USERS_FILE or PGWARDEN_STATE_DIR) is required\n", name)
 		return errUsage
@@ -285,10 +257,10 @@ func runLogins(sub string, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := store.Add(pos[0], *role, pw); err != nil {
+		if err := store.Add(pos[0], role, pw); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "added login %s (database role %s) to %s\n", pos[0], *role, path)
+		fmt.Fprintf(stdout, "added login %s (database role %s) to %s\n", pos[0], role, path)
 	case "passwd":
 		if _, err := store.Get(pos[0]); err != nil {
 			return err

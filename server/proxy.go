@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"cmp"
@@ -13,12 +13,49 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/identity/userstore"
 	"github.com/pgwarden/pgwarden/proxy"
 )
+
+// proxyConfig builds the proxy's settings but its Inspector: the upstream,
+// TLS to clients, how employees are named and pgwarden's own login.
+func (s *Server) proxyConfig() (proxy.Config, error) {
+	fc := &s.cfg
+	addr, mode, upTLS, err := upstreamSettings(fc.Upstream.URL, fc.Upstream.TLSMode, fc.Upstream.CAFile, fc.Upstream.ServerName)
+	if err != nil {
+		return proxy.Config{}, err
+	}
+	clientTLS, err := clientTLSConfig(fc.ClientTLS.CertFile, fc.ClientTLS.KeyFile)
+	if err != nil {
+		return proxy.Config{}, err
+	}
+	identify, err := identifyConfig(fc, clientTLS, s.logger)
+	if err != nil {
+		return proxy.Config{}, err
+	}
+	login, err := loginConfig(fc, s.logger)
+	if err != nil {
+		return proxy.Config{}, err
+	}
+	return proxy.Config{
+		Login:                login,
+		Identify:             identify,
+		UpstreamAddr:         addr,
+		UpstreamTLSMode:      mode,
+		UpstreamTLS:          upTLS,
+		ClientTLS:            clientTLS,
+		MaxConnections:       fc.Limits.MaxConnections,
+		MaxMessageSize:       fc.Limits.MaxMessageSize,
+		MaxStartupPerAddress: fc.Limits.MaxStartupPerAddress,
+		StartupTimeout:       time.Duration(fc.Limits.StartupTimeout),
+		IdleTimeout:          time.Duration(fc.Limits.IdleTimeout),
+		Logger:               s.logger,
+	}, nil
+}
 
 // upstreamSettings turns an upstream URL (postgres://host:port/db?sslmode=...
 // &sslrootcert=...) and explicit settings into the proxy's fields.
@@ -96,29 +133,6 @@ func clientTLSConfig(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// newLogger builds the process logger.
-func newLogger(w *os.File, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(strings.ToUpper(orDefault(level, "info")))); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch orDefault(format, "text") {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("log format %q: want text or json", format)
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 // identifyConfig builds the proxy's Identify hook from the configured
 // identity modes; nil when employees are their database roles.
 func identifyConfig(fc *config.Config, clientTLS *tls.Config, logger *slog.Logger) (func(context.Context, *proxy.SessionInfo) error, error) {
@@ -164,7 +178,7 @@ func loginConfig(fc *config.Config, logger *slog.Logger) (*proxy.Login, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--login-relay: %w", err)
 	}
-	path := usersFilePath(lc.UsersFile, fc.StateDir)
+	path := UsersFile(lc.UsersFile, fc.StateDir)
 	if path == "" {
 		return nil, errors.New("--login needs the logins file: --users-file or --state-dir")
 	}
