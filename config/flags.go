@@ -20,7 +20,7 @@ type Flags struct {
 func RegisterFlags(fs *flag.FlagSet) *Flags {
 	f := &Flags{}
 	f.str(fs, "listen", "listen", "client listen `address` (default 127.0.0.1:6432)", func(c *Config) *string { return &c.Listen })
-	f.str(fs, "upstream", "upstream.url", "upstream PostgreSQL `URL`, postgres://host:port[/db][?sslmode=...&sslrootcert=...]", func(c *Config) *string { return &c.Upstream.URL })
+	f.str(fs, "upstream", "upstream.url", "upstream PostgreSQL `URL`, postgres://host:port[/db][?sslmode=...&sslrootcert=...], or host:port", func(c *Config) *string { return &c.Upstream.URL })
 	f.str(fs, "upstream-tls-mode", "upstream.tls_mode", "upstream TLS: disable, require or verify-full (default verify-full when a CA file is given, else disable)", func(c *Config) *string { return &c.Upstream.TLSMode })
 	f.str(fs, "upstream-ca-file", "upstream.ca_file", "PEM `file` of CAs trusted for the upstream certificate (default: system roots)", func(c *Config) *string { return &c.Upstream.CAFile })
 	f.str(fs, "upstream-server-name", "upstream.server_name", "TLS server `name` for SNI and verification (default: the upstream host)", func(c *Config) *string { return &c.Upstream.ServerName })

@@ -127,11 +127,22 @@ func (c *Config) Validate() error {
 	return es
 }
 
+// UpstreamURL is the upstream as a URL: postgres://host[:port][/db][?...]
+// as given, or host[:port] (as PgBouncer and psql's host and port take it)
+// made one.
+func UpstreamURL(raw string) string {
+	if raw == "" || strings.Contains(raw, "://") {
+		return raw
+	}
+	return "postgres://" + raw
+}
+
 // checkUpstreamURL checks the form of postgres://host[:port][/db][?...].
 func checkUpstreamURL(raw string) error {
+	raw = UpstreamURL(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("upstream URL: %w", err)
+		return fmt.Errorf("upstream URL %q: want postgres://host:port or host:port", raw)
 	}
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return fmt.Errorf("upstream URL %q: want postgres://host:port", raw)

@@ -60,9 +60,10 @@ func (s *Server) proxyConfig() (proxy.Config, error) {
 // upstreamSettings turns an upstream URL (postgres://host:port/db?sslmode=...
 // &sslrootcert=...) and explicit settings into the proxy's fields.
 func upstreamSettings(rawURL, tlsMode, caFile, serverName string) (addr string, mode proxy.TLSMode, tc *tls.Config, err error) {
+	rawURL = config.UpstreamURL(rawURL)
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return "", "", nil, fmt.Errorf("upstream URL: %w", err)
+		return "", "", nil, fmt.Errorf("upstream URL %q: want postgres://host:port or host:port", rawURL)
 	}
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return "", "", nil, fmt.Errorf("upstream URL %q: want postgres://host:port", rawURL)

@@ -28,6 +28,9 @@ func TestUpstreamSettings(t *testing.T) {
 		{"postgres://db?sslmode=require", "", "", "db:5432", proxy.TLSRequire},
 		{"postgres://db?sslmode=require", "verify-full", "", "db:5432", proxy.TLSVerifyFull},
 		{"postgres://[::1]:5433", "disable", "", "[::1]:5433", proxy.TLSDisable},
+		{"127.0.0.1:5432", "", "", "127.0.0.1:5432", proxy.TLSDisable},
+		{"db.internal", "require", "", "db.internal:5432", proxy.TLSRequire},
+		{"[::1]:5433", "", "", "[::1]:5433", proxy.TLSDisable},
 	}
 	for _, tt := range tests {
 		addr, mode, tc, err := upstreamSettings(tt.url, tt.mode, tt.ca, "")
