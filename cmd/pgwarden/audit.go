@@ -20,17 +20,19 @@ func auditCommand() *cobra.Command {
 	verify := &cobra.Command{Use: "verify DIR [--key-file FILE]", Short: "check the audit log's hash chain and checkpoints",
 		Long: `Checks the hash chain, sequence numbers, file links and (with a key) the
 checkpoint HMACs of the audit log in DIR. Exits 0 when intact, 1 otherwise.
-Without a key only the chain is checked, which someone who rewrites every
-line can forge. The key is read from --key-file, else from
-PGWARDEN_AUDIT_KEY; both hold it in hex.
+The key is read from --key-file, else from PGWARDEN_AUDIT_KEY; both hold it
+in hex. Without a key the checkpoints cannot be checked, and the chain alone
+can be forged by someone who rewrites every line: verify then exits 1
+unless --chain-only says that is what is wanted.
 `}
 	keyFile := verify.Flags().String("key-file", "", "`file` holding the checkpoint HMAC key in hex (default: $"+server.AuditKeyEnv+")")
+	chainOnly := verify.Flags().Bool("chain-only", false, "without a key, check the hash chain alone and exit 0 when it is intact")
 	verify.RunE = func(c *cobra.Command, args []string) error {
 		dir, err := oneDir(c, args)
 		if err != nil {
 			return err
 		}
-		return auditVerify(c.OutOrStdout(), dir, *keyFile)
+		return auditVerify(c.OutOrStdout(), dir, *keyFile, *chainOnly)
 	}
 
 	query := &cobra.Command{Use: "query DIR [--user NAME] [--since TIME] [--type TYPE] [--json]", Short: "print the events that match",
@@ -85,7 +87,7 @@ func oneDir(c *cobra.Command, args []string) (string, error) {
 	}
 }
 
-func auditVerify(stdout io.Writer, dir, keyFile string) error {
+func auditVerify(stdout io.Writer, dir, keyFile string, chainOnly bool) error {
 	key, err := server.AuditKey(keyFile)
 	if err != nil {
 		return err
@@ -111,6 +113,10 @@ func auditVerify(stdout io.Writer, dir, keyFile string) error {
 		msg += ", torn final line from a crash (removed when pgwarden next opens the log)"
 	}
 	fmt.Fprintln(stdout, msg)
+	if key == nil && rep.Checkpoints > 0 && !chainOnly {
+		return fmt.Errorf("audit log %s: its %d checkpoint HMACs were not checked: give the key (--key-file or %s), or --chain-only to check the chain alone",
+			dir, rep.Checkpoints, server.AuditKeyEnv)
+	}
 	return nil
 }
 

@@ -67,7 +67,8 @@ func TestAuditVerifyCommand(t *testing.T) {
 	})
 	t.Run("no key", func(t *testing.T) {
 		t.Setenv(server.AuditKeyEnv, "")
-		check(t, []string{"audit", "verify", dir}, 0, "HMACs NOT checked", "")
+		check(t, []string{"audit", "verify", dir}, 1, "HMACs NOT checked", "--chain-only")
+		check(t, []string{"audit", "verify", dir, "--chain-only"}, 0, "HMACs NOT checked", "")
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		t.Setenv(server.AuditKeyEnv, hex.EncodeToString([]byte("some other key 0123456789")))
