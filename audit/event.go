@@ -32,6 +32,10 @@ const (
 	TypeAdmin          = "admin" // an action through the admin API
 )
 
+// Types lists every event type, in the order a reader meets them.
+var Types = []string{TypeFileStart, TypeCheckpoint, TypeSessionStart, TypeStatementStart, TypeStatement,
+	TypeDecision, TypeSessionEnd, TypeSessionRefused, TypeAdmin}
+
 // zeroPrev is the Prev of the very first event of a log.
 var zeroPrev = [sha256.Size]byte{}
 

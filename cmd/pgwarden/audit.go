@@ -52,6 +52,14 @@ Checkpoint and file_start events are shown only when --type asks for them.
 		if err != nil {
 			return err
 		}
+		if q.typ != "" && !slices.Contains(audit.Types, q.typ) {
+			hint := ""
+			if slices.Contains([]string{"block", "alert", "redact", "hold", "kill", "quarantine", "log"}, q.typ) {
+				hint = "; " + q.typ + " is the action of a decision: --type decision"
+			}
+			fmt.Fprintf(c.ErrOrStderr(), "pgwarden audit query: unknown event type %q (want one of %s%s)\n", q.typ, strings.Join(audit.Types, ", "), hint)
+			return errUsage
+		}
 		if q.since != "" {
 			if q.sinceAt, err = parseSince(q.since, time.Now()); err != nil {
 				fmt.Fprintf(c.ErrOrStderr(), "pgwarden audit query: %v\n", err)

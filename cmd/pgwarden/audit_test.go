@@ -136,6 +136,10 @@ func TestAuditQueryCommand(t *testing.T) {
 			}
 		})
 	}
+	if code, stdout, stderr := runCLI("audit", "query", dir, "--type", "block"); code != 2 || stdout != "" ||
+		!strings.Contains(stderr, `unknown event type "block"`) || !strings.Contains(stderr, "--type decision") {
+		t.Errorf("query --type block: %d %q %q, want a usage error naming the types", code, stdout, stderr)
+	}
 	if code, _, stderr := runCLI("audit", "query", dir, "--since", "yesterday"); code != 2 || !strings.Contains(stderr, "RFC 3339") {
 		t.Fatalf("bad --since: code %d, %s", code, stderr)
 	}
