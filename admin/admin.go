@@ -353,9 +353,10 @@ func (h *Handler) norm(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no norm model")
 		return
 	}
-	n, ok := h.cfg.Norm(r.PathValue("name"))
+	name := r.PathValue("name")
+	n, ok := h.cfg.Norm(name)
 	if !ok {
-		writeError(w, http.StatusNotFound, "no norm model")
+		writeError(w, http.StatusNotFound, "no norm of "+name+": the norm model has seen nothing of them")
 		return
 	}
 	writeJSON(w, http.StatusOK, n)

@@ -348,12 +348,14 @@ func (g *Guard) AdvanceNorms(now time.Time) {
 // Norms returns the norm model, nil when there is none.
 func (g *Guard) Norms() *norm.Model { return g.cfg.Norms }
 
-// NormOf describes what the model learned of an employee.
+// NormOf describes what the model learned of an employee; false when
+// there is no model or it has seen nothing of them.
 func (g *Guard) NormOf(employee string, now time.Time) (norm.EmployeeNorm, bool) {
 	if g.cfg.Norms == nil {
 		return norm.EmployeeNorm{}, false
 	}
-	return g.cfg.Norms.Norm(employee, now), true
+	n := g.cfg.Norms.Norm(employee, now)
+	return n, !n.FirstSeen.IsZero()
 }
 
 func clientIP(info *proxy.SessionInfo) string {

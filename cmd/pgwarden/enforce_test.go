@@ -542,10 +542,18 @@ func testNormsPersist(t *testing.T, c *pgtest.Cluster, where string) {
 	connectThrough(t, ctx, c, listen, stderr).Close(ctx)
 	after := get("/v1/employees/" + pgtest.TrustUser + "/norm")
 	// Days still open before the restart were closed at exit.
-	b, _ := before["ActiveDays"].(float64)
-	a, _ := after["ActiveDays"].(float64)
-	if b < 2 || a < b || after["FirstSeen"] != "2026-03-02T09:00:00Z" {
-		t.Errorf("norm before %v, after restart %v", before["ActiveDays"], after)
+	b, _ := before["active_days"].(float64)
+	a, _ := after["active_days"].(float64)
+	if b < 2 || a < b || after["first_seen"] != "2026-03-02T09:00:00Z" {
+		t.Errorf("norm before %v, after restart %v", before["active_days"], after)
+	}
+	// An employee the model never saw has no norm, not an empty one.
+	req, _ = http.NewRequest("GET", "http://"+adminAddr+"/v1/employees/nobody/norm", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("norm of an employee never seen: %v %v, want 404", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
@@ -802,7 +810,9 @@ norms:
 	if _, err := conns[0].Exec(ctx, "SELECT * FROM norm_probe"); err != nil {
 		t.Fatal(err)
 	}
-	var norm struct{ Tables []string }
+	var norm struct {
+		Tables []string `json:"tables"`
+	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		req, _ := http.NewRequest("GET", "http://"+admin+"/v1/employees/"+pgtest.TrustUser+"/norm", nil)
 		req.Header.Set("Authorization", "Bearer "+token)

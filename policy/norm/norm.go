@@ -103,27 +103,29 @@ type Anomaly struct {
 
 // EmployeeNorm describes what the model has learned about an employee.
 type EmployeeNorm struct {
-	Employee   string
-	FirstSeen  time.Time
-	ActiveDays int // active days in history (under the current peer group)
-	Learning   bool
-	Peer       string
+	Employee   string    `json:"employee"`
+	FirstSeen  time.Time `json:"first_seen"`
+	ActiveDays int       `json:"active_days"` // active days in history (under the current peer group)
+	Learning   bool      `json:"learning"`
+	Peer       string    `json:"peer,omitempty"`
 	// PeerNorm is true when the employee is scored against the peer group
 	// (Features are then the peer group's).
-	PeerNorm bool
+	PeerNorm bool `json:"peer_norm"`
 	// Features is keyed by "feature/window", such as "pii_values/10m".
-	Features                      map[string]FeatureNorm
-	Tables, Clients, Applications []string
+	Features     map[string]FeatureNorm `json:"features"`
+	Tables       []string               `json:"tables"`
+	Clients      []string               `json:"clients"`
+	Applications []string               `json:"applications"`
 }
 
 // FeatureNorm is the learned norm of one feature in one window.
 type FeatureNorm struct {
-	Window string
+	Window string `json:"window"`
 	// Median is the median, over active days, of the day's largest bucket
 	// (10m, 1h) or of the day's total (1d).
-	Median float64
+	Median float64 `json:"median"`
 	// High is the threshold: a bucket above it is a volume anomaly.
-	High float64
+	High float64 `json:"high"`
 }
 
 // Model learns per-employee norms and reports anomalies. It is safe for
