@@ -210,7 +210,9 @@ func TestAboutEpisode(t *testing.T) {
 		w.active[0][d] = true
 	}
 	w.episodes = []episode{{Type: "keyless-sweep", Employee: "ann", Start: start.Add(24*time.Hour + 12*time.Hour), End: start.Add(24*time.Hour + 13*time.Hour)}}
-	at := func(day int, h int) time.Time { return start.Add(time.Duration(day)*24*time.Hour + time.Duration(h)*time.Hour) }
+	at := func(day int, h int) time.Time {
+		return start.Add(time.Duration(day)*24*time.Hour + time.Duration(h)*time.Hour)
+	}
 	for _, c := range []struct {
 		name string
 		d    guard.Decision
