@@ -3,10 +3,12 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -34,6 +36,9 @@ func (c *Client) Do(ctx context.Context, method, path string, out any) error {
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("admin API: nothing listens at %s: start serve with --admin-listen, or point --admin (or PGWARDEN_ADMIN_URL) at its address: %w", c.base, err)
+		}
 		return fmt.Errorf("admin API: %w", err)
 	}
 	defer resp.Body.Close()

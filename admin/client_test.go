@@ -33,4 +33,12 @@ func TestClient(t *testing.T) {
 	if err := NewClient(srv.URL, []byte("wrong-token-0123456789")).Do(ctx, "GET", "/v1/alerts", nil); err == nil {
 		t.Error("a wrong token was accepted")
 	}
+	// Nothing listening: the error says how to point the client elsewhere.
+	down := httptest.NewServer(h)
+	url := down.URL
+	down.Close()
+	if err := NewClient(url, token).Do(ctx, "GET", "/v1/alerts", nil); err == nil || !strings.Contains(err.Error(), "--admin-listen") ||
+		!strings.Contains(err.Error(), "PGWARDEN_ADMIN_URL") {
+		t.Errorf("no admin API listening: %v", err)
+	}
 }
