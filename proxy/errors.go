@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -34,7 +35,11 @@ type wireError struct {
 
 func (e *wireError) Error() string {
 	if e.Err != nil {
-		return e.Message + ": " + e.Err.Error()
+		// A message made from its cause (fatalf(code, err, "%v", err))
+		// is not said twice.
+		if cause := e.Err.Error(); !strings.Contains(e.Message, cause) {
+			return e.Message + ": " + cause
+		}
 	}
 	return e.Message
 }
