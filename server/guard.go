@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -334,6 +336,70 @@ func (s *Server) notifyMetrics() {
 		sum(func(s notify.SinkStats) float64 { return float64(s.Failed) }))
 	s.metrics.CounterFunc("pgwarden_notify_dropped_total", "Alerts given up on (permanent error or attempts exhausted).",
 		sum(func(s notify.SinkStats) float64 { return float64(s.Dropped) }))
+}
+
+// stateMetrics registers the gauges and counters of what security and
+// the DBA watch beside the decisions: policy reloads, holds waiting,
+// employees quarantined, and whether the upstream accepts connections.
+func (s *Server) stateMetrics(upstream string) {
+	s.metrics.CounterFunc("pgwarden_policy_reloads_total", "Policy reloads applied.", func() float64 {
+		if s.reloader == nil {
+			return 0
+		}
+		return float64(s.reloader.reloads.Load())
+	})
+	s.metrics.CounterFunc("pgwarden_policy_reload_failures_total", "Policy reloads refused (the policy in force was kept).", func() float64 {
+		if s.reloader == nil {
+			return 0
+		}
+		return float64(s.reloader.failures.Load())
+	})
+	s.metrics.GaugeFunc("pgwarden_holds_pending", "Statements held for approval.", func() float64 {
+		if s.holds == nil {
+			return 0
+		}
+		l, err := s.holds.List()
+		if err != nil {
+			return 0
+		}
+		return float64(len(l))
+	})
+	s.metrics.GaugeFunc("pgwarden_employees_quarantined", "Employees quarantined until security releases them.", func() float64 {
+		if s.quarantine == nil {
+			return 0
+		}
+		l, err := s.quarantine.All()
+		if err != nil {
+			return 0
+		}
+		return float64(len(l))
+	})
+	up := &upstreamProbe{addr: upstream}
+	s.metrics.GaugeFunc("pgwarden_upstream_up", "1 when the upstream server accepted a TCP connection at the last probe (at most every 10 s, at scrape time), else 0.", up.up)
+}
+
+// upstreamProbe dials the upstream at scrape time, at most every 10 s.
+type upstreamProbe struct {
+	addr string
+	mu   sync.Mutex
+	at   time.Time
+	ok   bool
+}
+
+func (p *upstreamProbe) up() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.at) >= 10*time.Second {
+		c, err := net.DialTimeout("tcp", p.addr, 2*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		p.at, p.ok = time.Now(), err == nil
+	}
+	if p.ok {
+		return 1
+	}
+	return 0
 }
 
 // wireRecords gives the guard what it records decisions in: the

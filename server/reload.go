@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgwarden/pgwarden/audit/notify"
@@ -23,6 +24,9 @@ type reloader struct {
 	alerts guard.Alerter
 	log    *slog.Logger
 	stamp  fileStamp
+	// failures and reloads count the reloads refused and applied, for
+	// the metrics.
+	failures, reloads atomic.Int64
 }
 
 type fileStamp struct {
@@ -53,6 +57,7 @@ func (r *reloader) reload(why string) error {
 		err = r.g.SetPolicyAndKeys(p, keys)
 	}
 	if err != nil {
+		r.failures.Add(1)
 		r.log.Error("policy_reload_failed", "trigger", why, "policy", r.path, "error", err.Error(), "kept", "the policy in force")
 		if r.alerts != nil {
 			r.alerts.Notify(notify.Alert{Action: "alert", Rule: "policy-reload", Severity: "high",
@@ -60,6 +65,7 @@ func (r *reloader) reload(why string) error {
 		}
 		return err
 	}
+	r.reloads.Add(1)
 	r.log.Info("policy_reloaded", "trigger", why, "policy", r.path, "rules", len(p.Rules()))
 	return nil
 }

@@ -108,6 +108,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	}
 	pcfg.Inspector = s.guard
 	pcfg.Observe = s.metrics.Observe
+	s.stateMetrics(pcfg.UpstreamAddr)
 	if s.catalogs != nil {
 		pcfg.OnDDL, pcfg.IsDDLTag = s.catalogs.invalidate, catalog.IsDDLTag
 	}

@@ -623,6 +623,22 @@ func TestMetrics(t *testing.T) {
 	if strings.Contains(body, pgtest.TrustUser) {
 		t.Error("/metrics names an employee")
 	}
+	// A broken policy file refused on SIGHUP is counted; the upstream
+	// answers; nothing is held or quarantined.
+	os.WriteFile(pol, []byte("version: 1\nrules: [oops"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	want := []string{"pgwarden_policy_reload_failures_total 1", "pgwarden_policy_reloads_total 0", "pgwarden_upstream_up 1",
+		"pgwarden_holds_pending 0", "pgwarden_employees_quarantined 0"}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, body = scrape(token)
+		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return strings.Contains(body, w) })
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q", missing)
+		}
+	}
 }
 
 // TestAdminAPI: sessions listed and killed, a quarantine released and a
