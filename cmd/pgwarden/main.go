@@ -31,9 +31,6 @@ Usage:
 Run 'pgwarden <command> --help' for the flags of a command.
 `
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -68,8 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runAlerts(rest, stdout, stderr)
 	case "token":
 		err = runToken(rest, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "pgwarden", version)
+	case "version", "--version", "-v":
+		err = runVersion(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run([]string{rest[0], "--help"}, stdout, stderr)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgwarden/pgwarden/internal/buildinfo"
 	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
@@ -109,7 +110,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "upstream", addr, "upstream_tls", string(mode),
+	logger.Info("listening", "version", buildinfo.Get().Version, "addr", ln.Addr().String(), "upstream", addr, "upstream_tls", string(mode),
 		"client_tls", clientTLS != nil, "max_rows_per_statement", fc.Limits.MaxRowsPerStatement)
 
 	sigs := make(chan os.Signal, 2)
