@@ -162,8 +162,14 @@ func startAdmin(fc *config.Config, g *guardParts, srv *proxy.Server, rl *reloade
 			}
 		}
 	}
+	ready, closeReady, err := readyChecks(fc, g, logger)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Ready = ready
 	h, err := admin.New(cfg)
 	if err != nil {
+		closeReady()
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", fc.Admin.Listen)
@@ -208,6 +214,7 @@ func startAdmin(fc *config.Config, g *guardParts, srv *proxy.Server, rl *reloade
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		hs.Shutdown(ctx)
+		closeReady()
 	}, nil
 }
 
