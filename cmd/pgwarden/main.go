@@ -25,6 +25,7 @@ Usage:
   pgwarden sessions [command] list or end live sessions (through the admin API)
   pgwarden alerts [command]  security's alert queue: list, acknowledge (through the admin API)
   pgwarden token [flags]     an admin API token that expires, derived from the admin secret
+  pgwarden health [--ready]  ask a running pgwarden whether it is alive, or ready
   pgwarden version           print the version
   pgwarden help [command]    show help for a command
 
@@ -65,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runAlerts(rest, stdout, stderr)
 	case "token":
 		err = runToken(rest, stdout, stderr)
+	case "health":
+		err = runHealth(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		err = runVersion(rest, stdout, stderr)
 	case "help", "-h", "--help":

@@ -150,6 +150,9 @@ func TestServeReadiness(t *testing.T) {
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 
 	a := waitReady(t, adminAddr, "", 200)
+	if code, stdout, stderr := runCLI("health", "--ready", "--admin", "http://"+adminAddr); code != 0 || !strings.Contains(stdout, `"ready":true`) {
+		t.Errorf("pgwarden health --ready: exit %d, %q %q", code, stdout, stderr)
+	}
 	var names []string
 	for _, ch := range a.Checks {
 		names = append(names, ch.Name)
@@ -192,6 +195,12 @@ func TestServeReadiness(t *testing.T) {
 				t.Errorf("health while %s is down: %v %v", dep.name, resp, err)
 			} else {
 				resp.Body.Close()
+			}
+			if code, _, stderr := runCLI("health", "--ready", "--admin", "http://"+adminAddr); code != 1 || !strings.Contains(stderr, "503") {
+				t.Errorf("pgwarden health --ready while %s is down: exit %d, %q", dep.name, code, stderr)
+			}
+			if code, _, stderr := runCLI("health", "--admin", "http://"+adminAddr); code != 0 {
+				t.Errorf("pgwarden health while %s is down: exit %d, %q", dep.name, code, stderr)
 			}
 			dep.repair()
 			waitReady(t, adminAddr, "", 200)
