@@ -28,6 +28,14 @@ test:
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
+# helm for the chart's tests (deploy/helm_test.go), built from deploy/tools
+# at its pinned version and kept in the user cache directory. make test
+# builds it too when it can within a few minutes, and skips the chart
+# otherwise.
+.PHONY: helm
+helm:
+	$(GO) test ./deploy -run 'TestHelm' -count=1 -v
+
 test-short:
 	$(GO) test -count=1 -short ./...
 
