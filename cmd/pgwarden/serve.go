@@ -92,6 +92,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:          time.Duration(fc.Limits.IdleTimeout),
 		Logger:               logger,
 	}
+	tlsCtx, stopTLS := context.WithCancel(context.Background())
+	defer stopTLS()
+	if _, err := watchTLS(tlsCtx, fc, &cfg, logger); err != nil {
+		return err
+	}
 	g, closeGuard, err := newGuard(fc, logger)
 	if err != nil {
 		return err
