@@ -3,6 +3,7 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -181,6 +182,18 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 	checkRuntimeStage(t, final)
+	// The ignore file beside the Dockerfile must keep what the build reads.
+	for _, line := range strings.Split(readFile(t, "Dockerfile.dockerignore"), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, needed := range []string{"go.mod", "go.sum", "LICENSE", "cmd/pgwarden/main.go", "test/cmd/alertsink/main.go", "internal/buildinfo/buildinfo.go"} {
+			if ok, _ := filepath.Match(line, needed); ok || strings.HasPrefix(needed, strings.TrimSuffix(line, "/")+"/") {
+				t.Errorf("Dockerfile.dockerignore: %q leaves %s out of the build", line, needed)
+			}
+		}
+	}
 	if u := names["alertsink"].last(t, "USER").args; strings.HasPrefix(u, "0") || u == "root" {
 		t.Errorf("alertsink runs as %q", u)
 	}
