@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -109,11 +110,11 @@ func getReady(t *testing.T, adminAddr, token string) (int, readyAnswer, error) {
 }
 
 // waitReady polls /v1/ready until its status is code and the checks not
-// ready are notReady.
-func waitReady(t *testing.T, adminAddr, token string, code int, notReady ...string) readyAnswer {
+// ready are notReady; logs is the process's output, for the failure.
+func waitReady(t *testing.T, adminAddr, token string, logs fmt.Stringer, code int, notReady ...string) readyAnswer {
 	t.Helper()
 	var last string
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		got, a, err := getReady(t, adminAddr, token)
 		if err == nil && got == code && slices.Equal(a.NotReady, notReady) {
 			return a
@@ -127,7 +128,7 @@ func waitReady(t *testing.T, adminAddr, token string, code int, notReady ...stri
 		}
 		_ = got
 	}
-	t.Fatalf("/v1/ready never answered %d with not_ready %q; last: %s", code, notReady, last)
+	t.Fatalf("/v1/ready never answered %d with not_ready %q; last: %s\n%s", code, notReady, last, logs)
 	return readyAnswer{}
 }
 
@@ -138,8 +139,10 @@ func waitReady(t *testing.T, adminAddr, token string, code int, notReady ...stri
 func TestServeReadiness(t *testing.T) {
 	c := pgtest.Shared(t)
 	upstream, catalogDB, stateDB := newForwarder(t, c.Addr()), newForwarder(t, c.Addr()), newForwarder(t, c.Addr())
+	// As the superuser, like the other tests that share this cluster's
+	// state tables.
 	dsnVia := func(f *forwarder) string {
-		return strings.Replace(c.DSN(pgtest.TrustUser), c.Addr(), f.addr, 1)
+		return strings.Replace(c.DSN(pgtest.SuperUser), c.Addr(), f.addr, 1)
 	}
 	auditDir := filepath.Join(t.TempDir(), "audit")
 	listen, adminAddr := freeAddr(t), freeAddr(t)
@@ -149,7 +152,7 @@ func TestServeReadiness(t *testing.T) {
 		"--audit-dir", auditDir, "--catalog-url", dsnVia(catalogDB), "--state-url", dsnVia(stateDB))
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 
-	a := waitReady(t, adminAddr, "", 200)
+	a := waitReady(t, adminAddr, "", stderr, 200)
 	if code, stdout, stderr := runCLI("health", "--ready", "--admin", "http://"+adminAddr); code != 0 || !strings.Contains(stdout, `"ready":true`) {
 		t.Errorf("pgwarden health --ready: exit %d, %q %q", code, stdout, stderr)
 	}
@@ -181,7 +184,7 @@ func TestServeReadiness(t *testing.T) {
 	} {
 		t.Run(dep.name, func(t *testing.T) {
 			dep.fail()
-			a := waitReady(t, adminAddr, token, 503, dep.name)
+			a := waitReady(t, adminAddr, token, stderr, 503, dep.name)
 			for _, ch := range a.Checks {
 				if ch.Name == dep.name && (ch.Ready || !strings.Contains(ch.Error, dep.errText)) {
 					t.Errorf("%s: %+v", dep.name, ch)
@@ -203,7 +206,7 @@ func TestServeReadiness(t *testing.T) {
 				t.Errorf("pgwarden health while %s is down: exit %d, %q", dep.name, code, stderr)
 			}
 			dep.repair()
-			waitReady(t, adminAddr, "", 200)
+			waitReady(t, adminAddr, "", stderr, 200)
 		})
 	}
 	if !strings.Contains(stderr.String(), "msg=not_ready dependency=catalog") {
