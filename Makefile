@@ -3,8 +3,18 @@ GO ?= go
 
 .PHONY: build test test-short lint fuzz demo
 
+# Version, commit and date stamped into the binary (pgwarden version, the
+# pgwarden_build_info metric). The date is the commit's, so that two builds
+# of one commit are the same bytes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE ?= $(shell git log -1 --format=%cI 2>/dev/null)
+BUILDINFO = github.com/pgwarden/pgwarden/internal/buildinfo
+LDFLAGS ?= -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
+BIN ?= bin/pgwarden
+
 build:
-	$(GO) build -o bin/pgwarden ./cmd/pgwarden
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pgwarden
 
 # The test command CI runs: needs only the PostgreSQL server binaries
 # (the harness starts its own cluster).
@@ -17,6 +27,14 @@ test:
 # staticcheck from the Go module proxy: unused code, misuse of the standard library.
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# helm for the chart's tests (deploy/helm_test.go), built from deploy/tools
+# at its pinned version and kept in the user cache directory. make test
+# builds it too when it can within a few minutes, and skips the chart
+# otherwise.
+.PHONY: helm
+helm:
+	$(GO) test ./deploy -run 'TestHelm' -count=1 -v
 
 test-short:
 	$(GO) test -count=1 -short ./...

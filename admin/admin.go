@@ -1,8 +1,10 @@
 // Package admin is pgwarden's HTTP control interface: off by default,
 // loopback by default when on, every request but the health check
 // authenticated with a bearer token compared in constant time. It serves
-// JSON. Today: health, and the virtual clock that simulations and replays
-// drive.
+// JSON: liveness (/v1/health) and readiness (/v1/ready, which checks the
+// dependencies serve hands it), sessions, employees, alerts, quarantine,
+// holds, the policy, norms, metrics, and the virtual clock that
+// simulations and replays drive.
 package admin
 
 import (
@@ -81,15 +83,20 @@ type Config struct {
 	// Pprof serves Go's profiles (net/http/pprof) at /debug/pprof/, token
 	// required: where a busy proxy spends its CPU.
 	Pprof bool
+	// Ready are the dependencies GET /v1/ready checks, each bounded by
+	// ReadyTimeout (default DefaultReadyTimeout).
+	Ready        []ReadyCheck
+	ReadyTimeout time.Duration
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
 }
 
 // Handler serves the admin API.
 type Handler struct {
-	cfg   Config
-	token [sha256.Size]byte
-	mux   *http.ServeMux
+	cfg       Config
+	token     [sha256.Size]byte
+	mux       *http.ServeMux
+	readiness *readiness
 }
 
 // minTokenLen guards against trivially guessable tokens.
@@ -106,8 +113,13 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{cfg: cfg, token: sha256.Sum256(cfg.Token), mux: http.NewServeMux()}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	h := &Handler{cfg: cfg, token: sha256.Sum256(cfg.Token), mux: http.NewServeMux(),
+		readiness: &readiness{checks: cfg.Ready, timeout: cfg.ReadyTimeout, log: cfg.Logger, last: map[string]string{}}}
 	h.mux.HandleFunc("GET /v1/health", h.health)
+	h.mux.HandleFunc("GET /v1/ready", h.ready)
 	// The dashboard page itself is public; everything it shows comes from
 	// the API with the token the user gives it.
 	h.mux.HandleFunc("GET /ui/{$}", h.ui)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,11 @@ type Config struct {
 	// verification) for the upstream connection; ServerName defaults to the
 	// host of UpstreamAddr.
 	UpstreamTLS *tls.Config
+	// UpstreamRootCAs, if set, gives the root CAs of each new upstream
+	// connection in place of UpstreamTLS.RootCAs, so that a CA file
+	// reloaded while pgwarden runs applies to the next session; nil from
+	// it keeps UpstreamTLS.RootCAs.
+	UpstreamRootCAs func() *x509.CertPool
 	// DialTimeout bounds connecting to the upstream server, TLS included.
 	DialTimeout time.Duration
 

@@ -520,7 +520,7 @@ func (s *session) dialUpstream(ctx context.Context) (net.Conn, error) {
 		conn.Close()
 		return nil, errors.New("upstream server does not support TLS")
 	}
-	tc := tls.Client(conn, s.cfg.UpstreamTLS)
+	tc := tls.Client(conn, s.cfg.upstreamTLSConfig())
 	if err := tc.HandshakeContext(ctx); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)

@@ -33,6 +33,12 @@ func (s *Server) openAdmin() error {
 		Sessions: func() any { return s.proxy.List() }, KillSession: s.proxy.Kill,
 		Employees: s.employees, Timeline: s.timeline, Policy: s.policySummary}
 	s.wireAdminState(&cfg)
+	ready, closeReady, err := s.readyChecks()
+	if err != nil {
+		return err
+	}
+	s.closeReady = closeReady
+	cfg.Ready = ready
 	h, err := admin.New(cfg)
 	if err != nil {
 		return err

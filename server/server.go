@@ -21,6 +21,7 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/internal/clock"
+	"github.com/pgwarden/pgwarden/internal/buildinfo"
 	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/internal/metrics"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -73,6 +74,10 @@ type Server struct {
 	ln       net.Listener
 	admin    *http.Server // nil without --admin-listen
 	adminLn  net.Listener
+	// closeReady closes the readiness probes' pools.
+	closeReady func()
+	// tls keeps the TLS files current; nil when none is configured.
+	tls *tlsFiles
 	reloader *reloader // nil without a policy file
 
 	hurry     chan struct{}
@@ -103,6 +108,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if err != nil {
 		return nil, err
 	}
+	if s.tls, err = newTLSFiles(&s.cfg, &pcfg, logger); err != nil {
+		return nil, err
+	}
 	if err := s.buildGuard(ctx); err != nil {
 		return nil, err
 	}
@@ -118,7 +126,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, err
 	}
-	logger.Info("listening", "addr", s.ln.Addr().String(), "upstream", pcfg.UpstreamAddr, "upstream_tls", string(pcfg.UpstreamTLSMode),
+	logger.Info("listening", "version", buildinfo.Get().Version, "addr", s.ln.Addr().String(), "upstream", pcfg.UpstreamAddr, "upstream_tls", string(pcfg.UpstreamTLSMode),
 		"client_tls", pcfg.ClientTLS != nil, "max_rows_per_statement", cfg.Limits.MaxRowsPerStatement)
 	if cfg.Policy != "" {
 		s.reloader = &reloader{path: cfg.Policy, g: s.guard, log: logger, alerts: alertTee{s.alerts}}
@@ -153,6 +161,11 @@ func (s *Server) AdminAddr() net.Addr {
 // built-in policy stays, which is logged.
 func (s *Server) Reload(why string) (err error) {
 	defer crash.Catch(s.logger, "policy_reload", &err)
+	if s.tls != nil {
+		// Certificates are read again on SIGHUP too; a bad one is
+		// logged and the ones in force stay.
+		s.tls.reload(why, true)
+	}
 	if s.reloader == nil {
 		s.logger.Info("policy_reload_skipped", "trigger", why, "reason", "the built-in policy is in force (no --policy)")
 		return nil
@@ -177,6 +190,9 @@ func (s *Server) Close() error {
 		}
 		if s.decisionLog != nil {
 			s.decisionLog.Close()
+		}
+		if s.closeReady != nil {
+			s.closeReady()
 		}
 		if s.outboxDB != nil {
 			s.outboxDB.Close()
@@ -258,6 +274,12 @@ func (s *Server) serve(ctx context.Context) error {
 	if s.reloader != nil {
 		g.Go(func() error {
 			runLoop(gctx, s.logger, loop{"policy_watch", func(ctx context.Context) { s.reloader.watch(ctx, 2*time.Second) }})
+			return nil
+		})
+	}
+	if s.tls != nil {
+		g.Go(func() error {
+			runLoop(gctx, s.logger, loop{"tls_watch", func(ctx context.Context) { s.tls.watch(ctx, 2*time.Second) }})
 			return nil
 		})
 	}

@@ -9,17 +9,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgwarden/pgwarden/internal/buildinfo"
 	"github.com/pgwarden/pgwarden/internal/cli"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // commands are the constructors of pgwarden's subcommands, in the order
 // the help lists them.
 var commands = []func() *cobra.Command{
 	serveCommand, configCommand, auditCommand, discoverCommand, policyCommand, usersCommand, holdsCommand,
-	replayCommand, sessionsCommand, alertsCommand, tokenCommand, versionCommand,
+	replayCommand, sessionsCommand, alertsCommand, tokenCommand, healthCommand, versionCommand,
 }
 
 func main() {
@@ -70,16 +68,7 @@ func rootCommand(stdout, stderr io.Writer) *cobra.Command {
 			}
 		}
 	}
-	root.Version = version
-	root.SetVersionTemplate("pgwarden {{.Version}}\n")
+	root.Version = buildinfo.Get().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
-}
-
-// versionCommand prints the version.
-func versionCommand() *cobra.Command {
-	return &cobra.Command{Use: "version", Short: "print the version",
-		RunE: func(c *cobra.Command, _ []string) error {
-			fmt.Fprintln(c.OutOrStdout(), "pgwarden", version)
-			return nil
-		}}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/pgwarden/pgwarden/internal/buildinfo"
 	"github.com/pgwarden/pgwarden/internal/crash"
 )
 
@@ -80,6 +81,12 @@ func New() *Metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgwarden_internal_errors_total",
 			Help: "Panics recovered: each ended one session, or restarted one background job."}, func() float64 { return float64(crash.Total()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgwarden_build_info",
+		Help:        "Always 1; the labels say which build of pgwarden is running.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Commit, "build_date": bi.Date, "goversion": bi.GoVersion}})
+	build.Set(1)
+	r.MustRegister(build)
 	return m
 }
 
