@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/decode"
 	"github.com/pgwarden/pgwarden/policy/detect"
 )
@@ -27,6 +28,8 @@ type valueDecoder struct {
 	scanFn  decode.ScanFunc
 	maskFn  decode.MaskFunc
 	scratch detect.Counts
+	// masking is the policy's mask formats while a value is rewritten.
+	masking *policy.Masking
 }
 
 // scan counts the PII values (into counts) and canaries (into *canaries)
@@ -61,6 +64,8 @@ func (vd *valueDecoder) masked(pol *compiled, c colPlan, v []byte) []byte {
 			vd.maskFn = vd.maskPiece
 		}
 		vd.set = pol.detectors
+		m := pol.p.Masking()
+		vd.masking = &m
 		out, changed, ok := vd.d.Rewrite(c.oid, v, vd.maskFn)
 		if !ok || !changed {
 			return nil
@@ -71,9 +76,55 @@ func (vd *valueDecoder) masked(pol *compiled, c colPlan, v []byte) []byte {
 	case c.oid == byteaOID:
 		return []byte("***")
 	case c.textual:
-		return mask(v)
+		return maskWith(v, vd.formatOf(pol, c, v))
 	}
 	return nil
+}
+
+// formatOf is the policy's mask format for value v of column c: its
+// declared category's, else that of the one PII category the detectors
+// find in it; empty (by shape) when the policy sets none or the value
+// holds several.
+func (vd *valueDecoder) formatOf(pol *compiled, c colPlan, v []byte) policy.MaskFormat {
+	m := pol.p.Masking()
+	if c.declared != "" {
+		return m.Format(policy.Category(c.declared))
+	}
+	if pol.detectors == nil {
+		return m.Format("")
+	}
+	vd.scratch.Reset()
+	pol.detectors.Scan(v, &vd.scratch)
+	var cat detect.Category
+	kinds := 0
+	vd.scratch.Each(func(c detect.Category, n int) {
+		if n > 0 {
+			cat, kinds = c, kinds+1
+		}
+	})
+	if kinds != 1 {
+		return m.Format("")
+	}
+	return m.Format(policy.Category(cat))
+}
+
+// pieceFormat is the mask format of the piece just scanned into
+// vd.scratch: its one category's, else by shape.
+func (vd *valueDecoder) pieceFormat() policy.MaskFormat {
+	if vd.masking == nil {
+		return ""
+	}
+	var cat detect.Category
+	kinds := 0
+	vd.scratch.Each(func(c detect.Category, n int) {
+		if n > 0 {
+			cat, kinds = c, kinds+1
+		}
+	})
+	if kinds != 1 {
+		return vd.masking.Format("")
+	}
+	return vd.masking.Format(policy.Category(cat))
 }
 
 // maskPiece masks an element of a binary value that holds PII.
@@ -88,7 +139,10 @@ func (vd *valueDecoder) maskPiece(p []byte, l decode.Leaf) ([]byte, bool) {
 	}
 	switch l {
 	case decode.LeafText:
-		return mask(p), true
+		if f := vd.pieceFormat(); f != policy.MaskNull {
+			return maskWith(p, f), true
+		}
+		return []byte("***"), true
 	case decode.LeafBytes:
 		return []byte("***"), true
 	}

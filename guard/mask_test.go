@@ -74,3 +74,56 @@ func TestContextRedactMasksFromTheFirstRow(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskingFormats: the policy's masking section sets each category's
+// format, for declared columns and detected values, in every protocol;
+// without it values are masked by their shape (TestRedactPastTheLimit).
+func TestMaskingFormats(t *testing.T) {
+	_, conn := setup(t, withRules(t, `masking:
+  email: hidden
+  phone: last4
+  name: null
+rules:
+  - name: mask-all
+    when:
+      statements: [select]
+    action: redact
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	elementwise := 0
+	for _, mode := range allModes {
+		rows, err := conn.Query(ctx, "SELECT id, email, full_name, phone, array[email, 'x'] FROM customers WHERE id <= 2 ORDER BY id", mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			var id int32
+			var email, phone string
+			var name *string
+			var arr []string
+			if err := rows.Scan(&id, &email, &name, &phone, &arr); err != nil {
+				t.Fatalf("%v: %v", mode, err)
+			}
+			n++
+			if email != "***" || name != nil || phone != fmt.Sprintf("+*******%04d", id) {
+				t.Errorf("%v row %d: %q %v %q, want *** NULL and the phone's last four", mode, n, email, name, phone)
+			}
+			// A binary array is masked element by element; a text one,
+			// which a mask would make invalid, is NULL.
+			if arr != nil && (len(arr) != 2 || arr[0] != "***" || arr[1] != "x") {
+				t.Errorf("%v row %d: array %q, want its email hidden", mode, n, arr)
+			}
+			if arr != nil {
+				elementwise++
+			}
+		}
+		if err := rows.Err(); err != nil || n != 2 {
+			t.Fatalf("%v: %d rows, %v", mode, n, err)
+		}
+	}
+	if elementwise == 0 {
+		t.Error("no binary array masked element by element")
+	}
+}

@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"fmt"
+	"github.com/pgwarden/pgwarden/policy"
 	"unicode/utf8"
 
 	"github.com/pgwarden/pgwarden/policy/detect"
@@ -53,54 +54,95 @@ func (s *session) redact(f *Figures, values [][]byte) proxy.Verdict {
 	return proxy.Verdict{Action: proxy.Rewrite, Values: out}
 }
 
-// mask hides a value but its shape: the first letter and the domain of an
-// address (j***@example.com), the last four digits of a number
-// (***-**-1234), the first letter of anything else (J***). A value packing
-// several (string_agg, json) becomes "***".
-func mask(v []byte) []byte {
-	if len(v) > 64 || bytes.Count(v, []byte("@")) > 1 || bytes.ContainsAny(v, ",;{}[]\n\t") {
+// maskWith hides a value in the policy's format for its category: f
+// empty masks it by its shape (mask). A value packing several is "***"
+// whatever the format, and MaskNull gives NULL (nil).
+func maskWith(v []byte, f policy.MaskFormat) []byte {
+	if f == policy.MaskNull {
+		return nil
+	}
+	if f == "" || f == policy.MaskHidden || packed(v) {
+		if f == "" {
+			return mask(v)
+		}
 		return []byte("***")
 	}
-	if at := bytes.IndexByte(v, '@'); at > 0 {
-		r, size := utf8.DecodeRune(v)
-		if r == utf8.RuneError {
-			size = 1
+	switch f {
+	case policy.MaskKeepDomain:
+		if at := bytes.IndexByte(v, '@'); at > 0 {
+			return append(initial(v), v[at:]...)
 		}
-		out := append([]byte(nil), v[:size]...)
-		out = append(out, "***"...)
-		return append(out, v[at:]...)
+		return initial(v)
+	case policy.MaskLast4:
+		if out, ok := lastFour(v); ok {
+			return out
+		}
+		return []byte("***")
 	}
+	return initial(v)
+}
+
+// packed reports whether v holds several values (string_agg, json).
+func packed(v []byte) bool {
+	return len(v) > 64 || bytes.Count(v, []byte("@")) > 1 || bytes.ContainsAny(v, ",;{}[]\n\t")
+}
+
+// initial is v's first letter and "***".
+func initial(v []byte) []byte {
+	r, size := utf8.DecodeRune(v)
+	if r == utf8.RuneError || len(v) == 0 {
+		return []byte("***")
+	}
+	return append(append([]byte(nil), v[:size]...), "***"...)
+}
+
+// lastFour keeps the last four digits of v and its punctuation, and
+// masks every other character; false with fewer than four digits.
+func lastFour(v []byte) ([]byte, bool) {
 	digits := 0
 	for _, b := range v {
 		if b >= '0' && b <= '9' {
 			digits++
 		}
 	}
-	if digits >= 4 {
-		out := make([]byte, len(v))
-		seen := 0
-		for i, b := range v {
-			switch {
-			case b >= '0' && b <= '9':
-				if seen < digits-4 {
-					out[i] = '*'
-				} else {
-					out[i] = b
-				}
-				seen++
-			case b == '-' || b == ' ' || b == '.' || b == '(' || b == ')' || b == '+' || b == '/':
-				out[i] = b
-			default:
-				out[i] = '*'
-			}
-		}
-		return out
+	if digits < 4 {
+		return nil, false
 	}
-	r, size := utf8.DecodeRune(v)
-	if r == utf8.RuneError || len(v) == 0 {
+	out := make([]byte, len(v))
+	seen := 0
+	for i, b := range v {
+		switch {
+		case b >= '0' && b <= '9':
+			if seen < digits-4 {
+				out[i] = '*'
+			} else {
+				out[i] = b
+			}
+			seen++
+		case b == '-' || b == ' ' || b == '.' || b == '(' || b == ')' || b == '+' || b == '/':
+			out[i] = b
+		default:
+			out[i] = '*'
+		}
+	}
+	return out, true
+}
+
+// mask hides a value but its shape: the first letter and the domain of an
+// address (j***@example.com), the last four digits of a number
+// (***-**-1234), the first letter of anything else (J***). A value packing
+// several (string_agg, json) becomes "***".
+func mask(v []byte) []byte {
+	if packed(v) {
 		return []byte("***")
 	}
-	return append(append([]byte(nil), v[:size]...), "***"...)
+	if at := bytes.IndexByte(v, '@'); at > 0 {
+		return append(initial(v), v[at:]...)
+	}
+	if out, ok := lastFour(v); ok {
+		return out
+	}
+	return initial(v)
 }
 
 // cannotRedact blocks a result whose PII cannot be masked in place (COPY

@@ -104,6 +104,7 @@ func (ps *parser) parse(data []byte) {
 		"canaries":         ps.canaryConfig,
 		"norms":            ps.normsConfig,
 		"explained_access": ps.explainedConfig,
+		"masking":          ps.maskingConfig,
 		"service_accounts": ps.serviceAccounts,
 	})
 	if seen != nil && !seen["version"] {

@@ -83,13 +83,13 @@ func TestParseErrors(t *testing.T) {
 		{"missing version", "pii:\n  columns: []\n", []string{`1:1: missing required key "version"`}},
 		{"bad version", "version: 2\n", []string{`1:10: unsupported version 2 (this pgwarden reads version 1)`}},
 		{"version not int", "version: one\n", []string{`1:10: version: expected an integer, got str "one"`}},
-		{"unknown top-level key", "version: 1\nactions: []\n", []string{`2:1: unknown key "actions" in policy (want canaries, explained_access, groups, mode, norms, pii, rules, service_accounts, timezone, version)`}},
+		{"unknown top-level key", "version: 1\nactions: []\n", []string{`2:1: unknown key "actions" in policy (want canaries, explained_access, groups, masking, mode, norms, pii, rules, service_accounts, timezone, version)`}},
 		{"repeated key", "version: 1\nversion: 1\n", []string{`2:1: key "version" repeated (first at line 1)`}},
 		{"yaml syntax", "version: 1\npii: [\n", []string{`2: did not find expected node content`}},
 		{"two documents", "version: 1\n---\nversion: 1\n", []string{`2:1: a policy file holds one YAML document`}},
 		{"alias", "version: &v 1\npii: &a\n  columns: *v\nx: *a\n", []string{
 			`3:12: YAML aliases are not supported`,
-			`4:1: unknown key "x" in policy (want canaries, explained_access, groups, mode, norms, pii, rules, service_accounts, timezone, version)`,
+			`4:1: unknown key "x" in policy (want canaries, explained_access, groups, masking, mode, norms, pii, rules, service_accounts, timezone, version)`,
 		}},
 		{"unknown pii key", "version: 1\npii:\n  column: []\n", []string{
 			`3:3: unknown key "column" in pii (want columns, detectors, exclude)`,

@@ -30,6 +30,7 @@ type Policy struct {
 	canaries  Canaries
 	norms     NormConfig
 	explained ExplainedAccess
+	masking   Masking
 	cache     *lru.Cache[colKey, verdict]
 
 	shadow     bool // mode: shadow

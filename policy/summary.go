@@ -61,6 +61,9 @@ func (p *Policy) Summary() []string {
 	default:
 		out = append(out, fmt.Sprintf("norms: on, %d learning days, alert only", n.LearningDays))
 	}
+	if slices.ContainsFunc(p.rules, func(r *Rule) bool { return r.Action == ActionRedact }) {
+		out = append(out, p.masking.words())
+	}
 	for _, r := range p.rules {
 		out = append(out, "rule "+r.Name+": "+r.words())
 	}

@@ -51,3 +51,34 @@ rules:
 		}
 	}
 }
+
+// TestMaskingSection: formats per category and a default; an unknown
+// category or format is an error where it is written.
+func TestMaskingSection(t *testing.T) {
+	p, err := Parse("m.yaml", []byte(`version: 1
+masking:
+  email: keep_domain
+  phone: last4
+  name: initial
+  national_id: null
+  default: hidden
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := p.Masking()
+	for c, want := range map[Category]MaskFormat{"email": MaskKeepDomain, "phone": MaskLast4, "name": MaskInitial,
+		"national_id": MaskNull, "address": MaskHidden} {
+		if got := m.Format(c); got != want {
+			t.Errorf("Format(%s) = %q, want %q", c, got, want)
+		}
+	}
+	if got := Default().Masking().Format("email"); got != "" {
+		t.Errorf("built-in policy masks email as %q, want by shape", got)
+	}
+	_, err = Parse("bad.yaml", []byte("version: 1\nmasking:\n  emails: keep_domain\n  phone: last3\n"))
+	if err == nil || !strings.Contains(err.Error(), `bad.yaml:3:3: masking: unknown PII category "emails"`) ||
+		!strings.Contains(err.Error(), `bad.yaml:4:10: masking.phone: unknown format "last3"`) {
+		t.Errorf("bad masking section: %v", err)
+	}
+}

@@ -236,6 +236,26 @@ func TestPolicyCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "copy_to_program") || !strings.Contains(out, "+  no-copy-to-file") || !strings.Contains(out, "block before the statement runs") {
 		t.Errorf("explain: %d %q %q", code, out, errOut)
 	}
+	masked := filepath.Join(dir, "masked.yaml")
+	os.WriteFile(masked, []byte(`version: 1
+pii:
+  columns:
+    - {match: public.customers.email, category: email}
+    - {match: public.customers.full_name, category: name}
+masking:
+  email: keep_domain
+rules:
+  - name: mask-support
+    subjects: [bob]
+    when: {tables: [public.customers]}
+    action: redact
+`), 0o600)
+	code, out, errOut = runCLI("policy", "explain", "--policy", masked, "--user", "bob", "--sql", "SELECT c.id, c.email, upper(c.full_name), c.phone FROM customers c")
+	if code != 0 || !strings.Contains(out, "masked by mask-support (from the first row)") ||
+		!strings.Contains(out, "column 2: public.customers.email: email, keep_domain") ||
+		!strings.Contains(out, "column 3: public.customers.full_name: name, by shape") || strings.Contains(out, "column 1:") {
+		t.Errorf("explain of a masked statement: %d %q %q", code, out, errOut)
+	}
 	if code, out, _ := runCLI("policy", "default"); code != 0 || !strings.Contains(out, "server-egress") {
 		t.Errorf("default: %d %q", code, out)
 	}

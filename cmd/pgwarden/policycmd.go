@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"time"
@@ -115,7 +117,8 @@ run time.
 			}
 			pc.ClientAddr = a
 		}
-		info := sqltext.New(1).Analyze(*sql)
+		an := sqltext.New(1)
+		info := an.Analyze(*sql)
 		if info.Fingerprint == "" {
 			return errors.New("--sql does not parse as PostgreSQL SQL")
 		}
@@ -130,7 +133,11 @@ run time.
 			pc.Tables = append(pc.Tables, s+"."+r.Table)
 		}
 		fmt.Fprintf(stdout, "statement: %s\nkinds:     %s\ntables:    %s\n\n", info.Normalized, joinKinds(pc.Kinds), orNone(strings.Join(pc.Tables, ", ")))
+		var masking *policy.Rule
 		for _, e := range p.Explain(&pc) {
+			if e.Applies && e.Rule.Action == policy.ActionRedact && masking == nil {
+				masking = e.Rule
+			}
 			r := e.Rule
 			mode := string(r.Action)
 			if r.Shadow {
@@ -145,14 +152,60 @@ run time.
 				limits = append(limits, fmt.Sprintf("%s > %d", l.Measure, l.Limit))
 			}
 			if len(limits) == 0 {
-				fmt.Fprintf(stdout, "  +  %-28s applies: %s before the statement runs\n", r.Name, mode)
+				what := mode + " before the statement runs"
+				if r.Action == policy.ActionRedact {
+					what = mode + ": its result's PII masked from the first row"
+				}
+				fmt.Fprintf(stdout, "  +  %-28s applies: %s\n", r.Name, what)
 				continue
 			}
 			fmt.Fprintf(stdout, "  +  %-28s applies: %s when %s %s\n", r.Name, mode, strings.Join(limits, " and "), scopeWords(r.Scope))
 		}
+		if masking != nil {
+			explainMasking(stdout, p, masking, an.Lineage(*sql), *schema)
+		}
 		return nil
 	}
 	return c
+}
+
+// explainMasking lists the result's columns a redact rule masks: those
+// the statement reads from a declared column, with their format; values
+// the detectors find in the others are masked as the rows arrive.
+func explainMasking(w io.Writer, p *policy.Policy, r *policy.Rule, l *sqltext.Lineage, schema string) {
+	when := "once its limits are passed"
+	if len(r.Limits()) == 0 {
+		when = "from the first row"
+	}
+	fmt.Fprintf(w, "\nmasked by %s (%s):\n", r.Name, when)
+	if l == nil {
+		fmt.Fprintln(w, "  the result's columns cannot be listed from the text: every PII value found is masked")
+		return
+	}
+	m := p.Masking()
+	for i, t := range l.Targets {
+		var cats []string
+		for _, ref := range t.Refs {
+			for _, rel := range l.From {
+				if rel.Func || ref.Func != "" || (ref.Qualifier != "" && ref.Qualifier != rel.Alias && ref.Qualifier != rel.Table) ||
+					(ref.Qualifier == "" && len(l.From) > 1) {
+					continue
+				}
+				sch := cmp.Or(rel.Schema, schema)
+				if c, ok := p.Classify(sch, rel.Table, ref.Column); ok {
+					f := cmp.Or(string(m.Format(c)), "by shape")
+					if r.RedactWith == "null" {
+						f = "null"
+					}
+					cats = append(cats, fmt.Sprintf("%s.%s.%s: %s, %s", sch, rel.Table, ref.Column, c, f))
+				}
+			}
+		}
+		if len(cats) > 0 {
+			fmt.Fprintf(w, "  column %d: %s\n", i+1, strings.Join(cats, "; "))
+		}
+	}
+	fmt.Fprintln(w, "  and any value the detectors find in the other columns")
 }
 
 func joinKinds(ks []policy.StatementKind) string {
