@@ -1,10 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,11 +61,18 @@ func TestRunAndShutdown(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := New(ctx, cfg, nil)
+	var logs syncBuffer
+	srv, err := New(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
+	// Without notifications or an audit log, serve says so once at start.
+	for _, want := range []string{"msg=alerts_go_nowhere", "msg=no_audit_trail"} {
+		if n := strings.Count(logs.String(), want); n != 1 {
+			t.Errorf("%s logged %d times at start, want once:\n%s", want, n, logs.String())
+		}
+	}
 	c.Exec(t, "DELETE FROM pgwarden_state WHERE name = 'norms'")
 	if got := srv.statePool.Config().MaxConns; got != 4 {
 		t.Errorf("state pool of %d connections; want 4", got)
@@ -108,4 +119,22 @@ func TestRunAndShutdown(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -45,6 +45,12 @@ func (s *Server) openState(pol *policy.Policy) error {
 	if err != nil {
 		return err
 	}
+	if len(sinks) == 0 {
+		s.logger.Warn("alerts_go_nowhere", "hint", "no webhook, Slack or syslog is set: alerts reach only the log, the decision log and the admin API's queue (--webhook-url, PGWARDEN_SLACK_URL, --syslog-addr)")
+	}
+	if fc.Audit.Dir == "" && fc.Audit.URL == "" {
+		s.logger.Warn("no_audit_trail", "hint", "no audit log is set: decisions and statements are not recorded in a tamper-evident trail (--audit-dir)")
+	}
 	ncfg := notify.Config{Sinks: sinks, DedupeWindow: time.Duration(n.DedupeWindow), RatePerEmployee: n.RatePerEmployee, Logger: s.logger}
 	if fc.ShareWindows && len(sinks) > 0 {
 		// One outbox for every instance, in the state database.
