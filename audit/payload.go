@@ -76,3 +76,32 @@ type CursorTotal struct {
 	PIIRows   int64            `json:"pii_rows"`
 	PIIValues map[string]int64 `json:"pii_values"`
 }
+
+// Decision is the Data of a TypeDecision event: what a rule, a norm or
+// the guard itself decided about a statement or a session.
+type Decision struct {
+	Who
+	Seq    uint64 `json:"seq"`
+	Rule   string `json:"rule"`
+	Action string `json:"action"` // as carried out: "block", or "would block" in shadow mode
+	Shadow bool   `json:"shadow"`
+	Scope  string `json:"scope"`
+	Reason string `json:"reason"`
+	// Source is rule, norm, identity, limit or audit.
+	Source string `json:"source"`
+	// Kind and Score are a norm anomaly's; Window, how far back the
+	// reads the decision counts go.
+	Kind     string  `json:"kind,omitempty"`
+	Score    float64 `json:"score,omitempty"`
+	Window   string  `json:"window,omitempty"`
+	Measure  string  `json:"measure,omitempty"`
+	Observed int64   `json:"observed,omitempty"`
+	Limit    int64   `json:"limit,omitempty"`
+	// ServiceAccount is the service account the statement ran through;
+	// TagError and TagUser say why its identity tag was refused, Unusual
+	// why its use looks unusual.
+	ServiceAccount string `json:"service_account,omitempty"`
+	TagError       string `json:"tag_error,omitempty"`
+	TagUser        string `json:"tag_user,omitempty"`
+	Unusual        string `json:"unusual,omitempty"`
+}

@@ -2,6 +2,9 @@ package guard
 
 import (
 	"encoding/json"
+	"fmt"
+	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/audit/notify"
 	"io"
 	"sync"
 	"time"
@@ -37,6 +40,43 @@ type Decision struct {
 	// database role the statement ran as.
 	IdentifiedBy string `json:"identified_by,omitempty"`
 	User         string `json:"user,omitempty"`
+
+	// ServiceAccount is the service account the statement ran through;
+	// TagError and TagUser say why its identity tag was refused, Unusual
+	// why its use looks unusual.
+	ServiceAccount string `json:"service_account,omitempty"`
+	TagError       string `json:"tag_error,omitempty"`
+	TagUser        string `json:"tag_user,omitempty"`
+	Unusual        string `json:"unusual,omitempty"`
+
+	// severity and database are for the alert.
+	severity, database string
+}
+
+// auditPayload is the decision as the audit trail records it.
+func (d *Decision) auditPayload() audit.Decision {
+	return audit.Decision{
+		Who: audit.Who{Employee: d.Employee, IdentifiedBy: d.IdentifiedBy, User: d.User, ClientAddr: d.ClientAddr, Application: d.Application},
+		Seq: d.Seq, Rule: d.Rule, Action: d.Action, Shadow: d.Shadow, Scope: d.Scope, Reason: d.Reason, Source: d.Source,
+		Kind: d.Kind, Score: d.Score, Window: d.Window, Measure: d.Measure, Observed: int64(d.Observed), Limit: int64(d.Limit),
+		ServiceAccount: d.ServiceAccount, TagError: d.TagError, TagUser: d.TagUser, Unusual: d.Unusual,
+	}
+}
+
+// alert is the decision as security is notified of it.
+func (d *Decision) alert(statement string, auditSeq uint64) notify.Alert {
+	a := notify.Alert{
+		ID:   fmt.Sprintf("%s-%d-%s-%d", d.SessionID, d.Seq, d.Rule, alertSeq.Add(1)),
+		Time: d.Time, Action: d.Action, Shadow: d.Shadow, Employee: d.Employee,
+		Role: d.User, Rule: d.Rule, Reason: d.Reason, Observed: int64(d.Observed), Limit: int64(d.Limit),
+		Measure: d.Measure, Scope: d.Scope, SessionID: d.SessionID,
+		ClientAddr: d.ClientAddr, Application: d.Application,
+		Database: d.database, Severity: d.severity, Statement: statement,
+	}
+	if auditSeq != 0 {
+		a.AuditSeqs = []uint64{auditSeq}
+	}
+	return a
 }
 
 // decisionLog writes Decisions as JSON Lines, one Write per line.

@@ -813,63 +813,45 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 	if r.Shadow {
 		action = "would " + action
 	}
-	data := map[string]any{"seq": seqOf(st), "rule": r.Name, "action": action, "shadow": r.Shadow,
-		"scope": string(r.Scope), "reason": reason, "source": x.source}
-	if x.source == "norm" {
-		data["kind"], data["score"], data["window"] = x.kind, x.score, x.window
+	now := s.g.cfg.Now()
+	if !x.at.IsZero() && x.at.Before(now) {
+		now = x.at
 	}
-	if b.Measure != "" {
-		data["measure"], data["observed"], data["limit"] = b.Measure, b.Observed, b.Limit
-	}
+	// One record, told to the trail, the log, the metrics, the decision
+	// log and security.
+	d := Decision{Time: now.UTC(), Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, SessionID: s.info.ID,
+		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
+		Measure: b.Measure, Window: decisionWindow(r, x), Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
+		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName,
+		severity: r.Severity, database: s.info.Database}
 	if ss.use.Account != "" {
-		data["service_account"] = ss.use.Account
+		d.ServiceAccount, d.Unusual = ss.use.Account, ss.unusual
 		if ss.tagErr != "" {
-			data["tag_error"], data["tag_user"] = ss.tagErr, ss.tagUser
-		}
-		if ss.unusual != "" {
-			data["unusual"] = ss.unusual
+			d.TagError, d.TagUser = ss.tagErr, ss.tagUser
 		}
 	}
 	var auditSeq uint64
 	if s.g.cfg.Audit != nil {
-		s.identityFields(w, data)
-		if raw, err := audit.MarshalData(data); err == nil {
+		if raw, err := audit.MarshalData(d.auditPayload()); err == nil {
 			auditSeq, _ = s.g.cfg.Audit.Append(context.Background(),
 				audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: w.employee, Data: raw})
 		}
 	}
 	if w != &s.def {
-		s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "tagged_employee", w.employee, "reason", reason)
+		s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", d.Seq, "tagged_employee", w.employee, "reason", reason)
 	} else {
-		s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", seqOf(st), "reason", reason)
+		s.log.Warn("rule_fired", "rule", r.Name, "action", action, "statement_seq", d.Seq, "reason", reason)
 	}
 	if m := s.g.cfg.Metrics; m != nil {
 		m.Decisions.WithLabelValues(x.source, action, r.Name).Inc()
 	}
-	now := s.g.cfg.Now()
-	if !x.at.IsZero() && x.at.Before(now) {
-		now = x.at
-	}
-	s.g.decisions.write(Decision{Time: now.UTC(), Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, SessionID: s.info.ID,
-		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
-		Measure: b.Measure, Window: decisionWindow(r, x), Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
-		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName})
+	s.g.decisions.write(d)
 	if r.Action != policy.ActionLog && !x.quiet && s.g.cfg.Alerts != nil {
-		a := notify.Alert{
-			ID:   fmt.Sprintf("%s-%d-%s-%d", s.info.ID, seqOf(st), r.Name, alertSeq.Add(1)),
-			Time: now, Action: action, Shadow: r.Shadow, Employee: w.employee,
-			Role: s.info.User, Rule: r.Name, Reason: reason, Observed: b.Observed, Limit: b.Limit,
-			Measure: b.Measure, Scope: string(r.Scope), SessionID: s.info.ID,
-			ClientAddr: addrString(&s.info), Application: s.info.ApplicationName,
-			Database: s.info.Database, Severity: r.Severity,
-		}
+		var stmt string
 		if sql := s.sqlOf(st); sql != "" {
-			a.Statement = s.analyze(sql).Normalized
+			stmt = s.analyze(sql).Normalized
 		}
-		if auditSeq != 0 {
-			a.AuditSeqs = []uint64{auditSeq}
-		}
-		if err := s.g.cfg.Alerts.Notify(a); err != nil {
+		if err := s.g.cfg.Alerts.Notify(d.alert(stmt, auditSeq)); err != nil {
 			s.log.Error("alert_not_queued", "rule", r.Name, "error", err)
 		}
 	}

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/guard"
 )
 
 // TestAuditPayloadsNameEveryKey: the session_start and statement events
@@ -62,5 +65,40 @@ func TestAuditPayloadsNameEveryKey(t *testing.T) {
 	if starts != 1 || stmts < 8 || !sawCursor || !sawChannel || !sawUnparsed {
 		t.Errorf("%d session starts, %d statements, cursor total %v, notice channel %v, unparsed %v; want 1, 8 or more, and all three",
 			starts, stmts, sawCursor, sawChannel, sawUnparsed)
+	}
+}
+
+// TestDecisionPayloadNamesEveryKey: a decision event decodes into
+// audit.Decision with unknown keys refused, and says what the decision
+// log says.
+func TestDecisionPayloadNamesEveryKey(t *testing.T) {
+	dl := &syncBuffer{}
+	ev, conn := setup(t, func(c *guard.Config) { c.DecisionLog = dl }, withRules(t, `rules:
+  - name: payload-block
+    scope: 1h
+    when:
+      pii_values: {email: 3}
+    action: block
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 10", pgx.QueryExecModeSimpleProtocol)
+	wantRuleBlock(t, err, "payload-block")
+	events := ev.decisions(t)
+	logged := dl.decisions(t)
+	if len(events) != 1 || len(logged) != 1 {
+		t.Fatalf("%d decision events, %d logged; want one each", len(events), len(logged))
+	}
+	raw, _ := json.Marshal(events[0])
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var d audit.Decision
+	if err := dec.Decode(&d); err != nil {
+		t.Fatalf("decision event %s: %v", raw, err)
+	}
+	l := logged[0]
+	if d.Rule != l.Rule || d.Action != l.Action || d.Reason != l.Reason || d.Window != "1h" || d.Window != l.Window ||
+		d.Employee != l.Employee || d.Observed != int64(l.Observed) || d.Limit != 3 || d.Seq != l.Seq {
+		t.Errorf("audit says %+v, decision log %+v", d, l)
 	}
 }
