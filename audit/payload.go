@@ -104,4 +104,7 @@ type Decision struct {
 	TagError       string `json:"tag_error,omitempty"`
 	TagUser        string `json:"tag_user,omitempty"`
 	Unusual        string `json:"unusual,omitempty"`
+	// Outcome is how a hold ended: approved, denied, not approved in time,
+	// no approver configured.
+	Outcome string `json:"outcome,omitempty"`
 }

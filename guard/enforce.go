@@ -975,10 +975,18 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 
 func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome string) {
 	s.log.Warn("hold_ended", "rule", r.Name, "statement_seq", seqOf(st), "outcome", outcome)
-	s.appendEvent(s.stateOf(st).who, audit.TypeDecision, map[string]any{"seq": seqOf(st), "rule": r.Name, "action": "hold", "outcome": outcome})
+	if s.g.cfg.Audit == nil {
+		return
+	}
+	w := s.stateOf(st).who
+	raw, err := audit.MarshalData(audit.Decision{Seq: seqOf(st), Rule: r.Name, Action: "hold", Source: "rule",
+		Scope: string(r.Scope), Reason: "hold " + outcome, Outcome: outcome,
+		Who: audit.Who{Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, ClientAddr: addrString(&s.info), Application: s.info.ApplicationName}})
+	if err == nil {
+		s.g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: w.employee, Data: raw})
+	}
 }
 
-// checkQuarantine refuses a quarantined employee's new session.
 // refusalDecision makes a session refused at its start a decision like
 // any other (decision log, metric, alert, audit when it can be written):
 // a quarantined employee trying again, or auditing failing closed.
@@ -1020,6 +1028,7 @@ func (g *Guard) auditToldAt(now time.Time) bool {
 	}
 }
 
+// checkQuarantine refuses a quarantined employee's new session.
 func (g *Guard) checkQuarantine(info *proxy.SessionInfo) error {
 	if g.cfg.Quarantine == nil {
 		return nil
