@@ -20,8 +20,8 @@ import (
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/guard"
-	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/buildinfo"
+	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/internal/metrics"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -70,14 +70,14 @@ type Server struct {
 	saveNorms  func()
 	guard      *guard.Guard
 
-	proxy    *proxy.Server
-	ln       net.Listener
-	admin    *http.Server // nil without --admin-listen
-	adminLn  net.Listener
+	proxy   *proxy.Server
+	ln      net.Listener
+	admin   *http.Server // nil without --admin-listen
+	adminLn net.Listener
 	// closeReady closes the readiness probes' pools.
 	closeReady func()
 	// tls keeps the TLS files current; nil when none is configured.
-	tls *tlsFiles
+	tls      *tlsFiles
 	reloader *reloader // nil without a policy file
 
 	hurry     chan struct{}

@@ -211,4 +211,3 @@ func TestServeReadiness(t *testing.T) {
 		t.Errorf("the catalog going away is not logged:\n%s", stderr)
 	}
 }
-
