@@ -107,4 +107,7 @@ type Decision struct {
 	// Outcome is how a hold ended: approved, denied, not approved in time,
 	// no approver configured.
 	Outcome string `json:"outcome,omitempty"`
+	// Justification is the reason the employee gave for a held
+	// statement (pgwarden.reason).
+	Justification string `json:"justification,omitempty"`
 }

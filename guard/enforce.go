@@ -956,31 +956,35 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 		Deadline: s.g.cfg.Now().UTC().Add(r.HoldTimeout)}
 	if sql := s.sqlOf(st); sql != "" {
 		h.Statement = s.analyze(sql).Normalized
+		h.Justification = justificationIn(sql)
 	}
-	s.log.Warn("statement_held", "hold_id", h.ID, "rule", r.Name, "timeout", r.HoldTimeout)
+	if j := s.justification.Swap(nil); h.Justification == "" && j != nil {
+		h.Justification = *j
+	}
+	s.log.Warn("statement_held", "hold_id", h.ID, "rule", r.Name, "timeout", r.HoldTimeout, "justification", h.Justification != "")
 	approved, err := s.g.cfg.Holds.Request(ctx, h)
 	switch {
 	case approved:
-		s.holdOutcome(st, r, "approved")
+		s.holdOutcome(st, r, "approved", h.Justification)
 		return proxy.Verdict{}
 	case err != nil:
-		s.holdOutcome(st, r, "not approved in time")
+		s.holdOutcome(st, r, "not approved in time", h.Justification)
 		blocked.Reason = "statement blocked: " + reason + ": not approved within " + r.HoldTimeout.String()
 	default:
-		s.holdOutcome(st, r, "denied")
+		s.holdOutcome(st, r, "denied", h.Justification)
 		blocked.Reason = "statement blocked: " + reason + ": denied by security"
 	}
 	return blocked
 }
 
-func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome string) {
+func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome string, justification ...string) {
 	s.log.Warn("hold_ended", "rule", r.Name, "statement_seq", seqOf(st), "outcome", outcome)
 	if s.g.cfg.Audit == nil {
 		return
 	}
 	w := s.stateOf(st).who
 	raw, err := audit.MarshalData(audit.Decision{Seq: seqOf(st), Rule: r.Name, Action: "hold", Source: "rule",
-		Scope: string(r.Scope), Reason: "hold " + outcome, Outcome: outcome,
+		Scope: string(r.Scope), Reason: "hold " + outcome, Outcome: outcome, Justification: strings.Join(justification, ""),
 		Who: audit.Who{Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, ClientAddr: addrString(&s.info), Application: s.info.ApplicationName}})
 	if err == nil {
 		s.g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: w.employee, Data: raw})

@@ -584,7 +584,7 @@ func TestHoldApprovedOrDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, conn := setup(t, withRules(t, `rules:
+	ev, conn := setup(t, withRules(t, `rules:
   - name: hold-bulk
     when:
       pii_rows: 10
@@ -593,12 +593,13 @@ func TestHoldApprovedOrDenied(t *testing.T) {
 `), func(c *guard.Config) { c.Holds = reg })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	var justified string // the reason the approver is to see
 	decide := func(approve bool) {
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			l, _ := reg.List()
 			if len(l) == 1 {
-				if l[0].Rule != "hold-bulk" || l[0].Employee != pgtest.TrustUser {
-					t.Errorf("hold %+v", l[0])
+				if l[0].Rule != "hold-bulk" || l[0].Employee != pgtest.TrustUser || l[0].Justification != justified {
+					t.Errorf("hold %+v, want justification %q", l[0], justified)
 				}
 				if _, err := reg.Decide(l[0].ID, approve, "security"); err != nil {
 					t.Error(err)
@@ -608,16 +609,34 @@ func TestHoldApprovedOrDenied(t *testing.T) {
 		}
 		t.Error("no hold appeared")
 	}
+	// The employee says why, in a comment of the statement.
+	justified = "ticket 4711: the customer asked for a copy"
 	go decide(true)
-	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30", pgx.QueryExecModeSimpleProtocol); err != nil || n != 30 {
+	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30 /* pgwarden.reason: ticket 4711: the customer asked for a copy */", pgx.QueryExecModeSimpleProtocol); err != nil || n != 30 {
 		t.Fatalf("approved: %d rows, %v", n, err)
 	}
+	var outcome map[string]any
+	for _, d := range ev.decisions(t) {
+		if d["outcome"] != nil {
+			outcome = d
+		}
+	}
+	if outcome["outcome"] != "approved" || outcome["justification"] != justified {
+		t.Errorf("the hold's outcome in the trail: %v", outcome)
+	}
+	// Or before it, with SET pgwarden.reason (PostgreSQL takes it as a
+	// custom setting).
+	if _, err := conn.Exec(ctx, "SET pgwarden.reason = 'audit request from legal'"); err != nil {
+		t.Fatal(err)
+	}
+	justified = "audit request from legal"
 	go decide(false)
 	n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30", pgx.QueryExecModeCacheStatement)
 	var pgErr *pgconn.PgError
 	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "denied by security") || n != 10 {
 		t.Fatalf("denied: %d rows, %v", n, err)
 	}
+	justified = "" // a reason given once serves one hold
 	start := time.Now()
 	n, err = countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30", pgx.QueryExecModeSimpleProtocol)
 	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "not approved within 3s") || n != 10 {

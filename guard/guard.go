@@ -461,7 +461,10 @@ type session struct {
 	path   searchPath
 	pathMu sync.Mutex
 	enf    enforcement
-	key    keyColumn // where the explained_access key is in the current result
+	// justification is the reason the employee last gave with SET
+	// pgwarden.reason, for their next held statement.
+	justification atomic.Pointer[string]
+	key           keyColumn // where the explained_access key is in the current result
 	// dec decodes the values that hide text (decode.go).
 	dec valueDecoder
 	// cursors sums the fetches of each open server-side cursor.
@@ -687,6 +690,9 @@ func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 	if len(tag) > 0 && (tag[0] == 'S' || tag[0] == 'R') {
 		// SET, RESET, or a SELECT calling set_config().
 		s.followPath(st)
+		if j, ok := justificationSet(s.sqlOf(st)); ok {
+			s.justification.Store(&j)
+		}
 	}
 }
 

@@ -30,17 +30,20 @@ const (
 
 // Hold is one paused result.
 type Hold struct {
-	ID        string    `json:"id"`
-	Status    string    `json:"status"`
-	Employee  string    `json:"employee"`
-	Rule      string    `json:"rule"`
-	Reason    string    `json:"reason"`
-	SessionID string    `json:"session_id"`
-	Statement string    `json:"statement,omitempty"`
-	Since     time.Time `json:"since"`
-	Deadline  time.Time `json:"deadline"`
-	DecidedBy string    `json:"decided_by,omitempty"`
-	DecidedAt time.Time `json:"decided_at,omitzero"`
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	Employee  string `json:"employee"`
+	Rule      string `json:"rule"`
+	Reason    string `json:"reason"`
+	SessionID string `json:"session_id"`
+	Statement string `json:"statement,omitempty"`
+	// Justification is the reason the employee gave (pgwarden.reason),
+	// shown to the approver.
+	Justification string    `json:"justification,omitempty"`
+	Since         time.Time `json:"since"`
+	Deadline      time.Time `json:"deadline"`
+	DecidedBy     string    `json:"decided_by,omitempty"`
+	DecidedAt     time.Time `json:"decided_at,omitzero"`
 }
 
 // Registry is the directory of holds.
