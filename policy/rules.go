@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // Action is what pgwarden does when a rule fires.
@@ -131,7 +133,7 @@ type Figures struct {
 	// space).
 	Unexplained, Sequential int64
 	// PIIValues counts PII values per category; the total is the sum.
-	PIIValues map[Category]int64
+	PIIValues map[pii.Category]int64
 }
 
 // Context is what is known about a statement before any row: who and where.
@@ -254,7 +256,7 @@ const (
 type threshold struct {
 	name     string // the Limit.Measure
 	measure  measure
-	category Category
+	category pii.Category
 	limit    int64
 }
 

@@ -14,6 +14,8 @@ import (
 	_ "time/tzdata"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // groupRef is a group:NAME subject, resolved once every group is known
@@ -58,7 +60,7 @@ func (ps *parser) timezone(n *yaml.Node) {
 // validName reports whether s is a non-empty run of ASCII letters, digits,
 // '_', '.' and '-': the shape of rule and group names.
 func validName(s string) bool {
-	return validIdent(strings.ReplaceAll(s, ".", "_"))
+	return pii.ValidName(strings.ReplaceAll(s, ".", "_"))
 }
 
 func (ps *parser) groups(n *yaml.Node) {
@@ -498,7 +500,7 @@ func (ps *parser) piiValues(n *yaml.Node) ([]threshold, int64, bool) {
 			ok = false
 			continue
 		}
-		var cat Category
+		var cat pii.Category
 		if k.Value != "any" {
 			var good bool
 			if cat, good = ps.category(k, what); !good {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // parseErrors parses src and returns its errors, one line each without the
@@ -613,7 +615,7 @@ func TestExceeded(t *testing.T) {
 	p := mustParse(t, exceededPolicy)
 	all := Figures{
 		Rows: 5, Bytes: 1001, PIIRows: 4, DistinctSubjects: 3,
-		PIIValues: map[Category]int64{CategoryEmail: 6, CategoryNationalID: 1, CategoryPhone: 14},
+		PIIValues: map[pii.Category]int64{pii.Email: 6, pii.NationalID: 1, pii.Phone: 14},
 	}
 	for _, tc := range []struct {
 		name   string
@@ -622,22 +624,22 @@ func TestExceeded(t *testing.T) {
 		want   Breach
 		wantOK bool
 	}{
-		{"total over", "total", Figures{PIIValues: map[Category]int64{CategoryEmail: 6, CategoryPhone: 5}}, Breach{"pii_values", 11, 10}, true},
-		{"total equal is not exceeded", "total", Figures{PIIValues: map[Category]int64{CategoryEmail: 6, CategoryPhone: 4}}, Breach{}, false},
+		{"total over", "total", Figures{PIIValues: map[pii.Category]int64{pii.Email: 6, pii.Phone: 5}}, Breach{"pii_values", 11, 10}, true},
+		{"total equal is not exceeded", "total", Figures{PIIValues: map[pii.Category]int64{pii.Email: 6, pii.Phone: 4}}, Breach{}, false},
 		{"total of nothing", "total", Figures{}, Breach{}, false},
-		{"category over", "email", Figures{PIIValues: map[Category]int64{CategoryEmail: 11}}, Breach{"pii_values.email", 11, 10}, true},
-		{"category counts only itself", "email", Figures{PIIValues: map[Category]int64{CategoryEmail: 10, CategoryPhone: 100}}, Breach{}, false},
-		{"any is the total", "any", Figures{PIIValues: map[Category]int64{CategoryEmail: 10, "custom:x": 1}}, Breach{"pii_values", 11, 10}, true},
+		{"category over", "email", Figures{PIIValues: map[pii.Category]int64{pii.Email: 11}}, Breach{"pii_values.email", 11, 10}, true},
+		{"category counts only itself", "email", Figures{PIIValues: map[pii.Category]int64{pii.Email: 10, pii.Phone: 100}}, Breach{}, false},
+		{"any is the total", "any", Figures{PIIValues: map[pii.Category]int64{pii.Email: 10, "custom:x": 1}}, Breach{"pii_values", 11, 10}, true},
 		{"every threshold exceeded", "and", all, Breach{"pii_values.national_id", 1, 0}, true},
 		{"one threshold equal", "and", func() Figures { f := all; f.Bytes = 1000; return f }(), Breach{}, false},
 		{"category below", "and", func() Figures {
 			f := all
-			f.PIIValues = map[Category]int64{CategoryEmail: 5, CategoryNationalID: 1, CategoryPhone: 100}
+			f.PIIValues = map[pii.Category]int64{pii.Email: 5, pii.NationalID: 1, pii.Phone: 100}
 			return f
 		}(), Breach{}, false},
 		{"total below", "and", func() Figures {
 			f := all
-			f.PIIValues = map[Category]int64{CategoryEmail: 6, CategoryNationalID: 1, CategoryPhone: 13}
+			f.PIIValues = map[pii.Category]int64{pii.Email: 6, pii.NationalID: 1, pii.Phone: 13}
 			return f
 		}(), Breach{}, false},
 		{"rows over zero", "rows", Figures{Rows: 1}, Breach{"rows", 1, 0}, true},
@@ -658,7 +660,7 @@ func TestExceededAllocs(t *testing.T) {
 	r := ruleByName(t, p, "and")
 	f := &Figures{
 		Rows: 5, Bytes: 1001, PIIRows: 4, DistinctSubjects: 3,
-		PIIValues: map[Category]int64{CategoryEmail: 6, CategoryNationalID: 1, CategoryPhone: 14, "custom:x": 3},
+		PIIValues: map[pii.Category]int64{pii.Email: 6, pii.NationalID: 1, pii.Phone: 14, "custom:x": 3},
 	}
 	if n := testing.AllocsPerRun(100, func() {
 		if _, ok := r.Exceeded(f); !ok {
@@ -789,7 +791,7 @@ func TestDefaultRules(t *testing.T) {
 			t.Errorf("server-egress applies to %s: %v, want %v", k, !want, want)
 		}
 	}
-	if _, ok := ruleByName(t, p, "statement-pii-alert").Exceeded(&Figures{PIIValues: map[Category]int64{CategoryEmail: 1001}}); !ok {
+	if _, ok := ruleByName(t, p, "statement-pii-alert").Exceeded(&Figures{PIIValues: map[pii.Category]int64{pii.Email: 1001}}); !ok {
 		t.Error("statement-pii-alert does not fire at 1001 values")
 	}
 	if Default() == p || Default().Rules()[0] == p.Rules()[0] {
@@ -843,7 +845,7 @@ func BenchmarkExceeded(b *testing.B) {
 	p := mustParse(b, exceededPolicy)
 	r := ruleByName(b, p, "and")
 	f := &Figures{Rows: 5, Bytes: 1001, PIIRows: 4, DistinctSubjects: 3,
-		PIIValues: map[Category]int64{CategoryEmail: 6, CategoryNationalID: 1, CategoryPhone: 14}}
+		PIIValues: map[pii.Category]int64{pii.Email: 6, pii.NationalID: 1, pii.Phone: 14}}
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Exceeded(f)
