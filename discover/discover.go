@@ -337,7 +337,7 @@ func readSample(ctx context.Context, conn *pgx.Conn, query string, cols []*colum
 			set.Scan(v, &counts)
 			counts.Each(func(cat pii.Category, k int) {
 				if k > 0 {
-					c.hits[pii.Category(cat)]++
+					c.hits[cat]++
 				}
 			})
 		}

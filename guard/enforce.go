@@ -122,7 +122,7 @@ func (a *activeRule) prepare() {
 		case strings.HasPrefix(l.Measure, "pii_values."):
 			c.kind = measurePIICategory
 			c.cat = pii.Category(strings.TrimPrefix(l.Measure, "pii_values."))
-			base = a.base.PIIValues[pii.Category(c.cat)]
+			base = a.base.PIIValues[c.cat]
 		case l.Measure == "pii_rows":
 			c.kind, base = measurePIIRows, a.base.PIIRows
 		case l.Measure == "distinct_subjects":
@@ -670,7 +670,7 @@ func (s *session) addOpen(f *policy.Figures, w *who) {
 	f.Sequential += o.sequential
 	o.pii.Each(func(c pii.Category, n int) {
 		if n != 0 {
-			f.PIIValues[pii.Category(c)] += int64(n)
+			f.PIIValues[c] += int64(n)
 		}
 	})
 }

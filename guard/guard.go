@@ -196,15 +196,11 @@ func compile(p *policy.Policy, keys map[string][]byte) (*compiled, error) {
 	if !dc.Enabled {
 		return c, nil
 	}
-	var builtins []pii.Category
-	for _, cat := range dc.Categories {
-		builtins = append(builtins, pii.Category(cat))
-	}
 	var custom []detect.Custom
 	for _, cd := range dc.Custom {
-		custom = append(custom, detect.Custom{Name: cd.Name, Category: pii.Category(cd.Category), Pattern: cd.Pattern})
+		custom = append(custom, detect.Custom{Name: cd.Name, Category: cd.Category, Pattern: cd.Pattern})
 	}
-	set, err := detect.New(builtins, custom)
+	set, err := detect.New(dc.Categories, custom)
 	if err != nil {
 		return nil, err
 	}
@@ -797,7 +793,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 			continue
 		}
 		if cat, ok := p.Classify(col.Schema, col.Table, col.Name); ok {
-			plan[i] = colPlan{declared: pii.Category(cat), textual: plan[i].textual, dec: plan[i].dec, oid: plan[i].oid}
+			plan[i] = colPlan{declared: cat, textual: plan[i].textual, dec: plan[i].dec, oid: plan[i].oid}
 			continue
 		}
 		if col.RelKind == 'v' || col.RelKind == 'm' {

@@ -71,11 +71,11 @@ func (s *session) noteSkipped(sql string, info *sqltext.Info) {
 func skimmedCategory(p *policy.Policy, info *sqltext.Info) pii.Category {
 	if info.AnyWord {
 		c, _ := p.AnyColumnDeclared()
-		return pii.Category(c)
+		return c
 	}
 	for _, w := range info.Words {
 		if c, ok := p.ColumnNamed(w); ok {
-			return pii.Category(c)
+			return c
 		}
 	}
 	return ""

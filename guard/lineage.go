@@ -186,7 +186,7 @@ func (s *session) declaredRef(lin *sqltext.Lineage, ref sqltext.ColumnRef, depth
 				continue
 			}
 			if cat, ok := p.Classify(schema, rel.Table, ref.Column); ok {
-				return pii.Category(cat), true
+				return cat, true
 			}
 		}
 	}
