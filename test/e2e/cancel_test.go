@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestCancelViaContext cancels a long pg_sleep by its context, which makes
@@ -18,8 +19,8 @@ import (
 func TestCancelViaContext(t *testing.T) {
 	t.Parallel()
 	c := pgtest.Shared(t)
-	plain := startProxy(t)
-	tlsProxy := startProxy(t, withClientTLS(t))
+	plain := proxytest.Start(t)
+	tlsProxy := proxytest.Start(t, proxytest.WithClientTLS(t))
 	cases := []struct{ name, dsn string }{
 		{"direct", c.DSN(pgtest.TrustUser)},
 		{"proxied", plain.DSN(pgtest.TrustUser)},
@@ -28,14 +29,14 @@ func TestCancelViaContext(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			conn := connectPg(t, ctx, tc.dsn, cancelOnContext)
+			ctx := proxytest.Ctx(t, 0)
+			conn := proxytest.ConnectPg(t, ctx, tc.dsn, proxytest.CancelOnContext)
 			qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 			defer cancel()
 			start := time.Now()
 			_, err := conn.Exec(qctx, "SELECT pg_sleep(30)").ReadAll()
 			elapsed := time.Since(start)
-			wantCode(t, err, "57014")
+			proxytest.WantCode(t, err, "57014")
 			if elapsed > 5*time.Second {
 				t.Errorf("cancel took %v", elapsed)
 			}
@@ -53,13 +54,13 @@ func TestCancelViaContext(t *testing.T) {
 // another goroutine waits on the query, in the simple and extended protocol.
 func TestCancelRequest(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	for _, extended := range []bool{false, true} {
 		name := map[bool]string{false: "simple", true: "extended"}[extended]
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			conn := connectPg(t, ctx, p.DSN(pgtest.ScramUser))
+			ctx := proxytest.Ctx(t, 0)
+			conn := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.ScramUser))
 			done := make(chan error, 1)
 			go func() {
 				if extended {
@@ -75,7 +76,7 @@ func TestCancelRequest(t *testing.T) {
 			}
 			select {
 			case err := <-done:
-				wantCode(t, err, "57014")
+				proxytest.WantCode(t, err, "57014")
 			case <-time.After(5 * time.Second):
 				t.Fatal("query not cancelled within 5s")
 			}
@@ -90,7 +91,7 @@ func TestCancelRequest(t *testing.T) {
 // close the connection, as it does after handling one.
 func sendCancel(t *testing.T, ctx context.Context, addr string, pid uint32, secret []byte) {
 	t.Helper()
-	rc := dialRaw(t, ctx, addr)
+	rc := proxytest.DialRaw(t, ctx, addr)
 	req := make([]byte, 12+len(secret))
 	binary.BigEndian.PutUint32(req, uint32(len(req)))
 	binary.BigEndian.PutUint32(req[4:], 80877102)
@@ -99,7 +100,7 @@ func sendCancel(t *testing.T, ctx context.Context, addr string, pid uint32, secr
 	if _, err := rc.Write(req); err != nil {
 		t.Fatal(err)
 	}
-	rc.waitClosed(5 * time.Second)
+	rc.WaitClosed(5 * time.Second)
 }
 
 // TestCancelWrongKey sends CancelRequests that must cancel nothing: the
@@ -108,10 +109,10 @@ func sendCancel(t *testing.T, ctx context.Context, addr string, pid uint32, secr
 // completes.
 func TestCancelWrongKey(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	victim := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
-	other := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	victim := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	other := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 
 	res, err := victim.Exec(ctx, "SELECT pg_backend_pid()").ReadAll()
 	if err != nil {
@@ -164,12 +165,12 @@ func TestCancelWrongKey(t *testing.T) {
 // cancels one: only that one ends early.
 func TestCancelOnlyTarget(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	const n = 4
 	conns := make([]*pgconn.PgConn, n)
 	for i := range conns {
-		conns[i] = connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+		conns[i] = proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 	}
 	results := make(chan struct {
 		i   int
@@ -195,7 +196,7 @@ func TestCancelOnlyTarget(t *testing.T) {
 	for range n {
 		r := <-results
 		if r.i == target {
-			wantCode(t, r.err, "57014")
+			proxytest.WantCode(t, r.err, "57014")
 			if r.d > time.Second {
 				t.Errorf("cancelled query ended after %v", r.d)
 			}
