@@ -284,12 +284,13 @@ func TestUpstreamTerminatesBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	marker := proxytest.UniqueName(t)
 	done := make(chan error, 1)
 	go func() {
-		_, err := busy.Exec(ctx, "SELECT pg_sleep(20)")
+		_, err := busy.Exec(ctx, "SELECT pg_sleep(20) /* "+marker+" */")
 		done <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, super, marker, 1)
 	proxytest.MustExec(t, ctx, super, "SELECT pg_terminate_backend($1)", busyPID)
 	select {
 	case err := <-done:
@@ -302,7 +303,11 @@ func TestUpstreamTerminatesBackend(t *testing.T) {
 	}
 
 	proxytest.MustExec(t, ctx, super, "SELECT pg_terminate_backend($1)", idlePID)
-	time.Sleep(200 * time.Millisecond)
+	proxytest.Eventually(t, 5*time.Second, "the idle backend gone", func() (bool, string) {
+		var n int
+		err := super.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", idlePID).Scan(&n)
+		return err == nil && n == 0, fmt.Sprintf("%d backends, %v", n, err)
+	})
 	if _, err := idle.Exec(ctx, "SELECT 1"); err == nil {
 		t.Error("the idle client's session still works after its backend was terminated")
 	} else {

@@ -61,16 +61,18 @@ func TestCancelRequest(t *testing.T) {
 			t.Parallel()
 			ctx := proxytest.Ctx(t, 0)
 			conn := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.ScramUser))
+			marker := proxytest.UniqueName(t)
+			sql := "SELECT pg_sleep(30) /* " + marker + " */"
 			done := make(chan error, 1)
 			go func() {
 				if extended {
-					done <- conn.ExecParams(ctx, "SELECT pg_sleep(30)", nil, nil, nil, nil).Read().Err
+					done <- conn.ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err
 				} else {
-					_, err := conn.Exec(ctx, "SELECT pg_sleep(30)").ReadAll()
+					_, err := conn.Exec(ctx, sql).ReadAll()
 					done <- err
 				}
 			}()
-			time.Sleep(200 * time.Millisecond)
+			proxytest.WaitRunning(t, ctx, proxytest.SuperConn(t, ctx), marker, 1)
 			if err := conn.CancelRequest(ctx); err != nil {
 				t.Fatalf("CancelRequest: %v", err)
 			}
@@ -123,13 +125,14 @@ func TestCancelWrongKey(t *testing.T) {
 		upstreamPID = upstreamPID*10 + uint32(b-'0')
 	}
 
+	marker := proxytest.UniqueName(t)
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := victim.Exec(ctx, "SELECT pg_sleep(1)").ReadAll()
+		_, err := victim.Exec(ctx, "SELECT pg_sleep(1) /* "+marker+" */").ReadAll()
 		done <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, proxytest.SuperConn(t, ctx), marker, 1)
 
 	wrong := append([]byte(nil), victim.SecretKey()...)
 	wrong[0] ^= 0xff
@@ -177,10 +180,11 @@ func TestCancelOnlyTarget(t *testing.T) {
 		err error
 		d   time.Duration
 	}, n)
+	marker := proxytest.UniqueName(t)
 	start := time.Now()
 	for i, conn := range conns {
 		go func() {
-			_, err := conn.Exec(ctx, "SELECT pg_sleep(1.5)").ReadAll()
+			_, err := conn.Exec(ctx, "SELECT pg_sleep(1.5) /* "+marker+" */").ReadAll()
 			results <- struct {
 				i   int
 				err error
@@ -188,7 +192,7 @@ func TestCancelOnlyTarget(t *testing.T) {
 			}{i, err, time.Since(start)}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, proxytest.SuperConn(t, ctx), marker, n)
 	const target = 2
 	if err := conns[target].CancelRequest(ctx); err != nil {
 		t.Fatal(err)

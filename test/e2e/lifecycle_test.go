@@ -168,12 +168,13 @@ func TestShutdownGraceful(t *testing.T) {
 	ctx := proxytest.Ctx(t, 0)
 	conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 
+	marker := proxytest.UniqueName(t)
 	queryDone := make(chan error, 1)
 	go func() {
-		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.5)")
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.5) /* "+marker+" */")
 		queryDone <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, proxytest.SuperConn(t, ctx), marker, 1)
 
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -224,7 +225,7 @@ func TestShutdownDeadline(t *testing.T) {
 		_, err := busy.Exec(ctx, fmt.Sprintf("SELECT pg_sleep(20) /* %s */", marker))
 		queryDone <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, super, marker, 1)
 
 	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
@@ -264,7 +265,9 @@ func TestShutdownWithConnectionInStartup(t *testing.T) {
 	if _, ok := waiting.Receive().(*pgproto3.AuthenticationMD5Password); !ok {
 		t.Fatal("no md5 password request")
 	}
-	time.Sleep(100 * time.Millisecond)
+	proxytest.Eventually(t, 5*time.Second, "both connections accepted", func() (bool, string) {
+		return p.Server.Sessions() == 2, fmt.Sprintf("%d", p.Server.Sessions())
+	})
 
 	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"reflect"
 	"strings"
@@ -204,4 +205,29 @@ func Code(err error) string {
 		return pgErr.Code
 	}
 	return ""
+}
+
+// WaitRunning waits until n backends other than conn's run a query
+// containing marker: the moment to cancel it, signal the server or shut the
+// proxy down. conn is a direct connection (SuperConn).
+func WaitRunning(t testing.TB, ctx context.Context, conn *pgx.Conn, marker string, n int) {
+	t.Helper()
+	Eventually(t, 10*time.Second, fmt.Sprintf("%d queries containing %s running", n, marker), func() (bool, string) {
+		got, err := ActiveQueries(ctx, conn, marker)
+		return err == nil && got >= n, fmt.Sprintf("%d running, %v", got, err)
+	})
+}
+
+// WaitListening waits until something accepts TCP connections at addr: a
+// pgwarden binary the test started, for one.
+func WaitListening(t testing.TB, addr string, d time.Duration) {
+	t.Helper()
+	Eventually(t, d, "listening at "+addr, func() (bool, string) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		c.Close()
+		return true, ""
+	})
 }
