@@ -111,7 +111,8 @@ func (p *Policy) Warnings() []string {
 	egress := true
 	for _, k := range serverEgress {
 		egress = egress && slices.ContainsFunc(p.rules, func(r *Rule) bool {
-			return slices.Contains(r.kinds, k) && !r.Thresholded() && !r.Shadow &&
+			kinds, _ := conditionOf[kindsCond](r)
+			return slices.Contains(kinds, k) && !r.Thresholded() && !r.Shadow &&
 				(r.Action == ActionBlock || r.Action == ActionKill || r.Action == ActionQuarantine)
 		})
 	}
