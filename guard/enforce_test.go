@@ -258,21 +258,7 @@ func TestSessionAndWindowScopes(t *testing.T) {
 // refuse the statement before the server runs it (THREATS.md S).
 func TestContextRulesRefuseBeforeRunning(t *testing.T) {
 	al := &alerts{}
-	_, conn := setup(t, withRules(t, `rules:
-  - name: no-staging
-    when:
-      statements: [create_table_as, insert_select]
-      tables: [public.customers]
-    action: block
-  - name: server-egress
-    when:
-      statements: [server_egress]
-    action: block
-  - name: copy-watch
-    when:
-      statements: [copy_to_stdout]
-    action: alert
-`), func(c *guard.Config) { c.Alerts = al })
+	_, conn := setup(t, withRules(t, contextRules), func(c *guard.Config) { c.Alerts = al })
 	db := pgtest.Shared(t)
 	db.Exec(t, "DROP TABLE IF EXISTS stash; GRANT CREATE ON SCHEMA public TO "+pgtest.TrustUser)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -195,10 +195,9 @@ func TestEngineSessionAndWindowScopes(t *testing.T) {
 	wantThrough(t, e.session(t).Query("SELECT id, email FROM customers", emailFields, emailRows(100)...), 100)
 }
 
-// TestEngineContextRules: rules on statement kinds and tables refuse the
-// statement before the server runs it, or alert on it.
-func TestEngineContextRules(t *testing.T) {
-	e := newEngine(t, `rules:
+// contextRules refuse staging copies of customers and data leaving through
+// the server, and alert on COPY TO STDOUT.
+const contextRules = `rules:
   - name: no-staging
     when:
       statements: [create_table_as, insert_select]
@@ -212,7 +211,12 @@ func TestEngineContextRules(t *testing.T) {
     when:
       statements: [copy_to_stdout]
     action: alert
-`)
+`
+
+// TestEngineContextRules: rules on statement kinds and tables refuse the
+// statement before the server runs it, or alert on it.
+func TestEngineContextRules(t *testing.T) {
+	e := newEngine(t, contextRules)
 	s := e.session(t)
 	for _, tc := range []struct {
 		sql, rule string
