@@ -184,18 +184,7 @@ func countRows(ctx context.Context, conn *pgx.Conn, sql string, mode pgx.QueryEx
 // and sessions is caught by session and window limits.
 func TestSessionAndWindowScopes(t *testing.T) {
 	dl := &syncBuffer{}
-	ev, conn, g := setupGuard(t, func(c *guard.Config) { c.DecisionLog = dl }, withRules(t, `rules:
-  - name: session-emails
-    scope: session
-    when:
-      pii_values: {email: 100}
-    action: block
-  - name: hourly-emails
-    scope: 1h
-    when:
-      pii_values: 150
-    action: block
-`))
+	ev, conn, g := setupGuard(t, func(c *guard.Config) { c.DecisionLog = dl }, withRules(t, scopeRules))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tx, err := conn.Begin(ctx)

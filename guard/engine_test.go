@@ -167,10 +167,9 @@ func TestEngineShadow(t *testing.T) {
 	}
 }
 
-// TestEngineSessionAndWindowScopes: session limits add up a session's
-// statements, window limits an employee's sessions over time.
-func TestEngineSessionAndWindowScopes(t *testing.T) {
-	e := newEngine(t, `rules:
+// scopeRules limit the emails of a session to 100 and an employee's PII
+// values in an hour to 150.
+const scopeRules = `rules:
   - name: session-emails
     scope: session
     when:
@@ -181,7 +180,12 @@ func TestEngineSessionAndWindowScopes(t *testing.T) {
     when:
       pii_values: 150
     action: block
-`)
+`
+
+// TestEngineSessionAndWindowScopes: session limits add up a session's
+// statements, window limits an employee's sessions over time.
+func TestEngineSessionAndWindowScopes(t *testing.T) {
+	e := newEngine(t, scopeRules)
 	s := e.session(t)
 	wantThrough(t, s.Query("SELECT id, email FROM customers", emailFields, emailRows(60)...), 60)
 	wantStopped(t, s.Query("SELECT id, email FROM customers", emailFields, emailRows(60)...), proxy.Block, "row 41", "rule session-emails")
