@@ -15,41 +15,28 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/clock"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
-// fakeClock is an injected clock that tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+// newClock returns a clock that tests move by hand and that also ticks a
+// millisecond at every reading, so that no two events share a time.
+func newClock() *clock.Virtual {
+	c := clock.NewVirtual(time.Date(2026, 11, 28, 22, 0, 0, 0, time.UTC))
+	c.SetStep(time.Millisecond)
+	return c
 }
 
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 28, 22, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(time.Millisecond)
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func testConfig(dir string, clock *fakeClock) Config {
+func testConfig(dir string, clk *clock.Virtual) Config {
 	return Config{
 		Dir:             dir,
 		Key:             testKey,
 		KeyID:           "k1",
 		CheckpointEvery: 4,
 		Sync:            SyncNever,
-		Now:             clock.Now,
+		Now:             clk.Now,
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // Defaults for the Config fields left zero.
@@ -82,11 +82,11 @@ type column struct {
 	readable            bool   // the role may SELECT it
 	sampled             bool   // its values were sampled
 	nonNull             int    // sampled non-null values
-	hits                map[policy.Category]int
-	nameCat             policy.Category // "" when the name suggests nothing
+	hits                map[pii.Category]int
+	nameCat             pii.Category // "" when the name suggests nothing
 
-	proposal policy.Category // "" when not proposed
-	byValue  bool            // proposal rests on the sampled values
+	proposal pii.Category // "" when not proposed
+	byValue  bool         // proposal rests on the sampled values
 }
 
 // relation is one table, view or materialized view.
@@ -301,7 +301,7 @@ func sampleQuery(rel *relation, exprs []string, n int) (string, bool) {
 // column, leaving none behind when it fails.
 func scanSample(ctx context.Context, conn *pgx.Conn, query string, cols []*column) (int, error) {
 	for _, c := range cols {
-		c.sampled, c.nonNull, c.hits = true, 0, map[policy.Category]int{}
+		c.sampled, c.nonNull, c.hits = true, 0, map[pii.Category]int{}
 	}
 	n, err := readSample(ctx, conn, query, cols)
 	if err != nil {
@@ -335,9 +335,9 @@ func readSample(ctx context.Context, conn *pgx.Conn, query string, cols []*colum
 			c.nonNull++
 			counts.Reset()
 			set.Scan(v, &counts)
-			counts.Each(func(cat detect.Category, k int) {
+			counts.Each(func(cat pii.Category, k int) {
 				if k > 0 {
-					c.hits[policy.Category(cat)]++
+					c.hits[cat]++
 				}
 			})
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -88,22 +89,22 @@ func TestProposesPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("policy.Parse of the output: %v\n%s", err, stdout)
 	}
-	want := map[[2]string]policy.Category{
-		{"customers", "email"}:      policy.CategoryEmail,
-		{"mv_unfilled", "email"}:    policy.CategoryEmail, // by name, its values unreadable
-		{"customers", "phone"}:      policy.CategoryPhone,
-		{"customers", "full_name"}:  policy.CategoryName, // by name only
-		{"customers", "dob"}:        policy.CategoryDateOfBirth,
+	want := map[[2]string]pii.Category{
+		{"customers", "email"}:      pii.Email,
+		{"mv_unfilled", "email"}:    pii.Email, // by name, its values unreadable
+		{"customers", "phone"}:      pii.Phone,
+		{"customers", "full_name"}:  pii.Name, // by name only
+		{"customers", "dob"}:        pii.DateOfBirth,
 		{"customers", "notes"}:      "", // 20% emails, below --min-share
 		{"customers", "order_id"}:   "",
 		{"customers", "order_code"}: "", // bare digit ids are not phones
-		{"customers", "settings"}:   policy.CategoryEmail,
+		{"customers", "settings"}:   pii.Email,
 		{"customers", "id"}:         "",
-		{"Mixed.Case", "E-Mail"}:    policy.CategoryEmail,
+		{"Mixed.Case", "E-Mail"}:    pii.Email,
 		{"Mixed.Case", "label"}:     "",
-		{"v_contacts", "contact"}:   policy.CategoryEmail,
-		{"big", "payload"}:          policy.CategoryEmail,
-		{"secret", "remark"}:        policy.CategoryNationalID,
+		{"v_contacts", "contact"}:   pii.Email,
+		{"big", "payload"}:          pii.Email,
+		{"secret", "remark"}:        pii.NationalID,
 	}
 	for col, cat := range want {
 		got, _ := p.Classify("disc_test", col[0], col[1])
@@ -165,7 +166,7 @@ func TestSkipsUnreadable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("policy.Parse of the output: %v\n%s", err, stdout)
 	}
-	if got, _ := p.Classify("disc_test", "customers", "email"); got != policy.CategoryEmail {
+	if got, _ := p.Classify("disc_test", "customers", "email"); got != pii.Email {
 		t.Errorf("customers.email: %q, want email", got)
 	}
 	// An unreadable column is proposed only when its name suggests PII.
@@ -193,24 +194,24 @@ func TestRunRejectsConfig(t *testing.T) {
 }
 
 func TestNameCategory(t *testing.T) {
-	tests := map[string]policy.Category{
-		"email":              policy.CategoryEmail,
-		"E_Mail":             policy.CategoryEmail,
-		"billingEMail2":      policy.CategoryEmail,
-		"email_address":      policy.CategoryEmail,
-		"client_ip":          policy.CategoryIP,
-		"ip_address":         policy.CategoryIP,
-		"mobile":             policy.CategoryPhone,
-		"SSN":                policy.CategoryNationalID,
-		"social_security_no": policy.CategoryNationalID,
-		"cc_number":          policy.CategoryCard,
-		"iban":               policy.CategoryIBAN,
-		"name":               policy.CategoryName,
-		"lastName":           policy.CategoryName,
+	tests := map[string]pii.Category{
+		"email":              pii.Email,
+		"E_Mail":             pii.Email,
+		"billingEMail2":      pii.Email,
+		"email_address":      pii.Email,
+		"client_ip":          pii.IP,
+		"ip_address":         pii.IP,
+		"mobile":             pii.Phone,
+		"SSN":                pii.NationalID,
+		"social_security_no": pii.NationalID,
+		"cc_number":          pii.Card,
+		"iban":               pii.IBAN,
+		"name":               pii.Name,
+		"lastName":           pii.Name,
 		"product_name":       "",
-		"street":             policy.CategoryAddress,
-		"postal_code":        policy.CategoryAddress,
-		"date_of_birth":      policy.CategoryDateOfBirth,
+		"street":             pii.Address,
+		"postal_code":        pii.Address,
+		"date_of_birth":      pii.DateOfBirth,
 		"hotel":              "",
 		"order_id":           "",
 	}
@@ -239,7 +240,7 @@ func TestMatchString(t *testing.T) {
 			t.Errorf("%s: %v", doc, err)
 			continue
 		}
-		if cat, _ := p.Classify(tt.schema, tt.table, tt.column); !reflect.DeepEqual(cat, policy.CategoryEmail) {
+		if cat, _ := p.Classify(tt.schema, tt.table, tt.column); !reflect.DeepEqual(cat, pii.Email) {
 			t.Errorf("%s does not classify %q.%q.%q", doc, tt.schema, tt.table, tt.column)
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // nameRules map the words of a column name to a category, most specific
@@ -13,52 +13,52 @@ import (
 // when they are all of them.
 var nameRules = []struct {
 	words string
-	cat   policy.Category
+	cat   pii.Category
 	whole bool
 }{
-	{"email", policy.CategoryEmail, false},
-	{"e mail", policy.CategoryEmail, false},
-	{"mail", policy.CategoryEmail, false},
-	{"ip", policy.CategoryIP, false},
-	{"card number", policy.CategoryCard, false},
-	{"cc number", policy.CategoryCard, false},
-	{"credit card", policy.CategoryCard, false},
-	{"pan", policy.CategoryCard, false},
-	{"ssn", policy.CategoryNationalID, false},
-	{"social security", policy.CategoryNationalID, false},
-	{"iban", policy.CategoryIBAN, false},
-	{"phone", policy.CategoryPhone, false},
-	{"mobile", policy.CategoryPhone, false},
-	{"tel", policy.CategoryPhone, false},
-	{"telephone", policy.CategoryPhone, false},
-	{"dob", policy.CategoryDateOfBirth, false},
-	{"birth date", policy.CategoryDateOfBirth, false},
-	{"date of birth", policy.CategoryDateOfBirth, false},
-	{"birthdate", policy.CategoryDateOfBirth, false},
-	{"birthday", policy.CategoryDateOfBirth, false},
-	{"first name", policy.CategoryName, false},
-	{"last name", policy.CategoryName, false},
-	{"full name", policy.CategoryName, false},
-	{"given name", policy.CategoryName, false},
-	{"family name", policy.CategoryName, false},
-	{"customer name", policy.CategoryName, false},
-	{"contact name", policy.CategoryName, false},
-	{"firstname", policy.CategoryName, false},
-	{"lastname", policy.CategoryName, false},
-	{"fullname", policy.CategoryName, false},
-	{"surname", policy.CategoryName, false},
-	{"name", policy.CategoryName, true},
-	{"address", policy.CategoryAddress, false},
-	{"street", policy.CategoryAddress, false},
-	{"city", policy.CategoryAddress, false},
-	{"zip", policy.CategoryAddress, false},
-	{"zipcode", policy.CategoryAddress, false},
-	{"postcode", policy.CategoryAddress, false},
-	{"postal code", policy.CategoryAddress, false},
+	{"email", pii.Email, false},
+	{"e mail", pii.Email, false},
+	{"mail", pii.Email, false},
+	{"ip", pii.IP, false},
+	{"card number", pii.Card, false},
+	{"cc number", pii.Card, false},
+	{"credit card", pii.Card, false},
+	{"pan", pii.Card, false},
+	{"ssn", pii.NationalID, false},
+	{"social security", pii.NationalID, false},
+	{"iban", pii.IBAN, false},
+	{"phone", pii.Phone, false},
+	{"mobile", pii.Phone, false},
+	{"tel", pii.Phone, false},
+	{"telephone", pii.Phone, false},
+	{"dob", pii.DateOfBirth, false},
+	{"birth date", pii.DateOfBirth, false},
+	{"date of birth", pii.DateOfBirth, false},
+	{"birthdate", pii.DateOfBirth, false},
+	{"birthday", pii.DateOfBirth, false},
+	{"first name", pii.Name, false},
+	{"last name", pii.Name, false},
+	{"full name", pii.Name, false},
+	{"given name", pii.Name, false},
+	{"family name", pii.Name, false},
+	{"customer name", pii.Name, false},
+	{"contact name", pii.Name, false},
+	{"firstname", pii.Name, false},
+	{"lastname", pii.Name, false},
+	{"fullname", pii.Name, false},
+	{"surname", pii.Name, false},
+	{"name", pii.Name, true},
+	{"address", pii.Address, false},
+	{"street", pii.Address, false},
+	{"city", pii.Address, false},
+	{"zip", pii.Address, false},
+	{"zipcode", pii.Address, false},
+	{"postcode", pii.Address, false},
+	{"postal code", pii.Address, false},
 }
 
 // nameCategory returns the category a column name suggests, or "".
-func nameCategory(name string) policy.Category {
+func nameCategory(name string) pii.Category {
 	words := nameWords(name)
 	for _, r := range nameRules {
 		rw := strings.Fields(r.words)

@@ -8,14 +8,14 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // propose picks the category to declare for c, or "" for none: the detector
 // category with the largest share at or above minShare, else the category the
 // name suggests.
-func propose(c *column, minShare float64) (policy.Category, bool) {
-	var best policy.Category
+func propose(c *column, minShare float64) (pii.Category, bool) {
+	var best pii.Category
 	bestHits := 0
 	for cat, k := range c.hits {
 		if float64(k) >= minShare*float64(c.nonNull) && (k > bestHits || k == bestHits && cat < best) {
@@ -39,11 +39,11 @@ func evidence(c *column) string {
 			parts = append(parts, fmt.Sprintf("0/%d sampled values match a detector", c.nonNull))
 		default:
 			// The proposed category first, then the others by count.
-			cats := make([]policy.Category, 0, len(c.hits))
+			cats := make([]pii.Category, 0, len(c.hits))
 			for cat := range c.hits {
 				cats = append(cats, cat)
 			}
-			slices.SortFunc(cats, func(x, y policy.Category) int {
+			slices.SortFunc(cats, func(x, y pii.Category) int {
 				if (x == c.proposal) != (y == c.proposal) {
 					if x == c.proposal {
 						return -1

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -15,46 +14,36 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/guard"
-	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // startGuarded starts a proxy inspected by a guard of cfg in front of the
 // shared server and returns the DSN of its trust user through it.
 func startGuarded(t *testing.T, cfg guard.Config) string {
 	t.Helper()
-	db := pgtest.Shared(t)
 	g, err := guard.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.NewServer(proxy.Config{UpstreamAddr: db.Addr(), Inspector: g})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, ln.Addr(), db.Database)
+	return proxytest.Start(t, proxytest.WithInspector(g)).DSN(pgtest.TrustUser)
 }
 
 // sessionEvents returns the events of the session whose statement event's
 // SQL contains marker, once its session_end is there.
 func (e *events) sessionEvents(t *testing.T, marker string) []audit.Event {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var out []audit.Event
+	proxytest.Eventually(t, 10*time.Second, "an ended session with a statement containing "+marker, func() (bool, string) {
 		e.mu.Lock()
+		defer e.mu.Unlock()
 		var id string
 		for _, ev := range e.all {
 			if ev.Type == audit.TypeStatement && strings.Contains(string(ev.Data), marker) {
 				id = ev.SessionID
 			}
 		}
-		var out []audit.Event
+		out = out[:0]
 		ended := false
 		for _, ev := range e.all {
 			if id != "" && ev.SessionID == id {
@@ -62,15 +51,9 @@ func (e *events) sessionEvents(t *testing.T, marker string) []audit.Event {
 				ended = ended || ev.Type == audit.TypeSessionEnd
 			}
 		}
-		e.mu.Unlock()
-		if ended {
-			return out
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ended session with a statement containing %q; %d events", marker, len(e.all))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ended, fmt.Sprintf("%d events", len(e.all))
+	})
+	return out
 }
 
 // TestStatementBeforeClientGoneRecorded: a statement the client sends
@@ -184,11 +167,11 @@ GRANT SELECT, UPDATE ON refused_audit TO `+pgtest.TrustUser)
 			}
 			err = rows.Err()
 		}
-		if pgCode(err) != "42501" || n != 0 {
+		if proxytest.Code(err) != "42501" || n != 0 {
 			t.Fatalf("%v: select with the log failing: %d rows, %v", mode, n, err)
 		}
 		_, err = conn.Exec(ctx, "UPDATE refused_audit SET note = 'refused' WHERE id = 1", mode)
-		if pgCode(err) != "42501" || !strings.Contains(err.Error(), "audit log cannot be written") {
+		if proxytest.Code(err) != "42501" || !strings.Contains(err.Error(), "audit log cannot be written") {
 			t.Fatalf("%v: update with the log failing: %v", mode, err)
 		}
 	}

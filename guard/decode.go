@@ -4,6 +4,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/decode"
 	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // byteaOID is the type of lo_get, loread and decode() results.
@@ -88,16 +89,16 @@ func (vd *valueDecoder) masked(pol *compiled, c colPlan, v []byte) []byte {
 func (vd *valueDecoder) formatOf(pol *compiled, c colPlan, v []byte) policy.MaskFormat {
 	m := pol.p.Masking()
 	if c.declared != "" {
-		return m.Format(policy.Category(c.declared))
+		return m.Format(c.declared)
 	}
 	if pol.detectors == nil {
 		return m.Format("")
 	}
 	vd.scratch.Reset()
 	pol.detectors.Scan(v, &vd.scratch)
-	var cat detect.Category
+	var cat pii.Category
 	kinds := 0
-	vd.scratch.Each(func(c detect.Category, n int) {
+	vd.scratch.Each(func(c pii.Category, n int) {
 		if n > 0 {
 			cat, kinds = c, kinds+1
 		}
@@ -105,7 +106,7 @@ func (vd *valueDecoder) formatOf(pol *compiled, c colPlan, v []byte) policy.Mask
 	if kinds != 1 {
 		return m.Format("")
 	}
-	return m.Format(policy.Category(cat))
+	return m.Format(cat)
 }
 
 // pieceFormat is the mask format of the piece just scanned into
@@ -114,9 +115,9 @@ func (vd *valueDecoder) pieceFormat() policy.MaskFormat {
 	if vd.masking == nil {
 		return ""
 	}
-	var cat detect.Category
+	var cat pii.Category
 	kinds := 0
-	vd.scratch.Each(func(c detect.Category, n int) {
+	vd.scratch.Each(func(c pii.Category, n int) {
 		if n > 0 {
 			cat, kinds = c, kinds+1
 		}
@@ -124,7 +125,7 @@ func (vd *valueDecoder) pieceFormat() policy.MaskFormat {
 	if kinds != 1 {
 		return vd.masking.Format("")
 	}
-	return vd.masking.Format(policy.Category(cat))
+	return vd.masking.Format(cat)
 }
 
 // maskPiece masks an element of a binary value that holds PII.

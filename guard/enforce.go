@@ -16,6 +16,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy/detect"
 	"github.com/pgwarden/pgwarden/policy/hll"
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -98,7 +99,7 @@ const (
 // limitCheck is one threshold of an active rule.
 type limitCheck struct {
 	kind  measureKind
-	cat   detect.Category // measurePIICategory
+	cat   pii.Category // measurePIICategory
 	limit policy.Limit
 	left  int64 // limit - the scope's count before the statement
 }
@@ -120,8 +121,8 @@ func (a *activeRule) prepare() {
 			}
 		case strings.HasPrefix(l.Measure, "pii_values."):
 			c.kind = measurePIICategory
-			c.cat = detect.Category(strings.TrimPrefix(l.Measure, "pii_values."))
-			base = a.base.PIIValues[policy.Category(c.cat)]
+			c.cat = pii.Category(strings.TrimPrefix(l.Measure, "pii_values."))
+			base = a.base.PIIValues[c.cat]
 		case l.Measure == "pii_rows":
 			c.kind, base = measurePIIRows, a.base.PIIRows
 		case l.Measure == "distinct_subjects":
@@ -544,9 +545,9 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 		if info := s.analyze(sql); info.CursorOp == "fetch" {
 			if ct := s.cursors[info.Cursor]; ct != nil {
 				cursorBase = policy.Figures{Rows: ct.Rows, Bytes: ct.Bytes, PIIRows: ct.PIIRows,
-					PIIValues: make(map[policy.Category]int64, len(ct.PIIValues))}
+					PIIValues: make(map[pii.Category]int64, len(ct.PIIValues))}
 				for c, n := range ct.PIIValues {
-					cursorBase.PIIValues[policy.Category(c)] = n
+					cursorBase.PIIValues[pii.Category(c)] = n
 				}
 			}
 		}
@@ -667,9 +668,9 @@ func (s *session) addOpen(f *policy.Figures, w *who) {
 	f.PIIRows += o.piiRows
 	f.Unexplained += o.unexplained
 	f.Sequential += o.sequential
-	o.pii.Each(func(c detect.Category, n int) {
+	o.pii.Each(func(c pii.Category, n int) {
 		if n != 0 {
-			f.PIIValues[policy.Category(c)] += int64(n)
+			f.PIIValues[c] += int64(n)
 		}
 	})
 }
@@ -688,9 +689,9 @@ func (s *session) addOpenSubjects(c *hll.Counter, w *who) {
 // scope rules.
 func (s *session) sessionFigures(w *who) policy.Figures {
 	t := &w.total
-	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, Unexplained: t.unexplained, Sequential: t.sequential, PIIValues: make(map[policy.Category]int64)}
+	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, Unexplained: t.unexplained, Sequential: t.sequential, PIIValues: make(map[pii.Category]int64)}
 	for c, n := range t.piiValues {
-		f.PIIValues[policy.Category(c)] = n
+		f.PIIValues[pii.Category(c)] = n
 	}
 	return f
 }

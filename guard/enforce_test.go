@@ -184,18 +184,7 @@ func countRows(ctx context.Context, conn *pgx.Conn, sql string, mode pgx.QueryEx
 // and sessions is caught by session and window limits.
 func TestSessionAndWindowScopes(t *testing.T) {
 	dl := &syncBuffer{}
-	ev, conn, g := setupGuard(t, func(c *guard.Config) { c.DecisionLog = dl }, withRules(t, `rules:
-  - name: session-emails
-    scope: session
-    when:
-      pii_values: {email: 100}
-    action: block
-  - name: hourly-emails
-    scope: 1h
-    when:
-      pii_values: 150
-    action: block
-`))
+	ev, conn, g := setupGuard(t, func(c *guard.Config) { c.DecisionLog = dl }, withRules(t, scopeRules))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tx, err := conn.Begin(ctx)
@@ -258,21 +247,7 @@ func TestSessionAndWindowScopes(t *testing.T) {
 // refuse the statement before the server runs it (THREATS.md S).
 func TestContextRulesRefuseBeforeRunning(t *testing.T) {
 	al := &alerts{}
-	_, conn := setup(t, withRules(t, `rules:
-  - name: no-staging
-    when:
-      statements: [create_table_as, insert_select]
-      tables: [public.customers]
-    action: block
-  - name: server-egress
-    when:
-      statements: [server_egress]
-    action: block
-  - name: copy-watch
-    when:
-      statements: [copy_to_stdout]
-    action: alert
-`), func(c *guard.Config) { c.Alerts = al })
+	_, conn := setup(t, withRules(t, contextRules), func(c *guard.Config) { c.Alerts = al })
 	db := pgtest.Shared(t)
 	db.Exec(t, "DROP TABLE IF EXISTS stash; GRANT CREATE ON SCHEMA public TO "+pgtest.TrustUser)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -22,6 +22,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy/detect"
 	"github.com/pgwarden/pgwarden/policy/hll"
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -195,15 +196,11 @@ func compile(p *policy.Policy, keys map[string][]byte) (*compiled, error) {
 	if !dc.Enabled {
 		return c, nil
 	}
-	var builtins []detect.Category
-	for _, cat := range dc.Categories {
-		builtins = append(builtins, detect.Category(cat))
-	}
 	var custom []detect.Custom
 	for _, cd := range dc.Custom {
-		custom = append(custom, detect.Custom{Name: cd.Name, Category: detect.Category(cd.Category), Pattern: cd.Pattern})
+		custom = append(custom, detect.Custom{Name: cd.Name, Category: cd.Category, Pattern: cd.Pattern})
 	}
-	set, err := detect.New(builtins, custom)
+	set, err := detect.New(dc.Categories, custom)
 	if err != nil {
 		return nil, err
 	}
@@ -414,11 +411,11 @@ func (f *Figures) DistinctSubjects() uint64 {
 
 // colPlan says how one result column is counted.
 type colPlan struct {
-	declared detect.Category // counted by declaration when set
-	scan     bool            // scanned by the detectors
+	declared pii.Category // counted by declaration when set
+	scan     bool         // scanned by the detectors
 	// derived is the category of a declared column the value is computed
 	// from (md5(email)): counted once when the detectors find nothing.
-	derived detect.Category
+	derived pii.Category
 	// textual is set when a masked string is a valid value of the column
 	// (a text type, in either format); other columns are redacted to NULL.
 	textual bool
@@ -651,7 +648,7 @@ func (s *session) message(st *proxy.Statement, channel string, texts ...string) 
 				Reason: fmt.Sprintf("the %s's text was withheld: it carried PII (rule %s)", channelText(channel), r.Name)}
 		}
 	}
-	e.row.Each(func(c detect.Category, k int) { f.PIIValues.Add(c, k) })
+	e.row.Each(func(c pii.Category, k int) { f.PIIValues.Add(c, k) })
 	f.PIIRows++
 	f.Bytes += size
 	s.subject(f, subject)
@@ -745,7 +742,7 @@ func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdi
 		if pii && s.enf.redacting != nil {
 			return s.cannotRedact(st, "a fast-path function call")
 		}
-		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
+		s.enf.row.Each(f.PIIValues.Add)
 	} else {
 		pii = result != nil && s.cc().detectors != nil && s.cc().detectors.Scan(result, &f.PIIValues) > 0
 	}
@@ -802,7 +799,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 			continue
 		}
 		if cat, ok := p.Classify(col.Schema, col.Table, col.Name); ok {
-			plan[i] = colPlan{declared: detect.Category(cat), textual: plan[i].textual, dec: plan[i].dec, oid: plan[i].oid}
+			plan[i] = colPlan{declared: cat, textual: plan[i].textual, dec: plan[i].dec, oid: plan[i].oid}
 			continue
 		}
 		if col.RelKind == 'v' || col.RelKind == 'm' {
@@ -945,7 +942,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		if s.enf.redacting != nil && subject != nil {
 			return s.redact(f, values)
 		}
-		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
+		s.enf.row.Each(f.PIIValues.Add)
 	}
 	f.Rows++
 	f.Bytes += rowBytes
@@ -993,7 +990,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 		if pii && s.enf.redacting != nil {
 			return s.cannotRedact(st, "COPY")
 		}
-		s.enf.row.Each(func(c detect.Category, n int) { f.PIIValues.Add(c, n) })
+		s.enf.row.Each(f.PIIValues.Add)
 	} else {
 		pii = s.cc().detectors != nil && s.cc().detectors.Scan(data, &f.PIIValues) > 0
 	}
@@ -1050,16 +1047,9 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes, Unexplained: f.Unexplained, Sequential: f.Sequential,
 		Subjects: f.subjects}
 	values := make(map[string]int, 4)
-	f.PIIValues.Each(func(c detect.Category, n int) {
+	f.PIIValues.Each(func(c pii.Category, n int) {
 		values[string(c)] = n
-		if wc, ok := window.CategoryOf(string(c)); ok {
-			wf.PIIValues[wc] += int64(n)
-		} else {
-			if wf.Custom == nil {
-				wf.Custom = make(map[string]int64)
-			}
-			wf.Custom[string(c)] += int64(n)
-		}
+		wf.AddPII(c, int64(n))
 	})
 	w := f.state.who
 	s.g.cfg.Windows.Add(w.employee, now, wf)
@@ -1094,7 +1084,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		m.Statements.Inc()
 		m.Rows.Add(float64(f.Rows))
 		m.Bytes.Add(float64(f.Bytes))
-		f.PIIValues.Each(func(c detect.Category, n int) { m.PIIValues.WithLabelValues(string(c)).Add(float64(n)) })
+		f.PIIValues.Each(func(c pii.Category, n int) { m.PIIValues.WithLabelValues(string(c)).Add(float64(n)) })
 		if f.Failed {
 			m.StatementErrors.Inc()
 		}
@@ -1322,5 +1312,5 @@ func (o *openSum) add(f *Figures, sign int) {
 	o.piiRows += int64(sign) * f.PIIRows
 	o.unexplained += int64(sign) * f.Unexplained
 	o.sequential += int64(sign) * f.Sequential
-	f.PIIValues.Each(func(c detect.Category, n int) { o.pii.Add(c, sign*n) })
+	f.PIIValues.Each(func(c pii.Category, n int) { o.pii.Add(c, sign*n) })
 }

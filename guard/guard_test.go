@@ -3,9 +3,7 @@ package guard_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -25,6 +23,7 @@ import (
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -119,21 +118,10 @@ GRANT SELECT ON customers TO `+pgtest.TrustUser)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.NewServer(proxy.Config{UpstreamAddr: db.Addr(), Inspector: g, OnDDL: res.Invalidate, IsDDLTag: catalog.IsDDLTag})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, ln.Addr(), db.Database))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	p := proxytest.Start(t, proxytest.WithInspector(g), proxytest.WithConfig(func(c *proxy.Config) {
+		c.OnDDL, c.IsDDLTag = res.Invalidate, catalog.IsDDLTag
+	}))
+	conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 	return ev, conn, g
 }
 
@@ -306,24 +294,13 @@ func (f *failingLog) Append(context.Context, audit.Event) (uint64, error) {
 // and a running one ends before it is told its statement completed, unless
 // auditing fails open.
 func TestAuditFailClosed(t *testing.T) {
-	db := pgtest.Shared(t)
 	al, dl := &alerts{}, &syncBuffer{}
 	start := func(t *testing.T, log guard.AuditLog, failOpen bool) string {
 		g, err := guard.New(guard.Config{Audit: log, AuditFailOpen: failOpen, Alerts: al, DecisionLog: dl})
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := proxy.NewServer(proxy.Config{UpstreamAddr: db.Addr(), Inspector: g})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-		return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, ln.Addr(), db.Database)
+		return proxytest.Start(t, proxytest.WithInspector(g)).DSN(pgtest.TrustUser)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -735,16 +712,10 @@ func TestWindowsPerEmployeeAndSession(t *testing.T) {
 		t.Errorf("session windows: %+v, %v; want the 21 PII rows", sw[window.Hour], ok)
 	}
 	conn.Close(ctx)
-	eventually := time.Now().Add(5 * time.Second)
-	for {
-		if _, ok := g.Windows().GetCounts(guard.SessionKey(session), time.Now()); !ok {
-			break
-		}
-		if time.Now().After(eventually) {
-			t.Fatal("the session's windows outlived the session")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	proxytest.Eventually(t, 5*time.Second, "the session's windows end with the session", func() (bool, string) {
+		_, ok := g.Windows().GetCounts(guard.SessionKey(session), time.Now())
+		return !ok, "windows still kept"
+	})
 }
 
 // rawConn opens a second connection to the proxy conn goes through and
@@ -893,7 +864,7 @@ pii:
 	// unqualified names then resolve through pg_catalog alone.
 	for _, empty := range []string{"''", "' '", `'""'`} {
 		exec(conn, "SET search_path = "+empty)
-		if _, err := conn.Exec(ctx, "SELECT 1 FROM nosuch", pgx.QueryExecModeSimpleProtocol); pgCode(err) != "42P01" {
+		if _, err := conn.Exec(ctx, "SELECT 1 FROM nosuch", pgx.QueryExecModeSimpleProtocol); proxytest.Code(err) != "42P01" {
 			t.Fatalf("search_path %s: a missing table: %v, want 42P01", empty, err)
 		}
 		if _, err := conn.Exec(ctx, "SELECT relname FROM pg_class LIMIT 1"); err != nil {
@@ -906,15 +877,6 @@ pii:
 			t.Errorf("search_path %s: counted %v, want 5 emails", empty, got.PIIValues)
 		}
 	}
-}
-
-// pgCode is the SQLSTATE of a PostgreSQL error, or "".
-func pgCode(err error) string {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code
-	}
-	return ""
 }
 
 // TestSessionNamesItsEmployee: the session's audit events name the

@@ -22,6 +22,7 @@ import (
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/identity/tag"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/state/quarantine"
 	"github.com/pgwarden/pgwarden/test/pgtest"
@@ -94,15 +95,6 @@ func poolRows(ctx context.Context, pool *pgxpool.Pool, employee, sql string, mod
 		sql = signed(c.Conn(), employee, sql)
 	}
 	return countRows(ctx, c.Conn(), sql, mode)
-}
-
-func emailCategory(t *testing.T) window.Category {
-	t.Helper()
-	c, ok := window.CategoryOf("email")
-	if !ok {
-		t.Fatal("no email category")
-	}
-	return c
 }
 
 // event is an audit event's employee and data.
@@ -248,7 +240,7 @@ func TestServiceAccountPoolKeepsEmployeesApart(t *testing.T) {
 	}
 	for e, want := range map[string]int64{"alice": 30, "bob": 30, "carol": 25, pgtest.TrustUser: 0} {
 		totals, _ := g.Windows().GetCounts(e, time.Now())
-		if got := totals[window.TenMinutes].PIIValues[emailCategory(t)]; got != want {
+		if got := totals[window.TenMinutes].PIIValues[pii.IdxEmail]; got != want {
 			t.Errorf("%s's 10-minute window: %d emails, want %d", e, got, want)
 		}
 	}

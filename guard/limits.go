@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/policy"
-	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 )
 
@@ -68,14 +68,14 @@ func (s *session) noteSkipped(sql string, info *sqltext.Info) {
 // skimmedCategory is the category an expression column of a skipped text
 // is counted as derived from: that of a declared column the text names
 // anywhere (any declared column when its words do not tell), or "".
-func skimmedCategory(p *policy.Policy, info *sqltext.Info) detect.Category {
+func skimmedCategory(p *policy.Policy, info *sqltext.Info) pii.Category {
 	if info.AnyWord {
 		c, _ := p.AnyColumnDeclared()
-		return detect.Category(c)
+		return c
 	}
 	for _, w := range info.Words {
 		if c, ok := p.ColumnNamed(w); ok {
-			return detect.Category(c)
+			return c
 		}
 	}
 	return ""

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/proxy"
 )
@@ -71,7 +71,7 @@ func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription
 
 // targetCategory returns the category of the first declared column an
 // output column is computed from, or "".
-func (s *session) targetCategory(lin *sqltext.Lineage, t sqltext.Target, depth int) detect.Category {
+func (s *session) targetCategory(lin *sqltext.Lineage, t sqltext.Target, depth int) pii.Category {
 	// Plain references first: they need no catalog read.
 	for _, ref := range t.Refs {
 		if ref.Func == "" {
@@ -92,7 +92,7 @@ func (s *session) targetCategory(lin *sqltext.Lineage, t sqltext.Target, depth i
 
 // viewColumn traces column attNum of a view through its definition to a
 // declared base column, and returns that column's category, or "".
-func (s *session) viewColumn(oid uint32, attNum int) detect.Category {
+func (s *session) viewColumn(oid uint32, attNum int) pii.Category {
 	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
 	def, err := s.cat.ViewDefinition(ctx, oid)
 	cancel()
@@ -127,7 +127,7 @@ func (s *session) viewTables(oid uint32, f *Figures) {
 // column index (or the column called name, when set) of the SQL functions
 // called schema.name computes, or "". Overloads are not told apart: if any
 // of them returns PII, the call is taken to (the side of caution).
-func (s *session) functionColumn(schema, name string, index int, column string, depth int) detect.Category {
+func (s *session) functionColumn(schema, name string, index int, column string, depth int) pii.Category {
 	if s.cat == nil || depth >= maxFunctionDepth {
 		return ""
 	}
@@ -169,7 +169,7 @@ func (s *session) functionColumn(schema, name string, index int, column string, 
 // declaredRef finds the declared column a reference names among the FROM
 // relations, unqualified tables resolved along the session's search_path.
 // A reference to a function in FROM is traced through its body.
-func (s *session) declaredRef(lin *sqltext.Lineage, ref sqltext.ColumnRef, depth int) (detect.Category, bool) {
+func (s *session) declaredRef(lin *sqltext.Lineage, ref sqltext.ColumnRef, depth int) (pii.Category, bool) {
 	p := s.cc().p
 	for _, rel := range lin.From {
 		if ref.Qualifier != "" && ref.Qualifier != rel.Alias && (rel.Alias != "" || ref.Qualifier != rel.Table) {
@@ -186,7 +186,7 @@ func (s *session) declaredRef(lin *sqltext.Lineage, ref sqltext.ColumnRef, depth
 				continue
 			}
 			if cat, ok := p.Classify(schema, rel.Table, ref.Column); ok {
-				return detect.Category(cat), true
+				return cat, true
 			}
 		}
 	}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/policy"
-	"github.com/pgwarden/pgwarden/policy/detect"
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/proxy"
 )
 
@@ -61,7 +61,7 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	}
 	if f.PIIValues.Total() > 0 {
 		o.PIIValues = make(map[string]int64, 2)
-		f.PIIValues.Each(func(c detect.Category, n int) { o.PIIValues[string(c)] = int64(n) })
+		f.PIIValues.Each(func(c pii.Category, n int) { o.PIIValues[string(c)] = int64(n) })
 	}
 	if f.Failed {
 		o.Failed = 1
@@ -297,7 +297,7 @@ func (s *session) headroomRules(w *who, now time.Time, nc policy.NormConfig, sha
 		case h.Feature == "pii_rows":
 			c.kind = measurePIIRows
 		case strings.HasPrefix(h.Feature, "pii_values."):
-			c.kind, c.cat = measurePIICategory, detect.Category(strings.TrimPrefix(h.Feature, "pii_values."))
+			c.kind, c.cat = measurePIICategory, pii.Category(strings.TrimPrefix(h.Feature, "pii_values."))
 		default:
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/proxy"
 )
 
@@ -30,7 +31,7 @@ func (s *session) probe(st *proxy.Statement, f *Figures, counts *detect.Counts) 
 	if lin == nil {
 		return false
 	}
-	var cats []detect.Category
+	var cats []pii.Category
 	for _, ref := range lin.Targets[0].Refs {
 		if cat, ok := s.declaredRef(lin, ref, 0); ok && !slices.Contains(cats, cat) {
 			cats = append(cats, cat)
@@ -38,7 +39,7 @@ func (s *session) probe(st *proxy.Statement, f *Figures, counts *detect.Counts) 
 	}
 	if s.cur == st {
 		// Categories the result returns are counted as returned.
-		cats = slices.DeleteFunc(cats, func(c detect.Category) bool {
+		cats = slices.DeleteFunc(cats, func(c pii.Category) bool {
 			return slices.ContainsFunc(s.plan, func(p colPlan) bool { return p.declared == c || p.derived == c })
 		})
 	}

@@ -6,7 +6,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"unicode/utf8"
 
-	"github.com/pgwarden/pgwarden/policy/detect"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/proxy"
 )
 
@@ -28,7 +28,7 @@ func (s *session) redact(f *Figures, values [][]byte) proxy.Verdict {
 	out = append(out, values...)
 	null := e.redacting.RedactWith == "null"
 	var n int
-	e.row.Each(func(_ detect.Category, k int) { n += k })
+	e.row.Each(func(_ pii.Category, k int) { n += k })
 	pol := s.cc()
 	for _, i := range e.piiCols {
 		var c colPlan

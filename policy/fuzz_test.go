@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // FuzzParse checks that no input makes Parse panic, that it returns either
@@ -54,7 +56,7 @@ func FuzzParse(f *testing.F) {
 			Application: "psql", Time: time.Date(2024, 1, 15, 23, 59, 0, 0, time.UTC),
 			Tables: []string{"public.customers", "a.b.c"}, Kinds: []StatementKind{KindSelect, KindDblink},
 		}
-		f := &Figures{Rows: 10, Bytes: 1 << 20, PIIRows: 5, DistinctSubjects: 3, PIIValues: map[Category]int64{CategoryEmail: 7}}
+		f := &Figures{Rows: 10, Bytes: 1 << 20, PIIRows: 5, DistinctSubjects: 3, PIIValues: map[pii.Category]int64{pii.Email: 7}}
 		for _, e := range p.Explain(c) {
 			if e.Rule.Applies(c) != e.Applies || e.Applies != (e.Why == "") {
 				t.Fatalf("rule %s: Explain %+v disagrees with Applies", e.Rule.Name, e)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"slices"
 	"strings"
 
@@ -26,12 +27,12 @@ var maskFormats = []MaskFormat{MaskKeepDomain, MaskLast4, MaskInitial, MaskHidde
 // Masking is the policy's masking section: a format per PII category,
 // and one for the others.
 type Masking struct {
-	formats map[Category]MaskFormat
+	formats map[pii.Category]MaskFormat
 	def     MaskFormat
 }
 
 // Format is how a value of category c is masked; empty: by its shape.
-func (m Masking) Format(c Category) MaskFormat {
+func (m Masking) Format(c pii.Category) MaskFormat {
 	if f, ok := m.formats[c]; ok {
 		return f
 	}
@@ -45,7 +46,7 @@ func (ps *parser) maskingConfig(n *yaml.Node) {
 	if !ps.want(n, yaml.MappingNode, "masking") {
 		return
 	}
-	m := Masking{formats: map[Category]MaskFormat{}}
+	m := Masking{formats: map[pii.Category]MaskFormat{}}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -57,7 +58,7 @@ func (ps *parser) maskingConfig(n *yaml.Node) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		c := Category(k.Value)
+		c := pii.Category(k.Value)
 		if k.Value != "default" && !c.Valid() {
 			ps.errorf(k, "masking: unknown PII category %q (want default, %s, or custom:NAME)", k.Value, categoryList())
 			continue
@@ -97,7 +98,7 @@ func (m Masking) words() string {
 		return "masking: by the value's shape (an address keeps its domain, a number its last four digits, a name its initial)"
 	}
 	var parts []string
-	for _, c := range builtinCategories {
+	for _, c := range pii.Builtins() {
 		if f, ok := m.formats[c]; ok {
 			parts = append(parts, fmt.Sprintf("%s %s", c, f))
 		}

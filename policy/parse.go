@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // currentVersion is the only policy file version this build understands.
@@ -60,7 +62,7 @@ type parser struct {
 // seenEntry remembers where a match was first given, for duplicate errors.
 type seenEntry struct {
 	line, column int
-	category     Category
+	category     pii.Category
 }
 
 // field handles the value of one mapping key.
@@ -279,12 +281,12 @@ func (ps *parser) match(n *yaml.Node, what string) *namePattern {
 	return pat
 }
 
-func (ps *parser) category(n *yaml.Node, what string) (Category, bool) {
+func (ps *parser) category(n *yaml.Node, what string) (pii.Category, bool) {
 	s, ok := ps.str(n, what)
 	if !ok {
 		return "", false
 	}
-	c := Category(s)
+	c := pii.Category(s)
 	if !c.Valid() {
 		if c.IsCustom() {
 			ps.errorf(n, "%s: bad custom category %q: want custom:<name> with letters, digits, '_' or '-'", what, s)
@@ -296,9 +298,12 @@ func (ps *parser) category(n *yaml.Node, what string) (Category, bool) {
 	return c, true
 }
 
-func categoryList() string {
-	names := make([]string, len(builtinCategories))
-	for i, c := range builtinCategories {
+func categoryList() string { return joinCategories(pii.Builtins()) }
+
+// joinCategories lists categories for messages: "email, phone".
+func joinCategories(cats []pii.Category) string {
+	names := make([]string, len(cats))
+	for i, c := range cats {
 		names[i] = string(c)
 	}
 	return strings.Join(names, ", ")
@@ -308,7 +313,7 @@ func (ps *parser) column(n *yaml.Node) {
 	const what = "pii.columns entry"
 	var (
 		pat *namePattern
-		cat Category
+		cat pii.Category
 		ok  = true
 	)
 	var matchNode *yaml.Node
@@ -373,7 +378,7 @@ func (ps *parser) exclude(n *yaml.Node) {
 func (ps *parser) detectors(n *yaml.Node) {
 	d := &ps.p.detectors
 	d.Enabled = true
-	d.Categories = append([]string(nil), detectorCategories...)
+	d.Categories = pii.Detectable()
 	if isNull(n) {
 		return
 	}
@@ -390,15 +395,15 @@ func (ps *parser) detectors(n *yaml.Node) {
 			d.Enabled = b
 		},
 		"categories": func(v *yaml.Node) {
-			d.Categories = []string{}
+			d.Categories = []pii.Category{}
 			first := make(map[string]int)
 			ps.sequence(v, "categories", func(item *yaml.Node) {
 				c, ok := ps.category(item, "categories")
 				if !ok {
 					return
 				}
-				if !isDetectorCategory(string(c)) {
-					ps.errorf(item, "categories: no built-in detector for %q (detectors exist for %s; use custom for others)", c, strings.Join(detectorCategories, ", "))
+				if !c.Detectable() {
+					ps.errorf(item, "categories: no built-in detector for %q (detectors exist for %s; use custom for others)", c, joinCategories(pii.Detectable()))
 					return
 				}
 				if line, dup := first[string(c)]; dup {
@@ -406,7 +411,7 @@ func (ps *parser) detectors(n *yaml.Node) {
 					return
 				}
 				first[string(c)] = item.Line
-				d.Categories = append(d.Categories, string(c))
+				d.Categories = append(d.Categories, c)
 			})
 		},
 		"custom": func(v *yaml.Node) {
@@ -428,7 +433,7 @@ func (ps *parser) customDetector(n *yaml.Node, names map[string]int) {
 	seen := ps.mapping(n, what, map[string]field{
 		"name": func(v *yaml.Node) {
 			s, good := ps.str(v, "name")
-			if good && !validIdent(s) {
+			if good && !pii.ValidName(s) {
 				ps.errorf(v, "name: %q: want letters, digits, '_' or '-'", s)
 				good = false
 			}
@@ -436,7 +441,7 @@ func (ps *parser) customDetector(n *yaml.Node, names map[string]int) {
 		},
 		"category": func(v *yaml.Node) {
 			c, good := ps.category(v, "category")
-			cd.Category, ok = string(c), ok && good
+			cd.Category, ok = c, ok && good
 		},
 		"pattern": func(v *yaml.Node) {
 			s, good := ps.str(v, "pattern")
@@ -452,7 +457,7 @@ func (ps *parser) customDetector(n *yaml.Node, names map[string]int) {
 			cd.Pattern, ok = s, ok && good
 		},
 	})
-	if nameNode != nil && validIdent(cd.Name) {
+	if nameNode != nil && pii.ValidName(cd.Name) {
 		if line, dup := names[cd.Name]; dup {
 			ps.errorf(nameNode, "custom detector %q defined twice (first at line %d)", cd.Name, line)
 			ok = false

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 func TestParseExample(t *testing.T) {
@@ -16,7 +18,7 @@ func TestParseExample(t *testing.T) {
 	}
 	want := DetectorConfig{
 		Enabled:    true,
-		Categories: []string{"email", "phone", "national_id", "card", "iban", "ip"},
+		Categories: []pii.Category{"email", "phone", "national_id", "card", "iban", "ip"},
 		Custom: []CustomDetector{
 			{Name: "employee_number", Category: "custom:employee_number", Pattern: "EMP-[0-9]{6}"},
 		},
@@ -26,15 +28,15 @@ func TestParseExample(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		schema, table, column string
-		want                  Category
+		want                  pii.Category
 	}{
-		{"public", "customers", "email", CategoryEmail},
-		{"sales", "customers", "phone", CategoryPhone},
-		{"crm", "leads", "ssn", CategoryNationalID},
+		{"public", "customers", "email", pii.Email},
+		{"sales", "customers", "phone", pii.Phone},
+		{"crm", "leads", "ssn", pii.NationalID},
 		{"public", "customers", "notes", "custom:free_text"},
-		{"Sales.EU", "Leads", "FullName", CategoryName},
-		{"public", "customers", "birth_date", CategoryDateOfBirth},
-		{"public", "customers", "dirth_date", CategoryDateOfBirth},
+		{"Sales.EU", "Leads", "FullName", pii.Name},
+		{"public", "customers", "birth_date", pii.DateOfBirth},
+		{"public", "customers", "dirth_date", pii.DateOfBirth},
 		{"public", "settings", "email", ""},
 		{"public", "tickets", "support_email", ""},
 	} {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // cacheSize bounds the Classify cache: enough for the columns of a large
@@ -22,7 +24,7 @@ const maxFileSize = 4 << 20
 // concurrent use; a reload builds a new Policy and swaps it in whole.
 type Policy struct {
 	name      string
-	exact     map[colKey]Category
+	exact     map[colKey]pii.Category
 	globs     []columnRule // in file order
 	exclExact map[colKey]struct{}
 	exclGlobs []*namePattern
@@ -44,12 +46,12 @@ type Policy struct {
 // columnRule is a declared column whose match has a glob.
 type columnRule struct {
 	pattern  *namePattern
-	category Category
+	category pii.Category
 }
 
 // verdict is what the cache remembers about a column.
 type verdict struct {
-	category Category // "" when the column is not declared
+	category pii.Category // "" when the column is not declared
 	excluded bool
 }
 
@@ -60,7 +62,7 @@ type DetectorConfig struct {
 	// either way.
 	Enabled bool
 	// Categories lists the built-in detectors to run, by category name.
-	Categories []string
+	Categories []pii.Category
 	// Custom are the policy's own regular-expression detectors.
 	Custom []CustomDetector
 }
@@ -69,7 +71,7 @@ type DetectorConfig struct {
 // regexp syntax, already checked to compile) count as Category.
 type CustomDetector struct {
 	Name     string
-	Category string
+	Category pii.Category
 	Pattern  string
 }
 
@@ -80,7 +82,7 @@ func newPolicy(name string) *Policy {
 	}
 	return &Policy{
 		name:      name,
-		exact:     make(map[colKey]Category),
+		exact:     make(map[colKey]pii.Category),
 		exclExact: make(map[colKey]struct{}),
 		cache:     cache,
 		loc:       time.UTC,
@@ -93,7 +95,7 @@ func newPolicy(name string) *Policy {
 func defaultDetectors() DetectorConfig {
 	return DetectorConfig{
 		Enabled:    true,
-		Categories: append([]string(nil), detectorCategories...),
+		Categories: pii.Detectable(),
 	}
 }
 
@@ -195,7 +197,7 @@ func (p *Policy) Name() string { return p.name }
 // excluded column is never declared. Names are compared case-sensitively,
 // as the catalog stores them. Results are cached, so repeated lookups of
 // the same column are a map hit and do not allocate.
-func (p *Policy) Classify(schema, table, column string) (Category, bool) {
+func (p *Policy) Classify(schema, table, column string) (pii.Category, bool) {
 	v := p.lookup(colKey{schema, table, column})
 	return v.category, v.category != ""
 }
@@ -205,7 +207,7 @@ func (p *Policy) Classify(schema, table, column string) (Category, bool) {
 // file order), for a caller that knows a column's name but not its table.
 // Exact names are compared without regard to case: the caller may have
 // read the name from SQL text, where unquoted names are folded.
-func (p *Policy) ColumnNamed(column string) (Category, bool) {
+func (p *Policy) ColumnNamed(column string) (pii.Category, bool) {
 	for k, c := range p.exact {
 		if strings.EqualFold(k.column, column) {
 			return c, true
@@ -222,12 +224,12 @@ func (p *Policy) ColumnNamed(column string) (Category, bool) {
 // AnyColumnDeclared returns the category of a column the policy declares
 // (the first glob in file order, else the first exact entry by name), and
 // false when it declares none.
-func (p *Policy) AnyColumnDeclared() (Category, bool) {
+func (p *Policy) AnyColumnDeclared() (pii.Category, bool) {
 	if len(p.globs) > 0 {
 		return p.globs[0].category, true
 	}
 	var first *colKey
-	var cat Category
+	var cat pii.Category
 	for k, c := range p.exact {
 		if first == nil || k.schema+"\x00"+k.table+"\x00"+k.column < first.schema+"\x00"+first.table+"\x00"+first.column {
 			first, cat = &k, c

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 func mustParse(t testing.TB, src string) *Policy {
@@ -53,19 +55,19 @@ func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		name                  string
 		schema, table, column string
-		want                  Category // "" means not declared
+		want                  pii.Category // "" means not declared
 	}{
-		{"exact entry", "public", "customers", "email", CategoryEmail},
-		{"exact entry beats an earlier glob", "shop", "orders", "email", CategoryEmail},
+		{"exact entry", "public", "customers", "email", pii.Email},
+		{"exact entry beats an earlier glob", "shop", "orders", "email", pii.Email},
 		{"the earlier glob elsewhere", "shop", "users", "email", "custom:glob_first"},
 		{"star glob", "public", "customers", "notes", "custom:customer_data"},
 		{"first glob in file order wins", "public", "customers", "phone", "custom:customer_data"},
-		{"later glob for another schema", "sales", "customers", "phone", CategoryPhone},
-		{"star matches the empty string", "", "customers", "phone", CategoryPhone},
-		{"question mark", "crm", "contact1", "ssn", CategoryNationalID},
+		{"later glob for another schema", "sales", "customers", "phone", pii.Phone},
+		{"star matches the empty string", "", "customers", "phone", pii.Phone},
+		{"question mark", "crm", "contact1", "ssn", pii.NationalID},
 		{"question mark needs one character", "crm", "contact", "ssn", ""},
 		{"question mark is one character, not two", "crm", "contact12", "ssn", ""},
-		{"question mark matches one multibyte rune", "crm", "contacté", "ssn", CategoryNationalID},
+		{"question mark matches one multibyte rune", "crm", "contacté", "ssn", pii.NationalID},
 		{"class", "crm", "t", "b_id", "custom:abc"},
 		{"negated class", "crm", "t", "d_id", "custom:not_abc"},
 		{"range", "crm", "t", "xb", "custom:range"},
@@ -73,15 +75,15 @@ func TestClassify(t *testing.T) {
 		{"outside the range", "crm", "t", "xd", ""},
 		{"case-sensitive", "Public", "customers", "email", ""},
 		{"case-sensitive column", "public", "customers", "EMAIL", "custom:customer_data"},
-		{"quoted parts with dots and mixed case", "My.Schema", "Mixed.Case", "Email", CategoryEmail},
+		{"quoted parts with dots and mixed case", "My.Schema", "Mixed.Case", "Email", pii.Email},
 		{"quoted parts are exact", "my.schema", "mixed.case", "email", ""},
-		{"quoted glob characters are literal", "wild*", `q"uote`, "c", CategoryName},
+		{"quoted glob characters are literal", "wild*", `q"uote`, "c", pii.Name},
 		{"quoted star does not glob", "wildcard", `q"uote`, "c", ""},
-		{"escaped star is literal", "star", "t", "a*b", CategoryName},
+		{"escaped star is literal", "star", "t", "a*b", pii.Name},
 		{"escaped star does not glob", "star", "t", "axxb", ""},
 		{"excluded", "public", "settings", "email", ""},
 		{"exclude beats a declaration", "In.Excl", "t", "secret", ""},
-		{"declaration next to an exclusion", "In.Excl", "t", "pan", CategoryCard},
+		{"declaration next to an exclusion", "In.Excl", "t", "pan", pii.Card},
 		{"unknown column", "public", "orders", "id", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,11 +170,11 @@ func TestDefault(t *testing.T) {
 
 func TestCategory(t *testing.T) {
 	for _, tc := range []struct {
-		c             Category
+		c             pii.Category
 		valid, custom bool
 	}{
-		{CategoryEmail, true, false},
-		{CategoryDateOfBirth, true, false},
+		{pii.Email, true, false},
+		{pii.DateOfBirth, true, false},
 		{"custom:free_text", true, true},
 		{"custom:Emp-No_2", true, true},
 		{"custom:", false, true},
@@ -233,11 +235,11 @@ pii:
 `)
 	for _, tc := range []struct {
 		column string
-		want   Category
+		want   pii.Category
 	}{
-		{"email", CategoryEmail},
-		{"EMAIL", CategoryEmail},
-		{"ssn", CategoryNationalID},
+		{"email", pii.Email},
+		{"EMAIL", pii.Email},
+		{"ssn", pii.NationalID},
 		{"b_id", "custom:abc"},
 		{"anything", "custom:hr"},
 	} {
@@ -245,14 +247,14 @@ pii:
 			t.Errorf("ColumnNamed(%q) = %q, %v; want %q", tc.column, got, ok, tc.want)
 		}
 	}
-	if got, ok := p.AnyColumnDeclared(); !ok || got != CategoryNationalID {
+	if got, ok := p.AnyColumnDeclared(); !ok || got != pii.NationalID {
 		t.Errorf("AnyColumnDeclared() = %q, %v; want the first glob's category", got, ok)
 	}
 	p = mustParse(t, "version: 1\npii:\n  columns:\n    - match: public.t.email\n      category: email\n")
 	if got, ok := p.ColumnNamed("id"); ok {
 		t.Errorf("ColumnNamed(id) = %q, want none", got)
 	}
-	if got, ok := p.AnyColumnDeclared(); !ok || got != CategoryEmail {
+	if got, ok := p.AnyColumnDeclared(); !ok || got != pii.Email {
 		t.Errorf("AnyColumnDeclared() = %q, %v; want email", got, ok)
 	}
 	if got, ok := Default().AnyColumnDeclared(); ok {

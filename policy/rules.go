@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // Action is what pgwarden does when a rule fires.
@@ -131,7 +133,7 @@ type Figures struct {
 	// space).
 	Unexplained, Sequential int64
 	// PIIValues counts PII values per category; the total is the sum.
-	PIIValues map[Category]int64
+	PIIValues map[pii.Category]int64
 }
 
 // Context is what is known about a statement before any row: who and where.
@@ -193,22 +195,8 @@ type Rule struct {
 
 	who        audience
 	thresholds []threshold // in Exceeded order
-	tables     []tableCond
-	kinds      []StatementKind
-	estRows    int64 // estimated_rows: the planner's estimate must exceed it; -1: no condition
-	sessions   int64 // sessions: the employee has more sessions open than this; -1: no condition
-	hours      []hourRange
-	hoursText  []string
-	days       uint8 // bit 1<<time.Weekday; 0: no days condition
-	clients    []netCond
-	notClients []netCond
-	apps       []appCond
-	notApps    []appCond
-	// service is the service_account condition's values (service*
-	// bits); 0: no condition.
-	service     uint8
-	serviceText []string
-	loc         *time.Location
+	conds      []condition // the context conditions, in contextConditions order
+	loc        *time.Location
 }
 
 // Limit is one threshold of a rule: it is exceeded when the observed count
@@ -237,24 +225,33 @@ type Explanation struct {
 	Why string
 }
 
-// measure identifies what a threshold counts.
-type measure uint8
+// measures are the thresholds a rule's when may set besides pii_values,
+// in Exceeded order (after pii_values per category and in total), each with
+// the Figures it reads; bytes is written as a size ("10MB"), the others as
+// counts. A new measure is a Figures field and an entry here.
+var measures = []struct {
+	key   string
+	of    func(f *Figures) int64
+	bytes bool
+}{
+	{"pii_rows", func(f *Figures) int64 { return f.PIIRows }, false},
+	{"distinct_subjects", func(f *Figures) int64 { return f.DistinctSubjects }, false},
+	{"rows", func(f *Figures) int64 { return f.Rows }, false},
+	{"bytes", func(f *Figures) int64 { return f.Bytes }, true},
+	{"unexplained_rows", func(f *Figures) int64 { return f.Unexplained }, false},
+	{"sequential_rows", func(f *Figures) int64 { return f.Sequential }, false},
+}
 
+// A threshold's measure: an index in measures, or one of these.
 const (
-	measureCategory measure = iota // PIIValues[category]
-	measurePIITotal
-	measurePIIRows
-	measureDistinct
-	measureRows
-	measureBytes
-	measureUnexplained
-	measureSequential
+	measureCategory = -1 // PIIValues[category]
+	measurePIITotal = -2 // the sum of PIIValues
 )
 
 type threshold struct {
 	name     string // the Limit.Measure
-	measure  measure
-	category Category
+	measure  int
+	category pii.Category
 	limit    int64
 }
 
@@ -268,18 +265,8 @@ func (t *threshold) observe(f *Figures) int64 {
 			sum += v
 		}
 		return sum
-	case measurePIIRows:
-		return f.PIIRows
-	case measureDistinct:
-		return f.DistinctSubjects
-	case measureRows:
-		return f.Rows
-	case measureUnexplained:
-		return f.Unexplained
-	case measureSequential:
-		return f.Sequential
 	}
-	return f.Bytes
+	return measures[t.measure].of(f)
 }
 
 // subjectKind says how a subject names employees.
@@ -388,11 +375,17 @@ func (r *Rule) Thresholded() bool { return len(r.thresholds) > 0 }
 // NeedsEstimate reports whether the rule has an estimated_rows condition:
 // the caller then asks the planner how many rows the statement returns and
 // sets Context.EstimatedRows before Applies.
-func (r *Rule) NeedsEstimate() bool { return r.estRows >= 0 }
+func (r *Rule) NeedsEstimate() bool {
+	_, ok := conditionOf[estimateCond](r)
+	return ok
+}
 
 // NeedsSessions reports whether the rule has a sessions condition: only
 // then is Context.Sessions read.
-func (r *Rule) NeedsSessions() bool { return r.sessions >= 0 }
+func (r *Rule) NeedsSessions() bool {
+	_, ok := conditionOf[sessionsCond](r)
+	return ok
+}
 
 // Exceeded compares f with the rule's thresholds. A rule fires only when
 // every one of its thresholds is exceeded (observed > limit: equal is not
@@ -439,109 +432,20 @@ func (r *Rule) Applies(c *Context) bool {
 	return ok
 }
 
-// check evaluates the rule's context conditions in a fixed order and, when
-// explain is set, says in words which one fails first.
+// check evaluates the rule's audience, then its context conditions in
+// contextConditions order and, when explain is set, says in words which one
+// fails first.
 func (r *Rule) check(c *Context, explain bool) (bool, string) {
 	if ok, why := r.who.check(c, explain); !ok {
 		return false, why
 	}
-	if r.tables != nil && !c.TablesUnknown && !r.tablesMatch(c.Tables) {
-		if !explain {
-			return false, ""
-		}
-		texts := make([]string, len(r.tables))
-		for i, t := range r.tables {
-			texts[i] = t.text
-		}
-		if len(c.Tables) == 0 {
-			return false, fmt.Sprintf("tables: the statement names no table (want any of %s)", strings.Join(texts, ", "))
-		}
-		return false, fmt.Sprintf("tables: %s matches none of %s", strings.Join(c.Tables, ", "), strings.Join(texts, ", "))
-	}
-	if r.kinds != nil && !slices.ContainsFunc(c.Kinds, func(k StatementKind) bool { return slices.Contains(r.kinds, k) }) {
-		if !explain {
-			return false, ""
-		}
-		return false, fmt.Sprintf("statements: %s is none of %s", kindList(c.Kinds), kindList(r.kinds))
-	}
-	if r.sessions >= 0 && int64(c.Sessions) <= r.sessions {
-		if !explain {
-			return false, ""
-		}
-		return false, fmt.Sprintf("sessions: %s has %d sessions open, not more than %d", c.User, c.Sessions, r.sessions)
-	}
-	if r.estRows >= 0 && c.EstimatedRows <= r.estRows {
-		if !explain {
-			return false, ""
-		}
-		if c.EstimatedRows == 0 {
-			return false, fmt.Sprintf("estimated_rows: no estimate (want more than %d)", r.estRows)
-		}
-		return false, fmt.Sprintf("estimated_rows: the planner expects %d rows, not more than %d", c.EstimatedRows, r.estRows)
-	}
-	if r.hours != nil || r.days != 0 {
-		local := c.Time.In(r.location())
-		if r.hours != nil {
-			minute := local.Hour()*60 + local.Minute()
-			if !slices.ContainsFunc(r.hours, func(h hourRange) bool { return h.contains(minute) }) {
-				if !explain {
-					return false, ""
-				}
-				return false, fmt.Sprintf("hours: %s %s is outside %s", local.Format("15:04"), r.location(), strings.Join(r.hoursText, ", "))
-			}
-		}
-		if r.days != 0 && r.days&(1<<local.Weekday()) == 0 {
+	for _, cond := range r.conds {
+		if !cond.holds(r, c) {
 			if !explain {
 				return false, ""
 			}
-			return false, fmt.Sprintf("days: %s (%s) is not one of %s", dayNames[local.Weekday()], r.location(), r.dayList())
+			return false, cond.why(r, c)
 		}
-	}
-	addr := c.ClientAddr.WithZone("").Unmap()
-	if r.clients != nil && !netMatch(r.clients, addr) {
-		if !explain {
-			return false, ""
-		}
-		if !addr.IsValid() {
-			return false, fmt.Sprintf("client: the client address is unknown (want one of %s)", netList(r.clients))
-		}
-		return false, fmt.Sprintf("client: %s is in none of %s", addr, netList(r.clients))
-	}
-	if r.notClients != nil && netMatch(r.notClients, addr) {
-		if !explain {
-			return false, ""
-		}
-		for _, n := range r.notClients {
-			if n.prefix.Contains(addr) {
-				return false, fmt.Sprintf("not_client: %s is in %s", addr, n.text)
-			}
-		}
-	}
-	if r.apps != nil && !appMatch(r.apps, c.Application) {
-		if !explain {
-			return false, ""
-		}
-		texts := make([]string, len(r.apps))
-		for i, a := range r.apps {
-			texts[i] = a.text
-		}
-		return false, fmt.Sprintf("application: %q matches none of %s", c.Application, strings.Join(texts, ", "))
-	}
-	if r.notApps != nil && appMatch(r.notApps, c.Application) {
-		if !explain {
-			return false, ""
-		}
-		for _, a := range r.notApps {
-			if a.glob.match(c.Application) {
-				return false, fmt.Sprintf("not_application: %q matches %s", c.Application, a.text)
-			}
-		}
-	}
-	if r.service != 0 && !serviceMatch(r.service, &c.Service) {
-		if !explain {
-			return false, ""
-		}
-		return false, serviceWhy(r.serviceText, &c.Service)
 	}
 	return true, ""
 }
@@ -551,17 +455,6 @@ func (r *Rule) location() *time.Location {
 		return time.UTC
 	}
 	return r.loc
-}
-
-func (r *Rule) tablesMatch(tables []string) bool {
-	for _, name := range tables {
-		for i := range r.tables {
-			if r.tables[i].pat.match(name) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func netMatch(conds []netCond, addr netip.Addr) bool {
@@ -663,17 +556,6 @@ func netList(conds []netCond) string {
 
 // dayNames are the days as a rule writes them, indexed by time.Weekday.
 var dayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
-
-// dayList lists the rule's days from Monday.
-func (r *Rule) dayList() string {
-	var names []string
-	for i := 1; i <= 7; i++ {
-		if d := time.Weekday(i % 7); r.days&(1<<d) != 0 {
-			names = append(names, dayNames[d])
-		}
-	}
-	return strings.Join(names, ", ")
-}
 
 // Rules returns the policy's rules in file order.
 func (p *Policy) Rules() []*Rule { return slices.Clone(p.rules) }

@@ -14,6 +14,8 @@ import (
 	_ "time/tzdata"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // groupRef is a group:NAME subject, resolved once every group is known
@@ -58,7 +60,7 @@ func (ps *parser) timezone(n *yaml.Node) {
 // validName reports whether s is a non-empty run of ASCII letters, digits,
 // '_', '.' and '-': the shape of rule and group names.
 func validName(s string) bool {
-	return validIdent(strings.ReplaceAll(s, ".", "_"))
+	return pii.ValidName(strings.ReplaceAll(s, ".", "_"))
 }
 
 func (ps *parser) groups(n *yaml.Node) {
@@ -125,7 +127,7 @@ var thresholdKeys = []string{"pii_values", "pii_rows", "distinct_subjects", "row
 
 func (ps *parser) rule(n *yaml.Node) {
 	const what = "rules entry"
-	r := &Rule{Line: n.Line, Scope: ScopeStatement, estRows: -1, sessions: -1}
+	r := &Rule{Line: n.Line, Scope: ScopeStatement}
 	ok := true
 	var nameNode, scopeNode, whenNode, redactNode, holdNode *yaml.Node
 	var whenSeen map[string]bool
@@ -377,96 +379,42 @@ func (ps *parser) when(n *yaml.Node, r *Rule) (map[string]bool, bool) {
 	var (
 		perCategory []threshold
 		total       = threshold{name: "pii_values", measure: measurePIITotal, limit: -1}
-		others      = []threshold{
-			{name: "pii_rows", measure: measurePIIRows, limit: -1},
-			{name: "distinct_subjects", measure: measureDistinct, limit: -1},
-			{name: "rows", measure: measureRows, limit: -1},
-			{name: "bytes", measure: measureBytes, limit: -1},
-			{name: "unexplained_rows", measure: measureUnexplained, limit: -1},
-			{name: "sequential_rows", measure: measureSequential, limit: -1},
-		}
+		others      = make([]threshold, len(measures))
 	)
-	limitField := func(t *threshold) field {
-		return func(v *yaml.Node) {
-			l, good := ps.limit(v, t.name)
-			if good {
-				t.limit = l
-			}
-			ok = ok && good
-		}
-	}
-	lists := func(f func(v *yaml.Node) bool) field {
-		return func(v *yaml.Node) { ok = f(v) && ok }
-	}
-	seen := ps.mapping(n, "when", map[string]field{
+	fields := map[string]field{
 		"pii_values": func(v *yaml.Node) {
 			var good bool
 			perCategory, total.limit, good = ps.piiValues(v)
 			ok = ok && good
 		},
-		"pii_rows":          limitField(&others[0]),
-		"distinct_subjects": limitField(&others[1]),
-		"rows":              limitField(&others[2]),
-		"unexplained_rows":  limitField(&others[4]),
-		"sequential_rows":   limitField(&others[5]),
-		"bytes": func(v *yaml.Node) {
-			b, good := ps.byteSize(v)
+	}
+	for i, m := range measures {
+		others[i] = threshold{name: m.key, measure: i, limit: -1}
+		fields[m.key] = func(v *yaml.Node) {
+			read := ps.limit
+			if m.bytes {
+				read = func(v *yaml.Node, _ string) (int64, bool) { return ps.byteSize(v) }
+			}
+			l, good := read(v, m.key)
 			if good {
-				others[3].limit = b
+				others[i].limit = l
 			}
 			ok = ok && good
-		},
-		"tables": lists(func(v *yaml.Node) bool {
-			r.tables = ps.tables(v)
-			return r.tables != nil
-		}),
-		"sessions": func(v *yaml.Node) {
-			l, good := ps.limit(v, "sessions")
-			if good {
-				r.sessions = l
-			}
-			ok = ok && good
-		},
-		"estimated_rows": func(v *yaml.Node) {
-			l, good := ps.limit(v, "estimated_rows")
-			if good {
-				r.estRows = l
-			}
-			ok = ok && good
-		},
-		"statements": lists(func(v *yaml.Node) bool {
-			r.kinds = ps.kinds(v)
-			return r.kinds != nil
-		}),
-		"hours": lists(func(v *yaml.Node) bool {
-			r.hours, r.hoursText = ps.hours(v)
-			return r.hours != nil
-		}),
-		"days": lists(func(v *yaml.Node) bool {
-			r.days = ps.days(v)
-			return r.days != 0
-		}),
-		"client": lists(func(v *yaml.Node) bool {
-			r.clients = ps.nets(v, "client")
-			return r.clients != nil
-		}),
-		"not_client": lists(func(v *yaml.Node) bool {
-			r.notClients = ps.nets(v, "not_client")
-			return r.notClients != nil
-		}),
-		"application": lists(func(v *yaml.Node) bool {
-			r.apps = ps.apps(v, "application")
-			return r.apps != nil
-		}),
-		"not_application": lists(func(v *yaml.Node) bool {
-			r.notApps = ps.apps(v, "not_application")
-			return r.notApps != nil
-		}),
-		"service_account": lists(func(v *yaml.Node) bool {
-			r.service, r.serviceText = ps.serviceConds(v)
-			return r.service != 0
-		}),
-	})
+		}
+	}
+	conds := make([]condition, len(contextConditions))
+	for i, cc := range contextConditions {
+		fields[cc.key] = func(v *yaml.Node) {
+			conds[i] = cc.read(ps, v)
+			ok = ok && conds[i] != nil
+		}
+	}
+	seen := ps.mapping(n, "when", fields)
+	for _, c := range conds {
+		if c != nil {
+			r.conds = append(r.conds, c)
+		}
+	}
 	r.thresholds = perCategory
 	for _, t := range append([]threshold{total}, others...) {
 		if t.limit >= 0 {
@@ -498,7 +446,7 @@ func (ps *parser) piiValues(n *yaml.Node) ([]threshold, int64, bool) {
 			ok = false
 			continue
 		}
-		var cat Category
+		var cat pii.Category
 		if k.Value != "any" {
 			var good bool
 			if cat, good = ps.category(k, what); !good {

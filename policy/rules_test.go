@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // parseErrors parses src and returns its errors, one line each without the
@@ -133,14 +135,16 @@ func TestParseRules(t *testing.T) {
 	if got := r.Limits(); !reflect.DeepEqual(got, wantLimits) {
 		t.Errorf("Limits() = %v, want %v", got, wantLimits)
 	}
-	if want := []StatementKind{KindSelect, KindCopyToFile, KindCopyToProgram, KindLoExport, KindDblink}; !reflect.DeepEqual(r.kinds, want) {
-		t.Errorf("statements = %v, want %v (server_egress expanded, duplicates dropped)", r.kinds, want)
+	kinds, _ := conditionOf[kindsCond](r)
+	if want := (kindsCond{KindSelect, KindCopyToFile, KindCopyToProgram, KindLoExport, KindDblink}); !reflect.DeepEqual(kinds, want) {
+		t.Errorf("statements = %v, want %v (server_egress expanded, duplicates dropped)", kinds, want)
 	}
-	if want := []hourRange{{22 * 60, 6 * 60}, {12 * 60, 13*60 + 30}}; !reflect.DeepEqual(r.hours, want) {
-		t.Errorf("hours = %v, want %v", r.hours, want)
+	hours, _ := conditionOf[hoursCond](r)
+	if want := []hourRange{{22 * 60, 6 * 60}, {12 * 60, 13*60 + 30}}; !reflect.DeepEqual(hours.ranges, want) {
+		t.Errorf("hours = %v, want %v", hours.ranges, want)
 	}
-	if r.dayList() != "mon, sat, sun" {
-		t.Errorf("days = %s", r.dayList())
+	if days, _ := conditionOf[daysCond](r); days.list() != "mon, sat, sun" {
+		t.Errorf("days = %s", days.list())
 	}
 
 	c := ruleByName(t, p, "context.only")
@@ -165,7 +169,7 @@ func TestParseRules(t *testing.T) {
 			t.Errorf("%s: Severity = %q, want %q", tc.rule, r.Severity, tc.severity)
 		}
 	}
-	if h := ruleByName(t, p, "hours-string").hours; !reflect.DeepEqual(h, []hourRange{{9 * 60, 24 * 60}}) {
+	if h, _ := conditionOf[hoursCond](ruleByName(t, p, "hours-string")); !reflect.DeepEqual(h.ranges, []hourRange{{9 * 60, 24 * 60}}) {
 		t.Errorf("hours-string hours = %v", h)
 	}
 }
@@ -613,7 +617,7 @@ func TestExceeded(t *testing.T) {
 	p := mustParse(t, exceededPolicy)
 	all := Figures{
 		Rows: 5, Bytes: 1001, PIIRows: 4, DistinctSubjects: 3,
-		PIIValues: map[Category]int64{CategoryEmail: 6, CategoryNationalID: 1, CategoryPhone: 14},
+		PIIValues: map[pii.Category]int64{pii.Email: 6, pii.NationalID: 1, pii.Phone: 14},
 	}
 	for _, tc := range []struct {
 		name   string
@@ -622,22 +626,22 @@ func TestExceeded(t *testing.T) {
 		want   Breach
 		wantOK bool
 	}{
-		{"total over", "total", Figures{PIIValues: map[Category]int64{CategoryEmail: 6, CategoryPhone: 5}}, Breach{"pii_values", 11, 10}, true},
-		{"total equal is not exceeded", "total", Figures{PIIValues: map[Category]int64{CategoryEmail: 6, CategoryPhone: 4}}, Breach{}, false},
+		{"total over", "total", Figures{PIIValues: map[pii.Category]int64{pii.Email: 6, pii.Phone: 5}}, Breach{"pii_values", 11, 10}, true},
+		{"total equal is not exceeded", "total", Figures{PIIValues: map[pii.Category]int64{pii.Email: 6, pii.Phone: 4}}, Breach{}, false},
 		{"total of nothing", "total", Figures{}, Breach{}, false},
-		{"category over", "email", Figures{PIIValues: map[Category]int64{CategoryEmail: 11}}, Breach{"pii_values.email", 11, 10}, true},
-		{"category counts only itself", "email", Figures{PIIValues: map[Category]int64{CategoryEmail: 10, CategoryPhone: 100}}, Breach{}, false},
-		{"any is the total", "any", Figures{PIIValues: map[Category]int64{CategoryEmail: 10, "custom:x": 1}}, Breach{"pii_values", 11, 10}, true},
+		{"category over", "email", Figures{PIIValues: map[pii.Category]int64{pii.Email: 11}}, Breach{"pii_values.email", 11, 10}, true},
+		{"category counts only itself", "email", Figures{PIIValues: map[pii.Category]int64{pii.Email: 10, pii.Phone: 100}}, Breach{}, false},
+		{"any is the total", "any", Figures{PIIValues: map[pii.Category]int64{pii.Email: 10, "custom:x": 1}}, Breach{"pii_values", 11, 10}, true},
 		{"every threshold exceeded", "and", all, Breach{"pii_values.national_id", 1, 0}, true},
 		{"one threshold equal", "and", func() Figures { f := all; f.Bytes = 1000; return f }(), Breach{}, false},
 		{"category below", "and", func() Figures {
 			f := all
-			f.PIIValues = map[Category]int64{CategoryEmail: 5, CategoryNationalID: 1, CategoryPhone: 100}
+			f.PIIValues = map[pii.Category]int64{pii.Email: 5, pii.NationalID: 1, pii.Phone: 100}
 			return f
 		}(), Breach{}, false},
 		{"total below", "and", func() Figures {
 			f := all
-			f.PIIValues = map[Category]int64{CategoryEmail: 6, CategoryNationalID: 1, CategoryPhone: 13}
+			f.PIIValues = map[pii.Category]int64{pii.Email: 6, pii.NationalID: 1, pii.Phone: 13}
 			return f
 		}(), Breach{}, false},
 		{"rows over zero", "rows", Figures{Rows: 1}, Breach{"rows", 1, 0}, true},
@@ -658,7 +662,7 @@ func TestExceededAllocs(t *testing.T) {
 	r := ruleByName(t, p, "and")
 	f := &Figures{
 		Rows: 5, Bytes: 1001, PIIRows: 4, DistinctSubjects: 3,
-		PIIValues: map[Category]int64{CategoryEmail: 6, CategoryNationalID: 1, CategoryPhone: 14, "custom:x": 3},
+		PIIValues: map[pii.Category]int64{pii.Email: 6, pii.NationalID: 1, pii.Phone: 14, "custom:x": 3},
 	}
 	if n := testing.AllocsPerRun(100, func() {
 		if _, ok := r.Exceeded(f); !ok {
@@ -789,7 +793,7 @@ func TestDefaultRules(t *testing.T) {
 			t.Errorf("server-egress applies to %s: %v, want %v", k, !want, want)
 		}
 	}
-	if _, ok := ruleByName(t, p, "statement-pii-alert").Exceeded(&Figures{PIIValues: map[Category]int64{CategoryEmail: 1001}}); !ok {
+	if _, ok := ruleByName(t, p, "statement-pii-alert").Exceeded(&Figures{PIIValues: map[pii.Category]int64{pii.Email: 1001}}); !ok {
 		t.Error("statement-pii-alert does not fire at 1001 values")
 	}
 	if Default() == p || Default().Rules()[0] == p.Rules()[0] {
@@ -843,7 +847,7 @@ func BenchmarkExceeded(b *testing.B) {
 	p := mustParse(b, exceededPolicy)
 	r := ruleByName(b, p, "and")
 	f := &Figures{Rows: 5, Bytes: 1001, PIIRows: 4, DistinctSubjects: 3,
-		PIIValues: map[Category]int64{CategoryEmail: 6, CategoryNationalID: 1, CategoryPhone: 14}}
+		PIIValues: map[pii.Category]int64{pii.Email: 6, pii.NationalID: 1, pii.Phone: 14}}
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Exceeded(f)
@@ -1117,6 +1121,46 @@ func TestSessionsCondition(t *testing.T) {
 	for n, want := range map[int]bool{1: false, 3: false, 4: true} {
 		if got := r.Applies(&Context{User: "a", Sessions: n}); got != want {
 			t.Errorf("%d sessions: Applies %v", n, got)
+		}
+	}
+}
+
+// TestConditionsInFixedOrder: a rule checks its context conditions in one
+// order whatever the order of the file's keys, and each says why it does
+// not hold.
+func TestConditionsInFixedOrder(t *testing.T) {
+	p := mustParse(t, `version: 1
+rules:
+  - name: r
+    when: {not_application: [batch*], application: [psql, "batch*"], estimated_rows: 100, sessions: 2, tables: [public.customers]}
+    action: block
+`)
+	r := ruleByName(t, p, "r")
+	if !r.NeedsEstimate() || !r.NeedsSessions() {
+		t.Errorf("NeedsEstimate %v, NeedsSessions %v; want both", r.NeedsEstimate(), r.NeedsSessions())
+	}
+	holding := Context{User: "alice", Tables: []string{"public.customers"}, Sessions: 3, EstimatedRows: 101, Application: "psql"}
+	for _, tc := range []struct {
+		name   string
+		change func(c *Context)
+		want   string
+	}{
+		{"every condition holds", func(*Context) {}, ""},
+		{"tables first", func(c *Context) { c.Tables, c.Sessions, c.Application = nil, 1, "x" },
+			"tables: the statement names no table (want any of public.customers)"},
+		{"sessions before estimated_rows", func(c *Context) { c.Sessions, c.EstimatedRows = 2, 0 },
+			"sessions: alice has 2 sessions open, not more than 2"},
+		{"no estimate", func(c *Context) { c.EstimatedRows = 0 }, "estimated_rows: no estimate (want more than 100)"},
+		{"estimate at the limit", func(c *Context) { c.EstimatedRows = 100 },
+			"estimated_rows: the planner expects 100 rows, not more than 100"},
+		{"application", func(c *Context) { c.Application = "DBeaver" }, `application: "DBeaver" matches none of psql, batch*`},
+		{"not_application", func(c *Context) { c.Application = "batch-7" }, `not_application: "batch-7" matches batch*`},
+	} {
+		c := holding
+		tc.change(&c)
+		ok, why := r.check(&c, true)
+		if ok != (tc.want == "") || why != tc.want || r.Applies(&c) != ok {
+			t.Errorf("%s: check = %v, %q; want %q", tc.name, ok, why, tc.want)
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // Summary says in plain words what the policy has on and off: mode,
@@ -27,12 +29,12 @@ func (p *Policy) Summary() []string {
 	switch {
 	case !d.Enabled:
 		out = append(out, "detectors: off (values outside declared columns are not counted)")
-	case len(d.Categories) == len(detectorCategories):
+	case len(d.Categories) == len(pii.Detectable()):
 		out = append(out, "detectors: on, every built-in one"+customWords(d.Custom))
 	case len(d.Categories) == 0:
 		out = append(out, "detectors: on, no built-in one"+customWords(d.Custom))
 	default:
-		out = append(out, "detectors: on, "+strings.Join(d.Categories, ", ")+customWords(d.Custom))
+		out = append(out, "detectors: on, "+joinCategories(d.Categories)+customWords(d.Custom))
 	}
 	if n := len(p.canaries.Values); n > 0 {
 		out = append(out, fmt.Sprintf("canaries: %d values, blocking at %d", n, p.canaries.BlockAt))
@@ -112,7 +114,8 @@ func (p *Policy) Warnings() []string {
 	egress := true
 	for _, k := range serverEgress {
 		egress = egress && slices.ContainsFunc(p.rules, func(r *Rule) bool {
-			return slices.Contains(r.kinds, k) && !r.Thresholded() && !r.Shadow &&
+			kinds, _ := conditionOf[kindsCond](r)
+			return slices.Contains(kinds, k) && !r.Thresholded() && !r.Shadow &&
 				(r.Action == ActionBlock || r.Action == ActionKill || r.Action == ActionQuarantine)
 		})
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"strings"
 	"testing"
 )
@@ -67,7 +68,7 @@ masking:
 		t.Fatal(err)
 	}
 	m := p.Masking()
-	for c, want := range map[Category]MaskFormat{"email": MaskKeepDomain, "phone": MaskLast4, "name": MaskInitial,
+	for c, want := range map[pii.Category]MaskFormat{"email": MaskKeepDomain, "phone": MaskLast4, "name": MaskInitial,
 		"national_id": MaskNull, "address": MaskHidden} {
 		if got := m.Format(c); got != want {
 			t.Errorf("Format(%s) = %q, want %q", c, got, want)

@@ -1,6 +1,9 @@
 package policy
 
-import "github.com/pgwarden/pgwarden/policy/window"
+import (
+	"github.com/pgwarden/pgwarden/policy/pii"
+	"github.com/pgwarden/pgwarden/policy/window"
+)
 
 // Span is the sliding window a scope is compared with; ok is false for the
 // statement and session scopes.
@@ -21,14 +24,11 @@ func (s Scope) Span() (span window.Span, ok bool) {
 // WindowFigures converts a window's figures into what thresholds compare.
 func WindowFigures(w *window.Figures) Figures {
 	f := Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained, Sequential: w.Sequential,
-		DistinctSubjects: int64(w.DistinctSubjects()), PIIValues: make(map[Category]int64)}
-	for i, n := range w.PIIValues {
+		DistinctSubjects: int64(w.DistinctSubjects()), PIIValues: make(map[pii.Category]int64)}
+	w.EachPII(func(c pii.Category, n int64) {
 		if n > 0 {
-			f.PIIValues[Category(window.Category(i).String())] += n
+			f.PIIValues[c] += n
 		}
-	}
-	for name, n := range w.Custom {
-		f.PIIValues[Category(name)] += n
-	}
+	})
 	return f
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgwarden/pgwarden/internal/pgmock"
+	"github.com/pgwarden/pgwarden/test/pgmock"
 )
 
 // recorder is an inspector that writes down what it sees, as readable lines.

@@ -8,25 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/clock"
 )
-
-// fakeClock is an injectable Config.Now.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // memSink records what it is given.
 type memSink struct {
@@ -50,16 +34,16 @@ func (s *memSink) take() []Alert {
 	return got
 }
 
-func newLimitTest(t *testing.T, cfg Config) (*Notifier, *memSink, *fakeClock) {
+func newLimitTest(t *testing.T, cfg Config) (*Notifier, *memSink, *clock.Virtual) {
 	t.Helper()
 	db := openDB(t, filepath.Join(t.TempDir(), "n.db"))
 	t.Cleanup(func() { db.Close() })
-	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := clock.NewVirtual(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	sink := &memSink{}
 	cfg.Sinks = []Sink{sink}
-	cfg.Now = clock.Now
+	cfg.Now = clk.Now
 	n := newTestNotifier(t, db, cfg)
-	return n, sink, clock
+	return n, sink, clk
 }
 
 func notify(t *testing.T, n *Notifier, a Alert) {

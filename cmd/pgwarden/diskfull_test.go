@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted
@@ -132,10 +133,10 @@ GRANT SELECT, UPDATE ON diskfull_t TO `+pgtest.TrustUser)
 	}
 
 	filler := fill(t, mnt)
-	if rows, err := count(); rows != 0 || pgCode(err) != "42501" || !strings.Contains(err.Error(), "audit log cannot be written") {
+	if rows, err := count(); rows != 0 || proxytest.Code(err) != "42501" || !strings.Contains(err.Error(), "audit log cannot be written") {
 		t.Fatalf("disk full: %d rows, %v; want none and SQLSTATE 42501", rows, err)
 	}
-	if _, err := conn.Exec(ctx, "UPDATE diskfull_t SET n = n + 1 WHERE id = 1"); pgCode(err) != "42501" {
+	if _, err := conn.Exec(ctx, "UPDATE diskfull_t SET n = n + 1 WHERE id = 1"); proxytest.Code(err) != "42501" {
 		t.Fatalf("update on a full disk: %v", err)
 	}
 	if got := n(); got != 0 {
@@ -149,17 +150,14 @@ GRANT SELECT, UPDATE ON diskfull_t TO `+pgtest.TrustUser)
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	var conn2 *pgx.Conn
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		var err error
-		if conn2, err = pgx.Connect(ctx, dsn); err == nil {
-			break
+	proxytest.Eventually(t, 10*time.Second, "a new session after space was freed", func() (bool, string) {
+		conn2, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return false, fmt.Sprintf("%v\n%s", err, stderr)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no new session 10s after space was freed: %v\n%s", err, stderr)
-		}
-	}
-	conn2.Close(ctx)
+		conn2.Close(ctx)
+		return true, ""
+	})
 	if _, err := conn.Exec(ctx, "UPDATE diskfull_t SET n = n + 1 WHERE id = 1"); err != nil {
 		t.Fatalf("the running session after recovery: %v", err)
 	}
@@ -190,7 +188,10 @@ GRANT SELECT, UPDATE ON diskfull_t TO `+pgtest.TrustUser)
 	hc.Conn.Close()
 
 	conn.Close(ctx)
-	time.Sleep(200 * time.Millisecond) // let the raw session end first
+	proxytest.Eventually(t, 5*time.Second, "the update sent with Terminate applied", func() (bool, string) {
+		got := n()
+		return got == 11, fmt.Sprintf("n = %d", got)
+	})
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("pgwarden exited with %v\n%s", err, stderr)
@@ -212,13 +213,4 @@ GRANT SELECT, UPDATE ON diskfull_t TO `+pgtest.TrustUser)
 	if code != 0 || strings.Count(stdout, `SET n = n + $1`) != 2 {
 		t.Fatalf("audit query: exit %d, want two updates recorded (the refused one is not):\n%s", code, stdout)
 	}
-}
-
-// pgCode returns the SQLSTATE of a PostgreSQL error, or "".
-func pgCode(err error) string {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code
-	}
-	return ""
 }

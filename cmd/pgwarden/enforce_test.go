@@ -28,6 +28,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // receiver is a webhook endpoint that checks signatures and keeps alerts.
@@ -56,18 +57,19 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // waitFor returns the first alert of rule, waiting for it.
 func (r *receiver) waitFor(t *testing.T, rule string) notify.Alert {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	var got notify.Alert
+	proxytest.Eventually(t, 10*time.Second, "an alert of rule "+rule, func() (bool, string) {
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		for _, a := range r.alerts {
 			if a.Rule == rule {
-				r.mu.Unlock()
-				return a
+				got = a
+				return true, ""
 			}
 		}
-		r.mu.Unlock()
-	}
-	t.Fatalf("no alert of rule %s arrived", rule)
-	return notify.Alert{}
+		return false, fmt.Sprintf("%d other alerts", len(r.alerts))
+	})
+	return got
 }
 
 // freeAddr is an address for a server the test starts (pgtest.FreeAddr:
@@ -1058,24 +1060,16 @@ func TestQuarantineSharedByInstances(t *testing.T) {
 		}
 		return strings.Contains(err.Error(), "quarantined")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !refused() {
-		if time.Now().After(deadline) {
-			t.Fatal("the second instance lets the quarantined employee in")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	proxytest.Eventually(t, 5*time.Second, "the second instance refuses the quarantined employee", func() (bool, string) {
+		return refused(), "let in"
+	})
 	if code, out, errOut := runCLI("users", "list", "--state-url", c.DSN(pgtest.SuperUser)); code != 0 || !strings.Contains(out, "quarantine-dump") {
 		t.Errorf("users list --state-url: %d %q %q", code, out, errOut)
 	}
 	if code, out, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-url", c.DSN(pgtest.SuperUser)); code != 0 {
 		t.Fatalf("users release --state-url: %d %q %q", code, out, errOut)
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for refused() {
-		if time.Now().After(deadline) {
-			t.Fatal("still refused after release")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	proxytest.Eventually(t, 5*time.Second, "the employee let in after release", func() (bool, string) {
+		return !refused(), "still refused"
+	})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestServeClientCertificates: serve with --client-ca names the employee
@@ -55,13 +56,8 @@ func TestServeClientCertificates(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	base := fmt.Sprintf("postgres://%s@%s/%s?sslmode=verify-full&sslrootcert=%s", pgtest.TrustUser, listen, c.Database, c.CAFile)
-	var conn *pgx.Conn
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		conn, err = pgx.Connect(ctx, base+"&sslcert="+erinCert+"&sslkey="+erinKey+"&application_name=certs")
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
+	proxytest.WaitListening(t, listen, 10*time.Second)
+	conn, err := pgx.Connect(ctx, base+"&sslcert="+erinCert+"&sslkey="+erinKey+"&application_name=certs")
 	if err != nil {
 		t.Fatalf("with a certificate: %v\n%s", err, stderr)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestServeLogin: with --login, an employee added with pgwarden users add
@@ -42,13 +43,8 @@ func TestServeLogin(t *testing.T) {
 	dsn := func(user, pw string) string {
 		return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", user, pw, listen, c.Database)
 	}
-	var conn *pgx.Conn
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if conn, err = pgx.Connect(ctx, dsn("erin", "erin-pw-7")); err == nil || time.Now().After(deadline) || !strings.Contains(err.Error(), "refused") {
-			break
-		}
-	}
+	proxytest.WaitListening(t, listen, 10*time.Second)
+	conn, err := pgx.Connect(ctx, dsn("erin", "erin-pw-7"))
 	if err != nil {
 		t.Fatalf("erin with her password: %v\n%s", err, stderr)
 	}

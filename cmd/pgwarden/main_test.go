@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 func TestMain(m *testing.M) {
@@ -39,11 +40,11 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 
 // startBinary runs the test binary as pgwarden with args; it is killed when
 // the test ends if it is still running.
-func startBinary(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+func startBinary(t *testing.T, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(append(os.Environ(), "PGWARDEN_TEST_RUN_MAIN=1"), env...)
-	stderr := &bytes.Buffer{}
+	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -53,19 +54,20 @@ func startBinary(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.
 }
 
 // connectThrough connects to pgwarden at listen as the trust user, waiting
-// for it to start listening.
-func connectThrough(t *testing.T, ctx context.Context, c *pgtest.Cluster, listen string, stderr *bytes.Buffer) *pgx.Conn {
+// for it to start listening and to let the user in.
+func connectThrough(t *testing.T, ctx context.Context, c *pgtest.Cluster, listen string, stderr *syncBuffer) *pgx.Conn {
 	t.Helper()
 	dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgtest.TrustUser, listen, c.Database)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err == nil {
-			return conn
+	var conn *pgx.Conn
+	proxytest.Eventually(t, 10*time.Second, "connect through pgwarden", func() (bool, string) {
+		var err error
+		conn, err = pgx.Connect(ctx, dsn)
+		if err != nil {
+			return false, fmt.Sprintf("%v\n%s", err, stderr.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connect through pgwarden: %v\n%s", err, stderr.String())
-		}
-	}
+		return true, ""
+	})
+	return conn
 }
 
 func TestCommandLine(t *testing.T) {
@@ -172,12 +174,13 @@ log:
 	}
 
 	// A statement running when SIGTERM arrives is allowed to finish.
+	marker := proxytest.UniqueName(t)
 	done := make(chan error, 1)
 	go func() {
-		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.5)")
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.5) /* "+marker+" */")
 		done <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, proxytest.Connect(t, ctx, c.DSN(pgtest.SuperUser)), marker, 1)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-done; err != nil {
 		t.Errorf("statement running at SIGTERM: %v", err)

@@ -14,31 +14,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/scram"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)} }
+func newClock() *clock.Virtual { return clock.NewVirtual(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)) }
 
 // openStore opens a store in a fresh directory that rereads the file on
 // every lookup.

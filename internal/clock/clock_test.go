@@ -25,3 +25,21 @@ func TestVirtual(t *testing.T) {
 		t.Errorf("set: %v %v", v.Now(), err)
 	}
 }
+
+func TestVirtualStep(t *testing.T) {
+	start := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	v := NewVirtual(start)
+	if err := v.SetStep(time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := v.Now(), v.Now(); !a.Equal(start.Add(time.Millisecond)) || !b.Equal(start.Add(2*time.Millisecond)) {
+		t.Errorf("stepping readings %v, %v", a, b)
+	}
+	if err := v.SetStep(-time.Millisecond); err != ErrBackwards {
+		t.Errorf("negative step: %v", err)
+	}
+	v.SetStep(0)
+	if a, b := v.Now(), v.Now(); !a.Equal(b) {
+		t.Errorf("step 0: %v then %v", a, b)
+	}
+}

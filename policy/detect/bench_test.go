@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // rowCorpus returns n text rows of about 150 bytes in the shapes a
@@ -56,8 +58,8 @@ func benchRows(b *testing.B, s *Set, rows [][]byte) {
 // BenchmarkScan measures each built-in detector alone.
 func BenchmarkScan(b *testing.B) {
 	rows, clean := rowCorpus(256), cleanCorpus(64)
-	for _, cat := range Builtins() {
-		s, err := New([]Category{cat}, nil)
+	for _, cat := range pii.Detectable() {
+		s, err := New([]pii.Category{cat}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

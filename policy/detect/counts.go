@@ -1,61 +1,17 @@
 package detect
 
-// Category names the kind of personal data a detector recognises. The
-// built-in values match the policy package's category names; custom
-// detectors may use any other name (the policy uses "custom:<name>").
-type Category string
+import "github.com/pgwarden/pgwarden/policy/pii"
 
-// Built-in categories, each recognised by a hand-written scanner.
+// Slots of the built-in categories in Counts and Set: their pii indexes.
 const (
-	Email      Category = "email"       // addr-spec with a dotted domain and an alphabetic TLD
-	Phone      Category = "phone"       // E.164 and common national formats
-	NationalID Category = "national_id" // US social security number, ddd-dd-dddd
-	Card       Category = "card"        // Luhn-valid payment card number
-	IBAN       Category = "iban"        // ISO 13616 account number, mod-97 valid
-	IP         Category = "ip"          // IPv4 dotted quad or IPv6
+	idxEmail      = pii.IdxEmail
+	idxPhone      = pii.IdxPhone
+	idxNationalID = pii.IdxNationalID
+	idxCard       = pii.IdxCard
+	idxIBAN       = pii.IdxIBAN
+	idxIP         = pii.IdxIP
+	numBuiltin    = pii.NumBuiltin
 )
-
-// Indexes of the built-in categories in Counts and Set.
-const (
-	idxEmail = iota
-	idxPhone
-	idxNationalID
-	idxCard
-	idxIBAN
-	idxIP
-	numBuiltin
-)
-
-// builtins lists the built-in categories in index order.
-var builtins = [numBuiltin]Category{Email, Phone, NationalID, Card, IBAN, IP}
-
-// Builtins returns the built-in categories in a fixed order.
-func Builtins() []Category {
-	out := make([]Category, numBuiltin)
-	copy(out, builtins[:])
-	return out
-}
-
-// builtinIndex returns the index of a built-in category, or -1. A switch
-// compiles to a length test and at most a couple of comparisons: Add runs
-// for every PII value counted.
-func builtinIndex(cat Category) int {
-	switch cat {
-	case Email:
-		return idxEmail
-	case Phone:
-		return idxPhone
-	case NationalID:
-		return idxNationalID
-	case Card:
-		return idxCard
-	case IBAN:
-		return idxIBAN
-	case IP:
-		return idxIP
-	}
-	return -1
-}
 
 // Counts accumulates the PII values found per category across any number of
 // Scan calls. The zero value is ready to use. Built-in categories live in a
@@ -72,7 +28,7 @@ type Counts struct {
 }
 
 type customCount struct {
-	cat Category
+	cat pii.Category
 	n   int
 }
 
@@ -80,8 +36,8 @@ type customCount struct {
 type span struct{ start, end int }
 
 // Add adds n values of category cat.
-func (c *Counts) Add(cat Category, n int) {
-	if i := builtinIndex(cat); i >= 0 {
+func (c *Counts) Add(cat pii.Category, n int) {
+	if i := cat.Index(); i >= 0 {
 		c.builtin[i] += n
 		return
 	}
@@ -95,8 +51,8 @@ func (c *Counts) Add(cat Category, n int) {
 }
 
 // Get returns the number of values counted for cat.
-func (c *Counts) Get(cat Category) int {
-	if i := builtinIndex(cat); i >= 0 {
+func (c *Counts) Get(cat pii.Category) int {
+	if i := cat.Index(); i >= 0 {
 		return c.builtin[i]
 	}
 	for _, cc := range c.custom {
@@ -131,10 +87,10 @@ func (c *Counts) Reset() {
 // Each calls f for every category with a non-zero count: built-in
 // categories first in a fixed order, then custom ones in the order first
 // seen.
-func (c *Counts) Each(f func(Category, int)) {
+func (c *Counts) Each(f func(pii.Category, int)) {
 	for i, n := range c.builtin {
 		if n != 0 {
-			f(builtins[i], n)
+			f(pii.Builtin(i), n)
 		}
 	}
 	for _, cc := range c.custom {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // scan runs Default over s and returns the counts.
@@ -20,7 +22,7 @@ func scan(t *testing.T, s string) *Counts {
 // describe renders counts as "email=2 phone=1" for failure messages.
 func describe(c *Counts) string {
 	var sb strings.Builder
-	c.Each(func(cat Category, n int) { fmt.Fprintf(&sb, "%s=%d ", cat, n) })
+	c.Each(func(cat pii.Category, n int) { fmt.Fprintf(&sb, "%s=%d ", cat, n) })
 	return strings.TrimSpace(sb.String())
 }
 
@@ -32,7 +34,7 @@ type detectCase struct {
 
 // runCategory checks that each input yields want values of cat and no
 // values of any other category.
-func runCategory(t *testing.T, cat Category, cases []detectCase) {
+func runCategory(t *testing.T, cat pii.Category, cases []detectCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,7 +47,7 @@ func runCategory(t *testing.T, cat Category, cases []detectCase) {
 }
 
 func TestEmail(t *testing.T) {
-	runCategory(t, Email, []detectCase{
+	runCategory(t, pii.Email, []detectCase{
 		{"plain address", "alice@example.com", 1},
 		{"plus tag and dots", "first.last+tag@mail.example.co.uk", 1},
 		{"upper case", "Bob.Smith@Example.ORG", 1},
@@ -65,7 +67,7 @@ func TestEmail(t *testing.T) {
 }
 
 func TestPhone(t *testing.T) {
-	runCategory(t, Phone, []detectCase{
+	runCategory(t, pii.Phone, []detectCase{
 		{"E.164 bare", "+14155550101", 1},
 		{"E.164 grouped", "+44 20 7946 0958", 1},
 		{"E.164 with trunk in parentheses", "+44 (0)20 7946 0958", 1},
@@ -108,7 +110,7 @@ func TestPhone(t *testing.T) {
 }
 
 func TestNationalID(t *testing.T) {
-	runCategory(t, NationalID, []detectCase{
+	runCategory(t, pii.NationalID, []detectCase{
 		{"dashed SSN", "123-45-6789", 1},
 		{"SSN in a sentence", "ssn: 078-05-1120.", 1},
 		{"area 000", "000-12-3456", 0},
@@ -124,7 +126,7 @@ func TestNationalID(t *testing.T) {
 }
 
 func TestCard(t *testing.T) {
-	runCategory(t, Card, []detectCase{
+	runCategory(t, pii.Card, []detectCase{
 		{"visa bare", "4111111111111111", 1},
 		{"visa spaced", "4111 1111 1111 1111", 1},
 		{"visa dashed", "4111-1111-1111-1111", 1},
@@ -145,7 +147,7 @@ func TestCard(t *testing.T) {
 }
 
 func TestIBAN(t *testing.T) {
-	runCategory(t, IBAN, []detectCase{
+	runCategory(t, pii.IBAN, []detectCase{
 		{"german bare", "DE89370400440532013000", 1},
 		{"german grouped", "DE89 3704 0044 0532 0130 00", 1},
 		{"british with letters", "GB82WEST12345698765432", 1},
@@ -160,7 +162,7 @@ func TestIBAN(t *testing.T) {
 }
 
 func TestIP(t *testing.T) {
-	runCategory(t, IP, []detectCase{
+	runCategory(t, pii.IP, []detectCase{
 		{"ipv4", "192.168.1.20", 1},
 		{"ipv4 with port", "10.0.0.1:5432", 1},
 		{"ipv4 cidr", "10.0.0.0/8", 1},
@@ -223,25 +225,25 @@ func TestPacking(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
-		want map[Category]int
+		want map[pii.Category]int
 	}{
-		{"string_agg of 100 emails", strings.Join(emails, ","), map[Category]int{Email: 100}},
-		{"string_agg with '; ' separator", strings.Join(emails[:10], "; "), map[Category]int{Email: 10}},
-		{"json_agg of 50 customers", jsonAgg.String(), map[Category]int{Email: 50, Phone: 50}},
-		{"array literal", "{a@x.com,b@y.org}", map[Category]int{Email: 2}},
-		{"quoted array literal", `{"a@x.com","b@y.org","c@z.net"}`, map[Category]int{Email: 3}},
+		{"string_agg of 100 emails", strings.Join(emails, ","), map[pii.Category]int{pii.Email: 100}},
+		{"string_agg with '; ' separator", strings.Join(emails[:10], "; "), map[pii.Category]int{pii.Email: 10}},
+		{"json_agg of 50 customers", jsonAgg.String(), map[pii.Category]int{pii.Email: 50, pii.Phone: 50}},
+		{"array literal", "{a@x.com,b@y.org}", map[pii.Category]int{pii.Email: 2}},
+		{"quoted array literal", `{"a@x.com","b@y.org","c@z.net"}`, map[pii.Category]int{pii.Email: 3}},
 		{"array_agg of rows", `{"(1,\"Ann Lee\",ann@x.com,415-555-0101)","(2,\"Bo Wu\",bo@y.org,415-555-0102)"}`,
-			map[Category]int{Email: 2, Phone: 2}},
+			map[pii.Category]int{pii.Email: 2, pii.Phone: 2}},
 		{"row_to_json", `{"id":7,"full_name":"Ann Lee","email":"ann@x.com","phone":"(415) 555-0101","ssn":"078-05-1120","address":"12 Main St"}`,
-			map[Category]int{Email: 1, Phone: 1, NationalID: 1}},
+			map[pii.Category]int{pii.Email: 1, pii.Phone: 1, pii.NationalID: 1}},
 		{"COPY CSV line", `7,Ann Lee,ann@x.com,+44 20 7946 0958,078-05-1120,"12 Main St, Springfield",2024-01-15 10:00:00+00`,
-			map[Category]int{Email: 1, Phone: 1, NationalID: 1}},
+			map[pii.Category]int{pii.Email: 1, pii.Phone: 1, pii.NationalID: 1}},
 		{"COPY text line", "7\tAnn Lee\tann@x.com\t415.555.0101\t4111111111111111\tDE89370400440532013000\t10.1.2.3\n",
-			map[Category]int{Email: 1, Phone: 1, Card: 1, IBAN: 1, IP: 1}},
-		{"concatenation without separator", "ann@x.com415-555-0101", map[Category]int{Email: 1, Phone: 1}},
-		{"concatenation with separator", "ann@x.com|415-555-0101|078-05-1120", map[Category]int{Email: 1, Phone: 1, NationalID: 1}},
-		{"notice message", `NOTICE:  customer ann@x.com (415) 555-0101`, map[Category]int{Email: 1, Phone: 1}},
-		{"query_to_xml", `<row><email>ann@x.com</email><ip>::1</ip></row>`, map[Category]int{Email: 1, IP: 1}},
+			map[pii.Category]int{pii.Email: 1, pii.Phone: 1, pii.Card: 1, pii.IBAN: 1, pii.IP: 1}},
+		{"concatenation without separator", "ann@x.com415-555-0101", map[pii.Category]int{pii.Email: 1, pii.Phone: 1}},
+		{"concatenation with separator", "ann@x.com|415-555-0101|078-05-1120", map[pii.Category]int{pii.Email: 1, pii.Phone: 1, pii.NationalID: 1}},
+		{"notice message", `NOTICE:  customer ann@x.com (415) 555-0101`, map[pii.Category]int{pii.Email: 1, pii.Phone: 1}},
+		{"query_to_xml", `<row><email>ann@x.com</email><ip>::1</ip></row>`, map[pii.Category]int{pii.Email: 1, pii.IP: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -265,13 +267,13 @@ func TestOneCategoryPerRange(t *testing.T) {
 	// it must count once, in its own category.
 	tests := []struct {
 		in  string
-		cat Category
+		cat pii.Category
 	}{
-		{"4111 1111 1111 1111", Card},
-		{"078-05-1120", NationalID},
-		{"DE89 3704 0044 0532 0130 00", IBAN},
-		{"192.168.100.200", IP},
-		{"bob.4155550101@example.com", Email},
+		{"4111 1111 1111 1111", pii.Card},
+		{"078-05-1120", pii.NationalID},
+		{"DE89 3704 0044 0532 0130 00", pii.IBAN},
+		{"192.168.100.200", pii.IP},
+		{"bob.4155550101@example.com", pii.Email},
 	}
 	for _, tc := range tests {
 		c := scan(t, tc.in)
@@ -282,23 +284,23 @@ func TestOneCategoryPerRange(t *testing.T) {
 }
 
 func TestSubsetOfBuiltins(t *testing.T) {
-	s, err := New([]Category{Phone}, nil)
+	s, err := New([]pii.Category{pii.Phone}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var c Counts
 	in := "4111 1111 1111 1111, ann+14155550101@x.com, 078-05-1120, +14155550101"
-	if n := s.Scan([]byte(in), &c); n != 1 || c.Get(Phone) != 1 {
+	if n := s.Scan([]byte(in), &c); n != 1 || c.Get(pii.Phone) != 1 {
 		t.Errorf("phone-only set: got %d (%s), want phone=1: other shapes keep their ranges", n, describe(&c))
 	}
-	if _, err := New([]Category{"name"}, nil); err == nil {
+	if _, err := New([]pii.Category{"name"}, nil); err == nil {
 		t.Error("New accepted an unknown built-in category")
 	}
 }
 
 func TestCustom(t *testing.T) {
-	s, err := New(Builtins(), []Custom{
-		{Name: "uk_nino", Category: NationalID, Pattern: `\b[A-CEGHJ-PR-TW-Z]{2}\d{6}[A-D]\b`},
+	s, err := New(pii.Detectable(), []Custom{
+		{Name: "uk_nino", Category: pii.NationalID, Pattern: `\b[A-CEGHJ-PR-TW-Z]{2}\d{6}[A-D]\b`},
 		{Name: "employee_id", Category: "custom:employee_id", Pattern: `EMP-\d{6}`},
 		{Name: "digits", Category: "custom:digits", Pattern: `\d{3}-\d{2}-\d{4}`},
 		{Name: "maybe_empty", Category: "custom:empty", Pattern: `x*`},
@@ -309,7 +311,7 @@ func TestCustom(t *testing.T) {
 	var c Counts
 	in := "AB123456C,EMP-000001;EMP-000002 EMP-000003 078-05-1120 ann@x.com"
 	n := s.Scan([]byte(in), &c)
-	want := map[Category]int{NationalID: 2, "custom:employee_id": 3, Email: 1}
+	want := map[pii.Category]int{pii.NationalID: 2, "custom:employee_id": 3, pii.Email: 1}
 	total := 0
 	for cat, w := range want {
 		total += w
@@ -351,14 +353,14 @@ func TestNewErrors(t *testing.T) {
 
 func TestCounts(t *testing.T) {
 	var c Counts
-	if c.Total() != 0 || c.Get(Email) != 0 || c.Get("custom:x") != 0 {
+	if c.Total() != 0 || c.Get(pii.Email) != 0 || c.Get("custom:x") != 0 {
 		t.Fatal("zero Counts is not empty")
 	}
-	c.Add(Email, 2)
+	c.Add(pii.Email, 2)
 	c.Add("custom:x", 3)
-	c.Add(Phone, 1)
+	c.Add(pii.Phone, 1)
 	c.Add("custom:x", 1)
-	if c.Get(Email) != 2 || c.Get(Phone) != 1 || c.Get("custom:x") != 4 || c.Total() != 7 {
+	if c.Get(pii.Email) != 2 || c.Get(pii.Phone) != 1 || c.Get("custom:x") != 4 || c.Total() != 7 {
 		t.Errorf("got %s total %d", describe(&c), c.Total())
 	}
 	if got := describe(&c); got != "email=2 phone=1 custom:x=4" {

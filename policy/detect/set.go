@@ -3,6 +3,8 @@ package detect
 import (
 	"fmt"
 	"regexp"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // MaxCustomMatches bounds the matches one custom pattern counts in one
@@ -14,13 +16,13 @@ const MaxCustomMatches = 1 << 16
 // non-overlapping match of Pattern counts one value of Category, unless a
 // built-in detector already counted those bytes.
 type Custom struct {
-	Name     string   // the rule's name, used in errors
-	Category Category // may be a built-in category (e.g. a non-US national_id)
-	Pattern  string   // Go regexp (RE2) syntax
+	Name     string       // the rule's name, used in errors
+	Category pii.Category // may be a built-in category (e.g. a non-US national_id)
+	Pattern  string       // Go regexp (RE2) syntax
 }
 
 type compiledCustom struct {
-	cat     Category
+	cat     pii.Category
 	builtin int // index when cat is a built-in category, else -1
 	re      *regexp.Regexp
 }
@@ -38,7 +40,7 @@ type Set struct {
 func Default() *Set { return defaultSet }
 
 var defaultSet = func() *Set {
-	s, err := New(builtins[:], nil)
+	s, err := New(pii.Detectable(), nil)
 	if err != nil {
 		panic(err)
 	}
@@ -46,15 +48,15 @@ var defaultSet = func() *Set {
 }()
 
 // New compiles a Set from the built-in categories to enable and the custom
-// detectors to add. It fails on an unknown built-in category, a custom
+// detectors to add. It fails on a category without a built-in detector, a custom
 // detector without a name or category, or a pattern that does not compile;
 // the error names the offending detector and pattern.
-func New(builtinCats []Category, custom []Custom) (*Set, error) {
+func New(builtinCats []pii.Category, custom []Custom) (*Set, error) {
 	s := &Set{}
 	for _, cat := range builtinCats {
-		i := builtinIndex(cat)
-		if i < 0 {
-			return nil, fmt.Errorf("detect: unknown built-in category %q", cat)
+		i := cat.Index()
+		if !cat.Detectable() {
+			return nil, fmt.Errorf("detect: no built-in detector for category %q", cat)
 		}
 		s.enabled[i] = true
 		if i != idxEmail {
@@ -76,7 +78,7 @@ func New(builtinCats []Category, custom []Custom) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("detect: custom detector %q: bad pattern %q: %w", c.Name, c.Pattern, err)
 		}
-		s.custom = append(s.custom, compiledCustom{cat: c.Category, builtin: builtinIndex(c.Category), re: re})
+		s.custom = append(s.custom, compiledCustom{cat: c.Category, builtin: c.Category.Index(), re: re})
 	}
 	return s, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/sqltext"
 	"github.com/pgwarden/pgwarden/policy/window"
 )
@@ -128,7 +129,7 @@ func (r *Replayer) normDecision(a norm.Anomaly, sessionID, sql string) (Decision
 
 // StartSession begins a session.
 func (r *Replayer) StartSession(s Session) {
-	ss := &session{Session: s, total: policy.Figures{PIIValues: map[policy.Category]int64{}}}
+	ss := &session{Session: s, total: policy.Figures{PIIValues: map[pii.Category]int64{}}}
 	host := s.ClientAddr
 	if h, _, ok := strings.Cut(host, "]:"); ok {
 		host = strings.TrimPrefix(h, "[")
@@ -182,9 +183,9 @@ func (r *Replayer) Statement(st Statement) []Decision {
 		}
 	}
 	own := policy.Figures{Rows: st.Rows, Bytes: st.Bytes, PIIRows: st.PIIRows, DistinctSubjects: st.DistinctSubjects, Unexplained: st.Unexplained, Sequential: st.Sequential,
-		PIIValues: make(map[policy.Category]int64, len(st.PIIValues))}
+		PIIValues: make(map[pii.Category]int64, len(st.PIIValues))}
 	for k, n := range st.PIIValues {
-		own.PIIValues[policy.Category(k)] = n
+		own.PIIValues[pii.Category(k)] = n
 	}
 	var totals window.Totals
 	haveTotals := false
@@ -249,14 +250,7 @@ func (r *Replayer) Statement(st Statement) []Decision {
 	s.total = sum(s.total, own)
 	wf := window.Figures{Statements: 1, Rows: st.Rows, PIIRows: st.PIIRows, Bytes: st.Bytes, Unexplained: st.Unexplained, Sequential: st.Sequential}
 	for k, n := range st.PIIValues {
-		if wc, ok := window.CategoryOf(k); ok {
-			wf.PIIValues[wc] += n
-		} else {
-			if wf.Custom == nil {
-				wf.Custom = make(map[string]int64)
-			}
-			wf.Custom[k] += n
-		}
+		wf.AddPII(pii.Category(k), n)
 	}
 	r.windows.Add(employee, st.Time, wf)
 	return out
@@ -285,7 +279,7 @@ func contributes(r *policy.Rule, own *policy.Figures) bool {
 func sum(a, b policy.Figures) policy.Figures {
 	out := policy.Figures{Rows: a.Rows + b.Rows, Bytes: a.Bytes + b.Bytes, PIIRows: a.PIIRows + b.PIIRows, Unexplained: a.Unexplained + b.Unexplained, Sequential: a.Sequential + b.Sequential,
 		DistinctSubjects: a.DistinctSubjects + b.DistinctSubjects,
-		PIIValues:        make(map[policy.Category]int64, len(a.PIIValues)+len(b.PIIValues))}
+		PIIValues:        make(map[pii.Category]int64, len(a.PIIValues)+len(b.PIIValues))}
 	for k, n := range a.PIIValues {
 		out.PIIValues[k] += n
 	}

@@ -1,48 +1,9 @@
 package window
 
-import "github.com/pgwarden/pgwarden/policy/hll"
-
-// Category indexes Figures.PIIValues. The built-in categories mirror the
-// names of policy.Category (email, name, ...); custom categories are counted
-// by name in Figures.Custom.
-type Category uint8
-
-// Built-in categories.
-const (
-	Email Category = iota
-	Name
-	Phone
-	NationalID
-	Card
-	Address
-	DateOfBirth
-	IP
-	IBAN
-	NumCategories int = iota
+import (
+	"github.com/pgwarden/pgwarden/policy/hll"
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
-
-var categoryNames = [NumCategories]string{
-	"email", "name", "phone", "national_id", "card", "address", "date_of_birth", "ip", "iban",
-}
-
-// String returns the policy name of c, such as "national_id".
-func (c Category) String() string {
-	if int(c) < NumCategories {
-		return categoryNames[c]
-	}
-	return "unknown"
-}
-
-// CategoryOf returns the built-in category named name (a policy.Category
-// value), or false for a custom category.
-func CategoryOf(name string) (Category, bool) {
-	for i, n := range categoryNames {
-		if n == name {
-			return Category(i), true
-		}
-	}
-	return 0, false
-}
 
 // Figures are the counted quantities of a statement, or of a window once
 // summed.
@@ -64,8 +25,8 @@ type Figures struct {
 	// (policy explained_access); Sequential, rows next to a key read in
 	// the last hour (a sweep).
 	Unexplained, Sequential int64
-	PIIValues               [NumCategories]int64
-	Custom                  map[string]int64 // PII values of custom categories, by name
+	PIIValues               [pii.NumBuiltin]int64 // by pii index
+	Custom                  map[string]int64      // PII values of custom categories, by name
 
 	SubjectHashes []uint64
 	Subjects      *hll.Counter
@@ -91,6 +52,34 @@ func (f *Figures) DistinctSubjects() uint64 {
 		c.Add(h)
 	}
 	return c.Count()
+}
+
+// AddPII adds n values of category c: to PIIValues for a built-in category,
+// to Custom (allocated on first use) for any other.
+func (f *Figures) AddPII(c pii.Category, n int64) {
+	if i := c.Index(); i >= 0 {
+		f.PIIValues[i] += n
+		return
+	}
+	if f.Custom == nil {
+		f.Custom = make(map[string]int64)
+	}
+	f.Custom[string(c)] += n
+}
+
+// EachPII calls fn for every category with a non-zero count: built-in
+// categories in index order, then custom ones in no particular order.
+func (f *Figures) EachPII(fn func(pii.Category, int64)) {
+	for i, n := range f.PIIValues {
+		if n != 0 {
+			fn(pii.Builtin(i), n)
+		}
+	}
+	for name, n := range f.Custom {
+		if n != 0 {
+			fn(pii.Category(name), n)
+		}
+	}
 }
 
 // PIIValuesTotal returns the PII values of every category, custom included.

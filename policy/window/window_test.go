@@ -2,6 +2,7 @@ package window
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/pgwarden/pgwarden/policy/hll"
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // t0 is aligned to the buckets of every standard window.
@@ -26,7 +28,7 @@ func newSet(t testing.TB) *Set {
 
 func stmt(rows int64, subjects ...uint64) Figures {
 	f := Figures{Statements: 1, Rows: rows, PIIRows: rows, Bytes: 100 * rows, SubjectHashes: subjects}
-	f.PIIValues[Email] = rows
+	f.PIIValues[pii.IdxEmail] = rows
 	return f
 }
 
@@ -39,7 +41,7 @@ func TestCountsAppearInAllWindows(t *testing.T) {
 	got := s.Sum(t0.Add(time.Second))
 	for sp := range NumSpans {
 		f := got[sp]
-		if f.Statements != 2 || f.Rows != 5 || f.PIIRows != 5 || f.Bytes != 500 || f.PIIValues[Email] != 5 {
+		if f.Statements != 2 || f.Rows != 5 || f.PIIRows != 5 || f.Bytes != 500 || f.PIIValues[pii.IdxEmail] != 5 {
 			t.Errorf("%v: %+v", Span(sp), f)
 		}
 		if d := f.DistinctSubjects(); d != 2 {
@@ -263,18 +265,26 @@ func TestInvalidConfigs(t *testing.T) {
 	}
 }
 
-func TestSpanAndCategoryNames(t *testing.T) {
+func TestSpanNames(t *testing.T) {
 	if Minute.String() != "1m0s" || Day.String() != "24h0m0s" || Span(9).String() != "unknown" {
 		t.Fatal("span names")
 	}
-	for i := range NumCategories {
-		c, ok := CategoryOf(Category(i).String())
-		if !ok || c != Category(i) {
-			t.Fatalf("category %d does not round-trip", i)
-		}
+}
+
+func TestAddPII(t *testing.T) {
+	var f Figures
+	f.AddPII(pii.Email, 2)
+	f.AddPII(pii.IBAN, 1)
+	f.AddPII("custom:loyalty_id", 3)
+	f.AddPII(pii.Email, 1)
+	if f.PIIValues[pii.IdxEmail] != 3 || f.PIIValues[pii.IdxIBAN] != 1 || f.Custom["custom:loyalty_id"] != 3 {
+		t.Fatalf("AddPII: got %v custom %v", f.PIIValues, f.Custom)
 	}
-	if _, ok := CategoryOf("loyalty_id"); ok {
-		t.Fatal("custom category taken as built-in")
+	got := map[pii.Category]int64{}
+	f.EachPII(func(c pii.Category, n int64) { got[c] += n })
+	want := map[pii.Category]int64{pii.Email: 3, pii.IBAN: 1, "custom:loyalty_id": 3}
+	if !maps.Equal(got, want) || f.PIIValuesTotal() != 7 {
+		t.Fatalf("EachPII: got %v, want %v (total %d)", got, want, f.PIIValuesTotal())
 	}
 }
 

@@ -3,13 +3,14 @@ package catalog
 import (
 	"context"
 	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -34,30 +35,12 @@ func (tr *tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.Tra
 
 func (tr *tracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-// clock is a settable Config.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // env is one test's database, pool, tracer, clock and resolver.
 type env struct {
 	db    *pgtest.Cluster
 	pool  *pgxpool.Pool
 	tr    *tracer
-	clock *clock
+	clock *clock.Virtual
 	r     *Resolver
 }
 
@@ -82,7 +65,7 @@ func newEnv(t *testing.T) *env {
 		db:    db,
 		pool:  pool,
 		tr:    tr,
-		clock: &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)},
+		clock: clock.NewVirtual(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
 	}
 	e.r, err = New(Config{Pool: e.pool, TTL: testTTL, Now: e.clock.Now})
 	if err != nil {

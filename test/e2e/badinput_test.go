@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // startupPacket builds a startup-phase packet: length, code, then body.
@@ -33,9 +34,9 @@ func frame(typ byte, length uint32, body []byte) []byte {
 
 // wantSessions waits until the proxy counts n open client connections: a
 // bad connection must not linger.
-func wantSessions(t *testing.T, p *testProxy, n int) {
+func wantSessions(t *testing.T, p *proxytest.Proxy, n int) {
 	t.Helper()
-	eventually(t, 5*time.Second, "sessions closed", func() (bool, string) {
+	proxytest.Eventually(t, 5*time.Second, "sessions closed", func() (bool, string) {
 		got := p.Server.Sessions()
 		return got == n, fmt.Sprintf("%d sessions open, want %d", got, n)
 	})
@@ -46,9 +47,9 @@ func wantSessions(t *testing.T, p *testProxy, n int) {
 // plain close), and a session opened before goes on working.
 func TestBadStartup(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	bystander := connect(t, ctx, p.DSN(pgtest.ScramUser))
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	bystander := proxytest.Connect(t, ctx, p.DSN(pgtest.ScramUser))
 
 	user := []byte("user\x00" + pgtest.TrustUser + "\x00\x00")
 	cases := []struct {
@@ -72,7 +73,7 @@ func TestBadStartup(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rc := dialRaw(t, ctx, p.Addr)
+			rc := proxytest.DialRaw(t, ctx, p.Addr)
 			if _, err := rc.Write(tc.data); err != nil {
 				t.Fatal(err)
 			}
@@ -80,15 +81,15 @@ func TestBadStartup(t *testing.T) {
 				rc.Conn.(*net.TCPConn).CloseWrite()
 			}
 			if tc.wantCode != "" {
-				e := rc.readError()
+				e := rc.ReadError()
 				if e.Code != tc.wantCode || e.Severity != "FATAL" || !strings.HasPrefix(e.Message, "pgwarden:") {
 					t.Errorf("got %s %s %q, want FATAL %s from pgwarden", e.Severity, e.Code, e.Message, tc.wantCode)
 				}
 			}
-			rc.waitClosed(5 * time.Second)
+			rc.WaitClosed(5 * time.Second)
 		})
 	}
-	checkUsable(t, ctx, bystander)
+	proxytest.CheckUsable(t, ctx, bystander)
 	wantSessions(t, p, 1)
 }
 
@@ -101,13 +102,13 @@ func TestBadFrames(t *testing.T) {
 	for _, inspected := range []bool{false, true} {
 		t.Run(fmt.Sprintf("inspected=%v", inspected), func(t *testing.T) {
 			t.Parallel()
-			opts := []proxyOption{withConfig(func(c *proxy.Config) { c.MaxMessageSize = maxSize })}
+			opts := []proxytest.Option{proxytest.WithConfig(func(c *proxy.Config) { c.MaxMessageSize = maxSize })}
 			if inspected {
-				opts = append(opts, withRowLimit(1000))
+				opts = append(opts, proxytest.WithRowLimit(1000))
 			}
-			p := startProxy(t, opts...)
-			ctx := testCtx(t, 0)
-			bystander := connect(t, ctx, p.DSN(pgtest.TrustUser))
+			p := proxytest.Start(t, opts...)
+			ctx := proxytest.Ctx(t, 0)
+			bystander := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 			cases := []struct {
 				name string
 				data []byte
@@ -120,19 +121,19 @@ func TestBadFrames(t *testing.T) {
 			}
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
-					rc := rawStartup(t, ctx, p.Addr, nil)
+					rc := proxytest.RawStartup(t, ctx, p.Addr, nil)
 					if _, err := rc.Write(tc.data); err != nil {
 						t.Fatal(err)
 					}
-					e := rc.readError()
+					e := rc.ReadError()
 					if e.Code != tc.code || e.Severity != "FATAL" || !strings.HasPrefix(e.Message, "pgwarden:") {
 						t.Errorf("got %s %s %q, want FATAL %s from pgwarden", e.Severity, e.Code, e.Message, tc.code)
 					}
 					if tc.code == "54000" && !strings.Contains(e.Message, fmt.Sprintf("exceeds pgwarden's limit of %d bytes (max_message_size)", maxSize)) {
 						t.Errorf("message %q does not name the limit", e.Message)
 					}
-					rc.waitClosed(5 * time.Second)
-					checkUsable(t, ctx, bystander)
+					rc.WaitClosed(5 * time.Second)
+					proxytest.CheckUsable(t, ctx, bystander)
 				})
 			}
 			// A message just under the limit passes.
@@ -150,14 +151,14 @@ func TestBadFrames(t *testing.T) {
 // MaxMessageSize reaches the client.
 func TestLargeServerMessage(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withConfig(func(c *proxy.Config) { c.MaxMessageSize = 1 << 20 }))
-	ctx := testCtx(t, 0)
-	conn := connect(t, ctx, p.DSN(pgtest.TrustUser))
+	p := proxytest.Start(t, proxytest.WithConfig(func(c *proxy.Config) { c.MaxMessageSize = 1 << 20 }))
+	ctx := proxytest.Ctx(t, 0)
+	conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 	var s string
 	if err := conn.QueryRow(ctx, "SELECT repeat('x', 2 << 20)").Scan(&s); err != nil || len(s) != 2<<20 {
 		t.Fatalf("a 2 MiB row: %d bytes, %v", len(s), err)
 	}
-	checkUsable(t, ctx, conn)
+	proxytest.CheckUsable(t, ctx, conn)
 }
 
 // TestUnknownMessageType sends a message type PostgreSQL does not know: the
@@ -165,19 +166,19 @@ func TestLargeServerMessage(t *testing.T) {
 func TestUnknownMessageType(t *testing.T) {
 	t.Parallel()
 	c := pgtest.Shared(t)
-	p := startProxy(t)
-	pi := startProxy(t, withRowLimit(1000))
+	p := proxytest.Start(t)
+	pi := proxytest.Start(t, proxytest.WithRowLimit(1000))
 	for _, ep := range []struct{ name, addr string }{{"direct", c.Addr()}, {"proxied", p.Addr}, {"inspected", pi.Addr}} {
 		t.Run(ep.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			rc := rawStartup(t, ctx, ep.addr, nil)
+			ctx := proxytest.Ctx(t, 0)
+			rc := proxytest.RawStartup(t, ctx, ep.addr, nil)
 			rc.Write(frame('z', 4, nil))
-			e := rc.readError()
+			e := rc.ReadError()
 			if e.Code != "08P01" || e.Severity != "FATAL" || !strings.Contains(e.Message, "invalid frontend message type 122") {
 				t.Errorf("got %s %s %q, want PostgreSQL's FATAL 08P01", e.Severity, e.Code, e.Message)
 			}
-			rc.waitClosed(5 * time.Second)
+			rc.WaitClosed(5 * time.Second)
 		})
 	}
 }
@@ -188,8 +189,8 @@ func TestUnknownMessageType(t *testing.T) {
 func TestMalformedMessages(t *testing.T) {
 	t.Parallel()
 	c := pgtest.Shared(t)
-	p := startProxy(t)
-	pi := startProxy(t, withRowLimit(1000))
+	p := proxytest.Start(t)
+	pi := proxytest.Start(t, proxytest.WithRowLimit(1000))
 	msgs := map[string][]byte{
 		"bind without names":       frame('B', 5, []byte{0}),
 		"query without terminator": frame('Q', 7, []byte("sel")),
@@ -199,18 +200,18 @@ func TestMalformedMessages(t *testing.T) {
 	for name, data := range msgs {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			readAll := func(addr string) []string {
-				rc := rawStartup(t, ctx, addr, nil)
+				rc := proxytest.RawStartup(t, ctx, addr, nil)
 				rc.Write(data)
 				rc.Write(frame('S', 4, nil))
 				var out []string
 				for {
-					m, err := rc.fe.Receive()
+					m, err := rc.FE.Receive()
 					if err != nil {
 						return out
 					}
-					out = append(out, render(m))
+					out = append(out, proxytest.Render(m))
 					if _, ok := m.(*pgproto3.ReadyForQuery); ok {
 						return out
 					}
@@ -218,44 +219,44 @@ func TestMalformedMessages(t *testing.T) {
 			}
 			want := readAll(c.Addr())
 			got := readAll(p.Addr)
-			wantEqual(t, "relayed", want, got)
+			proxytest.WantEqual(t, "relayed", want, got)
 
-			rc := rawStartup(t, ctx, pi.Addr, nil)
+			rc := proxytest.RawStartup(t, ctx, pi.Addr, nil)
 			rc.Write(data)
 			rc.Write(frame('S', 4, nil))
-			e := rc.readError()
+			e := rc.ReadError()
 			if e.Code != "08P01" {
 				t.Errorf("inspected: got %s %s %q, want 08P01", e.Severity, e.Code, e.Message)
 			}
 		})
 	}
-	ctx := testCtx(t, 0)
-	checkUsable(t, ctx, connect(t, ctx, pi.DSN(pgtest.TrustUser)))
+	ctx := proxytest.Ctx(t, 0)
+	proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, pi.DSN(pgtest.TrustUser)))
 }
 
 // TestClientGoneMidCopy drops the client connection in the middle of COPY
 // FROM STDIN: the upstream backend goes away too.
 func TestClientGoneMidCopy(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	super := superConn(t, ctx)
-	app := uniqueName(t)
-	rc := rawStartup(t, ctx, p.Addr, map[string]string{"application_name": app})
-	rc.transcript(&pgproto3.Query{String: "CREATE TEMP TABLE gone (x int)"})
-	rc.send(&pgproto3.Query{String: "COPY gone FROM STDIN"})
-	if _, ok := rc.receive().(*pgproto3.CopyInResponse); !ok {
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	super := proxytest.SuperConn(t, ctx)
+	app := proxytest.UniqueName(t)
+	rc := proxytest.RawStartup(t, ctx, p.Addr, map[string]string{"application_name": app})
+	rc.Transcript(&pgproto3.Query{String: "CREATE TEMP TABLE gone (x int)"})
+	rc.Send(&pgproto3.Query{String: "COPY gone FROM STDIN"})
+	if _, ok := rc.Receive().(*pgproto3.CopyInResponse); !ok {
 		t.Fatal("no CopyInResponse")
 	}
 	for i := range 100 {
-		rc.send(&pgproto3.CopyData{Data: []byte(fmt.Sprintf("%d\n", i))})
+		rc.Send(&pgproto3.CopyData{Data: []byte(fmt.Sprintf("%d\n", i))})
 	}
-	if n, _ := backendsOf(ctx, super, app); n != 1 {
+	if n, _ := proxytest.BackendsOf(ctx, super, app); n != 1 {
 		t.Fatalf("%d backends for the session before the drop", n)
 	}
 	rc.Close()
-	eventually(t, 5*time.Second, "upstream backend gone", func() (bool, string) {
-		n, err := backendsOf(ctx, super, app)
+	proxytest.Eventually(t, 5*time.Second, "upstream backend gone", func() (bool, string) {
+		n, err := proxytest.BackendsOf(ctx, super, app)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -269,12 +270,12 @@ func TestClientGoneMidCopy(t *testing.T) {
 // sessions go on.
 func TestUpstreamTerminatesBackend(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	super := superConn(t, ctx)
-	bystander := connect(t, ctx, p.DSN(pgtest.TrustUser))
-	busy := connect(t, ctx, p.DSN(pgtest.ScramUser))
-	idle := connect(t, ctx, p.DSN(pgtest.MD5User))
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	super := proxytest.SuperConn(t, ctx)
+	bystander := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
+	busy := proxytest.Connect(t, ctx, p.DSN(pgtest.ScramUser))
+	idle := proxytest.Connect(t, ctx, p.DSN(pgtest.MD5User))
 	var busyPID, idlePID int
 	if err := busy.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&busyPID); err != nil {
 		t.Fatal(err)
@@ -283,16 +284,17 @@ func TestUpstreamTerminatesBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	marker := proxytest.UniqueName(t)
 	done := make(chan error, 1)
 	go func() {
-		_, err := busy.Exec(ctx, "SELECT pg_sleep(20)")
+		_, err := busy.Exec(ctx, "SELECT pg_sleep(20) /* "+marker+" */")
 		done <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
-	mustExec(t, ctx, super, "SELECT pg_terminate_backend($1)", busyPID)
+	proxytest.WaitRunning(t, ctx, super, marker, 1)
+	proxytest.MustExec(t, ctx, super, "SELECT pg_terminate_backend($1)", busyPID)
 	select {
 	case err := <-done:
-		pgErr := wantCode(t, err, "57P01")
+		pgErr := proxytest.WantCode(t, err, "57P01")
 		if pgErr.Severity != "FATAL" {
 			t.Errorf("severity %q, want FATAL", pgErr.Severity)
 		}
@@ -300,15 +302,19 @@ func TestUpstreamTerminatesBackend(t *testing.T) {
 		t.Fatal("the busy client got no error within 5s")
 	}
 
-	mustExec(t, ctx, super, "SELECT pg_terminate_backend($1)", idlePID)
-	time.Sleep(200 * time.Millisecond)
+	proxytest.MustExec(t, ctx, super, "SELECT pg_terminate_backend($1)", idlePID)
+	proxytest.Eventually(t, 5*time.Second, "the idle backend gone", func() (bool, string) {
+		var n int
+		err := super.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", idlePID).Scan(&n)
+		return err == nil && n == 0, fmt.Sprintf("%d backends, %v", n, err)
+	})
 	if _, err := idle.Exec(ctx, "SELECT 1"); err == nil {
 		t.Error("the idle client's session still works after its backend was terminated")
 	} else {
 		t.Logf("idle client: %v", err)
 	}
-	checkUsable(t, ctx, bystander)
-	checkUsable(t, ctx, connect(t, ctx, p.DSN(pgtest.TrustUser)))
+	proxytest.CheckUsable(t, ctx, bystander)
+	proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser)))
 }
 
 // closedPort returns a loopback address nothing listens on.
@@ -328,15 +334,15 @@ func closedPort(t *testing.T) string {
 func TestUpstreamUnreachable(t *testing.T) {
 	t.Parallel()
 	addr := closedPort(t)
-	p := startProxy(t, withConfig(func(c *proxy.Config) { c.UpstreamAddr = addr }))
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t, proxytest.WithConfig(func(c *proxy.Config) { c.UpstreamAddr = addr }))
+	ctx := proxytest.Ctx(t, 0)
 	start := time.Now()
-	conn, err := tryConnect(ctx, p.DSN(pgtest.TrustUser))
+	conn, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser))
 	if err == nil {
 		conn.Close(ctx)
 		t.Fatal("connected to a closed port")
 	}
-	pgErr := wantCode(t, err, "08006")
+	pgErr := proxytest.WantCode(t, err, "08006")
 	if pgErr.Severity != "FATAL" || !strings.Contains(pgErr.Message, "pgwarden") {
 		t.Errorf("got %s %q, want FATAL mentioning pgwarden", pgErr.Severity, pgErr.Message)
 	}
@@ -417,41 +423,41 @@ func TestUpstreamComesBack(t *testing.T) {
 	c := pgtest.Shared(t)
 	f := &forwarder{t: t, addr: closedPort(t), target: c.Addr()}
 	f.start()
-	p := startProxy(t, withConfig(func(cfg *proxy.Config) { cfg.UpstreamAddr = f.addr }))
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t, proxytest.WithConfig(func(cfg *proxy.Config) { cfg.UpstreamAddr = f.addr }))
+	ctx := proxytest.Ctx(t, 0)
 
-	before := connect(t, ctx, p.DSN(pgtest.TrustUser))
-	checkUsable(t, ctx, before)
+	before := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
+	proxytest.CheckUsable(t, ctx, before)
 
 	f.stop() // closes the listener and every relayed connection
 	if _, err := before.Exec(ctx, "SELECT 1"); err == nil {
 		t.Error("query succeeded with the upstream gone")
 	}
-	_, err := tryConnect(ctx, p.DSN(pgtest.TrustUser))
-	wantCode(t, err, "08006")
+	_, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser))
+	proxytest.WantCode(t, err, "08006")
 
 	f.start()
 	defer f.stop()
-	after := connect(t, ctx, p.DSN(pgtest.TrustUser))
-	checkUsable(t, ctx, after)
+	after := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
+	proxytest.CheckUsable(t, ctx, after)
 }
 
 // TestReplicationRefused refuses replication connections, which would
 // bypass statement inspection.
 func TestReplicationRefused(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	for _, mode := range []string{"database", "true"} {
-		_, err := tryConnect(ctx, p.DSN(pgtest.TrustUser), func(cfg *pgx.ConnConfig) {
+		_, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser), func(cfg *pgx.ConnConfig) {
 			cfg.RuntimeParams["replication"] = mode
 		})
-		pgErr := wantCode(t, err, "42501")
+		pgErr := proxytest.WantCode(t, err, "42501")
 		if pgErr.Severity != "FATAL" || !strings.HasPrefix(pgErr.Message, "pgwarden:") {
 			t.Errorf("replication=%s: %s %q", mode, pgErr.Severity, pgErr.Message)
 		}
 	}
-	conn, err := tryConnect(ctx, p.DSN(pgtest.TrustUser), func(cfg *pgx.ConnConfig) {
+	conn, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser), func(cfg *pgx.ConnConfig) {
 		cfg.RuntimeParams["replication"] = "false"
 	})
 	if err != nil {
@@ -464,16 +470,16 @@ func TestReplicationRefused(t *testing.T) {
 // of a ClientHello: the connection is closed and the proxy goes on.
 func TestBadTLSHandshake(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withClientTLS(t))
-	ctx := testCtx(t, 0)
-	rc := dialRaw(t, ctx, p.Addr)
+	p := proxytest.Start(t, proxytest.WithClientTLS(t))
+	ctx := proxytest.Ctx(t, 0)
+	rc := proxytest.DialRaw(t, ctx, p.Addr)
 	rc.Write(startupPacket(80877103, nil))
 	var b [1]byte
 	if _, err := rc.Read(b[:]); err != nil || b[0] != 'S' {
 		t.Fatalf("SSLRequest: %q %v", b[0], err)
 	}
 	rc.Write([]byte("this is not a TLS ClientHello, not at all\r\n"))
-	rc.waitClosed(5 * time.Second)
-	checkUsable(t, ctx, connect(t, ctx, p.DSN(pgtest.TrustUser, "sslmode=require")))
+	rc.WaitClosed(5 * time.Second)
+	proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "sslmode=require")))
 	wantSessions(t, p, 1)
 }

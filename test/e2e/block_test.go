@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // blockLimit is the RowLimit of the block tests: small enough that any
@@ -32,7 +33,7 @@ func bigQuery(marker string) string {
 // 42501, severity ERROR, a message that starts "pgwarden:" and names the limit.
 func wantBlocked(t testing.TB, err error) {
 	t.Helper()
-	pgErr := wantCode(t, err, "42501")
+	pgErr := proxytest.WantCode(t, err, "42501")
 	if pgErr.Severity != "ERROR" {
 		t.Errorf("block severity %q, want ERROR", pgErr.Severity)
 	}
@@ -45,8 +46,8 @@ func wantBlocked(t testing.TB, err error) {
 // moment after a block: the proxy cancelled it upstream.
 func wantCancelled(t testing.TB, ctx context.Context, super *pgx.Conn, marker string) {
 	t.Helper()
-	eventually(t, 3*time.Second, "upstream query cancelled", func() (bool, string) {
-		n, err := activeQueries(ctx, super, marker)
+	proxytest.Eventually(t, 3*time.Second, "upstream query cancelled", func() (bool, string) {
+		n, err := proxytest.ActiveQueries(ctx, super, marker)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,15 +75,15 @@ func queryCount(ctx context.Context, conn *pgx.Conn, sql string) (int, error) {
 // next statement.
 func TestBlockQuery(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			super := superConn(t, ctx)
-			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+			ctx := proxytest.Ctx(t, 0)
+			super := proxytest.SuperConn(t, ctx)
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
 			for i := range 2 {
-				marker := uniqueName(t)
+				marker := proxytest.UniqueName(t)
 				start := time.Now()
 				n, err := queryCount(ctx, conn, bigQuery(marker))
 				wantBlocked(t, err)
@@ -93,7 +94,7 @@ func TestBlockQuery(t *testing.T) {
 					t.Errorf("block took %v", d)
 				}
 				wantCancelled(t, ctx, super, marker)
-				checkUsable(t, ctx, conn)
+				proxytest.CheckUsable(t, ctx, conn)
 				// A statement right after the block is not hit by its cancel.
 				if _, err := conn.Exec(ctx, "SELECT pg_sleep(0.2)"); err != nil {
 					t.Fatalf("round %d: statement after the block: %v", i, err)
@@ -109,12 +110,12 @@ func TestBlockQuery(t *testing.T) {
 // the statements that follow.
 func TestBlockSmallResult(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
 	for _, mode := range []string{"simple_protocol", "cache_statement"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+			ctx := proxytest.Ctx(t, 0)
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
 			for i := range 10 {
 				_, err := queryCount(ctx, conn, fmt.Sprintf("SELECT generate_series(1, %d)", blockLimit+1+i))
 				wantBlocked(t, err)
@@ -156,17 +157,17 @@ func failingAfter(n int) string {
 // skipped as after a server error, and the next batch works.
 func TestBlockInBatch(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
 	c := pgtest.Shared(t)
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			super := superConn(t, ctx)
-			marker := uniqueName(t)
+			ctx := proxytest.Ctx(t, 0)
+			super := proxytest.SuperConn(t, ctx)
+			marker := proxytest.UniqueName(t)
 			param := "default_query_exec_mode=" + mode
-			direct := connect(t, ctx, c.DSN(pgtest.TrustUser, param))
-			proxied := connect(t, ctx, p.DSN(pgtest.TrustUser, param))
+			direct := proxytest.Connect(t, ctx, c.DSN(pgtest.TrustUser, param))
+			proxied := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, param))
 
 			// Direct, the middle statement fails after blockLimit rows.
 			want := batchOutcome(ctx, direct, []string{"SELECT 1", "SELECT 'before'", failingAfter(blockLimit), "SELECT 'after'", "SELECT 5"})
@@ -176,12 +177,12 @@ func TestBlockInBatch(t *testing.T) {
 			if !strings.Contains(got[2], "42501 pgwarden:") {
 				t.Errorf("blocked statement: %s, want the 42501 from pgwarden", got[2])
 			}
-			wantEqual(t, "batch outcome", normalizeErrors(want), normalizeErrors(got))
+			proxytest.WantEqual(t, "batch outcome", normalizeErrors(want), normalizeErrors(got))
 			wantCancelled(t, ctx, super, marker)
 
 			next := []string{"SELECT 1", "SELECT generate_series(1, 3)"}
-			wantEqual(t, "next batch", batchOutcome(ctx, direct, next), batchOutcome(ctx, proxied, next))
-			checkUsable(t, ctx, proxied)
+			proxytest.WantEqual(t, "next batch", batchOutcome(ctx, direct, next), batchOutcome(ctx, proxied, next))
+			proxytest.CheckUsable(t, ctx, proxied)
 		})
 	}
 }
@@ -197,16 +198,16 @@ func TestBlockInBatch(t *testing.T) {
 // cancel comes too late pgwarden cannot undo it (see docs/protocol.md, known limits).
 func TestBlockSkipsLaterStatementsInBatch(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
 	c := pgtest.Shared(t)
-	ctx := testCtx(t, 0)
-	table := uniqueName(t)
-	admin := connect(t, ctx, c.DSN(pgtest.TrustUser))
-	mustExec(t, ctx, admin, "CREATE TABLE "+table+" (x int)")
+	ctx := proxytest.Ctx(t, 0)
+	table := proxytest.UniqueName(t)
+	admin := proxytest.Connect(t, ctx, c.DSN(pgtest.TrustUser))
+	proxytest.MustExec(t, ctx, admin, "CREATE TABLE "+table+" (x int)")
 	t.Cleanup(func() { admin.Exec(context.Background(), "DROP TABLE "+table) })
 
 	for _, mode := range []string{"cache_statement", "cache_describe", "describe_exec", "exec"} {
-		conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+		conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
 		out := batchOutcome(ctx, conn, []string{
 			fmt.Sprintf("SELECT generate_series(1, %d)", blockLimit+1),
 			"INSERT INTO " + table + " VALUES (1)",
@@ -220,7 +221,7 @@ func TestBlockSkipsLaterStatementsInBatch(t *testing.T) {
 		}
 		if n != 0 {
 			t.Errorf("%s: the INSERT after the blocked statement in the same batch was committed (%d rows), though the client got %q", mode, n, out)
-			mustExec(t, ctx, admin, "TRUNCATE "+table)
+			proxytest.MustExec(t, ctx, admin, "TRUNCATE "+table)
 		}
 	}
 }
@@ -231,18 +232,18 @@ func TestBlockSkipsLaterStatementsInBatch(t *testing.T) {
 // rather than streamed to its end.
 func TestBlockInPipeline(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
 	c := pgtest.Shared(t)
-	ctx := testCtx(t, 0)
-	super := superConn(t, ctx)
-	marker := uniqueName(t)
+	ctx := proxytest.Ctx(t, 0)
+	super := proxytest.SuperConn(t, ctx)
+	marker := proxytest.UniqueName(t)
 	q := func(sql string) pipelineStep { return pipelineStep{sql: sql} }
 	sync := pipelineStep{sync: true}
 	steps := func(middle string) []pipelineStep {
 		return []pipelineStep{q("SELECT 1"), sync, q("SELECT 2"), q(middle), q("SELECT 3"), sync, q("SELECT 4"), sync}
 	}
-	direct := connectPg(t, ctx, c.DSN(pgtest.TrustUser))
-	proxied := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	direct := proxytest.ConnectPg(t, ctx, c.DSN(pgtest.TrustUser))
+	proxied := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 	want := pipelineOutcome(ctx, direct, steps(failingAfter(blockLimit)))
 
 	// Without a cancel the proxy would drain 100M rows: give it 8 seconds.
@@ -255,7 +256,7 @@ func TestBlockInPipeline(t *testing.T) {
 	go func() {
 		select {
 		case <-time.After(3 * time.Second):
-			n, _ := activeQueries(ctx, super, marker)
+			n, _ := proxytest.ActiveQueries(ctx, super, marker)
 			probe <- n
 		case <-finished:
 			probe <- 0
@@ -276,7 +277,7 @@ func TestBlockInPipeline(t *testing.T) {
 	if !blocked {
 		t.Error("no 42501 from pgwarden in the pipeline results")
 	}
-	wantEqual(t, "pipeline outcome", shape(want), shape(got))
+	proxytest.WantEqual(t, "pipeline outcome", shape(want), shape(got))
 	if _, err := proxied.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
 		t.Fatalf("session not usable: %v", err)
 	}
@@ -287,16 +288,16 @@ func TestBlockInPipeline(t *testing.T) {
 // statement in the last sync batch, where the proxy can cancel safely.
 func TestBlockInPipelineLastBatch(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
-	ctx := testCtx(t, 0)
-	super := superConn(t, ctx)
-	marker := uniqueName(t)
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
+	ctx := proxytest.Ctx(t, 0)
+	super := proxytest.SuperConn(t, ctx)
+	marker := proxytest.UniqueName(t)
 	q := func(sql string) pipelineStep { return pipelineStep{sql: sql} }
 	sync := pipelineStep{sync: true}
-	proxied := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	proxied := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 	got := pipelineOutcome(ctx, proxied, []pipelineStep{q("SELECT 1"), sync, q("SELECT 2"), q(bigQuery(marker)), q("SELECT 3"), sync})
 	t.Logf("proxied: %q", got)
-	wantEqual(t, "pipeline outcome", []string{"rows [[\"1\"]] tag SELECT 1 err nil", "sync", "rows [[\"2\"]] tag SELECT 1 err nil", "error", "sync"}, shape(got))
+	proxytest.WantEqual(t, "pipeline outcome", []string{"rows [[\"1\"]] tag SELECT 1 err nil", "sync", "rows [[\"2\"]] tag SELECT 1 err nil", "error", "sync"}, shape(got))
 	if _, err := proxied.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
 		t.Fatalf("session not usable: %v", err)
 	}
@@ -324,20 +325,20 @@ func shape(out []string) []string {
 // status says, and ROLLBACK works.
 func TestBlockInTransaction(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
 	for _, mode := range []string{"simple_protocol", "cache_statement", "exec"} {
 		for _, big := range []bool{true, false} {
 			name := fmt.Sprintf("%s/big=%v", mode, big)
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				ctx := testCtx(t, 0)
-				conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
-				mustExec(t, ctx, conn, "BEGIN")
-				mustExec(t, ctx, conn, "CREATE TEMP TABLE tb (x int)")
-				mustExec(t, ctx, conn, "INSERT INTO tb VALUES (1)")
+				ctx := proxytest.Ctx(t, 0)
+				conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+				proxytest.MustExec(t, ctx, conn, "BEGIN")
+				proxytest.MustExec(t, ctx, conn, "CREATE TEMP TABLE tb (x int)")
+				proxytest.MustExec(t, ctx, conn, "INSERT INTO tb VALUES (1)")
 				sql := fmt.Sprintf("SELECT generate_series(1, %d)", blockLimit+1)
 				if big {
-					sql = bigQuery(uniqueName(t))
+					sql = bigQuery(proxytest.UniqueName(t))
 				}
 				_, err := queryCount(ctx, conn, sql)
 				wantBlocked(t, err)
@@ -346,7 +347,7 @@ func TestBlockInTransaction(t *testing.T) {
 				err = conn.QueryRow(ctx, "SELECT count(*) FROM tb").Scan(&n)
 				switch status {
 				case 'E':
-					wantCode(t, err, "25P02")
+					proxytest.WantCode(t, err, "25P02")
 				case 'T':
 					if err != nil || n != 1 {
 						t.Errorf("status 'T' after the block, but the transaction is not usable: %d, %v", n, err)
@@ -355,11 +356,11 @@ func TestBlockInTransaction(t *testing.T) {
 					t.Errorf("transaction status %q after a block inside a transaction", status)
 				}
 				t.Logf("transaction status after the block: %q", status)
-				mustExec(t, ctx, conn, "ROLLBACK")
+				proxytest.MustExec(t, ctx, conn, "ROLLBACK")
 				if s := conn.PgConn().TxStatus(); s != 'I' {
 					t.Errorf("status %q after ROLLBACK", s)
 				}
-				checkUsable(t, ctx, conn)
+				proxytest.CheckUsable(t, ctx, conn)
 			})
 		}
 	}
@@ -376,12 +377,12 @@ func (w *lineCounter) Write(p []byte) (int, error) {
 // TestBlockCopyTo blocks COPY TO STDOUT mid-stream.
 func TestBlockCopyTo(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
-	ctx := testCtx(t, 0)
-	super := superConn(t, ctx)
-	conn := connectPg(t, ctx, p.DSN(pgtest.ScramUser))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
+	ctx := proxytest.Ctx(t, 0)
+	super := proxytest.SuperConn(t, ctx)
+	conn := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.ScramUser))
 	for _, format := range []string{"text", "csv"} {
-		marker := uniqueName(t)
+		marker := proxytest.UniqueName(t)
 		var w lineCounter
 		start := time.Now()
 		_, err := conn.CopyTo(ctx, &w, fmt.Sprintf("COPY (SELECT generate_series(1, 100000000) /* %s */) TO STDOUT WITH (FORMAT %s)", marker, format))
@@ -402,17 +403,17 @@ func TestBlockCopyTo(t *testing.T) {
 // TestBlockKill ends the session with FATAL 42501 when the limit says kill.
 func TestBlockKill(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withInspector(&proxy.RowLimit{Max: blockLimit, Kill: true}))
+	p := proxytest.Start(t, proxytest.WithInspector(&proxytest.RowLimit{Max: blockLimit, Kill: true}))
 	for _, mode := range []string{"simple_protocol", "cache_statement"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			super := superConn(t, ctx)
-			marker := uniqueName(t)
-			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
-			checkUsable(t, ctx, conn)
+			ctx := proxytest.Ctx(t, 0)
+			super := proxytest.SuperConn(t, ctx)
+			marker := proxytest.UniqueName(t)
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+			proxytest.CheckUsable(t, ctx, conn)
 			_, err := queryCount(ctx, conn, bigQuery(marker))
-			pgErr := wantCode(t, err, "42501")
+			pgErr := proxytest.WantCode(t, err, "42501")
 			if pgErr.Severity != "FATAL" || !strings.HasPrefix(pgErr.Message, "pgwarden:") {
 				t.Errorf("kill error %s %q, want FATAL from pgwarden", pgErr.Severity, pgErr.Message)
 			}
@@ -422,7 +423,7 @@ func TestBlockKill(t *testing.T) {
 				}
 			}
 			wantCancelled(t, ctx, super, marker)
-			checkUsable(t, ctx, connect(t, ctx, p.DSN(pgtest.TrustUser)))
+			proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser)))
 		})
 	}
 }
@@ -432,9 +433,9 @@ func TestBlockKill(t *testing.T) {
 // passes the limit across Executes and must be blocked.
 func TestBlockPortalFetchedInChunks(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
-	ctx := testCtx(t, 0)
-	rc := rawStartup(t, ctx, p.Addr, nil)
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
+	ctx := proxytest.Ctx(t, 0)
+	rc := proxytest.RawStartup(t, ctx, p.Addr, nil)
 	msgs := []pgproto3.FrontendMessage{
 		&pgproto3.Parse{Query: "SELECT generate_series(1, 100)"},
 		&pgproto3.Bind{},
@@ -443,11 +444,11 @@ func TestBlockPortalFetchedInChunks(t *testing.T) {
 		msgs = append(msgs, &pgproto3.Execute{MaxRows: 3})
 	}
 	msgs = append(msgs, &pgproto3.Sync{})
-	rc.send(msgs...)
+	rc.Send(msgs...)
 	rows := 0
 	var blockErr *pgproto3.ErrorResponse
 	for {
-		m := rc.receive()
+		m := rc.Receive()
 		switch m := m.(type) {
 		case *pgproto3.DataRow:
 			rows++
@@ -470,21 +471,21 @@ func TestBlockPortalFetchedInChunks(t *testing.T) {
 // to the upstream server over TLS too.
 func TestBlockOverTLS(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit), withClientTLS(t), withUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit), proxytest.WithClientTLS(t), proxytest.WithUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
 	for _, mode := range []string{"simple_protocol", "cache_statement"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			super := superConn(t, ctx)
-			marker := uniqueName(t)
-			conn := connect(t, ctx, p.DSN(pgtest.ScramUser, "sslmode=verify-full", "default_query_exec_mode="+mode))
+			ctx := proxytest.Ctx(t, 0)
+			super := proxytest.SuperConn(t, ctx)
+			marker := proxytest.UniqueName(t)
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.ScramUser, "sslmode=verify-full", "default_query_exec_mode="+mode))
 			n, err := queryCount(ctx, conn, bigQuery(marker))
 			wantBlocked(t, err)
 			if n > blockLimit {
 				t.Errorf("%d rows reached the client", n)
 			}
 			wantCancelled(t, ctx, super, marker)
-			checkUsable(t, ctx, conn)
+			proxytest.CheckUsable(t, ctx, conn)
 		})
 	}
 }
@@ -495,19 +496,19 @@ func TestBlockOverTLS(t *testing.T) {
 // back what the transaction did.
 func TestBlockFailsTransactionBlock(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			super := superConn(t, ctx)
-			table := uniqueName(t)
-			mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
-			mustExec(t, ctx, super, "GRANT INSERT, SELECT ON "+table+" TO "+pgtest.TrustUser)
+			ctx := proxytest.Ctx(t, 0)
+			super := proxytest.SuperConn(t, ctx)
+			table := proxytest.UniqueName(t)
+			proxytest.MustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+			proxytest.MustExec(t, ctx, super, "GRANT INSERT, SELECT ON "+table+" TO "+pgtest.TrustUser)
 			t.Cleanup(func() { super.Exec(context.Background(), "DROP TABLE "+table) })
-			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
-			mustExec(t, ctx, conn, "BEGIN")
-			mustExec(t, ctx, conn, "INSERT INTO "+table+" VALUES (1)")
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+			proxytest.MustExec(t, ctx, conn, "BEGIN")
+			proxytest.MustExec(t, ctx, conn, "INSERT INTO "+table+" VALUES (1)")
 			// Small enough to complete on the server before any cancel.
 			_, err := queryCount(ctx, conn, "SELECT generate_series(1, 20)")
 			wantBlocked(t, err)
@@ -515,7 +516,7 @@ func TestBlockFailsTransactionBlock(t *testing.T) {
 				t.Errorf("transaction status after the block %q, want E", st)
 			}
 			_, err = conn.Exec(ctx, "SELECT 1")
-			wantCode(t, err, "25P02")
+			proxytest.WantCode(t, err, "25P02")
 			tag, err := conn.Exec(ctx, "COMMIT")
 			if err != nil || tag.String() != "ROLLBACK" {
 				t.Errorf("COMMIT: %q, %v; want ROLLBACK", tag.String(), err)
@@ -524,7 +525,7 @@ func TestBlockFailsTransactionBlock(t *testing.T) {
 			if err := super.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 0 {
 				t.Errorf("%d rows committed after a blocked transaction (%v)", n, err)
 			}
-			checkUsable(t, ctx, conn)
+			proxytest.CheckUsable(t, ctx, conn)
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestCancelViaContext cancels a long pg_sleep by its context, which makes
@@ -18,8 +19,8 @@ import (
 func TestCancelViaContext(t *testing.T) {
 	t.Parallel()
 	c := pgtest.Shared(t)
-	plain := startProxy(t)
-	tlsProxy := startProxy(t, withClientTLS(t))
+	plain := proxytest.Start(t)
+	tlsProxy := proxytest.Start(t, proxytest.WithClientTLS(t))
 	cases := []struct{ name, dsn string }{
 		{"direct", c.DSN(pgtest.TrustUser)},
 		{"proxied", plain.DSN(pgtest.TrustUser)},
@@ -28,14 +29,14 @@ func TestCancelViaContext(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			conn := connectPg(t, ctx, tc.dsn, cancelOnContext)
+			ctx := proxytest.Ctx(t, 0)
+			conn := proxytest.ConnectPg(t, ctx, tc.dsn, proxytest.CancelOnContext)
 			qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 			defer cancel()
 			start := time.Now()
 			_, err := conn.Exec(qctx, "SELECT pg_sleep(30)").ReadAll()
 			elapsed := time.Since(start)
-			wantCode(t, err, "57014")
+			proxytest.WantCode(t, err, "57014")
 			if elapsed > 5*time.Second {
 				t.Errorf("cancel took %v", elapsed)
 			}
@@ -53,29 +54,31 @@ func TestCancelViaContext(t *testing.T) {
 // another goroutine waits on the query, in the simple and extended protocol.
 func TestCancelRequest(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	for _, extended := range []bool{false, true} {
 		name := map[bool]string{false: "simple", true: "extended"}[extended]
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			conn := connectPg(t, ctx, p.DSN(pgtest.ScramUser))
+			ctx := proxytest.Ctx(t, 0)
+			conn := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.ScramUser))
+			marker := proxytest.UniqueName(t)
+			sql := "SELECT pg_sleep(30) /* " + marker + " */"
 			done := make(chan error, 1)
 			go func() {
 				if extended {
-					done <- conn.ExecParams(ctx, "SELECT pg_sleep(30)", nil, nil, nil, nil).Read().Err
+					done <- conn.ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err
 				} else {
-					_, err := conn.Exec(ctx, "SELECT pg_sleep(30)").ReadAll()
+					_, err := conn.Exec(ctx, sql).ReadAll()
 					done <- err
 				}
 			}()
-			time.Sleep(200 * time.Millisecond)
+			proxytest.WaitRunning(t, ctx, proxytest.SuperConn(t, ctx), marker, 1)
 			if err := conn.CancelRequest(ctx); err != nil {
 				t.Fatalf("CancelRequest: %v", err)
 			}
 			select {
 			case err := <-done:
-				wantCode(t, err, "57014")
+				proxytest.WantCode(t, err, "57014")
 			case <-time.After(5 * time.Second):
 				t.Fatal("query not cancelled within 5s")
 			}
@@ -90,7 +93,7 @@ func TestCancelRequest(t *testing.T) {
 // close the connection, as it does after handling one.
 func sendCancel(t *testing.T, ctx context.Context, addr string, pid uint32, secret []byte) {
 	t.Helper()
-	rc := dialRaw(t, ctx, addr)
+	rc := proxytest.DialRaw(t, ctx, addr)
 	req := make([]byte, 12+len(secret))
 	binary.BigEndian.PutUint32(req, uint32(len(req)))
 	binary.BigEndian.PutUint32(req[4:], 80877102)
@@ -99,7 +102,7 @@ func sendCancel(t *testing.T, ctx context.Context, addr string, pid uint32, secr
 	if _, err := rc.Write(req); err != nil {
 		t.Fatal(err)
 	}
-	rc.waitClosed(5 * time.Second)
+	rc.WaitClosed(5 * time.Second)
 }
 
 // TestCancelWrongKey sends CancelRequests that must cancel nothing: the
@@ -108,10 +111,10 @@ func sendCancel(t *testing.T, ctx context.Context, addr string, pid uint32, secr
 // completes.
 func TestCancelWrongKey(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	victim := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
-	other := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	victim := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	other := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 
 	res, err := victim.Exec(ctx, "SELECT pg_backend_pid()").ReadAll()
 	if err != nil {
@@ -122,13 +125,14 @@ func TestCancelWrongKey(t *testing.T) {
 		upstreamPID = upstreamPID*10 + uint32(b-'0')
 	}
 
+	marker := proxytest.UniqueName(t)
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := victim.Exec(ctx, "SELECT pg_sleep(1)").ReadAll()
+		_, err := victim.Exec(ctx, "SELECT pg_sleep(1) /* "+marker+" */").ReadAll()
 		done <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, proxytest.SuperConn(t, ctx), marker, 1)
 
 	wrong := append([]byte(nil), victim.SecretKey()...)
 	wrong[0] ^= 0xff
@@ -164,22 +168,23 @@ func TestCancelWrongKey(t *testing.T) {
 // cancels one: only that one ends early.
 func TestCancelOnlyTarget(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	const n = 4
 	conns := make([]*pgconn.PgConn, n)
 	for i := range conns {
-		conns[i] = connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+		conns[i] = proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 	}
 	results := make(chan struct {
 		i   int
 		err error
 		d   time.Duration
 	}, n)
+	marker := proxytest.UniqueName(t)
 	start := time.Now()
 	for i, conn := range conns {
 		go func() {
-			_, err := conn.Exec(ctx, "SELECT pg_sleep(1.5)").ReadAll()
+			_, err := conn.Exec(ctx, "SELECT pg_sleep(1.5) /* "+marker+" */").ReadAll()
 			results <- struct {
 				i   int
 				err error
@@ -187,7 +192,7 @@ func TestCancelOnlyTarget(t *testing.T) {
 			}{i, err, time.Since(start)}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, proxytest.SuperConn(t, ctx), marker, n)
 	const target = 2
 	if err := conns[target].CancelRequest(ctx); err != nil {
 		t.Fatal(err)
@@ -195,7 +200,7 @@ func TestCancelOnlyTarget(t *testing.T) {
 	for range n {
 		r := <-results
 		if r.i == target {
-			wantCode(t, r.err, "57014")
+			proxytest.WantCode(t, r.err, "57014")
 			if r.d > time.Second {
 				t.Errorf("cancelled query ended after %v", r.d)
 			}

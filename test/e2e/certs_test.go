@@ -11,6 +11,7 @@ import (
 	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 	"github.com/pgwarden/pgwarden/test/testca"
 )
 
@@ -20,7 +21,7 @@ func TestCertPgx(t *testing.T) {
 	t.Parallel()
 	ca := newClientCA(t)
 	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.File}, Map: "email,cn"})
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	for _, tc := range []struct {
 		name, cn string
 		emails   []string
@@ -31,9 +32,9 @@ func TestCertPgx(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cert := ca.issue(t, tc.cn, tc.emails...)
-			app := uniqueName(t)
-			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, cert.params("application_name="+app)...))
-			checkUsable(t, ctx, conn)
+			app := proxytest.UniqueName(t)
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, cert.params("application_name="+app)...))
+			proxytest.CheckUsable(t, ctx, conn)
 			info := rec.session(t, app).info
 			if info.Employee != tc.employee || info.IdentifiedBy != proxy.IdentifiedByCertificate || info.User != pgtest.TrustUser {
 				t.Errorf("employee %q identified by %q as role %q; want %q by certificate as %q",
@@ -46,8 +47,8 @@ func TestCertPgx(t *testing.T) {
 	}
 	t.Run("names no employee", func(t *testing.T) {
 		cert := ca.issue(t, "")
-		_, err := tryConnect(ctx, p.DSN(pgtest.TrustUser, cert.params()...))
-		pgErr := wantCode(t, err, "28000")
+		_, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser, cert.params()...))
+		pgErr := proxytest.WantCode(t, err, "28000")
 		if pgErr.Severity != "FATAL" || !strings.Contains(pgErr.Message, "client certificate names no employee") {
 			t.Errorf("refusal: %s %s", pgErr.Severity, pgErr.Message)
 		}
@@ -60,9 +61,9 @@ func TestCertPsql(t *testing.T) {
 	t.Parallel()
 	ca := newClientCA(t)
 	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.File}, Map: "email"})
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	cert := ca.issue(t, "carol", "carol@example.com")
-	app := uniqueName(t)
+	app := proxytest.UniqueName(t)
 	got := runPsql(t, ctx, p.DSN(pgtest.TrustUser, cert.params("application_name="+app)...), "",
 		"SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
 	// pgwarden's upstream connection is plain here: ssl is false.
@@ -86,14 +87,14 @@ func TestCertRevoked(t *testing.T) {
 	crl := filepath.Join(t.TempDir(), "client.crl")
 	ca.writeCRL(t, crl, mallory)
 	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.File}, CRLFiles: []string{crl}, ReloadInterval: time.Millisecond})
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 
 	// The handshake fails with the bad_certificate alert, as Go's TLS sends
 	// for any verification failure; the reason is in pgwarden's log.
 	refused := func(t *testing.T, cert *clientCert) {
 		t.Helper()
-		app := uniqueName(t)
-		conn, err := tryConnect(ctx, p.DSN(pgtest.TrustUser, cert.params("application_name="+app)...))
+		app := proxytest.UniqueName(t)
+		conn, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser, cert.params("application_name="+app)...))
 		switch {
 		case err == nil:
 			conn.Close(ctx)
@@ -112,8 +113,8 @@ func TestCertRevoked(t *testing.T) {
 	}
 	t.Run("revoked at start", func(t *testing.T) { refused(t, mallory) })
 
-	app := uniqueName(t)
-	conn, err := tryConnect(ctx, p.DSN(pgtest.TrustUser, alice.params("application_name="+app)...))
+	app := proxytest.UniqueName(t)
+	conn, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser, alice.params("application_name="+app)...))
 	if err != nil {
 		t.Fatalf("a certificate the list does not name: %v", err)
 	}
@@ -140,7 +141,7 @@ func TestCertRequired(t *testing.T) {
 	p, rec := startCertProxy(t, identity.CertConfig{CAFiles: []string{ca.File}, Rules: []identity.CertRule{
 		{Target: "*/" + pgtest.TrustUser, Require: true},
 	}})
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	wantRole := " as role \"" + pgtest.TrustUser + "\" needs a client certificate"
 	wantDB := "database \"" + c.Database + "\""
 
@@ -151,8 +152,8 @@ func TestCertRequired(t *testing.T) {
 		{"no TLS", "disable", "does not use TLS"},
 	} {
 		t.Run("pgx "+tc.name, func(t *testing.T) {
-			_, err := tryConnect(ctx, p.DSN(pgtest.TrustUser, "sslmode="+tc.sslmode))
-			pgErr := wantCode(t, err, "28000")
+			_, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser, "sslmode="+tc.sslmode))
+			pgErr := proxytest.WantCode(t, err, "28000")
 			for _, want := range []string{"client certificate required", wantDB, wantRole, tc.why} {
 				if pgErr.Severity != "FATAL" || !strings.Contains(pgErr.Message, want) {
 					t.Errorf("refusal: %s %q, want FATAL containing %q", pgErr.Severity, pgErr.Message, want)
@@ -181,13 +182,13 @@ func TestCertRequired(t *testing.T) {
 		if got.Exit != 2 || !strings.Contains(got.Stderr, "unknown ca") {
 			t.Errorf("psql: %+v", got)
 		}
-		_, err = tryConnect(ctx, p.DSN(pgtest.TrustUser, params...))
-		wantCode(t, err, "28000")
+		_, err = proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser, params...))
+		proxytest.WantCode(t, err, "28000")
 	})
 
 	t.Run("with a certificate", func(t *testing.T) {
 		cert := ca.issue(t, "erin", "erin@example.com")
-		app := uniqueName(t)
+		app := proxytest.UniqueName(t)
 		got := runPsql(t, ctx, p.DSN(pgtest.TrustUser, cert.params("application_name="+app)...), "", "SELECT current_user")
 		if got.Exit != 0 || strings.TrimSpace(got.Stdout) != pgtest.TrustUser {
 			t.Fatalf("psql: %+v", got)
@@ -199,9 +200,9 @@ func TestCertRequired(t *testing.T) {
 
 	for _, sslmode := range []string{"verify-full", "disable"} {
 		t.Run("not required, sslmode "+sslmode, func(t *testing.T) {
-			app := uniqueName(t)
-			conn := connect(t, ctx, p.DSN(pgtest.MD5User, "sslmode="+sslmode, "application_name="+app))
-			checkUsable(t, ctx, conn)
+			app := proxytest.UniqueName(t)
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.MD5User, "sslmode="+sslmode, "application_name="+app))
+			proxytest.CheckUsable(t, ctx, conn)
 			info := rec.session(t, app).info
 			if info.Employee != pgtest.MD5User || info.IdentifiedBy != proxy.IdentifiedByRole || len(info.ClientCertificates) != 0 {
 				t.Errorf("employee %q identified by %q with %d certificates, want the role %q", info.Employee, info.IdentifiedBy, len(info.ClientCertificates), pgtest.MD5User)
@@ -212,11 +213,11 @@ func TestCertRequired(t *testing.T) {
 
 // startCertProxy starts a proxy that offers TLS with the cluster CA's
 // server certificate and identifies employees by certificate under cfg.
-func startCertProxy(t *testing.T, cfg identity.CertConfig) (*testProxy, *recorder) {
+func startCertProxy(t *testing.T, cfg identity.CertConfig) (*proxytest.Proxy, *recorder) {
 	t.Helper()
-	clientTLS := serverTLS(t)
+	clientTLS := proxytest.ServerTLS(t)
 	rec := &recorder{}
-	p := startProxy(t, withInspector(rec), withConfig(func(c *proxy.Config) {
+	p := proxytest.Start(t, proxytest.WithInspector(rec), proxytest.WithConfig(func(c *proxy.Config) {
 		cfg.Logger = c.Logger // CRL reloads in the proxy's log
 		certs, err := identity.NewCerts(cfg)
 		if err != nil {

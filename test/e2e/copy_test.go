@@ -16,14 +16,15 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestCopyFrom loads rows with pgx CopyFrom (binary COPY) and with pgconn
 // CopyFrom (text), direct and proxied, and compares the loaded tables.
 func TestCopyFrom(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	direct, proxied := endpoints(t, ctx, p, pgtest.ScramUser, "cache_statement")
 
 	const create = `CREATE TEMP TABLE cp (id int8, name text, amount numeric, at timestamptz, tags text[], raw bytea, flag bool)`
@@ -45,7 +46,7 @@ func TestCopyFrom(t *testing.T) {
 
 	var dumps [2]string
 	for i, conn := range []*pgx.Conn{direct, proxied} {
-		mustExec(t, ctx, conn, create)
+		proxytest.MustExec(t, ctx, conn, create)
 		n, err := conn.CopyFrom(ctx, pgx.Identifier{"cp"}, []string{"id", "name", "amount", "at", "tags", "raw", "flag"}, pgx.CopyFromRows(rows))
 		if err != nil || n != int64(len(rows)) {
 			t.Fatalf("CopyFrom: %d rows, %v", n, err)
@@ -63,18 +64,18 @@ func TestCopyFrom(t *testing.T) {
 	if dumps[0] != dumps[1] {
 		t.Errorf("tables loaded direct and proxied differ (%d and %d bytes)", len(dumps[0]), len(dumps[1]))
 	}
-	checkUsable(t, ctx, proxied)
+	proxytest.CheckUsable(t, ctx, proxied)
 }
 
 // TestCopyFromErrors checks a COPY that fails on bad data, one the client
 // aborts, and one into a missing table, each leaving the session usable.
 func TestCopyFromErrors(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	c := pgtest.Shared(t)
-	direct := connectPg(t, ctx, c.DSN(pgtest.TrustUser))
-	proxied := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	direct := proxytest.ConnectPg(t, ctx, c.DSN(pgtest.TrustUser))
+	proxied := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 
 	type outcome struct {
 		Tag  string
@@ -116,7 +117,7 @@ func TestCopyFromErrors(t *testing.T) {
 		if tc.name == "client aborts" {
 			want.Err, got.Err = "", ""
 		}
-		wantEqual(t, tc.name, want, got)
+		proxytest.WantEqual(t, tc.name, want, got)
 		if _, err := proxied.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
 			t.Fatalf("%s: session not usable: %v", tc.name, err)
 		}
@@ -130,11 +131,11 @@ func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 // TestCopyTo compares COPY TO STDOUT output in text, CSV and binary format.
 func TestCopyTo(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	c := pgtest.Shared(t)
-	direct := connectPg(t, ctx, c.DSN(pgtest.MD5User))
-	proxied := connectPg(t, ctx, p.DSN(pgtest.MD5User))
+	direct := proxytest.ConnectPg(t, ctx, c.DSN(pgtest.MD5User))
+	proxied := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.MD5User))
 	for _, sql := range []string{
 		"COPY (SELECT i, md5(i::text), NULLIF(i % 4, 0), now()::date FROM generate_series(1, 50000) i) TO STDOUT",
 		"COPY (SELECT i, 'a,\"b\"' FROM generate_series(1, 100) i) TO STDOUT WITH (FORMAT csv, HEADER)",
@@ -146,8 +147,8 @@ func TestCopyTo(t *testing.T) {
 		var wantBuf, gotBuf bytes.Buffer
 		wantTag, wantErr := direct.CopyTo(ctx, &wantBuf, sql)
 		gotTag, gotErr := proxied.CopyTo(ctx, &gotBuf, sql)
-		wantEqual(t, sql+": tag", wantTag.String(), gotTag.String())
-		wantEqual(t, sql+": error", errOrNil(wantErr), errOrNil(gotErr))
+		proxytest.WantEqual(t, sql+": tag", wantTag.String(), gotTag.String())
+		proxytest.WantEqual(t, sql+": error", errOrNil(wantErr), errOrNil(gotErr))
 		if !bytes.Equal(wantBuf.Bytes(), gotBuf.Bytes()) {
 			t.Errorf("%s: output differs (%d and %d bytes)", sql, wantBuf.Len(), gotBuf.Len())
 		}
@@ -160,19 +161,19 @@ func TestCopyTo(t *testing.T) {
 // TestListenNotify sends notifications between two proxied sessions.
 func TestListenNotify(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	channel := uniqueName(t)
-	listener := connect(t, ctx, p.DSN(pgtest.TrustUser))
-	notifier := connect(t, ctx, p.DSN(pgtest.ScramUser))
-	mustExec(t, ctx, listener, "LISTEN "+channel)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	channel := proxytest.UniqueName(t)
+	listener := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
+	notifier := proxytest.Connect(t, ctx, p.DSN(pgtest.ScramUser))
+	proxytest.MustExec(t, ctx, listener, "LISTEN "+channel)
 
 	var notifierPID uint32
 	if err := notifier.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&notifierPID); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		mustExec(t, ctx, notifier, "SELECT pg_notify($1, $2)", channel, fmt.Sprint("payload ", i))
+		proxytest.MustExec(t, ctx, notifier, "SELECT pg_notify($1, $2)", channel, fmt.Sprint("payload ", i))
 	}
 	for i := range 3 {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -190,16 +191,16 @@ func TestListenNotify(t *testing.T) {
 	}
 	// A notification that arrives while the listener runs a query is
 	// delivered with that query's results.
-	mustExec(t, ctx, notifier, "NOTIFY "+channel+", 'during'")
+	proxytest.MustExec(t, ctx, notifier, "NOTIFY "+channel+", 'during'")
 	time.Sleep(100 * time.Millisecond)
-	checkUsable(t, ctx, listener)
+	proxytest.CheckUsable(t, ctx, listener)
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	n, err := listener.WaitForNotification(wctx)
 	if err != nil || n.Payload != "during" {
 		t.Fatalf("notification during a query: %v, %v", n, err)
 	}
-	mustExec(t, ctx, listener, "UNLISTEN *")
+	proxytest.MustExec(t, ctx, listener, "UNLISTEN *")
 }
 
 // TestNotifySelfPID checks the common idiom of ignoring one's own
@@ -207,18 +208,18 @@ func TestListenNotify(t *testing.T) {
 // BackendKeyData process id (PQbackendPID in libpq, PgConn.PID in pgx).
 func TestNotifySelfPID(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	c := pgtest.Shared(t)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	for _, ep := range []struct{ name, dsn string }{
 		{"direct", c.DSN(pgtest.TrustUser)},
 		{"proxied", p.DSN(pgtest.TrustUser)},
 	} {
 		t.Run(ep.name, func(t *testing.T) {
-			channel := uniqueName(t)
-			conn := connect(t, ctx, ep.dsn)
-			mustExec(t, ctx, conn, "LISTEN "+channel)
-			mustExec(t, ctx, conn, "NOTIFY "+channel+", 'self'")
+			channel := proxytest.UniqueName(t)
+			conn := proxytest.Connect(t, ctx, ep.dsn)
+			proxytest.MustExec(t, ctx, conn, "LISTEN "+channel)
+			proxytest.MustExec(t, ctx, conn, "NOTIFY "+channel+", 'self'")
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			n, err := conn.WaitForNotification(wctx)
@@ -243,11 +244,11 @@ func TestNotifySelfPID(t *testing.T) {
 // from it in pieces, direct and proxied.
 func TestCursors(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	for _, mode := range []string{"simple_protocol", "cache_statement"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			direct, proxied := endpoints(t, ctx, p, pgtest.PlainUser, mode)
 			for _, sql := range []string{
 				"BEGIN",
@@ -265,9 +266,9 @@ func TestCursors(t *testing.T) {
 			} {
 				want := runQuery(ctx, direct, sql)
 				got := runQuery(ctx, proxied, sql)
-				wantEqual(t, sql, want, got)
+				proxytest.WantEqual(t, sql, want, got)
 			}
-			checkUsable(t, ctx, proxied)
+			proxytest.CheckUsable(t, ctx, proxied)
 		})
 	}
 }
@@ -282,12 +283,12 @@ func TestLargeResult(t *testing.T) {
 	t.Parallel()
 	const sql = `SELECT i, md5(i::text) FROM generate_series(1, 1000000) i`
 	c := pgtest.Shared(t)
-	ctx := testCtx(t, 2*time.Minute)
+	ctx := proxytest.Ctx(t, 2*time.Minute)
 
 	// The server's own checksum over the same rows.
 	var wantSum int64
 	var wantHash string
-	direct := connect(t, ctx, c.DSN(pgtest.TrustUser))
+	direct := proxytest.Connect(t, ctx, c.DSN(pgtest.TrustUser))
 	err := direct.QueryRow(ctx, `SELECT sum(i), md5(string_agg(md5(i::text), '' ORDER BY i)) FROM generate_series(1, 1000000) i`).Scan(&wantSum, &wantHash)
 	if err != nil {
 		t.Fatal(err)
@@ -296,15 +297,15 @@ func TestLargeResult(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mode string
-		opts []proxyOption
+		opts []proxytest.Option
 	}{
 		{"relay only", "simple_protocol", nil},
-		{"inspected", "cache_statement", []proxyOption{withRowLimit(2_000_000)}},
+		{"inspected", "cache_statement", []proxytest.Option{proxytest.WithRowLimit(2_000_000)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startProxy(t, tc.opts...)
+			p := proxytest.Start(t, tc.opts...)
 			for _, mode := range []string{tc.mode} {
-				conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+				conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
 				start := time.Now()
 				rows, err := conn.Query(ctx, sql)
 				if err != nil {

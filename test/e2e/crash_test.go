@@ -12,6 +12,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/crash"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // panicky is an Inspector with a bug: it panics where a statement's SQL
@@ -72,12 +73,12 @@ func (s *panickySession) EndSession(err error) {
 func TestPanicEndsOnlyItsSession(t *testing.T) {
 	t.Parallel()
 	insp := &panicky{}
-	p := startProxy(t, withInspector(insp))
-	ctx := testCtx(t, 60*time.Second)
-	super := superConn(t, ctx)
+	p := proxytest.Start(t, proxytest.WithInspector(insp))
+	ctx := proxytest.Ctx(t, 60*time.Second)
+	super := proxytest.SuperConn(t, ctx)
 
-	app := uniqueName(t)
-	neighbour := connect(t, ctx, p.DSN(pgtest.TrustUser, "application_name="+app+"-neighbour"))
+	app := proxytest.UniqueName(t)
+	neighbour := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "application_name="+app+"-neighbour"))
 	before := crash.Total()
 	cases := []struct {
 		name string
@@ -90,33 +91,33 @@ func TestPanicEndsOnlyItsSession(t *testing.T) {
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			victimApp := app + "-victim"
-			rc := rawStartup(t, ctx, p.Addr, map[string]string{"application_name": victimApp})
-			rc.send(&pgproto3.Query{String: c.sql})
-			e := rc.readError()
+			rc := proxytest.RawStartup(t, ctx, p.Addr, map[string]string{"application_name": victimApp})
+			rc.Send(&pgproto3.Query{String: c.sql})
+			e := rc.ReadError()
 			if e.Severity != "FATAL" || e.Code != "XX000" || e.Message != "pgwarden: internal error, the session was closed" {
 				t.Errorf("got %s %s %q, want FATAL XX000 pgwarden: internal error, the session was closed", e.Severity, e.Code, e.Message)
 			}
-			rc.waitClosed(5 * time.Second)
-			eventually(t, 10*time.Second, "the victim's backend ends", func() (bool, string) {
-				n, err := backendsOf(ctx, super, victimApp)
-				return err == nil && n == 0, show(n)
+			rc.WaitClosed(5 * time.Second)
+			proxytest.Eventually(t, 10*time.Second, "the victim's backend ends", func() (bool, string) {
+				n, err := proxytest.BackendsOf(ctx, super, victimApp)
+				return err == nil && n == 0, proxytest.Show(n)
 			})
 			if got := crash.Total(); got < before+uint64(i+1) {
 				t.Errorf("crash.Total = %d, want at least %d", got, before+uint64(i+1))
 			}
 			// The neighbour, whose session was open all along, and a new
 			// session both work.
-			checkUsable(t, ctx, neighbour)
-			checkUsable(t, ctx, connect(t, ctx, p.DSN(pgtest.TrustUser, "application_name="+app+"-after")))
+			proxytest.CheckUsable(t, ctx, neighbour)
+			proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "application_name="+app+"-after")))
 		})
 	}
 
 	// A panic during startup fails that connection alone.
-	rc := dialRaw(t, ctx, p.Addr)
-	rc.send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+	rc := proxytest.DialRaw(t, ctx, p.Addr)
+	rc.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 		Parameters: map[string]string{"user": pgtest.TrustUser, "database": pgtest.Shared(t).Database, "application_name": "panic in start"}})
 	for {
-		m := rc.receive()
+		m := rc.Receive()
 		if e, ok := m.(*pgproto3.ErrorResponse); ok {
 			if e.Code != "XX000" {
 				t.Errorf("startup: got %s %q, want XX000", e.Code, e.Message)
@@ -124,7 +125,7 @@ func TestPanicEndsOnlyItsSession(t *testing.T) {
 			break
 		}
 	}
-	checkUsable(t, ctx, neighbour)
+	proxytest.CheckUsable(t, ctx, neighbour)
 
 	insp.mu.Lock()
 	defer insp.mu.Unlock()

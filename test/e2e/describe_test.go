@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestExecuteWithoutDescribe sends Parse, Bind, Execute, Sync with no
@@ -14,10 +16,10 @@ import (
 func TestExecuteWithoutDescribe(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	p := startProxy(t, withInspector(rec))
-	ctx := testCtx(t, 0)
-	direct := rawStartup(t, ctx, p.c.Addr(), nil)
-	proxied := rawStartup(t, ctx, p.Addr, map[string]string{"application_name": "nodescribe"})
+	p := proxytest.Start(t, proxytest.WithInspector(rec))
+	ctx := proxytest.Ctx(t, 0)
+	direct := proxytest.RawStartup(t, ctx, p.Cluster.Addr(), nil)
+	proxied := proxytest.RawStartup(t, ctx, p.Addr, map[string]string{"application_name": "nodescribe"})
 
 	batch := []pgproto3.FrontendMessage{
 		&pgproto3.Parse{Query: "SELECT relname, relpages FROM pg_class WHERE relname = 'pg_class'"},
@@ -28,9 +30,9 @@ func TestExecuteWithoutDescribe(t *testing.T) {
 		&pgproto3.Execute{},
 		&pgproto3.Sync{},
 	}
-	want := direct.transcript(batch...)
-	got := proxied.transcript(batch...)
-	wantEqual(t, "transcript", want, got)
+	want := direct.Transcript(batch...)
+	got := proxied.Transcript(batch...)
+	proxytest.WantEqual(t, "transcript", want, got)
 	for _, line := range got {
 		if line == "RowDescription" || line == "NoData" {
 			t.Errorf("client received pgwarden's own Describe answer: %q", got)

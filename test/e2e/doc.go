@@ -3,8 +3,8 @@
 // server that package pgtest starts, and compares what they see with the same
 // through a direct connection.
 //
-// Every test starts its own proxy.Server on a 127.0.0.1:0 listener (startProxy
-// in helpers_test.go), with the proxy's logs sent to the test log, and shuts
+// Every test starts its own proxy.Server on a 127.0.0.1:0 listener
+// (proxytest.Start), with the proxy's logs sent to the test log, and shuts
 // it down when the test ends. The suites:
 //
 //   - query_test.go: simple and extended protocol in every pgx exec mode,
@@ -13,7 +13,7 @@
 //   - copy_test.go: COPY in and out, LISTEN/NOTIFY, cursors, a large result;
 //   - cancel_test.go: cancel requests, right and wrong keys;
 //   - tls_test.go: TLS on either side and every authentication method;
-//   - block_test.go: proxy.RowLimit stopping a result mid-stream;
+//   - block_test.go: proxytest.RowLimit stopping a result mid-stream;
 //   - inspector_test.go: what an Inspector is shown, against what the
 //     client received, and the comparisons again through an inspecting proxy;
 //   - psql_test.go: the same core cases with the psql binary;

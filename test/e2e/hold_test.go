@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // wireSummary sends msgs in one write on a fresh session and summarises
@@ -23,7 +24,7 @@ import (
 // PostgreSQL and pgwarden only where pgwarden speaks for itself).
 func wireSummary(t *testing.T, ctx context.Context, addr, app string, ready int, quiet time.Duration, msgs ...pgproto3.FrontendMessage) []string {
 	t.Helper()
-	rc := rawStartup(t, ctx, addr, map[string]string{"application_name": app})
+	rc := proxytest.RawStartup(t, ctx, addr, map[string]string{"application_name": app})
 	defer rc.Close()
 	var buf []byte
 	for _, m := range msgs {
@@ -46,7 +47,7 @@ func wireSummary(t *testing.T, ctx context.Context, addr, app string, ready int,
 	defer func() { flushRows() }()
 	for ready > 0 {
 		rc.SetReadDeadline(time.Now().Add(quiet))
-		m, err := rc.fe.Receive()
+		m, err := rc.FE.Receive()
 		if err != nil {
 			var ne net.Error
 			flushRows()
@@ -81,10 +82,10 @@ func wireSummary(t *testing.T, ctx context.Context, addr, app string, ready int,
 // test's sessions use) and a superuser connection.
 func scratchTable(t *testing.T, ctx context.Context) (string, *pgx.Conn) {
 	t.Helper()
-	table := uniqueName(t)
-	super := superConn(t, ctx)
-	mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
-	mustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
+	table := proxytest.UniqueName(t)
+	super := proxytest.SuperConn(t, ctx)
+	proxytest.MustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+	proxytest.MustExec(t, ctx, super, "GRANT ALL ON "+table+" TO "+pgtest.TrustUser)
 	return table, super
 }
 
@@ -95,8 +96,8 @@ func scratchTable(t *testing.T, ctx context.Context) (string, *pgx.Conn) {
 // session waiting.
 func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(1_000_000))
-	ctx := testCtx(t, 60*time.Second)
+	p := proxytest.Start(t, proxytest.WithRowLimit(1_000_000))
+	ctx := proxytest.Ctx(t, 60*time.Second)
 	c := pgtest.Shared(t)
 	table, super := scratchTable(t, ctx)
 
@@ -265,8 +266,8 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 				t.Errorf("through pgwarden:\n  %s\nPostgreSQL:\n  %s", strings.Join(proxied, "\n  "), strings.Join(direct, "\n  "))
 			}
 			// The client has gone: so have its session and its backend.
-			eventually(t, 5*time.Second, "the session and its backend end", func() (bool, string) {
-				n, err := backendsOf(ctx, super, table)
+			proxytest.Eventually(t, 5*time.Second, "the session and its backend end", func() (bool, string) {
+				n, err := proxytest.BackendsOf(ctx, super, table)
 				return err == nil && n == 0 && p.Server.Sessions() == 0, fmt.Sprintf("%d backends, %d sessions", n, p.Server.Sessions())
 			})
 		})
@@ -279,8 +280,8 @@ func TestHostileOrdersAnsweredAsPostgreSQL(t *testing.T) {
 // server before it ran the Query.
 func TestBlockedExecuteSkipsTheQueryAfterIt(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(1000))
-	ctx := testCtx(t, 60*time.Second)
+	p := proxytest.Start(t, proxytest.WithRowLimit(1000))
+	ctx := proxytest.Ctx(t, 60*time.Second)
 	table, super := scratchTable(t, ctx)
 	for i := range 5 {
 		got := wireSummary(t, ctx, p.Addr, table, 1, 5*time.Second,
@@ -310,10 +311,10 @@ func TestBlockedExecuteSkipsTheQueryAfterIt(t *testing.T) {
 // client, told of the block, sends it no data.
 func TestBlockedQueryEndsItsCopyIn(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(1000))
-	ctx := testCtx(t, 60*time.Second)
+	p := proxytest.Start(t, proxytest.WithRowLimit(1000))
+	ctx := proxytest.Ctx(t, 60*time.Second)
 	table, super := scratchTable(t, ctx)
-	mustExec(t, ctx, super, "INSERT INTO "+table+" SELECT generate_series(1, 3000)")
+	proxytest.MustExec(t, ctx, super, "INSERT INTO "+table+" SELECT generate_series(1, 3000)")
 	for i := range 5 {
 		got := wireSummary(t, ctx, p.Addr, table, 2, 5*time.Second,
 			&pgproto3.Query{String: "copy " + table + " to stdout; copy " + table + " from stdin"},
@@ -332,8 +333,8 @@ func TestBlockedQueryEndsItsCopyIn(t *testing.T) {
 // does not fail the next batch, whose Query after an Execute settles it.
 func TestBlockInOneBatchSparesTheNext(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(1000))
-	ctx := testCtx(t, 60*time.Second)
+	p := proxytest.Start(t, proxytest.WithRowLimit(1000))
+	ctx := proxytest.Ctx(t, 60*time.Second)
 	table, _ := scratchTable(t, ctx)
 	got := wireSummary(t, ctx, p.Addr, table, 2, 5*time.Second,
 		&pgproto3.Parse{Name: "s2", Query: "copy (select g from generate_series(1, 2000) g) to stdout"},

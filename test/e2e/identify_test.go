@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestIdentify: the Identify hook names the employee behind a session
@@ -19,7 +20,7 @@ import (
 // FATAL 28000 and its text.
 func TestIdentify(t *testing.T) {
 	rec := &recorder{}
-	p := startProxy(t, withInspector(rec), withConfig(func(c *proxy.Config) {
+	p := proxytest.Start(t, proxytest.WithInspector(rec), proxytest.WithConfig(func(c *proxy.Config) {
 		c.Identify = func(_ context.Context, info *proxy.SessionInfo) error {
 			switch info.ApplicationName {
 			case "refused":
@@ -32,7 +33,7 @@ func TestIdentify(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	dsn := viaAddr(p.c.DSN(pgtest.TrustUser), p.Addr)
+	dsn := proxytest.ViaAddr(p.Cluster.DSN(pgtest.TrustUser), p.Addr)
 	connect := func(app string) (*pgx.Conn, error) {
 		cfg, err := pgx.ParseConfig(dsn)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // recorder is an Inspector that writes down what each session shows it, to
@@ -165,14 +166,14 @@ func only(events []string, kinds ...string) []string {
 func TestInspectorEvents(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	p := startProxy(t, withInspector(rec))
+	p := proxytest.Start(t, proxytest.WithInspector(rec))
 	const sql = "SELECT i, md5(i::text) AS h, i % 2 = 0 AS even FROM generate_series(1, 3) i"
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			app := uniqueName(t)
-			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode, "application_name="+app))
+			ctx := proxytest.Ctx(t, 0)
+			app := proxytest.UniqueName(t)
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode, "application_name="+app))
 			sess := rec.session(t, app)
 			sess.take()
 
@@ -222,7 +223,7 @@ func TestInspectorEvents(t *testing.T) {
 						got = append(got, e)
 					}
 				}
-				wantEqual(t, fmt.Sprintf("round %d events of %s", round, st), want, got)
+				proxytest.WantEqual(t, fmt.Sprintf("round %d events of %s", round, st), want, got)
 				if last := events[len(events)-1]; last != "ready I" {
 					t.Errorf("round %d: last event %q, want ready I", round, last)
 				}
@@ -244,10 +245,10 @@ func TestInspectorEvents(t *testing.T) {
 func TestInspectorCopyOut(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	p := startProxy(t, withInspector(rec))
-	ctx := testCtx(t, 0)
-	app := uniqueName(t)
-	conn := connectPg(t, ctx, p.DSN(pgtest.TrustUser, "application_name="+app))
+	p := proxytest.Start(t, proxytest.WithInspector(rec))
+	ctx := proxytest.Ctx(t, 0)
+	app := proxytest.UniqueName(t)
+	conn := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser, "application_name="+app))
 	sess := rec.session(t, app)
 	sess.take()
 	var buf bytes.Buffer
@@ -273,7 +274,7 @@ func TestInspectorCopyOut(t *testing.T) {
 			}
 		}
 	}
-	wantEqual(t, "events", want, events)
+	proxytest.WantEqual(t, "events", want, events)
 }
 
 // TestInspectedRelay runs the comparison suites through a proxy whose
@@ -282,41 +283,41 @@ func TestInspectorCopyOut(t *testing.T) {
 func TestInspectedRelay(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	p := startProxy(t, withInspector(rec))
+	p := proxytest.Start(t, proxytest.WithInspector(rec))
 	c := pgtest.Shared(t)
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			direct, proxied := endpoints(t, ctx, p, pgtest.ScramUser, mode)
 			for _, q := range typeQueries {
 				want := runQuery(ctx, direct, q.sql, q.args...)
 				got := runQuery(ctx, proxied, q.sql, q.args...)
-				wantEqual(t, q.name, want, got)
+				proxytest.WantEqual(t, q.name, want, got)
 			}
 			for _, sql := range []string{"SELECT 1/0", "SELECT nosuch", "BEGIN", "SELECT 1", "SELECT 1/0", "SELECT 2", "ROLLBACK"} {
-				wantEqual(t, sql, runQuery(ctx, direct, sql), runQuery(ctx, proxied, sql))
+				proxytest.WantEqual(t, sql, runQuery(ctx, direct, sql), runQuery(ctx, proxied, sql))
 			}
 			batch := []string{"SELECT 1", "SELECT generate_series(1, 5)", "SELECT 1/0", "SELECT 4"}
-			wantEqual(t, "batch", batchOutcome(ctx, direct, batch), batchOutcome(ctx, proxied, batch))
-			checkUsable(t, ctx, proxied)
+			proxytest.WantEqual(t, "batch", batchOutcome(ctx, direct, batch), batchOutcome(ctx, proxied, batch))
+			proxytest.CheckUsable(t, ctx, proxied)
 		})
 	}
 	t.Run("pipeline", func(t *testing.T) {
 		t.Parallel()
-		ctx := testCtx(t, 0)
+		ctx := proxytest.Ctx(t, 0)
 		q := func(sql string) pipelineStep { return pipelineStep{sql: sql} }
 		sync := pipelineStep{sync: true}
 		steps := []pipelineStep{q("SELECT 1"), sync, q("SELECT 2"), q("SELECT 1/0"), q("SELECT 3"), sync, q("SELECT generate_series(1, 4)"), sync}
-		direct := connectPg(t, ctx, c.DSN(pgtest.TrustUser))
-		proxied := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
-		wantEqual(t, "pipeline", pipelineOutcome(ctx, direct, steps), pipelineOutcome(ctx, proxied, steps))
+		direct := proxytest.ConnectPg(t, ctx, c.DSN(pgtest.TrustUser))
+		proxied := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
+		proxytest.WantEqual(t, "pipeline", pipelineOutcome(ctx, direct, steps), pipelineOutcome(ctx, proxied, steps))
 	})
 	t.Run("portals", func(t *testing.T) {
 		t.Parallel()
-		ctx := testCtx(t, 0)
-		direct := rawStartup(t, ctx, c.Addr(), nil)
-		proxied := rawStartup(t, ctx, p.Addr, nil)
+		ctx := proxytest.Ctx(t, 0)
+		direct := proxytest.RawStartup(t, ctx, c.Addr(), nil)
+		proxied := proxytest.RawStartup(t, ctx, p.Addr, nil)
 		msgs := []pgproto3.FrontendMessage{
 			&pgproto3.Parse{Name: "s", Query: "SELECT generate_series(1, 5)"},
 			&pgproto3.Describe{ObjectType: 'S', Name: "s"},
@@ -326,13 +327,13 @@ func TestInspectedRelay(t *testing.T) {
 			&pgproto3.Close{ObjectType: 'S', Name: "s"},
 			&pgproto3.Sync{},
 		}
-		wantEqual(t, "portal transcript", direct.transcript(msgs...), proxied.transcript(msgs...))
+		proxytest.WantEqual(t, "portal transcript", direct.Transcript(msgs...), proxied.Transcript(msgs...))
 	})
 	t.Run("copy", func(t *testing.T) {
 		t.Parallel()
-		ctx := testCtx(t, 0)
-		direct := connectPg(t, ctx, c.DSN(pgtest.TrustUser))
-		proxied := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+		ctx := proxytest.Ctx(t, 0)
+		direct := proxytest.ConnectPg(t, ctx, c.DSN(pgtest.TrustUser))
+		proxied := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 		var dumps [2]string
 		for i, conn := range []*pgconn.PgConn{direct, proxied} {
 			if _, err := conn.Exec(ctx, "CREATE TEMP TABLE ic (x int, y text)").ReadAll(); err != nil {
@@ -347,7 +348,7 @@ func TestInspectedRelay(t *testing.T) {
 			}
 			dumps[i] = buf.String()
 		}
-		wantEqual(t, "copy", dumps[0], dumps[1])
+		proxytest.WantEqual(t, "copy", dumps[0], dumps[1])
 	})
 }
 

@@ -16,32 +16,33 @@ import (
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestMaxConnections refuses a third client with 53300 when two are
 // connected, and admits one again once a slot is free.
 func TestMaxConnections(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withConfig(func(c *proxy.Config) { c.MaxConnections = 2 }))
-	ctx := testCtx(t, 0)
-	first := connect(t, ctx, p.DSN(pgtest.TrustUser))
-	second := connect(t, ctx, p.DSN(pgtest.ScramUser))
+	p := proxytest.Start(t, proxytest.WithConfig(func(c *proxy.Config) { c.MaxConnections = 2 }))
+	ctx := proxytest.Ctx(t, 0)
+	first := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
+	second := proxytest.Connect(t, ctx, p.DSN(pgtest.ScramUser))
 
-	conn, err := tryConnect(ctx, p.DSN(pgtest.TrustUser))
+	conn, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser))
 	if err == nil {
 		conn.Close(ctx)
 		t.Fatal("a third client connected")
 	}
-	pgErr := wantCode(t, err, "53300")
+	pgErr := proxytest.WantCode(t, err, "53300")
 	if pgErr.Severity != "FATAL" {
 		t.Errorf("severity %q, want FATAL", pgErr.Severity)
 	}
-	checkUsable(t, ctx, first)
-	checkUsable(t, ctx, second)
+	proxytest.CheckUsable(t, ctx, first)
+	proxytest.CheckUsable(t, ctx, second)
 
 	first.Close(ctx)
-	eventually(t, 5*time.Second, "a slot frees up", func() (bool, string) {
-		conn, err := tryConnect(ctx, p.DSN(pgtest.TrustUser))
+	proxytest.Eventually(t, 5*time.Second, "a slot frees up", func() (bool, string) {
+		conn, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser))
 		if err != nil {
 			return false, err.Error()
 		}
@@ -56,18 +57,18 @@ func TestMaxConnections(t *testing.T) {
 func TestStartupTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 500 * time.Millisecond
-	p := startProxy(t, withConfig(func(c *proxy.Config) { c.StartupTimeout = timeout }))
+	p := proxytest.Start(t, proxytest.WithConfig(func(c *proxy.Config) { c.StartupTimeout = timeout }))
 	c := pgtest.Shared(t)
 	cases := []struct {
 		name string
-		send func(rc *rawConn)
+		send func(rc *proxytest.RawConn)
 	}{
-		{"silent", func(*rawConn) {}},
-		{"half a packet", func(rc *rawConn) { rc.Write([]byte{0, 0, 0, 40, 0, 3}) }},
-		{"no password", func(rc *rawConn) {
-			rc.send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		{"silent", func(*proxytest.RawConn) {}},
+		{"half a packet", func(rc *proxytest.RawConn) { rc.Write([]byte{0, 0, 0, 40, 0, 3}) }},
+		{"no password", func(rc *proxytest.RawConn) {
+			rc.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 				Parameters: map[string]string{"user": pgtest.MD5User, "database": c.Database}})
-			if _, ok := rc.receive().(*pgproto3.AuthenticationMD5Password); !ok {
+			if _, ok := rc.Receive().(*pgproto3.AuthenticationMD5Password); !ok {
 				t.Error("no md5 password request")
 			}
 		}},
@@ -75,18 +76,18 @@ func TestStartupTimeout(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			start := time.Now()
-			rc := dialRaw(t, ctx, p.Addr)
+			rc := proxytest.DialRaw(t, ctx, p.Addr)
 			tc.send(rc)
-			rc.waitClosed(5 * time.Second)
+			rc.WaitClosed(5 * time.Second)
 			if d := time.Since(start); d < timeout-50*time.Millisecond || d > 3*time.Second {
 				t.Errorf("closed after %v, want about %v", d, timeout)
 			}
 		})
 	}
-	ctx := testCtx(t, 0)
-	checkUsable(t, ctx, connect(t, ctx, p.DSN(pgtest.ScramUser)))
+	ctx := proxytest.Ctx(t, 0)
+	proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, p.DSN(pgtest.ScramUser)))
 }
 
 // TestIdleTimeout ends an idle session with 57P05, but not one whose
@@ -94,26 +95,26 @@ func TestStartupTimeout(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 500 * time.Millisecond
-	p := startProxy(t, withConfig(func(c *proxy.Config) { c.IdleTimeout = timeout }))
+	p := proxytest.Start(t, proxytest.WithConfig(func(c *proxy.Config) { c.IdleTimeout = timeout }))
 
 	t.Run("idle", func(t *testing.T) {
 		t.Parallel()
-		ctx := testCtx(t, 0)
-		rc := rawStartup(t, ctx, p.Addr, nil)
+		ctx := proxytest.Ctx(t, 0)
+		rc := proxytest.RawStartup(t, ctx, p.Addr, nil)
 		start := time.Now()
-		e := rc.readError()
+		e := rc.ReadError()
 		if e.Code != "57P05" || e.Severity != "FATAL" || !strings.HasPrefix(e.Message, "pgwarden:") {
 			t.Errorf("got %s %s %q, want FATAL 57P05 from pgwarden", e.Severity, e.Code, e.Message)
 		}
 		if d := time.Since(start); d < timeout-100*time.Millisecond || d > 3*time.Second {
 			t.Errorf("ended after %v, want about %v", d, timeout)
 		}
-		rc.waitClosed(5 * time.Second)
+		rc.WaitClosed(5 * time.Second)
 	})
 	t.Run("idle pgx", func(t *testing.T) {
 		t.Parallel()
-		ctx := testCtx(t, 0)
-		conn := connect(t, ctx, p.DSN(pgtest.TrustUser))
+		ctx := proxytest.Ctx(t, 0)
+		conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 		time.Sleep(3 * timeout)
 		_, err := conn.Exec(ctx, "SELECT 1")
 		if err == nil {
@@ -123,34 +124,34 @@ func TestIdleTimeout(t *testing.T) {
 	})
 	t.Run("busy", func(t *testing.T) {
 		t.Parallel()
-		ctx := testCtx(t, 0)
-		conn := connect(t, ctx, p.DSN(pgtest.TrustUser))
+		ctx := proxytest.Ctx(t, 0)
+		conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 		if _, err := conn.Exec(ctx, "SELECT pg_sleep(1)"); err != nil {
 			t.Fatalf("statement longer than the idle timeout: %v", err)
 		}
 	})
 	t.Run("active within the timeout", func(t *testing.T) {
 		t.Parallel()
-		ctx := testCtx(t, 0)
-		conn := connect(t, ctx, p.DSN(pgtest.TrustUser))
+		ctx := proxytest.Ctx(t, 0)
+		conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 		for range 6 {
 			time.Sleep(timeout / 3)
-			checkUsable(t, ctx, conn)
+			proxytest.CheckUsable(t, ctx, conn)
 		}
 	})
 	t.Run("copy in progress", func(t *testing.T) {
 		t.Parallel()
-		ctx := testCtx(t, 0)
-		rc := rawStartup(t, ctx, p.Addr, nil)
-		rc.transcript(&pgproto3.Query{String: "CREATE TEMP TABLE slow (x int)"})
-		rc.send(&pgproto3.Query{String: "COPY slow FROM STDIN"})
-		if _, ok := rc.receive().(*pgproto3.CopyInResponse); !ok {
+		ctx := proxytest.Ctx(t, 0)
+		rc := proxytest.RawStartup(t, ctx, p.Addr, nil)
+		rc.Transcript(&pgproto3.Query{String: "CREATE TEMP TABLE slow (x int)"})
+		rc.Send(&pgproto3.Query{String: "COPY slow FROM STDIN"})
+		if _, ok := rc.Receive().(*pgproto3.CopyInResponse); !ok {
 			t.Fatal("no CopyInResponse")
 		}
 		// The server waits on the client here; the session is not idle.
 		time.Sleep(2 * timeout)
-		rc.send(&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{})
-		out := rc.transcript()
+		rc.Send(&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{})
+		out := rc.Transcript()
 		if !strings.Contains(strings.Join(out, " "), "COPY 1") {
 			t.Errorf("COPY after a pause: %q", out)
 		}
@@ -163,16 +164,17 @@ func TestIdleTimeout(t *testing.T) {
 // only when its client leaves, is the proxy's choice: both are graceful.)
 func TestShutdownGraceful(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	conn := connect(t, ctx, p.DSN(pgtest.TrustUser))
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 
+	marker := proxytest.UniqueName(t)
 	queryDone := make(chan error, 1)
 	go func() {
-		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.5)")
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.5) /* "+marker+" */")
 		queryDone <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, proxytest.SuperConn(t, ctx), marker, 1)
 
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -183,14 +185,14 @@ func TestShutdownGraceful(t *testing.T) {
 	if err := <-queryDone; err != nil {
 		t.Fatalf("running query failed during a graceful shutdown: %v", err)
 	}
-	if c, err := tryConnect(ctx, p.DSN(pgtest.TrustUser)); err == nil {
+	if c, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser)); err == nil {
 		c.Close(ctx)
 		t.Error("a new client connected during shutdown")
 	}
 	// The session may already have been ended at its idle point; if not,
 	// its client leaves now.
 	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
-		wantCode(t, err, "57P01")
+		proxytest.WantCode(t, err, "57P01")
 	}
 	conn.Close(ctx)
 	select {
@@ -210,20 +212,20 @@ func TestShutdownGraceful(t *testing.T) {
 // telling their clients why, and cancels their upstream queries.
 func TestShutdownDeadline(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	super := superConn(t, ctx)
-	marker := uniqueName(t)
-	busy := connect(t, ctx, p.DSN(pgtest.TrustUser))
-	idle := connect(t, ctx, p.DSN(pgtest.ScramUser))
-	checkUsable(t, ctx, idle)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	super := proxytest.SuperConn(t, ctx)
+	marker := proxytest.UniqueName(t)
+	busy := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
+	idle := proxytest.Connect(t, ctx, p.DSN(pgtest.ScramUser))
+	proxytest.CheckUsable(t, ctx, idle)
 
 	queryDone := make(chan error, 1)
 	go func() {
 		_, err := busy.Exec(ctx, fmt.Sprintf("SELECT pg_sleep(20) /* %s */", marker))
 		queryDone <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	proxytest.WaitRunning(t, ctx, super, marker, 1)
 
 	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
@@ -237,7 +239,7 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	select {
 	case err := <-queryDone:
-		pgErr := wantCode(t, err, "57P01")
+		pgErr := proxytest.WantCode(t, err, "57P01")
 		if !strings.HasPrefix(pgErr.Message, "pgwarden:") {
 			t.Errorf("message %q, want pgwarden's", pgErr.Message)
 		}
@@ -254,16 +256,18 @@ func TestShutdownDeadline(t *testing.T) {
 // finished startup must not hold Shutdown past its deadline.
 func TestShutdownWithConnectionInStartup(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withConfig(func(c *proxy.Config) { c.StartupTimeout = 20 * time.Second }))
-	ctx := testCtx(t, 0)
-	silent := dialRaw(t, ctx, p.Addr)
-	waiting := dialRaw(t, ctx, p.Addr) // asked for a password, never answers
-	waiting.send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+	p := proxytest.Start(t, proxytest.WithConfig(func(c *proxy.Config) { c.StartupTimeout = 20 * time.Second }))
+	ctx := proxytest.Ctx(t, 0)
+	silent := proxytest.DialRaw(t, ctx, p.Addr)
+	waiting := proxytest.DialRaw(t, ctx, p.Addr) // asked for a password, never answers
+	waiting.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 		Parameters: map[string]string{"user": pgtest.MD5User, "database": pgtest.Shared(t).Database}})
-	if _, ok := waiting.receive().(*pgproto3.AuthenticationMD5Password); !ok {
+	if _, ok := waiting.Receive().(*pgproto3.AuthenticationMD5Password); !ok {
 		t.Fatal("no md5 password request")
 	}
-	time.Sleep(100 * time.Millisecond)
+	proxytest.Eventually(t, 5*time.Second, "both connections accepted", func() (bool, string) {
+		return p.Server.Sessions() == 2, fmt.Sprintf("%d", p.Server.Sessions())
+	})
 
 	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
@@ -292,10 +296,10 @@ func TestShutdownWithConnectionInStartup(t *testing.T) {
 // told why if pgwarden ended the session and the wire is between messages".
 func TestShutdownDeadlineMidResult(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	rc := rawStartup(t, ctx, p.Addr, nil)
-	rc.send(&pgproto3.Query{String: "SELECT i, repeat('x', 997) FROM generate_series(1, 1000000) i"})
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	rc := proxytest.RawStartup(t, ctx, p.Addr, nil)
+	rc.Send(&pgproto3.Query{String: "SELECT i, repeat('x', 997) FROM generate_series(1, 1000000) i"})
 
 	var stream []byte
 	buf := make([]byte, 1000)
@@ -363,23 +367,23 @@ func TestShutdownDeadlineMidResult(t *testing.T) {
 // closing the socket: either way the upstream backend goes away.
 func TestSessionEndReleasesBackend(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	super := superConn(t, ctx)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	super := proxytest.SuperConn(t, ctx)
 	for _, abrupt := range []bool{false, true} {
-		app := uniqueName(t)
-		conn, err := tryConnect(ctx, p.DSN(pgtest.TrustUser, "application_name="+app))
+		app := proxytest.UniqueName(t)
+		conn, err := proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser, "application_name="+app))
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkUsable(t, ctx, conn)
+		proxytest.CheckUsable(t, ctx, conn)
 		if abrupt {
 			conn.PgConn().Conn().Close()
 		} else {
 			conn.Close(ctx)
 		}
-		eventually(t, 5*time.Second, "backend released", func() (bool, string) {
-			n, err := backendsOf(ctx, super, app)
+		proxytest.Eventually(t, 5*time.Second, "backend released", func() (bool, string) {
+			n, err := proxytest.BackendsOf(ctx, super, app)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -401,7 +405,7 @@ func TestUpstreamDownObserved(t *testing.T) {
 	}
 	deadAddr := dead.Addr().String()
 	dead.Close()
-	p := startProxy(t, withConfig(func(c *proxy.Config) {
+	p := proxytest.Start(t, proxytest.WithConfig(func(c *proxy.Config) {
 		c.UpstreamAddr = deadAddr
 		c.Observe = func(e string) {
 			mu.Lock()
@@ -409,10 +413,10 @@ func TestUpstreamDownObserved(t *testing.T) {
 			mu.Unlock()
 		}
 	}))
-	ctx := testCtx(t, 0)
-	_, err = tryConnect(ctx, p.DSN(pgtest.TrustUser))
-	wantCode(t, err, "08006")
-	eventually(t, 3*time.Second, "events observed", func() (bool, string) {
+	ctx := proxytest.Ctx(t, 0)
+	_, err = proxytest.TryConnect(ctx, p.DSN(pgtest.TrustUser))
+	proxytest.WantCode(t, err, "08006")
+	proxytest.Eventually(t, 3*time.Second, "events observed", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		got := strings.Join(events, ",")
@@ -425,17 +429,17 @@ func TestUpstreamDownObserved(t *testing.T) {
 // closes, as from PostgreSQL: the server answers what came before the
 // Terminate, then closes.
 func TestTerminateAfterPipelinedQuery(t *testing.T) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := proxytest.Ctx(t, 20*time.Second)
 	for _, name := range []string{"direct", "proxy"} {
 		addr := pgtest.Shared(t).Addr()
 		if name == "proxy" {
-			addr = startProxy(t).Addr
+			addr = proxytest.Start(t).Addr
 		}
-		rc := rawStartup(t, ctx, addr, nil)
-		rc.send(&pgproto3.Query{String: "SELECT pg_sleep(0.2), 42 AS answer"}, &pgproto3.Terminate{})
+		rc := proxytest.RawStartup(t, ctx, addr, nil)
+		rc.Send(&pgproto3.Query{String: "SELECT pg_sleep(0.2), 42 AS answer"}, &pgproto3.Terminate{})
 		var got []string
 		for {
-			m, err := rc.fe.Receive()
+			m, err := rc.FE.Receive()
 			if err != nil {
 				break
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/scram"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // fastThrottle lets tests fail logins without waiting or locking out.
@@ -35,7 +36,7 @@ var fastThrottle = userstore.Throttle{MaxFailures: 100, BaseDelay: time.Millisec
 // cluster: logins in a fresh users file, and a database role made for the
 // test whose password only pgwarden's credentials know.
 type loginSetup struct {
-	p     *testProxy
+	p     *proxytest.Proxy
 	store *userstore.Store
 	rec   *recorder
 	// role is the test's upstream role and rolePassword its password.
@@ -46,10 +47,10 @@ type loginSetup struct {
 }
 
 // startLoginProxy starts pgwarden with Login; method nil is SCRAM for all.
-func startLoginProxy(t *testing.T, th userstore.Throttle, method func(*proxy.SessionInfo) proxy.LoginMethod, opts ...proxyOption) *loginSetup {
+func startLoginProxy(t *testing.T, th userstore.Throttle, method func(*proxy.SessionInfo) proxy.LoginMethod, opts ...proxytest.Option) *loginSetup {
 	t.Helper()
 	ls := &loginSetup{rec: &recorder{}, identified: make(map[string]proxy.SessionInfo)}
-	ls.role = "pgw_login_" + strings.TrimPrefix(uniqueName(t), "e2e_")
+	ls.role = "pgw_login_" + strings.TrimPrefix(proxytest.UniqueName(t), "e2e_")
 	if len(ls.role) > 63 {
 		ls.role = ls.role[len(ls.role)-63:]
 	}
@@ -57,7 +58,7 @@ func startLoginProxy(t *testing.T, th userstore.Throttle, method func(*proxy.Ses
 	pgtest.Shared(t).Exec(t, fmt.Sprintf(`SET password_encryption = 'scram-sha-256';
 		CREATE ROLE %s LOGIN PASSWORD '%s'`, pgx.Identifier{ls.role}.Sanitize(), ls.rolePassword))
 
-	logs := &logCapture{t: t}
+	logs := proxytest.NewLogCapture(t)
 	store, err := userstore.Open(filepath.Join(t.TempDir(), "users.json"), userstore.Options{
 		Throttle: th,
 		Recheck:  -1,
@@ -66,7 +67,6 @@ func startLoginProxy(t *testing.T, th userstore.Throttle, method func(*proxy.Ses
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(logs.stop)
 	ls.store = store
 	creds := map[string]string{
 		ls.role:          ls.rolePassword,
@@ -86,7 +86,7 @@ func startLoginProxy(t *testing.T, th userstore.Throttle, method func(*proxy.Ses
 			return pw, nil
 		},
 	}
-	all := append([]proxyOption{withInspector(ls.rec), withConfig(func(c *proxy.Config) {
+	all := append([]proxytest.Option{proxytest.WithInspector(ls.rec), proxytest.WithConfig(func(c *proxy.Config) {
 		c.Login = login
 		c.Identify = func(_ context.Context, info *proxy.SessionInfo) error {
 			ls.mu.Lock()
@@ -95,7 +95,7 @@ func startLoginProxy(t *testing.T, th userstore.Throttle, method func(*proxy.Ses
 			return nil
 		}
 	})}, opts...)
-	ls.p = startProxy(t, all...)
+	ls.p = proxytest.Start(t, all...)
 	return ls
 }
 
@@ -182,10 +182,10 @@ func TestLoginSCRAM(t *testing.T) {
 		return proxy.LoginSCRAM
 	})
 	pw := ls.addLogin(t, "alice@example.com", ls.role)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 
 	var received tap
-	conn := connect(t, ctx, ls.dsn("alice@example.com", pw), received.install, withApp("login-scram"))
+	conn := proxytest.Connect(t, ctx, ls.dsn("alice@example.com", pw), received.install, withApp("login-scram"))
 	var currentUser, sessionUser string
 	if err := conn.QueryRow(ctx, "SELECT current_user, session_user").Scan(&currentUser, &sessionUser); err != nil {
 		t.Fatal(err)
@@ -227,8 +227,8 @@ func TestLoginSCRAM(t *testing.T) {
 	}
 
 	// Startups the method leaves alone still authenticate upstream.
-	relayed := connect(t, ctx, ls.p.DSN(pgtest.TrustUser), withApp("login-relay"))
-	checkUsable(t, ctx, relayed)
+	relayed := proxytest.Connect(t, ctx, ls.p.DSN(pgtest.TrustUser), withApp("login-relay"))
+	proxytest.CheckUsable(t, ctx, relayed)
 	if info := ls.rec.session(t, "login-relay").info; info.IdentifiedBy != proxy.IdentifiedByRole || info.Employee != pgtest.TrustUser {
 		t.Errorf("relayed session identified as %q by %q", info.Employee, info.IdentifiedBy)
 	}
@@ -244,7 +244,7 @@ func TestLoginRefused(t *testing.T) {
 	if err := ls.store.SetDisabled("carol", true); err != nil {
 		t.Fatal(err)
 	}
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	for _, tc := range []struct{ name, login, password string }{
 		{"wrong password", "bob", pw + "x"},
 		{"empty password", "bob", ""},
@@ -253,8 +253,8 @@ func TestLoginRefused(t *testing.T) {
 		{"role name as login", ls.role, ls.rolePassword},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tryConnect(ctx, ls.dsn(tc.login, tc.password))
-			pgErr := wantCode(t, err, "28P01")
+			_, err := proxytest.TryConnect(ctx, ls.dsn(tc.login, tc.password))
+			pgErr := proxytest.WantCode(t, err, "28P01")
 			want := fmt.Sprintf("pgwarden: password authentication failed for user %q", tc.login)
 			if pgErr.Severity != "FATAL" || pgErr.Message != want {
 				t.Errorf("%s %q, want FATAL %q", pgErr.Severity, pgErr.Message, want)
@@ -274,12 +274,12 @@ func TestLoginRefused(t *testing.T) {
 
 // scramStart starts a SCRAM exchange with pgwarden as login, by hand, and
 // returns the client and the server-first-message.
-func scramStart(t *testing.T, ctx context.Context, ls *loginSetup, login string) (*rawConn, *scram.Client, string) {
+func scramStart(t *testing.T, ctx context.Context, ls *loginSetup, login string) (*proxytest.RawConn, *scram.Client, string) {
 	t.Helper()
-	rc := dialRaw(t, ctx, ls.p.Addr)
-	rc.send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+	rc := proxytest.DialRaw(t, ctx, ls.p.Addr)
+	rc.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 		Parameters: map[string]string{"user": login, "database": pgtest.Shared(t).Database}})
-	sasl, ok := rc.receive().(*pgproto3.AuthenticationSASL)
+	sasl, ok := rc.Receive().(*pgproto3.AuthenticationSASL)
 	if !ok || !slices.Equal(sasl.AuthMechanisms, []string{scram.SHA256}) {
 		t.Fatalf("first answer %+v, want AuthenticationSASL offering SCRAM-SHA-256 only", sasl)
 	}
@@ -287,8 +287,8 @@ func scramStart(t *testing.T, ctx context.Context, ls *loginSetup, login string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc.send(&pgproto3.SASLInitialResponse{AuthMechanism: sc.Mechanism(), Data: sc.ClientFirst()})
-	cont, ok := rc.receive().(*pgproto3.AuthenticationSASLContinue)
+	rc.Send(&pgproto3.SASLInitialResponse{AuthMechanism: sc.Mechanism(), Data: sc.ClientFirst()})
+	cont, ok := rc.Receive().(*pgproto3.AuthenticationSASLContinue)
 	if !ok {
 		t.Fatalf("second answer %T, want AuthenticationSASLContinue", cont)
 	}
@@ -316,7 +316,7 @@ func TestLoginUnknownNameLooksReal(t *testing.T) {
 	t.Parallel()
 	ls := startLoginProxy(t, fastThrottle, nil)
 	ls.addLogin(t, "dave", ls.role)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	u, err := ls.store.Get("dave")
 	if err != nil {
 		t.Fatal(err)
@@ -338,8 +338,8 @@ func TestLoginUnknownNameLooksReal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc.send(&pgproto3.SASLResponse{Data: final})
-		e := rc.readError()
+		rc.Send(&pgproto3.SASLResponse{Data: final})
+		e := rc.ReadError()
 		errs = append(errs, e.Severity+" "+e.Code+" "+strings.Replace(e.Message, login, "NAME", 1))
 	}
 	if !bytes.Equal(salts[0], v.Salt) {
@@ -358,19 +358,19 @@ func TestLoginUnknownNameLooksReal(t *testing.T) {
 func TestLoginUpstreamMethods(t *testing.T) {
 	t.Parallel()
 	ls := startLoginProxy(t, fastThrottle, nil)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	// The role's password goes in cleartext only to a verified server.
 	login := "emp-plain-unverified"
 	pw := ls.addLogin(t, login, pgtest.PlainUser)
 	var received tap
-	_, err := tryConnect(ctx, ls.dsn(login, pw), received.install)
-	if pgErr := wantCode(t, err, "28000"); !strings.Contains(pgErr.Message, "cleartext") {
+	_, err := proxytest.TryConnect(ctx, ls.dsn(login, pw), received.install)
+	if pgErr := proxytest.WantCode(t, err, "28000"); !strings.Contains(pgErr.Message, "cleartext") {
 		t.Errorf("cleartext upstream without verify-full: %q", pgErr.Message)
 	}
 	if bytes.Contains(received.bytes(), []byte(pgtest.Password)) {
 		t.Error("the client received the upstream password")
 	}
-	verified := startLoginProxy(t, fastThrottle, nil, withUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
+	verified := startLoginProxy(t, fastThrottle, nil, proxytest.WithUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
 	for _, tc := range []struct {
 		ls   *loginSetup
 		role string
@@ -380,7 +380,7 @@ func TestLoginUpstreamMethods(t *testing.T) {
 			login := "emp-" + role
 			pw := ls.addLogin(t, login, role)
 			var received tap
-			conn := connect(t, ctx, ls.dsn(login, pw), received.install)
+			conn := proxytest.Connect(t, ctx, ls.dsn(login, pw), received.install)
 			var user string
 			if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != role {
 				t.Fatalf("current_user %q, %v; want %q", user, err, role)
@@ -400,7 +400,7 @@ func TestLoginUpstreamMethods(t *testing.T) {
 func TestLoginUpstreamRefuses(t *testing.T) {
 	t.Parallel()
 	ls := startLoginProxy(t, fastThrottle, nil)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	wrong := ls.addLogin(t, "erin", pgtest.ScramUser)
 	// The role exists, the configured password is not its own.
 	if err := ls.store.SetRole("erin", "pgw_wrong_cred"); err != nil {
@@ -410,13 +410,13 @@ func TestLoginUpstreamRefuses(t *testing.T) {
 		DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgw_wrong_cred') THEN CREATE ROLE pgw_wrong_cred LOGIN PASSWORD 'something-else'; END IF; END $$`)
 	missing := ls.addLogin(t, "frank", "pgw_no_such_role_configured")
 
-	_, err := tryConnect(ctx, ls.dsn("erin", wrong))
-	pgErr := wantCode(t, err, "28000")
+	_, err := proxytest.TryConnect(ctx, ls.dsn("erin", wrong))
+	pgErr := proxytest.WantCode(t, err, "28000")
 	if !strings.Contains(pgErr.Message, `could not log in upstream as role "pgw_wrong_cred"`) || strings.Contains(pgErr.Message+pgErr.Detail, "not-the-password") {
 		t.Errorf("upstream refusal: %q (detail %q)", pgErr.Message, pgErr.Detail)
 	}
-	_, err = tryConnect(ctx, ls.dsn("frank", missing))
-	pgErr = wantCode(t, err, "28000")
+	_, err = proxytest.TryConnect(ctx, ls.dsn("frank", missing))
+	pgErr = proxytest.WantCode(t, err, "28000")
 	if !strings.Contains(pgErr.Message, `no credentials for role "pgw_no_such_role_configured"`) {
 		t.Errorf("missing credentials: %q", pgErr.Message)
 	}
@@ -430,7 +430,7 @@ func TestLoginPsql(t *testing.T) {
 	t.Parallel()
 	ls := startLoginProxy(t, fastThrottle, nil)
 	pw := ls.addLogin(t, "grace", ls.role)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	res := runPsql(t, ctx, ls.dsn("grace", pw), "", "SELECT current_user")
 	if res.Exit != 0 || strings.TrimSpace(res.Stdout) != ls.role {
 		t.Fatalf("psql with the right password: exit %d, stdout %q, stderr %q", res.Exit, res.Stdout, res.Stderr)
@@ -454,13 +454,13 @@ func TestLoginCleartextOverTLS(t *testing.T) {
 			return proxy.LoginPassword
 		}
 		return proxy.LoginSCRAM
-	}, withClientTLS(t))
+	}, proxytest.WithClientTLS(t))
 	pw := ls.addLogin(t, "heidi", ls.role)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 
 	var received tap
-	conn := connect(t, ctx, ls.dsn("heidi", pw, "sslmode=require"), received.install, withApp("legacy"))
-	checkUsable(t, ctx, conn)
+	conn := proxytest.Connect(t, ctx, ls.dsn("heidi", pw, "sslmode=require"), received.install, withApp("legacy"))
+	proxytest.CheckUsable(t, ctx, conn)
 	if got := received.bytes(); !bytes.Contains(got, authRequest(3)) || bytes.Contains(got, []byte(scram.SHA256)) {
 		t.Error("the client was not asked for a cleartext password")
 	}
@@ -468,11 +468,11 @@ func TestLoginCleartextOverTLS(t *testing.T) {
 		t.Errorf("employee %q, client TLS %v", info.Employee, info.ClientTLS)
 	}
 
-	_, err := tryConnect(ctx, ls.dsn("heidi", "wrong", "sslmode=require"), withApp("legacy"))
-	wantCode(t, err, "28P01")
+	_, err := proxytest.TryConnect(ctx, ls.dsn("heidi", "wrong", "sslmode=require"), withApp("legacy"))
+	proxytest.WantCode(t, err, "28P01")
 
-	_, err = tryConnect(ctx, ls.dsn("heidi", pw, "sslmode=disable"), withApp("legacy"))
-	pgErr := wantCode(t, err, "28000")
+	_, err = proxytest.TryConnect(ctx, ls.dsn("heidi", pw, "sslmode=disable"), withApp("legacy"))
+	pgErr := proxytest.WantCode(t, err, "28000")
 	if !strings.Contains(pgErr.Message, "only allowed over TLS") {
 		t.Errorf("cleartext without TLS: %q", pgErr.Message)
 	}
@@ -484,15 +484,15 @@ func TestLoginMD5Refused(t *testing.T) {
 	t.Parallel()
 	ls := startLoginProxy(t, fastThrottle, nil)
 	ls.addLogin(t, "ivan", ls.role)
-	ctx := testCtx(t, 0)
-	rc := dialRaw(t, ctx, ls.p.Addr)
-	rc.send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+	ctx := proxytest.Ctx(t, 0)
+	rc := proxytest.DialRaw(t, ctx, ls.p.Addr)
+	rc.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 		Parameters: map[string]string{"user": "ivan", "database": pgtest.Shared(t).Database}})
-	if _, ok := rc.receive().(*pgproto3.AuthenticationSASL); !ok {
+	if _, ok := rc.Receive().(*pgproto3.AuthenticationSASL); !ok {
 		t.Fatal("no AuthenticationSASL")
 	}
-	rc.send(&pgproto3.PasswordMessage{Password: "md5" + strings.Repeat("0123456789abcdef", 2)})
-	e := rc.readError()
+	rc.Send(&pgproto3.PasswordMessage{Password: "md5" + strings.Repeat("0123456789abcdef", 2)})
+	e := rc.ReadError()
 	if e.Code != "28000" || !strings.Contains(e.Message, "md5 password authentication is not supported") || !strings.Contains(e.Message, "SCRAM-SHA-256") {
 		t.Errorf("md5 answer: %s %q", e.Code, e.Message)
 	}
@@ -506,14 +506,14 @@ func TestLoginLockout(t *testing.T) {
 	th.MaxFailures = 3
 	ls := startLoginProxy(t, th, nil)
 	pw := ls.addLogin(t, "judy", ls.role)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	for _, login := range []string{"judy", "nobody"} {
 		for range 3 {
-			_, err := tryConnect(ctx, ls.dsn(login, "guess"))
-			wantCode(t, err, "28P01")
+			_, err := proxytest.TryConnect(ctx, ls.dsn(login, "guess"))
+			proxytest.WantCode(t, err, "28P01")
 		}
-		_, err := tryConnect(ctx, ls.dsn(login, pw))
-		pgErr := wantCode(t, err, "28000")
+		_, err := proxytest.TryConnect(ctx, ls.dsn(login, pw))
+		pgErr := proxytest.WantCode(t, err, "28000")
 		want := fmt.Sprintf("pgwarden: too many failed login attempts for user %q: locked out until ", login)
 		if pgErr.Severity != "FATAL" || !strings.HasPrefix(pgErr.Message, want) || !strings.Contains(pgErr.Message, "pgwarden users unlock "+login) {
 			t.Errorf("%s locked out: %s %q", login, pgErr.Severity, pgErr.Message)
@@ -533,8 +533,8 @@ func TestLoginLockout(t *testing.T) {
 	if was, err := cli.Unlock("judy"); err != nil || !was {
 		t.Fatalf("Unlock = %v, %v", was, err)
 	}
-	conn := connect(t, ctx, ls.dsn("judy", pw))
-	checkUsable(t, ctx, conn)
+	conn := proxytest.Connect(t, ctx, ls.dsn("judy", pw))
+	proxytest.CheckUsable(t, ctx, conn)
 }
 
 // BenchmarkLogin compares a SCRAM login to PostgreSQL with one through
@@ -548,7 +548,7 @@ func BenchmarkLogin(b *testing.B) {
 	if err := store.Add("bench", pgtest.ScramUser, "bench-password"); err != nil {
 		b.Fatal(err)
 	}
-	p := startProxy(b, withConfig(func(cfg *proxy.Config) {
+	p := proxytest.Start(b, proxytest.WithConfig(func(cfg *proxy.Config) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 		cfg.Login = &proxy.Login{Accounts: store, Credentials: func(context.Context, string) (string, error) {
 			return pgtest.Password, nil

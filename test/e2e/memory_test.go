@@ -18,6 +18,7 @@ import (
 	"github.com/pgwarden/pgwarden/identity/userstore"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // The tests in this file measure the heap of the test binary, which holds
@@ -46,7 +47,7 @@ func wantHeapGrowth(t *testing.T, what string, before, limit int64) {
 // claimGiB sends the header of a message of type typ claiming a body of
 // almost 1 GiB (PostgreSQL's own limit), then n bytes of it. The proxy may
 // close the connection while it sends: write errors are not failures.
-func claimGiB(rc *rawConn, typ byte, n int) {
+func claimGiB(rc *proxytest.RawConn, typ byte, n int) {
 	b := make([]byte, 5+n)
 	b[0] = typ
 	binary.BigEndian.PutUint32(b[1:], 1<<30-1+4)
@@ -55,11 +56,11 @@ func claimGiB(rc *rawConn, typ byte, n int) {
 
 // errorOrTimeout reads up to an ErrorResponse for at most d; nil when none
 // came.
-func errorOrTimeout(rc *rawConn, d time.Duration) *pgproto3.ErrorResponse {
+func errorOrTimeout(rc *proxytest.RawConn, d time.Duration) *pgproto3.ErrorResponse {
 	rc.SetReadDeadline(time.Now().Add(d))
 	defer rc.SetReadDeadline(time.Time{})
 	for {
-		m, err := rc.fe.Receive()
+		m, err := rc.FE.Receive()
 		if err != nil {
 			return nil
 		}
@@ -82,13 +83,13 @@ func TestPasswordMessageBounded(t *testing.T) {
 		auth  func(m pgproto3.BackendMessage) bool // the request to answer with the message
 	}{
 		{"relayed cleartext", func(t *testing.T) (string, string) {
-			return startProxy(t).Addr, pgtest.PlainUser
+			return proxytest.Start(t).Addr, pgtest.PlainUser
 		}, func(m pgproto3.BackendMessage) bool {
 			_, ok := m.(*pgproto3.AuthenticationCleartextPassword)
 			return ok
 		}},
 		{"relayed SCRAM", func(t *testing.T) (string, string) {
-			return startProxy(t).Addr, pgtest.ScramUser
+			return proxytest.Start(t).Addr, pgtest.ScramUser
 		}, func(m pgproto3.BackendMessage) bool {
 			_, ok := m.(*pgproto3.AuthenticationSASL)
 			return ok
@@ -105,12 +106,12 @@ func TestPasswordMessageBounded(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, user := tc.start(t)
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			before := heapInUse()
-			rc := dialRaw(t, ctx, addr)
-			rc.send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+			rc := proxytest.DialRaw(t, ctx, addr)
+			rc.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 				Parameters: map[string]string{"user": user, "database": pgtest.Shared(t).Database}})
-			if m := rc.receive(); !tc.auth(m) {
+			if m := rc.Receive(); !tc.auth(m) {
 				t.Fatalf("got %T, want an authentication request", m)
 			}
 			claimGiB(rc, 'p', 4<<20)
@@ -120,7 +121,7 @@ func TestPasswordMessageBounded(t *testing.T) {
 				!strings.Contains(e.Message, "limit of 65535 bytes") {
 				t.Fatalf("got %+v, want FATAL 08P01 invalid message length, limit of 65535 bytes", e)
 			}
-			rc.waitClosed(5 * time.Second)
+			rc.WaitClosed(5 * time.Second)
 		})
 	}
 }
@@ -128,10 +129,10 @@ func TestPasswordMessageBounded(t *testing.T) {
 // TestStartupMessageBounded: the startup packet keeps PostgreSQL's own
 // limit of 10,000 bytes.
 func TestStartupMessageBounded(t *testing.T) {
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	before := heapInUse()
-	rc := dialRaw(t, ctx, p.Addr)
+	rc := proxytest.DialRaw(t, ctx, p.Addr)
 	b := make([]byte, 8+4<<20)
 	binary.BigEndian.PutUint32(b, 1<<30)
 	binary.BigEndian.PutUint32(b[4:], 3<<16)
@@ -147,11 +148,11 @@ func TestStartupMessageBounded(t *testing.T) {
 // gets FATAL 54000 naming MaxMessageSize at its header, whose default is
 // well under PostgreSQL's 1 GiB, and the session ends.
 func TestClientMessageBounded(t *testing.T) {
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
-	bystander := connect(t, ctx, p.DSN(pgtest.TrustUser))
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
+	bystander := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 	before := heapInUse()
-	rc := rawStartup(t, ctx, p.Addr, nil)
+	rc := proxytest.RawStartup(t, ctx, p.Addr, nil)
 	claimGiB(rc, 'Q', 4<<20)
 	e := errorOrTimeout(rc, 2*time.Second)
 	wantHeapGrowth(t, "1 GiB query", before, 32<<20)
@@ -159,14 +160,14 @@ func TestClientMessageBounded(t *testing.T) {
 	if e == nil || e.Severity != "FATAL" || e.Code != "54000" || !strings.Contains(e.Message, want) {
 		t.Fatalf("got %+v, want FATAL 54000 %q", e, want)
 	}
-	rc.waitClosed(5 * time.Second)
-	checkUsable(t, ctx, bystander)
+	rc.WaitClosed(5 * time.Second)
+	proxytest.CheckUsable(t, ctx, bystander)
 
 	// A driver still writing the message when the proxy refuses it reads
 	// the error too, not a reset.
-	conn := connect(t, ctx, p.DSN(pgtest.TrustUser))
+	conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 	_, err := conn.Exec(ctx, "SELECT length($1::text)", strings.Repeat("x", proxy.DefaultMaxMessageSize+1))
-	if pgErr := wantCode(t, err, "54000"); pgErr.Severity != "FATAL" {
+	if pgErr := proxytest.WantCode(t, err, "54000"); pgErr.Severity != "FATAL" {
 		t.Errorf("got %s %s, want FATAL", pgErr.Severity, pgErr.Message)
 	}
 }
@@ -175,7 +176,7 @@ func TestClientMessageBounded(t *testing.T) {
 // passed, and returns how many it sent. A Sync cut short by the write
 // deadline is completed by a write that goes on in the background, until
 // the answers are read or rc is closed; wg waits for it.
-func syncFlood(rc *rawConn, d time.Duration, wg *sync.WaitGroup) int {
+func syncFlood(rc *proxytest.RawConn, d time.Duration, wg *sync.WaitGroup) int {
 	buf := make([]byte, 5*4096)
 	for i := 0; i < len(buf); i += 5 {
 		copy(buf[i:], []byte{'S', 0, 0, 0, 4})
@@ -203,17 +204,17 @@ func syncFlood(rc *rawConn, d time.Duration, wg *sync.WaitGroup) int {
 // client reads, every answer arrives and the session goes on. (The Sync
 // path is the same in inspected sessions: Syncs are never held.)
 func TestPipelinedSyncsBounded(t *testing.T) {
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	const sessions = 4
 	before := heapInUse()
-	conns := make([]*rawConn, sessions)
+	conns := make([]*proxytest.RawConn, sessions)
 	sent := make([]int, sessions)
 	var wg, tails sync.WaitGroup
 	// After the connections close (cleanups run last-in first-out).
 	t.Cleanup(tails.Wait)
 	for i := range conns {
-		conns[i] = rawStartup(t, ctx, p.Addr, nil)
+		conns[i] = proxytest.RawStartup(t, ctx, p.Addr, nil)
 	}
 	for i, rc := range conns {
 		wg.Add(1)
@@ -244,7 +245,7 @@ func TestPipelinedSyncsBounded(t *testing.T) {
 		n += len(chunk) / len(ready)
 	}
 	rc.SetReadDeadline(time.Time{})
-	if got := rc.transcript(&pgproto3.Query{String: "SELECT 1"}); len(got) != 4 {
+	if got := rc.Transcript(&pgproto3.Query{String: "SELECT 1"}); len(got) != 4 {
 		t.Errorf("query after the flood: %v", got)
 	}
 	for _, rc := range conns {
@@ -255,7 +256,7 @@ func TestPipelinedSyncsBounded(t *testing.T) {
 
 // dialFrom connects to addr from the loopback address local (any of
 // 127/8 on Linux).
-func dialFrom(t *testing.T, ctx context.Context, local, addr string) *rawConn {
+func dialFrom(t *testing.T, ctx context.Context, local, addr string) *proxytest.RawConn {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	conn, err := d.DialContext(ctx, "tcp", addr)
@@ -265,20 +266,19 @@ func dialFrom(t *testing.T, ctx context.Context, local, addr string) *rawConn {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	t.Cleanup(func() { conn.Close() })
-	return &rawConn{Conn: conn, fe: pgproto3.NewFrontend(conn, conn), t: t}
+	return proxytest.NewRawConn(t, conn)
 }
 
 // startupFrom runs a startup as the trust user from local. It returns the
 // connection once the session is ready, or the error the proxy answered.
-func startupFrom(t *testing.T, ctx context.Context, local, addr string) (*rawConn, *pgproto3.ErrorResponse) {
+func startupFrom(t *testing.T, ctx context.Context, local, addr string) (*proxytest.RawConn, *pgproto3.ErrorResponse) {
 	t.Helper()
 	rc := dialFrom(t, ctx, local, addr)
-	rc.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+	rc.FE.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
 		Parameters: map[string]string{"user": pgtest.TrustUser, "database": pgtest.Shared(t).Database}})
-	rc.fe.Flush()
+	rc.FE.Flush()
 	for {
-		m, err := rc.fe.Receive()
+		m, err := rc.FE.Receive()
 		if err != nil {
 			rc.Close()
 			return nil, &pgproto3.ErrorResponse{Message: err.Error()}
@@ -297,9 +297,9 @@ func startupFrom(t *testing.T, ctx context.Context, local, addr string) (*rawCon
 // openSilent opens n connections from 127.0.0.1 that send nothing, and
 // returns those the proxy keeps open; it fails the test unless every other
 // one was refused at once with 53300.
-func openSilent(t *testing.T, ctx context.Context, addr string, n int) []*rawConn {
+func openSilent(t *testing.T, ctx context.Context, addr string, n int) []*proxytest.RawConn {
 	t.Helper()
-	conns := make([]*rawConn, n)
+	conns := make([]*proxytest.RawConn, n)
 	for i := range conns {
 		conns[i] = dialFrom(t, ctx, "127.0.0.1", addr)
 	}
@@ -313,13 +313,13 @@ func openSilent(t *testing.T, ctx context.Context, addr string, n int) []*rawCon
 		}()
 	}
 	wg.Wait()
-	var open []*rawConn
+	var open []*proxytest.RawConn
 	for i, e := range answers {
 		switch {
 		case e == nil:
 			open = append(open, conns[i])
 		case e.Code == "53300" && e.Severity == "FATAL" && strings.Contains(e.Message, "too many connections from this address in startup"):
-			conns[i].waitClosed(time.Second)
+			conns[i].WaitClosed(time.Second)
 		default:
 			t.Fatalf("silent connection %d: got %s %s %q", i, e.Severity, e.Code, e.Message)
 		}
@@ -334,12 +334,12 @@ func openSilent(t *testing.T, ctx context.Context, addr string, n int) []*rawCon
 // authenticate, close or time out.
 func TestSilentConnectionsPerAddress(t *testing.T) {
 	const perAddr = 8
-	p := startProxy(t, withConfig(func(c *proxy.Config) {
+	p := proxytest.Start(t, proxytest.WithConfig(func(c *proxy.Config) {
 		c.MaxConnections = 100
 		c.MaxStartupPerAddress = perAddr
 		c.StartupTimeout = 2 * time.Second
 	}))
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 
 	// Sessions from the address that have authenticated do not count.
 	for range perAddr + 2 {
@@ -367,7 +367,7 @@ func TestSilentConnectionsPerAddress(t *testing.T) {
 
 	// Closing a silent connection gives its slot back.
 	silent[0].Close()
-	eventually(t, 5*time.Second, "slot given back after a close", func() (bool, string) {
+	proxytest.Eventually(t, 5*time.Second, "slot given back after a close", func() (bool, string) {
 		rc, e := startupFrom(t, ctx, "127.0.0.1", p.Addr)
 		if e != nil {
 			return false, e.Message
@@ -377,9 +377,9 @@ func TestSilentConnectionsPerAddress(t *testing.T) {
 	})
 	// The startup timeout closes the others and gives their slots back.
 	for _, rc := range silent[1:] {
-		rc.waitClosed(5 * time.Second)
+		rc.WaitClosed(5 * time.Second)
 	}
-	eventually(t, 5*time.Second, "every slot given back", func() (bool, string) {
+	proxytest.Eventually(t, 5*time.Second, "every slot given back", func() (bool, string) {
 		n := p.Server.Sessions()
 		return n == perAddr+2+2, fmt.Sprintf("%d connections open", n)
 	})
@@ -391,8 +391,8 @@ func TestSilentConnectionsPerAddress(t *testing.T) {
 // TestMaxStartupPerAddressUnlimited: a negative MaxStartupPerAddress
 // counts nothing.
 func TestMaxStartupPerAddressUnlimited(t *testing.T) {
-	p := startProxy(t, withConfig(func(c *proxy.Config) { c.MaxStartupPerAddress = -1 }))
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t, proxytest.WithConfig(func(c *proxy.Config) { c.MaxStartupPerAddress = -1 }))
+	ctx := proxytest.Ctx(t, 0)
 	const n = proxy.DefaultMaxStartupPerAddress + 1
 	if open := openSilent(t, ctx, p.Addr, n); len(open) != n {
 		t.Fatalf("%d of %d silent connections kept open", len(open), n)

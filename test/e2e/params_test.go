@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // paramsInspector records what Statement.Params gave each Execute, and
@@ -48,9 +49,9 @@ func (s *paramsSession) Statement(st *proxy.Statement) proxy.Verdict {
 func TestBindParamsKeptOnlyWhenWanted(t *testing.T) {
 	for _, want := range []bool{true, false} {
 		insp := &paramsInspector{want: want}
-		p := startProxy(t, withInspector(insp))
+		p := proxytest.Start(t, proxytest.WithInspector(insp))
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		conn, err := pgx.Connect(ctx, viaAddr(p.c.DSN(pgtest.TrustUser), p.Addr))
+		conn, err := pgx.Connect(ctx, proxytest.ViaAddr(p.Cluster.DSN(pgtest.TrustUser), p.Addr))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestInspectedPipelineAfterServerError runs, through an inspecting proxy,
@@ -17,9 +18,9 @@ import (
 // that will never come.
 func TestInspectedPipelineAfterServerError(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(1_000_000))
-	ctx := testCtx(t, 0)
-	conn := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	p := proxytest.Start(t, proxytest.WithRowLimit(1_000_000))
+	ctx := proxytest.Ctx(t, 0)
+	conn := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 
 	pl := conn.StartPipeline(ctx)
 	pl.SendQueryParams(`select 1`, nil, nil, nil, nil)
@@ -91,24 +92,24 @@ func TestInspectedPipelineAfterServerError(t *testing.T) {
 // an inspecting proxy: the batch reports the error and the next one works.
 func TestInspectedBatchWithServerErrorMidway(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(1_000_000))
+	p := proxytest.Start(t, proxytest.WithRowLimit(1_000_000))
 	for _, mode := range []string{"cache_statement", "cache_describe", "describe_exec", "exec"} {
 		t.Run(mode, func(t *testing.T) {
-			ctx := testCtx(t, 0)
-			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+			ctx := proxytest.Ctx(t, 0)
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
 			b := &pgx.Batch{}
 			b.Queue("select 1")
 			b.Queue("select 1/0")
 			b.Queue("select 2")
 			err := conn.SendBatch(ctx, b).Close()
-			wantCode(t, err, "22012")
+			proxytest.WantCode(t, err, "22012")
 			b = &pgx.Batch{}
 			b.Queue("select 1")
 			b.Queue("select 2")
 			if err := conn.SendBatch(ctx, b).Close(); err != nil {
 				t.Fatalf("next batch: %v", err)
 			}
-			checkUsable(t, ctx, conn)
+			proxytest.CheckUsable(t, ctx, conn)
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // psqlResult is what a psql run printed and how it exited.
@@ -72,7 +73,7 @@ func psql(t *testing.T, ctx context.Context, stdin string, args ...string) psqlR
 // errors and exit codes.
 func TestPsql(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	c := pgtest.Shared(t)
 	cases := []struct {
 		name     string
@@ -96,13 +97,13 @@ func TestPsql(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			want := runPsql(t, ctx, c.DSN(pgtest.MD5User), tc.stdin, tc.commands...)
 			if want.Exit != tc.wantExit {
 				t.Fatalf("direct psql exited %d, want %d: %s", want.Exit, tc.wantExit, want.Stderr)
 			}
 			got := runPsql(t, ctx, p.DSN(pgtest.MD5User), tc.stdin, tc.commands...)
-			wantEqual(t, "psql", want, got)
+			proxytest.WantEqual(t, "psql", want, got)
 		})
 	}
 }
@@ -111,8 +112,8 @@ func TestPsql(t *testing.T) {
 // to a proxy with TLS on both sides, where pgwarden runs SCRAM itself.
 func TestPsqlTLSScram(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withClientTLS(t), withUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t, proxytest.WithClientTLS(t), proxytest.WithUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
+	ctx := proxytest.Ctx(t, 0)
 	got := runPsql(t, ctx, p.DSN(pgtest.ScramUser, "sslmode=verify-full"), "",
 		"SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
 	if got.Exit != 0 || strings.TrimSpace(got.Stdout) != pgtest.ScramUser+"|t" {
@@ -128,14 +129,14 @@ func TestPsqlTLSScram(t *testing.T) {
 // \copy, each failing with pgwarden's message, and the session going on.
 func TestPsqlBlocked(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withRowLimit(blockLimit))
+	p := proxytest.Start(t, proxytest.WithRowLimit(blockLimit))
 	for _, tc := range []struct{ name, sql, line string }{
 		{"query", "SELECT generate_series(1, 100000000)", "SELECT generate_series(1, 100000000);"},
 		{"copy", `\copy (SELECT generate_series(1, 100000000)) to stdout`, `\copy (SELECT generate_series(1, 100000000)) to stdout`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			got := runPsql(t, ctx, p.DSN(pgtest.TrustUser), "", tc.sql)
 			if got.Exit != 1 || !strings.Contains(got.Stderr, "ERROR:  pgwarden:") {
 				t.Fatalf("psql: exit %d, stderr %q; want exit 1 and the pgwarden error", got.Exit, got.Stderr)

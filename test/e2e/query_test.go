@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // execModes are pgx's ways of running a query, by their connection-string
@@ -21,11 +22,11 @@ var execModes = []string{"simple_protocol", "cache_statement", "cache_describe",
 
 // endpoints opens one connection direct and one through p, both as user with
 // default_query_exec_mode set to mode.
-func endpoints(t *testing.T, ctx context.Context, p *testProxy, user, mode string) (direct, proxied *pgx.Conn) {
+func endpoints(t *testing.T, ctx context.Context, p *proxytest.Proxy, user, mode string) (direct, proxied *pgx.Conn) {
 	t.Helper()
 	c := pgtest.Shared(t)
 	param := "default_query_exec_mode=" + mode
-	return connect(t, ctx, c.DSN(user, param)), connect(t, ctx, p.DSN(user, param))
+	return proxytest.Connect(t, ctx, c.DSN(user, param)), proxytest.Connect(t, ctx, p.DSN(user, param))
 }
 
 // queryResult is everything a client learns from one query.
@@ -120,11 +121,11 @@ var typeQueries = []struct {
 // proxied, and compares descriptions, raw values, decoded values and tags.
 func TestQueryTypes(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			direct, proxied := endpoints(t, ctx, p, pgtest.ScramUser, mode)
 			for _, q := range typeQueries {
 				want := runQuery(ctx, direct, q.sql, q.args...)
@@ -132,15 +133,15 @@ func TestQueryTypes(t *testing.T) {
 					t.Fatalf("%s: direct: %v %s", q.name, want.Err, want.Other)
 				}
 				got := runQuery(ctx, proxied, q.sql, q.args...)
-				wantEqual(t, q.name+" fields", want.Fields, got.Fields)
-				wantEqual(t, q.name+" raw values", want.Raw, got.Raw)
-				wantEqual(t, q.name+" values", want.Values, got.Values)
-				wantEqual(t, q.name+" tag", want.Tag, got.Tag)
+				proxytest.WantEqual(t, q.name+" fields", want.Fields, got.Fields)
+				proxytest.WantEqual(t, q.name+" raw values", want.Raw, got.Raw)
+				proxytest.WantEqual(t, q.name+" values", want.Values, got.Values)
+				proxytest.WantEqual(t, q.name+" tag", want.Tag, got.Tag)
 				if got.Err != nil || got.Other != "" {
 					t.Errorf("%s: proxied: %v %s", q.name, got.Err, got.Other)
 				}
 			}
-			checkUsable(t, ctx, proxied)
+			proxytest.CheckUsable(t, ctx, proxied)
 		})
 	}
 }
@@ -149,8 +150,8 @@ func TestQueryTypes(t *testing.T) {
 // PREPARE and runs them repeatedly.
 func TestPreparedStatements(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	direct, proxied := endpoints(t, ctx, p, pgtest.MD5User, "cache_statement")
 
 	const sql = `SELECT $1::int8 * 2 AS doubled, $2::text || '!' AS shout, $3::timestamptz AS at`
@@ -162,14 +163,14 @@ func TestPreparedStatements(t *testing.T) {
 		}
 		descs[i] = sd
 	}
-	wantEqual(t, "parameter OIDs", descs[0].ParamOIDs, descs[1].ParamOIDs)
-	wantEqual(t, "fields", descs[0].Fields, descs[1].Fields)
+	proxytest.WantEqual(t, "parameter OIDs", descs[0].ParamOIDs, descs[1].ParamOIDs)
+	proxytest.WantEqual(t, "fields", descs[0].Fields, descs[1].Fields)
 
 	for i := range 5 {
 		args := []any{int64(i * 1000), fmt.Sprint("run ", i), time.Date(2000+i, 1, 2, 3, 4, 5, 0, time.UTC)}
 		want := runQuery(ctx, direct, "ps_e2e", args...)
 		got := runQuery(ctx, proxied, "ps_e2e", args...)
-		wantEqual(t, fmt.Sprint("run ", i), want, got)
+		proxytest.WantEqual(t, fmt.Sprint("run ", i), want, got)
 	}
 	for _, conn := range []*pgx.Conn{direct, proxied} {
 		if err := conn.Deallocate(ctx, "ps_e2e"); err != nil {
@@ -191,9 +192,9 @@ func TestPreparedStatements(t *testing.T) {
 	for _, sql := range script {
 		want := runQuery(ctx, direct, sql, pgx.QueryExecModeSimpleProtocol)
 		got := runQuery(ctx, proxied, sql, pgx.QueryExecModeSimpleProtocol)
-		wantEqual(t, sql, want, got)
+		proxytest.WantEqual(t, sql, want, got)
 	}
-	checkUsable(t, ctx, proxied)
+	proxytest.CheckUsable(t, ctx, proxied)
 }
 
 // resultSummary is a pgconn.Result reduced to comparable fields.
@@ -227,11 +228,11 @@ func summarize(results []*pgconn.Result, err error) ([]resultSummary, string) {
 // TestMultiStatementQuery sends several statements in one simple Query.
 func TestMultiStatementQuery(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	c := pgtest.Shared(t)
-	ctx := testCtx(t, 0)
-	direct := connectPg(t, ctx, c.DSN(pgtest.TrustUser))
-	proxied := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	ctx := proxytest.Ctx(t, 0)
+	direct := proxytest.ConnectPg(t, ctx, c.DSN(pgtest.TrustUser))
+	proxied := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 
 	for _, sql := range []string{
 		"select 1; select 2",
@@ -248,9 +249,9 @@ func TestMultiStatementQuery(t *testing.T) {
 		t.Run(sql, func(t *testing.T) {
 			want, wantErr := summarize(direct.Exec(ctx, sql).ReadAll())
 			got, gotErr := summarize(proxied.Exec(ctx, sql).ReadAll())
-			wantEqual(t, "results", want, got)
-			wantEqual(t, "error", wantErr, gotErr)
-			wantEqual(t, "transaction status", direct.TxStatus(), proxied.TxStatus())
+			proxytest.WantEqual(t, "results", want, got)
+			proxytest.WantEqual(t, "error", wantErr, gotErr)
+			proxytest.WantEqual(t, "transaction status", direct.TxStatus(), proxied.TxStatus())
 		})
 	}
 	if _, err := proxied.Exec(ctx, "rollback; select 1").ReadAll(); err != nil {
@@ -278,17 +279,17 @@ var errorCases = []struct {
 // every exec mode, and checks the session stays usable after each.
 func TestErrors(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	// A table in schema public, so that the errors name the same schema
 	// direct and proxied; the statements that use it all fail.
-	setup := connect(t, testCtx(t, 0), pgtest.Shared(t).DSN(pgtest.TrustUser))
-	mustExec(t, t.Context(), setup, `CREATE TABLE IF NOT EXISTS e2e_errors (x int PRIMARY KEY CHECK (x >= 0));
+	setup := proxytest.Connect(t, proxytest.Ctx(t, 0), pgtest.Shared(t).DSN(pgtest.TrustUser))
+	proxytest.MustExec(t, t.Context(), setup, `CREATE TABLE IF NOT EXISTS e2e_errors (x int PRIMARY KEY CHECK (x >= 0));
 		INSERT INTO e2e_errors VALUES (1) ON CONFLICT DO NOTHING`)
 	t.Cleanup(func() { setup.Exec(context.Background(), "DROP TABLE IF EXISTS e2e_errors") })
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			direct, proxied := endpoints(t, ctx, p, pgtest.TrustUser, mode)
 			for _, ec := range errorCases {
 				want := runQuery(ctx, direct, ec.sql)
@@ -296,8 +297,8 @@ func TestErrors(t *testing.T) {
 					t.Fatalf("%s: direct did not fail", ec.name)
 				}
 				got := runQuery(ctx, proxied, ec.sql)
-				wantEqual(t, ec.name, want, got)
-				checkUsable(t, ctx, proxied)
+				proxytest.WantEqual(t, ec.name, want, got)
+				proxytest.CheckUsable(t, ctx, proxied)
 			}
 		})
 	}
@@ -307,28 +308,28 @@ func TestErrors(t *testing.T) {
 // interleaved with rows, through OnNotice.
 func TestNotices(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	c := pgtest.Shared(t)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 
 	type notice struct{ Severity, Code, Message, Detail, Hint string }
 	run := func(dsn string) ([]notice, queryResult) {
 		var got []notice
-		conn := connect(t, ctx, dsn, func(cfg *pgx.ConnConfig) {
+		conn := proxytest.Connect(t, ctx, dsn, func(cfg *pgx.ConnConfig) {
 			cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 				got = append(got, notice{n.Severity, n.Code, n.Message, n.Detail, n.Hint})
 			}
 		})
-		mustExec(t, ctx, conn, `DO $$ BEGIN
+		proxytest.MustExec(t, ctx, conn, `DO $$ BEGIN
 			RAISE NOTICE 'hello %', 42;
 			RAISE WARNING 'careful' USING DETAIL = 'some detail', HINT = 'a hint';
 			FOR i IN 1..50 LOOP RAISE NOTICE 'loop %', i; END LOOP;
 		END $$`)
-		mustExec(t, ctx, conn, `CREATE TEMP TABLE IF NOT EXISTS nt (x int)`)
-		mustExec(t, ctx, conn, `CREATE OR REPLACE FUNCTION pg_temp.noisy(i int) RETURNS int LANGUAGE plpgsql AS
+		proxytest.MustExec(t, ctx, conn, `CREATE TEMP TABLE IF NOT EXISTS nt (x int)`)
+		proxytest.MustExec(t, ctx, conn, `CREATE OR REPLACE FUNCTION pg_temp.noisy(i int) RETURNS int LANGUAGE plpgsql AS
 			$$ BEGIN IF i % 10 = 0 THEN RAISE NOTICE 'row %', i; END IF; RETURN i; END $$`)
 		r := runQuery(ctx, conn, `SELECT pg_temp.noisy(i) FROM generate_series(1, 30) i`)
-		checkUsable(t, ctx, conn)
+		proxytest.CheckUsable(t, ctx, conn)
 		return got, r
 	}
 	wantN, wantR := run(c.DSN(pgtest.TrustUser))
@@ -336,8 +337,8 @@ func TestNotices(t *testing.T) {
 	if len(wantN) != 55 {
 		t.Fatalf("direct: %d notices, want 55", len(wantN))
 	}
-	wantEqual(t, "notices", wantN, gotN)
-	wantEqual(t, "rows around notices", wantR, gotR)
+	proxytest.WantEqual(t, "notices", wantN, gotN)
+	proxytest.WantEqual(t, "rows around notices", wantR, gotR)
 }
 
 // TestErrorsInTransaction checks an error aborts the transaction the same
@@ -345,7 +346,7 @@ func TestNotices(t *testing.T) {
 // the session usable.
 func TestErrorsInTransaction(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	steps := []string{
 		"BEGIN",
 		"SELECT 1",
@@ -367,15 +368,15 @@ func TestErrorsInTransaction(t *testing.T) {
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			direct, proxied := endpoints(t, ctx, p, pgtest.PlainUser, mode)
 			for _, sql := range steps {
 				want := runQuery(ctx, direct, sql)
 				got := runQuery(ctx, proxied, sql)
-				wantEqual(t, sql, want, got)
-				wantEqual(t, sql+": transaction status", direct.PgConn().TxStatus(), proxied.PgConn().TxStatus())
+				proxytest.WantEqual(t, sql, want, got)
+				proxytest.WantEqual(t, sql+": transaction status", direct.PgConn().TxStatus(), proxied.PgConn().TxStatus())
 			}
-			checkUsable(t, ctx, proxied)
+			proxytest.CheckUsable(t, ctx, proxied)
 		})
 	}
 }
@@ -432,7 +433,7 @@ func errString(err error) string {
 // in the middle, and compares each query's outcome.
 func TestBatches(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	batches := map[string][]string{
 		"all succeed": {
 			"SELECT 1 AS a",
@@ -456,18 +457,18 @@ func TestBatches(t *testing.T) {
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
+			ctx := proxytest.Ctx(t, 0)
 			direct, proxied := endpoints(t, ctx, p, pgtest.ScramUser, mode)
 			for name, queries := range batches {
 				want := batchOutcome(ctx, direct, queries)
 				got := batchOutcome(ctx, proxied, queries)
-				wantEqual(t, name, want, got)
-				checkUsable(t, ctx, proxied)
+				proxytest.WantEqual(t, name, want, got)
+				proxytest.CheckUsable(t, ctx, proxied)
 			}
 			// A following batch works.
 			want := batchOutcome(ctx, direct, batches["all succeed"])
 			got := batchOutcome(ctx, proxied, batches["all succeed"])
-			wantEqual(t, "following batch", want, got)
+			proxytest.WantEqual(t, "following batch", want, got)
 		})
 	}
 }
@@ -539,7 +540,7 @@ func errOrNil(err error) string {
 // them, and checks later sync batches still run.
 func TestPipeline(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	c := pgtest.Shared(t)
 	q := func(sql string) pipelineStep { return pipelineStep{sql: sql} }
 	sync := pipelineStep{sync: true}
@@ -555,14 +556,14 @@ func TestPipeline(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			direct := connectPg(t, ctx, c.DSN(pgtest.TrustUser))
-			proxied := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+			ctx := proxytest.Ctx(t, 0)
+			direct := proxytest.ConnectPg(t, ctx, c.DSN(pgtest.TrustUser))
+			proxied := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 			want := pipelineOutcome(ctx, direct, tc.steps)
 			got := pipelineOutcome(ctx, proxied, tc.steps)
 			t.Logf("direct: %q", want)
-			wantEqual(t, "pipeline results", want, got)
-			wantEqual(t, "transaction status", direct.TxStatus(), proxied.TxStatus())
+			proxytest.WantEqual(t, "pipeline results", want, got)
+			proxytest.WantEqual(t, "transaction status", direct.TxStatus(), proxied.TxStatus())
 			if _, err := proxied.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
 				t.Fatalf("session not usable after the pipeline: %v", err)
 			}
@@ -574,7 +575,7 @@ func TestPipeline(t *testing.T) {
 // which no common driver exposes, as wire transcripts.
 func TestPortalRowLimit(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	c := pgtest.Shared(t)
 	scripts := map[string][][]pgproto3.FrontendMessage{
 		"unnamed portal in one batch": {{
@@ -611,13 +612,13 @@ func TestPortalRowLimit(t *testing.T) {
 	for name, script := range scripts {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			direct := rawStartup(t, ctx, c.Addr(), nil)
-			proxied := rawStartup(t, ctx, p.Addr, nil)
+			ctx := proxytest.Ctx(t, 0)
+			direct := proxytest.RawStartup(t, ctx, c.Addr(), nil)
+			proxied := proxytest.RawStartup(t, ctx, p.Addr, nil)
 			for i, msgs := range script {
-				want := direct.transcript(msgs...)
-				got := proxied.transcript(msgs...)
-				wantEqual(t, fmt.Sprint("step ", i), want, got)
+				want := direct.Transcript(msgs...)
+				got := proxied.Transcript(msgs...)
+				proxytest.WantEqual(t, fmt.Sprint("step ", i), want, got)
 			}
 		})
 	}
@@ -627,8 +628,8 @@ func TestPortalRowLimit(t *testing.T) {
 // startup and after SET, direct and proxied.
 func TestParameterStatus(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
-	ctx := testCtx(t, 0)
+	p := proxytest.Start(t)
+	ctx := proxytest.Ctx(t, 0)
 	direct, proxied := endpoints(t, ctx, p, pgtest.MD5User, "cache_statement")
 	keys := []string{"server_version", "server_encoding", "client_encoding", "DateStyle", "TimeZone",
 		"integer_datetimes", "standard_conforming_strings", "application_name", "is_superuser",
@@ -640,13 +641,13 @@ func TestParameterStatus(t *testing.T) {
 		}
 		return m
 	}
-	wantEqual(t, "at startup", status(direct), status(proxied))
+	proxytest.WantEqual(t, "at startup", status(direct), status(proxied))
 	for _, conn := range []*pgx.Conn{direct, proxied} {
-		mustExec(t, ctx, conn, "SET TimeZone = 'America/New_York'")
-		mustExec(t, ctx, conn, "SET application_name = 'changed'")
-		mustExec(t, ctx, conn, "SET IntervalStyle = 'iso_8601'")
+		proxytest.MustExec(t, ctx, conn, "SET TimeZone = 'America/New_York'")
+		proxytest.MustExec(t, ctx, conn, "SET application_name = 'changed'")
+		proxytest.MustExec(t, ctx, conn, "SET IntervalStyle = 'iso_8601'")
 	}
-	wantEqual(t, "after SET", status(direct), status(proxied))
+	proxytest.WantEqual(t, "after SET", status(direct), status(proxied))
 	if got := proxied.PgConn().ParameterStatus("application_name"); got != "changed" {
 		t.Errorf("application_name = %q after SET", got)
 	}
@@ -659,13 +660,13 @@ func TestPipelineFlushWithoutSync(t *testing.T) {
 	for _, inspected := range []bool{false, true} {
 		t.Run(fmt.Sprintf("inspected=%v", inspected), func(t *testing.T) {
 			t.Parallel()
-			var opts []proxyOption
+			var opts []proxytest.Option
 			if inspected {
-				opts = append(opts, withRowLimit(1000))
+				opts = append(opts, proxytest.WithRowLimit(1000))
 			}
-			p := startProxy(t, opts...)
-			ctx := testCtx(t, 0)
-			conn := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+			p := proxytest.Start(t, opts...)
+			ctx := proxytest.Ctx(t, 0)
+			conn := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			pl := conn.StartPipeline(pctx)
@@ -706,7 +707,7 @@ func TestPipelineFlushWithoutSync(t *testing.T) {
 // session works, cancel included.
 func TestProtocolNegotiation(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t)
+	p := proxytest.Start(t)
 	c := pgtest.Shared(t)
 	for _, ep := range []struct{ name, dsn string }{
 		{"direct", c.DSN(pgtest.ScramUser, "max_protocol_version=3.2")},
@@ -714,15 +715,15 @@ func TestProtocolNegotiation(t *testing.T) {
 	} {
 		t.Run(ep.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			conn := connectPg(t, ctx, ep.dsn, cancelOnContext)
+			ctx := proxytest.Ctx(t, 0)
+			conn := proxytest.ConnectPg(t, ctx, ep.dsn, proxytest.CancelOnContext)
 			if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
 				t.Fatal(err)
 			}
 			qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 			defer cancel()
 			_, err := conn.Exec(qctx, "SELECT pg_sleep(10)").ReadAll()
-			wantCode(t, err, "57014")
+			proxytest.WantCode(t, err, "57014")
 		})
 	}
 }
@@ -734,18 +735,18 @@ func TestConcurrentSessions(t *testing.T) {
 	for _, inspected := range []bool{false, true} {
 		t.Run(fmt.Sprintf("inspected=%v", inspected), func(t *testing.T) {
 			t.Parallel()
-			var opts []proxyOption
+			var opts []proxytest.Option
 			if inspected {
-				opts = append(opts, withRowLimit(1000))
+				opts = append(opts, proxytest.WithRowLimit(1000))
 			}
-			p := startProxy(t, opts...)
-			ctx := testCtx(t, 0)
+			p := proxytest.Start(t, opts...)
+			ctx := proxytest.Ctx(t, 0)
 			users := []string{pgtest.TrustUser, pgtest.PlainUser, pgtest.MD5User, pgtest.ScramUser}
 			const sessions, rounds = 16, 20
 			errc := make(chan error, sessions)
 			for i := range sessions {
 				mode := execModes[i%len(execModes)]
-				conn := connect(t, ctx, p.DSN(users[i%len(users)], "default_query_exec_mode="+mode))
+				conn := proxytest.Connect(t, ctx, p.DSN(users[i%len(users)], "default_query_exec_mode="+mode))
 				go func() {
 					for r := range rounds {
 						want := fmt.Sprintf("session %d round %d", i, r)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // refuser refuses statements whose text holds "refuse_me" and fast-path
@@ -34,7 +35,7 @@ func (refuserSession) Statement(st *proxy.Statement) proxy.Verdict {
 
 func wantRefused(t testing.TB, err error) {
 	t.Helper()
-	pgErr := wantCode(t, err, "42501")
+	pgErr := proxytest.WantCode(t, err, "42501")
 	if pgErr.Message != "pgwarden: statement refused by test" {
 		t.Errorf("message %q", pgErr.Message)
 	}
@@ -45,15 +46,15 @@ func wantRefused(t testing.TB, err error) {
 // the transaction state the client sees is the server's.
 func TestRefusedStatementsNeverRun(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withInspector(refuser{}))
+	p := proxytest.Start(t, proxytest.WithInspector(refuser{}))
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			super := superConn(t, ctx)
-			table := uniqueName(t)
-			mustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
-			mustExec(t, ctx, super, "GRANT INSERT, SELECT ON "+table+" TO "+pgtest.TrustUser)
+			ctx := proxytest.Ctx(t, 0)
+			super := proxytest.SuperConn(t, ctx)
+			table := proxytest.UniqueName(t)
+			proxytest.MustExec(t, ctx, super, "CREATE TABLE "+table+" (n int)")
+			proxytest.MustExec(t, ctx, super, "GRANT INSERT, SELECT ON "+table+" TO "+pgtest.TrustUser)
 			t.Cleanup(func() { super.Exec(context.Background(), "DROP TABLE "+table) })
 			count := func() int {
 				var n int
@@ -62,7 +63,7 @@ func TestRefusedStatementsNeverRun(t *testing.T) {
 				}
 				return n
 			}
-			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
 
 			// Alone, twice (the second time from the statement cache).
 			for range 2 {
@@ -72,7 +73,7 @@ func TestRefusedStatementsNeverRun(t *testing.T) {
 			if n := count(); n != 0 {
 				t.Fatalf("refused INSERT ran: %d rows", n)
 			}
-			checkUsable(t, ctx, conn)
+			proxytest.CheckUsable(t, ctx, conn)
 
 			// Inside a transaction: the transaction fails, as for a server
 			// error, and rolls back what came before.
@@ -86,7 +87,7 @@ func TestRefusedStatementsNeverRun(t *testing.T) {
 			_, err = tx.Exec(ctx, "INSERT INTO "+table+" VALUES (3) /* refuse_me */")
 			wantRefused(t, err)
 			_, err = tx.Exec(ctx, "SELECT 1")
-			wantCode(t, err, "25P02") // in failed transaction
+			proxytest.WantCode(t, err, "25P02") // in failed transaction
 			if err := tx.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +108,7 @@ func TestRefusedStatementsNeverRun(t *testing.T) {
 					t.Fatalf("rows after a refused batch: %d", n)
 				}
 			}
-			checkUsable(t, ctx, conn)
+			proxytest.CheckUsable(t, ctx, conn)
 		})
 	}
 }
@@ -116,9 +117,9 @@ func TestRefusedStatementsNeverRun(t *testing.T) {
 // Execute is refused, and executing the same portal again is refused too.
 func TestRefusedPreparedPortalStaysRefused(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withInspector(refuser{}))
-	ctx := testCtx(t, 0)
-	pc := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	p := proxytest.Start(t, proxytest.WithInspector(refuser{}))
+	ctx := proxytest.Ctx(t, 0)
+	pc := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 	if _, err := pc.Prepare(ctx, "s", "SELECT 42 /* refuse_me */", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +138,9 @@ func TestRefusedPreparedPortalStaysRefused(t *testing.T) {
 // TestRefusedFastPathCall: a fast-path FunctionCall can be refused by OID.
 func TestRefusedFastPathCall(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withInspector(refuser{}))
-	ctx := testCtx(t, 0)
-	pc := connectPg(t, ctx, p.DSN(pgtest.TrustUser))
+	p := proxytest.Start(t, proxytest.WithInspector(refuser{}))
+	ctx := proxytest.Ctx(t, 0)
+	pc := proxytest.ConnectPg(t, ctx, p.DSN(pgtest.TrustUser))
 	hc, err := pc.Hijack()
 	if err != nil {
 		t.Fatal(err)
@@ -186,11 +187,11 @@ func TestRefusedFastPathCall(t *testing.T) {
 // 42501 and the statement never runs.
 func TestKillOnStatement(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withInspector(refuser{}))
-	ctx := testCtx(t, 0)
-	conn := connect(t, ctx, p.DSN(pgtest.TrustUser))
+	p := proxytest.Start(t, proxytest.WithInspector(refuser{}))
+	ctx := proxytest.Ctx(t, 0)
+	conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser))
 	_, err := conn.Exec(ctx, "SELECT 1 /* kill_me */")
-	pgErr := wantCode(t, err, "42501")
+	pgErr := proxytest.WantCode(t, err, "42501")
 	if pgErr.Severity != "FATAL" {
 		t.Errorf("severity %q, want FATAL", pgErr.Severity)
 	}
@@ -228,11 +229,11 @@ func (maskerSession) DataRow(_ *proxy.Statement, values [][]byte) proxy.Verdict 
 // strings kept apart.
 func TestRewrittenRows(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withInspector(masker{}))
+	p := proxytest.Start(t, proxytest.WithInspector(masker{}))
 	for _, mode := range execModes {
 		t.Run(mode, func(t *testing.T) {
-			ctx := testCtx(t, 0)
-			conn := connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
+			ctx := proxytest.Ctx(t, 0)
+			conn := proxytest.Connect(t, ctx, p.DSN(pgtest.TrustUser, "default_query_exec_mode="+mode))
 			rows, err := conn.Query(ctx, "SELECT i, 'user' || i || '@example.com' AS e, NULL::text AS z, '' AS empty FROM generate_series(1, 3) i")
 			if err != nil {
 				t.Fatal(err)
@@ -255,7 +256,7 @@ func TestRewrittenRows(t *testing.T) {
 			if err := rows.Err(); err != nil || n != 3 {
 				t.Fatalf("%d rows, %v", n, err)
 			}
-			checkUsable(t, ctx, conn)
+			proxytest.CheckUsable(t, ctx, conn)
 		})
 	}
 }

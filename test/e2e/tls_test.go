@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 var allUsers = []string{pgtest.TrustUser, pgtest.PlainUser, pgtest.MD5User, pgtest.ScramUser}
@@ -49,22 +50,22 @@ func TestAuthMethods(t *testing.T) {
 	c := pgtest.Shared(t)
 	for _, clientTLS := range []bool{false, true} {
 		for _, upstreamTLS := range []bool{false, true} {
-			var opts []proxyOption
+			var opts []proxytest.Option
 			sslmode := "sslmode=disable"
 			if clientTLS {
-				opts = append(opts, withClientTLS(t))
+				opts = append(opts, proxytest.WithClientTLS(t))
 				sslmode = "sslmode=verify-full"
 			}
 			if upstreamTLS {
-				opts = append(opts, withUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
+				opts = append(opts, proxytest.WithUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
 			}
-			p := startProxy(t, opts...)
+			p := proxytest.Start(t, opts...)
 			for _, user := range allUsers {
 				name := fmt.Sprintf("client_tls=%v/upstream_tls=%v/%s", clientTLS, upstreamTLS, user)
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
-					ctx := testCtx(t, 0)
-					conn := connect(t, ctx, p.DSN(user, sslmode))
+					ctx := proxytest.Ctx(t, 0)
+					conn := proxytest.Connect(t, ctx, p.DSN(user, sslmode))
 					var current string
 					if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&current); err != nil {
 						t.Fatal(err)
@@ -82,16 +83,16 @@ func TestAuthMethods(t *testing.T) {
 				}
 				t.Run(name+"/wrong_password", func(t *testing.T) {
 					t.Parallel()
-					ctx := testCtx(t, 0)
-					_, directErr := tryConnect(ctx, withWrongPassword(c.DSN(user)))
-					conn, err := tryConnect(ctx, withWrongPassword(p.DSN(user, sslmode)))
+					ctx := proxytest.Ctx(t, 0)
+					_, directErr := proxytest.TryConnect(ctx, withWrongPassword(c.DSN(user)))
+					conn, err := proxytest.TryConnect(ctx, withWrongPassword(p.DSN(user, sslmode)))
 					if err == nil {
 						conn.Close(ctx)
 						t.Fatal("connected with a wrong password")
 					}
-					got := wantCode(t, err, "28P01")
-					want := pgError(t, directErr)
-					wantEqual(t, "error", [3]string{want.Severity, want.Code, want.Message}, [3]string{got.Severity, got.Code, got.Message})
+					got := proxytest.WantCode(t, err, "28P01")
+					want := proxytest.PgError(t, directErr)
+					proxytest.WantEqual(t, "error", [3]string{want.Severity, want.Code, want.Message}, [3]string{got.Severity, got.Code, got.Message})
 				})
 			}
 		}
@@ -145,29 +146,29 @@ func TestUpstreamTLSModes(t *testing.T) {
 			c.UpstreamTLSMode = proxy.TLSRequire
 			c.UpstreamTLS = &tls.Config{RootCAs: wrongCA}
 		}, true, ""},
-		{"verify-full localhost", withUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"), true, ""},
-		{"verify-full by address", withUpstreamTLS(t, proxy.TLSVerifyFull, ""), true, ""},
+		{"verify-full localhost", proxytest.WithUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"), true, ""},
+		{"verify-full by address", proxytest.WithUpstreamTLS(t, proxy.TLSVerifyFull, ""), true, ""},
 		{"verify-full defaults with UpstreamTLS set", func(c *proxy.Config) {
-			c.UpstreamTLS = &tls.Config{RootCAs: caPool(t)}
+			c.UpstreamTLS = &tls.Config{RootCAs: proxytest.CAPool(t)}
 		}, true, ""},
 		{"verify-full wrong CA", func(c *proxy.Config) {
 			c.UpstreamTLSMode = proxy.TLSVerifyFull
 			c.UpstreamTLS = &tls.Config{RootCAs: wrongCA, ServerName: "localhost"}
 		}, false, "certificate signed by unknown authority"},
-		{"verify-full wrong host name", withUpstreamTLS(t, proxy.TLSVerifyFull, "db.example.com"), false, "db.example.com"},
+		{"verify-full wrong host name", proxytest.WithUpstreamTLS(t, proxy.TLSVerifyFull, "db.example.com"), false, "db.example.com"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			p := startProxy(t, withConfig(tc.cfg))
-			conn, err := tryConnect(ctx, p.DSN(pgtest.ScramUser))
+			ctx := proxytest.Ctx(t, 0)
+			p := proxytest.Start(t, proxytest.WithConfig(tc.cfg))
+			conn, err := proxytest.TryConnect(ctx, p.DSN(pgtest.ScramUser))
 			if tc.failLog != "" {
 				if err == nil {
 					conn.Close(ctx)
 					t.Fatal("connected through an upstream that fails verification")
 				}
-				pgErr := wantCode(t, err, "08006")
+				pgErr := proxytest.WantCode(t, err, "08006")
 				if pgErr.Severity != "FATAL" || !strings.HasPrefix(pgErr.Message, "pgwarden:") {
 					t.Errorf("error %s %q, want FATAL from pgwarden", pgErr.Severity, pgErr.Message)
 				}
@@ -189,11 +190,11 @@ func TestUpstreamTLSModes(t *testing.T) {
 // and without TLS for clients.
 func TestClientSSLModes(t *testing.T) {
 	t.Parallel()
-	noTLS := startProxy(t)
-	withTLS := startProxy(t, withClientTLS(t))
+	noTLS := proxytest.Start(t)
+	withTLS := proxytest.Start(t, proxytest.WithClientTLS(t))
 	cases := []struct {
 		name    string
-		p       *testProxy
+		p       *proxytest.Proxy
 		sslmode string
 		wantTLS bool
 		wantErr string
@@ -212,8 +213,8 @@ func TestClientSSLModes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 0)
-			conn, err := tryConnect(ctx, tc.p.DSN(pgtest.MD5User, "sslmode="+tc.sslmode))
+			ctx := proxytest.Ctx(t, 0)
+			conn, err := proxytest.TryConnect(ctx, tc.p.DSN(pgtest.MD5User, "sslmode="+tc.sslmode))
 			if tc.wantErr != "" {
 				if err == nil {
 					conn.Close(ctx)
@@ -223,7 +224,7 @@ func TestClientSSLModes(t *testing.T) {
 					t.Errorf("err = %v, want it to mention %q", err, tc.wantErr)
 				}
 				// The refused client did not disturb the proxy.
-				checkUsable(t, ctx, connect(t, ctx, tc.p.DSN(pgtest.MD5User)))
+				proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, tc.p.DSN(pgtest.MD5User)))
 				return
 			}
 			if err != nil {
@@ -242,10 +243,10 @@ func TestClientSSLModes(t *testing.T) {
 // TLS; and a second SSLRequest inside TLS refused as a protocol violation.
 func TestSSLNegotiation(t *testing.T) {
 	t.Parallel()
-	p := startProxy(t, withClientTLS(t))
+	p := proxytest.Start(t, proxytest.WithClientTLS(t))
 	c := pgtest.Shared(t)
-	ctx := testCtx(t, 0)
-	rc := dialRaw(t, ctx, p.Addr)
+	ctx := proxytest.Ctx(t, 0)
+	rc := proxytest.DialRaw(t, ctx, p.Addr)
 	answer := func(conn net.Conn, code uint32) byte {
 		t.Helper()
 		req := make([]byte, 8)
@@ -266,7 +267,7 @@ func TestSSLNegotiation(t *testing.T) {
 	if b := answer(rc, 80877103); b != 'S' {
 		t.Fatalf("SSLRequest answered %q, want 'S'", b)
 	}
-	tc := tls.Client(rc, &tls.Config{RootCAs: caPool(t), ServerName: "localhost"})
+	tc := tls.Client(rc, &tls.Config{RootCAs: proxytest.CAPool(t), ServerName: "localhost"})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -287,11 +288,11 @@ func TestSSLNegotiation(t *testing.T) {
 	}
 
 	// An SSLRequest on a TLS connection is a protocol violation.
-	rc2 := dialRaw(t, ctx, p.Addr)
+	rc2 := proxytest.DialRaw(t, ctx, p.Addr)
 	if b := answer(rc2, 80877103); b != 'S' {
 		t.Fatalf("SSLRequest answered %q", b)
 	}
-	tc2 := tls.Client(rc2, &tls.Config{RootCAs: caPool(t), ServerName: "localhost"})
+	tc2 := tls.Client(rc2, &tls.Config{RootCAs: proxytest.CAPool(t), ServerName: "localhost"})
 	if err := tc2.HandshakeContext(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,8 @@
 // PostgreSQL server binaries (version 13 or later, found on PATH or under
 // /usr/lib/postgresql/*/bin).
 //
-// A test package starts one cluster for all its tests from TestMain:
+// A test package shares one cluster among its tests, started by the first test
+// that asks for it (Shared) and stopped by Main when the tests are done:
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 //
@@ -36,7 +37,7 @@
 // without calling Stop (a panicking test, a -timeout, a signal), so no cluster
 // outlives its tests.
 //
-// When PGWARDEN_TEST_DSN holds a superuser URL, Main adopts that server instead of
+// When PGWARDEN_TEST_DSN holds a superuser URL, Shared adopts that server instead of
 // starting one: the setup SQL (which is idempotent) runs against it, Host, Port and
 // Database come from the URL (Database defaults to "pgwarden_test"), the TLS fields
 // stay empty and IssueCert fails. The server's pg_hba.conf must then provide the

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestCatalogOfEachDatabase: table OIDs are per database, so the columns
@@ -39,7 +41,7 @@ INSERT INTO public.customers SELECT i, 'Customer ' || i, 'customer' || i || '@ex
 	// 600 names and 600 emails: past statement-pii-alert's 1000 only when
 	// the declared names are recognised (no detector finds a name).
 	mustRun(t, ctx, w.endpoint, "psql", "-X", "-d", db, "-c", "SELECT name, email FROM public.customers")
-	eventually(t, 10*time.Second, "statement-pii-alert on the second database", func() (bool, string) {
+	proxytest.Eventually(t, 10*time.Second, "statement-pii-alert on the second database", func() (bool, string) {
 		for _, d := range w.decisions(t) {
 			if d["rule"] == "statement-pii-alert" {
 				return true, ""

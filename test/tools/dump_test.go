@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestDumpRestore dumps the source database through pgwarden in the plain
@@ -71,7 +73,7 @@ func TestDumpRestore(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, 10*time.Second, "an alert for dumping the customers", func() (bool, string) {
+	proxytest.Eventually(t, 10*time.Second, "an alert for dumping the customers", func() (bool, string) {
 		a, ok := w.alerts.find("statement-pii-alert")
 		return ok && a.Action == "alert", fmt.Sprintf("%+v", a)
 	})

@@ -419,22 +419,6 @@ func (s *alertSink) find(rule string) (notify.Alert, bool) {
 	return notify.Alert{}, false
 }
 
-// eventually fails the test unless cond holds within d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not true after %v: %s", what, d, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // freeAddr is an address for a server the test starts (pgtest.FreeAddr:
 // below the ports outgoing connections take).
 func freeAddr(t *testing.T) string {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 // TestPgbench initialises pgbench's tables through pgwarden, then runs the
@@ -94,7 +96,7 @@ func TestVacuumdb(t *testing.T) {
 	if !strings.Contains(r.stdout, `vacuuming database "`+src+`"`) {
 		t.Errorf("vacuumdb: %s", r)
 	}
-	eventually(t, 10*time.Second, "app.orders vacuumed", func() (bool, string) {
+	proxytest.Eventually(t, 10*time.Second, "app.orders vacuumed", func() (bool, string) {
 		var n int64
 		if err := admin.QueryRow(ctx, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'app.orders'::regclass").Scan(&n); err != nil {
 			return false, err.Error()

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/test/proxytest"
 )
 
 const rowLimit = 1000
@@ -77,7 +79,7 @@ func TestRowLimitSparesCatalogs(t *testing.T) {
 	mustRun(t, ctx, w.endpoint, "pg_dump", "--inserts", "-t", "app.products", "-f", filepath.Join(dir, "products-inserts.sql"), "-d", src)
 
 	var blocks []map[string]any
-	eventually(t, 10*time.Second, "six row-limit decisions in the decision log", func() (bool, string) {
+	proxytest.Eventually(t, 10*time.Second, "six row-limit decisions in the decision log", func() (bool, string) {
 		blocks = blocks[:0]
 		for _, d := range w.decisions(t) {
 			if d["rule"] == "max_rows_per_statement" {
@@ -91,7 +93,7 @@ func TestRowLimitSparesCatalogs(t *testing.T) {
 			t.Errorf("decision %v", d)
 		}
 	}
-	eventually(t, 10*time.Second, "an alert for the row limit", func() (bool, string) {
+	proxytest.Eventually(t, 10*time.Second, "an alert for the row limit", func() (bool, string) {
 		a, ok := w.alerts.find("max_rows_per_statement")
 		return ok && a.Action == "block" && a.Limit == rowLimit, fmt.Sprintf("%+v", a)
 	})

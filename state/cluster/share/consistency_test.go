@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
@@ -111,7 +112,7 @@ func TestConsistencyBoundUnderLoad(t *testing.T) {
 					e, n := rand.IntN(employees), 1+rand.Int64N(5)
 					log = append(log, addRecord{employee: e, rows: n, at: at.Sub(start)})
 					f := window.Figures{Statements: 1, Rows: n, PIIRows: n, Custom: custom}
-					f.PIIValues[window.Email] = n
+					f.PIIValues[pii.IdxEmail] = n
 					s.Add(names[e], at, f)
 					time.Sleep(pause)
 				}
@@ -245,9 +246,9 @@ func TestConsistencyBoundUnderLoad(t *testing.T) {
 					wrong = append(wrong, fmt.Sprintf("%s holds %d of %s's Adds for %s, want %d", instances[o], got, instances[src], name, w))
 				}
 			}
-			if hour.Statements != want.adds || hour.Rows != want.rows || hour.PIIRows != want.rows || hour.PIIValues[window.Email] != want.rows {
+			if hour.Statements != want.adds || hour.Rows != want.rows || hour.PIIRows != want.rows || hour.PIIValues[pii.IdxEmail] != want.rows {
 				wrong = append(wrong, fmt.Sprintf("%s holds %d statements, %d rows, %d PII rows, %d emails for %s, want %d, %d, %d, %d",
-					instances[o], hour.Statements, hour.Rows, hour.PIIRows, hour.PIIValues[window.Email], name,
+					instances[o], hour.Statements, hour.Rows, hour.PIIRows, hour.PIIValues[pii.IdxEmail], name,
 					want.adds, want.rows, want.rows, want.rows))
 			}
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/window"
 )
 
@@ -139,14 +140,7 @@ func (s *Sharer) Add(employee string, at time.Time, f window.Figures) {
 	d.Bytes += f.Bytes
 	d.Unexplained += f.Unexplained
 	d.Sequential += f.Sequential
-	for i, n := range f.PIIValues {
-		if n != 0 {
-			d.PIIValues[window.Category(i).String()] += n
-		}
-	}
-	for c, n := range f.Custom {
-		d.PIIValues[c] += n
-	}
+	f.EachPII(func(c pii.Category, n int64) { d.PIIValues[string(c)] += n })
 }
 
 // Run flushes and pulls every Interval until ctx ends, then flushes once
@@ -296,14 +290,7 @@ func (s *Sharer) apply(rk rowKey, d delta) {
 			continue
 		}
 		changed = true
-		if wc, ok := window.CategoryOf(c); ok {
-			f.PIIValues[wc] += gain
-		} else {
-			if f.Custom == nil {
-				f.Custom = map[string]int64{}
-			}
-			f.Custom[c] += gain
-		}
+		f.AddPII(pii.Category(c), gain)
 	}
 	if changed {
 		s.remote.Add(rk.employee, time.Unix(rk.minute*60+30, 0), f)

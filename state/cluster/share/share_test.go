@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/window"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
@@ -34,13 +35,13 @@ func TestExchange(t *testing.T) {
 	}
 	emails := func(n int64) window.Figures {
 		f := window.Figures{Statements: 1, Rows: n, PIIRows: n}
-		f.PIIValues[window.Email] = n
+		f.PIIValues[pii.IdxEmail] = n
 		f.Custom = map[string]int64{"custom:loyalty": 2}
 		return f
 	}
 	hourOf := func(r *window.Registry) (int64, int64) {
 		tot, _ := r.GetCounts("alice", now)
-		return tot[window.Hour].PIIValues[window.Email], tot[window.Hour].Custom["custom:loyalty"]
+		return tot[window.Hour].PIIValues[pii.IdxEmail], tot[window.Hour].Custom["custom:loyalty"]
 	}
 	a.Add("alice", now, emails(40))
 	a.Exchange(ctx)
