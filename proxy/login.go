@@ -31,6 +31,11 @@ const (
 	// check it against the same verifier, for clients that cannot do
 	// SCRAM. It is refused on a connection without TLS.
 	LoginPassword
+	// LoginToken has pgwarden ask for the password in cleartext, over
+	// TLS only, and check it as a signed token (an OIDC ID token or a JWT
+	// access token) with Login.Token, as PostgreSQL's password method
+	// and RDS IAM tokens do.
+	LoginToken
 )
 
 func (m LoginMethod) String() string {
@@ -41,6 +46,8 @@ func (m LoginMethod) String() string {
 		return "scram-sha-256"
 	case LoginPassword:
 		return "password"
+	case LoginToken:
+		return "token"
 	}
 	return "unknown"
 }
@@ -74,6 +81,29 @@ type Login struct {
 	// role (cleartext, md5 or SCRAM-SHA-256, as the server asks). An error
 	// refuses the session; its text is logged, not sent to the client.
 	Credentials func(ctx context.Context, role string) (password string, err error)
+	// Token checks the token a client of a LoginToken startup sent as its
+	// password and says who it names and which role to log in upstream
+	// as. An error refuses the session with the same FATAL 28P01 as a
+	// wrong password; its text, which must not hold the token, is logged.
+	Token func(ctx context.Context, info *SessionInfo, token string) (*TokenIdentity, error)
+}
+
+// TokenIdentity is what a verified token says of the employee.
+type TokenIdentity struct {
+	// Employee is the person, from the claim configured (email by
+	// default), and Role the database role to log in upstream as.
+	Employee, Role string
+	// Groups are the employee's policy groups, mapped from the token's
+	// groups claim.
+	Groups []string
+	// Issuer and Subject are the token's iss and sub.
+	Issuer, Subject string
+	// Expiry is the token's exp.
+	Expiry time.Time
+	// SessionEnd, if not zero, is when the session ends at its next clean
+	// point (between transactions, nothing in flight) with a FATAL asking
+	// the employee to sign in again.
+	SessionEnd time.Time
 }
 
 // Accounts is the store of logins and the throttle of failed attempts.
@@ -101,8 +131,8 @@ type Accounts interface {
 }
 
 func (l *Login) check() error {
-	if l.Accounts == nil {
-		return errors.New("login: Accounts is required")
+	if l.Accounts == nil && l.Token == nil {
+		return errors.New("login: Accounts or Token is required")
 	}
 	if l.Credentials == nil {
 		return errors.New("login: Credentials is required")
@@ -143,12 +173,18 @@ var mockKey = func() []byte {
 func (s *session) login(method LoginMethod) (role string, err error) {
 	lg := s.cfg.Login
 	name := s.info.User
-	if method == LoginPassword && !s.info.ClientTLS {
+	if (method == LoginPassword || method == LoginToken) && !s.info.ClientTLS {
 		return "", fatalf(codeInvalidAuthorization, nil,
 			"password authentication is only allowed over TLS: connect with sslmode=require")
 	}
+	if method == LoginToken {
+		return s.tokenLogin()
+	}
 	if method != LoginSCRAM && method != LoginPassword {
 		return "", fatalf(codeInternalError, nil, "invalid login method %d", method)
+	}
+	if lg.Accounts == nil {
+		return "", fatalf(codeInvalidAuthorization, nil, "pgwarden has no logins file: sign in with a token from your identity provider (pgwarden login)")
 	}
 	addr := hostOf(s.info.ClientAddr)
 	if err := lg.Accounts.Admit(name, addr); err != nil {
@@ -323,22 +359,28 @@ func (s *session) clientSCRAM(v *scram.Verifier) (ok bool, final []byte, err err
 // clientPassword asks the client for its password in cleartext (over TLS)
 // and checks it against v.
 func (s *session) clientPassword(v *scram.Verifier) (bool, error) {
+	pw, err := s.cleartextPassword()
+	if err != nil || pw == "" {
+		return false, err
+	}
+	return v.Check(pw), nil
+}
+
+// cleartextPassword asks the client for its password in cleartext.
+func (s *session) cleartextPassword() (string, error) {
 	out, _ := (&pgproto3.AuthenticationCleartextPassword{}).Encode(nil)
 	if err := s.toClient.write(out); err != nil {
-		return false, err
+		return "", err
 	}
 	body, err := s.readPassword()
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	var pw pgproto3.PasswordMessage
 	if err := pw.Decode(body); err != nil {
-		return false, fatalf(codeProtocolViolation, err, "invalid password message")
+		return "", fatalf(codeProtocolViolation, err, "invalid password message")
 	}
-	if pw.Password == "" {
-		return false, nil
-	}
-	return v.Check(pw.Password), nil
+	return pw.Password, nil
 }
 
 // upstreamCredentials asks Login.Credentials for role's password.
