@@ -37,6 +37,10 @@ type Decision struct {
 	// database role the statement ran as.
 	IdentifiedBy string `json:"identified_by,omitempty"`
 	User         string `json:"user,omitempty"`
+	// Issuer and Subject are the identity provider's iss and sub, for an
+	// employee identified by its token ("oidc").
+	Issuer  string `json:"issuer,omitempty"`
+	Subject string `json:"subject,omitempty"`
 }
 
 // decisionLog writes Decisions as JSON Lines, one Write per line.

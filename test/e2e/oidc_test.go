@@ -64,6 +64,17 @@ func TestOIDCLogin(t *testing.T) {
 		t.Errorf("session identity %+v", info)
 	}
 
+	var listed bool
+	for _, snap := range ls.p.Server.List() {
+		if snap.Application == "oidc-pgx" {
+			listed = snap.IdentifiedBy == "oidc" && snap.Issuer == idp.Issuer() && snap.Subject == "sub-Alice@Example.com" &&
+				strings.Join(snap.Groups, ",") == "support"
+		}
+	}
+	if !listed {
+		t.Errorf("the sessions list does not show the token's identity: %+v", ls.p.Server.List())
+	}
+
 	res := runPsql(t, ctx, ls.dsn("alice@example.com", token, "sslmode=require"), "", "SELECT current_user")
 	if res.Exit != 0 || strings.TrimSpace(res.Stdout) != ls.role {
 		t.Fatalf("psql with a token: exit %d, stdout %q, stderr %q", res.Exit, res.Stdout, res.Stderr)
