@@ -4,16 +4,25 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgwarden/pgwarden/identity/oidc"
 	"github.com/pgwarden/pgwarden/identity/oidc/oidctest"
+	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
 // signIn runs pgwarden login with args against idp, approving the device
@@ -98,5 +107,71 @@ func TestLoginDeviceFlow(t *testing.T) {
 	code, _, stderr = runCLI("login", "--issuer", idp.Issuer())
 	if code == 0 || !strings.Contains(stderr, "--client-id") {
 		t.Errorf("without --client-id: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestServeOIDC: serve with login.oidc in its config file signs an
+// employee in with the token pgwarden login got, as the role their group
+// maps to, with no logins file; a token of no mapped group is refused.
+func TestServeOIDC(t *testing.T) {
+	c := pgtest.Shared(t)
+	idp := oidctest.New(t)
+	idp.DeviceClaims(idp.Claims("kim@example.com", "Customer Support"))
+	certFile, keyFile, err := c.IssueCert("localhost", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	cfgFile := filepath.Join(t.TempDir(), "pgwarden.yaml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf(`listen: %s
+upstream: {url: "postgres://%s"}
+client_tls: {cert_file: %s, key_file: %s}
+login:
+  enabled: true
+  oidc:
+    issuer: %s
+    audience: %s
+    group_map: {"Customer Support": support}
+    roles:
+      - {group: support, role: %s}
+`, listen, c.Addr(), certFile, keyFile, idp.Issuer(), oidctest.ClientID, pgtest.ScramUser)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, stderr := startBinary(t, []string{"PGWARDEN_ROLE_PASSWORD_PGW_SCRAM=" + pgtest.Password, "PGWARDEN_USERS_FILE=", "PGWARDEN_STATE_DIR="},
+		"serve", "--config", cfgFile)
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+
+	code, stdout, errOut := signIn(t, idp)
+	m := regexp.MustCompile(`^export PGPASSWORD='([^']+)'\n$`).FindStringSubmatch(stdout)
+	if code != 0 || m == nil {
+		t.Fatalf("pgwarden login: exit %d, stdout %q, stderr %q", code, stdout, errOut)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := func(token string) string {
+		u := url.URL{Scheme: "postgres", User: url.UserPassword("kim@example.com", token), Host: listen, Path: c.Database, RawQuery: "sslmode=require"}
+		return u.String()
+	}
+	var conn *pgx.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if conn, err = pgx.Connect(ctx, dsn(m[1])); err == nil || time.Now().After(deadline) || !strings.Contains(err.Error(), "refused") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("kim with her token: %v\n%s", err, stderr)
+	}
+	defer conn.Close(ctx)
+	var role string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&role); err != nil || role != pgtest.ScramUser {
+		t.Errorf("current_user %q, %v; want %s", role, err, pgtest.ScramUser)
+	}
+	_, err = pgx.Connect(ctx, dsn(idp.Token(t, "lee@example.com", "marketing")))
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "28P01" {
+		t.Errorf("a token of no mapped group: %v", err)
+	}
+	if strings.Contains(stderr.String(), m[1]) {
+		t.Error("the token is in pgwarden's log")
 	}
 }

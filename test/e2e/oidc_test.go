@@ -3,15 +3,20 @@ package e2e
 import (
 	"context"
 	"log/slog"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/identity/oidc"
 	"github.com/pgwarden/pgwarden/identity/oidc/oidctest"
+	"github.com/pgwarden/pgwarden/identity/userstore"
 	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
 // startOIDCProxy starts pgwarden with its own login over TLS, tokens of
@@ -215,4 +220,58 @@ func TestOIDCSessionEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkUsable(t, ctx, conn)
+}
+
+// BenchmarkLoginMethods compares the time to connect over TLS directly to
+// PostgreSQL (SCRAM), through pgwarden's own SCRAM login, and through
+// pgwarden with a token of the identity provider (keys cached), in the
+// same run.
+func BenchmarkLoginMethods(b *testing.B) {
+	c := pgtest.Shared(b)
+	idp := oidctest.New(b)
+	store, err := userstore.Open(filepath.Join(b.TempDir(), "users.json"), userstore.Options{Throttle: fastThrottle})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := store.Add("bench", pgtest.ScramUser, "bench-password"); err != nil {
+		b.Fatal(err)
+	}
+	v, err := oidc.New(oidc.Config{Issuer: idp.Issuer(), Audience: oidctest.ClientID, DefaultRole: pgtest.ScramUser,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := startProxy(b, withClientTLS(b), withConfig(func(cfg *proxy.Config) {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Login = &proxy.Login{Accounts: store, Token: v.Token,
+			Method: func(info *proxy.SessionInfo) proxy.LoginMethod {
+				if info.User == "bench" {
+					return proxy.LoginSCRAM
+				}
+				return proxy.LoginToken
+			},
+			Credentials: func(context.Context, string) (string, error) { return pgtest.Password, nil }}
+	}))
+	ctx := context.Background()
+	via := func(user, password string) string {
+		u, _ := url.Parse(p.DSN(pgtest.TrustUser, "sslmode=require"))
+		u.User = url.UserPassword(user, password)
+		return u.String()
+	}
+	token := idp.Token(b, "bench@example.com")
+	for _, m := range []struct{ name, dsn string }{
+		{"direct", c.DSN(pgtest.ScramUser, "sslmode=require")},
+		{"pgwarden-scram", via("bench", "bench-password")},
+		{"pgwarden-oidc", via("bench@example.com", token)},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			for b.Loop() {
+				conn, err := pgconn.Connect(ctx, m.dsn)
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn.Close(ctx)
+			}
+		})
+	}
 }
