@@ -65,7 +65,9 @@ func (m LoginMethod) String() string {
 // exchange (unknown names run SCRAM against a stand-in verifier), delayed
 // as Accounts says. md5 cannot be checked against a SCRAM verifier: a
 // client that answers the SCRAM request with an md5 hash is refused with a
-// message saying so. SCRAM-SHA-256-PLUS (channel binding) is not offered.
+// message saying so. Over TLS, SCRAM-SHA-256-PLUS is offered too, bound to
+// pgwarden's certificate (tls-server-end-point), so that clients with
+// channel_binding=require connect.
 // Nothing goes upstream, not even a connection, before the client has
 // proved its password. A startup without a database gets the role's name
 // as the server's default; note that libpq sends the user name (here the
@@ -213,8 +215,9 @@ func (s *session) login(method LoginMethod) (role string, err error) {
 	}
 	var ok bool
 	var final []byte // SCRAM server-final, sent on success only
+	var mechanism string
 	if method == LoginSCRAM {
-		ok, final, err = s.clientSCRAM(v)
+		ok, final, mechanism, err = s.clientSCRAM(v)
 	} else {
 		ok, err = s.clientPassword(v)
 	}
@@ -246,7 +249,8 @@ func (s *session) login(method LoginMethod) (role string, err error) {
 			return "", err
 		}
 	}
-	s.log.Info("login_succeeded", "login", name, "role", role, "method", method.String())
+	s.log.Info("login_succeeded", "login", name, "role", role, "method", method.String(),
+		"channel_binding", mechanism == scram.SHA256Plus)
 	s.info.User, s.info.Employee, s.info.IdentifiedBy = role, name, IdentifiedByLogin
 	return role, nil
 }
@@ -314,46 +318,49 @@ func isMD5Answer(body []byte) bool {
 // proof matches; false when it does not; an error when the client broke
 // off or broke the protocol, in which case no password was checked.
 // https://www.postgresql.org/docs/current/sasl-authentication.html
-func (s *session) clientSCRAM(v *scram.Verifier) (ok bool, final []byte, err error) {
-	out, _ := (&pgproto3.AuthenticationSASL{AuthMechanisms: []string{scram.SHA256}}).Encode(nil)
+func (s *session) clientSCRAM(v *scram.Verifier) (ok bool, final []byte, mechanism string, err error) {
+	srv := scram.NewServer(v)
+	if ep := s.clientEndPoint(); ep != nil {
+		srv = scram.NewServerPlus(v, ep)
+	}
+	out, _ := (&pgproto3.AuthenticationSASL{AuthMechanisms: srv.Mechanisms()}).Encode(nil)
 	if err := s.toClient.write(out); err != nil {
-		return false, nil, err
+		return false, nil, "", err
 	}
 	body, err := s.readPassword()
 	if err != nil {
-		return false, nil, err
+		return false, nil, "", err
 	}
 	if isMD5Answer(body) {
-		return false, nil, errMD5
+		return false, nil, "", errMD5
 	}
 	var first pgproto3.SASLInitialResponse
 	if err := first.Decode(body); err != nil {
-		return false, nil, fatalf(codeProtocolViolation, err, "expected a SASL initial response")
+		return false, nil, "", fatalf(codeProtocolViolation, err, "expected a SASL initial response")
 	}
-	if first.AuthMechanism != scram.SHA256 {
-		return false, nil, fatalf(codeProtocolViolation, nil, "client selected an invalid SASL authentication mechanism")
+	if err := srv.Select(first.AuthMechanism); err != nil {
+		return false, nil, "", fatalf(codeProtocolViolation, err, "client selected an invalid SASL authentication mechanism")
 	}
-	srv := scram.NewServer(v)
 	serverFirst, err := srv.ClientFirst(first.Data)
 	if err != nil {
-		return false, nil, fatalf(codeProtocolViolation, err, "malformed SCRAM message")
+		return false, nil, "", fatalf(codeProtocolViolation, err, "malformed SCRAM message")
 	}
 	out, _ = (&pgproto3.AuthenticationSASLContinue{Data: serverFirst}).Encode(nil)
 	if err := s.toClient.write(out); err != nil {
-		return false, nil, err
+		return false, nil, "", err
 	}
 	body, err = s.readPassword()
 	if err != nil {
-		return false, nil, err
+		return false, nil, "", err
 	}
 	final, err = srv.ClientFinal(body)
 	switch {
 	case errors.Is(err, scram.ErrClientProof):
-		return false, nil, nil
+		return false, nil, "", nil
 	case err != nil:
-		return false, nil, fatalf(codeProtocolViolation, err, "malformed SCRAM message")
+		return false, nil, "", fatalf(codeProtocolViolation, err, "malformed SCRAM message")
 	}
-	return true, final, nil
+	return true, final, first.AuthMechanism, nil
 }
 
 // clientPassword asks the client for its password in cleartext (over TLS)
