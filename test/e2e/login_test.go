@@ -584,6 +584,7 @@ func TestLoginChannelBinding(t *testing.T) {
 		t.Fatalf("psql with channel_binding=require: exit %d, stdout %q, stderr %q", res.Exit, res.Stdout, res.Stderr)
 	}
 	ls.p.Logs.WaitFor(t, 5*time.Second, "login_succeeded", "login=judy", "channel_binding=true")
+	checkUsable(t, ctx, connect(t, ctx, ls.dsn("judy", pw, "sslmode=require", "channel_binding=require")))
 	res = runPsql(t, ctx, ls.dsn("judy", "not-"+pw, "sslmode=require", "channel_binding=require"), "", "SELECT 1")
 	if res.Exit != 2 || !strings.Contains(res.Stderr, `password authentication failed for user "judy"`) {
 		t.Errorf("wrong password, bound: exit %d, stderr %q", res.Exit, res.Stderr)
