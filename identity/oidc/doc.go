@@ -11,8 +11,10 @@
 //     A token signed with a key id not in the cache refreshes the keys, at
 //     most once per MinRefreshInterval, so that a key rotation is picked up
 //     and a flood of made-up key ids cannot turn into a flood of requests to
-//     the identity provider. While the provider is unreachable the cached
-//     keys keep working, for up to KeysMaxAge after they were fetched.
+//     the identity provider. Keys an hour old are fetched again at the next
+//     token, so that a key the provider withdrew stops verifying. While the
+//     provider is unreachable the cached keys keep working, for up to
+//     KeysMaxAge after they were fetched.
 //     Only the signing algorithms of the discovery document (or Algorithms)
 //     are accepted, never "none".
 //   - Claims. iss must be the issuer, aud must hold the audience, exp and

@@ -60,6 +60,15 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) (payload []byt
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	keys, fresh := k.lookup(kid)
+	if fresh && len(keys) > 0 && k.age() >= keysRecheck {
+		// Keys the provider has withdrawn stop verifying within the
+		// hour; if it cannot be reached, the cached keys go on.
+		if err := k.refresh(ctx, false); err == nil {
+			keys, fresh = k.lookup(kid)
+		} else if !errors.Is(err, errRefreshLimited) {
+			k.log.Warn("oidc_jwks_refresh_failed", "error", err)
+		}
+	}
 	if len(keys) == 0 || !fresh {
 		if err := k.refresh(ctx, !fresh); err != nil {
 			if !fresh {
@@ -94,6 +103,17 @@ func (k *keySet) lookup(kid string) (keys []jose.JSONWebKey, fresh bool) {
 		}
 	}
 	return keys, !k.fetchedAt.IsZero() && k.now().Sub(k.fetchedAt) < k.maxAge
+}
+
+// keysRecheck is the age past which cached keys are fetched again even
+// when the token's key is among them.
+const keysRecheck = time.Hour
+
+// age is the time since the keys were last fetched.
+func (k *keySet) age() time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.now().Sub(k.fetchedAt)
 }
 
 // errRefreshLimited says that the keys were fetched too recently to be

@@ -229,3 +229,26 @@ func TestSessionEnd(t *testing.T) {
 		t.Fatalf("allow: %+v, %v", id, err)
 	}
 }
+
+// TestVerifyWithdrawnKey: a key the provider no longer publishes stops
+// verifying once the cached keys are an hour old and fetched again.
+func TestVerifyWithdrawnKey(t *testing.T) {
+	idp := oidctest.New(t)
+	now := time.Now()
+	v := newVerifier(t, idp, func(c *oidc.Config) { c.Now = func() time.Time { return now } })
+	claims := idp.Claims("kai@example.com")
+	claims["exp"] = now.Add(3 * time.Hour).Unix()
+	tok := idp.Sign(t, claims)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	idp.Withdraw("key-1")
+	now = now.Add(30 * time.Minute)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("within the hour, cached: %v", err)
+	}
+	now = now.Add(31 * time.Minute)
+	if _, err := v.Verify(context.Background(), tok); reasonOf(err) != oidc.ReasonUnknownKey {
+		t.Fatalf("withdrawn key after an hour: %v", err)
+	}
+}

@@ -94,6 +94,18 @@ func (idp *IdP) Rotate(t testing.TB) *jose.JSONWebKey {
 	return jwk
 }
 
+// Withdraw stops publishing the key kid (rotate first if it signs).
+func (idp *IdP) Withdraw(kid string) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	for i, k := range idp.keys {
+		if k.KeyID == kid {
+			idp.keys = append(idp.keys[:i:i], idp.keys[i+1:]...)
+			break
+		}
+	}
+}
+
 // Unpublished returns a key with a fresh kid that the JWKS does not list.
 func Unpublished(t testing.TB, kid string) *jose.JSONWebKey {
 	t.Helper()
