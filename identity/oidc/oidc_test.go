@@ -252,3 +252,23 @@ func TestVerifyWithdrawnKey(t *testing.T) {
 		t.Fatalf("withdrawn key after an hour: %v", err)
 	}
 }
+
+// TestVerifyAccessToken: with token_type access, a JWT access token (typ
+// at+jwt, the API's audience) names the employee by the configured claim.
+func TestVerifyAccessToken(t *testing.T) {
+	idp := oidctest.New(t)
+	v := newVerifier(t, idp, func(c *oidc.Config) {
+		c.TokenType, c.Audience, c.UsernameClaim = oidc.TokenAccess, "api://pgwarden", "preferred_username"
+	})
+	c := idp.Claims("ignored@example.com")
+	c["aud"], c["preferred_username"] = "api://pgwarden", "lou@example.com"
+	key := idp.Rotate(t)
+	tok := oidctest.SignWith(t, key, c, map[jose.HeaderKey]any{"typ": "at+jwt"})
+	id, err := v.Verify(context.Background(), tok)
+	if err != nil || id.Employee != "lou@example.com" {
+		t.Fatalf("access token: %+v, %v", id, err)
+	}
+	if _, err := v.Verify(context.Background(), idp.Token(t, "lou@example.com")); reasonOf(err) != oidc.ReasonWrongAudience {
+		t.Fatalf("an ID token for the client: %v", err)
+	}
+}
