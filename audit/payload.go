@@ -13,6 +13,11 @@ type Who struct {
 	User         string `json:"user"`
 	ClientAddr   string `json:"client_addr"`
 	Application  string `json:"application_name"`
+	// Issuer, Subject and Groups are the identity provider's, for an
+	// employee who signed in with its token (identified_by "oidc").
+	Issuer  string   `json:"issuer,omitempty"`
+	Subject string   `json:"subject,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
 }
 
 // SessionStart is the Data of a TypeSessionStart event.

@@ -62,6 +62,9 @@ type Config struct {
 		// Roles give the upstream password of each mapped role; by
 		// default it is read from $PGWARDEN_ROLE_PASSWORD_<ROLE>.
 		Roles map[string]RoleSecret `yaml:"roles"`
+		// OIDC accepts tokens of the company's identity provider as
+		// the password.
+		OIDC OIDC `yaml:"oidc"`
 	} `yaml:"login"`
 	Limits struct {
 		MaxConnections       int      `yaml:"max_connections"`
@@ -147,6 +150,36 @@ type Config struct {
 	file string
 	pos  map[string]position
 	flag map[string]string
+}
+
+// OIDC has employees sign in with a token of the company's identity
+// provider as their password (see package identity/oidc).
+type OIDC struct {
+	Issuer        string `yaml:"issuer"`
+	Audience      string `yaml:"audience"`
+	TokenType     string `yaml:"token_type"`
+	UsernameClaim string `yaml:"username_claim"`
+	GroupsClaim   string `yaml:"groups_claim"`
+	// GroupMap renames the provider's groups to policy groups.
+	GroupMap map[string]string `yaml:"group_map"`
+	// Roles pick the upstream role by group, in order.
+	Roles       []OIDCRole `yaml:"roles"`
+	DefaultRole string     `yaml:"default_role"`
+	// Targets are the database/role patterns whose clients sign in with a
+	// token; the others use the logins file. Default: every one.
+	Targets            []string `yaml:"targets"`
+	Algorithms         []string `yaml:"algorithms"`
+	Skew               Duration `yaml:"skew"`
+	MinRefreshInterval Duration `yaml:"min_refresh_interval"`
+	KeysMaxAge         Duration `yaml:"keys_max_age"`
+	OnExpiry           string   `yaml:"on_expiry"`
+	MaxSession         Duration `yaml:"max_session"`
+}
+
+// OIDCRole maps a policy group to the role its members log in upstream as.
+type OIDCRole struct {
+	Group string `yaml:"group"`
+	Role  string `yaml:"role"`
 }
 
 // RoleSecret says where the upstream password of a mapped role is.

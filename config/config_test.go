@@ -183,3 +183,43 @@ func TestRedacted(t *testing.T) {
 		t.Errorf("Redacted changed what it should not: %q, original %q", r.Catalog.URL, c.Upstream.URL)
 	}
 }
+
+func TestValidateOIDC(t *testing.T) {
+	path := writeFile(t, `upstream: {url: "postgres://db"}
+login:
+  enabled: true
+  oidc:
+    issuer: https://idp.example.com
+    token_type: saml
+    on_expiry: never
+    targets: ["a/b/c"]
+    roles:
+      - {group: support}
+`)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	got := errorList(t, c.Validate())
+	sameList(t, got, []string{
+		path + `:4:3: login.oidc.audience: login.oidc.audience (the client id) is required with login.oidc.issuer`,
+		path + `:6:5: login.oidc.token_type: token type "saml": want id or access`,
+		path + `:7:5: login.oidc.on_expiry: on_expiry "never": want end or allow`,
+		got[3], // identity.ParseTargets' wording
+		path + `:10:9: login.oidc.roles.0: a roles entry needs a group and a role`,
+	})
+	if !strings.HasPrefix(got[3], path+":8:15: login.oidc.targets.0: ") {
+		t.Errorf("target misplaced: %q", got[3])
+	}
+
+	path = writeFile(t, `upstream: {url: "postgres://db"}
+login:
+  oidc: {issuer: https://idp.example.com, audience: pgwarden}
+`)
+	if c, err = Load(path); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	sameList(t, errorList(t, c.Validate()), []string{path + `:3:10: login.oidc.issuer: login.oidc needs login.enabled (--login)`})
+}

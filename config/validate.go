@@ -74,6 +74,34 @@ func (c *Config) Validate() error {
 				bad("login.relay."+strconv.Itoa(i), "%v", err)
 			}
 		}
+		if oc := &lc.OIDC; oc.Issuer != "" {
+			if oc.Audience == "" {
+				bad("login.oidc.audience", "login.oidc.audience (the client id) is required with login.oidc.issuer")
+			}
+			switch oc.TokenType {
+			case "", "id", "access":
+			default:
+				bad("login.oidc.token_type", "token type %q: want id or access", oc.TokenType)
+			}
+			switch oc.OnExpiry {
+			case "", "end", "allow":
+			default:
+				bad("login.oidc.on_expiry", "on_expiry %q: want end or allow", oc.OnExpiry)
+			}
+			for i, p := range oc.Targets {
+				if err := validTargets([]string{p}); err != nil {
+					bad("login.oidc.targets."+strconv.Itoa(i), "%v", err)
+				}
+			}
+			for i, r := range oc.Roles {
+				if r.Group == "" || r.Role == "" {
+					bad("login.oidc.roles."+strconv.Itoa(i), "a roles entry needs a group and a role")
+				}
+			}
+		}
+	}
+	if !lc.Enabled && lc.OIDC.Issuer != "" {
+		bad("login.oidc.issuer", "login.oidc needs login.enabled (--login)")
 	}
 
 	switch c.Audit.Sync {

@@ -76,7 +76,7 @@ func (cs *canarySet) countIn(data []byte) int {
 func (s *session) canaryHit(st *proxy.Statement, n int) proxy.Verdict {
 	cs := s.cc().canaries
 	w := s.stateOf(st).who
-	if !cs.scope.Applies(&policy.Context{User: w.employee, Roles: s.enf.roles}) {
+	if !cs.scope.Applies(&policy.Context{User: w.employee, Roles: s.enf.roles, Groups: s.info.Groups}) {
 		return proxy.Verdict{}
 	}
 	seen := w.canaries + n

@@ -49,14 +49,22 @@ type Decision struct {
 	TagUser        string `json:"tag_user,omitempty"`
 	Unusual        string `json:"unusual,omitempty"`
 
-	// severity and database are for the alert.
+	// Issuer and Subject are the identity provider's iss and sub, for an
+	// employee identified by its token ("oidc").
+	Issuer  string `json:"issuer,omitempty"`
+	Subject string `json:"subject,omitempty"`
+
+	// severity and database are for the alert; groups, the identity
+	// provider's groups, for the trail.
 	severity, database string
+	groups             []string
 }
 
 // auditPayload is the decision as the audit trail records it.
 func (d *Decision) auditPayload() audit.Decision {
 	return audit.Decision{
-		Who: audit.Who{Employee: d.Employee, IdentifiedBy: d.IdentifiedBy, User: d.User, ClientAddr: d.ClientAddr, Application: d.Application},
+		Who: audit.Who{Employee: d.Employee, IdentifiedBy: d.IdentifiedBy, User: d.User, ClientAddr: d.ClientAddr, Application: d.Application,
+			Issuer: d.Issuer, Subject: d.Subject, Groups: d.groups},
 		Seq: d.Seq, Rule: d.Rule, Action: d.Action, Shadow: d.Shadow, Scope: d.Scope, Reason: d.Reason, Source: d.Source,
 		Kind: d.Kind, Score: d.Score, Window: d.Window, Measure: d.Measure, Observed: int64(d.Observed), Limit: int64(d.Limit),
 		ServiceAccount: d.ServiceAccount, TagError: d.TagError, TagUser: d.TagUser, Unusual: d.Unusual,

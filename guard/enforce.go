@@ -232,6 +232,7 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement, ss *stmtState)
 	pc := policy.Context{
 		User:        ss.who.employee,
 		Roles:       s.enf.roles,
+		Groups:      s.info.Groups,
 		Application: s.info.ApplicationName,
 		Time:        s.g.cfg.Now().In(c.p.Location()),
 		ClientAddr:  clientAddr(&s.info),
@@ -508,7 +509,7 @@ func (s *session) prepareBetween() *prepared {
 	c := s.g.cur.Load()
 	p := &prepared{c: c}
 	w := s.def.employee
-	p.pctx = policy.Context{User: w, Roles: s.enf.roles, Application: s.info.ApplicationName,
+	p.pctx = policy.Context{User: w, Roles: s.enf.roles, Groups: s.info.Groups, Application: s.info.ApplicationName,
 		Time: s.g.cfg.Now().In(c.p.Location()), ClientAddr: clientAddr(&s.info)}
 	for _, r := range c.p.Rules() {
 		if r.Thresholded() && r.Applies(&p.pctx) {
@@ -823,8 +824,11 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 	d := Decision{Time: now.UTC(), Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, SessionID: s.info.ID,
 		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
 		Measure: b.Measure, Window: decisionWindow(r, x), Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
-		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName,
+		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName, Issuer: s.issuerOf(w), Subject: s.subjectOf(w),
 		severity: r.Severity, database: s.info.Database}
+	if w.identifiedBy == proxy.IdentifiedByOIDC {
+		d.groups = s.info.Groups
+	}
 	if ss.use.Account != "" {
 		d.ServiceAccount, d.Unusual = ss.use.Account, ss.unusual
 		if ss.tagErr != "" {

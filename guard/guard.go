@@ -306,7 +306,7 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 	}
 	s.c.Store(g.cur.Load())
 	s.enf.roles = g.roles(info)
-	s.def = who{employee: info.Employee, identifiedBy: info.IdentifiedBy, peer: peerOf(s.cc(), info.Employee, s.enf.roles)}
+	s.def = who{employee: info.Employee, identifiedBy: info.IdentifiedBy, peer: peerOf(s.cc(), info.Employee, s.enf.roles, info.Groups)}
 	s.defState.who = &s.def
 	data := map[string]any{"database": info.Database, "client_tls": info.ClientTLS, "upstream_tls": info.UpstreamTLS}
 	if sa := s.cc().p.ServiceAccount(info.User); sa != nil {

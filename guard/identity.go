@@ -197,21 +197,22 @@ func (s *session) tagged(c *compiled, employee string) *who {
 	}
 	w := sv.whos[employee]
 	if w == nil {
-		w = &who{employee: employee, identifiedBy: IdentifiedByTag, peer: peerOf(c, employee, nil)}
+		w = &who{employee: employee, identifiedBy: IdentifiedByTag, peer: peerOf(c, employee, nil, nil)}
 		sv.whos[employee] = w
 	}
 	return w
 }
 
 // peerOf is an employee's peer group for norms: their first policy
-// group, with roles standing for theirs, else the first of roles. A
+// group, with roles and the identity provider's groups standing for
+// theirs, else the first of roles. A
 // tagged employee is judged by name alone (roles nil): the service
 // account's roles are not theirs, and taken for theirs, an employee who
 // also works in sessions of their own would change peer group at every
 // statement, and the model would start their history afresh each time.
 // "" leaves the peer group as it is.
-func peerOf(c *compiled, employee string, roles []string) string {
-	if groups := c.p.GroupsOf(&policy.Context{User: employee, Roles: roles}); len(groups) > 0 {
+func peerOf(c *compiled, employee string, roles, idpGroups []string) string {
+	if groups := c.p.GroupsOf(&policy.Context{User: employee, Roles: roles, Groups: idpGroups}); len(groups) > 0 {
 		return groups[0]
 	}
 	if len(roles) > 0 {
@@ -375,6 +376,12 @@ func (s *session) ended(st *proxy.Statement) {
 func (s *session) identityFields(w *who, data map[string]any) {
 	data["employee"], data["identified_by"] = w.employee, w.identifiedBy
 	data["user"], data["client_addr"], data["application_name"] = s.info.User, addrString(&s.info), s.info.ApplicationName
+	if w.identifiedBy == proxy.IdentifiedByOIDC {
+		data["issuer"], data["subject"] = s.info.Issuer, s.info.Subject
+		if len(s.info.Groups) > 0 {
+			data["groups"] = s.info.Groups
+		}
+	}
 }
 
 // clientAddr is the session's client IP address; the zero Addr when
@@ -435,4 +442,20 @@ func serviceKeys(p *policy.Policy, all map[string][]byte) (map[string][]byte, er
 		keys[sa.Role] = k
 	}
 	return keys, nil
+}
+
+// issuerOf and subjectOf are the identity provider's iss and sub of w,
+// when the session's token names w.
+func (s *session) issuerOf(w *who) string {
+	if w.identifiedBy != proxy.IdentifiedByOIDC {
+		return ""
+	}
+	return s.info.Issuer
+}
+
+func (s *session) subjectOf(w *who) string {
+	if w.identifiedBy != proxy.IdentifiedByOIDC {
+		return ""
+	}
+	return s.info.Subject
 }

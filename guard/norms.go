@@ -49,7 +49,7 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	}
 	s.g.releaseNovelties(at)
 	w := f.state.who
-	if !nc.Watches(&policy.Context{User: w.employee, Roles: s.enf.roles}) {
+	if !nc.Watches(&policy.Context{User: w.employee, Roles: s.enf.roles, Groups: s.info.Groups}) {
 		return
 	}
 	o := norm.Observation{Employee: w.employee, Peer: w.peer, Time: at, ClientAddr: clientIP(&s.info),
@@ -237,7 +237,7 @@ func windowEnd(at time.Time, window string, loc *time.Location) time.Time {
 func (s *session) normRules(c *compiled, now time.Time, w *who) []*activeRule {
 	m := s.g.cfg.Norms
 	nc := c.p.Norms()
-	if m == nil || !nc.Enabled || !nc.Watches(&policy.Context{User: w.employee, Roles: s.enf.roles}) {
+	if m == nil || !nc.Enabled || !nc.Watches(&policy.Context{User: w.employee, Roles: s.enf.roles, Groups: s.info.Groups}) {
 		return nil
 	}
 	g := s.g

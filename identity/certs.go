@@ -246,9 +246,10 @@ func (c *Certs) Identify(_ context.Context, info *proxy.SessionInfo) error {
 		return fmt.Errorf("%w: %q may not use database %q as role %q (rule %q)",
 			ErrCertEmployee, employee, info.Database, info.User, rule.target)
 	}
-	if info.IdentifiedBy == proxy.IdentifiedByLogin {
-		// Logged in to pgwarden already: the certificate must name the
-		// same person, or one person would be counted as two.
+	if info.IdentifiedBy == proxy.IdentifiedByLogin || info.IdentifiedBy == proxy.IdentifiedByOIDC {
+		// Logged in to pgwarden already (its own login, or a token of
+		// the identity provider): the certificate must name the same
+		// person, or one person would be counted as two.
 		if !strings.EqualFold(employee, info.Employee) {
 			return fmt.Errorf("%w: the certificate names %q, but the session logged in as %q",
 				ErrCertEmployee, employee, info.Employee)

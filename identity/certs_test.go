@@ -222,6 +222,17 @@ func TestIdentifyAfterLogin(t *testing.T) {
 	if err := c.Identify(context.Background(), login("bob@example.com")); !errors.Is(err, ErrCertEmployee) || !strings.Contains(err.Error(), "logged in as") {
 		t.Errorf("another person: %v", err)
 	}
+	// Signed in with a token of the identity provider: the same.
+	info = login("alice@example.com")
+	info.IdentifiedBy = proxy.IdentifiedByOIDC
+	if err := c.Identify(context.Background(), info); err != nil || info.IdentifiedBy != proxy.IdentifiedByOIDC {
+		t.Errorf("token, the same person: %v, %q by %q", err, info.Employee, info.IdentifiedBy)
+	}
+	info = login("bob@example.com")
+	info.IdentifiedBy = proxy.IdentifiedByOIDC
+	if err := c.Identify(context.Background(), info); !errors.Is(err, ErrCertEmployee) || info.Employee != "bob@example.com" {
+		t.Errorf("token, another person: %v, %q by %q", err, info.Employee, info.IdentifiedBy)
+	}
 }
 
 // TestConfigureTLS runs TLS handshakes against a configuration adjusted by

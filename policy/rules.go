@@ -145,6 +145,10 @@ type Context struct {
 	// the caller; may be nil. Policy.GroupRoles lists the
 	// ones the policy names.
 	Roles []string
+	// Groups are policy groups the user is in by their identity
+	// provider's word (a signed token's groups claim), whatever the
+	// groups' members and roles say; may be nil.
+	Groups []string
 	// ClientAddr is the client's address, zero if unknown (a Unix socket).
 	ClientAddr netip.Addr
 	// Application is the session's application_name.
@@ -312,7 +316,7 @@ type group struct {
 }
 
 func (g *group) has(c *Context) bool {
-	if slices.Contains(g.members, c.User) {
+	if slices.Contains(g.members, c.User) || slices.Contains(c.Groups, g.name) {
 		return true
 	}
 	for _, r := range g.roles {
@@ -585,7 +589,7 @@ func (p *Policy) Explain(c *Context) []Explanation {
 }
 
 // GroupsOf returns, sorted, the names of the policy's groups the context's
-// user belongs to (by name or through c.Roles). The first is the
+// user belongs to (by name, through c.Roles, or as c.Groups say). The first is the
 // employee's peer group for norms.
 func (p *Policy) GroupsOf(c *Context) []string {
 	var out []string

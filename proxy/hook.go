@@ -62,12 +62,20 @@ type SessionInfo struct {
 	// Employee is the person behind the session, on whom counts, norms
 	// and decisions are keyed, and IdentifiedBy says how pgwarden knows:
 	// IdentifiedByRole (Employee is User), IdentifiedByCertificate or
-	// IdentifiedByLogin.
+	// IdentifiedByLogin or IdentifiedByOIDC.
 	Employee, IdentifiedBy string
-	Database               string
-	ApplicationName        string
-	ClientAddr             net.Addr
-	ClientTLS              bool
+	// Groups are the employee's policy groups as their identity provider
+	// says (IdentifiedByOIDC), and Issuer and Subject the token's iss and
+	// sub; empty otherwise.
+	Groups          []string
+	Issuer, Subject string
+	// SessionEnd, if not zero, is when the session ends at its next clean
+	// point because the employee's sign-in has expired.
+	SessionEnd      time.Time
+	Database        string
+	ApplicationName string
+	ClientAddr      net.Addr
+	ClientTLS       bool
 	// ClientCertificates is the certificate chain the client presented
 	// over TLS, leaf first, as the TLS configuration verified it; nil
 	// when it sent none.

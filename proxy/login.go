@@ -31,6 +31,11 @@ const (
 	// check it against the same verifier, for clients that cannot do
 	// SCRAM. It is refused on a connection without TLS.
 	LoginPassword
+	// LoginToken has pgwarden ask for the password in cleartext, over
+	// TLS only, and check it as a signed token (an OIDC ID token or a JWT
+	// access token) with Login.Token, as PostgreSQL's password method
+	// and RDS IAM tokens do.
+	LoginToken
 )
 
 func (m LoginMethod) String() string {
@@ -41,6 +46,8 @@ func (m LoginMethod) String() string {
 		return "scram-sha-256"
 	case LoginPassword:
 		return "password"
+	case LoginToken:
+		return "token"
 	}
 	return "unknown"
 }
@@ -58,7 +65,9 @@ func (m LoginMethod) String() string {
 // exchange (unknown names run SCRAM against a stand-in verifier), delayed
 // as Accounts says. md5 cannot be checked against a SCRAM verifier: a
 // client that answers the SCRAM request with an md5 hash is refused with a
-// message saying so. SCRAM-SHA-256-PLUS (channel binding) is not offered.
+// message saying so. Over TLS, SCRAM-SHA-256-PLUS is offered too, bound to
+// pgwarden's certificate (tls-server-end-point), so that clients with
+// channel_binding=require connect.
 // Nothing goes upstream, not even a connection, before the client has
 // proved its password. A startup without a database gets the role's name
 // as the server's default; note that libpq sends the user name (here the
@@ -74,6 +83,29 @@ type Login struct {
 	// role (cleartext, md5 or SCRAM-SHA-256, as the server asks). An error
 	// refuses the session; its text is logged, not sent to the client.
 	Credentials func(ctx context.Context, role string) (password string, err error)
+	// Token checks the token a client of a LoginToken startup sent as its
+	// password and says who it names and which role to log in upstream
+	// as. An error refuses the session with the same FATAL 28P01 as a
+	// wrong password; its text, which must not hold the token, is logged.
+	Token func(ctx context.Context, info *SessionInfo, token string) (*TokenIdentity, error)
+}
+
+// TokenIdentity is what a verified token says of the employee.
+type TokenIdentity struct {
+	// Employee is the person, from the claim configured (email by
+	// default), and Role the database role to log in upstream as.
+	Employee, Role string
+	// Groups are the employee's policy groups, mapped from the token's
+	// groups claim.
+	Groups []string
+	// Issuer and Subject are the token's iss and sub.
+	Issuer, Subject string
+	// Expiry is the token's exp.
+	Expiry time.Time
+	// SessionEnd, if not zero, is when the session ends at its next clean
+	// point (between transactions, nothing in flight) with a FATAL asking
+	// the employee to sign in again.
+	SessionEnd time.Time
 }
 
 // Accounts is the store of logins and the throttle of failed attempts.
@@ -101,8 +133,8 @@ type Accounts interface {
 }
 
 func (l *Login) check() error {
-	if l.Accounts == nil {
-		return errors.New("login: Accounts is required")
+	if l.Accounts == nil && l.Token == nil {
+		return errors.New("login: Accounts or Token is required")
 	}
 	if l.Credentials == nil {
 		return errors.New("login: Credentials is required")
@@ -143,12 +175,18 @@ var mockKey = func() []byte {
 func (s *session) login(method LoginMethod) (role string, err error) {
 	lg := s.cfg.Login
 	name := s.info.User
-	if method == LoginPassword && !s.info.ClientTLS {
+	if (method == LoginPassword || method == LoginToken) && !s.info.ClientTLS {
 		return "", fatalf(codeInvalidAuthorization, nil,
 			"password authentication is only allowed over TLS: connect with sslmode=require")
 	}
+	if method == LoginToken {
+		return s.tokenLogin()
+	}
 	if method != LoginSCRAM && method != LoginPassword {
 		return "", fatalf(codeInternalError, nil, "invalid login method %d", method)
+	}
+	if lg.Accounts == nil {
+		return "", fatalf(codeInvalidAuthorization, nil, "pgwarden has no logins file: sign in with a token from your identity provider (pgwarden login)")
 	}
 	addr := hostOf(s.info.ClientAddr)
 	if err := lg.Accounts.Admit(name, addr); err != nil {
@@ -177,8 +215,9 @@ func (s *session) login(method LoginMethod) (role string, err error) {
 	}
 	var ok bool
 	var final []byte // SCRAM server-final, sent on success only
+	var mechanism string
 	if method == LoginSCRAM {
-		ok, final, err = s.clientSCRAM(v)
+		ok, final, mechanism, err = s.clientSCRAM(v)
 	} else {
 		ok, err = s.clientPassword(v)
 	}
@@ -210,7 +249,8 @@ func (s *session) login(method LoginMethod) (role string, err error) {
 			return "", err
 		}
 	}
-	s.log.Info("login_succeeded", "login", name, "role", role, "method", method.String())
+	s.log.Info("login_succeeded", "login", name, "role", role, "method", method.String(),
+		"channel_binding", mechanism == scram.SHA256Plus)
 	s.info.User, s.info.Employee, s.info.IdentifiedBy = role, name, IdentifiedByLogin
 	return role, nil
 }
@@ -278,67 +318,76 @@ func isMD5Answer(body []byte) bool {
 // proof matches; false when it does not; an error when the client broke
 // off or broke the protocol, in which case no password was checked.
 // https://www.postgresql.org/docs/current/sasl-authentication.html
-func (s *session) clientSCRAM(v *scram.Verifier) (ok bool, final []byte, err error) {
-	out, _ := (&pgproto3.AuthenticationSASL{AuthMechanisms: []string{scram.SHA256}}).Encode(nil)
+func (s *session) clientSCRAM(v *scram.Verifier) (ok bool, final []byte, mechanism string, err error) {
+	srv := scram.NewServer(v)
+	if ep := s.clientEndPoint(); ep != nil {
+		srv = scram.NewServerPlus(v, ep)
+	}
+	out, _ := (&pgproto3.AuthenticationSASL{AuthMechanisms: srv.Mechanisms()}).Encode(nil)
 	if err := s.toClient.write(out); err != nil {
-		return false, nil, err
+		return false, nil, "", err
 	}
 	body, err := s.readPassword()
 	if err != nil {
-		return false, nil, err
+		return false, nil, "", err
 	}
 	if isMD5Answer(body) {
-		return false, nil, errMD5
+		return false, nil, "", errMD5
 	}
 	var first pgproto3.SASLInitialResponse
 	if err := first.Decode(body); err != nil {
-		return false, nil, fatalf(codeProtocolViolation, err, "expected a SASL initial response")
+		return false, nil, "", fatalf(codeProtocolViolation, err, "expected a SASL initial response")
 	}
-	if first.AuthMechanism != scram.SHA256 {
-		return false, nil, fatalf(codeProtocolViolation, nil, "client selected an invalid SASL authentication mechanism")
+	if err := srv.Select(first.AuthMechanism); err != nil {
+		return false, nil, "", fatalf(codeProtocolViolation, err, "client selected an invalid SASL authentication mechanism")
 	}
-	srv := scram.NewServer(v)
 	serverFirst, err := srv.ClientFirst(first.Data)
 	if err != nil {
-		return false, nil, fatalf(codeProtocolViolation, err, "malformed SCRAM message")
+		return false, nil, "", fatalf(codeProtocolViolation, err, "malformed SCRAM message")
 	}
 	out, _ = (&pgproto3.AuthenticationSASLContinue{Data: serverFirst}).Encode(nil)
 	if err := s.toClient.write(out); err != nil {
-		return false, nil, err
+		return false, nil, "", err
 	}
 	body, err = s.readPassword()
 	if err != nil {
-		return false, nil, err
+		return false, nil, "", err
 	}
 	final, err = srv.ClientFinal(body)
 	switch {
 	case errors.Is(err, scram.ErrClientProof):
-		return false, nil, nil
+		return false, nil, "", nil
 	case err != nil:
-		return false, nil, fatalf(codeProtocolViolation, err, "malformed SCRAM message")
+		return false, nil, "", fatalf(codeProtocolViolation, err, "malformed SCRAM message")
 	}
-	return true, final, nil
+	return true, final, first.AuthMechanism, nil
 }
 
 // clientPassword asks the client for its password in cleartext (over TLS)
 // and checks it against v.
 func (s *session) clientPassword(v *scram.Verifier) (bool, error) {
+	pw, err := s.cleartextPassword()
+	if err != nil || pw == "" {
+		return false, err
+	}
+	return v.Check(pw), nil
+}
+
+// cleartextPassword asks the client for its password in cleartext.
+func (s *session) cleartextPassword() (string, error) {
 	out, _ := (&pgproto3.AuthenticationCleartextPassword{}).Encode(nil)
 	if err := s.toClient.write(out); err != nil {
-		return false, err
+		return "", err
 	}
 	body, err := s.readPassword()
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	var pw pgproto3.PasswordMessage
 	if err := pw.Decode(body); err != nil {
-		return false, fatalf(codeProtocolViolation, err, "invalid password message")
+		return "", fatalf(codeProtocolViolation, err, "invalid password message")
 	}
-	if pw.Password == "" {
-		return false, nil
-	}
-	return v.Check(pw.Password), nil
+	return pw.Password, nil
 }
 
 // upstreamCredentials asks Login.Credentials for role's password.

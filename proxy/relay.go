@@ -703,6 +703,12 @@ func (s *session) serverToClient() error {
 				}
 				return errShutdownIdle
 			}
+			if s.signInExpired.Load() {
+				if err := s.toClient.flush(); err != nil {
+					return err
+				}
+				return errSignInAgain
+			}
 		}
 	}
 }

@@ -174,6 +174,12 @@ type SessionSnapshot struct {
 	ClientAddr   string    `json:"client_addr"`
 	ClientTLS    bool      `json:"client_tls"`
 	StartedAt    time.Time `json:"started_at"`
+
+	// Issuer, Subject and Groups are what the identity provider's token
+	// said, for identified_by "oidc".
+	Issuer  string   `json:"issuer,omitempty"`
+	Subject string   `json:"subject,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
 }
 
 // List returns the sessions that have completed their startup, oldest
@@ -187,6 +193,7 @@ func (s *Server) List() []SessionSnapshot {
 			continue
 		}
 		snap := SessionSnapshot{ID: info.ID, User: info.User, Employee: info.Employee, IdentifiedBy: info.IdentifiedBy,
+			Issuer: info.Issuer, Subject: info.Subject, Groups: info.Groups,
 			Database: info.Database, Application: info.ApplicationName,
 			ClientTLS: info.ClientTLS, StartedAt: info.StartedAt}
 		if info.ClientAddr != nil {

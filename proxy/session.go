@@ -117,6 +117,9 @@ type session struct {
 	stopOnce  sync.Once
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// signInExpired is set when a token login's SessionEnd has passed.
+	signInExpired atomic.Bool
 }
 
 func newSession(srv *Server, conn net.Conn) *session {
@@ -594,6 +597,7 @@ func (s *session) finishStartup() error {
 			}
 			info := s.info
 			s.published.Store(&info)
+			s.idle.Store(true)
 			if err := s.toClient.write(frame); err != nil {
 				return err
 			}

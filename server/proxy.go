@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/identity/oidc"
 	"github.com/pgwarden/pgwarden/identity/userstore"
 	"github.com/pgwarden/pgwarden/proxy"
 )
@@ -179,29 +180,87 @@ func loginConfig(fc *config.Config, logger *slog.Logger) (*proxy.Login, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--login-relay: %w", err)
 	}
-	path := UsersFile(lc.UsersFile, fc.StateDir)
-	if path == "" {
-		return nil, errors.New("--login needs the logins file: --users-file or --state-dir")
-	}
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("logins file: %w (add employees with: pgwarden users add NAME --role ROLE --users-file %s)", err, path)
-	}
-	// Lockouts run on the wall clock, whatever clock the guard runs on.
-	store, err := userstore.Open(path, userstore.Options{Logger: logger})
+	tokens, tokenTargets, err := oidcConfig(&lc.OIDC, logger)
 	if err != nil {
 		return nil, err
 	}
-	logger.Info("login", "users_file", path, "method", cmp.Or(lc.Method, "scram"), "relay", strings.Join(lc.Relay, ","))
-	return &proxy.Login{
-		Accounts: store,
+	var accounts proxy.Accounts
+	path := UsersFile(lc.UsersFile, fc.StateDir)
+	switch {
+	case path == "" && tokens == nil:
+		return nil, errors.New("--login needs the logins file: --users-file or --state-dir")
+	case path != "":
+		if _, err := os.Stat(path); err != nil {
+			if tokens != nil && lc.UsersFile == "" && os.IsNotExist(err) {
+				break // sign-in with the identity provider only
+			}
+			return nil, fmt.Errorf("logins file: %w (add employees with: pgwarden users add NAME --role ROLE --users-file %s)", err, path)
+		}
+		// Lockouts run on the wall clock, whatever clock the guard runs on.
+		store, err := userstore.Open(path, userstore.Options{Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		accounts = store
+	}
+	logger.Info("login", "users_file", path, "method", cmp.Or(lc.Method, "scram"), "relay", strings.Join(lc.Relay, ","),
+		"oidc_issuer", lc.OIDC.Issuer)
+	l := &proxy.Login{
+		Accounts: accounts,
 		Method: func(info *proxy.SessionInfo) proxy.LoginMethod {
 			if relay.Match(info.Database, info.User) {
 				return proxy.LoginRelay
 			}
+			if tokens != nil && tokenTargets.Match(info.Database, info.User) {
+				return proxy.LoginToken
+			}
 			return method
 		},
 		Credentials: func(_ context.Context, role string) (string, error) { return rolePassword(lc.Roles, role) },
-	}, nil
+	}
+	if tokens != nil {
+		l.Token = tokens.Token
+	}
+	return l, nil
+}
+
+// oidcConfig builds the verifier of the identity provider's tokens and
+// the database/role patterns that sign in with them; nil when no issuer
+// is configured. Discovery is tried at once, and again at the first token
+// if the provider cannot be reached now.
+func oidcConfig(oc *config.OIDC, logger *slog.Logger) (*oidc.Verifier, identity.Targets, error) {
+	if oc.Issuer == "" {
+		return nil, nil, nil
+	}
+	patterns := oc.Targets
+	if len(patterns) == 0 {
+		patterns = []string{"*/*"}
+	}
+	targets, err := identity.ParseTargets(patterns)
+	if err != nil {
+		return nil, nil, fmt.Errorf("login.oidc.targets: %w", err)
+	}
+	roles := make([]oidc.RoleRule, len(oc.Roles))
+	for i, r := range oc.Roles {
+		roles[i] = oidc.RoleRule{Group: r.Group, Role: r.Role}
+	}
+	v, err := oidc.New(oidc.Config{
+		Issuer: oc.Issuer, Audience: oc.Audience, TokenType: oc.TokenType,
+		UsernameClaim: oc.UsernameClaim, GroupsClaim: oc.GroupsClaim, GroupMap: oc.GroupMap,
+		Roles: roles, DefaultRole: oc.DefaultRole, Algorithms: oc.Algorithms,
+		Skew: time.Duration(oc.Skew), MinRefreshInterval: time.Duration(oc.MinRefreshInterval),
+		KeysMaxAge: time.Duration(oc.KeysMaxAge), OnExpiry: oc.OnExpiry, MaxSession: time.Duration(oc.MaxSession),
+		Logger: logger,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := v.Discover(ctx); err != nil {
+		logger.Warn("oidc_unavailable_at_start", "issuer", oc.Issuer, "error", err)
+	}
+	return v, targets, nil
 }
 
 // rolePassword is the upstream password of a mapped role: from the file or

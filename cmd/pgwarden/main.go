@@ -17,7 +17,7 @@ import (
 // the help lists them.
 var commands = []func() *cobra.Command{
 	serveCommand, configCommand, auditCommand, discoverCommand, policyCommand, usersCommand, holdsCommand,
-	replayCommand, sessionsCommand, alertsCommand, tokenCommand, healthCommand, versionCommand,
+	replayCommand, sessionsCommand, alertsCommand, tokenCommand, loginCommand, healthCommand, versionCommand,
 }
 
 func main() {

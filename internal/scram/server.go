@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -19,9 +20,10 @@ var ErrClientProof = errors.New("scram: client proof mismatch")
 // PostgreSQL's SCRAM_RAW_NONCE_LEN.
 const serverNonceLen = 18
 
-// Server is the server side of one SCRAM-SHA-256 exchange against a stored
-// Verifier, for a server that offers SCRAM-SHA-256 and not
-// SCRAM-SHA-256-PLUS. It follows PostgreSQL's auth-scram.c: the user name
+// Server is the server side of one SCRAM-SHA-256 or SCRAM-SHA-256-PLUS
+// exchange against a stored Verifier. NewServer offers SCRAM-SHA-256 only;
+// NewServerPlus offers both on a TLS connection, binding the exchange to
+// the server's certificate (tls-server-end-point). It follows PostgreSQL's auth-scram.c: the user name
 // in the client-first-message is ignored (the startup message names the
 // user), an authorization identity and mandatory extensions are refused.
 //
@@ -33,6 +35,11 @@ const serverNonceLen = 18
 // A Server is not safe for concurrent use and serves one exchange.
 type Server struct {
 	v *Verifier
+	// endPoint is the tls-server-end-point data of the certificate the
+	// client saw, when SCRAM-SHA-256-PLUS is offered; plus is set when the
+	// client selected it.
+	endPoint []byte
+	plus     bool
 
 	gs2Header       string
 	clientFirstBare string
@@ -41,10 +48,43 @@ type Server struct {
 	state           state
 }
 
-// NewServer starts an exchange against v.
+// NewServer starts an exchange against v, offering SCRAM-SHA-256.
 func NewServer(v *Verifier) *Server {
 	return &Server{v: v}
 }
+
+// NewServerPlus starts an exchange against v on a TLS connection whose
+// server certificate has the tls-server-end-point data endPoint
+// (EndPointHash), offering SCRAM-SHA-256-PLUS and SCRAM-SHA-256.
+func NewServerPlus(v *Verifier, endPoint []byte) *Server {
+	return &Server{v: v, endPoint: endPoint}
+}
+
+// Mechanisms are the mechanisms to offer in AuthenticationSASL, the
+// channel-bound one first, as PostgreSQL lists them.
+func (s *Server) Mechanisms() []string {
+	if s.endPoint != nil {
+		return []string{SHA256Plus, SHA256}
+	}
+	return []string{SHA256}
+}
+
+// Select takes the mechanism the client chose in SASLInitialResponse.
+func (s *Server) Select(mechanism string) error {
+	switch {
+	case mechanism == SHA256:
+	case mechanism == SHA256Plus && s.endPoint != nil:
+		s.plus = true
+	default:
+		return fmt.Errorf("%w: client selected an invalid SASL authentication mechanism", ErrProtocol)
+	}
+	return nil
+}
+
+// EndPointHash is the tls-server-end-point channel binding data of a
+// server's certificate (RFC 5929 section 4.1), nil when its signature
+// algorithm has none (Ed25519): such a certificate cannot be bound to.
+func EndPointHash(cert *x509.Certificate) []byte { return endPointHash(cert) }
 
 // ClientFirst takes the client-first-message (the data of
 // SASLInitialResponse) and returns the server-first-message.
@@ -59,12 +99,28 @@ func (s *Server) ClientFirst(msg []byte) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: malformed client-first-message", ErrProtocol)
 	}
+	// As auth-scram.c read_client_first_message: the flag must agree with
+	// the mechanism selected, and "y" while PLUS was offered is a
+	// downgrade.
 	switch {
-	case flag == "n", flag == "y":
-		// "y": the client could bind but thinks the server cannot, which
-		// is true: this server never offers SCRAM-SHA-256-PLUS.
+	case flag == "n":
+		if s.plus {
+			return nil, fmt.Errorf("%w: the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data", ErrProtocol)
+		}
+	case flag == "y":
+		if s.plus {
+			return nil, fmt.Errorf("%w: the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data", ErrProtocol)
+		}
+		if s.endPoint != nil {
+			return nil, fmt.Errorf("%w: channel binding negotiation error: the client supports channel binding but thinks the server does not", ErrProtocol)
+		}
 	case strings.HasPrefix(flag, "p="):
-		return nil, fmt.Errorf("%w: channel binding requested, but SCRAM-SHA-256-PLUS was not offered", ErrProtocol)
+		if !s.plus {
+			return nil, fmt.Errorf("%w: the client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data", ErrProtocol)
+		}
+		if flag != "p=tls-server-end-point" {
+			return nil, fmt.Errorf("%w: unsupported SCRAM channel-binding type %q", ErrProtocol, strings.TrimPrefix(flag, "p="))
+		}
 	default:
 		return nil, fmt.Errorf("%w: invalid channel binding flag", ErrProtocol)
 	}
@@ -138,7 +194,11 @@ func (s *Server) ClientFinal(msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: client-final-message has no channel binding", ErrProtocol)
 	}
 	gotBinding, err := base64.StdEncoding.Strict().DecodeString(cbind)
-	if err != nil || string(gotBinding) != s.gs2Header {
+	want := []byte(s.gs2Header)
+	if s.plus {
+		want = append(want, s.endPoint...)
+	}
+	if err != nil || subtle.ConstantTimeCompare(gotBinding, want) != 1 {
 		return nil, fmt.Errorf("%w: channel binding does not match the client-first-message", ErrProtocol)
 	}
 	nonce, ok := strings.CutPrefix(attrs[1], "r=")

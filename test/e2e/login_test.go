@@ -569,3 +569,33 @@ func BenchmarkLogin(b *testing.B) {
 		})
 	}
 }
+
+// TestLoginChannelBinding: over TLS pgwarden's own login offers
+// SCRAM-SHA-256-PLUS bound to its certificate, so that libpq with
+// channel_binding=require connects; without TLS such a client is refused
+// by libpq itself, as PostgreSQL's would be.
+func TestLoginChannelBinding(t *testing.T) {
+	t.Parallel()
+	ls := startLoginProxy(t, fastThrottle, nil, withClientTLS(t))
+	pw := ls.addLogin(t, "judy", ls.role)
+	ctx := testCtx(t, 0)
+	res := runPsql(t, ctx, ls.dsn("judy", pw, "sslmode=require", "channel_binding=require"), "", "SELECT current_user")
+	if res.Exit != 0 || strings.TrimSpace(res.Stdout) != ls.role {
+		t.Fatalf("psql with channel_binding=require: exit %d, stdout %q, stderr %q", res.Exit, res.Stdout, res.Stderr)
+	}
+	ls.p.Logs.WaitFor(t, 5*time.Second, "login_succeeded", "login=judy", "channel_binding=true")
+	checkUsable(t, ctx, connect(t, ctx, ls.dsn("judy", pw, "sslmode=require", "channel_binding=require")))
+	res = runPsql(t, ctx, ls.dsn("judy", "not-"+pw, "sslmode=require", "channel_binding=require"), "", "SELECT 1")
+	if res.Exit != 2 || !strings.Contains(res.Stderr, `password authentication failed for user "judy"`) {
+		t.Errorf("wrong password, bound: exit %d, stderr %q", res.Exit, res.Stderr)
+	}
+	res = runPsql(t, ctx, ls.dsn("judy", pw, "sslmode=disable", "channel_binding=require"), "", "SELECT 1")
+	if res.Exit != 2 || !strings.Contains(res.Stderr, "channel binding") {
+		t.Errorf("bound without TLS: exit %d, stderr %q", res.Exit, res.Stderr)
+	}
+	// A client that prefers binding binds; one that disables it does not.
+	res = runPsql(t, ctx, ls.dsn("judy", pw, "sslmode=require", "channel_binding=disable", "application_name=unbound"), "", "SELECT 1")
+	if res.Exit != 0 {
+		t.Fatalf("channel_binding=disable: exit %d, stderr %q", res.Exit, res.Stderr)
+	}
+}
