@@ -39,8 +39,19 @@ type Hold struct {
 	Statement string    `json:"statement,omitempty"`
 	Since     time.Time `json:"since"`
 	Deadline  time.Time `json:"deadline"`
-	DecidedBy string    `json:"decided_by,omitempty"`
-	DecidedAt time.Time `json:"decided_at,omitzero"`
+	// DecidedBy names who approved or denied it, DecidedVia how it
+	// reached pgwarden ("admin API", "cli"), DecisionReason why.
+	DecidedBy      string    `json:"decided_by,omitempty"`
+	DecidedVia     string    `json:"decided_via,omitempty"`
+	DecisionReason string    `json:"decision_reason,omitempty"`
+	DecidedAt      time.Time `json:"decided_at,omitzero"`
+}
+
+// Decision is who decides a hold, how and why.
+type Decision struct {
+	Approve bool
+	By, Via string
+	Reason  string
 }
 
 // Registry is the directory of holds.
@@ -89,10 +100,8 @@ func (r *Registry) Request(ctx context.Context, h Hold) (bool, error) {
 			continue // being replaced, or removed by hand: keep waiting
 		}
 		switch cur.Status {
-		case Approved:
-			return true, nil
-		case Denied:
-			return false, nil
+		case Approved, Denied:
+			return cur.Status == Approved, nil
 		}
 	}
 }
@@ -118,8 +127,14 @@ func (r *Registry) List() ([]Hold, error) {
 	return out, nil
 }
 
-// Decide approves or denies a pending hold.
+// Decide approves or denies a pending hold on behalf of by.
 func (r *Registry) Decide(id string, approve bool, by string) (Hold, error) {
+	return r.DecideWith(id, Decision{Approve: approve, By: by})
+}
+
+// DecideWith approves or denies a pending hold, recording who, how and
+// why.
+func (r *Registry) DecideWith(id string, d Decision) (Hold, error) {
 	if !validID.MatchString(id) {
 		return Hold{}, ErrNotFound
 	}
@@ -127,8 +142,8 @@ func (r *Registry) Decide(id string, approve bool, by string) (Hold, error) {
 	if err != nil || h.Status != Pending {
 		return Hold{}, ErrNotFound
 	}
-	h.Status, h.DecidedBy, h.DecidedAt = Denied, by, time.Now().UTC()
-	if approve {
+	h.Status, h.DecidedBy, h.DecidedVia, h.DecisionReason, h.DecidedAt = Denied, d.By, d.Via, d.Reason, time.Now().UTC()
+	if d.Approve {
 		h.Status = Approved
 	}
 	return h, r.write(h)
