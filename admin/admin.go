@@ -202,7 +202,8 @@ var uiFiles embed.FS
 
 // uiCSP allows the dashboard its own files and API only: no inline
 // script or style, no other origin.
-const uiCSP = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
+const uiCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 func (h *Handler) ui(w http.ResponseWriter, r *http.Request) {
 	h.serveUI(w, "index.html")
@@ -528,7 +529,8 @@ func (h *Handler) decideHold(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, err.Error())
 	default:
-		h.done(w, r, "hold_"+decision+"d", map[string]any{"hold": id, "hold_id": id, "decision": decision}, reason, "")
+		action := map[string]string{"approve": "hold_approved", "deny": "hold_denied"}[decision]
+		h.done(w, r, action, map[string]any{"hold": id, "hold_id": id, "decision": decision}, reason, "")
 	}
 }
 

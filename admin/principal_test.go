@@ -90,6 +90,9 @@ func TestScopes(t *testing.T) {
 	if len(trail) != len(changes) {
 		t.Fatalf("audited %d changes, want %d", len(trail), len(changes))
 	}
+	if trail[2].action != "hold_approved" || trail[3].action != "hold_denied" {
+		t.Errorf("hold decisions audited as %s and %s", trail[2].action, trail[3].action)
+	}
 	for _, a := range trail {
 		if a.data["by"] != "carol" || a.data["reason"] != "case 42" || a.data["scope"] != "act" {
 			t.Errorf("audit event %s: %v", a.action, a.data)
@@ -121,5 +124,35 @@ func TestScopes(t *testing.T) {
 	}
 	if _, err := IssueToken(secret, Claims{Name: "", Scope: ScopeRead, Expires: time.Now().Add(time.Hour)}); err == nil {
 		t.Error("a token without a name was issued")
+	}
+}
+
+// TestDashboardFiles: the dashboard is served as files, with a CSP that
+// allows no inline script or style.
+func TestDashboardFiles(t *testing.T) {
+	h, err := New(Config{Token: []byte("0123456789abcdef-secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, f := range []struct{ path, typ string }{{"/ui/", "text/html"}, {"/ui/app.js", "text/javascript"}, {"/ui/app.css", "text/css"}} {
+		resp, err := http.Get(srv.URL + f.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		csp := resp.Header.Get("Content-Security-Policy")
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), f.typ) || strings.Contains(csp, "unsafe-inline") ||
+			!strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("%s: %d %q csp %q", f.path, resp.StatusCode, resp.Header.Get("Content-Type"), csp)
+		}
+		if f.typ == "text/html" && (strings.Contains(string(body), "<script>") || strings.Contains(string(body), "<style>") || strings.Contains(string(body), " style=")) {
+			t.Errorf("%s has inline script or style", f.path)
+		}
+	}
+	if resp, err := http.Get(srv.URL + "/ui/..%2fadmin.go"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("a file outside the dashboard: %v %v", resp.StatusCode, err)
 	}
 }
