@@ -116,7 +116,10 @@ func (d *devtools) callInto(method string, params any, inPage bool, out any) {
 	}
 }
 
-func (d *devtools) call(method string, params any) { d.t.Helper(); d.callInto(method, params, true, nil) }
+func (d *devtools) call(method string, params any) {
+	d.t.Helper()
+	d.callInto(method, params, true, nil)
+}
 
 // eval runs expression in the page (awaiting a promise) and returns its
 // value as JSON.
