@@ -1,7 +1,8 @@
 // Package holds keeps the results pgwarden has paused until security
 // approves them. Each hold is a small JSON file in a directory of the
 // state directory: the server writes it pending and polls it; `pgwarden
-// holds approve|deny ID` (and later the admin API) writes the decision.
+// holds approve|deny ID` or the admin API writes the decision, with who
+// made it and why.
 // Files are replaced atomically (written to a temporary file, fsynced,
 // renamed), so a reader never sees half a decision.
 package holds
