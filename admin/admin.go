@@ -56,10 +56,10 @@ type Config struct {
 	// quarantined).
 	Quarantine func() (any, error)
 	Release    func(employee string) (bool, error)
-	// Holds: the pending ones, and deciding one (ErrNotFound: no such
-	// pending hold).
+	// Holds: the pending ones, and deciding one, which returns the held
+	// employee (ErrNotFound: no such pending hold).
 	Holds      func() (any, error)
-	DecideHold func(id string, approve bool, by, reason string) error
+	DecideHold func(id string, approve bool, by, reason string) (employee string, err error)
 	// Alerts lists security's queue, newest first, the page f asks for,
 	// and how many match in all; Ack acknowledges one (ErrNotFound:
 	// unknown).
@@ -522,7 +522,7 @@ func (h *Handler) decideHold(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	err = h.cfg.DecideHold(id, decision == "approve", PrincipalOf(r).Name, reason)
+	employee, err := h.cfg.DecideHold(id, decision == "approve", PrincipalOf(r).Name, reason)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "no pending hold "+id)
@@ -530,7 +530,7 @@ func (h *Handler) decideHold(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 	default:
 		action := map[string]string{"approve": "hold_approved", "deny": "hold_denied"}[decision]
-		h.done(w, r, action, map[string]any{"hold": id, "hold_id": id, "decision": decision}, reason, "")
+		h.done(w, r, action, map[string]any{"hold": id, "hold_id": id, "decision": decision}, reason, employee)
 	}
 }
 

@@ -25,7 +25,7 @@ func TestScopes(t *testing.T) {
 		Sessions:    func() any { return []string{} },
 		KillSession: func(id, reason string) bool { return id == "s1" },
 		Release:     func(who string) (bool, error) { return who == "mallory", nil },
-		DecideHold:  func(id string, approve bool, by, reason string) error { return nil },
+		DecideHold:  func(id string, approve bool, by, reason string) (string, error) { return "erin", nil },
 		Ack:         func(id, by, note string) error { return nil },
 		Policy:      func() any { return map[string]any{"name": "p"} },
 		Reload:      func() error { return nil },
@@ -90,7 +90,7 @@ func TestScopes(t *testing.T) {
 	if len(trail) != len(changes) {
 		t.Fatalf("audited %d changes, want %d", len(trail), len(changes))
 	}
-	if trail[2].action != "hold_approved" || trail[3].action != "hold_denied" {
+	if trail[2].action != "hold_approved" || trail[3].action != "hold_denied" || trail[2].data["employee"] != "erin" {
 		t.Errorf("hold decisions audited as %s and %s", trail[2].action, trail[3].action)
 	}
 	for _, a := range trail {

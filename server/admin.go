@@ -174,12 +174,12 @@ func (s *Server) wireAdminState(cfg *admin.Config) {
 	}
 	if hs := s.holds; hs != nil {
 		cfg.Holds = func() (any, error) { return hs.List() }
-		cfg.DecideHold = func(id string, approve bool, by, reason string) error {
-			_, err := hs.DecideWith(id, holds.Decision{Approve: approve, By: by, Via: "admin API", Reason: reason})
+		cfg.DecideHold = func(id string, approve bool, by, reason string) (string, error) {
+			h, err := hs.DecideWith(id, holds.Decision{Approve: approve, By: by, Via: "admin API", Reason: reason})
 			if errors.Is(err, holds.ErrNotFound) {
-				return admin.ErrNotFound
+				return "", admin.ErrNotFound
 			}
-			return err
+			return h.Employee, err
 		}
 	}
 	if s.reloader != nil {
@@ -223,13 +223,13 @@ func (s *Server) auditAdmin(action string, data map[string]any) error {
 }
 
 // drainAdminActions audits the changes the command line made in the
-// state directory (users release, holds approve and deny), each once
-// its event is written.
+// state directory (users release, holds approve and deny) or the state
+// database (users release --state-url), each once its event is written.
 func (s *Server) drainAdminActions() {
-	if s.trail == nil || s.cfg.StateDir == "" {
+	if s.trail == nil {
 		return
 	}
-	err := adminlog.Drain(s.cfg.StateDir, func(a adminlog.Action) error {
+	audit := func(a adminlog.Action) error {
 		data := map[string]any{"by": a.By, "via": a.Via, "at": a.At}
 		for k, v := range map[string]string{"reason": a.Reason, "employee": a.Employee, "hold_id": a.HoldID, "rule": a.Rule} {
 			if v != "" {
@@ -237,7 +237,16 @@ func (s *Server) drainAdminActions() {
 			}
 		}
 		return s.auditAdmin(a.Action, data)
-	})
+	}
+	var err error
+	if s.cfg.StateDir != "" {
+		err = adminlog.Drain(s.cfg.StateDir, audit)
+	}
+	if s.statePool != nil && err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = adminlog.DrainPG(ctx, s.statePool, audit)
+		cancel()
+	}
 	if err != nil {
 		s.logger.Error("admin_actions_not_audited", "error", err, "detail", "tried again every second")
 	}

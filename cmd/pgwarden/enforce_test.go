@@ -27,6 +27,7 @@ import (
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/state/adminlog"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -1115,20 +1116,23 @@ func TestAdminAuth(t *testing.T) {
 
 // TestQuarantineSharedByInstances: with a state database, an employee
 // quarantined through one instance is refused by the others, and released
-// for all with pgwarden users release --state-url.
+// for all with pgwarden users release --state-url, which one of them
+// writes to its audit trail with the OS user and the reason.
 func TestQuarantineSharedByInstances(t *testing.T) {
 	c := pgtest.Shared(t)
 	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_quarantine")
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_admin_actions")
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 1000)), 0o600)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var listens []string
+	var listens, audits []string
 	for i := range 2 {
 		listen := freeAddr(t)
-		cmd, stderr := startBinary(t, nil, "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(), "--policy", pol,
-			"--state-url", c.DSN(pgtest.SuperUser), "--instance", fmt.Sprintf("q-%d", i))
+		audits = append(audits, filepath.Join(dir, fmt.Sprintf("audit-%d", i)))
+		cmd, stderr := startBinary(t, []string{"PGWARDEN_AUDIT_KEY=" + strings.Repeat("0d", 32)}, "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(), "--policy", pol,
+			"--state-url", c.DSN(pgtest.SuperUser), "--instance", fmt.Sprintf("q-%d", i), "--audit-dir", audits[i])
 		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 		connectThrough(t, ctx, c, listen, stderr).Close(ctx)
 		listens = append(listens, listen)
@@ -1162,7 +1166,7 @@ func TestQuarantineSharedByInstances(t *testing.T) {
 	if code, out, errOut := runCLI("users", "list", "--state-url", c.DSN(pgtest.SuperUser)); code != 0 || !strings.Contains(out, "quarantine-dump") {
 		t.Errorf("users list --state-url: %d %q %q", code, out, errOut)
 	}
-	if code, out, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-url", c.DSN(pgtest.SuperUser), "--reason", "test"); code != 0 {
+	if code, out, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-url", c.DSN(pgtest.SuperUser), "--reason", "cleared, ticket 9"); code != 0 {
 		t.Fatalf("users release --state-url: %d %q %q", code, out, errOut)
 	}
 	deadline = time.Now().Add(5 * time.Second)
@@ -1171,5 +1175,25 @@ func TestQuarantineSharedByInstances(t *testing.T) {
 			t.Fatal("still refused after release")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	want := `"action":"quarantine_released","at":`
+	by := `"by":"` + adminlog.OSUser() + `","reason":"cleared, ticket 9","rule":"quarantine-dump","via":"cli"`
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		found := 0
+		var outs []string
+		for _, a := range audits {
+			_, out, _ := runCLI("audit", "query", a, "--type", "admin", "--json")
+			found += strings.Count(out, want)
+			if strings.Contains(out, want) && !strings.Contains(out, by) {
+				t.Fatalf("the release is not attributed (want %s):\n%s", by, out)
+			}
+			outs = append(outs, out)
+		}
+		if found == 1 {
+			break
+		}
+		if found > 1 || time.Now().After(deadline) {
+			t.Fatalf("the release is in %d audit trails, want one:\n%s", found, strings.Join(outs, "\n"))
+		}
 	}
 }

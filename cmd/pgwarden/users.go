@@ -83,7 +83,10 @@ func quarantineCommand(use, short string) *cobra.Command {
 			fmt.Fprintln(c.ErrOrStderr(), "pgwarden users release: --reason is required")
 			return errUsage
 		}
-		var q quarantine.Store
+		var (
+			q      quarantine.Store
+			record func(adminlog.Action) error
+		)
 		if *stateURL != "" {
 			if c.Flags().Changed("state-dir") {
 				fmt.Fprintln(c.ErrOrStderr(), "pgwarden users: unexpected flag \"--state-dir\" with --state-url")
@@ -99,6 +102,7 @@ func quarantineCommand(use, short string) *cobra.Command {
 			if q, err = quarantine.OpenPG(ctx, pool); err != nil {
 				return err
 			}
+			record = func(a adminlog.Action) error { return adminlog.WritePG(ctx, pool, a) }
 		} else {
 			if err := requireStateDir(c, *dir); err != nil {
 				return err
@@ -107,19 +111,21 @@ func quarantineCommand(use, short string) *cobra.Command {
 			if q, err = quarantine.Open(filepath.Join(*dir, server.QuarantineFile)); err != nil {
 				return err
 			}
+			record = func(a adminlog.Action) error { return adminlog.Write(*dir, a) }
 		}
 		var why string
 		if reason != nil {
 			why = strings.TrimSpace(*reason)
 		}
-		return runQuarantine(c, q, pos, *dir, why)
+		return runQuarantine(c, q, pos, record, why)
 	}
 	return c
 }
 
-// runQuarantine lists or releases; a release made in a state directory
-// is left there for the server to audit, with the OS user as who.
-func runQuarantine(c *cobra.Command, q quarantine.Store, pos []string, stateDir, reason string) error {
+// runQuarantine lists or releases; a release is recorded (in the state
+// directory or database) for the server to audit, with the OS user as
+// who.
+func runQuarantine(c *cobra.Command, q quarantine.Store, pos []string, record func(adminlog.Action) error, reason string) error {
 	stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
 	switch c.Name() {
 	case "list":
@@ -154,11 +160,9 @@ func runQuarantine(c *cobra.Command, q quarantine.Store, pos []string, stateDir,
 			return fmt.Errorf("%s is not quarantined", pos[0])
 		}
 		by := adminlog.OSUser()
-		if stateDir != "" && !c.Flags().Changed("state-url") {
-			if err := adminlog.Write(stateDir, adminlog.Action{Action: "quarantine_released", By: by, Via: "cli", Reason: reason,
-				Employee: e.Employee, Rule: e.Rule, At: time.Now().UTC()}); err != nil {
-				return fmt.Errorf("released %s, but the audit record was not written: %w", e.Employee, err)
-			}
+		if err := record(adminlog.Action{Action: "quarantine_released", By: by, Via: "cli", Reason: reason,
+			Employee: e.Employee, Rule: e.Rule, At: time.Now().UTC()}); err != nil {
+			return fmt.Errorf("released %s, but the audit record was not written: %w", e.Employee, err)
 		}
 		fmt.Fprintf(stdout, "released %s by %s (quarantined since %s by rule %s)\n", e.Employee, by, e.Since.UTC().Format(time.RFC3339), e.Rule)
 		return nil

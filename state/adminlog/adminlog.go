@@ -5,7 +5,9 @@
 // admin-actions folder; the server drains the folder every second: it
 // appends each action to the audit trail, then removes its file. A
 // server that stops between the two appends the action again when it
-// starts: at least once, never lost.
+// starts: at least once, never lost. With a state database instead
+// (users release --state-url) the actions wait in its table
+// pgwarden_admin_actions, and one of the servers sharing it takes each.
 package adminlog
 
 import (
