@@ -92,8 +92,9 @@ async function loadAlerts() {
 async function loadHolds() {
   let list = [];
   try { list = (await api("GET", "/v1/holds")).data || []; } catch (e) { list = []; }
-  fill("holds", ["employee", "rule", "why held", "statement", "since", "decide by", ""], list, h =>
+  fill("holds", ["employee", "rule", "why held", "employee's justification", "statement", "since", "decide by", ""], list, h =>
     `<tr class="hold" data-id="${esc(h.id)}"><td>${esc(h.employee)}</td><td>${esc(h.rule)}</td><td>${esc(h.reason)}</td>` +
+    `<td class="justification">${h.justification ? esc(h.justification) : '<span class="empty">none given</span>'}</td>` +
     `<td class="statement">${esc(h.statement)}</td>${timeCell(h.since)}${timeCell(h.deadline)}` +
     `<td><button type="button" data-approve="${esc(h.id)}">approve</button> <button type="button" class="danger" data-deny="${esc(h.id)}">deny</button></td></tr>`);
 }
