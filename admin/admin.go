@@ -1,6 +1,9 @@
 // Package admin is pgwarden's HTTP control interface: off by default,
 // loopback by default when on, every request but the health check
-// authenticated with a bearer token compared in constant time. It serves
+// authenticated: the admin secret, a named token derived from it
+// (IssueToken) or a verified client certificate names the principal and
+// its scope (read, act, admin). Every change is recorded with who made
+// it, when and why, in the audit trail and in the answer. It serves
 // JSON: liveness (/v1/health) and readiness (/v1/ready, which checks the
 // dependencies serve hands it), sessions, employees, alerts, quarantine,
 // holds, the policy, norms, metrics, and the virtual clock that
@@ -8,18 +11,18 @@
 package admin
 
 import (
-	"crypto/hmac"
+	"bytes"
 	"crypto/sha256"
-	"crypto/subtle"
-	_ "embed"
-	"encoding/hex"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/pprof"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -30,8 +33,9 @@ import (
 
 // Config configures the admin handler.
 type Config struct {
-	// Token authenticates requests ("Authorization: Bearer <token>");
-	// required, at least 16 bytes.
+	// Token is the admin secret: presented as is ("Authorization: Bearer
+	// <secret>") it is the principal "admin" with scope admin; named tokens
+	// are derived from it (IssueToken). Required, at least 16 bytes.
 	Token []byte
 	// Clock is the virtual clock /v1/clock moves; nil when pgwarden runs
 	// on the wall clock.
@@ -52,34 +56,42 @@ type Config struct {
 	// quarantined).
 	Quarantine func() (any, error)
 	Release    func(employee string) (bool, error)
-	// Holds: the pending ones, and deciding one (ErrNotFound: no such
-	// pending hold).
+	// Holds: the pending ones, and deciding one, which returns the held
+	// employee (ErrNotFound: no such pending hold).
 	Holds      func() (any, error)
-	DecideHold func(id string, approve bool, by string) error
-	// Alerts lists security's queue (employee, unacknowledged only, at
-	// most limit); Ack acknowledges one (ErrNotFound: unknown).
-	Alerts func(employee string, unacked bool, limit int) any
-	Ack    func(id, by string) error
+	DecideHold func(id string, approve bool, by, reason string) (employee string, err error)
+	// Alerts lists security's queue, newest first, the page f asks for,
+	// and how many match in all; Ack acknowledges one (ErrNotFound:
+	// unknown).
+	Alerts func(f AlertFilter) (page any, total int)
+	Ack    func(id, by, note string) error
 	// Employees lists the employees pgwarden knows, with their recent
 	// figures.
 	Employees func() any
 	// Timeline is an employee's PII values per hour over the last hours,
 	// with their norm (for the dashboard's chart).
 	Timeline func(employee string, hours int) any
-	// Events searches the audit trail: newest last, of employee and type
-	// when set, at most limit.
-	Events func(employee, typ string, limit int) (any, error)
+	// Events searches the audit trail: the page f asks for (oldest first
+	// within it, pages counted from the newest) and how many match.
+	Events func(f EventFilter) (page any, total int, err error)
 	// Policy describes the policy in force; Reload reads its file again.
 	Policy func() any
 	Reload func() error
 	// Metrics serves Prometheus metrics at /metrics (bearer token
 	// required, as for every endpoint but health); nil: none.
 	Metrics http.Handler
-	// Audit records each admin action that changes something; may be nil.
+	// Audit records each admin action that changes something, with "by",
+	// "via" and "reason" in data (and "employee" when it concerns one);
+	// may be nil.
 	Audit func(action string, data map[string]any)
 	// ClientCerts admits requests whose TLS client certificate the server
-	// verified (mTLS, configured on the listener) without a token.
+	// verified (mTLS, configured on the listener) without a token; the
+	// certificate's email address or common name names the principal.
 	ClientCerts bool
+	// CertScopes maps a certificate's email address or common name (or
+	// "*", any other) to its scope; a certificate it does not name gets
+	// 403. Empty: every verified certificate has scope admin.
+	CertScopes map[string]Scope
 	// Pprof serves Go's profiles (net/http/pprof) at /debug/pprof/, token
 	// required: where a busy proxy spends its CPU.
 	Pprof bool
@@ -120,32 +132,34 @@ func New(cfg Config) (*Handler, error) {
 		readiness: &readiness{checks: cfg.Ready, timeout: cfg.ReadyTimeout, log: cfg.Logger, last: map[string]string{}}}
 	h.mux.HandleFunc("GET /v1/health", h.health)
 	h.mux.HandleFunc("GET /v1/ready", h.ready)
-	// The dashboard page itself is public; everything it shows comes from
-	// the API with the token the user gives it.
+	// The dashboard page and its script and style are public; everything
+	// it shows comes from the API with the token the user gives it.
 	h.mux.HandleFunc("GET /ui/{$}", h.ui)
-	h.mux.Handle("GET /v1/employees/{name}/timeline", h.auth(h.timeline))
-	h.mux.Handle("GET /v1/audit", h.auth(h.events))
+	h.mux.HandleFunc("GET /ui/{file}", h.uiFile)
+	h.mux.Handle("GET /v1/employees/{name}/timeline", h.auth(ScopeRead, h.timeline))
+	h.mux.Handle("GET /v1/audit", h.auth(ScopeRead, h.events))
 	if cfg.Metrics != nil {
-		h.mux.Handle("GET /metrics", h.auth(cfg.Metrics.ServeHTTP))
+		h.mux.Handle("GET /metrics", h.auth(ScopeRead, cfg.Metrics.ServeHTTP))
 	}
-	h.mux.Handle("GET /v1/clock", h.auth(h.getClock))
-	h.mux.Handle("POST /v1/clock", h.auth(h.setClock))
-	h.mux.Handle("GET /v1/employees", h.auth(h.employees))
-	h.mux.Handle("GET /v1/employees/{name}/norm", h.auth(h.norm))
-	h.mux.Handle("GET /v1/sessions", h.auth(h.sessions))
-	h.mux.Handle("DELETE /v1/sessions/{id}", h.auth(h.killSession))
-	h.mux.Handle("GET /v1/quarantine", h.auth(h.quarantine))
-	h.mux.Handle("DELETE /v1/quarantine/{employee}", h.auth(h.release))
-	h.mux.Handle("GET /v1/holds", h.auth(h.holds))
-	h.mux.Handle("POST /v1/holds/{id}/{decision}", h.auth(h.decideHold))
-	h.mux.Handle("GET /v1/alerts", h.auth(h.alerts))
-	h.mux.Handle("POST /v1/alerts/{id}/ack", h.auth(h.ack))
-	h.mux.Handle("GET /v1/policy", h.auth(h.policy))
-	h.mux.Handle("POST /v1/policy/reload", h.auth(h.reload))
-	h.mux.Handle("GET /v1/norms/snapshot", h.auth(h.snapshot))
-	h.mux.Handle("PUT /v1/norms/snapshot", h.auth(h.restore))
+	h.mux.Handle("GET /v1/whoami", h.auth(ScopeRead, h.whoami))
+	h.mux.Handle("GET /v1/clock", h.auth(ScopeRead, h.getClock))
+	h.mux.Handle("POST /v1/clock", h.auth(ScopeAdmin, h.setClock))
+	h.mux.Handle("GET /v1/employees", h.auth(ScopeRead, h.employees))
+	h.mux.Handle("GET /v1/employees/{name}/norm", h.auth(ScopeRead, h.norm))
+	h.mux.Handle("GET /v1/sessions", h.auth(ScopeRead, h.sessions))
+	h.mux.Handle("DELETE /v1/sessions/{id}", h.auth(ScopeAct, h.killSession))
+	h.mux.Handle("GET /v1/quarantine", h.auth(ScopeRead, h.quarantine))
+	h.mux.Handle("DELETE /v1/quarantine/{employee}", h.auth(ScopeAct, h.release))
+	h.mux.Handle("GET /v1/holds", h.auth(ScopeRead, h.holds))
+	h.mux.Handle("POST /v1/holds/{id}/{decision}", h.auth(ScopeAct, h.decideHold))
+	h.mux.Handle("GET /v1/alerts", h.auth(ScopeRead, h.alerts))
+	h.mux.Handle("POST /v1/alerts/{id}/ack", h.auth(ScopeAct, h.ack))
+	h.mux.Handle("GET /v1/policy", h.auth(ScopeRead, h.policy))
+	h.mux.Handle("POST /v1/policy/reload", h.auth(ScopeAdmin, h.reload))
+	h.mux.Handle("GET /v1/norms/snapshot", h.auth(ScopeRead, h.snapshot))
+	h.mux.Handle("PUT /v1/norms/snapshot", h.auth(ScopeAdmin, h.restore))
 	if cfg.Pprof {
-		h.mux.Handle("GET /debug/pprof/{name...}", h.auth(profiles))
+		h.mux.Handle("GET /debug/pprof/{name...}", h.auth(ScopeAdmin, profiles))
 	}
 	return h, nil
 }
@@ -183,84 +197,43 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// auth admits requests carrying the token, or a token derived from it
-// that has not expired (IssueToken). Comparisons are constant-time: the
-// static token through hashes of equal length, derived ones through
-// hmac.Equal.
-func (h *Handler) auth(next http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h.cfg.ClientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-			next(w, r)
-			return
-		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		why := "missing or wrong bearer token"
-		if ok {
-			switch err := h.check(got); {
-			case err == nil:
-				next(w, r)
-				return
-			case errors.Is(err, errExpired):
-				why = "the bearer token has expired"
-			}
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="pgwarden"`)
-		writeError(w, http.StatusUnauthorized, why)
-		h.cfg.Logger.Warn("admin_unauthorized", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
-	})
+//go:embed ui
+var uiFiles embed.FS
+
+// uiCSP allows the dashboard its own files and API only: no inline
+// script or style, no other origin.
+const uiCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+func (h *Handler) ui(w http.ResponseWriter, r *http.Request) {
+	h.serveUI(w, "index.html")
 }
 
-var errExpired = errors.New("admin: token expired")
+func (h *Handler) uiFile(w http.ResponseWriter, r *http.Request) {
+	h.serveUI(w, r.PathValue("file"))
+}
 
-// tokenPrefix marks a derived token: pgw1.<unix expiry>.<hex HMAC>.
-const tokenPrefix = "pgw1."
+var uiTypes = map[string]string{".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
-// check verifies a presented token.
-func (h *Handler) check(tok string) error {
-	if rest, ok := strings.CutPrefix(tok, tokenPrefix); ok {
-		exp, mac, ok := strings.Cut(rest, ".")
-		want := tokenMAC(h.cfg.Token, exp)
-		got, err := hex.DecodeString(mac)
-		if !ok || err != nil || !hmac.Equal(got, want) {
-			return errors.New("admin: bad token")
-		}
-		unix, err := strconv.ParseInt(exp, 10, 64)
-		if err != nil {
-			return errors.New("admin: bad token")
-		}
-		if !time.Now().Before(time.Unix(unix, 0)) {
-			return errExpired
-		}
-		return nil
+func (h *Handler) serveUI(w http.ResponseWriter, name string) {
+	b, err := uiFiles.ReadFile("ui/" + name)
+	typ, ok := uiTypes[path.Ext(name)]
+	if err != nil || !ok {
+		writeError(w, http.StatusNotFound, "no such file")
+		return
 	}
-	sum := sha256.Sum256([]byte(tok))
-	if subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
-		return errors.New("admin: bad token")
-	}
-	return nil
-}
-
-func tokenMAC(secret []byte, exp string) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(tokenPrefix + exp))
-	return m.Sum(nil)
-}
-
-// IssueToken derives from the admin secret a token valid until expires,
-// for a person or a tool that should not hold the secret itself.
-func IssueToken(secret []byte, expires time.Time) string {
-	exp := strconv.FormatInt(expires.Unix(), 10)
-	return tokenPrefix + exp + "." + hex.EncodeToString(tokenMAC(secret, exp))
-}
-
-//go:embed ui/index.html
-var dashboard []byte
-
-func (h *Handler) ui(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+	w.Header().Set("Content-Type", typ)
+	w.Header().Set("Content-Security-Policy", uiCSP)
 	w.Header().Set("X-Frame-Options", "DENY")
-	w.Write(dashboard)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(b)
+}
+
+func (h *Handler) whoami(w http.ResponseWriter, r *http.Request) {
+	p := PrincipalOf(r)
+	writeJSON(w, http.StatusOK, map[string]any{"name": p.Name, "scope": p.Scope.String(), "via": p.Via})
 }
 
 func (h *Handler) employees(w http.ResponseWriter, _ *http.Request) {
@@ -288,16 +261,17 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no audit trail (serve --audit-dir)")
 		return
 	}
-	q := r.URL.Query()
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	if limit <= 0 || limit > 1000 {
-		limit = 100
+	f, err := parseEventFilter(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
-	ev, err := h.cfg.Events(q.Get("employee"), q.Get("type"), limit)
+	ev, total, err := h.cfg.Events(f)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	w.Header().Set("X-Total-Count", strconv.Itoa(total))
 	writeJSON(w, http.StatusOK, ev)
 }
 
@@ -324,6 +298,7 @@ func (h *Handler) setClock(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Time    *time.Time `json:"time"`
 		Advance string     `json:"advance"`
+		Reason  string     `json:"reason"`
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
 	dec.DisallowUnknownFields()
@@ -354,10 +329,7 @@ func (h *Handler) setClock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := h.cfg.Clock.Now()
-	if h.cfg.Audit != nil {
-		h.cfg.Audit("clock_set", map[string]any{"time": now})
-	}
-	writeJSON(w, http.StatusOK, clockState{Time: now, Virtual: true})
+	h.done(w, r, "clock_set", map[string]any{"time": now, "virtual": true}, req.Reason, "")
 }
 
 func (h *Handler) norm(w http.ResponseWriter, r *http.Request) {
@@ -397,19 +369,68 @@ func (h *Handler) restore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "restore: "+err.Error())
 		return
 	}
-	if h.cfg.Audit != nil {
-		h.cfg.Audit("norms_restored", map[string]any{})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"restored": true})
+	h.done(w, r, "norms_restored", map[string]any{"restored": true}, r.URL.Query().Get("reason"), "")
 }
 
 // ErrNotFound is what DecideHold returns for a hold that is not pending.
 var ErrNotFound = errors.New("not found")
 
-func (h *Handler) audit(action string, data map[string]any) {
+// maxReason bounds the reason given for an action.
+const maxReason = 1000
+
+// reasonOf reads why an action is taken: the reason query parameter, or
+// a JSON body {"reason": "..."}; required says it may not be empty.
+func reasonOf(r *http.Request, required bool) (string, error) {
+	reason := r.URL.Query().Get("reason")
+	if reason == "" && r.Body != nil {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 2*maxReason+64))
+		if err != nil {
+			return "", fmt.Errorf("body: %w", err)
+		}
+		if len(bytes.TrimSpace(body)) > 0 {
+			var req struct {
+				Reason string `json:"reason"`
+			}
+			if err := json.Unmarshal(body, &req); err != nil {
+				return "", fmt.Errorf("body: want {\"reason\": \"...\"}: %w", err)
+			}
+			reason = req.Reason
+		}
+	}
+	reason = strings.TrimSpace(reason)
+	switch {
+	case len(reason) > maxReason:
+		return "", fmt.Errorf("the reason is longer than %d bytes", maxReason)
+	case required && reason == "":
+		return "", errors.New("a reason is required (?reason=... or a JSON body {\"reason\": \"...\"}): it goes to the audit trail")
+	}
+	return reason, nil
+}
+
+// done answers a change that was made: the answer says who made it, how
+// they were identified, when and why, and so does the admin event in the
+// audit trail (about employee, when set).
+func (h *Handler) done(w http.ResponseWriter, r *http.Request, action string, answer map[string]any, reason, employee string) {
+	p := PrincipalOf(r)
+	at := h.cfg.Now().UTC()
+	answer["by"], answer["via"], answer["at"] = p.Name, p.Via, at
+	if reason != "" {
+		answer["reason"] = reason
+	}
 	if h.cfg.Audit != nil {
+		data := map[string]any{"by": p.Name, "via": p.Via, "scope": p.Scope.String()}
+		for k, v := range answer {
+			if k != "at" {
+				data[k] = v
+			}
+		}
+		if employee != "" {
+			data["employee"] = employee
+		}
 		h.cfg.Audit(action, data)
 	}
+	h.cfg.Logger.Info("admin_action", "action", action, "by", p.Name, "via", p.Via)
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func (h *Handler) sessions(w http.ResponseWriter, _ *http.Request) {
@@ -425,13 +446,17 @@ func (h *Handler) killSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not available")
 		return
 	}
-	id, reason := r.PathValue("id"), r.URL.Query().Get("reason")
+	id := r.PathValue("id")
+	reason, err := reasonOf(r, true)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if !h.cfg.KillSession(id, reason) {
 		writeError(w, http.StatusNotFound, "no session "+id)
 		return
 	}
-	h.audit("session_killed", map[string]any{"session_id": id, "reason": reason})
-	writeJSON(w, http.StatusOK, map[string]any{"killed": id})
+	h.done(w, r, "session_killed", map[string]any{"killed": id, "session_id": id}, reason, "")
 }
 
 func (h *Handler) quarantine(w http.ResponseWriter, _ *http.Request) {
@@ -453,6 +478,11 @@ func (h *Handler) release(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	who := r.PathValue("employee")
+	reason, err := reasonOf(r, true)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	ok, err := h.cfg.Release(who)
 	switch {
 	case err != nil:
@@ -460,8 +490,7 @@ func (h *Handler) release(w http.ResponseWriter, r *http.Request) {
 	case !ok:
 		writeError(w, http.StatusNotFound, who+" is not quarantined")
 	default:
-		h.audit("quarantine_released", map[string]any{"employee": who})
-		writeJSON(w, http.StatusOK, map[string]any{"released": who})
+		h.done(w, r, "quarantine_released", map[string]any{"released": who}, reason, who)
 	}
 }
 
@@ -488,15 +517,20 @@ func (h *Handler) decideHold(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "want approve or deny")
 		return
 	}
-	err := h.cfg.DecideHold(id, decision == "approve", "admin-api")
+	reason, err := reasonOf(r, true)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	employee, err := h.cfg.DecideHold(id, decision == "approve", PrincipalOf(r).Name, reason)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "no pending hold "+id)
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, err.Error())
 	default:
-		h.audit("hold_"+decision+"d", map[string]any{"hold_id": id})
-		writeJSON(w, http.StatusOK, map[string]any{"hold": id, "decision": decision})
+		action := map[string]string{"approve": "hold_approved", "deny": "hold_denied"}[decision]
+		h.done(w, r, action, map[string]any{"hold": id, "hold_id": id, "decision": decision}, reason, employee)
 	}
 }
 
@@ -505,9 +539,14 @@ func (h *Handler) alerts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not available")
 		return
 	}
-	q := r.URL.Query()
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	writeJSON(w, http.StatusOK, h.cfg.Alerts(q.Get("employee"), q.Get("unacked") == "1" || q.Get("unacked") == "true", limit))
+	f, err := parseAlertFilter(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	page, total := h.cfg.Alerts(f)
+	w.Header().Set("X-Total-Count", strconv.Itoa(total))
+	writeJSON(w, http.StatusOK, page)
 }
 
 func (h *Handler) ack(w http.ResponseWriter, r *http.Request) {
@@ -516,19 +555,20 @@ func (h *Handler) ack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	by := r.URL.Query().Get("by")
-	if by == "" {
-		by = "admin-api"
+	note, err := reasonOf(r, false)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
-	err := h.cfg.Ack(id, by)
+	by := PrincipalOf(r).Name
+	err = h.cfg.Ack(id, by, note)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "no alert "+id)
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, err.Error())
 	default:
-		h.audit("alert_acknowledged", map[string]any{"alert_id": id, "by": by})
-		writeJSON(w, http.StatusOK, map[string]any{"acknowledged": id})
+		h.done(w, r, "alert_acknowledged", map[string]any{"acknowledged": id, "alert_id": id}, note, "")
 	}
 }
 
@@ -540,17 +580,27 @@ func (h *Handler) policy(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, h.cfg.Policy())
 }
 
-func (h *Handler) reload(w http.ResponseWriter, _ *http.Request) {
+func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Reload == nil {
 		writeError(w, http.StatusConflict, "the built-in policy is in force (no --policy file to reload)")
+		return
+	}
+	reason, err := reasonOf(r, false)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if err := h.cfg.Reload(); err != nil {
 		writeError(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	h.audit("policy_reloaded", map[string]any{})
-	writeJSON(w, http.StatusOK, h.cfg.Policy())
+	answer := map[string]any{"reloaded": true}
+	if h.cfg.Policy != nil {
+		if m, ok := h.cfg.Policy().(map[string]any); ok {
+			maps.Copy(answer, m)
+		}
+	}
+	h.done(w, r, "policy_reloaded", answer, reason, "")
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

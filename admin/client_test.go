@@ -12,10 +12,10 @@ import (
 func TestClient(t *testing.T) {
 	token := []byte("0123456789abcdef-token")
 	h, err := New(Config{Token: token,
-		Alerts: func(employee string, unacked bool, limit int) any {
-			return []map[string]any{{"id": "a1", "employee": employee}}
+		Alerts: func(f AlertFilter) (any, int) {
+			return []map[string]any{{"id": "a1", "employee": f.Employee}}, 1
 		},
-		Ack: func(id, by string) error { return ErrNotFound }})
+		Ack: func(id, by, note string) error { return ErrNotFound }})
 	if err != nil {
 		t.Fatal(err)
 	}

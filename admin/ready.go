@@ -89,7 +89,8 @@ func (r *readiness) run(ctx context.Context) []CheckResult {
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	results := h.readiness.run(r.Context())
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	detail := ok && h.check(tok) == nil ||
+	_, err := h.check(tok, time.Now())
+	detail := ok && err == nil ||
 		h.cfg.ClientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0
 	notReady := []string{}
 	for i := range results {

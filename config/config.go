@@ -109,6 +109,10 @@ type Config struct {
 		CertFile     string `yaml:"cert_file"`
 		KeyFile      string `yaml:"key_file"`
 		ClientCAFile string `yaml:"client_ca_file"`
+		// ClientScopes maps a client certificate's email address or common
+		// name (or "*", any other) to its scope: read, act or admin. Empty:
+		// every verified certificate has scope admin.
+		ClientScopes map[string]string `yaml:"client_scopes"`
 		// Pprof serves Go's profiles at /debug/pprof/ (token required).
 		Pprof bool `yaml:"pprof"`
 	} `yaml:"admin"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/admin"
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/state/adminlog"
 	"github.com/pgwarden/pgwarden/state/alertlog"
 	"github.com/pgwarden/pgwarden/state/holds"
 )
@@ -27,7 +29,11 @@ func (s *Server) openAdmin() error {
 	if err != nil {
 		return err
 	}
-	cfg := admin.Config{Token: token, Clock: s.clock, Now: s.now, Logger: s.logger, ClientCerts: s.cfg.Admin.ClientCAFile != "", Pprof: s.cfg.Admin.Pprof,
+	scopes, err := certScopes(s.cfg.Admin.ClientScopes)
+	if err != nil {
+		return err
+	}
+	cfg := admin.Config{Token: token, Clock: s.clock, Now: s.now, Logger: s.logger, ClientCerts: s.cfg.Admin.ClientCAFile != "", CertScopes: scopes, Pprof: s.cfg.Admin.Pprof,
 		Norm:     func(name string) (any, bool) { return s.guard.NormOf(name, s.now()) },
 		Metrics:  promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}),
 		Sessions: func() any { return s.proxy.List() }, KillSession: s.proxy.Kill,
@@ -52,6 +58,19 @@ func (s *Server) openAdmin() error {
 	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	s.logger.Info("admin_listening", "addr", s.adminLn.Addr().String(), "virtual_clock", s.clock != nil)
 	return nil
+}
+
+// certScopes reads admin.client_scopes.
+func certScopes(m map[string]string) (map[string]admin.Scope, error) {
+	out := make(map[string]admin.Scope, len(m))
+	for name, v := range m {
+		sc, err := admin.ParseScope(v)
+		if err != nil {
+			return nil, fmt.Errorf("admin.client_scopes[%q]: %w", name, err)
+		}
+		out[name] = sc
+	}
+	return out, nil
 }
 
 // employees answers GET /v1/employees: every employee pgwarden knows of
@@ -124,11 +143,23 @@ func (s *Server) policySummary() any {
 // the norms; each is left nil when it is not configured.
 func (s *Server) wireAdminState(cfg *admin.Config) {
 	if dir := s.cfg.Audit.Dir; dir != "" {
-		cfg.Events = func(employee, typ string, limit int) (any, error) { return recentEvents(dir, employee, typ, limit) }
+		cfg.Events = func(f admin.EventFilter) (any, int, error) { return findEvents(dir, f) }
 	}
-	cfg.Alerts = func(employee string, unacked bool, limit int) any { return s.alerts.List(employee, unacked, limit) }
-	cfg.Ack = func(id, by string) error {
-		_, err := s.alerts.Ack(id, by, s.now())
+	cfg.Alerts = func(f admin.AlertFilter) (any, int) {
+		page, total := []alertlog.Entry{}, 0
+		for _, a := range s.alerts.List("", f.Unacked, 0) {
+			if !f.Match(a.Employee, a.Action, a.Rule, a.Time) {
+				continue
+			}
+			if total >= f.Offset && (f.Limit == 0 || len(page) < f.Limit) {
+				page = append(page, a)
+			}
+			total++
+		}
+		return page, total
+	}
+	cfg.Ack = func(id, by, note string) error {
+		_, err := s.alerts.Ack(id, by, note, s.now())
 		if errors.Is(err, alertlog.ErrNotFound) {
 			return admin.ErrNotFound
 		}
@@ -143,12 +174,12 @@ func (s *Server) wireAdminState(cfg *admin.Config) {
 	}
 	if hs := s.holds; hs != nil {
 		cfg.Holds = func() (any, error) { return hs.List() }
-		cfg.DecideHold = func(id string, approve bool, by string) error {
-			_, err := hs.Decide(id, approve, by)
+		cfg.DecideHold = func(id string, approve bool, by, reason string) (string, error) {
+			h, err := hs.DecideWith(id, holds.Decision{Approve: approve, By: by, Via: "admin API", Reason: reason})
 			if errors.Is(err, holds.ErrNotFound) {
-				return admin.ErrNotFound
+				return "", admin.ErrNotFound
 			}
-			return err
+			return h.Employee, err
 		}
 	}
 	if s.reloader != nil {
@@ -163,35 +194,94 @@ func (s *Server) wireAdminState(cfg *admin.Config) {
 			cfg.Snapshot, cfg.Restore = s.normSharer.Snapshot, s.normSharer.Restore
 		}
 	}
-	if trail := s.trail; trail != nil {
+	if s.trail != nil {
 		cfg.Audit = func(action string, data map[string]any) {
-			data["action"] = action
-			raw, err := audit.MarshalData(data)
-			if err == nil {
-				_, err = trail.Append(context.Background(), audit.Event{Type: audit.TypeAdmin, Data: raw})
-			}
-			if err != nil {
+			if err := s.auditAdmin(action, data); err != nil {
 				s.logger.Error("admin_audit_failed", "action", action, "error", err)
 			}
 		}
 	}
 }
 
-// recentEvents is the newest limit events of the audit log in dir that
-// match employee and typ (when set), oldest first.
-func recentEvents(dir, employee, typ string, limit int) ([]audit.Event, error) {
+// auditAdmin appends an admin event: data says who, how and why; its
+// "employee", when set, is the event's employee, so that the employee's
+// trail shows what was done about them.
+func (s *Server) auditAdmin(action string, data map[string]any) error {
+	data["action"] = action
+	ev := audit.Event{Type: audit.TypeAdmin}
+	if emp, ok := data["employee"].(string); ok {
+		ev.Employee = emp
+		delete(data, "employee")
+	}
+	raw, err := audit.MarshalData(data)
+	if err != nil {
+		return err
+	}
+	ev.Data = raw
+	_, err = s.trail.Append(context.Background(), ev)
+	return err
+}
+
+// drainAdminActions audits the changes the command line made in the
+// state directory (users release, holds approve and deny) or the state
+// database (users release --state-url), each once its event is written.
+func (s *Server) drainAdminActions() {
+	if s.trail == nil {
+		return
+	}
+	audit := func(a adminlog.Action) error {
+		data := map[string]any{"by": a.By, "via": a.Via, "at": a.At}
+		for k, v := range map[string]string{"reason": a.Reason, "employee": a.Employee, "hold_id": a.HoldID, "rule": a.Rule} {
+			if v != "" {
+				data[k] = v
+			}
+		}
+		return s.auditAdmin(a.Action, data)
+	}
+	var err error
+	if s.cfg.StateDir != "" {
+		err = adminlog.Drain(s.cfg.StateDir, audit)
+	}
+	if s.statePool != nil && err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = adminlog.DrainPG(ctx, s.statePool, audit)
+		cancel()
+	}
+	if err != nil {
+		s.logger.Error("admin_actions_not_audited", "error", err, "detail", "tried again every second")
+	}
+}
+
+// findEvents is the page of the audit log in dir that f asks for: of the
+// events that match, oldest first, the f.Limit that come after skipping
+// the f.Offset newest; and how many match in all.
+func findEvents(dir string, f admin.EventFilter) ([]audit.Event, int, error) {
+	keep := f.Limit + f.Offset
 	var ring []audit.Event
+	total := 0
 	err := audit.Read(dir, func(ev audit.Event) bool {
-		return (employee == "" || ev.Employee == employee) && (typ == "" || ev.Type == typ) &&
-			ev.Type != audit.TypeCheckpoint && ev.Type != audit.TypeFileStart
+		if ev.Type == audit.TypeCheckpoint || ev.Type == audit.TypeFileStart || !f.MatchSeq(ev.Seq) {
+			return false
+		}
+		var d struct {
+			Action string `json:"action"`
+			Rule   string `json:"rule"`
+		}
+		if f.Action != "" || f.Rule != "" {
+			json.Unmarshal(ev.Data, &d)
+		}
+		return f.Match(ev.Seq, ev.Employee, ev.Type, d.Action, d.Rule, ev.Time)
 	}, func(ev audit.Event) error {
+		total++
 		ring = append(ring, ev)
-		if len(ring) > limit {
+		if len(ring) > keep {
 			ring = ring[1:]
 		}
 		return nil
 	})
-	return ring, err
+	end := max(0, len(ring)-f.Offset)
+	page := append([]audit.Event{}, ring[max(0, end-f.Limit):end]...)
+	return page, total, err
 }
 
 // adminListener listens on cfg.Admin.Listen, with TLS and client

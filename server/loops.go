@@ -110,6 +110,7 @@ func (s *Server) upkeep(ctx context.Context) {
 			if s.spool != nil {
 				s.spool.Retry()
 			}
+			s.drainAdminActions()
 			err := s.alerts.Flush()
 			if err != nil && alertsErr == nil {
 				s.logger.Error("alert_queue_not_saved", "error", err, "detail", "kept in memory and saved again every second")

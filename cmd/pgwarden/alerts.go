@@ -19,8 +19,10 @@ func alertsCommand() *cobra.Command {
 	list.Flags().StringVar(&o.employee, "employee", "", "only this employee's alerts")
 	list.Flags().BoolVar(&o.all, "all", false, "acknowledged alerts too")
 	list.Flags().IntVar(&o.limit, "limit", 50, "at most this many")
-	ack := &cobra.Command{Use: "ack ID [--by NAME] [--admin URL]", Short: "acknowledge an alert"}
-	ack.Flags().StringVar(&o.by, "by", "cli", "who acknowledges")
+	ack := &cobra.Command{Use: "ack ID [--note TEXT] [--admin URL]", Short: "acknowledge an alert (recorded with the token's name)"}
+	ack.Flags().StringVar(&o.note, "note", "", "what you found, for the audit trail")
+	ack.Flags().String("by", "", "")
+	ack.Flags().MarkDeprecated("by", "the acknowledgement names the admin token's holder (pgwarden token --name)")
 	run := func(c *cobra.Command, client *admin.Client, pos []string) error { return runAlerts(c, client, pos, o) }
 	return cli.Group("alerts [command]", "security's alert queue: list, acknowledge (through the admin API)", adminAPINote,
 		adminCommands(run, list, ack)...)
@@ -28,9 +30,9 @@ func alertsCommand() *cobra.Command {
 
 // alertsOptions are the flags of pgwarden alerts.
 type alertsOptions struct {
-	employee, by string
-	all          bool
-	limit        int
+	employee, note string
+	all            bool
+	limit          int
 }
 
 func runAlerts(cmd *cobra.Command, c *admin.Client, pos []string, o alertsOptions) error {
@@ -40,7 +42,7 @@ func runAlerts(cmd *cobra.Command, c *admin.Client, pos []string, o alertsOption
 			fmt.Fprintln(stderr, "pgwarden alerts ack: want exactly one ID")
 			return errUsage
 		}
-		if err := c.Do(cmd.Context(), "POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/ack?by="+url.QueryEscape(o.by), nil); err != nil {
+		if err := c.Do(cmd.Context(), "POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/ack?reason="+url.QueryEscape(o.note), nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "acknowledged %s\n", pos[0])

@@ -27,6 +27,7 @@ import (
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/state/adminlog"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 	"github.com/pgwarden/pgwarden/test/proxytest"
 )
@@ -199,12 +200,15 @@ func TestServeEnforcesAndReloads(t *testing.T) {
 	if refused == nil {
 		t.Fatalf("no quarantine refusal after restart\n%s", stderr.String())
 	}
-	if code, out, _ := runCLI("users", "release", pgtest.TrustUser, "--state-dir", state); code != 0 || !strings.Contains(out, "released") {
+	if code, _, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-dir", state); code != 2 || !strings.Contains(errOut, "--reason is required") {
+		t.Fatalf("users release without a reason: %d %q", code, errOut)
+	}
+	if code, out, _ := runCLI("users", "release", pgtest.TrustUser, "--state-dir", state, "--reason", "cleared by ticket 7"); code != 0 || !strings.Contains(out, "released") {
 		t.Fatalf("users release: %d %q", code, out)
 	}
 	conn2 := connectThrough(t, ctx, c, listen, stderr)
 	conn2.Close(ctx)
-	if code, _, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-dir", state); code != 1 || !strings.Contains(errOut, "not quarantined") {
+	if code, _, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-dir", state, "--reason", "again"); code != 1 || !strings.Contains(errOut, "not quarantined") {
 		t.Errorf("second release: %d %q", code, errOut)
 	}
 	rcv.mu.Lock()
@@ -267,7 +271,10 @@ rules:
 	if code, out, _ := runCLI("holds", "list", "--state-dir", dir); code != 0 || !strings.Contains(out, "no result is held") {
 		t.Errorf("holds list: %d %q", code, out)
 	}
-	if code, _, errOut := runCLI("holds", "approve", "nope", "--state-dir", dir); code != 1 || !strings.Contains(errOut, "no pending hold") {
+	if code, _, errOut := runCLI("holds", "approve", "nope", "--state-dir", dir); code != 2 || !strings.Contains(errOut, "--reason is required") {
+		t.Errorf("holds approve without a reason: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI("holds", "approve", "nope", "--state-dir", dir, "--reason", "ok"); code != 1 || !strings.Contains(errOut, "no pending hold") {
 		t.Errorf("holds approve: %d %q", code, errOut)
 	}
 	if code, _, errOut := runCLI("serve", "--upstream", "postgres://127.0.0.1:1", "--webhook-url", "http://127.0.0.1:1/x"); code != 1 || !strings.Contains(errOut, "state") {
@@ -664,7 +671,10 @@ func TestMetrics(t *testing.T) {
 }
 
 // TestAdminAPI: sessions listed and killed, a quarantine released and a
-// policy reloaded through the admin API, each action in the audit trail.
+// policy reloaded through the admin API by named administrators (tokens
+// from pgwarden token), each action in the audit trail with who did it
+// and why; a read-only token may not act, and an action that needs a
+// reason is refused without one.
 func TestAdminAPI(t *testing.T) {
 	c := pgtest.Shared(t)
 	dir := t.TempDir()
@@ -678,10 +688,10 @@ func TestAdminAPI(t *testing.T) {
 		"--state-dir", filepath.Join(dir, "state"), "--audit-dir", auditDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	call := func(method, path, body string) (int, string) {
+	callAs := func(tok, method, path, body string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, "http://"+adminAddr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -690,7 +700,21 @@ func TestAdminAPI(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	issue := func(name, scope string) string {
+		t.Helper()
+		code, out, errOut := runCLI("token", "--name", name, "--scope", scope, "--ttl", "1h")
+		if code != 0 {
+			t.Fatalf("token --name %s: %d %s", name, code, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	t.Setenv("PGWARDEN_ADMIN_TOKEN", token)
+	carol, rita := issue("carol", "act"), issue("rita", "read")
+	call := func(method, path, body string) (int, string) { t.Helper(); return callAs(carol, method, path, body) }
 	conn := connectThrough(t, ctx, c, listen, stderr)
+	if code, body := callAs(rita, "GET", "/v1/whoami", ""); code != 200 || !strings.Contains(body, `"name":"rita"`) || !strings.Contains(body, `"scope":"read"`) {
+		t.Errorf("whoami of a read token: %d %s", code, body)
+	}
 	code, body := call("GET", "/v1/sessions", "")
 	var sessions []struct {
 		ID   string `json:"id"`
@@ -700,10 +724,20 @@ func TestAdminAPI(t *testing.T) {
 	if code != 200 || len(sessions) != 1 || sessions[0].User != pgtest.TrustUser {
 		t.Fatalf("GET /v1/sessions: %d %s", code, body)
 	}
-	// The CLI lists and kills through the API.
-	t.Setenv("PGWARDEN_ADMIN_TOKEN", token)
+	// A read token sees but may not act; a kill needs a reason.
+	if code, body := callAs(rita, "DELETE", "/v1/sessions/"+sessions[0].ID+"?reason=x", ""); code != 403 || !strings.Contains(body, "scope") {
+		t.Errorf("kill with a read token: %d %s", code, body)
+	}
+	if code, body := call("DELETE", "/v1/sessions/"+sessions[0].ID, ""); code != 400 || !strings.Contains(body, "reason is required") {
+		t.Errorf("kill without a reason: %d %s", code, body)
+	}
+	// The CLI lists and kills through the API, as carol.
+	t.Setenv("PGWARDEN_ADMIN_TOKEN", carol)
 	if code, out, errOut := runCLI("sessions", "list", "--admin", "http://"+adminAddr); code != 0 || !strings.Contains(out, sessions[0].ID) {
 		t.Errorf("sessions list: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := runCLI("sessions", "kill", sessions[0].ID, "--admin", "http://"+adminAddr); code != 2 || !strings.Contains(errOut, "--reason is required") {
+		t.Errorf("sessions kill without --reason: %d %q", code, errOut)
 	}
 	if code, out, errOut := runCLI("sessions", "kill", sessions[0].ID, "--reason", "investigation", "--admin", "http://"+adminAddr); code != 0 {
 		t.Errorf("sessions kill: %d %q %q", code, out, errOut)
@@ -712,7 +746,7 @@ func TestAdminAPI(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ended by an administrator: investigation") {
 		t.Errorf("killed session: %v", err)
 	}
-	if code, _, errOut := runCLI("sessions", "kill", "nope", "--admin", "http://"+adminAddr); code != 1 || !strings.Contains(errOut, "no session nope") {
+	if code, _, errOut := runCLI("sessions", "kill", "nope", "--reason", "x", "--admin", "http://"+adminAddr); code != 1 || !strings.Contains(errOut, "no session nope") {
 		t.Errorf("kill of an unknown session: %d %q", code, errOut)
 	}
 
@@ -736,8 +770,14 @@ func TestAdminAPI(t *testing.T) {
 	if code, out, errOut := runCLI("alerts", "list", "--admin", "http://"+adminAddr); code != 0 || !strings.Contains(out, queue[0].ID) {
 		t.Errorf("alerts list: %d %q %q", code, out, errOut)
 	}
-	if code, out, errOut := runCLI("alerts", "ack", queue[0].ID, "--by", "sec", "--admin", "http://"+adminAddr); code != 0 {
+	if code, _ := callAs(rita, "POST", "/v1/alerts/"+queue[0].ID+"/ack", ""); code != 403 {
+		t.Errorf("ack with a read token: %d", code)
+	}
+	if code, out, errOut := runCLI("alerts", "ack", queue[0].ID, "--note", "seen, talking to them", "--admin", "http://"+adminAddr); code != 0 {
 		t.Errorf("alerts ack: %d %q %q", code, out, errOut)
+	}
+	if _, body := call("GET", "/v1/alerts?rule=quarantine-dump", ""); !strings.Contains(body, `"acked_by":"carol"`) || !strings.Contains(body, `"ack_note":"seen, talking to them"`) {
+		t.Errorf("the acknowledgement does not name carol: %s", body)
 	}
 	if _, body := call("GET", "/v1/alerts?unacked=1", ""); strings.Contains(body, queue[0].ID) {
 		t.Errorf("acknowledged alert still unacknowledged: %s", body)
@@ -745,22 +785,42 @@ func TestAdminAPI(t *testing.T) {
 	if code, body := call("GET", "/v1/employees", ""); code != 200 || !strings.Contains(body, `"employee":"`+pgtest.TrustUser+`"`) {
 		t.Errorf("GET /v1/employees: %d %s", code, body)
 	}
-	if code, _ := call("DELETE", "/v1/quarantine/"+pgtest.TrustUser, ""); code != 200 {
-		t.Errorf("release: %d", code)
+	for _, tc := range []struct {
+		tok, body string
+		want      int
+	}{{rita, `{"reason":"x"}`, 403}, {carol, "", 400}, {carol, `{"reason":"  "}`, 400}} {
+		if code, body := callAs(tc.tok, "DELETE", "/v1/quarantine/"+pgtest.TrustUser, tc.body); code != tc.want {
+			t.Errorf("release with body %q: %d %s, want %d", tc.body, code, body, tc.want)
+		}
+	}
+	code, body = call("DELETE", "/v1/quarantine/"+pgtest.TrustUser, `{"reason":"false positive: a test export"}`)
+	if code != 200 || !strings.Contains(body, `"by":"carol"`) || !strings.Contains(body, `"via":"token"`) ||
+		!strings.Contains(body, `"reason":"false positive: a test export"`) || !strings.Contains(body, `"at":"`) {
+		t.Errorf("release: %d %s", code, body)
 	}
 	connectThrough(t, ctx, c, listen, stderr).Close(ctx)
-	if code, _ := call("DELETE", "/v1/quarantine/"+pgtest.TrustUser, ""); code != 404 {
+	if code, _ := call("DELETE", "/v1/quarantine/"+pgtest.TrustUser, `{"reason":"again"}`); code != 404 {
 		t.Errorf("second release: %d", code)
 	}
 	if code, body := call("GET", "/v1/holds", ""); code != 200 || strings.TrimSpace(body) != "null" && strings.TrimSpace(body) != "[]" {
 		t.Errorf("GET /v1/holds: %d %s", code, body)
 	}
-	if code, _ := call("POST", "/v1/holds/nope/approve", ""); code != 404 {
+	if code, _ := callAs(rita, "POST", "/v1/holds/nope/approve?reason=x", ""); code != 403 {
+		t.Errorf("approve with a read token: %d", code)
+	}
+	if code, _ := call("POST", "/v1/holds/nope/deny", ""); code != 400 {
+		t.Errorf("deny without a reason: %d", code)
+	}
+	if code, _ := call("POST", "/v1/holds/nope/approve?reason=x", ""); code != 404 {
 		t.Errorf("approve of an unknown hold: %d", code)
 	}
 
 	// Reload: a broken file is refused, a good one applied.
 	os.WriteFile(pol, []byte("version: 1\nrules: [oops]\n"), 0o600)
+	if code, _ := call("POST", "/v1/policy/reload", ""); code != 403 {
+		t.Errorf("reload with an act token: %d", code)
+	}
+	call = func(method, path, body string) (int, string) { t.Helper(); return callAs(token, method, path, body) }
 	if code, body := call("POST", "/v1/policy/reload", ""); code != 422 || !strings.Contains(body, "policy.yaml") {
 		t.Errorf("reload of a broken file: %d %s", code, body)
 	}
@@ -770,11 +830,19 @@ func TestAdminAPI(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
-	_, out, _ := runCLI("audit", "query", auditDir, "--type", "admin")
-	for _, want := range []string{"session_killed", "quarantine_released", "policy_reloaded", "alert_acknowledged"} {
+	_, out, _ := runCLI("audit", "query", auditDir, "--type", "admin", "--json")
+	for _, want := range []string{
+		`"action":"session_killed","by":"carol","killed":"` + sessions[0].ID + `","reason":"investigation"`,
+		`"action":"quarantine_released","by":"carol","reason":"false positive: a test export"`,
+		`"action":"policy_reloaded","by":"admin"`,
+		`"action":"alert_acknowledged","alert_id":"` + queue[0].ID + `","by":"carol"`,
+	} {
 		if !strings.Contains(out, want) {
-			t.Errorf("audit trail lacks the admin action %s:\n%s", want, out)
+			t.Errorf("audit trail lacks %s:\n%s", want, out)
 		}
+	}
+	if !strings.Contains(out, `"employee":"`+pgtest.TrustUser+`"`) {
+		t.Errorf("the release is not in the employee's trail:\n%s", out)
 	}
 }
 
@@ -950,8 +1018,10 @@ func TestSharedOutbox(t *testing.T) {
 }
 
 // TestAdminAuth: over TLS, no token, a wrong one and an expired one are
-// refused; a derived token works until it expires; a client certificate
-// from the configured CA works without a token (mTLS).
+// refused; a named token works until it expires; a client certificate
+// from the configured CA works without a token (mTLS), names the person
+// in the audit trail, and has the scope admin.client_scopes gives it (a
+// certificate it does not name gets 403).
 func TestAdminAuth(t *testing.T) {
 	c := pgtest.Shared(t)
 	if c.CAFile == "" {
@@ -965,22 +1035,32 @@ func TestAdminAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	strangerCert, strangerKey, err := c.IssueCert("stranger", nil, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pgwarden.yaml")
+	os.WriteFile(cfg, []byte("admin:\n  client_scopes:\n    security-analyst: act\n"), 0o600)
+	auditDir := filepath.Join(dir, "audit")
 	listen, adminAddr := freeAddr(t), freeAddr(t)
 	const secret = "test-admin-token-0123456789"
-	cmd, stderr := startBinary(t, []string{"PGWARDEN_ADMIN_TOKEN=" + secret}, "serve", "--listen", listen,
-		"--upstream", "postgres://"+c.Addr(), "--admin-listen", adminAddr,
+	cmd, stderr := startBinary(t, []string{"PGWARDEN_ADMIN_TOKEN=" + secret, "PGWARDEN_AUDIT_KEY=" + strings.Repeat("ab", 32)}, "serve", "--config", cfg, "--listen", listen,
+		"--upstream", "postgres://"+c.Addr(), "--admin-listen", adminAddr, "--audit-dir", auditDir,
 		"--admin-tls-cert", cert, "--admin-tls-key", key, "--admin-client-ca", c.CAFile)
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	connectThrough(t, ctx, c, listen, stderr).Close(ctx)
+	victim := connectThrough(t, ctx, c, listen, stderr)
+	defer victim.Close(ctx)
 
 	pem, _ := os.ReadFile(c.CAFile)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
 	plain := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	get := func(cl *http.Client, tok string) (int, string) {
-		req, _ := http.NewRequest("GET", "https://"+adminAddr+"/v1/sessions", nil)
+	do := func(cl *http.Client, tok, method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "https://"+adminAddr+path, nil)
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
@@ -992,9 +1072,12 @@ func TestAdminAuth(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	get := func(cl *http.Client, tok string) (int, string) { t.Helper(); return do(cl, tok, "GET", "/v1/sessions") }
 	t.Setenv("PGWARDEN_ADMIN_TOKEN", secret)
-	_, derived, _ := runCLI("token", "--ttl", "1h")
-	_, short, _ := runCLI("token", "--ttl", "1s")
+	_, derived, _ := runCLI("token", "--name", "dora", "--ttl", "1h")
+	_, short, _ := runCLI("token", "--name", "dora", "--ttl", "1s")
+	forged := strings.TrimSpace(derived)
+	forged = forged[:len(forged)-1] + string("0123456789abcdef"[(strings.IndexByte("0123456789abcdef", forged[len(forged)-1])+1)%16])
 	time.Sleep(1100 * time.Millisecond)
 	for _, tc := range []struct {
 		name, tok string
@@ -1005,6 +1088,7 @@ func TestAdminAuth(t *testing.T) {
 		{"wrong token", "not-the-token-0123456789", 401, "missing or wrong"},
 		{"expired token", strings.TrimSpace(short), 401, "expired"},
 		{"derived token", strings.TrimSpace(derived), 200, ""},
+		{"forged token", forged, 401, "missing or wrong"},
 		{"the secret", secret, 200, ""},
 	} {
 		if code, body := get(plain, tc.tok); code != tc.code || !strings.Contains(body, tc.body) {
@@ -1016,27 +1100,61 @@ func TestAdminAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	mtls := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}}}
-	if code, body := get(mtls, ""); code != 200 {
-		t.Errorf("client certificate, no token: %d %s", code, body)
+	code, body := get(mtls, "")
+	if code != 200 {
+		t.Fatalf("client certificate, no token: %d %s", code, body)
+	}
+	var sessions []struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal([]byte(body), &sessions)
+	if len(sessions) != 1 {
+		t.Fatalf("sessions: %s", body)
+	}
+	if code, body := do(mtls, "", "GET", "/v1/whoami"); code != 200 || !strings.Contains(body, `"name":"security-analyst"`) || !strings.Contains(body, `"via":"certificate"`) {
+		t.Errorf("whoami by certificate: %d %s", code, body)
+	}
+	if code, body := do(mtls, "", "POST", "/v1/policy/reload"); code != 403 {
+		t.Errorf("reload with scope act: %d %s", code, body)
+	}
+	if code, body := do(mtls, "", "DELETE", "/v1/sessions/"+sessions[0].ID+"?reason=certificate+test"); code != 200 || !strings.Contains(body, `"by":"security-analyst"`) {
+		t.Errorf("kill by certificate: %d %s", code, body)
+	}
+	spair, err := tls.LoadX509KeyPair(strangerCert, strangerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{spair}}}}
+	if code, body := get(stranger, ""); code != 403 || !strings.Contains(body, "stranger") {
+		t.Errorf("a certificate without a scope: %d %s", code, body)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	_, out, _ := runCLI("audit", "query", auditDir, "--type", "admin", "--json")
+	if !strings.Contains(out, `"action":"session_killed","by":"security-analyst"`) || !strings.Contains(out, `"via":"certificate"`) {
+		t.Errorf("the kill is not attributed to the certificate's holder:\n%s", out)
 	}
 }
 
 // TestQuarantineSharedByInstances: with a state database, an employee
 // quarantined through one instance is refused by the others, and released
-// for all with pgwarden users release --state-url.
+// for all with pgwarden users release --state-url, which one of them
+// writes to its audit trail with the OS user and the reason.
 func TestQuarantineSharedByInstances(t *testing.T) {
 	c := pgtest.Shared(t)
 	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_quarantine")
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_admin_actions")
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 1000)), 0o600)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var listens []string
+	var listens, audits []string
 	for i := range 2 {
 		listen := freeAddr(t)
-		cmd, stderr := startBinary(t, nil, "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(), "--policy", pol,
-			"--state-url", c.DSN(pgtest.SuperUser), "--instance", fmt.Sprintf("q-%d", i))
+		audits = append(audits, filepath.Join(dir, fmt.Sprintf("audit-%d", i)))
+		cmd, stderr := startBinary(t, []string{"PGWARDEN_AUDIT_KEY=" + strings.Repeat("0d", 32)}, "serve", "--listen", listen, "--upstream", "postgres://"+c.Addr(), "--policy", pol,
+			"--state-url", c.DSN(pgtest.SuperUser), "--instance", fmt.Sprintf("q-%d", i), "--audit-dir", audits[i])
 		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 		connectThrough(t, ctx, c, listen, stderr).Close(ctx)
 		listens = append(listens, listen)
@@ -1066,10 +1184,30 @@ func TestQuarantineSharedByInstances(t *testing.T) {
 	if code, out, errOut := runCLI("users", "list", "--state-url", c.DSN(pgtest.SuperUser)); code != 0 || !strings.Contains(out, "quarantine-dump") {
 		t.Errorf("users list --state-url: %d %q %q", code, out, errOut)
 	}
-	if code, out, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-url", c.DSN(pgtest.SuperUser)); code != 0 {
+	if code, out, errOut := runCLI("users", "release", pgtest.TrustUser, "--state-url", c.DSN(pgtest.SuperUser), "--reason", "cleared, ticket 9"); code != 0 {
 		t.Fatalf("users release --state-url: %d %q %q", code, out, errOut)
 	}
 	proxytest.Eventually(t, 5*time.Second, "the employee let in after release", func() (bool, string) {
 		return !refused(), "still refused"
 	})
+	want := `"action":"quarantine_released","at":`
+	by := `"by":"` + adminlog.OSUser() + `","reason":"cleared, ticket 9","rule":"quarantine-dump","via":"cli"`
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		found := 0
+		var outs []string
+		for _, a := range audits {
+			_, out, _ := runCLI("audit", "query", a, "--type", "admin", "--json")
+			found += strings.Count(out, want)
+			if strings.Contains(out, want) && !strings.Contains(out, by) {
+				t.Fatalf("the release is not attributed (want %s):\n%s", by, out)
+			}
+			outs = append(outs, out)
+		}
+		if found == 1 {
+			break
+		}
+		if found > 1 || time.Now().After(deadline) {
+			t.Fatalf("the release is in %d audit trails, want one:\n%s", found, strings.Join(outs, "\n"))
+		}
+	}
 }

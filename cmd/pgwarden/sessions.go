@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -41,8 +42,8 @@ func adminCommands(run func(c *cobra.Command, client *admin.Client, pos []string
 
 func sessionsCommand() *cobra.Command {
 	list := &cobra.Command{Use: "list [--admin URL]", Short: "live sessions"}
-	kill := &cobra.Command{Use: "kill ID [--reason TEXT] [--admin URL]", Short: "end a session (the client is told why)"}
-	reason := kill.Flags().String("reason", "", "why, as the client is told")
+	kill := &cobra.Command{Use: "kill ID --reason TEXT [--admin URL]", Short: "end a session (the client is told why)"}
+	reason := kill.Flags().String("reason", "", "why (required): the client is told, and the audit trail records it with your name")
 	run := func(c *cobra.Command, client *admin.Client, pos []string) error {
 		return runSessions(c, client, pos, *reason)
 	}
@@ -55,6 +56,10 @@ func runSessions(cmd *cobra.Command, c *admin.Client, pos []string, reason strin
 	if sub == "kill" {
 		if len(pos) != 1 {
 			fmt.Fprintln(stderr, "pgwarden sessions kill: want exactly one ID")
+			return errUsage
+		}
+		if strings.TrimSpace(reason) == "" {
+			fmt.Fprintln(stderr, "pgwarden sessions kill: --reason is required")
 			return errUsage
 		}
 		if err := c.Do(cmd.Context(), "DELETE", "/v1/sessions/"+url.PathEscape(pos[0])+"?reason="+url.QueryEscape(reason), nil); err != nil {
@@ -77,23 +82,41 @@ func runSessions(cmd *cobra.Command, c *admin.Client, pos []string, reason strin
 }
 
 func tokenCommand() *cobra.Command {
-	c := &cobra.Command{Use: "token [--ttl 8h] [--admin-token-file FILE]", Short: "an admin API token that expires, derived from the admin secret",
-		Long: `Prints an admin API token derived from the admin secret (--admin-token-file
-or PGWARDEN_ADMIN_TOKEN) that expires after --ttl: give it to a person or a
-tool instead of the secret.
+	c := &cobra.Command{Use: "token --name NAME [--scope read|act|admin] [--ttl 8h] [--admin-token-file FILE]", Short: "a named admin API token that expires, derived from the admin secret",
+		Long: `Prints an admin API token for one person or tool, derived from the admin
+secret (--admin-token-file or PGWARDEN_ADMIN_TOKEN): it names its holder, who
+is recorded in the audit trail for every change they make, carries a scope
+and expires after --ttl. Scopes: read (look only), act (also acknowledge
+alerts, approve or deny holds, release quarantined employees, end sessions),
+admin (also reload the policy, restore norms, move the virtual clock).
 `}
 	ttl := c.Flags().Duration("ttl", 8*time.Hour, "how long the token is valid")
+	name := c.Flags().String("name", "", "who holds the token (required): a person's name or a tool's")
+	scope := c.Flags().String("scope", "read", "what the holder may do: read, act or admin")
 	tokenFile := c.Flags().String("admin-token-file", "", "`file` holding the admin secret (default $PGWARDEN_ADMIN_TOKEN)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if *ttl <= 0 || len(args) > 0 {
 			fmt.Fprintln(c.ErrOrStderr(), "pgwarden token: --ttl must be positive, and nothing else is expected")
 			return errUsage
 		}
+		if *name == "" {
+			fmt.Fprintln(c.ErrOrStderr(), "pgwarden token: --name is required: the token names who holds it")
+			return errUsage
+		}
+		sc, err := admin.ParseScope(*scope)
+		if err != nil {
+			fmt.Fprintf(c.ErrOrStderr(), "pgwarden token: --scope: %v\n", err)
+			return errUsage
+		}
 		secret, err := server.AdminToken(*tokenFile)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.OutOrStdout(), admin.IssueToken(secret, time.Now().Add(*ttl)))
+		tok, err := admin.IssueToken(secret, admin.Claims{Name: *name, Scope: sc, Expires: time.Now().Add(*ttl)})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.OutOrStdout(), tok)
 		return nil
 	}
 	return c

@@ -19,6 +19,7 @@ import (
 	"github.com/pgwarden/pgwarden/identity/userstore"
 	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/server"
+	"github.com/pgwarden/pgwarden/state/adminlog"
 	"github.com/pgwarden/pgwarden/state/holds"
 	"github.com/pgwarden/pgwarden/state/quarantine"
 )
@@ -26,7 +27,7 @@ import (
 func usersCommand() *cobra.Command {
 	cmds := []*cobra.Command{
 		quarantineCommand("list [--state-dir DIR | --state-url URL]", "employees in quarantine"),
-		quarantineCommand("release NAME [--state-dir DIR | --state-url URL]", "let a quarantined employee connect again"),
+		quarantineCommand("release NAME --reason TEXT [--state-dir DIR | --state-url URL]", "let a quarantined employee connect again"),
 		loginsCommand("logins [FILE FLAGS]", "the logins of pgwarden's own login", 0),
 		loginsCommand("add NAME --role ROLE [FILE FLAGS]", "add a login mapped to a database role", 1),
 		loginsCommand("passwd NAME [FILE FLAGS]", "set a login's password", 1),
@@ -39,7 +40,9 @@ func usersCommand() *cobra.Command {
 	return cli.Group("users [command]", "list quarantined employees, release one; manage pgwarden's own logins", `The quarantine list is where serve keeps it: in its state database
 (--state-url, shared by several instances; password PGWARDEN_STATE_PASSWORD)
 or its state directory (--state-dir, default $PGWARDEN_STATE_DIR). A running
-pgwarden sees a release within a second.
+pgwarden sees a release within a second. release needs --reason; the
+audit trail records it with your login name (a running pgwarden writes it
+within a second from the state directory).
 
 Logins are employees who authenticate to pgwarden itself (SCRAM-SHA-256),
 which then connects upstream as the login's database role with credentials
@@ -72,8 +75,19 @@ func quarantineCommand(use, short string) *cobra.Command {
 	c := &cobra.Command{Use: use, Short: short}
 	dir := stateDirFlag(c)
 	stateURL := c.Flags().String("state-url", "", "`URL` of pgwarden's state database, whose quarantine list every instance shares (password: $PGWARDEN_STATE_PASSWORD)")
+	var reason *string
+	if c.Name() == "release" {
+		reason = c.Flags().String("reason", "", "why (required): recorded in the audit trail with your login name")
+	}
 	c.RunE = func(c *cobra.Command, pos []string) error {
-		var q quarantine.Store
+		if reason != nil && strings.TrimSpace(*reason) == "" {
+			fmt.Fprintln(c.ErrOrStderr(), "pgwarden users release: --reason is required")
+			return errUsage
+		}
+		var (
+			q      quarantine.Store
+			record func(adminlog.Action) error
+		)
 		if *stateURL != "" {
 			if c.Flags().Changed("state-dir") {
 				fmt.Fprintln(c.ErrOrStderr(), "pgwarden users: unexpected flag \"--state-dir\" with --state-url")
@@ -89,6 +103,7 @@ func quarantineCommand(use, short string) *cobra.Command {
 			if q, err = quarantine.OpenPG(ctx, pool); err != nil {
 				return err
 			}
+			record = func(a adminlog.Action) error { return adminlog.WritePG(ctx, pool, a) }
 		} else {
 			if err := requireStateDir(c, *dir); err != nil {
 				return err
@@ -97,13 +112,21 @@ func quarantineCommand(use, short string) *cobra.Command {
 			if q, err = quarantine.Open(filepath.Join(*dir, server.QuarantineFile)); err != nil {
 				return err
 			}
+			record = func(a adminlog.Action) error { return adminlog.Write(*dir, a) }
 		}
-		return runQuarantine(c, q, pos)
+		var why string
+		if reason != nil {
+			why = strings.TrimSpace(*reason)
+		}
+		return runQuarantine(c, q, pos, record, why)
 	}
 	return c
 }
 
-func runQuarantine(c *cobra.Command, q quarantine.Store, pos []string) error {
+// runQuarantine lists or releases; a release is recorded (in the state
+// directory or database) for the server to audit, with the OS user as
+// who.
+func runQuarantine(c *cobra.Command, q quarantine.Store, pos []string, record func(adminlog.Action) error, reason string) error {
 	stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
 	switch c.Name() {
 	case "list":
@@ -137,7 +160,12 @@ func runQuarantine(c *cobra.Command, q quarantine.Store, pos []string) error {
 		if !ok {
 			return fmt.Errorf("%s is not quarantined", pos[0])
 		}
-		fmt.Fprintf(stdout, "released %s (quarantined since %s by rule %s)\n", e.Employee, e.Since.UTC().Format(time.RFC3339), e.Rule)
+		by := adminlog.OSUser()
+		if err := record(adminlog.Action{Action: "quarantine_released", By: by, Via: "cli", Reason: reason,
+			Employee: e.Employee, Rule: e.Rule, At: time.Now().UTC()}); err != nil {
+			return fmt.Errorf("released %s, but the audit record was not written: %w", e.Employee, err)
+		}
+		fmt.Fprintf(stdout, "released %s by %s (quarantined since %s by rule %s)\n", e.Employee, by, e.Since.UTC().Format(time.RFC3339), e.Rule)
 		return nil
 	}
 }
@@ -146,24 +174,35 @@ func holdsCommand() *cobra.Command {
 	var cmds []*cobra.Command
 	for _, sub := range []struct{ use, short string }{
 		{"list [--state-dir DIR]", "results paused for approval"},
-		{"approve ID [--state-dir DIR]", "let a held result go on"},
-		{"deny ID [--state-dir DIR]", "block it"},
+		{"approve ID --reason TEXT [--state-dir DIR]", "let a held result go on"},
+		{"deny ID --reason TEXT [--state-dir DIR]", "block it"},
 	} {
 		c := &cobra.Command{Use: sub.use, Short: sub.short}
 		dir := stateDirFlag(c)
+		reason := new(string)
+		if c.Name() != "list" {
+			reason = c.Flags().String("reason", "", "why (required): recorded with the hold and in the audit trail, with your login name")
+		}
 		c.RunE = func(c *cobra.Command, pos []string) error {
 			if err := requireStateDir(c, *dir); err != nil {
 				return err
 			}
-			return runHolds(c, *dir, pos)
+			if c.Name() != "list" && strings.TrimSpace(*reason) == "" {
+				fmt.Fprintf(c.ErrOrStderr(), "pgwarden holds %s: --reason is required\n", c.Name())
+				return errUsage
+			}
+			return runHolds(c, *dir, pos, strings.TrimSpace(*reason))
 		}
 		cmds = append(cmds, c)
 	}
 	return cli.Group("holds [command]", "list results held for approval, approve or deny one",
-		"The state directory is serve's --state-dir (default $PGWARDEN_STATE_DIR).\n", cmds...)
+		`The state directory is serve's --state-dir (default $PGWARDEN_STATE_DIR).
+approve and deny need --reason; the hold and the audit trail record it with
+your login name.
+`, cmds...)
 }
 
-func runHolds(c *cobra.Command, dir string, pos []string) error {
+func runHolds(c *cobra.Command, dir string, pos []string, reason string) error {
 	stdout, stderr, sub := c.OutOrStdout(), c.ErrOrStderr(), c.Name()
 	reg, err := holds.Open(filepath.Join(dir, server.HoldsDir))
 	if err != nil {
@@ -190,18 +229,19 @@ func runHolds(c *cobra.Command, dir string, pos []string) error {
 		fmt.Fprintf(stderr, "pgwarden holds %s: want exactly one ID\n", sub)
 		return errUsage
 	}
-	by := os.Getenv("USER")
-	if by == "" {
-		by = "cli"
-	}
-	h, err := reg.Decide(pos[0], sub == "approve", by)
+	by := adminlog.OSUser()
+	h, err := reg.DecideWith(pos[0], holds.Decision{Approve: sub == "approve", By: by, Via: "cli", Reason: reason})
 	if errors.Is(err, holds.ErrNotFound) {
 		return fmt.Errorf("no pending hold %q (decided, timed out, or its session ended)", pos[0])
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s %s (%s, rule %s)\n", h.Status, h.ID, h.Employee, h.Rule)
+	if err := adminlog.Write(dir, adminlog.Action{Action: "hold_" + h.Status, By: by, Via: "cli", Reason: reason,
+		Employee: h.Employee, HoldID: h.ID, Rule: h.Rule, At: h.DecidedAt}); err != nil {
+		return fmt.Errorf("%s %s, but the audit record was not written: %w", h.Status, h.ID, err)
+	}
+	fmt.Fprintf(stdout, "%s %s by %s (%s, rule %s)\n", h.Status, h.ID, by, h.Employee, h.Rule)
 	return nil
 }
 

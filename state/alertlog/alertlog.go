@@ -24,6 +24,8 @@ type Entry struct {
 	notify.Alert
 	AckedBy string    `json:"acked_by,omitempty"`
 	AckedAt time.Time `json:"acked_at,omitzero"`
+	// AckNote is what the acknowledger said, if anything.
+	AckNote string `json:"ack_note,omitempty"`
 }
 
 // Log is the alert queue. Safe for concurrent use.
@@ -94,14 +96,14 @@ func (l *Log) List(employee string, unacked bool, limit int) []Entry {
 	return out
 }
 
-// Ack acknowledges an alert.
-func (l *Log) Ack(id, by string, at time.Time) (Entry, error) {
+// Ack acknowledges an alert: by whom, when, with an optional note.
+func (l *Log) Ack(id, by, note string, at time.Time) (Entry, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := range l.entries {
 		if l.entries[i].ID == id {
 			if l.entries[i].AckedBy == "" {
-				l.entries[i].AckedBy, l.entries[i].AckedAt = by, at.UTC()
+				l.entries[i].AckedBy, l.entries[i].AckedAt, l.entries[i].AckNote = by, at.UTC(), note
 				if err := l.save(); err != nil {
 					return Entry{}, err
 				}

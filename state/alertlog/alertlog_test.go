@@ -22,10 +22,10 @@ func TestQueue(t *testing.T) {
 	if got := l.List("alice", false, 0); len(got) != 2 || got[0].ID != "c" {
 		t.Errorf("List(alice) = %+v", got)
 	}
-	if _, err := l.Ack("a", "sec", time.Now()); err != nil {
+	if _, err := l.Ack("a", "sec", "", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Ack("zz", "sec", time.Now()); err != ErrNotFound {
+	if _, err := l.Ack("zz", "sec", "", time.Now()); err != ErrNotFound {
 		t.Errorf("Ack of an unknown alert: %v", err)
 	}
 	// A restart keeps the queue and the acknowledgement.

@@ -1,7 +1,8 @@
 // Package holds keeps the results pgwarden has paused until security
 // approves them. Each hold is a small JSON file in a directory of the
 // state directory: the server writes it pending and polls it; `pgwarden
-// holds approve|deny ID` (and later the admin API) writes the decision.
+// holds approve|deny ID` or the admin API writes the decision, with who
+// made it and why.
 // Files are replaced atomically (written to a temporary file, fsynced,
 // renamed), so a reader never sees half a decision.
 package holds
@@ -42,8 +43,19 @@ type Hold struct {
 	Justification string    `json:"justification,omitempty"`
 	Since         time.Time `json:"since"`
 	Deadline      time.Time `json:"deadline"`
-	DecidedBy     string    `json:"decided_by,omitempty"`
-	DecidedAt     time.Time `json:"decided_at,omitzero"`
+	// DecidedBy names who approved or denied it, DecidedVia how it
+	// reached pgwarden ("admin API", "cli"), DecisionReason why.
+	DecidedBy      string    `json:"decided_by,omitempty"`
+	DecidedVia     string    `json:"decided_via,omitempty"`
+	DecisionReason string    `json:"decision_reason,omitempty"`
+	DecidedAt      time.Time `json:"decided_at,omitzero"`
+}
+
+// Decision is who decides a hold, how and why.
+type Decision struct {
+	Approve bool
+	By, Via string
+	Reason  string
 }
 
 // Registry is the directory of holds.
@@ -92,10 +104,8 @@ func (r *Registry) Request(ctx context.Context, h Hold) (bool, error) {
 			continue // being replaced, or removed by hand: keep waiting
 		}
 		switch cur.Status {
-		case Approved:
-			return true, nil
-		case Denied:
-			return false, nil
+		case Approved, Denied:
+			return cur.Status == Approved, nil
 		}
 	}
 }
@@ -121,8 +131,14 @@ func (r *Registry) List() ([]Hold, error) {
 	return out, nil
 }
 
-// Decide approves or denies a pending hold.
+// Decide approves or denies a pending hold on behalf of by.
 func (r *Registry) Decide(id string, approve bool, by string) (Hold, error) {
+	return r.DecideWith(id, Decision{Approve: approve, By: by})
+}
+
+// DecideWith approves or denies a pending hold, recording who, how and
+// why.
+func (r *Registry) DecideWith(id string, d Decision) (Hold, error) {
 	if !validID.MatchString(id) {
 		return Hold{}, ErrNotFound
 	}
@@ -130,8 +146,8 @@ func (r *Registry) Decide(id string, approve bool, by string) (Hold, error) {
 	if err != nil || h.Status != Pending {
 		return Hold{}, ErrNotFound
 	}
-	h.Status, h.DecidedBy, h.DecidedAt = Denied, by, time.Now().UTC()
-	if approve {
+	h.Status, h.DecidedBy, h.DecidedVia, h.DecisionReason, h.DecidedAt = Denied, d.By, d.Via, d.Reason, time.Now().UTC()
+	if d.Approve {
 		h.Status = Approved
 	}
 	return h, r.write(h)

@@ -51,3 +51,35 @@ func TestApproveDenyTimeout(t *testing.T) {
 		t.Errorf("path traversal id: %v", err)
 	}
 }
+
+// TestDecisionRecordsWho: who decided a hold, how and why are kept in
+// its file while the session waits.
+func TestDecisionRecordsWho(t *testing.T) {
+	r, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bool)
+	go func() {
+		ok, _ := r.Request(context.Background(), Hold{ID: "h1", Employee: "alice", Since: time.Now()})
+		done <- ok
+	}()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if l, _ := r.List(); len(l) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hold was never listed")
+		}
+	}
+	h, err := r.DecideWith("h1", Decision{Approve: false, By: "carol", Via: "cli", Reason: "not for a ticket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Status != Denied || h.DecidedBy != "carol" || h.DecidedVia != "cli" || h.DecisionReason != "not for a ticket" || h.DecidedAt.IsZero() {
+		t.Errorf("DecideWith returned %+v", h)
+	}
+	if <-done {
+		t.Error("denied hold approved")
+	}
+}
