@@ -115,4 +115,8 @@ type Decision struct {
 	// Justification is the reason the employee gave for a held
 	// statement (pgwarden.reason).
 	Justification string `json:"justification,omitempty"`
+	// DecidedBy and DecisionReason say who approved or denied a hold,
+	// and why.
+	DecidedBy      string `json:"decided_by,omitempty"`
+	DecisionReason string `json:"decision_reason,omitempty"`
 }

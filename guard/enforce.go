@@ -34,7 +34,7 @@ type Alerter interface {
 // answer; *holds.Registry is one. It returns false when denied, and an
 // error when ctx ends first.
 type HoldApprover interface {
-	Request(ctx context.Context, h holds.Hold) (bool, error)
+	Request(ctx context.Context, h holds.Hold) (holds.Hold, error)
 }
 
 // Function OIDs of the server-side large object export, which a client
@@ -967,29 +967,44 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 		h.Justification = *j
 	}
 	s.log.Warn("statement_held", "hold_id", h.ID, "rule", r.Name, "timeout", r.HoldTimeout, "justification", h.Justification != "")
-	approved, err := s.g.cfg.Holds.Request(ctx, h)
+	decided, err := s.g.cfg.Holds.Request(ctx, h)
+	decided.Justification = h.Justification
 	switch {
-	case approved:
-		s.holdOutcome(st, r, "approved", h.Justification)
+	case err == nil && decided.Status == holds.Approved:
+		s.holdOutcome(st, r, "approved", decided)
 		return proxy.Verdict{}
 	case err != nil:
-		s.holdOutcome(st, r, "not approved in time", h.Justification)
+		s.holdOutcome(st, r, "not approved in time", decided)
 		blocked.Reason = "statement blocked: " + reason + ": not approved within " + r.HoldTimeout.String()
 	default:
-		s.holdOutcome(st, r, "denied", h.Justification)
+		s.holdOutcome(st, r, "denied", decided)
 		blocked.Reason = "statement blocked: " + reason + ": denied by security"
+		if decided.DecidedBy != "" {
+			blocked.Reason += " (" + decided.DecidedBy
+			if decided.DecisionReason != "" {
+				blocked.Reason += ": " + decided.DecisionReason
+			}
+			blocked.Reason += ")"
+		}
 	}
 	return blocked
 }
 
-func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome string, justification ...string) {
+// holdOutcome records how a hold ended, who decided it and why, and the
+// employee's justification.
+func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome string, decided ...holds.Hold) {
 	s.log.Warn("hold_ended", "rule", r.Name, "statement_seq", seqOf(st), "outcome", outcome)
 	if s.g.cfg.Audit == nil {
 		return
 	}
+	var d holds.Hold
+	if len(decided) > 0 {
+		d = decided[0]
+	}
 	w := s.stateOf(st).who
 	raw, err := audit.MarshalData(audit.Decision{Seq: seqOf(st), Rule: r.Name, Action: "hold", Source: "rule",
-		Scope: string(r.Scope), Reason: "hold " + outcome, Outcome: outcome, Justification: strings.Join(justification, ""),
+		Scope: string(r.Scope), Reason: "hold " + outcome, Outcome: outcome, Justification: d.Justification,
+		DecidedBy: d.DecidedBy, DecisionReason: d.DecisionReason,
 		Who: audit.Who{Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, ClientAddr: addrString(&s.info), Application: s.info.ApplicationName}})
 	if err == nil {
 		s.g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: w.employee, Data: raw})

@@ -596,7 +596,7 @@ func TestHoldApprovedOrDenied(t *testing.T) {
 			outcome = d
 		}
 	}
-	if outcome["outcome"] != "approved" || outcome["justification"] != justified {
+	if outcome["outcome"] != "approved" || outcome["justification"] != justified || outcome["decided_by"] != "security" {
 		t.Errorf("the hold's outcome in the trail: %v", outcome)
 	}
 	// Or before it, with SET pgwarden.reason (PostgreSQL takes it as a
@@ -608,7 +608,7 @@ func TestHoldApprovedOrDenied(t *testing.T) {
 	go decide(false)
 	n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30", pgx.QueryExecModeCacheStatement)
 	var pgErr *pgconn.PgError
-	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "denied by security") || n != 10 {
+	if !asPgError(err, &pgErr) || !strings.Contains(pgErr.Message, "denied by security (security)") || n != 10 {
 		t.Fatalf("denied: %d rows, %v", n, err)
 	}
 	justified = "" // a reason given once serves one hold

@@ -46,8 +46,8 @@ func TestCLIActionsNameTheOSUser(t *testing.T) {
 	}
 	waited := make(chan bool)
 	go func() {
-		ok, _ := reg.Request(ctx, holds.Hold{ID: "h-cli-1", Employee: "erin", Rule: "big-export", Since: time.Now()})
-		waited <- ok
+		h, _ := reg.Request(ctx, holds.Hold{ID: "h-cli-1", Employee: "erin", Rule: "big-export", Since: time.Now()})
+		waited <- h.Status == holds.Approved
 	}()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if l, _ := reg.List(); len(l) == 1 {

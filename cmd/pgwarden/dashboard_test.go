@@ -185,9 +185,9 @@ rules:
 	outcome := map[string]chan bool{"h-approve": make(chan bool, 1), "h-deny": make(chan bool, 1)}
 	for id, ch := range outcome {
 		go func() {
-			ok, _ := reg.Request(ctx, holds.Hold{ID: id, Employee: "erin", Rule: "big-export", Reason: "5000 emails",
+			h, _ := reg.Request(ctx, holds.Hold{ID: id, Employee: "erin", Rule: "big-export", Reason: "5000 emails",
 				Statement: "SELECT email FROM customers", Since: time.Now(), Deadline: time.Now().Add(time.Hour)})
-			ch <- ok
+			ch <- h.Status == holds.Approved
 		}()
 	}
 

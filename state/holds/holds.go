@@ -80,15 +80,16 @@ func Open(dir string) (*Registry, error) {
 func (r *Registry) path(id string) string { return filepath.Join(r.dir, id+".json") }
 
 // Request records h as pending and waits until it is decided, or ctx
-// ends (a timeout, or the session ending): it reports whether it was
-// approved. The hold's file is removed when the wait ends.
-func (r *Registry) Request(ctx context.Context, h Hold) (bool, error) {
+// ends (a timeout, or the session ending): it returns the hold as decided
+// (Status Approved or Denied, who decided, how and why), or ctx's error.
+// The hold's file is removed when the wait ends.
+func (r *Registry) Request(ctx context.Context, h Hold) (Hold, error) {
 	if !validID.MatchString(h.ID) {
-		return false, fmt.Errorf("holds: invalid id %q", h.ID)
+		return h, fmt.Errorf("holds: invalid id %q", h.ID)
 	}
 	h.Status = Pending
 	if err := r.write(h); err != nil {
-		return false, err
+		return h, err
 	}
 	defer os.Remove(r.path(h.ID))
 	t := time.NewTicker(r.poll)
@@ -96,7 +97,7 @@ func (r *Registry) Request(ctx context.Context, h Hold) (bool, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return h, ctx.Err()
 		case <-t.C:
 		}
 		cur, err := r.read(h.ID)
@@ -105,7 +106,7 @@ func (r *Registry) Request(ctx context.Context, h Hold) (bool, error) {
 		}
 		switch cur.Status {
 		case Approved, Denied:
-			return cur.Status == Approved, nil
+			return cur, nil
 		}
 	}
 }

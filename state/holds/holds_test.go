@@ -15,11 +15,11 @@ func TestApproveDenyTimeout(t *testing.T) {
 	for _, approve := range []bool{true, false} {
 		done := make(chan bool)
 		go func() {
-			ok, err := r.Request(context.Background(), Hold{ID: "h1", Employee: "alice", Since: time.Now()})
+			h, err := r.Request(context.Background(), Hold{ID: "h1", Employee: "alice", Since: time.Now()})
 			if err != nil {
 				t.Error(err)
 			}
-			done <- ok
+			done <- h.Status == Approved
 		}()
 		var listed []Hold
 		for deadline := time.Now().Add(2 * time.Second); len(listed) == 0 && time.Now().Before(deadline); {
@@ -44,8 +44,8 @@ func TestApproveDenyTimeout(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if ok, err := r.Request(ctx, Hold{ID: "h2"}); ok || err == nil {
-		t.Errorf("timeout: %v %v", ok, err)
+	if h, err := r.Request(ctx, Hold{ID: "h2"}); h.Status != Pending || err == nil {
+		t.Errorf("timeout: %+v %v", h, err)
 	}
 	if _, err := r.Decide("../etc/passwd", true, "x"); err != ErrNotFound {
 		t.Errorf("path traversal id: %v", err)
@@ -59,10 +59,10 @@ func TestDecisionRecordsWho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan bool)
+	done := make(chan Hold)
 	go func() {
-		ok, _ := r.Request(context.Background(), Hold{ID: "h1", Employee: "alice", Since: time.Now()})
-		done <- ok
+		h, _ := r.Request(context.Background(), Hold{ID: "h1", Employee: "alice", Since: time.Now()})
+		done <- h
 	}()
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		if l, _ := r.List(); len(l) == 1 {
@@ -79,7 +79,8 @@ func TestDecisionRecordsWho(t *testing.T) {
 	if h.Status != Denied || h.DecidedBy != "carol" || h.DecidedVia != "cli" || h.DecisionReason != "not for a ticket" || h.DecidedAt.IsZero() {
 		t.Errorf("DecideWith returned %+v", h)
 	}
-	if <-done {
-		t.Error("denied hold approved")
+	// The waiting session learns who decided and why.
+	if got := <-done; got.Status != Denied || got.DecidedBy != "carol" || got.DecisionReason != "not for a ticket" {
+		t.Errorf("Request returned %+v", got)
 	}
 }

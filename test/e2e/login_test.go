@@ -576,15 +576,15 @@ func BenchmarkLogin(b *testing.B) {
 // by libpq itself, as PostgreSQL's would be.
 func TestLoginChannelBinding(t *testing.T) {
 	t.Parallel()
-	ls := startLoginProxy(t, fastThrottle, nil, withClientTLS(t))
+	ls := startLoginProxy(t, fastThrottle, nil, proxytest.WithClientTLS(t))
 	pw := ls.addLogin(t, "judy", ls.role)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	res := runPsql(t, ctx, ls.dsn("judy", pw, "sslmode=require", "channel_binding=require"), "", "SELECT current_user")
 	if res.Exit != 0 || strings.TrimSpace(res.Stdout) != ls.role {
 		t.Fatalf("psql with channel_binding=require: exit %d, stdout %q, stderr %q", res.Exit, res.Stdout, res.Stderr)
 	}
 	ls.p.Logs.WaitFor(t, 5*time.Second, "login_succeeded", "login=judy", "channel_binding=true")
-	checkUsable(t, ctx, connect(t, ctx, ls.dsn("judy", pw, "sslmode=require", "channel_binding=require")))
+	proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, ls.dsn("judy", pw, "sslmode=require", "channel_binding=require")))
 	res = runPsql(t, ctx, ls.dsn("judy", "not-"+pw, "sslmode=require", "channel_binding=require"), "", "SELECT 1")
 	if res.Exit != 2 || !strings.Contains(res.Stderr, `password authentication failed for user "judy"`) {
 		t.Errorf("wrong password, bound: exit %d, stderr %q", res.Exit, res.Stderr)

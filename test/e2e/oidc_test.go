@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"github.com/pgwarden/pgwarden/test/proxytest"
 	"log/slog"
 	"net/url"
 	"path/filepath"
@@ -22,10 +23,10 @@ import (
 // startOIDCProxy starts pgwarden with its own login over TLS, tokens of
 // idp signing in every startup but those of application "scram", which use
 // the logins file.
-func startOIDCProxy(t *testing.T, idp *oidctest.IdP, edit func(*oidc.Config), opts ...proxyOption) *loginSetup {
+func startOIDCProxy(t *testing.T, idp *oidctest.IdP, edit func(*oidc.Config), opts ...proxytest.Option) *loginSetup {
 	t.Helper()
 	var v *oidc.Verifier
-	all := append([]proxyOption{withClientTLS(t), withConfig(func(c *proxy.Config) {
+	all := append([]proxytest.Option{proxytest.WithClientTLS(t), proxytest.WithConfig(func(c *proxy.Config) {
 		c.Login.Token = func(ctx context.Context, info *proxy.SessionInfo, token string) (*proxy.TokenIdentity, error) {
 			return v.Token(ctx, info, token)
 		}
@@ -55,10 +56,10 @@ func TestOIDCLogin(t *testing.T) {
 	t.Parallel()
 	idp := oidctest.New(t)
 	ls := startOIDCProxy(t, idp, nil)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	token := idp.Token(t, "Alice@Example.com", "support")
 
-	conn := connect(t, ctx, ls.dsn("alice", token, "sslmode=require"), withApp("oidc-pgx"))
+	conn := proxytest.Connect(t, ctx, ls.dsn("alice", token, "sslmode=require"), withApp("oidc-pgx"))
 	var user string
 	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != ls.role {
 		t.Fatalf("current_user %q, %v; want %q", user, err, ls.role)
@@ -92,15 +93,15 @@ func TestOIDCLogin(t *testing.T) {
 	}
 
 	// A token is cleartext: never without TLS.
-	_, err := tryConnect(ctx, ls.dsn("alice", token, "sslmode=disable"))
-	if e := wantCode(t, err, "28000"); !strings.Contains(e.Message, "only allowed over TLS") {
+	_, err := proxytest.TryConnect(ctx, ls.dsn("alice", token, "sslmode=disable"))
+	if e := proxytest.WantCode(t, err, "28000"); !strings.Contains(e.Message, "only allowed over TLS") {
 		t.Errorf("token without TLS: %q", e.Message)
 	}
 
 	// The logins file still serves the startups it is configured for.
 	pw := ls.addLogin(t, "bob", ls.role)
-	checkUsable(t, ctx, connect(t, ctx, ls.dsn("bob", pw, "sslmode=require"), withApp("scram")))
-	if strings.Contains(strings.Join(ls.p.Logs.lines, "\n"), token) {
+	proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, ls.dsn("bob", pw, "sslmode=require"), withApp("scram")))
+	if ls.p.Logs.Contains(token) {
 		t.Error("the token is in the log")
 	}
 }
@@ -113,15 +114,15 @@ func TestOIDCRefused(t *testing.T) {
 	idp := oidctest.New(t)
 	other := oidctest.New(t)
 	ls := startOIDCProxy(t, idp, nil)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	now := time.Now()
 	with := func(edit func(map[string]any)) string {
 		c := idp.Claims("mallory@example.com")
 		edit(c)
 		return idp.Sign(t, c)
 	}
-	_, err := tryConnect(ctx, ls.dsn("nobody", "wrong-password", "sslmode=require"), withApp("scram"))
-	want := wantCode(t, err, "28P01").Message
+	_, err := proxytest.TryConnect(ctx, ls.dsn("nobody", "wrong-password", "sslmode=require"), withApp("scram"))
+	want := proxytest.WantCode(t, err, "28P01").Message
 	if want != `pgwarden: password authentication failed for user "nobody"` {
 		t.Fatalf("wrong password: %q", want)
 	}
@@ -136,12 +137,12 @@ func TestOIDCRefused(t *testing.T) {
 		{"ES256 not accepted", oidctest.SignWith(t, oidctest.ECKey(t, "ec"), idp.Claims("mallory@example.com"), map[jose.HeaderKey]any{}), oidc.ReasonMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tryConnect(ctx, ls.dsn("nobody", tc.token, "sslmode=require"))
-			if e := wantCode(t, err, "28P01"); e.Message != want {
+			_, err := proxytest.TryConnect(ctx, ls.dsn("nobody", tc.token, "sslmode=require"))
+			if e := proxytest.WantCode(t, err, "28P01"); e.Message != want {
 				t.Errorf("message %q, want %q", e.Message, want)
 			}
 			ls.p.Logs.WaitFor(t, 5*time.Second, "login_failed", "method=token", "reason=\""+tc.reason)
-			if strings.Contains(strings.Join(ls.p.Logs.lines, "\n"), tc.token) {
+			if ls.p.Logs.Contains(tc.token) {
 				t.Error("the token is in the log")
 			}
 		})
@@ -155,12 +156,12 @@ func TestOIDCKeyRotationAndOutage(t *testing.T) {
 	t.Parallel()
 	idp := oidctest.New(t)
 	ls := startOIDCProxy(t, idp, nil)
-	ctx := testCtx(t, 0)
-	checkUsable(t, ctx, connect(t, ctx, ls.dsn("carol", idp.Token(t, "carol@example.com"), "sslmode=require")))
+	ctx := proxytest.Ctx(t, 0)
+	proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, ls.dsn("carol", idp.Token(t, "carol@example.com"), "sslmode=require")))
 	fetches := idp.JWKSFetches.Load()
 	idp.Rotate(t)
-	eventually(t, 5*time.Second, "a token of the new key accepted", func() (bool, string) {
-		conn, err := tryConnect(ctx, ls.dsn("carol", idp.Token(t, "carol@example.com"), "sslmode=require"))
+	proxytest.Eventually(t, 5*time.Second, "a token of the new key accepted", func() (bool, string) {
+		conn, err := proxytest.TryConnect(ctx, ls.dsn("carol", idp.Token(t, "carol@example.com"), "sslmode=require"))
 		if err != nil {
 			return false, err.Error()
 		}
@@ -171,9 +172,9 @@ func TestOIDCKeyRotationAndOutage(t *testing.T) {
 		t.Error("the keys were not fetched again after the rotation")
 	}
 	idp.SetDown(true)
-	checkUsable(t, ctx, connect(t, ctx, ls.dsn("carol", idp.Token(t, "carol@example.com"), "sslmode=require")))
-	_, err := tryConnect(ctx, ls.dsn("carol", oidctest.SignWith(t, oidctest.Unpublished(t, "new"), idp.Claims("carol@example.com"), nil), "sslmode=require"))
-	wantCode(t, err, "28P01")
+	proxytest.CheckUsable(t, ctx, proxytest.Connect(t, ctx, ls.dsn("carol", idp.Token(t, "carol@example.com"), "sslmode=require")))
+	_, err := proxytest.TryConnect(ctx, ls.dsn("carol", oidctest.SignWith(t, oidctest.Unpublished(t, "new"), idp.Claims("carol@example.com"), nil), "sslmode=require"))
+	proxytest.WantCode(t, err, "28P01")
 }
 
 // TestOIDCSessionEnd: a session that outlives its sign-in ends at its next
@@ -183,14 +184,14 @@ func TestOIDCSessionEnd(t *testing.T) {
 	t.Parallel()
 	idp := oidctest.New(t)
 	ls := startOIDCProxy(t, idp, nil)
-	ctx := testCtx(t, 0)
+	ctx := proxytest.Ctx(t, 0)
 	short := func(d time.Duration) string {
 		c := idp.Claims("dora@example.com")
 		c["exp"] = time.Now().Add(d).Unix()
 		return idp.Sign(t, c)
 	}
 
-	busy := connect(t, ctx, ls.dsn("dora", short(4*time.Second), "sslmode=require"), withApp("busy"))
+	busy := proxytest.Connect(t, ctx, ls.dsn("dora", short(4*time.Second), "sslmode=require"), withApp("busy"))
 	end := ls.rec.session(t, "busy").info.SessionEnd
 	if d := time.Until(end); d <= 0 || d > 4*time.Second {
 		t.Fatalf("session end in %v", d)
@@ -200,27 +201,27 @@ func TestOIDCSessionEnd(t *testing.T) {
 		t.Fatalf("statement across the deadline: %v", err)
 	}
 	_, err := busy.Exec(ctx, "SELECT 1")
-	if e := wantCode(t, err, "28000"); !strings.Contains(e.Message, "sign in again") {
+	if e := proxytest.WantCode(t, err, "28000"); !strings.Contains(e.Message, "sign in again") {
 		t.Errorf("after the deadline: %q", e.Message)
 	}
 
-	idle := connect(t, ctx, ls.dsn("dora", short(2*time.Second), "sslmode=require"), withApp("idle"))
+	idle := proxytest.Connect(t, ctx, ls.dsn("dora", short(2*time.Second), "sslmode=require"), withApp("idle"))
 	ls.p.Logs.WaitFor(t, 10*time.Second, "session_sign_in_expired", "employee=dora@example.com")
 	_, err = idle.Exec(ctx, "SELECT 1")
-	if e := wantCode(t, err, "28000"); !strings.Contains(e.Message, "sign in again") {
+	if e := proxytest.WantCode(t, err, "28000"); !strings.Contains(e.Message, "sign in again") {
 		t.Errorf("idle session after the deadline: %q", e.Message)
 	}
 
 	// allow: the session runs on.
 	ls2 := startOIDCProxy(t, idp, func(c *oidc.Config) { c.OnExpiry = oidc.ExpiryAllow })
-	conn := connect(t, ctx, ls2.dsn("dora", short(time.Second), "sslmode=require"), withApp("allow"))
+	conn := proxytest.Connect(t, ctx, ls2.dsn("dora", short(time.Second), "sslmode=require"), withApp("allow"))
 	if !ls2.rec.session(t, "allow").info.SessionEnd.IsZero() {
 		t.Fatal("on_expiry allow set a session end")
 	}
 	if _, err := conn.Exec(ctx, "SELECT pg_sleep(2)"); err != nil {
 		t.Fatal(err)
 	}
-	checkUsable(t, ctx, conn)
+	proxytest.CheckUsable(t, ctx, conn)
 }
 
 // BenchmarkLoginMethods compares the time to connect over TLS directly to
@@ -242,7 +243,7 @@ func BenchmarkLoginMethods(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := startProxy(b, withClientTLS(b), withConfig(func(cfg *proxy.Config) {
+	p := proxytest.Start(b, proxytest.WithClientTLS(b), proxytest.WithConfig(func(cfg *proxy.Config) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 		cfg.Login = &proxy.Login{Accounts: store, Token: v.Token,
 			Method: func(info *proxy.SessionInfo) proxy.LoginMethod {
