@@ -24,8 +24,14 @@ func (s *session) relay() error {
 		return nil
 	}
 	errc := make(chan error, 2)
-	go func() { errc <- s.contain("client_to_server", s.clientToServer) }()
-	go func() { errc <- s.contain("server_to_client", s.serverToClient) }()
+	go func() {
+		growStack()
+		errc <- s.contain("client_to_server", s.clientToServer)
+	}()
+	go func() {
+		growStack()
+		errc <- s.contain("server_to_client", s.serverToClient)
+	}()
 	err := <-errc
 	if errors.Is(err, errClientTerminated) {
 		// The server answers what the client sent before its Terminate,
