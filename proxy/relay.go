@@ -16,6 +16,9 @@ import (
 
 // relay runs both directions until one ends, then stops the other.
 func (s *session) relay() error {
+	client, server := rawSocket(s.client), rawSocket(s.server)
+	s.fromClient.r, s.toClient.w = client, client
+	s.fromServer.r, s.toServer.w = server, gatedWriter{s, server}
 	s.fromClient.starve = s.clientStarve
 	s.fromServer.starve = func() error {
 		if err := s.toClient.flush(); err != nil {

@@ -409,7 +409,7 @@ func (s *session) startup() error {
 	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
 
 	s.fromServer = newFrameReader(server, pgMaxMessageSize, nil)
-	s.toServer = newFrameWriter(gatedWriter{s})
+	s.toServer = newFrameWriter(gatedWriter{s, server})
 
 	if _, err := server.Write(sm.encode()); err != nil {
 		return fatalf(codeConnectionFailure, err, "could not send the startup message upstream")
@@ -616,7 +616,10 @@ func errorMessage(frame []byte) string {
 
 // gatedWriter writes to the upstream connection, waiting first for any gate
 // a block has set.
-type gatedWriter struct{ s *session }
+type gatedWriter struct {
+	s *session
+	w io.Writer // the upstream connection
+}
 
 func (g gatedWriter) Write(p []byte) (int, error) {
 	if ch := g.s.gate.Load(); ch != nil {
@@ -626,5 +629,5 @@ func (g gatedWriter) Write(p []byte) (int, error) {
 			return 0, net.ErrClosed
 		}
 	}
-	return g.s.server.Write(p)
+	return g.w.Write(p)
 }
