@@ -19,15 +19,22 @@ func (s Scope) Span() (span window.Span, ok bool) {
 }
 
 // WindowFigures converts a window's figures into what thresholds compare.
+// PIIValues is nil when the window holds none.
 func WindowFigures(w *window.Figures) Figures {
 	f := Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained, Sequential: w.Sequential,
-		DistinctSubjects: int64(w.DistinctSubjects()), PIIValues: make(map[Category]int64)}
+		DistinctSubjects: int64(w.DistinctSubjects())}
 	for i, n := range w.PIIValues {
 		if n > 0 {
+			if f.PIIValues == nil {
+				f.PIIValues = make(map[Category]int64)
+			}
 			f.PIIValues[Category(window.Category(i).String())] += n
 		}
 	}
 	for name, n := range w.Custom {
+		if f.PIIValues == nil {
+			f.PIIValues = make(map[Category]int64)
+		}
 		f.PIIValues[Category(name)] += n
 	}
 	return f
