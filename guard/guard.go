@@ -545,6 +545,19 @@ func (s *session) sumOf(w *who) *openSum {
 type analyzed struct {
 	sql  string
 	info *sqltext.Info
+	// probes are the analyzer's Probes of sql when probesOK: known
+	// from its shape.
+	probes   *sqltext.Lineage
+	probesOK bool
+}
+
+// probesOf is the analyzer's Probes, from the last text's analysis when
+// its shape told them.
+func (s *session) probesOf(sql string) *sqltext.Lineage {
+	if a := s.lastSQL.Load(); a != nil && a.sql == sql && a.probesOK {
+		return a.probes
+	}
+	return s.g.cfg.SQL.Probes(sql)
 }
 
 // analyze is the analyzer's Analyze, remembering the last text: a
@@ -555,8 +568,8 @@ func (s *session) analyze(sql string) *sqltext.Info {
 	if a := s.lastSQL.Load(); a != nil && a.sql == sql {
 		return a.info
 	}
-	info := s.g.cfg.SQL.Analyze(sql)
-	s.lastSQL.Store(&analyzed{sql, info})
+	info, probes, ok := s.g.cfg.SQL.AnalyzeProbes(sql)
+	s.lastSQL.Store(&analyzed{sql: sql, info: info, probes: probes, probesOK: ok})
 	return info
 }
 
