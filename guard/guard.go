@@ -554,10 +554,18 @@ type analyzed struct {
 // probesOf is the analyzer's Probes, from the last text's analysis when
 // its shape told them.
 func (s *session) probesOf(sql string) *sqltext.Lineage {
-	if a := s.lastSQL.Load(); a != nil && a.sql == sql && a.probesOK {
-		return a.probes
+	a := s.lastSQL.Load()
+	if a == nil || a.sql != sql {
+		return s.g.cfg.SQL.Probes(sql)
 	}
-	return s.g.cfg.SQL.Probes(sql)
+	if !a.probesOK {
+		// Remembered for the text's next statements (a prepared
+		// statement's).
+		lin := s.g.cfg.SQL.Probes(sql)
+		s.lastSQL.CompareAndSwap(a, &analyzed{sql: sql, info: a.info, probes: lin, probesOK: true})
+		return lin
+	}
+	return a.probes
 }
 
 // analyze is the analyzer's Analyze, remembering the last text: a

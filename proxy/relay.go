@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -16,9 +17,6 @@ import (
 
 // relay runs both directions until one ends, then stops the other.
 func (s *session) relay() error {
-	client, server := rawSocket(s.client), rawSocket(s.server)
-	s.fromClient.r, s.toClient.w = client, client
-	s.fromServer.r, s.toServer.w = server, gatedWriter{s, server}
 	s.fromClient.starve = s.clientStarve
 	s.fromServer.starve = func() error {
 		if err := s.toClient.flush(); err != nil {
@@ -26,16 +24,26 @@ func (s *session) relay() error {
 		}
 		return nil
 	}
-	errc := make(chan error, 2)
+	// The client -> server direction runs on the session's goroutine,
+	// whose stack the startup has grown: a goroutine fewer to start, grow
+	// and wake per session. Whichever direction ends first stops the
+	// other, and its error is the session's.
+	var first atomic.Bool
+	errc := make(chan error, 1)
 	go func() {
 		growStack()
-		errc <- s.contain("client_to_server", s.clientToServer)
+		err := s.contain("server_to_client", s.serverToClient)
+		if first.CompareAndSwap(false, true) {
+			s.interrupt()
+		}
+		errc <- err
 	}()
-	go func() {
-		growStack()
-		errc <- s.contain("server_to_client", s.serverToClient)
-	}()
-	err := <-errc
+	err := s.contain("client_to_server", s.clientToServer)
+	if !first.CompareAndSwap(false, true) {
+		// The server -> client direction ended first, and interrupted
+		// this one.
+		return <-errc
+	}
 	if errors.Is(err, errClientTerminated) {
 		// The server answers what the client sent before its Terminate,
 		// then closes, as it would have for the client directly: relay

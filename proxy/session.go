@@ -275,7 +275,7 @@ func (s *session) startup() error {
 	var sm *startupMessage
 	var early *earlyDial
 	for sm == nil {
-		msg, err := readStartupPacket(s.client)
+		msg, err := readStartupPacket(rawSocket(s.client))
 		if err != nil {
 			if _, ok := asWireError(err); ok || isClosedConn(err) || isTimeout(err) {
 				return err
@@ -357,8 +357,9 @@ func (s *session) startup() error {
 	s.info.StartedAt = s.cfg.Now()
 	// Until the client has authenticated, it gets no more memory than a
 	// password or SASL message needs.
-	s.fromClient = newFrameReader(s.client, maxAuthMessageSize, nil)
-	s.toClient = newFrameWriter(s.client)
+	client := rawSocket(s.client)
+	s.fromClient = newFrameReader(client, maxAuthMessageSize, nil)
+	s.toClient = newFrameWriter(client)
 
 	method := s.cfg.Login.method(&s.info)
 	var password string // upstream, for a login
@@ -408,8 +409,9 @@ func (s *session) startup() error {
 	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
 	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
 
-	s.fromServer = newFrameReader(server, pgMaxMessageSize, nil)
-	s.toServer = newFrameWriter(gatedWriter{s, server})
+	rawServer := rawSocket(server)
+	s.fromServer = newFrameReader(rawServer, pgMaxMessageSize, nil)
+	s.toServer = newFrameWriter(gatedWriter{s, rawServer})
 
 	if _, err := server.Write(sm.encode()); err != nil {
 		return fatalf(codeConnectionFailure, err, "could not send the startup message upstream")
