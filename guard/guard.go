@@ -482,6 +482,9 @@ type session struct {
 	// qualNames are the schema.table names made by qualName, under
 	// pathMu (both goroutines qualify names).
 	qualNames map[[2]string]string
+	// batchStmts is ReadyForQuery's list of the batch's statements, kept
+	// for the next batch.
+	batchStmts []*proxy.Statement
 
 	enf enforcement
 	key keyColumn // where the explained_access key is in the current result
@@ -1060,11 +1063,13 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 	}
 	var failed bool
 	// In the order the client sent them.
-	stmts := make([]*proxy.Statement, 0, len(s.open))
+	stmts := s.batchStmts[:0]
 	for st := range s.open {
 		stmts = append(stmts, st)
 	}
-	slices.SortFunc(stmts, func(a, b *proxy.Statement) int { return cmp.Compare(a.Seq, b.Seq) })
+	if len(stmts) > 1 {
+		slices.SortFunc(stmts, func(a, b *proxy.Statement) int { return cmp.Compare(a.Seq, b.Seq) })
+	}
 	var last uint64
 	for _, st := range stmts {
 		if err := s.record(st, s.open[st]); err != nil {
@@ -1078,6 +1083,10 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 	clear(s.open)
 	if txStatus == 'I' {
 		clear(s.limited)
+	}
+	if cap(stmts) <= 64 {
+		clear(stmts)
+		s.batchStmts = stmts[:0]
 	}
 	s.batch++
 	s.svc.forget()
