@@ -586,7 +586,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		if p == nil {
 			p = &portal{ps: &preparedStmt{}}
 		}
-		if !p.descRequested && !p.ps.described {
+		if !p.descRequested && !p.ps.described && !p.ps.descKnown.Load() {
 			// The client never asked what the rows look like, so the server
 			// would send no RowDescription: ask for it, ahead of the
 			// Execute, and keep the answer from the client.
@@ -906,10 +906,13 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			if err != nil {
 				return false, fatalf(codeProtocolViolation, err, "invalid RowDescription from the upstream server")
 			}
-			if e.kind == pendDescribeStmt {
-				e.ps.desc = fields
-			} else {
-				e.portal.desc = fields
+			ps := e.ps
+			if e.kind == pendDescribePortal {
+				e.portal.desc, ps = fields, e.portal.ps
+			}
+			if ps != nil {
+				ps.desc = fields
+				ps.descKnown.Store(true)
 			}
 			s.popHead()
 			if e.hidden {
