@@ -27,15 +27,30 @@ type sockIO struct {
 }
 
 // rawSocket returns sockIO for a plain TCP connection, c itself for any
-// other (TLS).
+// other (TLS), and always c under the race detector: net.Conn's reads and
+// writes tell the detector that a write happens before the read of what
+// it sent, on any socket, and without that the detector would report the
+// order the protocol itself gives (a client that reads an answer, then
+// changes what the session's goroutines read) as races.
 func rawSocket(c net.Conn) io.ReadWriter {
+	if raceEnabled {
+		return c
+	}
+	if s := newSockIO(c); s != nil {
+		return s
+	}
+	return c
+}
+
+// newSockIO returns sockIO for a plain TCP connection, nil for any other.
+func newSockIO(c net.Conn) *sockIO {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
-		return c
+		return nil
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return c
+		return nil
 	}
 	return &sockIO{conn: c, rc: rc}
 }
