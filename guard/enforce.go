@@ -60,6 +60,9 @@ type prepared struct {
 	later []*policy.Rule
 }
 
+// normRulesMax is room for the rules the norms add to a statement's.
+const normRulesMax = 4
+
 // activeRule is a rule with thresholds that applies to the statement in
 // progress, and the figures its scope had when the statement began.
 type activeRule struct {
@@ -105,12 +108,16 @@ type limitCheck struct {
 }
 
 // prepare computes the rule's checks from its base.
-func (a *activeRule) prepare() {
+func (a *activeRule) prepare(c *compiled) {
 	if a.fixed {
 		return
 	}
+	limits := c.limitsOf(a.r)
+	if a.checks == nil {
+		a.checks = make([]limitCheck, 0, len(limits))
+	}
 	a.checks = a.checks[:0]
-	for _, l := range a.r.Limits() {
+	for _, l := range limits {
 		c := limitCheck{limit: l}
 		var base int64
 		switch {
@@ -253,9 +260,11 @@ func (s *session) policyContext(c *compiled, st *proxy.Statement, ss *stmtState)
 	default:
 		info := s.analyze(ss.text(st))
 		pc.TablesUnknown = info.Skipped != ""
+		pc.Kinds = make([]policy.StatementKind, 0, len(info.Kinds))
 		for _, k := range info.Kinds {
 			pc.Kinds = append(pc.Kinds, policy.StatementKind(k))
 		}
+		pc.Tables = make([]string, 0, len(info.Relations))
 		for _, rel := range info.Relations {
 			pc.Tables = append(pc.Tables, s.qualify(rel))
 		}
@@ -317,9 +326,9 @@ func (s *session) estimate(query string, params *proxy.Params) int64 {
 // qualify names a relation schema.table along the search_path.
 func (s *session) qualify(rel sqltext.Relation) string {
 	if rel.Schema != "" {
-		return rel.Schema + "." + rel.Table
+		return s.qualName(rel.Schema, rel.Table)
 	}
-	return s.resolveSchemas(rel)[0] + "." + rel.Table
+	return s.qualName(s.resolveSchemas(rel)[0], rel.Table)
 }
 
 // Statement decides the rules that need no counts (statement kinds,
@@ -339,19 +348,34 @@ func (s *session) Statement(st *proxy.Statement) proxy.Verdict {
 			return s.refuseQuarantined(st, ss, e)
 		}
 	}
-	rules := c.p.Rules()
+	rules := c.rules
 	p := &prepared{c: c}
 	if len(rules) > 0 {
 		p.pctx = s.policyContext(c, st, ss)
 	}
 	var verdict proxy.Verdict
+	// The statement's rules in one allocation: pointers into active stay
+	// valid, as it never grows past the policy's thresholded rules.
+	var active []activeRule
+	var checks []limitCheck
 	for _, r := range rules {
 		if !r.Applies(&p.pctx) {
+			if p.later == nil {
+				p.later = make([]*policy.Rule, 0, len(rules))
+			}
 			p.later = append(p.later, r)
 			continue
 		}
 		if r.Thresholded() {
-			p.rules = append(p.rules, &activeRule{r: r})
+			if active == nil {
+				active = make([]activeRule, 0, c.thresholded)
+				checks = make([]limitCheck, 0, c.nLimits)
+				p.rules = make([]*activeRule, 0, c.thresholded+normRulesMax)
+			}
+			n := len(checks) + len(c.limits[r])
+			active = append(active, activeRule{r: r, checks: checks[len(checks):len(checks):n]})
+			checks = checks[:n]
+			p.rules = append(p.rules, &active[len(active)-1])
 			continue
 		}
 		v := s.decide(st, r, policy.Breach{}, contextReason(r)+describeContext(r, &p.pctx, ss))
@@ -527,8 +551,9 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 		return
 	}
 	e := &s.enf
+	c := s.cc()
 	for _, a := range rules {
-		for _, l := range a.r.Limits() {
+		for _, l := range c.limitsOf(a.r) {
 			switch l.Measure {
 			case "rows", "bytes", "unexplained_rows", "sequential_rows":
 				e.needsRows = true
@@ -608,7 +633,7 @@ func (s *session) activate(st *proxy.Statement, rules []*activeRule) {
 				s.addOpenSubjects(a.subjects, w)
 			}
 		}
-		a.prepare()
+		a.prepare(c)
 	}
 }
 
@@ -671,6 +696,9 @@ func (s *session) addOpen(f *policy.Figures, w *who) {
 	f.Sequential += o.sequential
 	o.pii.Each(func(c pii.Category, n int) {
 		if n != 0 {
+			if f.PIIValues == nil {
+				f.PIIValues = make(map[pii.Category]int64)
+			}
 			f.PIIValues[c] += int64(n)
 		}
 	})

@@ -180,6 +180,20 @@ type compiled struct {
 	estimate, sessions bool
 	// keys are the signing keys of p's service accounts, by role.
 	keys map[string][]byte
+	// rules are p's rules, limits their thresholds and thresholded how
+	// many have some: read for every statement, built once.
+	rules                []*policy.Rule
+	limits               map[*policy.Rule][]policy.Limit
+	thresholded, nLimits int
+}
+
+// limitsOf returns a rule's thresholds, without a copy for the policy's
+// own rules.
+func (c *compiled) limitsOf(r *policy.Rule) []policy.Limit {
+	if l, ok := c.limits[r]; ok {
+		return l
+	}
+	return r.Limits()
 }
 
 func compile(p *policy.Policy, keys map[string][]byte) (*compiled, error) {
@@ -188,9 +202,16 @@ func compile(p *policy.Policy, keys map[string][]byte) (*compiled, error) {
 	if c.keys, err = serviceKeys(p, keys); err != nil {
 		return nil, err
 	}
-	for _, r := range p.Rules() {
+	c.rules = p.Rules()
+	c.limits = make(map[*policy.Rule][]policy.Limit, len(c.rules))
+	for _, r := range c.rules {
 		c.estimate = c.estimate || r.NeedsEstimate()
 		c.sessions = c.sessions || r.NeedsSessions()
+		if r.Thresholded() {
+			c.limits[r] = r.Limits()
+			c.thresholded++
+			c.nLimits += len(c.limits[r])
+		}
 	}
 	dc := p.Detectors()
 	if !dc.Enabled {
@@ -304,6 +325,7 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 	if g.cfg.CatalogFor != nil {
 		s.cat = g.cfg.CatalogFor(info.Database)
 	}
+	s.sessionKey, s.clientIP = SessionKey(info.ID), clientIP(info)
 	s.c.Store(g.cur.Load())
 	s.enf.roles = g.roles(info)
 	s.def = who{employee: info.Employee, identifiedBy: info.IdentifiedBy, peer: peerOf(s.cc(), info.Employee, s.enf.roles, info.Groups)}
@@ -457,7 +479,19 @@ type session struct {
 	// both goroutines read it, under pathMu.
 	path   searchPath
 	pathMu sync.Mutex
-	enf    enforcement
+	// order is searchOrder(orderOf), kept while the path is the same
+	// slice (under pathMu): paths are replaced, never changed in place.
+	order, orderOf []string
+	// sessionKey, clientIP: of every statement's record, made once.
+	sessionKey, clientIP string
+	// qualNames are the schema.table names made by qualName, under
+	// pathMu (both goroutines qualify names).
+	qualNames map[[2]string]string
+	// batchStmts is ReadyForQuery's list of the batch's statements, kept
+	// for the next batch.
+	batchStmts []*proxy.Statement
+
+	enf enforcement
 	// justification is the reason the employee last gave with SET
 	// pgwarden.reason, for their next held statement.
 	justification atomic.Pointer[string]
@@ -522,6 +556,27 @@ func (s *session) sumOf(w *who) *openSum {
 type analyzed struct {
 	sql  string
 	info *sqltext.Info
+	// probes are the analyzer's Probes of sql when probesOK: known
+	// from its shape.
+	probes   *sqltext.Lineage
+	probesOK bool
+}
+
+// probesOf is the analyzer's Probes, from the last text's analysis when
+// its shape told them.
+func (s *session) probesOf(sql string) *sqltext.Lineage {
+	a := s.lastSQL.Load()
+	if a == nil || a.sql != sql {
+		return s.g.cfg.SQL.Probes(sql)
+	}
+	if !a.probesOK {
+		// Remembered for the text's next statements (a prepared
+		// statement's).
+		lin := s.g.cfg.SQL.Probes(sql)
+		s.lastSQL.CompareAndSwap(a, &analyzed{sql: sql, info: a.info, probes: lin, probesOK: true})
+		return lin
+	}
+	return a.probes
 }
 
 // analyze is the analyzer's Analyze, remembering the last text: a
@@ -532,8 +587,8 @@ func (s *session) analyze(sql string) *sqltext.Info {
 	if a := s.lastSQL.Load(); a != nil && a.sql == sql {
 		return a.info
 	}
-	info := s.g.cfg.SQL.Analyze(sql)
-	s.lastSQL.Store(&analyzed{sql, info})
+	info, probes, ok := s.g.cfg.SQL.AnalyzeProbes(sql)
+	s.lastSQL.Store(&analyzed{sql: sql, info: info, probes: probes, probesOK: ok})
 	return info
 }
 
@@ -791,7 +846,7 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		if f.Tables == nil {
 			f.Tables = make(map[string]struct{})
 		}
-		f.Tables[col.Schema+"."+col.Table] = struct{}{}
+		f.Tables[s.qualName(col.Schema, col.Table)] = struct{}{}
 		p := s.cc().p
 		findKeyColumn(p.Explained(), i, fd, col.Schema, col.Table, col.Name, &s.key)
 		if p.Excluded(col.Schema, col.Table, col.Name) {
@@ -815,6 +870,25 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 	s.plan = plan
 	s.widen(st, f)
 }
+
+// qualName returns schema + "." + table, made once per session.
+func (s *session) qualName(schema, table string) string {
+	k := [2]string{schema, table}
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	if q, ok := s.qualNames[k]; ok {
+		return q
+	}
+	if s.qualNames == nil || len(s.qualNames) >= maxQualNames {
+		s.qualNames = make(map[[2]string]string)
+	}
+	q := schema + "." + table
+	s.qualNames[k] = q
+	return q
+}
+
+// maxQualNames bounds a session's qualNames.
+const maxQualNames = 256
 
 // cachedColumns is a Resolver that can answer Column from its cache
 // without a context (see cachedRelations).
@@ -1013,11 +1087,13 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 	}
 	var failed bool
 	// In the order the client sent them.
-	stmts := make([]*proxy.Statement, 0, len(s.open))
+	stmts := s.batchStmts[:0]
 	for st := range s.open {
 		stmts = append(stmts, st)
 	}
-	slices.SortFunc(stmts, func(a, b *proxy.Statement) int { return cmp.Compare(a.Seq, b.Seq) })
+	if len(stmts) > 1 {
+		slices.SortFunc(stmts, func(a, b *proxy.Statement) int { return cmp.Compare(a.Seq, b.Seq) })
+	}
 	var last uint64
 	for _, st := range stmts {
 		if err := s.record(st, s.open[st]); err != nil {
@@ -1031,6 +1107,10 @@ func (s *session) ReadyForQuery(txStatus byte) proxy.Verdict {
 	clear(s.open)
 	if txStatus == 'I' {
 		clear(s.limited)
+	}
+	if cap(stmts) <= 64 {
+		clear(stmts)
+		s.batchStmts = stmts[:0]
 	}
 	s.batch++
 	s.svc.forget()
@@ -1046,8 +1126,11 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	now := s.g.cfg.Now()
 	wf := window.Figures{Statements: 1, Rows: f.Rows, PIIRows: f.PIIRows, Bytes: f.Bytes, Unexplained: f.Unexplained, Sequential: f.Sequential,
 		Subjects: f.subjects}
-	values := make(map[string]int, 4)
+	var values map[string]int
 	f.PIIValues.Each(func(c pii.Category, n int) {
+		if values == nil {
+			values = make(map[string]int, 4)
+		}
 		values[string(c)] = n
 		wf.AddPII(c, int64(n))
 	})
@@ -1059,7 +1142,7 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	if total := f.PIIValues.Total(); total > 0 {
 		s.g.timeline.add(w.employee, now, int64(total))
 	}
-	s.g.cfg.Windows.Add(SessionKey(s.info.ID), now, wf)
+	s.g.cfg.Windows.Add(s.sessionKey, now, wf)
 	s.total.add(f, values)
 	w.total.add(f, values)
 	sql := f.state.text(st)
@@ -1074,11 +1157,14 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 			f.Tables[s.qualify(rel)] = struct{}{}
 		}
 	}
-	tables := make([]string, 0, len(f.Tables))
-	for t := range f.Tables {
-		tables = append(tables, t)
+	var tables []string
+	if len(f.Tables) > 0 {
+		tables = make([]string, 0, len(f.Tables))
+		for t := range f.Tables {
+			tables = append(tables, t)
+		}
+		slices.Sort(tables)
 	}
-	slices.Sort(tables)
 	s.observe(st, f, tables, now)
 	if m := s.g.cfg.Metrics; m != nil && st != between {
 		m.Statements.Inc()
@@ -1109,6 +1195,12 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	kind := st.Kind.String()
 	if st == between {
 		kind = "between_statements"
+	}
+	if values == nil {
+		values = map[string]int{}
+	}
+	if tables == nil {
+		tables = []string{}
 	}
 	data := map[string]any{
 		"seq": st.Seq, "kind": kind, "rows": f.Rows, "bytes": f.Bytes,

@@ -239,15 +239,19 @@ func (s *session) resolveSchemas(rel sqltext.Relation) []string {
 		}
 		return out
 	}
-	order := searchOrder(s.path.schemas)
+	if !sameSlice(s.orderOf, s.path.schemas) {
+		s.order, s.orderOf = searchOrder(s.path.schemas), s.path.schemas
+	}
+	order := s.order
 	holding, err := s.relationSchemas(rel.Table)
 	if err != nil || len(holding) == 0 {
 		return order
 	}
 	if !s.path.unknown {
-		for _, p := range order {
+		for i, p := range order {
 			if slices.Contains(holding, p) {
-				return []string{p}
+				// Callers only read the schemas returned.
+				return order[i : i+1 : i+1]
 			}
 		}
 	}
@@ -284,6 +288,11 @@ func searchOrder(path []string) []string {
 		return path
 	}
 	return append([]string{"pg_catalog"}, path...)
+}
+
+// sameSlice reports whether a and b are the same non-empty slice.
+func sameSlice(a, b []string) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // onPath reports whether schema is on the session's search_path (always

@@ -52,7 +52,7 @@ func (s *session) observe(st *proxy.Statement, f *Figures, tables []string, at t
 	if !nc.Watches(&policy.Context{User: w.employee, Roles: s.enf.roles, Groups: s.info.Groups}) {
 		return
 	}
-	o := norm.Observation{Employee: w.employee, Peer: w.peer, Time: at, ClientAddr: clientIP(&s.info),
+	o := norm.Observation{Employee: w.employee, Peer: w.peer, Time: at, ClientAddr: s.clientIP,
 		Application: s.info.ApplicationName, SessionID: s.info.ID,
 		Features: norm.Features{PIIRows: f.PIIRows, Subjects: int64(f.DistinctSubjects()), Rows: f.Rows,
 			Bytes: f.Bytes, Statements: 1, Tables: normTables(tables)}}

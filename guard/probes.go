@@ -27,7 +27,7 @@ func (s *session) probe(st *proxy.Statement, f *Figures, counts *detect.Counts) 
 	if info := s.analyze(sql); info.Skipped != "" {
 		return false
 	}
-	lin := s.g.cfg.SQL.Probes(sql)
+	lin := s.probesOf(sql)
 	if lin == nil {
 		return false
 	}

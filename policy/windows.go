@@ -22,11 +22,15 @@ func (s Scope) Span() (span window.Span, ok bool) {
 }
 
 // WindowFigures converts a window's figures into what thresholds compare.
+// PIIValues is nil when the window holds none.
 func WindowFigures(w *window.Figures) Figures {
 	f := Figures{Rows: w.Rows, Bytes: w.Bytes, PIIRows: w.PIIRows, Unexplained: w.Unexplained, Sequential: w.Sequential,
-		DistinctSubjects: int64(w.DistinctSubjects()), PIIValues: make(map[pii.Category]int64)}
+		DistinctSubjects: int64(w.DistinctSubjects())}
 	w.EachPII(func(c pii.Category, n int64) {
 		if n > 0 {
+			if f.PIIValues == nil {
+				f.PIIValues = make(map[pii.Category]int64)
+			}
 			f.PIIValues[c] += n
 		}
 	})

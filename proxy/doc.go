@@ -29,10 +29,13 @@
 // configured password (cleartext, md5 or SCRAM), which the client never
 // sees (see login.go).
 //
-// Relay. One goroutine per direction reads whole frames (type, length, body)
-// into a buffer it owns, forwards the bytes unchanged, and flushes its writer
-// only when the reader has no complete frame left: one read and one write
-// system call per buffer-full, not per message. Every request the server
+// Relay. One goroutine per direction (the client's on the session's own
+// goroutine) reads whole frames (type, length, body) into a buffer it owns,
+// forwards the bytes unchanged, and flushes its writer only when the reader
+// has no complete frame left: one read and one write system call per
+// buffer-full, not per message. On plain TCP those are raw system calls
+// through the connection's RawConn (sockio_linux.go), which keep the Go
+// scheduler out of each call's way. Every request the server
 // answers leaves an entry in the pending queue (pipeline.go), so each
 // response is matched to its statement however deeply the client pipelines.
 // Without an Inspector nothing beyond the frame header and that queue is

@@ -74,6 +74,11 @@ type preparedStmt struct {
 	// described is set when the client asked to describe the statement
 	// (client -> server goroutine only).
 	described bool
+	// descKnown is set once desc holds the statement's row description
+	// (by the server -> client goroutine): the rows of its later portals
+	// are described without asking the server again. PostgreSQL refuses
+	// to run a prepared statement whose result type has changed.
+	descKnown atomic.Bool
 }
 
 // portal is a portal created by Bind.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -23,10 +24,26 @@ func (s *session) relay() error {
 		}
 		return nil
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- s.contain("client_to_server", s.clientToServer) }()
-	go func() { errc <- s.contain("server_to_client", s.serverToClient) }()
-	err := <-errc
+	// The client -> server direction runs on the session's goroutine,
+	// whose stack the startup has grown: a goroutine fewer to start, grow
+	// and wake per session. Whichever direction ends first stops the
+	// other, and its error is the session's.
+	var first atomic.Bool
+	errc := make(chan error, 1)
+	go func() {
+		growStack()
+		err := s.contain("server_to_client", s.serverToClient)
+		if first.CompareAndSwap(false, true) {
+			s.interrupt()
+		}
+		errc <- err
+	}()
+	err := s.contain("client_to_server", s.clientToServer)
+	if !first.CompareAndSwap(false, true) {
+		// The server -> client direction ended first, and interrupted
+		// this one.
+		return <-errc
+	}
 	if errors.Is(err, errClientTerminated) {
 		// The server answers what the client sent before its Terminate,
 		// then closes, as it would have for the client directly: relay
@@ -569,7 +586,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		if p == nil {
 			p = &portal{ps: &preparedStmt{}}
 		}
-		if !p.descRequested && !p.ps.described {
+		if !p.descRequested && !p.ps.described && !p.ps.descKnown.Load() {
 			// The client never asked what the rows look like, so the server
 			// would send no RowDescription: ask for it, ahead of the
 			// Execute, and keep the answer from the client.
@@ -895,10 +912,13 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			if err != nil {
 				return false, fatalf(codeProtocolViolation, err, "invalid RowDescription from the upstream server")
 			}
-			if e.kind == pendDescribeStmt {
-				e.ps.desc = fields
-			} else {
-				e.portal.desc = fields
+			ps := e.ps
+			if e.kind == pendDescribePortal {
+				e.portal.desc, ps = fields, e.portal.ps
+			}
+			if ps != nil {
+				ps.desc = fields
+				ps.descKnown.Store(true)
 			}
 			s.popHead()
 			if e.hidden {

@@ -95,6 +95,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		go func() {
 			defer s.sessWG.Done()
 			defer s.conns.Add(-1)
+			growStack()
 			s.serveConn(conn)
 		}()
 	}

@@ -278,7 +278,7 @@ func (s *session) startup() error {
 	var sm *startupMessage
 	var early *earlyDial
 	for sm == nil {
-		msg, err := readStartupPacket(s.client)
+		msg, err := readStartupPacket(rawSocket(s.client))
 		if err != nil {
 			if _, ok := asWireError(err); ok || isClosedConn(err) || isTimeout(err) {
 				return err
@@ -360,8 +360,9 @@ func (s *session) startup() error {
 	s.info.StartedAt = s.cfg.Now()
 	// Until the client has authenticated, it gets no more memory than a
 	// password or SASL message needs.
-	s.fromClient = newFrameReader(s.client, maxAuthMessageSize, nil)
-	s.toClient = newFrameWriter(s.client)
+	client := rawSocket(s.client)
+	s.fromClient = newFrameReader(client, maxAuthMessageSize, nil)
+	s.toClient = newFrameWriter(client)
 
 	method := s.cfg.Login.method(&s.info)
 	var password string // upstream, for a login
@@ -411,8 +412,9 @@ func (s *session) startup() error {
 	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
 	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
 
-	s.fromServer = newFrameReader(server, pgMaxMessageSize, nil)
-	s.toServer = newFrameWriter(gatedWriter{s})
+	rawServer := rawSocket(server)
+	s.fromServer = newFrameReader(rawServer, pgMaxMessageSize, nil)
+	s.toServer = newFrameWriter(gatedWriter{s, rawServer})
 
 	if _, err := server.Write(sm.encode()); err != nil {
 		return fatalf(codeConnectionFailure, err, "could not send the startup message upstream")
@@ -620,7 +622,10 @@ func errorMessage(frame []byte) string {
 
 // gatedWriter writes to the upstream connection, waiting first for any gate
 // a block has set.
-type gatedWriter struct{ s *session }
+type gatedWriter struct {
+	s *session
+	w io.Writer // the upstream connection
+}
 
 func (g gatedWriter) Write(p []byte) (int, error) {
 	if ch := g.s.gate.Load(); ch != nil {
@@ -630,5 +635,5 @@ func (g gatedWriter) Write(p []byte) (int, error) {
 			return 0, net.ErrClosed
 		}
 	}
-	return g.s.server.Write(p)
+	return g.w.Write(p)
 }

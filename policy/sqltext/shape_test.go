@@ -368,6 +368,19 @@ func BenchmarkAnalyzeDistinctLiterals(b *testing.B) {
 	}
 }
 
+// BenchmarkAnalyzeProbesDistinctLiterals is BenchmarkAnalyzeDistinctLiterals
+// through AnalyzeProbes, as the guard asks.
+func BenchmarkAnalyzeProbesDistinctLiterals(b *testing.B) {
+	a := New(0)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		sql := "SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i%10_000_000) + ";"
+		if _, _, ok := a.AnalyzeProbes(sql); !ok && i > 0 {
+			b.Fatal("probes not known from the shape")
+		}
+	}
+}
+
 // TestDistinctLiteralsParseOnce checks that statements differing only in
 // their literals are not parsed one by one: a parse costs a hundred and
 // more allocations, a shape hit a dozen.

@@ -105,26 +105,51 @@ func New(size int) *Analyzer {
 
 // Analyze returns what sql says. The result is shared: do not modify it.
 func (a *Analyzer) Analyze(sql string) *Info {
+	info, _ := a.analyze(sql)
+	return info
+}
+
+// AnalyzeProbes is Analyze and, when its shape tells them without a
+// parse, Probes (ok set): the two a statement of a known shape asks for,
+// from one scan of its text.
+func (a *Analyzer) AnalyzeProbes(sql string) (info *Info, probes *Lineage, ok bool) {
+	info, e := a.analyze(sql)
+	if e != nil {
+		return info, e.probes, true
+	}
+	return info, nil, false
+}
+
+// analyze is Analyze, and the shape entry the Info comes from, if any.
+//
+// An Info made from its shape's entry is not cached by its text: making
+// it again costs a scan of the text, and texts that differ only in their
+// literals (pgbench's, an application's that inlines its values) would
+// otherwise push out of the cache the texts that needed a parse of their
+// own.
+func (a *Analyzer) analyze(sql string) (*Info, *shapeEntry) {
 	c := a.cache
 	if len(sql) > maxCachedText {
 		c = a.bigInfo
 	}
 	if info, ok := c.Get(sql); ok {
-		return info
+		return info, nil
 	}
-	var info *Info
 	e, sh, built := a.entry(sql)
-	switch {
-	case built != nil:
-		info = built
-	case e != nil:
-		info = e.instance(sql, &sh)
+	if built == nil && e != nil {
+		if info := e.instance(sql, &sh); info != nil {
+			return info, e
+		}
 	}
+	info := built
 	if info == nil {
 		info = analyze(sql)
 	}
 	c.Add(sql, info)
-	return info
+	if e != nil && e.info == nil {
+		e = nil
+	}
+	return info, e
 }
 
 // analyze is the analysis of sql on its own.

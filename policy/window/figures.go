@@ -115,3 +115,22 @@ func (f *Figures) AddCounts(o *Figures) {
 		}
 	}
 }
+
+// subCounts takes o's counters (not its subjects) from f, as AddCounts
+// added them.
+func (f *Figures) subCounts(o *Figures) {
+	f.Statements -= o.Statements
+	f.Rows -= o.Rows
+	f.PIIRows -= o.PIIRows
+	f.Bytes -= o.Bytes
+	f.Unexplained -= o.Unexplained
+	f.Sequential -= o.Sequential
+	for i, v := range o.PIIValues {
+		f.PIIValues[i] -= v
+	}
+	for k, v := range o.Custom {
+		if f.Custom[k] -= v; f.Custom[k] == 0 {
+			delete(f.Custom, k)
+		}
+	}
+}

@@ -48,6 +48,10 @@ type Window struct {
 	started     bool
 	head        int64 // bucket number (time/width) of the newest bucket
 	buckets     []bucket
+	// total is the sum of the buckets' counters (not their subjects),
+	// kept as buckets are added to and recycled: a sum at the newest
+	// bucket's time, the common case, reads it instead of every bucket.
+	total Figures
 }
 
 type bucket struct {
@@ -109,6 +113,7 @@ func (w *Window) advance(num int64) {
 	}
 	for k := first; k <= num; k++ {
 		b := w.slot(k)
+		w.total.subCounts(&b.f)
 		b.num = k
 		subjects := b.f.Subjects
 		custom := b.f.Custom
@@ -138,6 +143,7 @@ func (w *Window) add(at time.Time, f *Figures) {
 	}
 	b := w.slot(num)
 	b.f.AddCounts(f)
+	w.total.AddCounts(f)
 	if len(f.SubjectHashes) == 0 && f.Subjects == nil {
 		return
 	}
@@ -161,7 +167,8 @@ func (w *Window) add(at time.Time, f *Figures) {
 func (w *Window) Sum(now time.Time) Figures { return w.sum(now, true) }
 
 // SumCounts is Sum without the distinct subjects (Subjects is nil): the
-// counters only, at a cost of a few nanoseconds per bucket.
+// counters only, read from a running total when now falls in the newest
+// bucket, else at a cost of a few nanoseconds per bucket.
 func (w *Window) SumCounts(now time.Time) Figures { return w.sum(now, false) }
 
 func (w *Window) sum(now time.Time, subjects bool) Figures {
@@ -170,6 +177,19 @@ func (w *Window) sum(now time.Time, subjects bool) Figures {
 		return out
 	}
 	num := max(w.number(now), w.head)
+	if num == w.head && !subjects && len(w.total.Custom) == 0 {
+		// Every bucket is live.
+		out = w.total
+		out.Custom = nil
+		return out
+	}
+	return w.sumBuckets(num, subjects)
+}
+
+// sumBuckets is sum over the live buckets of the window ending with bucket
+// number num.
+func (w *Window) sumBuckets(num int64, subjects bool) Figures {
+	var out Figures
 	oldest := num - int64(len(w.buckets)) + 1
 	for i := range w.buckets {
 		b := &w.buckets[i]

@@ -534,3 +534,39 @@ func TestGetSpans(t *testing.T) {
 		t.Errorf("windows not asked for were summed: %+v", got)
 	}
 }
+
+// TestRunningTotalMatchesBuckets checks the running total that SumCounts
+// reads against the sum of the buckets, over random additions with the
+// clock moving forward, standing still, jumping past the span and going
+// backward.
+func TestRunningTotalMatchesBuckets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	s, err := NewSet(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1767225600, 0)
+	for i := range 20000 {
+		switch r := rng.IntN(100); {
+		case r < 60:
+			at = at.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		case r < 62:
+			at = at.Add(time.Duration(rng.IntN(48)) * time.Hour)
+		case r < 65:
+			at = at.Add(-time.Duration(rng.IntN(120)) * time.Minute)
+		}
+		f := Figures{Statements: 1, Rows: int64(rng.IntN(100)), PIIRows: int64(rng.IntN(10)), Bytes: int64(rng.IntN(5000))}
+		f.PIIValues[rng.IntN(pii.NumBuiltin)] = int64(rng.IntN(7))
+		s.Add(at, f)
+		for sp := range s.windows {
+			w := &s.windows[sp]
+			now := at.Add(time.Duration(rng.IntN(2)) * w.Granularity())
+			got := w.SumCounts(now)
+			want := w.sumBuckets(max(w.number(now), w.head), false)
+			if got.Statements != want.Statements || got.Rows != want.Rows || got.PIIRows != want.PIIRows ||
+				got.Bytes != want.Bytes || got.PIIValues != want.PIIValues {
+				t.Fatalf("step %d, window %v: running total %+v, buckets %+v", i, w.Span(), got, want)
+			}
+		}
+	}
+}

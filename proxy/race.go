@@ -1,0 +1,6 @@
+//go:build race
+
+package proxy
+
+// raceEnabled is set in builds with the race detector.
+const raceEnabled = true

@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// sockIO reads and writes a TCP connection's socket with raw system
+// calls, through the connection's RawConn so that deadlines and the
+// netpoller work as for the connection itself.
+//
+// The relay makes a read and a write system call per message in each
+// direction, each a few microseconds of kernel work on loopback (the
+// write runs the receiver's TCP stack and wakes it). Through net.Conn each
+// also enters the scheduler's syscall state: the runtime's monitor then
+// wakes every 20 µs to hand the processor of a call it finds in progress
+// to another thread, and that thread's wake-up and sleep cost more than
+// the call. The sockets are non-blocking, so a raw call never blocks: a
+// read or write that would wait returns EAGAIN, and the RawConn parks the
+// goroutine on the netpoller as net.Conn would.
+type sockIO struct {
+	conn net.Conn
+	rc   syscall.RawConn
+}
+
+// rawSocket returns sockIO for a plain TCP connection, c itself for any
+// other (TLS), and always c under the race detector: net.Conn's reads and
+// writes tell the detector that a write happens before the read of what
+// it sent, on any socket, and without that the detector would report the
+// order the protocol itself gives (a client that reads an answer, then
+// changes what the session's goroutines read) as races.
+func rawSocket(c net.Conn) io.ReadWriter {
+	if raceEnabled {
+		return c
+	}
+	if s := newSockIO(c); s != nil {
+		return s
+	}
+	return c
+}
+
+// newSockIO returns sockIO for a plain TCP connection, nil for any other.
+func newSockIO(c net.Conn) *sockIO {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &sockIO{conn: c, rc: rc}
+}
+
+func (s *sockIO) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var errno syscall.Errno
+	err := s.rc.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			}
+			n, errno = int(r), e
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, s.opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (s *sockIO) Write(p []byte) (int, error) {
+	var done int
+	var errno syscall.Errno
+	err := s.rc.Write(func(fd uintptr) bool {
+		for done < len(p) {
+			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done))
+			switch e {
+			case 0:
+				done += int(r)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return done, err
+	case errno != 0:
+		return done, s.opError("write", errno)
+	}
+	return done, nil
+}
+
+// opError is the error net.Conn returns for a failed system call.
+func (s *sockIO) opError(op string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
