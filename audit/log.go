@@ -696,6 +696,19 @@ func (l *Log) LastSeq() uint64 {
 	return l.seq
 }
 
+// DurableSeq is the seq of the last line known to be on stable storage:
+// fsynced, or with SyncNever written. A copy of the trail that takes no
+// line past it never holds a line that a machine crash takes from the
+// trail (whose seq the log would then give to another event).
+func (l *Log) DurableSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cfg.Sync == SyncNever {
+		return l.seq
+	}
+	return l.synced
+}
+
 // Stats returns counts of the Log's work.
 func (l *Log) Stats() Stats {
 	l.mu.Lock()

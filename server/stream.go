@@ -54,7 +54,9 @@ type fileTrail struct {
 	dir string
 }
 
-func (t fileTrail) LastSeq() uint64 { return t.log.LastSeq() }
+// LastSeq is the last line on stable storage: a line a machine crash can
+// take from the trail is not streamed.
+func (t fileTrail) LastSeq() uint64 { return t.log.DurableSeq() }
 
 func (t fileTrail) ReadFrom(from uint64, max int) ([]notify.Record, error) {
 	lines, err := audit.ReadLines(t.dir, from, max)

@@ -424,3 +424,44 @@ func TestStreamSlowReceiverDoesNotSlowRelay(t *testing.T) {
 	waitFor(t, 60*time.Second, "the stream once the receiver answers", func() bool { return st.Stats().Lag == 0 })
 	inOrder(t, "hec", hec.seqs(), srv.audit.LastSeq())
 }
+
+// TestStreamStateDatabase: with --state-url and no state directory the
+// stream keeps its spill and cursor in the state database, and a restart
+// resumes from the cursor stored there.
+func TestStreamStateDatabase(t *testing.T) {
+	c := pgtest.Shared(t)
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_stream_outbox, pgwarden_stream_cursor")
+	hec := newHECReceiver(t)
+	t.Setenv(StreamTokenEnv, "hec-secret")
+	cfg := streamConfig(t, c, t.TempDir(), "")
+	cfg.StateURL = c.DSN(pgtest.SuperUser)
+	cfg.Instance = "pgw-test"
+	cfg.Stream.HTTP.URL = "http://" + hec.addr + "/services/collector/event"
+	cfg.Stream.HTTP.Format = "splunk_hec"
+
+	srv, stop := streamServer(t, cfg)
+	conn := connectVia(t, srv, c)
+	runStatements(t, conn, 5)
+	waitFor(t, 10*time.Second, "the first statements", func() bool { return srv.stream.Load().Stats().Lag == 0 })
+	hec.down()
+	runStatements(t, conn, 5)
+	conn.Close(t.Context())
+	stop()
+
+	hec.up()
+	srv2, _ := streamServer(t, cfg)
+	runStatements(t, connectVia(t, srv2, c), 5)
+	waitFor(t, 60*time.Second, "the stream after the restart", func() bool { return srv2.stream.Load().Stats().Lag == 0 })
+	last := srv2.audit.LastSeq()
+	inOrder(t, "hec", hec.seqs(), last)
+	var cursor int64
+	admin, err := pgx.Connect(t.Context(), c.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	q := "SELECT seq FROM pgwarden_stream_cursor WHERE queue = 'stream_http@pgw-test'"
+	if err := admin.QueryRow(t.Context(), q).Scan(&cursor); err != nil || uint64(cursor) != last {
+		t.Errorf("cursor in the state database: %d, %v; want %d", cursor, err, last)
+	}
+}

@@ -27,7 +27,9 @@ type Record struct {
 // The Stream reads from it what it does not hold itself (what was written
 // before it started, and what its queues could not take).
 type Trail interface {
-	// LastSeq is the seq of the last line written.
+	// LastSeq is the seq of the last line that may be streamed: written
+	// and, where the trail says so, on stable storage. Lines offered past
+	// it wait.
 	LastSeq() uint64
 	// ReadFrom returns up to max records in seq order from seq from on (or
 	// from the first one after it that the trail still has).
@@ -138,6 +140,8 @@ type streamQueue struct {
 	// the outbox always holds older records than mem.
 	move sync.Mutex
 
+	// mu is never held while calling the Trail: its writer offers with
+	// its own lock held.
 	mu        sync.Mutex
 	mem       []Record
 	outboxed  int // records in the outbox
@@ -313,7 +317,15 @@ func (s *Stream) deliverLoop(ctx context.Context, q *streamQueue) {
 		}
 		failures = 0
 		if len(recs) == 0 {
-			s.idle(ctx, q)
+			q.mu.Lock()
+			waiting := len(q.mem) > 0 && q.mem[0].Seq == from
+			q.mu.Unlock()
+			if waiting {
+				// Offered but not durable yet: the fsync is under way.
+				s.sleepFor(ctx, 2*time.Millisecond)
+			} else {
+				s.idle(ctx, q)
+			}
 			continue
 		}
 		s.deliver(ctx, q, recs, outboxed, log)
@@ -373,6 +385,9 @@ func (s *Stream) next(ctx context.Context, q *streamQueue, from uint64, log *slo
 			upper = recs[0].Seq
 		}
 	}
+	// Read before taking q.mu: the trail's writer holds its own lock
+	// while it offers.
+	durable := s.trail.LastSeq()
 	q.mu.Lock()
 	i := 0
 	for i < len(q.mem) && q.mem[i].Seq < from {
@@ -381,7 +396,11 @@ func (s *Stream) next(ctx context.Context, q *streamQueue, from uint64, log *slo
 	q.mem = q.mem[i:]
 	if upper == 0 && len(q.mem) > 0 {
 		if q.mem[0].Seq == from {
-			recs := contiguous(q.mem[:min(len(q.mem), s.batch)])
+			n := 0
+			for n < len(q.mem) && n < s.batch && q.mem[n].Seq <= durable {
+				n++
+			}
+			recs := contiguous(q.mem[:n])
 			q.mem = append(q.mem[:0:0], q.mem[len(recs):]...)
 			q.mu.Unlock()
 			return recs, false, nil
@@ -389,8 +408,8 @@ func (s *Stream) next(ctx context.Context, q *streamQueue, from uint64, log *slo
 		upper = q.mem[0].Seq
 	}
 	q.mu.Unlock()
-	if upper == 0 {
-		upper = s.trail.LastSeq() + 1
+	if upper == 0 || upper > durable+1 {
+		upper = durable + 1
 	}
 	if from >= upper {
 		return nil, false, nil
@@ -509,6 +528,11 @@ func (s *Stream) spillLoop(ctx context.Context, q *streamQueue) {
 			failures = 0
 			continue
 		}
+		if errors.Is(err, errNotDurable) {
+			s.sleepFor(ctx, 2*time.Millisecond) // the fsync is under way
+			signal(q.spillWake)
+			continue
+		}
 		failures++
 		log.Error("stream_spill_failed", "error", err, "detail", "records past the memory bound are read from the trail")
 		s.sleep(ctx, failures)
@@ -516,15 +540,27 @@ func (s *Stream) spillLoop(ctx context.Context, q *streamQueue) {
 	}
 }
 
+// errNotDurable: the records to spill are not on the trail's stable
+// storage yet.
+var errNotDurable = errors.New("notify: stream: records not durable yet")
+
 func (s *Stream) spillOnce(ctx context.Context, q *streamQueue) error {
 	q.move.Lock()
 	defer q.move.Unlock()
+	durable := s.trail.LastSeq()
 	q.mu.Lock()
-	if len(q.mem) <= s.spill {
+	n := 0
+	for n < len(q.mem) && q.mem[n].Seq <= durable {
+		n++
+	}
+	if len(q.mem) <= s.spill || n == 0 {
 		q.mu.Unlock()
+		if n == 0 && len(q.mem) > s.spill {
+			return errNotDurable
+		}
 		return nil
 	}
-	recs := append([]Record(nil), q.mem...)
+	recs := append([]Record(nil), q.mem[:n]...)
 	q.mu.Unlock()
 	if err := s.store.pushRecords(ctx, q.name, recs); err != nil {
 		return err
@@ -559,7 +595,10 @@ func (s *Stream) sleep(ctx context.Context, failures int) {
 		d *= 2
 	}
 	d = min(d, s.maxB)
-	d = d/2 + mrand.N(d-d/2+1)
+	s.sleepFor(ctx, d/2+mrand.N(d-d/2+1))
+}
+
+func (s *Stream) sleepFor(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -25,10 +25,11 @@ import (
 // memTrail is a trail in memory that offers each line it writes to a
 // Stream, as audit.Config.Tap does.
 type memTrail struct {
-	mu     sync.Mutex
-	recs   []Record
-	offer  func(seq uint64, line []byte)
-	offers bool
+	mu    sync.Mutex
+	recs  []Record
+	offer func(seq uint64, line []byte)
+	// durable, when set, is the last seq on stable storage.
+	durable *uint64
 }
 
 func (m *memTrail) write(n int) {
@@ -47,7 +48,16 @@ func (m *memTrail) write(n int) {
 func (m *memTrail) LastSeq() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.durable != nil {
+		return *m.durable
+	}
 	return uint64(len(m.recs))
+}
+
+func (m *memTrail) setDurable(seq uint64) {
+	m.mu.Lock()
+	m.durable = &seq
+	m.mu.Unlock()
 }
 
 func (m *memTrail) ReadFrom(from uint64, max int) ([]Record, error) {
@@ -551,4 +561,30 @@ func TestStreamPGOutbox(t *testing.T) {
 	st3, _ := startStream(t, StreamConfig{Pool: pool, Instance: "pgw-2", Sinks: []BatchSink{httpSink(t, rcv2.URL(), FormatNDJSON, "")}}, other)
 	waitUntil(t, "the other instance's events", func() bool { return st3.Stats().Lag == 0 })
 	checkInOrder(t, rcv2.received(), 3)
+}
+
+// TestStreamWaitsForDurability: a line offered but not yet on the trail's
+// stable storage is not streamed (nor spilled) until it is: a machine
+// crash could take it from the trail, and its seq would then name another
+// event.
+func TestStreamWaitsForDurability(t *testing.T) {
+	rcv := newSIEMReceiver(t)
+	db := openDB(t, filepath.Join(t.TempDir(), "notify.db"))
+	trail := &memTrail{}
+	trail.setDurable(0)
+	st, _ := startStream(t, StreamConfig{DB: db, Sinks: []BatchSink{httpSink(t, rcv.URL(), FormatNDJSON, "")}, Queue: 8}, trail)
+	trail.write(3)
+	trail.setDurable(2)
+	waitUntil(t, "the durable lines", func() bool { return len(rcv.received()) >= 2 })
+	trail.write(20)
+	time.Sleep(50 * time.Millisecond) // what must not happen has had time to
+	if got := rcv.received(); len(got) != 2 {
+		t.Fatalf("received %v; want only the 2 durable lines", got)
+	}
+	if s := st.Stats(); s.Spilled != 0 {
+		t.Errorf("stats %+v: lines spilled before they were durable", s)
+	}
+	trail.setDurable(23)
+	waitUntil(t, "every line", func() bool { return len(rcv.received()) >= 23 })
+	checkInOrder(t, rcv.received(), 23)
 }
