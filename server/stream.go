@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pgwarden/pgwarden/audit"
@@ -48,18 +50,34 @@ func (s *Server) tap(seq uint64, line []byte) {
 	}
 }
 
-// fileTrail is the audit log as the stream reads it.
+// fileTrail is the audit log as the stream reads it. Each receiver reads
+// on from where it stopped; it keeps a LineReader per position so that
+// catching up after an outage reads each file once.
 type fileTrail struct {
 	log *audit.Log
 	dir string
+
+	mu      sync.Mutex
+	readers []*audit.LineReader
+	next    []uint64 // the seq each reader would read next
 }
 
 // LastSeq is the last line on stable storage: a line a machine crash can
 // take from the trail is not streamed.
-func (t fileTrail) LastSeq() uint64 { return t.log.DurableSeq() }
+func (t *fileTrail) LastSeq() uint64 { return t.log.DurableSeq() }
 
-func (t fileTrail) ReadFrom(from uint64, max int) ([]notify.Record, error) {
-	lines, err := audit.ReadLines(t.dir, from, max)
+func (t *fileTrail) ReadFrom(from uint64, max int) ([]notify.Record, error) {
+	r, pos := t.take(from)
+	lines, err := r.Read(from, max)
+	if err == nil {
+		pos = from
+		if len(lines) > 0 {
+			pos = lines[len(lines)-1].Seq + 1
+		}
+	}
+	t.mu.Lock()
+	t.readers, t.next = append(t.readers, r), append(t.next, pos)
+	t.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +86,23 @@ func (t fileTrail) ReadFrom(from uint64, max int) ([]notify.Record, error) {
 		recs[i] = notify.Record{Seq: l.Seq, Line: l.Bytes}
 	}
 	return recs, nil
+}
+
+// take removes from the pool the reader that stopped at from, else the
+// oldest, or makes a new one while there are fewer than four.
+func (t *fileTrail) take(from uint64) (*audit.LineReader, uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := slices.Index(t.next, from)
+	if i < 0 {
+		if len(t.readers) < 4 {
+			return audit.NewLineReader(t.dir), 0
+		}
+		i = 0
+	}
+	r, pos := t.readers[i], t.next[i]
+	t.readers, t.next = slices.Delete(t.readers, i, i+1), slices.Delete(t.next, i, i+1)
+	return r, pos
 }
 
 // openStream builds the stream of the whole trail to the configured
@@ -84,7 +119,7 @@ func (s *Server) openStream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	scfg := notify.StreamConfig{Sinks: sinks, Trail: fileTrail{s.audit, fc.Audit.Dir}, Queue: fc.Stream.Queue,
+	scfg := notify.StreamConfig{Sinks: sinks, Trail: &fileTrail{log: s.audit, dir: fc.Audit.Dir}, Queue: fc.Stream.Queue,
 		Batch: fc.Stream.Batch, Logger: s.logger}
 	switch {
 	case s.streamInStateDir():
