@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -154,11 +155,7 @@ type syslogReceiver struct {
 	msgs []string
 }
 
-func newSyslogReceiver(t *testing.T) *syslogReceiver {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+func newSyslogReceiver(t *testing.T, ln net.Listener) *syslogReceiver {
 	r := &syslogReceiver{ln: ln}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
@@ -309,7 +306,11 @@ func TestStreamWholeTrail(t *testing.T) {
 	c := pgtest.Shared(t)
 	auditDir, stateDir := t.TempDir(), t.TempDir()
 	hec := newHECReceiver(t)
-	sl := newSyslogReceiver(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := newSyslogReceiver(t, ln)
 	t.Setenv(StreamTokenEnv, "hec-secret")
 	cfg := streamConfig(t, c, auditDir, stateDir)
 	cfg.Stream.HTTP.URL = "http://" + hec.addr + "/services/collector/event"
@@ -395,19 +396,24 @@ func TestStreamSlowReceiverDoesNotSlowRelay(t *testing.T) {
 	srv, _ := streamServer(t, cfg)
 	conn := connectVia(t, srv, c)
 
+	start := time.Now()
+	runStatements(t, conn, 300)
+	base := time.Since(start)
+	waitFor(t, 10*time.Second, "the stream", func() bool { return srv.stream.Load().Stats().Lag == 0 })
+
 	hec.setMode("hang")
 	runStatements(t, conn, 1)
 	waitFor(t, 10*time.Second, "a hung request", func() bool { hec.mu.Lock(); defer hec.mu.Unlock(); return hec.hung > 0 })
 	hec.mu.Lock()
 	before := len(hec.events)
 	hec.mu.Unlock()
-	start := time.Now()
+	start = time.Now()
 	runStatements(t, conn, 300)
 	took := time.Since(start)
 	hec.mu.Lock()
 	hung, got := hec.hung, len(hec.events)
 	hec.mu.Unlock()
-	t.Logf("300 statements in %v while the receiver hung (%d requests hung, %d events received)", took, hung, got)
+	t.Logf("300 statements in %v while the receiver hung (%d requests hung), %v while it answered", took, hung, base)
 	if got != before {
 		t.Fatalf("the receiver took %d events while hanging", got-before)
 	}
@@ -464,4 +470,30 @@ func TestStreamStateDatabase(t *testing.T) {
 	if err := admin.QueryRow(t.Context(), q).Scan(&cursor); err != nil || uint64(cursor) != last {
 		t.Errorf("cursor in the state database: %d, %v; want %d", cursor, err, last)
 	}
+}
+
+// TestStreamSyslogTLS: the syslog receiver over TLS, its certificate
+// verified against --stream-ca-file, gets every event in order.
+func TestStreamSyslogTLS(t *testing.T) {
+	c := pgtest.Shared(t)
+	certFile, keyFile, err := c.IssueCert("siem", nil, []net.IP{net.IPv4(127, 0, 0, 1)}, false)
+	if err != nil {
+		t.Skip(err)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := newSyslogReceiver(t, ln)
+	cfg := streamConfig(t, c, t.TempDir(), t.TempDir())
+	cfg.Stream.Syslog.Addr, cfg.Stream.Syslog.Network = ln.Addr().String(), "tcp+tls"
+	cfg.Stream.CAFile = c.CAFile
+	srv, _ := streamServer(t, cfg)
+	runStatements(t, connectVia(t, srv, c), 20)
+	waitFor(t, 20*time.Second, "the stream", func() bool { return srv.stream.Load().Stats().Lag == 0 })
+	inOrder(t, "syslog over TLS", sl.seqs(), srv.audit.LastSeq())
 }
