@@ -302,6 +302,9 @@ func (s *Server) openStateDB(ctx context.Context) error {
 		return nil
 	}
 	conns := int32(4)
+	if streaming(fc) && (fc.ShareWindows || fc.StateDir == "") {
+		conns += 2 // the stream's outbox: a delivery and a spill at a time
+	}
 	if fc.ShareWindows {
 		conns += 6
 		s.instance = fc.Instance
