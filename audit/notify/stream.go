@@ -408,7 +408,8 @@ func (s *Stream) next(ctx context.Context, q *streamQueue, from uint64, log *slo
 		upper = q.mem[0].Seq
 	}
 	q.mu.Unlock()
-	if upper == 0 || upper > durable+1 {
+	held := upper != 0 && upper <= durable+1 // upper is a record a queue holds
+	if !held {
 		upper = durable + 1
 	}
 	if from >= upper {
@@ -423,9 +424,20 @@ func (s *Stream) next(ctx context.Context, q *streamQueue, from uint64, log *slo
 		n++
 	}
 	recs = recs[:n]
-	if len(recs) > 0 && recs[0].Seq > from {
+	switch {
+	case len(recs) > 0 && recs[0].Seq > from:
 		log.Warn("stream_trail_gap", "from_seq", from, "next_seq", recs[0].Seq,
 			"detail", "the trail no longer holds these lines; they are not streamed")
+	case len(recs) == 0 && held:
+		log.Warn("stream_trail_gap", "from_seq", from, "next_seq", upper,
+			"detail", "the trail no longer holds these lines; they are not streamed")
+		if err := s.store.ack(ctx, q.name, upper-1); err != nil {
+			return nil, false, err
+		}
+		q.mu.Lock()
+		q.cursor = upper - 1
+		q.mu.Unlock()
+		signal(q.wake)
 	}
 	return recs, false, nil
 }

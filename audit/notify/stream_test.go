@@ -30,6 +30,8 @@ type memTrail struct {
 	offer func(seq uint64, line []byte)
 	// durable, when set, is the last seq on stable storage.
 	durable *uint64
+	// gone is the last seq removed from the trail.
+	gone uint64
 }
 
 func (m *memTrail) write(n int) {
@@ -63,8 +65,8 @@ func (m *memTrail) setDurable(seq uint64) {
 func (m *memTrail) ReadFrom(from uint64, max int) ([]Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if from == 0 {
-		from = 1
+	if from <= m.gone {
+		from = m.gone + 1
 	}
 	if from > uint64(len(m.recs)) {
 		return nil, nil
@@ -587,4 +589,24 @@ func TestStreamWaitsForDurability(t *testing.T) {
 	trail.setDurable(23)
 	waitUntil(t, "every line", func() bool { return len(rcv.received()) >= 23 })
 	checkInOrder(t, rcv.received(), 23)
+}
+
+// TestStreamGoesOnAfterTrailGap: lines the trail no longer holds (its
+// files removed by hand) are skipped, with a warning, instead of holding
+// the stream up forever.
+func TestStreamGoesOnAfterTrailGap(t *testing.T) {
+	rcv := newSIEMReceiver(t)
+	db := openDB(t, filepath.Join(t.TempDir(), "notify.db"))
+	trail := &memTrail{}
+	trail.write(10) // before the stream: in the trail only
+	trail.mu.Lock()
+	trail.gone = 10
+	trail.mu.Unlock()
+	st, _ := startStream(t, StreamConfig{DB: db, Sinks: []BatchSink{httpSink(t, rcv.URL(), FormatNDJSON, "")}}, trail)
+	trail.write(10)
+	waitUntil(t, "the lines after the gap", func() bool { return st.Stats().Lag == 0 })
+	got := rcv.received()
+	if len(got) != 10 || got[0] != 11 || got[9] != 20 {
+		t.Errorf("received %v; want 11..20", got)
+	}
 }
