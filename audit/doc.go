@@ -58,6 +58,13 @@
 // hide it. Open then writes a "resume" checkpoint, which marks the restart in
 // the log.
 //
+// # Copies
+//
+// Config.Tap hears of every line as it is written, in seq order (serve
+// streams the trail to SIEMs with it); DurableSeq says how far the lines
+// are on stable storage; ReadLines and a LineReader read the lines back,
+// byte for byte, from any seq on.
+//
 // # Checking
 //
 // Verify walks every file in sequence order and reports the first problem

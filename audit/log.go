@@ -104,6 +104,11 @@ type Config struct {
 	// (up true), once each way and in that order, from a goroutine of the
 	// Log's own: serve alerts security with it.
 	OnChange func(up bool, err error)
+	// Tap, if set, is given every line the log writes (its seq and its
+	// bytes without the newline, which the callee may keep), in seq order,
+	// once written and before its fsync, with the log's lock held: it must
+	// not block. serve streams the trail to a SIEM with it.
+	Tap func(seq uint64, line []byte)
 	// Now is the clock of event times and file ages (default time.Now).
 	Now func() time.Time
 	// Logger receives the log's own messages (default slog.Default()).
@@ -537,6 +542,9 @@ func (l *Log) writeLine(ev *Event) error {
 	l.seq = ev.Seq
 	l.prev = sha256.Sum256(line[:len(line)-1])
 	l.stats.Lines++
+	if l.cfg.Tap != nil {
+		l.cfg.Tap(ev.Seq, line[:len(line)-1:len(line)-1])
+	}
 	if isMACType(ev.Type) {
 		l.sinceMAC = 0
 	} else {
@@ -679,6 +687,26 @@ func (l *Log) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
+}
+
+// LastSeq is the seq of the last line written.
+func (l *Log) LastSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
+}
+
+// DurableSeq is the seq of the last line known to be on stable storage:
+// fsynced, or with SyncNever written. A copy of the trail that takes no
+// line past it never holds a line that a machine crash takes from the
+// trail (whose seq the log would then give to another event).
+func (l *Log) DurableSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cfg.Sync == SyncNever {
+		return l.seq
+	}
+	return l.synced
 }
 
 // Stats returns counts of the Log's work.

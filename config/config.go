@@ -148,6 +148,34 @@ type Config struct {
 		DedupeWindow    Duration `yaml:"dedupe_window"`
 		RatePerEmployee int      `yaml:"rate_per_employee"`
 	} `yaml:"notify"`
+	// Stream sends every line of the audit trail (not only alerts) to a
+	// SIEM, at least once and in order: over syslog (TCP or TLS) and/or
+	// HTTPS in batches. It needs audit.dir, and state_dir or state_url
+	// for its outbox and cursor.
+	Stream struct {
+		Syslog struct {
+			Addr    string `yaml:"addr"`
+			Network string `yaml:"network"` // tcp (default) or tcp+tls
+		} `yaml:"syslog"`
+		HTTP struct {
+			URL    string `yaml:"url"`
+			Format string `yaml:"format"` // splunk_hec, elastic_bulk or ndjson (default)
+			// TokenFile holds the HEC token, the Elasticsearch API key or
+			// the bearer token (else PGWARDEN_STREAM_TOKEN).
+			TokenFile string `yaml:"token_file"`
+			// Username for basic authentication (password:
+			// PGWARDEN_STREAM_PASSWORD).
+			Username string `yaml:"username"`
+			Index    string `yaml:"index"`
+		} `yaml:"http"`
+		// CAFile is a PEM file of the CAs trusted for the receivers'
+		// certificates (default: the system roots).
+		CAFile string `yaml:"ca_file"`
+		// Queue bounds each receiver's queue in memory, in events; Batch
+		// is the most events one request carries.
+		Queue int `yaml:"queue"`
+		Batch int `yaml:"batch"`
+	} `yaml:"stream"`
 
 	// file is the path Load read; pos the position of each key in it and
 	// flag the flag that overrode a key, for Validate's messages.
@@ -330,6 +358,7 @@ func (c *Config) Redacted() *Config {
 	r.Audit.URL = redactURL(r.Audit.URL)
 	r.StateURL = redactURL(r.StateURL)
 	r.Notify.Webhook.URL = redactURL(r.Notify.Webhook.URL)
+	r.Stream.HTTP.URL = redactURL(r.Stream.HTTP.URL)
 	if r.Notify.Slack.URL != "" {
 		r.Notify.Slack.URL = redacted
 	}

@@ -223,3 +223,47 @@ login:
 	c.SetDefaults()
 	sameList(t, errorList(t, c.Validate()), []string{path + `:3:10: login.oidc.issuer: login.oidc needs login.enabled (--login)`})
 }
+
+func TestValidateStream(t *testing.T) {
+	path := writeFile(t, `upstream:
+  url: postgres://db
+stream:
+  http:
+    url: ftp://siem
+    format: gelf
+  syslog:
+    addr: siem:514
+    network: udp
+`)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	sameList(t, errorList(t, c.Validate()), []string{
+		path + `:5:5: stream.http.url: streaming the audit trail needs the trail: set audit.dir (--audit-dir)`,
+		path + `:5:5: stream.http.url: streaming the audit trail needs a place for its outbox and cursor: set state_dir (--state-dir) or state_url (--state-url)`,
+		path + `:5:5: stream.http.url: stream URL: want http:// or https:// and a host`,
+		path + `:6:5: stream.http.format: stream format "gelf": want splunk_hec, elastic_bulk or ndjson`,
+		path + `:9:5: stream.syslog.network: stream syslog network "udp": want tcp or tcp+tls (UDP could lose events unseen)`,
+	})
+
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	flags := RegisterFlags(fs)
+	err = fs.Parse([]string{"--audit-dir", "/a", "--state-url", "postgres://state", "--stream-url", "https://es:9200/_bulk",
+		"--stream-format", "elastic_bulk", "--stream-syslog-network", "tcp+tls", "--stream-queue", "100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags.Apply(c)
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+	if c.Stream.HTTP.URL != "https://es:9200/_bulk" || c.Stream.Queue != 100 || c.Stream.HTTP.Format != "elastic_bulk" {
+		t.Errorf("stream flags not applied: %+v", c.Stream)
+	}
+	c.Stream.HTTP.URL = "https://elastic:pw@es:9200/_bulk"
+	if r := c.Redacted(); strings.Contains(r.Stream.HTTP.URL, "pw") {
+		t.Errorf("stream URL not redacted: %s", r.Stream.HTTP.URL)
+	}
+}

@@ -113,6 +113,38 @@ func (c *Config) Validate() error {
 		bad("audit.sync", "audit sync policy %q: want always, interval or never", c.Audit.Sync)
 	}
 
+	st := &c.Stream
+	if st.HTTP.URL != "" || st.Syslog.Addr != "" {
+		key := "stream.http.url"
+		if st.HTTP.URL == "" {
+			key = "stream.syslog.addr"
+		}
+		if c.Audit.Dir == "" {
+			bad(key, "streaming the audit trail needs the trail: set audit.dir (--audit-dir)")
+		}
+		if c.StateDir == "" && c.StateURL == "" {
+			bad(key, "streaming the audit trail needs a place for its outbox and cursor: set state_dir (--state-dir) or state_url (--state-url)")
+		}
+	}
+	switch st.HTTP.Format {
+	case "", "splunk_hec", "elastic_bulk", "ndjson":
+	default:
+		bad("stream.http.format", "stream format %q: want splunk_hec, elastic_bulk or ndjson", st.HTTP.Format)
+	}
+	switch st.Syslog.Network {
+	case "", "tcp", "tcp+tls":
+	default:
+		bad("stream.syslog.network", "stream syslog network %q: want tcp or tcp+tls (UDP could lose events unseen)", st.Syslog.Network)
+	}
+	if st.HTTP.URL != "" {
+		if u, err := url.Parse(st.HTTP.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("stream.http.url", "stream URL: want http:// or https:// and a host")
+		}
+	}
+	if st.Queue < 0 || st.Batch < 0 {
+		bad("stream", "stream.queue and stream.batch must not be negative")
+	}
+
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(strings.ToUpper(cmp.Or(c.Log.Level, "info")))); err != nil {
 		bad("log.level", "log level %q: want debug, info, warn or error", c.Log.Level)

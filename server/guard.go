@@ -175,8 +175,12 @@ func (s *Server) buildGuard(ctx context.Context) error {
 	if err := s.openState(pol); err != nil {
 		return err
 	}
+	if err := s.openStream(ctx); err != nil {
+		return err
+	}
 	s.metrics = metrics.New()
 	s.notifyMetrics()
+	s.streamMetrics()
 	// The keys of the service accounts the policy names (their tags name
 	// the end users of pooled connections).
 	serviceKeys, err := guard.LoadServiceKeys(pol, os.LookupEnv, os.ReadFile)
@@ -266,7 +270,7 @@ func (s *Server) openAudit(ctx context.Context) error {
 		if key == nil {
 			return fmt.Errorf("the audit log needs a checkpoint key: --audit-key-file or %s", AuditKeyEnv)
 		}
-		acfg := audit.Config{Dir: fc.Audit.Dir, Key: key, Logger: s.logger, Now: s.now, OnChange: s.auditChanged}
+		acfg := audit.Config{Dir: fc.Audit.Dir, Key: key, Logger: s.logger, Now: s.now, OnChange: s.auditChanged, Tap: s.tap}
 		if fc.Audit.Sync != "" {
 			if acfg.Sync, err = audit.ParseSyncPolicy(fc.Audit.Sync); err != nil {
 				return err
@@ -300,6 +304,9 @@ func (s *Server) openStateDB(ctx context.Context) error {
 		return nil
 	}
 	conns := int32(4)
+	if streaming(fc) && (fc.ShareWindows || fc.StateDir == "") {
+		conns += 2 // the stream's outbox: a delivery and a spill at a time
+	}
 	if fc.ShareWindows {
 		conns += 6
 		s.instance = fc.Instance

@@ -49,16 +49,24 @@ func (st *stage) stop() {
 	st.g.Wait()
 }
 
-// deliveryLoops deliver alerts from the outbox.
+// deliveryLoops deliver alerts from the outbox and stream the trail.
 func (s *Server) deliveryLoops() []loop {
-	if s.notifier == nil {
-		return nil
+	var loops []loop
+	if s.notifier != nil {
+		loops = append(loops, loop{"notifier", func(ctx context.Context) {
+			if err := s.notifier.Run(ctx); err != nil {
+				s.logger.Error("notifier_stopped", "error", err)
+			}
+		}})
 	}
-	return []loop{{"notifier", func(ctx context.Context) {
-		if err := s.notifier.Run(ctx); err != nil {
-			s.logger.Error("notifier_stopped", "error", err)
-		}
-	}}}
+	if st := s.stream.Load(); st != nil {
+		loops = append(loops, loop{"stream", func(ctx context.Context) {
+			if err := st.Run(ctx); err != nil {
+				s.logger.Error("stream_stopped", "error", err)
+			}
+		}})
+	}
+	return loops
 }
 
 // sharingLoops exchange windows and norm observations with the other

@@ -56,11 +56,14 @@ type Server struct {
 	outboxDB       *bbolt.DB
 	// quarantine is the list in force: the state directory's, or the state
 	// database's when configured (shared by instances); nil without either.
-	quarantine  quarantine.Store
-	notifier    *notify.Notifier // nil without sinks
-	outboxWhere string           // where the notifier's outbox is, for logs
-	alerts      *alertlog.Log    // security's queue
-	spool       *notify.Spool    // nil without a notifier
+	quarantine quarantine.Store
+	notifier   *notify.Notifier // nil without sinks
+	// stream sends the whole trail to SIEMs; nil without a receiver.
+	stream      atomic.Pointer[notify.Stream]
+	streamWhere string        // where its outbox and cursor are, for logs
+	outboxWhere string        // where the notifier's outbox is, for logs
+	alerts      *alertlog.Log // security's queue
+	spool       *notify.Spool // nil without a notifier
 	alertsTo    atomic.Pointer[alertTee]
 	decisionLog *os.File
 
@@ -243,6 +246,13 @@ func (s *Server) Run(ctx context.Context) error {
 		fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		if err := s.notifier.Flush(fctx); err != nil {
 			s.logger.Warn("notifications_pending_at_exit", "kept_in", s.outboxWhere)
+		}
+		cancel()
+	}
+	if st := s.stream.Load(); st != nil {
+		fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if err := st.Flush(fctx); err != nil {
+			s.logger.Warn("stream_pending_at_exit", "lag", st.Stats().Lag, "resumes_from", s.streamWhere)
 		}
 		cancel()
 	}

@@ -73,13 +73,16 @@ func (s *Server) openState(pol *policy.Policy) error {
 	if err := s.openStateDir(); err != nil {
 		return err
 	}
-	if len(sinks) == 0 {
+	if len(sinks) == 0 && !s.streamInStateDir() {
 		return nil
 	}
 	path := filepath.Join(fc.StateDir, OutboxFile)
 	s.outboxDB, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return fmt.Errorf("notification outbox %s: %w (is another pgwarden using this state directory?)", path, err)
+	}
+	if len(sinks) == 0 {
+		return nil
 	}
 	ncfg.DB = s.outboxDB
 	if s.notifier, err = notify.New(ncfg); err != nil {

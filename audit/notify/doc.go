@@ -1,6 +1,7 @@
 // Package notify delivers pgwarden's alerts and blocks to security staff:
 // signed JSON webhooks (Webhook), Slack-compatible incoming webhooks (Slack)
-// and syslog, as RFC 5424 or CEF (Syslog).
+// and syslog, as RFC 5424 or CEF (Syslog); and streams the whole audit
+// trail to SIEMs (Stream).
 //
 // # Accepting an alert
 //
@@ -88,6 +89,25 @@
 // instances, an employee's alerts are rate limited per instance (up to N
 // times RatePerEmployee per minute in all), and the same (Employee, Rule,
 // Action) seen by two instances within DedupeWindow is sent by each.
+//
+// # Streaming the trail
+//
+// A Stream carries every line of the audit trail, not only alerts, to
+// BatchSinks: HTTPStream (batches as Splunk HEC events, Elasticsearch bulk
+// creates or NDJSON) and SyslogStream (RFC 5424 over TCP or TLS). The
+// trail's writer offers each line (audit.Config.Tap); Offer only appends
+// to a bounded queue per sink in memory, so the relay never waits for a
+// receiver. Past half of the bound the oldest lines spill to this
+// package's outbox (the bucket "stream_outbox" beside "notify_outbox", or
+// the table pgwarden_stream_outbox beside pgwarden_outbox); past the bound
+// they are left out, and the sink reads them from the Trail, the
+// authoritative copy, when their turn comes. Each sink delivers in seq
+// order, retrying with backoff, and after each acknowledged batch stores
+// its cursor (the last seq it has) with the outbox, in the transaction
+// that removes the batch from it; a new Stream goes on after the cursor.
+// Delivery is at least once: a batch whose acknowledgement came but whose
+// cursor was not stored is sent again after a restart. Only lines the
+// Trail reports durable are sent or spilled.
 //
 // To shut down, call Flush with a deadline, then cancel Run's context and
 // wait for Run to return before closing the database. Whatever Flush did not

@@ -134,6 +134,22 @@ func (s *Syslog) Close() error {
 }
 
 func (s *Syslog) send(ctx context.Context, msg []byte) error {
+	frame := msg
+	if s.network != "udp" {
+		frame = appendFrame(make([]byte, 0, len(msg)+8), msg)
+	}
+	return s.write(ctx, frame)
+}
+
+// appendFrame appends msg with octet-counting framing (RFC 6587 3.4.1).
+func appendFrame(b, msg []byte) []byte {
+	b = strconv.AppendInt(b, int64(len(msg)), 10)
+	b = append(b, ' ')
+	return append(b, msg...)
+}
+
+// write writes framed messages, dialling first if needed.
+func (s *Syslog) write(ctx context.Context, frame []byte) error {
 	if s.conn != nil && s.network != "udp" && !streamAlive(s.conn) {
 		s.conn.Close()
 		s.conn = nil
@@ -144,13 +160,6 @@ func (s *Syslog) send(ctx context.Context, msg []byte) error {
 			return err
 		}
 		s.conn = c
-	}
-	frame := msg
-	if s.network != "udp" {
-		frame = make([]byte, 0, len(msg)+8)
-		frame = strconv.AppendInt(frame, int64(len(msg)), 10)
-		frame = append(frame, ' ')
-		frame = append(frame, msg...)
 	}
 	deadline := time.Now().Add(s.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
