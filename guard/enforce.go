@@ -995,11 +995,14 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 		h.Justification = *j
 	}
 	s.log.Warn("statement_held", "hold_id", h.ID, "rule", r.Name, "timeout", r.HoldTimeout, "justification", h.Justification != "")
+	s.tell(fmt.Sprintf("statement held for approval by security (hold %s, rule %s), for up to %s: ask security to approve it; %s",
+		h.ID, r.Name, r.HoldTimeout, holdWhy(h.Justification)))
 	decided, err := s.g.cfg.Holds.Request(ctx, h)
 	decided.Justification = h.Justification
 	switch {
 	case err == nil && decided.Status == holds.Approved:
 		s.holdOutcome(st, r, "approved", decided)
+		s.tell(fmt.Sprintf("hold %s approved%s", h.ID, byWhom(decided)))
 		return proxy.Verdict{}
 	case err != nil:
 		s.holdOutcome(st, r, "not approved in time", decided)
@@ -1007,15 +1010,40 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 	default:
 		s.holdOutcome(st, r, "denied", decided)
 		blocked.Reason = "statement blocked: " + reason + ": denied by security"
-		if decided.DecidedBy != "" {
-			blocked.Reason += " (" + decided.DecidedBy
-			if decided.DecisionReason != "" {
-				blocked.Reason += ": " + decided.DecisionReason
-			}
-			blocked.Reason += ")"
+		if by := byWhom(decided); by != "" {
+			blocked.Reason += " (" + by[len(" by "):] + ")"
 		}
 	}
 	return blocked
+}
+
+// tell sends the client a notice, when the proxy gives a way to.
+func (s *session) tell(message string) {
+	if s.info.Notice != nil {
+		if err := s.info.Notice(message); err != nil {
+			s.log.Debug("notice_not_sent", "error", err)
+		}
+	}
+}
+
+// holdWhy is the part of the held notice about the employee's reason.
+func holdWhy(justification string) string {
+	if justification != "" {
+		return "your reason, shown to the approver: " + justification
+	}
+	return "say why with /* pgwarden.reason: ... */ in the statement, or SET pgwarden.reason = '...' before it"
+}
+
+// byWhom says who decided a hold and why, for the employee.
+func byWhom(h holds.Hold) string {
+	if h.DecidedBy == "" {
+		return ""
+	}
+	w := " by " + h.DecidedBy
+	if h.DecisionReason != "" {
+		w += ": " + h.DecisionReason
+	}
+	return w
 }
 
 // holdOutcome records how a hold ended, who decided it and why, and the

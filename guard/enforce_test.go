@@ -586,10 +586,31 @@ func TestHoldApprovedOrDenied(t *testing.T) {
 	}
 	// The employee says why, in a comment of the statement.
 	justified = "ticket 4711: the customer asked for a copy"
+	var notices []string
+	var nmu sync.Mutex
+	cfg := conn.Config().Copy()
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		nmu.Lock()
+		notices = append(notices, n.Message)
+		nmu.Unlock()
+	}
+	conn, err = pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
 	go decide(true)
 	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30 /* pgwarden.reason: ticket 4711: the customer asked for a copy */", pgx.QueryExecModeSimpleProtocol); err != nil || n != 30 {
 		t.Fatalf("approved: %d rows, %v", n, err)
 	}
+	// The employee was told at once, and then of the approval.
+	nmu.Lock()
+	if len(notices) != 2 || !strings.Contains(notices[0], "statement held for approval by security (hold ") ||
+		!strings.Contains(notices[0], "rule hold-bulk") || !strings.Contains(notices[0], justified) ||
+		!strings.Contains(notices[1], "approved by security") {
+		t.Errorf("notices %q", notices)
+	}
+	nmu.Unlock()
 	var outcome map[string]any
 	for _, d := range ev.decisions(t) {
 		if d["outcome"] != nil {

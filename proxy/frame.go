@@ -157,8 +157,11 @@ func (fr *frameReader) fill(need int) error {
 
 // frameWriter buffers frames for one connection. After a failed write the
 // peer may have received part of a frame, so the writer refuses further
-// writes: err is sticky.
+// writes: err is sticky. Writes are whole frames, serialized by mu, so a
+// notice written from another goroutine (SessionInfo.Notice) lands
+// between two frames.
 type frameWriter struct {
+	mu  sync.Mutex
 	w   io.Writer
 	buf []byte
 	err error
@@ -170,6 +173,8 @@ func newFrameWriter(w io.Writer) *frameWriter {
 
 // release returns the writer's buffer to the pool; the writer is unusable after.
 func (fw *frameWriter) release() {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
 	putBuf(fw.buf)
 	fw.buf, fw.err = nil, io.ErrClosedPipe
 }
@@ -177,11 +182,13 @@ func (fw *frameWriter) release() {
 // write queues p, flushing first when it does not fit. Frames larger than the
 // buffer are written through.
 func (fw *frameWriter) write(p []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
 	if fw.err != nil {
 		return fw.err
 	}
 	if len(fw.buf)+len(p) > cap(fw.buf) {
-		if err := fw.flush(); err != nil {
+		if err := fw.flushLocked(); err != nil {
 			return err
 		}
 		if len(p) > cap(fw.buf) {
@@ -193,7 +200,24 @@ func (fw *frameWriter) write(p []byte) error {
 	return nil
 }
 
+// writeNow writes p and everything queued before it at once.
+func (fw *frameWriter) writeNow(p []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if fw.err != nil {
+		return fw.err
+	}
+	fw.buf = append(fw.buf, p...)
+	return fw.flushLocked()
+}
+
 func (fw *frameWriter) flush() error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	return fw.flushLocked()
+}
+
+func (fw *frameWriter) flushLocked() error {
 	if fw.err != nil || len(fw.buf) == 0 {
 		return fw.err
 	}

@@ -91,6 +91,11 @@ type SessionInfo struct {
 	// Done is closed when the session is ending: an inspector waiting
 	// inside a call (a result held for approval) must return.
 	Done <-chan struct{}
+	// Notice sends the client a NoticeResponse (severity NOTICE, the
+	// message prefixed "pgwarden: ") at once, between two of the relay's
+	// messages, from any goroutine: an inspector waiting inside a call
+	// tells the client why. Nil before the session starts.
+	Notice func(message string) error
 }
 
 // How a session's employee was identified (SessionInfo.IdentifiedBy).

@@ -363,6 +363,7 @@ func (s *session) startup() error {
 	client := rawSocket(s.client)
 	s.fromClient = newFrameReader(client, maxAuthMessageSize, nil)
 	s.toClient = newFrameWriter(client)
+	s.info.Notice = s.notice
 
 	method := s.cfg.Login.method(&s.info)
 	var password string // upstream, for a login
@@ -636,4 +637,14 @@ func (g gatedWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return g.w.Write(p)
+}
+
+// notice sends the client a NoticeResponse at once (SessionInfo.Notice).
+func (s *session) notice(message string) error {
+	frame, err := (&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "01000",
+		Message: "pgwarden: " + message}).Encode(nil)
+	if err != nil {
+		return err
+	}
+	return s.toClient.writeNow(frame)
 }
