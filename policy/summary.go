@@ -90,6 +90,9 @@ func (r *Rule) words() string {
 		limits = append(limits, fmt.Sprintf("%s > %d", l.Measure, l.Limit))
 	}
 	if len(limits) == 0 {
+		if r.Action == ActionRedact {
+			return act + ": masks the PII of every result it matches, from the first row"
+		}
 		return act + " every statement it matches, before it runs"
 	}
 	where := "in one statement"

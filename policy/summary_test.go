@@ -40,7 +40,7 @@ rules:
 	}
 	sum = strings.Join(p.Summary(), "\n")
 	for _, want := range []string{"mode: shadow", "declared PII columns: 1", "detectors: on, every built-in one", "norms: off",
-		"rule bulk: would block (shadow) when pii_values > 100 in one statement", "rule mask: would redact (shadow) every statement it matches"} {
+		"rule bulk: would block (shadow) when pii_values > 100 in one statement", "rule mask: would redact (shadow): masks the PII of every result it matches"} {
 		if !strings.Contains(sum, want) {
 			t.Errorf("summary lacks %q:\n%s", want, sum)
 		}
