@@ -1,11 +1,9 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,9 +12,8 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"github.com/spf13/cobra"
-	"golang.org/x/oauth2"
 
-	"github.com/pgwarden/pgwarden/internal/atomicfile"
+	"github.com/pgwarden/pgwarden/identity/oidc"
 )
 
 // loginCommand gets a token of the company's identity provider with the
@@ -69,13 +66,13 @@ same host, port, database and user. The prompts go to standard error.
 		ctx, cancel := context.WithTimeout(c.Context(), *timeout)
 		defer cancel()
 		ctx = gooidc.ClientContext(ctx, &http.Client{Timeout: 30 * time.Second})
-		tok, who, err := deviceSignIn(ctx, c.ErrOrStderr(), *issuer, *clientID, *scopes, *tokenType)
+		tok, who, err := oidc.DeviceSignIn(ctx, c.ErrOrStderr(), *issuer, *clientID, *scopes, *tokenType)
 		if err != nil {
 			return err
 		}
 		if entry == nil {
-			fmt.Fprintf(c.OutOrStdout(), "export PGPASSWORD='%s'\n", tok.token)
-			fmt.Fprintf(c.ErrOrStderr(), "Signed in as %s until %s.\n", who, tok.expiry.Local().Format(time.DateTime))
+			fmt.Fprintf(c.OutOrStdout(), "export PGPASSWORD='%s'\n", tok.Token)
+			fmt.Fprintf(c.ErrOrStderr(), "Signed in as %s until %s.\n", who, tok.Expiry.Local().Format(time.DateTime))
 			return nil
 		}
 		path := *pgpassFile
@@ -89,91 +86,11 @@ same host, port, database and user. The prompts go to standard error.
 			}
 			path = filepath.Join(home, ".pgpass")
 		}
-		if err := writePgpass(path, entry, tok.token); err != nil {
+		if err := oidc.WritePgpass(path, entry, tok.Token); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.ErrOrStderr(), "Signed in as %s until %s; the token is in %s for %s.\n", who, tok.expiry.Local().Format(time.DateTime), path, *pgpass)
+		fmt.Fprintf(c.ErrOrStderr(), "Signed in as %s until %s; the token is in %s for %s.\n", who, tok.Expiry.Local().Format(time.DateTime), path, *pgpass)
 		return nil
 	}
 	return c
-}
-
-// signedToken is the token kept and when it expires.
-type signedToken struct {
-	token  string
-	expiry time.Time
-}
-
-// deviceSignIn runs the device authorization flow against issuer and
-// returns the token of tokenType and whom it names.
-func deviceSignIn(ctx context.Context, prompt io.Writer, issuer, clientID string, scopes []string, tokenType string) (signedToken, string, error) {
-	p, err := gooidc.NewProvider(ctx, issuer)
-	if err != nil {
-		return signedToken{}, "", fmt.Errorf("identity provider: %w", err)
-	}
-	ep := p.Endpoint()
-	if ep.DeviceAuthURL == "" {
-		return signedToken{}, "", fmt.Errorf("identity provider %s offers no device authorization endpoint: allow the device flow for client %s", issuer, clientID)
-	}
-	conf := &oauth2.Config{ClientID: clientID, Endpoint: ep, Scopes: scopes}
-	da, err := conf.DeviceAuth(ctx)
-	if err != nil {
-		return signedToken{}, "", fmt.Errorf("device authorization: %w", err)
-	}
-	fmt.Fprintf(prompt, "To sign in, open %s and enter the code %s\n", da.VerificationURI, da.UserCode)
-	if da.VerificationURIComplete != "" {
-		fmt.Fprintf(prompt, "(or open %s)\n", da.VerificationURIComplete)
-	}
-	tok, err := conf.DeviceAccessToken(ctx, da)
-	if err != nil {
-		return signedToken{}, "", fmt.Errorf("sign-in: %w", err)
-	}
-	raw := tok.AccessToken
-	if tokenType == "id" {
-		raw, _ = tok.Extra("id_token").(string)
-		if raw == "" {
-			return signedToken{}, "", errors.New("the identity provider returned no ID token: ask for the openid scope, or use --token access")
-		}
-	}
-	// The ID token is checked here as pgwarden will check it, so that a
-	// misconfiguration shows now rather than as a refused connection.
-	if tokenType == "id" {
-		idt, err := p.Verifier(&gooidc.Config{ClientID: clientID}).Verify(ctx, raw)
-		if err != nil {
-			return signedToken{}, "", fmt.Errorf("the ID token does not verify: %w", err)
-		}
-		var claims struct {
-			Email string `json:"email"`
-		}
-		idt.Claims(&claims)
-		return signedToken{token: raw, expiry: idt.Expiry}, cmp.Or(claims.Email, idt.Subject), nil
-	}
-	return signedToken{token: raw, expiry: tok.Expiry}, "the access token's subject", nil
-}
-
-// writePgpass puts an entry for host:port:database:user with password in
-// the password file at path (mode 0600), replacing one for the same four.
-// https://www.postgresql.org/docs/current/libpq-pgpass.html
-func writePgpass(path string, entry []string, password string) error {
-	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
-	key := make([]string, len(entry))
-	for i, e := range entry {
-		key[i] = esc.Replace(e)
-	}
-	prefix := strings.Join(key, ":") + ":"
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("password file: %w", err)
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(string(old), "\n"), "\n") {
-		if l != "" && !strings.HasPrefix(l, prefix) {
-			lines = append(lines, l)
-		}
-	}
-	lines = append(lines, prefix+esc.Replace(password))
-	if err := atomicfile.Write(path, []byte(strings.Join(lines, "\n")+"\n")); err != nil {
-		return fmt.Errorf("password file: %w", err)
-	}
-	return nil
 }
