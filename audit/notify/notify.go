@@ -92,7 +92,8 @@ type Config struct {
 	Lease, PollInterval, DBTimeout time.Duration
 
 	Sinks []Sink
-	// DedupeWindow: alerts with the same (Employee, Rule, Action) within
+	// DedupeWindow: alerts with the same (Employee, Rule, Action), but
+	// those of holds (HoldID set), within
 	// DedupeWindow after one was accepted are counted, not sent again; when
 	// the window ends a summary ("and N more within 1m0s; the latest: ...") is sent.
 	// Default 1 minute; negative disables deduplication. The window is kept
