@@ -1,9 +1,9 @@
 // Package admin is pgwarden's HTTP control interface: off by default,
 // loopback by default when on, every request but the health checks, the
 // dashboard's files and signed hold links (HoldLink) authenticated: the
-// admin secret, a named token derived from it
-// (IssueToken) or a verified client certificate names the principal and
-// its scope (read, act, admin). Every change is recorded with who made
+// admin secret, a named token derived from it (IssueToken) or a verified
+// client certificate names the principal and its scope (read, act,
+// admin). Every change is recorded with who made
 // it, when and why, in the audit trail and in the answer. It serves
 // JSON: liveness (/v1/health) and readiness (/v1/ready, which checks the
 // dependencies serve hands it), sessions, employees, alerts, quarantine,
