@@ -1,8 +1,9 @@
 // Package admin is pgwarden's HTTP control interface: off by default,
-// loopback by default when on, every request but the health check
-// authenticated: the admin secret, a named token derived from it
-// (IssueToken) or a verified client certificate names the principal and
-// its scope (read, act, admin). Every change is recorded with who made
+// loopback by default when on, every request but the health checks, the
+// dashboard's files and signed hold links (HoldLink) authenticated: the
+// admin secret, a named token derived from it (IssueToken) or a verified
+// client certificate names the principal and its scope (read, act,
+// admin). Every change is recorded with who made
 // it, when and why, in the audit trail and in the answer. It serves
 // JSON: liveness (/v1/health) and readiness (/v1/ready, which checks the
 // dependencies serve hands it), sessions, employees, alerts, quarantine,
@@ -56,10 +57,13 @@ type Config struct {
 	// quarantined).
 	Quarantine func() (any, error)
 	Release    func(employee string) (bool, error)
-	// Holds: the pending ones, and deciding one, which returns the held
-	// employee (ErrNotFound: no such pending hold).
+	// Holds: the pending ones, and deciding one for by, reached through
+	// via ("admin API", "slack"), which returns the held employee
+	// (ErrNotFound: no such pending hold). HoldOf describes one pending
+	// hold, for the page of a signed hold link (HoldLink); may be nil.
 	Holds      func() (any, error)
-	DecideHold func(id string, approve bool, by, reason string) (employee string, err error)
+	DecideHold func(id string, approve bool, by, via, reason string) (employee string, err error)
+	HoldOf     func(id string) (HoldSummary, bool)
 	// Alerts lists security's queue, newest first, the page f asks for,
 	// and how many match in all; Ack acknowledges one (ErrNotFound:
 	// unknown).
@@ -152,6 +156,9 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.Handle("DELETE /v1/quarantine/{employee}", h.auth(ScopeAct, h.release))
 	h.mux.Handle("GET /v1/holds", h.auth(ScopeRead, h.holds))
 	h.mux.Handle("POST /v1/holds/{id}/{decision}", h.auth(ScopeAct, h.decideHold))
+	// A signed hold link (HoldLink) is its own authority: no token.
+	h.mux.HandleFunc("GET /v1/holds/{id}/{decision}/link", h.holdLink)
+	h.mux.HandleFunc("POST /v1/holds/{id}/{decision}/link", h.decideHoldLink)
 	h.mux.Handle("GET /v1/alerts", h.auth(ScopeRead, h.alerts))
 	h.mux.Handle("POST /v1/alerts/{id}/ack", h.auth(ScopeAct, h.ack))
 	h.mux.Handle("GET /v1/policy", h.auth(ScopeRead, h.policy))
@@ -411,12 +418,17 @@ func reasonOf(r *http.Request, required bool) (string, error) {
 // they were identified, when and why, and so does the admin event in the
 // audit trail (about employee, when set).
 func (h *Handler) done(w http.ResponseWriter, r *http.Request, action string, answer map[string]any, reason, employee string) {
-	p := PrincipalOf(r)
-	at := h.cfg.Now().UTC()
-	answer["by"], answer["via"], answer["at"] = p.Name, p.Via, at
 	if reason != "" {
 		answer["reason"] = reason
 	}
+	h.record(PrincipalOf(r), action, answer, employee)
+	writeJSON(w, http.StatusOK, answer)
+}
+
+// record adds to answer who made a change, how they were identified and
+// when, and records it in the audit trail and the log.
+func (h *Handler) record(p Principal, action string, answer map[string]any, employee string) {
+	answer["by"], answer["via"], answer["at"] = p.Name, p.Via, h.cfg.Now().UTC()
 	if h.cfg.Audit != nil {
 		data := map[string]any{"by": p.Name, "via": p.Via, "scope": p.Scope.String()}
 		for k, v := range answer {
@@ -430,7 +442,6 @@ func (h *Handler) done(w http.ResponseWriter, r *http.Request, action string, an
 		h.cfg.Audit(action, data)
 	}
 	h.cfg.Logger.Info("admin_action", "action", action, "by", p.Name, "via", p.Via)
-	writeJSON(w, http.StatusOK, answer)
 }
 
 func (h *Handler) sessions(w http.ResponseWriter, _ *http.Request) {
@@ -522,7 +533,7 @@ func (h *Handler) decideHold(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	employee, err := h.cfg.DecideHold(id, decision == "approve", PrincipalOf(r).Name, reason)
+	employee, err := h.cfg.DecideHold(id, decision == "approve", PrincipalOf(r).Name, "admin API", reason)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "no pending hold "+id)

@@ -25,7 +25,7 @@ func TestScopes(t *testing.T) {
 		Sessions:    func() any { return []string{} },
 		KillSession: func(id, reason string) bool { return id == "s1" },
 		Release:     func(who string) (bool, error) { return who == "mallory", nil },
-		DecideHold:  func(id string, approve bool, by, reason string) (string, error) { return "erin", nil },
+		DecideHold:  func(id string, approve bool, by, via, reason string) (string, error) { return "erin", nil },
 		Ack:         func(id, by, note string) error { return nil },
 		Policy:      func() any { return map[string]any{"name": "p"} },
 		Reload:      func() error { return nil },

@@ -115,6 +115,11 @@ type Config struct {
 		ClientScopes map[string]string `yaml:"client_scopes"`
 		// Pprof serves Go's profiles at /debug/pprof/ (token required).
 		Pprof bool `yaml:"pprof"`
+		// PublicURL is the admin API's address as security's browsers
+		// reach it (https://pgwarden.example.com:7070, or behind a
+		// reverse proxy, its path): with the Slack sink, a hold's message
+		// carries signed links to approve or deny it there.
+		PublicURL string `yaml:"public_url"`
 	} `yaml:"admin"`
 	// StateDir keeps what must survive a restart: the quarantine list,
 	// held results and the notification outbox.

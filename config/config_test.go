@@ -267,3 +267,32 @@ stream:
 		t.Errorf("stream URL not redacted: %s", r.Stream.HTTP.URL)
 	}
 }
+
+func TestValidateAdminPublicURL(t *testing.T) {
+	path := writeFile(t, `upstream:
+  url: postgres://db
+admin:
+  public_url: pgwarden.example.com:7070
+`)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	sameList(t, errorList(t, c.Validate()), []string{
+		path + `:4:3: admin.public_url: the admin API's public URL "pgwarden.example.com:7070": want http(s)://host[:port][/path]`,
+	})
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	flags := RegisterFlags(fs)
+	if err := fs.Parse([]string{"--admin-public-url", "https://pgwarden.example.com/admin"}); err != nil {
+		t.Fatal(err)
+	}
+	flags.Apply(c)
+	sameList(t, errorList(t, c.Validate()), []string{
+		`--admin-public-url: the admin API's public URL needs the admin listener (admin.listen, --admin-listen)`,
+	})
+	c.Admin.Listen = "127.0.0.1:7070"
+	if err := c.Validate(); err != nil || c.Admin.PublicURL != "https://pgwarden.example.com/admin" {
+		t.Errorf("Validate() = %v, public URL %q", err, c.Admin.PublicURL)
+	}
+}

@@ -74,6 +74,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	f.str(fs, "admin-token-file", "admin.token_file", "`file` holding the admin API bearer token", func(c *Config) *string { return &c.Admin.TokenFile })
 	f.str(fs, "admin-tls-cert", "admin.cert_file", "certificate `file`: the admin API over TLS", func(c *Config) *string { return &c.Admin.CertFile })
 	f.str(fs, "admin-tls-key", "admin.key_file", "private key `file` for --admin-tls-cert", func(c *Config) *string { return &c.Admin.KeyFile })
+	f.str(fs, "admin-public-url", "admin.public_url", "the admin API's `URL` as security's browsers reach it: a hold's Slack message then carries signed links that approve or deny it", func(c *Config) *string { return &c.Admin.PublicURL })
 	f.on(fs, "admin-pprof", "admin.pprof", "serve Go's CPU, heap and goroutine profiles at /debug/pprof/ on the admin listener (token required)", func(c *Config) *bool { return &c.Admin.Pprof })
 	f.str(fs, "admin-client-ca", "admin.client_ca_file", "PEM `file` of CAs: admin clients presenting a certificate they verify need no token (mTLS)", func(c *Config) *string { return &c.Admin.ClientCAFile })
 	f.str(fs, "log-level", "log.level", "debug, info, warn or error (default info)", func(c *Config) *string { return &c.Log.Level })

@@ -141,6 +141,13 @@ func (c *Config) Validate() error {
 			bad("stream.http.url", "stream URL: want http:// or https:// and a host")
 		}
 	}
+	if pu := c.Admin.PublicURL; pu != "" {
+		if u, err := url.Parse(pu); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("admin.public_url", "the admin API's public URL %q: want http(s)://host[:port][/path]", pu)
+		} else if c.Admin.Listen == "" {
+			bad("admin.public_url", "the admin API's public URL needs the admin listener (admin.listen, --admin-listen)")
+		}
+	}
 	if st.Queue < 0 || st.Batch < 0 {
 		bad("stream", "stream.queue and stream.batch must not be negative")
 	}

@@ -884,7 +884,12 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 		if sql := s.sqlOf(st); sql != "" {
 			stmt = s.analyze(sql).Normalized
 		}
-		if err := s.g.cfg.Alerts.Notify(d.alert(stmt, auditSeq)); err != nil {
+		a := d.alert(stmt, auditSeq)
+		if r.Action == policy.ActionHold && !r.Shadow {
+			t := s.holdTicket(st, r)
+			a.HoldID, a.HoldDeadline = t.id, t.deadline
+		}
+		if err := s.g.cfg.Alerts.Notify(a); err != nil {
 			s.log.Error("alert_not_queued", "rule", r.Name, "error", err)
 		}
 	}
@@ -968,6 +973,8 @@ func (s *session) thresholdReason(st *proxy.Statement, r *policy.Rule, b policy.
 // statement is blocked. The outcome is a decision in the audit trail.
 func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy.Verdict {
 	blocked := proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason + ": not approved"}
+	t := s.holdTicket(st, r)
+	s.holdTickets.Delete(holdKey{st, r})
 	if s.g.cfg.Holds == nil {
 		s.log.Error("hold_unavailable", "rule", r.Name, "hint", "set --state-dir")
 		s.holdOutcome(st, r, "no approver configured")
@@ -984,9 +991,9 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 			}
 		}()
 	}
-	h := holds.Hold{ID: fmt.Sprintf("%s-%d-%d", s.info.ID, seqOf(st), alertSeq.Add(1)), Employee: s.employee(st),
+	h := holds.Hold{ID: t.id, Employee: s.employee(st),
 		Rule: r.Name, Reason: reason, SessionID: s.info.ID, Since: s.g.cfg.Now().UTC(),
-		Deadline: s.g.cfg.Now().UTC().Add(r.HoldTimeout)}
+		Deadline: t.deadline}
 	if sql := s.sqlOf(st); sql != "" {
 		h.Statement = s.analyze(sql).Normalized
 		h.Justification = justificationIn(sql)
@@ -1015,6 +1022,25 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 		}
 	}
 	return blocked
+}
+
+// holdKey and holdTicket: the id and deadline of the hold a rule puts
+// on a statement, made once for its alert and the hold itself.
+type holdKey struct {
+	st *proxy.Statement
+	r  *policy.Rule
+}
+
+type holdTicket struct {
+	id       string
+	deadline time.Time
+}
+
+func (s *session) holdTicket(st *proxy.Statement, r *policy.Rule) holdTicket {
+	t := holdTicket{id: fmt.Sprintf("%s-%d-%d", s.info.ID, seqOf(st), alertSeq.Add(1)),
+		deadline: s.g.cfg.Now().UTC().Add(r.HoldTimeout)}
+	v, _ := s.holdTickets.LoadOrStore(holdKey{st, r}, t)
+	return v.(holdTicket)
 }
 
 // tell sends the client a notice, when the proxy gives a way to.

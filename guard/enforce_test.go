@@ -559,16 +559,18 @@ func TestHoldApprovedOrDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	al := &alerts{}
 	ev, conn := setup(t, withRules(t, `rules:
   - name: hold-bulk
     when:
       pii_rows: 10
     action: hold
     hold_timeout: 3s
-`), func(c *guard.Config) { c.Holds = reg })
+`), func(c *guard.Config) { c.Holds, c.Alerts = reg, al })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var justified string // the reason the approver is to see
+	var decidedID string
 	decide := func(approve bool) {
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			l, _ := reg.List()
@@ -576,6 +578,7 @@ func TestHoldApprovedOrDenied(t *testing.T) {
 				if l[0].Rule != "hold-bulk" || l[0].Employee != pgtest.TrustUser || l[0].Justification != justified {
 					t.Errorf("hold %+v, want justification %q", l[0], justified)
 				}
+				decidedID = l[0].ID
 				if _, err := reg.Decide(l[0].ID, approve, "security"); err != nil {
 					t.Error(err)
 				}
@@ -602,6 +605,18 @@ func TestHoldApprovedOrDenied(t *testing.T) {
 	go decide(true)
 	if n, err := countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 30 /* pgwarden.reason: ticket 4711: the customer asked for a copy */", pgx.QueryExecModeSimpleProtocol); err != nil || n != 30 {
 		t.Fatalf("approved: %d rows, %v", n, err)
+	}
+	// Security's alert names the hold, so that its message can offer to
+	// decide it, until the hold's deadline.
+	var held []notify.Alert
+	for _, a := range al.take() {
+		if a.Action == "hold" {
+			held = append(held, a)
+		}
+	}
+	if len(held) != 1 || held[0].HoldID == "" || held[0].HoldID != decidedID ||
+		held[0].HoldDeadline.Sub(held[0].Time) < 2*time.Second || held[0].HoldDeadline.Sub(held[0].Time) > 4*time.Second {
+		t.Errorf("hold alerts %+v, want one naming hold %s with a deadline 3s on", held, decidedID)
 	}
 	// The employee was told at once, and then of the approval.
 	nmu.Lock()

@@ -495,7 +495,10 @@ type session struct {
 	// justification is the reason the employee last gave with SET
 	// pgwarden.reason, for their next held statement.
 	justification atomic.Pointer[string]
-	key           keyColumn // where the explained_access key is in the current result
+	// holdTickets carries the hold a decision announces (its alert names
+	// it) to the hold that follows: holdKey -> holdTicket.
+	holdTickets sync.Map
+	key         keyColumn // where the explained_access key is in the current result
 	// dec decodes the values that hide text (decode.go).
 	dec valueDecoder
 	// cursors sums the fetches of each open server-side cursor.

@@ -174,12 +174,22 @@ func (s *Server) wireAdminState(cfg *admin.Config) {
 	}
 	if hs := s.holds; hs != nil {
 		cfg.Holds = func() (any, error) { return hs.List() }
-		cfg.DecideHold = func(id string, approve bool, by, reason string) (string, error) {
-			h, err := hs.DecideWith(id, holds.Decision{Approve: approve, By: by, Via: "admin API", Reason: reason})
+		cfg.DecideHold = func(id string, approve bool, by, via, reason string) (string, error) {
+			h, err := hs.DecideWith(id, holds.Decision{Approve: approve, By: by, Via: via, Reason: reason})
 			if errors.Is(err, holds.ErrNotFound) {
 				return "", admin.ErrNotFound
 			}
 			return h.Employee, err
+		}
+		cfg.HoldOf = func(id string) (admin.HoldSummary, bool) {
+			l, _ := hs.List()
+			for _, h := range l {
+				if h.ID == id {
+					return admin.HoldSummary{Employee: h.Employee, Rule: h.Rule, Reason: h.Reason, Statement: h.Statement,
+						Justification: h.Justification, Deadline: h.Deadline}, true
+				}
+			}
+			return admin.HoldSummary{}, false
 		}
 	}
 	if s.reloader != nil {

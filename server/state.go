@@ -12,6 +12,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/pgwarden/pgwarden/admin"
 	"github.com/pgwarden/pgwarden/audit/notify"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/internal/atomicfile"
@@ -44,6 +45,9 @@ func (s *Server) openState(pol *policy.Policy) error {
 	sinks, err := notifySinks(fc)
 	if err != nil {
 		return err
+	}
+	if fc.Admin.PublicURL != "" && n.Slack.URL == "" {
+		s.logger.Warn("admin_public_url_unused", "hint", "admin.public_url puts approve and deny links in the Slack messages of holds: set the Slack sink (PGWARDEN_SLACK_URL)")
 	}
 	if len(sinks) == 0 {
 		s.logger.Warn("alerts_go_nowhere", "hint", "no webhook, Slack or syslog is set: alerts reach only the log, the decision log and the admin API's queue (--webhook-url, PGWARDEN_SLACK_URL, --syslog-addr)")
@@ -140,7 +144,22 @@ func notifySinks(fc *config.Config) ([]notify.Sink, error) {
 		sinks = append(sinks, w)
 	}
 	if n.Slack.URL != "" {
-		s, err := notify.NewSlack(notify.SlackConfig{URL: n.Slack.URL})
+		sc := notify.SlackConfig{URL: n.Slack.URL}
+		if base := fc.Admin.PublicURL; base != "" {
+			secret, err := AdminToken(fc.Admin.TokenFile)
+			if err != nil {
+				return nil, err
+			}
+			sc.HoldLinks = func(id string, deadline time.Time) (string, string, error) {
+				approve, err := admin.HoldLink(base, secret, id, "approve", deadline)
+				if err != nil {
+					return "", "", err
+				}
+				deny, err := admin.HoldLink(base, secret, id, "deny", deadline)
+				return approve, deny, err
+			}
+		}
+		s, err := notify.NewSlack(sc)
 		if err != nil {
 			return nil, err
 		}

@@ -75,7 +75,10 @@ func (l *limiter) restore(s limiterSnapshot) {
 // itself, nothing, or a "rate limited" notice.
 func (l *limiter) admit(a Alert, now time.Time) ([]Alert, decision) {
 	key := dedupeKey{a.Employee, a.Rule, a.Action}
-	if l.window > 0 {
+	// Each hold waits for its own decision: its alert, which offers to
+	// decide it, is never folded into another's.
+	dedupe := l.window > 0 && a.HoldID == ""
+	if dedupe {
 		if st, ok := l.dedupe[key]; ok && now.Before(st.until) {
 			st.count++
 			st.last = a
@@ -105,7 +108,7 @@ func (l *limiter) admit(a Alert, now time.Time) ([]Alert, decision) {
 		rs.sent++
 		l.rates[a.Employee] = rs
 	}
-	if l.window > 0 {
+	if dedupe {
 		l.dedupe[key] = dedupeState{until: now.Add(l.window)}
 	}
 	return []Alert{a}, admitted

@@ -200,3 +200,21 @@ func alertIDs(as []Alert) string {
 	}
 	return strings.Join(ids, ",")
 }
+
+// TestHoldsAreNotDeduplicated: every hold waits for its own decision, so
+// the alert of each, which offers to decide it, is sent.
+func TestHoldsAreNotDeduplicated(t *testing.T) {
+	n, sink, clock := newLimitTest(t, Config{RatePerEmployee: -1})
+	for i := range 3 {
+		a := testAlert(fmt.Sprintf("h%d", i))
+		a.Action, a.HoldID, a.HoldDeadline = "hold", fmt.Sprintf("s1-%d-%d", i, i), clock.Now().Add(time.Minute)
+		notify(t, n, a)
+		clock.Advance(5 * time.Second)
+	}
+	if got := deliverAll(t, n, sink); alertIDs(got) != "h0,h1,h2" {
+		t.Errorf("delivered %s, want every hold's alert", alertIDs(got))
+	}
+	if st := n.Stats(); st.Deduplicated != 0 {
+		t.Errorf("deduplicated = %d", st.Deduplicated)
+	}
+}

@@ -45,6 +45,10 @@ type Alert struct {
 	Statement   string   `json:"statement"`  // normalized SQL (literals redacted), may be ""
 	AuditSeqs   []uint64 `json:"audit_seqs"` // audit event sequence numbers this alert links to
 	Severity    string   `json:"severity"`   // "low", "medium", "high", "critical"
+	// HoldID names the hold of a held statement (Action "hold"), which
+	// security approves or denies until HoldDeadline; empty otherwise.
+	HoldID       string    `json:"hold_id,omitempty"`
+	HoldDeadline time.Time `json:"hold_deadline,omitzero"`
 }
 
 // ActionRateLimited is the Action of the notices the Notifier sends when an
@@ -88,7 +92,8 @@ type Config struct {
 	Lease, PollInterval, DBTimeout time.Duration
 
 	Sinks []Sink
-	// DedupeWindow: alerts with the same (Employee, Rule, Action) within
+	// DedupeWindow: alerts with the same (Employee, Rule, Action), but
+	// those of holds (HoldID set), within
 	// DedupeWindow after one was accepted are counted, not sent again; when
 	// the window ends a summary ("and N more within 1m0s; the latest: ...") is sent.
 	// Default 1 minute; negative disables deduplication. The window is kept

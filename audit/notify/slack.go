@@ -17,14 +17,19 @@ type SlackConfig struct {
 	URL     string // incoming webhook URL; it is a secret and never logged
 	Timeout time.Duration
 	Client  *http.Client // as WebhookConfig.Client
+	// HoldLinks, when set, gives the approve and deny links of a held
+	// statement's hold (Alert.HoldID), valid until its deadline: the
+	// message offers them. An error leaves them out.
+	HoldLinks func(id string, deadline time.Time) (approve, deny string, err error)
 }
 
 // Slack posts a readable summary of each alert to a Slack-compatible
 // incoming webhook: a "text" fallback line and Block Kit "blocks". Status
 // codes are handled as for Webhook.
 type Slack struct {
-	name string
-	post httpPoster
+	name  string
+	post  httpPoster
+	links func(id string, deadline time.Time) (approve, deny string, err error)
 }
 
 // NewSlack returns a Slack sink.
@@ -33,7 +38,7 @@ func NewSlack(cfg SlackConfig) (*Slack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notify: slack: %w", err)
 	}
-	s := &Slack{name: cfg.Name, post: p}
+	s := &Slack{name: cfg.Name, post: p, links: cfg.HoldLinks}
 	if s.name == "" {
 		s.name = "slack"
 	}
@@ -45,7 +50,13 @@ func (s *Slack) Name() string { return s.name }
 
 // Deliver implements Sink.
 func (s *Slack) Deliver(ctx context.Context, a Alert) error {
-	body, err := json.Marshal(slackMessage(a))
+	m := slackMessage(a)
+	if a.HoldID != "" && s.links != nil {
+		if approve, deny, err := s.links(a.HoldID, a.HoldDeadline); err == nil {
+			m = withHoldLinks(m, a, approve, deny)
+		}
+	}
+	body, err := json.Marshal(m)
 	if err != nil {
 		return Permanent(fmt.Errorf("notify: slack: encoding alert %s: %w", a.ID, err))
 	}
@@ -137,6 +148,20 @@ func slackMessage(a Alert) slackBody {
 	}
 	blocks = append(blocks, slackBlock{Type: "context", Elements: []slackText{{"mrkdwn", slackEscape(ctxLine)}}})
 	return slackBody{Text: truncate(text, 3000), Blocks: blocks}
+}
+
+// withHoldLinks adds to a hold's message, before its context line, the
+// links that approve or deny it.
+func withHoldLinks(m slackBody, a Alert, approve, deny string) slackBody {
+	line := fmt.Sprintf("*Hold %s*: <%s|Approve> · <%s|Deny>", slackEscape(a.HoldID), slackEscape(approve), slackEscape(deny))
+	if !a.HoldDeadline.IsZero() {
+		line += " (until " + a.HoldDeadline.UTC().Format("15:04:05 MST") + "; the page asks why)"
+	}
+	b := slackBlock{Type: "section", Text: &slackText{"mrkdwn", line}}
+	n := len(m.Blocks) - 1
+	m.Blocks = append(m.Blocks[:n:n], b, m.Blocks[n])
+	m.Text += fmt.Sprintf(" Approve: %s Deny: %s", approve, deny)
+	return m
 }
 
 func slackField(label, value string) slackText {
