@@ -225,7 +225,13 @@ func TestPipelinedSyncsBounded(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("Syncs sent per session: %v", sent)
-	wantHeapGrowth(t, fmt.Sprintf("%d sessions of pipelined Syncs", sessions), before, 40<<20)
+	// At the bound each session holds 65,536 pending entries (about 72
+	// bytes each with their slot, the slot array up to twice that by
+	// append's growth): about 10 MiB a session, 38 MiB for four, and what
+	// other tests' goroutines still allocate on top. Without the bound
+	// the ~1.3 million Syncs a session sends in a second would hold
+	// hundreds of MiB.
+	wantHeapGrowth(t, fmt.Sprintf("%d sessions of pipelined Syncs", sessions), before, 64<<20)
 
 	// Reading the answers drains the pipeline: one ReadyForQuery per Sync.
 	rc := conns[0]
