@@ -30,7 +30,7 @@ type valueDecoder struct {
 	maskFn  decode.MaskFunc
 	scratch detect.Counts
 	// masking is the policy's mask formats while a value is rewritten.
-	masking *policy.Masking
+	masking policy.Masking
 }
 
 // scan counts the PII values (into counts) and canaries (into *canaries)
@@ -65,8 +65,7 @@ func (vd *valueDecoder) masked(pol *compiled, c colPlan, v []byte) []byte {
 			vd.maskFn = vd.maskPiece
 		}
 		vd.set = pol.detectors
-		m := pol.p.Masking()
-		vd.masking = &m
+		vd.masking = pol.p.Masking()
 		out, changed, ok := vd.d.Rewrite(c.oid, v, vd.maskFn)
 		if !ok || !changed {
 			return nil
@@ -84,37 +83,22 @@ func (vd *valueDecoder) masked(pol *compiled, c colPlan, v []byte) []byte {
 
 // formatOf is the policy's mask format for value v of column c: its
 // declared category's, else that of the one PII category the detectors
-// find in it; empty (by shape) when the policy sets none or the value
-// holds several.
+// find in it.
 func (vd *valueDecoder) formatOf(pol *compiled, c colPlan, v []byte) policy.MaskFormat {
 	m := pol.p.Masking()
 	if c.declared != "" {
 		return m.Format(c.declared)
 	}
-	if pol.detectors == nil {
-		return m.Format("")
-	}
 	vd.scratch.Reset()
-	pol.detectors.Scan(v, &vd.scratch)
-	var cat pii.Category
-	kinds := 0
-	vd.scratch.Each(func(c pii.Category, n int) {
-		if n > 0 {
-			cat, kinds = c, kinds+1
-		}
-	})
-	if kinds != 1 {
-		return m.Format("")
+	if pol.detectors != nil {
+		pol.detectors.Scan(v, &vd.scratch)
 	}
-	return m.Format(cat)
+	return vd.scratchFormat(m)
 }
 
-// pieceFormat is the mask format of the piece just scanned into
-// vd.scratch: its one category's, else by shape.
-func (vd *valueDecoder) pieceFormat() policy.MaskFormat {
-	if vd.masking == nil {
-		return ""
-	}
+// scratchFormat is m's format for what vd.scratch counted: its one PII
+// category's, else m's default (by shape when m sets none).
+func (vd *valueDecoder) scratchFormat(m policy.Masking) policy.MaskFormat {
 	var cat pii.Category
 	kinds := 0
 	vd.scratch.Each(func(c pii.Category, n int) {
@@ -123,9 +107,9 @@ func (vd *valueDecoder) pieceFormat() policy.MaskFormat {
 		}
 	})
 	if kinds != 1 {
-		return vd.masking.Format("")
+		cat = ""
 	}
-	return vd.masking.Format(cat)
+	return m.Format(cat)
 }
 
 // maskPiece masks an element of a binary value that holds PII.
@@ -140,7 +124,7 @@ func (vd *valueDecoder) maskPiece(p []byte, l decode.Leaf) ([]byte, bool) {
 	}
 	switch l {
 	case decode.LeafText:
-		if f := vd.pieceFormat(); f != policy.MaskNull {
+		if f := vd.scratchFormat(vd.masking); f != policy.MaskNull {
 			return maskWith(p, f), true
 		}
 		return []byte("***"), true

@@ -810,6 +810,29 @@ type decisionExtra struct {
 	at time.Time
 }
 
+// decision is the record of r's decision about st, counted against w.
+func (s *session) decision(st *proxy.Statement, w *who, r *policy.Rule, action string, b policy.Breach, reason string, x decisionExtra) Decision {
+	now := s.g.cfg.Now()
+	if !x.at.IsZero() && x.at.Before(now) {
+		now = x.at
+	}
+	d := Decision{Time: now.UTC(), Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, SessionID: s.info.ID,
+		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
+		Measure: b.Measure, Window: decisionWindow(r, x), Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
+		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName, Issuer: s.issuerOf(w), Subject: s.subjectOf(w),
+		severity: r.Severity, database: s.info.Database}
+	if w.identifiedBy == proxy.IdentifiedByOIDC {
+		d.groups = s.info.Groups
+	}
+	if ss := s.stateOf(st); ss.use.Account != "" {
+		d.ServiceAccount, d.Unusual = ss.use.Account, ss.unusual
+		if ss.tagErr != "" {
+			d.TagError, d.TagUser = ss.tagErr, ss.tagUser
+		}
+	}
+	return d
+}
+
 // decisionWindow is the span of reads a decision counts: the norm's window,
 // or a window rule's span; empty for statement and session scopes.
 func decisionWindow(r *policy.Rule, x decisionExtra) string {
@@ -843,26 +866,9 @@ func (s *session) decideAs(st *proxy.Statement, r *policy.Rule, b policy.Breach,
 	if r.Shadow {
 		action = "would " + action
 	}
-	now := s.g.cfg.Now()
-	if !x.at.IsZero() && x.at.Before(now) {
-		now = x.at
-	}
 	// One record, told to the trail, the log, the metrics, the decision
 	// log and security.
-	d := Decision{Time: now.UTC(), Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, SessionID: s.info.ID,
-		Seq: seqOf(st), Action: action, Shadow: r.Shadow, Source: x.source, Rule: r.Name, Kind: x.kind, Score: x.score, Scope: string(r.Scope),
-		Measure: b.Measure, Window: decisionWindow(r, x), Observed: float64(b.Observed), Limit: float64(b.Limit), Reason: reason,
-		ClientAddr: addrString(&s.info), Application: s.info.ApplicationName, Issuer: s.issuerOf(w), Subject: s.subjectOf(w),
-		severity: r.Severity, database: s.info.Database}
-	if w.identifiedBy == proxy.IdentifiedByOIDC {
-		d.groups = s.info.Groups
-	}
-	if ss.use.Account != "" {
-		d.ServiceAccount, d.Unusual = ss.use.Account, ss.unusual
-		if ss.tagErr != "" {
-			d.TagError, d.TagUser = ss.tagErr, ss.tagUser
-		}
-	}
+	d := s.decision(st, w, r, action, b, reason, x)
 	var auditSeq uint64
 	if s.g.cfg.Audit != nil {
 		if raw, err := audit.MarshalData(d.auditPayload()); err == nil {
@@ -977,7 +983,7 @@ func (s *session) hold(st *proxy.Statement, r *policy.Rule, reason string) proxy
 	s.holdTickets.Delete(holdKey{st, r})
 	if s.g.cfg.Holds == nil {
 		s.log.Error("hold_unavailable", "rule", r.Name, "hint", "set --state-dir")
-		s.holdOutcome(st, r, "no approver configured")
+		s.holdOutcome(st, r, "no approver configured", holds.Hold{})
 		return blocked
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.HoldTimeout)
@@ -1074,20 +1080,16 @@ func byWhom(h holds.Hold) string {
 
 // holdOutcome records how a hold ended, who decided it and why, and the
 // employee's justification.
-func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome string, decided ...holds.Hold) {
+func (s *session) holdOutcome(st *proxy.Statement, r *policy.Rule, outcome string, d holds.Hold) {
 	s.log.Warn("hold_ended", "rule", r.Name, "statement_seq", seqOf(st), "outcome", outcome)
 	if s.g.cfg.Audit == nil {
 		return
 	}
-	var d holds.Hold
-	if len(decided) > 0 {
-		d = decided[0]
-	}
 	w := s.stateOf(st).who
-	raw, err := audit.MarshalData(audit.Decision{Seq: seqOf(st), Rule: r.Name, Action: "hold", Source: "rule",
-		Scope: string(r.Scope), Reason: "hold " + outcome, Outcome: outcome, Justification: d.Justification,
-		DecidedBy: d.DecidedBy, DecisionReason: d.DecisionReason,
-		Who: audit.Who{Employee: w.employee, IdentifiedBy: w.identifiedBy, User: s.info.User, ClientAddr: addrString(&s.info), Application: s.info.ApplicationName}})
+	dec := s.decision(st, w, r, "hold", policy.Breach{}, "hold "+outcome, decisionExtra{source: "rule"})
+	p := dec.auditPayload()
+	p.Outcome, p.Justification, p.DecidedBy, p.DecisionReason = outcome, d.Justification, d.DecidedBy, d.DecisionReason
+	raw, err := audit.MarshalData(p)
 	if err == nil {
 		s.g.cfg.Audit.Append(context.Background(), audit.Event{Type: audit.TypeDecision, SessionID: s.info.ID, Employee: w.employee, Data: raw})
 	}

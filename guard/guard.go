@@ -745,8 +745,11 @@ func (s *session) CommandComplete(st *proxy.Statement, tag []byte) {
 	if len(tag) > 0 && (tag[0] == 'S' || tag[0] == 'R') {
 		// SET, RESET, or a SELECT calling set_config().
 		s.followPath(st)
-		if j, ok := justificationSet(s.sqlOf(st)); ok {
-			s.justification.Store(&j)
+		if string(tag) == "SET" {
+			// SET pgwarden.reason (set_config answers SELECT: not read).
+			if j, ok := justificationSet(s.sqlOf(st)); ok {
+				s.justification.Store(&j)
+			}
 		}
 	}
 }

@@ -26,7 +26,7 @@ var (
 
 // justificationIn is the reason a statement's text gives in a comment.
 func justificationIn(sql string) string {
-	if !strings.Contains(strings.ToLower(sql), "pgwarden.reason") {
+	if !mentionsReason(sql) {
 		return ""
 	}
 	for _, re := range []*regexp.Regexp{reasonBlock, reasonLine} {
@@ -40,7 +40,7 @@ func justificationIn(sql string) string {
 // justificationSet is the reason a SET pgwarden.reason statement gives,
 // and whether it is one.
 func justificationSet(sql string) (string, bool) {
-	if !strings.Contains(strings.ToLower(sql), "pgwarden.reason") {
+	if !mentionsReason(sql) {
 		return "", false
 	}
 	m := reasonSet.FindStringSubmatch(sql)
@@ -48,6 +48,18 @@ func justificationSet(sql string) (string, bool) {
 		return "", false
 	}
 	return cleanJustification(strings.ReplaceAll(m[1], "''", "'")), true
+}
+
+// mentionsReason reports, without allocating, whether sql names
+// pgwarden.reason in any case.
+func mentionsReason(sql string) bool {
+	const name = "pgwarden.reason"
+	for i := 0; i+len(name) <= len(sql); i++ {
+		if strings.EqualFold(sql[i:i+len(name)], name) {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanJustification keeps a reason printable and short.

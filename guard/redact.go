@@ -58,13 +58,12 @@ func (s *session) redact(f *Figures, values [][]byte) proxy.Verdict {
 // empty masks it by its shape (mask). A value packing several is "***"
 // whatever the format, and MaskNull gives NULL (nil).
 func maskWith(v []byte, f policy.MaskFormat) []byte {
-	if f == policy.MaskNull {
+	switch {
+	case f == policy.MaskNull:
 		return nil
-	}
-	if f == "" || f == policy.MaskHidden || packed(v) {
-		if f == "" {
-			return mask(v)
-		}
+	case f == "":
+		return mask(v)
+	case f == policy.MaskHidden || packed(v):
 		return []byte("***")
 	}
 	switch f {

@@ -79,21 +79,25 @@ func customWords(c []CustomDetector) string {
 	return fmt.Sprintf(", and %d of the policy's own", len(c))
 }
 
-// words says what a rule does: its action, and when.
-func (r *Rule) words() string {
-	act := string(r.Action)
+// Mode is the rule's action as it acts: "block", or "would block
+// (shadow)".
+func (r *Rule) Mode() string {
 	if r.Shadow {
-		act = "would " + act + " (shadow)"
+		return "would " + string(r.Action) + " (shadow)"
 	}
+	return string(r.Action)
+}
+
+// When says when a rule with thresholds acts: "pii_values > 100 in one
+// statement"; empty for a rule without (it acts on every statement it
+// matches).
+func (r *Rule) When() string {
 	var limits []string
 	for _, l := range r.Limits() {
 		limits = append(limits, fmt.Sprintf("%s > %d", l.Measure, l.Limit))
 	}
 	if len(limits) == 0 {
-		if r.Action == ActionRedact {
-			return act + ": masks the PII of every result it matches, from the first row"
-		}
-		return act + " every statement it matches, before it runs"
+		return ""
 	}
 	where := "in one statement"
 	switch r.Scope {
@@ -103,7 +107,18 @@ func (r *Rule) words() string {
 	default:
 		where = "in the employee's last " + string(r.Scope)
 	}
-	return act + " when " + strings.Join(limits, " and ") + " " + where
+	return strings.Join(limits, " and ") + " " + where
+}
+
+// words says what a rule does: its action, and when.
+func (r *Rule) words() string {
+	if when := r.When(); when != "" {
+		return r.Mode() + " when " + when
+	}
+	if r.Action == ActionRedact {
+		return r.Mode() + ": masks the PII of every result it matches, from the first row"
+	}
+	return r.Mode() + " every statement it matches, before it runs"
 }
 
 // Warnings names what the policy leaves out that the built-in policy

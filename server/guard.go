@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -381,27 +380,26 @@ func (s *Server) stateMetrics(upstream string) {
 		}
 		return float64(len(l))
 	})
-	up := &upstreamProbe{addr: upstream}
+	up := &upstreamProbe{check: upstreamCheck(upstream)}
 	s.metrics.GaugeFunc("pgwarden_upstream_up", "1 when the upstream server accepted a TCP connection at the last probe (at most every 10 s, at scrape time), else 0.", up.up)
 }
 
-// upstreamProbe dials the upstream at scrape time, at most every 10 s.
+// upstreamProbe runs the readiness check of the upstream at scrape time,
+// at most every 10 s.
 type upstreamProbe struct {
-	addr string
-	mu   sync.Mutex
-	at   time.Time
-	ok   bool
+	check func(context.Context) error
+	mu    sync.Mutex
+	at    time.Time
+	ok    bool
 }
 
 func (p *upstreamProbe) up() float64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if time.Since(p.at) >= 10*time.Second {
-		c, err := net.DialTimeout("tcp", p.addr, 2*time.Second)
-		if err == nil {
-			c.Close()
-		}
-		p.at, p.ok = time.Now(), err == nil
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		p.at, p.ok = time.Now(), p.check(ctx) == nil
+		cancel()
 	}
 	if p.ok {
 		return 1

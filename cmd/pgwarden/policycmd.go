@@ -139,27 +139,18 @@ run time.
 				masking = e.Rule
 			}
 			r := e.Rule
-			mode := string(r.Action)
-			if r.Shadow {
-				mode = "would " + mode + " (shadow)"
-			}
 			if !e.Applies {
 				fmt.Fprintf(stdout, "  -  %-28s does not apply: %s\n", r.Name, e.Why)
 				continue
 			}
-			var limits []string
-			for _, l := range r.Limits() {
-				limits = append(limits, fmt.Sprintf("%s > %d", l.Measure, l.Limit))
+			what := r.Mode() + " before the statement runs"
+			switch {
+			case r.When() != "":
+				what = r.Mode() + " when " + r.When()
+			case r.Action == policy.ActionRedact:
+				what = r.Mode() + ": its result's PII masked from the first row"
 			}
-			if len(limits) == 0 {
-				what := mode + " before the statement runs"
-				if r.Action == policy.ActionRedact {
-					what = mode + ": its result's PII masked from the first row"
-				}
-				fmt.Fprintf(stdout, "  +  %-28s applies: %s\n", r.Name, what)
-				continue
-			}
-			fmt.Fprintf(stdout, "  +  %-28s applies: %s when %s %s\n", r.Name, mode, strings.Join(limits, " and "), scopeWords(r.Scope))
+			fmt.Fprintf(stdout, "  +  %-28s applies: %s\n", r.Name, what)
 		}
 		if masking != nil {
 			explainMasking(stdout, p, masking, an.Lineage(*sql), *schema)
@@ -221,14 +212,4 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
-}
-
-func scopeWords(s policy.Scope) string {
-	switch s {
-	case policy.ScopeStatement:
-		return "in the statement"
-	case policy.ScopeSession:
-		return "in the session"
-	}
-	return "in the employee's last " + string(s)
 }
