@@ -130,9 +130,10 @@ func (s *session) normDecision(st *proxy.Statement, f *Figures, a norm.Anomaly, 
 		action = policy.ActionLog
 	}
 	note := ""
-	if action == policy.ActionAlert && f != nil && f.stoppedBy != "" && a.Kind == "volume" {
-		// The statement's volume is the one a rule stopped and security
-		// was told of: one incident, one notice.
+	if action == policy.ActionAlert && f != nil && f.stoppedBy != "" {
+		// The statement is the one a rule stopped and security was told
+		// of, its volume, hour and novelties with it: one incident, one
+		// notice.
 		action, note = policy.ActionLog, " (recorded only: the statement was stopped by rule "+f.stoppedBy+", which was told)"
 	}
 	if action == policy.ActionAlert && s.foldNovelty(st, a, nc) {

@@ -232,7 +232,7 @@ func TestHeldNoveltyReleasedOnShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Store(time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC).UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE pgw_novel AS SELECT 1 AS x"); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE pgw_novel AS SELECT email AS x FROM customers WHERE id = 2"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := countRows(ctx, conn, "SELECT x FROM pgw_novel", pgx.QueryExecModeSimpleProtocol); err != nil {
@@ -341,8 +341,9 @@ GRANT SELECT ON customers TO %[1]s`, r, pgtest.Password))
 }
 
 // TestStoppedStatementOneNotice: a statement a rule blocks is one notice
-// to security, though its volume is also far beyond the employee's norm:
-// the norm's volume anomaly is recorded, not told again.
+// to security, though its volume is also far beyond the employee's norm,
+// at an hour they never work, of a category they never read: the norm's
+// anomalies are recorded, not told again.
 func TestStoppedStatementOneNotice(t *testing.T) {
 	var clock atomic.Int64
 	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
@@ -351,7 +352,7 @@ func TestStoppedStatementOneNotice(t *testing.T) {
 		t.Fatal(err)
 	}
 	al := &alerts{}
-	ev, conn, _ := setupGuard(t, withRules(t, `rules:
+	ev, conn, g := setupGuard(t, withRules(t, `rules:
   - name: statement-emails
     when:
       pii_values: 100
@@ -370,9 +371,10 @@ norms:
 	}
 	al.take()
 	ev.decisions(t)
-	clock.Store(time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC).UnixNano())
-	_, err = countRows(ctx, conn, "SELECT email FROM customers WHERE id <= 500", pgx.QueryExecModeSimpleProtocol)
+	clock.Store(time.Date(2026, 3, 5, 3, 0, 0, 0, time.UTC).UnixNano())
+	_, err = countRows(ctx, conn, "SELECT email, phone FROM customers WHERE id <= 500", pgx.QueryExecModeSimpleProtocol)
 	wantRuleBlock(t, err, "statement-emails")
+	g.ReleaseHeldNovelties()
 	var got []string
 	for _, a := range al.take() {
 		got = append(got, a.Rule)
@@ -380,13 +382,15 @@ norms:
 	if !slices.Equal(got, []string{"statement-emails"}) {
 		t.Errorf("alerts %q, want the block's alone", got)
 	}
-	var volume bool
+	recorded := map[string]bool{}
 	for _, d := range ev.decisions(t) {
-		if d["kind"] == "volume" {
-			volume = d["action"] == "log" && strings.Contains(fmt.Sprint(d["reason"]), "stopped by rule statement-emails")
+		if k := fmt.Sprint(d["kind"]); d["source"] == "norm" {
+			recorded[k] = d["action"] == "log" && strings.Contains(fmt.Sprint(d["reason"]), "stopped by rule statement-emails")
 		}
 	}
-	if !volume {
-		t.Error("the statement's volume anomaly is not recorded as part of the block")
+	for _, k := range []string{"volume", "off_hours", "novel_category"} {
+		if !recorded[k] {
+			t.Errorf("the statement's %s anomaly is not recorded as part of the block: %v", k, recorded)
+		}
 	}
 }

@@ -230,32 +230,36 @@ func (m *Model) offHours(e *employee, o *Observation, ns *normSet, peer, learnin
 // novelty records the tables, client address and application of the
 // observation and, after the learning period, reports the first-ever ones
 // (tables and applications only when no one in the peer group uses them)
-// and a first COPY TO STDOUT carrying PII.
+// and a first COPY TO STDOUT carrying PII. A first-ever one met without
+// PII (a catalog view in an incident, a driver's first statements from a
+// new address) is neither learned nor reported then: the first statement
+// that brings PII through it is the novelty. What is known is kept known
+// with or without PII.
 func (m *Model) novelty(e *employee, o *Observation, learning bool, out []Anomaly) []Anomaly {
-	report := func(kind, feature, name, what string) {
-		out = append(out, Anomaly{
-			Employee: e.name, Kind: kind, Feature: feature, Window: fmt.Sprintf("%dd", m.cfg.HistoryDays),
-			Observed: 1, Norm: 0, Score: noveltyScore, At: o.Time, Subject: name,
-			Explanation: fmt.Sprintf("%s used %s %q for the first time in %d days", e.name, what, name, m.cfg.HistoryDays),
-		})
+	pii := e.delta[fPIIValues] > 0
+	see := func(set map[string]int64, kind, feature, name, what string, peers func(*employee) map[string]int64) {
+		if _, ok := set[name]; !ok && !learning {
+			if !pii {
+				return
+			}
+			if peers == nil || !m.peerUses(e, name, peers) {
+				out = append(out, Anomaly{
+					Employee: e.name, Kind: kind, Feature: feature, Window: fmt.Sprintf("%dd", m.cfg.HistoryDays),
+					Observed: 1, Norm: 0, Score: noveltyScore, At: o.Time, Subject: name,
+					Explanation: fmt.Sprintf("%s used %s %q for the first time in %d days", e.name, what, name, m.cfg.HistoryDays),
+				})
+			}
+		}
+		set[name] = e.day
 	}
 	for _, t := range o.Tables {
-		if _, ok := e.tables[t]; !ok && !learning && !m.peerUses(e, t, func(x *employee) map[string]int64 { return x.tables }) {
-			report("novel_table", "tables", t, "table")
-		}
-		e.tables[t] = e.day
+		see(e.tables, "novel_table", "tables", t, "table", func(x *employee) map[string]int64 { return x.tables })
 	}
 	if a := o.ClientAddr; a != "" {
-		if _, ok := e.clients[a]; !ok && !learning {
-			report("novel_client", "clients", a, "client address")
-		}
-		e.clients[a] = e.day
+		see(e.clients, "novel_client", "clients", a, "client address", nil)
 	}
 	if a := o.Application; a != "" {
-		if _, ok := e.apps[a]; !ok && !learning && !m.peerUses(e, a, func(x *employee) map[string]int64 { return x.apps }) {
-			report("novel_application", "applications", a, "application")
-		}
-		e.apps[a] = e.day
+		see(e.apps, "novel_application", "applications", a, "application", func(x *employee) map[string]int64 { return x.apps })
 	}
 	if !learning || m.peerEstablished(e) {
 		// In the learning period, a category the colleagues have not

@@ -70,7 +70,11 @@
 //     1 + log10(values/20).
 //   - novel_table, novel_client, novel_application: a first use in
 //     HistoryDays, after the learning period (tables and applications only
-//     when no member of the peer group uses them); copy: a first COPY TO
+//     when no member of the peer group uses them), reported by the first
+//     statement that brings PII through it: a first use without PII (a
+//     catalog view in an incident, a driver's first statements from a new
+//     address) is neither reported nor learned, and the PII that follows
+//     it is the novelty; copy: a first COPY TO
 //     STDOUT carrying PII where neither the employee nor the peer group has
 //     used COPY; novel_category: a PII category (Subject) of which the
 //     employee received at least 10 values in a day, after the learning

@@ -331,19 +331,29 @@ func TestNovelty(t *testing.T) {
 		t.Errorf("during learning: %+v", got)
 	}
 	run(t, m, ws, 2, 10, rng, nil)
+	// Used without receiving PII (a catalog view, a driver's first
+	// statement from a new address): neither reported nor learned.
+	p := plain(a, dayStart(10).Add(10*time.Hour), "pg_catalog.pg_locks", 100)
+	p.ClientAddr, p.Application = "203.0.113.7", "python-requests"
+	if got := m.Observe(p); len(got) != 0 {
+		t.Errorf("without PII: %+v", got)
+	}
 	o = lookup(a, dayStart(10).Add(11*time.Hour), 1)
-	o.Tables = []string{"public.invoices", "hr.salaries", "public.orders"} // orders: known; invoices: learned
+	// orders: known (without PII); invoices: learned; pg_locks: met
+	// without PII just before.
+	o.Tables = []string{"public.invoices", "hr.salaries", "public.orders", "pg_catalog.pg_locks"}
 	o.ClientAddr, o.Application = "203.0.113.7", "python-requests"
 	got := m.Observe(o)
-	want := map[string]bool{"novel_table": true, "novel_client": true, "novel_application": true}
+	want := map[string]bool{"novel_table hr.salaries": true, "novel_table pg_catalog.pg_locks": true,
+		"novel_client 203.0.113.7": true, "novel_application python-requests": true}
 	for _, x := range got {
-		if !want[x.Kind] || x.Score < 1 || x.Score > 1.1 || x.Learning {
+		if k := x.Kind + " " + x.Subject; !want[k] || x.Score < 1 || x.Score > 1.1 || x.Learning {
 			t.Errorf("unexpected %+v", x)
 		}
-		delete(want, x.Kind)
+		delete(want, x.Kind+" "+x.Subject)
 		t.Log(x.Explanation)
 	}
-	if len(want) != 0 || len(got) != 3 {
+	if len(want) != 0 || len(got) != 4 {
 		t.Errorf("got %+v, missing %v", got, want)
 	}
 	// Known now: not repeated.
@@ -352,7 +362,7 @@ func TestNovelty(t *testing.T) {
 		t.Errorf("repeated: %+v", got)
 	}
 	// A table a peer uses is not novel.
-	p := lookup(ws[1], dayStart(10).Add(12*time.Hour), 1)
+	p = lookup(ws[1], dayStart(10).Add(12*time.Hour), 1)
 	p.Tables = []string{"hr.salaries"}
 	if got := m.Observe(p); len(got) != 0 {
 		t.Errorf("table known to the peer group: %+v", got)
