@@ -46,6 +46,7 @@ type config struct {
 	keepDir     string
 	verbose     bool
 	printPolicy bool
+	render      string // reports to render as docs/evaluation.md's tables
 	args        []string
 }
 
@@ -57,6 +58,15 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(2)
+	}
+	if cfg.render != "" {
+		runs, err := parseRenderRuns(cfg.render)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sim:", err)
+			os.Exit(2)
+		}
+		render(os.Stdout, runs)
+		return
 	}
 	if cfg.printPolicy {
 		if cfg.org == orgB {
@@ -97,6 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.keepDir, "keep", "", "copy the decision log, pgwarden's log, the policy and the ground truth (episodes.json) into this directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "verbose: log every episode statement and unexpected errors in full")
 	fs.BoolVar(&cfg.printPolicy, "print-policy", false, "print the built-in sim policy and exit")
+	fs.StringVar(&cfg.render, "render", "", "run nothing: print the Markdown tables of docs/evaluation.md from --json reports, \"LABEL=FILE,LABEL=FILE\"")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: go run ./test/sim [flags]
 

@@ -69,6 +69,7 @@ type reportMeta struct {
 	Pgwarden  []string `json:"pgwarden"`
 	Holidays  []int    `json:"holidays"`
 	Date      string   `json:"date"`
+	Commit    string   `json:"commit,omitempty"` // of the module pgwarden was built from; "-dirty" with changes
 }
 
 type episodeResult struct {

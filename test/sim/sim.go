@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -139,6 +141,9 @@ func simulate(ctx context.Context, cfg config, stdout, stderr io.Writer) (rep *r
 	rep.Meta = reportMeta{Org: cfg.org, Command: cfg.reproduce(), Seed: cfg.seed, Employees: len(w.employees), Days: cfg.days,
 		Start: cfg.start.Format("2006-01-02"), Customers: cfg.customers, Policy: policyName, Pgwarden: proc.argv,
 		Holidays: w.holidays, Date: time.Now().Format(time.RFC3339)}
+	if cfg.pgwarden == "" {
+		rep.Meta.Commit = gitRevision()
+	}
 	rep.print(stdout)
 	if cfg.jsonPath != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
@@ -180,4 +185,18 @@ func keep(dir string, w *world, r *runner, files ...string) error {
 	}
 	b, _ := json.MarshalIndent(truth{Employees: w.employees, Holidays: w.holidays, Episodes: w.episodes, Outcomes: r.results, Stats: r.stats}, "", "  ")
 	return os.WriteFile(filepath.Join(dir, "episodes.json"), b, 0o644)
+}
+
+// gitRevision returns the commit of the work tree pgwarden is built from,
+// "-dirty" when it has changes, or "" when git cannot tell.
+func gitRevision() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		rev += "-dirty"
+	}
+	return rev
 }

@@ -5,6 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +103,34 @@ func TestSimulationEndToEnd(t *testing.T) {
 	for _, want := range []string{"recall overall", "false alerts per employee-day", "reproduce: go run ./test/sim"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
+		}
+	}
+
+	// The JSON report renders as docs/evaluation.md's tables, with this
+	// run's own figures.
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "a.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := parseRenderRuns("A s7=" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md bytes.Buffer
+	render(&md, runs)
+	n := rep.Normal
+	for _, want := range []string{
+		"| role | A s7 |",
+		fmt.Sprintf("| **overall** (target <= 0.01) | **%.4f** (%d/%d; %d blocks) |", n.FalseAlertsPerDay, n.FalseAlerts, n.EmployeeDays, n.FalseBlocks),
+		fmt.Sprintf("| recall (target >= 0.99) | %.3f |", rep.Recall),
+		fmt.Sprintf("| bulk | %d/2, ", int(rep.Types[slices.IndexFunc(rep.Types, func(x typeResult) bool { return x.Type == atkBulk })].Detected)),
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("rendered tables lack %q:\n%s", want, md.String())
 		}
 	}
 }
