@@ -33,7 +33,13 @@ func (fakeCatalog) ViewDefinition(context.Context, uint32) (string, error) {
 func (fakeCatalog) Functions(context.Context, string, string) ([]catalog.Function, error) {
 	return nil, nil
 }
-func (fakeCatalog) RelationSchemas(context.Context, string) ([]string, error) { return nil, nil }
+
+var publicOnly = []string{"public"}
+
+func (fakeCatalog) RelationSchemas(context.Context, string) ([]string, error) { return publicOnly, nil }
+
+// CachedRelationSchemas answers as proxy/catalog's cache does once warm.
+func (fakeCatalog) CachedRelationSchemas(string) ([]string, bool) { return publicOnly, true }
 func (fakeCatalog) RoleSearchPath(context.Context, string, string) (string, bool, error) {
 	return "", false, nil
 }
