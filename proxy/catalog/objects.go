@@ -14,6 +14,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/proxy"
@@ -520,4 +521,50 @@ func endFailed(pc *pgconn.PgConn) {
 	if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
 		pc.Close(ctx)
 	}
+}
+
+// Describe returns the result columns of query as a RowDescription
+// carries them (table OID, attribute number, type; text format), without
+// running it: the query is only parsed and analysed (Parse and Describe of
+// an unnamed statement), along searchPath, in a read-only transaction
+// whose lock_timeout is the Resolver's. It tells which columns a COPY of a
+// query or of a table sends, which COPY's own CopyOutResponse does not.
+func (r *Resolver) Describe(ctx context.Context, searchPath []string, query string) ([]pgproto3.FieldDescription, error) {
+	a, ok := r.pool.(acquirer)
+	if !ok {
+		return nil, errors.New("catalog: describe: no connection pool")
+	}
+	conn, err := a.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: describe: %w", err)
+	}
+	defer conn.Release()
+	pc := conn.Conn().PgConn()
+	path := make([]string, len(searchPath))
+	for i, s := range searchPath {
+		path[i] = pgx.Identifier{s}.Sanitize()
+	}
+	var b pgconn.Batch
+	b.ExecParams("BEGIN READ ONLY", nil, nil, nil, nil)
+	b.ExecParams(r.setLockTimeout(), nil, nil, nil, nil)
+	b.ExecParams("SELECT set_config('search_path', $1, true)", [][]byte{[]byte(strings.Join(path, ", "))}, nil, nil, nil)
+	if _, err := pc.ExecBatch(ctx, &b).ReadAll(); err != nil {
+		endFailed(pc)
+		return nil, fmt.Errorf("catalog: describe: %w", err)
+	}
+	sd, err := pc.Prepare(ctx, "", query, nil)
+	if err != nil {
+		endFailed(pc)
+		return nil, fmt.Errorf("catalog: describe: %w", err)
+	}
+	if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+		endFailed(pc)
+		return nil, fmt.Errorf("catalog: describe: %w", err)
+	}
+	fields := make([]pgproto3.FieldDescription, len(sd.Fields))
+	for i, f := range sd.Fields {
+		fields[i] = pgproto3.FieldDescription{Name: []byte(f.Name), TableOID: f.TableOID, TableAttributeNumber: f.TableAttributeNumber,
+			DataTypeOID: f.DataTypeOID, DataTypeSize: f.DataTypeSize, TypeModifier: f.TypeModifier}
+	}
+	return fields, nil
 }
