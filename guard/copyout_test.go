@@ -13,9 +13,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/guard"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -244,5 +246,101 @@ func TestBinaryCopyOfMaskedResultRefused(t *testing.T) {
 	var n int
 	if err := through.QueryRow(ctx, "SELECT count(*) FROM people").Scan(&n); err != nil || n != 5 {
 		t.Errorf("session after the refusal: %d, %v", n, err)
+	}
+}
+
+// TestCopyLinesAcrossMessages: lines split across CopyData messages, or
+// several in one, are masked whole; a last line that never ends is sent
+// at CopyDone, masked.
+func TestCopyLinesAcrossMessages(t *testing.T) {
+	setupCopy(t)
+	_, _, g := setupGuard(t, func(c *guard.Config) {
+		p, err := policy.Parse("copy.yaml", []byte(copyPolicy))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy = p
+	})
+	done := make(chan struct{})
+	si, err := g.StartSession(context.Background(), &proxy.SessionInfo{ID: "copy-lines", User: pgtest.TrustUser,
+		Employee: pgtest.TrustUser, Database: "app", StartedAt: time.Now(), Done: done})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { close(done); si.EndSession(nil) }()
+	ender, ok := si.(proxy.CopyEnder)
+	if !ok {
+		t.Fatal("the guard's session is no proxy.CopyEnder")
+	}
+	const sql = "COPY people (id, email, note) TO STDOUT (FORMAT csv)"
+	for _, chunks := range [][]string{
+		{"1,ann@example.com,\"a\nb\"\n2,bob@example.com,x\n"},
+		{"1,ann@exa", "mple.com,\"a", "\nb\"\n2,bob@example.com,x\n"},
+		{"1,ann@example.com,\"a\nb\"\n2,bob@exam", "ple.com,x"},
+	} {
+		st := &proxy.Statement{Seq: 1, Kind: proxy.SimpleQuery, SQL: sql}
+		if v := si.Statement(st); v.Action != proxy.Continue {
+			t.Fatalf("statement: %+v", v)
+		}
+		si.CopyOut(st, &pgproto3.CopyOutResponse{})
+		var got []byte
+		forward := func(v proxy.Verdict, data []byte) {
+			switch v.Action {
+			case proxy.Continue:
+				got = append(got, data...)
+			case proxy.Rewrite:
+				if len(v.Values) > 0 {
+					got = append(got, v.Values[0]...)
+				}
+			default:
+				t.Fatalf("%q: %+v", chunks, v)
+			}
+		}
+		for _, c := range chunks {
+			forward(si.CopyData(st, []byte(c)), []byte(c))
+		}
+		forward(ender.CopyDone(st), nil)
+		si.CommandComplete(st, []byte("COPY 2"))
+		si.ReadyForQuery('I')
+		want := "1,a***@example.com,\"a\nb\"\n2,b***@example.com,x"
+		if strings.Join(chunks, "") != strings.TrimSuffix(strings.Join(chunks, ""), "\n") {
+			want += "\n"
+		}
+		if string(got) != want {
+			t.Errorf("%q: sent %q, want %q", chunks, got, want)
+		}
+	}
+}
+
+// TestCopyRedactPastTheLimit: a threshold redact masks a COPY's lines
+// from the one past its limit on, as it does a SELECT's rows, and the
+// statement counts what the client received in clear.
+func TestCopyRedactPastTheLimit(t *testing.T) {
+	ev, conn := setup(t, withRules(t, `rules:
+  - name: mask-after-5
+    when:
+      pii_rows: 5
+    action: redact
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var sb strings.Builder
+	if _, err := conn.PgConn().CopyTo(ctx, &writerFunc{&sb}, "COPY (SELECT id, email, full_name, support_note FROM customers WHERE id <= 8 ORDER BY id) TO STDOUT"); err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for i := 1; i <= 8; i++ {
+		if i <= 5 {
+			fmt.Fprintf(&want, "%d\tcustomer%d@example.com\tCustomer %d\tcontact help@example.org\n", i, i, i)
+		} else {
+			fmt.Fprintf(&want, "%d\tc***@example.com\tC***\tcontact help@example.org\n", i)
+		}
+	}
+	if sb.String() != want.String() {
+		t.Errorf("COPY sent %q, want %q", sb.String(), want.String())
+	}
+	// (COPY's values are counted by the detectors over the whole line.)
+	if got := ev.last(t); got.Rows != 8 || got.PIIRows != 5 {
+		t.Errorf("counted %+v, want 8 rows of which 5 with PII received", got)
 	}
 }
