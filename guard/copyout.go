@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -31,7 +32,10 @@ const maxCopyLine = 16 << 20
 
 // copyOut is the COPY TO STDOUT in progress.
 type copyOut struct {
-	st *proxy.Statement
+	// encoding is the session's client_encoding as the server last
+	// reported it after the session began ("" before).
+	encoding string
+	st       *proxy.Statement
 	// nth counts the COPYs of st's text (a simple Query may hold several).
 	nth    int
 	binary bool
@@ -75,15 +79,15 @@ func (s *session) CopyOut(st *proxy.Statement, resp *pgproto3.CopyOutResponse) {
 	if s.copy.st == st {
 		nth = s.copy.nth + 1
 	}
-	out, fields := s.copy.out, s.copy.fields
-	s.copy = copyOut{st: st, nth: nth, binary: resp.OverallFormat == 1, out: out[:0], fields: fields[:0]}
+	out, fields, enc := s.copy.out, s.copy.fields, s.copy.encoding
+	s.copy = copyOut{st: st, nth: nth, binary: resp.OverallFormat == 1, out: out[:0], fields: fields[:0], encoding: enc}
 }
 
 // copyOf returns the COPY in progress for st.
 func (s *session) copyOf(st *proxy.Statement) *copyOut {
 	if s.copy.st != st {
 		// No CopyOutResponse seen for st (a test's inspector calls).
-		s.copy = copyOut{st: st}
+		s.copy = copyOut{st: st, encoding: s.copy.encoding}
 	}
 	return &s.copy
 }
@@ -121,7 +125,11 @@ func (s *session) maskCopy(st *proxy.Statement, data []byte, final bool) (out []
 			c.header = false
 			c.out = append(c.out, buf[:next]...)
 		} else {
-			masked += s.maskLine(c, line)
+			n, why := s.maskLine(c, line)
+			if why != "" {
+				return nil, 0, why
+			}
+			masked += n
 			c.out = append(c.out, buf[end:next]...)
 		}
 		buf = buf[next:]
@@ -172,12 +180,12 @@ func (c *copyOut) lineEnd(buf []byte) (end, next int) {
 }
 
 // maskLine appends line to c.out with its PII fields masked, and returns
-// how many it masked.
-func (s *session) maskLine(c *copyOut, line []byte) int {
+// how many it masked, or why it cannot.
+func (s *session) maskLine(c *copyOut, line []byte) (int, string) {
 	c.fields = c.splitLine(c.fields[:0], line)
 	plan := c.plan
-	if len(plan) != len(c.fields) {
-		plan = nil
+	if plan != nil && len(plan) != len(c.fields) {
+		return 0, fmt.Sprintf("a COPY line of %d fields cannot be matched to the %d columns COPY sends", len(c.fields), len(plan))
 	}
 	pol := s.cc()
 	null := s.enf.redacting != nil && s.enf.redacting.RedactWith == "null"
@@ -204,7 +212,7 @@ func (s *session) maskLine(c *copyOut, line []byte) int {
 		}
 		c.out = c.appendValue(c.out, m, f.quoted)
 	}
-	return n
+	return n, ""
 }
 
 // copyPII reports whether v, of column c, is PII: as DataRow decides.
@@ -398,6 +406,10 @@ type describer interface {
 // columns it sends. Columns that cannot be known are read by the detectors.
 func (s *session) prepareCopy(st *proxy.Statement, c *copyOut) {
 	c.prepared = true
+	if enc := s.clientEncoding(); embedsASCII(enc) {
+		c.refused = fmt.Sprintf("COPY in client encoding %s cannot be masked: its characters can hold the bytes of a delimiter or a backslash (use UTF8)", enc)
+		return
+	}
 	stmt, version, err := copyStatement(s.sqlOf(st), c.nth)
 	if err != nil {
 		c.refused = err.Error()
@@ -425,8 +437,72 @@ func (s *session) prepareCopy(st *proxy.Statement, c *copyOut) {
 			"consequence", "the detectors alone tell which COPY fields to mask")
 		return
 	}
+	if stmt.GetQuery() == nil && len(stmt.GetAttlist()) == 0 && len(fields) > 0 {
+		fields = s.copiedColumns(st, fields)
+	}
 	c.plan = s.planColumns(nil, fields)
 	s.derive(st, query, fields, c.plan)
+}
+
+// generatedColumns is a Resolver that tells a table's generated columns;
+// *catalog.Resolver is one.
+type generatedColumns interface {
+	GeneratedColumns(ctx context.Context, tableOID uint32) ([]int16, error)
+}
+
+// copiedColumns returns the columns of a table that COPY of the table
+// sends: all but the generated ones.
+func (s *session) copiedColumns(st *proxy.Statement, fields []pgproto3.FieldDescription) []pgproto3.FieldDescription {
+	g, ok := s.cat.(generatedColumns)
+	if !ok {
+		return fields
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CatalogTimeout)
+	gen, err := g.GeneratedColumns(ctx, fields[0].TableOID)
+	cancel()
+	if err != nil {
+		s.log.Warn("copy_describe_failed", "statement_seq", seqOf(st), "error", err)
+		return fields
+	}
+	if len(gen) == 0 {
+		return fields
+	}
+	out := make([]pgproto3.FieldDescription, 0, len(fields))
+	for _, f := range fields {
+		if !slices.Contains(gen, int16(f.TableAttributeNumber)) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// clientEncoding is the session's client_encoding: as last reported, else
+// as the client asked at startup ("" for the server's default).
+func (s *session) clientEncoding() string {
+	if s.copy.encoding != "" {
+		return s.copy.encoding
+	}
+	if e := s.info.Parameters["client_encoding"]; e != "" {
+		return e
+	}
+	opts := strings.ToLower(s.info.Parameters["options"])
+	if i := strings.LastIndex(opts, "client_encoding="); i >= 0 {
+		e, _, _ := strings.Cut(opts[i+len("client_encoding="):], " ")
+		return e
+	}
+	return ""
+}
+
+// embedsASCII reports whether a client encoding's multibyte characters
+// can hold ASCII bytes (PostgreSQL's client-only encodings): COPY data in
+// it cannot be cut into fields byte by byte.
+func embedsASCII(enc string) bool {
+	switch strings.ToLower(strings.NewReplacer("-", "", "_", "", "'", "", `"`, "").Replace(enc)) {
+	case "sjis", "shiftjis", "mskanji", "windows932", "win932", "shiftjis2004", "big5", "windows950", "win950",
+		"gbk", "windows936", "win936", "cp936", "uhc", "windows949", "win949", "gb18030", "johab":
+		return true
+	}
+	return false
 }
 
 // errCopyText is returned for a COPY whose text cannot be read.

@@ -43,7 +43,8 @@ rules:
 `
 
 // setupCopy starts a guard with copyPolicy over a people table whose
-// values hold delimiters, quotes, backslashes, newlines and NULLs, and
+// values hold delimiters, quotes, backslashes, newlines and NULLs, with a
+// generated column (which COPY of the table leaves out), and
 // returns the connection through it and one straight to PostgreSQL.
 func setupCopy(t *testing.T) (through, direct *pgx.Conn) {
 	t.Helper()
@@ -56,8 +57,9 @@ func setupCopy(t *testing.T) (through, direct *pgx.Conn) {
 	})
 	db := pgtest.Shared(t)
 	db.Exec(t, `DROP TABLE IF EXISTS people, people_masked;
-CREATE TABLE people (id int PRIMARY KEY, full_name text, email text, phone text, ssn text, note text);
-INSERT INTO people VALUES
+CREATE TABLE people (id int PRIMARY KEY, full_name text, name_len int GENERATED ALWAYS AS (length(full_name)) STORED,
+  email text, phone text, ssn text, note text);
+INSERT INTO people (id, full_name, email, phone, ssn, note) VALUES
   (1, 'Ann Smith', 'ann@example.com', '+14155550001', '123-45-6789', 'plain'),
   (2, E'Bob, "the builder"\nJr', 'bob@example.com', NULL, '987-65-4321', E'tab\there, back\\slash; "q"'),
   (3, NULL, NULL, NULL, NULL, NULL),
@@ -97,7 +99,7 @@ func maskedCopy(t *testing.T, ctx context.Context, through, direct *pgx.Conn, sq
 	if masked[0][2] != "a***@example.com" || masked[0][4] != "***-**-6789" {
 		t.Fatalf("SELECT through the guard: %v, want masked", masked[0])
 	}
-	if _, err := direct.Exec(ctx, "DROP TABLE IF EXISTS people_masked; CREATE TABLE people_masked (LIKE people)"); err != nil {
+	if _, err := direct.Exec(ctx, "DROP TABLE IF EXISTS people_masked; CREATE TABLE people_masked (LIKE people INCLUDING GENERATED)"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := direct.CopyFrom(ctx, pgx.Identifier{"people_masked"}, []string{"id", "full_name", "email", "phone", "ssn", "note"}, pgx.CopyFromRows(masked)); err != nil {
@@ -222,7 +224,8 @@ func TestCopyOfMaskedResultThroughPsql(t *testing.T) {
 }
 
 // TestBinaryCopyOfMaskedResultRefused: binary COPY cannot be cut into
-// values without their types: refused with 42501, saying why, and the
+// values without their types, nor COPY data in an encoding whose
+// characters hold ASCII bytes: refused with 42501, saying why, and the
 // session goes on.
 func TestBinaryCopyOfMaskedResultRefused(t *testing.T) {
 	through, _ := setupCopy(t)
@@ -242,6 +245,20 @@ func TestBinaryCopyOfMaskedResultRefused(t *testing.T) {
 		if strings.Contains(got.String(), "example.com") {
 			t.Errorf("%s: received %q", sql, got.String())
 		}
+	}
+	// A client encoding whose characters can hold a backslash's byte
+	// cannot be cut into fields byte by byte.
+	if _, err := through.Exec(ctx, "SET client_encoding = 'SJIS'"); err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	_, err := through.PgConn().CopyTo(ctx, &writerFunc{&got}, "COPY people TO STDOUT")
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, "client encoding SJIS cannot be masked") {
+		t.Errorf("COPY in SJIS: %v, want refused saying why", err)
+	}
+	if _, err := through.Exec(ctx, "RESET client_encoding"); err != nil {
+		t.Fatal(err)
 	}
 	var n int
 	if err := through.QueryRow(ctx, "SELECT count(*) FROM people").Scan(&n); err != nil || n != 5 {

@@ -781,6 +781,9 @@ func (s *session) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) proxy.
 // ParameterStatus checks a parameter's new value: set_config() of
 // application_name reports any text back to the client.
 func (s *session) ParameterStatus(st *proxy.Statement, p *pgproto3.ParameterStatus) proxy.Verdict {
+	if p.Name == "client_encoding" {
+		s.copy.encoding = p.Value
+	}
 	return s.message(st, "parameter_status", p.Value)
 }
 

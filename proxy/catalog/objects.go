@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -527,7 +528,7 @@ func endFailed(pc *pgconn.PgConn) {
 // carries them (table OID, attribute number, type; text format), without
 // running it: the query is only parsed and analysed (Parse and Describe of
 // an unnamed statement), along searchPath, in a read-only transaction
-// whose lock_timeout is the Resolver's. It tells which columns a COPY of a
+// with a short statement_timeout and the Resolver's lock_timeout. It tells which columns a COPY of a
 // query or of a table sends, which COPY's own CopyOutResponse does not.
 func (r *Resolver) Describe(ctx context.Context, searchPath []string, query string) ([]pgproto3.FieldDescription, error) {
 	a, ok := r.pool.(acquirer)
@@ -546,6 +547,7 @@ func (r *Resolver) Describe(ctx context.Context, searchPath []string, query stri
 	}
 	var b pgconn.Batch
 	b.ExecParams("BEGIN READ ONLY", nil, nil, nil, nil)
+	b.ExecParams("SET LOCAL statement_timeout = 1000", nil, nil, nil, nil)
 	b.ExecParams(r.setLockTimeout(), nil, nil, nil, nil)
 	b.ExecParams("SELECT set_config('search_path', $1, true)", [][]byte{[]byte(strings.Join(path, ", "))}, nil, nil, nil)
 	if _, err := pc.ExecBatch(ctx, &b).ReadAll(); err != nil {
@@ -567,4 +569,23 @@ func (r *Resolver) Describe(ctx context.Context, searchPath []string, query stri
 			DataTypeOID: f.DataTypeOID, DataTypeSize: f.DataTypeSize, TypeModifier: f.TypeModifier}
 	}
 	return fields, nil
+}
+
+// GeneratedColumns returns the attribute numbers of a table's generated
+// columns, which COPY of the table leaves out.
+func (r *Resolver) GeneratedColumns(ctx context.Context, tableOID uint32) ([]int16, error) {
+	rows, err := r.lockBounded(ctx, "SELECT attnum::text FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped AND attgenerated <> ''",
+		strconv.FormatUint(uint64(tableOID), 10))
+	if err != nil {
+		return nil, fmt.Errorf("catalog: generated columns: %w", err)
+	}
+	var out []int16
+	for _, row := range rows {
+		n, err := strconv.ParseInt(string(row[0]), 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: generated columns: %w", err)
+		}
+		out = append(out, int16(n))
+	}
+	return out, nil
 }
