@@ -30,6 +30,10 @@ import (
 // later CopyData (PostgreSQL sends one line per CopyData).
 const maxCopyLine = 16 << 20
 
+// maxKeptCopyBuffer bounds the buffer of rewritten COPY data a session
+// keeps from one COPY to the next.
+const maxKeptCopyBuffer = 64 << 10
+
 // copyOut is the COPY TO STDOUT in progress.
 type copyOut struct {
 	// encoding is the session's client_encoding as the server last
@@ -80,6 +84,10 @@ func (s *session) CopyOut(st *proxy.Statement, resp *pgproto3.CopyOutResponse) {
 		nth = s.copy.nth + 1
 	}
 	out, fields, enc := s.copy.out, s.copy.fields, s.copy.encoding
+	if cap(out) > maxKeptCopyBuffer {
+		// A long line's buffer is not kept for the session's life.
+		out = nil
+	}
 	s.copy = copyOut{st: st, nth: nth, binary: resp.OverallFormat == 1, out: out[:0], fields: fields[:0], encoding: enc}
 }
 
