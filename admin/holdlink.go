@@ -12,12 +12,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // HoldLinkBy is the principal of a decision made through a signed hold
-// link: the link is the authority (scope act), the person who followed it
-// is not known to pgwarden.
-const HoldLinkBy = "slack link"
+// link by the person who gave name on the link's page: the link is the
+// authority (scope act), the name is the approver's word, which pgwarden
+// cannot check, and says so.
+func HoldLinkBy(name string) string { return name + " (via slack link)" }
+
+// maxApproverName bounds the name an approver gives on a hold link's page.
+const maxApproverName = 100
 
 // holdLinkVia is how a decision made through a hold link reached
 // pgwarden, in the hold and the audit trail.
@@ -102,6 +108,8 @@ var holdLinkPage = template.Must(template.New("hold").Parse(`<!doctype html>
 </dl>{{end}}
 {{if .Form}}<form method="post" action="link">
 <input type="hidden" name="exp" value="{{.Exp}}"><input type="hidden" name="sig" value="{{.Sig}}">
+<p><label for="name">Your name (recorded as the approver)</label><br>
+<input id="name" name="name" size="40" maxlength="100" autocomplete="name" value="{{.Name}}" required></p>
 <p><label for="reason">Why do you {{.Decision}} it? (recorded in the audit trail)</label><br>
 <textarea id="reason" name="reason" rows="3" cols="60" maxlength="1000" required></textarea></p>
 <p><button type="submit">{{.Decision}} hold {{.ID}}</button></p>
@@ -110,9 +118,9 @@ var holdLinkPage = template.Must(template.New("hold").Parse(`<!doctype html>
 `))
 
 type holdLinkView struct {
-	Title, Message, ID, Decision, Exp, Sig string
-	Hold                                   *HoldSummary
-	Form                                   bool
+	Title, Message, ID, Decision, Exp, Sig, Name string
+	Hold                                         *HoldSummary
+	Form                                         bool
 }
 
 func writeHoldPage(w http.ResponseWriter, code int, v holdLinkView) {
@@ -171,8 +179,8 @@ func (h *Handler) holdLink(w http.ResponseWriter, r *http.Request) {
 }
 
 // decideHoldLink answers the link page's form, POST
-// /v1/holds/{id}/{decision}/link with exp, sig and reason: it decides the
-// hold for HoldLinkBy, via "slack".
+// /v1/holds/{id}/{decision}/link with exp, sig, name and reason: it decides
+// the hold for HoldLinkBy(name), via "slack".
 func (h *Handler) decideHoldLink(w http.ResponseWriter, r *http.Request) {
 	id, decision := r.PathValue("id"), r.PathValue("decision")
 	r.Body = http.MaxBytesReader(w, r.Body, 4*maxReason)
@@ -185,12 +193,16 @@ func (h *Handler) decideHoldLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))
-	if reason == "" || len(reason) > maxReason {
-		writeHoldPage(w, http.StatusBadRequest, holdLinkView{Title: decision + " hold " + id, ID: id, Decision: decision, Exp: exp, Sig: sig, Form: true,
-			Message: fmt.Sprintf("A reason of 1 to %d bytes is required: it goes to the audit trail.", maxReason)})
+	name := strings.TrimSpace(r.PostForm.Get("name"))
+	if !validApproverName(name) || reason == "" || len(reason) > maxReason {
+		if len(name) > maxApproverName {
+			name = ""
+		}
+		writeHoldPage(w, http.StatusBadRequest, holdLinkView{Title: decision + " hold " + id, ID: id, Decision: decision, Exp: exp, Sig: sig, Name: name, Form: true,
+			Message: fmt.Sprintf("Your name (1 to %d bytes, printable) and a reason of 1 to %d bytes are required: both go to the audit trail.", maxApproverName, maxReason)})
 		return
 	}
-	p := Principal{Name: HoldLinkBy, Scope: ScopeAct, Via: holdLinkVia}
+	p := Principal{Name: HoldLinkBy(name), Scope: ScopeAct, Via: holdLinkVia}
 	employee, err := h.cfg.DecideHold(id, decision == "approve", p.Name, holdLinkVia, reason)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -204,6 +216,20 @@ func (h *Handler) decideHoldLink(w http.ResponseWriter, r *http.Request) {
 		h.record(p, action, map[string]any{"hold": id, "hold_id": id, "decision": decision, "reason": reason}, employee)
 		past := map[string]string{"approve": "approved", "deny": "denied"}[decision]
 		writeHoldPage(w, http.StatusOK, holdLinkView{Title: "hold " + id + " " + past,
-			Message: fmt.Sprintf("Hold %s is %s (by %s, via %s), for this reason: %s", id, past, p.Name, p.Via, reason)})
+			Message: fmt.Sprintf("Hold %s is %s by %s, for this reason: %s", id, past, p.Name, reason)})
 	}
+}
+
+// validApproverName reports whether name, as given on a hold link's page,
+// can name the approver: 1 to maxApproverName bytes of printable UTF-8.
+func validApproverName(name string) bool {
+	if name == "" || len(name) > maxApproverName || !utf8.ValidString(name) {
+		return false
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }

@@ -83,9 +83,10 @@ func (s *slackReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // TestHoldLinkFromSlack: the Slack message of a held statement carries
-// an approve and a deny link; following one shows the hold and asks why,
-// and the answer decides the hold for "slack link" via slack, with the
-// reason, in the hold and the audit trail. An altered or expired link,
+// an approve and a deny link; following one shows the hold and asks the
+// approver's name and why, and the answer decides the hold for "NAME (via
+// slack link)" via slack, with the reason, in the hold and the audit
+// trail. A form without a name or a reason decides nothing. An altered or expired link,
 // or one for a hold already decided, decides nothing.
 func TestHoldLinkFromSlack(t *testing.T) {
 	reg, err := holds.Open(filepath.Join(t.TempDir(), "holds"))
@@ -220,7 +221,7 @@ func TestHoldLinkFromSlack(t *testing.T) {
 	submit := func(link string, form url.Values, reason string) (int, string) {
 		t.Helper()
 		u, _ := url.Parse(link)
-		f := url.Values{"exp": {u.Query().Get("exp")}, "sig": {u.Query().Get("sig")}, "reason": {reason}}
+		f := url.Values{"exp": {u.Query().Get("exp")}, "sig": {u.Query().Get("sig")}, "name": {"Carol Ortiz"}, "reason": {reason}}
 		for k, v := range form {
 			f[k] = v
 		}
@@ -241,6 +242,7 @@ func TestHoldLinkFromSlack(t *testing.T) {
 	approve, deny, done := hold("s1-4-1")
 	code, page, hdr := get(approve)
 	if code != 200 || !strings.Contains(page, `<form method="post" action="link">`) || !strings.Contains(page, "alice") ||
+		!strings.Contains(page, `name="name"`) ||
 		!strings.Contains(page, "ticket 4711") || strings.Contains(page, "<script") {
 		t.Fatalf("approve page: %d %s", code, page)
 	}
@@ -265,20 +267,26 @@ func TestHoldLinkFromSlack(t *testing.T) {
 	if code, _ := submit(approve, nil, "  "); code != 400 {
 		t.Errorf("no reason: %d", code)
 	}
+	for name, n := range map[string]string{"no name": " ", "a name with a newline": "Carol\nOrtiz", "a name too long": strings.Repeat("c", 101)} {
+		if code, page := submit(approve, url.Values{"name": {n}}, "looks fine"); code != 400 || !strings.Contains(page, "Your name") {
+			t.Errorf("%s: %d %s", name, code, page)
+		}
+	}
 	if !pending("s1-4-1") {
 		t.Fatal("the hold was decided by a refused request")
 	}
 	code, page = submit(approve, nil, "ticket 4711 checked with legal")
-	if code != 200 || !strings.Contains(page, "approved (by slack link, via slack)") {
+	const by = "Carol Ortiz (via slack link)"
+	if code != 200 || !strings.Contains(page, "approved by "+by) {
 		t.Fatalf("approve: %d %s", code, page)
 	}
 	r := <-done
-	if r.err != nil || r.h.Status != holds.Approved || r.h.DecidedBy != HoldLinkBy || r.h.DecidedVia != "slack" ||
+	if r.err != nil || r.h.Status != holds.Approved || r.h.DecidedBy != by || r.h.DecidedVia != "slack" ||
 		r.h.DecisionReason != "ticket 4711 checked with legal" {
 		t.Errorf("the hold as decided: %+v %v", r.h, r.err)
 	}
 	amu.Lock()
-	if len(audited) != 1 || audited[0]["action"] != "hold_approved" || audited[0]["by"] != HoldLinkBy || audited[0]["via"] != "slack" ||
+	if len(audited) != 1 || audited[0]["action"] != "hold_approved" || audited[0]["by"] != by || audited[0]["via"] != "slack" ||
 		audited[0]["reason"] != "ticket 4711 checked with legal" || audited[0]["employee"] != "alice" || audited[0]["hold_id"] != "s1-4-1" ||
 		audited[0]["scope"] != "act" {
 		t.Errorf("audited %v", audited)
@@ -299,7 +307,7 @@ func TestHoldLinkFromSlack(t *testing.T) {
 	if code, page := submit(deny, nil, "no ticket"); code != 200 || !strings.Contains(page, "denied") {
 		t.Fatalf("deny: %d %s", code, page)
 	}
-	if r := <-done; r.err != nil || r.h.Status != holds.Denied || r.h.DecidedBy != HoldLinkBy || r.h.DecisionReason != "no ticket" {
+	if r := <-done; r.err != nil || r.h.Status != holds.Denied || r.h.DecidedBy != by || r.h.DecisionReason != "no ticket" {
 		t.Errorf("the hold as denied: %+v %v", r.h, r.err)
 	}
 

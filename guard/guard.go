@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -459,6 +460,8 @@ type session struct {
 	log     *slog.Logger
 	// cat is the catalog of the session's database; nil without one.
 	cat Resolver
+	// copy is the COPY TO STDOUT in progress (copyout.go).
+	copy copyOut
 
 	// def is the session's own identity, and defState the state of the
 	// statements counted against it; svc follows the tags of a service
@@ -778,6 +781,9 @@ func (s *session) Notice(st *proxy.Statement, n *pgproto3.NoticeResponse) proxy.
 // ParameterStatus checks a parameter's new value: set_config() of
 // application_name reports any text back to the client.
 func (s *session) ParameterStatus(st *proxy.Statement, p *pgproto3.ParameterStatus) proxy.Verdict {
+	if p.Name == "client_encoding" {
+		s.copy.encoding = p.Value
+	}
 	return s.message(st, "parameter_status", p.Value)
 }
 
@@ -827,13 +833,28 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		defer metrics.Since(m.DescribeTime, time.Now())
 	}
 	f := s.figures(st)
+	plan := s.planColumns(f, fields)
+	if s.key.index == noKey {
+		s.key.inferred = s.inferKeys(st)
+	}
+	s.derive(st, s.sqlOf(st), fields, plan)
+	s.plan = plan
+	s.widen(st, f)
+}
+
+// planColumns classifies result columns. With f, it also notes in f and in
+// s.key what the result's columns tell (tables, key column); a COPY's
+// columns, described apart (copyout.go), pass nil.
+func (s *session) planColumns(f *Figures, fields []pgproto3.FieldDescription) []colPlan {
 	plan := make([]colPlan, len(fields))
 	for i, fd := range fields {
 		plan[i].scan = s.cc().detectors != nil && scannable(fd)
 		plan[i].textual = textual(fd.DataTypeOID)
 		plan[i].dec, plan[i].oid = decode.For(fd.DataTypeOID, fd.Format), fd.DataTypeOID
 		if fd.TableOID >= firstNormalObjectID {
-			f.userColumns = true
+			if f != nil {
+				f.userColumns = true
+			}
 		} else if fd.TableOID != 0 && serverAddress(fd.DataTypeOID) {
 			// pg_stat_activity.client_addr and its kin: the address
 			// of a database session, not of a data subject.
@@ -849,12 +870,14 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 			}
 			continue
 		}
-		if f.Tables == nil {
-			f.Tables = make(map[string]struct{})
-		}
-		f.Tables[s.qualName(col.Schema, col.Table)] = struct{}{}
 		p := s.cc().p
-		findKeyColumn(p.Explained(), i, fd, col.Schema, col.Table, col.Name, &s.key)
+		if f != nil {
+			if f.Tables == nil {
+				f.Tables = make(map[string]struct{})
+			}
+			f.Tables[s.qualName(col.Schema, col.Table)] = struct{}{}
+			findKeyColumn(p.Explained(), i, fd, col.Schema, col.Table, col.Name, &s.key)
+		}
 		if p.Excluded(col.Schema, col.Table, col.Name) {
 			plan[i] = colPlan{textual: plan[i].textual}
 			continue
@@ -866,15 +889,12 @@ func (s *session) RowDescription(st *proxy.Statement, fields []pgproto3.FieldDes
 		if col.RelKind == 'v' || col.RelKind == 'm' {
 			// A view is as sensitive as the columns it exposes.
 			plan[i].derived = s.viewColumn(fd.TableOID, int(fd.TableAttributeNumber))
-			s.viewTables(fd.TableOID, f)
+			if f != nil {
+				s.viewTables(fd.TableOID, f)
+			}
 		}
 	}
-	if s.key.index == noKey {
-		s.key.inferred = s.inferKeys(st)
-	}
-	s.derive(st, fields, plan)
-	s.plan = plan
-	s.widen(st, f)
+	return plan
 }
 
 // qualName returns schema + "." + table, made once per session.
@@ -1060,6 +1080,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 		}
 	}
 	pii := false
+	var rewrite *proxy.Verdict
 	s.enf.rowUnexplained, s.enf.rowSequential = false, false
 	if s.enf.enforcing() {
 		s.enf.row.Reset()
@@ -1067,8 +1088,15 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 		if v := s.check(st, f, data, pii, int64(len(data))); v.Action != proxy.Continue {
 			return v
 		}
-		if pii && s.enf.redacting != nil {
-			return s.cannotRedact(st, "COPY")
+		if s.enf.redacting != nil {
+			v, out, done := s.redactCopy(st, f, data, false)
+			if done {
+				return v
+			}
+			if !bytes.Equal(out, data) {
+				rewrite = &proxy.Verdict{Action: proxy.Rewrite, Values: [][]byte{out}}
+				data = out
+			}
 		}
 		s.enf.row.Each(f.PIIValues.Add)
 	} else {
@@ -1079,6 +1107,9 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	if pii {
 		f.PIIRows++
 		s.subject(f, data)
+	}
+	if rewrite != nil {
+		return *rewrite
 	}
 	return proxy.Verdict{}
 }

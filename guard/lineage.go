@@ -19,8 +19,7 @@ const maxFunctionDepth = 4
 // derive marks the expression columns (no table in RowDescription) whose
 // SQL computes them from a declared PII column, directly, through a view or
 // through the body of a SQL function.
-func (s *session) derive(st *proxy.Statement, fields []pgproto3.FieldDescription, plan []colPlan) {
-	sql := s.sqlOf(st)
+func (s *session) derive(st *proxy.Statement, sql string, fields []pgproto3.FieldDescription, plan []colPlan) {
 	if sql == "" {
 		return
 	}

@@ -3,8 +3,9 @@ package guard
 import (
 	"bytes"
 	"fmt"
-	"github.com/pgwarden/pgwarden/policy"
 	"unicode/utf8"
+
+	"github.com/pgwarden/pgwarden/policy"
 
 	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -52,6 +53,45 @@ func (s *session) redact(f *Figures, values [][]byte) proxy.Verdict {
 	f.Bytes += size
 	f.Redacted += int64(n)
 	return proxy.Verdict{Action: proxy.Rewrite, Values: out}
+}
+
+// redactCopy masks a COPY TO STDOUT's data (copyout.go). Data whose
+// values it masked is counted as redact counts a row, and done is set:
+// the verdict forwards it masked. Otherwise the data is counted as
+// received, out being what to forward in its place (a line whose end is
+// yet to come is held back). Data that cannot be masked blocks the
+// statement. final is set at the end of the data (CopyDone).
+func (s *session) redactCopy(st *proxy.Statement, f *Figures, data []byte, final bool) (v proxy.Verdict, out []byte, done bool) {
+	out, masked, why := s.maskCopy(st, data, final)
+	if why != "" {
+		return s.cannotMask(st, why), nil, true
+	}
+	if masked == 0 {
+		return proxy.Verdict{}, out, false
+	}
+	n := 0
+	s.enf.row.Each(func(_ pii.Category, k int) { n += k })
+	if !final {
+		f.Rows++
+	}
+	f.Bytes += int64(len(out))
+	f.Redacted += int64(max(n, masked))
+	return proxy.Verdict{Action: proxy.Rewrite, Values: [][]byte{out}}, out, true
+}
+
+// CopyDone sends the end of a COPY line held back, masked.
+func (s *session) CopyDone(st *proxy.Statement) proxy.Verdict {
+	if s.enf.redacting == nil || s.copy.st != st || len(s.copy.partial) == 0 {
+		return proxy.Verdict{}
+	}
+	s.enf.row.Reset()
+	f := s.figures(st)
+	v, out, done := s.redactCopy(st, f, nil, true)
+	if !done {
+		f.Bytes += int64(len(out))
+		v = proxy.Verdict{Action: proxy.Rewrite, Values: [][]byte{out}}
+	}
+	return v
 }
 
 // maskWith hides a value in the policy's format for its category: f
@@ -144,14 +184,21 @@ func mask(v []byte) []byte {
 	return initial(v)
 }
 
-// cannotRedact blocks a result whose PII cannot be masked in place (COPY
-// data, a fast-path result): the rule asked for the values to be hidden.
+// cannotRedact blocks a result whose PII cannot be masked in place (binary
+// COPY data, a fast-path result): the rule asked for the values to be
+// hidden.
 func (s *session) cannotRedact(st *proxy.Statement, what string) proxy.Verdict {
+	return s.cannotMask(st, what+" cannot be masked in place (a SELECT of the same rows is masked)")
+}
+
+// cannotMask blocks a result whose PII cannot be masked, why saying so.
+func (s *session) cannotMask(st *proxy.Statement, why string) proxy.Verdict {
 	r := s.enf.redacting
-	reason := fmt.Sprintf("%s received PII past the limit of rule %s, and %s cannot be redacted", s.employee(st), r.Name, what)
+	reason := fmt.Sprintf("%s received PII past the limit of rule %s, and %s", s.employee(st), r.Name, why)
 	if !r.Thresholded() {
-		reason = fmt.Sprintf("rule %s masks %s's PII, and %s cannot be masked in place (a SELECT of the same rows is masked)", r.Name, s.employee(st), what)
+		reason = fmt.Sprintf("rule %s masks %s's PII, and %s", r.Name, s.employee(st), why)
 	}
+
 	s.log.Warn("redaction_impossible", "rule", r.Name, "statement_seq", seqOf(st))
 	return proxy.Verdict{Action: proxy.Block, Reason: "statement blocked: " + reason}
 }

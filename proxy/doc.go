@@ -49,7 +49,9 @@
 // SQLSTATE 42501 ("pgwarden: ..."), cancels the upstream query, drops the rest
 // of the result up to the ReadyForQuery of its batch, and forwards that
 // ReadyForQuery with the true transaction status: the session stays usable.
-// Kill ends the session with a FATAL error.
+// Kill ends the session with a FATAL error. Rewrite forwards a DataRow with
+// other values, or CopyData with other data (masking); an inspector that is
+// a CopyEnder may hold COPY data back and send it at CopyDone.
 //
 // Limits. Memory follows what a client has proved. Until it has
 // authenticated, a client holds one of Config.MaxStartupPerAddress slots of

@@ -235,7 +235,9 @@ type SessionInspector interface {
 	DataRow(st *Statement, values [][]byte) Verdict
 	// CopyOut reports the start of COPY TO STDOUT.
 	CopyOut(st *Statement, resp *pgproto3.CopyOutResponse)
-	// CopyData is shown each CopyData of a COPY TO STDOUT before it is forwarded.
+	// CopyData is shown each CopyData of a COPY TO STDOUT before it is
+	// forwarded. Rewrite sends the client the verdict's first value in its
+	// place, or nothing when it is empty or missing.
 	CopyData(st *Statement, data []byte) Verdict
 	// CommandComplete reports the end of one SQL statement's result.
 	CommandComplete(st *Statement, tag []byte)
@@ -274,6 +276,14 @@ type SessionInspector interface {
 	Blocked(st *Statement, v Verdict)
 	// EndSession is called once, after both directions have stopped.
 	EndSession(err error)
+}
+
+// CopyEnder is a SessionInspector told of the end of a COPY TO STDOUT's
+// data (CopyDone) before it is forwarded, to send what it held back of the
+// data: Rewrite sends the client a CopyData of the verdict's first value
+// first; Block and Kill act as on a CopyData.
+type CopyEnder interface {
+	CopyDone(st *Statement) Verdict
 }
 
 // NopSessionInspector implements SessionInspector and does nothing.

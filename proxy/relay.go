@@ -754,7 +754,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		if e == nil || e.stmt == nil {
 			return false, s.desync("CopyData")
 		}
-		return s.act(e, s.insp.CopyData(e.stmt, body))
+		return s.onCopyData(e, s.insp.CopyData(e.stmt, body))
 	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
 		s.copyOut = false
 		if s.copyIn {
@@ -936,6 +936,13 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			}
 		}
 	case 'c': // CopyDone
+		if ce, ok := s.insp.(CopyEnder); ok && s.copyOut && !s.blocked {
+			if e := s.head(); e != nil && e.stmt != nil {
+				if _, err := s.onCopyData(e, ce.CopyDone(e.stmt)); err != nil || s.blocked {
+					return false, err
+				}
+			}
+		}
 		s.copyOut = false
 	case 'G', 'W': // CopyInResponse, CopyBothResponse
 		if s.blocked {
@@ -1112,6 +1119,23 @@ func (s *session) onRow(body []byte) (bool, error) {
 		return false, s.toClient.write(s.rowBuf)
 	}
 	return s.act(e, v)
+}
+
+// onCopyData carries out a verdict on a CopyData of a COPY TO STDOUT:
+// Rewrite sends the client the verdict's first value as the data in its
+// place, or nothing when it is empty.
+func (s *session) onCopyData(e *pending, v Verdict) (bool, error) {
+	if v.Action != Rewrite {
+		return s.act(e, v)
+	}
+	if len(v.Values) == 0 || len(v.Values[0]) == 0 {
+		return false, nil
+	}
+	data := v.Values[0]
+	s.rowBuf = append(s.rowBuf[:0], 'd')
+	s.rowBuf = binary.BigEndian.AppendUint32(s.rowBuf, uint32(4+len(data)))
+	s.rowBuf = append(s.rowBuf, data...)
+	return false, s.toClient.write(s.rowBuf)
 }
 
 // desync ends a session whose server sent data that no statement pgwarden

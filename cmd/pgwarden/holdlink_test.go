@@ -26,9 +26,9 @@ import (
 
 // TestHoldApprovedFromSlack runs the binary with the Slack sink and
 // --admin-public-url: a held statement's Slack message carries an approve
-// link; following it and giving a reason lets the employee's rows go on,
-// and the trail names "slack link", via slack, the reason and the
-// employee's own.
+// link; following it and giving a name and a reason lets the employee's
+// rows go on, and the trail and the employee's notice name "NAME (via
+// slack link)", via slack, the reason and the employee's own.
 func TestHoldApprovedFromSlack(t *testing.T) {
 	c := pgtest.Shared(t)
 	var (
@@ -137,10 +137,11 @@ rules:
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(page), "ticket 4711") || !strings.Contains(string(page), "hold-emails") {
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "ticket 4711") || !strings.Contains(string(page), "hold-emails") ||
+		!strings.Contains(string(page), `name="name"`) {
 		t.Fatalf("approve page: %d %s", resp.StatusCode, page)
 	}
-	form := url.Values{"exp": {u.Query().Get("exp")}, "sig": {u.Query().Get("sig")}, "reason": {"legal asked, ticket 4711"}}
+	form := url.Values{"exp": {u.Query().Get("exp")}, "sig": {u.Query().Get("sig")}, "name": {"Carol Ortiz"}, "reason": {"legal asked, ticket 4711"}}
 	u.RawQuery = ""
 	resp, err = http.PostForm(u.String(), form)
 	if err != nil {
@@ -159,7 +160,7 @@ rules:
 		t.Fatal("the held statement never ended")
 	}
 	mu.Lock()
-	if len(notices) != 2 || !strings.Contains(notices[1], "approved by slack link: legal asked, ticket 4711") {
+	if len(notices) != 2 || !strings.Contains(notices[1], "approved by Carol Ortiz (via slack link): legal asked, ticket 4711") {
 		t.Errorf("notices %q", notices)
 	}
 	mu.Unlock()
@@ -201,11 +202,11 @@ rules:
 		}
 		return approved != nil && outcome != nil, fmt.Sprintf("approval %v, outcome %v", approved, outcome)
 	})
-	if approved["by"] != "slack link" || approved["via"] != "slack" || approved["reason"] != "legal asked, ticket 4711" ||
+	if approved["by"] != "Carol Ortiz (via slack link)" || approved["via"] != "slack" || approved["reason"] != "legal asked, ticket 4711" ||
 		approved["employee"] != pgtest.TrustUser || approved["scope"] != "act" {
 		t.Errorf("the approval in the trail: %v", approved)
 	}
-	if outcome["decided_by"] != "slack link" || outcome["decision_reason"] != "legal asked, ticket 4711" || outcome["justification"] != "ticket 4711" {
+	if outcome["decided_by"] != "Carol Ortiz (via slack link)" || outcome["decision_reason"] != "legal asked, ticket 4711" || outcome["justification"] != "ticket 4711" {
 		t.Errorf("the hold's outcome in the trail: %v", outcome)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)

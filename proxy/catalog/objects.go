@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/proxy"
@@ -520,4 +522,70 @@ func endFailed(pc *pgconn.PgConn) {
 	if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
 		pc.Close(ctx)
 	}
+}
+
+// Describe returns the result columns of query as a RowDescription
+// carries them (table OID, attribute number, type; text format), without
+// running it: the query is only parsed and analysed (Parse and Describe of
+// an unnamed statement), along searchPath, in a read-only transaction
+// with a short statement_timeout and the Resolver's lock_timeout. It tells which columns a COPY of a
+// query or of a table sends, which COPY's own CopyOutResponse does not.
+func (r *Resolver) Describe(ctx context.Context, searchPath []string, query string) ([]pgproto3.FieldDescription, error) {
+	a, ok := r.pool.(acquirer)
+	if !ok {
+		return nil, errors.New("catalog: describe: no connection pool")
+	}
+	conn, err := a.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: describe: %w", err)
+	}
+	defer conn.Release()
+	pc := conn.Conn().PgConn()
+	path := make([]string, len(searchPath))
+	for i, s := range searchPath {
+		path[i] = pgx.Identifier{s}.Sanitize()
+	}
+	var b pgconn.Batch
+	b.ExecParams("BEGIN READ ONLY", nil, nil, nil, nil)
+	b.ExecParams("SET LOCAL statement_timeout = 1000", nil, nil, nil, nil)
+	b.ExecParams(r.setLockTimeout(), nil, nil, nil, nil)
+	b.ExecParams("SELECT set_config('search_path', $1, true)", [][]byte{[]byte(strings.Join(path, ", "))}, nil, nil, nil)
+	if _, err := pc.ExecBatch(ctx, &b).ReadAll(); err != nil {
+		endFailed(pc)
+		return nil, fmt.Errorf("catalog: describe: %w", err)
+	}
+	sd, err := pc.Prepare(ctx, "", query, nil)
+	if err != nil {
+		endFailed(pc)
+		return nil, fmt.Errorf("catalog: describe: %w", err)
+	}
+	if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+		endFailed(pc)
+		return nil, fmt.Errorf("catalog: describe: %w", err)
+	}
+	fields := make([]pgproto3.FieldDescription, len(sd.Fields))
+	for i, f := range sd.Fields {
+		fields[i] = pgproto3.FieldDescription{Name: []byte(f.Name), TableOID: f.TableOID, TableAttributeNumber: f.TableAttributeNumber,
+			DataTypeOID: f.DataTypeOID, DataTypeSize: f.DataTypeSize, TypeModifier: f.TypeModifier}
+	}
+	return fields, nil
+}
+
+// GeneratedColumns returns the attribute numbers of a table's generated
+// columns, which COPY of the table leaves out.
+func (r *Resolver) GeneratedColumns(ctx context.Context, tableOID uint32) ([]int16, error) {
+	rows, err := r.lockBounded(ctx, "SELECT attnum::text FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped AND attgenerated <> ''",
+		strconv.FormatUint(uint64(tableOID), 10))
+	if err != nil {
+		return nil, fmt.Errorf("catalog: generated columns: %w", err)
+	}
+	var out []int16
+	for _, row := range rows {
+		n, err := strconv.ParseInt(string(row[0]), 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: generated columns: %w", err)
+		}
+		out = append(out, int16(n))
+	}
+	return out, nil
 }
