@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 // pgOutboxLock is the advisory lock key that serializes the outbox's schema
@@ -20,21 +22,8 @@ const pgOutboxLock int64 = 0x7067775f6f627831
 // being the rows of one sink in id order, and one lease row per sink in
 // pgwarden_outbox_leases naming the instance that delivers that queue until
 // expires_at (on the database's clock, so the instances' clocks do not
-// matter). The schema is a format string taking pgOutboxLock.
-const pgOutboxSchema = `SELECT pg_advisory_xact_lock(%d);
-CREATE TABLE IF NOT EXISTS pgwarden_outbox (
-	id          bigserial PRIMARY KEY,
-	sink        text NOT NULL,
-	alert       jsonb NOT NULL,
-	attempts    int NOT NULL DEFAULT 0,
-	enqueued_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS pgwarden_outbox_sink_id ON pgwarden_outbox (sink, id);
-CREATE TABLE IF NOT EXISTS pgwarden_outbox_leases (
-	sink       text PRIMARY KEY,
-	holder     text NOT NULL,
-	expires_at timestamptz NOT NULL
-)`
+// matter). The tables are in state/schema.
+var pgOutboxTables = []string{"pgwarden_outbox", "pgwarden_outbox_leases"}
 
 // pgOutbox is an outbox in PostgreSQL that several Notifiers share.
 type pgOutbox struct {
@@ -44,6 +33,11 @@ type pgOutbox struct {
 	timeout time.Duration // bound of each statement
 }
 
+// createPG creates the named tables, after taking pgOutboxLock.
+func createPG(ctx context.Context, pool *pgxpool.Pool, tables ...string) error {
+	return schema.Create(ctx, pool, fmt.Sprintf("SELECT pg_advisory_xact_lock(%d);\n", pgOutboxLock)+schema.For(tables...), tables...)
+}
+
 func newPGOutbox(pool *pgxpool.Pool, holder string, lease, timeout time.Duration) (*pgOutbox, error) {
 	o := &pgOutbox{pool: pool, holder: holder, lease: lease, timeout: timeout}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -51,7 +45,7 @@ func newPGOutbox(pool *pgxpool.Pool, holder string, lease, timeout time.Duration
 	// Without arguments Exec uses the simple protocol: the statements run
 	// as one implicit transaction, under the lock, so that instances
 	// starting together do not race to create the same table.
-	if _, err := pool.Exec(ctx, fmt.Sprintf(pgOutboxSchema, pgOutboxLock)); err != nil {
+	if err := createPG(ctx, pool, pgOutboxTables...); err != nil {
 		return nil, fmt.Errorf("notify: creating the outbox tables: %w", err)
 	}
 	return o, nil

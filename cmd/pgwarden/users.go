@@ -210,7 +210,7 @@ func loginsCommand(use, short string, want int) *cobra.Command {
 	c := &cobra.Command{Use: use, Short: short}
 	file := c.Flags().String("users-file", "", "the users `file` (default $PGWARDEN_USERS_FILE, or users.json in the state directory)")
 	dir := c.Flags().String("state-dir", "", "pgwarden's state `directory`, whose users.json is the users file (default $PGWARDEN_STATE_DIR)")
-	var role *string
+	role := new(string)
 	if c.Name() == "add" {
 		role = c.Flags().String("role", "", "the database `role` pgwarden connects upstream as for this login (required)")
 	}
@@ -219,14 +219,10 @@ func loginsCommand(use, short string, want int) *cobra.Command {
 			what := map[int]string{0: "no argument", 1: "exactly one NAME", 2: "NAME and ROLE"}[want]
 			return cli.Usagef(c, "want %s", what)
 		}
-		if role != nil && *role == "" {
+		if c.Name() == "add" && *role == "" {
 			return cli.Usagef(c, "--role is required")
 		}
-		var r string
-		if role != nil {
-			r = *role
-		}
-		return runLogins(c, server.UsersFile(*file, *dir), pos, r)
+		return runLogins(c, server.UsersFile(*file, *dir), pos, *role)
 	}
 	return c
 }

@@ -43,6 +43,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 // Config configures a Sharer.
@@ -119,21 +120,6 @@ func anomalyKey(a norm.Anomaly) string { return a.Kind + "/" + a.Feature + "/" +
 // unreachable; beyond it the oldest are dropped (and logged).
 const maxQueued = 200000
 
-const schema = `CREATE TABLE IF NOT EXISTS pgwarden_norm_observations (
-	instance text NOT NULL,
-	seq      bigint NOT NULL,
-	at       timestamptz NOT NULL,
-	employee text NOT NULL,
-	obs      jsonb NOT NULL,
-	PRIMARY KEY (instance, seq)
-);
-CREATE INDEX IF NOT EXISTS pgwarden_norm_observations_at ON pgwarden_norm_observations (at);
-CREATE TABLE IF NOT EXISTS pgwarden_leases (
-	name   text PRIMARY KEY,
-	holder text NOT NULL,
-	until  timestamptz NOT NULL
-)`
-
 // New creates the tables if needed and reads where this instance's rows
 // end.
 func New(ctx context.Context, cfg Config) (*Sharer, error) {
@@ -155,7 +141,8 @@ func New(ctx context.Context, cfg Config) (*Sharer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if _, err := cfg.Pool.Exec(ctx, schema, pgx.QueryExecModeSimpleProtocol); err != nil {
+	if err := schema.Create(ctx, cfg.Pool, schema.For("pgwarden_norm_observations", "pgwarden_leases"),
+		"pgwarden_norm_observations", "pgwarden_leases"); err != nil {
 		return nil, fmt.Errorf("normshare: %w", err)
 	}
 	s := &Sharer{cfg: cfg, pending: make(map[mergeKey]*shared), applied: make(map[string]int64)}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/window"
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 // Config configures a Sharer.
@@ -71,22 +72,6 @@ type delta struct {
 // maxPending bounds the batch kept while the database is unreachable.
 const maxPending = 100000
 
-const schema = `CREATE TABLE IF NOT EXISTS pgwarden_window_deltas (
-	instance    text NOT NULL,
-	employee    text NOT NULL,
-	minute      timestamptz NOT NULL,
-	statements  bigint NOT NULL,
-	rows        bigint NOT NULL,
-	pii_rows    bigint NOT NULL,
-	bytes       bigint NOT NULL,
-	unexplained bigint NOT NULL,
-	sequential  bigint NOT NULL,
-	pii_values  jsonb NOT NULL,
-	updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-	PRIMARY KEY (instance, employee, minute)
-);
-CREATE INDEX IF NOT EXISTS pgwarden_window_deltas_updated ON pgwarden_window_deltas (updated_at)`
-
 // New creates the table if needed.
 func New(ctx context.Context, cfg Config) (*Sharer, error) {
 	if cfg.Instance == "" {
@@ -101,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*Sharer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if _, err := cfg.Pool.Exec(ctx, schema); err != nil {
+	if err := schema.Create(ctx, cfg.Pool, schema.For("pgwarden_window_deltas"), "pgwarden_window_deltas"); err != nil {
 		return nil, fmt.Errorf("share: %w", err)
 	}
 	remote, err := window.NewRegistry(window.Config{})
