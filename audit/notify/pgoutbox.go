@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgwarden/pgwarden/state/cluster"
 	"github.com/pgwarden/pgwarden/state/schema"
 )
 
@@ -19,11 +20,16 @@ import (
 const pgOutboxLock int64 = 0x7067775f6f627831
 
 // The shared outbox: one row per (sink, alert) in pgwarden_outbox, a queue
-// being the rows of one sink in id order, and one lease row per sink in
-// pgwarden_outbox_leases naming the instance that delivers that queue until
-// expires_at (on the database's clock, so the instances' clocks do not
+// being the rows of one sink in id order, and one lease per sink in
+// pgwarden_leases naming the instance that delivers that queue (a
+// cluster.Lease, on the database's clock, so the instances' clocks do not
 // matter). The tables are in state/schema.
-var pgOutboxTables = []string{"pgwarden_outbox", "pgwarden_outbox_leases"}
+var pgOutboxTables = []string{"pgwarden_outbox", "pgwarden_leases"}
+
+// sinkLease is the lease of sink's queue.
+func (o *pgOutbox) sinkLease(sink string) *cluster.Lease {
+	return cluster.NewLease(o.pool, "outbox:"+sink, o.holder, o.lease)
+}
 
 // pgOutbox is an outbox in PostgreSQL that several Notifiers share.
 type pgOutbox struct {
@@ -137,15 +143,11 @@ func (o *pgOutbox) depths(ctx context.Context) (map[string]int, error) {
 func (o *pgOutbox) claim(ctx context.Context, sink string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	tag, err := o.pool.Exec(ctx, `INSERT INTO pgwarden_outbox_leases AS l (sink, holder, expires_at)
-VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
-ON CONFLICT (sink) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE l.holder = excluded.holder OR l.expires_at < clock_timestamp()`,
-		sink, o.holder, o.lease.Milliseconds())
+	held, err := o.sinkLease(sink).Claim(ctx)
 	if err != nil {
 		return false, fmt.Errorf("notify: taking the lease of sink %s: %w", sink, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return held, nil
 }
 
 // release ends this Notifier's lease, so that another instance need not
@@ -153,7 +155,7 @@ WHERE l.holder = excluded.holder OR l.expires_at < clock_timestamp()`,
 func (o *pgOutbox) release(ctx context.Context, sink string) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	if _, err := o.pool.Exec(ctx, `DELETE FROM pgwarden_outbox_leases WHERE sink = $1 AND holder = $2`, sink, o.holder); err != nil {
+	if err := o.sinkLease(sink).Release(ctx); err != nil {
 		return fmt.Errorf("notify: releasing the lease of sink %s: %w", sink, err)
 	}
 	return nil

@@ -68,8 +68,9 @@ CREATE TABLE IF NOT EXISTS pgwarden_norm_observations (
 CREATE INDEX IF NOT EXISTS pgwarden_norm_observations_at ON pgwarden_norm_observations (at);
 
 -- table: pgwarden_leases
--- Work one instance does for all (reporting drift), held until a time on
--- the database's clock.
+-- Work one instance does for all (reporting drift: "norms"; delivering a
+-- sink's alerts: "outbox:SINK"), held until a time on the database's
+-- clock.
 CREATE TABLE IF NOT EXISTS pgwarden_leases (
 	name   text PRIMARY KEY,
 	holder text NOT NULL,
@@ -87,14 +88,6 @@ CREATE TABLE IF NOT EXISTS pgwarden_outbox (
 	enqueued_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS pgwarden_outbox_sink_id ON pgwarden_outbox (sink, id);
-
--- table: pgwarden_outbox_leases
--- Which instance delivers each sink's queue, until when.
-CREATE TABLE IF NOT EXISTS pgwarden_outbox_leases (
-	sink       text PRIMARY KEY,
-	holder     text NOT NULL,
-	expires_at timestamptz NOT NULL
-);
 
 -- table: pgwarden_stream_outbox
 -- Audit stream records spilled while their sink was unreachable (the line
