@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/internal/crash"
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 // Defaults of PGSinkConfig.
@@ -178,27 +179,11 @@ func tableIdent(table string) string {
 }
 
 func createPGTable(ctx context.Context, pool *pgxpool.Pool, table string) error {
-	parts := strings.Split(table, ".")
-	base := parts[len(parts)-1]
-	ident := tableIdent(table)
 	// Instances starting together would race in CREATE ... IF NOT EXISTS
 	// (a unique violation in the catalog): the lock, held until the implicit
 	// transaction of the statements ends, makes them take turns.
-	sql := `SELECT pg_advisory_xact_lock(` + fmt.Sprint(pgLockClass<<32) + `);
-CREATE TABLE IF NOT EXISTS ` + ident + ` (
-	seq bigint PRIMARY KEY,
-	time timestamptz NOT NULL,
-	type text NOT NULL,
-	session_id text,
-	employee text,
-	data jsonb,
-	prev text NOT NULL,
-	instance text
-);
-CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{base + "_employee_time_idx"}.Sanitize() + ` ON ` + ident + ` (employee, time);
-CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{base + "_time_idx"}.Sanitize() + ` ON ` + ident + ` (time);`
-	// Simple protocol: several statements in one round trip.
-	if _, err := pool.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+	sql := fmt.Sprintf("SELECT pg_advisory_xact_lock(%d);\n", pgLockClass<<32) + schema.Audit(table)
+	if err := schema.Create(ctx, pool, sql, table); err != nil {
 		return fmt.Errorf("audit: create table %s: %w", table, err)
 	}
 	return nil

@@ -75,21 +75,7 @@ func (s *Server) deliveryLoops() []loop {
 func (s *Server) sharingLoops() []loop {
 	var loops []loop
 	if s.sharer != nil {
-		loops = append(loops, loop{"share_run", func(ctx context.Context) { s.sharer.Run(ctx) }},
-			loop{"share_prune", func(ctx context.Context) {
-				prune := time.NewTicker(time.Hour)
-				defer prune.Stop()
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-prune.C:
-						if err := s.sharer.Prune(ctx); err != nil {
-							s.logger.Warn("share_prune_failed", "error", err)
-						}
-					}
-				}
-			}})
+		loops = append(loops, loop{"share_run", func(ctx context.Context) { s.sharer.Run(ctx) }})
 	}
 	if s.normSharer != nil {
 		loops = append(loops, loop{"norm_share_run", func(ctx context.Context) { s.normSharer.Run(ctx) }})

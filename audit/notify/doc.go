@@ -60,8 +60,9 @@
 // With Config.Pool it is in pgwarden's own PostgreSQL database, shared by the
 // instances behind a load balancer: table pgwarden_outbox (id bigserial,
 // sink, alert jsonb, attempts, enqueued_at), a queue being one sink's rows in
-// id order, and pgwarden_outbox_leases (sink, holder, expires_at). Enqueues
-// take a transaction-level advisory lock, so ids follow commit order and a
+// id order, and one lease per sink in pgwarden_leases (a state/cluster Lease
+// named "outbox:" and the sink's name). Enqueues take a transaction-level
+// advisory lock, so ids follow commit order and a
 // queue is delivered in the order its entries were committed, whichever
 // instance enqueued them. Only the instance holding a sink's lease delivers
 // that sink's queue: it takes or renews the lease with one conditional

@@ -74,7 +74,7 @@ type Config struct {
 	// Leave DB.NoSync false: the outbox is only as durable as its fsync.
 	DB *bbolt.DB
 	// Pool holds an outbox that several pgwarden instances share (tables
-	// pgwarden_outbox and pgwarden_outbox_leases, created if missing). Every
+	// pgwarden_outbox and pgwarden_leases, created if missing). Every
 	// instance must configure the same sinks under the same names.
 	Pool *pgxpool.Pool
 	// Instance names this instance among those sharing Pool; required with

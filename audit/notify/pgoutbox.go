@@ -10,6 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/state/cluster"
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 // pgOutboxLock is the advisory lock key that serializes the outbox's schema
@@ -17,24 +20,16 @@ import (
 const pgOutboxLock int64 = 0x7067775f6f627831
 
 // The shared outbox: one row per (sink, alert) in pgwarden_outbox, a queue
-// being the rows of one sink in id order, and one lease row per sink in
-// pgwarden_outbox_leases naming the instance that delivers that queue until
-// expires_at (on the database's clock, so the instances' clocks do not
-// matter). The schema is a format string taking pgOutboxLock.
-const pgOutboxSchema = `SELECT pg_advisory_xact_lock(%d);
-CREATE TABLE IF NOT EXISTS pgwarden_outbox (
-	id          bigserial PRIMARY KEY,
-	sink        text NOT NULL,
-	alert       jsonb NOT NULL,
-	attempts    int NOT NULL DEFAULT 0,
-	enqueued_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS pgwarden_outbox_sink_id ON pgwarden_outbox (sink, id);
-CREATE TABLE IF NOT EXISTS pgwarden_outbox_leases (
-	sink       text PRIMARY KEY,
-	holder     text NOT NULL,
-	expires_at timestamptz NOT NULL
-)`
+// being the rows of one sink in id order, and one lease per sink in
+// pgwarden_leases naming the instance that delivers that queue (a
+// cluster.Lease, on the database's clock, so the instances' clocks do not
+// matter). The tables are in state/schema.
+var pgOutboxTables = []string{"pgwarden_outbox", "pgwarden_leases"}
+
+// sinkLease is the lease of sink's queue.
+func (o *pgOutbox) sinkLease(sink string) *cluster.Lease {
+	return cluster.NewLease(o.pool, "outbox:"+sink, o.holder, o.lease)
+}
 
 // pgOutbox is an outbox in PostgreSQL that several Notifiers share.
 type pgOutbox struct {
@@ -44,6 +39,11 @@ type pgOutbox struct {
 	timeout time.Duration // bound of each statement
 }
 
+// createPG creates the named tables, after taking pgOutboxLock.
+func createPG(ctx context.Context, pool *pgxpool.Pool, tables ...string) error {
+	return schema.Create(ctx, pool, fmt.Sprintf("SELECT pg_advisory_xact_lock(%d);\n", pgOutboxLock)+schema.For(tables...), tables...)
+}
+
 func newPGOutbox(pool *pgxpool.Pool, holder string, lease, timeout time.Duration) (*pgOutbox, error) {
 	o := &pgOutbox{pool: pool, holder: holder, lease: lease, timeout: timeout}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -51,7 +51,7 @@ func newPGOutbox(pool *pgxpool.Pool, holder string, lease, timeout time.Duration
 	// Without arguments Exec uses the simple protocol: the statements run
 	// as one implicit transaction, under the lock, so that instances
 	// starting together do not race to create the same table.
-	if _, err := pool.Exec(ctx, fmt.Sprintf(pgOutboxSchema, pgOutboxLock)); err != nil {
+	if err := createPG(ctx, pool, pgOutboxTables...); err != nil {
 		return nil, fmt.Errorf("notify: creating the outbox tables: %w", err)
 	}
 	return o, nil
@@ -143,15 +143,11 @@ func (o *pgOutbox) depths(ctx context.Context) (map[string]int, error) {
 func (o *pgOutbox) claim(ctx context.Context, sink string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	tag, err := o.pool.Exec(ctx, `INSERT INTO pgwarden_outbox_leases AS l (sink, holder, expires_at)
-VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
-ON CONFLICT (sink) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE l.holder = excluded.holder OR l.expires_at < clock_timestamp()`,
-		sink, o.holder, o.lease.Milliseconds())
+	held, err := o.sinkLease(sink).Claim(ctx)
 	if err != nil {
 		return false, fmt.Errorf("notify: taking the lease of sink %s: %w", sink, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return held, nil
 }
 
 // release ends this Notifier's lease, so that another instance need not
@@ -159,7 +155,7 @@ WHERE l.holder = excluded.holder OR l.expires_at < clock_timestamp()`,
 func (o *pgOutbox) release(ctx context.Context, sink string) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	if _, err := o.pool.Exec(ctx, `DELETE FROM pgwarden_outbox_leases WHERE sink = $1 AND holder = $2`, sink, o.holder); err != nil {
+	if err := o.sinkLease(sink).Release(ctx); err != nil {
 		return fmt.Errorf("notify: releasing the lease of sink %s: %w", sink, err)
 	}
 	return nil

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 func pgOutboxTest(t *testing.T) *pgtest.Cluster {
 	t.Helper()
 	db := pgtest.Shared(t)
-	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_outbox, pgwarden_outbox_leases")
+	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_outbox, pgwarden_leases")
 	return db
 }
 
@@ -83,7 +83,7 @@ func leaseHolder(t *testing.T, pool *pgxpool.Pool, sink string) string {
 	t.Helper()
 	var holder string
 	err := pool.QueryRow(context.Background(),
-		`SELECT coalesce(max(holder), '') FROM pgwarden_outbox_leases WHERE sink = $1 AND expires_at > clock_timestamp()`,
+		`SELECT coalesce(max(holder), '') FROM pgwarden_leases WHERE name = 'outbox:' || $1 AND until > clock_timestamp()`,
 		sink).Scan(&holder)
 	if err != nil {
 		t.Fatal(err)
@@ -575,7 +575,7 @@ func (p *tcpProxy) down() {
 // one round trip that locks and inserts a row per sink.
 func BenchmarkPGOutboxNotify(b *testing.B) {
 	db := pgtest.Shared(b)
-	db.Exec(b, "DROP TABLE IF EXISTS pgwarden_outbox, pgwarden_outbox_leases")
+	db.Exec(b, "DROP TABLE IF EXISTS pgwarden_outbox, pgwarden_leases")
 	pool, err := pgxpool.New(context.Background(), db.DSN(pgtest.SuperUser))
 	if err != nil {
 		b.Fatal(err)

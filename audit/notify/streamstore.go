@@ -141,18 +141,8 @@ func streamQueueBucket(tx *bbolt.Tx, queue string) *bbolt.Bucket {
 // In PostgreSQL, beside the alerts' tables: pgwarden_stream_outbox holds
 // the spilled records (the line as bytea, so that the bytes the chain
 // hashes are kept exactly) and pgwarden_stream_cursor the cursors. The
-// schema is a format string taking pgOutboxLock.
-const pgStreamSchema = `SELECT pg_advisory_xact_lock(%d);
-CREATE TABLE IF NOT EXISTS pgwarden_stream_outbox (
-	queue text NOT NULL,
-	seq   bigint NOT NULL,
-	line  bytea NOT NULL,
-	PRIMARY KEY (queue, seq)
-);
-CREATE TABLE IF NOT EXISTS pgwarden_stream_cursor (
-	queue text PRIMARY KEY,
-	seq   bigint NOT NULL
-)`
+// tables are in state/schema.
+var pgStreamTables = []string{"pgwarden_stream_outbox", "pgwarden_stream_cursor"}
 
 // pgRecords is the stream's part of the shared outbox.
 type pgRecords struct{ *pgOutbox }
@@ -160,7 +150,7 @@ type pgRecords struct{ *pgOutbox }
 func newPGRecords(ctx context.Context, o *pgOutbox) (pgRecords, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	if _, err := o.pool.Exec(ctx, fmt.Sprintf(pgStreamSchema, pgOutboxLock)); err != nil {
+	if err := createPG(ctx, o.pool, pgStreamTables...); err != nil {
 		return pgRecords{}, fmt.Errorf("notify: creating the stream outbox tables: %w", err)
 	}
 	return pgRecords{o}, nil

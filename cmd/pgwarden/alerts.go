@@ -36,11 +36,10 @@ type alertsOptions struct {
 }
 
 func runAlerts(cmd *cobra.Command, c *admin.Client, pos []string, o alertsOptions) error {
-	stdout, stderr, sub := cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.Name()
+	stdout, sub := cmd.OutOrStdout(), cmd.Name()
 	if sub == "ack" {
 		if len(pos) != 1 {
-			fmt.Fprintln(stderr, "pgwarden alerts ack: want exactly one ID")
-			return errUsage
+			return cli.Usagef(cmd, "want exactly one ID")
 		}
 		if err := c.Do(cmd.Context(), "POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/ack?reason="+url.QueryEscape(o.note), nil); err != nil {
 			return err

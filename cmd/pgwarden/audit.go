@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -41,29 +40,23 @@ tab-separated lines (seq, time, type, employee, session, data) or, with
 --json, as JSON lines. The chain is not checked: run 'pgwarden audit verify'.
 Checkpoint and file_start events are shown only when --type asks for them.
 `}
-	var q auditFilter
-	query.Flags().StringVar(&q.user, "user", "", "only events of this employee")
-	query.Flags().StringVar(&q.since, "since", "", "only events at or after `TIME`: RFC 3339 (2026-11-28T09:00:00Z) or a duration ago (24h)")
-	query.Flags().StringVar(&q.typ, "type", "", "only events of this `type` (session_start, statement, decision, checkpoint, ...)")
-	query.Flags().StringVar(&q.table, "table", "", "only statements that touched this `table` (schema.table)")
+	var q audit.Filter
+	query.Flags().StringVar(&q.Employee, "user", "", "only events of this employee")
+	since := query.Flags().String("since", "", "only events at or after `TIME`: RFC 3339 (2026-11-28T09:00:00Z) or a duration ago (24h)")
+	query.Flags().StringVar(&q.Type, "type", "", "only events of this `type` (session_start, statement, decision, checkpoint, ...)")
+	query.Flags().StringVar(&q.Table, "table", "", "only statements that touched this `table` (schema.table)")
 	asJSON := query.Flags().Bool("json", false, "print JSON lines")
 	query.RunE = func(c *cobra.Command, args []string) error {
 		dir, err := oneDir(c, args)
 		if err != nil {
 			return err
 		}
-		if q.typ != "" && !slices.Contains(audit.Types, q.typ) {
-			hint := ""
-			if slices.Contains([]string{"block", "alert", "redact", "hold", "kill", "quarantine", "log"}, q.typ) {
-				hint = "; " + q.typ + " is the action of a decision: --type decision"
-			}
-			fmt.Fprintf(c.ErrOrStderr(), "pgwarden audit query: unknown event type %q (want one of %s%s)\n", q.typ, strings.Join(audit.Types, ", "), hint)
-			return errUsage
+		if err := q.Validate(); err != nil {
+			return cli.Usagef(c, "%v", err)
 		}
-		if q.since != "" {
-			if q.sinceAt, err = parseSince(q.since, time.Now()); err != nil {
-				fmt.Fprintf(c.ErrOrStderr(), "pgwarden audit query: %v\n", err)
-				return errUsage
+		if *since != "" {
+			if q.Since, err = audit.ParseSince(*since, time.Now()); err != nil {
+				return cli.Usagef(c, "%v", err)
 			}
 		}
 		return auditQuery(c.OutOrStdout(), dir, q, *asJSON)
@@ -128,30 +121,8 @@ func auditVerify(stdout io.Writer, dir, keyFile string, chainOnly bool) error {
 	return nil
 }
 
-// auditFilter is what pgwarden audit query selects.
-type auditFilter struct {
-	user, since, typ, table string
-	sinceAt                 time.Time
-}
-
-func (f auditFilter) match(ev audit.Event) bool {
-	switch {
-	case f.typ != "" && ev.Type != f.typ:
-		return false
-	case f.typ == "" && (ev.Type == audit.TypeCheckpoint || ev.Type == audit.TypeFileStart):
-		return false
-	case f.user != "" && ev.Employee != f.user:
-		return false
-	case !f.sinceAt.IsZero() && ev.Time.Before(f.sinceAt):
-		return false
-	case f.table != "" && !touches(ev, f.table):
-		return false
-	}
-	return true
-}
-
-func auditQuery(stdout io.Writer, dir string, f auditFilter, asJSON bool) error {
-	return audit.Read(dir, f.match, func(ev audit.Event) error {
+func auditQuery(stdout io.Writer, dir string, f audit.Filter, asJSON bool) error {
+	return audit.Read(dir, f.Match, func(ev audit.Event) error {
 		if asJSON {
 			b, err := json.Marshal(ev)
 			if err != nil {
@@ -164,25 +135,4 @@ func auditQuery(stdout io.Writer, dir string, f auditFilter, asJSON bool) error 
 			ev.Type, orDash(ev.Employee), orDash(ev.SessionID), orDash(string(ev.Data)))
 		return err
 	})
-}
-
-// touches reports whether a statement event lists table among the tables
-// it touched.
-func touches(ev audit.Event, table string) bool {
-	var d audit.Statement
-	if ev.Type != audit.TypeStatement || json.Unmarshal(ev.Data, &d) != nil {
-		return false
-	}
-	return slices.Contains(d.Tables, table)
-}
-
-// parseSince reads an RFC 3339 time or a duration before now.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time or a duration such as 24h", s)
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/internal/cli"
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 func configCommand() *cobra.Command {
@@ -66,7 +68,25 @@ webhook URL are replaced by REDACTED.
 		return err
 	}
 
-	return cli.Group("config [command]", "check a configuration file, print the configuration in force", `Both read the file as pgwarden serve does, with the flags of pgwarden serve
-written over it.
-`, check, print)
+	schemaCmd := &cobra.Command{Use: "schema", Short: "print the SQL of every table pgwarden keeps in its own databases",
+		Long: `Prints state/schema.sql: the tables pgwarden creates in its state database
+(state_url) and its audit database (audit.url) when it starts. Where the role
+pgwarden connects as may not create tables, run it once with a privileged
+role and grant that role SELECT, INSERT, UPDATE and DELETE on the tables and
+USAGE on their sequences:
+
+  pgwarden config schema | psql -v ON_ERROR_STOP=1 "$STATE_DATABASE_URL"
+`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := noArgs(c, args); err != nil {
+				return err
+			}
+			_, err := io.WriteString(c.OutOrStdout(), schema.SQL)
+			return err
+		}}
+
+	return cli.Group("config [command]", "check a configuration file, print the configuration in force or the SQL of pgwarden's tables", `check and print read the file as pgwarden serve does, with the flags of
+pgwarden serve written over it. schema prints the SQL of the tables pgwarden
+keeps in its state and audit databases, for a DBA to create them ahead of time.
+`, check, print, schemaCmd)
 }

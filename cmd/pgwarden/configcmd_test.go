@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 func TestConfigCheck(t *testing.T) {
@@ -77,5 +79,16 @@ limits:
 	}
 	if code, _, stderr := runCLI("config", "print", "--help"); code != 0 || !strings.Contains(stderr, "Usage: pgwarden config print") {
 		t.Errorf("config print --help: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestConfigSchema: config schema prints the whole of schema.sql.
+func TestConfigSchema(t *testing.T) {
+	code, stdout, stderr := runCLI("config", "schema")
+	if code != 0 || stdout != schema.SQL || !strings.Contains(stdout, "CREATE TABLE IF NOT EXISTS pgwarden_state (") {
+		t.Errorf("config schema: exit %d, stderr %q, stdout:\n%s", code, stderr, stdout)
+	}
+	if code, _, stderr := runCLI("config", "schema", "x"); code != 2 || !strings.Contains(stderr, `unexpected argument "x"`) {
+		t.Errorf("config schema x: exit %d, stderr %q", code, stderr)
 	}
 }

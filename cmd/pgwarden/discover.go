@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/discover"
+	"github.com/pgwarden/pgwarden/internal/cli"
 )
 
 // stringList is a repeatable string flag.
@@ -68,20 +69,15 @@ func runDiscover(c *cobra.Command, args []string, dsn string, cfg discover.Confi
 	stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
 	switch {
 	case len(args) > 0:
-		fmt.Fprintf(stderr, "pgwarden discover: unexpected argument %q\n", args[0])
-		return errUsage
+		return cli.Usagef(c, "unexpected argument %q", args[0])
 	case dsn == "":
-		fmt.Fprintln(stderr, "pgwarden discover: --dsn is required")
-		return errUsage
+		return cli.Usagef(c, "--dsn is required")
 	case cfg.Sample < 1:
-		fmt.Fprintln(stderr, "pgwarden discover: --sample must be at least 1")
-		return errUsage
+		return cli.Usagef(c, "--sample must be at least 1")
 	case !(cfg.MinShare > 0 && cfg.MinShare <= 1):
-		fmt.Fprintln(stderr, "pgwarden discover: --min-share must be in (0, 1]")
-		return errUsage
+		return cli.Usagef(c, "--min-share must be in (0, 1]")
 	case timeout <= 0:
-		fmt.Fprintln(stderr, "pgwarden discover: --timeout must be positive")
-		return errUsage
+		return cli.Usagef(c, "--timeout must be positive")
 	}
 	var err error
 	if cfg.Conn, err = pgx.ParseConfig(dsn); err != nil {

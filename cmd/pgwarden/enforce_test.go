@@ -943,7 +943,7 @@ norms:
 // stopped.
 func TestSharedOutbox(t *testing.T) {
 	c := pgtest.Shared(t)
-	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_outbox, pgwarden_outbox_leases, pgwarden_window_deltas, pgwarden_norm_observations, pgwarden_leases")
+	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_outbox, pgwarden_window_deltas, pgwarden_norm_observations, pgwarden_leases")
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(pol, []byte(fmt.Sprintf(servePolicy, 10)), 0o600)

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
 
@@ -37,38 +36,10 @@ var errUsage = cli.ErrUsage
 // stderr: every command of commands, help and completion, with the help
 // of each written from the tree (cli.Usage).
 func rootCommand(stdout, stderr io.Writer) *cobra.Command {
-	root := &cobra.Command{
-		Use:  "pgwarden",
-		Long: "pgwarden: a PostgreSQL proxy that guards customer data against bulk exfiltration",
-		Args: cobra.ArbitraryArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				fmt.Fprintf(c.ErrOrStderr(), "pgwarden: unknown command %q\n\n", args[0])
-			}
-			fmt.Fprint(c.ErrOrStderr(), cli.Usage(c))
-			return errUsage
-		},
+	cmds := make([]*cobra.Command, len(commands))
+	for i, cmd := range commands {
+		cmds[i] = cmd()
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	for _, cmd := range commands {
-		root.AddCommand(cmd())
-	}
-	root.InitDefaultHelpCmd()
-	root.InitDefaultCompletionCmd()
-	cli.Setup(root)
-	for _, c := range root.Commands() {
-		switch c.Name() {
-		case "help":
-			c.Short = "show help for a command"
-		case "completion":
-			c.Use, c.Short = "completion SHELL", "print a shell completion script: bash, zsh, fish or powershell"
-			for _, sh := range c.Commands() {
-				sh.Short = "the completion script for " + sh.Name()
-			}
-		}
-	}
-	root.Version = buildinfo.Get().String()
-	root.SetVersionTemplate("{{.Version}}\n")
-	return root
+	return cli.Root("pgwarden", "pgwarden: a PostgreSQL proxy that guards customer data against bulk exfiltration",
+		buildinfo.Get().String(), stdout, stderr, cmds...)
 }

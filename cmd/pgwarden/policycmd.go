@@ -1,8 +1,6 @@
 package main
 
 import (
-	"cmp"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -13,7 +11,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/policy"
-	"github.com/pgwarden/pgwarden/policy/sqltext"
+	"github.com/pgwarden/pgwarden/policy/explain"
 )
 
 func policyCommand() *cobra.Command {
@@ -38,8 +36,7 @@ Exits 1 if any file has a problem.
 
 func policyCheck(c *cobra.Command, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(c.ErrOrStderr(), "pgwarden policy check: missing FILE")
-		return errUsage
+		return cli.Usagef(c, "missing FILE")
 	}
 	stdout := c.OutOrStdout()
 	bad := 0
@@ -91,8 +88,7 @@ run time.
 		}
 		stdout := c.OutOrStdout()
 		if *user == "" || *sql == "" {
-			fmt.Fprintln(c.ErrOrStderr(), "pgwarden policy explain: --user and --sql are required")
-			return errUsage
+			return cli.Usagef(c, "--user and --sql are required")
 		}
 		p := policy.Default()
 		if *path != "" {
@@ -117,27 +113,12 @@ run time.
 			}
 			pc.ClientAddr = a
 		}
-		an := sqltext.New(1)
-		info := an.Analyze(*sql)
-		if info.Fingerprint == "" {
-			return errors.New("--sql does not parse as PostgreSQL SQL")
+		res, err := explain.Statement(p, *sql, *schema, pc)
+		if err != nil {
+			return err
 		}
-		for _, k := range info.Kinds {
-			pc.Kinds = append(pc.Kinds, policy.StatementKind(k))
-		}
-		for _, r := range info.Relations {
-			s := r.Schema
-			if s == "" {
-				s = *schema
-			}
-			pc.Tables = append(pc.Tables, s+"."+r.Table)
-		}
-		fmt.Fprintf(stdout, "statement: %s\nkinds:     %s\ntables:    %s\n\n", info.Normalized, joinKinds(pc.Kinds), orNone(strings.Join(pc.Tables, ", ")))
-		var masking *policy.Rule
-		for _, e := range p.Explain(&pc) {
-			if e.Applies && e.Rule.Action == policy.ActionRedact && masking == nil {
-				masking = e.Rule
-			}
+		fmt.Fprintf(stdout, "statement: %s\nkinds:     %s\ntables:    %s\n\n", res.Normalized, joinKinds(res.Context.Kinds), orNone(strings.Join(res.Context.Tables, ", ")))
+		for _, e := range res.Rules {
 			r := e.Rule
 			if !e.Applies {
 				fmt.Fprintf(stdout, "  -  %-28s does not apply: %s\n", r.Name, e.Why)
@@ -152,49 +133,28 @@ run time.
 			}
 			fmt.Fprintf(stdout, "  +  %-28s applies: %s\n", r.Name, what)
 		}
-		if masking != nil {
-			explainMasking(stdout, p, masking, an.Lineage(*sql), *schema)
+		if res.Masking != nil {
+			explainMasking(stdout, res.Masking)
 		}
 		return nil
 	}
 	return c
 }
 
-// explainMasking lists the result's columns a redact rule masks: those
-// the statement reads from a declared column, with their format; values
+// explainMasking lists the result's columns a redact rule masks; values
 // the detectors find in the others are masked as the rows arrive.
-func explainMasking(w io.Writer, p *policy.Policy, r *policy.Rule, l *sqltext.Lineage, schema string) {
+func explainMasking(w io.Writer, m *explain.Masking) {
 	when := "once its limits are passed"
-	if len(r.Limits()) == 0 {
+	if len(m.Rule.Limits()) == 0 {
 		when = "from the first row"
 	}
-	fmt.Fprintf(w, "\nmasked by %s (%s):\n", r.Name, when)
-	if l == nil {
+	fmt.Fprintf(w, "\nmasked by %s (%s):\n", m.Rule.Name, when)
+	if !m.Known {
 		fmt.Fprintln(w, "  the result's columns cannot be listed from the text: every PII value found is masked")
 		return
 	}
-	m := p.Masking()
-	for i, t := range l.Targets {
-		var cats []string
-		for _, ref := range t.Refs {
-			for _, rel := range l.From {
-				if rel.Func || ref.Func != "" || (ref.Qualifier != "" && ref.Qualifier != rel.Alias && ref.Qualifier != rel.Table) ||
-					(ref.Qualifier == "" && len(l.From) > 1) {
-					continue
-				}
-				sch := cmp.Or(rel.Schema, schema)
-				if c, ok := p.Classify(sch, rel.Table, ref.Column); ok {
-					f := cmp.Or(string(m.Format(c)), "by shape")
-					if r.RedactWith == "null" {
-						f = "null"
-					}
-					cats = append(cats, fmt.Sprintf("%s.%s.%s: %s, %s", sch, rel.Table, ref.Column, c, f))
-				}
-			}
-		}
-		if len(cats) > 0 {
-			fmt.Fprintf(w, "  column %d: %s\n", i+1, strings.Join(cats, "; "))
-		}
+	for _, c := range m.Columns {
+		fmt.Fprintf(w, "  column %d: %s\n", c.Index, strings.Join(c.Sources, "; "))
 	}
 	fmt.Fprintln(w, "  and any value the detectors find in the other columns")
 }

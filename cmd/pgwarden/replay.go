@@ -5,15 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/policy/norm"
 	"github.com/pgwarden/pgwarden/policy/replay"
@@ -36,8 +35,7 @@ crosses a limit is stopped at it.
 	fs.BoolVar(&o.asJSON, "json", false, "print decisions as JSON lines instead of the report")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if o.dir == "" || len(args) > 0 {
-			fmt.Fprintln(c.ErrOrStderr(), "pgwarden replay: --audit DIR is required, and nothing else")
-			return errUsage
+			return cli.Usagef(c, "--audit DIR is required, and nothing else")
 		}
 		return runReplay(c.OutOrStdout(), o)
 	}
@@ -68,14 +66,11 @@ func runReplay(stdout io.Writer, o replayOptions) error {
 	if err != nil {
 		return err
 	}
-	run := &replayRun{r: r, loc: p.Location(), days: make(map[dayKey]*dayRow)}
-	if err := audit.Read(o.dir, nil, run.event); err != nil {
+	t := replay.NewTrail(r)
+	if err := audit.Read(o.dir, nil, func(ev audit.Event) error { return replayEvent(t, ev) }); err != nil {
 		return err
 	}
-	if !run.last.IsZero() {
-		// Close the last day, as the clock would have.
-		run.all = append(run.all, r.Advance(run.last.Add(24*time.Hour))...)
-	}
+	t.Close()
 	if o.saveNorms != "" {
 		if err := server.SaveSnapshot(model.Snapshot, o.saveNorms); err != nil {
 			return fmt.Errorf("--save-norms: %w", err)
@@ -83,117 +78,65 @@ func runReplay(stdout io.Writer, o replayOptions) error {
 	}
 	if o.asJSON {
 		enc := json.NewEncoder(stdout)
-		for _, d := range run.all {
+		for _, d := range t.Decisions {
 			if err := enc.Encode(d); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	run.report(stdout, p.Name(), o.decisions)
+	replayReport(stdout, t, p.Name(), o.decisions)
 	return nil
 }
 
-type dayKey struct{ day, employee string }
-
-type dayRow struct {
-	statements, pii int64
-	alerts, blocks  int
-	rules           map[string]int
-}
-
-// replayRun is a replay in progress: the decisions so far, and their sums
-// per day and employee.
-type replayRun struct {
-	r          *replay.Replayer
-	loc        *time.Location
-	days       map[dayKey]*dayRow
-	all        []replay.Decision
-	statements int
-	last       time.Time
-}
-
-// event replays one event of the trail.
-func (run *replayRun) event(ev audit.Event) error {
+// replayEvent replays one event of the trail.
+func replayEvent(t *replay.Trail, ev audit.Event) error {
 	switch ev.Type {
 	case audit.TypeSessionStart:
 		var d audit.SessionStart
 		json.Unmarshal(ev.Data, &d)
 		// The event's employee; trails from before identities name
 		// only the database user.
-		run.r.StartSession(replay.Session{ID: ev.SessionID, Employee: cmp.Or(ev.Employee, d.User), ClientAddr: d.ClientAddr, Application: d.Application})
+		t.StartSession(replay.Session{ID: ev.SessionID, Employee: cmp.Or(ev.Employee, d.User), ClientAddr: d.ClientAddr, Application: d.Application})
 	case audit.TypeSessionEnd:
-		run.r.EndSession(ev.SessionID)
+		t.EndSession(ev.SessionID)
 	case audit.TypeStatement:
-		return run.statement(ev)
-	}
-	return nil
-}
-
-func (run *replayRun) statement(ev audit.Event) error {
-	var d audit.Statement
-	if err := json.Unmarshal(ev.Data, &d); err != nil {
-		return fmt.Errorf("event %d: %w", ev.Seq, err)
-	}
-	run.statements++
-	run.last = ev.Time
-	ds := run.r.Statement(replay.Statement{Session: ev.SessionID, Employee: ev.Employee, Time: ev.Time, SQL: d.SQL,
-		Service: policy.ServiceUse{Account: d.ServiceAccount, Tagged: d.ServiceAccount != "" && d.IdentifiedBy == "tag",
-			BadTag: d.TagError != "", Unusual: d.Unusual != ""},
-		Function: d.Kind == "function_call", Rows: d.Rows, Bytes: d.Bytes, PIIRows: d.PIIRows,
-		DistinctSubjects: d.DistinctSubjects, PIIValues: d.PIIValues, Tables: d.Tables,
-		Unexplained: d.UnexplainedRows, Sequential: d.SequentialRows})
-	k := dayKey{ev.Time.In(run.loc).Format("2006-01-02"), ev.Employee}
-	row := run.days[k]
-	if row == nil {
-		row = &dayRow{rules: make(map[string]int)}
-		run.days[k] = row
-	}
-	row.statements++
-	for _, n := range d.PIIValues {
-		row.pii += n
-	}
-	for _, dec := range ds {
-		switch {
-		case dec.Shadow:
-		case dec.Action == "log":
-		case dec.Action == "alert":
-			row.alerts++
-		default:
-			row.blocks++
+		var d audit.Statement
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			return fmt.Errorf("event %d: %w", ev.Seq, err)
 		}
-		row.rules[dec.Rule]++
+		t.Statement(replay.Statement{Session: ev.SessionID, Employee: ev.Employee, Time: ev.Time, SQL: d.SQL,
+			Service: policy.ServiceUse{Account: d.ServiceAccount, Tagged: d.ServiceAccount != "" && d.IdentifiedBy == "tag",
+				BadTag: d.TagError != "", Unusual: d.Unusual != ""},
+			Function: d.Kind == "function_call", Rows: d.Rows, Bytes: d.Bytes, PIIRows: d.PIIRows,
+			DistinctSubjects: d.DistinctSubjects, PIIValues: d.PIIValues, Tables: d.Tables,
+			Unexplained: d.UnexplainedRows, Sequential: d.SequentialRows})
 	}
-	run.all = append(run.all, ds...)
 	return nil
 }
 
-// report writes the sums per day and employee, and with decisions every
-// decision.
-func (run *replayRun) report(stdout io.Writer, policyName string, decisions bool) {
-	keys := slices.SortedFunc(maps.Keys(run.days), func(a, b dayKey) int {
-		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.employee, b.employee))
-	})
+// replayReport writes the sums per day and employee, and with decisions
+// every decision.
+func replayReport(stdout io.Writer, t *replay.Trail, policyName string, decisions bool) {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DAY\tEMPLOYEE\tSTATEMENTS\tPII VALUES\tALERTS\tBLOCKS\tRULES")
 	var alerts, blocks int
-	for _, k := range keys {
-		row := run.days[k]
-		alerts += row.alerts
-		blocks += row.blocks
+	for _, d := range t.Days() {
+		alerts += d.Alerts
+		blocks += d.Blocks
 		var rules []string
-		for name, n := range row.rules {
+		for name, n := range d.Rules {
 			rules = append(rules, fmt.Sprintf("%s x%d", name, n))
 		}
 		slices.Sort(rules)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", k.day, orDash(k.employee), row.statements, row.pii, row.alerts, row.blocks, strings.Join(rules, ", "))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", d.Date, orDash(d.Employee), d.Statements, d.PIIValues, d.Alerts, d.Blocks, strings.Join(rules, ", "))
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\n%d statements replayed against %s: %d alerts, %d blocks would have been raised (shadow rules listed, not counted)\n",
-		run.statements, policyName, alerts, blocks)
+		t.Statements, policyName, alerts, blocks)
 	if decisions {
 		fmt.Fprintln(stdout)
-		for _, d := range run.all {
+		for _, d := range t.Decisions {
 			fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\t%s > %d (observed %d)\t%s\n", d.Time.Format("2006-01-02T15:04:05Z07:00"),
 				d.Employee, d.Action, d.Rule, orDash(d.Measure), d.Limit, d.Observed, d.SQL)
 		}

@@ -1,19 +1,17 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/server"
 )
 
@@ -53,13 +51,12 @@ Environment:
 			return err
 		}
 		if fc.Upstream.URL == "" {
-			fmt.Fprintln(c.ErrOrStderr(), "pgwarden serve: --upstream (or upstream.url in the config file) is required")
-			return errUsage
+			return cli.Usagef(c, "--upstream (or upstream.url in the config file) is required")
 		}
 		if err := fc.Validate(); err != nil {
 			return err
 		}
-		logger, err := newLogger(os.Stderr, fc.Log.Level, fc.Log.Format)
+		logger, err := fc.Logger(os.Stderr)
 		if err != nil {
 			return err
 		}
@@ -103,8 +100,7 @@ func configFlags(c *cobra.Command) (load func() (*config.Config, error)) {
 // noArgs is a usage error when args has any.
 func noArgs(c *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		fmt.Fprintf(c.ErrOrStderr(), "%s: unexpected argument %q\n", c.CommandPath(), args[0])
-		return errUsage
+		return cli.Usagef(c, "unexpected argument %q", args[0])
 	}
 	return nil
 }
@@ -124,20 +120,4 @@ func handleSignals(sigs <-chan os.Signal, srv *server.Server, stop context.Cance
 			stop(fmt.Errorf("signal %s", sig))
 		}
 	}
-}
-
-// newLogger builds the process logger.
-func newLogger(w *os.File, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(strings.ToUpper(cmp.Or(level, "info")))); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch cmp.Or(format, "text") {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("log format %q: want text or json", format)
 }

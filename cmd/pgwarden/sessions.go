@@ -52,15 +52,13 @@ func sessionsCommand() *cobra.Command {
 }
 
 func runSessions(cmd *cobra.Command, c *admin.Client, pos []string, reason string) error {
-	stdout, stderr, sub := cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.Name()
+	stdout, sub := cmd.OutOrStdout(), cmd.Name()
 	if sub == "kill" {
 		if len(pos) != 1 {
-			fmt.Fprintln(stderr, "pgwarden sessions kill: want exactly one ID")
-			return errUsage
+			return cli.Usagef(cmd, "want exactly one ID")
 		}
 		if strings.TrimSpace(reason) == "" {
-			fmt.Fprintln(stderr, "pgwarden sessions kill: --reason is required")
-			return errUsage
+			return cli.Usagef(cmd, "--reason is required")
 		}
 		if err := c.Do(cmd.Context(), "DELETE", "/v1/sessions/"+url.PathEscape(pos[0])+"?reason="+url.QueryEscape(reason), nil); err != nil {
 			return err
@@ -96,17 +94,14 @@ admin (also reload the policy, restore norms, move the virtual clock).
 	tokenFile := c.Flags().String("admin-token-file", "", "`file` holding the admin secret (default $PGWARDEN_ADMIN_TOKEN)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if *ttl <= 0 || len(args) > 0 {
-			fmt.Fprintln(c.ErrOrStderr(), "pgwarden token: --ttl must be positive, and nothing else is expected")
-			return errUsage
+			return cli.Usagef(c, "--ttl must be positive, and nothing else is expected")
 		}
 		if *name == "" {
-			fmt.Fprintln(c.ErrOrStderr(), "pgwarden token: --name is required: the token names who holds it")
-			return errUsage
+			return cli.Usagef(c, "--name is required: the token names who holds it")
 		}
 		sc, err := admin.ParseScope(*scope)
 		if err != nil {
-			fmt.Fprintf(c.ErrOrStderr(), "pgwarden token: --scope: %v\n", err)
-			return errUsage
+			return cli.Usagef(c, "--scope: %v", err)
 		}
 		secret, err := server.AdminToken(*tokenFile)
 		if err != nil {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
@@ -55,12 +53,9 @@ same host, port, database and user. The prompts go to standard error.
 		}
 		var entry []string
 		if *pgpass != "" {
-			entry = strings.Split(*pgpass, ":")
-			if len(entry) < 2 || len(entry) > 4 || entry[0] == "" || entry[1] == "" {
-				return fmt.Errorf("--pgpass %q: want HOST:PORT[:DATABASE[:USER]]", *pgpass)
-			}
-			for len(entry) < 4 {
-				entry = append(entry, "*")
+			var err error
+			if entry, err = oidc.PgpassEntry(*pgpass); err != nil {
+				return err
 			}
 		}
 		ctx, cancel := context.WithTimeout(c.Context(), *timeout)
@@ -75,16 +70,9 @@ same host, port, database and user. The prompts go to standard error.
 			fmt.Fprintf(c.ErrOrStderr(), "Signed in as %s until %s.\n", who, tok.Expiry.Local().Format(time.DateTime))
 			return nil
 		}
-		path := *pgpassFile
-		if path == "" {
-			path = os.Getenv("PGPASSFILE")
-		}
-		if path == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return fmt.Errorf("password file: %w", err)
-			}
-			path = filepath.Join(home, ".pgpass")
+		path, err := oidc.PgpassPath(*pgpassFile)
+		if err != nil {
+			return err
 		}
 		if err := oidc.WritePgpass(path, entry, tok.Token); err != nil {
 			return err

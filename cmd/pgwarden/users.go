@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,14 +11,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/pgwarden/pgwarden/identity/userstore"
 	"github.com/pgwarden/pgwarden/internal/cli"
 	"github.com/pgwarden/pgwarden/server"
 	"github.com/pgwarden/pgwarden/state/adminlog"
 	"github.com/pgwarden/pgwarden/state/holds"
-	"github.com/pgwarden/pgwarden/state/quarantine"
 )
 
 func usersCommand() *cobra.Command {
@@ -63,8 +58,7 @@ func stateDirFlag(c *cobra.Command) *string {
 // requireStateDir is a usage error when dir is empty.
 func requireStateDir(c *cobra.Command, dir string) error {
 	if dir == "" {
-		fmt.Fprintf(c.ErrOrStderr(), "%s: --state-dir (or PGWARDEN_STATE_DIR) is required\n", c.CommandPath())
-		return errUsage
+		return cli.Usagef(c, "--state-dir (or PGWARDEN_STATE_DIR) is required")
 	}
 	return nil
 }
@@ -81,44 +75,27 @@ func quarantineCommand(use, short string) *cobra.Command {
 	}
 	c.RunE = func(c *cobra.Command, pos []string) error {
 		if reason != nil && strings.TrimSpace(*reason) == "" {
-			fmt.Fprintln(c.ErrOrStderr(), "pgwarden users release: --reason is required")
+			return cli.Usagef(c, "--reason is required")
+		}
+		if *stateURL != "" && c.Flags().Changed("state-dir") {
+			fmt.Fprintln(c.ErrOrStderr(), "pgwarden users: unexpected flag \"--state-dir\" with --state-url")
 			return errUsage
 		}
-		var (
-			q      quarantine.Store
-			record func(adminlog.Action) error
-		)
-		if *stateURL != "" {
-			if c.Flags().Changed("state-dir") {
-				fmt.Fprintln(c.ErrOrStderr(), "pgwarden users: unexpected flag \"--state-dir\" with --state-url")
-				return errUsage
-			}
-			pool, err := server.NewPool(context.Background(), "state", *stateURL, server.StatePasswordEnv, 1)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if q, err = quarantine.OpenPG(ctx, pool); err != nil {
-				return err
-			}
-			record = func(a adminlog.Action) error { return adminlog.WritePG(ctx, pool, a) }
-		} else {
+		if *stateURL == "" {
 			if err := requireStateDir(c, *dir); err != nil {
 				return err
 			}
-			var err error
-			if q, err = quarantine.Open(filepath.Join(*dir, server.QuarantineFile)); err != nil {
-				return err
-			}
-			record = func(a adminlog.Action) error { return adminlog.Write(*dir, a) }
 		}
+		q, err := server.OpenQuarantine(*stateURL, *dir)
+		if err != nil {
+			return err
+		}
+		defer q.Close()
 		var why string
 		if reason != nil {
 			why = strings.TrimSpace(*reason)
 		}
-		return runQuarantine(c, q, pos, record, why)
+		return runQuarantine(c, q, pos, why)
 	}
 	return c
 }
@@ -126,13 +103,12 @@ func quarantineCommand(use, short string) *cobra.Command {
 // runQuarantine lists or releases; a release is recorded (in the state
 // directory or database) for the server to audit, with the OS user as
 // who.
-func runQuarantine(c *cobra.Command, q quarantine.Store, pos []string, record func(adminlog.Action) error, reason string) error {
-	stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
+func runQuarantine(c *cobra.Command, q *server.Quarantine, pos []string, reason string) error {
+	stdout := c.OutOrStdout()
 	switch c.Name() {
 	case "list":
 		if len(pos) > 0 {
-			fmt.Fprintf(stderr, "pgwarden users list: unexpected argument %q\n", pos[0])
-			return errUsage
+			return cli.Usagef(c, "unexpected argument %q", pos[0])
 		}
 		all, err := q.All()
 		if err != nil {
@@ -150,20 +126,12 @@ func runQuarantine(c *cobra.Command, q quarantine.Store, pos []string, record fu
 		return tw.Flush()
 	default:
 		if len(pos) != 1 {
-			fmt.Fprintln(stderr, "pgwarden users release: want exactly one NAME")
-			return errUsage
-		}
-		e, ok, err := q.Release(pos[0])
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("%s is not quarantined", pos[0])
+			return cli.Usagef(c, "want exactly one NAME")
 		}
 		by := adminlog.OSUser()
-		if err := record(adminlog.Action{Action: "quarantine_released", By: by, Via: "cli", Reason: reason,
-			Employee: e.Employee, Rule: e.Rule, At: time.Now().UTC()}); err != nil {
-			return fmt.Errorf("released %s, but the audit record was not written: %w", e.Employee, err)
+		e, err := adminlog.Release(q, pos[0], by, "cli", reason, q.Record)
+		if err != nil {
+			return err
 		}
 		fmt.Fprintf(stdout, "released %s by %s (quarantined since %s by rule %s)\n", e.Employee, by, e.Since.UTC().Format(time.RFC3339), e.Rule)
 		return nil
@@ -188,8 +156,7 @@ func holdsCommand() *cobra.Command {
 				return err
 			}
 			if c.Name() != "list" && strings.TrimSpace(*reason) == "" {
-				fmt.Fprintf(c.ErrOrStderr(), "pgwarden holds %s: --reason is required\n", c.Name())
-				return errUsage
+				return cli.Usagef(c, "--reason is required")
 			}
 			return runHolds(c, *dir, pos, strings.TrimSpace(*reason))
 		}
@@ -203,7 +170,7 @@ your login name.
 }
 
 func runHolds(c *cobra.Command, dir string, pos []string, reason string) error {
-	stdout, stderr, sub := c.OutOrStdout(), c.ErrOrStderr(), c.Name()
+	stdout, sub := c.OutOrStdout(), c.Name()
 	reg, err := holds.Open(filepath.Join(dir, server.HoldsDir))
 	if err != nil {
 		return err
@@ -226,20 +193,12 @@ func runHolds(c *cobra.Command, dir string, pos []string, reason string) error {
 		return tw.Flush()
 	}
 	if len(pos) != 1 {
-		fmt.Fprintf(stderr, "pgwarden holds %s: want exactly one ID\n", sub)
-		return errUsage
+		return cli.Usagef(c, "want exactly one ID")
 	}
 	by := adminlog.OSUser()
-	h, err := reg.DecideWith(pos[0], holds.Decision{Approve: sub == "approve", By: by, Via: "cli", Reason: reason})
-	if errors.Is(err, holds.ErrNotFound) {
-		return fmt.Errorf("no pending hold %q (decided, timed out, or its session ended)", pos[0])
-	}
+	h, err := adminlog.Decide(reg, dir, pos[0], holds.Decision{Approve: sub == "approve", By: by, Via: "cli", Reason: reason})
 	if err != nil {
 		return err
-	}
-	if err := adminlog.Write(dir, adminlog.Action{Action: "hold_" + h.Status, By: by, Via: "cli", Reason: reason,
-		Employee: h.Employee, HoldID: h.ID, Rule: h.Rule, At: h.DecidedAt}); err != nil {
-		return fmt.Errorf("%s %s, but the audit record was not written: %w", h.Status, h.ID, err)
 	}
 	fmt.Fprintf(stdout, "%s %s by %s (%s, rule %s)\n", h.Status, h.ID, by, h.Employee, h.Rule)
 	return nil
@@ -251,37 +210,28 @@ func loginsCommand(use, short string, want int) *cobra.Command {
 	c := &cobra.Command{Use: use, Short: short}
 	file := c.Flags().String("users-file", "", "the users `file` (default $PGWARDEN_USERS_FILE, or users.json in the state directory)")
 	dir := c.Flags().String("state-dir", "", "pgwarden's state `directory`, whose users.json is the users file (default $PGWARDEN_STATE_DIR)")
-	var role *string
+	role := new(string)
 	if c.Name() == "add" {
 		role = c.Flags().String("role", "", "the database `role` pgwarden connects upstream as for this login (required)")
 	}
 	c.RunE = func(c *cobra.Command, pos []string) error {
-		name := strings.TrimPrefix(c.CommandPath(), "pgwarden ")
 		if len(pos) != want {
 			what := map[int]string{0: "no argument", 1: "exactly one NAME", 2: "NAME and ROLE"}[want]
-			fmt.Fprintf(c.ErrOrStderr(), "pgwarden %s: want %s\n", name, what)
-			return errUsage
+			return cli.Usagef(c, "want %s", what)
 		}
-		if role != nil && *role == "" {
-			fmt.Fprintf(c.ErrOrStderr(), "pgwarden %s: --role is required\n", name)
-			return errUsage
+		if c.Name() == "add" && *role == "" {
+			return cli.Usagef(c, "--role is required")
 		}
-		var r string
-		if role != nil {
-			r = *role
-		}
-		return runLogins(c, server.UsersFile(*file, *dir), pos, r)
+		return runLogins(c, server.UsersFile(*file, *dir), pos, *role)
 	}
 	return c
 }
 
 // runLogins runs the users subcommands that manage logins.
 func runLogins(c *cobra.Command, path string, pos []string, role string) error {
-	stdout, name, sub := c.OutOrStdout(), strings.TrimPrefix(c.CommandPath(), "pgwarden "), c.Name()
-	stderr := c.ErrOrStderr()
+	stdout, stderr, sub := c.OutOrStdout(), c.ErrOrStderr(), c.Name()
 	if path == "" {
-		fmt.Fprintf(stderr, "pgwarden %s: --users-file or --state-dir (or PGWARDEN_USERS_FILE or PGWARDEN_STATE_DIR) is required\n", name)
-		return errUsage
+		return cli.Usagef(c, "--users-file or --state-dir (or PGWARDEN_USERS_FILE or PGWARDEN_STATE_DIR) is required")
 	}
 	store, err := userstore.Open(path, userstore.Options{})
 	if err != nil {
@@ -295,7 +245,7 @@ func runLogins(c *cobra.Command, path string, pos []string, role string) error {
 		if _, err := store.Get(pos[0]); err == nil {
 			return fmt.Errorf("login %q already exists (pgwarden users passwd changes its password)", pos[0])
 		}
-		pw, err := readNewPassword(pos[0], stderr)
+		pw, err := cli.ReadNewPassword(pos[0], os.Stdin, stderr)
 		if err != nil {
 			return err
 		}
@@ -307,7 +257,7 @@ func runLogins(c *cobra.Command, path string, pos []string, role string) error {
 		if _, err := store.Get(pos[0]); err != nil {
 			return err
 		}
-		pw, err := readNewPassword(pos[0], stderr)
+		pw, err := cli.ReadNewPassword(pos[0], os.Stdin, stderr)
 		if err != nil {
 			return err
 		}
@@ -357,53 +307,7 @@ func listLogins(store *userstore.Store, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "LOGIN\tROLE\tSTATUS\tPASSWORD SET")
 	for _, u := range users {
-		var status []string
-		if u.Disabled {
-			status = append(status, "disabled")
-		}
-		if u.Locked(now) {
-			status = append(status, "locked out until "+u.LockedUntil.UTC().Format(time.RFC3339))
-		}
-		if len(status) == 0 {
-			status = append(status, "active")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Role, strings.Join(status, ", "), u.PasswordChanged.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Role, u.Status(now), u.PasswordChanged.UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()
-}
-
-// readNewPassword prompts twice for a password without echo when standard
-// input is a terminal, and reads one line otherwise (scripts, tests).
-func readNewPassword(name string, stderr io.Writer) (string, error) {
-	fd := int(os.Stdin.Fd())
-	if term.IsTerminal(fd) {
-		fmt.Fprintf(stderr, "New password for %s: ", name)
-		first, err := term.ReadPassword(fd)
-		fmt.Fprintln(stderr)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprint(stderr, "Enter it again: ")
-		again, err := term.ReadPassword(fd)
-		fmt.Fprintln(stderr)
-		if err != nil {
-			return "", err
-		}
-		if string(first) != string(again) {
-			return "", errors.New("the passwords do not match")
-		}
-		if len(first) == 0 {
-			return "", errors.New("empty password")
-		}
-		return string(first), nil
-	}
-	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-	if err != nil && (err != io.EOF || line == "") {
-		return "", fmt.Errorf("no password on standard input: %w", err)
-	}
-	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if line == "" {
-		return "", errors.New("empty password")
-	}
-	return line, nil
 }

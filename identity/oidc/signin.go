@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -71,6 +72,32 @@ func DeviceSignIn(ctx context.Context, prompt io.Writer, issuer, clientID string
 		return SignedToken{Token: raw, Expiry: idt.Expiry}, cmp.Or(claims.Email, idt.Subject), nil
 	}
 	return SignedToken{Token: raw, Expiry: tok.Expiry}, "the access token's subject", nil
+}
+
+// PgpassEntry reads HOST:PORT[:DATABASE[:USER]] into the four fields of
+// a password file entry, "*" for those not given.
+func PgpassEntry(s string) ([]string, error) {
+	entry := strings.Split(s, ":")
+	if len(entry) < 2 || len(entry) > 4 || entry[0] == "" || entry[1] == "" {
+		return nil, fmt.Errorf("--pgpass %q: want HOST:PORT[:DATABASE[:USER]]", s)
+	}
+	for len(entry) < 4 {
+		entry = append(entry, "*")
+	}
+	return entry, nil
+}
+
+// PgpassPath is where libpq reads its password file: file when not empty,
+// else $PGPASSFILE, else ~/.pgpass.
+func PgpassPath(file string) (string, error) {
+	if file = cmp.Or(file, os.Getenv("PGPASSFILE")); file != "" {
+		return file, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("password file: %w", err)
+	}
+	return filepath.Join(home, ".pgpass"), nil
 }
 
 // WritePgpass puts an entry for host:port:database:user with password in

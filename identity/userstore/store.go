@@ -52,6 +52,22 @@ type User struct {
 // Locked reports whether u is locked out at now.
 func (u *User) Locked(now time.Time) bool { return u.LockedUntil.After(now) }
 
+// Status says whether u may sign in at now: "active", or why not
+// ("disabled", "locked out until ...", or both).
+func (u *User) Status(now time.Time) string {
+	var status []string
+	if u.Disabled {
+		status = append(status, "disabled")
+	}
+	if u.Locked(now) {
+		status = append(status, "locked out until "+u.LockedUntil.UTC().Format(time.RFC3339))
+	}
+	if len(status) == 0 {
+		return "active"
+	}
+	return strings.Join(status, ", ")
+}
+
 // file is the JSON document.
 type file struct {
 	Version int `json:"version"`

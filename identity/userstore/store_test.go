@@ -402,3 +402,21 @@ func exchange(v *scram.Verifier, password string) error {
 	}
 	return c.ServerFinal(serverFinal)
 }
+
+func TestUserStatus(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	until := now.Add(time.Minute)
+	for _, tc := range []struct {
+		u    User
+		want string
+	}{
+		{User{}, "active"},
+		{User{Disabled: true}, "disabled"},
+		{User{LockedUntil: now.Add(-time.Second)}, "active"},
+		{User{Disabled: true, LockedUntil: until}, "disabled, locked out until 2026-03-02T09:01:00Z"},
+	} {
+		if got := tc.u.Status(now); got != tc.want {
+			t.Errorf("Status(%+v) = %q, want %q", tc.u, got, tc.want)
+		}
+	}
+}

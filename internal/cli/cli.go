@@ -17,6 +17,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -173,4 +174,50 @@ func GoStyleFlags(root *cobra.Command, args []string) []string {
 		}
 	}
 	return out
+}
+
+// Usagef explains a command line error on c's standard error, after c's
+// path ("pgwarden users add: ..."), and returns ErrUsage.
+func Usagef(c *cobra.Command, format string, a ...any) error {
+	fmt.Fprintf(c.ErrOrStderr(), "%s: %s\n", c.CommandPath(), fmt.Sprintf(format, a...))
+	return ErrUsage
+}
+
+// Root returns a program's root command over cmds, set up as Setup does,
+// with a help command, a completion command (bash, zsh, fish,
+// powershell) and version as --version. Without a command, or with one
+// it does not know, it prints its help and is a usage error.
+func Root(use, long, version string, stdout, stderr io.Writer, cmds ...*cobra.Command) *cobra.Command {
+	root := &cobra.Command{
+		Use:  use,
+		Long: long,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				fmt.Fprintf(c.ErrOrStderr(), "%s: unknown command %q\n\n", use, args[0])
+			}
+			fmt.Fprint(c.ErrOrStderr(), Usage(c))
+			return ErrUsage
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(cmds...)
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	Setup(root)
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Short = "show help for a command"
+		case "completion":
+			c.Use, c.Short = "completion SHELL", "print a shell completion script: bash, zsh, fish or powershell"
+			for _, sh := range c.Commands() {
+				sh.Short = "the completion script for " + sh.Name()
+			}
+		}
+	}
+	root.Version = version
+	root.SetVersionTemplate("{{.Version}}\n")
+	return root
 }

@@ -8,19 +8,15 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
-// pgSchema is the table of pending actions in the state database, for
-// the commands that change the shared state there (users release
-// --state-url).
-const pgSchema = `CREATE TABLE IF NOT EXISTS pgwarden_admin_actions (
-	id     bigserial PRIMARY KEY,
-	action jsonb NOT NULL
-)`
-
-// ensurePG creates the table of pending actions if needed.
+// ensurePG creates the table of pending actions in the state database if
+// needed, for the commands that change the shared state there (users
+// release --state-url).
 func ensurePG(ctx context.Context, pool *pgxpool.Pool) error {
-	if _, err := pool.Exec(ctx, pgSchema); err != nil {
+	if err := schema.Create(ctx, pool, schema.For("pgwarden_admin_actions"), "pgwarden_admin_actions"); err != nil {
 		return fmt.Errorf("adminlog: %w", err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 // Store is the pgwarden_state table.
@@ -18,15 +20,9 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
-const createTable = `CREATE TABLE IF NOT EXISTS pgwarden_state (
-	name       text PRIMARY KEY,
-	data       bytea NOT NULL,
-	updated_at timestamptz NOT NULL DEFAULT now()
-)`
-
 // Open creates the table if needed.
 func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
-	if _, err := pool.Exec(ctx, createTable); err != nil {
+	if err := schema.Create(ctx, pool, schema.For("pgwarden_state"), "pgwarden_state"); err != nil {
 		return nil, fmt.Errorf("pgstate: %w", err)
 	}
 	return &Store{pool: pool}, nil

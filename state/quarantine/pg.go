@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 // Store is what the guard and the admin API need of a quarantine list;
@@ -33,17 +35,9 @@ type PG struct {
 	fetched time.Time
 }
 
-const pgSchema = `CREATE TABLE IF NOT EXISTS pgwarden_quarantine (
-	employee   text PRIMARY KEY,
-	since      timestamptz NOT NULL,
-	rule       text NOT NULL DEFAULT '',
-	reason     text NOT NULL DEFAULT '',
-	session_id text NOT NULL DEFAULT ''
-)`
-
 // OpenPG creates the table if needed.
 func OpenPG(ctx context.Context, pool *pgxpool.Pool) (*PG, error) {
-	if _, err := pool.Exec(ctx, pgSchema); err != nil {
+	if err := schema.Create(ctx, pool, schema.For("pgwarden_quarantine"), "pgwarden_quarantine"); err != nil {
 		return nil, fmt.Errorf("quarantine: %w", err)
 	}
 	q := &PG{pool: pool}

@@ -36,13 +36,14 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/policy/norm"
+	"github.com/pgwarden/pgwarden/state/cluster"
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 // Config configures a Sharer.
@@ -89,8 +90,8 @@ type Sharer struct {
 
 	flushMu sync.Mutex // one flush at a time: rows are committed in seq order
 
-	healthy     atomic.Bool
-	leaderUntil atomic.Int64 // unix nanoseconds
+	ex    *cluster.Exchanger
+	lease *cluster.Lease // "norms": who reports drift
 }
 
 type mergeKey struct {
@@ -119,21 +120,6 @@ func anomalyKey(a norm.Anomaly) string { return a.Kind + "/" + a.Feature + "/" +
 // unreachable; beyond it the oldest are dropped (and logged).
 const maxQueued = 200000
 
-const schema = `CREATE TABLE IF NOT EXISTS pgwarden_norm_observations (
-	instance text NOT NULL,
-	seq      bigint NOT NULL,
-	at       timestamptz NOT NULL,
-	employee text NOT NULL,
-	obs      jsonb NOT NULL,
-	PRIMARY KEY (instance, seq)
-);
-CREATE INDEX IF NOT EXISTS pgwarden_norm_observations_at ON pgwarden_norm_observations (at);
-CREATE TABLE IF NOT EXISTS pgwarden_leases (
-	name   text PRIMARY KEY,
-	holder text NOT NULL,
-	until  timestamptz NOT NULL
-)`
-
 // New creates the tables if needed and reads where this instance's rows
 // end.
 func New(ctx context.Context, cfg Config) (*Sharer, error) {
@@ -155,7 +141,8 @@ func New(ctx context.Context, cfg Config) (*Sharer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if _, err := cfg.Pool.Exec(ctx, schema, pgx.QueryExecModeSimpleProtocol); err != nil {
+	if err := schema.Create(ctx, cfg.Pool, schema.For("pgwarden_norm_observations", "pgwarden_leases"),
+		"pgwarden_norm_observations", "pgwarden_leases"); err != nil {
 		return nil, fmt.Errorf("normshare: %w", err)
 	}
 	s := &Sharer{cfg: cfg, pending: make(map[mergeKey]*shared), applied: make(map[string]int64)}
@@ -166,7 +153,21 @@ func New(ctx context.Context, cfg Config) (*Sharer, error) {
 	// Until a snapshot says otherwise, the model holds none of the
 	// table's rows: all are fed, this instance's own included.
 	s.catchUp = s.seq
-	s.healthy.Store(true)
+	s.lease = cluster.NewLease(cfg.Pool, "norms", cfg.Instance, cfg.Lease)
+	var err error
+	s.ex, err = cluster.NewExchanger(cluster.ExchangerConfig{Name: "normshare",
+		Unavailable: "norms count only this instance's traffic until the database returns; every instance reports drift",
+		Flush:       s.flush, Pull: s.pull, Lease: s.lease, Interval: cfg.Interval, Logger: cfg.Logger,
+		Upkeep: func(ctx context.Context) {
+			if s.Leader() {
+				if err := s.Prune(ctx); err != nil {
+					s.cfg.Logger.Warn("normshare_prune_failed", "error", err)
+				}
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -241,62 +242,18 @@ func (s *Sharer) sealLocked() {
 
 // Leader reports whether this instance reports the anomalies found as
 // days close: it holds the lease, or the database cannot be reached.
-func (s *Sharer) Leader() bool {
-	return !s.healthy.Load() || time.Now().UnixNano() < s.leaderUntil.Load()
-}
+func (s *Sharer) Leader() bool { return !s.ex.Healthy() || s.lease.Held() }
 
 // Healthy reports whether the last exchange with the database worked.
-func (s *Sharer) Healthy() bool { return s.healthy.Load() }
+func (s *Sharer) Healthy() bool { return s.ex.Healthy() }
 
 // Run exchanges every Interval until ctx ends, then writes the queue
-// once more.
-func (s *Sharer) Run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	prune := time.NewTicker(time.Hour)
-	defer prune.Stop()
-	s.Exchange(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := s.flush(fctx); err != nil {
-				s.cfg.Logger.Warn("normshare_final_flush_failed", "error", err)
-			}
-			s.release(fctx)
-			cancel()
-			return
-		case <-t.C:
-			s.Exchange(ctx)
-		case <-prune.C:
-			if s.Leader() {
-				if err := s.Prune(ctx); err != nil {
-					s.cfg.Logger.Warn("normshare_prune_failed", "error", err)
-				}
-			}
-		}
-	}
-}
+// once more and gives the lease up.
+func (s *Sharer) Run(ctx context.Context) { s.ex.Run(ctx) }
 
 // Exchange writes this instance's queue, reads the others' new rows into
 // the model and renews or takes the lease.
-func (s *Sharer) Exchange(ctx context.Context) {
-	err := s.flush(ctx)
-	if err == nil {
-		err = s.pull(ctx)
-	}
-	if err == nil {
-		err = s.lease(ctx)
-	}
-	was := s.healthy.Swap(err == nil)
-	switch {
-	case err != nil && was:
-		s.cfg.Logger.Error("normshare_unavailable", "error", err,
-			"consequence", "norms count only this instance's traffic until the database returns; every instance reports drift")
-	case err == nil && !was:
-		s.cfg.Logger.Info("normshare_restored")
-	}
-}
+func (s *Sharer) Exchange(ctx context.Context) { s.ex.Exchange(ctx) }
 
 func (s *Sharer) flush(ctx context.Context) error {
 	s.flushMu.Lock()
@@ -409,40 +366,6 @@ ORDER BY instance, seq`, string(applied), s.cfg.Instance, catchUp)
 		s.cfg.OnRemote(anomalies)
 	}
 	return nil
-}
-
-// lease takes or renews the reporting lease.
-func (s *Sharer) lease(ctx context.Context) error {
-	start := time.Now()
-	var holder string
-	err := s.cfg.Pool.QueryRow(ctx, `INSERT INTO pgwarden_leases AS l (name, holder, until)
-VALUES ('norms', $1, clock_timestamp() + $2 * interval '1 millisecond')
-ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
-	WHERE l.holder = excluded.holder OR l.until < clock_timestamp()
-RETURNING holder`, s.cfg.Instance, s.cfg.Lease.Milliseconds()).Scan(&holder)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		s.leaderUntil.Store(0)
-		return nil
-	case err != nil:
-		return fmt.Errorf("normshare: lease: %w", err)
-	}
-	// Counted from before the request, on this machine's clock: the
-	// lease ends here no later than in the database.
-	s.leaderUntil.Store(start.Add(s.cfg.Lease).UnixNano())
-	return nil
-}
-
-// release gives the lease up at shutdown, so that another instance takes
-// it at once.
-func (s *Sharer) release(ctx context.Context) {
-	if time.Now().UnixNano() >= s.leaderUntil.Load() {
-		return
-	}
-	s.leaderUntil.Store(0)
-	if _, err := s.cfg.Pool.Exec(ctx, `DELETE FROM pgwarden_leases WHERE name = 'norms' AND holder = $1`, s.cfg.Instance); err != nil {
-		s.cfg.Logger.Warn("normshare_release_failed", "error", err)
-	}
 }
 
 // Prune deletes rows older than Retention, but for each instance's last:

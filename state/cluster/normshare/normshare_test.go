@@ -250,7 +250,9 @@ func TestLeaseOneReporter(t *testing.T) {
 	if !a.Leader() || b.Leader() {
 		t.Fatalf("leaders: a %v, b %v; want a only", a.Leader(), b.Leader())
 	}
-	a.release(ctx)
+	if err := a.lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
 	b.Exchange(ctx)
 	a.Exchange(ctx)
 	if a.Leader() || !b.Leader() {

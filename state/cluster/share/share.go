@@ -28,6 +28,8 @@ import (
 
 	"github.com/pgwarden/pgwarden/policy/pii"
 	"github.com/pgwarden/pgwarden/policy/window"
+	"github.com/pgwarden/pgwarden/state/cluster"
+	"github.com/pgwarden/pgwarden/state/schema"
 )
 
 // Config configures a Sharer.
@@ -45,11 +47,13 @@ type Sharer struct {
 	cfg    Config
 	remote *window.Registry
 
+	ex    *cluster.Exchanger
+	lease *cluster.Lease // "windows": who prunes the table
+
 	mu      sync.Mutex
 	pending map[key]*delta // not yet written
 	seen    map[rowKey]delta
 	since   time.Time // updated_at of the newest row pulled
-	healthy bool
 }
 
 type key struct {
@@ -68,24 +72,14 @@ type delta struct {
 	PIIValues                                                 map[string]int64
 }
 
+// pruneLease is how long the instance that prunes keeps the lease
+// "windows": longer than the hour between prunes, so that it renews it
+// and the others leave the table to it; when it stops, another takes
+// over within two hours.
+const pruneLease = 2 * time.Hour
+
 // maxPending bounds the batch kept while the database is unreachable.
 const maxPending = 100000
-
-const schema = `CREATE TABLE IF NOT EXISTS pgwarden_window_deltas (
-	instance    text NOT NULL,
-	employee    text NOT NULL,
-	minute      timestamptz NOT NULL,
-	statements  bigint NOT NULL,
-	rows        bigint NOT NULL,
-	pii_rows    bigint NOT NULL,
-	bytes       bigint NOT NULL,
-	unexplained bigint NOT NULL,
-	sequential  bigint NOT NULL,
-	pii_values  jsonb NOT NULL,
-	updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-	PRIMARY KEY (instance, employee, minute)
-);
-CREATE INDEX IF NOT EXISTS pgwarden_window_deltas_updated ON pgwarden_window_deltas (updated_at)`
 
 // New creates the table if needed.
 func New(ctx context.Context, cfg Config) (*Sharer, error) {
@@ -101,25 +95,35 @@ func New(ctx context.Context, cfg Config) (*Sharer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if _, err := cfg.Pool.Exec(ctx, schema); err != nil {
+	if err := schema.Create(ctx, cfg.Pool, schema.For("pgwarden_window_deltas", "pgwarden_leases"),
+		"pgwarden_window_deltas", "pgwarden_leases"); err != nil {
 		return nil, fmt.Errorf("share: %w", err)
 	}
 	remote, err := window.NewRegistry(window.Config{})
 	if err != nil {
 		return nil, err
 	}
-	return &Sharer{cfg: cfg, remote: remote, pending: make(map[key]*delta), seen: make(map[rowKey]delta), healthy: true}, nil
+	s := &Sharer{cfg: cfg, remote: remote, pending: make(map[key]*delta), seen: make(map[rowKey]delta),
+		lease: cluster.NewLease(cfg.Pool, "windows", cfg.Instance, pruneLease)}
+	s.ex, err = cluster.NewExchanger(cluster.ExchangerConfig{Name: "share",
+		Unavailable: "windows count this instance's traffic only until the state database returns",
+		Flush:       s.flush, Pull: s.pull, Interval: cfg.Interval, Logger: cfg.Logger,
+		Upkeep: func(ctx context.Context) {
+			if err := s.Prune(ctx); err != nil {
+				s.cfg.Logger.Warn("share_prune_failed", "error", err)
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Remote is the registry of the other instances' figures.
 func (s *Sharer) Remote() *window.Registry { return s.remote }
 
 // Healthy reports whether the last exchange with the database worked.
-func (s *Sharer) Healthy() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.healthy
-}
+func (s *Sharer) Healthy() bool { return s.ex.Healthy() }
 
 // Add queues an employee's statement figures for the other instances.
 func (s *Sharer) Add(employee string, at time.Time, f window.Figures) {
@@ -144,40 +148,11 @@ func (s *Sharer) Add(employee string, at time.Time, f window.Figures) {
 }
 
 // Run flushes and pulls every Interval until ctx ends, then flushes once
-// more.
-func (s *Sharer) Run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			s.flush(fctx)
-			cancel()
-			return
-		case <-t.C:
-			s.Exchange(ctx)
-		}
-	}
-}
+// more; every hour it prunes.
+func (s *Sharer) Run(ctx context.Context) { s.ex.Run(ctx) }
 
 // Exchange flushes this instance's batch and pulls the others' changes.
-func (s *Sharer) Exchange(ctx context.Context) {
-	err := s.flush(ctx)
-	if err == nil {
-		err = s.pull(ctx)
-	}
-	s.mu.Lock()
-	was := s.healthy
-	s.healthy = err == nil
-	s.mu.Unlock()
-	switch {
-	case err != nil && was:
-		s.cfg.Logger.Error("share_unavailable", "error", err, "consequence", "windows count this instance's traffic only until the state database returns")
-	case err == nil && !was:
-		s.cfg.Logger.Info("share_restored")
-	}
-}
+func (s *Sharer) Exchange(ctx context.Context) { s.ex.Exchange(ctx) }
 
 func (s *Sharer) flush(ctx context.Context) error {
 	s.mu.Lock()
@@ -297,12 +272,10 @@ func (s *Sharer) apply(rk rowKey, d delta) {
 	}
 }
 
-// Prune deletes rows older than a day and forgets them.
+// Prune forgets the rows older than a day and, when this instance takes
+// the lease "windows" (one instance prunes for all), deletes them.
 func (s *Sharer) Prune(ctx context.Context) error {
 	cut := s.cfg.Now().Add(-25 * time.Hour)
-	if _, err := s.cfg.Pool.Exec(ctx, `DELETE FROM pgwarden_window_deltas WHERE minute < $1`, cut); err != nil {
-		return fmt.Errorf("share: prune: %w", err)
-	}
 	s.mu.Lock()
 	for rk := range s.seen {
 		if rk.minute*60 < cut.Unix() {
@@ -310,5 +283,12 @@ func (s *Sharer) Prune(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	held, err := s.lease.Claim(ctx)
+	if err != nil || !held {
+		return err
+	}
+	if _, err := s.cfg.Pool.Exec(ctx, `DELETE FROM pgwarden_window_deltas WHERE minute < $1`, cut); err != nil {
+		return fmt.Errorf("share: prune: %w", err)
+	}
 	return nil
 }

@@ -15,24 +15,30 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-func TestExchange(t *testing.T) {
+// twoSharers returns instances a and b sharing empty tables, and their
+// pool.
+func twoSharers(t *testing.T) (a, b *Sharer, pool *pgxpool.Pool) {
+	t.Helper()
 	db := pgtest.Shared(t)
-	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_window_deltas")
+	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_window_deltas, pgwarden_leases")
+	pool, err := pgxpool.New(t.Context(), db.DSN(pgtest.SuperUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if a, err = New(t.Context(), Config{Pool: pool, Instance: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = New(t.Context(), Config{Pool: pool, Instance: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, pool
+}
+
+func TestExchange(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	a, b, _ := twoSharers(t)
 	now := time.Now()
-	a, err := New(ctx, Config{Pool: pool, Instance: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(ctx, Config{Pool: pool, Instance: "b"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	emails := func(n int64) window.Figures {
 		f := window.Figures{Statements: 1, Rows: n, PIIRows: n}
 		f.PIIValues[pii.IdxEmail] = n
@@ -80,4 +86,47 @@ func TestExchange(t *testing.T) {
 		t.Errorf("after the outage b sees %d emails, want 55", e)
 	}
 	broken.Close()
+}
+
+// TestPruneByOne: rows older than a day go, deleted by the one instance
+// holding the lease "windows"; the others only forget them.
+func TestPruneByOne(t *testing.T) {
+	ctx := context.Background()
+	a, b, pool := twoSharers(t)
+	rows := func() (old, recent int) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE minute < now() - interval '25 hours'),
+	count(*) FILTER (WHERE minute >= now() - interval '25 hours') FROM pgwarden_window_deltas`).Scan(&old, &recent); err != nil {
+			t.Fatal(err)
+		}
+		return old, recent
+	}
+	add := func(s *Sharer, age time.Duration) {
+		t.Helper()
+		s.Add("alice", time.Now().Add(-age), window.Figures{Statements: 1, Rows: 1})
+		if err := s.flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(a, 30*time.Hour)
+	add(a, time.Minute)
+	if err := b.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if old, recent := rows(); old != 0 || recent != 1 {
+		t.Fatalf("after b pruned: %d old rows, %d recent; want 0 and 1", old, recent)
+	}
+	add(a, 31*time.Hour)
+	if err := a.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if old, _ := rows(); old != 1 {
+		t.Fatalf("a pruned while b holds the lease: %d old rows, want 1", old)
+	}
+	if err := b.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if old, recent := rows(); old != 0 || recent != 1 {
+		t.Fatalf("after b pruned again: %d old rows, %d recent; want 0 and 1", old, recent)
+	}
 }
