@@ -22,6 +22,34 @@ func (c *Config) Validate() error {
 		es = append(es, c.errorAt(key, fmt.Sprintf(format, args...)))
 	}
 
+	c.validateUpstream(bad)
+	c.validateClients(bad)
+	c.validateLogin(bad)
+	c.validateTrail(bad)
+	c.validateRuntime(bad)
+
+	if len(es) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(es, func(a, b *Error) int {
+		switch {
+		case a.Line == 0 && b.Line == 0:
+			return 0
+		case a.Line == 0:
+			return 1
+		case b.Line == 0:
+			return -1
+		}
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+	return es
+}
+
+// badFunc records a validation error at a configuration key.
+type badFunc func(key, format string, args ...any)
+
+// validateUpstream checks the upstream server and its TLS mode.
+func (c *Config) validateUpstream(bad badFunc) {
 	if c.Upstream.URL == "" {
 		bad("upstream.url", "the upstream server is required: upstream.url or --upstream")
 	} else if err := checkUpstreamURL(c.Upstream.URL); err != nil {
@@ -38,7 +66,10 @@ func (c *Config) Validate() error {
 	default:
 		bad(modeKey, "upstream TLS mode %q: want disable, require or verify-full", mode)
 	}
+}
 
+// validateClients checks TLS to clients and client certificates.
+func (c *Config) validateClients(bad badFunc) {
 	switch {
 	case c.ClientTLS.CertFile != "" && c.ClientTLS.KeyFile == "":
 		bad("client_tls.cert_file", "client TLS needs both a certificate and a key file")
@@ -57,7 +88,10 @@ func (c *Config) Validate() error {
 			bad("client_certs.rules."+strconv.Itoa(i)+".target", "%v", err)
 		}
 	}
+}
 
+// validateLogin checks pgwarden's own login and its OIDC sign-in.
+func (c *Config) validateLogin(bad badFunc) {
 	lc := &c.Login
 	if !lc.Enabled {
 		if lc.UsersFile != "" || lc.Method != "" || len(lc.Relay) > 0 {
@@ -103,7 +137,10 @@ func (c *Config) Validate() error {
 	if !lc.Enabled && lc.OIDC.Issuer != "" {
 		bad("login.oidc.issuer", "login.oidc needs login.enabled (--login)")
 	}
+}
 
+// validateTrail checks the audit trail, its stream to a SIEM and the admin public URL.
+func (c *Config) validateTrail(bad badFunc) {
 	switch c.Audit.Sync {
 	case "", "always", "interval", "never":
 	default:
@@ -151,7 +188,10 @@ func (c *Config) Validate() error {
 	if st.Queue < 0 || st.Batch < 0 {
 		bad("stream", "stream.queue and stream.batch must not be negative")
 	}
+}
 
+// validateRuntime checks the log and the clock.
+func (c *Config) validateRuntime(bad badFunc) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(strings.ToUpper(cmp.Or(c.Log.Level, "info")))); err != nil {
 		bad("log.level", "log level %q: want debug, info, warn or error", c.Log.Level)
@@ -176,22 +216,6 @@ func (c *Config) Validate() error {
 	default:
 		bad("clock", "clock %q: want wall or virtual", c.Clock)
 	}
-
-	if len(es) == 0 {
-		return nil
-	}
-	slices.SortStableFunc(es, func(a, b *Error) int {
-		switch {
-		case a.Line == 0 && b.Line == 0:
-			return 0
-		case a.Line == 0:
-			return 1
-		case b.Line == 0:
-			return -1
-		}
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
-	})
-	return es
 }
 
 // UpstreamURL is the upstream as a URL: postgres://host[:port][/db][?...]

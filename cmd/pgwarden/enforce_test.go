@@ -855,7 +855,7 @@ func TestAdminAPI(t *testing.T) {
 func TestThreeInstancesActAsOne(t *testing.T) {
 	c := pgtest.Shared(t)
 	c.Exec(t, "DROP TABLE IF EXISTS pgwarden_window_deltas, pgwarden_norm_observations, pgwarden_leases, norm_probe")
-	c.Exec(t, "CREATE TABLE norm_probe (id int); GRANT SELECT ON norm_probe TO PUBLIC")
+	c.Exec(t, "CREATE TABLE norm_probe (email text); INSERT INTO norm_probe VALUES ('probe@example.com'); GRANT SELECT ON norm_probe TO PUBLIC")
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(pol, []byte(`version: 1
@@ -912,7 +912,8 @@ norms:
 	}
 
 	// A table read only through the first instance reaches the third's
-	// norm model.
+	// norm model (with PII: a first table without PII is not learned
+	// once the employee's learning period is over).
 	if _, err := conns[0].Exec(ctx, "SELECT * FROM norm_probe"); err != nil {
 		t.Fatal(err)
 	}
