@@ -8,6 +8,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -74,6 +77,15 @@ func encodeLine(ev *Event) ([]byte, error) {
 // MarshalData encodes v for Event.Data, leaving < > & unescaped so that SQL
 // text stays readable in the files.
 func MarshalData(v any) (json.RawMessage, error) {
+	if m, ok := v.(map[string]any); ok && m != nil {
+		if b, ok := appendFlat(make([]byte, 0, 256), m); ok {
+			return b, nil
+		}
+	}
+	return marshalJSON(v)
+}
+
+func marshalJSON(v any) (json.RawMessage, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -81,6 +93,101 @@ func MarshalData(v any) (json.RawMessage, error) {
 		return nil, fmt.Errorf("audit: encode event data: %w", err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// appendFlat appends m as encoding/json writes it with HTML escaping off
+// (keys sorted), without reflection, when every key and value is one it
+// writes byte for byte the same way: a string of printable ASCII other
+// than quote and backslash, a bool, an integer, nil, a []string or a map
+// of integers keyed by such strings. It reports false for anything else,
+// which the caller leaves to encoding/json. The session and statement
+// records of every connection are such maps.
+func appendFlat(b []byte, m map[string]any) ([]byte, bool) {
+	b = append(b, '{')
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if !plainString(k) {
+			return nil, false
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(append(append(b, '"'), k...), '"', ':')
+		switch v := m[k].(type) {
+		case nil:
+			b = append(b, "null"...)
+		case string:
+			if !plainString(v) {
+				return nil, false
+			}
+			b = append(append(append(b, '"'), v...), '"')
+		case bool:
+			b = strconv.AppendBool(b, v)
+		case int:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+		case uint64:
+			b = strconv.AppendUint(b, v, 10)
+		case []string:
+			if v == nil {
+				b = append(b, "null"...)
+				break
+			}
+			b = append(b, '[')
+			for j, s := range v {
+				if !plainString(s) {
+					return nil, false
+				}
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(append(append(b, '"'), s...), '"')
+			}
+			b = append(b, ']')
+		case map[string]int:
+			var ok bool
+			if b, ok = appendCounts(b, v); !ok {
+				return nil, false
+			}
+		case map[string]int64:
+			var ok bool
+			if b, ok = appendCounts(b, v); !ok {
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+func appendCounts[N int | int64](b []byte, m map[string]N) ([]byte, bool) {
+	if m == nil {
+		return append(b, "null"...), true
+	}
+	b = append(b, '{')
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if !plainString(k) {
+			return nil, false
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(append(append(b, '"'), k...), '"', ':')
+		b = strconv.AppendInt(b, int64(m[k]), 10)
+	}
+	return append(b, '}'), true
+}
+
+// plainString reports whether encoding/json writes s between quotes as it
+// is: printable ASCII without quote or backslash (HTML escaping off).
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // macData is the Data of file_start and checkpoint events.

@@ -326,7 +326,7 @@ func (g *Guard) StartSession(_ context.Context, info *proxy.SessionInfo) (proxy.
 	if g.cfg.CatalogFor != nil {
 		s.cat = g.cfg.CatalogFor(info.Database)
 	}
-	s.sessionKey, s.clientIP = SessionKey(info.ID), clientIP(info)
+	s.clientIP = clientIP(info)
 	s.c.Store(g.cur.Load())
 	s.enf.roles = g.roles(info)
 	s.def = who{employee: info.Employee, identifiedBy: info.IdentifiedBy, peer: peerOf(s.cc(), info.Employee, s.enf.roles, info.Groups)}
@@ -485,8 +485,8 @@ type session struct {
 	// order is searchOrder(orderOf), kept while the path is the same
 	// slice (under pathMu): paths are replaced, never changed in place.
 	order, orderOf []string
-	// sessionKey, clientIP: of every statement's record, made once.
-	sessionKey, clientIP string
+	// clientIP: of every statement's record, made once.
+	clientIP string
 	// qualNames are the schema.table names made by qualName, under
 	// pathMu (both goroutines qualify names).
 	qualNames map[[2]string]string
@@ -1179,7 +1179,6 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 	if total := f.PIIValues.Total(); total > 0 {
 		s.g.timeline.add(w.employee, now, int64(total))
 	}
-	s.g.cfg.Windows.Add(s.sessionKey, now, wf)
 	s.total.add(f, values)
 	w.total.add(f, values)
 	sql := f.state.text(st)
@@ -1339,10 +1338,6 @@ func (s *session) Blocked(st *proxy.Statement, v proxy.Verdict) {
 	}
 }
 
-// SessionKey is the key under which a session's own windows are kept in
-// the registry, beside its employee's.
-func SessionKey(id string) string { return "session:" + id }
-
 // EndSession records what is left and the session's end: the statements
 // whose results were cut short, and those sent that the server never
 // answered (a Query written together with Terminate, or followed by the
@@ -1370,7 +1365,6 @@ func (s *session) EndSession(err error) {
 		data["error"] = err.Error()
 	}
 	s.appendEvent(&s.def, audit.TypeSessionEnd, data)
-	s.g.cfg.Windows.Delete(SessionKey(s.info.ID))
 	g := s.g
 	g.openMu.Lock()
 	if g.open[s.info.Employee]--; g.open[s.info.Employee] <= 0 {

@@ -64,7 +64,9 @@
 // Teardown. The first direction to stop interrupts the other (a deadline in
 // the past unblocks its read); both are joined, the client is told why if
 // pgwarden ended the session, and the upstream session is cancelled if busy
-// and ended with Terminate.
+// and ended with Terminate. A client's own Terminate is forwarded; the
+// server's answers to requests still in flight are relayed until it closes
+// (for at most a second), and with none in flight the session ends at once.
 //
 // Errors that the client must see get a wireError where they arise and are
 // encoded in one place, errorFrame.

@@ -44,10 +44,11 @@ func (s *session) relay() error {
 		// this one.
 		return <-errc
 	}
-	if errors.Is(err, errClientTerminated) {
+	if errors.Is(err, errClientTerminated) && s.queue.len() > 0 {
 		// The server answers what the client sent before its Terminate,
 		// then closes, as it would have for the client directly: relay
-		// that, for a while.
+		// that, for a while. With nothing in flight it has nothing to
+		// answer, and its close is not waited for.
 		t := time.NewTimer(terminateDrain)
 		defer t.Stop()
 		select {

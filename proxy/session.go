@@ -128,13 +128,19 @@ func newSession(srv *Server, conn net.Conn) *session {
 		srv:      srv,
 		cfg:      &srv.cfg,
 		id:       id,
-		log:      srv.log.With("session_id", id, "client_addr", conn.RemoteAddr().String()),
+		log:      srv.log.With("session_id", id, slog.Any("client_addr", addrValue{conn.RemoteAddr()})),
 		client:   conn,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		txStatus: 'I',
 	}
 }
+
+// addrValue logs an address as its String, made only when a line is
+// written.
+type addrValue struct{ a net.Addr }
+
+func (v addrValue) LogValue() slog.Value { return slog.StringValue(v.a.String()) }
 
 // errCancelRequest ends a connection that carried a CancelRequest.
 var errCancelRequest = errors.New("cancel request")

@@ -23,6 +23,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/buildinfo"
 	"github.com/pgwarden/pgwarden/internal/clock"
 	"github.com/pgwarden/pgwarden/internal/crash"
+	"github.com/pgwarden/pgwarden/internal/lazylog"
 	"github.com/pgwarden/pgwarden/internal/metrics"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
@@ -101,6 +102,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if logger == nil {
 		logger = slog.Default()
 	}
+	// Each session derives loggers with its own attributes; formatting
+	// them waits until one of its lines is written.
+	logger = slog.New(lazylog.Wrap(logger.Handler()))
 	s := &Server{cfg: cfg, logger: logger, now: time.Now, hurry: make(chan struct{})}
 	defer func() {
 		if err != nil {

@@ -37,7 +37,8 @@ Workloads (-workloads, comma-separated; a group name selects all its members):
   connect   -connections x (connect, SELECT 1, close): ms/conn, proxy CPU us/conn
 
 Targets (-targets): direct (always), pgwarden, pgbouncer (skipped with a note when
-the pgbouncer binary is missing: apt-get install pgbouncer).
+the pgbouncer binary is missing: apt-get install pgbouncer). -baseline BIN adds
+baseline: another pgwarden binary, started with the same flags.
 
 Flags:
 `
@@ -77,6 +78,7 @@ type config struct {
 	rows        int      // rows of bench_rows
 	conns       int      // connections of the connect workload
 	pgwardenBin string   // prebuilt binary; "" builds ./cmd/pgwarden
+	baselineBin string   // -baseline: another pgwarden, run as the target baseline
 	guard       string   // -guard: default, detect or declared
 	data        string   // -data: hex (md5 text) or pii (people)
 	render      string   // -render: a JSON report to print as Markdown, nothing run
@@ -100,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.rows, "rows", 1_000_000, "rows in the table read by the select and copy workloads")
 	fs.IntVar(&cfg.conns, "connections", 500, "sequential connections made by the connect workload")
 	fs.StringVar(&cfg.pgwardenBin, "pgwarden", "", "use this pgwarden `binary` instead of building ./cmd/pgwarden")
+	fs.StringVar(&cfg.baselineBin, "baseline", "", "also run this pgwarden `binary` (an older build, say), with pgwarden's flags, as the target baseline in the same rounds: before and after from one run")
 	fs.BoolVar(&cfg.verbose, "v", false, "also log the cluster's startup steps")
 	fs.StringVar(&cfg.guard, "guard", "default", "pgwarden's counting: `detect` (built-in detectors scan every value, five threshold rules no workload reaches), default (serve exactly as a user starts it: no --policy, the built-in policy with its norms, and --catalog-url) or declared (the tables' columns declared PII, detectors off, resolved through a catalog connection)")
 	fs.StringVar(&cfg.render, "render", "", "run nothing: print the JSON report `file` (written by -json) as the Markdown of docs/performance.md")
@@ -163,6 +166,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			}
 		default:
 			return fail("unknown target %q (direct, pgwarden, pgbouncer)", s)
+		}
+	}
+	if cfg.baselineBin != "" {
+		if !slices.Contains(cfg.targets, targetPgwarden) {
+			return fail("-baseline needs the pgwarden target")
 		}
 	}
 	cfg.args = args

@@ -29,6 +29,7 @@ type meta struct {
 	ElapsedSeconds float64  `json:"elapsed_seconds"`
 	PostgreSQL     string   `json:"postgresql"`
 	Pgwarden       string   `json:"pgwarden_command,omitempty"`
+	Baseline       string   `json:"baseline_command,omitempty"` // -baseline
 	PgwardenRev    string   `json:"pgwarden_revision,omitempty"`
 	PgBouncer      string   `json:"pgbouncer_version,omitempty"`
 	PgBouncerCmd   string   `json:"pgbouncer_command,omitempty"`
@@ -194,6 +195,9 @@ func (r *report) writeTable(out io.Writer) {
 		rev = "  (" + m.PgwardenRev + ")"
 	}
 	line("pgwarden", m.Pgwarden+rev)
+	if m.Baseline != "" {
+		line("baseline", m.Baseline)
+	}
 	bouncer := m.PgBouncer
 	if m.PgBouncerCmd != "" {
 		bouncer += ": " + m.PgBouncerCmd + "  (pool_mode=session, default_pool_size=20)"

@@ -132,14 +132,32 @@ func (b *bench) run(ctx context.Context) (err error) {
 		if err := os.WriteFile(pol, []byte(text+benchRules), 0o600); err != nil {
 			return err
 		}
-		p, port, err := startPgwarden(ctx, pgwardenBin, tmp, cluster.Addr(), extra...)
-		if err != nil {
-			return err
+		bins := []string{pgwardenBin}
+		if cfg.baselineBin != "" {
+			base, err := filepath.Abs(cfg.baselineBin)
+			if err != nil {
+				return err
+			}
+			bins = append(bins, base)
 		}
-		defer p.stop()
-		b.rep.Meta.Pgwarden = strings.Join(p.argv, " ")
-		b.targets = append(b.targets, &target{name: targetPgwarden, host: "127.0.0.1", port: port, db: cluster.Database, user: pgtest.TrustUser, proc: p})
-		b.prog.logf("pgwarden listening on 127.0.0.1:%d (pid %d)", port, p.pid)
+		for i, bin := range bins {
+			name := targetPgwarden
+			if i == 1 {
+				name = targetBaseline
+			}
+			p, port, err := startPgwarden(ctx, name, bin, tmp, cluster.Addr(), extra...)
+			if err != nil {
+				return err
+			}
+			defer p.stop()
+			if i == 0 {
+				b.rep.Meta.Pgwarden = strings.Join(p.argv, " ")
+			} else {
+				b.rep.Meta.Baseline = strings.Join(p.argv, " ")
+			}
+			b.targets = append(b.targets, &target{name: name, host: "127.0.0.1", port: port, db: cluster.Database, user: pgtest.TrustUser, proc: p})
+			b.prog.logf("%s listening on 127.0.0.1:%d (pid %d)", name, port, p.pid)
+		}
 	}
 	if bouncerBin != "" {
 		p, port, dir, err := startPgbouncer(ctx, bouncerBin, tmp, cluster.Port, []string{pgtest.TrustUser, pgtest.SuperUser})

@@ -26,6 +26,7 @@ const (
 	targetDirect    = "direct"
 	targetPgwarden  = "pgwarden"
 	targetPgbouncer = "pgbouncer"
+	targetBaseline  = "baseline" // -baseline: a second pgwarden binary
 )
 
 // maxRowsPerStatement is pgwarden's row limit in the benchmark: never reached, but
@@ -195,8 +196,9 @@ func buildPgwarden(ctx context.Context, dir string) (bin, root string, err error
 	return bin, root, nil
 }
 
-// startPgwarden runs `pgwarden serve` on a free port in front of upstream.
-func startPgwarden(ctx context.Context, bin, dir, upstream string, extra ...string) (*proxyProc, int, error) {
+// startPgwarden runs `pgwarden serve` on a free port in front of upstream, as
+// the target name (pgwarden or baseline).
+func startPgwarden(ctx context.Context, name, bin, dir, upstream string, extra ...string) (*proxyProc, int, error) {
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
@@ -209,7 +211,7 @@ func startPgwarden(ctx context.Context, bin, dir, upstream string, extra ...stri
 			"--max-rows-per-statement", maxRowsPerStatement,
 			"--log-level", "warn"}
 		argv = append(argv, extra...)
-		p, err := startProxy(targetPgwarden, argv, filepath.Join(dir, "pgwarden.log"), syscall.SIGKILL)
+		p, err := startProxy(name, argv, filepath.Join(dir, name+".log"), syscall.SIGKILL)
 		if err != nil {
 			return nil, 0, err
 		}
