@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -40,6 +41,9 @@ func startDevtools(t *testing.T, ctx context.Context, chromium, dir string, widt
 	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 		"--remote-debugging-pipe", "--no-first-run", "--user-data-dir="+filepath.Join(dir, "chrome"), "about:blank")
 	cmd.ExtraFiles = []*os.File{toBrowser, fromBrowser}
+	// A group of its own: the renderer and helper processes outlive the
+	// browser's and write to the profile after it exits.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
@@ -58,6 +62,13 @@ func startDevtools(t *testing.T, ctx context.Context, chromium, dir string, widt
 			<-done
 		}
 		browserOut.Close()
+		// End the helpers too, and wait until none is left, so that the
+		// profile can be removed with the test's directory.
+		pgid := cmd.Process.Pid
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		for deadline := time.Now().Add(10 * time.Second); syscall.Kill(-pgid, 0) == nil && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
 	})
 	var target struct{ TargetID string }
 	d.callInto("Target.createTarget", map[string]any{"url": "about:blank"}, false, &target)
