@@ -288,6 +288,16 @@ type acquirer interface {
 	Acquire(ctx context.Context) (*pgxpool.Conn, error)
 }
 
+// quotedPath quotes each schema of a search_path as an identifier, for
+// set_config('search_path', ...).
+func quotedPath(searchPath []string) []string {
+	path := make([]string, len(searchPath))
+	for i, s := range searchPath {
+		path[i] = pgx.Identifier{s}.Sanitize()
+	}
+	return path
+}
+
 // ErrNoEstimate is returned when the planner cannot be asked.
 var ErrNoEstimate = errors.New("catalog: no estimate")
 
@@ -327,10 +337,7 @@ func (r *Resolver) Estimate(ctx context.Context, role string, searchPath []strin
 	}
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
-	path := make([]string, len(searchPath))
-	for i, s := range searchPath {
-		path[i] = pgx.Identifier{s}.Sanitize()
-	}
+	path := quotedPath(searchPath)
 	// One pipeline: the transaction, its settings, the EXPLAIN and the
 	// rollback. A step that fails skips the rest until the Sync.
 	var b pgconn.Batch
@@ -541,10 +548,7 @@ func (r *Resolver) Describe(ctx context.Context, searchPath []string, query stri
 	}
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
-	path := make([]string, len(searchPath))
-	for i, s := range searchPath {
-		path[i] = pgx.Identifier{s}.Sanitize()
-	}
+	path := quotedPath(searchPath)
 	var b pgconn.Batch
 	b.ExecParams("BEGIN READ ONLY", nil, nil, nil, nil)
 	b.ExecParams("SET LOCAL statement_timeout = 1000", nil, nil, nil, nil)
