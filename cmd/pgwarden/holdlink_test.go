@@ -163,6 +163,7 @@ rules:
 	if len(notices) != 2 || !strings.Contains(notices[1], "approved by Carol Ortiz (via slack link): legal asked, ticket 4711") {
 		t.Errorf("notices %q", notices)
 	}
+	t.Logf("the employee's notices: %q", notices)
 	mu.Unlock()
 
 	events := func(typ string) []map[string]any {
@@ -209,6 +210,8 @@ rules:
 	if outcome["decided_by"] != "Carol Ortiz (via slack link)" || outcome["decision_reason"] != "legal asked, ticket 4711" || outcome["justification"] != "ticket 4711" {
 		t.Errorf("the hold's outcome in the trail: %v", outcome)
 	}
+	t.Logf("the trail's approval: %v", approved)
+	t.Logf("the trail's outcome: %v", outcome)
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 }
