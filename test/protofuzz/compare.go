@@ -178,7 +178,12 @@ func afterTerminate(seq Sequence, direct, proxied *Transcript) *Transcript {
 		}
 	}
 	cut := *direct
-	cut.Lines = direct.Lines[:len(proxied.Lines)]
+	cut.Lines = slices.Clone(direct.Lines[:len(proxied.Lines)])
+	if n := len(proxied.Lines); n > 0 {
+		// A run cut short (CopyData x1746 of PostgreSQL's 1747) is the
+		// proxied one's.
+		cut.Lines[n-1] = proxied.Lines[n-1]
+	}
 	return &cut
 }
 
