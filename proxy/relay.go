@@ -643,6 +643,16 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 	return nil, nil
 }
 
+// resetCopyInput forgets the COPY input the client sent, once the COPY has
+// ended: after copyInEnded, never before. A Sync the client goroutine
+// defers reads the counts first; reset before the COPY's end was recorded,
+// a Sync deferred in between would count no line and be taken as read by
+// the COPY, and the client would get one ReadyForQuery fewer.
+func (s *session) resetCopyInput() {
+	s.copyData.Store(false)
+	s.copyLines.Store(0)
+}
+
 // dropFrame, returned by trackRequest, forwards nothing.
 var dropFrame = []byte{}
 
@@ -760,8 +770,8 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		s.copyOut = false
 		if s.copyIn {
 			s.copyIn = false
-			s.copyLines.Store(0)
-			s.queue.copyInEnded(typ == 'C', s.copyData.Swap(false), false, 0)
+			s.queue.copyInEnded(typ == 'C', s.copyData.Load(), false, 0)
+			s.resetCopyInput()
 		}
 		e := s.head()
 		if typ == 'C' {
@@ -840,8 +850,9 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			// 57014: a CopyFail, a cancel or a timeout, each met once the
 			// COPY had read all there was.
 			canceled := string(errorField(body, 'C')) == "57014"
-			s.copyLines.Store(0)
-			if s.queue.copyInEnded(false, s.copyData.Swap(false), canceled, copyFailLine(errorField(body, 'W'))) > 0 {
+			release := s.queue.copyInEnded(false, s.copyData.Load(), canceled, copyFailLine(errorField(body, 'W')))
+			s.resetCopyInput()
+			if release > 0 {
 				s.wakeClientReader()
 			}
 		}

@@ -27,12 +27,7 @@ const logEnv = "PROTOFUZZ_LOG"
 // leaves this list when the relay is fixed. Random sequences whose
 // divergence is of the family of one of them (knownFamilies) are logged
 // rather than failed, as long as it is listed here.
-var knownDivergences = map[string]string{
-	"hidden describe after failed copy": "a Sync right after a failing CopyData of an extended-protocol COPY: " +
-		"whether PostgreSQL reads it as COPY input before raising the error depends on how the bytes reach it, " +
-		"and pgwarden's guess (docs/protocol.md, known limits) disagrees now and then under load: " +
-		"one ReadyForQuery fewer, never a hang",
-}
+var knownDivergences = map[string]string{}
 
 // knownFamilies name, for each case of knownDivergences, the family of
 // random divergences it stands for (protofuzz.Family).
