@@ -89,16 +89,18 @@
 //     less from day to day than what each returns) and, with
 //     explained_access, of statements that returned rows no recorded
 //     reason explains (a slow reader's lookups stand out against the few
-//     of an employee's work), over the last N = 2, 3
-//     and 7 active days are compared with N times the usual daily total
+//     of an employee's work), over the last N = 2, 3, 7
+//     and 14 active days are compared with N times the usual daily total
 //     (the larger of median and 20%-trimmed mean of the days before those
 //     N, and no more than the rise-capped norm). The excess must pass
 //     max(3.5 sd, rel*N*usual, floor), where sd = sigma*sqrt(N + 1.2*N^2/h)
 //     counts the day-to-day variation (sigma the larger of the standard
 //     deviation and 1.4826 MAD, since daily totals are skewed by the odd
 //     list; at least 20% of the usual) and the error of a usual figure
-//     learned from h days; rel is 0.6 (0.4 for 7 days, 1 against a peer
-//     group). Days with a reported PII volume or off-hours anomaly are left
+//     learned from h days; rel is 0.6 (0.4 for 7 and 14 days, 1 against
+//     a peer group); the floors are 120, 150, 250 and 400 PII values, 30,
+//     40, 70 and 120 statements with PII, 15, 20, 30 and 50 unexplained
+//     statements. Days with a reported PII volume or off-hours anomaly are left
 //     out (of the N days and of the days before): their excess was told as
 //     it happened, and is not told again for a week as drift; a day that is
 //     itself such a day is not judged. Score = excess/margin; the highest

@@ -271,6 +271,53 @@ func TestSlowAndLow(t *testing.T) {
 	}
 }
 
+// TestSlowReaderOverTwoWeeks: half the employee's own daily volume more,
+// every working day from the second week on, right after the only normal
+// week there is: within a week it is inside the days' variation, over two
+// it is not, and the 14-day drift tells it.
+func TestSlowReaderOverTwoWeeks(t *testing.T) {
+	found := 0
+	for seed := uint64(1); seed <= 8; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		m := newModel(t)
+		ws := population(6, rng)
+		run(t, m, ws, 0, 7, rng, nil)
+		a := ws[0]
+		daily := lookupsPerHour * a.scale * 8 * 1.4
+		attackDays, at := 0, 0
+		var window string
+		for d := 7; d < 35 && at == 0; d++ {
+			var extra func(int) []Observation
+			if !isWeekend(d) {
+				attackDays++
+				extra = func(d int) []Observation {
+					n := int(0.5*daily + 0.5)
+					var out []Observation
+					for i := range n {
+						out = append(out, lookup(a, dayStart(d).Add(9*time.Hour+time.Duration(i)*8*time.Hour/time.Duration(n)), 1))
+					}
+					return out
+				}
+			}
+			for _, an := range find(run(t, m, ws, d, d+1, rng, extra), a.name, "drift") {
+				at, window = attackDays, an.Window
+				t.Logf("seed %d: drift on attack day %d: %s", seed, at, an.Explanation)
+			}
+		}
+		if at > 0 {
+			found++
+			if window != "14d" && at > 7 {
+				t.Errorf("seed %d: found on attack day %d by the %s drift", seed, at, window)
+			}
+		}
+	}
+	// Within a week's drift, 3 of these 8 are found (by the days'
+	// variation, on days 1 to 3); the 14-day drift finds 2 more.
+	if found < 5 {
+		t.Errorf("a slow reader at half the daily volume found on %d of 8 seeds within 20 working days, want 5 at least", found)
+	}
+}
+
 func TestRampIsNotLearned(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 3))
 	m := newModel(t)

@@ -44,14 +44,14 @@ func floorOf(w, f int) float64 {
 
 // Drift: the last N active days are compared with N times the daily norm.
 var (
-	driftDays = [...]int{2, 3, 7}
-	driftRel  = [...]float64{0.6, 0.6, 0.4} // excess at least this fraction of the N-day norm
+	driftDays = [...]int{2, 3, 7, 14}
+	driftRel  = [...]float64{0.6, 0.6, 0.4, 0.4} // excess at least this fraction of the N-day norm
 	// driftPeerRel replaces driftRel against a peer group's norm, whose
 	// members differ more from each other than one employee from day to day.
 	driftPeerRel  = 1.0
 	driftFeatures = [...]int{fPIIValues, fPIIStatements, fUnexplained}
 	// driftFloor is the least excess ever reported, per drift feature and N.
-	driftFloor = map[int][len(driftDays)]float64{fPIIValues: {120, 150, 250}, fPIIStatements: {30, 40, 70}, fUnexplained: {15, 20, 30}}
+	driftFloor = map[int][len(driftDays)]float64{fPIIValues: {120, 150, 250, 400}, fPIIStatements: {30, 40, 70, 120}, fUnexplained: {15, 20, 30, 50}}
 )
 
 const (
