@@ -46,8 +46,8 @@
 //
 // Whose norm: an employee's own once it has MinActiveDays active days under
 // its current peer group; before that the peer group's (a new hire from the
-// first statement): per window and feature the upper quartile of its
-// established members' thresholds, the median of their usual figures, the
+// first statement), once two of its members are established: per window and
+// feature the upper quartile of its established members' thresholds, the median of their usual figures, the
 // hours a quarter of them usually work in. When an employee's Peer changes
 // (a role change: a non-empty Peer different from the last), its history is
 // dropped and the new group's norm is used until MinActiveDays active days

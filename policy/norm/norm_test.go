@@ -163,6 +163,13 @@ func TestNewHireUsesPeerNormFromDayOne(t *testing.T) {
 		t.Fatalf("new hire bulk: %+v", got)
 	}
 	t.Log(vol[0].Explanation)
+	// A group of one established member (dba1) has no group norm: a new
+	// DBA is judged by their own days, not by one colleague's habit.
+	dba := worker{name: "newdba", role: "dba", addr: "10.0.1.3", app: "psql", scale: 1, start: 8}
+	run(t, m, []worker{dba}, 14, 17, rng, nil)
+	if n := m.Norm(dba.name, dayStart(17)); n.PeerNorm || !n.Learning {
+		t.Errorf("a new DBA beside one established DBA: %+v", n)
+	}
 	// An account with no peer group and no history is judged against the
 	// default threshold, and says so.
 	loner := worker{name: "loner", addr: "10.0.1.2", app: "batch", scale: 1}

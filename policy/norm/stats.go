@@ -42,6 +42,10 @@ func floorOf(w, f int) float64 {
 	return floors[fPIIValues][w]
 }
 
+// minPeerMembers is the least number of established members whose norms
+// make a peer group's.
+const minPeerMembers = 2
+
 // Drift: the last N active days are compared with N times the daily norm.
 var (
 	driftDays = [...]int{2, 3, 7, 14}
@@ -238,8 +242,10 @@ func (m *Model) relearn(e *employee) {
 }
 
 // peerNorms returns the norm of a peer group, aggregated from the own norms
-// of its established members (nil when it has none): the upper quartile of
-// their thresholds, the median of their medians, the hours a quarter of them
+// of its established members (nil when it has fewer than minPeerMembers:
+// one colleague's habit is not a group's norm, and a service account beside
+// a nightly job would be judged by the job): the upper quartile of their
+// thresholds, the median of their medians, the hours a quarter of them
 // usually work in. It is cached until a member's norm changes.
 func (m *Model) peerNorms(peer string) *normSet {
 	if peer == "" {
@@ -260,7 +266,7 @@ func (m *Model) peerNorms(peer string) *normSet {
 			members = append(members, e.own)
 		}
 	}
-	if len(members) == 0 {
+	if len(members) < minPeerMembers {
 		pc.ns = nil
 		return nil
 	}
