@@ -280,149 +280,24 @@ func (s *session) startup() error {
 	if err := s.setStartupDeadline(s.client, s.cfg.Now().Add(s.cfg.StartupTimeout)); err != nil {
 		return err
 	}
-	var sslSeen, gssSeen bool
-	var sm *startupMessage
-	var early *earlyDial
-	for sm == nil {
-		msg, err := readStartupPacket(rawSocket(s.client))
-		if err != nil {
-			if _, ok := asWireError(err); ok || isClosedConn(err) || isTimeout(err) {
-				return err
-			}
-			return fatalf(codeProtocolViolation, err, "%v", err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.SSLRequest:
-			if sslSeen {
-				return fatalf(codeProtocolViolation, nil, "duplicate SSLRequest")
-			}
-			sslSeen = true
-			if s.cfg.ClientTLS == nil {
-				if _, err := s.client.Write([]byte{'N'}); err != nil {
-					return err
-				}
-				continue
-			}
-			// The upstream connection (and its TLS handshake) is made
-			// while the client's TLS handshake runs, not after it; not
-			// with pgwarden's own login, which lets nothing go upstream
-			// before the client has proved its password.
-			if s.cfg.Login == nil {
-				early = s.dialEarly()
-				defer early.discard()
-			}
-			if _, err := s.client.Write([]byte{'S'}); err != nil {
-				return err
-			}
-			tc := tls.Server(s.client, s.cfg.ClientTLS)
-			if err := tc.Handshake(); err != nil {
-				return fmt.Errorf("client TLS handshake: %w", err)
-			}
-			s.connMu.Lock()
-			s.client = tc
-			s.connMu.Unlock()
-			s.info.ClientTLS = true
-			s.info.ClientCertificates = tc.ConnectionState().PeerCertificates
-		case *pgproto3.GSSEncRequest:
-			if gssSeen {
-				return fatalf(codeProtocolViolation, nil, "duplicate GSSENCRequest")
-			}
-			gssSeen = true
-			// Refused: libpq then falls back to SSL or plain.
-			if _, err := s.client.Write([]byte{'N'}); err != nil {
-				return err
-			}
-		case *pgproto3.CancelRequest:
-			s.srv.forwardCancel(m.ProcessID, m.SecretKey, s.log)
-			return errCancelRequest
-		case *startupMessage:
-			sm = m
-		}
-	}
-
-	if s.srv.conns.Load() > int64(s.cfg.MaxConnections) {
-		return fatalf(codeTooManyConnections, nil, "sorry, too many clients already")
-	}
-	select {
-	case <-s.srv.shutdown:
-		return fatalf(codeCannotConnectNow, nil, "pgwarden is shutting down")
-	default:
-	}
-	if v, ok := sm.Parameters["replication"]; ok && !isFalse(v) {
-		// Physical or logical replication streams data past the guard.
-		return fatalf(codeInsufficientPrivilege, nil, "replication connections are not allowed through pgwarden")
-	}
-	s.info.ID = s.id
-	s.info.User = sm.Parameters["user"]
-	s.info.Employee, s.info.IdentifiedBy = s.info.User, IdentifiedByRole
-	s.info.Database = sm.Parameters["database"]
-	if s.info.Database == "" {
-		s.info.Database = s.info.User
-	}
-	s.info.ApplicationName = sm.Parameters["application_name"]
-	s.info.ClientAddr = s.client.RemoteAddr()
-	s.info.Parameters = sm.Parameters
-	s.info.Done = s.stop
-	s.info.StartedAt = s.cfg.Now()
-	// Until the client has authenticated, it gets no more memory than a
-	// password or SASL message needs.
-	client := rawSocket(s.client)
-	s.fromClient = newFrameReader(client, maxAuthMessageSize, nil)
-	s.toClient = newFrameWriter(client)
-	s.info.Notice = s.notice
-
-	method := s.cfg.Login.method(&s.info)
-	var password string // upstream, for a login
-	if method != LoginRelay {
-		role, err := s.login(method)
-		if err != nil {
-			return err
-		}
-		if sm.Parameters["database"] == "" {
-			// The server's default, the user name, is now the role's.
-			s.info.Database = role
-		}
-		// The client's parameters stay as it sent them in s.info.
-		params := maps.Clone(sm.Parameters)
-		params["user"] = role
-		sm = &startupMessage{ProtocolVersion: sm.ProtocolVersion, Parameters: params, order: sm.order}
-	}
-	if s.cfg.Identify != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartupTimeout)
-		err := s.cfg.Identify(ctx, &s.info)
-		cancel()
-		if err != nil {
-			s.log.Warn("session_unidentified", "user", s.info.User, "client_addr", s.info.ClientAddr.String(), "error", err)
-			return fatalf(codeInvalidAuthorization, err, "%s", err)
-		}
-	}
-
-	if method != LoginRelay {
-		var err error
-		if password, err = s.upstreamCredentials(s.info.User); err != nil {
-			return err
-		}
-	}
-
-	server, err := early.take(s)
+	sm, early, err := s.negotiate()
+	defer early.discard()
 	if err != nil {
-		return fatalf(codeConnectionFailure, err, "could not connect to the upstream server")
+		return err
 	}
-	if tc, ok := server.(*tls.Conn); ok {
-		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-			s.serverCert = certs[0]
-		}
+	if err := s.admit(sm); err != nil {
+		return err
 	}
-	s.connMu.Lock()
-	s.server = server
-	s.connMu.Unlock()
-	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
-	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
-
-	rawServer := rawSocket(server)
-	s.fromServer = newFrameReader(rawServer, pgMaxMessageSize, nil)
-	s.toServer = newFrameWriter(gatedWriter{s, rawServer})
-
+	s.describe(sm)
+	method := s.cfg.Login.method(&s.info)
+	sm, password, err := s.identify(sm, method)
+	if err != nil {
+		return err
+	}
+	server, err := s.connectUpstream(early)
+	if err != nil {
+		return err
+	}
 	if _, err := server.Write(sm.encode()); err != nil {
 		return fatalf(codeConnectionFailure, err, "could not send the startup message upstream")
 	}
@@ -445,6 +320,175 @@ func (s *session) startup() error {
 		return err
 	}
 	return s.setStartupDeadline(server, time.Time{})
+}
+
+// negotiate reads the client's packets up to its StartupMessage: SSL and
+// GSSAPI encryption requests (TLS is done here), or a CancelRequest, which
+// ends the connection. With client TLS and no login of pgwarden's own, the
+// upstream connection is dialled (early) while the client's TLS handshake
+// runs; the caller discards it if it goes unused.
+func (s *session) negotiate() (sm *startupMessage, early *earlyDial, err error) {
+	var sslSeen, gssSeen bool
+	for sm == nil {
+		msg, err := readStartupPacket(rawSocket(s.client))
+		if err != nil {
+			if _, ok := asWireError(err); ok || isClosedConn(err) || isTimeout(err) {
+				return nil, early, err
+			}
+			return nil, early, fatalf(codeProtocolViolation, err, "%v", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.SSLRequest:
+			if sslSeen {
+				return nil, early, fatalf(codeProtocolViolation, nil, "duplicate SSLRequest")
+			}
+			sslSeen = true
+			if s.cfg.ClientTLS == nil {
+				if _, err := s.client.Write([]byte{'N'}); err != nil {
+					return nil, early, err
+				}
+				continue
+			}
+			// The upstream connection (and its TLS handshake) is made
+			// while the client's TLS handshake runs, not after it; not
+			// with pgwarden's own login, which lets nothing go upstream
+			// before the client has proved its password.
+			if s.cfg.Login == nil {
+				early = s.dialEarly()
+			}
+			if _, err := s.client.Write([]byte{'S'}); err != nil {
+				return nil, early, err
+			}
+			tc := tls.Server(s.client, s.cfg.ClientTLS)
+			if err := tc.Handshake(); err != nil {
+				return nil, early, fmt.Errorf("client TLS handshake: %w", err)
+			}
+			s.connMu.Lock()
+			s.client = tc
+			s.connMu.Unlock()
+			s.info.ClientTLS = true
+			s.info.ClientCertificates = tc.ConnectionState().PeerCertificates
+		case *pgproto3.GSSEncRequest:
+			if gssSeen {
+				return nil, early, fatalf(codeProtocolViolation, nil, "duplicate GSSENCRequest")
+			}
+			gssSeen = true
+			// Refused: libpq then falls back to SSL or plain.
+			if _, err := s.client.Write([]byte{'N'}); err != nil {
+				return nil, early, err
+			}
+		case *pgproto3.CancelRequest:
+			s.srv.forwardCancel(m.ProcessID, m.SecretKey, s.log)
+			return nil, early, errCancelRequest
+		case *startupMessage:
+			sm = m
+		}
+	}
+
+	return sm, early, nil
+}
+
+// admit refuses a startup when pgwarden is full or shutting down, and a
+// replication connection.
+func (s *session) admit(sm *startupMessage) error {
+	if s.srv.conns.Load() > int64(s.cfg.MaxConnections) {
+		return fatalf(codeTooManyConnections, nil, "sorry, too many clients already")
+	}
+	select {
+	case <-s.srv.shutdown:
+		return fatalf(codeCannotConnectNow, nil, "pgwarden is shutting down")
+	default:
+	}
+	if v, ok := sm.Parameters["replication"]; ok && !isFalse(v) {
+		// Physical or logical replication streams data past the guard.
+		return fatalf(codeInsufficientPrivilege, nil, "replication connections are not allowed through pgwarden")
+	}
+	return nil
+}
+
+// describe fills the session's info from the startup message, and sets up
+// the client's frames, bounded until it has authenticated.
+func (s *session) describe(sm *startupMessage) {
+	s.info.ID = s.id
+	s.info.User = sm.Parameters["user"]
+	s.info.Employee, s.info.IdentifiedBy = s.info.User, IdentifiedByRole
+	s.info.Database = sm.Parameters["database"]
+	if s.info.Database == "" {
+		s.info.Database = s.info.User
+	}
+	s.info.ApplicationName = sm.Parameters["application_name"]
+	s.info.ClientAddr = s.client.RemoteAddr()
+	s.info.Parameters = sm.Parameters
+	s.info.Done = s.stop
+	s.info.StartedAt = s.cfg.Now()
+	// Until the client has authenticated, it gets no more memory than a
+	// password or SASL message needs.
+	client := rawSocket(s.client)
+	s.fromClient = newFrameReader(client, maxAuthMessageSize, nil)
+	s.toClient = newFrameWriter(client)
+	s.info.Notice = s.notice
+}
+
+// identify runs pgwarden's own login when the method is not a relay of
+// the server's (the startup message then names the role to log in as
+// upstream, with password), and the configured identification of the
+// employee.
+func (s *session) identify(sm *startupMessage, method LoginMethod) (_ *startupMessage, password string, err error) {
+	if method != LoginRelay {
+		role, err := s.login(method)
+		if err != nil {
+			return nil, "", err
+		}
+		if sm.Parameters["database"] == "" {
+			// The server's default, the user name, is now the role's.
+			s.info.Database = role
+		}
+		// The client's parameters stay as it sent them in s.info.
+		params := maps.Clone(sm.Parameters)
+		params["user"] = role
+		sm = &startupMessage{ProtocolVersion: sm.ProtocolVersion, Parameters: params, order: sm.order}
+	}
+	if s.cfg.Identify != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartupTimeout)
+		err := s.cfg.Identify(ctx, &s.info)
+		cancel()
+		if err != nil {
+			s.log.Warn("session_unidentified", "user", s.info.User, "client_addr", s.info.ClientAddr.String(), "error", err)
+			return nil, "", fatalf(codeInvalidAuthorization, err, "%s", err)
+		}
+	}
+
+	if method != LoginRelay {
+		var err error
+		if password, err = s.upstreamCredentials(s.info.User); err != nil {
+			return nil, "", err
+		}
+	}
+	return sm, password, nil
+}
+
+// connectUpstream takes the early upstream connection, or dials it, and
+// sets up the server's frames.
+func (s *session) connectUpstream(early *earlyDial) (net.Conn, error) {
+	server, err := early.take(s)
+	if err != nil {
+		return nil, fatalf(codeConnectionFailure, err, "could not connect to the upstream server")
+	}
+	if tc, ok := server.(*tls.Conn); ok {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			s.serverCert = certs[0]
+		}
+	}
+	s.connMu.Lock()
+	s.server = server
+	s.connMu.Unlock()
+	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
+	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
+
+	rawServer := rawSocket(server)
+	s.fromServer = newFrameReader(rawServer, pgMaxMessageSize, nil)
+	s.toServer = newFrameWriter(gatedWriter{s, rawServer})
+	return server, nil
 }
 
 // setStartupDeadline sets a deadline during startup unless the session has
