@@ -154,6 +154,9 @@ type pendingQueue struct {
 	// outcomec, when set, is closed when the outcome of the COPY that
 	// deferred Syncs is known.
 	outcomec chan struct{}
+	// copyLines counts the line ends of the CopyData the client sent
+	// since the last COPY FROM STDIN ended (copyInput).
+	copyLines int64
 	// copyWork is set while Syncs are deferred or to be released: the
 	// client -> server goroutine looks at it, without the lock, before
 	// every request.
@@ -321,9 +324,11 @@ func (q *pendingQueue) endCopyIn() {
 // input read those sent before the first whole line of CopyData (a line
 // fails only once whole), unless no line was sent (dataSent) and the
 // client had not ended its input, and none of those sent after it.
-func (q *pendingQueue) copyInEnded(ok, dataSent, canceled bool, failLine int64) (release int) {
+func (q *pendingQueue) copyInEnded(ok, canceled bool, failLine int64) (release int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	dataSent := q.copyLines > 0
+	q.copyLines = 0
 	// The client had ended its input (CopyDone, CopyFail): a COPY that
 	// read no CopyData failed on that end, having read every Sync first.
 	clientEnded := !q.copyIn
@@ -352,6 +357,17 @@ func (q *pendingQueue) copyInEnded(ok, dataSent, canceled bool, failLine int64) 
 	return q.release
 }
 
+// copyInput counts the line ends of a CopyData the client sent: a COPY
+// in text or CSV fails on a line only once the line is whole, and a failed
+// COPY's error names the line it failed on. The count is the queue's, under
+// its lock, so that a Sync deferred as COPY input and the COPY's end see
+// it in one order; the COPY's end takes it.
+func (q *pendingQueue) copyInput(lines int64) {
+	q.mu.Lock()
+	q.copyLines += lines
+	q.mu.Unlock()
+}
+
 // deferredSync is a Sync sent as COPY input: whether a line end had been
 // sent before it, and how many.
 type deferredSync struct {
@@ -362,11 +378,11 @@ type deferredSync struct {
 // pushSync queues a Sync, unless the server reads it as COPY input: then
 // it is deferred, with whether CopyData came before it, and pushSync
 // returns false: the Sync is not to be sent.
-func (q *pendingQueue) pushSync(afterData bool, lines int64) bool {
+func (q *pendingQueue) pushSync() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.copyIn {
-		q.deferred = append(q.deferred, deferredSync{afterData: afterData, lines: lines})
+		q.deferred = append(q.deferred, deferredSync{afterData: q.copyLines > 0, lines: q.copyLines})
 		q.copyWork.Store(true)
 		return false
 	}

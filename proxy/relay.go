@@ -242,8 +242,7 @@ func (s *session) clientToServer() error {
 			// whole: what matters for the Syncs deferred after it is
 			// whether a line end was sent.
 			if n := bytes.Count(body, newline); n > 0 {
-				s.copyData.Store(true)
-				s.copyLines.Add(int64(n))
+				s.queue.copyInput(int64(n))
 			}
 		case 'c', 'f': // CopyDone, CopyFail
 			s.queue.endCopyIn()
@@ -478,7 +477,7 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		case 'C':
 			k = pendClose
 		case 'S':
-			if !s.queue.pushSync(s.copyData.Load(), s.copyLines.Load()) {
+			if !s.queue.pushSync() {
 				return dropFrame, nil
 			}
 			return nil, nil
@@ -635,22 +634,12 @@ func (s *session) trackRequest(typ byte, body []byte) ([]byte, error) {
 		s.queue.push(&pending{kind: pendClose})
 	case 'S':
 		s.batchExecutes = 0
-		if !s.queue.pushSync(s.copyData.Load(), s.copyLines.Load()) {
+		if !s.queue.pushSync() {
 			// COPY input: deferred (see pendingQueue.copyInEnded).
 			return dropFrame, nil
 		}
 	}
 	return nil, nil
-}
-
-// resetCopyInput forgets the COPY input the client sent, once the COPY has
-// ended: after copyInEnded, never before. A Sync the client goroutine
-// defers reads the counts first; reset before the COPY's end was recorded,
-// a Sync deferred in between would count no line and be taken as read by
-// the COPY, and the client would get one ReadyForQuery fewer.
-func (s *session) resetCopyInput() {
-	s.copyData.Store(false)
-	s.copyLines.Store(0)
 }
 
 // dropFrame, returned by trackRequest, forwards nothing.
@@ -770,8 +759,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 		s.copyOut = false
 		if s.copyIn {
 			s.copyIn = false
-			s.queue.copyInEnded(typ == 'C', s.copyData.Load(), false, 0)
-			s.resetCopyInput()
+			s.queue.copyInEnded(typ == 'C', false, 0)
 		}
 		e := s.head()
 		if typ == 'C' {
@@ -850,9 +838,7 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			// 57014: a CopyFail, a cancel or a timeout, each met once the
 			// COPY had read all there was.
 			canceled := string(errorField(body, 'C')) == "57014"
-			release := s.queue.copyInEnded(false, s.copyData.Load(), canceled, copyFailLine(errorField(body, 'W')))
-			s.resetCopyInput()
-			if release > 0 {
+			if s.queue.copyInEnded(false, canceled, copyFailLine(errorField(body, 'W'))) > 0 {
 				s.wakeClientReader()
 			}
 		}

@@ -73,12 +73,6 @@ type session struct {
 	// mayCopyIn is set when a request forwarded since the last Sync may
 	// begin a COPY FROM STDIN (client -> server goroutine only).
 	mayCopyIn bool
-	// copyData is set when the client sent CopyData holding a line end,
-	// and taken when a COPY FROM STDIN ends.
-	copyData atomic.Bool
-	// copyLines counts the line ends in that CopyData: a failed COPY's
-	// error names the line it failed on, which tells the Syncs it read.
-	copyLines atomic.Int64
 	// wake is set by wakeClientReader (under the queue lock).
 	wake atomic.Bool
 	// clientQuit is set when the client sent Terminate: the server's
