@@ -105,21 +105,17 @@ func marshalJSON(v any) (json.RawMessage, error) {
 func appendFlat(b []byte, m map[string]any) ([]byte, bool) {
 	b = append(b, '{')
 	for i, k := range slices.Sorted(maps.Keys(m)) {
-		if !plainString(k) {
+		var ok bool
+		if b, ok = appendKey(b, i, k); !ok {
 			return nil, false
 		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(append(append(b, '"'), k...), '"', ':')
 		switch v := m[k].(type) {
 		case nil:
 			b = append(b, "null"...)
 		case string:
-			if !plainString(v) {
+			if b, ok = appendString(b, v); !ok {
 				return nil, false
 			}
-			b = append(append(append(b, '"'), v...), '"')
 		case bool:
 			b = strconv.AppendBool(b, v)
 		case int:
@@ -135,26 +131,22 @@ func appendFlat(b []byte, m map[string]any) ([]byte, bool) {
 			}
 			b = append(b, '[')
 			for j, s := range v {
-				if !plainString(s) {
-					return nil, false
-				}
 				if j > 0 {
 					b = append(b, ',')
 				}
-				b = append(append(append(b, '"'), s...), '"')
+				if b, ok = appendString(b, s); !ok {
+					return nil, false
+				}
 			}
 			b = append(b, ']')
 		case map[string]int:
-			var ok bool
-			if b, ok = appendCounts(b, v); !ok {
-				return nil, false
-			}
+			b, ok = appendCounts(b, v)
 		case map[string]int64:
-			var ok bool
-			if b, ok = appendCounts(b, v); !ok {
-				return nil, false
-			}
+			b, ok = appendCounts(b, v)
 		default:
+			return nil, false
+		}
+		if !ok {
 			return nil, false
 		}
 	}
@@ -167,16 +159,32 @@ func appendCounts[N int | int64](b []byte, m map[string]N) ([]byte, bool) {
 	}
 	b = append(b, '{')
 	for i, k := range slices.Sorted(maps.Keys(m)) {
-		if !plainString(k) {
+		var ok bool
+		if b, ok = appendKey(b, i, k); !ok {
 			return nil, false
 		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(append(append(b, '"'), k...), '"', ':')
 		b = strconv.AppendInt(b, int64(m[k]), 10)
 	}
 	return append(b, '}'), true
+}
+
+// appendKey appends the i-th key of an object, with its comma and colon.
+func appendKey(b []byte, i int, k string) ([]byte, bool) {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	if b, ok := appendString(b, k); ok {
+		return append(b, ':'), true
+	}
+	return nil, false
+}
+
+// appendString appends s quoted, when it is a plainString.
+func appendString(b []byte, s string) ([]byte, bool) {
+	if !plainString(s) {
+		return nil, false
+	}
+	return append(append(append(b, '"'), s...), '"'), true
 }
 
 // plainString reports whether encoding/json writes s between quotes as it

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 
@@ -554,19 +555,15 @@ func copyQuery(c *pg_query.CopyStmt, version int32) string {
 	if len(c.GetAttlist()) > 0 {
 		names := make([]string, 0, len(c.GetAttlist()))
 		for _, a := range c.GetAttlist() {
-			names = append(names, quoteIdent(a.GetString_().GetSval()))
+			names = append(names, pgx.Identifier{a.GetString_().GetSval()}.Sanitize())
 		}
 		cols = strings.Join(names, ", ")
 	}
-	name := quoteIdent(rv.GetRelname())
+	name := pgx.Identifier{rv.GetRelname()}
 	if rv.GetSchemaname() != "" {
-		name = quoteIdent(rv.GetSchemaname()) + "." + name
+		name = pgx.Identifier{rv.GetSchemaname(), rv.GetRelname()}
 	}
-	return "SELECT " + cols + " FROM ONLY " + name
-}
-
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	return "SELECT " + cols + " FROM ONLY " + name.Sanitize()
 }
 
 // copyOptionsOf reads a COPY's options; an option that changes the data

@@ -128,7 +128,7 @@ func (r *Registry) getSpans(key string, now time.Time, spans Spans, subjects boo
 	return s.sum(now, spans, subjects), true
 }
 
-// Delete forgets key, for instance a session that ended.
+// Delete forgets key.
 func (r *Registry) Delete(key string) {
 	sh := r.shard(key)
 	sh.mu.Lock()
