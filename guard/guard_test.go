@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/guard"
@@ -96,11 +95,7 @@ INSERT INTO customers SELECT i, 'Customer ' || i, 'customer' || i || '@example.c
 FROM generate_series(1, 100000) i;
 ANALYZE customers;
 GRANT SELECT ON customers TO `+pgtest.TrustUser)
-	pool, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := db.Pool(t, pgtest.SuperUser)
 	res, err := catalog.New(catalog.Config{Pool: pool})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/audit"
@@ -256,11 +255,7 @@ GRANT SELECT ON serve_people TO `+pgtest.TrustUser)
 		t.Errorf("audit query --table public.other: exit %d, want nothing:\n%s", code, stdout)
 	}
 
-	pool, err := pgxpool.New(ctx, c.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := c.Pool(t, pgtest.SuperUser)
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pgwarden_audit WHERE type = 'statement' AND (data->'pii_values'->>'email')::int = 25`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("central audit table: %d matching statements, %v; want 1", n, err)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/catalog"
@@ -64,11 +63,7 @@ func TestDDLThroughProxyInvalidates(t *testing.T) {
 	db := pgtest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := db.Pool(t, pgtest.SuperUser)
 	r, err := catalog.New(catalog.Config{Pool: pool, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -20,11 +18,7 @@ func TestDrainPG(t *testing.T) {
 	db := pgtest.Shared(t)
 	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_admin_actions")
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := db.Pool(t, pgtest.SuperUser)
 	if err := DrainPG(ctx, pool, func(a Action) error { t.Errorf("drained %+v from no table", a); return nil }); err != nil {
 		t.Fatalf("drain before any write: %v", err)
 	}
@@ -35,7 +29,7 @@ func TestDrainPG(t *testing.T) {
 	}
 	fail := errors.New("trail unavailable")
 	var got []string
-	err = DrainPG(ctx, pool, func(a Action) error {
+	err := DrainPG(ctx, pool, func(a Action) error {
 		if a.Employee == "bob" {
 			return fail
 		}

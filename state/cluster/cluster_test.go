@@ -25,11 +25,7 @@ func leasePool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	db := pgtest.Shared(t)
 	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_leases")
-	pool, err := pgxpool.New(t.Context(), db.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := db.Pool(t, pgtest.SuperUser)
 	if err := schema.Create(t.Context(), pool, schema.For("pgwarden_leases"), "pgwarden_leases"); err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -15,11 +13,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 func TestSaveLoad(t *testing.T) {
 	db := pgtest.Shared(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := db.Pool(t, pgtest.SuperUser)
 	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_state")
 	s, err := Open(ctx, pool)
 	if err != nil {

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgwarden/pgwarden/test/pgtest"
 )
 
@@ -17,11 +15,7 @@ func TestPGSharedByInstances(t *testing.T) {
 	db := pgtest.Shared(t)
 	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_quarantine")
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, db.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := db.Pool(t, pgtest.SuperUser)
 	a, err := OpenPG(ctx, pool)
 	if err != nil {
 		t.Fatal(err)

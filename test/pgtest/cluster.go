@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Roles and the password that every started cluster has. pg_hba.conf maps each role
@@ -173,6 +174,18 @@ func (c *Cluster) Exec(t testing.TB, sql string) {
 	if err := c.exec(ctx, c.Database, sql); err != nil {
 		t.Fatalf("pgtest: exec %q: %v", sql, err)
 	}
+}
+
+// Pool returns a connection pool to Database as user, closed when t ends;
+// it fails t if the pool cannot be made.
+func (c *Cluster) Pool(t testing.TB, user string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), c.DSN(user))
+	if err != nil {
+		t.Fatalf("pgtest: pool as %s: %v", user, err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // exec runs sql as the superuser on database.

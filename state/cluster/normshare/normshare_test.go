@@ -35,11 +35,7 @@ func fresh(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	db := pgtest.Shared(t)
 	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_norm_observations, pgwarden_leases")
-	pool, err := pgxpool.New(context.Background(), db.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := db.Pool(t, pgtest.SuperUser)
 	return pool
 }
 

@@ -21,11 +21,8 @@ func twoSharers(t *testing.T) (a, b *Sharer, pool *pgxpool.Pool) {
 	t.Helper()
 	db := pgtest.Shared(t)
 	db.Exec(t, "DROP TABLE IF EXISTS pgwarden_window_deltas, pgwarden_leases")
-	pool, err := pgxpool.New(t.Context(), db.DSN(pgtest.SuperUser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool = db.Pool(t, pgtest.SuperUser)
+	var err error
 	if a, err = New(t.Context(), Config{Pool: pool, Instance: "a"}); err != nil {
 		t.Fatal(err)
 	}
