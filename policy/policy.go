@@ -2,13 +2,12 @@ package policy
 
 import (
 	"fmt"
+	"github.com/pgwarden/pgwarden/internal/shardlru"
 	"io"
 	"os"
 	"slices"
 	"strings"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/pgwarden/pgwarden/policy/pii"
 )
@@ -33,7 +32,7 @@ type Policy struct {
 	norms     NormConfig
 	explained ExplainedAccess
 	masking   Masking
-	cache     *lru.Cache[colKey, verdict]
+	cache     *shardlru.Cache[colKey, verdict]
 
 	shadow     bool // mode: shadow
 	loc        *time.Location
@@ -76,7 +75,7 @@ type CustomDetector struct {
 }
 
 func newPolicy(name string) *Policy {
-	cache, err := lru.New[colKey, verdict](cacheSize)
+	cache, err := shardlru.New[colKey, verdict](cacheSize)
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}

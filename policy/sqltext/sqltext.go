@@ -11,8 +11,8 @@ package sqltext
 import (
 	"strings"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pgwarden/pgwarden/internal/shardlru"
 )
 
 // Info is what the text of one Query or Parse message says.
@@ -67,14 +67,14 @@ type Info struct {
 // differ only in their literals (pgbench's SELECT ... WHERE aid = 12345)
 // share one parse. Safe for concurrent use.
 type Analyzer struct {
-	cache   *lru.Cache[string, *Info]
-	lineage *lru.Cache[string, *Lineage]
+	cache   *shardlru.Cache[string, *Info]
+	lineage *shardlru.Cache[string, *Lineage]
 	// bigInfo and bigLineage hold the few latest texts longer than
 	// maxCachedText: a statement is read several times as it runs.
-	bigInfo    *lru.Cache[string, *Info]
-	bigLineage *lru.Cache[string, *Lineage]
+	bigInfo    *shardlru.Cache[string, *Info]
+	bigLineage *shardlru.Cache[string, *Lineage]
 	// shapes holds what texts of one shape share (see scanShape).
-	shapes *lru.Cache[string, *shapeEntry]
+	shapes *shardlru.Cache[string, *shapeEntry]
 }
 
 // maxCachedText bounds the texts kept as keys of the main caches;
@@ -89,17 +89,17 @@ func New(size int) *Analyzer {
 	if size <= 0 {
 		size = 4096
 	}
-	c, err := lru.New[string, *Info](size)
+	c, err := shardlru.New[string, *Info](size)
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
-	l, err := lru.New[string, *Lineage](size)
+	l, err := shardlru.New[string, *Lineage](size)
 	if err != nil {
 		panic(err)
 	}
-	bi, _ := lru.New[string, *Info](bigCacheSize)
-	bl, _ := lru.New[string, *Lineage](bigCacheSize)
-	sh, _ := lru.New[string, *shapeEntry](size)
+	bi, _ := shardlru.New[string, *Info](bigCacheSize)
+	bl, _ := shardlru.New[string, *Lineage](bigCacheSize)
+	sh, _ := shardlru.New[string, *shapeEntry](size)
 	return &Analyzer{cache: c, lineage: l, bigInfo: bi, bigLineage: bl, shapes: sh}
 }
 

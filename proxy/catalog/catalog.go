@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pgwarden/pgwarden/internal/shardlru"
 	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -137,13 +137,13 @@ type Resolver struct {
 	lockWait  time.Duration
 	now       func() time.Time
 	log       *slog.Logger
-	cache     *lru.Cache[uint32, entry]
-	views     *lru.Cache[uint32, viewDef] // pg_get_viewdef by OID
-	funcs     named[[]Function]           // functions by schema and name
-	rels      named[[]string]             // schemas of relations by name
-	estimates named[int64]                // planner estimates by role, path and query
-	paths     named[searchPathSetting]    // search_path settings by role and database
-	members   named[[]string]             // memberships by user and roles asked
+	cache     *shardlru.Cache[uint32, entry]
+	views     *shardlru.Cache[uint32, viewDef] // pg_get_viewdef by OID
+	funcs     named[[]Function]                // functions by schema and name
+	rels      named[[]string]                  // schemas of relations by name
+	estimates named[int64]                     // planner estimates by role, path and query
+	paths     named[searchPathSetting]         // search_path settings by role and database
+	members   named[[]string]                  // memberships by user and roles asked
 
 	hits, misses atomic.Uint64
 
@@ -170,11 +170,11 @@ func New(cfg Config) (*Resolver, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cache, err := lru.New[uint32, entry](cfg.Size)
+	cache, err := shardlru.New[uint32, entry](cfg.Size)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	views, err := lru.New[uint32, viewDef](cfg.Size)
+	views, err := shardlru.New[uint32, viewDef](cfg.Size)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}

@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pgwarden/pgwarden/internal/shardlru"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -38,7 +38,7 @@ type Function struct {
 
 // named caches answers keyed by name for TTL, and until Invalidate.
 type named[T any] struct {
-	cache *lru.Cache[string, namedEntry[T]]
+	cache *shardlru.Cache[string, namedEntry[T]]
 }
 
 type namedEntry[T any] struct {
@@ -47,7 +47,7 @@ type namedEntry[T any] struct {
 }
 
 func newNamed[T any](size int) (named[T], error) {
-	c, err := lru.New[string, namedEntry[T]](size)
+	c, err := shardlru.New[string, namedEntry[T]](size)
 	if err != nil {
 		return named[T]{}, fmt.Errorf("catalog: %w", err)
 	}
