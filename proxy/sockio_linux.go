@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -24,6 +25,23 @@ import (
 type sockIO struct {
 	conn net.Conn
 	rc   syscall.RawConn
+
+	// The state of the call in progress in each direction, and the
+	// functions RawConn runs, bound once: a closure made per call escapes
+	// through the RawConn interface, and that was two allocations per
+	// message. The mutexes keep concurrent calls of one direction (which
+	// the relay does not make) from sharing the state.
+	rmu    sync.Mutex
+	rbuf   []byte
+	rn     int
+	rerrno syscall.Errno
+	readFn func(fd uintptr) bool
+
+	wmu     sync.Mutex
+	wbuf    []byte
+	wdone   int
+	werrno  syscall.Errno
+	writeFn func(fd uintptr) bool
 }
 
 // rawSocket returns sockIO for a plain TCP connection, c itself for any
@@ -52,28 +70,22 @@ func newSockIO(c net.Conn) *sockIO {
 	if err != nil {
 		return nil
 	}
-	return &sockIO{conn: c, rc: rc}
+	s := &sockIO{conn: c, rc: rc}
+	s.readFn = s.readSyscall
+	s.writeFn = s.writeSyscall
+	return s
 }
 
 func (s *sockIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.rbuf, s.rn, s.rerrno = p, 0, 0
+	err := s.rc.Read(s.readFn)
+	n, errno := s.rn, s.rerrno
+	s.rbuf = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -85,25 +97,29 @@ func (s *sockIO) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (s *sockIO) Write(p []byte) (int, error) {
-	var done int
-	var errno syscall.Errno
-	err := s.rc.Write(func(fd uintptr) bool {
-		for done < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done))
-			switch e {
-			case 0:
-				done += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
+// readSyscall is Read's RawConn function: one read(2) into s.rbuf.
+func (s *sockIO) readSyscall(fd uintptr) bool {
+	p := s.rbuf
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
 		}
+		s.rn, s.rerrno = int(r), e
 		return true
-	})
+	}
+}
+
+func (s *sockIO) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.wbuf, s.wdone, s.werrno = p, 0, 0
+	err := s.rc.Write(s.writeFn)
+	done, errno := s.wdone, s.werrno
+	s.wbuf = nil
 	switch {
 	case err != nil:
 		return done, err
@@ -111,6 +127,26 @@ func (s *sockIO) Write(p []byte) (int, error) {
 		return done, s.opError("write", errno)
 	}
 	return done, nil
+}
+
+// writeSyscall is Write's RawConn function: write(2) of what is left of
+// s.wbuf until it is all written or the socket is full.
+func (s *sockIO) writeSyscall(fd uintptr) bool {
+	p := s.wbuf
+	for s.wdone < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[s.wdone])), uintptr(len(p)-s.wdone))
+		switch e {
+		case 0:
+			s.wdone += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError is the error net.Conn returns for a failed system call.
