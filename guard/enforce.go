@@ -647,7 +647,7 @@ func (s *session) widen(st *proxy.Statement, f *Figures) {
 		return
 	}
 	grown := false
-	for t := range f.Tables {
+	for _, t := range f.Tables {
 		if !slices.Contains(e.pctx.Tables, t) {
 			e.pctx.Tables = append(e.pctx.Tables, t)
 			grown = true
@@ -718,7 +718,10 @@ func (s *session) addOpenSubjects(c *hll.Counter, w *who) {
 // scope rules.
 func (s *session) sessionFigures(w *who) policy.Figures {
 	t := &w.total
-	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, Unexplained: t.unexplained, Sequential: t.sequential, PIIValues: make(map[pii.Category]int64)}
+	f := policy.Figures{Rows: t.rows, Bytes: t.bytes, PIIRows: t.piiRows, Unexplained: t.unexplained, Sequential: t.sequential}
+	if len(t.piiValues) > 0 {
+		f.PIIValues = make(map[pii.Category]int64, len(t.piiValues))
+	}
 	for c, n := range t.piiValues {
 		f.PIIValues[pii.Category(c)] = n
 	}

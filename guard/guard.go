@@ -379,6 +379,18 @@ type cursorTotal struct {
 	PIIValues map[string]int64 `json:"pii_values"`
 }
 
+// TableSet is the qualified names of the tables a statement touched,
+// sorted, without duplicates. A statement touches a handful: a sorted
+// slice costs less than a map, and is already in the order the decision
+// log and the norms take.
+type TableSet []string
+
+func (t *TableSet) add(name string) {
+	if i, found := slices.BinarySearch(*t, name); !found {
+		*t = slices.Insert(*t, i, name)
+	}
+}
+
 // Figures are one statement's counts.
 type Figures struct {
 	Rows      int64
@@ -387,7 +399,7 @@ type Figures struct {
 	PIIValues detect.Counts // per category; declared columns counted here too
 	// subjects counts the distinct data subjects, exactly while few.
 	subjects *hll.Counter
-	Tables   map[string]struct{}
+	Tables   TableSet
 	// Redacted counts PII values the client received masked.
 	Redacted int64
 	// Failed is set when the statement ended in an error.
@@ -872,10 +884,7 @@ func (s *session) planColumns(f *Figures, fields []pgproto3.FieldDescription) []
 		}
 		p := s.cc().p
 		if f != nil {
-			if f.Tables == nil {
-				f.Tables = make(map[string]struct{})
-			}
-			f.Tables[s.qualName(col.Schema, col.Table)] = struct{}{}
+			f.Tables.add(s.qualName(col.Schema, col.Table))
 			findKeyColumn(p.Explained(), i, fd, col.Schema, col.Table, col.Name, &s.key)
 		}
 		if p.Excluded(col.Schema, col.Table, col.Name) {
@@ -1187,20 +1196,10 @@ func (s *session) record(st *proxy.Statement, f *Figures) error {
 		// The tables the text names count as touched, whether or not a
 		// result column comes from them (a WHERE, a join, a subquery).
 		for _, rel := range s.analyze(sql).Relations {
-			if f.Tables == nil {
-				f.Tables = make(map[string]struct{})
-			}
-			f.Tables[s.qualify(rel)] = struct{}{}
+			f.Tables.add(s.qualify(rel))
 		}
 	}
-	var tables []string
-	if len(f.Tables) > 0 {
-		tables = make([]string, 0, len(f.Tables))
-		for t := range f.Tables {
-			tables = append(tables, t)
-		}
-		slices.Sort(tables)
-	}
+	tables := []string(f.Tables)
 	s.observe(st, f, tables, now)
 	if m := s.g.cfg.Metrics; m != nil && st != between {
 		m.Statements.Inc()

@@ -60,10 +60,7 @@ func (s *session) derive(st *proxy.Statement, sql string, fields []pgproto3.Fiel
 			if rel.Func {
 				continue
 			}
-			if f.Tables == nil {
-				f.Tables = make(map[string]struct{})
-			}
-			f.Tables[s.qualify(rel)] = struct{}{}
+			f.Tables.add(s.qualify(rel))
 		}
 	}
 }
@@ -115,10 +112,7 @@ func (s *session) viewTables(oid uint32, f *Figures) {
 	}
 	info := s.analyze(def)
 	for _, rel := range info.Relations {
-		if f.Tables == nil {
-			f.Tables = make(map[string]struct{})
-		}
-		f.Tables[s.qualify(rel)] = struct{}{}
+		f.Tables.add(s.qualify(rel))
 	}
 }
 

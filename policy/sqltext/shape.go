@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // A text's shape is the text with every literal replaced by a placeholder
@@ -212,7 +213,9 @@ func scanShape(sql string) shape {
 			i++
 		}
 	}
-	sh.key = string(buf)
+	// buf is not written again: the key may share its bytes, as
+	// strings.Builder's String does.
+	sh.key = unsafe.String(unsafe.SliceData(buf), len(buf))
 	return sh
 }
 
