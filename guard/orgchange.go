@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgwarden/pgwarden/policy"
@@ -37,6 +38,20 @@ type orgChanges struct {
 	changes map[string]*orgChange
 	// next is the earliest time a held novelty is due; zero: none held.
 	next time.Time
+	// due is next in Unix nanoseconds, 0 for none, read without mu: every
+	// observed statement asks whether a novelty is due, and the answer is
+	// almost always no.
+	due atomic.Int64
+}
+
+// setNext sets next and due. Called with mu held.
+func (oc *orgChanges) setNext(t time.Time) {
+	oc.next = t
+	if t.IsZero() {
+		oc.due.Store(0)
+	} else {
+		oc.due.Store(t.UnixNano())
+	}
 }
 
 // orgChange is one new value and the employees it was new to.
@@ -174,7 +189,7 @@ func (s *session) foldNovelty(st *proxy.Statement, a norm.Anomaly, nc policy.Nor
 			until: a.At.Add(nc.OrgChangeHold)}
 		c.held = append(c.held, h)
 		if oc.next.IsZero() || h.until.Before(oc.next) {
-			oc.next = h.until
+			oc.setNext(h.until)
 		}
 		oc.mu.Unlock()
 		g.decideEvicted(evicted)
@@ -251,13 +266,16 @@ func (g *Guard) decideEvicted(held []heldNovelty) {
 // wait ended before now without the change becoming an organisation's.
 func (g *Guard) releaseNovelties(now time.Time) {
 	oc := &g.norms.org
+	if d := oc.due.Load(); d == 0 || now.UnixNano() < d {
+		return
+	}
 	oc.mu.Lock()
 	if oc.next.IsZero() || now.Before(oc.next) {
 		oc.mu.Unlock()
 		return
 	}
 	var due []heldNovelty
-	oc.next = time.Time{}
+	next := time.Time{}
 	for _, c := range oc.changes {
 		kept := c.held[:0]
 		for _, h := range c.held {
@@ -266,12 +284,13 @@ func (g *Guard) releaseNovelties(now time.Time) {
 				continue
 			}
 			kept = append(kept, h)
-			if oc.next.IsZero() || h.until.Before(oc.next) {
-				oc.next = h.until
+			if next.IsZero() || h.until.Before(next) {
+				next = h.until
 			}
 		}
 		c.held = kept
 	}
+	oc.setNext(next)
 	oc.mu.Unlock()
 	g.decideDue(due)
 }
@@ -331,7 +350,7 @@ func (g *Guard) ReleaseHeldNovelties() {
 		due = append(due, c.held...)
 		c.held = nil
 	}
-	oc.next = time.Time{}
+	oc.setNext(time.Time{})
 	oc.mu.Unlock()
 	g.decideDue(due)
 }

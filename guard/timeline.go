@@ -10,13 +10,16 @@ import (
 const timelineHours = 7 * 24
 
 // timeline keeps, per employee, the PII values received in each of the
-// last timelineHours hours, for the dashboard's chart.
+// last timelineHours hours, for the dashboard's chart. Statements of
+// different employees add without meeting on a lock: the map of series
+// is a sync.Map (an employee's series, once made, is read without a
+// lock), each series has its own.
 type timeline struct {
-	mu sync.Mutex
-	by map[string]*series
+	by sync.Map // employee -> *series
 }
 
 type series struct {
+	mu     sync.Mutex
 	hours  [timelineHours]int64
 	latest int64 // the hour (unix hours) of the newest slot
 }
@@ -29,16 +32,13 @@ type Point struct {
 
 func (t *timeline) add(employee string, at time.Time, pii int64) {
 	h := at.Unix() / 3600
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.by == nil {
-		t.by = make(map[string]*series)
+	v, ok := t.by.Load(employee)
+	if !ok {
+		v, _ = t.by.LoadOrStore(employee, &series{latest: h})
 	}
-	s := t.by[employee]
-	if s == nil {
-		s = &series{latest: h}
-		t.by[employee] = s
-	}
+	s := v.(*series)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.advance(h)
 	if h > s.latest-timelineHours {
 		s.hours[h%timelineHours] += pii
@@ -62,10 +62,11 @@ func (g *Guard) Timeline(employee string, now time.Time, n int) []Point {
 	n = min(max(n, 1), timelineHours)
 	h := now.Unix() / 3600
 	out := make([]Point, 0, n)
-	g.timeline.mu.Lock()
-	defer g.timeline.mu.Unlock()
-	s := g.timeline.by[employee]
-	if s != nil {
+	var s *series
+	if v, ok := g.timeline.by.Load(employee); ok {
+		s = v.(*series)
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		s.advance(h)
 	}
 	for x := h - int64(n) + 1; x <= h; x++ {
@@ -82,11 +83,10 @@ func (g *Guard) Timeline(employee string, now time.Time, n int) []Point {
 // week or known to the norm model.
 func (g *Guard) Employees() []string {
 	seen := map[string]bool{}
-	g.timeline.mu.Lock()
-	for name := range g.timeline.by {
-		seen[name] = true
-	}
-	g.timeline.mu.Unlock()
+	g.timeline.by.Range(func(name, _ any) bool {
+		seen[name.(string)] = true
+		return true
+	})
 	if m := g.cfg.Norms; m != nil {
 		for _, name := range m.Employees() {
 			seen[name] = true
