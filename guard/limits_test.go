@@ -226,15 +226,19 @@ WHERE query LIKE 'EXPLAIN%' AND state = 'active' AND pid <> pg_backend_pid()`).S
 		}
 	}
 	ev.decisions(t)
-	if _, n := timed(t, conn, "SELECT email FROM customers WHERE id <= 5000"); n != 5000 {
-		t.Fatalf("%d rows, want 5000", n)
-	}
+	// The estimate has the same deadline: on a loaded machine one may miss
+	// it, a broken catalog connection misses every one.
 	var estimated bool
-	for _, d := range ev.decisions(t) {
-		estimated = estimated || d["rule"] == "big"
+	for attempt := 1; attempt <= 5 && !estimated; attempt++ {
+		if _, n := timed(t, conn, "SELECT email FROM customers WHERE id <= 5000"); n != 5000 {
+			t.Fatalf("%d rows, want 5000", n)
+		}
+		for _, d := range ev.decisions(t) {
+			estimated = estimated || d["rule"] == "big"
+		}
 	}
 	if !estimated {
-		t.Error("no estimate after a deadline: rule big did not alert")
+		t.Error("no estimate after a deadline in 5 attempts: rule big did not alert")
 	}
 }
 
