@@ -248,7 +248,13 @@ func (s *session) clientToServer() error {
 			s.queue.endCopyIn()
 		case 'X':
 			s.clientQuit.Store(true)
-			s.toServer.write(frame)
+			if s.upstream != nil && s.queue.len() == 0 {
+				// The server connection may serve another session:
+				// teardown decides.
+				s.quitWithheld = true
+			} else {
+				s.toServer.write(frame)
+			}
 			s.toServer.flush()
 			return errClientTerminated
 		}
@@ -964,6 +970,11 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			return s.actOnMessage(e, s.insp.Notification(s.messageStmt(e), &n), "notification", nil)
 		}
 	case 'S': // ParameterStatus
+		if s.upstream != nil {
+			if err := s.upstream.setParam(body); err != nil {
+				return false, fatalf(codeProtocolViolation, err, "invalid ParameterStatus from the upstream server")
+			}
+		}
 		if s.insp != nil && !s.blocked {
 			var ps pgproto3.ParameterStatus
 			if err := ps.Decode(body); err != nil {
@@ -1166,7 +1177,7 @@ func (s *session) act(e *pending, v Verdict) (bool, error) {
 // which is forwarded with the true transaction status.
 // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-CANCELING-REQUESTS
 func (s *session) block(e *pending, v Verdict) error {
-	s.blocked = true
+	s.blocked, s.guardStopped = true, true
 	if e.kind == pendExecute {
 		s.blockedBatch.Store(e.batch)
 	}
