@@ -186,7 +186,7 @@ func TestReuseLeavesNothing(t *testing.T) {
 
 	conn := proxytest.Connect(t, ctx, ls.dsn("alice", pw))
 	var pid int32
-	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()", pgx.QueryExecModeSimpleProtocol).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
 	if pid != first {
@@ -260,18 +260,19 @@ func TestReuseNotAfterUncleanEnd(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// A key of its own: what an earlier case parked is not in play.
+			dsn := withParam(t, dsn, "application_name", proxytest.UniqueName(t))
+			before := ls.settled(t).Parked
 			first := ls.backendPID(t, ctx, dsn, func(conn *pgx.Conn) { tc.end(t, conn) })
-			if st := ls.settled(t); st.Parked != 0 {
-				t.Fatalf("%d connections parked", st.Parked)
+			if st := ls.settled(t); st.Parked != before {
+				t.Fatalf("%d connections parked, want %d", st.Parked, before)
 			}
 			if again := ls.backendPID(t, ctx, dsn, nil); again == first {
 				t.Errorf("the next session got the backend, %d", first)
 			}
-			// That clean session parked its backend: the next one starts
-			// from a state with one connection parked, which the next
-			// case must not hand over either.
-			if st := ls.settled(t); st.Parked != 1 {
-				t.Fatalf("a clean session left %d connections parked, want 1", st.Parked)
+			// The clean session that followed did park its backend.
+			if st := ls.settled(t); st.Parked != before+1 {
+				t.Fatalf("a clean session left %d connections parked, want %d", st.Parked, before+1)
 			}
 		})
 	}
