@@ -178,6 +178,8 @@ func (s *session) clientToServer() error {
 		typ, body := frame[0], frame[headerLen:]
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
+			// Until its Sync, an extended-protocol request holds the server in an implicit transaction.
+			s.unsynced = typ != 'S' && (s.unsynced || typ != 'Q' && typ != 'F')
 			if typ == 'S' && s.mayCopyIn {
 				if err := s.awaitCopyIn(); err != nil {
 					return err

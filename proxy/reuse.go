@@ -271,8 +271,10 @@ var discardAll = func() []byte {
 var errNotReusable = errors.New("server connection not reusable")
 
 // parkable reports whether the session, ended with err, left its server
-// connection in a state another session may take over. It runs after
-// both directions of the relay have stopped.
+// connection in a state another session may take over: no transaction,
+// not even the implicit one of an extended-protocol batch without its
+// Sync, nothing in flight, no COPY. It runs after both directions of the
+// relay have stopped.
 func (s *session) parkable(err error) bool {
 	// The client left: it sent Terminate, which was not forwarded, or
 	// closed its connection (an EOF of the client's, not wrapped in an
@@ -281,7 +283,7 @@ func (s *session) parkable(err error) bool {
 	left := s.quitWithheld && errors.Is(err, errClientTerminated) || !wire && errors.Is(err, io.EOF)
 	return left && s.upstream != nil && s.srv.pool != nil && s.published.Load() != nil &&
 		s.reason.Load() == nil && !s.srv.isShuttingDown() &&
-		s.txStatus == 'I' && s.queue.len() == 0 && !s.copyIn && !s.copyOut &&
+		s.txStatus == 'I' && s.queue.len() == 0 && !s.unsynced && !s.queue.copyWork.Load() && !s.copyIn && !s.copyOut &&
 		!s.blocked && !s.guardStopped && !s.failTx.Load() && !s.serverFatal && s.gate.Load() == nil
 }
 

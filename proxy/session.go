@@ -53,6 +53,9 @@ type session struct {
 	// guardStopped is set when the guard blocked a statement: the
 	// session's server connection is not reused.
 	guardStopped bool
+	// unsynced is set while extended-protocol requests await their Sync
+	// (client -> server goroutine).
+	unsynced bool
 
 	info SessionInfo
 	insp SessionInspector

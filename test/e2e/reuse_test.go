@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/test/pgtest"
@@ -253,6 +254,27 @@ func TestReuseNotAfterUncleanEnd(t *testing.T) {
 				t.Error("COPY succeeded after its connection closed")
 			}
 		}},
+		{"in an extended-protocol batch without Sync", func(t *testing.T, conn *pgx.Conn) {
+			// The INSERT runs in the batch's implicit transaction, which
+			// the server rolls back when the client leaves without Sync.
+			fe := conn.PgConn().Frontend()
+			fe.Send(&pgproto3.Parse{Query: "INSERT INTO " + table + " VALUES (42)"})
+			fe.Send(&pgproto3.Bind{})
+			fe.Send(&pgproto3.Execute{})
+			fe.Send(&pgproto3.Flush{})
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				msg, err := fe.Receive()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, ok := msg.(*pgproto3.CommandComplete); ok {
+					break
+				}
+			}
+		}},
 		{"after a block", func(t *testing.T, conn *pgx.Conn) {
 			_, err := conn.Exec(ctx, "SELECT generate_series(1, 100)")
 			proxytest.WantCode(t, err, "42501")
@@ -269,6 +291,10 @@ func TestReuseNotAfterUncleanEnd(t *testing.T) {
 			}
 			if again := ls.backendPID(t, ctx, dsn, nil); again == first {
 				t.Errorf("the next session got the backend, %d", first)
+			}
+			var uncommitted int
+			if err := super.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE n = 42").Scan(&uncommitted); err != nil || uncommitted != 0 {
+				t.Errorf("%d rows the client never committed are in the table (%v)", uncommitted, err)
 			}
 			// The clean session that followed did park its backend.
 			if st := ls.settled(t); st.Parked != before+1 {
