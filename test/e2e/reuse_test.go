@@ -428,3 +428,40 @@ func TestReuseShutdownClosesParked(t *testing.T) {
 		return err == nil && n == 0, fmt.Sprintf("%d, %v", n, err)
 	})
 }
+
+// TestReuseOverUpstreamTLS: over verified TLS to the server, a parked
+// connection serves the next session, reset, and one the server ended
+// while parked is replaced.
+func TestReuseOverUpstreamTLS(t *testing.T) {
+	t.Parallel()
+	ls := startLoginProxy(t, fastThrottle, nil, withReuse(), proxytest.WithUpstreamTLS(t, proxy.TLSVerifyFull, "localhost"))
+	pw := ls.addLogin(t, "alice", ls.role)
+	ctx := proxytest.Ctx(t, 0)
+	super := proxytest.SuperConn(t, ctx)
+
+	first := ls.backendPID(t, ctx, ls.dsn("alice", pw), func(conn *pgx.Conn) {
+		proxytest.MustExec(t, ctx, conn, "SET work_mem = '77MB'")
+	})
+	conn := proxytest.Connect(t, ctx, ls.dsn("alice", pw))
+	var pid int32
+	var ssl bool
+	var workMem string
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid(), ssl, current_setting('work_mem') FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&pid, &ssl, &workMem); err != nil {
+		t.Fatal(err)
+	}
+	if pid != first || !ssl || workMem == "77MB" {
+		t.Errorf("second session: backend %d (want %d), TLS %v, work_mem %s", pid, first, ssl, workMem)
+	}
+	conn.Close(ctx)
+	ls.settled(t)
+
+	proxytest.MustExec(t, ctx, super, "SELECT pg_terminate_backend($1)", first)
+	proxytest.Eventually(t, 5*time.Second, "backend gone", func() (bool, string) {
+		var n int
+		err := super.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", first).Scan(&n)
+		return err == nil && n == 0, fmt.Sprintf("%d, %v", n, err)
+	})
+	if again := ls.backendPID(t, ctx, ls.dsn("alice", pw), nil); again == first {
+		t.Errorf("backend %d again after it was terminated", again)
+	}
+}
