@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -463,5 +464,37 @@ func TestReuseOverUpstreamTLS(t *testing.T) {
 	})
 	if again := ls.backendPID(t, ctx, ls.dsn("alice", pw), nil); again == first {
 		t.Errorf("backend %d again after it was terminated", again)
+	}
+}
+
+// TestReusePsql: libpq starts normally on a reused connection, with the
+// parameters it reads from the startup (encoding, server version,
+// standard_conforming_strings) as after the previous session's reset.
+func TestReusePsql(t *testing.T) {
+	t.Parallel()
+	ls := startLoginProxy(t, fastThrottle, nil, withReuse())
+	pw := ls.addLogin(t, "grace", ls.role)
+	ctx := proxytest.Ctx(t, 0)
+	dsn := ls.dsn("grace", pw)
+	first := runPsql(t, ctx, dsn, "", "SET standard_conforming_strings = off", "SET client_encoding = 'LATIN1'", "SELECT pg_backend_pid()")
+	if first.Exit != 0 {
+		t.Fatalf("psql: exit %d, stderr %q", first.Exit, first.Stderr)
+	}
+	ls.settled(t)
+	// \encoding prints the encoding libpq took from ParameterStatus.
+	second := runPsql(t, ctx, dsn, "", "SELECT pg_backend_pid()", `SELECT 'a\b', current_setting('client_encoding'), current_setting('server_version') <> ''`, `\encoding`)
+	if second.Exit != 0 {
+		t.Fatalf("psql on the reused connection: exit %d, stderr %q", second.Exit, second.Stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(second.Stdout), "\n")
+	firstLines := strings.Split(strings.TrimSpace(first.Stdout), "\n")
+	if len(lines) != 3 || len(firstLines) == 0 || lines[0] != firstLines[len(firstLines)-1] {
+		t.Fatalf("first psql printed %q, second %q: not one backend", first.Stdout, second.Stdout)
+	}
+	if !strings.HasPrefix(lines[1], `a\b|`) || strings.Contains(lines[1], "LATIN1") || !strings.HasSuffix(lines[1], "|t") {
+		t.Errorf("second psql printed %q: the previous session's settings", lines[1])
+	}
+	if enc := strings.Split(lines[1], "|")[1]; lines[2] != enc {
+		t.Errorf("libpq's client encoding %q, the server's %q", lines[2], enc)
 	}
 }
