@@ -450,6 +450,7 @@ func (s *session) screen(st *Statement) (*Verdict, error) {
 	v := s.insp.Statement(st)
 	switch v.Action {
 	case Block:
+		s.guardStopped.Store(true)
 		return &v, nil
 	case Kill:
 		s.insp.Blocked(st, v)
@@ -1179,7 +1180,8 @@ func (s *session) act(e *pending, v Verdict) (bool, error) {
 // which is forwarded with the true transaction status.
 // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-CANCELING-REQUESTS
 func (s *session) block(e *pending, v Verdict) error {
-	s.blocked, s.guardStopped = true, true
+	s.blocked = true
+	s.guardStopped.Store(true)
 	if e.kind == pendExecute {
 		s.blockedBatch.Store(e.batch)
 	}

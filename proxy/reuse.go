@@ -284,7 +284,7 @@ func (s *session) parkable(err error) bool {
 	return left && s.upstream != nil && s.srv.pool != nil && s.published.Load() != nil &&
 		s.reason.Load() == nil && !s.srv.isShuttingDown() &&
 		s.txStatus == 'I' && s.queue.len() == 0 && !s.unsynced && !s.queue.copyWork.Load() && !s.copyIn && !s.copyOut &&
-		!s.blocked && !s.guardStopped && !s.failTx.Load() && !s.serverFatal && s.gate.Load() == nil
+		!s.blocked && !s.guardStopped.Load() && !s.failTx.Load() && !s.serverFatal && s.gate.Load() == nil
 }
 
 // park hands the session's server connection to the pool: the session's

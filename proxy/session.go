@@ -50,9 +50,9 @@ type session struct {
 	// quitWithheld is set when the client's Terminate was not forwarded,
 	// so that the server connection may be parked.
 	quitWithheld bool
-	// guardStopped is set when the guard blocked a statement: the
-	// session's server connection is not reused.
-	guardStopped bool
+	// guardStopped is set when the guard blocked or refused a
+	// statement: the session's server connection is not reused.
+	guardStopped atomic.Bool
 	// unsynced is set while extended-protocol requests await their Sync
 	// (client -> server goroutine).
 	unsynced bool
