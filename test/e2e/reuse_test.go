@@ -498,3 +498,29 @@ func TestReusePsql(t *testing.T) {
 		t.Errorf("libpq's client encoding %q, the server's %q", lines[2], enc)
 	}
 }
+
+// TestReuseNotAfterRefusal: a backend in whose session the guard refused
+// a statement is not given to the next session.
+func TestReuseNotAfterRefusal(t *testing.T) {
+	t.Parallel()
+	ls := startLoginProxy(t, fastThrottle, nil, withReuse(), proxytest.WithInspector(refuser{}))
+	pw := ls.addLogin(t, "alice", ls.role)
+	ctx := proxytest.Ctx(t, 0)
+	dsn := ls.dsn("alice", pw)
+
+	clean := ls.backendPID(t, ctx, dsn, nil)
+	refused := ls.backendPID(t, ctx, dsn, func(conn *pgx.Conn) {
+		_, err := conn.Exec(ctx, "SELECT 'refuse_me'")
+		wantRefused(t, err)
+		proxytest.CheckUsable(t, ctx, conn)
+	})
+	if refused != clean {
+		t.Fatalf("second session on backend %d, want the first's, %d: nothing tested", refused, clean)
+	}
+	if st := ls.settled(t); st.Parked != 0 {
+		t.Errorf("%d connections parked after a refusal", st.Parked)
+	}
+	if again := ls.backendPID(t, ctx, dsn, nil); again == refused {
+		t.Errorf("the next session got the backend, %d", again)
+	}
+}
