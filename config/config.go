@@ -65,6 +65,10 @@ type Config struct {
 		// OIDC accepts tokens of the company's identity provider as
 		// the password.
 		OIDC OIDC `yaml:"oidc"`
+		// Reuse has the upstream connections of logged-in sessions
+		// serve later sessions of the same role, database and startup
+		// parameters.
+		Reuse Reuse `yaml:"reuse"`
 	} `yaml:"login"`
 	Limits struct {
 		MaxConnections       int      `yaml:"max_connections"`
@@ -223,6 +227,16 @@ type OIDCRole struct {
 type RoleSecret struct {
 	PasswordEnv  string `yaml:"password_env"`
 	PasswordFile string `yaml:"password_file"`
+}
+
+// Reuse is the reuse of upstream connections by sessions under
+// pgwarden's own login (login.reuse). Zero values take the defaults of
+// proxy.Reuse.
+type Reuse struct {
+	Enabled     bool     `yaml:"enabled"`
+	MaxIdle     int      `yaml:"max_idle"`
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	MaxLifetime Duration `yaml:"max_lifetime"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.

@@ -224,6 +224,38 @@ login:
 	sameList(t, errorList(t, c.Validate()), []string{path + `:3:10: login.oidc.issuer: login.oidc needs login.enabled (--login)`})
 }
 
+func TestValidateLoginReuse(t *testing.T) {
+	path := writeFile(t, `upstream: {url: "postgres://db"}
+login:
+  reuse: {enabled: true, max_idle: -1, idle_timeout: 30s}
+`)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	sameList(t, errorList(t, c.Validate()), []string{
+		path + `:3:11: login.reuse.enabled: login.reuse needs login.enabled (--login)`,
+		path + `:3:26: login.reuse.max_idle: max_idle -1: want a positive number (0: the default, 10)`,
+	})
+
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	flags := RegisterFlags(fs)
+	if err := fs.Parse([]string{"--login", "--users-file", "u.json", "--login-reuse", "--login-reuse-max-idle", "3", "--login-reuse-idle-timeout", "5s", "--login-reuse-max-lifetime", "10m"}); err != nil {
+		t.Fatal(err)
+	}
+	c = &Config{}
+	c.Upstream.URL = "postgres://db"
+	flags.Apply(c)
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Login.Reuse; !r.Enabled || r.MaxIdle != 3 || r.IdleTimeout != Duration(5*time.Second) || r.MaxLifetime != Duration(10*time.Minute) {
+		t.Errorf("flags gave %+v", r)
+	}
+}
+
 func TestValidateStream(t *testing.T) {
 	path := writeFile(t, `upstream:
   url: postgres://db

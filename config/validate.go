@@ -137,6 +137,22 @@ func (c *Config) validateLogin(bad badFunc) {
 	if !lc.Enabled && lc.OIDC.Issuer != "" {
 		bad("login.oidc.issuer", "login.oidc needs login.enabled (--login)")
 	}
+	if r := &lc.Reuse; r.Enabled || r.MaxIdle != 0 || r.IdleTimeout != 0 || r.MaxLifetime != 0 {
+		if !lc.Enabled {
+			bad(firstSet(map[string]bool{"login.reuse.enabled": r.Enabled, "login.reuse.max_idle": r.MaxIdle != 0,
+				"login.reuse.idle_timeout": r.IdleTimeout != 0, "login.reuse.max_lifetime": r.MaxLifetime != 0}),
+				"login.reuse needs login.enabled (--login)")
+		}
+		if r.MaxIdle < 0 {
+			bad("login.reuse.max_idle", "max_idle %d: want a positive number (0: the default, 10)", r.MaxIdle)
+		}
+		if r.IdleTimeout < 0 {
+			bad("login.reuse.idle_timeout", "idle_timeout must not be negative")
+		}
+		if r.MaxLifetime < 0 {
+			bad("login.reuse.max_lifetime", "max_lifetime must not be negative")
+		}
+	}
 }
 
 // validateTrail checks the audit trail, its stream to a SIEM and the admin public URL.

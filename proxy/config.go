@@ -90,6 +90,10 @@ type Config struct {
 	// role each login maps to (see Login). Nil relays authentication to
 	// the upstream server for every session.
 	Login *Login
+	// Reuse, if set, has the upstream connections of the sessions that
+	// Login authenticates serve later sessions of the same role,
+	// database and startup parameters (see Reuse). It needs Login.
+	Reuse *Reuse
 
 	// Inspector sees every session's traffic; nil relays without decoding.
 	Inspector Inspector
@@ -145,6 +149,14 @@ func (c *Config) CheckAndSetDefaults() error {
 		if err := c.Login.check(); err != nil {
 			return err
 		}
+	}
+	if c.Reuse != nil {
+		if c.Login == nil {
+			return errors.New("reuse of upstream connections needs Login")
+		}
+		r := *c.Reuse
+		r.setDefaults()
+		c.Reuse = &r
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 10 * time.Second

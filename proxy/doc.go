@@ -29,6 +29,14 @@
 // configured password (cleartext, md5 or SCRAM), which the client never
 // sees (see login.go).
 //
+// Reuse. With Config.Reuse, the server connection of a session under
+// pgwarden's own login outlives the session when it ended cleanly (the
+// client left outside any transaction, nothing in flight, no COPY, no
+// block, no cancel): its cancel key is withdrawn, DISCARD ALL resets it,
+// and it waits for the next session of the same role, database and
+// startup parameters, which gets AuthenticationOk, the server's parameters
+// as they stand, a cancel key of its own and ReadyForQuery (see reuse.go).
+//
 // Relay. One goroutine per direction (the client's on the session's own
 // goroutine) reads whole frames (type, length, body) into a buffer it owns,
 // forwards the bytes unchanged, and flushes its writer only when the reader

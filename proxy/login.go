@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -417,6 +418,9 @@ func (s *session) authenticateUpstream(role, password string) error {
 		case 'E':
 			return s.upstreamRefused(role, frame)
 		default: // NegotiateProtocolVersion, NoticeResponse
+			if frame[0] == 'v' && s.upstream != nil {
+				s.upstream.negotiate = bytes.Clone(frame)
+			}
 			if err := s.toClient.write(frame); err != nil {
 				return err
 			}

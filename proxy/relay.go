@@ -178,6 +178,8 @@ func (s *session) clientToServer() error {
 		typ, body := frame[0], frame[headerLen:]
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
+			// Until its Sync, an extended-protocol request holds the server in an implicit transaction.
+			s.unsynced = typ != 'S' && (s.unsynced || typ != 'Q' && typ != 'F')
 			if typ == 'S' && s.mayCopyIn {
 				if err := s.awaitCopyIn(); err != nil {
 					return err
@@ -248,7 +250,13 @@ func (s *session) clientToServer() error {
 			s.queue.endCopyIn()
 		case 'X':
 			s.clientQuit.Store(true)
-			s.toServer.write(frame)
+			if s.upstream != nil && s.queue.len() == 0 {
+				// The server connection may serve another session:
+				// teardown decides.
+				s.quitWithheld = true
+			} else {
+				s.toServer.write(frame)
+			}
 			s.toServer.flush()
 			return errClientTerminated
 		}
@@ -442,6 +450,7 @@ func (s *session) screen(st *Statement) (*Verdict, error) {
 	v := s.insp.Statement(st)
 	switch v.Action {
 	case Block:
+		s.guardStopped.Store(true)
 		return &v, nil
 	case Kill:
 		s.insp.Blocked(st, v)
@@ -964,6 +973,11 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			return s.actOnMessage(e, s.insp.Notification(s.messageStmt(e), &n), "notification", nil)
 		}
 	case 'S': // ParameterStatus
+		if s.upstream != nil {
+			if err := s.upstream.setParam(body); err != nil {
+				return false, fatalf(codeProtocolViolation, err, "invalid ParameterStatus from the upstream server")
+			}
+		}
 		if s.insp != nil && !s.blocked {
 			var ps pgproto3.ParameterStatus
 			if err := ps.Decode(body); err != nil {
@@ -1167,6 +1181,7 @@ func (s *session) act(e *pending, v Verdict) (bool, error) {
 // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-CANCELING-REQUESTS
 func (s *session) block(e *pending, v Verdict) error {
 	s.blocked = true
+	s.guardStopped.Store(true)
 	if e.kind == pendExecute {
 		s.blockedBatch.Store(e.batch)
 	}

@@ -36,6 +36,7 @@ type Server struct {
 	startups startupSlots // per address, connections not yet authenticated
 	sessWG   sync.WaitGroup
 	shutdown chan struct{}
+	pool     *serverPool // parked upstream connections; nil without Config.Reuse
 }
 
 // NewServer validates cfg and returns a Server.
@@ -43,14 +44,27 @@ func NewServer(cfg Config) (*Server, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		byPID:     make(map[uint32]*session),
 		shutdown:  make(chan struct{}),
-	}, nil
+	}
+	if cfg.Reuse != nil {
+		s.pool = newServerPool(*cfg.Reuse, cfg.Now)
+	}
+	return s, nil
+}
+
+// ReuseStats reports the reuse of upstream connections (Config.Reuse);
+// zero without it.
+func (s *Server) ReuseStats() ReuseStats {
+	if s.pool == nil {
+		return ReuseStats{}
+	}
+	return s.pool.stats()
 }
 
 // Serve accepts connections on ln until Shutdown or Close. It always returns
@@ -114,6 +128,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	s.mu.Unlock()
+	if s.pool != nil {
+		// Parked connections end now; sessions still running close
+		// theirs when they end.
+		s.pool.close()
+	}
 
 	// Sessions waiting for their client between transactions end now;
 	// the others end as soon as they reach that point, or at the deadline.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -39,6 +40,22 @@ type session struct {
 	serverCert  *x509.Certificate // upstream TLS leaf, for SCRAM channel binding
 	key         cancelKey         // pgwarden's key given to the client
 	upstreamKey cancelKey         // the upstream server's key
+
+	// upstream is the server connection's record for reuse (Config.Reuse),
+	// nil when the session's connection may not be reused.
+	upstream *serverConn
+	// upstreamState says whether the server connection is the session's,
+	// was sent a CancelRequest, or has been parked (upstreamAttached...).
+	upstreamState atomic.Int32
+	// quitWithheld is set when the client's Terminate was not forwarded,
+	// so that the server connection may be parked.
+	quitWithheld bool
+	// guardStopped is set when the guard blocked or refused a
+	// statement: the session's server connection is not reused.
+	guardStopped atomic.Bool
+	// unsynced is set while extended-protocol requests await their Sync
+	// (client -> server goroutine).
+	unsynced bool
 
 	info SessionInfo
 	insp SessionInspector
@@ -233,8 +250,11 @@ func (s *session) teardown(err error) error {
 				s.toClient.flush()
 			}
 		}
+		if server != nil && s.parkable(err) && s.park() {
+			server = nil
+		}
 		if server != nil {
-			if !errors.Is(err, errClientTerminated) {
+			if !errors.Is(err, errClientTerminated) || s.quitWithheld {
 				if s.queue.len() > 0 && s.upstreamKey.pid != 0 {
 					ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CancelTimeout)
 					s.cancelUpstream(ctx)
@@ -288,32 +308,49 @@ func (s *session) startup() error {
 	if err != nil {
 		return err
 	}
-	server, err := s.connectUpstream(early)
-	if err != nil {
-		return err
+	var parked *serverConn
+	if method != LoginRelay && s.srv.pool != nil {
+		key := reuseKey(s.cfg.UpstreamTLSMode, sm)
+		if parked = s.srv.pool.get(key); parked == nil {
+			s.upstream = &serverConn{key: key, created: s.cfg.Now()}
+		}
 	}
-	if _, err := server.Write(sm.encode()); err != nil {
-		return fatalf(codeConnectionFailure, err, "could not send the startup message upstream")
-	}
-	if method != LoginRelay {
-		err = s.authenticateUpstream(s.info.User, password)
-	} else {
-		err = s.authenticate()
-	}
-	if err != nil {
-		return err
+	if parked == nil {
+		server, err := s.connectUpstream(early)
+		if err != nil {
+			return err
+		}
+		if s.upstream != nil {
+			s.srv.pool.opened.Add(1)
+		}
+		if _, err := server.Write(sm.encode()); err != nil {
+			return fatalf(codeConnectionFailure, err, "could not send the startup message upstream")
+		}
+		if method != LoginRelay {
+			err = s.authenticateUpstream(s.info.User, password)
+		} else {
+			err = s.authenticate()
+		}
+		if err != nil {
+			return err
+		}
 	}
 	s.fromClient.maxBody = s.cfg.MaxMessageSize
 	if s.authenticated != nil {
 		s.authenticated()
 	}
-	if err := s.finishStartup(); err != nil {
+	if parked != nil {
+		err = s.resume(parked)
+	} else {
+		err = s.finishStartup()
+	}
+	if err != nil {
 		return err
 	}
 	if err := s.setStartupDeadline(s.client, time.Time{}); err != nil {
 		return err
 	}
-	return s.setStartupDeadline(server, time.Time{})
+	return s.setStartupDeadline(s.server, time.Time{})
 }
 
 // negotiate reads the client's packets up to its StartupMessage: SSL and
@@ -473,16 +510,21 @@ func (s *session) connectUpstream(early *earlyDial) (net.Conn, error) {
 			s.serverCert = certs[0]
 		}
 	}
+	s.useServer(server)
+	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
+	return server, nil
+}
+
+// useServer makes server the session's upstream connection and sets up
+// its frames.
+func (s *session) useServer(server net.Conn) {
 	s.connMu.Lock()
 	s.server = server
 	s.connMu.Unlock()
-	server.SetDeadline(s.cfg.Now().Add(s.cfg.StartupTimeout))
 	s.info.UpstreamTLS = s.cfg.UpstreamTLSMode != TLSDisable
-
 	rawServer := rawSocket(server)
 	s.fromServer = newFrameReader(rawServer, pgMaxMessageSize, nil)
 	s.toServer = newFrameWriter(gatedWriter{s, rawServer})
-	return server, nil
 }
 
 // setStartupDeadline sets a deadline during startup unless the session has
@@ -583,6 +625,16 @@ func (s *session) dialUpstream(ctx context.Context) (net.Conn, error) {
 // connection and waits for the server to close it, which it does after
 // signalling the backend.
 func (s *session) cancelUpstream(ctx context.Context) error {
+	for {
+		st := s.upstreamState.Load()
+		if st == upstreamDetached {
+			// Parked: the server session is no longer this session's.
+			return nil
+		}
+		if st == upstreamCanceled || s.upstreamState.CompareAndSwap(st, upstreamCanceled) {
+			break
+		}
+	}
 	conn, err := s.dialUpstream(ctx)
 	if err != nil {
 		return err
@@ -620,11 +672,8 @@ func (s *session) finishStartup() error {
 			if err := kd.Decode(frame[headerLen:]); err != nil {
 				return fatalf(codeProtocolViolation, err, "invalid BackendKeyData from upstream")
 			}
-			s.upstreamKey = cancelKey{pid: kd.ProcessID, secret: kd.SecretKey}
-			pid, secret := s.srv.register(s, kd.ProcessID, len(kd.SecretKey))
-			s.info.BackendPID = pid
-			out, _ := (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: secret}).Encode(nil)
-			if err := s.toClient.write(out); err != nil {
+			s.upstreamKey = cancelKey{pid: kd.ProcessID, secret: bytes.Clone(kd.SecretKey)}
+			if err := s.writeKeyData(); err != nil {
 				return err
 			}
 			continue
@@ -632,28 +681,49 @@ func (s *session) finishStartup() error {
 			s.toClient.write(frame)
 			s.toClient.flush()
 			return fmt.Errorf("upstream refused the session: %s", errorMessage(frame))
-		case 'Z':
-			if s.cfg.Inspector != nil {
-				insp, err := s.cfg.Inspector.StartSession(context.Background(), &s.info)
-				if err != nil {
-					return &wireError{Severity: "FATAL", Code: codeInsufficientPrivilege, Message: err.Error(), Err: err}
+		case 'S':
+			if s.upstream != nil {
+				if err := s.upstream.setParam(frame[headerLen:]); err != nil {
+					return fatalf(codeProtocolViolation, err, "invalid ParameterStatus from upstream")
 				}
-				s.insp = insp
-				s.prepared = make(map[string]*preparedStmt)
-				s.portals = make(map[string]*portal)
 			}
-			info := s.info
-			s.published.Store(&info)
-			s.idle.Store(true)
-			if err := s.toClient.write(frame); err != nil {
-				return err
-			}
-			return s.toClient.flush()
+		case 'Z':
+			return s.ready(frame)
 		}
 		if err := s.toClient.write(frame); err != nil {
 			return err
 		}
 	}
+}
+
+// writeKeyData registers the session under a cancel key of pgwarden's own
+// and sends it to the client in place of the server's.
+func (s *session) writeKeyData() error {
+	pid, secret := s.srv.register(s, s.upstreamKey.pid, len(s.upstreamKey.secret))
+	s.info.BackendPID = pid
+	out, _ := (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: secret}).Encode(nil)
+	return s.toClient.write(out)
+}
+
+// ready ends the startup with the server's first ReadyForQuery: the
+// inspector's session starts, and the session is published.
+func (s *session) ready(frame []byte) error {
+	if s.cfg.Inspector != nil {
+		insp, err := s.cfg.Inspector.StartSession(context.Background(), &s.info)
+		if err != nil {
+			return &wireError{Severity: "FATAL", Code: codeInsufficientPrivilege, Message: err.Error(), Err: err}
+		}
+		s.insp = insp
+		s.prepared = make(map[string]*preparedStmt)
+		s.portals = make(map[string]*portal)
+	}
+	info := s.info
+	s.published.Store(&info)
+	s.idle.Store(true)
+	if err := s.toClient.write(frame); err != nil {
+		return err
+	}
+	return s.toClient.flush()
 }
 
 // errorMessage extracts the message field of an ErrorResponse frame.

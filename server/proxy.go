@@ -42,8 +42,13 @@ func (s *Server) proxyConfig() (proxy.Config, error) {
 	if err != nil {
 		return proxy.Config{}, err
 	}
+	var reuse *proxy.Reuse
+	if r := fc.Login.Reuse; r.Enabled {
+		reuse = &proxy.Reuse{MaxIdle: r.MaxIdle, IdleTimeout: time.Duration(r.IdleTimeout), MaxLifetime: time.Duration(r.MaxLifetime)}
+	}
 	return proxy.Config{
 		Login:                login,
+		Reuse:                reuse,
 		Identify:             identify,
 		UpstreamAddr:         addr,
 		UpstreamTLSMode:      mode,
@@ -295,4 +300,15 @@ func rolePassword(roles map[string]config.RoleSecret, role string) (string, erro
 		return v, nil
 	}
 	return "", fmt.Errorf("no password for role %q: set $%s or login.roles in the config file", role, name)
+}
+
+// reuseMetrics registers the gauge and counters of upstream connection
+// reuse (login.reuse).
+func (s *Server) reuseMetrics() {
+	s.metrics.GaugeFunc("pgwarden_upstream_parked", "Upstream connections idle, waiting for the next session of their role, database and parameters.",
+		func() float64 { return float64(s.proxy.ReuseStats().Parked) })
+	s.metrics.CounterFunc("pgwarden_upstream_opened_total", "Upstream connections opened for sessions under pgwarden's login that could have reused one.",
+		func() float64 { return float64(s.proxy.ReuseStats().Opened) })
+	s.metrics.CounterFunc("pgwarden_upstream_reused_total", "Sessions under pgwarden's login that took a parked upstream connection.",
+		func() float64 { return float64(s.proxy.ReuseStats().Reused) })
 }

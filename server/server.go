@@ -130,6 +130,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if s.proxy, err = proxy.NewServer(pcfg); err != nil {
 		return nil, err
 	}
+	if pcfg.Reuse != nil {
+		s.reuseMetrics()
+	}
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -69,5 +71,64 @@ func TestServeLogin(t *testing.T) {
 	relayed.Close(ctx)
 	if strings.Contains(stderr.String(), pgtest.Password) || strings.Contains(stderr.String(), "erin-pw-7") {
 		t.Error("a password in pgwarden's log")
+	}
+}
+
+// TestServeLoginReuse: with --login-reuse, two sessions of a login one
+// after the other run on one server backend, and the metrics count it.
+func TestServeLoginReuse(t *testing.T) {
+	c := pgtest.Shared(t)
+	users := filepath.Join(t.TempDir(), "users.json")
+	if code, _, errOut := runWithStdin(t, "fay-pw-3\n", nil, "users", "add", "fay", "--role", pgtest.ScramUser, "--users-file", users); code != 0 {
+		t.Fatalf("users add: %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI("serve", "--upstream", "postgres://"+c.Addr(), "--login-reuse"); code != 1 || !strings.Contains(errOut, "login.reuse needs login.enabled") {
+		t.Errorf("--login-reuse without --login: %d %q", code, errOut)
+	}
+	listen, adminAddr := freeAddr(t), freeAddr(t)
+	const token = "test-admin-token-0123456789"
+	cmd, stderr := startBinary(t, []string{"PGWARDEN_ROLE_PASSWORD_PGW_SCRAM=" + pgtest.Password, "PGWARDEN_ADMIN_TOKEN=" + token}, "serve", "--listen", listen,
+		"--upstream", "postgres://"+c.Addr(), "--login", "--users-file", users, "--login-reuse", "--admin-listen", adminAddr)
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	proxytest.WaitListening(t, listen, 10*time.Second)
+	dsn := fmt.Sprintf("postgres://fay:fay-pw-3@%s/%s?sslmode=disable", listen, c.Database)
+	metrics := func() string {
+		req, _ := http.NewRequest("GET", "http://"+adminAddr+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	var pids []int32
+	for i := range 2 {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatalf("session %d: %v\n%s", i+1, err, stderr)
+		}
+		var pid int32
+		if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, pid)
+		conn.Close(ctx)
+		proxytest.Eventually(t, 10*time.Second, "connection parked", func() (bool, string) {
+			m := metrics()
+			return strings.Contains(m, "pgwarden_upstream_parked 1"), m
+		})
+	}
+	if pids[0] != pids[1] {
+		t.Errorf("two sessions on backends %d and %d", pids[0], pids[1])
+	}
+	m := metrics()
+	for _, want := range []string{"pgwarden_upstream_opened_total 1", "pgwarden_upstream_reused_total 1"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

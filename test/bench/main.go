@@ -35,6 +35,9 @@ Workloads (-workloads, comma-separated; a group name selects all its members):
   select    pgx reads the whole -rows table:           rows/s, proxy CPU us/row
   copy      COPY (SELECT ...) TO STDOUT via pgconn:    MB/s, proxy CPU us/row
   connect   -connections x (connect, SELECT 1, close): ms/conn, proxy CPU us/conn
+  connect-login  connect with a SCRAM password: direct as pgw_scram, through
+            pgwarden as its own login (--login --login-reuse; the baseline
+            without --login-reuse), through PgBouncer as connect (trust)
 
 Targets (-targets): direct (always), pgwarden, pgbouncer (skipped with a note when
 the pgbouncer binary is missing: apt-get install pgbouncer). -baseline BIN adds

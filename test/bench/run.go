@@ -108,7 +108,8 @@ func (b *bench) run(ctx context.Context) (err error) {
 		b.prog.logf("stopping PostgreSQL")
 		err = errors.Join(err, cluster.Stop())
 	}()
-	direct := &target{name: targetDirect, host: cluster.Host, port: cluster.Port, db: cluster.Database, user: pgtest.TrustUser}
+	direct := &target{name: targetDirect, host: cluster.Host, port: cluster.Port, db: cluster.Database, user: pgtest.TrustUser,
+		login: pgtest.ScramUser, password: pgtest.Password}
 	b.targets = append(b.targets, direct)
 	if err := b.prepare(ctx, cluster, direct); err != nil {
 		return err
@@ -132,6 +133,12 @@ func (b *bench) run(ctx context.Context) (err error) {
 		if err := os.WriteFile(pol, []byte(text+benchRules), 0o600); err != nil {
 			return err
 		}
+		var login []string
+		if b.selected("connect-login") {
+			if login, err = b.loginFlags(ctx, pgwardenBin, tmp); err != nil {
+				return err
+			}
+		}
 		bins := []string{pgwardenBin}
 		if cfg.baselineBin != "" {
 			base, err := filepath.Abs(cfg.baselineBin)
@@ -145,7 +152,16 @@ func (b *bench) run(ctx context.Context) (err error) {
 			if i == 1 {
 				name = targetBaseline
 			}
-			p, port, err := startPgwarden(ctx, name, bin, tmp, cluster.Addr(), extra...)
+			flags := extra
+			if login != nil {
+				flags = append(slices.Clone(extra), login...)
+				if i == 0 {
+					// The baseline, an older build perhaps, logs in
+					// without reuse.
+					flags = append(flags, "--login-reuse")
+				}
+			}
+			p, port, err := startPgwarden(ctx, name, bin, tmp, cluster.Addr(), flags...)
 			if err != nil {
 				return err
 			}
@@ -155,7 +171,11 @@ func (b *bench) run(ctx context.Context) (err error) {
 			} else {
 				b.rep.Meta.Baseline = strings.Join(p.argv, " ")
 			}
-			b.targets = append(b.targets, &target{name: name, host: "127.0.0.1", port: port, db: cluster.Database, user: pgtest.TrustUser, proc: p})
+			t := &target{name: name, host: "127.0.0.1", port: port, db: cluster.Database, user: pgtest.TrustUser, proc: p}
+			if login != nil {
+				t.login, t.password = benchLogin, benchLoginPassword
+			}
+			b.targets = append(b.targets, t)
 			b.prog.logf("%s listening on 127.0.0.1:%d (pid %d)", name, port, p.pid)
 		}
 	}
@@ -179,6 +199,30 @@ func (b *bench) run(ctx context.Context) (err error) {
 		b.rep.Meta.Targets = append(b.rep.Meta.Targets, t.name)
 	}
 	return b.rounds(ctx)
+}
+
+// The login of the connect-login workload through pgwarden, mapped to
+// pgtest.ScramUser.
+const (
+	benchLogin         = "bench"
+	benchLoginPassword = "bench-login-password"
+)
+
+// loginFlags writes a logins file holding benchLogin and returns the flags
+// of pgwarden serve for its own login, under which the trust user's
+// sessions (every other workload's) are still relayed; the role's
+// password reaches pgwarden through its environment.
+func (b *bench) loginFlags(ctx context.Context, bin, dir string) ([]string, error) {
+	users := filepath.Join(dir, "users.json")
+	cmd := exec.CommandContext(ctx, bin, "users", "add", benchLogin, "--role", pgtest.ScramUser, "--users-file", users)
+	cmd.Stdin = strings.NewReader(benchLoginPassword + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pgwarden users add: %w\n%s", err, tail(out))
+	}
+	if err := os.Setenv("PGWARDEN_ROLE_PASSWORD_PGW_SCRAM", pgtest.Password); err != nil {
+		return nil, err
+	}
+	return []string{"--login", "--users-file", users, "--login-relay", "*/" + pgtest.TrustUser}, nil
 }
 
 // selected reports whether a workload of group is to run.

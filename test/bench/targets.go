@@ -43,6 +43,9 @@ type target struct {
 	db   string
 	user string
 	proc *proxyProc // nil for direct
+	// login and password are what the connect-login workload connects
+	// as; "" is the trust user, as dsn.
+	login, password string
 }
 
 // dsn returns the URL pgx connects with: plain TCP, the trust user, no password.
@@ -50,6 +53,21 @@ func (t *target) dsn() string {
 	u := &url.URL{
 		Scheme:   "postgres",
 		User:     url.User(t.user),
+		Host:     net.JoinHostPort(t.host, strconv.Itoa(t.port)),
+		Path:     "/" + t.db,
+		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+// loginDSN returns the URL of the connect-login workload.
+func (t *target) loginDSN() string {
+	if t.login == "" {
+		return t.dsn()
+	}
+	u := &url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(t.login, t.password),
 		Host:     net.JoinHostPort(t.host, strconv.Itoa(t.port)),
 		Path:     "/" + t.db,
 		RawQuery: "sslmode=disable",

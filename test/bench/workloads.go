@@ -113,6 +113,7 @@ var allWorkloads = []workload{
 	{key: "select", group: "select", title: "select rows (pgx)", unit: "rows/s", cpuUnit: "row", run: selectRows},
 	{key: "copy", group: "copy", title: "copy to stdout (pgconn)", unit: "MB/s", cpuUnit: "row", run: copyOut},
 	{key: "connect", group: "connect", title: "connect+select 1+close", unit: "ms/conn", cpuUnit: "conn", lowerIsBetter: true, run: connectLoop},
+	{key: "connect-login", group: "connect-login", title: "connect (SCRAM)+select 1+close", unit: "ms/conn", cpuUnit: "conn", lowerIsBetter: true, run: connectLoginLoop},
 }
 
 func workloadByKey(key string) *workload {
@@ -254,7 +255,19 @@ func copyOut(ctx context.Context, b *bench, t *target, m *meter) (measurement, e
 // connectLoop opens -connections connections one after the other; each runs
 // SELECT 1 (pgx sends a query without arguments as a simple Query) and closes.
 func connectLoop(ctx context.Context, b *bench, t *target, m *meter) (measurement, error) {
-	cc, err := pgx.ParseConfig(t.dsn())
+	return connectN(ctx, b, t.dsn(), m)
+}
+
+// connectLoginLoop is connectLoop with a password checked by SCRAM-SHA-256:
+// direct, as pgw_scram; through pgwarden, as a login of pgwarden's own
+// mapped to pgw_scram, its upstream connections reused (--login-reuse);
+// through PgBouncer, as connect (trust), its server connections pooled.
+func connectLoginLoop(ctx context.Context, b *bench, t *target, m *meter) (measurement, error) {
+	return connectN(ctx, b, t.loginDSN(), m)
+}
+
+func connectN(ctx context.Context, b *bench, dsn string, m *meter) (measurement, error) {
+	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return measurement{}, err
 	}

@@ -538,7 +538,8 @@ func TestLoginLockout(t *testing.T) {
 }
 
 // BenchmarkLogin compares a SCRAM login to PostgreSQL with one through
-// pgwarden's own login (SCRAM with the client, then SCRAM upstream).
+// pgwarden's own login (SCRAM with the client, then SCRAM upstream), and
+// one that reuses a parked upstream connection instead.
 func BenchmarkLogin(b *testing.B) {
 	c := pgtest.Shared(b)
 	store, err := userstore.Open(filepath.Join(b.TempDir(), "users.json"), userstore.Options{Throttle: fastThrottle})
@@ -548,16 +549,20 @@ func BenchmarkLogin(b *testing.B) {
 	if err := store.Add("bench", pgtest.ScramUser, "bench-password"); err != nil {
 		b.Fatal(err)
 	}
-	p := proxytest.Start(b, proxytest.WithConfig(func(cfg *proxy.Config) {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		cfg.Login = &proxy.Login{Accounts: store, Credentials: func(context.Context, string) (string, error) {
-			return pgtest.Password, nil
-		}}
-	}))
+	login := func(reuse *proxy.Reuse) string {
+		p := proxytest.Start(b, proxytest.WithConfig(func(cfg *proxy.Config) {
+			cfg.Logger = slog.New(slog.DiscardHandler)
+			cfg.Login = &proxy.Login{Accounts: store, Credentials: func(context.Context, string) (string, error) {
+				return pgtest.Password, nil
+			}}
+			cfg.Reuse = reuse
+		}))
+		u, _ := url.Parse(p.DSN(pgtest.TrustUser))
+		u.User = url.UserPassword("bench", "bench-password")
+		return u.String()
+	}
 	ctx := context.Background()
-	u, _ := url.Parse(p.DSN(pgtest.TrustUser))
-	u.User = url.UserPassword("bench", "bench-password")
-	for name, dsn := range map[string]string{"direct": c.DSN(pgtest.ScramUser), "pgwarden": u.String()} {
+	for name, dsn := range map[string]string{"direct": c.DSN(pgtest.ScramUser), "pgwarden": login(nil), "pgwarden-reuse": login(&proxy.Reuse{})} {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
 				conn, err := pgconn.Connect(ctx, dsn)
