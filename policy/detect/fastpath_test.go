@@ -67,3 +67,39 @@ func TestNextTrigger(t *testing.T) {
 		}
 	}
 }
+
+// plainSkipToken is skipToken byte by byte.
+func plainSkipToken(b []byte, i int) int {
+	for i < len(b) && (isWord(b[i]) || b[i] == '.' || b[i] == '-') {
+		i++
+	}
+	return i
+}
+
+func TestSkipToken(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	buf := make([]byte, 40)
+	for k := 0; k < 20000; k++ {
+		for j := range buf {
+			switch r.IntN(6) {
+			case 0:
+				buf[j] = byte(r.IntN(256))
+			case 1:
+				buf[j] = 0x80 | "aZ09_.-"[r.IntN(7)]
+			default:
+				buf[j] = "abcXYZ0189_.-"[r.IntN(13)]
+			}
+			if r.IntN(20) == 0 {
+				buf[j] = " /@:,`{[^"[r.IntN(9)]
+			}
+		}
+		for n := 0; n <= len(buf); n++ {
+			b := buf[:n]
+			for i := 0; i <= n; i++ {
+				if got, want := skipToken(b, i), plainSkipToken(b, i); got != want {
+					t.Fatalf("skipToken(%q, %d) = %d, want %d", b, i, got, want)
+				}
+			}
+		}
+	}
+}
