@@ -272,9 +272,9 @@ func TestFastDecodersMatchReference(t *testing.T) {
 			}
 		}
 	}
-	for range 20000 {
+	for range 6000 {
 		n := r.IntN(80)
-		if r.IntN(500) == 0 {
+		if r.IntN(200) == 0 {
 			n = chunkSize + r.IntN(chunkSize)
 		}
 		for _, v := range encodings(r, randomPayload(r, n)) {
