@@ -725,6 +725,12 @@ func (s *session) sessionFigures(w *who) policy.Figures {
 	return f
 }
 
+// checks reports whether check has anything to do for a row with or
+// without PII: whether a rule in force sees it.
+func (e *enforcement) checks(rowPII bool) bool {
+	return len(e.active) > 0 && (rowPII || e.needsRows)
+}
+
 // check evaluates the thresholds of the statement's rules with the row
 // just counted in row (not yet added to f), and returns the strongest
 // verdict. rowPII tells whether the row carried PII.

@@ -50,6 +50,19 @@ func (c *Counts) Add(cat pii.Category, n int) {
 	c.custom = append(c.custom, customCount{cat: cat, n: n})
 }
 
+// AddAll adds every count of o, as o.Each(c.Add) would, but without a
+// call per category.
+func (c *Counts) AddAll(o *Counts) {
+	for i, n := range o.builtin {
+		c.builtin[i] += n
+	}
+	for _, cc := range o.custom {
+		if cc.n != 0 {
+			c.Add(cc.cat, cc.n)
+		}
+	}
+}
+
 // Get returns the number of values counted for cat.
 func (c *Counts) Get(cat pii.Category) int {
 	if i := cat.Index(); i >= 0 {

@@ -1,8 +1,11 @@
 package detect
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // plainNextTrigger is nextTrigger byte by byte: the fast path (eight bytes
@@ -101,5 +104,27 @@ func TestSkipToken(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestAddAll(t *testing.T) {
+	var a, b, want Counts
+	a.Add(pii.Email, 2)
+	a.Add("custom:x", 1)
+	b.Add(pii.Email, 3)
+	b.Add(pii.Phone, 1)
+	b.Add("custom:y", 4)
+	b.Add("custom:x", 5)
+	b.Add("custom:z", 1)
+	b.Reset()
+	b.Add(pii.Email, 3)
+	b.Add("custom:y", 4)
+	b.Add("custom:x", 5)
+	want = a
+	want.custom = append([]customCount(nil), a.custom...)
+	b.Each(want.Add)
+	a.AddAll(&b)
+	if fmt.Sprint(a.builtin, a.custom) != fmt.Sprint(want.builtin, want.custom) {
+		t.Errorf("AddAll: %v %v, want %v %v", a.builtin, a.custom, want.builtin, want.custom)
 	}
 }
