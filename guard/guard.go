@@ -1040,10 +1040,8 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		}
 	}
 	if enforcing {
-		if rowPII := subject != nil || probed; s.enf.checks(rowPII) {
-			if v := s.check(st, f, subject, rowPII, rowBytes); v.Action != proxy.Continue {
-				return v
-			}
+		if rowPII := subject != nil || probed; s.enf.checks(rowPII) && s.stops(st, f, subject, rowPII, rowBytes) {
+			return s.enf.stop
 		}
 		if s.enf.redacting != nil && subject != nil {
 			return s.redact(f, values)
