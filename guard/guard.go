@@ -1000,7 +1000,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 			counts.Add(c.declared, 1)
 		case c.scan && pol.detectors.Scan(v, counts) > 0:
 		case c.dec != decode.None && pol.detectors != nil && (c.dec != decode.Encoded || decode.MayBeEncoded(v)) &&
-			s.dec.scan(pol, *c, v, counts, &canaries) > 0:
+			s.dec.scan(pol, c, v, counts, &canaries) > 0:
 		case c.derived != "" && len(v) > 0:
 			// Transformed past recognition (md5, reverse, base64): still
 			// the declared column's value. (An empty value, pg_notify's
@@ -1046,7 +1046,9 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		if s.enf.redacting != nil && subject != nil {
 			return s.redact(f, values)
 		}
-		f.PIIValues.AddAll(&s.enf.row)
+		if subject != nil || probed {
+			f.PIIValues.AddAll(&s.enf.row) // nothing else counts
+		}
 	}
 	f.Rows++
 	f.Bytes += rowBytes
