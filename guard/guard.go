@@ -435,6 +435,7 @@ func (f *Figures) DistinctSubjects() uint64 {
 // colPlan says how one result column is counted.
 type colPlan struct {
 	declared pii.Category // counted by declaration when set
+	index    int8         // declared.Index()+1, or 0: look it up
 	scan     bool         // scanned by the detectors
 	// derived is the category of a declared column the value is computed
 	// from (md5(email)): counted once when the detectors find nothing.
@@ -883,7 +884,7 @@ func (s *session) planColumns(f *Figures, fields []pgproto3.FieldDescription) []
 			continue
 		}
 		if cat, ok := p.Classify(col.Schema, col.Table, col.Name); ok {
-			plan[i] = colPlan{declared: cat, textual: plan[i].textual, dec: plan[i].dec, oid: plan[i].oid}
+			plan[i] = colPlan{declared: cat, index: int8(cat.Index() + 1), textual: plan[i].textual, dec: plan[i].dec, oid: plan[i].oid}
 			continue
 		}
 		if col.RelKind == 'v' || col.RelKind == 'm' {
@@ -997,7 +998,7 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		}
 		switch {
 		case c.declared != "":
-			counts.Add(c.declared, 1)
+			counts.AddIndexed(int(c.index)-1, c.declared, 1)
 		case c.scan && pol.detectors.Scan(v, counts) > 0:
 		case c.dec != decode.None && pol.detectors != nil && (c.dec != decode.Encoded || decode.MayBeEncoded(v)) &&
 			s.dec.scan(pol, c, v, counts, &canaries) > 0:

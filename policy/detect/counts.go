@@ -50,6 +50,16 @@ func (c *Counts) Add(cat pii.Category, n int) {
 	c.custom = append(c.custom, customCount{cat: cat, n: n})
 }
 
+// AddIndexed is Add for a category whose Index the caller knows, i, so
+// that a count per value costs no lookup of the category.
+func (c *Counts) AddIndexed(i int, cat pii.Category, n int) {
+	if i >= 0 {
+		c.builtin[i] += n
+		return
+	}
+	c.Add(cat, n)
+}
+
 // AddAll adds every count of o, as o.Each(c.Add) would, but without a
 // call per category.
 func (c *Counts) AddAll(o *Counts) {

@@ -128,3 +128,14 @@ func TestAddAll(t *testing.T) {
 		t.Errorf("AddAll: %v %v, want %v %v", a.builtin, a.custom, want.builtin, want.custom)
 	}
 }
+
+func TestAddIndexed(t *testing.T) {
+	var a, b Counts
+	for _, cat := range []pii.Category{pii.Email, pii.Address, "custom:x", pii.IBAN, "custom:x"} {
+		a.Add(cat, 2)
+		b.AddIndexed(cat.Index(), cat, 2)
+	}
+	if fmt.Sprint(a.builtin, a.custom) != fmt.Sprint(b.builtin, b.custom) {
+		t.Errorf("AddIndexed: %v %v, want %v %v", b.builtin, b.custom, a.builtin, a.custom)
+	}
+}
