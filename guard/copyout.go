@@ -234,7 +234,7 @@ func (s *session) copyPII(pol *compiled, c colPlan, v []byte, counts *detect.Cou
 	case c.scan && pol.detectors.Scan(v, counts) > 0:
 		return true
 	case c.dec != decode.None && pol.detectors != nil && (c.dec != decode.Encoded || decode.MayBeEncoded(v)) &&
-		s.dec.scan(pol, c, v, counts, &canaries) > 0:
+		s.dec.scan(pol, &c, v, counts, &canaries) > 0:
 		return true
 	case c.derived != "" && len(v) > 0:
 		return true

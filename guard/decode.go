@@ -35,7 +35,7 @@ type valueDecoder struct {
 
 // scan counts the PII values (into counts) and canaries (into *canaries)
 // that v, a value of column c, holds once decoded.
-func (vd *valueDecoder) scan(pol *compiled, c colPlan, v []byte, counts *detect.Counts, canaries *int) int {
+func (vd *valueDecoder) scan(pol *compiled, c *colPlan, v []byte, counts *detect.Counts, canaries *int) int {
 	if vd.scanFn == nil {
 		vd.scanFn = vd.scanPiece
 	}

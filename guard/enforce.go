@@ -229,6 +229,8 @@ type enforcement struct {
 	redactAlways map[string]bool
 	piiCols      []int    // columns of the current row that held PII
 	redacted     [][]byte // the rewritten row
+	// stop is the verdict of the row stops last saw.
+	stop proxy.Verdict
 }
 
 var alertSeq atomic.Uint64
@@ -728,14 +730,28 @@ func (s *session) sessionFigures(w *who) policy.Figures {
 	return f
 }
 
+// checks reports whether check has anything to do for a row with or
+// without PII: whether a rule in force sees it.
+func (e *enforcement) checks(rowPII bool) bool {
+	return len(e.active) > 0 && (rowPII || e.needsRows)
+}
+
 // check evaluates the thresholds of the statement's rules with the row
 // just counted in row (not yet added to f), and returns the strongest
 // verdict. rowPII tells whether the row carried PII.
 func (s *session) check(st *proxy.Statement, f *Figures, rowSubject []byte, rowPII bool, rowBytes int64) proxy.Verdict {
-	e := &s.enf
-	if len(e.active) == 0 || !rowPII && !e.needsRows {
+	if !s.enf.checks(rowPII) || !s.stops(st, f, rowSubject, rowPII, rowBytes) {
 		return proxy.Verdict{}
 	}
+	return s.enf.stop
+}
+
+// stops is check for a row that a rule sees: it reports whether the
+// strongest verdict is other than Continue, and leaves that verdict in
+// s.enf.stop. (A Verdict returned from a call costs DataRow a stall on
+// every row, a bool does not.)
+func (s *session) stops(st *proxy.Statement, f *Figures, rowSubject []byte, rowPII bool, rowBytes int64) bool {
+	e := &s.enf
 	var verdict proxy.Verdict
 	total := int64(f.PIIValues.Total() + e.row.Total())
 	var subject uint64
@@ -792,7 +808,8 @@ func (s *session) check(st *proxy.Statement, f *Figures, rowSubject []byte, rowP
 			verdict = v
 		}
 	}
-	return verdict
+	e.stop = verdict
+	return verdict.Action != proxy.Continue
 }
 
 // decide carries out a rule that fired: the decision is recorded in the

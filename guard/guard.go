@@ -447,6 +447,7 @@ func (f *Figures) DistinctSubjects() uint64 {
 // colPlan says how one result column is counted.
 type colPlan struct {
 	declared pii.Category // counted by declaration when set
+	index    int8         // declared.Index()+1, or 0: look it up
 	scan     bool         // scanned by the detectors
 	// derived is the category of a declared column the value is computed
 	// from (md5(email)): counted once when the detectors find nothing.
@@ -821,7 +822,7 @@ func (s *session) FunctionResult(st *proxy.Statement, result []byte) proxy.Verdi
 		if pii && s.enf.redacting != nil {
 			return s.cannotRedact(st, "a fast-path function call")
 		}
-		s.enf.row.Each(f.PIIValues.Add)
+		f.PIIValues.AddAll(&s.enf.row)
 	} else {
 		pii = result != nil && s.cc().detectors != nil && s.cc().detectors.Scan(result, &f.PIIValues) > 0
 	}
@@ -892,7 +893,7 @@ func (s *session) planColumns(f *Figures, fields []pgproto3.FieldDescription) []
 			continue
 		}
 		if cat, ok := p.Classify(col.Schema, col.Table, col.Name); ok {
-			plan[i] = colPlan{declared: cat, textual: plan[i].textual, dec: plan[i].dec, oid: plan[i].oid}
+			plan[i] = colPlan{declared: cat, index: int8(cat.Index() + 1), textual: plan[i].textual, dec: plan[i].dec, oid: plan[i].oid}
 			continue
 		}
 		if col.RelKind == 'v' || col.RelKind == 'm' {
@@ -967,11 +968,13 @@ func scannable(fd pgproto3.FieldDescription) bool {
 // it, and is left out of the figures, which count what the client received.
 func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	f := s.figures(st)
-	if v := s.rowLimit(st, f); v.Action != proxy.Continue {
-		return v
+	if !s.belowRowLimit(f) {
+		if v := s.rowLimit(st, f); v.Action != proxy.Continue {
+			return v
+		}
 	}
-	if v := s.enf.pending; v.Action != proxy.Continue && v.Action != proxy.Rewrite {
-		return v
+	if v := &s.enf.pending; v.Action != proxy.Continue && v.Action != proxy.Rewrite {
+		return *v
 	}
 	pol := s.cc()
 	enforcing := s.enf.enforcing()
@@ -994,15 +997,17 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		if pol.canaries != nil {
 			canaries += pol.canaries.count(v)
 		}
-		var c colPlan
+		c := &unplanned
 		if s.plan == nil {
-			c.scan = pol.detectors != nil
+			if pol.detectors != nil {
+				c = &scanned
+			}
 		} else if i < len(s.plan) {
-			c = s.plan[i]
+			c = &s.plan[i]
 		}
 		switch {
 		case c.declared != "":
-			counts.Add(c.declared, 1)
+			counts.AddIndexed(int(c.index)-1, c.declared, 1)
 		case c.scan && pol.detectors.Scan(v, counts) > 0:
 		case c.dec != decode.None && pol.detectors != nil && (c.dec != decode.Encoded || decode.MayBeEncoded(v)) &&
 			s.dec.scan(pol, c, v, counts, &canaries) > 0:
@@ -1045,13 +1050,15 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 		}
 	}
 	if enforcing {
-		if v := s.check(st, f, subject, subject != nil || probed, rowBytes); v.Action != proxy.Continue {
-			return v
+		if rowPII := subject != nil || probed; s.enf.checks(rowPII) && s.stops(st, f, subject, rowPII, rowBytes) {
+			return s.enf.stop
 		}
 		if s.enf.redacting != nil && subject != nil {
 			return s.redact(f, values)
 		}
-		s.enf.row.Each(f.PIIValues.Add)
+		if subject != nil || probed {
+			f.PIIValues.AddAll(&s.enf.row) // nothing else counts
+		}
 	}
 	f.Rows++
 	f.Bytes += rowBytes
@@ -1068,6 +1075,10 @@ func (s *session) DataRow(st *proxy.Statement, values [][]byte) proxy.Verdict {
 	return proxy.Verdict{}
 }
 
+// unplanned and scanned are the plans of a column past the described
+// ones and of every column of an undescribed result when detectors run.
+var unplanned, scanned = colPlan{}, colPlan{scan: true}
+
 func (s *session) subject(f *Figures, v []byte) {
 	if f.subjects == nil {
 		f.subjects = hll.NewCounter(hll.DefaultPrecision)
@@ -1078,8 +1089,10 @@ func (s *session) subject(f *Figures, v []byte) {
 // CopyData counts one COPY TO STDOUT message: a row in text and CSV format.
 func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 	f := s.figures(st)
-	if v := s.rowLimit(st, f); v.Action != proxy.Continue {
-		return v
+	if !s.belowRowLimit(f) {
+		if v := s.rowLimit(st, f); v.Action != proxy.Continue {
+			return v
+		}
 	}
 	if s.cc().canaries != nil {
 		if n := s.cc().canaries.countIn(data); n > 0 {
@@ -1107,7 +1120,7 @@ func (s *session) CopyData(st *proxy.Statement, data []byte) proxy.Verdict {
 				data = out
 			}
 		}
-		s.enf.row.Each(f.PIIValues.Add)
+		f.PIIValues.AddAll(&s.enf.row)
 	} else {
 		pii = s.cc().detectors != nil && s.cc().detectors.Scan(data, &f.PIIValues) > 0
 	}

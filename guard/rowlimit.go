@@ -48,6 +48,13 @@ func (s *session) rowLimit(st *proxy.Statement, f *Figures) proxy.Verdict {
 	return v
 }
 
+// belowRowLimit reports, without a call, that the next row of f is within
+// MaxRowsPerStatement: no need to ask rowLimit.
+func (s *session) belowRowLimit(f *Figures) bool {
+	max := s.g.cfg.MaxRowsPerStatement
+	return max <= 0 || len(s.limited) == 0 && f.Rows < max
+}
+
 // limitedCursor is an open cursor as the row limit sees it.
 type limitedCursor struct {
 	declare string // the DECLARE statement's text

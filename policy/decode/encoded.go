@@ -1,6 +1,9 @@
 package decode
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // chunkSize bounds the bytes a value decodes into at once: a longer value
 // is decoded and scanned in chunks, cut where no address or number
@@ -20,6 +23,9 @@ type sink struct {
 	// judged: the first probeLen bytes showed text; binary: they did
 	// not, and the rest of the value is not decoded.
 	judged, binary bool
+	// valid is where early stopped looking: the bytes before it are
+	// valid UTF-8.
+	valid int
 }
 
 func (s *sink) start(scan ScanFunc) {
@@ -27,15 +33,29 @@ func (s *sink) start(scan ScanFunc) {
 		s.buf = make([]byte, 0, chunkSize)
 	}
 	s.buf, s.scan, s.n = s.buf[:0], scan, 0
-	s.judged, s.binary = false, false
+	s.judged, s.binary, s.valid = false, false, 0
 }
 
-// put adds a decoded byte; false when the value is binary and decoding
-// should stop.
-func (s *sink) put(b byte) bool {
-	s.buf = append(s.buf, b)
-	if !s.judged && len(s.buf) == probeLen {
-		s.judge()
+// room returns how many bytes the decoders may append to s.buf before
+// calling filled: probeStep at a time while the value is not judged, then
+// up to a full chunk.
+func (s *sink) room() int {
+	if !s.judged {
+		return min(probeStep, probeLen-len(s.buf))
+	}
+	return chunkSize - len(s.buf)
+}
+
+// filled judges the value once its probe is decoded, or before when the
+// bytes so far are binary, and flushes a full chunk; false when the value
+// is binary and decoding should stop.
+func (s *sink) filled() bool {
+	if !s.judged {
+		if len(s.buf) >= probeLen {
+			s.judge()
+		} else {
+			s.early()
+		}
 	}
 	if s.binary {
 		return false
@@ -46,8 +66,36 @@ func (s *sink) put(b byte) bool {
 	return true
 }
 
-// probeLen is how many decoded bytes tell text from binary.
-const probeLen = 32
+// early judges a value binary before its probe is complete when the bytes
+// so far hold a rune that is invalid whatever follows (judge would find
+// it too); it walks on from s.valid, the end of the runes found valid.
+func (s *sink) early() {
+	p := s.buf
+	i := s.valid
+	for i < len(p) {
+		if p[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if len(p)-i < utf8.UTFMax {
+			break // may be a rune the next bytes complete
+		}
+		r, size := utf8.DecodeRune(p[i:])
+		if r == utf8.RuneError && size == 1 {
+			s.judged, s.binary = true, true
+			return
+		}
+		i += size
+	}
+	s.valid = i
+}
+
+// probeLen is how many decoded bytes tell text from binary; probeStep,
+// how many are decoded between looks at them while they might.
+const (
+	probeLen  = 32
+	probeStep = 8
+)
 
 // judge looks at the first decoded bytes: a hash, a key, an image or any
 // random bytes are not text and cannot hold a detector's value (md5 in
@@ -57,13 +105,14 @@ const probeLen = 32
 func (s *sink) judge() {
 	s.judged = true
 	p := s.buf[:min(len(s.buf), probeLen)]
-	for i := 0; i < 3 && len(p) > 0 && !utf8.Valid(p); i++ {
-		p = p[:len(p)-1] // a rune cut by the probe
-	}
-	if !utf8.Valid(p) {
+	// A rune cut by the probe is no sign of binary: the probe is text when
+	// valid UTF-8 but for its last three bytes at most.
+	n := validPrefix(p)
+	if n < len(p)-3 {
 		s.binary = true
 		return
 	}
+	p = p[:n]
 	ctl := 0
 	for _, c := range p {
 		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
@@ -71,6 +120,24 @@ func (s *sink) judge() {
 		}
 	}
 	s.binary = ctl*10 > len(p)
+}
+
+// validPrefix returns the length of the longest prefix of p that is valid
+// UTF-8: where p's first invalid or incomplete rune starts, or len(p).
+func validPrefix(p []byte) int {
+	i := 0
+	for i < len(p) {
+		if p[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(p[i:])
+		if r == utf8.RuneError && size == 1 {
+			break
+		}
+		i += size
+	}
+	return i
 }
 
 // flush scans what was decoded; unless final, the bytes after the last
@@ -187,12 +254,38 @@ func isHex(v []byte) bool {
 	if len(v)%2 != 0 {
 		return false
 	}
-	for _, c := range v {
-		if hexVal[c] == 0xff {
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		if hexLanes(binary.LittleEndian.Uint64(v[i:])) != lanes80 {
+			return false
+		}
+	}
+	for ; i < len(v); i++ {
+		if hexVal[v[i]] == 0xff {
 			return false
 		}
 	}
 	return true
+}
+
+// Constants for working on eight bytes at once, one per 8-bit lane of a
+// uint64.
+const (
+	lanes01 = 0x0101010101010101
+	lanes7f = 0x7f * lanes01
+	lanes80 = 0x80 * lanes01
+)
+
+// hexLanes returns the lanes of w (eight bytes) that hold a hex digit,
+// 0-9 a-f A-F, as the high bit of each such lane; every other bit is 0.
+// It works on the low seven bits of each lane, so no lane carries into the
+// next, and drops lanes whose byte is 0x80 or above.
+func hexLanes(w uint64) uint64 {
+	x := w & lanes7f
+	l := x | 0x20*lanes01 // letters in lower case
+	digit := (x + (0x80-'0')*lanes01) &^ (x + (0x7f-'9')*lanes01)
+	letter := (l + (0x80-'a')*lanes01) &^ (l + (0x7f-'f')*lanes01)
+	return (digit | letter) &^ w & lanes80
 }
 
 // isBase64 reports whether v is base64 as encode(..., 'base64') writes
@@ -220,15 +313,21 @@ func (d *Decoder) hex(v []byte, scan ScanFunc) int {
 	s := &d.sink
 	s.start(scan)
 	for i := 0; i+1 < len(v); {
-		hi, lo := hexVal[v[i]], hexVal[v[i+1]]
-		if hi == 0xff || lo == 0xff {
-			i++
-			continue
+		buf := s.buf
+		for room := s.room(); room > 0 && i+1 < len(v); {
+			hi, lo := hexVal[v[i]], hexVal[v[i+1]]
+			if hi|lo > 0xf {
+				i++
+				continue
+			}
+			buf = append(buf, hi<<4|lo)
+			room--
+			i += 2
 		}
-		if !s.put(hi<<4 | lo) {
+		s.buf = buf
+		if !s.filled() {
 			break
 		}
-		i += 2
 	}
 	return s.flush(true)
 }
@@ -239,20 +338,29 @@ func (d *Decoder) base64(v []byte, scan ScanFunc) int {
 	s.start(scan)
 	var acc uint32
 	bits := 0
-	for _, c := range v {
-		x := b64Val[c]
-		if x == 0xff {
-			if c == '=' {
-				break
+	for i := 0; i < len(v); {
+		buf := s.buf
+		room := s.room()
+		for ; room > 0 && i < len(v); i++ {
+			c := v[i]
+			x := b64Val[c]
+			if x == 0xff {
+				if c == '=' {
+					i = len(v)
+					break
+				}
+				continue
 			}
-			continue
+			acc = acc<<6 | uint32(x)
+			if bits += 6; bits >= 8 {
+				bits -= 8
+				buf = append(buf, byte(acc>>bits))
+				room--
+			}
 		}
-		acc = acc<<6 | uint32(x)
-		if bits += 6; bits >= 8 {
-			bits -= 8
-			if !s.put(byte(acc >> bits)) {
-				break
-			}
+		s.buf = buf
+		if !s.filled() {
+			break
 		}
 	}
 	return s.flush(true)
@@ -267,17 +375,23 @@ func (d *Decoder) bytea(v []byte, scan ScanFunc) int {
 	}
 	s := &d.sink
 	s.start(scan)
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == '\\' && i+1 < len(v) {
-			if v[i+1] == '\\' {
-				i++
-			} else if i+3 < len(v) && isOctal(v[i+1]) && isOctal(v[i+2]) && isOctal(v[i+3]) {
-				c = (v[i+1]-'0')<<6 | (v[i+2]-'0')<<3 | (v[i+3] - '0')
-				i += 3
+	for i := 0; i < len(v); {
+		buf := s.buf
+		for room := s.room(); room > 0 && i < len(v); i++ {
+			c := v[i]
+			if c == '\\' && i+1 < len(v) {
+				if v[i+1] == '\\' {
+					i++
+				} else if i+3 < len(v) && isOctal(v[i+1]) && isOctal(v[i+2]) && isOctal(v[i+3]) {
+					c = (v[i+1]-'0')<<6 | (v[i+2]-'0')<<3 | (v[i+3] - '0')
+					i += 3
+				}
 			}
+			buf = append(buf, c)
+			room--
 		}
-		if !s.put(c) {
+		s.buf = buf
+		if !s.filled() {
 			break
 		}
 	}

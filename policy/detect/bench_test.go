@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"crypto/md5"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -116,10 +118,22 @@ func benchPeople(b *testing.B, s *Set, rows [][6][]byte) {
 	b.ReportMetric(float64(total/len(rows)), "B/row")
 }
 
+// hexCorpus returns n values as test/bench's -data hex rows hold them:
+// 140 characters of md5 hex, left(repeat(md5(g::text), 5), 140).
+func hexCorpus(n int) [][]byte {
+	rows := make([][]byte, n)
+	for k := range rows {
+		h := fmt.Sprintf("%x", md5.Sum([]byte(strconv.Itoa(k+1))))
+		rows[k] = []byte(strings.Repeat(h, 5)[:140])
+	}
+	return rows
+}
+
 // BenchmarkScanAll measures Default, every built-in detector at once.
 func BenchmarkScanAll(b *testing.B) {
 	rows, clean, people := rowCorpus(256), cleanCorpus(64), peopleCorpus(1000)
 	b.Run("rows", func(b *testing.B) { benchRows(b, Default(), rows) })
+	b.Run("md5hex", func(b *testing.B) { benchRows(b, Default(), hexCorpus(1000)) })
 	b.Run("clean", func(b *testing.B) { benchRows(b, Default(), clean) })
 	b.Run("people", func(b *testing.B) { benchPeople(b, Default(), people) })
 }

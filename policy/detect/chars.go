@@ -78,11 +78,29 @@ func rightOK(b []byte, j int) bool {
 // skipToken returns the end of the word-and-dotted-number run at b[i], the
 // place to resume after nothing matched at i.
 func skipToken(b []byte, i int) int {
-	for i < len(b) && (isWord(b[i]) || b[i] == '.' || b[i] == '-') {
+	for n := 0; i < len(b) && tokenByte[b[i]] != 0; n++ {
 		i++
+		if n == 8 {
+			// A long token (a hash, an id, base64): eight bytes at a time.
+			for i+8 <= len(b) && tokenByte[b[i]]&tokenByte[b[i+1]]&tokenByte[b[i+2]]&tokenByte[b[i+3]]&
+				tokenByte[b[i+4]]&tokenByte[b[i+5]]&tokenByte[b[i+6]]&tokenByte[b[i+7]] != 0 {
+				i += 8
+			}
+		}
 	}
 	return i
 }
+
+// tokenByte is 1 for the bytes of a token as skipToken reads it: letters,
+// digits, '_', '.' and '-'.
+var tokenByte = func() (t [256]uint8) {
+	for c := range t {
+		if isWord(byte(c)) || c == '.' || c == '-' {
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // Constants for working on eight bytes at once, one per 8-bit lane of a
 // uint64.

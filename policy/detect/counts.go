@@ -50,6 +50,29 @@ func (c *Counts) Add(cat pii.Category, n int) {
 	c.custom = append(c.custom, customCount{cat: cat, n: n})
 }
 
+// AddIndexed is Add for a category whose Index the caller knows, i, so
+// that a count per value costs no lookup of the category.
+func (c *Counts) AddIndexed(i int, cat pii.Category, n int) {
+	if i >= 0 {
+		c.builtin[i] += n
+		return
+	}
+	c.Add(cat, n)
+}
+
+// AddAll adds every count of o, as o.Each(c.Add) would, but without a
+// call per category.
+func (c *Counts) AddAll(o *Counts) {
+	for i, n := range o.builtin {
+		c.builtin[i] += n
+	}
+	for _, cc := range o.custom {
+		if cc.n != 0 {
+			c.Add(cc.cat, cc.n)
+		}
+	}
+}
+
 // Get returns the number of values counted for cat.
 func (c *Counts) Get(cat pii.Category) int {
 	if i := cat.Index(); i >= 0 {

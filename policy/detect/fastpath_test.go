@@ -1,8 +1,11 @@
 package detect
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/policy/pii"
 )
 
 // plainNextTrigger is nextTrigger byte by byte: the fast path (eight bytes
@@ -65,5 +68,74 @@ func TestNextTrigger(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// plainSkipToken is skipToken byte by byte.
+func plainSkipToken(b []byte, i int) int {
+	for i < len(b) && (isWord(b[i]) || b[i] == '.' || b[i] == '-') {
+		i++
+	}
+	return i
+}
+
+func TestSkipToken(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	buf := make([]byte, 40)
+	for k := 0; k < 20000; k++ {
+		for j := range buf {
+			switch r.IntN(6) {
+			case 0:
+				buf[j] = byte(r.IntN(256))
+			case 1:
+				buf[j] = 0x80 | "aZ09_.-"[r.IntN(7)]
+			default:
+				buf[j] = "abcXYZ0189_.-"[r.IntN(13)]
+			}
+			if r.IntN(20) == 0 {
+				buf[j] = " /@:,`{[^"[r.IntN(9)]
+			}
+		}
+		for n := 0; n <= len(buf); n++ {
+			b := buf[:n]
+			for i := 0; i <= n; i++ {
+				if got, want := skipToken(b, i), plainSkipToken(b, i); got != want {
+					t.Fatalf("skipToken(%q, %d) = %d, want %d", b, i, got, want)
+				}
+			}
+		}
+	}
+}
+
+func TestAddAll(t *testing.T) {
+	var a, b, want Counts
+	a.Add(pii.Email, 2)
+	a.Add("custom:x", 1)
+	b.Add(pii.Email, 3)
+	b.Add(pii.Phone, 1)
+	b.Add("custom:y", 4)
+	b.Add("custom:x", 5)
+	b.Add("custom:z", 1)
+	b.Reset()
+	b.Add(pii.Email, 3)
+	b.Add("custom:y", 4)
+	b.Add("custom:x", 5)
+	want = a
+	want.custom = append([]customCount(nil), a.custom...)
+	b.Each(want.Add)
+	a.AddAll(&b)
+	if fmt.Sprint(a.builtin, a.custom) != fmt.Sprint(want.builtin, want.custom) {
+		t.Errorf("AddAll: %v %v, want %v %v", a.builtin, a.custom, want.builtin, want.custom)
+	}
+}
+
+func TestAddIndexed(t *testing.T) {
+	var a, b Counts
+	for _, cat := range []pii.Category{pii.Email, pii.Address, "custom:x", pii.IBAN, "custom:x"} {
+		a.Add(cat, 2)
+		b.AddIndexed(cat.Index(), cat, 2)
+	}
+	if fmt.Sprint(a.builtin, a.custom) != fmt.Sprint(b.builtin, b.custom) {
+		t.Errorf("AddIndexed: %v %v, want %v %v", b.builtin, b.custom, a.builtin, a.custom)
 	}
 }
