@@ -48,7 +48,9 @@ const (
 // anything in it; then DISCARD ALL must answer with ReadyForQuery 'I'.
 // The next client gets AuthenticationOk, the server's ParameterStatus as
 // it stands after the reset, a BackendKeyData of pgwarden's own and
-// ReadyForQuery 'I', as from a fresh connection.
+// ReadyForQuery 'I', as from a fresh connection. What DISCARD ALL does not
+// reset stays for it, as under PgBouncer: dblink's named connections, the
+// session state of procedural languages.
 type Reuse struct {
 	// MaxIdle caps the parked connections per role, database and
 	// startup parameters (default 10).
