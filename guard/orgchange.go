@@ -36,20 +36,17 @@ const (
 type orgChanges struct {
 	mu      sync.Mutex
 	changes map[string]*orgChange
-	// next is the earliest time a held novelty is due; zero: none held.
-	next time.Time
-	// due is next in Unix nanoseconds, 0 for none, read without mu: every
-	// observed statement asks whether a novelty is due, and the answer is
-	// almost always no.
+	// due is the earliest time a held novelty is due, in Unix
+	// nanoseconds, 0 when none is held. It is written with mu held and
+	// read without: every observed statement asks whether a novelty is
+	// due, and the answer is almost always no.
 	due atomic.Int64
 }
 
-// setNext sets next and due. Called with mu held.
-func (oc *orgChanges) setNext(t time.Time) {
-	oc.next = t
-	if t.IsZero() {
-		oc.due.Store(0)
-	} else {
+// setDue makes t, if earlier, the time the next held novelty is due.
+// Called with mu held.
+func (oc *orgChanges) setDue(t time.Time) {
+	if d := oc.due.Load(); d == 0 || t.UnixNano() < d {
 		oc.due.Store(t.UnixNano())
 	}
 }
@@ -188,9 +185,7 @@ func (s *session) foldNovelty(st *proxy.Statement, a norm.Anomaly, nc policy.Nor
 		h := heldNovelty{a: a, info: s.info, who: who{employee: w.employee, identifiedBy: w.identifiedBy, peer: w.peer},
 			until: a.At.Add(nc.OrgChangeHold)}
 		c.held = append(c.held, h)
-		if oc.next.IsZero() || h.until.Before(oc.next) {
-			oc.setNext(h.until)
-		}
+		oc.setDue(h.until)
 		oc.mu.Unlock()
 		g.decideEvicted(evicted)
 		return true
@@ -270,12 +265,12 @@ func (g *Guard) releaseNovelties(now time.Time) {
 		return
 	}
 	oc.mu.Lock()
-	if oc.next.IsZero() || now.Before(oc.next) {
+	if d := oc.due.Load(); d == 0 || now.UnixNano() < d {
 		oc.mu.Unlock()
 		return
 	}
 	var due []heldNovelty
-	next := time.Time{}
+	oc.due.Store(0)
 	for _, c := range oc.changes {
 		kept := c.held[:0]
 		for _, h := range c.held {
@@ -284,13 +279,10 @@ func (g *Guard) releaseNovelties(now time.Time) {
 				continue
 			}
 			kept = append(kept, h)
-			if next.IsZero() || h.until.Before(next) {
-				next = h.until
-			}
+			oc.setDue(h.until)
 		}
 		c.held = kept
 	}
-	oc.setNext(next)
 	oc.mu.Unlock()
 	g.decideDue(due)
 }
@@ -350,7 +342,7 @@ func (g *Guard) ReleaseHeldNovelties() {
 		due = append(due, c.held...)
 		c.held = nil
 	}
-	oc.setNext(time.Time{})
+	oc.due.Store(0)
 	oc.mu.Unlock()
 	g.decideDue(due)
 }
