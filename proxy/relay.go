@@ -973,16 +973,18 @@ func (s *session) onServerMessage(frame []byte) (forward bool, err error) {
 			return s.actOnMessage(e, s.insp.Notification(s.messageStmt(e), &n), "notification", nil)
 		}
 	case 'S': // ParameterStatus
-		if s.upstream != nil {
-			if err := s.upstream.setParam(body); err != nil {
-				return false, fatalf(codeProtocolViolation, err, "invalid ParameterStatus from the upstream server")
-			}
+		inspect := s.insp != nil && !s.blocked
+		if s.upstream == nil && !inspect {
+			break
 		}
-		if s.insp != nil && !s.blocked {
-			var ps pgproto3.ParameterStatus
-			if err := ps.Decode(body); err != nil {
-				return false, fatalf(codeProtocolViolation, err, "invalid ParameterStatus from the upstream server")
-			}
+		var ps pgproto3.ParameterStatus
+		if err := ps.Decode(body); err != nil {
+			return false, fatalf(codeProtocolViolation, err, "invalid ParameterStatus from the upstream server")
+		}
+		if s.upstream != nil {
+			s.upstream.set(ps.Name, ps.Value)
+		}
+		if inspect {
 			e := s.head()
 			v := s.insp.ParameterStatus(s.messageStmt(e), &ps)
 			return s.actOnMessage(e, v, "parameter_status", func() ([]byte, error) {

@@ -118,14 +118,19 @@ func (c *serverConn) setParam(body []byte) error {
 	if err := ps.Decode(body); err != nil {
 		return err
 	}
+	c.set(ps.Name, ps.Value)
+	return nil
+}
+
+// set records a parameter's value.
+func (c *serverConn) set(name, value string) {
 	for i := range c.params {
-		if c.params[i].name == ps.Name {
-			c.params[i].value = ps.Value
-			return nil
+		if c.params[i].name == name {
+			c.params[i].value = value
+			return
 		}
 	}
-	c.params = append(c.params, paramStatus{ps.Name, ps.Value})
-	return nil
+	c.params = append(c.params, paramStatus{name, value})
 }
 
 // serverPool holds the parked upstream connections, by key.
