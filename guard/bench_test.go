@@ -251,3 +251,45 @@ func BenchmarkStatementAudit(b *testing.B) {
 		}
 	}
 }
+
+// TestStatementAllocations holds the allocations of a statement without
+// rows (the proxy's Statement, then the guard's Statement,
+// CommandComplete and ReadyForQuery, with detectors and five rules) to
+// their count when the statement path was last cut down (19 before it):
+// a change that adds one on every statement fails here.
+func TestStatementAllocations(t *testing.T) {
+	const budget = 16
+	p, err := policy.Parse("bench.yaml", []byte(fmt.Sprintf(benchDeclared, true)+benchRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1767225600, 0)
+	g, err := guard.New(guard.Config{Policy: p, Catalog: fakeCatalog{}, Now: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := g.StartSession(context.Background(), &proxy.SessionInfo{ID: "allocs", User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string // one shape, literals that differ, as pgbench's
+	for i := range 7 {
+		texts = append(texts, fmt.Sprintf("SELECT id, full_name, email FROM people WHERE id = %d AND status = 'open'", i))
+	}
+	var seq uint64
+	run := func() {
+		seq++
+		st := &proxy.Statement{Seq: seq, Kind: proxy.SimpleQuery, SQL: texts[seq%7]}
+		if v := si.Statement(st); v.Action != proxy.Continue {
+			t.Fatal(v.Reason)
+		}
+		si.CommandComplete(st, []byte("SELECT 0"))
+		si.ReadyForQuery('I')
+	}
+	for range 10 { // the caches warm
+		run()
+	}
+	if n := testing.AllocsPerRun(500, run); n > budget {
+		t.Errorf("%v allocations a statement, want at most %d", n, budget)
+	}
+}
